@@ -1,0 +1,119 @@
+"""The Python API: `parse(text)` and `load(path_or_name)` return a Network."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import networkx as nx
+
+from . import analysis
+from .errors import NameProblem, did_you_mean
+from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
+from .load import Loader, Module, library_index
+
+
+class Network:
+    """One expanded network: its graph IR, its source, and what can be made from it."""
+
+    def __init__(self, graph: nx.DiGraph, source: str):
+        self.graph = graph
+        self.source = source
+        self.totals = analysis.totals(graph)
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def file(self) -> str:
+        return self.graph.graph["file"]
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.graph.nodes[self.graph.graph["input"]]["shape"]
+
+    @property
+    def input_name(self) -> str:
+        return self.graph.nodes[self.graph.graph["input"]]["tap"] or "input"
+
+    @property
+    def outputs(self) -> list[tuple[str, int]]:
+        return list(self.graph.graph["outputs"])
+
+    @property
+    def params(self) -> int:
+        return self.totals.params
+
+    @property
+    def macs(self) -> int:
+        return self.totals.macs
+
+    @property
+    def flops(self) -> int:
+        return self.totals.flops
+
+    def summary(self):
+        from .report import Summary
+
+        return Summary.of(self)
+
+    def to_torch(self, **options):
+        from .backends.torch import build_module
+
+        return build_module(self, **options)
+
+    def __repr__(self) -> str:
+        return f"<Network {self.name}: input {self.input_shape}, {self.params:,} params, {self.macs:,} MACs>"
+
+
+def parse(text: str, file: str = "<string>", network: Optional[str] = None, input: Optional[tuple] = None,
+          max_nodes: int = DEFAULT_MAX_NODES, **params: Any) -> Network:
+    """Parse .cnn text and expand one of its networks (the only one, or the one named)."""
+    module = Loader().load_text(text, file)
+    return _instantiate(module, network, file, text, input, max_nodes, params)
+
+
+def load(source: "str | Path", network: Optional[str] = None, input: Optional[tuple] = None,
+         max_nodes: int = DEFAULT_MAX_NODES, **params: Any) -> Network:
+    """Load a .cnn file, or a network of the shipped library by name (`resnet50`)."""
+    path = Path(source)
+    if not path.exists() and not str(source).endswith(".cnn") and "/" not in str(source):
+        index = library_index()
+        if str(source) not in index:
+            raise NameProblem(f"`{source}` is neither a file nor a library network",
+                              hint=did_you_mean(str(source), index) or "run `cnndsl list` to see the library")
+        path, network = index[str(source)], network or str(source)
+    loader = Loader()
+    module = loader.load_path(path)
+    return _instantiate(module, network, str(path), module.program.text, input, max_nodes, params)
+
+
+def _instantiate(module: Module, network: Optional[str], file: str, text: str, input: Optional[tuple],
+                 max_nodes: int, params: dict) -> Network:
+    ref = _choose(module, network, file)
+    graph = expand_network(ref, params, tuple(input) if input else None, max_nodes)
+    analysis.annotate(graph)
+    return Network(graph, text)
+
+
+def _choose(module: Module, network: Optional[str], file: str) -> NetworkRef:
+    """The network asked for; else the one named like the file; else the file's only one."""
+    defined = module.networks
+    if network is not None:
+        try:
+            ref = module.env.lookup(network)
+        except KeyError:
+            ref = None
+        if not isinstance(ref, NetworkRef):
+            raise NameProblem(f"{file} defines no network `{network}`",
+                              hint=did_you_mean(network, defined) or f"it defines: {', '.join(defined) or 'none'}")
+        return ref
+    stem = Path(file).stem
+    if stem in defined:
+        return module.env.lookup(stem)
+    if len(defined) == 1:
+        return module.env.lookup(defined[0])
+    if not defined:
+        raise NameProblem(f"{file} defines no network", hint="add `network name { input 3x224x224 ... }`")
+    raise NameProblem(f"{file} defines several networks ({', '.join(defined)})",
+                      hint="choose one with --network NAME (or network= in Python)")

@@ -1,0 +1,34 @@
+"""Outputs are written whole or not at all: a temp file beside the target, then a rename."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Union
+
+from .errors import FileProblem
+
+
+def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[Path], None]]) -> Path:
+    """Write bytes, text, or whatever `content(temp_path)` writes, then move it into place."""
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileProblem(f"cannot write {target}: folder {folder} does not exist")
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if isinstance(content, str):
+                stream.write(content.encode("utf-8"))
+            elif isinstance(content, bytes):
+                stream.write(content)
+        if callable(content):
+            content(temp)
+        os.replace(temp, target)
+    except OSError as error:
+        raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target

@@ -1,0 +1,199 @@
+"""The `cnndsl` command: thin click wrappers over the Python API."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from .errors import CnnDslError, SourcePos
+
+DIAGRAM_FORMATS = ("svg", "png", "pdf", "dot")
+COMPILE_FORMATS = ("onnx", "python", "pt2", *DIAGRAM_FORMATS)
+SUFFIX = {"python": "py"}
+
+
+def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
+    if value is None:
+        return None
+    parts = value.lower().replace("×", "x").split("x")
+    if not all(part.isdigit() and int(part) > 0 for part in parts) or len(parts) not in (1, 3):
+        raise click.BadParameter(f"expected CxHxW like 3x224x224, got {value!r}")
+    return tuple(int(part) for part in parts)
+
+
+def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
+    """`-p classes=10 -p depths=[3,4,6,3]`: values are cnndsl expressions."""
+    from .evaluate import Env, Evaluator
+    from .parse import parse
+
+    result = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        program = parse(f"let value = {text}", f"<-p {name}>")
+        result[name] = Evaluator(lambda attr, pos: 0)(program.definitions[0].value, Env())
+    return result
+
+
+def network_options(function):
+    """Options shared by every command that loads a network."""
+    for option in reversed([
+        click.argument("source"),
+        click.option("--network", "-n", help="Which network of the file (default: the file's only or eponymous one)."),
+        click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape."),
+        click.option("--param", "-p", "params", multiple=True, callback=_parse_params, metavar="NAME=VALUE",
+                     help="Set a network parameter, e.g. -p classes=10."),
+        click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
+                     help="Refuse networks that expand to more nodes."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _load(source, network, input_shape, params, max_nodes):
+    from .api import load
+
+    return load(source, network=network, input=input_shape, max_nodes=max_nodes, **params)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cnndsl")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def main(ctx, debug):
+    """Convolutional networks written the way papers draw them."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command()
+@network_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+              show_default=True)
+def summary(source, network, input_shape, params, max_nodes, fmt):
+    """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
+    net = _load(source, network, input_shape, params, max_nodes)
+    click.echo(net.summary().render(fmt))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
+def check(files, max_nodes):
+    """Check that every shape fits; print each error with its position."""
+    from .api import load
+
+    failed = False
+    for file in files:
+        try:
+            load(file, max_nodes=max_nodes)
+        except CnnDslError as error:
+            failed = True
+            click.echo(render_error(error), err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command(name="compile")
+@network_options
+@click.option("--to", "fmt", type=click.Choice(COMPILE_FORMATS), required=True, help="What to produce.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Output file (default: NETWORK.EXT).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pt, .safetensors) for ONNX weights.")
+@click.option("--opset", type=click.IntRange(7), help="ONNX opset (default: the newest onnxruntime runs).")
+@click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into the preceding convolution (ONNX).")
+@click.option("--depth", type=click.IntRange(0), help="Diagram: hierarchy levels to show.")
+@click.option("--expand", is_flag=True, help="Diagram: draw every repeated block.")
+@click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
+@click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
+def compile_command(source, network, input_shape, params, max_nodes, fmt, output, **options):
+    """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
+    net = _load(source, network, input_shape, params, max_nodes)
+    target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
+    write_output(net, fmt, target, options)
+    click.echo(f"wrote {target}")
+
+
+@main.command()
+@network_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="net.svg, .png, .pdf or .dot")
+@click.option("--depth", type=click.IntRange(0), help="Hierarchy levels to show; deeper groups collapse.")
+@click.option("--expand", is_flag=True, help="Draw every repeated block instead of folding them.")
+@click.option("--shapes", is_flag=True, help="Add output shapes to the labels.")
+@click.option("--cost", is_flag=True, help="Add params and MACs to the labels.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
+def draw(source, network, input_shape, params, max_nodes, output, **options):
+    """Draw the architecture as a paper's figure: stages and blocks as clusters."""
+    fmt = Path(output).suffix.lstrip(".").lower()
+    if fmt not in DIAGRAM_FORMATS:
+        raise click.BadParameter(f"the output must end in .svg, .png, .pdf or .dot, not {output!r}", param_hint="-o")
+    net = _load(source, network, input_shape, params, max_nodes)
+    write_output(net, fmt, Path(output), options)
+    click.echo(f"wrote {output}")
+
+
+def write_output(net, fmt: str, target: Path, options: dict) -> None:
+    """Hand the network to the backend for `fmt`; each writes atomically."""
+    if fmt == "onnx":
+        from .backends.onnx import export_onnx
+
+        export_onnx(net, target, weights=options.get("weights"), opset=options.get("opset"),
+                    fold_bn=options.get("fold_bn", False))
+    elif fmt == "python":
+        from .backends.torch import write_python
+
+        write_python(net, target)
+    elif fmt == "pt2":
+        from .backends.torch import write_pt2
+
+        write_pt2(net, target)
+    else:
+        from .backends.graphviz import render
+
+        render(net, target, fmt, depth=options.get("depth"), expand=options.get("expand", False),
+               shapes=options.get("shapes", False), cost=options.get("cost", False),
+               rankdir=options.get("rankdir", "TB"))
+
+
+def render_error(error: CnnDslError) -> str:
+    """The error with its source line and caret, read from the file it points at."""
+    return error.render(_source_text(error.pos))
+
+
+def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
+    if pos is None:
+        return None
+    try:
+        return Path(pos.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def run(args=None) -> int:
+    """Entry point: CnnDslErrors print as located messages (exit 1), never as tracebacks."""
+    debug = "--debug" in (args if args is not None else sys.argv[1:])
+    try:
+        main.main(args=args, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except CnnDslError as error:
+        if debug:
+            raise
+        click.echo(render_error(error), err=True)
+        return 1
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run())
+

@@ -1,0 +1,215 @@
+"""Expressions: arithmetic on shapes and parameters, with located errors and bounded numbers."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from . import syntax as ast
+from .errors import CnnDslError, NameProblem, ValueProblem, did_you_mean
+
+LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A value of the form `@name`, resolved by the expander to a graph node."""
+
+    name: str
+    pos: Any
+
+
+class Env:
+    """A lexical scope: names bound by parameters, `let`, loops and repetitions."""
+
+    def __init__(self, parent: Optional["Env"] = None, values: Optional[dict[str, Any]] = None):
+        self.parent = parent
+        self.values = dict(values or {})
+
+    def lookup(self, name: str) -> Any:
+        env: Optional[Env] = self
+        while env is not None:
+            if name in env.values:
+                return env.values[name]
+            env = env.parent
+        raise KeyError(name)
+
+    def names(self) -> set[str]:
+        found: set[str] = set()
+        env: Optional[Env] = self
+        while env is not None:
+            found |= set(env.values)
+            env = env.parent
+        return found
+
+    def child(self, **values: Any) -> "Env":
+        return Env(self, values)
+
+
+CONSTANTS = {
+    "true": True, "false": False, "none": None,
+    "same": "same", "valid": "valid", "nearest": "nearest", "bilinear": "bilinear", "depthwise": "depthwise",
+}
+
+
+def _range(*args):
+    if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise ValueProblem("range takes one to three whole numbers")
+    result = range(*args)
+    if len(result) > LARGEST:
+        raise ValueProblem("range is too long")
+    return list(result)
+
+
+def _whole_number(value):
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueProblem(f"int() of {value:g} would drop a fraction; use floor() or round()")
+    return int(value)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min, "max": max, "len": len, "range": _range, "sum": sum, "abs": abs,
+    "int": _whole_number, "round": round, "floor": math.floor, "ceil": math.ceil,
+    "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
+    "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
+}
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueProblem("the result is not a finite number")
+        if abs(value) > LARGEST:
+            raise ValueProblem(f"{value:.3g} is too large for a size or count")
+    return value
+
+
+def _number(value: Any, op: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueProblem(f"`{op}` needs numbers, got {value!r}")
+    return value
+
+
+def _divide(op: str, left, right):
+    if right == 0:
+        raise ValueProblem("division by zero")
+    return {"/": lambda: left / right, "//": lambda: left // right, "%": lambda: left % right}[op]()
+
+
+def _power(base, exponent):
+    if exponent < 0 and base == 0:
+        raise ValueProblem("zero to a negative power")
+    if abs(base) > 1 and exponent > 64:
+        raise ValueProblem(f"{base}^{exponent} is too large for a size or count")
+    return base**exponent
+
+
+_ARITHMETIC = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "^": _power,
+}
+_COMPARE = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+class Evaluator:
+    """Evaluates expressions in an Env; `in.c` asks `incoming` for the current shape."""
+
+    def __init__(self, incoming: Callable[[str, Any], int]):
+        self.incoming = incoming
+
+    def __call__(self, expr: ast.Expr, env: Env) -> Any:
+        try:
+            return _checked(self._eval(expr, env))
+        except CnnDslError as error:
+            raise error.at(expr.pos)
+        except (TypeError, ValueError, IndexError, OverflowError) as error:
+            raise ValueProblem(f"cannot evaluate this expression: {error}", expr.pos) from None
+
+    def _eval(self, expr: ast.Expr, env: Env) -> Any:
+        method = getattr(self, "_" + type(expr).__name__)
+        return method(expr, env)
+
+    def _Number(self, expr, env):
+        return expr.value
+
+    def _String(self, expr, env):
+        return expr.value
+
+    def _Name(self, expr, env):
+        try:
+            return env.lookup(expr.name)
+        except KeyError:
+            if expr.name in CONSTANTS:
+                return CONSTANTS[expr.name]
+            raise NameProblem(
+                f"unknown name `{expr.name}`", expr.pos, did_you_mean(expr.name, env.names() | set(CONSTANTS))
+            ) from None
+
+    def _InAttr(self, expr, env):
+        return self.incoming(expr.attr, expr.pos)
+
+    def _Attribute(self, expr, env):
+        raise ValueProblem(f"`.{expr.attr}` is only defined on `in` (in.c, in.h, in.w)", expr.pos)
+
+    def _Index(self, expr, env):
+        target, index = self(expr.target, env), self(expr.index, env)
+        if not isinstance(target, (list, tuple)):
+            raise ValueProblem(f"only lists and tuples can be indexed, not {target!r}", expr.pos)
+        if not isinstance(index, int) or not -len(target) <= index < len(target):
+            raise ValueProblem(f"index {index!r} is outside a list of {len(target)}", expr.index.pos)
+        return target[index]
+
+    def _TapRef(self, expr, env):
+        return Tap(expr.name, expr.pos)
+
+    def _FunctionCall(self, expr, env):
+        function = FUNCTIONS.get(expr.name)
+        if function is None:
+            raise NameProblem(f"unknown function `{expr.name}`", expr.pos, did_you_mean(expr.name, FUNCTIONS))
+        if any(arg.keyword for arg in expr.args):
+            raise ValueProblem(f"`{expr.name}` takes no keyword arguments", expr.pos)
+        values = [self(arg.value, env) for arg in expr.args]
+        try:
+            return function(*values)
+        except CnnDslError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise ValueProblem(f"{expr.name}(): {error}", expr.pos) from None
+
+    def _ListExpr(self, expr, env):
+        return [self(item, env) for item in expr.items]
+
+    def _TupleExpr(self, expr, env):
+        return tuple(self(item, env) for item in expr.items)
+
+    def _Negate(self, expr, env):
+        return -_number(self(expr.operand, env), "-")
+
+    def _Not(self, expr, env):
+        return not self._truth(expr.operand, env)
+
+    def _Conditional(self, expr, env):
+        return self(expr.then, env) if self._truth(expr.condition, env) else self(expr.otherwise, env)
+
+    def _Binary(self, expr, env):
+        if expr.op == "and":
+            return self._truth(expr.left, env) and self._truth(expr.right, env)
+        if expr.op == "or":
+            return self._truth(expr.left, env) or self._truth(expr.right, env)
+        left, right = self(expr.left, env), self(expr.right, env)
+        if expr.op in _COMPARE:
+            return _COMPARE[expr.op](left, right)
+        if expr.op == "+" and isinstance(left, (list, tuple)) and type(left) is type(right):
+            return left + right
+        left, right = _number(left, expr.op), _number(right, expr.op)
+        if expr.op in ("/", "//", "%"):
+            return _divide(expr.op, left, right)
+        return _ARITHMETIC[expr.op](left, right)
+
+    def _truth(self, expr, env) -> bool:
+        value = self(expr, env)
+        if not isinstance(value, bool):
+            raise ValueProblem(f"a condition must be true or false, got {value!r}", expr.pos)
+        return value

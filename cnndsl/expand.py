@@ -1,0 +1,412 @@
+"""AST -> graph IR: blocks, parameters, repetitions, loops, residuals, dense, branches, taps.
+
+Shapes are inferred as each node is added, because the language reads them while expanding
+(`in.c`, a conv that keeps its input's width, the projection a residual needs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+import networkx as nx
+
+from . import ops
+from . import syntax as ast
+from .errors import CnnDslError, LimitProblem, NameProblem, ShapeProblem, SourcePos, ValueProblem, did_you_mean
+from .evaluate import Env, Evaluator, Tap
+from .ir import GraphBuilder, GroupScope
+
+DEFAULT_MAX_NODES = 100_000
+MAX_CALL_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block as a value: callable like a layer, passable as a parameter (`unit=basic`)."""
+
+    definition: ast.BlockDef
+    env: Env
+
+    def __repr__(self) -> str:
+        return self.definition.name
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    definition: Any  # ast.NetworkDef | ast.NetworkAlias
+    env: Env
+
+    def __repr__(self) -> str:
+        return self.definition.name
+
+
+@dataclass
+class Frame:
+    """What a block instance (or the network body) expands within."""
+
+    env: Env
+    group: GroupScope
+    taps: dict[str, tuple[int, SourcePos]]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    depth: int = 0
+
+
+class Expander:
+    def __init__(self, builder: GraphBuilder):
+        self.builder = builder
+        self.graph = builder.graph
+        self.cursor: Optional[int] = None
+        self.pending_edge = "sequence"
+        self.evaluate = Evaluator(self._incoming)
+
+    # ---- the tensor being built -------------------------------------------------
+    def _incoming(self, attr: str, pos: SourcePos) -> int:
+        shape = self._current_shape(pos)
+        axes = {"c": 0, "h": 1, "w": 2} if len(shape) == 3 else {"c": 0}
+        if attr not in axes:
+            raise NameProblem(f"`in.{attr}` is not defined for a {ops.format_shape(shape)} tensor", pos,
+                              "use in.c, in.h or in.w")
+        return shape[axes[attr]]
+
+    def _current_shape(self, pos: SourcePos) -> tuple:
+        if self.cursor is None:
+            raise ShapeProblem("there is no tensor here yet", pos, "start the network with `input 3x224x224`")
+        return self.graph.nodes[self.cursor]["shape"]
+
+    def add_node(self, kind: ops.OpKind, attrs: dict, pos: SourcePos, frame: Frame,
+                 inputs: list[tuple[int, str]]) -> int:
+        sources = [source for source, _ in inputs]
+        if len(set(sources)) != len(sources):
+            raise ShapeProblem(f"`{kind.name}` joins the same tensor with itself", pos, "join two different points")
+        shapes = [self.graph.nodes[source]["shape"] for source in sources]
+        try:
+            attrs = kind.resolve(attrs, shapes)
+            shape = kind.shape(attrs, shapes)
+        except CnnDslError as error:
+            raise error.at(pos)
+        self.cursor = self.builder.add(kind, attrs, shape, pos, frame.group, inputs)
+        self.pending_edge = "sequence"
+        return self.cursor
+
+    def add_layer(self, name: str, pos: SourcePos, frame: Frame, extra: list[tuple[int, str]] = (), **attrs) -> int:
+        """A node the structure adds by itself: an add, a concat, a projection conv."""
+        kind, preset = ops.lookup(name)
+        bound = kind.bind([], attrs, preset)
+        return self.add_node(kind, bound, pos, frame, [(self.cursor, self.pending_edge), *extra])
+
+    # ---- statements -----------------------------------------------------------------
+    def seq(self, seq: ast.Seq, frame: Frame) -> None:
+        for stmt in seq.stmts:
+            getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+
+    def _Layer(self, stmt: ast.Layer, frame: Frame) -> None:
+        try:
+            target = frame.env.lookup(stmt.name)
+        except KeyError:
+            target = None
+        if isinstance(target, BlockRef):
+            return self._call_block(target, stmt, frame)
+        if target is not None:
+            raise ValueProblem(f"`{stmt.name}` is {target!r}, not a layer or block", stmt.pos)
+        found = ops.lookup(stmt.name)
+        if found is None or found[0].name == "input":
+            candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
+            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos, did_you_mean(stmt.name, candidates))
+        self._call_op(*found, stmt, frame)
+
+    def _call_op(self, kind: ops.OpKind, preset: dict, stmt: ast.Layer, frame: Frame) -> None:
+        positional, keywords, taps = self._arguments(stmt, frame)
+        if taps and not kind.takes_taps:
+            raise ValueProblem(f"`{kind.name}` takes no @tap inputs", taps[0].pos, "only add, concat and mul join taps")
+        inputs = [(self._require_cursor(stmt.pos), self.pending_edge)]
+        inputs += [(self._tap(tap, frame), kind.tap_edge) for tap in taps]
+        try:
+            attrs = kind.bind(positional, {**frame.defaults.get(kind.name, {}), **keywords}, preset)
+        except CnnDslError as error:
+            raise error.at(stmt.pos)
+        self.add_node(kind, attrs, stmt.pos, frame, inputs)
+
+    def _arguments(self, stmt: ast.Layer, frame: Frame) -> tuple[list, dict, list[Tap]]:
+        positional, keywords, taps = [], {}, []
+        for arg in stmt.args:
+            value = self.evaluate(arg.value, frame.env)
+            if arg.keyword is not None:
+                if arg.keyword in keywords:
+                    raise NameProblem(f"argument `{arg.keyword}` is given twice", arg.pos)
+                keywords[arg.keyword] = value
+            elif isinstance(value, Tap):
+                taps.append(value)
+            else:
+                positional.append(value)
+        return positional, keywords, taps
+
+    def _require_cursor(self, pos: SourcePos) -> int:
+        self._current_shape(pos)
+        return self.cursor
+
+    def _tap(self, tap: Tap, frame: Frame) -> int:
+        if tap.name not in frame.taps:
+            raise NameProblem(f"undefined tap `@{tap.name}`", tap.pos,
+                              did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`")
+        return frame.taps[tap.name][0]
+
+    def _call_block(self, block: BlockRef, stmt: ast.Layer, frame: Frame) -> None:
+        if frame.depth >= MAX_CALL_DEPTH:
+            raise LimitProblem(f"blocks call each other more than {MAX_CALL_DEPTH} deep", stmt.pos,
+                               "a block that calls itself needs a condition that stops it")
+        positional, keywords, taps = self._arguments(stmt, frame)
+        if taps:
+            raise ValueProblem("a block takes no @tap arguments", taps[0].pos)
+        definition = block.definition
+        env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
+        label = f"{definition.name}({', '.join(_show(v) for v in env.values.values())})"
+        group = frame.group.open(definition.name, "block", label, stmt.pos)
+        inner = Frame(env, group, {}, frame.defaults, frame.depth + 1)
+        self.seq(definition.body, inner)
+
+    def _Group(self, stmt: ast.Group, frame: Frame) -> None:
+        self.seq(stmt.body, replace(frame, env=frame.env.child()))
+
+    def _Stage(self, stmt: ast.Stage, frame: Frame) -> None:
+        group = frame.group.open(stmt.name or "stage", "stage", stmt.name or "stage", stmt.pos)
+        self.seq(stmt.body, replace(frame, env=frame.env.child(), group=group))
+
+    def _Residual(self, stmt: ast.Residual, frame: Frame) -> None:
+        fork = self._require_cursor(stmt.pos)
+        body_out = self._path(stmt.body, frame, "sequence", stmt.pos, "residual")
+        self.cursor, self.pending_edge = fork, "skip"
+        shortcut_frame = replace(frame, env=frame.env.child(), group=frame.group.open("downsample", "downsample", "shortcut", stmt.pos))
+        if stmt.shortcut is not None:
+            self.seq(stmt.shortcut, shortcut_frame)
+        elif self.graph.nodes[fork]["shape"] != self.graph.nodes[body_out]["shape"]:
+            self._project(fork, body_out, stmt.pos, shortcut_frame)
+        else:
+            frame.group.children.pop()  # identity: no downsample group
+        shortcut_out = self.cursor
+        self.cursor, self.pending_edge = body_out, "sequence"
+        self.add_layer("add", stmt.pos, frame, [(shortcut_out, "skip")])
+
+    def _project(self, fork: int, body_out: int, pos: SourcePos, frame: Frame) -> None:
+        """The projection shortcut of ResNet: conv1x1 with the body's stride, then bn."""
+        source, target = self.graph.nodes[fork]["shape"], self.graph.nodes[body_out]["shape"]
+        if len(source) != 3 or len(target) != 3:
+            raise ShapeProblem(f"a residual cannot project {ops.format_shape(source)} to {ops.format_shape(target)}", pos)
+        stride = max(1, round(source[1] / target[1]))
+        self.add_layer("conv", pos, frame, c=target[0], k=1, s=stride, p=0, bias=False)
+        self.add_layer("bn", pos, frame)
+        if self.graph.nodes[self.cursor]["shape"] != target:
+            raise ShapeProblem(
+                f"a residual's body turns {ops.format_shape(source)} into {ops.format_shape(target)}, "
+                "which no conv1x1 projection matches", pos, "write the shortcut explicitly: residual { ... } shortcut { ... }")
+
+    def _path(self, body: ast.Seq, frame: Frame, edge: str, pos: SourcePos, what: str) -> int:
+        """Expand a sub-sequence from the cursor; it must add at least one layer."""
+        start = self.cursor
+        self.pending_edge = edge
+        self.seq(body, replace(frame, env=frame.env.child()))
+        if self.cursor == start:
+            raise ValueProblem(f"the {what} body is empty", pos, "give it at least one layer")
+        return self.cursor
+
+    def _Dense(self, stmt: ast.Dense, frame: Frame) -> None:
+        fork = self._require_cursor(stmt.pos)
+        group = frame.group.open("dense", "dense", "dense", stmt.pos)
+        inner = replace(frame, group=group)
+        new_features = self._path(stmt.body, inner, "sequence", stmt.pos, "dense")
+        self.cursor, self.pending_edge = fork, "concat"
+        self.add_layer("concat", stmt.pos, inner, [(new_features, "concat")])
+
+    def _Branch(self, stmt: ast.Branch, frame: Frame) -> None:
+        fork = self._require_cursor(stmt.pos)
+        ends = []
+        for path in stmt.paths:
+            self.cursor = fork
+            group = frame.group.open("branch", "branch", "branch", stmt.pos)
+            ends.append(self._path(path, replace(frame, group=group), "branch", stmt.pos, "branch path"))
+        self.cursor, self.pending_edge = ends[0], "concat"
+        self.add_layer("concat", stmt.pos, frame, [(end, "concat") for end in ends[1:]])
+
+    def _Scale(self, stmt: ast.Scale, frame: Frame) -> None:
+        fork = self._require_cursor(stmt.pos)
+        group = frame.group.open("scale", "scale", "scale", stmt.pos)
+        gate = self._path(stmt.body, replace(frame, group=group), "sequence", stmt.pos, "scale")
+        self.cursor, self.pending_edge = fork, "skip"
+        self.add_layer("mul", stmt.pos, frame, [(gate, "sequence")])
+
+    def _Input(self, stmt: ast.Input, frame: Frame) -> None:
+        if self.cursor is not None:
+            raise ShapeProblem("a network has one input, declared before its first layer", stmt.pos)
+        dims = tuple(ops.base.whole(self.evaluate(dim, frame.env), "an input dimension") for dim in stmt.dims)
+        dims = self.graph.graph.get("input_override") or dims
+        if len(dims) not in (1, 3):
+            raise ShapeProblem(f"an input is C×H×W or a vector of N, not {ops.format_shape(dims)}", stmt.pos)
+        kind = ops.REGISTRY["input"]
+        self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
+        self.graph.graph["input"] = self.cursor
+
+    def _Jump(self, stmt: ast.Jump, frame: Frame) -> None:
+        self.cursor = self._tap(Tap(stmt.tap, stmt.pos), frame)
+        self.pending_edge = "branch"
+
+    def _Repeat(self, stmt: ast.Repeat, frame: Frame) -> None:
+        count = self.evaluate(stmt.count, frame.env)
+        count = ops.base.whole(count, "a repetition count") if not isinstance(count, bool) else count
+        if not isinstance(count, int) or count < 1:
+            raise ValueProblem(f"a repetition count must be a whole number of at least 1, got {count!r}", stmt.count.pos)
+        if count > self.builder.max_nodes:
+            raise LimitProblem(f"{count:,} repetitions exceed the limit of {self.builder.max_nodes:,} nodes",
+                               stmt.count.pos, "check the count, or raise the limit with --max-nodes")
+        for index in range(count):
+            env = frame.env.child(i=index) if stmt.binds_index else frame.env.child()
+            self.seq(ast.Seq([stmt.item]), replace(frame, env=env))
+
+    def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
+        getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
+        if stmt.label in frame.taps:
+            first = frame.taps[stmt.label][1]
+            raise NameProblem(f"duplicate tap `{stmt.label}` (first defined at {first})", stmt.pos,
+                              "give each labelled point its own name")
+        frame.taps[stmt.label] = (self.cursor, stmt.pos)
+        self.graph.nodes[self.cursor]["tap"] = stmt.label
+
+    def _Let(self, stmt: ast.Let, frame: Frame) -> None:
+        frame.env.values[stmt.name] = self.evaluate(stmt.value, frame.env)
+
+    def _Defaults(self, stmt: ast.Defaults, frame: Frame) -> None:
+        found = ops.lookup(stmt.name)
+        if found is None:
+            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos, did_you_mean(stmt.name, ops.known_names()))
+        kind = found[0]
+        positional, keywords, _ = self._arguments(ast.Layer(stmt.pos, stmt.name, stmt.args), frame)
+        if positional:
+            raise ValueProblem("`defaults` takes keyword arguments only, e.g. defaults conv(bias=false)", stmt.pos)
+        kind.bind([], keywords, {name: None for name, _ in kind.signature if name not in keywords})
+        merged = {**frame.defaults.get(kind.name, {}), **keywords}
+        frame.defaults = {**frame.defaults, kind.name: merged}
+
+    def _For(self, stmt: ast.For, frame: Frame) -> None:
+        items = self.evaluate(stmt.iterable, frame.env)
+        if not isinstance(items, (list, tuple)):
+            raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", stmt.iterable.pos)
+        for item in items:
+            values = self._unpack(stmt, item)
+            self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
+
+    def _unpack(self, stmt: ast.For, item: Any) -> dict[str, Any]:
+        if len(stmt.names) == 1:
+            return {stmt.names[0]: item}
+        if not isinstance(item, (list, tuple)) or len(item) != len(stmt.names):
+            raise ValueProblem(f"cannot unpack {item!r} into {', '.join(stmt.names)}", stmt.iterable.pos)
+        return dict(zip(stmt.names, item))
+
+    def _If(self, stmt: ast.If, frame: Frame) -> None:
+        for condition, body in stmt.branches:
+            if self.evaluate._truth(condition, frame.env):
+                return self.seq(body, replace(frame, env=frame.env.child()))
+        if stmt.otherwise is not None:
+            self.seq(stmt.otherwise, replace(frame, env=frame.env.child()))
+
+    def _Output(self, stmt: ast.Output, frame: Frame) -> None:
+        outputs = self.graph.graph["outputs"]
+        for tap in stmt.taps:
+            if any(name == tap.name for name, _ in outputs):
+                raise NameProblem(f"`@{tap.name}` is already an output", tap.pos)
+            outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
+
+
+def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env,
+                    evaluate: Evaluator, pos: SourcePos) -> Env:
+    """Bind call arguments to declared parameters; defaults may use earlier parameters."""
+    names = [param.name for param in params]
+    if len(positional) > len(params):
+        raise ValueProblem(f"`{owner}` takes {len(params)} argument(s), got {len(positional)}", pos,
+                           f"its parameters are ({', '.join(names)})")
+    for key in keywords:
+        if key not in names:
+            raise NameProblem(f"`{owner}` has no parameter `{key}`", pos,
+                              did_you_mean(key, names) or f"its parameters are ({', '.join(names)})")
+    scope = env.child()
+    for index, param in enumerate(params):
+        if index < len(positional):
+            scope.values[param.name] = positional[index]
+        elif param.name in keywords:
+            scope.values[param.name] = keywords[param.name]
+        elif param.default is not None:
+            scope.values[param.name] = evaluate(param.default, scope)
+        else:
+            raise ValueProblem(f"`{owner}` needs the argument `{param.name}`", pos)
+    return scope
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int) -> nx.DiGraph:
+    """Instantiate a network with its parameters and build its graph."""
+    definition, env, bound = resolve_network(ref, overrides)
+    builder = GraphBuilder(definition.name if not isinstance(ref.definition, ast.NetworkAlias) else ref.definition.name,
+                           definition.pos.file, max_nodes)
+    builder.graph.graph["input_override"] = input_override
+    builder.graph.graph["params"] = {name: _show(value) for name, value in bound.values.items()}
+    expander = Expander(builder)
+    frame = Frame(bound, builder.root, {})
+    if input_override is not None and not _declares_input(definition.body):
+        expander._Input(ast.Input(definition.pos, [ast.Number(definition.pos, d) for d in input_override]), frame)
+    expander.seq(definition.body, frame)
+    graph = builder.graph
+    if graph.graph["input"] is None:
+        raise ShapeProblem(f"network `{definition.name}` declares no input", definition.pos,
+                           "add `input 3x224x224` as its first line, or pass --input")
+    if not graph.graph["outputs"]:
+        graph.graph["outputs"] = [("output", expander.cursor)]
+    del graph.graph["input_override"]
+    return builder.finish()
+
+
+def _declares_input(body: ast.Seq) -> bool:
+    for stmt in body.stmts:
+        while isinstance(stmt, ast.Labeled):
+            stmt = stmt.item
+        if isinstance(stmt, ast.Input):
+            return True
+    return False
+
+
+def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
+    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way."""
+    definition = ref.definition
+    evaluate = Evaluator(lambda attr, pos: (_ for _ in ()).throw(
+        NameProblem("`in` is only defined inside a network or block", pos)))
+    if isinstance(definition, ast.NetworkDef):
+        bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate, definition.pos)
+        return definition, ref.env, bound
+    if depth > MAX_CALL_DEPTH:
+        raise LimitProblem(f"network `{definition.name}` is defined through too many aliases", definition.pos)
+    try:
+        target = ref.env.lookup(definition.target)
+    except KeyError:
+        target = None
+    if not isinstance(target, NetworkRef):
+        raise NameProblem(f"`{definition.target}` is not a network", definition.pos)
+    positional, keywords = [], {}
+    for arg in definition.args:
+        value = evaluate(arg.value, ref.env)
+        if arg.keyword:
+            keywords[arg.keyword] = value
+        else:
+            positional.append(value)
+    params = _network_params(target)
+    keywords.update(dict(zip([p.name for p in params], positional)))
+    if len(positional) > len(params):
+        raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}", definition.pos)
+    return resolve_network(target, {**keywords, **overrides}, depth + 1)
+
+
+def _network_params(ref: NetworkRef) -> list[ast.Param]:
+    seen = 0
+    while isinstance(ref.definition, ast.NetworkAlias) and seen <= MAX_CALL_DEPTH:
+        ref, seen = ref.env.lookup(ref.definition.target), seen + 1
+    return ref.definition.params

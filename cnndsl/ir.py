@@ -1,0 +1,110 @@
+"""The graph IR: one networkx.DiGraph per network, read by every pass and backend.
+
+Node attributes (node ids are ints in creation order, which is a topological order):
+    op      str          the layer kind's name in the registry (`conv`, `add`, `input`, ...)
+    attrs   dict         resolved arguments (`k` as (h, w), `p` as numbers, `c` filled in)
+    shape   tuple        inferred output shape without batch: (C, H, W) or (N,)
+    pos     SourcePos    where the layer is written
+    group   tuple[str]   group path (stage and block names), e.g. ("layer2", "bottleneck1")
+    name    str          unique dotted name: group path + leaf, e.g. "layer2.bottleneck1.conv1"
+    tap     str | None   the label the source gave this point (`enc1: ...`)
+  written by cnndsl.analysis:
+    params, macs, memory_bytes, rf (h, w), jump (h, w)
+
+Edge attributes:
+    kind    "sequence" | "skip" | "concat" | "branch"
+    index   position of this input among the target's inputs (0 is the first)
+
+Graph attributes:
+    name     network name;  file  source file;  params  the network's parameter values
+    input    the input node id;  outputs  [(output name, node id)]
+    groups   {group path: {"kind": stage|block|dense|branch|scale|downsample, "label": str, "pos": SourcePos}}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import networkx as nx
+
+from .errors import LimitProblem, SourcePos
+from .ops import OpKind
+
+EDGE_KINDS = ("sequence", "skip", "concat", "branch")
+
+
+@dataclass
+class GroupScope:
+    """A stage or block instance while expanding; named once expansion is complete."""
+
+    base: str
+    kind: str
+    label: str
+    pos: Optional[SourcePos]
+    parent: Optional["GroupScope"] = None
+    children: list[tuple[str, Any]] = field(default_factory=list)  # ("group", GroupScope) | ("node", id)
+    name: str = ""
+
+    def open(self, base: str, kind: str, label: str, pos: Optional[SourcePos]) -> "GroupScope":
+        child = GroupScope(base, kind, label, pos, self)
+        self.children.append(("group", child))
+        return child
+
+
+class GraphBuilder:
+    """Adds nodes with inferred shapes and typed edges; enforces the node limit."""
+
+    def __init__(self, name: str, file: str, max_nodes: int):
+        self.graph = nx.DiGraph(name=name, file=file, outputs=[], groups={}, input=None, params={})
+        self.max_nodes = max_nodes
+        self.root = GroupScope("", "network", name, None)
+
+    def add(self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope,
+            inputs: list[tuple[int, str]]) -> int:
+        node = self.graph.number_of_nodes()
+        if node >= self.max_nodes:
+            raise LimitProblem(
+                f"the network expands to more than {self.max_nodes:,} nodes", pos,
+                "check the repetition counts, or raise the limit with --max-nodes",
+            )
+        self.graph.add_node(node, op=kind.name, attrs=attrs, shape=shape, pos=pos, group=(), name="", tap=None)
+        for index, (source, edge_kind) in enumerate(inputs):
+            self.graph.add_edge(source, node, kind=edge_kind, index=index)
+        group.children.append(("node", node))
+        return node
+
+    def finish(self) -> nx.DiGraph:
+        """Name every group and node: unique names stay bare, repeated ones are numbered from 1."""
+        self._name_children(self.root, ())
+        return self.graph
+
+    def _name_children(self, scope: GroupScope, path: tuple[str, ...]) -> None:
+        bases = [self._base(kind, item) for kind, item in scope.children]
+        totals = {base: bases.count(base) for base in bases}
+        seen: dict[str, int] = {}
+        for (kind, item), base in zip(scope.children, bases):
+            seen[base] = seen.get(base, 0) + 1
+            name = base if totals[base] == 1 else f"{base}{seen[base]}"
+            if kind == "group":
+                item.name = name
+                child_path = path + (name,)
+                self.graph.graph["groups"][child_path] = {"kind": item.kind, "label": item.label, "pos": item.pos}
+                self._name_children(item, child_path)
+            else:
+                self.graph.nodes[item]["group"] = path
+                self.graph.nodes[item]["name"] = ".".join(path + (name,))
+
+    def _base(self, kind: str, item: Any) -> str:
+        if kind == "group":
+            return item.base
+        return self.graph.nodes[item]["op"]
+
+
+def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:
+    """The node's inputs in order (edge `index`)."""
+    edges = sorted(graph.in_edges(node, data="index"), key=lambda edge: edge[2])
+    return [source for source, _, _ in edges]
+
+
+def input_shapes(graph: nx.DiGraph, node: int) -> list[tuple]:
+    return [graph.nodes[source]["shape"] for source in inputs_of(graph, node)]

@@ -1,0 +1,134 @@
+"""Source files -> modules: reading safely, imports, and the shipped library's index."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from . import syntax as ast
+from .errors import FileProblem, LimitProblem, NameProblem, did_you_mean
+from .evaluate import Env, Evaluator
+from .expand import BlockRef, NetworkRef
+from .parse import parse as parse_text
+from .resources import library_dir
+
+MAX_IMPORT_DEPTH = 16
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class Module:
+    """A parsed file with everything it defines or imports bound in `env`."""
+
+    program: ast.Program
+    env: Env
+    networks: list[str]  # defined in this file, in order
+
+
+def read_source(path: Path) -> str:
+    """The text of a .cnn file, or a FileProblem that says what is wrong with it."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileProblem(f"{where}: no such file", hint="check the path, or give a library name like resnet50") from None
+    except IsADirectoryError:
+        raise FileProblem(f"{where} is a directory, not a .cnn file") from None
+    except OSError as error:
+        raise FileProblem(f"{where}: cannot read it ({error.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FileProblem(f"{where} is {len(data):,} bytes; a .cnn file may be at most {MAX_FILE_BYTES:,}")
+    if b"\0" in data:
+        raise FileProblem(f"{where} is a binary file, not .cnn text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise FileProblem(f"{where}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})",
+                          hint="save the file as UTF-8") from None
+
+
+class Loader:
+    """Loads a file and its imports once each, refusing cycles and deep chains."""
+
+    def __init__(self) -> None:
+        self.modules: dict[Path, Module] = {}
+        self.stack: list[Path] = []
+
+    def load_path(self, path: Path) -> Module:
+        path = path.resolve()
+        if path in self.modules:
+            return self.modules[path]
+        return self.load_text(read_source(path), str(path), path)
+
+    def load_text(self, text: str, file: str, path: Optional[Path] = None) -> Module:
+        program = parse_text(text, file)
+        if path is not None:
+            self.stack.append(path)
+        try:
+            module = self._bind(program, path.parent if path else Path.cwd())
+        finally:
+            if path is not None:
+                self.stack.pop()
+        if path is not None:
+            self.modules[path] = module
+        return module
+
+    def _bind(self, program: ast.Program, folder: Path) -> Module:
+        env = Env()
+        for item in program.imports:
+            env.values.update(self._import(item, folder).env.values)
+        origins: dict[str, Any] = {}
+        evaluate = Evaluator(lambda attr, pos: (_ for _ in ()).throw(
+            NameProblem("`in` is only defined inside a network or block", pos)))
+        networks = []
+        for definition in program.definitions:
+            name = definition.name
+            if name in origins:
+                raise NameProblem(f"`{name}` is defined twice (first at {origins[name]})", definition.pos)
+            origins[name] = definition.pos
+            if isinstance(definition, ast.BlockDef):
+                env.values[name] = BlockRef(definition, env)
+            elif isinstance(definition, ast.Let):
+                env.values[name] = evaluate(definition.value, env)
+            else:
+                env.values[name] = NetworkRef(definition, env)
+                networks.append(name)
+        return Module(program, env, networks)
+
+    def _import(self, item: ast.Import, folder: Path) -> Module:
+        path = (folder / item.target) if item.is_path else library_file(item.target, item.pos)
+        resolved = path.resolve()
+        if resolved in self.stack:
+            chain = " -> ".join(p.name for p in self.stack[self.stack.index(resolved):] + [resolved])
+            raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
+        try:
+            return self.load_path(resolved)
+        except FileProblem as error:
+            raise FileProblem(f"cannot import {item.target!r}: {error.message}", item.pos, error.hint) from None
+
+
+def library_file(name: str, pos=None) -> Path:
+    """`import resnet`: the library file of that name."""
+    path = library_dir() / f"{name}.cnn"
+    if not path.is_file():
+        names = [p.stem for p in library_dir().glob("*.cnn")]
+        raise FileProblem(f"no library file `{name}`", pos, did_you_mean(name, names))
+    return path
+
+
+_NETWORK = re.compile(r"^\s*network\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+
+
+@lru_cache(maxsize=1)
+def library_index() -> dict[str, Path]:
+    """Network name -> library file, read without parsing (a regex over the files)."""
+    index: dict[str, Path] = {}
+    for path in sorted(library_dir().glob("*.cnn")):
+        for name in _NETWORK.findall(path.read_text(encoding="utf-8")):
+            index.setdefault(name, path)
+    return index

@@ -1,0 +1,228 @@
+"""What a layer kind declares, once: arguments, shape rule, costs, window, label, torch code.
+
+Each kind is a small class registered by name. Backends never switch on op names; they ask
+the kind. ONNX emitters live on the same classes (`onnx`), diagram colours come from `family`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+
+Shape = tuple[int, ...]
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window's effect on receptive field: kernel, stride and dilation per axis.
+
+    A transposed convolution has an `upsample` factor instead of a stride.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    upsample: tuple[int, int] = (1, 1)
+
+
+class OpKind:
+    """Base of every layer kind; subclasses override what differs from a pointwise op."""
+
+    name: str = ""
+    family: str = "other"     # conv, pool, norm, act, fc, merge, reshape, reg, io
+    signature: tuple[tuple[str, Any], ...] = ()
+    takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
+    tap_edge: str = "skip"     # the IR edge kind of those extra inputs
+    has_state: bool = False    # built as an nn.Module in the torch backend
+    doc: str = ""
+
+    # ---- arguments ------------------------------------------------------------
+    def bind(self, positional: Sequence[Any], keywords: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
+        """Match call arguments to the signature; unknown or missing ones are located errors."""
+        names = [name for name, _ in self.signature]
+        attrs = {name: default for name, default in self.signature}
+        attrs.update(preset)
+        free = [name for name in names if name not in preset]
+        if len(positional) > len(free):
+            raise ValueProblem(
+                f"`{self.name}` takes at most {len(free)} positional argument(s), got {len(positional)}",
+                hint=f"its arguments are ({self.describe_signature()})",
+            )
+        attrs.update(zip(free, positional))
+        for key, value in keywords.items():
+            if key not in attrs:
+                raise NameProblem(
+                    f"`{self.name}` has no argument `{key}`",
+                    hint=did_you_mean(key, names) or f"its arguments are ({self.describe_signature()})",
+                )
+            attrs[key] = value
+        missing = [name for name, value in attrs.items() if value is REQUIRED]
+        if missing:
+            raise ValueProblem(
+                f"`{self.name}` needs the argument `{missing[0]}`",
+                hint=f"its arguments are ({self.describe_signature()})",
+            )
+        return attrs
+
+    def describe_signature(self) -> str:
+        return ", ".join(name if default is REQUIRED else f"{name}={default}" for name, default in self.signature)
+
+    def resolve(self, attrs: dict[str, Any], inputs: list[Shape]) -> dict[str, Any]:
+        """Fill what depends on the incoming shape and check every value."""
+        return attrs
+
+    # ---- shape and cost -----------------------------------------------------
+    def shape(self, attrs: dict[str, Any], inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        return 0
+
+    def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
+        return 0
+
+    def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Optional[Window]:
+        return None
+
+    def label(self, attrs: dict[str, Any]) -> str:
+        return self.name
+
+    # ---- torch ----------------------------------------------------------------
+    def torch_module(self, attrs: dict[str, Any], inputs: list[Shape]):
+        """An nn.Module for kinds with state or a module form; None for pure functions."""
+        return None
+
+    def torch_call(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], module: Optional[str]) -> str:
+        """The forward expression: `module(x)` by default."""
+        return f"{module}({args[0]})"
+
+
+REGISTRY: dict[str, OpKind] = {}
+_PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []
+
+
+def register(cls: type[OpKind]) -> type[OpKind]:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def alias(name: str, kind: str, **preset: Any) -> None:
+    """A spelled name for a kind with arguments filled in: `pool` = maxpool(k=2)."""
+    _ALIASES[name] = (kind, preset)
+
+
+_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def pattern(regex_match: Callable[[str], Optional[dict]], kind: str) -> None:
+    """A family of spelled names, e.g. convKxK, parsed by `regex_match` into a preset."""
+    _PATTERNS.append((regex_match, kind))
+
+
+def lookup(name: str) -> Optional[tuple[OpKind, dict[str, Any]]]:
+    """The kind and preset arguments for a spelled layer name, or None."""
+    if name in REGISTRY:
+        return REGISTRY[name], {}
+    if name in _ALIASES:
+        kind, preset = _ALIASES[name]
+        return REGISTRY[kind], dict(preset)
+    for match, kind in _PATTERNS:
+        preset = match(name)
+        if preset is not None:
+            return REGISTRY[kind], preset
+    return None
+
+
+def known_names() -> list[str]:
+    return sorted(set(REGISTRY) | set(_ALIASES) | {"conv3x3", "conv1x1", "maxpool3x3", "dwconv3x3"})
+
+
+# ---- value checks shared by kinds -----------------------------------------------
+def whole(value: Any, what: str, minimum: int = 1) -> int:
+    """A whole number >= minimum; integral floats (from `/`) are accepted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueProblem(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueProblem(f"{what} must be a whole number, got {value:g}", hint="use // for floor division")
+        value = int(value)
+    if value < minimum:
+        raise ValueProblem(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
+def pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a (h, w) pair, as kernel sizes, strides and paddings are given."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueProblem(f"{what} must be one number or two (h, w), got {len(value)}")
+        return whole(value[0], what, minimum), whole(value[1], what, minimum)
+    number = whole(value, what, minimum)
+    return number, number
+
+
+def fraction(value: Any, what: str) -> float:
+    """A probability or rate in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueProblem(f"{what} must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def real(value: Any, what: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {value!r}")
+    return float(value)
+
+
+def flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueProblem(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def choice(value: Any, what: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+def spatial(kind: OpKind, shape: Shape) -> Shape:
+    """The input as C×H×W, or a clear error for a flat vector."""
+    if len(shape) != 3:
+        raise ShapeProblem(
+            f"`{kind.name}` needs a C×H×W input, got {format_shape(shape)}",
+            hint="it cannot follow a flatten or fully connected layer",
+        )
+    return shape
+
+
+def sliding(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> int:
+    """Output length of a sliding window, as PyTorch computes it (ceil mode included)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if ceil:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+    else:
+        out = span // stride + 1
+    return out
+
+
+def format_shape(shape: Shape) -> str:
+    return "×".join(str(dim) for dim in shape)
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def shrunk(kind: OpKind, shape: Shape, out_h: int, out_w: int) -> None:
+    """A window that no longer fits its input is an error, not a zero-sized tensor."""
+    if out_h < 1 or out_w < 1:
+        raise ShapeProblem(
+            f"`{kind.name}` shrinks {format_shape(shape)} to nothing ({out_h}×{out_w})",
+            hint="the input is too small here: use a larger input, padding, or fewer downsampling layers",
+        )

@@ -1,0 +1,89 @@
+"""The dense head: fully connected layers, flatten and reshape."""
+from __future__ import annotations
+
+from ..errors import ShapeProblem
+from .base import OpKind, Window, alias, flag, format_shape, numel, register, whole
+
+
+@register
+class FullyConnected(OpKind):
+    name = "fc"
+    family = "fc"
+    has_state = True
+    signature = (("n", None), ("bias", True))
+    doc = "fully connected layer; flattens a C×H×W input by itself"
+
+    def resolve(self, attrs, inputs):
+        if attrs["n"] is None:
+            raise ShapeProblem("`fc` needs its number of outputs, e.g. fc(1000)")
+        return {"n": whole(attrs["n"], "outputs n"), "bias": flag(attrs["bias"], "bias")}
+
+    def shape(self, attrs, inputs):
+        return (attrs["n"],)
+
+    def params(self, attrs, inputs):
+        return numel(inputs[0]) * attrs["n"] + (attrs["n"] if attrs["bias"] else 0)
+
+    def macs(self, attrs, inputs, output):
+        return numel(inputs[0]) * attrs["n"]
+
+    def window(self, attrs, inputs):
+        height, width = (inputs[0][1], inputs[0][2]) if len(inputs[0]) == 3 else (1, 1)
+        return Window((height, width), (height, width))
+
+    def label(self, attrs):
+        return f"fc {attrs['n']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.Linear(numel(inputs[0]), attrs["n"], attrs["bias"])
+
+    def torch_call(self, attrs, inputs, args, module):
+        flat = args[0] if len(inputs[0]) == 1 else f"torch.flatten({args[0]}, 1)"
+        return f"{module}({flat})"
+
+
+@register
+class Flatten(OpKind):
+    name = "flatten"
+    family = "reshape"
+    doc = "C×H×W to one vector"
+
+    def shape(self, attrs, inputs):
+        return (numel(inputs[0]),)
+
+    def torch_call(self, attrs, inputs, args, module):
+        return f"torch.flatten({args[0]}, 1)"
+
+
+@register
+class Reshape(OpKind):
+    name = "reshape"
+    family = "reshape"
+    signature = (("dims", None),)
+    doc = "view the tensor with other dimensions of the same size, e.g. reshape((30, 7, 7))"
+
+    def resolve(self, attrs, inputs):
+        dims = attrs["dims"]
+        if not isinstance(dims, (tuple, list)) or not dims:
+            raise ShapeProblem("`reshape` needs its dimensions as a tuple, e.g. reshape((30, 7, 7))")
+        dims = tuple(whole(dim, "a dimension") for dim in dims)
+        if numel(dims) != numel(inputs[0]):
+            raise ShapeProblem(
+                f"`reshape` cannot view {format_shape(inputs[0])} ({numel(inputs[0])} values) "
+                f"as {format_shape(dims)} ({numel(dims)} values)"
+            )
+        return {"dims": dims}
+
+    def shape(self, attrs, inputs):
+        return attrs["dims"]
+
+    def label(self, attrs):
+        return f"reshape {format_shape(attrs['dims'])}"
+
+    def torch_call(self, attrs, inputs, args, module):
+        return f"{args[0]}.reshape(-1, {', '.join(map(str, attrs['dims']))})"
+
+
+alias("linear", "fc")

@@ -1,0 +1,111 @@
+"""Joins of several tensors: add (residual), concat (dense, inception, U-Net), mul (gating).
+
+The first input is the tensor arriving in sequence, the rest come from `@tap` arguments
+or from the structure (residual shortcut, dense input, branch paths, scale gate).
+"""
+from __future__ import annotations
+
+from ..errors import ShapeProblem
+from .base import OpKind, flag, format_shape, register
+
+
+def _projection_hint(source, target) -> str:
+    """The shortcut a user would add to make `source` addable to `target`."""
+    if len(source) == 3 and len(target) == 3 and source[1] % target[1] == 0:
+        stride = source[1] // target[1]
+        stride_text = f", s={stride}" if stride > 1 else ""
+        return f"project the shortcut: conv1x1({target[0]}{stride_text}), bn"
+    return "make both operands the same shape"
+
+
+@register
+class Add(OpKind):
+    name = "add"
+    family = "merge"
+    takes_taps = True
+    doc = "element-wise sum of equal shapes (residual connections)"
+
+    def shape(self, attrs, inputs):
+        for other in inputs[1:]:
+            if other != inputs[0]:
+                raise ShapeProblem(
+                    f"cannot add {format_shape(other)} to {format_shape(inputs[0])}",
+                    hint=_projection_hint(other, inputs[0]),
+                )
+        return inputs[0]
+
+    def label(self, attrs):
+        return "⊕"
+
+    def torch_call(self, attrs, inputs, args, module):
+        return " + ".join(args)
+
+
+@register
+class Concat(OpKind):
+    name = "concat"
+    family = "merge"
+    takes_taps = True
+    tap_edge = "concat"
+    signature = (("crop", False),)
+    doc = "concatenation along channels; crop=true centre-crops larger inputs (U-Net)"
+
+    def resolve(self, attrs, inputs):
+        return {"crop": flag(attrs["crop"], "crop")}
+
+    def shape(self, attrs, inputs):
+        first = inputs[0]
+        for other in inputs[1:]:
+            if len(other) != len(first):
+                raise ShapeProblem(f"cannot concatenate {format_shape(other)} with {format_shape(first)}")
+            if other[1:] != first[1:] and not (attrs["crop"] and other[1] >= first[1] and other[2] >= first[2]):
+                raise ShapeProblem(
+                    f"cannot concatenate {format_shape(other)} with {format_shape(first)}: sizes differ",
+                    hint="crop the larger one with concat(..., crop=true), or resize one side",
+                )
+        return (sum(shape[0] for shape in inputs), *first[1:])
+
+    def label(self, attrs):
+        return "∥"
+
+    def torch_call(self, attrs, inputs, args, module):
+        height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
+        parts = [
+            arg if shape[1:] == inputs[0][1:] else _centre_crop(arg, shape, height, width)
+            for arg, shape in zip(args, inputs)
+        ]
+        return f"torch.cat([{', '.join(parts)}], 1)"
+
+
+def _centre_crop(arg, shape, height, width) -> str:
+    top, left = (shape[1] - height) // 2, (shape[2] - width) // 2
+    return f"{arg}[:, :, {top}:{top + height}, {left}:{left + width}]"
+
+
+@register
+class Multiply(OpKind):
+    name = "mul"
+    family = "merge"
+    takes_taps = True
+    doc = "gating: x times a per-channel weight (C, C×1×1) or an equal-shaped map"
+
+    def shape(self, attrs, inputs):
+        target = inputs[0]
+        for gate in inputs[1:]:
+            fits = gate == target or (len(target) == 3 and gate in ((target[0],), (target[0], 1, 1)))
+            if not fits:
+                raise ShapeProblem(
+                    f"cannot gate {format_shape(target)} with {format_shape(gate)}",
+                    hint=f"the gate must be {target[0]}, {target[0]}×1×1 or {format_shape(target)}",
+                )
+        return target
+
+    def label(self, attrs):
+        return "⊗"
+
+    def torch_call(self, attrs, inputs, args, module):
+        gated = [
+            f"{arg}.view(-1, {shape[0]}, 1, 1)" if len(shape) == 1 and len(inputs[0]) == 3 else arg
+            for arg, shape in zip(args, inputs)
+        ]
+        return " * ".join(gated)

@@ -1,0 +1,72 @@
+"""Normalisation and regularisation: batch norm, local response norm, dropout."""
+from __future__ import annotations
+
+from .base import OpKind, fraction, real, register, spatial, whole
+
+
+@register
+class BatchNorm(OpKind):
+    name = "bn"
+    family = "norm"
+    has_state = True
+    signature = (("eps", 1e-5), ("momentum", 0.1))
+    doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
+
+    def resolve(self, attrs, inputs):
+        return {"eps": real(attrs["eps"], "eps", positive=True), "momentum": fraction(attrs["momentum"], "momentum")}
+
+    def params(self, attrs, inputs):
+        return 2 * inputs[0][0]
+
+    def label(self, attrs):
+        return "bn"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        norm = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+        return norm(inputs[0][0], eps=attrs["eps"], momentum=attrs["momentum"])
+
+
+@register
+class LocalResponseNorm(OpKind):
+    name = "lrn"
+    family = "norm"
+    has_state = True
+    signature = (("size", 5), ("alpha", 1e-4), ("beta", 0.75), ("k", 2.0))
+    doc = "local response normalisation across channels (AlexNet, GoogLeNet papers)"
+
+    def resolve(self, attrs, inputs):
+        spatial(self, inputs[0])
+        return {
+            "size": whole(attrs["size"], "size"), "alpha": real(attrs["alpha"], "alpha"),
+            "beta": real(attrs["beta"], "beta"), "k": real(attrs["k"], "k"),
+        }
+
+    def label(self, attrs):
+        return f"lrn {attrs['size']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"])
+
+
+@register
+class Dropout(OpKind):
+    name = "dropout"
+    family = "reg"
+    has_state = True
+    signature = (("p", 0.5),)
+    doc = "zeroes a fraction p of activations while training"
+
+    def resolve(self, attrs, inputs):
+        return {"p": fraction(attrs["p"], "dropout probability p")}
+
+    def label(self, attrs):
+        return f"dropout {attrs['p']:g}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.Dropout(attrs["p"])

@@ -1,0 +1,131 @@
+"""Pooling: max and average windows, global average pooling, adaptive average pooling."""
+from __future__ import annotations
+
+import re
+
+from ..errors import ValueProblem
+from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial
+
+
+class _Pool(OpKind):
+    family = "pool"
+    has_state = True
+    signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
+    torch_class = ""
+
+    def resolve(self, attrs, inputs):
+        spatial(self, inputs[0])
+        kernel = pair(attrs["k"], "kernel size k")
+        padding = pair(attrs["p"], "padding p", minimum=0)
+        if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+            raise ValueProblem(f"`{self.name}` padding {padding[0]} must be at most half the kernel ({kernel[0]})")
+        stride = kernel if attrs["s"] is None else pair(attrs["s"], "stride s")
+        return {"k": kernel, "s": stride, "p": padding, "ceil": flag(attrs["ceil"], "ceil")}
+
+    def shape(self, attrs, inputs):
+        channels, height, width = inputs[0]
+        out_h = sliding(height, attrs["k"][0], attrs["s"][0], attrs["p"][0], ceil=attrs["ceil"])
+        out_w = sliding(width, attrs["k"][1], attrs["s"][1], attrs["p"][1], ceil=attrs["ceil"])
+        shrunk(self, inputs[0], out_h, out_w)
+        return (channels, out_h, out_w)
+
+    def window(self, attrs, inputs):
+        return Window(attrs["k"], attrs["s"])
+
+    def label(self, attrs):
+        kernel, stride = attrs["k"], attrs["s"]
+        text = f"{self.name} {kernel[0]}×{kernel[1]}"
+        return text + ("" if stride == (1, 1) else f", /{stride[0]}")
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return getattr(nn, self.torch_class)(attrs["k"], attrs["s"], attrs["p"], ceil_mode=attrs["ceil"])
+
+
+@register
+class MaxPool(_Pool):
+    name = "maxpool"
+    torch_class = "MaxPool2d"
+    doc = "max pooling; s defaults to k"
+
+
+@register
+class AvgPool(_Pool):
+    name = "avgpool"
+    torch_class = "AvgPool2d"
+    doc = "average pooling (padding counted, as PyTorch does); s defaults to k"
+
+
+@register
+class GlobalAvgPool(OpKind):
+    name = "gap"
+    family = "pool"
+    has_state = True
+    doc = "global average pooling to C×1×1"
+
+    def shape(self, attrs, inputs):
+        channels = spatial(self, inputs[0])[0]
+        return (channels, 1, 1)
+
+    def window(self, attrs, inputs):
+        _, height, width = inputs[0]
+        return Window((height, width), (height, width))
+
+    def label(self, attrs):
+        return "global avgpool"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(1)
+
+
+@register
+class AdaptiveAvgPool(OpKind):
+    name = "adaptiveavgpool"
+    family = "pool"
+    has_state = True
+    signature = (("size", 1),)
+    doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
+
+    def resolve(self, attrs, inputs):
+        spatial(self, inputs[0])
+        return {"size": pair(attrs["size"], "output size")}
+
+    def shape(self, attrs, inputs):
+        return (inputs[0][0], *attrs["size"])
+
+    def window(self, attrs, inputs):
+        """The widest bin: ceil(in/out) rounded up by one where bins overlap."""
+        _, height, width = inputs[0]
+        out_h, out_w = attrs["size"]
+        kernel = (-(-height // out_h) + (height % out_h != 0), -(-width // out_w) + (width % out_w != 0))
+        return Window(kernel, (max(1, height // out_h), max(1, width // out_w)))
+
+    def label(self, attrs):
+        return f"adaptive avgpool {attrs['size'][0]}×{attrs['size'][1]}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(attrs["size"])
+
+
+def _pool_preset(prefix):
+    regex = re.compile(rf"{prefix}(\d+)x(\d+)")
+
+    def match(name):
+        found = regex.fullmatch(name)
+        if not found:
+            return None
+        kernel_h, kernel_w = int(found.group(1)), int(found.group(2))
+        return {"k": kernel_h if kernel_h == kernel_w else (kernel_h, kernel_w)}
+
+    return match
+
+
+pattern(_pool_preset("maxpool"), "maxpool")
+pattern(_pool_preset("avgpool"), "avgpool")
+alias("pool", "maxpool", k=2)
+alias("globalavgpool", "gap")

@@ -1,0 +1,285 @@
+"""Text -> AST, with Lark's LALR parser and positions on every node."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterator
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import syntax as ast
+from .errors import CnnDslError, LimitProblem, SourcePos, SyntaxProblem
+from .resources import grammar_path
+
+MAX_NESTING = 100
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_CLOSERS = set(_OPENERS.values())
+
+
+class _Nesting:
+    """Postlexer: drops newlines inside ( ) and [ ], and bounds bracket nesting depth."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.file = "<string>"
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        stack: list[str] = []
+        for token in stream:
+            kind = token.type
+            if kind in _OPENERS:
+                stack.append(kind)
+                if len(stack) > MAX_NESTING:
+                    raise LimitProblem(
+                        f"brackets nest more than {MAX_NESTING} deep",
+                        SourcePos(self.file, token.line, token.column),
+                        "flatten the expression or split it into a block",
+                    )
+            elif kind in _CLOSERS and stack:
+                stack.pop()
+            elif kind == "_NL" and stack and stack[-1] != "LBRACE":
+                continue
+            yield token
+
+
+@lru_cache(maxsize=1)
+def _parser() -> tuple[Lark, _Nesting]:
+    nesting = _Nesting()
+    parser = Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        postlex=nesting,
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=False,
+    )
+    return parser, nesting
+
+
+def parse(text: str, file: str = "<string>") -> ast.Program:
+    """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
+    parser, nesting = _parser()
+    nesting.file = file
+    try:
+        tree = parser.parse(text)
+        return _ToAst(file, text).transform(tree)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, file, text) from None
+    except VisitError as error:
+        if isinstance(error.orig_exc, CnnDslError):
+            raise error.orig_exc from None
+        raise
+
+
+_TOKEN_WORDS = {
+    "_NL": "end of line", "$END": "end of file", "COMMA": "`,`", "RPAR": "`)`", "LPAR": "`(`",
+    "RBRACE": "`}`", "LBRACE": "`{`", "RSQB": "`]`", "LSQB": "`[`", "NAME": "a name",
+    "NUMBER": "a number", "SHAPE": "a shape like 3x224x224", "STRING": "a string",
+    "COLON": "`:`", "EQUAL": "`=`", "AT": "`@`", "VBAR": "`|`", "STAR": "`*`",
+}
+
+
+def _describe(kind: str) -> str:
+    if kind in _TOKEN_WORDS:
+        return _TOKEN_WORDS[kind]
+    return f"`{kind.lower()}`" if kind.isupper() else kind
+
+
+def _syntax_error(error: UnexpectedInput, file: str, text: str) -> SyntaxProblem:
+    pos = SourcePos(file, error.line if error.line > 0 else 1, error.column if error.column > 0 else 1)
+    if isinstance(error, UnexpectedCharacters):
+        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else "?"
+        return SyntaxProblem(f"unexpected character {char!r}", pos, "remove it, or check for a missing quote")
+    if isinstance(error, UnexpectedEOF):
+        return SyntaxProblem("the file ends in the middle of a statement", pos, "close every ( [ and {")
+    assert isinstance(error, UnexpectedToken)
+    token = error.token
+    found = "end of file" if token.type == "$END" else f"`{token}`" if token.type != "_NL" else "end of line"
+    expected = sorted({_describe(kind) for kind in error.expected if not kind.startswith("__")})
+    shown = ", ".join(expected[:6]) + (", ..." if len(expected) > 6 else "")
+    if token.type == "$END":
+        pos = _end_position(file, text)
+    return SyntaxProblem(f"unexpected {found}", pos, f"expected {shown}" if expected else None)
+
+
+def _end_position(file: str, text: str) -> SourcePos:
+    lines = text.split("\n")
+    return SourcePos(file, len(lines), len(lines[-1]) + 1)
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """One short method per grammar rule; it only builds AST nodes."""
+
+    def __init__(self, file: str, text: str):
+        super().__init__()
+        self.file = file
+        self.text = text
+
+    def _pos(self, meta) -> SourcePos:
+        return SourcePos(self.file, getattr(meta, "line", 1), getattr(meta, "column", 1))
+
+    def _tok(self, token: Token) -> SourcePos:
+        return SourcePos(self.file, token.line, token.column)
+
+    # top level
+    def start(self, meta, *definitions):
+        program = ast.Program(self.file, self.text)
+        for item in definitions:
+            (program.imports if isinstance(item, ast.Import) else program.definitions).append(item)
+        return program
+
+    def import_stmt(self, meta, target):
+        is_path = target.type == "STRING"
+        return ast.Import(target[1:-1] if is_path else str(target), is_path, self._pos(meta))
+
+    def block_def(self, meta, name, *rest):
+        params, body = rest if len(rest) == 2 else ([], rest[0])
+        return ast.BlockDef(str(name), params, body, self._tok(name))
+
+    def network_def(self, meta, name, *rest):
+        params, body = rest if len(rest) == 2 else ([], rest[0])
+        return ast.NetworkDef(str(name), params, body, self._tok(name))
+
+    def network_alias(self, meta, name, target, args=None):
+        return ast.NetworkAlias(str(name), str(target), args or [], self._tok(name))
+
+    def params(self, meta, *params):
+        return list(params)
+
+    def param(self, meta, name, default=None):
+        return ast.Param(str(name), default, self._tok(name))
+
+    def body(self, meta, seq=None):
+        return seq or ast.Seq([])
+
+    # statements
+    def seq(self, meta, *stmts):
+        return ast.Seq(list(stmts))
+
+    def let_stmt(self, meta, name, value):
+        return ast.Let(self._pos(meta), str(name), value)
+
+    def defaults_stmt(self, meta, name, args):
+        return ast.Defaults(self._tok(name), str(name), args)
+
+    def for_stmt(self, meta, *parts):
+        *names, iterable, body = parts
+        return ast.For(self._pos(meta), [str(n) for n in names], iterable, body)
+
+    def if_stmt(self, meta, *parts):
+        pairs = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        otherwise = parts[-1] if len(parts) % 2 else None
+        return ast.If(self._pos(meta), pairs, otherwise)
+
+    def output_stmt(self, meta, *taps):
+        return ast.Output(self._pos(meta), list(taps))
+
+    def labeled(self, meta, label, item):
+        return ast.Labeled(self._tok(label), str(label), item)
+
+    def repeat(self, meta, item, count):
+        return ast.Repeat(self._pos(meta), item, count)
+
+    def indexed_repeat(self, meta, item, count):
+        return ast.Repeat(self._pos(meta), item, count, binds_index=True)
+
+    def layer(self, meta, name, args=None):
+        return ast.Layer(self._tok(name), str(name), args or [], args is not None)
+
+    def group(self, meta, seq):
+        return ast.Group(self._pos(meta), seq)
+
+    def stage(self, meta, *parts):
+        name = str(parts[0]) if len(parts) == 2 else None
+        return ast.Stage(self._pos(meta), name, parts[-1])
+
+    def residual(self, meta, body, shortcut=None):
+        return ast.Residual(self._pos(meta), body, shortcut)
+
+    def dense(self, meta, body):
+        return ast.Dense(self._pos(meta), body)
+
+    def branch(self, meta, *paths):
+        return ast.Branch(self._pos(meta), list(paths))
+
+    def scale(self, meta, body):
+        return ast.Scale(self._pos(meta), body)
+
+    def input_shape(self, meta, shape):
+        if isinstance(shape, Token):
+            start = shape.column
+            dims = []
+            for part in str(shape).split("x"):
+                dims.append(ast.Number(SourcePos(self.file, shape.line, start), int(part)))
+                start += len(part) + 1
+            return ast.Input(self._pos(meta), dims)
+        return ast.Input(self._pos(meta), [arg.value for arg in shape])
+
+    def jump(self, meta, tap):
+        return ast.Jump(tap.pos, tap.name)
+
+    def tap(self, meta, name):
+        return ast.TapRef(self._pos(meta), str(name))
+
+    # expressions
+    def arguments(self, meta, *args):
+        return [a if isinstance(a, ast.Argument) else ast.Argument(None, a, a.pos) for a in args]
+
+    def keyword(self, meta, name, value):
+        return ast.Argument(str(name), value, self._tok(name))
+
+    def number(self, meta, token):
+        text = str(token)
+        value = float(text) if any(ch in text for ch in ".eE") else int(text)
+        return ast.Number(self._tok(token), value)
+
+    def string(self, meta, token):
+        return ast.String(self._tok(token), str(token)[1:-1])
+
+    def name(self, meta, token):
+        return ast.Name(self._tok(token), str(token))
+
+    def in_attr(self, meta, attr):
+        return ast.InAttr(self._pos(meta), str(attr))
+
+    def attribute(self, meta, target, attr):
+        return ast.Attribute(self._pos(meta), target, str(attr))
+
+    def index(self, meta, target, index):
+        return ast.Index(self._pos(meta), target, index)
+
+    def function(self, meta, name, args):
+        return ast.FunctionCall(self._tok(name), str(name), args)
+
+    def list(self, meta, *items):
+        return ast.ListExpr(self._pos(meta), list(items))
+
+    def tuple(self, meta, *items):
+        return ast.TupleExpr(self._pos(meta), list(items))
+
+    def conditional(self, meta, then, condition, otherwise):
+        return ast.Conditional(self._pos(meta), then, condition, otherwise)
+
+    def any_of(self, meta, left, right):
+        return ast.Binary(self._pos(meta), "or", left, right)
+
+    def all_of(self, meta, left, right):
+        return ast.Binary(self._pos(meta), "and", left, right)
+
+    def negation(self, meta, operand):
+        return ast.Not(self._pos(meta), operand)
+
+    def compare(self, meta, left, op, right):
+        return ast.Binary(self._tok(op), str(op), left, right)
+
+    def binary(self, meta, left, op, right):
+        return ast.Binary(self._tok(op), str(op), left, right)
+
+    def power(self, meta, base, exponent):
+        return ast.Binary(self._pos(meta), "^", base, exponent)
+
+    def negate(self, meta, operand):
+        return ast.Negate(self._pos(meta), operand)

@@ -1,0 +1,27 @@
+"""Where the shipped grammar and library live, for editable and regular installs alike.
+
+A wheel carries them inside the package (`cnndsl/grammar`, `cnndsl/library`); a source
+checkout keeps them at the repository's top level. One lookup serves both.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=None)
+def data_dir(name: str) -> Path:
+    for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"cnndsl's {name}/ folder is missing from this installation")
+
+
+def grammar_path() -> Path:
+    return data_dir("grammar") / "cnn.lark"
+
+
+def library_dir() -> Path:
+    return data_dir("library")
