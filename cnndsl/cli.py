@@ -59,7 +59,20 @@ def _load(source, network, input_shape, params, max_nodes):
     return load(source, network=network, input=input_shape, max_nodes=max_nodes, **params)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    """Prints CnnDslErrors as located messages and exits 1; a traceback only with --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CnnDslError as error:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(render_error(error), err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cnndsl")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.pass_context
@@ -169,31 +182,3 @@ def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
         return Path(pos.file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-
-
-def run(args=None) -> int:
-    """Entry point: CnnDslErrors print as located messages (exit 1), never as tracebacks."""
-    debug = "--debug" in (args if args is not None else sys.argv[1:])
-    try:
-        main.main(args=args, standalone_mode=False)
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
-    except CnnDslError as error:
-        if debug:
-            raise
-        click.echo(render_error(error), err=True)
-        return 1
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else 1
-    return 0
-
-
-def entry() -> None:
-    sys.exit(run())
-

@@ -1,0 +1,33 @@
+"""Shared test helpers: run the CLI in process, and list the shipped library."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from click.testing import CliRunner
+
+from cnndsl.cli import main
+from cnndsl.load import library_index
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli():
+    """Run `cnndsl ARGS...` in process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def library_networks() -> list[str]:
+    """Every network the library ships, for tests parametrised over the library."""
+    return sorted(library_index())
