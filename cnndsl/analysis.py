@@ -7,11 +7,9 @@ all paths into a node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
-
 import networkx as nx
 
-from .ir import input_shapes, inputs_of
+from .ir import inputs_of
 from .ops import REGISTRY, numel
 
 BYTES_PER_VALUE = 4  # float32
@@ -31,33 +29,39 @@ class Totals:
 
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write params, macs, memory_bytes, rf and jump onto every node, in topological order."""
-    for node in sorted(graph.nodes):
-        data = graph.nodes[node]
+    nodes = graph.nodes
+    for node in sorted(nodes):
+        data = nodes[node]
         kind = REGISTRY[data["op"]]
-        shapes = input_shapes(graph, node)
+        sources = [nodes[source] for source in inputs_of(graph, node)]
+        shapes = [source["shape"] for source in sources]
         data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
         data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
-        data["rf"], data["jump"] = _receptive_field(graph, node, kind, shapes)
+        data["rf"], data["jump"] = _receptive_field(sources, kind.window(data["attrs"], shapes) if shapes else None)
     return graph
 
 
-def _receptive_field(graph, node, kind, shapes):
-    sources = inputs_of(graph, node)
+def _receptive_field(sources, window):
+    """rf_out = rf_in + (k - 1)·d·jump_in and jump_out = jump_in·s, per axis (h, w).
+
+    Jumps below 1 come from upsampling; they are powers of two in practice, exact as floats.
+    """
     if not sources:
-        return (1, 1), (Fraction(1), Fraction(1))
-    rf = tuple(max(graph.nodes[s]["rf"][axis] for s in sources) for axis in (0, 1))
-    jump = tuple(max(graph.nodes[s]["jump"][axis] for s in sources) for axis in (0, 1))
-    window = kind.window(graph.nodes[node]["attrs"], shapes)
+        return (1, 1), (1, 1)
+    if len(sources) == 1:
+        rf, jump = sources[0]["rf"], sources[0]["jump"]
+    else:
+        rf = (max(s["rf"][0] for s in sources), max(s["rf"][1] for s in sources))
+        jump = (max(s["jump"][0] for s in sources), max(s["jump"][1] for s in sources))
     if window is None:
         return rf, jump
-    new_rf, new_jump = [], []
-    for axis in (0, 1):
-        step = jump[axis] / window.upsample[axis]
-        span = (window.kernel[axis] - 1) * window.dilation[axis]
-        new_rf.append(rf[axis] + span * step)
-        new_jump.append(step * window.stride[axis])
-    return tuple(new_rf), tuple(new_jump)
+    step = (jump[0] / window.upsample[0], jump[1] / window.upsample[1]) if window.upsample != (1, 1) else jump
+    return (
+        (rf[0] + (window.kernel[0] - 1) * window.dilation[0] * step[0],
+         rf[1] + (window.kernel[1] - 1) * window.dilation[1] * step[1]),
+        (step[0] * window.stride[0], step[1] * window.stride[1]),
+    )
 
 
 def totals(graph: nx.DiGraph) -> Totals:
@@ -69,5 +73,5 @@ def totals(graph: nx.DiGraph) -> Totals:
 
 def scalar(value) -> "int | float | list":
     """rf/jump for reports: one number when both axes agree, else [h, w]; whole numbers as int."""
-    values = [int(v) if Fraction(v).denominator == 1 else float(v) for v in value]
+    values = [int(v) if float(v).is_integer() else float(v) for v in value]
     return values[0] if values[0] == values[1] else values

@@ -102,8 +102,10 @@ class GraphBuilder:
 
 def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:
     """The node's inputs in order (edge `index`)."""
-    edges = sorted(graph.in_edges(node, data="index"), key=lambda edge: edge[2])
-    return [source for source, _, _ in edges]
+    predecessors = graph.pred[node]
+    if len(predecessors) < 2:
+        return list(predecessors)
+    return sorted(predecessors, key=lambda source: predecessors[source]["index"])
 
 
 def input_shapes(graph: nx.DiGraph, node: int) -> list[tuple]:

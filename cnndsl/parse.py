@@ -53,7 +53,7 @@ def _parser() -> tuple[Lark, _Nesting]:
         postlex=nesting,
         propagate_positions=True,
         maybe_placeholders=False,
-        cache=False,
+        cache=True,  # grammar analysis cached in the temp folder: ~3x faster start
     )
     return parser, nesting
 
