@@ -1,0 +1,142 @@
+"""Parse + expand + infer time for ResNets of growing depth, and the whole-process summary
+command beside torchinfo's route (build the torch model by hand, then torchinfo.summary).
+
+    python bench/analysis.py
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from lark import Lark
+
+import cnndsl
+from cnndsl.parse import _Nesting
+from cnndsl.resources import grammar_path, library_dir
+
+RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
+
+
+def best_of(function, repeats: int = 20) -> float:
+    """Best wall time of several runs, in seconds: the least disturbed measurement."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def in_process() -> None:
+    print("parse + expand + infer, in process (best of 20)")
+    print(f"{'network':<16}{'nodes':>7}{'ms':>9}{'µs/node':>10}")
+    cases = [("resnet18", {}), ("resnet50", {}), ("resnet152", {}),
+             ("resnet_1000", {"depths": [20, 100, 180, 33]})]
+    for label, params in cases:
+        name = "resnet" if params else label
+
+        def run():
+            return cnndsl.parse(RESNET, network=name, **params)
+
+        nodes = run().graph.number_of_nodes()
+        seconds = best_of(run)
+        print(f"{label:<16}{nodes:>7}{seconds * 1e3:>9.2f}{seconds * 1e6 / nodes:>10.1f}")
+    seconds = best_of(lambda: cnndsl.parse(RESNET, network="resnet152"))
+    print(f"goal: resnet152 under 20 ms in process -> {seconds * 1e3:.1f} ms "
+          f"({'met' if seconds < 0.020 else 'NOT met'})")
+
+
+def parsers() -> None:
+    """LALR (what cnndsl uses) against Earley on the same grammar and text."""
+    grammar = grammar_path().read_text(encoding="utf-8")
+    lalr = Lark(grammar, parser="lalr", lexer="contextual", postlex=_Nesting(), propagate_positions=True)
+    # Earley scans without a lexer (a standalone lexer cannot tell `*` the repetition from `*` the
+    # product); resnet.cnn has no newline inside brackets, so it needs no postlexer either.
+    earley = Lark(grammar, parser="earley", lexer="dynamic", propagate_positions=True)
+    earley.parse(RESNET)
+    lalr_time = best_of(lambda: lalr.parse(RESNET))
+    earley_time = best_of(lambda: earley.parse(RESNET), repeats=5)
+    print(f"\nparsing library/resnet.cnn: LALR {lalr_time * 1e3:.2f} ms, Earley {earley_time * 1e3:.2f} ms "
+          f"(Earley / LALR = {earley_time / lalr_time:.1f}x)")
+
+
+TORCHINFO_ROUTE = '''
+import torch, torchinfo
+from torch import nn
+
+class Bottleneck(nn.Module):
+    expansion = 4
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        width = planes
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False); self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False); self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False); self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+class ResNet50(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True); self.maxpool = nn.MaxPool2d(3, 2, 1)
+        layers, inplanes = [], 64
+        for planes, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
+            stage = [Bottleneck(inplanes, planes, stride)] + [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
+            inplanes = planes * 4
+            layers.append(nn.Sequential(*stage))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1); self.fc = nn.Linear(2048, 1000)
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+stats = torchinfo.summary(ResNet50(), input_size=(1, 3, 224, 224), verbose=0)
+print(stats)
+assert stats.total_params == 25557032
+'''
+
+
+def whole_process(command: list[str], repeats: int = 5) -> float:
+    """Best of several runs, after one that warms the file cache and writes bytecode, as a user's would."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return best_of(lambda: subprocess.run(command, check=True, capture_output=True, env=env), repeats)
+
+
+def processes() -> None:
+    # The console script itself, not a version manager's shim in front of it.
+    cnndsl_bin = Path(sysconfig.get_path("scripts")) / "cnndsl"
+    if not cnndsl_bin.exists():
+        sys.exit("cnndsl is not installed")
+    cnndsl_bin = str(cnndsl_bin)
+    ours = whole_process([cnndsl_bin, "summary", "resnet50"])
+    print(f"\nwhole process, best of 5: `cnndsl summary resnet50` {ours:.3f} s")
+    try:
+        import torchinfo  # noqa: F401
+    except ImportError:
+        print("torchinfo is not installed: no side-by-side reference")
+        return
+    theirs = whole_process([sys.executable, "-c", TORCHINFO_ROUTE])
+    print(f"whole process, best of 5: torch + hand-written ResNet-50 + torchinfo.summary {theirs:.3f} s")
+    print(f"ratio torchinfo / cnndsl: {theirs / ours:.1f}x (goal: at least 10x)")
+
+
+if __name__ == "__main__":
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}")
+    in_process()
+    parsers()
+    processes()
