@@ -29,7 +29,7 @@ class Totals:
 
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write params, macs, memory_bytes, rf and jump onto every node, in topological order."""
-    nodes = graph.nodes
+    nodes = dict(graph.nodes(data=True))  # plain dict lookups; the attribute dicts are the graph's own
     for node in sorted(nodes):
         data = nodes[node]
         kind = REGISTRY[data["op"]]

@@ -25,7 +25,7 @@ def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
 
 def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     """`-p classes=10 -p depths=[3,4,6,3]`: values are cnndsl expressions."""
-    from .evaluate import Env, Evaluator
+    from .evaluate import Env, Evaluator, no_incoming
     from .parse import parse
 
     result = {}
@@ -34,7 +34,7 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not name.isidentifier():
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}")
         program = parse(f"let value = {text}", f"<-p {name}>")
-        result[name] = Evaluator(lambda attr, pos: 0)(program.definitions[0].value, Env())
+        result[name] = Evaluator(no_incoming)(program.definitions[0].value, Env())
     return result
 
 

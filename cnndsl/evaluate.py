@@ -113,6 +113,11 @@ _COMPARE = {
 }
 
 
+def no_incoming(attr: str, pos: Any) -> int:
+    """`in.c` outside a network or block has no tensor to read."""
+    raise NameProblem(f"`in.{attr}` is only defined inside a network or block", pos)
+
+
 class Evaluator:
     """Evaluates expressions in an Env; `in.c` asks `incoming` for the current shape."""
 

@@ -13,7 +13,7 @@ import networkx as nx
 from . import ops
 from . import syntax as ast
 from .errors import CnnDslError, LimitProblem, NameProblem, ShapeProblem, SourcePos, ValueProblem, did_you_mean
-from .evaluate import Env, Evaluator, Tap
+from .evaluate import Env, Evaluator, Tap, no_incoming
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
@@ -378,8 +378,7 @@ def _declares_input(body: ast.Seq) -> bool:
 def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
     """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way."""
     definition = ref.definition
-    evaluate = Evaluator(lambda attr, pos: (_ for _ in ()).throw(
-        NameProblem("`in` is only defined inside a network or block", pos)))
+    evaluate = Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
         bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate, definition.pos)
         return definition, ref.env, bound
@@ -398,15 +397,12 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
             keywords[arg.keyword] = value
         else:
             positional.append(value)
-    params = _network_params(target)
-    keywords.update(dict(zip([p.name for p in params], positional)))
-    if len(positional) > len(params):
-        raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}", definition.pos)
+    if positional:
+        if not isinstance(target.definition, ast.NetworkDef):
+            raise ValueProblem(f"`{definition.target}` is itself an alias: pass its parameters by name", definition.pos)
+        params = target.definition.params
+        if len(positional) > len(params):
+            raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
+                               definition.pos)
+        keywords.update(zip([param.name for param in params], positional))
     return resolve_network(target, {**keywords, **overrides}, depth + 1)
-
-
-def _network_params(ref: NetworkRef) -> list[ast.Param]:
-    seen = 0
-    while isinstance(ref.definition, ast.NetworkAlias) and seen <= MAX_CALL_DEPTH:
-        ref, seen = ref.env.lookup(ref.definition.target), seen + 1
-    return ref.definition.params

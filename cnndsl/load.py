@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from . import syntax as ast
 from .errors import FileProblem, LimitProblem, NameProblem, did_you_mean
-from .evaluate import Env, Evaluator
+from .evaluate import Env, Evaluator, no_incoming
 from .expand import BlockRef, NetworkRef
 from .parse import parse as parse_text
 from .resources import library_dir
@@ -81,8 +81,7 @@ class Loader:
         for item in program.imports:
             env.values.update(self._import(item, folder).env.values)
         origins: dict[str, Any] = {}
-        evaluate = Evaluator(lambda attr, pos: (_ for _ in ()).throw(
-            NameProblem("`in` is only defined inside a network or block", pos)))
+        evaluate = Evaluator(no_incoming)
         networks = []
         for definition in program.definitions:
             name = definition.name

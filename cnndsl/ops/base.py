@@ -42,29 +42,30 @@ class OpKind:
     # ---- arguments ------------------------------------------------------------
     def bind(self, positional: Sequence[Any], keywords: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
         """Match call arguments to the signature; unknown or missing ones are located errors."""
-        names = [name for name, _ in self.signature]
-        attrs = {name: default for name, default in self.signature}
+        attrs = dict(self.signature)
         attrs.update(preset)
-        free = [name for name in names if name not in preset]
-        if len(positional) > len(free):
-            raise ValueProblem(
-                f"`{self.name}` takes at most {len(free)} positional argument(s), got {len(positional)}",
-                hint=f"its arguments are ({self.describe_signature()})",
-            )
-        attrs.update(zip(free, positional))
+        if positional:
+            free = [name for name, _ in self.signature if name not in preset]
+            if len(positional) > len(free):
+                raise ValueProblem(
+                    f"`{self.name}` takes at most {len(free)} positional argument(s), got {len(positional)}",
+                    hint=f"its arguments are ({self.describe_signature()})",
+                )
+            attrs.update(zip(free, positional))
         for key, value in keywords.items():
             if key not in attrs:
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=did_you_mean(key, names) or f"its arguments are ({self.describe_signature()})",
+                    hint=did_you_mean(key, [name for name, _ in self.signature])
+                    or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
-        missing = [name for name, value in attrs.items() if value is REQUIRED]
-        if missing:
-            raise ValueProblem(
-                f"`{self.name}` needs the argument `{missing[0]}`",
-                hint=f"its arguments are ({self.describe_signature()})",
-            )
+        for name, value in attrs.items():
+            if value is REQUIRED:
+                raise ValueProblem(
+                    f"`{self.name}` needs the argument `{name}`",
+                    hint=f"its arguments are ({self.describe_signature()})",
+                )
         return attrs
 
     def describe_signature(self) -> str:
