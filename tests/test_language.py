@@ -273,6 +273,11 @@ def test_library_names_resolve_and_families_take_parameters():
     assert n.params == 11_689_512 - 513 * 1000 + 513 * 10
 
 
+def test_inputs_are_shapes_vectors_or_expressions():
+    assert net("input 784\nfc(10)").input_shape == (784,)
+    assert cnndsl.parse("network n(size=20) { input(1, size, 2 * size)\n relu }").input_shape == (1, 20, 40)
+
+
 def test_input_override_replaces_the_declared_input():
     assert cnndsl.load("resnet18", input=(3, 64, 64)).graph.nodes[0]["shape"] == (3, 64, 64)
 
