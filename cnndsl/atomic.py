@@ -25,6 +25,7 @@ def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[
                 stream.write(content)
         if callable(content):
             content(temp)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; an output has the usual mode
         os.replace(temp, target)
     except OSError as error:
         raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
@@ -32,3 +33,10 @@ def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[
         if temp.exists():
             temp.unlink()
     return target
+
+
+def _umask() -> int:
+    """The process umask; reading it means setting it, so set it straight back."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
