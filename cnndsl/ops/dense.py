@@ -10,6 +10,7 @@ class FullyConnected(OpKind):
     name = "fc"
     family = "fc"
     has_state = True
+    torch_overwritable = True
     signature = (("n", None), ("bias", True))
     doc = "fully connected layer; flattens a C×H×W input by itself"
 

@@ -23,6 +23,7 @@ class Add(OpKind):
     name = "add"
     family = "merge"
     takes_taps = True
+    torch_overwritable = True
     doc = "element-wise sum of equal shapes (residual connections)"
 
     def shape(self, attrs, inputs):
@@ -46,6 +47,7 @@ class Concat(OpKind):
     name = "concat"
     family = "merge"
     takes_taps = True
+    torch_overwritable = True
     tap_edge = "concat"
     signature = (("crop", False),)
     doc = "concatenation along channels; crop=true centre-crops larger inputs (U-Net)"
@@ -87,6 +89,7 @@ class Multiply(OpKind):
     name = "mul"
     family = "merge"
     takes_taps = True
+    torch_overwritable = True
     doc = "gating: x times a per-channel weight (C, C×1×1) or an equal-shaped map"
 
     def shape(self, attrs, inputs):

@@ -9,6 +9,7 @@ class BatchNorm(OpKind):
     name = "bn"
     family = "norm"
     has_state = True
+    torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))
     doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
 

@@ -10,6 +10,7 @@ from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, 
 class _Pool(OpKind):
     family = "pool"
     has_state = True
+    torch_overwritable = True
     signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
     torch_class = ""
 
@@ -62,6 +63,7 @@ class GlobalAvgPool(OpKind):
     name = "gap"
     family = "pool"
     has_state = True
+    torch_overwritable = True
     doc = "global average pooling to C×1×1"
 
     def shape(self, attrs, inputs):
@@ -86,6 +88,7 @@ class AdaptiveAvgPool(OpKind):
     name = "adaptiveavgpool"
     family = "pool"
     has_state = True
+    torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
 

@@ -8,6 +8,7 @@ from .base import OpKind, Window, choice, register, spatial, whole
 class Upsample(OpKind):
     name = "upsample"
     family = "pool"
+    torch_overwritable = True
     signature = (("scale", 2), ("mode", "nearest"))
     doc = "nearest or bilinear upsampling by a whole factor"
 

@@ -1,0 +1,188 @@
+"""The PyTorch backend: a network becomes an fx GraphModule, a standalone source file, or a torch.export program.
+
+Every layer with a module form lives at its IR name (`layer1.bottleneck1.conv1`), so state_dict keys
+are `<IR node name>.<parameter>`. The forward is an fx graph generated once, in data-flow order.
+"""
+from __future__ import annotations
+
+import keyword
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..atomic import write_atomically
+from ..errors import NameProblem, ValueProblem
+from ..ir import input_shapes, inputs_of
+from ..ops import REGISTRY
+from .torch_source import class_name, input_name, python_source
+
+INITS = ("default", "kaiming")
+EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
+
+
+def build_module(network, init: str = "default", zero_init_residual: bool = False,
+                 seed: Optional[int] = None) -> fx.GraphModule:
+    """The network as an nn.Module; a `seed` makes initialisation reproducible without touching the global RNG."""
+    if init not in INITS:
+        raise ValueProblem(f"unknown initialisation `{init}`", hint=f"choose one of {', '.join(INITS)}")
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        root = _modules(network.graph)
+        if init == "kaiming":
+            _kaiming(root)
+        if zero_init_residual:
+            _zero_residual_norms(network.graph, root)
+    return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+
+
+def write_python(network, path: "str | Path") -> Path:
+    """One standalone PyTorch source file defining the network as a class; it needs only torch."""
+    return write_atomically(path, python_source(network, _modules(network.graph)))
+
+
+def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:
+    """A torch.export program of `module` (default: a freshly built one) in eval mode, with a dynamic batch."""
+    program = export_program(network, module if module is not None else build_module(network))
+    return write_atomically(path, lambda temp: torch.export.save(program, temp))
+
+
+def export_program(network, module: nn.Module) -> "torch.export.ExportedProgram":
+    """`torch.export` of the module for inference: eval mode, the batch dimension dynamic."""
+    example = torch.randn(EXPORT_BATCH, *network.input_shape)
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():
+        return torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+
+
+# ---- modules ------------------------------------------------------------------
+def _modules(graph: nx.DiGraph) -> nn.Module:
+    """Plain nested containers holding each kind's module at the node's dotted name."""
+    _check_module_names(graph)
+    root = nn.Module()
+    for node, data in graph.nodes(data=True):
+        module = REGISTRY[data["op"]].torch_module(data["attrs"], input_shapes(graph, node))
+        if hasattr(module, "inplace"):
+            module.inplace = _may_overwrite_input(graph, node)
+        if module is not None:
+            *path, leaf = data["name"].split(".")
+            parent = root
+            for part in path:
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            parent.add_module(leaf, module)
+    return root
+
+
+def _may_overwrite_input(graph: nx.DiGraph, node: int) -> bool:
+    """An activation runs in place, as torchvision's `ReLU(inplace=True)`, where its input is a fresh
+    tensor that no other layer, no output and no backward pass reads."""
+    sources = inputs_of(graph, node)
+    if len(sources) != 1:
+        return False
+    source = sources[0]
+    outputs = {output for _, output in graph.graph["outputs"]}
+    return (REGISTRY[graph.nodes[source]["op"]].torch_overwritable and graph.out_degree(source) == 1
+            and source not in outputs)
+
+
+def _check_module_names(graph: nx.DiGraph) -> None:
+    """Stage, block and layer names become attribute names in Python code: refuse those that cannot be."""
+    for _, data in graph.nodes(data=True):
+        parts = data["name"].split(".")
+        for depth, part in enumerate(parts):
+            if not (keyword.iskeyword(part) or part in _reserved_attributes()):
+                continue
+            is_group = depth < len(parts) - 1
+            pos = graph.graph["groups"][tuple(parts[: depth + 1])]["pos"] if is_group else data["pos"]
+            why = "a Python keyword" if keyword.iskeyword(part) else "an attribute every PyTorch module has"
+            raise NameProblem(f"`{part}` cannot name a PyTorch module: it is {why}", pos,
+                              hint=f"rename the {'stage or block' if is_group else 'layer'}, e.g. `{part}_`")
+
+
+@lru_cache(maxsize=1)
+def _reserved_attributes() -> frozenset[str]:
+    return frozenset(dir(fx.GraphModule(nn.Module(), fx.Graph())))
+
+
+# ---- initialisation ---------------------------------------------------------------
+def _kaiming(root: nn.Module) -> None:
+    """He et al. 2015 for every convolution (fan_out, ReLU gain) and zero biases, as torchvision's ResNet."""
+    for module in root.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
+    """Zero the scale of the BatchNorm that ends each residual body, so every block starts as the
+    identity (Goyal et al. 2017, torchvision's `zero_init_residual`)."""
+    modules = dict(root.named_modules())
+    for node, data in graph.nodes(data=True):
+        if data["op"] != "add":  # a residual join: body + shortcut
+            continue
+        body, *shortcuts = inputs_of(graph, node)
+        shared = set(shortcuts).union(*(nx.ancestors(graph, source) for source in shortcuts))
+        while body not in shared:
+            module = modules.get(graph.nodes[body]["name"])
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.zeros_(module.weight)
+                break
+            if graph.nodes[body]["params"] or not graph.pred[body]:
+                break  # a weighted layer other than a norm ends the body: nothing to zero
+            body = inputs_of(graph, body)[0]
+
+
+# ---- forward --------------------------------------------------------------------
+def forward_graph(network, root: nn.Module) -> fx.Graph:
+    """The forward as an fx graph: each node's `torch_call` evaluated on proxies, in node order.
+
+    Each IR node's result carries `meta["cnndsl_node"]` (its id) for passes such as shape propagation.
+    """
+    graph = network.graph
+    code = fx.Graph()
+    tracer = _NamingTracer(code)
+    modules = dict(root.named_modules())
+    values = {graph.graph["input"]: tracer.create_proxy("placeholder", input_name(network), (), {})}
+    for node, data in graph.nodes(data=True):
+        if node in values:
+            continue
+        sources = inputs_of(graph, node)
+        shapes = [graph.nodes[source]["shape"] for source in sources]
+        args = [f"arg{index}" for index in range(len(sources))]
+        module = "module" if data["name"] in modules else None
+        expression = REGISTRY[data["op"]].torch_call(data["attrs"], shapes, args, module)
+        tracer.node_name = data["name"].replace(".", "_")
+        scope = {"torch": torch, "F": F, "module": _ModuleCall(tracer, data["name"])}
+        scope.update(zip(args, (values[source] for source in sources)))
+        values[node] = eval(expression, scope)  # noqa: S307  (the kind's own expression, over proxies)
+        values[node].node.meta["cnndsl_node"] = node
+    results = tuple(values[node].node for _, node in graph.graph["outputs"])
+    code.output(results[0] if len(results) == 1 else results)
+    return code
+
+
+class _NamingTracer(fx.proxy.GraphAppendingTracer):
+    """Names every fx node after the IR node it computes, so the generated code reads like the source."""
+
+    node_name: Optional[str] = None
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        return super().create_node(kind, target, args, kwargs, name or self.node_name, type_expr)
+
+
+class _ModuleCall:
+    """Stands for `self.<path>` in a kind's expression: calling it records a call_module node."""
+
+    def __init__(self, tracer: fx.proxy.GraphAppendingTracer, target: str):
+        self.tracer, self.target = tracer, target
+
+    def __call__(self, *args):
+        return self.tracer.create_proxy("call_module", self.target, args, {})

@@ -1,0 +1,134 @@
+"""Standalone PyTorch source for a network: one class, its modules in `__init__`, its forward in data-flow order.
+
+The forward keeps the running tensor in `x` and gives a new name (`x1`, or the tap's label) only to a
+value that a later layer still needs, as hand-written PyTorch does.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+from pathlib import Path
+
+from torch import nn
+
+from .. import __version__
+from ..ir import inputs_of
+from ..ops import REGISTRY, format_shape
+
+RESERVED = {"self", "torch", "F", "nn", "input"}
+
+HEADER = '''"""{name}, compiled from {file} by cnndsl {version}.
+
+Input {shape}; {params:,} parameters; {macs:,} multiply-accumulates per image.
+Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+'''
+
+
+def python_source(network, root: nn.Module) -> str:
+    """The file's text; `root` holds the network's modules at their IR names (as build_module makes them)."""
+    header = HEADER.format(name=network.name, file=Path(network.file).name, version=__version__,
+                           shape=format_shape(network.input_shape), params=network.params, macs=network.macs)
+    modules = dict(root.named_modules())
+    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
+    return header + "\n\n" + "\n".join(body) + "\n"
+
+
+def class_name(network_name: str) -> str:
+    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`."""
+    return "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
+
+
+def input_name(network) -> str:
+    """The forward's argument: the input's label where it makes a good Python name, else `x`."""
+    return _variable(network.input_name)
+
+
+def _variable(label) -> str:
+    good = label and label.isidentifier() and not keyword.iskeyword(label) and label not in RESERVED
+    return label if good else "x"
+
+
+def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
+    lines = ["    def __init__(self):", "        super().__init__()"]
+    for path, module in modules.items():
+        if path:
+            lines.append(f"        self.{path} = {_constructor(module)}")
+    return lines
+
+
+def _constructor(module: nn.Module) -> str:
+    """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
+    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments."""
+    cls = type(module)
+    if cls is nn.Module:
+        return "nn.Module()"
+    if getattr(nn, cls.__name__, None) is not cls or next(module.children(), None) is not None:
+        raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
+    call = ast.parse(repr(module), mode="eval").body
+    defaults = inspect.signature(cls).parameters
+    call.keywords = [argument for argument in call.keywords
+                     if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])]
+    return f"nn.{ast.unparse(call)}"
+
+
+def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
+    try:
+        return ast.literal_eval(value) == parameter.default
+    except ValueError:
+        return False
+
+
+def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
+    graph = network.graph
+    uses = {node: graph.out_degree(node) for node in graph}
+    for _, node in graph.graph["outputs"]:
+        uses[node] += 1  # outputs stay alive until the return
+    first = graph.graph["input"]
+    names = {first: input_name(network)}
+    live = {names[first]: first}
+    lines = [f"    def forward(self, {names[first]}):"]
+    group = ()
+    for node, data in graph.nodes(data=True):
+        if node == first:
+            continue
+        if data["group"] != group:
+            lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
+            group = data["group"]
+        sources = inputs_of(graph, node)
+        module = f"self.{data['name']}" if data["name"] in modules else None
+        shapes = [graph.nodes[source]["shape"] for source in sources]
+        expression = REGISTRY[data["op"]].torch_call(data["attrs"], shapes, [names[s] for s in sources], module)
+        for source in sources:
+            uses[source] -= 1
+            if uses[source] == 0:
+                del live[names[source]]
+        names[node] = _free_name(_variable(data["tap"]), live)
+        if uses[node]:
+            live[names[node]] = node
+        lines.append(f"        {names[node]} = {expression}")
+    results = [names[node] for _, node in graph.graph["outputs"]]
+    lines.append(f"        return {', '.join(results)}")
+    return lines
+
+
+def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
+    """A comment naming a stage or block where the code enters it; a blank line where it leaves to the top."""
+    if previous[: len(current)] == current:  # back out to an enclosing group
+        return [] if current else [""]
+    label = graph.graph["groups"][current]["label"]
+    named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
+    return ["", f"        # {'.'.join(current)}{'' if named else f': {label}'}"]
+
+
+def _free_name(preferred: str, live: dict[str, int]) -> str:
+    """The preferred name, or the first of preferred1, preferred2, ... that holds no value still needed."""
+    candidate, number = preferred, 0
+    while candidate in live:
+        number += 1
+        candidate = f"{preferred}{number}"
+    return candidate
