@@ -1,0 +1,321 @@
+"""What a diagram shows, before any styling: the group tree, repeats folded, deep groups collapsed.
+
+Pure data from the graph IR, so tests can check the structure without Graphviz. A diagram has
+boxes (a layer, a collapsed group, the input, an output), clusters (the groups drawn open) and
+links (the edges that remain once repeats and collapsed groups stand for their insides).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import networkx as nx
+
+from ..ir import inputs_of
+
+EDGE_PRIORITY = ("sequence", "branch", "skip", "concat")  # which kind a merged edge keeps
+
+
+@dataclass
+class Group:
+    """A stage or block instance: its path, kind and label, children in order, every node inside."""
+
+    path: tuple[str, ...]
+    kind: str
+    label: str
+    children: list["Union[Group, int]"] = field(default_factory=list)
+    nodes: list[int] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        """The block or stage name without its arguments: `bottleneck(64, 1)` -> `bottleneck`."""
+        return self.label.split("(")[0]
+
+
+@dataclass
+class Run:
+    """Consecutive repeats of one group: the first is drawn, the others fold into its `×n`."""
+
+    instances: list[Group]
+
+    @property
+    def first(self) -> Group:
+        return self.instances[0]
+
+    @property
+    def count(self) -> int:
+        return len(self.instances)
+
+    @property
+    def nodes(self) -> list[int]:
+        return [node for group in self.instances for node in group.nodes]
+
+
+@dataclass
+class Box:
+    """One drawn node: a layer, a collapsed run of groups, the input or an output."""
+
+    id: str
+    role: str                      # "layer" | "group" | "input" | "output"
+    node: Optional[int] = None     # the IR node for layer, input and output boxes
+    run: Optional[Run] = None      # the groups a collapsed box stands for
+    name: str = ""                 # an output's name
+
+
+@dataclass
+class Cluster:
+    """A group drawn open; `count` > 1 when it stands for a run of repeats."""
+
+    id: str
+    run: Run
+    members: list["Union[Box, Cluster]"] = field(default_factory=list)
+
+
+@dataclass
+class Link:
+    """A drawn edge; `beside` when another path joins the same boxes (an identity skip, a dense
+    or U-Net concat), so it must be routed beside that path to stay visible."""
+
+    tail: str
+    head: str
+    kind: str
+    beside: bool = False
+
+
+@dataclass
+class Diagram:
+    title: str
+    members: list["Union[Box, Cluster]"]
+    links: list[Link]
+
+    def boxes(self) -> list[Box]:
+        return list(_walk_boxes(self.members))
+
+    def clusters(self) -> list[Cluster]:
+        return list(_walk_clusters(self.members))
+
+
+def _walk_boxes(members):
+    for member in members:
+        if isinstance(member, Box):
+            yield member
+        else:
+            yield from _walk_boxes(member.members)
+
+
+def _walk_clusters(members):
+    for member in members:
+        if isinstance(member, Cluster):
+            yield member
+            yield from _walk_clusters(member.members)
+
+
+# ---- the group tree -------------------------------------------------------------------
+def group_tree(graph: nx.DiGraph) -> Group:
+    """The network as nested groups; the input node stays outside, it is drawn on its own."""
+    root = Group((), "network", graph.graph["name"])
+    groups = {(): root}
+    for path in sorted(graph.graph["groups"], key=len):
+        info = graph.graph["groups"][path]
+        groups[path] = Group(path, info["kind"], info["label"])
+    for node in graph.nodes:
+        if node == graph.graph["input"]:
+            continue
+        path = graph.nodes[node]["group"]
+        for depth in range(len(path) + 1):
+            groups[path[:depth]].nodes.append(node)
+        groups[path].children.append(node)
+    for path, group in groups.items():
+        if path and group.nodes:
+            groups[path[:-1]].children.append(group)
+    for group in groups.values():
+        group.nodes.sort()
+        group.children.sort(key=_first_node)
+    return root
+
+
+def _first_node(child: "Union[Group, int]") -> int:
+    return child.nodes[0] if isinstance(child, Group) else child
+
+
+# ---- repeats --------------------------------------------------------------------------
+def runs_of(graph: nx.DiGraph, children: list, outputs: set[int]) -> list["Union[Run, int]"]:
+    """Children with consecutive repeats gathered into runs (a lone group is a run of one)."""
+    result: list = []
+    for child in children:
+        previous = result[-1] if result else None
+        if isinstance(child, Group) and isinstance(previous, Run) and _repeats(graph, previous.instances[-1], child, outputs):
+            previous.instances.append(child)
+        else:
+            result.append(Run([child]) if isinstance(child, Group) else child)
+    return result
+
+
+def _repeats(graph: nx.DiGraph, before: Group, after: Group, outputs: set[int]) -> bool:
+    """`after` repeats `before`: same layers, arguments and wiring, the same change of shape,
+    and joined to it only through `before`'s last node (so nothing is lost by drawing one)."""
+    if len(before.nodes) != len(after.nodes) or before.kind != after.kind:
+        return False
+    last = before.nodes[-1]
+    inside, following = set(before.nodes), set(after.nodes)
+    if outputs & inside - {last}:
+        return False
+    for node in before.nodes:
+        for target in graph.succ[node]:
+            if target not in inside and (node != last or target not in following):
+                return False
+    if any(source != last for source in _outside_sources(graph, after)):
+        return False
+    if _signature(graph, before) != _signature(graph, after):
+        return False
+    return _same_shape_change(graph, before, after)
+
+
+def _outside_sources(graph: nx.DiGraph, group: Group) -> list[int]:
+    inside = set(group.nodes)
+    return [source for node in group.nodes for source in inputs_of(graph, node) if source not in inside]
+
+
+def _signature(graph: nx.DiGraph, group: Group) -> list[tuple]:
+    """Each node's kind, arguments, place in the group and inputs, in terms local to the group."""
+    local = {node: index for index, node in enumerate(group.nodes)}
+    signature = []
+    for node in group.nodes:
+        data = graph.nodes[node]
+        wiring = tuple(
+            (graph.edges[source, node]["kind"], local.get(source, "outside")) for source in inputs_of(graph, node)
+        )
+        signature.append((data["op"], data["attrs"], data["group"][len(group.path):], wiring))
+    return signature
+
+
+def _same_shape_change(graph: nx.DiGraph, before: Group, after: Group) -> bool:
+    """Every node has the same shape in both, or differs from its group's input by the same amount
+    (a dense layer adds 32 channels to whatever it is given)."""
+    input_before = graph.nodes[_outside_sources(graph, before)[0]]["shape"]
+    input_after = graph.nodes[_outside_sources(graph, after)[0]]["shape"]
+    for node_before, node_after in zip(before.nodes, after.nodes):
+        shape_before, shape_after = graph.nodes[node_before]["shape"], graph.nodes[node_after]["shape"]
+        if shape_before != shape_after and _offset(shape_before, input_before) != _offset(shape_after, input_after):
+            return False
+    return True
+
+
+def _offset(shape: tuple, origin: tuple) -> Optional[tuple]:
+    return tuple(a - b for a, b in zip(shape, origin)) if len(shape) == len(origin) else None
+
+
+# ---- the diagram --------------------------------------------------------------------
+def build_diagram(graph: nx.DiGraph, depth: Optional[int] = None, expand: bool = False) -> Diagram:
+    """Groups shallower than `depth` drawn open, those at `depth` collapsed to one box each;
+    consecutive repeats drawn once with their count unless `expand`."""
+    return _Builder(graph, depth, expand).build()
+
+
+class _Builder:
+    def __init__(self, graph: nx.DiGraph, depth: Optional[int], expand: bool):
+        self.graph = graph
+        self.depth = depth
+        self.expand = expand
+        self.outputs = {node for _, node in graph.graph["outputs"]}
+        self.stands_for: dict[int, int] = {}        # node in a later repeat -> node in the one before
+        self.instance: dict[int, list[tuple[int, int]]] = {}  # node -> [(run id, instance index)]
+        self.box_of: dict[int, str] = {}
+        self.run_ids = 0
+
+    def build(self) -> Diagram:
+        input_node = self.graph.graph["input"]
+        self.box_of[input_node] = "input"
+        members: list = [Box("input", "input", node=input_node)]
+        root = group_tree(self.graph)
+        if self.depth == 0:
+            members.append(self._collapsed(Run([root])))
+        else:
+            members.extend(self._members(root, level=0))
+        for index, (name, node) in enumerate(self.graph.graph["outputs"]):
+            members.append(Box(f"output{index}", "output", node=node, name=name))
+        return Diagram(self.graph.graph["name"], members, self._links())
+
+    def _members(self, group: Group, level: int) -> list:
+        children = runs_of(self.graph, group.children, self.outputs) if not self.expand else [
+            Run([child]) if isinstance(child, Group) else child for child in group.children
+        ]
+        members = []
+        for child in children:
+            if isinstance(child, int):
+                box = Box(f"n{child}", "layer", node=child)
+                self.box_of[child] = box.id
+                members.append(box)
+                continue
+            self._fold(child)
+            if self.depth is not None and level + 1 >= self.depth:
+                members.append(self._collapsed(child))
+            else:
+                members.append(Cluster(f"cluster_{child.first.nodes[0]}", child, self._members(child.first, level + 1)))
+        return members
+
+    def _fold(self, run: Run) -> None:
+        """Later repeats stand for the first; every node remembers which repeat it is in."""
+        run_id = self.run_ids
+        self.run_ids += 1
+        for index, group in enumerate(run.instances):
+            for position, node in enumerate(group.nodes):
+                self.instance.setdefault(node, []).append((run_id, index))
+                if index:
+                    self.stands_for[node] = run.first.nodes[position]
+
+    def _collapsed(self, run: Run) -> Box:
+        box = Box(f"g{run.first.nodes[0]}", "group", run=run)
+        for node in run.first.nodes:
+            self.box_of[node] = box.id
+        return box
+
+    def _links(self) -> list[Link]:
+        kinds: dict[tuple[str, str], str] = {}
+        for head in sorted(self.graph.nodes):
+            for source in inputs_of(self.graph, head):
+                drawn = self._drawn_edge(source, head)
+                if drawn is None or drawn[0] == drawn[1]:
+                    continue
+                kind = self.graph.edges[source, head]["kind"]
+                known = kinds.get(drawn)
+                if known is None or EDGE_PRIORITY.index(kind) < EDGE_PRIORITY.index(known):
+                    kinds[drawn] = kind
+        drawn = nx.DiGraph(list(kinds))
+        order = {box: index for index, box in enumerate(nx.topological_sort(drawn))}
+        links = [Link(tail, head, kind, _other_path(drawn, order, tail, head)) for (tail, head), kind in kinds.items()]
+        for index, (_, node) in enumerate(self.graph.graph["outputs"]):
+            links.append(Link(self._drawn_edge(node, node)[0], f"output{index}", "sequence"))
+        return links
+
+    def _drawn_edge(self, source: int, head: int) -> Optional[tuple[str, str]]:
+        """The boxes an edge joins once repeats stand for each other; None between two repeats."""
+        while True:
+            if self._between_repeats(source, head):
+                return None
+            if source in self.box_of and head in self.box_of:
+                return self.box_of[source], self.box_of[head]
+            source = source if source in self.box_of else self.stands_for[source]
+            head = head if head in self.box_of else self.stands_for[head]
+
+    def _between_repeats(self, source: int, head: int) -> bool:
+        """An edge from one repeat into the next is what `×n` says; it is not drawn."""
+        runs_of_source = dict(self.instance.get(source, []))
+        return any(runs_of_source.get(run_id, index) != index for run_id, index in self.instance.get(head, []))
+
+
+def _other_path(drawn: nx.DiGraph, order: dict[str, int], tail: str, head: str) -> bool:
+    """Whether `head` is reachable from `tail` other than by their direct edge; the search stays
+    among boxes before `head` in topological order, so it is local to the skip."""
+    limit = order[head]
+    stack = [box for box in drawn.succ[tail] if box != head and order[box] < limit]
+    seen = set(stack)
+    while stack:
+        box = stack.pop()
+        for target in drawn.succ[box]:
+            if target == head:
+                return True
+            if target not in seen and order[target] < limit:
+                seen.add(target)
+                stack.append(target)
+    return False

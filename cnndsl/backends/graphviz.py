@@ -1,0 +1,298 @@
+"""Architecture diagrams drawn the way a paper's figure is: Graphviz DOT from the graph IR.
+
+`diagram_structure` decides what is drawn (clusters, folded repeats, collapsed groups); this module
+decides how it looks: labels from each kind's `label`, colours from its `family`, edge styles by
+kind. Every text from the source goes through `html.escape` into an HTML-like label.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Optional
+
+import graphviz
+
+from ..atomic import write_atomically
+from ..errors import FileProblem
+from ..ir import input_shapes
+from ..ops import REGISTRY, format_shape
+from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
+
+FONT = "Helvetica,Arial,sans-serif"
+FAINT = "#555555"
+
+# fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
+FAMILIES = {
+    "conv": ("#c6dbef", "#4a7fb5", "convolution"),
+    "pool": ("#fdd0a2", "#c7762b", "pooling"),
+    "norm": ("#fff2ae", "#b8a42b", "normalisation"),
+    "act": ("#c7e9c0", "#4b9a4b", "activation"),
+    "fc": ("#dadaeb", "#7a6fb0", "fully connected"),
+    "merge": ("#ffffff", "#555555", "merge"),
+    "reshape": ("#eeeeee", "#888888", "reshape"),
+    "reg": ("#f2f2f2", "#999999", "regularisation"),
+    "io": ("#ffffff", "#333333", "input / output"),
+    "other": ("#f7f7f7", "#999999", "other"),
+}
+
+EDGE_STYLES = {
+    "sequence": {"color": "#333333", "weight": "8"},
+    "branch": {"color": "#333333", "weight": "2"},
+    "skip": {"color": "#d6604d", "style": "dashed", "penwidth": "1.6", "weight": "2"},
+    "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
+}
+BESIDE = {"weight": "0"}  # a skip that another path parallels: never pulled into the main column
+EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
+
+CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
+    {"style": "rounded,filled", "fillcolor": "#f3f3f3", "color": "#bdbdbd"},
+    {"style": "rounded,dashed,filled", "fillcolor": "#ffffff", "color": "#969696"},
+    {"style": "rounded,dotted,filled", "fillcolor": "#fafafa", "color": "#969696"},
+)
+
+
+def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shapes: bool = False,
+               cost: bool = False, rankdir: str = "TB") -> graphviz.Digraph:
+    """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT."""
+    graph = network.graph
+    diagram = build_diagram(graph, depth, expand)
+    dot = graphviz.Digraph("cnndsl", graph_attr={
+        "rankdir": rankdir, "fontname": FONT, "fontsize": "12", "nodesep": "0.25", "ranksep": "0.22",
+        "labelloc": "t", "label": _html(_title(network)), "newrank": "true", "ordering": "out",
+    }, node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled",
+                  "margin": "0.1,0.03", "height": "0.3", "penwidth": "1.2"},
+       edge_attr={"arrowsize": "0.6", "fontname": FONT, "fontsize": "9"})
+    painter = _Painter(graph, shapes, cost)
+    painter.draw(dot, diagram.members, level=0)
+    painter.legend(dot, diagram)
+    for link in diagram.links:
+        dot.edge(link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})})
+    return dot
+
+
+def dot_source(network, **options) -> str:
+    """The DOT text of `to_digraph`; needs no Graphviz binary."""
+    return to_digraph(network, **options).source
+
+
+def render(network, target_path, fmt: str, depth: Optional[int] = None, expand: bool = False,
+           shapes: bool = False, cost: bool = False, rankdir: str = "TB") -> Path:
+    """Write the diagram as dot, svg, png or pdf, atomically."""
+    dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
+    content = dot.source if fmt == "dot" else _layout(dot, fmt)
+    return write_atomically(target_path, content)
+
+
+def svg(network, **options) -> str:
+    """The diagram as SVG text (what a notebook shows)."""
+    return _layout(to_digraph(network, **options), "svg").decode("utf-8")
+
+
+def _layout(dot: graphviz.Digraph, fmt: str) -> bytes:
+    try:
+        return dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise FileProblem(
+            f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
+            hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
+                 "or write the .dot file and render it elsewhere",
+        ) from None
+    except graphviz.CalledProcessError as error:
+        detail = (error.stderr or b"").decode("utf-8", "replace").strip()
+        raise FileProblem(f"Graphviz could not draw the diagram: {detail or error}") from None
+
+
+class _Painter:
+    """Turns boxes and clusters into styled DOT nodes and subgraphs."""
+
+    def __init__(self, graph, shapes: bool, cost: bool):
+        self.graph = graph
+        self.shapes = shapes
+        self.cost = cost
+        self.families: set[str] = set()
+
+    def draw(self, dot: graphviz.Digraph, members: list, level: int) -> None:
+        for member in members:
+            if isinstance(member, Cluster):
+                self.cluster(dot, member, level)
+            else:
+                self.box(dot, member)
+
+    def cluster(self, dot: graphviz.Digraph, cluster: Cluster, level: int) -> None:
+        style = CLUSTER_STYLES[min(level, len(CLUSTER_STYLES) - 1)]
+        with dot.subgraph(name=cluster.id) as sub:
+            sub.attr(label=_html(self.cluster_label(cluster.run)), labeljust="l", fontsize="11",
+                     penwidth="2" if cluster.run.count > 1 else "1", margin="8", **style)
+            self.draw(sub, cluster.members, level + 1)
+
+    def cluster_label(self, run: Run) -> str:
+        title = _title_of(run)
+        if self.cost:
+            title += _faint(" · " + self.costs(run.nodes))
+        return title
+
+    def box(self, dot: graphviz.Digraph, box: Box) -> None:
+        if box.role == "group":
+            self.group_box(dot, box)
+            return
+        data = self.graph.nodes[box.node]
+        kind = REGISTRY[data["op"]]
+        family = kind.family if kind.family in FAMILIES else "other"
+        self.families.add(family)
+        fill, border, _ = FAMILIES[family]
+        if box.role == "output":
+            dot.node(box.id, _html(f"{_text(box.name)} {_text(format_shape(data['shape']))}"), shape="plain",
+                     style="", fillcolor=fill, color=border)
+            return
+        if box.role == "input":
+            dot.node(box.id, _html(f"{_text(data['tap'] or 'input')} {_text(format_shape(data['shape']))}"),
+                     shape="plain", style="", fillcolor=fill, color=border)
+            return
+        tap = f"<i>{_text(data['tap'])}:</i>" if data["tap"] else ""
+        head = _text(kind.label(data["attrs"]))
+        details = self.details([box.node], data["shape"])
+        attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]),
+                      "class": family}
+        if family == "merge":  # a small circle; what does not fit goes beside it
+            beside = " ".join(part for part in (tap, _faint(details) if details else "") if part)
+            dot.node(box.id, _html(head), shape="circle", width="0.3", fixedsize="true", fontsize="14",
+                     margin="0", xlabel=_html(beside) if beside else None, **attributes)
+        else:
+            lines = [f"{tap} {head}" if tap else head] + ([_faint(details)] if details else [])
+            dot.node(box.id, _html("<br/>".join(lines)), **attributes)
+
+    def group_box(self, dot: graphviz.Digraph, box: Box) -> None:
+        """A collapsed group: what it is, what it holds, its output shape and parameters."""
+        run = box.run
+        lines = [_title_of(run), _contents(self.graph, run.first)]
+        last = run.instances[-1].nodes[-1]
+        figures = f"{format_shape(self.graph.nodes[last]['shape'])} · " + self.costs(run.nodes)
+        lines.append(_faint(_text(figures)))
+        family = _main_family(self.graph, run.nodes)
+        self.families.add(family)
+        fill, border, _ = FAMILIES[family]
+        dot.node(box.id, _html("<br/>".join(lines)), fillcolor=fill, color=border, peripheries="2",
+                 tooltip=graphviz.escape(".".join(run.first.path) or self.graph.graph["name"]), **{"class": "group"})
+
+    def details(self, nodes: list[int], shape: tuple) -> str:
+        parts = [format_shape(shape)] if self.shapes else []
+        if self.cost:
+            parts.append(self.costs(nodes))
+        return _text(" · ".join(parts))
+
+    def costs(self, nodes: list[int]) -> str:
+        params = sum(self.graph.nodes[node]["params"] for node in nodes)
+        text = f"{_quantity(params)} params"
+        if self.cost:
+            text += f" · {_quantity(sum(self.graph.nodes[node]['macs'] for node in nodes))} MACs"
+        return text
+
+    def legend(self, dot: graphviz.Digraph, diagram: Diagram) -> None:
+        """Colour swatches for the families drawn and the styles of the joins drawn."""
+        rows = [
+            f'<tr><td width="14" height="10" bgcolor="{FAMILIES[family][0]}" border="1" color="{FAMILIES[family][1]}">'
+            f'</td><td align="left">{FAMILIES[family][2]}</td></tr>'
+            for family in FAMILIES if family in self.families - {"io"}
+        ]
+        kinds = {link.kind for link in diagram.links}
+        rows += [
+            f'<tr><td><font color="{EDGE_STYLES[kind]["color"]}"><b>- -</b></font></td>'
+            f'<td align="left">{EDGE_NAMES[kind]}</td></tr>'
+            for kind in EDGE_NAMES if kind in kinds
+        ]
+        table = f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
+        with dot.subgraph() as top:
+            top.attr(rank="min")
+            top.node("legend", _html(table), shape="plain", style="", fontsize="9")
+            top.node("input")
+
+
+def _title(network) -> str:
+    return f"<b>{_text(network.name)}</b>" + _faint(_text(
+        f"  {_quantity(network.params)} params · {_quantity(network.macs)} MACs"))
+
+
+def _title_of(run: Run) -> str:
+    """A block by its call (`bottleneck(64, 1)`), any other group by its name (`layer3`, or
+    `dense` for a run of them)."""
+    group = run.first
+    if group.kind == "block" or not group.path:
+        name = group.label
+    else:
+        name = group.base if run.count > 1 else group.path[-1]
+    title = f"<b>{_text(name)}</b>"
+    return title + (f" <b>×{run.count}</b>" if run.count > 1 else "")
+
+
+def _contents(graph, group) -> str:
+    """What a group holds, as a paper's table row: `bottleneck ×6`, `conv 3×3, 64 ×2 · maxpool 2×2, /2`.
+
+    Layers by label, leaving out pointwise ones (bn, relu: no window); a block of one windowed
+    layer as that layer; other groups by name; parallel branches as `4 branches`.
+    """
+    items: list[list] = []
+    for child in group.children:
+        layers = _windowed(graph, [child] if isinstance(child, int) else child.nodes)
+        if isinstance(child, int) and not layers:
+            continue
+        if isinstance(child, int) or (child.kind == "block" and len(layers) == 1):
+            name = REGISTRY[graph.nodes[layers[0]]["op"]].label(graph.nodes[layers[0]]["attrs"])
+        else:
+            name = child.base
+        parallel = not isinstance(child, int) and child.kind == "branch"
+        if items and items[-1][0] == name:
+            items[-1][1] += 1
+        else:
+            items.append([name, 1, parallel])
+    words = [f"{count} {name}es" if parallel and count > 1 else name if count == 1 else f"{name} ×{count}"
+             for name, count, parallel in items]
+    return _wrap(words)
+
+
+def _windowed(graph, nodes: list[int]) -> list[int]:
+    """The layers that slide a window (convolutions, pooling, fc): what a paper's table lists."""
+    return [node for node in nodes
+            if REGISTRY[graph.nodes[node]["op"]].window(graph.nodes[node]["attrs"], input_shapes(graph, node))]
+
+
+def _wrap(words: list[str], width: int = 36) -> str:
+    """Words joined by ` · `, escaped, broken into lines of about `width` characters."""
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 3 + len(word) <= width:
+            lines[-1] += " · " + word
+        else:
+            lines.append(word)
+    return "<br/>".join(_text(line) for line in lines)
+
+
+def _main_family(graph, nodes: list[int]) -> str:
+    """The family holding most parameters (most layers when none has any): the group's colour."""
+    weight: dict[str, list[int]] = {}
+    for node in nodes:
+        family = REGISTRY[graph.nodes[node]["op"]].family
+        entry = weight.setdefault(family if family in FAMILIES else "other", [0, 0])
+        entry[0] += graph.nodes[node]["params"]
+        entry[1] += 1
+    return max(sorted(weight), key=lambda family: tuple(weight[family]))
+
+
+def _quantity(count: int) -> str:
+    """Three significant digits: 25,557,032 -> 25.6M; 7,978,856 -> 7.98M; 216,320 -> 216K."""
+    for factor, unit in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
+        if count >= factor * 0.9995:
+            return f"{count / factor:.3g}{unit}"
+    return str(count)
+
+
+def _text(value: str) -> str:
+    """Source text made safe inside an HTML-like label."""
+    return html.escape(str(value), quote=True)
+
+
+def _faint(markup: str) -> str:
+    return f'<font color="{FAINT}" point-size="9">{markup}</font>'
+
+
+def _html(markup: str) -> str:
+    return f"<{markup}>"
