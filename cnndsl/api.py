@@ -62,6 +62,17 @@ class Network:
 
         return build_module(self, **options)
 
+    def _repr_svg_(self) -> "str | None":
+        """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);
+        without Graphviz's `dot` it returns None and Jupyter falls back to the text repr."""
+        from .backends.graphviz import svg
+        from .errors import FileProblem
+
+        try:
+            return svg(self, depth=2)
+        except FileProblem:
+            return None
+
     def __repr__(self) -> str:
         return f"<Network {self.name}: input {self.input_shape}, {self.params:,} params, {self.macs:,} MACs>"
 

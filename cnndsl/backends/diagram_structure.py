@@ -251,7 +251,7 @@ class _Builder:
             if self.depth is not None and level + 1 >= self.depth:
                 members.append(self._collapsed(child))
             else:
-                members.append(Cluster(f"cluster_{child.first.nodes[0]}", child, self._members(child.first, level + 1)))
+                members.append(Cluster(f"cluster_{_dotted(child.first)}", child, self._members(child.first, level + 1)))
         return members
 
     def _fold(self, run: Run) -> None:
@@ -265,7 +265,7 @@ class _Builder:
                     self.stands_for[node] = run.first.nodes[position]
 
     def _collapsed(self, run: Run) -> Box:
-        box = Box(f"g{run.first.nodes[0]}", "group", run=run)
+        box = Box(f"g_{_dotted(run.first)}", "group", run=run)
         for node in run.first.nodes:
             self.box_of[node] = box.id
         return box
@@ -302,6 +302,11 @@ class _Builder:
         """An edge from one repeat into the next is what `×n` says; it is not drawn."""
         runs_of_source = dict(self.instance.get(source, []))
         return any(runs_of_source.get(run_id, index) != index for run_id, index in self.instance.get(head, []))
+
+
+def _dotted(group: Group) -> str:
+    """A group's path as its DOT id: unique, and readable in the DOT (`layer3.bottleneck2`)."""
+    return ".".join(group.path) or "network"
 
 
 def _other_path(drawn: nx.DiGraph, order: dict[str, int], tail: str, head: str) -> bool:

@@ -58,7 +58,7 @@ def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shape
     diagram = build_diagram(graph, depth, expand)
     dot = graphviz.Digraph("cnndsl", graph_attr={
         "rankdir": rankdir, "fontname": FONT, "fontsize": "12", "nodesep": "0.25", "ranksep": "0.22",
-        "labelloc": "t", "label": _html(_title(network)), "newrank": "true", "ordering": "out",
+        "labelloc": "t", "label": _html(_title(network)), "newrank": "true", "ordering": "in",
     }, node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled",
                   "margin": "0.1,0.03", "height": "0.3", "penwidth": "1.2"},
        edge_attr={"arrowsize": "0.6", "fontname": FONT, "fontsize": "9"})
@@ -153,10 +153,12 @@ class _Painter:
         details = self.details([box.node], data["shape"])
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]),
                       "class": family}
-        if family == "merge":  # a small circle; what does not fit goes beside it
-            beside = " ".join(part for part in (tap, _faint(details) if details else "") if part)
+        if family == "merge" and tap:  # a named join (`d4:`): a small oval, the name inside where no edge crosses it
+            dot.node(box.id, _html(f"{tap} {head}"), shape="ellipse", height="0.3", margin="0.04,0",
+                     xlabel=_html(_faint(details)) if details else None, **attributes)
+        elif family == "merge":  # a small circle; what does not fit goes beside it
             dot.node(box.id, _html(head), shape="circle", width="0.3", fixedsize="true", fontsize="14",
-                     margin="0", xlabel=_html(beside) if beside else None, **attributes)
+                     margin="0", xlabel=_html(_faint(details)) if details else None, **attributes)
         else:
             lines = [f"{tap} {head}" if tap else head] + ([_faint(details)] if details else [])
             dot.node(box.id, _html("<br/>".join(lines)), **attributes)
@@ -164,8 +166,10 @@ class _Painter:
     def group_box(self, dot: graphviz.Digraph, box: Box) -> None:
         """A collapsed group: what it is, what it holds, its output shape and parameters."""
         run = box.run
-        lines = [_title_of(run), _contents(self.graph, run.first)]
         last = run.instances[-1].nodes[-1]
+        tap = self.graph.nodes[last]["tap"]  # a U-Net's `enc1:` names the block's output
+        title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
+        lines = [title, _contents(self.graph, run.first)]
         figures = f"{format_shape(self.graph.nodes[last]['shape'])} · " + self.costs(run.nodes)
         lines.append(_faint(_text(figures)))
         family = _main_family(self.graph, run.nodes)

@@ -1,0 +1,351 @@
+"""Diagrams: what is drawn (clusters, folded ×n runs, collapsed groups, edge kinds), checked on the
+`Diagram` and on Graphviz's own parse of the DOT (`dot -Tjson0`), plus escaping, determinism, the
+missing-`dot` error, the notebook hook, the committed gallery and docs/diagrams.md."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+import cnndsl
+from cnndsl.backends.diagram_structure import build_diagram
+from cnndsl.backends.graphviz import dot_source, render
+from cnndsl.errors import FileProblem
+
+ROOT = Path(__file__).resolve().parent.parent
+SVG = "{http://www.w3.org/2000/svg}"
+
+TINY_RESNET = """
+block bottleneck(c, s=1) {
+    residual {
+        conv1x1(c), bn, relu
+        conv3x3(c, s=s), bn, relu
+        conv1x1(4 * c), bn
+    }
+    relu
+}
+
+network tiny {
+    input 3x32x32
+    stage stem { conv3x3(16), bn, relu }
+    stage layer1 { bottleneck(8) x 3 }
+    stage layer2 { bottleneck(16, 2) x 2 }
+    gap, fc(10)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return cnndsl.load("resnet50")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return cnndsl.parse(TINY_RESNET)
+
+
+def parsed(dot: str) -> dict:
+    """Graphviz's own reading of the DOT: clusters by name with their nodes, node and edge attributes."""
+    result = subprocess.run(["dot", "-Tjson0"], input=dot.encode("utf-8"), capture_output=True, check=True)
+    assert result.stderr == b"", result.stderr.decode()
+    data = json.loads(result.stdout)
+    objects = data["objects"]
+    nodes = {item["_gvid"]: item for item in objects if "subgraphs" not in item and "nodes" not in item}
+    clusters = {
+        item["name"]: {
+            "attrs": item,
+            "nodes": {nodes[index]["name"] for index in item.get("nodes", [])},
+            "clusters": {objects[index]["name"] for index in item.get("subgraphs", [])},
+        }
+        for item in objects if item["name"].startswith("cluster")
+    }
+    edges = [dict(edge, tail=nodes[edge["tail"]]["name"], head=nodes[edge["head"]]["name"]) for edge in data["edges"]]
+    return {"clusters": clusters, "nodes": {node["name"]: node for node in nodes.values()}, "edges": edges,
+            "graph": data}
+
+
+def label_text(markup: str) -> str:
+    """The words of an HTML-like label, tags dropped and entities decoded, lines joined by ' | '."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", markup.replace("<br/>", " | ")))
+
+
+# ---- hierarchy: depth, folding, expand ----------------------------------------------
+def test_depth_1_collapses_each_stage_into_one_summary_box(resnet50):
+    layout = parsed(dot_source(resnet50, depth=1))
+    assert layout["clusters"] == {}
+    boxes = {name: label_text(node["label"]) for name, node in layout["nodes"].items() if name.startswith("g_")}
+    assert list(boxes) == ["g_stem", "g_layer1", "g_layer2", "g_layer3", "g_layer4"]
+    assert boxes["g_layer3"] == "layer3 | bottleneck ×6 | 1024×14×14 · 7.1M params"
+    assert boxes["g_stem"] == "stem | conv 7×7, 64, /2 · maxpool 3×3, /2 | 64×56×56 · 9.54K params"
+    assert [(edge["tail"], edge["head"]) for edge in layout["edges"]][:6] == [
+        ("input", "g_stem"), ("g_stem", "g_layer1"), ("g_layer1", "g_layer2"), ("g_layer2", "g_layer3"),
+        ("g_layer3", "g_layer4"), ("g_layer4", "n173")]
+
+
+def test_depth_2_draws_stages_as_clusters_and_folds_identical_blocks(tiny):
+    diagram = build_diagram(tiny.graph, depth=2)
+    assert [cluster.id for cluster in diagram.clusters()] == ["cluster_stem", "cluster_layer1", "cluster_layer2"]
+    folded = {box.id: box.run.count for box in diagram.boxes() if box.role == "group"}
+    # the first block of a stage differs (projection shortcut, stride), the rest fold into ×n
+    assert folded == {"g_layer1.bottleneck1": 1, "g_layer1.bottleneck2": 2,
+                      "g_layer2.bottleneck1": 1, "g_layer2.bottleneck2": 1}
+    layout = parsed(dot_source(tiny, depth=2))
+    assert layout["clusters"]["cluster_layer1"]["nodes"] == {"g_layer1.bottleneck1", "g_layer1.bottleneck2"}
+    label = label_text(layout["nodes"]["g_layer1.bottleneck2"]["label"])
+    assert label == "bottleneck(8, 1) ×2 | conv 1×1, 8 · conv 3×3, 8 | conv 1×1, 32 | 32×32×32 · 2.46K params"
+    assert layout["nodes"]["g_layer1.bottleneck2"]["peripheries"] == "2"
+
+
+def test_resnet50_blocks_fold_to_the_papers_counts(resnet50):
+    diagram = build_diagram(resnet50.graph, depth=2)
+    runs = {}
+    for box in diagram.boxes():
+        if box.role == "group":
+            runs.setdefault(box.run.first.path[0], []).append(box.run.count)
+    assert runs == {"layer1": [1, 2], "layer2": [1, 3], "layer3": [1, 5], "layer4": [1, 2]}
+
+
+def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
+    diagram = build_diagram(tiny.graph)
+    counts = {cluster.id: cluster.run.count for cluster in diagram.clusters()}
+    assert counts == {"cluster_stem": 1, "cluster_layer1": 1, "cluster_layer1.bottleneck1": 1,
+                      "cluster_layer1.bottleneck1.downsample": 1, "cluster_layer1.bottleneck2": 2,
+                      "cluster_layer2": 1, "cluster_layer2.bottleneck1": 1,
+                      "cluster_layer2.bottleneck1.downsample": 1, "cluster_layer2.bottleneck2": 1,
+                      "cluster_layer2.bottleneck2.downsample": 1}  # `x 2` repeats the stride, and so the projection
+    layout = parsed(dot_source(tiny))
+    folded = layout["clusters"]["cluster_layer1.bottleneck2"]
+    assert label_text(folded["attrs"]["label"]) == "bottleneck(8, 1) ×2"
+    assert folded["attrs"]["penwidth"] == "2"
+    # the drawn instance holds its 8 residual layers, the ⊕ and the relu; the third block is not drawn
+    assert len(folded["nodes"]) == 10
+    drawn = {node for cluster in layout["clusters"].values() for node in cluster["nodes"]}
+    third = [node for node in tiny.graph if tiny.graph.nodes[node]["group"][:2] == ("layer1", "bottleneck3")]
+    assert third and not {f"n{node}" for node in third} & drawn
+
+
+def test_expand_draws_every_block(tiny):
+    folded, expanded = build_diagram(tiny.graph), build_diagram(tiny.graph, expand=True)
+    blocks = [cluster.id for cluster in expanded.clusters() if cluster.run.first.kind == "block"]
+    assert blocks == [f"cluster_layer{stage}.bottleneck{index}" for stage, count in ((1, 3), (2, 2))
+                      for index in range(1, count + 1)]
+    assert all(cluster.run.count == 1 for cluster in expanded.clusters())
+    assert len(expanded.boxes()) - len(folded.boxes()) == 10  # the third layer1 block: 8 layers, ⊕, relu
+    assert {link.kind for link in expanded.links} == {"sequence", "skip"}
+
+
+def test_depth_0_is_one_box_for_the_whole_network(tiny):
+    diagram = build_diagram(tiny.graph, depth=0)
+    assert [box.id for box in diagram.boxes()] == ["input", "g_network", "output0"]
+    assert [(link.tail, link.head) for link in diagram.links] == [("input", "g_network"), ("g_network", "output0")]
+
+
+def test_dense_layers_fold_although_each_gets_more_channels():
+    densenet = cnndsl.load("densenet121")
+    counts = [box.run.count for box in build_diagram(densenet.graph, depth=3).boxes() if box.role == "group"]
+    assert counts == [6, 12, 24, 16]
+
+
+# ---- edges: kinds, styles, skips beside the main path ------------------------------
+def test_skip_edges_are_dashed_and_routed_beside_the_main_path(resnet50):
+    layout = parsed(dot_source(resnet50))
+    skips = [edge for edge in layout["edges"] if edge["class"] == "skip"]
+    identity = [edge for edge in skips if edge["weight"] == "0"]
+    # 12 blocks drawn open (4 stages × first + folded), 4 of them with a projection shortcut
+    assert len(skips) == 12 and len(identity) == 4
+    assert all(edge["style"] == "dashed" and edge["color"] == "#d6604d" for edge in skips)
+    for edge in identity:
+        assert layout["nodes"][edge["head"]]["label"] == "⊕"
+        tail_x = float(layout["nodes"][edge["tail"]]["pos"].split(",")[0])
+        head_x = float(layout["nodes"][edge["head"]]["pos"].split(",")[0])
+        points = [float(point.split(",")[0]) for point in edge["pos"].split()[1:]]
+        # a curve that leaves the column it would otherwise share with the main path
+        assert max(abs(x - head_x) for x in points) > 20 and abs(tail_x - head_x) < 20
+
+
+def test_concat_edges_are_blue_dashed_into_a_small_parallel_node():
+    layout = parsed(dot_source(cnndsl.load("unet"), depth=1))
+    concats = [edge for edge in layout["edges"] if edge["class"] == "concat"]
+    assert len(concats) == 4
+    for edge in concats:
+        head = layout["nodes"][edge["head"]]
+        assert (head["label"], head["shape"], edge["style"], edge["weight"]) == ("∥", "circle", "dashed", "0")
+
+
+def test_inception_branches_are_drawn_in_source_order():
+    layout = parsed(dot_source(cnndsl.load("googlenet"), depth=2))
+    branches = sorted((name for name in layout["nodes"] if name.startswith("g_inception1.")),
+                      key=lambda name: float(layout["nodes"][name]["pos"].split(",")[0]))
+    assert branches == [f"g_inception1.branch{index}" for index in (1, 2, 3, 4)]
+
+
+# ---- labels and legend --------------------------------------------------------------
+def test_labels_read_like_a_papers_table_with_optional_shapes_and_costs(resnet50):
+    plain = parsed(dot_source(resnet50))["nodes"]["n1"]
+    assert label_text(plain["label"]) == "conv 7×7, 64, /2"
+    full = parsed(dot_source(resnet50, shapes=True, cost=True))["nodes"]["n1"]
+    assert label_text(full["label"]) == "conv 7×7, 64, /2 | 64×112×112 · 9.41K params · 118M MACs"
+    assert (full["fillcolor"], full["class"]) == ("#c6dbef", "conv")
+
+
+def legend_rows(network, **options) -> list[str]:
+    return re.findall(r'<td align="left">([^<]*)</td>', parsed(dot_source(network, **options))["nodes"]["legend"]["label"])
+
+
+def test_legend_names_the_families_and_joins_drawn(resnet50):
+    assert legend_rows(resnet50) == ["convolution", "pooling", "normalisation", "activation", "fully connected",
+                                     "merge", "skip (add, gate)"]
+    assert legend_rows(resnet50, depth=1) == ["convolution", "pooling", "fully connected"]
+    assert legend_rows(cnndsl.load("unet"), depth=1)[-2:] == ["merge", "concatenated"]
+
+
+def test_rankdir_lr(tiny):
+    assert parsed(dot_source(tiny, rankdir="LR"))["graph"]["rankdir"] == "LR"
+    assert parsed(dot_source(tiny))["graph"]["rankdir"] == "TB"
+
+
+# ---- escaping and determinism -------------------------------------------------------
+def test_quotes_and_angle_brackets_in_names_cannot_break_the_dot(tmp_path):
+    source = TINY_RESNET.replace("network tiny {", 'block odd(note) { conv3x3(8), relu }\nnetwork tiny {') \
+        .replace("gap, fc(10)", 'odd("a<b> & \'c\'"), gap, fc(10)')
+    network = cnndsl.parse(source)
+    nasty = 'x" ]; evil [label="<b>'
+    network.graph.nodes[1]["tap"] = nasty
+    network.graph.graph["name"] = "<net>"
+    target = render(network, tmp_path / "odd.svg", "svg")
+    texts = [element.text for element in ElementTree.parse(target).iter(f"{SVG}text")]
+    assert f"{nasty}:" in texts
+    assert "odd(\"a<b> & 'c'\")" in texts
+    assert "<net>" in texts
+    layout = parsed(dot_source(network))
+    assert "evil" not in layout["nodes"]
+    assert label_text(layout["nodes"]["n1"]["label"]) == f"{nasty}: conv 3×3, 16"
+
+
+def test_same_input_gives_byte_identical_dot_across_processes(tmp_path):
+    outputs = []
+    for seed in ("1", "2"):
+        target = tmp_path / f"net{seed}.dot"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", "draw", "googlenet", "--depth", "2", "--cost", "-o",
+                        str(target)], check=True, env=env, capture_output=True)
+        outputs.append(target.read_bytes())
+    assert outputs[0] == outputs[1] and b"subgraph" in outputs[0]
+
+
+# ---- files, the command line, a missing Graphviz -----------------------------------
+@pytest.mark.parametrize("suffix, magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF"),
+                                           ("dot", b"digraph")])
+def test_draw_writes_each_format(cli, tmp_path, suffix, magic):
+    target = tmp_path / f"net.{suffix}"
+    result = cli("draw", "resnet18", "--depth", "1", "-o", target)
+    assert (result.exit_code, result.stdout) == (0, f"wrote {target}\n")
+    assert target.read_bytes().startswith(magic)
+
+
+def test_compile_to_dot_matches_draw(cli, tmp_path):
+    assert cli("compile", "resnet18", "--to", "dot", "--depth", "2", "-o", tmp_path / "a.dot").exit_code == 0
+    assert cli("draw", "resnet18", "--depth", "2", "-o", tmp_path / "b.dot").exit_code == 0
+    assert (tmp_path / "a.dot").read_bytes() == (tmp_path / "b.dot").read_bytes()
+
+
+def test_draw_refuses_an_unknown_suffix(cli, tmp_path):
+    result = cli("draw", "resnet18", "-o", tmp_path / "net.jpg")
+    assert result.exit_code == 2
+    assert "the output must end in .svg, .png, .pdf or .dot, not" in result.stderr
+
+
+def test_without_graphviz_dot_still_works_and_svg_says_how_to_install(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = cli("draw", "resnet18", "-o", tmp_path / "net.svg")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: drawing SVG needs the Graphviz program `dot`, which is not installed",
+        "hint: install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
+        "or write the .dot file and render it elsewhere",
+    ]
+    assert list(tmp_path.iterdir()) == []
+    assert cli("draw", "resnet18", "-o", tmp_path / "net.dot").exit_code == 0
+    with pytest.raises(FileProblem, match="drawing PNG needs the Graphviz program `dot`"):
+        render(cnndsl.load("resnet18"), tmp_path / "x.png", "png")
+
+
+def test_a_network_shows_itself_as_svg_in_a_notebook(tiny, monkeypatch, tmp_path):
+    root = ElementTree.fromstring(tiny._repr_svg_())
+    assert root.tag == f"{SVG}svg"
+    titles = {element.text for element in root.iter(f"{SVG}title")}
+    assert {"cluster_layer1", "g_layer1.bottleneck2"} <= titles
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert tiny._repr_svg_() is None  # no Graphviz: Jupyter falls back to the text repr
+
+
+# ---- size: ResNet-152 at depth 1 fits one screen ------------------------------------
+def test_resnet152_at_depth_1_fits_one_screen(tmp_path):
+    target = render(cnndsl.load("resnet152"), tmp_path / "r.svg", "svg", depth=1)
+    root = ElementTree.parse(target).getroot()
+    width, height = (float(root.get(side).removesuffix("pt")) * 96 / 72 for side in ("width", "height"))
+    assert width < 1920 and height < 1080
+
+
+# ---- the gallery and the docs --------------------------------------------------------
+GALLERY = runpy.run_path(str(ROOT / "docs" / "gallery" / "make.py"), run_name="gallery")["GALLERY"]
+
+
+def svg_titles(svg_text: str) -> set[str]:
+    """Node, cluster and edge ids of an SVG drawn by Graphviz (its <title> elements)."""
+    return {element.text for element in ElementTree.fromstring(svg_text).iter(f"{SVG}title")}
+
+
+@pytest.mark.parametrize("file, name, options", [entry[:3] for entry in GALLERY], ids=[entry[0] for entry in GALLERY])
+def test_committed_gallery_svg_is_current(file, name, options):
+    from cnndsl.backends.graphviz import svg
+
+    committed = (ROOT / "docs" / "gallery" / file).read_text(encoding="utf-8")
+    fresh = svg(cnndsl.load(name), **options)
+    assert svg_titles(committed) == svg_titles(fresh), "run python docs/gallery/make.py"
+    assert re.findall(r"<text[^>]*>([^<]*)</text>", committed) == re.findall(r"<text[^>]*>([^<]*)</text>", fresh)
+
+
+def test_readme_shows_every_gallery_image():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for file, *_ in GALLERY:
+        assert f"docs/gallery/{file}" in readme
+
+
+DOC = ROOT / "docs" / "diagrams.md"
+
+
+def _doc_commands() -> list[str]:
+    text = DOC.read_text(encoding="utf-8")
+    return [line[2:] for block in re.findall(r"```console\n(.*?)```", text, re.DOTALL)
+            for line in block.splitlines() if line.startswith("$ ")]
+
+
+@pytest.mark.parametrize("command", _doc_commands())
+def test_every_command_in_the_diagrams_doc_runs(command, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(command)
+    assert args[0] == "cnndsl"
+    result = cli(*args[1:])
+    assert result.exit_code == 0, result.stderr
+    written = Path(result.stdout.split()[-1])
+    assert written.stat().st_size > 0
+
+
+def test_every_python_example_in_the_diagrams_doc_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), {})
