@@ -1,6 +1,8 @@
 """Activations: pointwise, stateless, shape-preserving."""
 from __future__ import annotations
 
+import math
+
 from .base import OpKind, real, register
 
 
@@ -8,25 +10,67 @@ class _Activation(OpKind):
     family = "act"
     has_state = True
     torch_class = ""
+    onnx_rule = None  # (x, emit) -> output value
 
     def torch_module(self, attrs, inputs):
         from torch import nn
 
         return getattr(nn, self.torch_class)()
 
+    def onnx(self, attrs, inputs, args, emit):
+        if self.onnx_rule is None:
+            return super().onnx(attrs, inputs, args, emit)
+        return self.onnx_rule(args[0], emit)
 
-def _activation(name: str, torch_class: str, doc: str) -> None:
-    register(type(name.capitalize(), (_Activation,), {"name": name, "torch_class": torch_class, "doc": doc}))
+
+def _activation(name: str, torch_class: str, doc: str, onnx=None) -> None:
+    register(type(name.capitalize(), (_Activation,), {
+        "name": name, "torch_class": torch_class, "doc": doc, "onnx_rule": staticmethod(onnx) if onnx else None,
+    }))
 
 
-_activation("relu", "ReLU", "max(0, x)")
-_activation("relu6", "ReLU6", "min(max(0, x), 6), MobileNet's activation")
-_activation("sigmoid", "Sigmoid", "1 / (1 + e^-x)")
-_activation("tanh", "Tanh", "hyperbolic tangent")
-_activation("gelu", "GELU", "Gaussian error linear unit (exact erf form)")
-_activation("silu", "SiLU", "x · sigmoid(x), also called swish")
-_activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish")
-_activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid")
+def _single(op_type: str, **options):
+    """An activation that is one ONNX operator."""
+    return lambda x, emit: emit.op(op_type, [x], **options)
+
+
+def _relu6(x, emit):
+    if emit.opset < 11:  # Clip took its bounds as attributes until opset 11
+        return emit.op("Clip", [x], min=0.0, max=6.0)
+    return emit.op("Clip", [x, emit.floats("min", 0.0), emit.floats("max", 6.0)])
+
+
+def _gelu(x, emit):
+    """Gelu is an operator from opset 20; before, its exact form 0.5 · x · (1 + erf(x / √2))."""
+    if emit.opset >= 20:
+        return emit.op("Gelu", [x])
+    emit.require(9, "`gelu`")  # Erf
+    erf = emit.op("Erf", [emit.op("Mul", [x, emit.floats("inv_sqrt2", 1 / math.sqrt(2))])])
+    one_plus = emit.op("Add", [erf, emit.floats("one", 1.0)])
+    return emit.op("Mul", [emit.op("Mul", [x, emit.floats("half", 0.5)]), one_plus])
+
+
+def _silu(x, emit):
+    return emit.op("Mul", [x, emit.op("Sigmoid", [x])])
+
+
+_HARD_SIGMOID = {"alpha": 1 / 6, "beta": 0.5}  # PyTorch's relu6(x + 3) / 6
+
+
+def _hardswish(x, emit):
+    if emit.opset >= 14:
+        return emit.op("HardSwish", [x])
+    return emit.op("Mul", [x, emit.op("HardSigmoid", [x], **_HARD_SIGMOID)])
+
+
+_activation("relu", "ReLU", "max(0, x)", _single("Relu"))
+_activation("relu6", "ReLU6", "min(max(0, x), 6), MobileNet's activation", _relu6)
+_activation("sigmoid", "Sigmoid", "1 / (1 + e^-x)", _single("Sigmoid"))
+_activation("tanh", "Tanh", "hyperbolic tangent", _single("Tanh"))
+_activation("gelu", "GELU", "Gaussian error linear unit (exact erf form)", _gelu)
+_activation("silu", "SiLU", "x · sigmoid(x), also called swish", _silu)
+_activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish", _hardswish)
+_activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid", _single("HardSigmoid", **_HARD_SIGMOID))
 
 
 @register
@@ -46,6 +90,9 @@ class LeakyRelu(_Activation):
 
         return nn.LeakyReLU(attrs["slope"])
 
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("LeakyRelu", [args[0]], alpha=attrs["slope"])
+
 
 @register
 class Softmax(_Activation):
@@ -56,3 +103,8 @@ class Softmax(_Activation):
         from torch import nn
 
         return nn.Softmax(dim=1)
+
+    def onnx(self, attrs, inputs, args, emit):
+        if len(inputs[0]) > 1:
+            emit.require(13, "`softmax` over the channels of a C×H×W tensor")  # earlier, Softmax flattened
+        return emit.op("Softmax", [args[0]], axis=1)

@@ -102,6 +102,12 @@ class OpKind:
         """The forward expression: `module(x)` by default."""
         return f"{module}({args[0]})"
 
+    # ---- onnx -----------------------------------------------------------------
+    def onnx(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], emit) -> str:
+        """Add this layer's ONNX nodes through `emit` (cnndsl.backends.onnx.Emitter); returns its output value."""
+        raise ValueProblem(f"`{self.name}` has no ONNX form yet",
+                           hint="compile to python or pt2 instead, or add an `onnx` rule to its kind")
+
 
 REGISTRY: dict[str, OpKind] = {}
 _PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []

@@ -1,6 +1,7 @@
 """Convolutions: conv (and convKxK, dwconvKxK) and the transposed deconv."""
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import ValueProblem
@@ -105,6 +106,15 @@ class Conv(OpKind):
 
         return nn.Conv2d(inputs[0][0], attrs["c"], attrs["k"], attrs["s"], attrs["p"], attrs["d"], attrs["g"], attrs["bias"])
 
+    def onnx(self, attrs, inputs, args, emit):
+        per_group = inputs[0][0] // attrs["g"]
+        bound = 1 / math.sqrt(per_group * attrs["k"][0] * attrs["k"][1])
+        operands = [args[0], emit.weight("weight", (attrs["c"], per_group, *attrs["k"]), bound=bound)]
+        if attrs["bias"]:
+            operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
+        return emit.op("Conv", operands, kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2,
+                       dilations=attrs["d"], group=attrs["g"])
+
 
 @register
 class Deconv(OpKind):
@@ -159,6 +169,15 @@ class Deconv(OpKind):
         return nn.ConvTranspose2d(
             inputs[0][0], attrs["c"], attrs["k"], attrs["s"], attrs["p"], attrs["op"], attrs["g"], attrs["bias"]
         )
+
+    def onnx(self, attrs, inputs, args, emit):
+        per_group = attrs["c"] // attrs["g"]
+        bound = 1 / math.sqrt(per_group * attrs["k"][0] * attrs["k"][1])  # PyTorch's fan-in of this weight layout
+        operands = [args[0], emit.weight("weight", (inputs[0][0], per_group, *attrs["k"]), bound=bound)]
+        if attrs["bias"]:
+            operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
+        return emit.op("ConvTranspose", operands, kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2,
+                       output_padding=attrs["op"], group=attrs["g"])
 
 
 pattern(_kernel_preset("conv"), "conv")

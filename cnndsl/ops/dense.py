@@ -1,6 +1,8 @@
 """The dense head: fully connected layers, flatten and reshape."""
 from __future__ import annotations
 
+import math
+
 from ..errors import ShapeProblem
 from .base import OpKind, Window, alias, flag, format_shape, numel, register, whole
 
@@ -44,6 +46,16 @@ class FullyConnected(OpKind):
         flat = args[0] if len(inputs[0]) == 1 else f"torch.flatten({args[0]}, 1)"
         return f"{module}({flat})"
 
+    def onnx(self, attrs, inputs, args, emit):
+        flat = args[0] if len(inputs[0]) == 1 else emit.op("Flatten", [args[0]], axis=1)
+        bound = 1 / math.sqrt(numel(inputs[0]))
+        operands = [flat, emit.weight("weight", (attrs["n"], numel(inputs[0])), bound=bound)]
+        if attrs["bias"]:
+            operands.append(emit.weight("bias", (attrs["n"],), bound=bound))
+        else:
+            emit.require(11, "`fc(bias=false)`")  # Gemm's bias became optional in opset 11
+        return emit.op("Gemm", operands, transB=1)
+
 
 @register
 class Flatten(OpKind):
@@ -56,6 +68,9 @@ class Flatten(OpKind):
 
     def torch_call(self, attrs, inputs, args, module):
         return f"torch.flatten({args[0]}, 1)"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Flatten", [args[0]], axis=1)
 
 
 @register
@@ -85,6 +100,9 @@ class Reshape(OpKind):
 
     def torch_call(self, attrs, inputs, args, module):
         return f"{args[0]}.reshape(-1, {', '.join(map(str, attrs['dims']))})"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Reshape", [args[0], emit.ints("shape", (0, *attrs["dims"]))])  # 0 keeps the batch
 
 
 alias("linear", "fc")

@@ -41,6 +41,12 @@ class Add(OpKind):
     def torch_call(self, attrs, inputs, args, module):
         return " + ".join(args)
 
+    def onnx(self, attrs, inputs, args, emit):
+        total = args[0]
+        for other in args[1:]:
+            total = emit.op("Add", [total, other])
+        return total
+
 
 @register
 class Concat(OpKind):
@@ -78,10 +84,23 @@ class Concat(OpKind):
         ]
         return f"torch.cat([{', '.join(parts)}], 1)"
 
+    def onnx(self, attrs, inputs, args, emit):
+        parts = [arg if shape[1:] == inputs[0][1:] else _onnx_centre_crop(emit, arg, shape, inputs[0])
+                 for arg, shape in zip(args, inputs)]
+        return emit.op("Concat", parts, axis=1)
+
 
 def _centre_crop(arg, shape, height, width) -> str:
     top, left = (shape[1] - height) // 2, (shape[2] - width) // 2
     return f"{arg}[:, :, {top}:{top + height}, {left}:{left + width}]"
+
+
+def _onnx_centre_crop(emit, arg, shape, target) -> str:
+    top, left = (shape[1] - target[1]) // 2, (shape[2] - target[2]) // 2
+    starts, ends = (top, left), (top + target[1], left + target[2])
+    if emit.opset < 10:  # Slice took its bounds as attributes until opset 10
+        return emit.op("Slice", [arg], starts=starts, ends=ends, axes=(2, 3))
+    return emit.op("Slice", [arg, emit.ints("starts", starts), emit.ints("ends", ends), emit.ints("axes", (2, 3))])
 
 
 @register
@@ -112,3 +131,11 @@ class Multiply(OpKind):
             for arg, shape in zip(args, inputs)
         ]
         return " * ".join(gated)
+
+    def onnx(self, attrs, inputs, args, emit):
+        product = args[0]
+        for arg, shape in zip(args[1:], inputs[1:]):
+            if len(shape) == 1 and len(inputs[0]) == 3:
+                arg = emit.op("Reshape", [arg, emit.ints("gate_shape", (0, shape[0], 1, 1))])
+            product = emit.op("Mul", [product, arg])
+        return product

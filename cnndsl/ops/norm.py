@@ -1,6 +1,7 @@
 """Normalisation and regularisation: batch norm, local response norm, dropout."""
 from __future__ import annotations
 
+from ..errors import ValueProblem
 from .base import OpKind, fraction, real, register, spatial, whole
 
 
@@ -28,6 +29,13 @@ class BatchNorm(OpKind):
         norm = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
         return norm(inputs[0][0], eps=attrs["eps"], momentum=attrs["momentum"])
 
+    def onnx(self, attrs, inputs, args, emit):
+        channels = (inputs[0][0],)
+        operands = [args[0], emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0),
+                    emit.weight("running_mean", channels, fill=0.0), emit.weight("running_var", channels, fill=1.0)]
+        emit.skip("num_batches_tracked")
+        return emit.op("BatchNormalization", operands, epsilon=attrs["eps"])
+
 
 @register
 class LocalResponseNorm(OpKind):
@@ -52,6 +60,12 @@ class LocalResponseNorm(OpKind):
 
         return nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"])
 
+    def onnx(self, attrs, inputs, args, emit):
+        if attrs["size"] % 2 == 0:
+            raise ValueProblem(f"`lrn` of an even size ({attrs['size']}) has no ONNX form: ONNX centres an even "
+                               "window one channel later than PyTorch", hint="use an odd size, as the papers do")
+        return emit.op("LRN", [args[0]], size=attrs["size"], alpha=attrs["alpha"], beta=attrs["beta"], bias=attrs["k"])
+
 
 @register
 class Dropout(OpKind):
@@ -71,3 +85,6 @@ class Dropout(OpKind):
         from torch import nn
 
         return nn.Dropout(attrs["p"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        return args[0]  # the export is for inference, where dropout passes its input on

@@ -43,11 +43,19 @@ class _Pool(OpKind):
 
         return getattr(nn, self.torch_class)(attrs["k"], attrs["s"], attrs["p"], ceil_mode=attrs["ceil"])
 
+    def onnx(self, attrs, inputs, args, emit):
+        options = dict(kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2, **self.onnx_options)
+        if attrs["ceil"]:
+            emit.require(10, f"`{self.name}(ceil=true)`")
+            options["ceil_mode"] = 1
+        return emit.op(self.onnx_op, [args[0]], **options)
+
 
 @register
 class MaxPool(_Pool):
     name = "maxpool"
     torch_class = "MaxPool2d"
+    onnx_op, onnx_options = "MaxPool", {}
     doc = "max pooling; s defaults to k"
 
 
@@ -55,6 +63,7 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     name = "avgpool"
     torch_class = "AvgPool2d"
+    onnx_op, onnx_options = "AveragePool", {"count_include_pad": 1}
     doc = "average pooling (padding counted, as PyTorch does); s defaults to k"
 
 
@@ -81,6 +90,9 @@ class GlobalAvgPool(OpKind):
         from torch import nn
 
         return nn.AdaptiveAvgPool2d(1)
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("GlobalAveragePool", [args[0]])
 
 
 @register
@@ -113,6 +125,28 @@ class AdaptiveAvgPool(OpKind):
         from torch import nn
 
         return nn.AdaptiveAvgPool2d(attrs["size"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        """A plain average pool where the bins tile the input; else PyTorch's overlapping bins as two
+        averaging matrices, rows then columns: out = A_h · x · A_wᵀ."""
+        _, height, width = inputs[0]
+        out_h, out_w = attrs["size"]
+        if (height, width) == (out_h, out_w):
+            return args[0]
+        if height % out_h == 0 and width % out_w == 0:
+            kernel = (height // out_h, width // out_w)
+            return emit.op("AveragePool", [args[0]], kernel_shape=kernel, strides=kernel)
+        columns = emit.op("MatMul", [args[0], emit.floats("columns", list(zip(*_averaging(width, out_w))))])
+        return emit.op("MatMul", [emit.floats("rows", _averaging(height, out_h)), columns])
+
+
+def _averaging(size: int, bins: int) -> list[list[float]]:
+    """bins × size matrix averaging PyTorch's adaptive bins: [floor(i·size/bins), ceil((i+1)·size/bins))."""
+    rows = []
+    for index in range(bins):
+        start, end = index * size // bins, -(-(index + 1) * size // bins)
+        rows.append([1 / (end - start) if start <= column < end else 0.0 for column in range(size)])
+    return rows
 
 
 def _pool_preset(prefix):

@@ -30,6 +30,16 @@ class Upsample(OpKind):
         corners = ", align_corners=False" if attrs["mode"] == "bilinear" else ""
         return f"F.interpolate({args[0]}, scale_factor={attrs['scale']}, mode='{attrs['mode']}'{corners})"
 
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(11, "`upsample`")  # Resize with coordinate modes that match PyTorch
+        no_roi = "" if emit.opset >= 13 else emit.floats("roi", ())
+        scales = emit.floats("scales", (1, 1, attrs["scale"], attrs["scale"]))
+        if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index / scale)
+            options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+        return emit.op("Resize", [args[0], no_roi, scales], **options)
+
 
 @register
 class Input(OpKind):
