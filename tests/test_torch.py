@@ -1,0 +1,255 @@
+"""The PyTorch backend: generated forward code, exact parameters and shapes for every library network,
+readable and stable state_dict names, initialisation, the standalone source file and torch.export."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+import cnndsl
+from cnndsl.backends.torch_source import python_source
+from cnndsl.errors import NameProblem, ValueProblem
+from conftest import library_networks
+
+SMALL = "network small { input 3x32x32\n conv3x3(8), bn, relu, maxpool, conv3x3(16), relu, gap, fc(10) }"
+
+
+def _outputs(module, images):
+    """The module's outputs in eval mode, without gradients, as a tuple."""
+    with torch.no_grad():
+        result = module.eval()(images)
+    return result if isinstance(result, tuple) else (result,)
+
+
+# ---- every library network ----------------------------------------------------------
+@pytest.mark.parametrize("name", library_networks())
+def test_library_network_has_the_analysed_parameters_and_every_inferred_shape_at_run_time(name):
+    network = cnndsl.load(name)
+    with torch.device("meta"):  # skip initialisation: shapes and counts do not depend on it
+        module = network.to_torch()
+    assert sum(parameter.numel() for parameter in module.parameters()) == network.params
+    module = module.to_empty(device="cpu")
+    ShapeProp(module.eval()).propagate(torch.zeros(1, *network.input_shape))
+    computed = {node.meta["cnndsl_node"]: tuple(node.meta["tensor_meta"].shape)
+                for node in module.graph.nodes if "cnndsl_node" in node.meta}
+    assert set(computed) == set(network.graph) - {network.graph.graph["input"]}
+    for node, shape in computed.items():
+        data = network.graph.nodes[node]
+        assert shape == (1, *data["shape"]), data["name"]
+
+
+@pytest.mark.parametrize("name", library_networks())
+def test_library_network_as_python_source_defines_the_same_modules(name):
+    network = cnndsl.load(name)
+    with torch.device("meta"):
+        module = network.to_torch()
+        namespace: dict = {}
+        exec(compile(python_source(network, module), f"{name}.py", "exec"), namespace)
+        written = namespace[type(module).__name__]()
+    shapes = {key: tensor.shape for key, tensor in module.state_dict().items()}
+    assert {key: tensor.shape for key, tensor in written.state_dict().items()} == shapes
+
+
+# ---- generated code and names -------------------------------------------------------------
+def test_the_forward_is_generated_code_calling_submodules_by_their_hierarchical_names():
+    module = cnndsl.load("resnet50").to_torch()
+    assert isinstance(module, fx.GraphModule) and type(module).__name__ == "Resnet50"
+    assert "layer1_bottleneck1_conv1 = self.layer1.bottleneck1.conv1(stem_maxpool)" in module.code
+    assert "layer1_bottleneck1_add = layer1_bottleneck1_bn3 + layer1_bottleneck1_downsample_bn" in module.code
+    assert isinstance(module.get_submodule("layer2.bottleneck1.downsample.conv"), nn.Conv2d)
+
+
+def test_state_dict_keys_follow_the_hierarchy_as_torchvision_names_them():
+    keys = list(cnndsl.load("resnet50").to_torch().state_dict())
+    assert keys[:3] == ["stem.conv.weight", "stem.bn.weight", "stem.bn.bias"]
+    assert "layer1.bottleneck1.conv1.weight" in keys
+    assert "layer3.bottleneck6.bn3.running_var" in keys
+    assert "layer4.bottleneck1.downsample.conv.weight" in keys
+    assert keys[-2:] == ["fc.weight", "fc.bias"]
+    assert len(keys) == 5 * 53 + 53 + 2  # 53 BatchNorms (5 tensors each), 53 convolutions, fc
+
+
+def test_state_dict_is_stable_across_compiles_and_loads_into_a_fresh_compile():
+    first = cnndsl.load("resnet18").to_torch(seed=3)
+    second = cnndsl.load("resnet18").to_torch(seed=4)
+    assert list(first.state_dict()) == list(second.state_dict())
+    second.load_state_dict(first.state_dict())
+    images = torch.randn(2, 3, 64, 64)
+    assert torch.equal(_outputs(first, images)[0], _outputs(second, images)[0])
+
+
+def test_a_stage_named_like_a_module_attribute_is_refused_with_its_position():
+    source = "network n { input 3x8x8\n stage forward { conv3x3(4) }\n relu }"
+    network = cnndsl.parse(source, file="n.cnn")
+    with pytest.raises(NameProblem) as caught:
+        network.to_torch()
+    assert caught.value.message == "`forward` cannot name a PyTorch module: it is an attribute every PyTorch module has"
+    assert (caught.value.pos.line, caught.value.pos.column) == (2, 2)
+    assert caught.value.hint == "rename the stage or block, e.g. `forward_`"
+
+
+# ---- initialisation ----------------------------------------------------------------
+def test_default_initialisation_is_pytorchs_own():
+    seeded = cnndsl.parse(SMALL).to_torch(seed=7)
+    torch.manual_seed(7)
+    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 16, 3, padding=1),
+                              nn.Linear(16, 10))
+    ours = [tensor for key, tensor in seeded.state_dict().items() if "num_batches" not in key]
+    theirs = [tensor for key, tensor in reference.state_dict().items() if "num_batches" not in key]
+    assert [tensor.shape for tensor in ours] == [tensor.shape for tensor in theirs]
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_kaiming_initialisation_draws_convolutions_with_the_fan_out_relu_gain_and_zero_biases():
+    module = cnndsl.load("resnet50").to_torch(init="kaiming", seed=0)
+    weight = module.get_submodule("layer4.bottleneck2.conv2").weight  # 512×512×3×3: 2.4 million draws
+    expected = (2 / (512 * 3 * 3)) ** 0.5
+    assert abs(weight.std().item() / expected - 1) < 0.01
+    assert abs(weight.mean().item()) < expected * 0.01
+    default = cnndsl.load("resnet50").to_torch(seed=0).get_submodule("layer4.bottleneck2.conv2").weight
+    assert abs(default.std().item() / (1 / (3 * 512 * 9) ** 0.5) - 1) < 0.01  # kaiming_uniform, a=√5
+    with_bias = cnndsl.parse("network n { input 3x16x16\n conv3x3(8, bias=true) }").to_torch(init="kaiming")
+    assert torch.equal(with_bias.conv.bias, torch.zeros(8))
+
+
+def test_zero_init_residual_zeroes_the_last_batchnorm_of_every_residual_body_and_nothing_else():
+    module = cnndsl.load("resnet50").to_torch(zero_init_residual=True)
+    zeroed = {f"{name}.weight" for name, layer in module.named_modules()
+              if isinstance(layer, nn.BatchNorm2d) and not layer.weight.any()}
+    blocks = [(stage, index) for stage, count in zip((1, 2, 3, 4), (3, 4, 6, 3)) for index in range(1, count + 1)]
+    assert zeroed == {f"layer{stage}.bottleneck{index}.bn3.weight" for stage, index in blocks}
+    basic = cnndsl.load("resnet18").to_torch(zero_init_residual=True)
+    assert not basic.get_submodule("layer2.basic1.bn2").weight.any()
+    assert basic.get_submodule("layer2.basic1.downsample.bn").weight.all()
+    dense = cnndsl.load("densenet121").to_torch(zero_init_residual=True)
+    assert all(m.weight.all() for m in dense.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_zero_init_residual_makes_each_block_start_as_its_shortcut():
+    source = """
+    network n { input 4x8x8
+        residual { conv3x3(4), bn, relu, conv3x3(4), bn }
+    }"""
+    module = cnndsl.parse(source).to_torch(zero_init_residual=True, seed=0)
+    images = torch.randn(2, 4, 8, 8)
+    assert torch.equal(_outputs(module, images)[0], images)
+
+
+def test_a_seed_reproduces_the_weights_and_leaves_the_global_generator_alone():
+    network = cnndsl.load("resnet18")
+    state = torch.random.get_rng_state()
+    first, again = network.to_torch(init="kaiming", seed=11), network.to_torch(init="kaiming", seed=11)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    other = network.to_torch(init="kaiming", seed=12)
+    for key, tensor in first.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[key]), key
+    assert not torch.equal(first.stem.conv.weight, other.stem.conv.weight)
+
+
+def test_an_unknown_initialisation_is_a_value_problem():
+    with pytest.raises(ValueProblem) as caught:
+        cnndsl.parse(SMALL).to_torch(init="xavier")
+    assert (caught.value.message, caught.value.hint) == ("unknown initialisation `xavier`", "choose one of default, kaiming")
+
+
+# ---- --to python -------------------------------------------------------------------
+RUN_STANDALONE = textwrap.dedent("""
+    import importlib.util, sys
+    import torch
+    spec = importlib.util.spec_from_file_location("net", sys.argv[1])
+    net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(net)
+    model = getattr(net, sys.argv[2])()
+    model.load_state_dict(torch.load(sys.argv[3]))
+    with torch.no_grad():
+        result = model.eval()(torch.load(sys.argv[4]))
+    assert not [name for name in sys.modules if name.startswith("cnndsl")]
+    torch.save(result if isinstance(result, tuple) else (result,), sys.argv[5])
+""")
+
+
+@pytest.mark.parametrize("name,shape", [("resnet18", "3x64x64"), ("googlenet_aux", "3x96x96"),
+                                        ("unet", "1x188x188"), ("alexnet_paper", "3x99x99")])
+def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cli, tmp_path, name, shape):
+    assert cli("compile", name, "--input", shape, "--to", "python", "-o", tmp_path / "net.py").exit_code == 0
+    network = cnndsl.load(name, input=tuple(int(size) for size in shape.split("x")))
+    module = network.to_torch(init="kaiming", seed=0)
+    images = torch.randn(2, *network.input_shape)
+    torch.save(module.state_dict(), tmp_path / "weights.pt")
+    torch.save(images, tmp_path / "images.pt")
+    subprocess.run([sys.executable, "-c", RUN_STANDALONE, tmp_path / "net.py", type(module).__name__,
+                    tmp_path / "weights.pt", tmp_path / "images.pt", tmp_path / "out.pt"], check=True, cwd=tmp_path)
+    theirs = torch.load(tmp_path / "out.pt")
+    ours = _outputs(module, images)
+    assert len(ours) == len(theirs) == len(network.outputs)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
+    cli("compile", "resnet50", "--to", "python", "-o", tmp_path / "net.py")
+    text = (tmp_path / "net.py").read_text()
+    assert text.startswith('"""resnet50, compiled from resnet.cnn by cnndsl')
+    assert "Input 3×224×224; 25,557,032 parameters; 4,089,184,256 multiply-accumulates per image." in text
+    assert "class Resnet50(nn.Module):" in text
+    assert "        self.layer1.bottleneck1.conv1 = nn.Conv2d(64, 64, kernel_size=(1, 1), stride=(1, 1), bias=False)" in text
+    assert "        self.stem.relu = nn.ReLU(inplace=True)" in text
+    assert """
+        # layer1.bottleneck1.downsample: shortcut
+        x = self.layer1.bottleneck1.downsample.conv(x)
+        x = self.layer1.bottleneck1.downsample.bn(x)
+        x = x1 + x
+        x = self.layer1.bottleneck1.relu3(x)
+""" in text
+    assert text.endswith("        x = self.fc(torch.flatten(x, 1))\n        return x\n")
+
+
+# ---- --to pt2 ------------------------------------------------------------------------
+def test_the_pt2_program_loads_and_runs_at_any_batch(cli, tmp_path):
+    assert cli("compile", "resnet18", "--input", "3x64x64", "--to", "pt2", "-o", tmp_path / "net.pt2").exit_code == 0
+    program = torch.export.load(tmp_path / "net.pt2")
+    reference = cnndsl.load("resnet18", input=(3, 64, 64)).to_torch()
+    reference.load_state_dict(program.state_dict)
+    for batch in (1, 5):
+        images = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            result = program.module()(images)
+        assert result.shape == (batch, 1000)
+        torch.testing.assert_close(result, _outputs(reference, images)[0])
+
+
+# ---- the PyTorch ecosystem -----------------------------------------------------------
+def test_channels_last_gives_the_same_outputs_and_keeps_the_memory_format():
+    module = cnndsl.load("resnet18", input=(3, 64, 64)).to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 64, 64)
+    expected = _outputs(module, images)[0]
+    module = module.to(memory_format=torch.channels_last)
+    assert module.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    layer = {}
+    handle = module.get_submodule("layer4.basic2.conv2").register_forward_hook(
+        lambda mod, args, out: layer.setdefault("out", out))
+    result = _outputs(module, images.to(memory_format=torch.channels_last))[0]
+    handle.remove()
+    assert layer["out"].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_autocast_to_bfloat16_on_cpu_runs_the_convolutions_in_bfloat16():
+    module = cnndsl.load("resnet18", input=(3, 64, 64)).to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 64, 64)
+    expected = _outputs(module, images)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = _outputs(module, images)[0]
+    assert result.dtype == torch.bfloat16
+    assert torch.allclose(result.float(), expected, rtol=0.05, atol=0.05 * expected.abs().max().item())
+
+
+def test_torch_compile_with_fullgraph_compiles_a_small_network_with_inductor():
+    module = cnndsl.parse(SMALL).to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    compiled = torch.compile(module, fullgraph=True)
+    torch.testing.assert_close(_outputs(compiled, images)[0], _outputs(module, images)[0])
