@@ -128,8 +128,8 @@ def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
     folded = layout["clusters"]["cluster_layer1.bottleneck2"]
     assert label_text(folded["attrs"]["label"]) == "bottleneck(8, 1) ×2"
     assert folded["attrs"]["penwidth"] == "2"
-    # the drawn instance holds its 8 residual layers, the ⊕ and the relu; the third block is not drawn
-    assert len(folded["nodes"]) == 10
+    # the drawn instance holds its fork, 8 residual layers, the ⊕ and the relu; the third is not drawn
+    assert len(folded["nodes"]) == 11
     drawn = {node for cluster in layout["clusters"].values() for node in cluster["nodes"]}
     third = [node for node in tiny.graph if tiny.graph.nodes[node]["group"][:2] == ("layer1", "bottleneck3")]
     assert third and not {f"n{node}" for node in third} & drawn
@@ -141,7 +141,8 @@ def test_expand_draws_every_block(tiny):
     assert blocks == [f"cluster_layer{stage}.bottleneck{index}" for stage, count in ((1, 3), (2, 2))
                       for index in range(1, count + 1)]
     assert all(cluster.run.count == 1 for cluster in expanded.clusters())
-    assert len(expanded.boxes()) - len(folded.boxes()) == 10  # the third layer1 block: 8 layers, ⊕, relu
+    # the third layer1 block: 8 residual layers, ⊕, relu, and the fork its skip leaves from
+    assert len(expanded.boxes()) - len(folded.boxes()) == 11
     assert {link.kind for link in expanded.links} == {"sequence", "skip"}
 
 
@@ -161,7 +162,7 @@ def test_dense_layers_fold_although_each_gets_more_channels():
 def test_skip_edges_are_dashed_and_routed_beside_the_main_path(resnet50):
     layout = parsed(dot_source(resnet50))
     skips = [edge for edge in layout["edges"] if edge["class"] == "skip"]
-    identity = [edge for edge in skips if edge["weight"] == "0"]
+    identity = [edge for edge in skips if edge.get("constraint") == "false"]
     # 12 blocks drawn open (4 stages × first + folded), 4 of them with a projection shortcut
     assert len(skips) == 12 and len(identity) == 4
     assert all(edge["style"] == "dashed" and edge["color"] == "#d6604d" for edge in skips)
@@ -174,13 +175,33 @@ def test_skip_edges_are_dashed_and_routed_beside_the_main_path(resnet50):
         assert max(abs(x - head_x) for x in points) > 20 and abs(tail_x - head_x) < 20
 
 
+def test_a_skip_from_outside_a_block_leaves_from_a_fork_inside_it(tiny):
+    diagram = build_diagram(tiny.graph)
+    block = next(cluster for cluster in diagram.clusters() if cluster.id == "cluster_layer1.bottleneck2")
+    fork = block.members[0]
+    assert (fork.id, fork.role) == ("fork_layer1.bottleneck2", "fork")
+    leaving = sorted((link.head, link.kind, link.beside) for link in diagram.links if link.tail == fork.id)
+    add = next(box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "add")
+    conv = next(box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "conv")
+    assert leaving == sorted([(conv, "sequence", False), (add, "skip", True)])
+    entering = [(link.tail, link.kind) for link in diagram.links if link.head == fork.id]
+    assert entering == [("n15", "sequence")]  # the relu that ends the block before
+    assert tiny.graph.nodes[15]["name"] == "layer1.bottleneck1.relu3"
+    # a block with a projection shortcut needs no fork: its shortcut starts inside it
+    assert not [box for box in diagram.boxes() if box.role == "fork" and "bottleneck1" in box.id]
+
+
+def _boxes_of(cluster):
+    return [member for member in cluster.members if not hasattr(member, "members")]
+
+
 def test_concat_edges_are_blue_dashed_into_a_small_parallel_node():
     layout = parsed(dot_source(cnndsl.load("unet"), depth=1))
     concats = [edge for edge in layout["edges"] if edge["class"] == "concat"]
     assert len(concats) == 4
     for edge in concats:
         head = layout["nodes"][edge["head"]]
-        assert (head["label"], head["shape"], edge["style"], edge["weight"]) == ("∥", "circle", "dashed", "0")
+        assert (head["label"], head["shape"], edge["style"], edge["constraint"]) == ("∥", "circle", "dashed", "false")
 
 
 def test_inception_branches_are_drawn_in_source_order():

@@ -56,7 +56,7 @@ class Box:
     """One drawn node: a layer, a collapsed run of groups, the input or an output."""
 
     id: str
-    role: str                      # "layer" | "group" | "input" | "output"
+    role: str                      # "layer" | "group" | "input" | "output" | "fork"
     node: Optional[int] = None     # the IR node for layer, input and output boxes
     run: Optional[Run] = None      # the groups a collapsed box stands for
     name: str = ""                 # an output's name
@@ -234,7 +234,7 @@ class _Builder:
             members.extend(self._members(root, level=0))
         for index, (name, node) in enumerate(self.graph.graph["outputs"]):
             members.append(Box(f"output{index}", "output", node=node, name=name))
-        return Diagram(self.graph.graph["name"], members, self._links())
+        return Diagram(self.graph.graph["name"], members, _enter_through_forks(members, self._links()))
 
     def _members(self, group: Group, level: int) -> list:
         children = runs_of(self.graph, group.children, self.outputs) if not self.expand else [
@@ -302,6 +302,44 @@ class _Builder:
         """An edge from one repeat into the next is what `×n` says; it is not drawn."""
         runs_of_source = dict(self.instance.get(source, []))
         return any(runs_of_source.get(run_id, index) != index for run_id, index in self.instance.get(head, []))
+
+
+def _enter_through_forks(members: list, links: list[Link]) -> list[Link]:
+    """A skip from outside the block that holds its join would be laid along the block's border;
+    instead the block is entered at a fork point inside it, where the paper's `x` splits in two."""
+    chains = dict(_cluster_chains(members, ()))
+    forks: dict[tuple[str, str], Box] = {}
+    for link in links:
+        head_chain = chains.get(link.head, ())
+        if not link.beside or not head_chain or head_chain[-1].id in _ids(chains.get(link.tail, ())):
+            continue
+        cluster = head_chain[-1]
+        if (cluster.id, link.tail) not in forks:
+            name = cluster.id.removeprefix("cluster_")
+            taken = sum(key[0] == cluster.id for key in forks)
+            fork = Box(f"fork_{name}" + (f"_{taken + 1}" if taken else ""), "fork")
+            cluster.members.insert(0, fork)
+            forks[cluster.id, link.tail] = fork
+    for (cluster_id, tail), fork in forks.items():
+        entering = [link for link in links if link.tail == tail and cluster_id in _ids(chains.get(link.head, ()))]
+        kind = min((link.kind for link in entering), key=EDGE_PRIORITY.index)
+        for link in entering:
+            link.tail = fork.id
+        links.insert(links.index(entering[0]), Link(tail, fork.id, kind))
+    return links
+
+
+def _ids(clusters: tuple) -> set[str]:
+    return {cluster.id for cluster in clusters}
+
+
+def _cluster_chains(members: list, chain: tuple):
+    """Each box id with the clusters around it, outermost first."""
+    for member in members:
+        if isinstance(member, Box):
+            yield member.id, chain
+        else:
+            yield from _cluster_chains(member.members, chain + (member,))
 
 
 def _dotted(group: Group) -> str:

@@ -41,7 +41,7 @@ EDGE_STYLES = {
     "skip": {"color": "#d6604d", "style": "dashed", "penwidth": "1.6", "weight": "2"},
     "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
 }
-BESIDE = {"weight": "0"}  # a skip that another path parallels: never pulled into the main column
+BESIDE = {"constraint": "false"}  # a skip that another path parallels: laid out after, beside the main column
 EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
 
 CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
@@ -65,7 +65,7 @@ def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shape
     painter = _Painter(graph, shapes, cost)
     painter.draw(dot, diagram.members, level=0)
     painter.legend(dot, diagram)
-    for link in diagram.links:
+    for link in sorted(diagram.links, key=lambda link: link.beside):  # `ordering=in`: skips right of the main path
         dot.edge(link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})})
     return dot
 
@@ -134,6 +134,9 @@ class _Painter:
     def box(self, dot: graphviz.Digraph, box: Box) -> None:
         if box.role == "group":
             self.group_box(dot, box)
+            return
+        if box.role == "fork":  # where a block's input splits into its main path and its skip
+            dot.node(box.id, "", shape="point", width="0.07", color=FAINT)
             return
         data = self.graph.nodes[box.node]
         kind = REGISTRY[data["op"]]
