@@ -19,6 +19,7 @@ import cnndsl
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, render
 from cnndsl.errors import FileProblem
+from conftest import library_networks
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
@@ -78,6 +79,17 @@ def label_text(markup: str) -> str:
     import html
 
     return html.unescape(re.sub(r"<[^>]+>", "", markup.replace("<br/>", " | ")))
+
+
+# ---- every library network draws ------------------------------------------------------
+@pytest.mark.parametrize("name", library_networks())
+def test_every_library_network_draws_at_full_depth_and_depth_1(name):
+    network = cnndsl.load(name)
+    for depth in (None, 1):
+        layout = parsed(dot_source(network, depth=depth))  # Graphviz reads it without a warning
+        drawn = {box.id for box in build_diagram(network.graph, depth).boxes()}
+        assert drawn == set(layout["nodes"]) - {"legend"}
+        assert {edge["class"] for edge in layout["edges"]} <= {"sequence", "branch", "skip", "concat"}
 
 
 # ---- hierarchy: depth, folding, expand ----------------------------------------------
@@ -215,8 +227,10 @@ def test_inception_branches_are_drawn_in_source_order():
 def test_labels_read_like_a_papers_table_with_optional_shapes_and_costs(resnet50):
     plain = parsed(dot_source(resnet50))["nodes"]["n1"]
     assert label_text(plain["label"]) == "conv 7×7, 64, /2"
-    full = parsed(dot_source(resnet50, shapes=True, cost=True))["nodes"]["n1"]
+    nodes = parsed(dot_source(resnet50, shapes=True, cost=True))["nodes"]
+    full = nodes["n1"]
     assert label_text(full["label"]) == "conv 7×7, 64, /2 | 64×112×112 · 9.41K params · 118M MACs"
+    assert label_text(nodes["n3"]["label"]) == "relu | 64×112×112"  # no `0 params · 0 MACs`
     assert (full["fillcolor"], full["class"]) == ("#c6dbef", "conv")
 
 

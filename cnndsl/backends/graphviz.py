@@ -127,9 +127,8 @@ class _Painter:
 
     def cluster_label(self, run: Run) -> str:
         title = _title_of(run)
-        if self.cost:
-            title += _faint(" · " + self.costs(run.nodes))
-        return title
+        costs = self.costs(run.nodes)
+        return title + _faint(" · " + costs) if self.cost and costs else title
 
     def box(self, dot: graphviz.Digraph, box: Box) -> None:
         if box.role == "group":
@@ -173,8 +172,8 @@ class _Painter:
         tap = self.graph.nodes[last]["tap"]  # a U-Net's `enc1:` names the block's output
         title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
         lines = [title, _contents(self.graph, run.first)]
-        figures = f"{format_shape(self.graph.nodes[last]['shape'])} · " + self.costs(run.nodes)
-        lines.append(_faint(_text(figures)))
+        figures = [format_shape(self.graph.nodes[last]["shape"]), self.costs(run.nodes)]
+        lines.append(_faint(_text(" · ".join(part for part in figures if part))))
         family = _main_family(self.graph, run.nodes)
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
@@ -185,14 +184,13 @@ class _Painter:
         parts = [format_shape(shape)] if self.shapes else []
         if self.cost:
             parts.append(self.costs(nodes))
-        return _text(" · ".join(parts))
+        return _text(" · ".join(part for part in parts if part))
 
     def costs(self, nodes: list[int]) -> str:
+        """Parameters (and MACs with --cost), leaving out a zero: a relu is not `0 params · 0 MACs`."""
         params = sum(self.graph.nodes[node]["params"] for node in nodes)
-        text = f"{_quantity(params)} params"
-        if self.cost:
-            text += f" · {_quantity(sum(self.graph.nodes[node]['macs'] for node in nodes))} MACs"
-        return text
+        macs = sum(self.graph.nodes[node]["macs"] for node in nodes) if self.cost else 0
+        return " · ".join(f"{_quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
 
     def legend(self, dot: graphviz.Digraph, diagram: Diagram) -> None:
         """Colour swatches for the families drawn and the styles of the joins drawn."""
