@@ -1,0 +1,135 @@
+"""Whole-process time of drawing ResNet-152 to SVG, beside torchview's `draw_graph` of a
+hand-written torch ResNet-152 (where torchview is installed), and the size of each picture.
+
+    python bench/draw.py
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import cnndsl
+from cnndsl.backends.graphviz import to_digraph
+
+SCREEN = (1920, 1080)
+
+TORCHVIEW_ROUTE = '''
+import sys, torch
+from torch import nn
+from torchview import draw_graph
+
+class Bottleneck(nn.Module):
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False); self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+class ResNet152(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True); self.maxpool = nn.MaxPool2d(3, 2, 1)
+        layers, inplanes = [], 64
+        for planes, blocks, stride in [(64, 3, 1), (128, 8, 2), (256, 36, 2), (512, 3, 2)]:
+            stage = [Bottleneck(inplanes, planes, stride)] + [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
+            inplanes = planes * 4
+            layers.append(nn.Sequential(*stage))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1); self.fc = nn.Linear(2048, 1000)
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+model = ResNet152()
+assert sum(p.numel() for p in model.parameters()) == 60192808
+graph = draw_graph(model, input_size=(1, 3, 224, 224), device="cpu")
+graph.visual_graph.render(sys.argv[1], format="svg", cleanup=True)
+'''
+
+
+def best_of(function, repeats: int) -> float:
+    """Best wall time of several runs, in seconds: the least disturbed measurement."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def whole_process(command: list[str], repeats: int = 5) -> float:
+    """Best of several runs, after one that warms the file cache and writes bytecode, as a user's would."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return best_of(lambda: subprocess.run(command, check=True, capture_output=True, env=env), repeats)
+
+
+def pixels(svg: Path) -> tuple[int, int]:
+    """An SVG's size in CSS pixels (Graphviz writes points: 96 px = 72 pt)."""
+    head = svg.read_text(encoding="utf-8")[:2000]
+    width, height = (float(re.search(rf'{side}="([\d.]+)pt"', head).group(1)) for side in ("width", "height"))
+    return round(width * 96 / 72), round(height * 96 / 72)
+
+
+def describe(label: str, seconds: float, svg: Path) -> None:
+    width, height = pixels(svg)
+    fits = "fits" if width <= SCREEN[0] and height <= SCREEN[1] else "does not fit"
+    print(f"{label:<52}{seconds:>7.3f} s {width:>6} x {height:<6} px ({fits} one {SCREEN[0]}x{SCREEN[1]} screen)")
+
+
+def in_process(network) -> None:
+    """Where the time goes: building the DOT is ours, the layout is Graphviz's `dot`."""
+    build = best_of(lambda: to_digraph(network).source, 10)
+    dot = to_digraph(network)
+    layout = best_of(lambda: dot.pipe(format="svg"), 3)
+    print(f"in process, resnet152 full depth: DOT built in {build * 1e3:.1f} ms, laid out by dot in {layout * 1e3:.0f} ms")
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}, "
+          f"{subprocess.run(['dot', '-V'], capture_output=True, text=True).stderr.strip()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    cnndsl_bin = Path(sysconfig.get_path("scripts")) / "cnndsl"
+    if not cnndsl_bin.exists():
+        sys.exit("cnndsl is not installed")
+    in_process(cnndsl.load("resnet152"))
+    print("whole process, best of 5:")
+    with tempfile.TemporaryDirectory() as folder:
+        ours = {}
+        for label, options in (("full depth", []), ("--depth 1", ["--depth", "1"]), ("--depth 2", ["--depth", "2"])):
+            target = Path(folder) / f"ours{len(ours)}.svg"
+            ours[label] = whole_process([str(cnndsl_bin), "draw", "resnet152", "-o", str(target), *options])
+            describe(f"`cnndsl draw resnet152 -o r.svg {' '.join(options)}`", ours[label], target)
+        goal = ours["full depth"]
+        print(f"goal: under 2 s -> {goal:.2f} s ({'met' if goal < 2 else 'NOT met'})")
+        try:
+            import torchview  # noqa: F401
+        except ImportError:
+            print("torchview is not installed: no side-by-side reference")
+            return
+        target = Path(folder) / "torchview"
+        theirs = whole_process([sys.executable, "-c", TORCHVIEW_ROUTE, str(target)], repeats=3)
+        describe("torch + hand-written ResNet-152 + torchview (best of 3)", theirs, target.with_suffix(".svg"))
+        print(f"ratio torchview / cnndsl (full depth): {theirs / goal:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
