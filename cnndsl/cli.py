@@ -109,6 +109,18 @@ def check(files, max_nodes):
         sys.exit(1)
 
 
+@main.command(name="list")
+def list_command():
+    """The shipped library: every network with its input, params and MACs."""
+    from .library import catalogue
+    from .ops import format_shape
+
+    click.echo(f"{'network':<18} {'input':>11} {'params':>13} {'MACs':>17}  file")
+    for entry in catalogue():
+        click.echo(f"{entry.name:<18} {format_shape(entry.input_shape):>11} {entry.params:>13,} {entry.macs:>17,}"
+                   f"  {entry.file.name}")
+
+
 @main.command(name="compile")
 @network_options
 @click.option("--to", "fmt", type=click.Choice(COMPILE_FORMATS), required=True, help="What to produce.")

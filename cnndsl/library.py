@@ -1,0 +1,46 @@
+"""The shipped library as a catalogue: every named network with its input, params and MACs.
+
+A family (`network resnet(depths, unit) {...}`) that other library networks instantiate is not
+an entry itself: its default parameters only repeat one of them. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import syntax as ast
+from .load import Loader
+from .resources import library_dir
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    file: Path
+    input_shape: tuple[int, ...]
+    params: int
+    macs: int
+
+
+def network_names() -> list[tuple[str, Path]]:
+    """(name, file) of every library network that is not a family, in file order."""
+    loader = Loader()
+    defined, families = [], set()
+    for path in sorted(library_dir().glob("*.cnn")):
+        for definition in loader.load_path(path).program.definitions:
+            if isinstance(definition, ast.NetworkAlias):
+                families.add(definition.target)
+            if isinstance(definition, (ast.NetworkDef, ast.NetworkAlias)):
+                defined.append((definition.name, path))
+    return [(name, path) for name, path in defined if name not in families]
+
+
+def catalogue() -> list[Entry]:
+    """Every library network, expanded and counted."""
+    from .api import load
+
+    entries = []
+    for name, path in network_names():
+        network = load(path, network=name)
+        entries.append(Entry(name, path, network.input_shape, network.params, network.macs))
+    return entries
