@@ -18,7 +18,7 @@ import pytest
 import cnndsl
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, render
-from cnndsl.errors import FileProblem
+from cnndsl.errors import FileProblem, ValueProblem
 from conftest import library_networks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,6 +248,18 @@ def test_legend_names_the_families_and_joins_drawn(resnet50):
 def test_rankdir_lr(tiny):
     assert parsed(dot_source(tiny, rankdir="LR"))["graph"]["rankdir"] == "LR"
     assert parsed(dot_source(tiny))["graph"]["rankdir"] == "TB"
+
+
+def test_bad_options_from_python_are_value_problems_with_a_hint(tiny, tmp_path):
+    with pytest.raises(ValueProblem, match="rankdir must be TB or LR, got 'BT'") as error:
+        dot_source(tiny, rankdir="BT")
+    assert error.value.hint == "TB draws top to bottom, LR left to right"
+    with pytest.raises(ValueProblem, match="depth must be a whole number from 0, got -1"):
+        dot_source(tiny, depth=-1)
+    with pytest.raises(ValueProblem, match="cannot draw a diagram as 'jpg'") as error:
+        render(tiny, tmp_path / "x.jpg", "jpg")
+    assert error.value.hint == "choose one of svg, png, pdf, dot"
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- escaping and determinism -------------------------------------------------------

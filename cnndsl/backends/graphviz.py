@@ -13,11 +13,13 @@ from typing import Optional
 import graphviz
 
 from ..atomic import write_atomically
-from ..errors import FileProblem
+from ..errors import FileProblem, ValueProblem
 from ..ir import input_shapes
 from ..ops import REGISTRY, format_shape
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
+FORMATS = ("svg", "png", "pdf", "dot")
+RANKDIRS = ("TB", "LR")
 FONT = "Helvetica,Arial,sans-serif"
 FAINT = "#555555"
 
@@ -54,6 +56,11 @@ CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
 def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shapes: bool = False,
                cost: bool = False, rankdir: str = "TB") -> graphviz.Digraph:
     """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT."""
+    if rankdir not in RANKDIRS:
+        raise ValueProblem(f"rankdir must be TB or LR, got {rankdir!r}", hint="TB draws top to bottom, LR left to right")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise ValueProblem(f"depth must be a whole number from 0, got {depth!r}",
+                           hint="0 is one box for the network, 1 one box per stage; leave it out for every layer")
     graph = network.graph
     diagram = build_diagram(graph, depth, expand)
     dot = graphviz.Digraph("cnndsl", graph_attr={
@@ -78,6 +85,8 @@ def dot_source(network, **options) -> str:
 def render(network, target_path, fmt: str, depth: Optional[int] = None, expand: bool = False,
            shapes: bool = False, cost: bool = False, rankdir: str = "TB") -> Path:
     """Write the diagram as dot, svg, png or pdf, atomically."""
+    if fmt not in FORMATS:
+        raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
     content = dot.source if fmt == "dot" else _layout(dot, fmt)
     return write_atomically(target_path, content)
