@@ -88,7 +88,7 @@ def load(source: "str | Path", network: Optional[str] = None, input: Optional[tu
          max_nodes: int = DEFAULT_MAX_NODES, **params: Any) -> Network:
     """Load a .cnn file, or a network of the shipped library by name (`resnet50`)."""
     path = Path(source)
-    if not path.exists() and not str(source).endswith(".cnn") and "/" not in str(source):
+    if not path.exists() and not path.is_symlink() and not str(source).endswith(".cnn") and "/" not in str(source):
         index = library_index()
         if str(source) not in index:
             raise NameProblem(f"`{source}` is neither a file nor a library network",

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import syntax as ast
-from .errors import CnnDslError, NameProblem, ValueProblem, did_you_mean
+from .errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_you_mean
 
 LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
+LONGEST = 1_000_000  # elements in a list: beyond this a loop would never end in practice
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class Tap:
 
     name: str
     pos: Any
+
+    def __repr__(self) -> str:
+        return f"@{self.name}"
 
 
 class Env:
@@ -56,9 +60,18 @@ def _range(*args):
     if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
         raise ValueProblem("range takes one to three whole numbers")
     result = range(*args)
-    if len(result) > LARGEST:
-        raise ValueProblem("range is too long")
+    _bounded(len(result))
     return list(result)
+
+
+def _bounded(length: int) -> None:
+    if length > LONGEST:
+        raise LimitProblem(f"a list of {length:,} elements is longer than the limit of {LONGEST:,}")
+
+
+def _total(items):
+    """`sum` of numbers only: Python's sum would also concatenate lists without bound."""
+    return sum(_number(item, "sum") for item in items)
 
 
 def _whole_number(value):
@@ -68,7 +81,7 @@ def _whole_number(value):
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min, "max": max, "len": len, "range": _range, "sum": sum, "abs": abs,
+    "min": min, "max": max, "len": len, "range": _range, "sum": _total, "abs": abs,
     "int": _whole_number, "round": round, "floor": math.floor, "ceil": math.ceil,
     "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
     "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
@@ -80,8 +93,16 @@ def _checked(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueProblem("the result is not a finite number")
         if abs(value) > LARGEST:
-            raise ValueProblem(f"{value:.3g} is too large for a size or count")
+            raise ValueProblem(f"{_magnitude(value)} is too large for a size or count")
     return value
+
+
+def _magnitude(value) -> str:
+    """A huge number in a few characters: 1e+300 as 1e+300, a 400-digit int as ~10^399."""
+    try:
+        return f"{value:.3g}"
+    except OverflowError:
+        return f"~10^{len(str(abs(value))) - 1}"
 
 
 def _number(value: Any, op: str) -> Any:
@@ -101,7 +122,13 @@ def _power(base, exponent):
         raise ValueProblem("zero to a negative power")
     if abs(base) > 1 and exponent > 64:
         raise ValueProblem(f"{base}^{exponent} is too large for a size or count")
-    return base**exponent
+    try:
+        result = base**exponent
+    except OverflowError:
+        raise ValueProblem(f"{base}^{exponent} is too large for a size or count") from None
+    if isinstance(result, complex):
+        raise ValueProblem(f"{base}^{exponent} is not a real number", hint="a negative base needs a whole exponent")
+    return result
 
 
 _ARITHMETIC = {
@@ -162,7 +189,9 @@ class Evaluator:
         target, index = self(expr.target, env), self(expr.index, env)
         if not isinstance(target, (list, tuple)):
             raise ValueProblem(f"only lists and tuples can be indexed, not {target!r}", expr.pos)
-        if not isinstance(index, int) or not -len(target) <= index < len(target):
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueProblem(f"an index must be a whole number, got {index!r}", expr.index.pos)
+        if not -len(target) <= index < len(target):
             raise ValueProblem(f"index {index!r} is outside a list of {len(target)}", expr.index.pos)
         return target[index]
 
@@ -181,7 +210,8 @@ class Evaluator:
         except CnnDslError:
             raise
         except (TypeError, ValueError) as error:
-            raise ValueProblem(f"{expr.name}(): {error}", expr.pos) from None
+            message = str(error).replace(f"{function.__name__}()", f"{expr.name}()")  # our helpers' own names
+            raise ValueProblem(f"{expr.name}(): {message}", expr.pos) from None
 
     def _ListExpr(self, expr, env):
         return [self(item, env) for item in expr.items]
@@ -205,8 +235,11 @@ class Evaluator:
             return self._truth(expr.left, env) or self._truth(expr.right, env)
         left, right = self(expr.left, env), self(expr.right, env)
         if expr.op in _COMPARE:
+            if expr.op not in ("==", "!=") and not (isinstance(left, str) and isinstance(right, str)):
+                left, right = _number(left, expr.op), _number(right, expr.op)
             return _COMPARE[expr.op](left, right)
         if expr.op == "+" and isinstance(left, (list, tuple)) and type(left) is type(right):
+            _bounded(len(left) + len(right))
             return left + right
         left, right = _number(left, expr.op), _number(right, expr.op)
         if expr.op in ("/", "//", "%"):

@@ -18,6 +18,8 @@ from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
 MAX_CALL_DEPTH = 64
+MAX_DEPTH = 100  # bodies inside bodies, across block calls: keeps the recursive expansion off Python's limit
+STEPS_PER_NODE = 4  # statements and loop turns allowed per node of the limit: loops that add nothing still end
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Expander:
         self.cursor: Optional[int] = None
         self.pending_edge = "sequence"
         self.evaluate = Evaluator(self._incoming)
+        self.depth = 0
+        self.steps = STEPS_PER_NODE * builder.max_nodes + 10_000
+        self.steps_left = self.steps
 
     # ---- the tensor being built -------------------------------------------------
     def _incoming(self, attr: str, pos: SourcePos) -> int:
@@ -96,8 +101,44 @@ class Expander:
 
     # ---- statements -----------------------------------------------------------------
     def seq(self, seq: ast.Seq, frame: Frame) -> None:
-        for stmt in seq.stmts:
-            getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+        self.depth += 1
+        try:
+            for stmt in seq.stmts:
+                if self.depth > MAX_DEPTH:
+                    raise LimitProblem(f"bodies and block calls nest more than {MAX_DEPTH} deep", stmt.pos,
+                                       "flatten the structure, or give a recursive block a condition that stops it")
+                self._step(stmt.pos)
+                getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+        finally:
+            self.depth -= 1
+
+    def _step(self, pos: SourcePos) -> None:
+        """Count a statement or loop turn; loops that add no nodes must end too."""
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise self._too_many_steps(pos)
+
+    def _too_many_steps(self, pos: SourcePos) -> LimitProblem:
+        return LimitProblem(f"expanding takes more than {self.steps:,} steps ({STEPS_PER_NODE} per node of the "
+                            f"limit of {self.builder.max_nodes:,})", pos,
+                            "check the loop bounds, or raise the limit with --max-nodes")
+
+    def _turns(self, count: int, pos: SourcePos, what: str):
+        """A loop's turn indexes; after the first turn, refuse at once if the rest would pass a limit."""
+        for index in range(count):
+            nodes, steps = self.graph.number_of_nodes(), self.steps_left
+            self._step(pos)
+            yield index
+            if index == 0:
+                self._refuse_rest(self.graph.number_of_nodes() - nodes, steps - self.steps_left, count, pos, what)
+
+    def _refuse_rest(self, nodes: int, steps: int, count: int, pos: SourcePos, what: str) -> None:
+        limit = self.builder.max_nodes
+        if nodes * (count - 1) > limit - self.graph.number_of_nodes():
+            raise LimitProblem(f"{count:,} {what} of {nodes:,} node{'s' * (nodes != 1)} each exceed the limit of "
+                               f"{limit:,} nodes", pos, "check the count, or raise the limit with --max-nodes")
+        if steps * (count - 1) > self.steps_left:
+            raise self._too_many_steps(pos)
 
     def _Layer(self, stmt: ast.Layer, frame: Frame) -> None:
         try:
@@ -236,7 +277,7 @@ class Expander:
     def _Input(self, stmt: ast.Input, frame: Frame) -> None:
         if self.cursor is not None:
             raise ShapeProblem("a network has one input, declared before its first layer", stmt.pos)
-        dims = tuple(ops.base.whole(self.evaluate(dim, frame.env), "an input dimension") for dim in stmt.dims)
+        dims = tuple(self._dimension(dim, frame) for dim in stmt.dims)
         dims = self.graph.graph.get("input_override") or dims
         if len(dims) not in (1, 3):
             raise ShapeProblem(f"an input is C×H×W or a vector of N, not {ops.format_shape(dims)}", stmt.pos)
@@ -244,21 +285,29 @@ class Expander:
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
         self.graph.graph["input"] = self.cursor
 
+    def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
+        try:
+            return ops.base.whole(self.evaluate(dim, frame.env), "an input dimension")
+        except CnnDslError as error:
+            raise error.at(dim.pos)
+
     def _Jump(self, stmt: ast.Jump, frame: Frame) -> None:
         self.cursor = self._tap(Tap(stmt.tap, stmt.pos), frame)
         self.pending_edge = "branch"
 
     def _Repeat(self, stmt: ast.Repeat, frame: Frame) -> None:
         count = self.evaluate(stmt.count, frame.env)
-        count = ops.base.whole(count, "a repetition count") if not isinstance(count, bool) else count
-        if not isinstance(count, int) or count < 1:
-            raise ValueProblem(f"a repetition count must be a whole number of at least 1, got {count!r}", stmt.count.pos)
+        try:
+            count = ops.base.whole(count, "a repetition count")
+        except CnnDslError as error:
+            raise error.at(stmt.count.pos)
         if count > self.builder.max_nodes:
             raise LimitProblem(f"{count:,} repetitions exceed the limit of {self.builder.max_nodes:,} nodes",
                                stmt.count.pos, "check the count, or raise the limit with --max-nodes")
-        for index in range(count):
+        body = ast.Seq([stmt.item])
+        for index in self._turns(count, stmt.count.pos, "repetitions"):
             env = frame.env.child(i=index) if stmt.binds_index else frame.env.child()
-            self.seq(ast.Seq([stmt.item]), replace(frame, env=env))
+            self.seq(body, replace(frame, env=env))
 
     def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
         getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
@@ -288,8 +337,8 @@ class Expander:
         items = self.evaluate(stmt.iterable, frame.env)
         if not isinstance(items, (list, tuple)):
             raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", stmt.iterable.pos)
-        for item in items:
-            values = self._unpack(stmt, item)
+        for index in self._turns(len(items), stmt.iterable.pos, "loop turns"):
+            values = self._unpack(stmt, items[index])
             self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
 
     def _unpack(self, stmt: ast.For, item: Any) -> dict[str, Any]:

@@ -22,13 +22,15 @@ Graph attributes:
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import networkx as nx
 
 from .errors import LimitProblem, SourcePos
-from .ops import OpKind
+from .evaluate import LARGEST
+from .ops import OpKind, format_shape
 
 EDGE_KINDS = ("sequence", "skip", "concat", "branch")
 
@@ -62,6 +64,9 @@ class GraphBuilder:
     def add(self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope,
             inputs: list[tuple[int, str]]) -> int:
         node = self.graph.number_of_nodes()
+        if any(dim > LARGEST for dim in shape):
+            raise LimitProblem(f"`{kind.name}` makes a {format_shape(shape)} tensor, larger than any size cnndsl "
+                               f"accepts (2^53)", pos, "check the strides and scale factors")
         if node >= self.max_nodes:
             raise LimitProblem(
                 f"the network expands to more than {self.max_nodes:,} nodes", pos,
@@ -80,7 +85,7 @@ class GraphBuilder:
 
     def _name_children(self, scope: GroupScope, path: tuple[str, ...]) -> None:
         bases = [self._base(kind, item) for kind, item in scope.children]
-        totals = {base: bases.count(base) for base in bases}
+        totals = Counter(bases)
         seen: dict[str, int] = {}
         for (kind, item), base in zip(scope.children, bases):
             seen[base] = seen.get(base, 0) + 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import syntax as ast
-from .errors import FileProblem, LimitProblem, NameProblem, did_you_mean
+from .errors import FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
 from .evaluate import Env, Evaluator, no_incoming
 from .expand import BlockRef, NetworkRef
 from .parse import parse as parse_text
@@ -31,7 +31,8 @@ def read_source(path: Path) -> str:
     """The text of a .cnn file, or a FileProblem that says what is wrong with it."""
     where = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero or a huge file must not fill memory
     except FileNotFoundError:
         raise FileProblem(f"{where}: no such file", hint="check the path, or give a library name like resnet50") from None
     except IsADirectoryError:
@@ -39,14 +40,15 @@ def read_source(path: Path) -> str:
     except OSError as error:
         raise FileProblem(f"{where}: cannot read it ({error.strerror})") from None
     if len(data) > MAX_FILE_BYTES:
-        raise FileProblem(f"{where} is {len(data):,} bytes; a .cnn file may be at most {MAX_FILE_BYTES:,}")
+        raise FileProblem(f"{where} is larger than {MAX_FILE_BYTES:,} bytes, the most a .cnn file may have")
     if b"\0" in data:
         raise FileProblem(f"{where} is a binary file, not .cnn text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise FileProblem(f"{where}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})",
+        before = data[: error.start]
+        pos = SourcePos(where, before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1)
+        raise FileProblem(f"not UTF-8 text (byte 0x{data[error.start]:02x})", pos,
                           hint="save the file as UTF-8") from None
 
 
@@ -58,7 +60,7 @@ class Loader:
         self.stack: list[Path] = []
 
     def load_path(self, path: Path) -> Module:
-        path = path.resolve()
+        path = resolved(path)
         if path in self.modules:
             return self.modules[path]
         return self.load_text(read_source(path), str(path), path)
@@ -99,16 +101,24 @@ class Loader:
 
     def _import(self, item: ast.Import, folder: Path) -> Module:
         path = (folder / item.target) if item.is_path else library_file(item.target, item.pos)
-        resolved = path.resolve()
-        if resolved in self.stack:
-            chain = " -> ".join(p.name for p in self.stack[self.stack.index(resolved):] + [resolved])
-            raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
-        if len(self.stack) >= MAX_IMPORT_DEPTH:
-            raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
         try:
-            return self.load_path(resolved)
+            target = resolved(path)
+            if target in self.stack:
+                chain = " -> ".join(p.name for p in self.stack[self.stack.index(target):] + [target])
+                raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
+            if len(self.stack) >= MAX_IMPORT_DEPTH:
+                raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
+            return self.load_path(target)
         except FileProblem as error:
             raise FileProblem(f"cannot import {item.target!r}: {error.message}", item.pos, error.hint) from None
+
+
+def resolved(path: Path) -> Path:
+    """The absolute path with links followed; a link loop is a FileProblem, not a RuntimeError."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise FileProblem(f"{path}: the symbolic links loop", hint="point the link at a real file") from None
 
 
 def library_file(name: str, pos=None) -> Path:

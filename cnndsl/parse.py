@@ -8,16 +8,26 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import syntax as ast
-from .errors import CnnDslError, LimitProblem, SourcePos, SyntaxProblem
+from .errors import CnnDslError, LimitProblem, NameProblem, SourcePos, SyntaxProblem, ValueProblem
 from .resources import grammar_path
 
 MAX_NESTING = 100
+MAX_DIGITS = 30  # a number literal longer than this is a typo, and Python refuses int() past 4,300 digits
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
+# Tokens that can stack one more level on the parse tree: operator chains (`1+1+...`,
+# `- - 1`, `a if c else ...`), attribute and label chains (`a: b: relu`).
+_DEEPENING = {"ADD_OP", "MINUS", "MUL_OP", "STAR", "CIRCUMFLEX", "COMPARE", "AND", "OR", "NOT", "IF", "ELSE",
+              "DOT", "COLON"}
+_SEPARATORS = {"COMMA", "_NL", "VBAR"}
 
 
 class _Nesting:
-    """Postlexer: drops newlines inside ( ) and [ ], and bounds bracket nesting depth."""
+    """Postlexer: drops newlines inside ( ) and [ ], and bounds how deep the parse tree can grow.
+
+    The depth is over-estimated from the tokens (open brackets plus the operators chained at each
+    bracket level), so an input can never make the recursive passes after parsing overflow.
+    """
 
     always_accept = ("_NL",)
 
@@ -26,21 +36,37 @@ class _Nesting:
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         stack: list[str] = []
+        chains = [[0, 0]]  # per level (top, then each open bracket): [chain since the last separator, longest]
+        depth = 0  # len(stack) + the sum of the current chains
         for token in stream:
             kind = token.type
             if kind in _OPENERS:
                 stack.append(kind)
-                if len(stack) > MAX_NESTING:
-                    raise LimitProblem(
-                        f"brackets nest more than {MAX_NESTING} deep",
-                        SourcePos(self.file, token.line, token.column),
-                        "flatten the expression or split it into a block",
-                    )
+                chains.append([0, 0])
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise self._too_deep(token, "brackets nest", "flatten the expression or split it into a block")
             elif kind in _CLOSERS and stack:
                 stack.pop()
+                chain, longest = chains.pop()
+                depth -= chain + 1
+                chains[-1][0] += max(chain, longest) + 1
+                depth += max(chain, longest) + 1
+            elif kind in _DEEPENING:
+                chains[-1][0] += 1
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise self._too_deep(token, "this expression nests", "split it into steps with `let`")
             elif kind == "_NL" and stack and stack[-1] != "LBRACE":
-                continue
+                continue  # a line break inside ( ) or [ ] is layout, not a separator
+            elif kind in _SEPARATORS:
+                chain = chains[-1]
+                depth -= chain[0]
+                chain[:] = [0, max(chain)]
             yield token
+
+    def _too_deep(self, token: Token, what: str, hint: str) -> LimitProblem:
+        return LimitProblem(f"{what} more than {MAX_NESTING} deep", SourcePos(self.file, token.line, token.column), hint)
 
 
 @lru_cache(maxsize=1)
@@ -62,6 +88,7 @@ def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
     parser, nesting = _parser()
     nesting.file = file
+    text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the program; editors hide it
     try:
         tree = parser.parse(text)
         return _ToAst(file, text).transform(tree)
@@ -91,6 +118,8 @@ def _syntax_error(error: UnexpectedInput, file: str, text: str) -> SyntaxProblem
     pos = SourcePos(file, error.line if error.line > 0 else 1, error.column if error.column > 0 else 1)
     if isinstance(error, UnexpectedCharacters):
         char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else "?"
+        if char == "\r":
+            return SyntaxProblem("a line ends in a lone carriage return", pos, "save the file with \\n line endings")
         return SyntaxProblem(f"unexpected character {char!r}", pos, "remove it, or check for a missing quote")
     if isinstance(error, UnexpectedEOF):
         return SyntaxProblem("the file ends in the middle of a statement", pos, "close every ( [ and {")
@@ -147,6 +176,12 @@ class _ToAst(Transformer):
         return ast.NetworkAlias(str(name), str(target), args or [], self._tok(name))
 
     def params(self, meta, *params):
+        seen: dict[str, SourcePos] = {}
+        for param in params:
+            if param.name in seen:
+                raise NameProblem(f"parameter `{param.name}` is declared twice (first at {seen[param.name]})",
+                                  param.pos, "give each parameter its own name")
+            seen[param.name] = param.pos
         return list(params)
 
     def param(self, meta, name, default=None):
@@ -213,7 +248,8 @@ class _ToAst(Transformer):
             start = shape.column
             dims = []
             for part in str(shape).split("x"):
-                dims.append(ast.Number(SourcePos(self.file, shape.line, start), int(part)))
+                where = SourcePos(self.file, shape.line, start)
+                dims.append(ast.Number(where, self._whole(part, where)))
                 start += len(part) + 1
             return ast.Input(self._pos(meta), dims)
         return ast.Input(self._pos(meta), [arg.value for arg in shape])
@@ -233,8 +269,14 @@ class _ToAst(Transformer):
 
     def number(self, meta, token):
         text = str(token)
-        value = float(text) if any(ch in text for ch in ".eE") else int(text)
-        return ast.Number(self._tok(token), value)
+        if any(ch in text for ch in ".eE"):
+            return ast.Number(self._tok(token), float(text))
+        return ast.Number(self._tok(token), self._whole(text, self._tok(token)))
+
+    def _whole(self, digits: str, pos: SourcePos) -> int:
+        if len(digits.lstrip("0")) > MAX_DIGITS:
+            raise ValueProblem(f"a number of {len(digits):,} digits is too large for a size or count", pos)
+        return int(digits)
 
     def string(self, meta, token):
         return ast.String(self._tok(token), str(token)[1:-1])
