@@ -15,7 +15,10 @@ def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileProblem(f"cannot write {target}: folder {folder} does not exist")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    except OSError as error:
+        raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as stream:

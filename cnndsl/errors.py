@@ -40,15 +40,29 @@ class CnnDslError(Exception):
         if self.pos and source_text is not None:
             source_lines = source_text.splitlines()
             if 1 <= self.pos.line <= len(source_lines):
-                text = source_lines[self.pos.line - 1].expandtabs(1)
+                text, column = _clip(source_lines[self.pos.line - 1].expandtabs(1), self.pos.column)
                 lines.append(f"    {text}")
-                lines.append("    " + " " * (self.pos.column - 1) + "^")
+                lines.append("    " + " " * (column - 1) + "^")
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.render()
+
+
+SHOWN_WIDTH = 100  # characters of a long source line shown around the caret
+
+
+def _clip(text: str, column: int) -> tuple[str, int]:
+    """A long line cut to a window around the column, marked with `...`; the column within it."""
+    if len(text) <= SHOWN_WIDTH:
+        return text, column
+    start = max(0, min(column - 1 - SHOWN_WIDTH // 2, len(text) - SHOWN_WIDTH))
+    window = text[start:start + SHOWN_WIDTH]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + SHOWN_WIDTH < len(text) else ""
+    return prefix + window + suffix, column - start + len(prefix)
 
 
 class SyntaxProblem(CnnDslError):
