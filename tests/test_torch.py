@@ -16,7 +16,11 @@ from cnndsl.backends.torch_source import python_source
 from cnndsl.errors import NameProblem, ValueProblem
 from conftest import library_networks
 
-SMALL = "network small { input 3x32x32\n conv3x3(8), bn, relu, maxpool, conv3x3(16), relu, gap, fc(10) }"
+SMALL = """network small { input 3x32x32
+    conv3x3(8), bn, relu, maxpool
+    residual { conv3x3(8), bn, relu, conv3x3(8), bn }
+    relu, gap, fc(10)
+}"""
 
 
 def _outputs(module, images):
@@ -97,8 +101,8 @@ def test_a_stage_named_like_a_module_attribute_is_refused_with_its_position():
 def test_default_initialisation_is_pytorchs_own():
     seeded = cnndsl.parse(SMALL).to_torch(seed=7)
     torch.manual_seed(7)
-    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 16, 3, padding=1),
-                              nn.Linear(16, 10))
+    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1),
+                              nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Linear(8, 10))
     ours = [tensor for key, tensor in seeded.state_dict().items() if "num_batches" not in key]
     theirs = [tensor for key, tensor in reference.state_dict().items() if "num_batches" not in key]
     assert [tensor.shape for tensor in ours] == [tensor.shape for tensor in theirs]
@@ -253,3 +257,18 @@ def test_torch_compile_with_fullgraph_compiles_a_small_network_with_inductor():
     images = torch.randn(2, 3, 32, 32)
     compiled = torch.compile(module, fullgraph=True)
     torch.testing.assert_close(_outputs(compiled, images)[0], _outputs(module, images)[0])
+
+
+def test_torch_compile_with_fullgraph_captures_resnet18_forward_and_backward_in_one_graph():
+    """Dynamo's capture is where graph breaks happen; `aot_eager` also traces the backward but skips
+    inductor's C++ code generation, which takes over a minute for ResNet-18 on two cores."""
+    module = cnndsl.load("resnet18", input=(3, 64, 64)).to_torch(init="kaiming", seed=0).train()
+    images, labels = torch.randn(4, 3, 64, 64), torch.tensor([1, 2, 3, 4])
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    gradients = []
+    for run in (compiled, module):
+        module.zero_grad()
+        nn.functional.cross_entropy(run(images), labels).backward()
+        gradients.append([parameter.grad.clone() for parameter in module.parameters()])
+    for ours, eager in zip(*gradients):
+        torch.testing.assert_close(ours, eager, rtol=1e-4, atol=1e-4 * eager.abs().max().item())
