@@ -127,7 +127,7 @@ def _power(base, exponent):
     except OverflowError:
         raise ValueProblem(f"{base}^{exponent} is too large for a size or count") from None
     if isinstance(result, complex):
-        raise ValueProblem(f"{base}^{exponent} is not a real number", hint="a negative base needs a whole exponent")
+        raise ValueProblem(f"({base})^{exponent} is not a real number", hint="a negative base needs a whole exponent")
     return result
 
 

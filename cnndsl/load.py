@@ -106,7 +106,7 @@ class Loader:
             if target in self.stack:
                 chain = " -> ".join(p.name for p in self.stack[self.stack.index(target):] + [target])
                 raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
-            if len(self.stack) >= MAX_IMPORT_DEPTH:
+            if len(self.stack) > MAX_IMPORT_DEPTH:
                 raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
             return self.load_path(target)
         except FileProblem as error:
