@@ -62,6 +62,15 @@ class Network:
 
         return build_module(self, **options)
 
+    def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
+                fold_bn: bool = False):
+        """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given."""
+        from .backends.onnx import build_model, export_onnx
+
+        if path is None:
+            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn)
+        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn)
+
     def _repr_svg_(self) -> "str | None":
         """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);
         without Graphviz's `dot` it returns None and Jupyter falls back to the text repr."""

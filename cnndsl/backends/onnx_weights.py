@@ -18,7 +18,13 @@ Init = Callable[[np.random.Generator, tuple], np.ndarray]
 
 def uniform(bound: float) -> Init:
     """U(-bound, bound), PyTorch's default for conv and linear weights and biases (bound = 1/sqrt(fan_in))."""
-    return lambda rng, shape: (rng.random(shape, dtype=np.float32) * np.float32(2 * bound) - np.float32(bound))
+    def draw(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+        values = rng.random(shape, dtype=np.float32)
+        values *= 2 * bound
+        values -= bound
+        return values
+
+    return draw
 
 
 def filled(value: float) -> Init:
