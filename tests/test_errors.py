@@ -338,3 +338,105 @@ def test_hostile_sizes_answer_within_a_second_in_modest_memory(tmp_path, body, e
     # The bound is on the work past interpreter start (~0.3 s alone, more on a busy machine).
     assert seconds - startup < 1.0, (seconds, startup)
     assert peak_mb < 200
+
+
+# ---- outputs: whole or not at all ---------------------------------------------------------------
+TINY = "network tiny {\n    input 3x16x16\n    conv3x3(4), bn, relu, gap, fc(2)\n}\n"
+FORMATS = ["python", "dot", "svg", "png", "pdf", "onnx", "pt2"]
+
+
+class _FullDisk:
+    """A stream that takes a few bytes and then fails the way a full disk does."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(data[:10])
+        raise OSError(28, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+
+def _fill_the_disk(monkeypatch):
+    import os
+
+    import torch
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: _FullDisk(real_fdopen(*args, **kwargs)))
+
+    def save_part(program, path, *args, **kwargs):  # pt2: torch writes the temp file itself
+        Path(path).write_bytes(b"PK\x03\x04")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.export, "save", save_part)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_write_that_fails_midway_leaves_no_file_and_no_temp_file(cli, tmp_path, monkeypatch, fmt):
+    source = tmp_path / "tiny.cnn"
+    source.write_text(TINY)
+    target = tmp_path / "out" / f"tiny.{fmt}"
+    target.parent.mkdir()
+    assert cli("compile", source, "--to", fmt, "-o", target).exit_code == 0  # the format works at all
+    target.unlink()
+    _fill_the_disk(monkeypatch)
+    result = cli("compile", source, "--to", fmt, "-o", target)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot write {target}: No space left on device\n"
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_failed_write_keeps_the_previous_output(cli, tmp_path, monkeypatch):
+    source = tmp_path / "tiny.cnn"
+    source.write_text(TINY)
+    target = tmp_path / "tiny.py"
+    target.write_text("previous\n")
+    _fill_the_disk(monkeypatch)
+    assert cli("compile", source, "--to", "python", "-o", target).exit_code == 1
+    assert target.read_text() == "previous\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tiny.cnn", "tiny.py"]
+
+
+def test_an_output_in_a_missing_folder(cli, tmp_path):
+    source = tmp_path / "tiny.cnn"
+    source.write_text(TINY)
+    target = tmp_path / "nowhere" / "tiny.py"
+    result = cli("compile", source, "--to", "python", "-o", target)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot write {target}: folder {target.parent} does not exist\n"
+
+
+def test_a_folder_as_output_is_refused_before_any_work(cli, tmp_path):
+    source = tmp_path / "tiny.cnn"
+    source.write_text(TINY)
+    result = cli("compile", source, "--to", "python", "-o", tmp_path)
+    assert result.exit_code == 2
+    assert f"'{tmp_path}' is a directory" in result.stderr
+
+
+class _Trap:
+    """Unpickling this runs code: it writes the file named. weights_only=True must refuse it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
+    import torch
+
+    source, marker, checkpoint = tmp_path / "tiny.cnn", tmp_path / "pwned", tmp_path / "evil.pt"
+    source.write_text(TINY)
+    torch.save({"conv.weight": _Trap(marker)}, checkpoint)
+    result = cli("compile", source, "--to", "onnx", "-o", tmp_path / "tiny.onnx", "--weights", checkpoint)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot read weights from {checkpoint}: Weights only load failed")
+    assert not marker.exists() and not (tmp_path / "tiny.onnx").exists()
