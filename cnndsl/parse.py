@@ -105,6 +105,8 @@ _TOKEN_WORDS = {
     "RBRACE": "`}`", "LBRACE": "`{`", "RSQB": "`]`", "LSQB": "`[`", "NAME": "a name",
     "NUMBER": "a number", "SHAPE": "a shape like 3x224x224", "STRING": "a string",
     "COLON": "`:`", "EQUAL": "`=`", "AT": "`@`", "VBAR": "`|`", "STAR": "`*`",
+    "ADD_OP": "an operator", "MUL_OP": "an operator", "CIRCUMFLEX": "an operator", "COMPARE": "an operator",
+    "AND": "an operator", "OR": "an operator", "MINUS": "`-`", "DOT": "`.`",
 }
 
 

@@ -5,7 +5,9 @@ the source line and a caret and exits 1, and shows a traceback only with --debug
 """
 from __future__ import annotations
 
+import re
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ def net(*lines: str) -> str:
 GOLDEN = [
     # ---- syntax --------------------------------------------------------------------------------
     ("syntax", "network n {\n    input 3x32x32\n    conv3x3(16,\n}\n", {}, SyntaxProblem,
-     "t.cnn:4:1: error: unexpected `}`", "expected `(`, `@`, `[`, `minus`, a name, a number, ..."),
+     "t.cnn:4:1: error: unexpected `}`", "expected `(`, `-`, `@`, `[`, a name, a number, ..."),
     ("syntax-character", net("conv3x3(16) $ relu"), {}, SyntaxProblem,
      "t.cnn:3:17: error: unexpected character '$'", "remove it, or check for a missing quote"),
     ("syntax-carriage-return", "network n {\r    input 3x32x32\r}\r", {}, SyntaxProblem,
@@ -440,3 +442,41 @@ def test_a_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: cannot read weights from {checkpoint}: Weights only load failed")
     assert not marker.exists() and not (tmp_path / "tiny.onnx").exists()
+
+
+# ---- docs/errors.md: every example runs ------------------------------------------------------
+ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+DOC_BLOCK = re.compile(r"```(cnn-error|text|console)\n(.*?)```", re.DOTALL)
+
+
+def _doc_blocks() -> list[tuple[str, str]]:
+    return DOC_BLOCK.findall(ERRORS_DOC.read_text(encoding="utf-8"))
+
+
+def _doc_error_examples() -> list[tuple[str, str]]:
+    blocks = _doc_blocks()
+    return [(body, blocks[i + 1][1]) for i, (kind, body) in enumerate(blocks) if kind == "cnn-error"]
+
+
+def test_the_errors_page_shows_every_error_class():
+    text = ERRORS_DOC.read_text(encoding="utf-8")
+    assert len(_doc_error_examples()) >= 15 and len([b for b in _doc_blocks() if b[0] == "console"]) >= 2
+    for kind in (SyntaxProblem, NameProblem, ShapeProblem, ValueProblem, LimitProblem, FileProblem):
+        assert f"`{kind.__name__}`" in text
+
+
+@pytest.mark.parametrize("body,expected", _doc_error_examples(), ids=lambda value: value.split("\n")[0][:30])
+def test_errors_page_example_fails_with_the_text_shown(body, expected):
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(body, file="net.cnn")
+    assert caught.value.render(body) == expected.rstrip("\n")
+
+
+@pytest.mark.parametrize("block", [body for kind, body in _doc_blocks() if kind == "console"],
+                         ids=lambda block: block.split("\n")[0])
+def test_errors_page_command_prints_what_is_shown(block):
+    command, *shown = block.rstrip("\n").split("\n")
+    assert command.startswith("$ cnndsl ")
+    result = subprocess.run([*CNNDSL, *shlex.split(command[len("$ cnndsl "):])], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stdout + result.stderr == "\n".join(shown) + "\n"
