@@ -1,15 +1,23 @@
 """The Python API: `parse(text)` and `load(path_or_name)` return a Network."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 import networkx as nx
 
 from . import analysis
-from .errors import NameProblem, did_you_mean
+from .errors import LimitProblem, NameProblem, did_you_mean
 from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 from .load import Loader, Module, library_index
+
+
+ONNX_BYTES = 2**31  # protobuf's limit on one message
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class Network:
@@ -57,9 +65,25 @@ class Network:
 
         return Summary.of(self)
 
+    def require_weights_fit(self, backend: str) -> None:
+        """Refuse before allocating weights that cannot be built, such as those of a typo like conv(10^9).
+
+        ONNX holds at most 2 GiB in one file; torch, at most half of this machine's memory.
+        """
+        if backend == "onnx":
+            limit, holder = ONNX_BYTES, "one ONNX file"
+        else:
+            limit, holder = _memory_bytes() // 2, "half of this machine's memory"
+        if self.totals.param_bytes > limit:
+            largest = max(self.graph.nodes, key=lambda node: self.graph.nodes[node]["params"])
+            raise LimitProblem(f"`{self.name}` has {self.params:,} parameters ({self.totals.param_bytes / 2**30:,.1f} "
+                               f"GiB as float32), more than {holder} holds ({limit / 2**30:,.1f} GiB)",
+                               self.graph.nodes[largest]["pos"], "the largest layer is here: check its width")
+
     def to_torch(self, **options):
         from .backends.torch import build_module
 
+        self.require_weights_fit("torch")
         return build_module(self, **options)
 
     def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
@@ -67,6 +91,7 @@ class Network:
         """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given."""
         from .backends.onnx import build_model, export_onnx
 
+        self.require_weights_fit("onnx")
         if path is None:
             return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn)
         return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn)
