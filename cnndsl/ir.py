@@ -66,7 +66,7 @@ class GraphBuilder:
         node = self.graph.number_of_nodes()
         if any(dim > LARGEST for dim in shape):
             raise LimitProblem(f"`{kind.name}` makes a {format_shape(shape)} tensor, larger than any size cnndsl "
-                               f"accepts (2^53)", pos, "check the strides and scale factors")
+                               f"accepts (2^53)", pos, "check the input size, strides and scale factors")
         if node >= self.max_nodes:
             raise LimitProblem(
                 f"the network expands to more than {self.max_nodes:,} nodes", pos,

@@ -130,7 +130,7 @@ GOLDEN = [
      "check the loop bounds, or raise the limit with --max-nodes"),
     ("tensor-too-large", net("upsample(2^20) x 4"), {}, LimitProblem,
      "t.cnn:3:5: error: `upsample` makes a 3×36893488147419103232×36893488147419103232 tensor, "
-     "larger than any size cnndsl accepts (2^53)", "check the strides and scale factors"),
+     "larger than any size cnndsl accepts (2^53)", "check the input size, strides and scale factors"),
     # ---- nesting: no input reaches Python's recursion limit --------------------------------
     ("bracket-nesting", net("(" * 101 + "relu" + ")" * 101), {}, LimitProblem,
      "t.cnn:3:104: error: brackets nest more than 100 deep", "flatten the expression or split it into a block"),
