@@ -115,6 +115,8 @@ class Loader:
 
 def resolved(path: Path) -> Path:
     """The absolute path with links followed; a link loop is a FileProblem, not a RuntimeError."""
+    if "\0" in str(path):
+        raise FileProblem(f"{str(path)!r} is not a file name: it holds a NUL character")
     try:
         return path.resolve()
     except (RuntimeError, OSError):

@@ -271,6 +271,10 @@ def test_symlink_loop(tmp_path):
         f"error: {tmp_path / 'a.cnn'}: the symbolic links loop\nhint: point the link at a real file")
 
 
+def test_a_file_name_with_a_nul_character():
+    assert _file_error(Path("a\0b.cnn")) == "error: 'a\\x00b.cnn' is not a file name: it holds a NUL character"
+
+
 def test_empty_and_comment_only_files_define_no_network(tmp_path):
     for text in ("", "  \n\n# only a comment\n"):
         path = tmp_path / "empty.cnn"
