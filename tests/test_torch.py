@@ -48,6 +48,20 @@ def test_library_network_has_the_analysed_parameters_and_every_inferred_shape_at
 
 
 @pytest.mark.parametrize("name", library_networks())
+def test_library_network_trains_its_in_place_layers_overwrite_nothing_backward_needs(name):
+    """Autograd refuses a backward through a tensor that an in-place layer overwrote (meta tensors
+    keep the version counters, so no arithmetic is needed)."""
+    network = cnndsl.load(name)
+    with torch.device("meta"):
+        module = network.to_torch().train()
+        images = torch.zeros(2, *network.input_shape, requires_grad=True)
+        outputs = module(images)
+        sum(output.sum() for output in (outputs if isinstance(outputs, tuple) else (outputs,))).backward()
+    assert images.grad.shape == images.shape
+    assert all(parameter.grad is not None for parameter in module.parameters())
+
+
+@pytest.mark.parametrize("name", library_networks())
 def test_library_network_as_python_source_defines_the_same_modules(name):
     network = cnndsl.load(name)
     with torch.device("meta"):
@@ -61,11 +75,13 @@ def test_library_network_as_python_source_defines_the_same_modules(name):
 
 # ---- generated code and names -------------------------------------------------------------
 def test_the_forward_is_generated_code_calling_submodules_by_their_hierarchical_names():
+    """As torchvision writes it: ReLUs in place and `out += identity` where nothing else reads `out`."""
     module = cnndsl.load("resnet50").to_torch()
     assert isinstance(module, fx.GraphModule) and type(module).__name__ == "Resnet50"
     assert "layer1_bottleneck1_conv1 = self.layer1.bottleneck1.conv1(stem_maxpool)" in module.code
-    assert "layer1_bottleneck1_add = layer1_bottleneck1_bn3 + layer1_bottleneck1_downsample_bn" in module.code
+    assert "layer1_bottleneck1_add = layer1_bottleneck1_bn3.add_(layer1_bottleneck1_downsample_bn)" in module.code
     assert isinstance(module.get_submodule("layer2.bottleneck1.downsample.conv"), nn.Conv2d)
+    assert module.get_submodule("layer2.bottleneck1.relu3").inplace
 
 
 def test_state_dict_keys_follow_the_hierarchy_as_torchvision_names_them():
@@ -206,7 +222,7 @@ def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
         # layer1.bottleneck1.downsample: shortcut
         x = self.layer1.bottleneck1.downsample.conv(x)
         x = self.layer1.bottleneck1.downsample.bn(x)
-        x = x1 + x
+        x = x1.add_(x)
         x = self.layer1.bottleneck1.relu3(x)
 """ in text
     assert text.endswith("        x = self.fc(torch.flatten(x, 1))\n        return x\n")

@@ -19,7 +19,7 @@ from ..atomic import write_atomically
 from ..errors import NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
-from .torch_source import class_name, input_name, python_source
+from .torch_source import class_name, forward_expression, input_name, overwritable, python_source
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
@@ -81,15 +81,9 @@ def _modules(graph: nx.DiGraph) -> nn.Module:
 
 
 def _may_overwrite_input(graph: nx.DiGraph, node: int) -> bool:
-    """An activation runs in place, as torchvision's `ReLU(inplace=True)`, where its input is a fresh
-    tensor that no other layer, no output and no backward pass reads."""
+    """An activation runs in place, as torchvision's `ReLU(inplace=True)`, where its one input may be overwritten."""
     sources = inputs_of(graph, node)
-    if len(sources) != 1:
-        return False
-    source = sources[0]
-    outputs = {output for _, output in graph.graph["outputs"]}
-    return (REGISTRY[graph.nodes[source]["op"]].torch_overwritable and graph.out_degree(source) == 1
-            and source not in outputs)
+    return len(sources) == 1 and overwritable(graph, sources[0])
 
 
 def _check_module_names(graph: nx.DiGraph) -> None:
@@ -142,7 +136,7 @@ def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
 
 # ---- forward --------------------------------------------------------------------
 def forward_graph(network, root: nn.Module) -> fx.Graph:
-    """The forward as an fx graph: each node's `torch_call` evaluated on proxies, in node order.
+    """The forward as an fx graph: each node's expression (`torch_call`, or its in-place form) evaluated on proxies.
 
     Each IR node's result carries `meta["cnndsl_node"]` (its id) for passes such as shape propagation.
     """
@@ -155,10 +149,8 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
         if node in values:
             continue
         sources = inputs_of(graph, node)
-        shapes = [graph.nodes[source]["shape"] for source in sources]
         args = [f"arg{index}" for index in range(len(sources))]
-        module = "module" if data["name"] in modules else None
-        expression = REGISTRY[data["op"]].torch_call(data["attrs"], shapes, args, module)
+        expression = forward_expression(graph, node, args, "module" if data["name"] in modules else None)
         tracer.node_name = data["name"].replace(".", "_")
         scope = {"torch": torch, "F": F, "module": _ModuleCall(tracer, data["name"])}
         scope.update(zip(args, (values[source] for source in sources)))

@@ -101,8 +101,7 @@ def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
             group = data["group"]
         sources = inputs_of(graph, node)
         module = f"self.{data['name']}" if data["name"] in modules else None
-        shapes = [graph.nodes[source]["shape"] for source in sources]
-        expression = REGISTRY[data["op"]].torch_call(data["attrs"], shapes, [names[s] for s in sources], module)
+        expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1
             if uses[source] == 0:
@@ -114,6 +113,23 @@ def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
     results = [names[node] for _, node in graph.graph["outputs"]]
     lines.append(f"        return {', '.join(results)}")
     return lines
+
+
+def forward_expression(graph, node: int, args: list[str], module: "str | None") -> str:
+    """The node's forward expression over `args`: the kind's in-place form where it has one and its
+    first input may be overwritten, else its ordinary call."""
+    data, sources = graph.nodes[node], inputs_of(graph, node)
+    shapes = [graph.nodes[source]["shape"] for source in sources]
+    kind = REGISTRY[data["op"]]
+    inplace = kind.torch_call_inplace(data["attrs"], shapes, args) if sources and overwritable(graph, sources[0]) else None
+    return inplace or kind.torch_call(data["attrs"], shapes, args, module)
+
+
+def overwritable(graph, node: int) -> bool:
+    """The node's value may be overwritten by the layer that reads it: a fresh tensor that backward does
+    not keep, with one reader and not an output (as torchvision's in-place ReLU and `out += identity`)."""
+    outputs = {output for _, output in graph.graph["outputs"]}
+    return REGISTRY[graph.nodes[node]["op"]].torch_overwritable and graph.out_degree(node) == 1 and node not in outputs
 
 
 def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:

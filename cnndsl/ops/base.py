@@ -102,6 +102,11 @@ class OpKind:
         """The forward expression: `module(x)` by default."""
         return f"{module}({args[0]})"
 
+    def torch_call_inplace(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str]) -> Optional[str]:
+        """The expression that writes its result into its first input (`x.add_(y)`, torchvision's
+        `out += identity`), for the backend to use where nothing else reads that input; None if none."""
+        return None
+
     # ---- onnx -----------------------------------------------------------------
     def onnx(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], emit) -> str:
         """Add this layer's ONNX nodes through `emit` (cnndsl.backends.onnx.Emitter); returns its output value."""

@@ -41,6 +41,9 @@ class Add(OpKind):
     def torch_call(self, attrs, inputs, args, module):
         return " + ".join(args)
 
+    def torch_call_inplace(self, attrs, inputs, args):
+        return args[0] + "".join(f".add_({arg})" for arg in args[1:])
+
     def onnx(self, attrs, inputs, args, emit):
         total = args[0]
         for other in args[1:]:
