@@ -30,7 +30,7 @@ TOLERANCE = 1e-4  # relative to the largest magnitude of the reference output
 
 def _distinct_library_networks() -> list[str]:
     """Every library network once: a family's default (`resnet`) is the same network as one of its
-    instances (`resnet18`), so it is tested under the instance's name."""
+    instances (`resnet18`), so only the first of the two names is tested."""
     seen, names = set(), []
     for name in library_networks():
         network = cnndsl.load(name)
