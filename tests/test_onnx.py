@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 import cnndsl
 from cnndsl.backends.onnx import build_model, default_opset, export_onnx
-from cnndsl.errors import FileProblem, NameProblem, ValueProblem
+from cnndsl.errors import FileProblem, LimitProblem, NameProblem, ValueProblem
 from cnndsl.ops import REGISTRY
 from cnndsl.ops.activation import _Activation
 from cnndsl.ops.base import OpKind
@@ -276,6 +276,13 @@ def test_an_output_named_like_another_layer_is_a_name_problem():
     text = "network n {\n input 3x8x8\n conv: relu\n conv3x3(4), out: relu\n output @conv, @out\n}"
     with pytest.raises(NameProblem, match="two values of the ONNX graph would be called `conv`"):
         build_model(cnndsl.parse(text))
+
+
+def test_weights_over_the_2_gib_an_onnx_file_holds_are_refused_before_they_are_drawn():
+    network = cnndsl.parse("network huge {\n input 1\n fc(600000000)\n}")
+    with pytest.raises(LimitProblem, match="more than one ONNX file holds") as caught:
+        build_model(network)
+    assert caught.value.pos.line == 3
 
 
 # ---- folding ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from .. import __version__
 from ..atomic import write_atomically
-from ..errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
+from ..errors import CnnDslError, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
 from .onnx_fold import fold_batchnorm
@@ -31,16 +31,12 @@ def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optiona
                 fold_bn: bool = False) -> Path:
     """Write the network as an ONNX file, whole or not at all."""
     model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn)
-    try:
-        content = model.SerializeToString()
-    except ValueError:  # protobuf's 2 GiB limit
-        raise LimitProblem(f"`{network.name}` is too large for one ONNX file (over 2 GiB of weights)",
-                           hint="export fewer parameters, e.g. a smaller width or fewer classes") from None
-    return write_atomically(path, content)
+    return write_atomically(path, model.SerializeToString())
 
 
 def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False) -> onnx.ModelProto:
     """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh."""
+    network.require_weights_fit("onnx")  # protobuf holds at most 2 GiB: refuse before drawing the weights
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_from(weights))
     values = _emit_nodes(network, emitter)
