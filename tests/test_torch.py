@@ -181,33 +181,38 @@ def test_an_unknown_initialisation_is_a_value_problem():
 RUN_STANDALONE = textwrap.dedent("""
     import importlib.util, sys
     import torch
-    spec = importlib.util.spec_from_file_location("net", sys.argv[1])
-    net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(net)
-    model = getattr(net, sys.argv[2])()
-    model.load_state_dict(torch.load(sys.argv[3]))
-    with torch.no_grad():
-        result = model.eval()(torch.load(sys.argv[4]))
+    for name in sys.argv[1:]:
+        spec = importlib.util.spec_from_file_location(name, f"{name}.py")
+        net = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(net)
+        model = getattr(net, torch.load(f"{name}.class.pt"))()
+        model.load_state_dict(torch.load(f"{name}.weights.pt"))
+        with torch.no_grad():
+            result = model.eval()(torch.load(f"{name}.images.pt"))
+        torch.save(result if isinstance(result, tuple) else (result,), f"{name}.out.pt")
     assert not [name for name in sys.modules if name.startswith("cnndsl")]
-    torch.save(result if isinstance(result, tuple) else (result,), sys.argv[5])
 """)
+STANDALONE = {"resnet18": "3x64x64", "googlenet_aux": "3x96x96", "unet": "1x188x188", "alexnet_paper": "3x99x99"}
 
 
-@pytest.mark.parametrize("name,shape", [("resnet18", "3x64x64"), ("googlenet_aux", "3x96x96"),
-                                        ("unet", "1x188x188"), ("alexnet_paper", "3x99x99")])
-def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cli, tmp_path, name, shape):
-    assert cli("compile", name, "--input", shape, "--to", "python", "-o", tmp_path / "net.py").exit_code == 0
-    network = cnndsl.load(name, input=tuple(int(size) for size in shape.split("x")))
-    module = network.to_torch(init="kaiming", seed=0)
-    images = torch.randn(2, *network.input_shape)
-    torch.save(module.state_dict(), tmp_path / "weights.pt")
-    torch.save(images, tmp_path / "images.pt")
-    subprocess.run([sys.executable, "-c", RUN_STANDALONE, tmp_path / "net.py", type(module).__name__,
-                    tmp_path / "weights.pt", tmp_path / "images.pt", tmp_path / "out.pt"], check=True, cwd=tmp_path)
-    theirs = torch.load(tmp_path / "out.pt")
-    ours = _outputs(module, images)
-    assert len(ours) == len(theirs) == len(network.outputs)
-    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cli, tmp_path):
+    """Residual sums, concatenations with crops, three outputs and LRN, run in one fresh process."""
+    modules, images, outputs = {}, {}, {}
+    for name, shape in STANDALONE.items():
+        assert cli("compile", name, "--input", shape, "--to", "python", "-o", tmp_path / f"{name}.py").exit_code == 0
+        network = cnndsl.load(name, input=tuple(int(size) for size in shape.split("x")))
+        modules[name] = network.to_torch(init="kaiming", seed=0)
+        images[name] = torch.randn(2, *network.input_shape)
+        outputs[name] = len(network.outputs)
+        torch.save(type(modules[name]).__name__, tmp_path / f"{name}.class.pt")
+        torch.save(modules[name].state_dict(), tmp_path / f"{name}.weights.pt")
+        torch.save(images[name], tmp_path / f"{name}.images.pt")
+    subprocess.run([sys.executable, "-c", RUN_STANDALONE, *STANDALONE], check=True, cwd=tmp_path)
+    for name, module in modules.items():
+        theirs = torch.load(tmp_path / f"{name}.out.pt")
+        ours = _outputs(module, images[name])
+        assert len(ours) == len(theirs) == outputs[name]
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), name
 
 
 def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
