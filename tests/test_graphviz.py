@@ -338,6 +338,13 @@ def test_a_network_shows_itself_as_svg_in_a_notebook(tiny, monkeypatch, tmp_path
 
 
 # ---- size: ResNet-152 at depth 1 fits one screen ------------------------------------
+def test_resnet152_at_full_depth_is_drawn_with_as_many_boxes_as_resnet50(resnet50):
+    deep = build_diagram(cnndsl.load("resnet152").graph)
+    assert [cluster.run.count for cluster in deep.clusters() if cluster.run.first.kind == "block"] == [
+        1, 2, 1, 7, 1, 35, 1, 2]
+    assert len(deep.boxes()) == len(build_diagram(resnet50.graph).boxes()) == 100
+
+
 def test_resnet152_at_depth_1_fits_one_screen(tmp_path):
     target = render(cnndsl.load("resnet152"), tmp_path / "r.svg", "svg", depth=1)
     root = ElementTree.parse(target).getroot()
