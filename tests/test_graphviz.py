@@ -3,6 +3,7 @@
 missing-`dot` error, the notebook hook, the committed gallery and docs/diagrams.md."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -60,14 +61,15 @@ def parsed(dot: str) -> dict:
     assert result.stderr == b"", result.stderr.decode()
     data = json.loads(result.stdout)
     objects = data["objects"]
-    nodes = {item["_gvid"]: item for item in objects if "subgraphs" not in item and "nodes" not in item}
+    subgraphs = data["_subgraph_cnt"]  # objects list the subgraphs first, then the nodes
+    nodes = {item["_gvid"]: item for item in objects[subgraphs:]}
     clusters = {
         item["name"]: {
             "attrs": item,
             "nodes": {nodes[index]["name"] for index in item.get("nodes", [])},
             "clusters": {objects[index]["name"] for index in item.get("subgraphs", [])},
         }
-        for item in objects if item["name"].startswith("cluster")
+        for item in objects[:subgraphs] if item["name"].startswith("cluster")
     }
     edges = [dict(edge, tail=nodes[edge["tail"]]["name"], head=nodes[edge["head"]]["name"]) for edge in data["edges"]]
     return {"clusters": clusters, "nodes": {node["name"]: node for node in nodes.values()}, "edges": edges,
@@ -76,8 +78,6 @@ def parsed(dot: str) -> dict:
 
 def label_text(markup: str) -> str:
     """The words of an HTML-like label, tags dropped and entities decoded, lines joined by ' | '."""
-    import html
-
     return html.unescape(re.sub(r"<[^>]+>", "", markup.replace("<br/>", " | ")))
 
 
@@ -137,6 +137,8 @@ def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
                       "cluster_layer2.bottleneck1.downsample": 1, "cluster_layer2.bottleneck2": 1,
                       "cluster_layer2.bottleneck2.downsample": 1}  # `x 2` repeats the stride, and so the projection
     layout = parsed(dot_source(tiny))
+    assert layout["clusters"]["cluster_layer1"]["clusters"] == {"cluster_layer1.bottleneck1", "cluster_layer1.bottleneck2"}
+    assert layout["clusters"]["cluster_layer1.bottleneck1"]["clusters"] == {"cluster_layer1.bottleneck1.downsample"}
     folded = layout["clusters"]["cluster_layer1.bottleneck2"]
     assert label_text(folded["attrs"]["label"]) == "bottleneck(8, 1) ×2"
     assert folded["attrs"]["penwidth"] == "2"
