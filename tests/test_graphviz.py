@@ -102,7 +102,11 @@ def test_depth_1_collapses_each_stage_into_one_summary_box(resnet50):
     assert boxes["g_stem"] == "stem | conv 7×7, 64, /2 · maxpool 3×3, /2 | 64×56×56 · 9.54K params"
     assert [(edge["tail"], edge["head"]) for edge in layout["edges"]][:6] == [
         ("input", "g_stem"), ("g_stem", "g_layer1"), ("g_layer1", "g_layer2"), ("g_layer2", "g_layer3"),
-        ("g_layer3", "g_layer4"), ("g_layer4", "n173")]
+        ("g_layer3", "g_layer4"), ("g_layer4", f"n{_named(resnet50, 'gap')}")]
+
+
+def _named(network, name: str) -> int:
+    return next(node for node in network.graph if network.graph.nodes[node]["name"] == name)
 
 
 def test_depth_2_draws_stages_as_clusters_and_folds_identical_blocks(tiny):
