@@ -1,8 +1,9 @@
 """What a diagram shows, before any styling: the group tree, repeats folded, deep groups collapsed.
 
 Pure data from the graph IR, so tests can check the structure without Graphviz. A diagram has
-boxes (a layer, a collapsed group, the input, an output), clusters (the groups drawn open) and
-links (the edges that remain once repeats and collapsed groups stand for their insides).
+boxes (a layer, a collapsed group, the input, an output, the fork where a skip enters a block),
+clusters (the groups drawn open) and links (the edges that remain once repeats and collapsed
+groups stand for their insides).
 """
 from __future__ import annotations
 
