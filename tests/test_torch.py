@@ -208,6 +208,8 @@ def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cl
         torch.save(modules[name].state_dict(), tmp_path / f"{name}.weights.pt")
         torch.save(images[name], tmp_path / f"{name}.images.pt")
     subprocess.run([sys.executable, "-c", RUN_STANDALONE, *STANDALONE], check=True, cwd=tmp_path)
+    for weights in tmp_path.glob("*.weights.pt"):
+        weights.unlink()  # 330 MB in all: pytest keeps the folders of its last runs
     for name, module in modules.items():
         theirs = torch.load(tmp_path / f"{name}.out.pt")
         ours = _outputs(module, images[name])
