@@ -111,13 +111,22 @@ def _assert_inferred_shapes_agree(network, model: "onnx.ModelProto | Path") -> N
         assert tuple(dim.dim_value for dim in dims[1:]) == data["shape"], data["name"]
 
 
+@pytest.fixture
+def scratch(tmp_path):
+    """tmp_path, emptied of ONNX files afterwards: pytest keeps recent tmp folders, and the library's
+    files alone (VGG's are half a gigabyte each) would fill the disk."""
+    yield tmp_path
+    for path in tmp_path.glob("*.onnx"):
+        path.unlink()
+
+
 # ---- every library network --------------------------------------------------------------------
 @pytest.mark.parametrize("name", _distinct_library_networks())
-def test_library_network_checks_infers_the_analysed_shapes_and_computes_what_torch_computes(name, tmp_path):
+def test_library_network_checks_infers_the_analysed_shapes_and_computes_what_torch_computes(name, scratch):
     network = cnndsl.load(name)
     module = _trained_looking(network)
-    plain = export_onnx(network, tmp_path / "plain.onnx", weights=module)
-    folded = export_onnx(network, tmp_path / "folded.onnx", weights=module, fold_bn=True)
+    plain = export_onnx(network, scratch / "plain.onnx", weights=module)
+    folded = export_onnx(network, scratch / "folded.onnx", weights=module, fold_bn=True)
     for path in (plain, folded):
         onnx.checker.check_model(path, full_check=True)
     _assert_inferred_shapes_agree(network, plain)
@@ -447,7 +456,8 @@ def _run_transcript(cli, body: str, folder: Path) -> int:
     return len(commands)
 
 
-def test_every_example_in_the_onnx_page_runs_as_shown(cli, tmp_path, monkeypatch):
+def test_every_example_in_the_onnx_page_runs_as_shown(cli, scratch, monkeypatch):
+    tmp_path = scratch
     monkeypatch.chdir(tmp_path)
     commands = 0
     for kind, info, body in FENCE.findall(DOC.read_text(encoding="utf-8")):
