@@ -200,10 +200,26 @@ class Expander:
             raise ValueProblem("a block takes no @tap arguments", taps[0].pos)
         definition = block.definition
         env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
-        label = f"{definition.name}({', '.join(_show(v) for v in env.values.values())})"
-        group = frame.group.open(definition.name, "block", label, stmt.pos)
+        group = frame.group.open(definition.name, "block", self._call_label(definition, env), stmt.pos)
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1)
         self.seq(definition.body, inner)
+
+    def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
+        """`bottleneck(128, s=2)`: required arguments, then only those that differ from their defaults,
+        so a diagram's block titles read like the source rather than a dump of every parameter."""
+        shown = []
+        for param in definition.params:
+            value = env.values[param.name]
+            if param.default is None:
+                shown.append(_show(value))
+                continue
+            try:
+                default = self.evaluate(param.default, env)
+            except CnnDslError:
+                default = None
+            if value != default:
+                shown.append(f"{param.name}={_show(value)}")
+        return f"{definition.name}({', '.join(shown)})"
 
     def _Group(self, stmt: ast.Group, frame: Frame) -> None:
         self.seq(stmt.body, replace(frame, env=frame.env.child()))

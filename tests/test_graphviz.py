@@ -119,7 +119,7 @@ def test_depth_2_draws_stages_as_clusters_and_folds_identical_blocks(tiny):
     layout = parsed(dot_source(tiny, depth=2))
     assert layout["clusters"]["cluster_layer1"]["nodes"] == {"g_layer1.bottleneck1", "g_layer1.bottleneck2"}
     label = label_text(layout["nodes"]["g_layer1.bottleneck2"]["label"])
-    assert label == "bottleneck(8, 1) ×2 | conv 1×1, 8 · conv 3×3, 8 | conv 1×1, 32 | 32×32×32 · 2.46K params"
+    assert label == "bottleneck(8) ×2 | conv 1×1, 8 · conv 3×3, 8 | conv 1×1, 32 | 32×32×32 · 2.46K params"
     assert layout["nodes"]["g_layer1.bottleneck2"]["peripheries"] == "2"
 
 
@@ -144,7 +144,7 @@ def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
     assert layout["clusters"]["cluster_layer1"]["clusters"] == {"cluster_layer1.bottleneck1", "cluster_layer1.bottleneck2"}
     assert layout["clusters"]["cluster_layer1.bottleneck1"]["clusters"] == {"cluster_layer1.bottleneck1.downsample"}
     folded = layout["clusters"]["cluster_layer1.bottleneck2"]
-    assert label_text(folded["attrs"]["label"]) == "bottleneck(8, 1) ×2"
+    assert label_text(folded["attrs"]["label"]) == "bottleneck(8) ×2"
     assert folded["attrs"]["penwidth"] == "2"
     # the drawn instance holds its fork, 8 residual layers, the ⊕ and the relu; the third is not drawn
     assert len(folded["nodes"]) == 11

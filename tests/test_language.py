@@ -138,7 +138,9 @@ network n { input 16x8x8
     n = cnndsl.parse(source)
     assert [shape for _, _, shape in layers(n)] == [
         (8, 8, 8), (8, 8, 8), (32, 8, 8), (8, 8, 8), (8, 4, 4), (64, 4, 4)]
-    assert n.graph.graph["groups"][("squeeze1",)]["label"] == "squeeze(32, 1, 8)"
+    # a block's title names its required arguments and only those that differ from their defaults
+    assert n.graph.graph["groups"][("squeeze1",)]["label"] == "squeeze(32)"
+    assert n.graph.graph["groups"][("squeeze2",)]["label"] == "squeeze(64, s=2, width=8)"  # 64 // 4 would be 16
 
 
 def test_blocks_are_values_that_parameters_can_take():

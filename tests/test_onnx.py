@@ -28,19 +28,6 @@ from conftest import library_networks
 TOLERANCE = 1e-4  # relative to the largest magnitude of the reference output
 
 
-def _distinct_library_networks() -> list[str]:
-    """Every library network once: a family's default (`resnet`) is the same network as one of its
-    instances (`resnet18`), so only the first of the two names is tested."""
-    seen, names = set(), []
-    for name in library_networks():
-        network = cnndsl.load(name)
-        key = (network.file, network.input_shape, network.params, network.macs, network.graph.number_of_nodes())
-        if key not in seen:
-            seen.add(key)
-            names.append(name)
-    return names
-
-
 def _trained_looking(network, seed: int = 0) -> torch.nn.Module:
     """The torch module in eval mode with random weights and non-trivial BatchNorm statistics and affines."""
     module = network.to_torch(seed=seed).eval()
@@ -121,7 +108,7 @@ def scratch(tmp_path):
 
 
 # ---- every library network --------------------------------------------------------------------
-@pytest.mark.parametrize("name", _distinct_library_networks())
+@pytest.mark.parametrize("name", library_networks())
 def test_library_network_checks_infers_the_analysed_shapes_and_computes_what_torch_computes(name, scratch):
     network = cnndsl.load(name)
     module = _trained_looking(network)
