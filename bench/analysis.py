@@ -64,47 +64,14 @@ def parsers() -> None:
           f"(Earley / LALR = {earley_time / lalr_time:.1f}x)")
 
 
+BENCH = Path(__file__).resolve().parent  # handwritten.py: the torch side
 TORCHINFO_ROUTE = '''
-import torch, torchinfo
-from torch import nn
+import sys
+sys.path.insert(0, sys.argv[1])
+import torchinfo
+from handwritten import resnet50
 
-class Bottleneck(nn.Module):
-    expansion = 4
-    def __init__(self, inplanes, planes, stride=1):
-        super().__init__()
-        width = planes
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False); self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False); self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False); self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes * 4))
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-class ResNet50(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True); self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, inplanes = [], 64
-        for planes, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
-            stage = [Bottleneck(inplanes, planes, stride)] + [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
-            inplanes = planes * 4
-            layers.append(nn.Sequential(*stage))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool2d(1); self.fc = nn.Linear(2048, 1000)
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-stats = torchinfo.summary(ResNet50(), input_size=(1, 3, 224, 224), verbose=0)
+stats = torchinfo.summary(resnet50(), input_size=(1, 3, 224, 224), verbose=0)
 print(stats)
 assert stats.total_params == 25557032
 '''
@@ -130,7 +97,7 @@ def processes() -> None:
     except ImportError:
         print("torchinfo is not installed: no side-by-side reference")
         return
-    theirs = whole_process([sys.executable, "-c", TORCHINFO_ROUTE])
+    theirs = whole_process([sys.executable, "-c", TORCHINFO_ROUTE, str(BENCH)])
     print(f"whole process, best of 5: torch + hand-written ResNet-50 + torchinfo.summary {theirs:.3f} s")
     print(f"ratio torchinfo / cnndsl: {theirs / ours:.1f}x (goal: at least 10x)")
 

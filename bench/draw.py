@@ -19,46 +19,14 @@ from cnndsl.backends.graphviz import to_digraph
 
 SCREEN = (1920, 1080)
 
+BENCH = Path(__file__).resolve().parent  # handwritten.py: the torch side
 TORCHVIEW_ROUTE = '''
-import sys, torch
-from torch import nn
+import sys
+sys.path.insert(0, sys.argv[2])
 from torchview import draw_graph
+from handwritten import resnet152
 
-class Bottleneck(nn.Module):
-    def __init__(self, inplanes, planes, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False); self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes * 4))
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-class ResNet152(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True); self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, inplanes = [], 64
-        for planes, blocks, stride in [(64, 3, 1), (128, 8, 2), (256, 36, 2), (512, 3, 2)]:
-            stage = [Bottleneck(inplanes, planes, stride)] + [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
-            inplanes = planes * 4
-            layers.append(nn.Sequential(*stage))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool2d(1); self.fc = nn.Linear(2048, 1000)
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-model = ResNet152()
+model = resnet152()
 assert sum(p.numel() for p in model.parameters()) == 60192808
 graph = draw_graph(model, input_size=(1, 3, 224, 224), device="cpu")
 graph.visual_graph.render(sys.argv[1], format="svg", cleanup=True)
@@ -126,7 +94,7 @@ def main() -> None:
             print("torchview is not installed: no side-by-side reference")
             return
         target = Path(folder) / "torchview"
-        theirs = whole_process([sys.executable, "-c", TORCHVIEW_ROUTE, str(target)], repeats=3)
+        theirs = whole_process([sys.executable, "-c", TORCHVIEW_ROUTE, str(target), str(BENCH)], repeats=3)
         describe("torch + hand-written ResNet-152 + torchview (best of 3)", theirs, target.with_suffix(".svg"))
         print(f"ratio torchview / cnndsl (full depth): {theirs / goal:.1f}x")
 
