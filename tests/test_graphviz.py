@@ -251,6 +251,12 @@ def test_legend_names_the_families_and_joins_drawn(resnet50):
     assert legend_rows(cnndsl.load("unet"), depth=1)[-2:] == ["merge", "concatenated"]
 
 
+def test_a_network_of_only_its_input_draws_without_a_legend(tmp_path):
+    network = cnndsl.parse("network empty {\n    input 3x8x8\n}\n")
+    assert set(parsed(dot_source(network))["nodes"]) == {"input", "output0"}
+    assert render(network, tmp_path / "empty.svg", "svg").read_bytes().startswith(b"<?xml")
+
+
 def test_rankdir_lr(tiny):
     assert parsed(dot_source(tiny, rankdir="LR"))["graph"]["rankdir"] == "LR"
     assert parsed(dot_source(tiny))["graph"]["rankdir"] == "TB"

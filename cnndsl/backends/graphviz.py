@@ -214,6 +214,8 @@ class _Painter:
             f'<td align="left">{EDGE_NAMES[kind]}</td></tr>'
             for kind in EDGE_NAMES if kind in kinds
         ]
+        if not rows:  # nothing but the input: Graphviz refuses an empty table
+            return
         table = f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
         with dot.subgraph() as top:
             top.attr(rank="min")
