@@ -314,17 +314,27 @@ def test_cli_shows_a_traceback_only_with_debug(tmp_path):
     assert loud.stderr.rstrip().endswith("dropout probability p must be between 0 and 1, got 2")
 
 
+# The command as a process that reports its own peak memory when it exits: the kernel's VmHWM of the
+# process's own address space. (`ru_maxrss` from wait4 would not do: a child started from a large
+# parent, such as a test worker that has imported torch, inherits the parent's high-water mark.)
+_MEASURED = ("import atexit, sys; atexit.register(lambda: sys.stderr.write("
+             "next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))));"
+             "from cnndsl.cli import main; main()")
+
+
 def _in_a_process(*args: str) -> tuple[int, str, float, float]:
-    """Run `cnndsl ARGS` as a whole process: exit code, stderr, CPU seconds and peak memory (MB) of
-    that process alone (`wait4`, not RUSAGE_CHILDREN, which would count every earlier child too).
+    """Run `cnndsl ARGS` as a whole process: exit code, stderr, CPU seconds of that process alone
+    (`wait4`, not RUSAGE_CHILDREN, which would count every earlier child too) and its peak memory (MB).
 
     CPU time, not wall time: on a shared 2-core machine the wall clock measures the neighbours.
     """
-    with subprocess.Popen([*CNNDSL, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
+    command = [sys.executable, "-c", _MEASURED, *args]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
         stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, stderr, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    stderr, _, peak = stderr.rpartition("VmHWM:")
+    return child.returncode, stderr, usage.ru_utime + usage.ru_stime, int(peak.split()[0]) / 1024
 
 
 @pytest.mark.parametrize("body,expected", [
