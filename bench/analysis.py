@@ -6,29 +6,18 @@ command beside torchinfo's route (build the torch model by hand, then torchinfo.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 from lark import Lark
 
 import cnndsl
+from timing import best_of, whole_process
 from cnndsl.parse import _Nesting
 from cnndsl.resources import grammar_path, library_dir
 
 RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
-
-
-def best_of(function, repeats: int = 20) -> float:
-    """Best wall time of several runs, in seconds: the least disturbed measurement."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def in_process() -> None:
@@ -75,13 +64,6 @@ stats = torchinfo.summary(resnet50(), input_size=(1, 3, 224, 224), verbose=0)
 print(stats)
 assert stats.total_params == 25557032
 '''
-
-
-def whole_process(command: list[str], repeats: int = 5) -> float:
-    """Best of several runs, after one that warms the file cache and writes bytecode, as a user's would."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(command, check=True, capture_output=True, env=env)
-    return best_of(lambda: subprocess.run(command, check=True, capture_output=True, env=env), repeats)
 
 
 def processes() -> None:

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import cnndsl
+from timing import best_of, whole_process
 from cnndsl.backends.graphviz import to_digraph
 
 SCREEN = (1920, 1080)
@@ -31,23 +31,6 @@ assert sum(p.numel() for p in model.parameters()) == 60192808
 graph = draw_graph(model, input_size=(1, 3, 224, 224), device="cpu")
 graph.visual_graph.render(sys.argv[1], format="svg", cleanup=True)
 '''
-
-
-def best_of(function, repeats: int) -> float:
-    """Best wall time of several runs, in seconds: the least disturbed measurement."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def whole_process(command: list[str], repeats: int = 5) -> float:
-    """Best of several runs, after one that warms the file cache and writes bytecode, as a user's would."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(command, check=True, capture_output=True, env=env)
-    return best_of(lambda: subprocess.run(command, check=True, capture_output=True, env=env), repeats)
 
 
 def pixels(svg: Path) -> tuple[int, int]:
