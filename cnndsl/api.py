@@ -83,7 +83,6 @@ class Network:
     def to_torch(self, **options):
         from .backends.torch import build_module
 
-        self.require_weights_fit("torch")
         return build_module(self, **options)
 
     def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
@@ -91,7 +90,6 @@ class Network:
         """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given."""
         from .backends.onnx import build_model, export_onnx
 
-        self.require_weights_fit("onnx")
         if path is None:
             return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn)
         return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn)

@@ -161,8 +161,6 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:
     """Hand the network to the backend for `fmt`; each writes atomically."""
-    if fmt in ("onnx", "python", "pt2"):
-        net.require_weights_fit("onnx" if fmt == "onnx" else "torch")
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 

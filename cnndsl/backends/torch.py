@@ -33,7 +33,7 @@ def build_module(network, init: str = "default", zero_init_residual: bool = Fals
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        root = _modules(network.graph)
+        root = _modules(network)
         if init == "kaiming":
             _kaiming(root)
         if zero_init_residual:
@@ -43,7 +43,7 @@ def build_module(network, init: str = "default", zero_init_residual: bool = Fals
 
 def write_python(network, path: "str | Path") -> Path:
     """One standalone PyTorch source file defining the network as a class; it needs only torch."""
-    return write_atomically(path, python_source(network, _modules(network.graph)))
+    return write_atomically(path, python_source(network, _modules(network)))
 
 
 def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:
@@ -61,8 +61,10 @@ def export_program(network, module: nn.Module) -> "torch.export.ExportedProgram"
 
 
 # ---- modules ------------------------------------------------------------------
-def _modules(graph: nx.DiGraph) -> nn.Module:
+def _modules(network) -> nn.Module:
     """Plain nested containers holding each kind's module at the node's dotted name."""
+    network.require_weights_fit("torch")  # refuse before allocating weights no machine here can hold
+    graph = network.graph
     _check_module_names(graph)
     root = nn.Module()
     for node, data in graph.nodes(data=True):
