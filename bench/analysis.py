@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from lark import Lark
 
 import cnndsl
 from timing import best_of, whole_process
-from cnndsl.parse import _Nesting
+from cnndsl.parser import _Nesting
 from cnndsl.resources import grammar_path, library_dir
 
 RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
@@ -72,8 +73,12 @@ def processes() -> None:
     if not cnndsl_bin.exists():
         sys.exit("cnndsl is not installed")
     cnndsl_bin = str(cnndsl_bin)
-    ours = whole_process([cnndsl_bin, "summary", "resnet50"])
-    print(f"\nwhole process, best of 5: `cnndsl summary resnet50` {ours:.3f} s")
+    command = [cnndsl_bin, "summary", "resnet50"]
+    with tempfile.TemporaryDirectory() as cache:
+        ours = whole_process(command, extra_env={"CNNDSL_CACHE_DIR": cache})
+    unparsed = whole_process(command, extra_env={"CNNDSL_NO_CACHE": "1"})
+    print(f"\nwhole process, best of 5: `cnndsl summary resnet50` {ours:.3f} s "
+          f"({unparsed:.3f} s parsing afresh each time, CNNDSL_NO_CACHE=1)")
     try:
         import torchinfo  # noqa: F401
     except ImportError:

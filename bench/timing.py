@@ -16,8 +16,8 @@ def best_of(function, repeats: int = 20) -> float:
     return min(times)
 
 
-def whole_process(command: list[str], repeats: int = 5) -> float:
+def whole_process(command: list[str], repeats: int = 5, extra_env: dict[str, str] | None = None) -> float:
     """Best of several runs, after one that warms the file cache and writes bytecode, as a user's would."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"} | (extra_env or {})
     subprocess.run(command, check=True, capture_output=True, env=env)
     return best_of(lambda: subprocess.run(command, check=True, capture_output=True, env=env), repeats)

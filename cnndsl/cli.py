@@ -25,8 +25,10 @@ def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
 
 def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     """`-p classes=10 -p depths=[3,4,6,3]`: values are cnndsl expressions."""
+    if not values:
+        return {}
     from .evaluate import Env, Evaluator, no_incoming
-    from .parse import parse
+    from .parser import parse
 
     result = {}
     for item in values:

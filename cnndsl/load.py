@@ -11,7 +11,7 @@ from . import syntax as ast
 from .errors import FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
 from .evaluate import Env, Evaluator, no_incoming
 from .expand import BlockRef, NetworkRef
-from .parse import parse as parse_text
+from .parse_cache import parse_file_text, parse_text
 from .resources import library_dir
 
 MAX_IMPORT_DEPTH = 16
@@ -66,7 +66,7 @@ class Loader:
         return self.load_text(read_source(path), str(path), path)
 
     def load_text(self, text: str, file: str, path: Optional[Path] = None) -> Module:
-        program = parse_text(text, file)
+        program = parse_file_text(text, file) if path is not None else parse_text(text, file)
         if path is not None:
             self.stack.append(path)
         try:

@@ -1,6 +1,7 @@
 """Shared test helpers: run the CLI in process, and list the shipped library."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -8,6 +9,13 @@ from click.testing import CliRunner
 
 from cnndsl.cli import main
 from cnndsl.library import network_names
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _parse_cache_in_temp(tmp_path_factory):
+    """The suite's parsed-file cache lives in its own temp folder, never the user's ~/.cache."""
+    os.environ["CNNDSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("parse-cache"))
+    os.environ.pop("CNNDSL_NO_CACHE", None)
 
 
 @dataclass
