@@ -87,6 +87,10 @@ def processes() -> None:
     theirs = whole_process([sys.executable, "-c", TORCHINFO_ROUTE, str(BENCH)])
     print(f"whole process, best of 5: torch + hand-written ResNet-50 + torchinfo.summary {theirs:.3f} s")
     print(f"ratio torchinfo / cnndsl: {theirs / ours:.1f}x (goal: at least 10x)")
+    bare = whole_process([sys.executable, "-c", "pass"])
+    networkx = whole_process([sys.executable, "-c", "import networkx"])
+    print(f"floor: python alone {bare:.3f} s, python + `import networkx` (the graph IR's library) {networkx:.3f} s, "
+          f"against a 10x budget of {theirs / 10:.3f} s")
 
 
 if __name__ == "__main__":
