@@ -28,8 +28,12 @@ def cache_dir() -> Optional[Path]:
         return None
     if os.environ.get("CNNDSL_CACHE_DIR"):
         return Path(os.environ["CNNDSL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnndsl"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "cnndsl"
+    try:
+        return Path.home() / ".cache" / "cnndsl"
+    except RuntimeError:  # no home folder to be found: no cache
+        return None
 
 
 def parse_file_text(text: str, file: str) -> ast.Program:

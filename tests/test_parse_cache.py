@@ -117,3 +117,16 @@ def test_the_default_folder_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("CNNDSL_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "cnndsl"
+
+
+def test_no_home_folder_means_no_cache(monkeypatch, tmp_path):
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("CNNDSL_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", no_home)
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    assert cache_dir() is None
+    assert cnndsl.load(path).params == cnndsl.parse(NET).params
