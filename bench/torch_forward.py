@@ -131,7 +131,7 @@ def report(label: str, times: dict[str, list[float]], faults: dict[str, list[int
 
 def in_process(bench: Bench, rounds: int, heading: str) -> None:
     """Both modules in this process, alternating which goes first."""
-    for label in TASKS:
+    for label in bench.options.tasks:
         for key in MODULES:
             bench.warm_up(label, key)
         times, faults = {key: [] for key in MODULES}, {key: [] for key in MODULES}
@@ -149,7 +149,7 @@ def one_module(options) -> None:
         keep_freed_memory()
     bench = Bench(options)
     result = {}
-    for label in TASKS:
+    for label in options.tasks:
         bench.warm_up(label, options.child)
         runs = [bench.run(label, options.child) for _ in range(options.runs_per_process)]
         result[label] = [statistics.median(seconds for seconds, _ in runs), statistics.median(count for _, count in runs)]
@@ -158,8 +158,8 @@ def one_module(options) -> None:
 
 def fresh_processes(options, argv: list[str]) -> None:
     """Each module timed in its own new process each round, alternating which goes first."""
-    times = {label: {key: [] for key in MODULES} for label in TASKS}
-    faults = {label: {key: [] for key in MODULES} for label in TASKS}
+    times = {label: {key: [] for key in MODULES} for label in options.tasks}
+    faults = {label: {key: [] for key in MODULES} for label in options.tasks}
     difference = 0.0
     for round_ in range(options.repeats):
         for key in (MODULES if round_ % 2 == 0 else MODULES[::-1]):
@@ -171,7 +171,7 @@ def fresh_processes(options, argv: list[str]) -> None:
                 times[label][key].append(seconds)
                 faults[label][key].append(count)
     print(f"same weights, largest output difference {difference:.2e}")
-    for label in TASKS:
+    for label in options.tasks:
         policy = "glibc's default malloc" if options.malloc == "default" else "freed memory kept"
         report(f"{label}, each module in a fresh process (median of {options.runs_per_process} runs each), "
                f"{policy}", times[label], faults[label], options.batch)
@@ -189,9 +189,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's, one per core)")
     parser.add_argument("--malloc", choices=["default", "keep"], default="default",
                         help="CPU: glibc's default policy, or keep freed memory for reuse")
+    parser.add_argument("--task", choices=["both", "forward", "train"], default="both", help="what to time")
     parser.add_argument("--runs-per-process", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=MODULES, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    options.tasks = {"both": TASKS, "forward": TASKS[:1], "train": TASKS[1:]}[options.task]
     if options.threads:
         torch.set_num_threads(options.threads)
     if options.child:
