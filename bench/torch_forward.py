@@ -206,10 +206,13 @@ def main() -> None:
     if device == "cpu" and not options.compile and sys.platform == "linux":
         fresh_processes(options, sys.argv[1:])
     else:
+        if options.malloc == "keep" and device == "cpu":
+            keep_freed_memory()
         bench = Bench(options)
         print(f"same weights, largest output difference {bench.difference:.2e}")
-        in_process(bench, options.repeats, f"{bench.steps} step(s) per run")
+        in_process(bench, options.repeats, f"{bench.steps} step(s) per run, malloc {options.malloc}")
     print(f"load average {os.getloadavg()[0]:.1f}")
+
 
 if __name__ == "__main__":
     main()
