@@ -13,10 +13,8 @@ from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 from .load import Loader, Module, library_index
 
 
-ONNX_BYTES = 2**31  # protobuf's limit on one message
-
-
-def _memory_bytes() -> int:
+def memory_bytes() -> int:
+    """This machine's physical memory; half of it is the most weights a backend may allocate."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -65,15 +63,10 @@ class Network:
 
         return Summary.of(self)
 
-    def require_weights_fit(self, backend: str) -> None:
-        """Refuse before allocating weights that cannot be built, such as those of a typo like conv(10^9).
-
-        ONNX holds at most 2 GiB in one file; torch, at most half of this machine's memory.
-        """
-        if backend == "onnx":
-            limit, holder = ONNX_BYTES, "one ONNX file"
-        else:
-            limit, holder = _memory_bytes() // 2, "half of this machine's memory"
+    def require_weights_fit(self) -> None:
+        """Refuse before allocating torch weights that cannot be built, such as those of a typo like conv(10^9):
+        at most half of this machine's memory. (The ONNX backend checks its model's own size.)"""
+        limit, holder = memory_bytes() // 2, "half of this machine's memory"
         if self.totals.param_bytes > limit:
             largest = max(self.graph.nodes, key=lambda node: self.graph.nodes[node]["params"])
             raise LimitProblem(f"`{self.name}` has {self.params:,} parameters ({self.totals.param_bytes / 2**30:,.1f} "
@@ -86,13 +79,15 @@ class Network:
         return build_module(self, **options)
 
     def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False):
-        """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given."""
+                fold_bn: bool = False, external_data: Optional[bool] = None):
+        """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given,
+        returning the files written. `external_data`: True puts the tensors in `<file>.data`; None does where one
+        file cannot hold them (see docs/onnx.md)."""
         from .backends.onnx import build_model, export_onnx
 
         if path is None:
-            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn)
-        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn)
+            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn, external_data=external_data)
+        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn, external_data=external_data)
 
     def _repr_svg_(self) -> "str | None":
         """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);

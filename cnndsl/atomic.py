@@ -1,41 +1,118 @@
-"""Outputs are written whole or not at all: a temp file beside the target, then a rename."""
+"""Outputs are written whole or not at all: a temp file (or, for files that belong together, a temp folder)
+beside the target, then renames.
+
+An interrupted write removes its temp: SIGINT raises KeyboardInterrupt, and SIGTERM, whose default would end
+the process on the spot, is turned into an exception while a write runs and delivered again once the temp is
+gone. The renames of files written together run with both signals held off, so they land as a pair.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 from .errors import FileProblem
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived during a write (a BaseException, so `except Exception` cannot swallow it)."""
 
 
 def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[Path], None]]) -> Path:
     """Write bytes, text, or whatever `content(temp_path)` writes, then move it into place."""
     target = Path(target)
+    folder = _folder_of(target)
+    temp = None
+    with _sigterm_raises():
+        try:
+            with _signals_held():  # a signal between creating the temp and knowing its name would leave it
+                handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+                temp = Path(temp_name)
+            with os.fdopen(handle, "wb") as stream:
+                if isinstance(content, str):
+                    stream.write(content.encode("utf-8"))
+                elif isinstance(content, bytes):
+                    stream.write(content)
+            if callable(content):
+                content(temp)
+            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; an output has the usual mode
+            os.replace(temp, target)
+        except OSError as error:
+            raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
+        finally:
+            if temp is not None and temp.exists():
+                temp.unlink()
+    return target
+
+
+def write_together(targets: list[Path], content: Callable[[Path], None]) -> list[Path]:
+    """Write files that belong together (a model and its data) in one folder: `content(temp_folder)` writes
+    each under its target's name in a temp folder beside them; then all are moved into place at once."""
+    folder = _folder_of(targets[0])
+    for target in targets:
+        if target.is_dir():
+            raise FileProblem(f"cannot write {target}: it is a folder")
+    temp = None
+    with _sigterm_raises():
+        try:
+            with _signals_held():
+                temp = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}.", suffix=".part", dir=folder))
+            content(temp)
+            with _signals_held():
+                for target in targets:
+                    os.replace(temp / target.name, target)
+        except OSError as error:
+            raise FileProblem(f"cannot write {targets[0]}: {error.strerror or error}") from None
+        finally:
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
+    return targets
+
+
+def _folder_of(target: Path) -> Path:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileProblem(f"cannot write {target}: folder {folder} does not exist")
+    return folder
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises _Terminated, so that `finally` clauses remove temps; afterwards the
+    signal is sent again, to end the process as it would have. Only where SIGTERM has its default action
+    and this is the main thread (the only one that may set handlers)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise _Terminated
+
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    except OSError as error:
-        raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if isinstance(content, str):
-                stream.write(content.encode("utf-8"))
-            elif isinstance(content, bytes):
-                stream.write(content)
-        if callable(content):
-            content(temp)
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; an output has the usual mode
-        os.replace(temp, target)
-    except OSError as error:
-        raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
+        signal.signal(signal.SIGTERM, raise_terminated)
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
     finally:
-        if temp.exists():
-            temp.unlink()
-    return target
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (they are delivered when it ends)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _umask() -> int:

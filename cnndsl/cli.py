@@ -130,6 +130,8 @@ def list_command():
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pt, .safetensors) for ONNX weights.")
 @click.option("--opset", type=click.IntRange(7), help="ONNX opset (default: the newest onnxruntime runs).")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into the preceding convolution (ONNX).")
+@click.option("--external-data", is_flag=True, default=None,
+              help="ONNX: weights to OUT.data beside the file (default: only where one file cannot hold them).")
 @click.option("--depth", type=click.IntRange(0), help="Diagram: hierarchy levels to show.")
 @click.option("--expand", is_flag=True, help="Diagram: draw every repeated block.")
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
@@ -139,8 +141,8 @@ def compile_command(source, network, input_shape, params, max_nodes, fmt, output
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
     net = _load(source, network, input_shape, params, max_nodes)
     target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
-    write_output(net, fmt, target, options)
-    click.echo(f"wrote {target}")
+    written = write_output(net, fmt, target, options)
+    click.echo(f"wrote {' and '.join(map(str, written))}")
 
 
 @main.command()
@@ -161,14 +163,14 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
-def write_output(net, fmt: str, target: Path, options: dict) -> None:
-    """Hand the network to the backend for `fmt`; each writes atomically."""
+def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
+    """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 
-        export_onnx(net, target, weights=options.get("weights"), opset=options.get("opset"),
-                    fold_bn=options.get("fold_bn", False))
-    elif fmt == "python":
+        return export_onnx(net, target, weights=options.get("weights"), opset=options.get("opset"),
+                           fold_bn=options.get("fold_bn", False), external_data=options.get("external_data"))
+    if fmt == "python":
         from .backends.torch import write_python
 
         write_python(net, target)
@@ -182,6 +184,7 @@ def write_output(net, fmt: str, target: Path, options: dict) -> None:
         render(net, target, fmt, depth=options.get("depth"), expand=options.get("expand", False),
                shapes=options.get("shapes", False), cost=options.get("cost", False),
                rankdir=options.get("rankdir", "TB"))
+    return [target]
 
 
 def render_error(error: CnnDslError) -> str:

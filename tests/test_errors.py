@@ -497,13 +497,14 @@ def test_errors_page_command_prints_what_is_shown(block):
 def test_weights_too_large_to_build_are_refused_before_allocating(cli, tmp_path, monkeypatch):
     source = tmp_path / "big.cnn"
     source.write_text(net("conv3x3(64), conv3x3(1000000000)"))
+    monkeypatch.setattr(cnndsl.api, "memory_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr("cnndsl.backends.onnx.memory_bytes", lambda: 8 * 2**30)
     result = cli("compile", source, "--to", "onnx", "-o", tmp_path / "big.onnx")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == (
-        f"{source}:3:18: error: `n` has 577,000,001,792 parameters (2,149.5 GiB as float32), "
-        "more than one ONNX file holds (2.0 GiB)")
-    assert result.stderr.splitlines()[-1] == "hint: the largest layer is here: check its width"
-    monkeypatch.setattr(cnndsl.api, "_memory_bytes", lambda: 8 * 2**30)
+        f"{source}:3:18: error: `n` makes ONNX tensors of 2,149.5 GiB, more than half of this machine's memory "
+        "holds (4.0 GiB)")
+    assert result.stderr.splitlines()[-1] == "hint: the largest tensor is made here: check its size"
     with pytest.raises(LimitProblem) as caught:
         cnndsl.load(source).to_torch()
     assert caught.value.message == ("`n` has 577,000,001,792 parameters (2,149.5 GiB as float32), "

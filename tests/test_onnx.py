@@ -4,10 +4,13 @@ metadata and opsets; weights from modules, state_dicts and checkpoints; atomic o
 from __future__ import annotations
 
 import re
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,10 @@ import torch
 from onnx import numpy_helper
 
 import cnndsl
+from cnndsl.backends import onnx as onnx_backend
 from cnndsl.backends.onnx import build_model, default_opset, export_onnx
-from cnndsl.errors import FileProblem, LimitProblem, NameProblem, ValueProblem
+from cnndsl.backends.onnx_tensors import serialized_size
+from cnndsl.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, ValueProblem
 from cnndsl.ops import REGISTRY
 from cnndsl.ops.activation import _Activation
 from cnndsl.ops.base import OpKind
@@ -112,8 +117,8 @@ def scratch(tmp_path):
 def test_library_network_checks_infers_the_analysed_shapes_and_computes_what_torch_computes(name, scratch):
     network = cnndsl.load(name)
     module = _trained_looking(network)
-    plain = export_onnx(network, scratch / "plain.onnx", weights=module)
-    folded = export_onnx(network, scratch / "folded.onnx", weights=module, fold_bn=True)
+    [plain] = export_onnx(network, scratch / "plain.onnx", weights=module)
+    [folded] = export_onnx(network, scratch / "folded.onnx", weights=module, fold_bn=True)
     for path in (plain, folded):
         onnx.checker.check_model(path, full_check=True)
     _assert_inferred_shapes_agree(network, plain)
@@ -277,11 +282,55 @@ def test_an_output_named_like_another_layer_is_a_name_problem():
         build_model(cnndsl.parse(text))
 
 
-def test_weights_over_the_2_gib_an_onnx_file_holds_are_refused_before_they_are_drawn():
-    network = cnndsl.parse("network huge {\n input 1\n fc(600000000)\n}")
-    with pytest.raises(LimitProblem, match="more than one ONNX file holds") as caught:
-        build_model(network)
-    assert caught.value.pos.line == 3
+def _refusal_and_peak(function) -> tuple[CnnDslError, int]:
+    """The error `function` raises, and the peak of memory allocated (numpy's arrays included) until then."""
+    tracemalloc.start()
+    try:
+        function()
+    except CnnDslError as error:
+        return error, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    raise AssertionError("no error raised")
+
+
+def test_exactly_2_gib_of_weights_is_refused_for_one_file_before_any_is_drawn():
+    """fc(2^28) on one input: weight and bias of 1 GiB each, 2^31 bytes of tensors, which protobuf cannot hold."""
+    network = cnndsl.parse("network huge {\n input 1\n fc(268435456)\n}")
+    error, peak = _refusal_and_peak(lambda: build_model(network, external_data=False))
+    assert isinstance(error, LimitProblem) and peak < 2**20
+    assert re.fullmatch(r"`huge` makes an ONNX model of 2,147,48\d,\d{3} bytes, more than one ONNX file holds "
+                        r"\(protobuf's limit: under 2,147,483,648 bytes, 2 GiB\)", error.message), error.message
+    assert error.pos.line == 3
+    assert error.hint == ("the largest tensor is made here: check its size, or write the weights to a "
+                          "separate file (--external-data)")
+
+
+def test_constants_count_toward_the_limit_and_are_never_built_as_lists():
+    """adaptiveavgpool(19999) of a 20000x20000 input has no parameters but two averaging matrices of
+    19999x20000 float32 (3,199,840,000 bytes together)."""
+    network = cnndsl.parse("network wide {\n input 1x20000x20000\n adaptiveavgpool(19999)\n}")
+    assert network.params == 0
+    error, peak = _refusal_and_peak(lambda: build_model(network, external_data=False))
+    assert re.match(r"`wide` makes an ONNX model of 3,199,840,\d{3} bytes, more than one ONNX file", error.message)
+    assert error.pos.line == 3 and peak < 2**20
+
+
+def test_the_size_check_is_the_exact_serialized_size_and_2_gib_itself_is_too_much(monkeypatch):
+    """The size computed before any tensor is made is protobuf's own; a model of exactly the limit is refused."""
+    models = [(cnndsl.load("resnet18"), False), (cnndsl.parse(KINDS["pools"]), False),
+              (cnndsl.parse(KINDS["joins"]), True)]
+    for network, fold_bn in models:
+        sizes = []
+        monkeypatch.setattr(onnx_backend, "serialized_size",
+                            lambda model, pending: sizes.append(serialized_size(model, pending)) or sizes[-1])
+        model = build_model(network, fold_bn=fold_bn)
+        assert sizes == [len(model.SerializeToString())], network.name
+    monkeypatch.setattr(onnx_backend, "ONNX_BYTES", sizes[0])
+    with pytest.raises(LimitProblem, match=f"makes an ONNX model of {sizes[0]:,} bytes, more than one ONNX file"):
+        build_model(network, fold_bn=True, external_data=False)
+    monkeypatch.setattr(onnx_backend, "ONNX_BYTES", sizes[0] + 1)
+    build_model(network, fold_bn=True, external_data=False)
 
 
 # ---- folding ------------------------------------------------------------------------------------
@@ -392,6 +441,38 @@ def test_a_failed_export_leaves_the_previous_file_and_no_partial_one(small, tmp_
         export_onnx(network, target, weights=module)
     assert target.read_bytes() == b"previous"
     assert sorted(item.name for item in tmp_path.iterdir()) == ["small.cnn", "small.onnx"]
+
+
+WIDE = "network wide {\n input 4096\n fc(3200)\n}"  # 13 million weights: a 52 MB file
+
+
+def _terminate_mid_write(folder: Path, args: list[str]) -> subprocess.Popen:
+    """Run `cnndsl ARGS` in `folder`, freeze it (SIGSTOP) the moment its temp output appears, check that the
+    write is under way, then send SIGTERM and let it go on. Tried again if the freeze came too late."""
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", *args], cwd=folder,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while process.poll() is None and not any(name.endswith(".part") for name in os.listdir(folder)):
+            pass
+        os.kill(process.pid, signal.SIGSTOP)
+        temps = [name for name in os.listdir(folder) if name.endswith(".part")]
+        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, signal.SIGCONT)
+        process.wait(timeout=60)
+        if temps and not (folder / "wide.onnx").exists():
+            return process
+        for path in folder.glob("wide.onnx*"):
+            path.unlink()
+    raise AssertionError("the write always finished before it could be interrupted")
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_sigterm_during_a_large_write_leaves_no_output_and_no_temporary_file(tmp_path, external):
+    (tmp_path / "wide.cnn").write_text(WIDE)
+    args = ["compile", "wide.cnn", "--to", "onnx"] + (["--external-data"] if external else [])
+    process = _terminate_mid_write(tmp_path, args)
+    assert process.returncode == -signal.SIGTERM, process.stderr.read()
+    assert os.listdir(tmp_path) == ["wide.cnn"]
 
 
 def test_cli_compiles_a_library_network_with_every_option(cli, tmp_path):

@@ -8,39 +8,56 @@ dimension is dynamic and named `batch`. Fresh or `.safetensors` weights never im
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, external_data_helper, helper
 
 from .. import __version__
-from ..atomic import write_atomically
-from ..errors import CnnDslError, NameProblem, ValueProblem
+from ..api import memory_bytes
+from ..atomic import write_atomically, write_together
+from ..errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
 from .onnx_fold import fold_batchnorm
+from .onnx_tensors import Pending, ready, serialized_size
 from .onnx_weights import Weights, filled, uniform, weights_from
 
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
 BATCH = "batch"
+ONNX_BYTES = 2**31  # protobuf serializes a message only while it is smaller than 2 GiB
 
 
 def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False) -> Path:
-    """Write the network as an ONNX file, whole or not at all."""
-    model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn)
-    return write_atomically(path, model.SerializeToString())
+                fold_bn: bool = False, external_data: Optional[bool] = None) -> list[Path]:
+    """Write the network as an ONNX file, whole or not at all; returns the files written. With external data
+    (forced, or by default where one file cannot hold the model) the tensors go to `<file>.data` beside it,
+    and the two are written as a pair."""
+    path = Path(path)
+    data = path.with_name(path.name + ".data")
+    model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn, external_data=external_data,
+                        data_file=data.name, folder=path.parent)
+    if not any(external_data_helper.uses_external_data(tensor) for tensor in model.graph.initializer):
+        return [write_atomically(path, model.SerializeToString())]
+    return write_together([path, data], lambda folder: onnx.save_model(model, folder / path.name))
 
 
-def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False) -> onnx.ModelProto:
-    """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh."""
-    network.require_weights_fit("onnx")  # protobuf holds at most 2 GiB: refuse before drawing the weights
+def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False,
+                external_data: Optional[bool] = None, data_file: Optional[str] = None,
+                folder: Optional[Path] = None) -> onnx.ModelProto:
+    """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh.
+
+    With external data (True; None: where one protobuf cannot hold the model) every tensor of 1 KiB or more is
+    marked to be saved in `data_file` (default `<network>.onnx.data`) and still holds its bytes, so that
+    `onnx.save_model(model, path)` writes the pair. The size is checked before any tensor is made: under
+    2 GiB in one file, else half of this machine's memory and the free space of `folder` (where it is written).
+    """
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_from(weights))
     values = _emit_nodes(network, emitter)
-    emitter.weights.check_all_used()
     outputs = [emitter.name_output(values[node], name) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
@@ -51,10 +68,38 @@ def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(imports),
                               producer_name="cnndsl", producer_version=__version__)
-    _add_initializers(model.graph, emitter.initializers)
     helper.set_model_props(model, {"source": network.file, "cnndsl_version": __version__,
                                    "input_shape": format_shape(network.input_shape).replace("×", "x")})
+    _declare_initializers(model.graph, emitter.initializers)
+    external = _choose_storage(network, model, emitter.initializers, external_data, folder)
+    _fill_initializers(model.graph, emitter.initializers)
+    emitter.weights.check_all_used()
+    if external:
+        external_data_helper.convert_model_to_external_data(
+            model, all_tensors_to_one_file=True, location=data_file or f"{network.name}.onnx.data")
     return model
+
+
+def _choose_storage(network, model: onnx.ModelProto, pending: dict[str, Pending], external_data: Optional[bool],
+                    folder: Optional[Path]) -> bool:
+    """Whether the tensors go to external data; a model that cannot be built is refused before any tensor is
+    made, pointing at the layer with the largest tensor."""
+    size = serialized_size(model, pending)
+    largest = max(pending.values(), key=lambda tensor: tensor.nbytes, default=None)
+    where, hint = (largest.pos, "the largest tensor is made here: check its size") if largest else (None, None)
+    external = size >= ONNX_BYTES if external_data is None else external_data
+    if not external and size >= ONNX_BYTES:
+        raise LimitProblem(f"`{network.name}` makes an ONNX model of {size:,} bytes, more than one ONNX file holds "
+                           f"(protobuf's limit: under {ONNX_BYTES:,} bytes, 2 GiB)", where,
+                           f"{hint}, or write the weights to a separate file (--external-data)")
+    tensors, memory = sum(tensor.nbytes for tensor in pending.values()), memory_bytes() // 2
+    if tensors > memory:
+        raise LimitProblem(f"`{network.name}` makes ONNX tensors of {tensors / 2**30:,.1f} GiB, more than half of "
+                           f"this machine's memory holds ({memory / 2**30:,.1f} GiB)", where, hint)
+    if folder is not None and folder.is_dir() and shutil.disk_usage(folder).free < size:
+        raise LimitProblem(f"`{network.name}` makes an ONNX model of {size / 2**30:,.1f} GiB, more than the "
+                           f"{shutil.disk_usage(folder).free / 2**30:,.1f} GiB free in {folder}", where, hint)
+    return external
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,15 +155,22 @@ def _emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
     return values
 
 
-def _add_initializers(graph: onnx.GraphProto, arrays: dict[str, np.ndarray]) -> None:
-    """Weights straight into the model's graph: through `numpy_helper.from_array` and `make_graph` each would
-    be copied twice more, which for VGG's half a gigabyte costs seconds."""
-    for name, array in arrays.items():
-        tensor = graph.initializer.add()
-        tensor.name = name
-        tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        tensor.dims.extend(array.shape)
-        tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # ONNX is little-endian
+def _declare_initializers(graph: onnx.GraphProto, pending: dict[str, Pending]) -> None:
+    """Each initializer's name, type and shape, its bytes still to come."""
+    for name, tensor in pending.items():
+        proto = graph.initializer.add()
+        proto.name = name
+        proto.data_type = helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype))
+        proto.dims.extend(tensor.shape)
+
+
+def _fill_initializers(graph: onnx.GraphProto, pending: dict[str, Pending]) -> None:
+    """Make each tensor in turn and move its bytes straight into the model (through `numpy_helper.from_array`
+    each would be copied twice more, which for VGG's half a gigabyte costs seconds); the recipe is dropped
+    as soon as it is used, so the model's weights are held about once."""
+    for proto in graph.initializer:
+        array = pending.pop(proto.name).array()
+        proto.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # ONNX is little-endian
 
 
 def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
@@ -136,16 +188,16 @@ class Emitter:
         self.opset = opset
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: dict[str, np.ndarray] = {}
+        self.initializers: dict[str, Pending] = {}
         self.used: set[str] = set()
-        self.scope = ""
+        self.scope, self.pos = "", None
 
     def emit(self, kind, data: dict, arguments: list[str], shapes: list[tuple], name: str) -> str:
         """Run the kind's rule for one IR node and name its result `name`; returns the output value."""
         if name in self.used:
             raise NameProblem(f"two values of the ONNX graph would be called `{name}`",
                               hint="rename the tap or output so that it differs from the layer names")
-        self.scope, first = data["name"], len(self.nodes)
+        self.scope, self.pos, first = data["name"], data["pos"], len(self.nodes)
         result = kind.onnx(data["attrs"], shapes, arguments, self)
         produced = [node for node in self.nodes[first:] if result in node.output]
         if not produced:
@@ -169,8 +221,10 @@ class Emitter:
 
     def weight(self, param: str, shape: tuple, bound: Optional[float] = None, fill: Optional[float] = None) -> str:
         """The parameter `<IR node>.<param>`: given, or fresh as PyTorch draws it (U(-bound, bound) or `fill`)."""
-        name = f"{self.scope}.{param}"
-        self.initializers[name] = self.weights.take(name, shape, uniform(bound) if fill is None else filled(fill))
+        name, shape = f"{self.scope}.{param}", tuple(shape)
+        init = uniform(bound) if fill is None else filled(fill)
+        self.initializers[name] = Pending(shape, np.dtype(np.float32),
+                                          lambda: self.weights.take(name, shape, init), self.pos)
         self.used.add(name)
         return name
 
@@ -179,10 +233,15 @@ class Emitter:
         self.weights.skip(f"{self.scope}.{param}")
 
     def ints(self, label: str, values: Any) -> str:
-        return self._constant(label, np.asarray(values, dtype=np.int64))
+        return self._constant(label, ready(np.asarray(values, dtype=np.int64), self.pos))
 
     def floats(self, label: str, values: Any) -> str:
-        return self._constant(label, np.asarray(values, dtype=np.float32))
+        return self._constant(label, ready(np.asarray(values, dtype=np.float32), self.pos))
+
+    def computed(self, label: str, shape: tuple, make: Callable[[], np.ndarray]) -> str:
+        """A float32 constant of `shape` that may be large (an averaging matrix): `make()` runs only once
+        the model is known to fit."""
+        return self._constant(label, Pending(tuple(shape), np.dtype(np.float32), make, self.pos))
 
     def require(self, opset: int, what: str) -> None:
         """Refuse an opset in which this layer cannot be expressed."""
@@ -190,9 +249,9 @@ class Emitter:
             raise ValueProblem(f"{what} needs ONNX opset {opset} or newer, not {self.opset}",
                                hint=f"use --opset {opset} or newer, or leave --opset out")
 
-    def _constant(self, label: str, array: np.ndarray) -> str:
+    def _constant(self, label: str, tensor: Pending) -> str:
         name = self._fresh(f"{self.scope}/{label}")
-        self.initializers[name] = array
+        self.initializers[name] = tensor
         return name
 
     def _fresh(self, base: str) -> str:

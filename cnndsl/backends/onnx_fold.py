@@ -11,8 +11,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .onnx_tensors import Pending, once
 
-def fold_batchnorm(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray],
+
+def fold_batchnorm(nodes: list[onnx.NodeProto], initializers: dict[str, Pending],
                    keep: set[str]) -> list[onnx.NodeProto]:
     """The nodes with every Conv → BatchNormalization pair folded; `initializers` is updated in place.
 
@@ -31,16 +33,19 @@ def fold_batchnorm(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarr
     return folded
 
 
-def _absorb(conv: onnx.NodeProto, norm: onnx.NodeProto, initializers: dict[str, np.ndarray]) -> None:
-    """Rewrite the convolution's weight and bias (created if absent) to include the norm; drop the norm's."""
-    gamma, beta, mean, var = (initializers.pop(name).astype(np.float64) for name in norm.input[1:5])
+def _absorb(conv: onnx.NodeProto, norm: onnx.NodeProto, initializers: dict[str, Pending]) -> None:
+    """Rewrite the convolution's weight and bias (created if absent) to include the norm; drop the norm's.
+    The new tensors are recipes like the old, made only when the model is."""
+    gamma, beta, mean, var = (initializers.pop(name) for name in norm.input[1:5])
     epsilon = next((helper.get_attribute_value(a) for a in norm.attribute if a.name == "epsilon"), 1e-5)
-    scale = gamma / np.sqrt(var + epsilon)
+    scale = once(lambda: gamma.array().astype(np.float64) / np.sqrt(var.array().astype(np.float64) + epsilon))
     weight = initializers[conv.input[1]]
-    initializers[conv.input[1]] = (weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    initializers[conv.input[1]] = weight.derived(
+        weight.shape, lambda: (weight.array() * scale().reshape(-1, 1, 1, 1)).astype(np.float32))
     if len(conv.input) > 2:
-        bias = initializers[conv.input[2]].astype(np.float64)
+        bias = initializers[conv.input[2]].array
     else:
-        bias = np.zeros_like(scale)
+        bias = lambda: np.zeros(gamma.shape)  # noqa: E731
         conv.input.append(conv.input[1].rsplit(".", 1)[0] + ".bias")
-    initializers[conv.input[2]] = ((bias - mean) * scale + beta).astype(np.float32)
+    initializers[conv.input[2]] = weight.derived(
+        gamma.shape, lambda: ((bias().astype(np.float64) - mean.array()) * scale() + beta.array()).astype(np.float32))

@@ -63,7 +63,7 @@ def export_program(network, module: nn.Module) -> "torch.export.ExportedProgram"
 # ---- modules ------------------------------------------------------------------
 def _modules(network) -> nn.Module:
     """Plain nested containers holding each kind's module at the node's dotted name."""
-    network.require_weights_fit("torch")  # refuse before allocating weights no machine here can hold
+    network.require_weights_fit()  # refuse before allocating weights no machine here can hold
     graph = network.graph
     _check_module_names(graph)
     root = nn.Module()

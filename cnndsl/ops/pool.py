@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ..errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class _Pool(OpKind):
@@ -136,17 +140,21 @@ class AdaptiveAvgPool(OpKind):
         if height % out_h == 0 and width % out_w == 0:
             kernel = (height // out_h, width // out_w)
             return emit.op("AveragePool", [args[0]], kernel_shape=kernel, strides=kernel)
-        columns = emit.op("MatMul", [args[0], emit.floats("columns", list(zip(*_averaging(width, out_w))))])
-        return emit.op("MatMul", [emit.floats("rows", _averaging(height, out_h)), columns])
+        columns = emit.computed("columns", (width, out_w), lambda: _averaging(width, out_w).T)
+        rows = emit.computed("rows", (out_h, height), lambda: _averaging(height, out_h))
+        return emit.op("MatMul", [rows, emit.op("MatMul", [args[0], columns])])
 
 
-def _averaging(size: int, bins: int) -> list[list[float]]:
-    """bins × size matrix averaging PyTorch's adaptive bins: [floor(i·size/bins), ceil((i+1)·size/bins))."""
-    rows = []
-    for index in range(bins):
-        start, end = index * size // bins, -(-(index + 1) * size // bins)
-        rows.append([1 / (end - start) if start <= column < end else 0.0 for column in range(size)])
-    return rows
+def _averaging(size: int, bins: int) -> np.ndarray:
+    """bins × size float32 matrix averaging PyTorch's adaptive bins: [floor(i·size/bins), ceil((i+1)·size/bins)).
+    Built by numpy, not as lists: a 20000-wide input makes a matrix of 400 million entries."""
+    import numpy as np  # here, not at the top: `cnndsl summary` and `check` never need it
+
+    index = np.arange(bins)
+    starts, ends = index * size // bins, -(-(index + 1) * size // bins)
+    columns = np.arange(size)
+    inside = (columns >= starts[:, None]) & (columns < ends[:, None])
+    return np.where(inside, (1 / (ends - starts)).astype(np.float32)[:, None], np.float32(0))
 
 
 def _pool_preset(prefix):
