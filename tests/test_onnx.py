@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from onnx import numpy_helper
+from onnx import external_data_helper, numpy_helper
 
 import cnndsl
 from cnndsl.backends import onnx as onnx_backend
@@ -331,6 +332,80 @@ def test_the_size_check_is_the_exact_serialized_size_and_2_gib_itself_is_too_muc
         build_model(network, fold_bn=True, external_data=False)
     monkeypatch.setattr(onnx_backend, "ONNX_BYTES", sizes[0] + 1)
     build_model(network, fold_bn=True, external_data=False)
+
+
+# ---- external data ---------------------------------------------------------------------------------
+def _external_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Each initializer of an ONNX file; those in its external data file mapped from it, not read into memory."""
+    model = onnx.load(path, load_external_data=False)
+    arrays = {}
+    for tensor in model.graph.initializer:
+        if not external_data_helper.uses_external_data(tensor):
+            arrays[tensor.name] = numpy_helper.to_array(tensor)
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        assert info.location == f"{path.name}.data" and info.offset % 4096 == 0  # relative; page-aligned
+        arrays[tensor.name] = np.memmap(path.parent / info.location, np.float32, "c", info.offset, tuple(tensor.dims))
+        assert arrays[tensor.name].nbytes == info.length
+    return arrays
+
+
+@pytest.fixture
+def big_network(tmp_path):
+    """A folder with a network over 2 GiB; whatever it holds afterwards is deleted, passed or failed
+    (pytest keeps recent temp folders)."""
+    (tmp_path / "big.cnn").write_text("network big {\n    input 16384\n    fc(33000)\n}\n")
+    yield tmp_path
+    for path in tmp_path.glob("big.onnx*"):
+        path.unlink()
+
+
+def test_a_network_over_2_gib_is_written_with_external_data_that_checks_and_runs_as_torch(cli, big_network):
+    """540,705,000 parameters: 2,162,820,000 bytes of float32, over protobuf's 2 GiB. onnxruntime must compute
+    what torch's linear computes with the weights the compiler drew, read back from the data file."""
+    folder = big_network
+    result = cli("compile", folder / "big.cnn", "--to", "onnx", "-o", folder / "big.onnx")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"wrote {folder / 'big.onnx'} and {folder / 'big.onnx.data'}\n"
+    assert sorted(os.listdir(folder)) == ["big.cnn", "big.onnx", "big.onnx.data"]
+    assert (folder / "big.onnx").stat().st_size < 2000
+    assert (folder / "big.onnx.data").stat().st_size == 540_705_000 * 4  # the weight ends on a page boundary
+    onnx.checker.check_model(folder / "big.onnx", full_check=True)
+    images = np.random.default_rng(0).standard_normal((2, 16384), dtype=np.float32)
+    weights = _external_arrays(folder / "big.onnx")
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(*(torch.from_numpy(value) for value in
+                                                (images, weights["fc.weight"], weights["fc.bias"]))).numpy()
+    del weights
+    got = _session(folder / "big.onnx").run(None, {"input": images})[0]
+    assert np.abs(got - expected).max() / np.abs(expected).max() <= TOLERANCE
+
+
+def test_external_data_can_be_forced_returned_in_memory_and_saved_with_onnx(small, tmp_path, monkeypatch):
+    path, network, module = small
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the second time over the first pair, in the folder that holds it
+        files = network.to_onnx("forced.onnx", weights=module, external_data=True)
+    assert files == [Path("forced.onnx"), Path("forced.onnx.data")]
+    onnx.checker.check_model(tmp_path / "forced.onnx", full_check=True)
+    model = network.to_onnx(weights=module, external_data=True)
+    external = {tensor.name for tensor in model.graph.initializer if external_data_helper.uses_external_data(tensor)}
+    assert external == {"conv2.weight"}  # 16x8x3x3 floats, 4,608 bytes: the only tensor of 1 KiB or more
+    conv2 = next(tensor for tensor in model.graph.initializer if tensor.name == "conv2.weight")
+    assert {entry.key: entry.value for entry in conv2.external_data} == {"location": "small.onnx.data"}
+    onnx.save_model(model, tmp_path / "saved.onnx")  # onnx's own writer puts the bytes in small.onnx.data
+    assert _external_arrays(tmp_path / "forced.onnx").keys() == set(module.state_dict()) - {
+        "bn1.num_batches_tracked", "bn2.num_batches_tracked"}
+    _assert_same_outputs(network, module, [tmp_path / "forced.onnx", tmp_path / "saved.onnx"], batches=(2,))
+    assert build_model(network).graph.initializer[0].data_location == onnx.TensorProto.DEFAULT
+
+
+def test_a_model_larger_than_the_free_disk_space_is_refused_before_it_is_made(small, tmp_path, monkeypatch):
+    _, network, _ = small
+    monkeypatch.setattr("cnndsl.backends.onnx.shutil.disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 1000))
+    with pytest.raises(LimitProblem, match=rf"makes an ONNX model of 0.0 GiB, more than the 0.0 GiB free in {tmp_path}"):
+        export_onnx(network, tmp_path / "small.onnx")
+    assert sorted(os.listdir(tmp_path)) == ["small.cnn"]
 
 
 # ---- folding ------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from .onnx_weights import Weights, filled, uniform, weights_from
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
 BATCH = "batch"
 ONNX_BYTES = 2**31  # protobuf serializes a message only while it is smaller than 2 GiB
+EXTERNAL_BYTES = 1024  # with external data, smaller tensors stay in the model (onnx.save_model's default)
+ALIGNMENT = 4096  # external tensors start at page boundaries, so that a runtime may map them from the file
 
 
 def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optional[int] = None,
@@ -38,23 +40,34 @@ def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optiona
     and the two are written as a pair."""
     path = Path(path)
     data = path.with_name(path.name + ".data")
-    model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn, external_data=external_data,
-                        data_file=data.name, folder=path.parent)
-    if not any(external_data_helper.uses_external_data(tensor) for tensor in model.graph.initializer):
+    model, emitter = _planned_model(network, weights, opset, fold_bn)
+    if not _choose_storage(network, model, emitter.initializers, external_data, path.parent):
+        _fill_initializers(model.graph, emitter)
         return [write_atomically(path, model.SerializeToString())]
-    return write_together([path, data], lambda folder: onnx.save_model(model, folder / path.name))
+    return write_together([path, data], lambda folder: _write_external(model, emitter, folder / path.name, data.name))
 
 
 def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False,
-                external_data: Optional[bool] = None, data_file: Optional[str] = None,
-                folder: Optional[Path] = None) -> onnx.ModelProto:
+                external_data: Optional[bool] = None) -> onnx.ModelProto:
     """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh.
 
     With external data (True; None: where one protobuf cannot hold the model) every tensor of 1 KiB or more is
-    marked to be saved in `data_file` (default `<network>.onnx.data`) and still holds its bytes, so that
-    `onnx.save_model(model, path)` writes the pair. The size is checked before any tensor is made: under
-    2 GiB in one file, else half of this machine's memory and the free space of `folder` (where it is written).
+    marked to be saved in `<network>.onnx.data` and still holds its bytes, so that `onnx.save_model(model, path)`
+    writes the pair. The size is checked before any tensor is made: under 2 GiB in one protobuf, else at
+    most half of this machine's memory.
     """
+    model, emitter = _planned_model(network, weights, opset, fold_bn)
+    external = _choose_storage(network, model, emitter.initializers, external_data, None)
+    large = {name for name, tensor in emitter.initializers.items() if tensor.nbytes >= EXTERNAL_BYTES}
+    _fill_initializers(model.graph, emitter)
+    for tensor in model.graph.initializer:
+        if external and tensor.name in large:
+            external_data_helper.set_external_data(tensor, f"{network.name}.onnx.data")
+    return model
+
+
+def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool) -> "tuple[onnx.ModelProto, Emitter]":
+    """The model with every node, its initializers declared but not yet made (they wait in the emitter)."""
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_from(weights))
     values = _emit_nodes(network, emitter)
@@ -70,14 +83,12 @@ def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_
                               producer_name="cnndsl", producer_version=__version__)
     helper.set_model_props(model, {"source": network.file, "cnndsl_version": __version__,
                                    "input_shape": format_shape(network.input_shape).replace("×", "x")})
-    _declare_initializers(model.graph, emitter.initializers)
-    external = _choose_storage(network, model, emitter.initializers, external_data, folder)
-    _fill_initializers(model.graph, emitter.initializers)
-    emitter.weights.check_all_used()
-    if external:
-        external_data_helper.convert_model_to_external_data(
-            model, all_tensors_to_one_file=True, location=data_file or f"{network.name}.onnx.data")
-    return model
+    for name, tensor in emitter.initializers.items():
+        proto = model.graph.initializer.add()
+        proto.name = name
+        proto.data_type = helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype))
+        proto.dims.extend(tensor.shape)
+    return model, emitter
 
 
 def _choose_storage(network, model: onnx.ModelProto, pending: dict[str, Pending], external_data: Optional[bool],
@@ -155,22 +166,36 @@ def _emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
     return values
 
 
-def _declare_initializers(graph: onnx.GraphProto, pending: dict[str, Pending]) -> None:
-    """Each initializer's name, type and shape, its bytes still to come."""
-    for name, tensor in pending.items():
-        proto = graph.initializer.add()
-        proto.name = name
-        proto.data_type = helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype))
-        proto.dims.extend(tensor.shape)
-
-
-def _fill_initializers(graph: onnx.GraphProto, pending: dict[str, Pending]) -> None:
+def _fill_initializers(graph: onnx.GraphProto, emitter: "Emitter") -> None:
     """Make each tensor in turn and move its bytes straight into the model (through `numpy_helper.from_array`
     each would be copied twice more, which for VGG's half a gigabyte costs seconds); the recipe is dropped
     as soon as it is used, so the model's weights are held about once."""
     for proto in graph.initializer:
-        array = pending.pop(proto.name).array()
-        proto.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # ONNX is little-endian
+        proto.raw_data = _little_endian(emitter.initializers.pop(proto.name).array()).tobytes()
+    emitter.weights.check_all_used()
+
+
+def _write_external(model: onnx.ModelProto, emitter: "Emitter", path: Path, location: str) -> None:
+    """The model at `path` and its tensors of EXTERNAL_BYTES or more in `location` beside it, each written
+    straight from its array (no copy of the weights is made) at an offset aligned to ALIGNMENT."""
+    with open(path.parent / location, "wb") as stream:
+        for proto in model.graph.initializer:
+            array = _little_endian(emitter.initializers.pop(proto.name).array())
+            if array.nbytes < EXTERNAL_BYTES:
+                proto.raw_data = array.tobytes()
+                continue
+            offset = -(-stream.tell() // ALIGNMENT) * ALIGNMENT
+            stream.seek(offset)
+            stream.write(np.ascontiguousarray(array).data)
+            proto.raw_data = b""  # onnx's set_external_data marks only a tensor that has data
+            external_data_helper.set_external_data(proto, location, offset, array.nbytes)
+            proto.ClearField("raw_data")
+    emitter.weights.check_all_used()
+    path.write_bytes(model.SerializeToString())
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    return array.astype(array.dtype.newbyteorder("<"), copy=False)  # ONNX stores tensors little-endian
 
 
 def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
