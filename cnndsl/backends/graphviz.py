@@ -16,6 +16,7 @@ from ..atomic import write_atomically
 from ..errors import FileProblem, ValueProblem
 from ..ir import input_shapes
 from ..ops import REGISTRY, format_shape
+from ..source_map import source_name
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -64,6 +65,7 @@ def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shape
     graph = network.graph
     diagram = build_diagram(graph, depth, expand)
     dot = graphviz.Digraph("cnndsl", graph_attr={
+        "comment": f"source: {source_name(network.file, network.file)}",  # a name, never the machine's path
         "rankdir": rankdir, "fontname": FONT, "fontsize": "12", "nodesep": "0.25", "ranksep": "0.22",
         "labelloc": "t", "label": _html(_title(network)), "newrank": "true", "ordering": "in",
     }, node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled",

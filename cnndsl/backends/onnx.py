@@ -22,6 +22,7 @@ from ..atomic import write_atomically, write_together
 from ..errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
+from ..source_map import origin, source_name
 from .onnx_fold import fold_batchnorm
 from .onnx_tensors import Pending, ready, serialized_size
 from .onnx_weights import Weights, filled, uniform, weights_from
@@ -81,7 +82,7 @@ def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool) -
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(imports),
                               producer_name="cnndsl", producer_version=__version__)
-    helper.set_model_props(model, {"source": network.file, "cnndsl_version": __version__,
+    helper.set_model_props(model, {"source": source_name(network.file, network.file), "cnndsl_version": __version__,
                                    "input_shape": format_shape(network.input_shape).replace("×", "x")})
     for name, tensor in emitter.initializers.items():
         proto = model.graph.initializer.add()
@@ -160,7 +161,7 @@ def _emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
         arguments = [values[source] for source in inputs_of(graph, node)]
         try:
             values[node] = emitter.emit(REGISTRY[data["op"]], data, arguments, input_shapes(graph, node),
-                                        output_names.get(node, data["name"]))
+                                        output_names.get(node, data["name"]), origin(network, node))
         except CnnDslError as error:
             raise error.at(data["pos"])
     return values
@@ -217,13 +218,16 @@ class Emitter:
         self.used: set[str] = set()
         self.scope, self.pos = "", None
 
-    def emit(self, kind, data: dict, arguments: list[str], shapes: list[tuple], name: str) -> str:
-        """Run the kind's rule for one IR node and name its result `name`; returns the output value."""
+    def emit(self, kind, data: dict, arguments: list[str], shapes: list[tuple], name: str, source: str) -> str:
+        """Run the kind's rule for one IR node and name its result `name`; returns the output value. Each node
+        it adds has the layer's origin in the `.cnn` text as its doc_string (Netron shows it)."""
         if name in self.used:
             raise NameProblem(f"two values of the ONNX graph would be called `{name}`",
                               hint="rename the tap or output so that it differs from the layer names")
         self.scope, self.pos, first = data["name"], data["pos"], len(self.nodes)
         result = kind.onnx(data["attrs"], shapes, arguments, self)
+        for node in self.nodes[first:]:
+            node.doc_string = source
         produced = [node for node in self.nodes[first:] if result in node.output]
         if not produced:
             return result  # the layer passes its input on (dropout, an identity pool)

@@ -5,6 +5,7 @@ are `<IR node name>.<parameter>`. The forward is an fx graph generated once, in 
 """
 from __future__ import annotations
 
+import io
 import keyword
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..atomic import write_atomically
 from ..errors import NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
+from ..source_map import source_name
 from .torch_source import class_name, forward_expression, input_name, overwritable, python_source
 
 INITS = ("default", "kaiming")
@@ -47,14 +49,20 @@ def write_python(network, path: "str | Path") -> Path:
 
 
 def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:
-    """A torch.export program of `module` (default: a freshly built one) in eval mode, with a dynamic batch."""
+    """A torch.export program of `module` (default: a freshly built one) in eval mode, with a dynamic batch;
+    the archive records the source by name only (cnndsl.source_map), and is saved through memory so that it
+    holds no temp file's name."""
     program = export_program(network, module if module is not None else build_module(network))
-    return write_atomically(path, lambda temp: torch.export.save(program, temp))
+    for node in program.graph.nodes:
+        node.meta.pop("from_node", None)  # provenance keyed by Python object ids: other bytes on every run
+    archive = io.BytesIO()
+    torch.export.save(program, archive, extra_files={"source": source_name(network.file, network.file)})
+    return write_atomically(path, archive.getvalue())
 
 
 def export_program(network, module: nn.Module) -> "torch.export.ExportedProgram":
     """`torch.export` of the module for inference: eval mode, the batch dimension dynamic."""
-    example = torch.randn(EXPORT_BATCH, *network.input_shape)
+    example = torch.zeros(EXPORT_BATCH, *network.input_shape)  # the archive keeps it: the same every time
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         return torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
