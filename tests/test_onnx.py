@@ -1,6 +1,6 @@
-"""The ONNX backend: every library network checks, infers the analysed shapes and computes what the torch
-module computes (batch 1 and 3, with and without folded BatchNorm); every layer kind's rule; names,
-metadata and opsets; weights from modules, state_dicts and checkpoints; atomic output; no torch import."""
+"""The ONNX backend: every layer kind's rule computes what torch computes (batch 1 and 3, with and without folded
+BatchNorm); names, metadata and opsets; the size limit and external data; weights from modules, state_dicts and
+checkpoints; atomic output, SIGTERM included; no torch import. Every library network: test_onnx_library.py."""
 from __future__ import annotations
 
 import re
@@ -29,7 +29,6 @@ from cnndsl.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, V
 from cnndsl.ops import REGISTRY
 from cnndsl.ops.activation import _Activation
 from cnndsl.ops.base import OpKind
-from conftest import library_networks
 
 TOLERANCE = 1e-4  # relative to the largest magnitude of the reference output
 
@@ -54,14 +53,14 @@ def _torch_outputs(module, images) -> list[np.ndarray]:
     return [tensor.numpy() for tensor in (result if isinstance(result, tuple) else (result,))]
 
 
-def _session(model: "onnx.ModelProto | Path") -> onnxruntime.InferenceSession:
-    """A CPU session of a model or a file (a file spares the copies of serialising a large model)."""
+def _session(model: "onnx.ModelProto | bytes | Path") -> onnxruntime.InferenceSession:
+    """A CPU session of a model, its bytes or a file (a file spares the copies of serialising a large model)."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # the suite runs two workers on two cores
     # Checking values, not speed: basic rewrites and no weight prepacking start VGG's session in 0.5-0.7x the time.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.add_session_config_entry("session.disable_prepacking", "1")
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    source = str(model) if isinstance(model, Path) else model if isinstance(model, bytes) else model.SerializeToString()
     return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
@@ -87,7 +86,7 @@ def _assert_inferred_shapes_agree(network, model: "onnx.ModelProto | Path") -> N
         inferred_path = model.with_suffix(".inferred.onnx")
         onnx.shape_inference.infer_shapes_path(str(model), str(inferred_path), check_type=True, strict_mode=True,
                                                data_prop=True)
-        inferred = onnx.load(inferred_path)
+        inferred = onnx.load(inferred_path, load_external_data=False)
     else:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     shapes = {info.name: info.type.tensor_type.shape for info in
@@ -109,21 +108,8 @@ def scratch(tmp_path):
     """tmp_path, emptied of ONNX files afterwards: pytest keeps recent tmp folders, and the library's
     files alone (VGG's are half a gigabyte each) would fill the disk."""
     yield tmp_path
-    for path in tmp_path.glob("*.onnx"):
+    for path in tmp_path.glob("*.onnx*"):
         path.unlink()
-
-
-# ---- every library network --------------------------------------------------------------------
-@pytest.mark.parametrize("name", library_networks())
-def test_library_network_checks_infers_the_analysed_shapes_and_computes_what_torch_computes(name, scratch):
-    network = cnndsl.load(name)
-    module = _trained_looking(network)
-    [plain] = export_onnx(network, scratch / "plain.onnx", weights=module)
-    [folded] = export_onnx(network, scratch / "folded.onnx", weights=module, fold_bn=True)
-    for path in (plain, folded):
-        onnx.checker.check_model(path, full_check=True)
-    _assert_inferred_shapes_agree(network, plain)
-    _assert_same_outputs(network, module, [plain, folded])
 
 
 # ---- every layer kind ----------------------------------------------------------------------------
@@ -610,6 +596,6 @@ def test_every_example_in_the_onnx_page_runs_as_shown(cli, scratch, monkeypatch)
             exec(compile(body, str(DOC), "exec"), {"cnndsl": cnndsl})  # noqa: S102  (the page's own example)
         else:
             commands += _run_transcript(cli, body, tmp_path)
-    assert commands == 6
-    assert sorted(path.name for path in tmp_path.glob("*.onnx")) == [
-        "net.onnx", "resnet18.onnx", "resnet18_trained.onnx", "small.onnx"]
+    assert commands == 7
+    assert sorted(path.name for path in tmp_path.glob("*.onnx*")) == [
+        "net.onnx", "r18.onnx", "r18.onnx.data", "resnet18.onnx", "resnet18_trained.onnx", "small.onnx"]
