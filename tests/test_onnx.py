@@ -224,6 +224,12 @@ def test_input_and_outputs_are_named_by_the_source_with_a_dynamic_batch_and_meta
     model = build_model(network)
     assert [value.name for value in model.graph.input] == ["image"]
     assert [value.name for value in model.graph.output] == ["logits", "mask"]
+    assert [(node.op_type, node.doc_string) for node in model.graph.node if node.name == "mask"] == [
+        ("Conv", "heads.cnn:6:11")]  # the conv1x1 labelled `mask`
+    joins = build_model(cnndsl.parse(KINDS["joins"]))  # `logits: dropout` passes its input on: an Identity
+    [(identity, where)] = [(node.name, node.doc_string) for node in joins.graph.node if node.op_type == "Identity"]
+    line, column = map(int, where.removeprefix("<string>:").split(":"))
+    assert identity == "logits" and KINDS["joins"].splitlines()[line - 1][column - 1:] == "dropout"
     dims = [[dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
             for value in [*model.graph.input, *model.graph.output]]
     assert dims == [["batch", 3, 64, 64], ["batch", 10], ["batch", 1, 32, 32]]

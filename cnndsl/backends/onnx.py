@@ -72,7 +72,7 @@ def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool) -
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_from(weights))
     values = _emit_nodes(network, emitter)
-    outputs = [emitter.name_output(values[node], name) for name, node in network.outputs]
+    outputs = [emitter.name_output(values[node], name, origin(network, node)) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
         nodes, network.name,
@@ -235,10 +235,10 @@ class Emitter:
         self.used.add(name)
         return name
 
-    def name_output(self, value: str, name: str) -> str:
+    def name_output(self, value: str, name: str, source: str) -> str:
         """A graph output called `name`: the value itself, or an Identity where it carries another name."""
         if value != name:
-            self.nodes.append(helper.make_node("Identity", [value], [name], name=name))
+            self.nodes.append(helper.make_node("Identity", [value], [name], name=name, doc_string=source))
         return name
 
     # ---- for the kinds' rules ---------------------------------------------------
