@@ -95,19 +95,26 @@ def summary(source, network, input_shape, params, max_nodes, fmt):
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
+@click.option("--network", "-n", help="Check only this network (default: every network the files define).")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--param", "-p", "params", multiple=True, callback=_parse_params, metavar="NAME=VALUE",
+              help="Set a parameter of the networks that declare it, e.g. -p classes=10.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per diagnostic (file, line, column, end, severity, message, hint).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
-def check(files, max_nodes):
-    """Check that every shape fits; print each error with its position."""
-    from .api import load
+def check(files, network, input_shape, params, fmt, strict, max_nodes):
+    """Check every network of each file; print every error and warning with its position."""
+    from .check import check as check_sources
 
-    failed = False
-    for file in files:
-        try:
-            load(file, max_nodes=max_nodes)
-        except CnnDslError as error:
-            failed = True
-            click.echo(render_error(error), err=True)
-    if failed:
+    report = check_sources(list(files), network, input_shape, params, max_nodes)
+    if fmt == "json":
+        click.echo(report.to_json(_file_text))
+    else:
+        for diagnostic in report.diagnostics:
+            click.echo(render_error(diagnostic), err=True)
+        click.echo(report.tally(), err=bool(report.diagnostics))
+    if report.failed(strict):
         sys.exit(1)
 
 
@@ -185,14 +192,16 @@ def write_output(net, fmt: str, target: Path, options: dict) -> None:
 
 
 def render_error(error: CnnDslError) -> str:
-    """The error with its source line and caret, read from the file it points at."""
-    return error.render(_source_text(error.pos))
+    """The error with its source line and caret, read from the file it points at (and its notes' files)."""
+    return error.render(_source_text(error.pos), read=_file_text)
 
 
 def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
-    if pos is None:
-        return None
+    return None if pos is None else _file_text(pos.file)
+
+
+def _file_text(file: str) -> Optional[str]:
     try:
-        return Path(pos.file).read_text(encoding="utf-8-sig")
+        return Path(file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, ValueError):
         return None

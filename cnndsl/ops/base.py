@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..spellings import unknown_argument_hint
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -56,9 +57,10 @@ class OpKind:
             attrs.update(zip(free, positional))
         for key, value in keywords.items():
             if key not in attrs:
+                accepted = [name for name, _ in self.signature]
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=did_you_mean(key, [name for name, _ in self.signature])
+                    hint=unknown_argument_hint(key, accepted) or did_you_mean(key, accepted)
                     or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
