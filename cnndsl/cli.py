@@ -87,10 +87,16 @@ def main(ctx, debug):
 @network_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-def summary(source, network, input_shape, params, max_nodes, fmt):
+@click.option("--depth", type=click.IntRange(0), help="Table: fold groups deeper than this into one row each.")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per batch, for memory.")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="Value type, for memory.")
+def summary(source, network, input_shape, params, max_nodes, fmt, depth, batch, dtype):
     """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
+    if depth is not None and fmt not in ("table",):
+        raise click.BadParameter("folds the table only; json, csv and markdown list every layer", param_hint="--depth")
     net = _load(source, network, input_shape, params, max_nodes)
-    click.echo(net.summary().render(fmt))
+    click.echo(net.summary(depth=depth, batch=batch, dtype=dtype).render(fmt))
 
 
 @main.command()
@@ -119,13 +125,18 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes):
 
 
 @main.command(name="list")
-def list_command():
-    """The shipped library: every network with its input, params and MACs."""
+@click.argument("pattern", required=False)
+def list_command(pattern):
+    """The shipped library: every network with its input, params and MACs (PATTERN: a glob like 'resnet*')."""
+    from fnmatch import fnmatchcase
+
     from .library import catalogue
     from .ops import format_shape
 
     click.echo(f"{'network':<18} {'input':>11} {'params':>13} {'MACs':>17}  file")
     for entry in catalogue():
+        if pattern and not fnmatchcase(entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"):
+            continue
         click.echo(f"{entry.name:<18} {format_shape(entry.input_shape):>11} {entry.params:>13,} {entry.macs:>17,}"
                    f"  {entry.file.name}")
 

@@ -93,9 +93,9 @@ def test_totals_label_flops_as_twice_the_macs():
     assert n.macs == 8 * 32 * 32 * 27 + 80
     assert n.flops == 2 * n.macs
     totals = n.summary().totals
-    assert totals == {"params": n.params, "macs": n.macs, "flops": 2 * n.macs,
-                      "memory_bytes": sum(l["memory_bytes"] for l in n.summary().layers),
-                      "param_bytes": 4 * n.params}
+    assert {key: totals[key] for key in ("params", "macs", "flops", "memory_bytes", "param_bytes")} == {
+        "params": n.params, "macs": n.macs, "flops": 2 * n.macs,
+        "memory_bytes": 4 * (8 * 32 * 32 * 2 + 8 + 10), "param_bytes": 4 * n.params}
 
 
 def test_receptive_field_over_a_dag_takes_the_largest_path():
@@ -288,11 +288,13 @@ def test_input_override_replaces_the_declared_input():
 def test_summary_json_has_the_documented_schema(cli):
     result = cli("summary", "resnet18", "--format", "json")
     data = json.loads(result.stdout)
-    assert set(data) == {"network", "input", "layers", "totals"}
-    assert set(data["layers"][0]) == {"name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump"}
+    assert set(data) == {"network", "input", "batch", "dtype", "layers", "totals"}
+    assert set(data["layers"][0]) == {"name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump",
+                                      "inputs"}
     assert data["totals"]["params"] == 11_689_512 and data["totals"]["flops"] == 2 * 1_814_073_344
     assert data["layers"][0] == {"name": "stem.conv", "op": "conv", "group": "stem", "shape": [64, 112, 112],
-                                 "params": 9408, "macs": 118_013_952, "memory_bytes": 3_211_264, "rf": 7, "jump": 2}
+                                 "params": 9408, "macs": 118_013_952, "memory_bytes": 3_211_264, "rf": 7, "jump": 2,
+                                 "inputs": [{"name": "input", "edge": "sequence"}]}
 
 
 def test_summary_table_csv_and_markdown(cli):

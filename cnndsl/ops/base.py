@@ -86,6 +86,10 @@ class OpKind:
     def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
         return 0
 
+    def buffers(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        """Values kept in the state_dict that training does not learn (batch norm's running statistics)."""
+        return 0
+
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
         return 0
 

@@ -20,6 +20,9 @@ class BatchNorm(OpKind):
     def params(self, attrs, inputs):
         return 2 * inputs[0][0]
 
+    def buffers(self, attrs, inputs):
+        return 2 * inputs[0][0] + 1  # running mean and variance, num_batches_tracked
+
     def label(self, attrs):
         return "bn"
 
