@@ -153,12 +153,31 @@ def list_command(pattern):
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
 @click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def compile_command(source, network, input_shape, params, max_nodes, fmt, output, **options):
+@click.pass_context
+def compile_command(ctx, source, network, input_shape, params, max_nodes, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
+    _refuse_options_that_do_not_apply(ctx, fmt)
     net = _load(source, network, input_shape, params, max_nodes)
     target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
     write_output(net, fmt, target, options)
     click.echo(f"wrote {target}")
+
+
+# Which --to formats each compile option changes; given with another, it is an error, never ignored.
+APPLIES_TO = {
+    "weights": ("onnx", "pt2"), "opset": ("onnx",), "fold_bn": ("onnx",),
+    **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
+}
+
+
+def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
+    from click.core import ParameterSource
+
+    for option, formats in APPLIES_TO.items():
+        if fmt not in formats and ctx.get_parameter_source(option) in (ParameterSource.COMMANDLINE,
+                                                                        ParameterSource.ENVIRONMENT):
+            flag = "--" + option.replace("_", "-")
+            raise click.UsageError(f"{flag} does not apply to --to {fmt}; it applies to --to {' or '.join(formats)}")
 
 
 @main.command()
