@@ -36,7 +36,7 @@ def test_opset_is_the_files_opset(cli, tmp_path):
 def test_fold_bn_removes_every_batch_norm(cli, tmp_path):
     cli("compile", "resnet18", "--input", "3x32x32", "--to", "onnx", "-o", tmp_path / "plain.onnx")
     cli("compile", "resnet18", "--input", "3x32x32", "--to", "onnx", "--fold-bn", "-o", tmp_path / "folded.onnx")
-    ops = lambda path: [node.op_type for node in onnx.load(path).graph.node]  # noqa: E731
+    ops = lambda path: [node.op_type for node in onnx.load(path).graph.node]
     assert ops(tmp_path / "plain.onnx").count("BatchNormalization") == 20  # 17 convs' norms + 3 shortcuts'
     assert "BatchNormalization" not in ops(tmp_path / "folded.onnx")
 
@@ -61,7 +61,7 @@ def test_expand_draws_every_repeated_block(cli, tmp_path):
 
 
 def test_depth_collapses_groups(cli, tmp_path):
-    boxes = lambda dot: len(re.findall(r"tooltip=", dot))  # noqa: E731  (every drawn layer or group)
+    boxes = lambda dot: len(re.findall(r"tooltip=", dot))  # every drawn layer or group
     # depth 0: the whole network is one box; depth 1: stem, layer1..4, gap and fc; depth 2: stage clusters open
     # with the stem's 4 layers, the 7 distinct blocks of layer1..4 (the identical pair in layer1 folds) and gap, fc
     assert boxes(_dot(cli, tmp_path, "resnet18", "--depth", "0")) == 1
