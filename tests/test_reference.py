@@ -119,6 +119,14 @@ def test_fc_flattens_channels_first():
     _check("fc(7)", "3x2x4", lambda x, w: F.linear(x.flatten(1), w["fc.weight"], w["fc.bias"]))
 
 
+def test_kaiming_init_uses_fan_out_as_torchvision_does():
+    """He et al. for ReLU networks with fan_out = C_out·K·K, as torchvision's ResNet: 3 -> 64 channels tells fan_out
+    (std 0.0589) from fan_in (std 0.272)."""
+    net = cnndsl.parse("network t { input 3x8x8\n conv(64, k=3) }")
+    weight = net.to_torch(init="kaiming", seed=0).conv.weight
+    assert abs(weight.std().item() / (2 / (64 * 9)) ** 0.5 - 1) < 0.05  # 1,728 draws: ~2 % standard error
+
+
 # ---- training mode --------------------------------------------------------------------------------
 def test_dropout_drops_at_its_rate_and_rescales():
     net = cnndsl.parse("network t { input 20000\n dropout(0.3) }")
