@@ -12,8 +12,17 @@ import torch.nn.functional as F
 import cnndsl
 from cnndsl.backends.onnx import build_model
 from cnndsl.errors import CnnDslError
+from oracles import torchvision_models
 
 TOLERANCE = 1e-5  # absolute, on outputs of order 1: well below the effect of any attribute tested (eps=1e-3, ...)
+
+
+def torchvision_ops():
+    """`torchvision.ops`, importable on the CPU build of torch (see tests/oracles.py)."""
+    torchvision_models()
+    import torchvision.ops
+
+    return torchvision.ops
 
 
 def compile_network(body: str, shape: str = "4x6x5"):
@@ -61,3 +70,35 @@ def figures(network, name: str) -> dict:
 # ---- mul ---------------------------------------------------------------------------------
 def test_mul_by_a_constant_scales():
     assert_computes("relu, mul(0.5)", lambda x, m: F.relu(x) * 0.5)
+
+
+# ---- stochastic depth -------------------------------------------------------------------------
+def test_stochastic_depth_is_the_identity_in_eval_mode():
+    assert_computes("conv3x3(4), stochasticdepth(0.3)", lambda x, m: m.conv(x))
+
+
+def test_stochastic_depth_drops_whole_samples_at_rate_p_and_rescales_survivors_as_torchvision_does():
+    stochastic_depth = torchvision_ops().stochastic_depth
+    module = cnndsl.parse("network n { input 4x2x2\n droppath(0.25) }").to_torch().train()
+    x = images("4x2x2", batch=4000) + 3  # no sample is zero by chance
+    torch.manual_seed(7)
+    out = module(x)
+    torch.manual_seed(7)
+    assert torch.equal(out, stochastic_depth(x, 0.25, "row", training=True))  # the same mask from the same seed
+    dropped = (out == 0).flatten(1).all(1)
+    kept = torch.allclose(out[~dropped], x[~dropped] / 0.75, rtol=1e-6, atol=0)
+    assert kept and ((out == 0) == dropped.view(-1, 1, 1, 1)).all()  # a sample is dropped whole or kept whole
+    # 4000 samples: the drop rate's standard deviation is sqrt(0.25 · 0.75 / 4000) = 0.0068; allow 4 of them
+    assert abs(dropped.float().mean().item() - 0.25) < 4 * 0.0068
+
+
+def test_stochastic_depth_at_the_end_of_a_residual_body_drops_the_body_not_the_shortcut():
+    network = cnndsl.parse("network n { input 4x3x3\n residual { conv3x3(4), stochasticdepth(0.5) } }")
+    module = network.to_torch(seed=0).train()
+    x = images("4x3x3", batch=400)
+    with torch.no_grad():
+        body, out = module.conv(x), module(x)
+    dropped = torch.isclose(out, x, atol=1e-6).flatten(1).all(1)
+    assert torch.allclose(out[~dropped], x[~dropped] + body[~dropped] / 0.5, atol=1e-5)
+    assert 0.4 < dropped.float().mean().item() < 0.6  # 400 samples: sd 0.025, 4 of them
+    assert [name for name, _ in module.named_children()] == ["conv", "stochasticdepth"]
