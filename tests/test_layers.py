@@ -321,3 +321,33 @@ def test_a_dilated_stage_is_torchvisions_replace_stride_with_dilation():
         expected = reference(x)
         assert torch.allclose(module(x), expected, atol=1e-4 * expected.abs().max().item(), rtol=0)
     assert network.params == sum(p.numel() for p in reference.parameters())
+
+
+# ---- activations and pixel shuffle ------------------------------------------------------------
+def test_elu_and_mish():
+    assert_computes("elu(0.5), conv1x1(4), mish", lambda x, m: F.mish(m.conv(F.elu(x, 0.5))))
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_mish_before_opset_18_is_x_tanh_softplus(opset):
+    network = cnndsl.parse("network n { input 3x4x4\n mish }")
+    session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = images("3x4x4") * 4
+    assert torch.allclose(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), F.mish(x), atol=TOLERANCE)
+
+
+def test_prelu_learns_one_slope_or_one_per_channel():
+    network = assert_computes("prelu, conv1x1(4), prelu(per_channel=true, init=0.1)", lambda x, m: F.prelu(
+        m.conv(F.prelu(x, m.prelu1.weight)), m.prelu2.weight))
+    assert [figures(network, name)["params"] for name in ("prelu1", "prelu2")] == [1, 4]
+    assert torch.equal(network.to_torch().prelu2.weight, torch.full((4,), 0.1))
+    assert_computes("prelu(per_channel=true)", lambda x, m: F.prelu(x, m.prelu.weight), shape="6")
+
+
+def test_pixelshuffle_turns_channels_into_pixels():
+    network = assert_computes("conv1x1(8), pixelshuffle(2)", lambda x, m: F.pixel_shuffle(m.conv(x), 2))
+    assert figures(network, "pixelshuffle") == {"shape": (2, 12, 10), "params": 0, "macs": 0, "rf": (1, 1),
+                                                "jump": (0.5, 0.5)}
+    with pytest.raises(CnnDslError, match=r"`pixelshuffle` needs channels divisible by r² = 4, got 6"):
+        cnndsl.parse("network n { input 6x2x2\n pixelshuffle(2) }")

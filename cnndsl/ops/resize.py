@@ -99,6 +99,43 @@ class Resize(OpKind):
 
 
 @register
+class PixelShuffle(OpKind):
+    """nn.PixelShuffle (Shi et al. 2016, sub-pixel convolution): r² channels become an r×r block of pixels."""
+
+    name = "pixelshuffle"
+    family = "reshape"
+    has_state = True
+    signature = (("r", 2),)
+    doc = "C×H×W to C/r²×rH×rW: each r² channels become an r×r block of pixels"
+
+    def resolve(self, attrs, inputs):
+        channels, factor = spatial(self, inputs[0])[0], whole(attrs["r"], "factor r")
+        if channels % (factor * factor):
+            raise ShapeProblem(f"`pixelshuffle` needs channels divisible by r² = {factor * factor}, got {channels}")
+        return {"r": factor}
+
+    def shape(self, attrs, inputs):
+        channels, height, width = inputs[0]
+        factor = attrs["r"]
+        return (channels // (factor * factor), height * factor, width * factor)
+
+    def window(self, attrs, inputs):
+        return Window((1, 1), (1, 1), upsample=(attrs["r"], attrs["r"]))
+
+    def label(self, attrs):
+        return f"pixel shuffle ×{attrs['r']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.PixelShuffle(attrs["r"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(11, "`pixelshuffle`")  # DepthToSpace in PyTorch's channel order (CRD)
+        return emit.op("DepthToSpace", [args[0]], blocksize=attrs["r"], mode="CRD")
+
+
+@register
 class Input(OpKind):
     """The network's input; built by `input 3x224x224`, never called by name."""
 
