@@ -3,7 +3,8 @@ torchvision.ops on small random inputs, through both the compiled torch module a
 (onnxruntime); and its figures (params, MACs, receptive field) are the hand-counted ones."""
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import onnxruntime
 import pytest
 import torch
@@ -351,3 +352,36 @@ def test_pixelshuffle_turns_channels_into_pixels():
                                                 "jump": (0.5, 0.5)}
     with pytest.raises(CnnDslError, match=r"`pixelshuffle` needs channels divisible by r² = 4, got 6"):
         cnndsl.parse("network n { input 6x2x2\n pixelshuffle(2) }")
+
+
+# ---- training ------------------------------------------------------------------------------------
+def test_every_new_kind_trains_where_its_in_place_neighbours_overwrite_nothing_backward_needs():
+    """Autograd refuses backward when a tensor it saved was overwritten in place, so backward is the check."""
+    body = """conv1x1(8), layernorm, relu, groupnorm(2), relu, layerscale(0.5), relu
+    branch { chunk(2, 0), relu | chunk(2, 1), identity | fc(4, pixelwise=true), relu }
+    channelshuffle(2), residual { conv3x3(12), mish, prelu, stochasticdepth(0.5) }, relu
+    conv1x1(8), pixelshuffle(2), elu, resize(@x), relu, mul(0.5), relu"""
+    network = cnndsl.parse(f"network n {{\n x: input 4x6x5\n {body}\n}}")
+    module = network.to_torch(seed=0).train()
+    x = images("4x6x5", batch=4).requires_grad_()
+    module(x).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in module.parameters())
+
+
+# ---- diagrams ----------------------------------------------------------------------------------
+def test_new_kinds_are_drawn_in_their_family_and_a_constant_factor_fits_its_oval():
+    from cnndsl.backends.graphviz import to_digraph
+
+    network = cnndsl.parse("""network n {
+        image: input 4x6x6
+        layernorm, layerscale, groupnorm(2), prelu, elu, mish, chunk(2, 0), channelshuffle(2), identity
+        stochasticdepth(0.1), pixelshuffle(1), resize(@image), fc(4, pixelwise=true), mul(0.5)
+    }""")
+    source = to_digraph(network, expand=True).source
+    drawn = dict(re.findall(r'label=<([^>]*)> class=(\w+)', source))
+    assert drawn == {"layernorm": "norm", "layerscale 1e-06": "norm", "groupnorm 2": "norm", "prelu": "act",
+                     "elu": "act", "mish": "act", "chunk 1/2": "reshape", "channel shuffle 2": "reshape",
+                     "identity": "reshape", "stochastic depth 0.1": "reg", "pixel shuffle ×1": "reshape",
+                     "resize 6×6": "pool", "fc 4 per pixel": "fc", "× 0.5": "merge"}
+    assert re.search(r'label=<× 0.5> class=merge [^\]]*shape=ellipse', source)
