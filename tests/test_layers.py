@@ -69,8 +69,9 @@ def figures(network, name: str) -> dict:
 
 
 # ---- mul ---------------------------------------------------------------------------------
-def test_mul_by_a_constant_scales():
+def test_mul_by_a_constant_scales_and_gates_too_when_given_a_tap():
     assert_computes("relu, mul(0.5)", lambda x, m: F.relu(x) * 0.5)
+    assert_computes("a: conv1x1(4), relu, mul(@a, 0.5)", lambda x, m: F.relu(m.conv(x)) * m.conv(x) * 0.5)
 
 
 # ---- stochastic depth -------------------------------------------------------------------------
