@@ -126,6 +126,11 @@ def test_groupnorm_normalises_each_group_of_channels():
         cnndsl.parse("network n { input 6x4x4\n groupnorm(4) }")
 
 
+def test_groupnorm_of_a_vector():
+    assert_computes("groupnorm(4, eps=1e-3)", lambda x, m: F.group_norm(
+        x, 4, m.groupnorm.weight, m.groupnorm.bias, 1e-3), shape="12")
+
+
 def test_layerscale_is_one_learned_factor_per_channel_starting_at_init():
     network = assert_computes("layerscale(0.1)", lambda x, m: x * m.layerscale)
     fresh = network.to_torch().state_dict()["layerscale"]

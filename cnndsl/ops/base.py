@@ -233,6 +233,14 @@ def stride_text(stride: tuple[int, int]) -> str:
     return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
 
 
+def channels_last(module: str, arg: str, shape: Shape) -> str:
+    """The torch call of a layer over the channels at every pixel: permuted to N×H×W×C and back, as ConvNeXt
+    applies its LayerNorm and Linear; a vector needs no permute."""
+    if len(shape) == 1:
+        return f"{module}({arg})"
+    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
+
+
 def format_shape(shape: Shape) -> str:
     return "×".join(str(dim) for dim in shape)
 

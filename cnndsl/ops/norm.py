@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ValueProblem
-from .base import REQUIRED, OpKind, alias, fraction, real, register, spatial, whole
+from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
 
 
 @register
@@ -154,13 +154,6 @@ class LayerScale(OpKind):
 def _per_channel(shape):
     """C×1×1 for C×H×W, C for a vector: a tensor that broadcasts over the pixels."""
     return (shape[0], *[1] * (len(shape) - 1))
-
-
-def channels_last(module, arg, shape) -> str:
-    """A layer over the channels applied at every pixel: permuted to N×H×W×C and back, as ConvNeXt does."""
-    if len(shape) == 1:
-        return f"{module}({arg})"
-    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
 
 
 @register
