@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -267,6 +268,12 @@ else {
 residual { conv3x3(8, s=2) }
 shortcut { avgpool(2), conv1x1(8) }""")
     assert [op for _, op, _ in layers(chosen)] == ["sigmoid", "conv", "avgpool", "conv", "add"]
+
+
+def test_looking_past_comment_lines_for_else_takes_linear_time():
+    start = time.perf_counter()
+    net("relu\n" + "#" * 20_000 + "\n" + "# c\n" * 20_000 + "relu")
+    assert time.perf_counter() - start < 2  # a backtracking pattern takes minutes on 30 `#` alone
 
 
 def test_a_block_called_shortcut_still_starts_a_statement():
