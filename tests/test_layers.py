@@ -271,12 +271,13 @@ def test_resize_to_a_taps_size_is_torchvisions_segmentation_upsampling():
 
 @pytest.mark.parametrize("opset", [11, 13])
 def test_resize_to_a_fixed_size_in_older_opsets(opset):
-    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)) }")
+    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)), resize((1, 5)) }")
     session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     x = images("3x9x8")
-    expected = F.interpolate(F.interpolate(x, size=(7, 12), mode="nearest"), size=(14, 24), mode="bilinear",
-                             align_corners=False)
+    expected = F.interpolate(x, size=(7, 12), mode="nearest")
+    for size in ((14, 24), (1, 5)):  # a length of 1 samples the middle, not pixel 0
+        expected = F.interpolate(expected, size=size, mode="bilinear", align_corners=False)
     for got in both(network, network.to_torch().eval(), session, x):
         assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
 

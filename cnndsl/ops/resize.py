@@ -93,8 +93,8 @@ class Resize(OpKind):
         unused = ["", ""] if emit.opset >= 13 else [emit.floats("roi", ()), emit.floats("scales", ())]
         if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
             options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        else:
-            options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+        else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
+            options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
         return emit.op("Resize", [args[0], *unused, sizes], **options)
 
 
