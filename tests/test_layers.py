@@ -392,3 +392,12 @@ def test_new_kinds_are_drawn_in_their_family_and_a_constant_factor_fits_its_oval
                      "identity": "reshape", "stochastic depth 0.1": "reg", "pixel shuffle ×1": "reshape",
                      "resize 6×6": "pool", "fc 4 per pixel": "fc", "× 0.5": "merge"}
     assert re.search(r'label=<× 0.5> class=merge [^\]]*shape=ellipse', source)
+
+
+def test_bilinear_resizing_widens_the_receptive_field_by_one_input_pixel():
+    network = cnndsl.parse("""network n { input 3x16x16
+        conv(4, s=2), a: upsample(2, mode=bilinear), conv(4, s=2), b: upsample(2), conv(4, s=2), resize((8, 8))
+    }""")
+    assert [(figures(network, name)["rf"], figures(network, name)["jump"]) for name in ("upsample1", "upsample2")] \
+        == [((3 + 2, 3 + 2), (1, 1)), ((5 + 2, 5 + 2), (1, 1))]  # bilinear: + jump_in (2); nearest: + 0
+    assert (figures(network, "resize")["rf"], figures(network, "resize")["jump"]) == ((9 + 2, 9 + 2), (2, 2))
