@@ -13,7 +13,7 @@ import networkx as nx
 from . import ops
 from . import syntax as ast
 from .errors import CnnDslError, LimitProblem, NameProblem, ShapeProblem, SourcePos, ValueProblem, did_you_mean
-from .evaluate import Env, Evaluator, Tap, no_incoming
+from .evaluate import Env, Evaluator, Tap, no_incoming, shown
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
@@ -148,7 +148,7 @@ class Expander:
         if isinstance(target, BlockRef):
             return self._call_block(target, stmt, frame)
         if target is not None:
-            raise ValueProblem(f"`{stmt.name}` is {target!r}, not a layer or block", stmt.pos)
+            raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
         found = ops.lookup(stmt.name)
         if found is None or found[0].name == "input":
             candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
@@ -207,19 +207,19 @@ class Expander:
     def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
         """`bottleneck(128, s=2)`: required arguments, then only those that differ from their defaults,
         so a diagram's block titles read like the source rather than a dump of every parameter."""
-        shown = []
+        parts = []
         for param in definition.params:
             value = env.values[param.name]
             if param.default is None:
-                shown.append(_show(value))
+                parts.append(_show(value))
                 continue
             try:
                 default = self.evaluate(param.default, env)
             except CnnDslError:
                 default = None
-            if value != default:
-                shown.append(f"{param.name}={_show(value)}")
-        return f"{definition.name}({', '.join(shown)})"
+            if not self.evaluate.same(value, default):
+                parts.append(f"{param.name}={_show(value)}")
+        return f"{definition.name}({', '.join(parts)})"
 
     def _Group(self, stmt: ast.Group, frame: Frame) -> None:
         self.seq(stmt.body, replace(frame, env=frame.env.child()))
@@ -352,7 +352,7 @@ class Expander:
     def _For(self, stmt: ast.For, frame: Frame) -> None:
         items = self.evaluate(stmt.iterable, frame.env)
         if not isinstance(items, (list, tuple)):
-            raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", stmt.iterable.pos)
+            raise ValueProblem(f"`for` needs a list to walk over, got {shown(items)}", stmt.iterable.pos)
         for index in self._turns(len(items), stmt.iterable.pos, "loop turns"):
             values = self._unpack(stmt, items[index])
             self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
@@ -361,7 +361,7 @@ class Expander:
         if len(stmt.names) == 1:
             return {stmt.names[0]: item}
         if not isinstance(item, (list, tuple)) or len(item) != len(stmt.names):
-            raise ValueProblem(f"cannot unpack {item!r} into {', '.join(stmt.names)}", stmt.iterable.pos)
+            raise ValueProblem(f"cannot unpack {shown(item)} into {', '.join(stmt.names)}", stmt.iterable.pos)
         return dict(zip(stmt.names, item))
 
     def _If(self, stmt: ast.If, frame: Frame) -> None:
@@ -404,9 +404,8 @@ def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywo
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value in a block's label or the network's parameters: a few elements of a long list."""
+    return f"{value:g}" if isinstance(value, float) else shown(value)
 
 
 def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int) -> nx.DiGraph:
