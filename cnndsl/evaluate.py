@@ -346,6 +346,11 @@ class Evaluator:
                 result.append(self(expr.item, scope))
         return self.measure(result)
 
+    def _NumberList(self, expr, env):
+        _bounded(len(expr.values))
+        self.charge(len(expr.values))
+        return list(expr.values)
+
     def _TupleExpr(self, expr, env):
         return self.measure(tuple(self(item, env) for item in expr.items))
 

@@ -100,3 +100,44 @@ def test_a_long_list_in_a_message_or_label_shows_its_first_elements():
     network = cnndsl.parse(net("b(range(20), 2.5)", "block b(xs, f) { relu }\n"))
     assert [group["label"] for group in network.graph.graph["groups"].values()] == [
         "b([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...], 2.5)"]
+
+
+# ---- finding 9: a valid 4 MB file of one long list -----------------------------------------------
+def test_a_4_mb_list_of_numbers_is_read_in_linear_time_and_memory(tmp_path, startup):
+    path = tmp_path / "long.cnn"
+    path.write_text("let xs = [" + ", ".join(["16"] * 999_999) + ", 8]\n" + net("conv3x3(xs[999999])"))
+    assert path.stat().st_size > 3_900_000
+    code, stderr, seconds, megabytes = _check("check", str(path))
+    assert code == 0, stderr[:500]
+    assert seconds - startup < 3.0, (seconds, startup)  # 83 s before, quadratic-free but one token each
+    assert megabytes < 300, megabytes
+
+
+@pytest.mark.parametrize("literal,value", [
+    ("[16, 32, 64]", [16, 32, 64]),
+    ("[\n        1,\n        2.5\n    ]", [1, 2.5]),
+    ("[007, 0.50]", [7, 0.5]),
+    ("[1, 2][1]", 2),
+    ("[[1, 2], [3]]", [[1, 2], [3]]),
+])
+def test_number_lists_read_as_one_token_have_the_values_written(literal, value):
+    from cnndsl.load import Loader
+
+    values = Loader().load_text(f"let v = {literal}\n", "t.cnn").env.values["v"]
+    assert repr(values) == repr(value)  # ints stay ints, floats floats
+
+
+@pytest.mark.parametrize("literal,message", [
+    ("[1, 2,]", "t.cnn:1:15: error: unexpected `]`\nhint: expected a number"),
+    ("[1,\n   2 3]", "t.cnn:2:6: error: unexpected `3`\nhint: expected `,` or `]`"),
+    ("[1, 1.2.3]", "t.cnn:1:16: error: unexpected `.`\nhint: expected `,` or `]`"),
+    ("[1,\n   9007199254740993]", "t.cnn:2:4: error: 9.01e+15 is too large for a size or count"),
+    ("[1, 2,\n 1234567890123456789012345678901]", "t.cnn:2:2: error: a number of 31 digits is too large for a size or count"),
+])
+def test_errors_inside_a_number_list_are_located(literal, message):
+    from cnndsl.errors import CnnDslError
+    from cnndsl.load import Loader
+
+    with pytest.raises(CnnDslError) as caught:
+        Loader().load_text(f"let v = {literal}\n", "t.cnn")
+    assert str(caught.value) == message
