@@ -11,7 +11,8 @@ from .errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_yo
 
 LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
 LONGEST = 1_000_000  # elements in a value, nested lists counted in full: beyond this a loop would never end
-WORK = 3_000_000  # values one Evaluator may touch in all: about a second, and ~100 MB if it keeps them all
+WORK = 3_000_000  # values one Evaluator may touch in all: about half a second, and ~100 MB if it keeps them all
+NODE_COST = 4  # an expression evaluated costs as much as this many elements built in a C loop (range, +, sum)
 CHARACTERS_PER_VALUE = 100  # a string counts as one value per this many characters when it is compared
 
 
@@ -231,8 +232,8 @@ def _unpacked(names: list[str], item: Any, pos: Any) -> dict[str, Any]:
 class Evaluator:
     """Evaluates expressions in an Env; `in.c` asks `incoming` for the current shape.
 
-    Every expression node, and every element built, walked or compared, spends one unit of a budget
-    of WORK: the steps limit counts statements, this bounds what each of them may do.
+    Every element built, walked or compared spends one unit of a budget of WORK, and every expression
+    evaluated NODE_COST: the steps limit counts statements, this bounds what each of them may do.
     """
 
     def __init__(self, incoming: Callable[[str, Any], int], work: int = WORK):
@@ -264,7 +265,7 @@ class Evaluator:
 
     def __call__(self, expr: ast.Expr, env: Env) -> Any:
         try:
-            self.charge(1)
+            self.charge(NODE_COST)
             return _checked(self._eval(expr, env))
         except CnnDslError as error:
             raise error.at(expr.pos)
