@@ -528,6 +528,8 @@ def _drive(seeds, results: list, lock) -> None:
             escaped, seconds, outcome = worker.run(text, network)
             with lock:
                 results.append((seed, seconds, escaped, f"{label.split()[0]} {outcome}"))
+                if escaped or len(results) % 5000 == 0:
+                    print(f"... {len(results):,} inputs; seed {seed}: {escaped or 'fine'}"[:300], file=sys.stderr, flush=True)
     finally:
         worker.stop()
 
