@@ -1,7 +1,6 @@
 """Text -> AST, with Lark's LALR parser and positions on every node."""
 from __future__ import annotations
 
-import math
 import re
 from functools import lru_cache
 from typing import Iterator

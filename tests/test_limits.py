@@ -33,7 +33,7 @@ def _check(*args: str, timeout: float = 60) -> tuple[int, str, float, float]:
     env = {**os.environ, "CNNDSL_NO_CACHE": "1"}
     try:
         done = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True,
-                              timeout=timeout, preexec_fn=_limited, env=env)
+                              timeout=timeout, preexec_fn=_limited, env=env, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail(f"cnndsl {' '.join(args)} ran for more than {timeout} s")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
