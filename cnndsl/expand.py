@@ -439,10 +439,11 @@ def _declares_input(body: ast.Seq) -> bool:
     return False
 
 
-def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
-    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way."""
+def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, evaluate: Optional[Evaluator] = None):
+    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way
+    (one evaluator for the whole chain, so its work budget bounds the chain, not each alias)."""
     definition = ref.definition
-    evaluate = Evaluator(no_incoming)
+    evaluate = evaluate or Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
         bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate, definition.pos)
         return definition, ref.env, bound
@@ -469,4 +470,4 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
             raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
                                definition.pos)
         keywords.update(zip([param.name for param in params], positional))
-    return resolve_network(target, {**keywords, **overrides}, depth + 1)
+    return resolve_network(target, {**keywords, **overrides}, depth + 1, evaluate)

@@ -102,6 +102,17 @@ def test_a_long_list_in_a_message_or_label_shows_its_first_elements():
         "b([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...], 2.5)"]
 
 
+def test_a_chain_of_aliases_shares_one_work_budget(tmp_path, startup):
+    path = tmp_path / "aliases.cnn"
+    lines = ["network a0(x=1) {\n    input 3x8x8\n    relu\n}"]
+    lines += [f"network a{i} = a{i - 1}(x=sum(range(1000000)))" for i in range(1, 60)]
+    path.write_text("\n".join(lines) + "\n")
+    code, stderr, seconds, megabytes = _check("summary", str(path), "--network", "a59")
+    assert code == 1
+    assert stderr.startswith(f"{path}:62:25: " + WORK_MESSAGE + "\n"), stderr[:500]
+    assert seconds - startup < 1.5, (seconds, startup)
+
+
 # ---- finding 9: a valid 4 MB file of one long list -----------------------------------------------
 def test_a_4_mb_list_of_numbers_is_read_in_linear_time_and_memory(tmp_path, startup):
     path = tmp_path / "long.cnn"
