@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..evaluate import shown
 from ..spellings import unknown_argument_hint
 
 Shape = tuple[int, ...]
@@ -165,7 +166,7 @@ def known_names() -> list[str]:
 def whole(value: Any, what: str, minimum: int = 1) -> int:
     """A whole number >= minimum; integral floats (from `/`) are accepted."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueProblem(f"{what} must be a whole number, got {value!r}")
+        raise ValueProblem(f"{what} must be a whole number, got {shown(value)}")
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueProblem(f"{what} must be a whole number, got {value:g}", hint="use // for floor division")
@@ -188,25 +189,25 @@ def pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:
 def fraction(value: Any, what: str) -> float:
     """A probability or rate in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueProblem(f"{what} must be between 0 and 1, got {value!r}")
+        raise ValueProblem(f"{what} must be between 0 and 1, got {shown(value)}")
     return float(value)
 
 
 def real(value: Any, what: str, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
-        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {value!r}")
+        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {shown(value)}")
     return float(value)
 
 
 def flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueProblem(f"{what} must be true or false, got {value!r}")
+        raise ValueProblem(f"{what} must be true or false, got {shown(value)}")
     return value
 
 
 def choice(value: Any, what: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {value!r}")
+        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {shown(value)}")
     return value
 
 
