@@ -1,6 +1,7 @@
 """Text -> AST, with Lark's LALR parser and positions on every node."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Iterator
 
@@ -20,6 +21,10 @@ _CLOSERS = set(_OPENERS.values())
 _DEEPENING = {"ADD_OP", "MINUS", "MUL_OP", "STAR", "CIRCUMFLEX", "COMPARE", "AND", "OR", "NOT", "IF", "ELSE",
               "DOT", "COLON"}
 _SEPARATORS = {"COMMA", "_NL", "VBAR"}
+# A line that starts with one of these words continues the statement before it (`}` then `else {`):
+# none of them can start a statement, so the line break before them is layout, not a separator
+# (`shortcut` only before its `{`: a block may be called shortcut).
+_CONTINUATION = re.compile(r"(?:[\t \f]|\r?\n|#[^\n]*)*(?:else\b|elif\b|shortcut[\t ]*\{)")
 
 
 class _Nesting:
@@ -33,6 +38,7 @@ class _Nesting:
 
     def __init__(self) -> None:
         self.file = "<string>"
+        self.text = ""
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         stack: list[str] = []
@@ -59,6 +65,8 @@ class _Nesting:
                     raise self._too_deep(token, "this expression nests", "split it into steps with `let`")
             elif kind == "_NL" and stack and stack[-1] != "LBRACE":
                 continue  # a line break inside ( ) or [ ] is layout, not a separator
+            elif kind == "_NL" and _CONTINUATION.match(self.text, token.end_pos):
+                continue
             elif kind in _SEPARATORS:
                 chain = chains[-1]
                 depth -= chain[0]
@@ -87,8 +95,8 @@ def _parser() -> tuple[Lark, _Nesting]:
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
     parser, nesting = _parser()
-    nesting.file = file
     text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the program; editors hide it
+    nesting.file, nesting.text = file, text
     try:
         tree = parser.parse(text)
         return _ToAst(file, text).transform(tree)

@@ -252,6 +252,42 @@ def test_taps_are_local_to_a_block_instance():
     assert len(layers(cnndsl.parse(source))) == 9
 
 
+# ---- grammar corners ----------------------------------------------------------------------
+def test_else_elif_and_shortcut_may_start_the_line_after_the_closing_brace():
+    chosen = net("""if in.c > 3 {
+    relu
+}
+elif in.c == 3 {
+    sigmoid
+}
+# a comment between the branches
+else {
+    tanh
+}
+residual { conv3x3(8, s=2) }
+shortcut { avgpool(2), conv1x1(8) }""")
+    assert [op for _, op, _ in layers(chosen)] == ["sigmoid", "conv", "avgpool", "conv", "add"]
+
+
+def test_a_block_called_shortcut_still_starts_a_statement():
+    source = "block shortcut { relu }\nnetwork n { input 3x4x4\n residual { relu }\n shortcut }"
+    assert [op for _, op, _ in layers(cnndsl.parse(source))] == ["relu", "add", "relu"]
+
+
+def test_mul_of_a_number_scales_by_a_constant_and_needs_something_to_multiply_by():
+    scaled = node(net("mul(0.5)"), "mul")
+    assert scaled["attrs"] == {"factor": 0.5} and scaled["shape"] == (3, 32, 32)
+    with pytest.raises(CnnDslError) as caught:
+        net("relu, mul")
+    assert str(caught.value) == ("<string>:3:7: error: `mul` needs something to multiply by\n"
+                                 "hint: mul(@gate) or a constant, mul(0.5)")
+
+
+def test_labels_show_unequal_strides_on_both_axes():
+    labels = net("maxpool(k=2, s=(2, 1)), conv(4, s=(1, 2)), avgpool(2), deconv(4, s=(2, 1))").summary().labels
+    assert labels == ["maxpool 2×2, /2×1", "conv 3×3, 4, /1×2", "avgpool 2×2, /2", "deconv 2×2, 4, ×2×1"]
+
+
 # ---- IR contract ------------------------------------------------------------------------
 def test_every_node_carries_op_attrs_shape_position_group_and_name():
     n = net("stage s { conv3x3(8) }")

@@ -225,6 +225,13 @@ def sliding(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
     return out
 
 
+def stride_text(stride: tuple[int, int]) -> str:
+    """A label's stride: nothing for 1, `, /2` for (2, 2), `, /2×1` for (2, 1)."""
+    if stride == (1, 1):
+        return ""
+    return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
+
+
 def format_shape(shape: Shape) -> str:
     return "×".join(str(dim) for dim in shape)
 

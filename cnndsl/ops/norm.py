@@ -1,8 +1,8 @@
-"""Normalisation and regularisation: batch norm, local response norm, dropout."""
+"""Normalisation and regularisation: batch, layer and group norm, local response norm, dropout, stochastic depth."""
 from __future__ import annotations
 
 from ..errors import ValueProblem
-from .base import OpKind, fraction, real, register, spatial, whole
+from .base import REQUIRED, OpKind, alias, fraction, real, register, spatial, whole
 
 
 @register
@@ -88,3 +88,38 @@ class Dropout(OpKind):
 
     def onnx(self, attrs, inputs, args, emit):
         return args[0]  # the export is for inference, where dropout passes its input on
+
+
+@register
+class StochasticDepth(OpKind):
+    """torchvision.ops.StochasticDepth(p, "row"): Huang et al. 2016, as ConvNeXt and EfficientNet apply it at
+    the end of a residual body. The mask is nn.Dropout of a ones tensor of shape N×1×1×1: Bernoulli(1 − p)
+    scaled by 1/(1 − p) per sample while training, exactly ones in eval mode."""
+
+    name = "stochasticdepth"
+    family = "reg"
+    has_state = True
+    torch_overwritable = True
+    signature = (("p", REQUIRED),)
+    doc = "drops whole samples with probability p while training, scaling the rest by 1/(1 − p)"
+
+    def resolve(self, attrs, inputs):
+        return {"p": fraction(attrs["p"], "stochastic depth probability p")}
+
+    def label(self, attrs):
+        return f"stochastic depth {attrs['p']:g}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.Dropout(attrs["p"])
+
+    def torch_call(self, attrs, inputs, args, module):
+        ones = ", ".join(["1"] * len(inputs[0]))
+        return f"{args[0]} * {module}({args[0]}.new_ones({args[0]}.shape[0], {ones}))"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return args[0]  # the export is for inference, where every sample survives unscaled
+
+
+alias("droppath", "stochasticdepth")
