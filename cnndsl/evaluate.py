@@ -80,9 +80,54 @@ def _whole_number(value):
     return int(value)
 
 
+def _log(value, base=None):
+    """Natural logarithm, or to a base: RegNet's widths are quantised in log space."""
+    if _number(value, "log") <= 0:
+        raise ValueProblem(f"log({value:g}) is not defined", hint="log needs a number above 0")
+    if base is None:
+        return math.log(value)
+    if _number(base, "log") <= 0 or base == 1:
+        raise ValueProblem(f"log to the base {base:g} is not defined", hint="a base is above 0 and not 1")
+    return math.log(value) / math.log(base)
+
+
+def _exp(value):
+    try:
+        return math.exp(_number(value, "exp"))
+    except OverflowError:
+        raise ValueProblem(f"exp({value:g}) is too large for a size or count") from None
+
+
+def _sqrt(value):
+    if _number(value, "sqrt") < 0:
+        raise ValueProblem(f"sqrt({value:g}) is not a real number")
+    return math.sqrt(value)
+
+
+MOST_DIGITS = 30  # round(x, n): no number has more digits than this, and 10^n must stay small to compute
+
+
+def _round(value, digits=None):
+    """Python's round (half to even, as torch.round); the digits are bounded: round(5, -2^53) computes 10^2^53."""
+    _number(value, "round")
+    if digits is None:
+        return round(value)
+    if isinstance(digits, bool) or not isinstance(digits, int) or abs(digits) > MOST_DIGITS:
+        raise ValueProblem(f"round(x, n) keeps n digits: n must be a whole number from {-MOST_DIGITS} to "
+                           f"{MOST_DIGITS}, got {_magnitude(digits) if isinstance(digits, (int, float)) else repr(digits)}")
+    return round(value, digits)
+
+
+def _rounding(name: str, function):
+    """floor and ceil of numbers only, with their own names in errors."""
+    return lambda value: function(_number(value, name))
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min, "max": max, "len": len, "range": _range, "sum": _total, "abs": abs,
-    "int": _whole_number, "round": round, "floor": math.floor, "ceil": math.ceil,
+    "int": _whole_number, "round": _round, "floor": _rounding("floor", math.floor),
+    "ceil": _rounding("ceil", math.ceil), "log": _log, "exp": _exp, "sqrt": _sqrt,
+    "pow": lambda base, exponent: _power(_number(base, "pow"), _number(exponent, "pow")),
     "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
     "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
 }
@@ -120,8 +165,8 @@ def _divide(op: str, left, right):
 def _power(base, exponent):
     if exponent < 0 and base == 0:
         raise ValueProblem("zero to a negative power")
-    if abs(base) > 1 and exponent > 64:
-        raise ValueProblem(f"{base}^{exponent} is too large for a size or count")
+    if base != 0 and exponent * math.log2(abs(base)) > 64:  # |result| > 2^64: refused before computing it
+        raise ValueProblem(f"{_magnitude(base)}^{_magnitude(exponent)} is too large for a size or count")
     try:
         result = base**exponent
     except OverflowError:
@@ -143,6 +188,14 @@ _COMPARE = {
 def no_incoming(attr: str, pos: Any) -> int:
     """`in.c` outside a network or block has no tensor to read."""
     raise NameProblem(f"`in.{attr}` is only defined inside a network or block", pos)
+
+
+def _unpacked(names: list[str], item: Any, pos: Any) -> dict[str, Any]:
+    if len(names) == 1:
+        return {names[0]: item}
+    if not isinstance(item, (list, tuple)) or len(item) != len(names):
+        raise ValueProblem(f"cannot unpack {item!r} into {', '.join(names)}", pos)
+    return dict(zip(names, item))
 
 
 class Evaluator:
@@ -215,6 +268,17 @@ class Evaluator:
 
     def _ListExpr(self, expr, env):
         return [self(item, env) for item in expr.items]
+
+    def _Comprehension(self, expr, env):
+        items = self(expr.iterable, env)
+        if not isinstance(items, (list, tuple)):
+            raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", expr.iterable.pos)
+        result = []
+        for item in items:
+            scope = env.child(**_unpacked(expr.names, item, expr.iterable.pos))
+            if expr.condition is None or self._truth(expr.condition, scope):
+                result.append(self(expr.item, scope))
+        return result
 
     def _TupleExpr(self, expr, env):
         return tuple(self(item, env) for item in expr.items)

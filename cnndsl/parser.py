@@ -309,6 +309,11 @@ class _ToAst(Transformer):
     def list(self, meta, *items):
         return ast.ListExpr(self._pos(meta), list(items))
 
+    def comprehension(self, meta, item, *parts):
+        names = [str(part) for part in parts if isinstance(part, Token)]
+        rest = parts[len(names):]
+        return ast.Comprehension(self._pos(meta), item, names, rest[0], rest[1] if len(rest) == 2 else None)
+
     def tuple(self, meta, *items):
         return ast.TupleExpr(self._pos(meta), list(items))
 

@@ -102,6 +102,16 @@ class Conditional(Expr):
     otherwise: Expr
 
 
+@dataclass
+class Comprehension(Expr):
+    """`[item for names in iterable if condition]`: family rules (RegNet's stages) filter and map lists."""
+
+    item: Expr
+    names: list[str]
+    iterable: Expr
+    condition: Optional[Expr]
+
+
 # ---- statements and layers ---------------------------------------------------
 @dataclass
 class Stmt:
