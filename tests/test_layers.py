@@ -102,3 +102,68 @@ def test_stochastic_depth_at_the_end_of_a_residual_body_drops_the_body_not_the_s
     assert torch.allclose(out[~dropped], x[~dropped] + body[~dropped] / 0.5, atol=1e-5)
     assert 0.4 < dropped.float().mean().item() < 0.6  # 400 samples: sd 0.025, 4 of them
     assert [name for name, _ in module.named_children()] == ["conv", "stochasticdepth"]
+
+
+# ---- normalisation and scale -----------------------------------------------------------------
+def test_layernorm_normalises_the_channels_of_each_pixel():
+    network = assert_computes("layernorm(eps=1e-3)", lambda x, m: F.layer_norm(
+        x.permute(0, 2, 3, 1), (4,), m.layernorm.weight, m.layernorm.bias, 1e-3).permute(0, 3, 1, 2))
+    assert figures(network, "layernorm")["params"] == 8 and figures(network, "layernorm")["macs"] == 0
+
+
+def test_layernorm_of_a_vector():
+    assert_computes("layernorm(eps=1e-3)", lambda x, m: F.layer_norm(
+        x, (12,), m.layernorm.weight, m.layernorm.bias, 1e-3), shape="12")
+
+
+def test_groupnorm_normalises_each_group_of_channels():
+    network = assert_computes("conv1x1(6), groupnorm(3, eps=1e-3)", lambda x, m: F.group_norm(
+        m.conv(x), 3, m.groupnorm.weight, m.groupnorm.bias, 1e-3))
+    assert figures(network, "groupnorm")["params"] == 12
+    with pytest.raises(CnnDslError, match=r"groups g=4 must divide the channels \(6\)"):
+        cnndsl.parse("network n { input 6x4x4\n groupnorm(4) }")
+
+
+def test_layerscale_is_one_learned_factor_per_channel_starting_at_init():
+    network = assert_computes("layerscale(0.1)", lambda x, m: x * m.layerscale)
+    fresh = network.to_torch().state_dict()["layerscale"]
+    assert fresh.shape == (4, 1, 1) and torch.equal(fresh, torch.full((4, 1, 1), 0.1))
+    assert figures(network, "layerscale")["params"] == 4 and figures(network, "layerscale")["macs"] == 0
+
+
+def test_pixelwise_fc_is_a_linear_layer_at_every_pixel_counted_at_every_pixel():
+    network = assert_computes("fc(7, pixelwise=true)", lambda x, m: F.linear(
+        x.permute(0, 2, 3, 1), m.fc.weight, m.fc.bias).permute(0, 3, 1, 2))
+    assert figures(network, "fc") == {"shape": (7, 6, 5), "params": 4 * 7 + 7, "macs": 4 * 7 * 6 * 5,
+                                      "rf": (1, 1), "jump": (1, 1)}
+    assert network.to_torch().state_dict()["fc.weight"].shape == (7, 4)  # nn.Linear's (out, in)
+
+
+CONVNEXT_BLOCK = """residual {
+        dwconv7x7, layernorm(eps=1e-6)
+        fc(4 * in.c, pixelwise=true), gelu, fc(8, pixelwise=true)
+        layerscale(0.5), stochasticdepth(0.1)
+    }"""
+# cnndsl's state_dict key -> torchvision's CNBlock key: same shapes, so the checkpoint loads unchanged
+CNBLOCK_KEYS = {"conv.weight": "block.0.weight", "conv.bias": "block.0.bias", "layernorm.weight": "block.2.weight",
+                "layernorm.bias": "block.2.bias", "fc1.weight": "block.3.weight", "fc1.bias": "block.3.bias",
+                "fc2.weight": "block.5.weight", "fc2.bias": "block.5.bias", "layerscale": "layer_scale"}
+
+
+def test_a_convnext_block_is_torchvisions_cnblock_with_its_weights():
+    block = torchvision_models().convnext.CNBlock(8, layer_scale=0.5, stochastic_depth_prob=0.1).eval()
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)) * 0.3)
+    reference = block.state_dict()
+    network, module, _ = compile_network(CONVNEXT_BLOCK, "8x6x5")
+    module.load_state_dict({key: reference[tv] for key, tv in CNBLOCK_KEYS.items()})
+    session = onnxruntime.InferenceSession(build_model(network, weights=module).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = images("8x6x5")
+    with torch.no_grad():
+        expected = block(x)
+    for got in both(network, module, session, x):
+        assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
+    assert network.params == sum(p.numel() for p in block.parameters())
+    assert network.macs == 8 * 6 * 5 * 49 + 2 * (8 * 32 * 6 * 5)  # depthwise 7×7, and both Linears per pixel

@@ -38,6 +38,132 @@ class BatchNorm(OpKind):
 
 
 @register
+class LayerNorm(OpKind):
+    """nn.LayerNorm over the channels; on C×H×W it normalises each pixel's channel vector, as ConvNeXt's
+    LayerNorm2d (and CNBlock's permute, LayerNorm, permute back) do, so its weight and bias are C long."""
+
+    name = "layernorm"
+    family = "norm"
+    has_state = True
+    torch_overwritable = True
+    signature = (("eps", 1e-5),)
+    doc = "layer normalisation over the channels (of each pixel of a C×H×W tensor, or of a vector)"
+
+    def resolve(self, attrs, inputs):
+        return {"eps": real(attrs["eps"], "eps", positive=True)}
+
+    def params(self, attrs, inputs):
+        return 2 * inputs[0][0]
+
+    def label(self, attrs):
+        return "layernorm"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.LayerNorm(inputs[0][0], eps=attrs["eps"])
+
+    def torch_call(self, attrs, inputs, args, module):
+        return channels_last(module, args[0], inputs[0])
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(17, "`layernorm`")  # LayerNormalization
+        channels = (inputs[0][0],)
+        operands = [emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0)]
+        if len(inputs[0]) == 1:
+            return emit.op("LayerNormalization", [args[0], *operands], axis=-1, epsilon=attrs["eps"])
+        pixels = emit.op("Transpose", [args[0]], perm=(0, 2, 3, 1))
+        normed = emit.op("LayerNormalization", [pixels, *operands], axis=-1, epsilon=attrs["eps"])
+        return emit.op("Transpose", [normed], perm=(0, 3, 1, 2))
+
+
+@register
+class GroupNorm(OpKind):
+    name = "groupnorm"
+    family = "norm"
+    has_state = True
+    torch_overwritable = True
+    signature = (("g", REQUIRED), ("eps", 1e-5))
+    doc = "group normalisation (Wu & He 2018): channels in g groups, each normalised over its channels and pixels"
+
+    def resolve(self, attrs, inputs):
+        groups, channels = whole(attrs["g"], "groups g"), inputs[0][0]
+        if channels % groups:
+            raise ValueProblem(f"groups g={groups} must divide the channels ({channels})")
+        return {"g": groups, "eps": real(attrs["eps"], "eps", positive=True)}
+
+    def params(self, attrs, inputs):
+        return 2 * inputs[0][0]
+
+    def label(self, attrs):
+        return f"groupnorm {attrs['g']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.GroupNorm(attrs["g"], inputs[0][0], eps=attrs["eps"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        """Instance norm over (N, g, rest), then the per-channel affine (ONNX's GroupNormalization before opset
+        21 had one scale per group)."""
+        shape, groups = inputs[0], attrs["g"]
+        grouped = emit.op("Reshape", [args[0], emit.ints("grouped", (0, groups, -1))])
+        normed = emit.op("InstanceNormalization", [grouped, emit.floats("ones", [1.0] * groups),
+                                                   emit.floats("zeros", [0.0] * groups)], epsilon=attrs["eps"])
+        restored = emit.op("Reshape", [normed, emit.ints("shape", (0, *shape))])
+        per_channel = _per_channel(shape)
+        weight = emit.op("Reshape", [emit.weight("weight", shape[:1], fill=1.0), emit.ints("per_channel", per_channel)])
+        bias = emit.op("Reshape", [emit.weight("bias", shape[:1], fill=0.0), emit.ints("per_channel", per_channel)])
+        return emit.op("Add", [emit.op("Mul", [restored, weight]), bias])
+
+
+@register
+class LayerScale(OpKind):
+    """A learned per-channel scale, one tensor of shape C×1×1 initialised to `init`, as torchvision's ConvNeXt
+    holds it (`layer_scale`; Touvron et al. 2021, CaiT)."""
+
+    name = "layerscale"
+    family = "norm"
+    has_state = True
+    torch_overwritable = True
+    signature = (("init", 1e-6),)
+    doc = "multiplies each channel by a learned factor, initialised to init (ConvNeXt's layer scale)"
+
+    def resolve(self, attrs, inputs):
+        return {"init": real(attrs["init"], "init")}
+
+    def params(self, attrs, inputs):
+        return inputs[0][0]
+
+    def label(self, attrs):
+        return f"layerscale {attrs['init']:g}"
+
+    def torch_module(self, attrs, inputs):
+        import torch
+        from torch import nn
+
+        return nn.Parameter(torch.full(_per_channel(inputs[0]), attrs["init"]))
+
+    def torch_call(self, attrs, inputs, args, module):
+        return f"{args[0]} * {module}"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Mul", [args[0], emit.weight("", _per_channel(inputs[0]), fill=attrs["init"])])
+
+
+def _per_channel(shape):
+    """C×1×1 for C×H×W, C for a vector: a tensor that broadcasts over the pixels."""
+    return (shape[0], *[1] * (len(shape) - 1))
+
+
+def channels_last(module, arg, shape) -> str:
+    """A layer over the channels applied at every pixel: permuted to N×H×W×C and back, as ConvNeXt does."""
+    if len(shape) == 1:
+        return f"{module}({arg})"
+    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
+
+
+@register
 class LocalResponseNorm(OpKind):
     name = "lrn"
     family = "norm"
