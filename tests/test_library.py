@@ -86,6 +86,13 @@ def test_variants_instantiate_one_family_instead_of_copying_it():
     assert {targets[name] for name in TORCHVISION if name.startswith("densenet")} == {"densenet"}
     assert targets["squeezenet1_0"] == targets["squeezenet1_1"] == "squeezenet"
     assert targets["googlenet"] == targets["googlenet_aux"] == "inception_v1"
+    for prefix, family in [("resnext101", "resnet"), ("wide_resnet101", "resnet"), ("efficientnet_", "efficientnet"),
+                           ("regnet_", "regnet"), ("convnext_", "convnext"), ("mnasnet", "mnasnet"),
+                           ("mobilenet_v3_", "mobilenet_v3"), ("shufflenet_v2_", "shufflenet_v2"),
+                           ("fcn_resnet", "fcn"), ("deeplabv3_resnet", "deeplabv3")]:
+        names = [name for name in TORCHVISION if name.startswith(prefix)]
+        assert names and {targets[name] for name in names} == {family}, prefix
+    assert len([name for name in TORCHVISION if name.startswith("regnet_")]) == 15
 
 
 # ---- torchvision's networks: exact params and MACs ----------------------------------------
