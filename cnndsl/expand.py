@@ -51,6 +51,7 @@ class Frame:
     taps: dict[str, tuple[int, SourcePos]]
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     depth: int = 0
+    entry: Optional[int] = None  # the block instance's input (`@in`); None in the network body: its input
 
 
 class Expander:
@@ -186,6 +187,12 @@ class Expander:
         return self.cursor
 
     def _tap(self, tap: Tap, frame: Frame) -> int:
+        if tap.name == "in":
+            entry = self.graph.graph["input"] if frame.entry is None else frame.entry
+            if entry is None:
+                raise ShapeProblem("`@in` is the input, which is not declared yet", tap.pos,
+                                   "start the network with `input 3x224x224`")
+            return entry
         if tap.name not in frame.taps:
             raise NameProblem(f"undefined tap `@{tap.name}`", tap.pos,
                               did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`")
@@ -201,7 +208,7 @@ class Expander:
         definition = block.definition
         env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
         group = frame.group.open(definition.name, "block", self._call_label(definition, env), stmt.pos)
-        inner = Frame(env, group, {}, frame.defaults, frame.depth + 1)
+        inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
 
     def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
@@ -326,6 +333,9 @@ class Expander:
             self.seq(body, replace(frame, env=env))
 
     def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
+        if stmt.label == "in":
+            raise NameProblem("`in` cannot label a point: `@in` is the input of the block", stmt.pos,
+                              "choose another label")
         getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
         if stmt.label in frame.taps:
             first = frame.taps[stmt.label][1]

@@ -270,6 +270,9 @@ class _ToAst(Transformer):
     def tap(self, meta, name):
         return ast.TapRef(self._pos(meta), str(name))
 
+    def block_input(self, meta):
+        return ast.TapRef(self._pos(meta), "in")
+
     # expressions
     def arguments(self, meta, *args):
         return [a if isinstance(a, ast.Argument) else ast.Argument(None, a, a.pos) for a in args]

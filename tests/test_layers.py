@@ -25,9 +25,9 @@ def torchvision_ops():
     return torchvision.ops
 
 
-def compile_network(body: str, shape: str = "4x6x5"):
-    """A one-network file from the lines of its body, compiled to torch (eval, seeded weights) and ONNX."""
-    network = cnndsl.parse(f"network n {{\n    x: input {shape}\n{body}\n}}")
+def compile_network(body: str, shape: str = "4x6x5", blocks: str = ""):
+    """A network from the lines of its body (after `blocks`), compiled to torch (eval, seeded weights) and ONNX."""
+    network = cnndsl.parse(f"{blocks}\nnetwork n {{\n    x: input {shape}\n{body}\n}}")
     module = network.to_torch(seed=0).eval()
     with torch.no_grad():  # weights that are not PyTorch's defaults, so a misplaced one shows
         for parameter in module.parameters():
@@ -50,9 +50,9 @@ def images(shape: str, batch: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, *dims, generator=torch.Generator().manual_seed(seed))
 
 
-def assert_computes(body: str, reference, shape: str = "4x6x5"):
+def assert_computes(body: str, reference, shape: str = "4x6x5", blocks: str = ""):
     """The torch module and the ONNX export both equal `reference(images, module)`; returns the network."""
-    network, module, session = compile_network(body, shape)
+    network, module, session = compile_network(body, shape, blocks)
     x = images(shape)
     with torch.no_grad():
         expected = reference(x, module)
@@ -167,3 +167,87 @@ def test_a_convnext_block_is_torchvisions_cnblock_with_its_weights():
         assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
     assert network.params == sum(p.numel() for p in block.parameters())
     assert network.macs == 8 * 6 * 5 * 49 + 2 * (8 * 32 * 6 * 5)  # depthwise 7×7, and both Linears per pixel
+
+
+# ---- channels: parts, shuffle, identity, the block's input --------------------------------------
+def test_chunk_takes_one_of_n_equal_parts_of_the_channels():
+    network = assert_computes("conv1x1(6), chunk(3, 1)", lambda x, m: m.conv(x).chunk(3, dim=1)[1])
+    assert figures(network, "chunk")["shape"] == (2, 6, 5)
+    with pytest.raises(CnnDslError, match=r"`chunk` cannot cut 4 channels into 3 equal parts"):
+        cnndsl.parse("network n { input 4x2x2\n chunk(3, 0) }")
+    with pytest.raises(CnnDslError, match=r"part i=2 does not exist among 2 parts"):
+        cnndsl.parse("network n { input 4x2x2\n chunk(2, 2) }")
+
+
+def test_a_layer_after_a_chunk_never_overwrites_the_channels_another_path_reads():
+    network = cnndsl.parse("network n { input 4x3x3\n conv1x1(4)\n branch { chunk(2, 0), relu | chunk(2, 1) } }")
+    module = network.to_torch(seed=0).eval()
+    x = images("4x3x3")
+    with torch.no_grad():
+        full = module.conv(x)
+        assert torch.equal(module(x), torch.cat([F.relu(full[:, :2]), full[:, 2:]], 1))
+
+
+def test_channelshuffle_interleaves_the_groups_as_torchvision_does():
+    channel_shuffle = torchvision_models().shufflenetv2.channel_shuffle
+    network = assert_computes("conv1x1(6), channelshuffle(3)", lambda x, m: channel_shuffle(m.conv(x), 3))
+    assert figures(network, "channelshuffle")["params"] == 0
+    with pytest.raises(CnnDslError, match=r"`channelshuffle` cannot cut 4 channels into 3 groups"):
+        cnndsl.parse("network n { input 4x2x2\n channelshuffle(3) }")
+
+
+def test_identity_is_a_path_of_its_own_in_a_branch_and_in_names_the_blocks_input():
+    def reference(x, m):
+        entry = F.relu(m.conv(x))
+        return m.both.conv(torch.cat([entry, m.both.branch2.conv(entry)], 1)) + entry
+
+    assert_computes("conv1x1(4), relu, both(4)", reference,
+                    blocks="block both(c) { branch { identity | conv1x1(c) }, conv1x1(c), add(@in) }")
+
+
+def test_in_is_the_networks_input_outside_a_block_and_no_label():
+    assert_computes("relu, add(@in)", lambda x, m: F.relu(x) + x)
+    with pytest.raises(CnnDslError, match="`in` cannot label a point: `@in` is the input of the block"):
+        cnndsl.parse("network n { input 3x2x2\n in: relu }")
+
+
+SHUFFLENET_UNIT = """block unit(c, s=1) {
+        if s == 1 {
+            branch {
+                chunk(2, 0)
+              | chunk(2, 1), conv1x1(c // 2, bias=false), bn, relu, dwconv3x3(bias=false), bn
+                conv1x1(c // 2, bias=false), bn, relu
+            }
+        }
+        else {
+            branch {
+                dwconv3x3(s=s, bias=false), bn, conv1x1(c // 2, bias=false), bn, relu
+              | conv1x1(c // 2, bias=false), bn, relu, dwconv3x3(s=s, bias=false), bn
+                conv1x1(c // 2, bias=false), bn, relu
+            }
+        }
+        channelshuffle(2)
+    }"""
+
+
+def test_shufflenet_v2_units_are_torchvisions_inverted_residuals_with_their_weights():
+    shufflenetv2 = torchvision_models().shufflenetv2
+    reference = torch.nn.Sequential(shufflenetv2.InvertedResidual(16, 32, 2), shufflenetv2.InvertedResidual(32, 32, 1))
+    network = cnndsl.parse(f"{SHUFFLENET_UNIT}\nnetwork n {{\n input 16x8x7\n unit(32, s=2), unit(32)\n}}")
+    module = network.to_torch().eval()
+    generator = torch.Generator().manual_seed(3)
+    for layer in reference.modules():  # non-trivial weights and statistics
+        for tensor in [*layer.parameters(recurse=False), *layer.buffers(recurse=False)]:
+            if tensor.is_floating_point():
+                tensor.data.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+    theirs, ours = reference.eval().state_dict(), module.state_dict()
+    assert [value.shape for value in theirs.values()] == [value.shape for value in ours.values()]
+    module.load_state_dict(dict(zip(ours, theirs.values())))
+    session = onnxruntime.InferenceSession(build_model(network, weights=module).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = images("16x8x7")
+    with torch.no_grad():
+        expected = reference(x)
+    for got in both(network, module, session, x):
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4 * expected.abs().max().item())
+    assert network.params == sum(p.numel() for p in reference.parameters())
