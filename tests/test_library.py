@@ -226,7 +226,13 @@ def test_every_file_opens_with_its_paper_and_year(path):
 
 
 # ---- cnndsl list ---------------------------------------------------------------------------------
-def test_list_shows_every_network_with_input_params_and_macs_without_importing_torch():
+@pytest.fixture(scope="module")
+def entries():
+    """The library's catalogue, computed once for the tests of `cnndsl list` and the docs page."""
+    return catalogue()
+
+
+def test_list_shows_every_network_with_input_params_and_macs_without_importing_torch(entries):
     code = ("import sys\nfrom cnndsl.cli import main\n"
             "try:\n    main(['list'])\nexcept SystemExit as end:\n    assert not end.code\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -234,7 +240,7 @@ def test_list_shows_every_network_with_input_params_and_macs_without_importing_t
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
     assert set(rows) == REQUIRED
-    for entry in catalogue():
+    for entry in entries:
         assert rows[entry.name][1:4] == [format_shape(entry.input_shape), f"{entry.params:,}", f"{entry.macs:,}"]
     assert rows["resnet50"][1:] == ["3×224×224", "25,557,032", "4,089,184,256", "resnet.cnn"]
 
@@ -256,10 +262,13 @@ def test_docs_library_lists_every_network_with_its_figures_and_diagram():
     for name, (params, macs, _) in TORCHVISION.items():
         assert names[name][3:5] == [f"{params:,}", f"{macs:,}"], name
     for name in REQUIRED:
-        assert f"![{name} at depth 1](library/{name}.svg)" in page
+        assert re.search(rf"!\[{name} at depth [12]\]\(library/{name}\.svg\)", page), name
         assert "<svg" in (ROOT / "docs" / "library" / f"{name}.svg").read_text(encoding="utf-8")
+    # networks whose one `features` stage holds nearly everything are drawn a level deeper
+    assert "![resnet50 at depth 1]" in page and "![efficientnet_b0 at depth 2]" in page
 
 
-def test_docs_library_is_what_make_py_writes_today():
+def test_docs_library_is_what_make_py_writes_today(entries):
     page = (ROOT / "docs" / "library.md").read_text(encoding="utf-8")
-    assert page == _make().markdown(catalogue()), "run python docs/library/make.py"
+    make = _make()
+    assert page == make.markdown(entries, make.diagram_depths(entries)), "run python docs/library/make.py"
