@@ -38,7 +38,8 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
         data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
-        data["rf"], data["jump"] = _receptive_field(sources, kind.window(data["attrs"], shapes) if shapes else None)
+        read = sources if kind.tap_values else sources[:1]
+        data["rf"], data["jump"] = _receptive_field(read, kind.window(data["attrs"], shapes) if shapes else None)
     return graph
 
 

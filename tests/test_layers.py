@@ -251,3 +251,103 @@ def test_shufflenet_v2_units_are_torchvisions_inverted_residuals_with_their_weig
     for got in both(network, module, session, x):
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4 * expected.abs().max().item())
     assert network.params == sum(p.numel() for p in reference.parameters())
+
+
+# ---- resizing ------------------------------------------------------------------------------------
+def test_resize_to_a_taps_size_is_torchvisions_segmentation_upsampling():
+    network = assert_computes("conv(4, s=2), conv(4, s=2), resize(@x)", lambda x, m: F.interpolate(
+        m.conv2(m.conv1(x)), size=x.shape[-2:], mode="bilinear", align_corners=False), shape="3x13x11")
+    # 13×11 -> 7×6 -> 4×3 -> 13×11; each output pixel reads 2×2 pixels 4 apart: rf 7 + 1·4
+    assert figures(network, "resize") == {"shape": (4, 13, 11), "params": 0, "macs": 0, "rf": (11, 11),
+                                          "jump": (4 * 4 / 13, 4 * 3 / 11)}
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_resize_to_a_fixed_size_in_older_opsets(opset):
+    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)) }")
+    session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = images("3x9x8")
+    expected = F.interpolate(F.interpolate(x, size=(7, 12), mode="nearest"), size=(14, 24), mode="bilinear",
+                             align_corners=False)
+    for got in both(network, network.to_torch().eval(), session, x):
+        assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_resize_takes_one_tap_or_a_size():
+    for call in ("resize", "resize(@x, size=4)", "resize(@x, @y)"):
+        with pytest.raises(CnnDslError, match=r"`resize` takes either one @tap to match or a size"):
+            cnndsl.parse(f"network n {{ x: input 3x4x4\n y: relu\n conv1x1(3)\n {call} }}")
+    with pytest.raises(CnnDslError, match=r"`resize` cannot take the size of a 48 tensor"):
+        cnndsl.parse("network n { input 3x4x4\n v: flatten\n @in\n resize(@v) }")
+
+
+# ---- dilated stages ----------------------------------------------------------------------------
+DILATED_RESNET = """block bottleneck(c, s=1, d=1) {
+    residual {
+        conv1x1(c, bias=false), bn, relu
+        conv3x3(c, s=s, d=d, bias=false), bn, relu
+        conv1x1(4 * c, bias=false), bn
+    }
+    relu
+}
+
+# A stage whose dilation grows (d > d0, torchvision's replace_stride_with_dilation) trades its stride for
+# dilation; its first block keeps the previous dilation, as torchvision's _make_layer(dilate=True) builds it.
+network resnet(depths=[3, 4, 6, 3], dilation=[1, 1, 1, 1]) {
+    input 3x224x224
+    conv7x7(64, s=2, bias=false), bn, relu, maxpool3x3(s=2, p=1)
+    for c, n, s, d, d0 in zip([64, 128, 256, 512], depths, [1, 2, 2, 2], dilation, [1] + dilation) {
+        stage layer { bottleneck(c, s if i == 0 and d == d0 else 1, d0 if i == 0 else d) x n }
+    }
+    gap, fc(1000)
+}"""
+
+
+def test_a_dilated_stage_is_torchvisions_replace_stride_with_dilation():
+    models = torchvision_models()
+    reference = models.ResNet(models.resnet.Bottleneck, [1, 2, 2, 2], replace_stride_with_dilation=[False, True, True])
+    network = cnndsl.parse(DILATED_RESNET, input=(3, 40, 40), depths=[1, 2, 2, 2], dilation=[1, 1, 2, 4])
+    module = network.to_torch().eval()
+    convs = [(m.stride, m.padding, m.dilation) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [(m.stride, m.padding, m.dilation) for m in reference.modules() if isinstance(m, torch.nn.Conv2d)]
+    # layer4, by hand: its first block's 3×3 keeps layer3's dilation 2, its stride-1 projection, then dilation 4
+    assert [convs[-6], convs[-4], convs[-2]] == [((1, 1), (2, 2), (2, 2)), ((1, 1), (0, 0), (1, 1)),
+                                                 ((1, 1), (4, 4), (4, 4))]
+    theirs, ours = reference.eval().state_dict(), module.state_dict()
+    module.load_state_dict(dict(zip(ours, theirs.values())))
+    x = images("3x40x40", batch=2)
+    with torch.no_grad():
+        expected = reference(x)
+        assert torch.allclose(module(x), expected, atol=1e-4 * expected.abs().max().item(), rtol=0)
+    assert network.params == sum(p.numel() for p in reference.parameters())
+
+
+# ---- activations and pixel shuffle ------------------------------------------------------------
+def test_elu_and_mish():
+    assert_computes("elu(0.5), conv1x1(4), mish", lambda x, m: F.mish(m.conv(F.elu(x, 0.5))))
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_mish_before_opset_18_is_x_tanh_softplus(opset):
+    network = cnndsl.parse("network n { input 3x4x4\n mish }")
+    session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = images("3x4x4") * 4
+    assert torch.allclose(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), F.mish(x), atol=TOLERANCE)
+
+
+def test_prelu_learns_one_slope_or_one_per_channel():
+    network = assert_computes("prelu, conv1x1(4), prelu(per_channel=true, init=0.1)", lambda x, m: F.prelu(
+        m.conv(F.prelu(x, m.prelu1.weight)), m.prelu2.weight))
+    assert [figures(network, name)["params"] for name in ("prelu1", "prelu2")] == [1, 4]
+    assert torch.equal(network.to_torch().prelu2.weight, torch.full((4,), 0.1))
+    assert_computes("prelu(per_channel=true)", lambda x, m: F.prelu(x, m.prelu.weight), shape="6")
+
+
+def test_pixelshuffle_turns_channels_into_pixels():
+    network = assert_computes("conv1x1(8), pixelshuffle(2)", lambda x, m: F.pixel_shuffle(m.conv(x), 2))
+    assert figures(network, "pixelshuffle") == {"shape": (2, 12, 10), "params": 0, "macs": 0, "rf": (1, 1),
+                                                "jump": (0.5, 0.5)}
+    with pytest.raises(CnnDslError, match=r"`pixelshuffle` needs channels divisible by r² = 4, got 6"):
+        cnndsl.parse("network n { input 6x2x2\n pixelshuffle(2) }")
