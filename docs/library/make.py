@@ -25,12 +25,13 @@ INTRO = """# The library
 
 Every network that `cnndsl` ships, as `cnndsl list` prints it: the input, the parameters and the
 multiply-accumulates for one image (convolutions and fully connected layers, the convention
-torchvision publishes as "GFLOPS"). Networks named like torchvision's have its architecture
-exactly: its parameter and MAC counts, and the same layers in the same order, so that its
-weights fit (`python docs/library/torchvision_check.py` loads torchvision's state_dict into each by
-position and compares the outputs; with torchvision 0.29.1 all 24 agree exactly). The other
-figures are checked against the papers by `tests/test_library.py`; each file's header names the
-source and every deviation.
+torchvision publishes as "GFLOPS"). Networks named like torchvision's, all 74 of its convolutional
+networks (0.28: classifiers and segmentation models), have its architecture exactly: its parameter
+and MAC counts (`tests/test_library.py` checks them against `tests/data/torchvision-all.md`), and
+the same layers in the same order with the same normalisation settings, so that its weights fit
+(`python docs/library/torchvision_check.py` loads torchvision's state_dict into each by position and
+compares the outputs at 64×64, Inception v3 at 75×75, its smallest; all 74 agree). The other figures are checked against the papers by
+`tests/test_library.py`; each file's header names the source and every deviation.
 
 Load any of them by name: `cnndsl summary resnet50`, `cnndsl.load("resnet50", classes=10)`, or
 `import resnet` in a `.cnn` file to reuse its blocks and families. This page and its diagrams
