@@ -133,12 +133,13 @@ def list_command(pattern):
     from .library import catalogue
     from .ops import format_shape
 
-    click.echo(f"{'network':<18} {'input':>11} {'params':>13} {'MACs':>17}  file")
-    for entry in catalogue():
-        if pattern and not fnmatchcase(entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"):
-            continue
-        click.echo(f"{entry.name:<18} {format_shape(entry.input_shape):>11} {entry.params:>13,} {entry.macs:>17,}"
-                   f"  {entry.file.name}")
+    entries = [entry for entry in catalogue() if not pattern or fnmatchcase(
+        entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    width = max(len("network"), *(len(entry.name) for entry in entries))
+    click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
+    for entry in entries:
+        click.echo(f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
+                   f"{entry.macs:>17,}  {entry.file.name}")
 
 
 @main.command(name="compile")
