@@ -135,7 +135,7 @@ def list_command(pattern):
 
     entries = [entry for entry in catalogue() if not pattern or fnmatchcase(
         entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
-    width = max(len("network"), *(len(entry.name) for entry in entries))
+    width = max([len("network"), *(len(entry.name) for entry in entries)])
     click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
     for entry in entries:
         click.echo(f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
