@@ -171,12 +171,13 @@ def test_every_layer_kind_computes_what_torch_computes(name):
 
 @pytest.mark.parametrize("opset", [9, 11, 13, 17])
 def test_older_opsets_express_the_same_layers_with_older_operators(opset):
-    """relu6, gelu and hardswish, the crop and Gemm without bias have other forms in older opsets."""
+    """relu6, gelu and hardswish, layernorm, the crop and Gemm without bias have other forms in older opsets."""
     text = KINDS["activations"].replace("softmax", "relu")
     if opset >= 11:
         text = text.replace("relu6,", "relu6, upsample(2), avgpool(2), maxpool(3, ceil=true),")
     joins = KINDS["joins"].replace("fc(4)", "fc(4, bias=false)") if opset >= 11 else KINDS["joins"]
-    for network in (cnndsl.parse(text), cnndsl.parse(joins)):
+    norms = "network norms {\n input 6x5x4\n conv1x1(8), layernorm(eps=0.01), relu, gap, flatten, layernorm\n}"
+    for network in (cnndsl.parse(text), cnndsl.parse(joins), cnndsl.parse(norms)):
         module = _trained_looking(network)
         model = build_model(network, weights=module, opset=opset)
         assert model.opset_import[0].version == opset
@@ -303,8 +304,8 @@ def test_exactly_2_gib_of_weights_is_refused_for_one_file_before_any_is_drawn():
     assert re.fullmatch(r"`huge` makes an ONNX model of 2,147,48\d,\d{3} bytes, more than one ONNX file holds "
                         r"\(protobuf's limit: under 2,147,483,648 bytes, 2 GiB\)", error.message), error.message
     assert error.pos.line == 3
-    assert error.hint == ("the largest tensor is made here: check its size, or write the weights to a "
-                          "separate file (--external-data)")
+    assert error.hint == ("the largest tensor is made here: check its size, or let the weights go to a "
+                          "separate file (external_data=True)")
 
 
 def test_constants_count_toward_the_limit_and_are_never_built_as_lists():

@@ -103,7 +103,7 @@ def _choose_storage(network, model: onnx.ModelProto, pending: dict[str, Pending]
     if not external and size >= ONNX_BYTES:
         raise LimitProblem(f"`{network.name}` makes an ONNX model of {size:,} bytes, more than one ONNX file holds "
                            f"(protobuf's limit: under {ONNX_BYTES:,} bytes, 2 GiB)", where,
-                           f"{hint}, or write the weights to a separate file (--external-data)")
+                           f"{hint}, or let the weights go to a separate file (external_data=True)")
     tensors, memory = sum(tensor.nbytes for tensor in pending.values()), memory_bytes() // 2
     if tensors > memory:
         raise LimitProblem(f"`{network.name}` makes ONNX tensors of {tensors / 2**30:,.1f} GiB, more than half of "

@@ -70,14 +70,24 @@ class LayerNorm(OpKind):
         return channels_last(module, args[0], inputs[0])
 
     def onnx(self, attrs, inputs, args, emit):
-        emit.require(17, "`layernorm`")  # LayerNormalization
         channels = (inputs[0][0],)
         operands = [emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0)]
         if len(inputs[0]) == 1:
-            return emit.op("LayerNormalization", [args[0], *operands], axis=-1, epsilon=attrs["eps"])
+            return _normalize_last_axis(emit, args[0], operands, attrs["eps"])
         pixels = emit.op("Transpose", [args[0]], perm=(0, 2, 3, 1))
-        normed = emit.op("LayerNormalization", [pixels, *operands], axis=-1, epsilon=attrs["eps"])
+        normed = _normalize_last_axis(emit, pixels, operands, attrs["eps"])
         return emit.op("Transpose", [normed], perm=(0, 3, 1, 2))
+
+
+def _normalize_last_axis(emit, x: str, operands: list[str], eps: float) -> str:
+    """LayerNormalization over the last axis (opset 17); before it, the same from its definition:
+    (x - mean) / sqrt(var + eps) · weight + bias, the variance biased as PyTorch's."""
+    if emit.opset >= 17:
+        return emit.op("LayerNormalization", [x, *operands], axis=-1, epsilon=eps)
+    centred = emit.op("Sub", [x, emit.op("ReduceMean", [x], axes=(-1,))])
+    variance = emit.op("ReduceMean", [emit.op("Mul", [centred, centred])], axes=(-1,))
+    deviation = emit.op("Sqrt", [emit.op("Add", [variance, emit.floats("eps", eps)])])
+    return emit.op("Add", [emit.op("Mul", [emit.op("Div", [centred, deviation]), operands[0]]), operands[1]])
 
 
 @register
