@@ -8,7 +8,8 @@ ResNet-50 and DenseNet-121, both sides given the same weights; (3) onnxruntime l
 batch 1 and 8, timed in alternation so a busy machine affects both alike; (4) a network over 2 GiB
 (BIG, 540,705,000 parameters) written with external data, each side a whole process: its wall time and
 peak memory (the child's maximum resident set). Goals: the whole process at least 5x faster, and equal or
-lower latency. `--skip-big` leaves (4) out.
+lower latency. `--skip-big` leaves (4) out, `--only-big` runs it alone. torch.onnx.export's default (dynamo)
+exporter needs the `onnxscript` package.
 """
 from __future__ import annotations
 
