@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -529,7 +530,7 @@ def _terminate_mid_write(folder: Path, args: list[str]) -> subprocess.Popen:
         process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", *args], cwd=folder,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while process.poll() is None and not any(name.endswith(".part") for name in os.listdir(folder)):
-            pass
+            time.sleep(0.0005)  # the 52 MB write takes tens of milliseconds
         os.kill(process.pid, signal.SIGSTOP)
         temps = [name for name in os.listdir(folder) if name.endswith(".part")]
         os.kill(process.pid, signal.SIGTERM)
