@@ -161,6 +161,20 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--network", "-n", help="Which network of the file to draw.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+def serve(file, network, input_shape, host, port):
+    """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
+    from .serve import serve as run
+    from .serve.document import starter_path
+
+    run(starter_path(file), host, port, network, input_shape, announce=click.echo)
+
+
 def write_output(net, fmt: str, target: Path, options: dict) -> None:
     """Hand the network to the backend for `fmt`; each writes atomically."""
     if fmt == "onnx":
