@@ -169,9 +169,11 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
 def serve(file, network, input_shape, host, port):
     """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
-    from .serve import serve as run
-    from .serve.document import starter_path
-
+    try:
+        from .serve import serve as run
+        from .serve.document import starter_path
+    except ModuleNotFoundError as error:
+        raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
     run(starter_path(file), host, port, network, input_shape, announce=click.echo)
 
 
