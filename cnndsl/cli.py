@@ -167,14 +167,15 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
 @click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
-def serve(file, network, input_shape, host, port):
+@click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
+def serve(file, network, input_shape, host, port, depth):
     """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
     try:
         from .serve import serve as run
         from .serve.document import starter_path
     except ModuleNotFoundError as error:
         raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
-    run(starter_path(file), host, port, network, input_shape, announce=click.echo)
+    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
 
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:

@@ -48,9 +48,10 @@ class CnnDslDirective(SphinxDirective):
         text = "\n".join(self.content) if self.content else None
         target = self.arguments[0] if self.arguments else None
         if target:
-            path = Path(self.env.relfn2path(target, self.env.docname)[1])
+            path = Path(self.env.relfn2path(target, self.env.docname)[1])  # `/x.cnn` is from the source folder
             if path.exists():
                 self.env.note_dependency(str(path))
+                target = str(path)
         try:
             network = load_block(None if target else text, target, Path(self.env.doc2path(self.env.docname)).parent,
                                  options, doc_file)

@@ -17,7 +17,8 @@ LOOPBACK = "127.0.0.1"
 
 
 def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[str] = None,
-          input_shape: Optional[tuple] = None, announce: Callable[[str], None] = print) -> None:
+          input_shape: Optional[tuple] = None, depth: Optional[int] = None,
+          announce: Callable[[str], None] = print) -> None:
     """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve."""
     import uvicorn
 
@@ -25,7 +26,7 @@ def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     names = {f"{shown}:{actual}"} | ({f"localhost:{actual}", f"127.0.0.1:{actual}"} if host == LOOPBACK else set())
-    app = create_app(Document(path), Analyser(path, network, input_shape), names)
+    app = create_app(Document(path), Analyser(path, network, input_shape), names, depth)
     announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/  (Ctrl-C stops)")
     if host != LOOPBACK:
         announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")

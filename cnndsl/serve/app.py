@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -51,11 +51,11 @@ class SameOriginOnly:
         await self.app(scope, receive, send)
 
 
-def create_app(document: Document, analyser: Analyser, hosts: Iterable[str]) -> SameOriginOnly:
-    """The application for one file, answering only to the given `host:port` names."""
+def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], depth: Optional[int] = None):
+    """The application for one file, answering only to the given `host:port` names; `depth` starts the diagram."""
 
     async def page(request: Request) -> Response:
-        config = {"file": document.path.name, "layers": known_names()}
+        config = {"file": document.path.name, "layers": known_names(), "depth": depth}
         html = (STATIC / "index.html").read_text(encoding="utf-8")
         html = html.replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -53,5 +53,5 @@ class Document:
 
 
 def starter_path(path: Optional[str]) -> Path:
-    """FILE as given, or `network.cnn` in the current folder when none is given."""
-    return Path(path or "network.cnn").absolute()
+    """FILE as given (errors name it so), or `network.cnn` in the current folder when none is given."""
+    return Path(path or "network.cnn")

@@ -40,7 +40,7 @@
     parent: $("editor"),
     state: CM.EditorState.create({
       doc: "",
-      extensions: [CM.basicSetup, cnn, CM.EditorView.updateListener.of((update) => {
+      extensions: [CM.basicSetup, cnn, CM.EditorView.lineWrapping, CM.EditorView.updateListener.of((update) => {
         if (update.docChanged) changed();
       })],
     }),
@@ -203,5 +203,11 @@
   }
 
   $("file").textContent = config.file;
+  if (config.depth !== null) {
+    if (![...$("depth").options].some((option) => option.value === String(config.depth))) {
+      $("depth").add(new Option(String(config.depth)));
+    }
+    $("depth").value = String(config.depth);
+  }
   load().then(() => setInterval(watch, 1000));
 })();
