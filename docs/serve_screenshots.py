@@ -22,7 +22,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     file = folder / "alexnet.cnn"
     shutil.copy(DOCS.parent / "library" / "alexnet.cnn", file)
-    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", str(file), "-n", "alexnet",
+    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", file.name, "-n", "alexnet",
                "--input", "3x227x227", "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=folder)
     url = re.search(r"http://\S+/", server.stdout.readline()).group(0)

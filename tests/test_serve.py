@@ -72,6 +72,53 @@ def _own(served: Served) -> dict:
     return {"Host": f"127.0.0.1:{served.port}", "Origin": f"http://127.0.0.1:{served.port}"}
 
 
+# ---- the learner's view: each layer's figures worked out, checked against hand calculations -------------
+def _worked(text: str, **options) -> dict[str, dict]:
+    import cnndsl
+    from cnndsl.serve.explain import explain
+
+    network = cnndsl.parse(text, **options)
+    return {network.graph.nodes[node]["name"]: dict(explain(network.graph, node)["rows"])
+            for node in network.graph.nodes}
+
+
+def test_alexnets_first_layer_is_worked_out_as_lecture_notes_do():
+    rows = _worked((ROOT / "library" / "alexnet.cnn").read_text(encoding="utf-8"), network="alexnet",
+                   input=(3, 227, 227))["features.conv1"]
+    assert rows == {
+        "output size": "H = W: ⌊(227 − 11 + 2·2)/4⌋ + 1 = 56  → 64×56×56",
+        "parameters": "64·3·11·11 + 64 = 23,296",
+        "MACs": "64·56·56·11·11·3 = 72,855,552",
+        "receptive field": "H = W: 1 + (11 − 1)·1·1 = 11, jump 1·4 = 4",
+    }
+
+
+def test_dilation_ceil_mode_transposed_convolution_norm_and_fc_are_worked_out():
+    rows = _worked("network t { input 3x32x32, conv(8, k=3, d=2, p=2), maxpool(k=3, s=2, ceil=true), "
+                   "deconv(4, k=2, s=2), bn, fc(10) }")
+    assert rows["conv"]["output size"] == "H = W: ⌊(32 + 2·2 − 2·(3 − 1) − 1)/1⌋ + 1 = 32  → 8×32×32"
+    assert rows["conv"]["receptive field"] == "H = W: 1 + (3 − 1)·2·1 = 5, jump 1·1 = 1"
+    assert rows["maxpool"]["output size"] == "H = W: ⌈(32 − 3 + 2·0)/2⌉ + 1 = 16  → 8×16×16"
+    assert rows["maxpool"]["receptive field"] == "H = W: 5 + (3 − 1)·1·1 = 7, jump 1·2 = 2"
+    assert rows["deconv"]["output size"] == "H = W: (16 − 1)·2 − 2·0 + 2 = 32  → 4×32×32"
+    assert rows["deconv"]["parameters"] == "8·4·2·2 + 4 = 132"
+    assert rows["deconv"]["MACs"] == "8·16·16·2·2·4 = 32,768"
+    assert rows["deconv"]["receptive field"] == "H = W: 7 + (2 − 1)·1·(2/2) = 8, jump (2/2)·1 = 1"
+    assert rows["bn"]["parameters"] == "2·4 = 8"
+    assert rows["fc"]["parameters"] == "4·32·32·10 + 10 = 40,970"
+    assert rows["fc"]["MACs"] == "4·32·32·10 = 40,960"
+
+
+def test_a_grouped_convolution_and_a_layer_without_a_window():
+    rows = _worked("network t { input 32x56x56, conv3x3(64, s=2, g=4, bias=false), relu }")
+    assert rows["conv"]["parameters"] == "64·(32/4)·3·3 = 4,608"
+    assert rows["conv"]["MACs"] == "64·28·28·3·3·8 = 3,612,672"
+    assert rows["conv"]["output size"] == "H = W: ⌊(56 − 3 + 2·1)/2⌋ + 1 = 28  → 64×28×28"
+    assert rows["relu"] == {"output size": "64×28×28, the shape it receives", "parameters": "no parameters",
+                            "MACs": "none counted: only convolutions and fully connected layers multiply-accumulate",
+                            "receptive field": "3, as it receives (no window); jump 2"}
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []

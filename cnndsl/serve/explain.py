@@ -88,7 +88,7 @@ def _params(data: dict, shapes: list) -> Optional[tuple[str, int]]:
         text, value = f"{_factors(shapes[0])}·{attrs['n']}", numel(shapes[0]) * attrs["n"]
         return (f"{text} + {attrs['n']}", value + attrs["n"]) if attrs.get("bias") else (text, value)
     if data["params"] == 2 * channels_in:
-        return f"2·{channels_in} (a scale and a shift per channel)", 2 * channels_in
+        return f"2·{channels_in}", 2 * channels_in  # batch norm: a scale and a shift per channel
     return None
 
 
