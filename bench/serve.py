@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cnndsl
@@ -66,6 +67,35 @@ def edits_in_page(browser, url: str, count: int) -> list[dict]:
     return results
 
 
+def server_stages(file: Path, network: str, repeats: int = 10) -> str:
+    """Where the server's time goes for one text, in process: median ms per stage."""
+    from cnndsl.backends.graphviz import to_digraph
+    from cnndsl.embed import summary_table
+    from cnndsl.parse_cache import parse_text
+    from cnndsl.serve.analysis import Analyser
+
+    analyser, text = Analyser(file, network, None), file.read_text(encoding="utf-8")
+    stages: dict[str, list[float]] = {"parse": [], "expand+costs": [], "diagram (DOT)": [], "layout (dot)": [],
+                                      "table": []}
+    for _ in range(repeats + 1):
+        marks = [time.perf_counter()]
+        parse_text(text, str(file))
+        marks.append(time.perf_counter())
+        built = analyser.load(text)  # parses again: its own time is the difference
+        marks.append(time.perf_counter())
+        dot = to_digraph(built)
+        marks.append(time.perf_counter())
+        dot.pipe(format="svg")
+        marks.append(time.perf_counter())
+        summary_table(built.summary())
+        marks.append(time.perf_counter())
+        durations = [later - earlier for earlier, later in zip(marks, marks[1:])]
+        durations[1] -= durations[0]
+        for name, seconds in zip(stages, durations):
+            stages[name].append(seconds)
+    return ", ".join(f"{name} {statistics.median(times[1:]) * 1e3:.0f}" for name, times in stages.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
@@ -98,6 +128,7 @@ def main() -> None:
                 print(f"{network:<10} {' '.join(options) or 'all layers':<10} edit -> diagram and table painted: "
                       f"median {statistics.median(total):6.1f} ms, best {min(total):6.1f}, worst {max(total):6.1f} "
                       f"(server's analysis: median {statistics.median(server):.1f} ms; {len(total)} edits)")
+            print(f"{network:<10} the server's stages in process, median ms: {server_stages(file, network)}")
             draw = whole_process([*CLI, "draw", str(file), "-n", network, "-o", str(folder / "out.svg")], repeats=3)
             print(f"{network:<10} whole `cnndsl draw {file.name} -n {network} -o out.svg` process, best of 3: "
                   f"{draw * 1e3:.0f} ms")

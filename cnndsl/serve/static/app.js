@@ -89,7 +89,7 @@
     if (result.ok) {
       $("diagram").innerHTML = result.svg;
       $("diagram").classList.remove("stale");
-      $("table").innerHTML = result.table;
+      showTable(result.table);
       $("error").hidden = true;
       networkId = result.id;
       view.dispatch(CM.setDiagnostics(view.state, []));
@@ -101,6 +101,39 @@
     $("error-text").textContent = error.rendered || error.message;
     const diagnostics = error.here ? [diagnostic(error)] : [];
     view.dispatch(CM.setDiagnostics(view.state, diagnostics));
+  }
+
+  // A ResNet-152 table has 900 rows: laid out whole it costs the browser a few hundred ms per edit. Split
+  // into parts of PART rows, each laid out only when scrolled into view (`content-visibility: auto`).
+  const PART = 40;
+  function showTable(html) {
+    const holder = document.createElement("div");
+    holder.innerHTML = html;
+    const table = holder.querySelector("table");
+    const rows = [...table.tBodies[0].rows];
+    const columns = () => {
+      const group = document.createElement("colgroup");
+      for (const width of ["40%", "", "", "", "", ""]) group.appendChild(document.createElement("col")).style.width = width;
+      return group;
+    };
+    const part = (...children) => {
+      const piece = document.createElement("table");
+      piece.className = "cnndsl-summary";
+      piece.append(columns(), ...children);
+      return piece;
+    };
+    const parts = [part(table.caption, table.tHead)];
+    for (let start = 0; start < rows.length; start += PART) {
+      const body = document.createElement("tbody");
+      body.append(...rows.slice(start, start + PART));
+      const box = document.createElement("div");
+      box.className = "part";
+      box.style.containIntrinsicSize = `auto ${body.rows.length * 19}px`;
+      box.appendChild(part(body));
+      parts.push(box);
+    }
+    parts.push(part(table.tFoot));
+    $("table").replaceChildren(...parts);
   }
 
   function diagnostic(error) {
