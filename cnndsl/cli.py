@@ -170,6 +170,9 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
 @click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
 def serve(file, network, input_shape, host, port, depth):
     """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
+    if file is not None and not file.endswith(".cnn"):
+        raise click.BadParameter(f"expected a .cnn file (a new one is created on the first save), got {file!r}",
+                                 param_hint="FILE")
     try:
         from .serve import serve as run
         from .serve.document import starter_path

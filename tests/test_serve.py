@@ -158,6 +158,18 @@ def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
     assert _request(served, "GET", "/static/codemirror.js", _own(served))[0] == 200
 
 
+def test_a_busy_port_is_a_clear_error(served, cli, tmp_path):
+    result = cli("serve", tmp_path / "net.cnn", "--port", served.port)
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot listen on 127.0.0.1:{served.port}: Address already in use\n"
+                             "hint: choose another port with --port, or --port 0 for any free one\n")
+
+
+def test_the_file_must_be_a_cnn_file(cli):
+    result = cli("serve", "resnet50")
+    assert result.exit_code == 2 and "expected a .cnn file (a new one is created on the first save)" in result.stderr
+
+
 # ---- the page in a browser ----------------------------------------------------------------------------------
 def _chromium() -> str | None:
     return os.environ.get("CNNDSL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

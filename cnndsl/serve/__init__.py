@@ -25,13 +25,29 @@ def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    names = {f"{shown}:{actual}"} | ({f"localhost:{actual}", f"127.0.0.1:{actual}"} if host == LOOPBACK else set())
+    names = {f"{name}:{actual}" for name in _names(host)}
     app = create_app(Document(path), Analyser(path, network, input_shape), names, depth)
     announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/  (Ctrl-C stops)")
     if host != LOOPBACK:
         announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _names(host: str) -> set[str]:
+    """The names a browser may put in the Host header for this address: a wildcard address
+    (0.0.0.0, ::) is reached by the machine's names and addresses, which it then accepts."""
+    names = {f"[{host}]" if ":" in host else host}
+    if host in (LOOPBACK, "0.0.0.0", "::"):
+        names |= {"localhost", LOOPBACK}
+    if host in ("0.0.0.0", "::"):
+        machine = socket.gethostname()
+        try:
+            found = {info[4][0] for info in socket.getaddrinfo(machine, None)}
+        except OSError:
+            found = set()
+        names |= {machine, socket.getfqdn()} | {f"[{a}]" if ":" in a else a for a in found}
+    return names
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -173,7 +173,7 @@
   async function watch() {
     try {
       const answer = await (await fetch("/api/version")).json();
-      if (answer.version !== version) {
+      if (answer.version !== version && answer.version !== "") {  // gone from disk: keep the text, Ctrl-S restores it
         if ($("dirty").hidden) await load(); else $("ondisk").hidden = false;
       }
     } catch (error) { /* the server stopped; the page stays as it is */ }
