@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import cnndsl
 from timing import whole_process
+
+import cnndsl
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_MS = 150

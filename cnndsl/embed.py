@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
-from .errors import CnnDslError, ValueProblem
+from .errors import CnnDslError, SourcePos, ValueProblem
 from .report import Summary
 
 _ids = itertools.count(1)
@@ -68,7 +68,8 @@ def load_block(text: Optional[str], target: Optional[str], folder: Path, options
 
 def render(network, options: BlockOptions) -> str:
     """The block's HTML: the diagram, then the summary table and the source as asked."""
-    figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{diagram_svg(network, options)}</div>'
+    svg = diagram_svg(network, options)
+    figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{svg}</div>'
     if options.source:
         figure = (f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
                   f'<div class="cnndsl-source" style="flex:0 1 auto;overflow-x:auto">{highlighted(network.source)}</div>'
@@ -87,8 +88,8 @@ def diagram_svg(network, options: BlockOptions) -> str:
 
 def summary_table(summary: Summary) -> str:
     """The per-layer table with group rows and the totals in its footer."""
-    from .report import _axes, _bytes
     from .ops import format_shape
+    from .report import _axes, _bytes
 
     rows, shown = [], set()
     for layer, label in zip(summary.layers, summary.labels):
@@ -122,9 +123,27 @@ def highlighted(text: str) -> str:
     return highlight(text, CnnLexer(), HtmlFormatter(noclasses=True, nobackground=False))
 
 
-def error_html(error: CnnDslError, source_text: Optional[str]) -> str:
-    """A failed block on the page: the located message, as `cnndsl check` prints it."""
-    return f'<pre class="cnndsl-error" style="color:#b00">{_e(error.render(source_text))}</pre>'
+def in_page(error: CnnDslError, block_file: str, first_line: int, indent: int = 0) -> bool:
+    """Move a position in the block's text to the page's (its first line there, its indentation);
+    True when the error was in the block, False when it is in a file the block loads."""
+    if error.pos is None or error.pos.file != block_file:
+        return False
+    error.pos = SourcePos(block_file, error.pos.line + first_line - 1, error.pos.column + indent)
+    return True
+
+
+def error_html(error: CnnDslError, page_text: Optional[str], page_file: str) -> str:
+    """A failed block on the page: the located message with its source line, as `cnndsl check` prints
+    it; the line comes from the page when the error is in it, else from the file it names."""
+    from .cli import render_error
+
+    if error.pos is not None and error.pos.file == page_file:
+        return _error_pre(error.render(page_text))
+    return _error_pre(render_error(error))
+
+
+def _error_pre(text: str) -> str:
+    return f'<pre class="cnndsl-error" style="color:#b00">{_e(text)}</pre>'
 
 
 def _e(text) -> str:

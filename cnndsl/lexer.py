@@ -6,7 +6,16 @@ The tokens follow grammar/cnn.lark; a name is a layer when the op registry knows
 from __future__ import annotations
 
 from pygments.lexer import RegexLexer, bygroups, words
-from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
+from pygments.token import (
+    Comment,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    Punctuation,
+    String,
+    Whitespace,
+)
 
 from .evaluate import CONSTANTS, FUNCTIONS
 from .ops import lookup

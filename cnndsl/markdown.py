@@ -19,7 +19,7 @@ from pathlib import Path
 from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 
-from .embed import BlockOptions, error_html, load_block, render
+from .embed import BlockOptions, error_html, in_page, load_block, render
 from .errors import CnnDslError, ValueProblem
 
 FENCE = re.compile(
@@ -49,9 +49,13 @@ class CnnFencePreprocessor(Preprocessor):
             options = BlockOptions.from_strings(written)
             markup = render(load_block(body if not target else None, target, folder, options, page), options)
         except CnnDslError as error:
-            in_block = error.pos is not None and error.pos.file == page
-            self._warn(error, page, fence_line + error.pos.line if in_block else fence_line)
-            markup = error_html(error, body if in_block else None)
+            if in_page(error, page, fence_line + 1):
+                where, line = f" (column {error.pos.column})", error.pos.line
+            else:
+                where, line = f" ({error.pos})" if error.pos else "", fence_line
+            hint = f"; hint: {error.hint}" if error.hint else ""
+            _logger(page).warning(f"{page}:{line}: cnndsl: {error.message}{where}{hint}")
+            markup = error_html(error, text, page)
         return "\n\n" + self.md.htmlStash.store(markup) + "\n\n"
 
     def _page(self) -> tuple[str, Path]:
@@ -61,12 +65,6 @@ class CnnFencePreprocessor(Preprocessor):
         if file is not None and getattr(file, "abs_src_path", None):
             return file.src_path, Path(file.abs_src_path).parent
         return "<markdown>", Path(self.base_path)
-
-    def _warn(self, error: CnnDslError, page: str, line: int) -> None:
-        column = f" (column {error.pos.column})" if error.pos is not None and error.pos.file == page else \
-            f" ({error.pos})" if error.pos is not None else ""
-        hint = f"; hint: {error.hint}" if error.hint else ""
-        _logger(page).warning(f"{page}:{line}: cnndsl: {error.message}{column}{hint}")
 
 
 def _logger(page: str) -> logging.Logger:

@@ -18,7 +18,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from . import __version__
-from .embed import BlockOptions, error_html, load_block, render
+from .embed import BlockOptions, error_html, in_page, load_block, render
 from .errors import CnnDslError
 from .lexer import CnnLexer
 
@@ -57,29 +57,29 @@ class CnnDslDirective(SphinxDirective):
                                  options, doc_file)
             markup = render(network, options)
         except CnnDslError as error:
-            self._warn(error, doc_file)
-            shown = text if error.pos is not None and error.pos.file == doc_file else None
-            return [nodes.raw("", error_html(error, shown), format="html")]
+            page = _read(doc_file)
+            if in_page(error, doc_file, self.content_offset + 1, self._indent(page)):
+                where, line = f" (column {error.pos.column})", error.pos.line
+            else:
+                where, line = f" ({error.pos})" if error.pos else "", self.lineno
+            hint = f"; hint: {error.hint}" if error.hint else ""
+            logger.warning(f"cnndsl: {error.message}{where}{hint}", location=(self.env.docname, line), type="cnndsl")
+            return [nodes.raw("", error_html(error, page, doc_file), format="html")]
         return [nodes.raw("", markup, format="html")]
 
-    def _warn(self, error: CnnDslError, doc_file: str) -> None:
-        """At the document's line when the error is in the directive's text, else at the directive."""
-        line, where = self.lineno, ""
-        if error.pos is not None and error.pos.file == doc_file:
-            line = self.content_offset + error.pos.line
-            where = f" (column {error.pos.column + self._indent(doc_file, line, error.pos.line)})"
-        elif error.pos is not None:
-            where = f" ({error.pos})"
-        hint = f"; hint: {error.hint}" if error.hint else ""
-        logger.warning(f"cnndsl: {error.message}{where}{hint}", location=(self.env.docname, line), type="cnndsl")
-
-    def _indent(self, doc_file: str, line: int, content_line: int) -> int:
-        """How far the content is indented in the document, to turn its columns into the document's."""
-        try:
-            written = Path(doc_file).read_text(encoding="utf-8").splitlines()[line - 1]
-        except (OSError, UnicodeDecodeError, IndexError):
+    def _indent(self, page: str) -> int:
+        """How far the content is indented in the document: its first line there, less its own indent."""
+        lines = page.splitlines()
+        if not self.content or self.content_offset >= len(lines):
             return 0
-        return max(0, len(written) - len(self.content[content_line - 1]))
+        return max(0, len(lines[self.content_offset]) - len(self.content[0]))
+
+
+def _read(doc_file: str) -> str:
+    try:
+        return Path(doc_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def setup(app):

@@ -162,7 +162,15 @@ def test_sphinx_warns_at_the_broken_blocks_line_and_fails_under_W(sphinx_build):
     assert result.returncode != 0
     assert (f"index.rst:{line}: WARNING: cnndsl: unknown layer `maxpol` (column {column}); "
             f"hint: did you mean `maxpool`? [cnndsl]") in result.stderr
-    assert "unknown layer `maxpol`" in html  # the page shows the error where the diagram would be
+    shown = _error_shown(html)  # the page shows the located error where the diagram would be
+    assert shown[0].endswith(f"index.rst:{line}:{column}: error: unknown layer `maxpol`")
+    assert shown[1:] == [f"    {RST.splitlines()[line - 1]}", "    " + " " * (column - 1) + "^",
+                         "hint: did you mean `maxpool`?"]
+
+
+def _error_shown(html: str) -> list[str]:
+    found = re.search(r'<pre class="cnndsl-error"[^>]*>(.*?)</pre>', html, re.DOTALL)
+    return found.group(1).replace("&#x27;", "'").replace("&quot;", '"').splitlines()
 
 
 def test_mkdocs_warns_at_the_broken_blocks_line_and_fails_when_strict(mkdocs_build):
@@ -172,13 +180,17 @@ def test_mkdocs_warns_at_the_broken_blocks_line_and_fails_when_strict(mkdocs_bui
     assert result.returncode != 0
     assert (f"WARNING -  index.md:{line}: cnndsl: unknown layer `maxpol` (column {column}); "
             "hint: did you mean `maxpool`?") in result.stderr
-    assert "unknown layer `maxpol`" in html
+    assert _error_shown(html) == [f"index.md:{line}:{column}: error: unknown layer `maxpol`",
+                                  f"    {MARKDOWN.splitlines()[line - 1]}", "    " + " " * (column - 1) + "^",
+                                  "hint: did you mean `maxpool`?"]
 
 
 def test_sphinx_highlights_cnn_code_blocks_and_the_source_option(sphinx_build):
     _, html = sphinx_build
     assert '<span class="nb">conv3x3</span>' in html  # `.. code-block:: cnn`, Name.Builtin
-    assert "lenet5" in html and "style=" in html  # :source: shows the file, styled inline
+    # :source: shows the file beside its figure, highlighted with inline styles (no theme stylesheet needed)
+    assert re.search(r'<div class="cnndsl-source"[^>]*><div class="highlight"[^>]*><pre[^>]*>.*?'
+                     r'<span style="[^"]+">network</span>(<span[^>]*> </span>)<span style="[^"]+">lenet5</span>', html, re.DOTALL)
 
 
 def test_plain_python_markdown_renders_a_block_and_logs_a_located_warning(caplog):

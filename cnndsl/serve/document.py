@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..atomic import write_atomically
-from ..load import MAX_FILE_BYTES, read_source
 from ..errors import FileProblem
+from ..load import MAX_FILE_BYTES, read_source
 
 STARTER = """\
 # A new network: edit it and the diagram follows. Ctrl-S saves.
