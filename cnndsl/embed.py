@@ -15,6 +15,8 @@ from .report import Summary
 
 _ids = itertools.count(1)
 _ID = re.compile(r'\bid="')
+TABLE_STYLE = (".cnndsl-summary td:nth-child(n+2), .cnndsl-summary th:nth-child(n+2) { text-align: right }"
+               " .cnndsl-summary tfoot td { font-weight: bold }")
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,12 @@ def load_block(text: Optional[str], target: Optional[str], folder: Path, options
 def render(network, options: BlockOptions) -> str:
     """The block's HTML: the diagram, then the summary table and the source as asked."""
     svg = diagram_svg(network, options)
-    figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{svg}</div>'
-    if options.source:
+    if options.source:  # the text scrolls; the figure keeps its size beside it
         figure = (f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
-                  f'<div class="cnndsl-source" style="flex:0 1 auto;overflow-x:auto">{highlighted(network.source)}</div>'
-                  f'{figure}</div>')
+                  f'<div class="cnndsl-source" style="flex:1 1 0;min-width:0;overflow-x:auto">'
+                  f'{highlighted(network.source)}</div><div class="cnndsl-diagram" style="flex:0 0 auto">{svg}</div></div>')
+    else:
+        figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{svg}</div>'
     table = summary_table(network.summary()) if options.summary else ""
     return f'<div class="cnndsl">{figure}{table}</div>'
 
@@ -108,7 +111,8 @@ def summary_table(summary: Summary) -> str:
     foot = (f'<tr><td colspan="2">Total</td><td class="cnndsl-params">{t["params"]:,}</td>'
             f'<td class="cnndsl-macs">{t["macs"]:,}</td><td>{_bytes(t["memory_bytes"])}</td><td></td></tr>')
     head = "<tr><th>Layer</th><th>Output</th><th>Params</th><th>MACs</th><th>Memory</th><th>RF</th></tr>"
-    return (f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '
+    return (f"<style>{TABLE_STYLE}</style>"
+            f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '
             f'{_e(format_shape(summary.input))})</caption><thead>{head}</thead><tbody>{"".join(rows)}</tbody>'
             f"<tfoot>{foot}</tfoot></table>")
 
