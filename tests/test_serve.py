@@ -119,6 +119,30 @@ def test_a_grouped_convolution_and_a_layer_without_a_window():
                             "receptive field": "3, as it receives (no window); jump 2"}
 
 
+def test_one_dot_process_lays_out_diagram_after_diagram_as_graphviz_does():
+    """The same SVG as a fresh `dot` for each graph; only sibling clusters may come in another order."""
+    import cnndsl
+    from cnndsl.backends.graphviz import to_digraph
+    from cnndsl.serve.layout import DotProcess
+
+    def lines(svg: str) -> list[str]:
+        return sorted(svg.splitlines())
+
+    layout = DotProcess()
+    graphs = [to_digraph(cnndsl.load(name), depth=depth) for name, depth in (("lenet5", None), ("resnet18", 1))]
+    expected = [graph.pipe(format="svg").decode("utf-8") for graph in graphs]
+    started = None
+    for graph, svg in [*zip(graphs, expected), *zip(graphs, expected)]:
+        assert lines(layout.svg(graph.source)) == lines(svg)
+        started = started or layout.process.pid
+        assert layout.process.pid == started
+    layout.process.kill()
+    layout.process.wait()
+    assert lines(layout.svg(graphs[0].source)) == lines(expected[0])  # a dead dot is started again
+    assert layout.process.pid != started
+    layout.close()
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []

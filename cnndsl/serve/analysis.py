@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Optional
 
 from ..api import Network, _instantiate
-from ..embed import BlockOptions, diagram_svg, summary_table
+from ..backends.graphviz import to_digraph
+from ..embed import summary_table
 from ..errors import CnnDslError
 from ..expand import DEFAULT_MAX_NODES
 from ..load import Loader
 from ..parse_cache import parse_text
 from .explain import explain
+from .layout import DotProcess
 
 KEPT = 8  # analysed networks kept for the learner's view of their layers
 
@@ -41,14 +43,16 @@ class Analyser:
         self.network = network
         self.input_shape = input_shape
         self.kept: OrderedDict[int, Network] = OrderedDict()
+        self.layout = DotProcess()
         self._ids = itertools.count(1)
 
     def analyse(self, request: Request) -> dict:
         started = time.perf_counter()
         try:
             network = self.load(request.text)
-            options = BlockOptions(depth=request.depth, shapes=request.shapes, cost=request.cost)
-            result = {"ok": True, "svg": diagram_svg(network, options), "table": summary_table(network.summary()),
+            dot = to_digraph(network, depth=request.depth, shapes=request.shapes, cost=request.cost)
+            svg = self.layout.svg(dot.source)
+            result = {"ok": True, "svg": svg[svg.index("<svg"):], "table": summary_table(network.summary()),
                       "id": self._keep(network), "params": network.params, "macs": network.macs}
         except CnnDslError as error:
             result = {"ok": False, "error": self.located(error, request.text)}
@@ -56,6 +60,8 @@ class Analyser:
         return result
 
     def load(self, text: str) -> Network:
+        # Not cnndsl.parse, which resolves imports from the current folder, nor Loader.load_text with a
+        # path, which would cache every keystroke's tree on disk: the uncached tree, bound in the file's folder.
         file = str(self.path)
         program = parse_text(text, file)
         module = Loader()._bind(program, self.path.parent)
