@@ -6,6 +6,7 @@ the served file's folder, as they would when the file is loaded from disk.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class Analyser:
         self.kept: OrderedDict[int, Network] = OrderedDict()
         self.layout = DotProcess()
         self._ids = itertools.count(1)
+        self._keeping = threading.Lock()  # two pages (tabs) may analyse at once
 
     def analyse(self, request: Request) -> dict:
         started = time.perf_counter()
@@ -84,8 +86,9 @@ class Analyser:
         return None if node is None else explain(graph, node)
 
     def _keep(self, network: Network) -> int:
-        network_id = next(self._ids)
-        self.kept[network_id] = network
-        while len(self.kept) > KEPT:
-            self.kept.popitem(last=False)
+        with self._keeping:
+            network_id = next(self._ids)
+            self.kept[network_id] = network
+            while len(self.kept) > KEPT:
+                self.kept.popitem(last=False)
         return network_id
