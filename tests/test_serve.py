@@ -209,6 +209,8 @@ def page(served):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium())
         tab = browser.new_page(viewport={"width": 1400, "height": 900})
+        tab.requested = []
+        tab.on("request", lambda request: tab.requested.append(request.url))
         tab.goto(served.url)
         tab.wait_for_selector("#diagram svg", timeout=15_000)
         yield tab
@@ -229,6 +231,12 @@ def test_the_page_shows_the_files_diagram_and_summary(page, served):
     assert "alexnet" in drawn and "conv 11×11, 64, /4" in drawn
     assert _editor_text(page) == served.file.read_text(encoding="utf-8")
     assert page.inner_text("table.cnndsl-summary .cnndsl-params") == "61,100,840"
+
+
+def test_the_page_loads_nothing_from_elsewhere(page, served):
+    assert page.requested and all(url.startswith(served.url) for url in page.requested), page.requested
+    assert {url[len(served.url):] for url in page.requested} >= {"", "static/codemirror.js", "static/app.js",
+                                                                 "static/style.css", "api/file", "api/analyse"}
 
 
 def test_a_typo_is_underlined_at_its_line_and_column_within_a_second_and_fixing_it_redraws(page, served):
