@@ -60,6 +60,9 @@ def load_block(text: Optional[str], target: Optional[str], folder: Path, options
     from the inline `text`, which errors then locate in `file`."""
     import cnndsl
 
+    if target and text and text.strip():
+        raise ValueProblem(f"the block names {target} and holds a network's text too",
+                           hint="keep one: the file (or library name) or the text")
     if target:
         path = folder / target
         return cnndsl.load(path if path.exists() else target, network=options.network)

@@ -47,7 +47,7 @@ class CnnFencePreprocessor(Preprocessor):
             written = _written_options(match.group("options") or "")
             target = written.pop("file", None)
             options = BlockOptions.from_strings(written)
-            markup = render(load_block(body if not target else None, target, folder, options, page), options)
+            markup = render(load_block(body, target, folder, options, page), options)
         except CnnDslError as error:
             if in_page(error, page, fence_line + 1):
                 where, line = f" (column {error.pos.column})", error.pos.line

@@ -53,7 +53,7 @@ class CnnDslDirective(SphinxDirective):
                 self.env.note_dependency(str(path))
                 target = str(path)
         try:
-            network = load_block(None if target else text, target, Path(self.env.doc2path(self.env.docname)).parent,
+            network = load_block(text, target, Path(self.env.doc2path(self.env.docname)).parent,
                                  options, doc_file)
             markup = render(network, options)
         except CnnDslError as error:
