@@ -77,8 +77,8 @@ def server_stages(file: Path, network: str, repeats: int = 10) -> str:
     from cnndsl.serve.layout import DotProcess
 
     analyser, text, layout = Analyser(file, network, None), file.read_text(encoding="utf-8"), DotProcess()
-    stages: dict[str, list[float]] = {"parse": [], "expand+costs": [], "diagram (DOT)": [], "layout (dot, started once)": [],
-                                      "table": []}
+    names = ("parse", "expand+costs", "diagram (DOT)", "layout (dot, started once)", "table")
+    stages: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeats + 1):
         marks = [time.perf_counter()]
         parse_text(text, str(file))

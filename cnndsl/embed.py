@@ -77,7 +77,8 @@ def render(network, options: BlockOptions) -> str:
     if options.source:  # the text scrolls; the figure keeps its size beside it
         figure = (f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
                   f'<div class="cnndsl-source" style="flex:1 1 0;min-width:0;overflow-x:auto">'
-                  f'{highlighted(network.source)}</div><div class="cnndsl-diagram" style="flex:0 0 auto">{svg}</div></div>')
+                  f'{highlighted(network.source)}</div>'
+                  f'<div class="cnndsl-diagram" style="flex:0 0 auto">{svg}</div></div>')
     else:
         figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{svg}</div>'
     table = summary_table(network.summary()) if options.summary else ""

@@ -190,7 +190,8 @@ def test_sphinx_highlights_cnn_code_blocks_and_the_source_option(sphinx_build):
     assert '<span class="nb">conv3x3</span>' in html  # `.. code-block:: cnn`, Name.Builtin
     # :source: shows the file beside its figure, highlighted with inline styles (no theme stylesheet needed)
     assert re.search(r'<div class="cnndsl-source"[^>]*><div class="highlight"[^>]*><pre[^>]*>.*?'
-                     r'<span style="[^"]+">network</span>(<span[^>]*> </span>)<span style="[^"]+">lenet5</span>', html, re.DOTALL)
+                     r'<span style="[^"]+">network</span>(<span[^>]*> </span>)<span style="[^"]+">lenet5</span>',
+                     html, re.DOTALL)
 
 
 def test_plain_python_markdown_renders_a_block_and_logs_a_located_warning(caplog):
