@@ -143,6 +143,17 @@ def test_one_dot_process_lays_out_diagram_after_diagram_as_graphviz_does():
     layout.close()
 
 
+def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still_comes(tmp_path):
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    large = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }"))
+    assert large["ok"] and large["svg"].startswith('<p class="too-large">This diagram has 4,')
+    assert large["table"].count("<tr data-layer=") == 2000
+    collapsed = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }", depth=0))
+    assert collapsed["svg"].startswith("<svg")
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []

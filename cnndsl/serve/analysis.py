@@ -24,6 +24,7 @@ from .explain import explain
 from .layout import DotProcess
 
 KEPT = 8  # analysed networks kept for the learner's view of their layers
+MAX_DRAWN = 3000  # DOT statements (boxes, arrows, clusters); the library's largest, GoogLeNet, has 781
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,21 @@ class Analyser:
         try:
             network = self.load(request.text)
             dot = to_digraph(network, depth=request.depth, shapes=request.shapes, cost=request.cost)
-            svg = self.layout.svg(dot.source)
-            result = {"ok": True, "svg": svg[svg.index("<svg"):], "table": summary_table(network.summary()),
+            result = {"ok": True, "svg": self.diagram(dot), "table": summary_table(network.summary()),
                       "id": self._keep(network), "params": network.params, "macs": network.macs}
         except CnnDslError as error:
             result = {"ok": False, "error": self.located(error, request.text)}
         result["ms"] = round((time.perf_counter() - started) * 1000, 1)
         return result
+
+    def diagram(self, dot) -> str:
+        """The laid-out SVG; a note instead when the diagram is too large to redraw at every keystroke
+        (`relu x 20000` would take Graphviz 20 s and the page 20 MB)."""
+        if len(dot.body) > MAX_DRAWN:
+            return (f'<p class="too-large">This diagram has {len(dot.body):,} boxes and arrows, more than the page '
+                    f"redraws as you type ({MAX_DRAWN:,}): choose a smaller depth.</p>")
+        svg = self.layout.svg(dot.source)
+        return svg[svg.index("<svg"):]
 
     def load(self, text: str) -> Network:
         # Not cnndsl.parse, which resolves imports from the current folder, nor Loader.load_text with a
