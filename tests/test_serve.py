@@ -281,13 +281,28 @@ def test_clicking_a_layer_shows_its_figures_worked_out_by_hand(page):
     assert "64·3·11·11 + 64 = 23,296" in shown
     assert "1 + (11 − 1)·1·1 = 11" in shown  # receptive field
 
+    text = _editor_text(page)  # the working follows an edit of the layer: k=11 -> k=7
+    start = text.index("k=11") + len("k=")
+    _replace(page, start, start + 2, "7")
+    page.wait_for_function("() => document.querySelector('#learner').innerText.includes("
+                           "'⌊(227 − 7 + 2·2)/4⌋ + 1 = 57')", timeout=2000)
+    assert "64·3·7·7 + 64 = 9,472" in page.inner_text("#learner")
+    _replace(page, start, start + 1, "11")
+    page.wait_for_function("() => document.querySelector('#learner').innerText.includes('= 23,296')", timeout=2000)
+    assert _editor_text(page) == text
+
+
+def _replace(page, start: int, end: int, typed: str) -> None:
+    """Select start..end in the editor and type over it, as a user does."""
+    page.evaluate("([from, to]) => { const view = window.cnndsl.view; view.focus(); "
+                  "view.dispatch({selection: {anchor: from, head: to}}); }", [start, end])
+    page.keyboard.type(typed)
+
 
 def test_ctrl_s_writes_the_editors_text_to_the_file(page, served):
     text = _editor_text(page)
     start = text.index("classes=1000") + len("classes=")
-    page.evaluate("([from, to]) => { const view = window.cnndsl.view; view.focus(); "
-                  "view.dispatch({selection: {anchor: from, head: to}}); }", [start, start + 4])
-    page.keyboard.type("10")
+    _replace(page, start, start + 4, "10")
     page.wait_for_function("() => document.querySelector('table.cnndsl-summary .cnndsl-params')"
                            ".textContent === '57,044,810'", timeout=2000)
     assert served.file.read_text(encoding="utf-8") == text  # not saved yet

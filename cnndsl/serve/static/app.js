@@ -93,6 +93,7 @@
       $("error").hidden = true;
       networkId = result.id;
       view.dispatch(CM.setDiagnostics(view.state, []));
+      if (!$("learner").hidden && explained) explain(explained);  // the working follows the edit
       return;
     }
     const error = result.error;
@@ -189,7 +190,9 @@
   for (const id of ["depth", "shapes", "cost"]) $(id).addEventListener("change", () => changed());
 
   // ---- the learner's view: a click on a layer shows its figures worked out -------------------------
+  let explained = null;  // the layer whose working is shown
   async function explain(name) {
+    explained = name;
     const response = await fetch(`/api/layer?id=${networkId}&name=${encodeURIComponent(name)}`);
     $("learner").hidden = false;
     if (!response.ok) {
