@@ -67,6 +67,25 @@ def test_each_part_of_the_grammar_gets_its_token():
     ]
 
 
+def test_every_keyword_of_the_grammar_is_a_keyword():
+    text = """let k = 3
+block unit(c, s=1) {
+    defaults conv(bias=false)
+    residual { conv3x3(c, s=s) } shortcut { conv1x1(c, s=s) }
+    dense { bn, relu }
+    branch { relu | conv1x1(in.c) }
+    scale { gap }
+    stage inner { relu }
+    for c in [8, 16] { if c > 8 and not false { relu } elif c < 4 or true { tanh } else { relu } }
+}
+network n { input 3x32x32, unit(8) x 2, a: relu, output @a }
+"""
+    keywords = {value for token, value in _tokens(text) if token in Keyword and token is not Keyword.Constant}
+    assert keywords == {"let", "block", "defaults", "residual", "shortcut", "dense", "branch", "scale", "stage",
+                        "for", "in", "if", "elif", "else", "network", "input", "output"}
+    assert _errors(text) == []
+
+
 def test_shapes_repeats_and_builtins():
     assert _tokens("input 3x224x224") == [(Keyword, "input"), (Number.Integer, "3x224x224")]
     assert _tokens("stage(conv3x3 * 2, pool) x5")[-3:] == [(P, ")"), (Operator.Word, "x"), (Number.Integer, "5")]
