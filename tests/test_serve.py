@@ -154,6 +154,22 @@ def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still
     assert collapsed["svg"].startswith("<svg")
 
 
+def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path):
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", "a", None)
+    laid_out = []
+    layout = analyser.layout.svg
+    analyser.layout.svg = lambda source: laid_out.append(source) or layout(source)
+    text = "network a { input 3x8x8, conv3x3(4), relu }\nnetwork b { input 3x8x8, relu }\n"
+    first = analyser.analyse(Request(text))
+    for edited in (text + "# a comment\n", text.replace("network b { input 3x8x8", "network b { input 3x9x9")):
+        assert analyser.analyse(Request(edited))["svg"] == first["svg"]
+    assert len(laid_out) == 1
+    assert analyser.analyse(Request(text.replace("conv3x3(4)", "conv3x3(5)")))["svg"] != first["svg"]
+    assert len(laid_out) == 2
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []

@@ -46,6 +46,7 @@ class Analyser:
         self.input_shape = input_shape
         self.kept: OrderedDict[int, Network] = OrderedDict()
         self.layout = DotProcess()
+        self.last_drawn = ("", "")  # (DOT, SVG) of the last diagram laid out
         self._ids = itertools.count(1)
         self._keeping = threading.Lock()  # two pages (tabs) may analyse at once
 
@@ -67,8 +68,10 @@ class Analyser:
         if len(dot.body) > MAX_DRAWN:
             return (f'<p class="too-large">This diagram has {len(dot.body):,} boxes and arrows, more than the page '
                     f"redraws as you type ({MAX_DRAWN:,}): choose a smaller depth.</p>")
-        svg = self.layout.svg(dot.source)
-        return svg[svg.index("<svg"):]
+        if dot.source != self.last_drawn[0]:  # an edit of a comment or of another network draws the same
+            svg = self.layout.svg(dot.source)
+            self.last_drawn = (dot.source, svg[svg.index("<svg"):])
+        return self.last_drawn[1]
 
     def load(self, text: str) -> Network:
         # Not cnndsl.parse, which resolves imports from the current folder, nor Loader.load_text with a

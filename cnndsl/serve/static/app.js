@@ -35,6 +35,7 @@
   let version = "";       // the disk version that text came from
   let networkId = null;   // the server's id of the last analysed network, for the learner's view
   let inFlight = false, pending = false, editStarted = null;
+  let shownSvg = null;    // the diagram in the page, not redrawn when an edit leaves it the same
 
   const view = new CM.EditorView({
     parent: $("editor"),
@@ -87,7 +88,7 @@
 
   function show(result) {
     if (result.ok) {
-      $("diagram").innerHTML = result.svg;
+      if (result.svg !== shownSvg) $("diagram").innerHTML = shownSvg = result.svg;
       $("diagram").classList.remove("stale");
       showTable(result.table);
       $("error").hidden = true;
