@@ -15,6 +15,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,18 @@ def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
         status, body = _request(served, "GET", path, _own(served))
         assert status == 404 and b"root:" not in body and b"import" not in body, path
     assert _request(served, "GET", "/static/codemirror.js", _own(served))[0] == 200
+
+
+def test_ctrl_c_stops_the_server_quietly(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", "serve",
+                                str(tmp_path / "net.cnn"), "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    assert "http://127.0.0.1:" in process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=20)
+    assert (process.returncode, output) == (0, "cnndsl serve: stopped\n")
+    assert not (tmp_path / "net.cnn").exists()  # nothing is written unless the page saves
 
 
 def test_a_busy_port_is_a_clear_error(served, cli, tmp_path):

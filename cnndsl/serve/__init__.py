@@ -31,7 +31,10 @@ def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[
     if host != LOOPBACK:
         announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then passes the signal on: stopping is no error
+        announce("cnndsl serve: stopped")
 
 
 def _names(host: str) -> set[str]:
