@@ -216,6 +216,7 @@ def test_ctrl_c_stops_the_server_quietly(tmp_path):
                                 str(tmp_path / "net.cnn"), "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
     assert "http://127.0.0.1:" in process.stdout.readline()
+    time.sleep(0.5)  # a person reads the URL first
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
     assert (process.returncode, output) == (0, "cnndsl serve: stopped\n")

@@ -27,11 +27,11 @@ def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[
     shown = f"[{host}]" if ":" in host else host
     names = {f"{name}:{actual}" for name in _names(host)}
     app = create_app(Document(path), Analyser(path, network, input_shape), names, depth)
-    announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/  (Ctrl-C stops)")
-    if host != LOOPBACK:
-        announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    try:
+    try:  # from the moment the URL is out, Ctrl-C is the way to stop
+        announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/  (Ctrl-C stops)")
+        if host != LOOPBACK:
+            announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then passes the signal on: stopping is no error
         announce("cnndsl serve: stopped")
