@@ -1,5 +1,5 @@
-"""Redraw docs/serve.png and docs/serve-error.png: `cnndsl serve` on the library's AlexNet in headless
-Chromium, with a layer clicked, then with a typo. Needs Chromium and Playwright.
+"""Redraw docs/serve.png and docs/serve-error.png: `cnndsl serve` on the library's AlexNet (on a 227×227
+input) in headless Chromium, with a layer clicked, then with a typo. Needs Chromium and Playwright.
 
     python docs/serve_screenshots.py
 """
@@ -21,9 +21,10 @@ DOCS = Path(__file__).resolve().parent
 def main() -> None:
     folder = Path(tempfile.mkdtemp())
     file = folder / "alexnet.cnn"
-    shutil.copy(DOCS.parent / "library" / "alexnet.cnn", file)
+    text = (DOCS.parent / "library" / "alexnet.cnn").read_text(encoding="utf-8")
+    file.write_text(text.replace("input 3x224x224", "input 3x227x227", 1), encoding="utf-8")  # the lecture's size
     command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", file.name, "-n", "alexnet",
-               "--input", "3x227x227", "--port", "0"]
+               "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=folder)
     url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
     try:
