@@ -19,15 +19,18 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window's effect on receptive field: kernel, stride and dilation per axis.
+    """Which input pixels an output pixel reads, for the receptive field (cnndsl/receptive_field.py).
 
-    A transposed convolution has an `upsample` factor instead of a stride.
+    `slide`: a window of kernel×dilation at stride, after padding; `transposed`: a transposed convolution,
+    with an `upsample` factor instead of a stride; `nearest` and `linear`: resampling to the output's size.
     """
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
     upsample: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    mode: str = "slide"
 
 
 class OpKind:
@@ -97,6 +100,10 @@ class OpKind:
 
     def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Optional[Window]:
         return None
+
+    def offsets(self, attrs: dict[str, Any], inputs: list[Shape]) -> list[tuple[int, int]]:
+        """Where each input is read from, (top, left): a centre crop reads a larger input off its corner."""
+        return [(0, 0)] * len(inputs)
 
     def label(self, attrs: dict[str, Any]) -> str:
         return self.name

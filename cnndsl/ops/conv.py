@@ -84,7 +84,7 @@ class Conv(OpKind):
         return channels * out_h * out_w * attrs["k"][0] * attrs["k"][1] * (inputs[0][0] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"], attrs["d"])
+        return Window(attrs["k"], attrs["s"], attrs["d"], padding=attrs["p"])
 
     def label(self, attrs):
         if attrs["depthwise"]:
@@ -154,7 +154,7 @@ class Deconv(OpKind):
         return channels_in * height * width * attrs["k"][0] * attrs["k"][1] * (attrs["c"] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], (1, 1), upsample=attrs["s"])
+        return Window(attrs["k"], (1, 1), upsample=attrs["s"], padding=attrs["p"], mode="transposed")
 
     def label(self, attrs):
         stride = attrs["s"]

@@ -79,6 +79,11 @@ class Concat(OpKind):
     def label(self, attrs):
         return "∥"
 
+    def offsets(self, attrs, inputs):
+        if len(inputs[0]) != 3:
+            return [(0, 0)] * len(inputs)
+        return [((shape[1] - inputs[0][1]) // 2, (shape[2] - inputs[0][2]) // 2) for shape in inputs]
+
     def torch_call(self, attrs, inputs, args, module):
         height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
         parts = [

@@ -31,7 +31,7 @@ class _Pool(OpKind):
         return (channels, out_h, out_w)
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"])
+        return Window(attrs["k"], attrs["s"], padding=attrs["p"])
 
     def label(self, attrs):
         kernel = attrs["k"]
