@@ -15,8 +15,8 @@ import torch
 from click.testing import CliRunner
 
 import cnndsl
-from cnndsl.cli import main
 from cnndsl import syntax as ast
+from cnndsl.cli import main
 from cnndsl.library import catalogue, network_names
 from cnndsl.load import Loader
 from cnndsl.ops import format_shape
