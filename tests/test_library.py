@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from oracles import torchvision_models
 
 import cnndsl
 from cnndsl import syntax as ast
@@ -197,6 +198,18 @@ def test_yolov1_has_the_count_of_the_papers_figure_3():
     assert len(layers) == 24
     fully_connected = (7 * 7 * 1024 * 4096 + 4096) + (4096 * 7 * 7 * 30 + 7 * 7 * 30)
     assert figures("yolov1")[0] == sum(conv(*layer) for layer in layers) + fully_connected == 271703550
+
+
+# ---- what eval mode cannot show: the stochastic depth rates --------------------------------------
+@pytest.mark.parametrize("name", ["efficientnet_b3", "efficientnet_v2_s", "convnext_tiny"])
+def test_stochastic_depth_rates_are_torchvisions_block_by_block(name):
+    with torch.device("meta"):  # rates only: no weights to initialise
+        model = getattr(torchvision_models(), name)()
+    skipped = [module.stochastic_depth.p for module in model.modules()
+               if hasattr(module, "stochastic_depth") and getattr(module, "use_res_connect", True)]
+    network = cnndsl.load(name)
+    rates = [data["attrs"]["p"] for _, data in network.graph.nodes(data=True) if data["op"] == "stochasticdepth"]
+    assert rates == skipped and len(rates) > 10
 
 
 # ---- every network compiles to torch ------------------------------------------------------
