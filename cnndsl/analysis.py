@@ -65,6 +65,30 @@ def _receptive_field(sources, window):
     )
 
 
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per parameter beside its gradient
+
+
+def saved_activations(graph: nx.DiGraph) -> int:
+    """Values backward keeps per image (an estimate): every layer's output, except activations and residual adds
+    that the torch backend runs in place, plus the int64 indices of max pooling (two float32 values each)."""
+    outputs = {output for _, output in graph.graph["outputs"]}
+    total = 0
+    for node, data in graph.nodes(data=True):
+        sources = inputs_of(graph, node)
+        in_place = bool(sources) and (REGISTRY[data["op"]].family == "act" or data["op"] == "add") \
+            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable \
+            and graph.out_degree(sources[0]) == 1 and sources[0] not in outputs
+        if not in_place:
+            total += numel(data["shape"]) * (3 if data["op"] == "maxpool" else 1)
+    return total
+
+
+def training_bytes(graph: nx.DiGraph, params: int, batch: int, dtype: str, optimizer: str) -> int:
+    """Estimated memory of one training step: activations kept for backward, weights, gradients, optimizer state."""
+    return DTYPE_BYTES[dtype] * (batch * saved_activations(graph) + params * (2 + OPTIMIZER_STATES[optimizer]))
+
+
 def totals(graph: nx.DiGraph) -> Totals:
     params = sum(graph.nodes[n]["params"] for n in graph.nodes)
     macs = sum(graph.nodes[n]["macs"] for n in graph.nodes)

@@ -76,6 +76,13 @@ class ListExpr(Expr):
 
 
 @dataclass
+class NumberList(Expr):
+    """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
+
+    values: list
+
+
+@dataclass
 class TupleExpr(Expr):
     items: list[Expr]
 

@@ -3,7 +3,8 @@ torchvision.ops on small random inputs, through both the compiled torch module a
 (onnxruntime); and its figures (params, MACs, receptive field) are the hand-counted ones."""
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import onnxruntime
 import pytest
 import torch
@@ -68,8 +69,9 @@ def figures(network, name: str) -> dict:
 
 
 # ---- mul ---------------------------------------------------------------------------------
-def test_mul_by_a_constant_scales():
+def test_mul_by_a_constant_scales_and_gates_too_when_given_a_tap():
     assert_computes("relu, mul(0.5)", lambda x, m: F.relu(x) * 0.5)
+    assert_computes("a: conv1x1(4), relu, mul(@a, 0.5)", lambda x, m: F.relu(m.conv(x)) * m.conv(x) * 0.5)
 
 
 # ---- stochastic depth -------------------------------------------------------------------------
@@ -122,6 +124,11 @@ def test_groupnorm_normalises_each_group_of_channels():
     assert figures(network, "groupnorm")["params"] == 12
     with pytest.raises(CnnDslError, match=r"groups g=4 must divide the channels \(6\)"):
         cnndsl.parse("network n { input 6x4x4\n groupnorm(4) }")
+
+
+def test_groupnorm_of_a_vector():
+    assert_computes("groupnorm(4, eps=1e-3)", lambda x, m: F.group_norm(
+        x, 4, m.groupnorm.weight, m.groupnorm.bias, 1e-3), shape="12")
 
 
 def test_layerscale_is_one_learned_factor_per_channel_starting_at_init():
@@ -264,12 +271,13 @@ def test_resize_to_a_taps_size_is_torchvisions_segmentation_upsampling():
 
 @pytest.mark.parametrize("opset", [11, 13])
 def test_resize_to_a_fixed_size_in_older_opsets(opset):
-    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)) }")
+    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)), resize((1, 5)) }")
     session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     x = images("3x9x8")
-    expected = F.interpolate(F.interpolate(x, size=(7, 12), mode="nearest"), size=(14, 24), mode="bilinear",
-                             align_corners=False)
+    expected = F.interpolate(x, size=(7, 12), mode="nearest")
+    for size in ((14, 24), (1, 5)):  # a length of 1 samples the middle, not pixel 0
+        expected = F.interpolate(expected, size=size, mode="bilinear", align_corners=False)
     for got in both(network, network.to_torch().eval(), session, x):
         assert torch.allclose(got, expected, atol=TOLERANCE, rtol=0)
 
@@ -351,3 +359,45 @@ def test_pixelshuffle_turns_channels_into_pixels():
                                                 "jump": (0.5, 0.5)}
     with pytest.raises(CnnDslError, match=r"`pixelshuffle` needs channels divisible by r² = 4, got 6"):
         cnndsl.parse("network n { input 6x2x2\n pixelshuffle(2) }")
+
+
+# ---- training ------------------------------------------------------------------------------------
+def test_every_new_kind_trains_where_its_in_place_neighbours_overwrite_nothing_backward_needs():
+    """Autograd refuses backward when a tensor it saved was overwritten in place, so backward is the check."""
+    body = """conv1x1(8), layernorm, relu, groupnorm(2), relu, layerscale(0.5), relu
+    branch { chunk(2, 0), relu | chunk(2, 1), identity | fc(4, pixelwise=true), relu }
+    channelshuffle(2), residual { conv3x3(12), mish, prelu, stochasticdepth(0.5) }, relu
+    conv1x1(8), pixelshuffle(2), elu, resize(@x), relu, mul(0.5), relu"""
+    network = cnndsl.parse(f"network n {{\n x: input 4x6x5\n {body}\n}}")
+    module = network.to_torch(seed=0).train()
+    x = images("4x6x5", batch=4).requires_grad_()
+    module(x).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in module.parameters())
+
+
+# ---- diagrams ----------------------------------------------------------------------------------
+def test_new_kinds_are_drawn_in_their_family_and_a_constant_factor_fits_its_oval():
+    from cnndsl.backends.graphviz import to_digraph
+
+    network = cnndsl.parse("""network n {
+        image: input 4x6x6
+        layernorm, layerscale, groupnorm(2), prelu, elu, mish, chunk(2, 0), channelshuffle(2), identity
+        stochasticdepth(0.1), pixelshuffle(1), resize(@image), fc(4, pixelwise=true), mul(0.5)
+    }""")
+    source = to_digraph(network, expand=True).source
+    drawn = dict(re.findall(r'label=<([^>]*)> class=(\w+)', source))
+    assert drawn == {"layernorm": "norm", "layerscale 1e-06": "norm", "groupnorm 2": "norm", "prelu": "act",
+                     "elu": "act", "mish": "act", "chunk 1/2": "reshape", "channel shuffle 2": "reshape",
+                     "identity": "reshape", "stochastic depth 0.1": "reg", "pixel shuffle ×1": "reshape",
+                     "resize 6×6": "pool", "fc 4 per pixel": "fc", "× 0.5": "merge"}
+    assert re.search(r'label=<× 0.5> class=merge [^\]]*shape=ellipse', source)
+
+
+def test_bilinear_resizing_widens_the_receptive_field_by_one_input_pixel():
+    network = cnndsl.parse("""network n { input 3x16x16
+        conv(4, s=2), a: upsample(2, mode=bilinear), conv(4, s=2), b: upsample(2), conv(4, s=2), resize((8, 8))
+    }""")
+    assert [(figures(network, name)["rf"], figures(network, name)["jump"]) for name in ("upsample1", "upsample2")] \
+        == [((3 + 2, 3 + 2), (1, 1)), ((5 + 2, 5 + 2), (1, 1))]  # bilinear: + jump_in (2); nearest: + 0
+    assert (figures(network, "resize")["rf"], figures(network, "resize")["jump"]) == ((9 + 2, 9 + 2), (2, 2))

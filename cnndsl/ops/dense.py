@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ShapeProblem
-from .base import OpKind, Window, alias, flag, format_shape, numel, register, whole
+from .base import OpKind, Window, alias, channels_last, flag, format_shape, numel, register, whole
 
 
 @register
@@ -51,7 +51,7 @@ class FullyConnected(OpKind):
 
     def torch_call(self, attrs, inputs, args, module):
         if attrs["pixelwise"]:
-            return f"{module}({args[0]}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
+            return channels_last(module, args[0], inputs[0])
         flat = args[0] if len(inputs[0]) == 1 else f"torch.flatten({args[0]}, 1)"
         return f"{module}({flat})"
 

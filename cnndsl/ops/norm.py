@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ValueProblem
-from .base import REQUIRED, OpKind, alias, fraction, real, register, spatial, whole
+from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
 
 
 @register
@@ -19,6 +19,9 @@ class BatchNorm(OpKind):
 
     def params(self, attrs, inputs):
         return 2 * inputs[0][0]
+
+    def buffers(self, attrs, inputs):
+        return 2 * inputs[0][0] + 1  # running mean and variance, num_batches_tracked
 
     def label(self, attrs):
         return "bn"
@@ -154,13 +157,6 @@ class LayerScale(OpKind):
 def _per_channel(shape):
     """C×1×1 for C×H×W, C for a vector: a tensor that broadcasts over the pixels."""
     return (shape[0], *[1] * (len(shape) - 1))
-
-
-def channels_last(module, arg, shape) -> str:
-    """A layer over the channels applied at every pixel: permuted to N×H×W×C and back, as ConvNeXt does."""
-    if len(shape) == 1:
-        return f"{module}({arg})"
-    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
 
 
 @register

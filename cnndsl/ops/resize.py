@@ -5,6 +5,14 @@ from ..errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
 
 
+def interpolation_window(mode: str, size: tuple, out: tuple) -> Window:
+    """Each output pixel reads 2×2 input pixels (bilinear) or one (nearest); the jump scales by in/out."""
+    if mode == "nearest" and out[0] % size[0] == 0 and out[1] % size[1] == 0:
+        return Window((1, 1), (1, 1), upsample=(out[0] // size[0], out[1] // size[1]))
+    reach = 2 if mode == "bilinear" else 1
+    return Window((reach, reach), (size[0] / out[0], size[1] / out[1]))
+
+
 @register
 class Upsample(OpKind):
     name = "upsample"
@@ -22,7 +30,8 @@ class Upsample(OpKind):
         return (channels, height * attrs["scale"], width * attrs["scale"])
 
     def window(self, attrs, inputs):
-        return Window((1, 1), (1, 1), upsample=(attrs["scale"], attrs["scale"]))
+        _, height, width = inputs[0]
+        return interpolation_window(attrs["mode"], (height, width), (height * attrs["scale"], width * attrs["scale"]))
 
     def label(self, attrs):
         return f"upsample ×{attrs['scale']}"
@@ -72,10 +81,7 @@ class Resize(OpKind):
         return (inputs[0][0], *attrs["size"])
 
     def window(self, attrs, inputs):
-        """Each output pixel reads 2×2 input pixels (bilinear) or one (nearest); the jump scales by in/out."""
-        _, height, width = inputs[0]
-        reach = 2 if attrs["mode"] == "bilinear" else 1
-        return Window((reach, reach), (height / attrs["size"][0], width / attrs["size"][1]))
+        return interpolation_window(attrs["mode"], inputs[0][1:], attrs["size"])
 
     def label(self, attrs):
         return f"resize {attrs['size'][0]}×{attrs['size'][1]}"
@@ -93,8 +99,8 @@ class Resize(OpKind):
         unused = ["", ""] if emit.opset >= 13 else [emit.floats("roi", ()), emit.floats("scales", ())]
         if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
             options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        else:
-            options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+        else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
+            options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
         return emit.op("Resize", [args[0], *unused, sizes], **options)
 
 
