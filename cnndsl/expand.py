@@ -448,7 +448,7 @@ def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywo
 
 def _show(value: Any) -> str:
     """A value in a block's label or the network's parameters: a few elements of a long list."""
-    return f"{value:g}" if isinstance(value, float) else shown(value)
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else shown(value)
 
 
 def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
