@@ -42,7 +42,6 @@ class OpKind:
     takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
     tap_edge: str = "skip"     # the IR edge kind of those extra inputs
     tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
-    has_state: bool = False    # built as an nn.Module in the torch backend
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
     doc: str = ""

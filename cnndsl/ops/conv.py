@@ -44,7 +44,6 @@ def _kernel_text(kernel):
 class Conv(OpKind):
     name = "conv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 3), ("s", 1), ("p", "same"), ("d", 1), ("g", 1), ("bias", True))
     doc = "2-D convolution; c defaults to the input's channels, g=depthwise sets groups to them"
@@ -116,7 +115,6 @@ class Conv(OpKind):
 class Deconv(OpKind):
     name = "deconv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 2), ("s", 2), ("p", 0), ("op", 0), ("g", 1), ("bias", True))
     doc = "transposed convolution (learned upsampling); op is the output padding"

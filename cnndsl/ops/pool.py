@@ -9,7 +9,6 @@ from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, 
 
 class _Pool(OpKind):
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
     torch_class = ""
@@ -70,7 +69,6 @@ class AvgPool(_Pool):
 class GlobalAvgPool(OpKind):
     name = "gap"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     doc = "global average pooling to C×1×1"
 
@@ -98,7 +96,6 @@ class GlobalAvgPool(OpKind):
 class AdaptiveAvgPool(OpKind):
     name = "adaptiveavgpool"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"

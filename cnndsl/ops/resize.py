@@ -106,7 +106,6 @@ class PixelShuffle(OpKind):
 
     name = "pixelshuffle"
     family = "reshape"
-    has_state = True
     signature = (("r", 2),)
     doc = "C×H×W to C/r²×rH×rW: each r² channels become an r×r block of pixels"
 
