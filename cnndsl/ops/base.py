@@ -130,6 +130,7 @@ class OpKind:
 
 REGISTRY: dict[str, OpKind] = {}
 _PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []
+_SPELLINGS: dict[str, list[str]] = {}  # kind -> the names it is also spelled by, for the layer table
 
 
 def register(cls: type[OpKind]) -> type[OpKind]:
@@ -145,9 +146,34 @@ def alias(name: str, kind: str, **preset: Any) -> None:
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def pattern(regex_match: Callable[[str], Optional[dict]], kind: str) -> None:
+def pattern(regex_match: Callable[[str], Optional[dict]], kind: str, spelling: str) -> None:
     """A family of spelled names, e.g. convKxK, parsed by `regex_match` into a preset."""
     _PATTERNS.append((regex_match, kind))
+    _SPELLINGS.setdefault(kind, []).append(spelling)
+
+
+def layer_table() -> str:
+    """The Markdown table of every layer kind, from what each declares: docs/language.md holds it verbatim."""
+    rows = ["| layer | also spelled | what it does |", "|---|---|---|"]
+    order = ("conv", "pool", "fc", "reshape", "act", "norm", "reg", "merge")
+    for name, kind in sorted(REGISTRY.items(), key=lambda item: order.index(item[1].family)
+                             if item[1].family in order else len(order)):
+        if name == "input":
+            continue
+        signature = ", ".join(key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
+                              for key, default in kind.signature)
+        spelled = [f"`{alias}`" + _preset_text(preset) for alias, (target, preset) in _ALIASES.items() if target == name]
+        spelled += [f"`{spelling}`" for spelling in _SPELLINGS.get(name, [])]
+        rows.append(f"| `{name}{f'({signature})' if signature else ''}` | {', '.join(spelled)} | {kind.doc} |")
+    return "\n".join(rows)
+
+
+def _value_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _preset_text(preset: dict) -> str:
+    return f" ({', '.join(f'{key}={value}' for key, value in preset.items())})" if preset else ""
 
 
 def lookup(name: str) -> Optional[tuple[OpKind, dict[str, Any]]]:

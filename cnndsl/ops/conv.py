@@ -46,7 +46,8 @@ class Conv(OpKind):
     family = "conv"
     torch_overwritable = True
     signature = (("c", None), ("k", 3), ("s", 1), ("p", "same"), ("d", 1), ("g", 1), ("bias", True))
-    doc = "2-D convolution; c defaults to the input's channels, g=depthwise sets groups to them"
+    doc = ("2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
+           "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)")
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -176,7 +177,7 @@ class Deconv(OpKind):
                        output_padding=attrs["op"], group=attrs["g"])
 
 
-pattern(_kernel_preset("conv"), "conv")
-pattern(_kernel_preset("dwconv"), "conv")
+pattern(_kernel_preset("conv"), "conv", "convKxK (conv3x3, conv1x7: k preset)")
+pattern(_kernel_preset("dwconv"), "conv", "dwconvKxK (depthwise, k preset)")
 alias("dwconv", "conv", g="depthwise")
 alias("convtranspose", "deconv")

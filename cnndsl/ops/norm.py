@@ -216,7 +216,8 @@ class StochasticDepth(OpKind):
     family = "reg"
     torch_overwritable = True
     signature = (("p", REQUIRED),)
-    doc = "drops whole samples with probability p while training, scaling the rest by 1/(1 − p)"
+    doc = ("torchvision's StochasticDepth(p, \"row\"): while training, drops whole samples with probability p and scales "
+           "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body")
 
     def resolve(self, attrs, inputs):
         return {"p": fraction(attrs["p"], "stochastic depth probability p")}

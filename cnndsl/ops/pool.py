@@ -158,7 +158,7 @@ def _pool_preset(prefix):
     return match
 
 
-pattern(_pool_preset("maxpool"), "maxpool")
-pattern(_pool_preset("avgpool"), "avgpool")
+pattern(_pool_preset("maxpool"), "maxpool", "maxpoolKxK (maxpool3x3: k preset)")
+pattern(_pool_preset("avgpool"), "avgpool", "avgpoolKxK")
 alias("pool", "maxpool", k=2)
 alias("globalavgpool", "gap")

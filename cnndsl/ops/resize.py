@@ -58,7 +58,7 @@ class Resize(OpKind):
     tap_values = False
     torch_overwritable = True
     signature = (("size", None), ("mode", "bilinear"))
-    doc = "bilinear or nearest resizing to size (h, w) or to the size of a tap: resize(@image)"
+    doc = "resize((h, w)) or resize(@t) to the size of tap t, as F.interpolate with align_corners=false; bilinear or nearest"
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
