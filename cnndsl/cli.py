@@ -201,8 +201,33 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
+<<<<<<< HEAD
 def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
     """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
+=======
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--network", "-n", help="Which network of the file to draw.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
+def serve(file, network, input_shape, host, port, depth):
+    """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
+    if file is not None and not file.endswith(".cnn"):
+        raise click.BadParameter(f"expected a .cnn file (a new one is created on the first save), got {file!r}",
+                                 param_hint="FILE")
+    try:
+        from .serve import serve as run
+        from .serve.document import starter_path
+    except ModuleNotFoundError as error:
+        raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
+    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
+
+
+def write_output(net, fmt: str, target: Path, options: dict) -> None:
+    """Hand the network to the backend for `fmt`; each writes atomically."""
+>>>>>>> main
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 

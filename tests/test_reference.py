@@ -37,6 +37,7 @@ def _check(body: str, shape: str, reference, batch: int = 2, fold_bn: bool = Fal
     weights = {name: value.double() for name, value in module.state_dict().items()}
     x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = reference(x, weights)
+    assert net.graph.nodes[net.outputs[0][1]]["shape"] == tuple(expected.shape[1:])  # the inferred shape too
     with torch.no_grad():
         got = module.double()(x)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 class _Pool(OpKind):
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
     torch_class = ""
@@ -35,7 +34,7 @@ class _Pool(OpKind):
         return (channels, out_h, out_w)
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"])
+        return Window(attrs["k"], attrs["s"], padding=attrs["p"])
 
     def label(self, attrs):
         kernel = attrs["k"]
@@ -74,7 +73,6 @@ class AvgPool(_Pool):
 class GlobalAvgPool(OpKind):
     name = "gap"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     doc = "global average pooling to C×1×1"
 
@@ -102,7 +100,6 @@ class GlobalAvgPool(OpKind):
 class AdaptiveAvgPool(OpKind):
     name = "adaptiveavgpool"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
@@ -169,7 +166,7 @@ def _pool_preset(prefix):
     return match
 
 
-pattern(_pool_preset("maxpool"), "maxpool")
-pattern(_pool_preset("avgpool"), "avgpool")
+pattern(_pool_preset("maxpool"), "maxpool", "maxpoolKxK (maxpool3x3: k preset)")
+pattern(_pool_preset("avgpool"), "avgpool", "avgpoolKxK")
 alias("pool", "maxpool", k=2)
 alias("globalavgpool", "gap")
