@@ -201,10 +201,6 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
-<<<<<<< HEAD
-def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
-    """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
-=======
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--network", "-n", help="Which network of the file to draw.")
@@ -225,9 +221,8 @@ def serve(file, network, input_shape, host, port, depth):
     run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
 
 
-def write_output(net, fmt: str, target: Path, options: dict) -> None:
-    """Hand the network to the backend for `fmt`; each writes atomically."""
->>>>>>> main
+def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
+    """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 
