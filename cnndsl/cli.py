@@ -168,7 +168,7 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, fmt, o
 
 # Which --to formats each compile option changes; given with another, it is an error, never ignored.
 APPLIES_TO = {
-    "weights": ("onnx", "pt2"), "opset": ("onnx",), "fold_bn": ("onnx",),
+    "weights": ("onnx", "pt2"), "opset": ("onnx",), "fold_bn": ("onnx",), "external_data": ("onnx",),
     **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
 }
 
