@@ -265,7 +265,7 @@ class _Matcher:
 
     def _pair_counters(self) -> None:
         """Each BatchNorm's step count comes from the module its statistics came from, where the checkpoint has it."""
-        for key, slot in self.slots.items():
+        for key in self.slots:
             if not _is_counter(key):
                 continue
             statistics = self.result.pairs.get(key.rpartition(".")[0] + ".running_mean")
@@ -338,9 +338,11 @@ def _checkpoint_tree(keys: list[str], given: dict[str, Given]) -> Group:
 def _sequential_order(children: list) -> list:
     """Numbered children (an nn.Sequential's, a ModuleList's) by number: that is their order of execution,
     whichever order a file lists them in (safetensors sorts keys as text, `10` before `2`)."""
-    names = [child.name.rpartition(".")[2] for child in children]
-    if all(name.isdigit() for name in names):
-        return [child for _, child in sorted(zip((int(name) for name in names), children), key=lambda item: item[0])]
+    def number(child) -> str:
+        return child.name.rpartition(".")[2]
+
+    if all(number(child).isdigit() for child in children):
+        return sorted(children, key=lambda child: int(number(child)))
     return children
 
 
