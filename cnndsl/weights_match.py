@@ -22,6 +22,7 @@ from .ops import format_shape
 COUNTER = "num_batches_tracked"  # BatchNorm's step count: not matched by shape, it follows its layer
 ROLES = ("weight", "bias", "running_mean", "running_var")  # the order torch gives a layer's tensors
 MAX_STEPS = 20_000  # placements tried within one module before it counts as ambiguous
+MAX_ARRANGEMENTS = 16  # arrangements compared by their names; as many counts as ambiguous
 MAX_CHILDREN = 400  # a module with more children than this is placed by shapes alone
 LOAD_HINT = "was it saved from this network, with the same options (-p, --input)?"
 AMBIGUOUS_HINT = "save the checkpoint under the network's names, or load with strict=False to take what is certain"
@@ -207,7 +208,7 @@ class _Matcher:
         children = _sequential_order(module.children)
         runs = _in_order(children, run)
         if runs is None and len(children) <= MAX_CHILDREN:
-            arrangements = _arrangements(children, run)
+            arrangements = _best_named(_arrangements(children, run))
             if len(arrangements) > 1:
                 self._ambiguous_arrangement(arrangements, run)
                 self._by_shape_alone(module, run)
@@ -359,13 +360,26 @@ def _in_order(children: list, run: list[Leaf]) -> Optional[list[tuple]]:
     return parts
 
 
+def _best_named(arrangements: list[list[tuple]]) -> list[list[tuple]]:
+    """Of the arrangements the shapes allow, those placing the most children on layers of their own name
+    (a checkpoint's `downsample` on the network's `downsample.conv` and `downsample.bn`): where shapes
+    cannot tell a bottleneck's last convolution from its shortcut, the names that agree do."""
+    if len(arrangements) < 2 or len(arrangements) == MAX_ARRANGEMENTS:
+        return arrangements
+    scores = [sum(all(child.name.rpartition(".")[2] in leaf.name.split(".") for leaf in part)
+                  for child, part in arrangement) for arrangement in arrangements]
+    return [arrangement for arrangement, score in zip(arrangements, scores) if score == max(scores)]
+
+
 def _arrangements(children: list, run: list[Leaf]) -> list[list[tuple]]:
-    """Up to two ways to lay the children on consecutive parts of the run; children of the same shapes keep
-    their order by name (`conv2` before `conv10`). None where the search gives up."""
-    classes: dict[frozenset, list] = {}
+    """The ways (up to MAX_ARRANGEMENTS) to lay the children on consecutive parts of the run; children of the
+    same shapes and the same name but its number keep their order by number (`layer2` before `layer10`).
+    None where the search gives up."""
+    classes: dict[tuple, list] = {}
     for child in sorted(children, key=lambda child: _natural(child.name)):
-        classes.setdefault(_shapes(child.leaves), []).append(child)
-    sizes = {shapes: len(members[0].leaves) for shapes, members in classes.items()}
+        stem = re.sub(r"\d+", "", child.name.rpartition(".")[2])  # `denselayer` of denselayer1, denselayer2...
+        classes.setdefault((_shapes(child.leaves), stem), []).append(child)
+    sizes = {key: len(members[0].leaves) for key, members in classes.items()}
     used = dict.fromkeys(classes, 0)
     found: list[list[tuple]] = []
     chosen: list[tuple] = []
@@ -375,19 +389,19 @@ def _arrangements(children: list, run: list[Leaf]) -> list[list[tuple]]:
         nonlocal steps
         if start == len(run):
             found.append(list(chosen))
-            return len(found) == 2
-        for shapes, members in classes.items():
-            size = sizes[shapes]
-            if used[shapes] == len(members) or _shapes(run[start:start + size]) != shapes:
+            return len(found) == MAX_ARRANGEMENTS
+        for key, members in classes.items():
+            size = sizes[key]
+            if used[key] == len(members) or _shapes(run[start:start + size]) != key[0]:
                 continue
             steps += 1
             if steps > MAX_STEPS:
                 raise _TooMany
-            chosen.append((members[used[shapes]], run[start:start + size]))
-            used[shapes] += 1
+            chosen.append((members[used[key]], run[start:start + size]))
+            used[key] += 1
             if extend(start + size):
                 return True
-            used[shapes] -= 1
+            used[key] -= 1
             chosen.pop()
         return False
 
