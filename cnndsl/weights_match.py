@@ -22,7 +22,7 @@ from .ops import format_shape
 COUNTER = "num_batches_tracked"  # BatchNorm's step count: not matched by shape, it follows its layer
 ROLES = ("weight", "bias", "running_mean", "running_var")  # the order torch gives a layer's tensors
 MAX_STEPS = 20_000  # placements tried within one module before it counts as ambiguous
-MAX_ARRANGEMENTS = 16  # arrangements compared by their names; as many counts as ambiguous
+MAX_ARRANGEMENTS = 16  # arrangements of one module's children compared; as many counts as ambiguous
 MAX_CHILDREN = 400  # a module with more children than this is placed by shapes alone
 LOAD_HINT = "was it saved from this network, with the same options (-p, --input)?"
 AMBIGUOUS_HINT = "save the checkpoint under the network's names, or load with strict=False to take what is certain"
@@ -116,6 +116,7 @@ class _Matcher:
         self.slots = {slot.key: slot for slot in slots}
         self.result = Match(origin)
         self.problem_at: list[tuple[tuple, ValueProblem]] = []  # ((rank, node id), problem), sorted at the end
+        self._choices = _Choices()
 
     def run(self) -> Match:
         taken = self._by_name()
@@ -205,19 +206,13 @@ class _Matcher:
         if isinstance(module, Leaf):
             self._pair(run[0], module)
             return
-        children = _sequential_order(module.children)
-        runs = _in_order(children, run)
-        if runs is None and len(children) <= MAX_CHILDREN:
-            arrangements = _best_named(_arrangements(children, run))
-            if len(arrangements) > 1:
-                self._ambiguous_arrangement(arrangements, run)
-                self._by_shape_alone(module, run)
-                return
-            runs = arrangements[0] if arrangements else None
-        if runs is None:
+        choice = self._choices.best(module, run)
+        if choice.tied is not None:
+            self._ambiguous_arrangement([choice.parts, choice.tied], run)
+        if choice.parts is None or choice.tied is not None:
             self._by_shape_alone(module, run)
             return
-        for child, part in runs:
+        for child, part in choice.parts:
             self._place(child, part)
 
     def _by_shape_alone(self, module: Group, run: list[Leaf]) -> None:
@@ -237,7 +232,7 @@ class _Matcher:
 
     def _ambiguous_arrangement(self, arrangements: list[list[tuple]], run: list[Leaf]) -> None:
         first, second = (_owner_of_each(arrangement, len(run)) for arrangement in arrangements[:2])
-        index = next(i for i in range(len(run)) if first[i] is not second[i])
+        index = next((i for i in range(len(run)) if first[i] is not second[i]), 0)
         self._ambiguous(run[index], first[index], second[index])
 
     def _ambiguous(self, layer: Leaf, one: Union[Group, Leaf], other: Union[Group, Leaf]) -> None:
@@ -347,28 +342,67 @@ def _sequential_order(children: list) -> list:
     return children
 
 
-def _in_order(children: list, run: list[Leaf]) -> Optional[list[tuple]]:
-    """Consecutive parts of the run for the children in their order, if each part holds its child's shapes."""
-    parts, start = [], 0
-    for child in children:
-        size = len(child.leaves)
-        part = run[start:start + size]
-        if _shapes(part) != _shapes(child.leaves):
-            return None
-        parts.append((child, part))
-        start += size
-    return parts
+@dataclass
+class _Choice:
+    """The best arrangement of a module's children on a run, its cost, and a different one as good (if any)."""
+
+    parts: Optional[list[tuple]]
+    cost: int
+    tied: Optional[list[tuple]] = None
 
 
-def _best_named(arrangements: list[list[tuple]]) -> list[list[tuple]]:
-    """Of the arrangements the shapes allow, those placing the most children on layers of their own name
-    (a checkpoint's `downsample` on the network's `downsample.conv` and `downsample.bn`): where shapes
-    cannot tell a bottleneck's last convolution from its shortcut, the names that agree do."""
-    if len(arrangements) < 2 or len(arrangements) == MAX_ARRANGEMENTS:
-        return arrangements
-    scores = [sum(all(child.name.rpartition(".")[2] in leaf.name.split(".") for leaf in part)
-                  for child, part in arrangement) for arrangement in arrangements]
-    return [arrangement for arrangement, score in zip(arrangements, scores) if score == max(scores)]
+class _Choices:
+    """Chooses, for a module and a run, the arrangement of its children that the names and the checkpoint's
+    order favour: the most children on layers of their own name (a checkpoint's `downsample` on the
+    network's `downsample.conv`), then the fewest children out of the checkpoint's order, counted through
+    every level below (torchvision's RegNet lists a block's shortcut first; placing the shortcut first instead
+    would put its body's first convolution, of the same shape, out of order). Remembered per module and run."""
+
+    def __init__(self):
+        self.known: dict[tuple, _Choice] = {}
+
+    def best(self, module: Union[Group, Leaf], run: list[Leaf]) -> _Choice:
+        if isinstance(module, Leaf):
+            return _Choice([], 0)
+        key = (id(module), id(run[0]) if run else 0, len(run))
+        if key not in self.known:
+            self.known[key] = self._choose(module, run)
+        return self.known[key]
+
+    def _choose(self, module: Group, run: list[Leaf]) -> _Choice:
+        children = _sequential_order(module.children)
+        if len(children) > MAX_CHILDREN:
+            return _Choice(None, 0)
+        arrangements = _arrangements(children, run)
+        if not arrangements:
+            return _Choice(None, 0)
+        rank = {id(child): index for index, child in enumerate(children)}
+        scored = []
+        for arrangement in arrangements:
+            below = [self.best(child, part) for child, part in arrangement]
+            if any(choice.parts is None for choice in below):
+                continue
+            order = [rank[id(child)] for child, _ in arrangement]
+            cost = _inversions(order) + sum(choice.cost for choice in below)
+            scored.append(((-_named_alike(arrangement), cost), arrangement))
+        if not scored:
+            return _Choice(None, 0)
+        scored.sort(key=lambda item: item[0])
+        (score, best), rest = scored[0], scored[1:]
+        if rest and (rest[0][0] == score or len(arrangements) == MAX_ARRANGEMENTS):
+            return _Choice(best, score[1], rest[0][1])
+        return _Choice(best, score[1])
+
+
+def _named_alike(arrangement: list[tuple]) -> int:
+    """How many children lie on layers whose names contain the child's own (`downsample` in
+    `layer1.bottleneck1.downsample.conv`)."""
+    return sum(all(child.name.rpartition(".")[2] in leaf.name.split(".") for leaf in part)
+               for child, part in arrangement)
+
+
+def _inversions(order: list[int]) -> int:
+    return sum(1 for i, first in enumerate(order) for second in order[i + 1:] if first > second)
 
 
 def _arrangements(children: list, run: list[Leaf]) -> list[list[tuple]]:
