@@ -383,3 +383,85 @@ def test_weights_with_a_format_that_holds_none_is_an_error(small, tmp_path, cli,
     assert result.exit_code == 2
     assert f"Error: --weights applies to --to onnx and --to pt2, not --to {fmt}" in result.stderr
     assert not (tmp_path / f"out.{fmt}").exists()
+
+
+# ---- docs/weights.md ----------------------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
+BLOCK = re.compile(r"```(python|console|text)\n(.*?)```", re.DOTALL)
+PLACEHOLDER = re.compile(r"LAYER|KEY|SHAPE|CHECKPOINT|DTYPE|FILE|REASON|TYPE|NETWORK|URL|FORMAT")
+
+
+def _offline(url, *args, **kwargs):
+    raise urllib.error.URLError("no network")
+
+
+def test_every_example_on_the_page_runs(cli, tmp_path, monkeypatch):
+    torchvision = torchvision_models()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.resnet18().state_dict(), cached)
+    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
+    namespace: dict = {}
+    for kind, body in blocks:
+        if kind == "python":
+            exec(compile(body, str(DOC), "exec"), namespace)
+        elif kind == "console":
+            command, *expected = body.strip("\n").split("\n")
+            result = cli(*command.split()[2:])
+            assert result.exit_code == 0, result.stderr
+            assert result.stdout.splitlines()[:len(expected)] == expected
+    error = _refusal(cnndsl.load("resnet50", input=(3, 64, 64)), tmp_path / "resnet18.pth")
+    shown = next(body for kind, body in blocks if kind == "text" and "resnet.cnn:" in body).strip()
+    assert f"{error.pos}: error: {error.message}".endswith(shown.replace("resnet18.pth", str(tmp_path / "resnet18.pth")))
+
+
+def _message(action) -> str:
+    with pytest.raises(cnndsl.CnnDslError) as caught:
+        action()
+    return caught.value.message
+
+
+def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypatch, cli):
+    path, network, reference = small
+    state = dict(reference.state_dict())
+    own = network.to_torch(weights=state).state_dict()
+    transposed = {**state, "head.weight": state["head.weight"].t()}
+    integer = {**state, "features.0.weight": torch.ones(8, 3, 3, 3, dtype=torch.int64)}
+    torch.save({"epoch": 3}, tmp_path / "no.pt")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
+    torchvision_models()
+    messages = [_message(lambda weights=weights: network.to_torch(weights=weights)) for weights in (
+        transposed,
+        {key: value for key, value in state.items() if not key.startswith("head")},
+        {**state, "extra.weight": torch.zeros(5)},
+        {**own, "extra.weight": torch.zeros(5)},
+        {**own, "fc.weight": torch.zeros(12, 8)},
+        SeparateLists().state_dict(),
+        integer,
+        tmp_path / "no.pt",
+        tmp_path / "absent.pt",
+        tmp_path / "junk.safetensors",
+        3,
+    )]
+    messages.append(_message(lambda: cnndsl.load("resnet18").to_torch(weights="torchvision")))
+    messages.append(_message(lambda: network.to_torch(weights="torchvision")))
+    messages.append(_message(lambda: network.to_torch(weights=state, init="kaiming")))
+    with monkeypatch.context() as patched:
+        patched.setitem(__import__("sys").modules, "torchvision.models", None)
+        messages.append(_message(lambda: network.to_torch(weights="torchvision")))
+    torch.save(state, tmp_path / "w.pt")
+    result = cli("compile", path, "--to", "svg", "--weights", tmp_path / "w.pt")
+    messages.append(result.stderr.strip().splitlines()[-1].removeprefix("Error: "))
+
+    text = next(body for kind, body in BLOCK.findall(DOC.read_text(encoding="utf-8")) if kind == "text")
+    templates = text.strip().splitlines()
+    patterns = [re.compile(PLACEHOLDER.sub(".+", re.escape(template))) for template in templates]
+    for message in messages:
+        assert any(pattern.fullmatch(message) for pattern in patterns), message
+    for template, pattern in zip(templates, patterns):
+        assert any(pattern.fullmatch(message) for message in messages), f"no refusal shows: {template}"
