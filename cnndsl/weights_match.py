@@ -133,7 +133,7 @@ class _Matcher:
     # ---- by name ---------------------------------------------------------------------------------
     def _by_name(self) -> set[str]:
         """Keys the network and checkpoint share; a shared key of another shape is a problem, not a pair."""
-        taken = set()
+        taken, refused = set(), set()
         for key, slot in self.slots.items():
             if key not in self.given or _is_counter(key):
                 continue
@@ -142,7 +142,8 @@ class _Matcher:
             if squeezed(shape) == squeezed(slot.shape):
                 self.result.pairs[key] = key
                 self.result.by_name.add(key)
-            else:
+            elif slot.node not in refused:  # one problem per layer: its weight's shape says enough
+                refused.add(slot.node)
                 self._problem(slot.node, f"{self.result.origin} gives `{key}` the shape {_shape(shape)}; "
                                          f"the network needs {_shape(slot.shape)}",
                               "check the network's parameters (-p) and input shape against those it was trained with")

@@ -387,7 +387,7 @@ def test_weights_with_a_format_that_holds_none_is_an_error(small, tmp_path, cli,
 
 # ---- docs/weights.md ----------------------------------------------------------------------------------------
 DOC = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
-BLOCK = re.compile(r"```(python|console|text)\n(.*?)```", re.DOTALL)
+DOC_BLOCK = re.compile(r"```(python|console|text)\n(.*?)```", re.DOTALL)
 PLACEHOLDER = re.compile(r"LAYER|KEY|SHAPE|CHECKPOINT|DTYPE|FILE|REASON|TYPE|NETWORK|URL|FORMAT")
 
 
@@ -403,7 +403,7 @@ def test_every_example_on_the_page_runs(cli, tmp_path, monkeypatch):
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cached.parent.mkdir(parents=True)
     torch.save(torchvision.resnet18().state_dict(), cached)
-    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
+    blocks = DOC_BLOCK.findall(DOC.read_text(encoding="utf-8"))
     namespace: dict = {}
     for kind, body in blocks:
         if kind == "python":
@@ -458,7 +458,7 @@ def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypat
     result = cli("compile", path, "--to", "svg", "--weights", tmp_path / "w.pt")
     messages.append(result.stderr.strip().splitlines()[-1].removeprefix("Error: "))
 
-    text = next(body for kind, body in BLOCK.findall(DOC.read_text(encoding="utf-8")) if kind == "text")
+    text = next(body for kind, body in DOC_BLOCK.findall(DOC.read_text(encoding="utf-8")) if kind == "text")
     templates = text.strip().splitlines()
     patterns = [re.compile(PLACEHOLDER.sub(".+", re.escape(template))) for template in templates]
     for message in messages:
