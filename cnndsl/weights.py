@@ -130,14 +130,24 @@ def _shape_text(shape: tuple) -> str:
 # ---- torch ----------------------------------------------------------------------------------------------
 def torch_slots(module, graph) -> list[Slot]:
     """The module's state_dict as slots, each with the IR node whose layer holds it."""
-    nodes = {data["name"]: node for node, data in graph.nodes(data=True)}
-    slots = []
-    for key, tensor in module.state_dict().items():
-        prefix = key.rpartition(".")[0]
-        while prefix not in nodes:
-            prefix = prefix.rpartition(".")[0]
-        slots.append(Slot(key, tuple(tensor.shape), nodes[prefix], tensor.is_floating_point()))
-    return slots
+    nodes = layer_names(graph)
+    return [Slot(key, tuple(tensor.shape), layer_of(key, nodes), tensor.is_floating_point())
+            for key, tensor in module.state_dict().items()]
+
+
+def layer_names(graph) -> dict[str, int]:
+    return {data["name"]: node for node, data in graph.nodes(data=True)}
+
+
+def layer_of(key: str, nodes: dict[str, int]) -> int:
+    """The IR node holding a state_dict key: `<layer>.<param>`, `<layer>` itself for a layer that is one
+    tensor (layer scale), or deeper where a kind's module nests its own."""
+    name = key
+    while name not in nodes and "." in name:
+        name = name.rpartition(".")[0]
+    if name not in nodes:
+        raise ValueProblem(f"the network holds a tensor `{key}` that no layer owns")
+    return nodes[name]
 
 
 def load_into(module, network, source: Any, strict: bool) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import onnx
 
-from ..weights import arrays, read, resolve
+from ..weights import arrays, layer_names, layer_of, read, resolve
 from ..weights_match import Slot
 
 Init = Callable[[np.random.Generator, tuple], np.ndarray]
@@ -79,5 +79,5 @@ def network_slots(network) -> list[Slot]:
 
     recorder = _Recorder()
     emit_nodes(network, Emitter(onnx.defs.onnx_opset_version(), recorder))
-    nodes = {data["name"]: node for node, data in network.graph.nodes(data=True)}
-    return [Slot(name, shape, nodes[name.rpartition(".")[0]], floating) for name, shape, floating in recorder.asked]
+    nodes = layer_names(network.graph)
+    return [Slot(name, shape, layer_of(name, nodes), floating) for name, shape, floating in recorder.asked]
