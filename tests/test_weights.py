@@ -465,3 +465,31 @@ def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypat
         assert any(pattern.fullmatch(message) for pattern in patterns), message
     for template, pattern in zip(templates, patterns):
         assert any(pattern.fullmatch(message) for message in messages), f"no refusal shows: {template}"
+
+
+def test_a_convnext_block_takes_torchvisions_layer_scale_and_channels_last_linears():
+    """torchvision's CNBlock holds `layer_scale` on the block itself, before its submodules, and applies
+    `nn.Linear` to channels-last pixels; cnndsl's layers hold them in graph order, as fc(pixelwise=true)."""
+    torchvision_models()
+    from torchvision.models.convnext import CNBlock
+
+    network = cnndsl.parse("""network blk { input 16x8x8
+        residual {
+            dwconv7x7, layernorm(eps=1e-6)
+            fc(64, pixelwise=true), gelu, fc(16, pixelwise=true)
+            layerscale(1e-6), stochasticdepth(0.1)
+        }
+    }""")
+    reference = CNBlock(16, 1e-6, 0.1).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(parameter.numel()))
+    module = network.to_torch(weights=reference)
+    assert torch.equal(module.layerscale, reference.layer_scale)
+    _same_outputs(module, reference, shape=(2, 16, 8, 8))
+    images = torch.randn(2, 16, 8, 8)
+    session = onnxruntime.InferenceSession(network.to_onnx(weights=reference).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"input": images.numpy()})[0], reference(images).numpy(),
+                                   rtol=0, atol=1e-5)
