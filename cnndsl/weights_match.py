@@ -116,7 +116,7 @@ class _Matcher:
         self.slots = {slot.key: slot for slot in slots}
         self.result = Match(origin)
         self.problem_at: list[tuple[tuple, ValueProblem]] = []  # ((rank, node id), problem), sorted at the end
-        self._choices = _Choices()
+        self._choices = _Choices(graph)
 
     def run(self) -> Match:
         taken = self._by_name()
@@ -348,23 +348,27 @@ class _Choice:
     """The best arrangement of a module's children on a run, its cost, and a different one as good (if any)."""
 
     parts: Optional[list[tuple]]
-    cost: int
+    cost: tuple = (0, 0)
     tied: Optional[list[tuple]] = None
 
 
 class _Choices:
-    """Chooses, for a module and a run, the arrangement of its children that the names and the checkpoint's
-    order favour: the most children on layers of their own name (a checkpoint's `downsample` on the
-    network's `downsample.conv`), then the fewest children out of the checkpoint's order, counted through
-    every level below (torchvision's RegNet lists a block's shortcut first; placing the shortcut first instead
-    would put its body's first convolution, of the same shape, out of order). Remembered per module and run."""
+    """Chooses, for a module and a run, where its children go. The checkpoint's order, where it fits all the
+    way down. Else, of the arrangements the shapes allow: the most children on layers of their own name (a
+    checkpoint's `downsample` on the network's `downsample.conv`); then the fewest children out of the
+    checkpoint's order, counted through every level below; then the fewest breaks in data flow inside a
+    module (torchvision's RegNet lists a block's projection `proj` before its body `f`, and where the body's
+    convolutions have the projection's shape only the right arrangement keeps `f` one chain of layers).
+    Remembered per module and run."""
 
-    def __init__(self):
+    def __init__(self, graph: nx.DiGraph):
+        self.graph = graph
         self.known: dict[tuple, _Choice] = {}
+        self.linked: dict[tuple[int, int], bool] = {}
 
     def best(self, module: Union[Group, Leaf], run: list[Leaf]) -> _Choice:
         if isinstance(module, Leaf):
-            return _Choice([], 0)
+            return _Choice([])
         key = (id(module), id(run[0]) if run else 0, len(run))
         if key not in self.known:
             self.known[key] = self._choose(module, run)
@@ -372,27 +376,61 @@ class _Choices:
 
     def _choose(self, module: Group, run: list[Leaf]) -> _Choice:
         children = _sequential_order(module.children)
+        in_order = _in_order(children, run)
+        if in_order is not None:
+            below = [self.best(child, part) for child, part in in_order]
+            if all(choice.parts is not None and choice.tied is None and choice.cost[0] == 0 for choice in below):
+                return _Choice(in_order, (0, sum(choice.cost[1] for choice in below) + self._breaks(in_order)))
         if len(children) > MAX_CHILDREN:
-            return _Choice(None, 0)
+            return _Choice(None)
         arrangements = _arrangements(children, run)
-        if not arrangements:
-            return _Choice(None, 0)
         rank = {id(child): index for index, child in enumerate(children)}
         scored = []
         for arrangement in arrangements:
             below = [self.best(child, part) for child, part in arrangement]
             if any(choice.parts is None for choice in below):
                 continue
-            order = [rank[id(child)] for child, _ in arrangement]
-            cost = _inversions(order) + sum(choice.cost for choice in below)
-            scored.append(((-_named_alike(arrangement), cost), arrangement))
+            cost = (_inversions([rank[id(child)] for child, _ in arrangement]) + sum(c.cost[0] for c in below),
+                    self._breaks(arrangement) + sum(c.cost[1] for c in below))
+            scored.append(((-_named_alike(arrangement), *cost), arrangement))
         if not scored:
-            return _Choice(None, 0)
+            return _Choice(None)
         scored.sort(key=lambda item: item[0])
         (score, best), rest = scored[0], scored[1:]
         if rest and (rest[0][0] == score or len(arrangements) == MAX_ARRANGEMENTS):
-            return _Choice(best, score[1], rest[0][1])
-        return _Choice(best, score[1])
+            return _Choice(best, score[1:], rest[0][1])
+        return _Choice(best, score[1:])
+
+    def _breaks(self, arrangement: list[tuple]) -> int:
+        """Layers of one checkpoint module, next to each other in graph order, that no data flows between."""
+        return sum(not self._flows(first.node, second.node)
+                   for child, part in arrangement if isinstance(child, Group)
+                   for first, second in zip(part, part[1:]))
+
+    def _flows(self, source: int, target: int) -> bool:
+        """Whether a path leads from source to target; node ids are a topological order, so the search
+        never looks past the target."""
+        if (source, target) not in self.linked:
+            seen, frontier = {source}, [source]
+            while frontier and target not in seen:
+                frontier = [after for node in frontier for after in self.graph.succ[node]
+                            if after <= target and after not in seen]
+                seen.update(frontier)
+            self.linked[source, target] = target in seen
+        return self.linked[source, target]
+
+
+def _in_order(children: list, run: list[Leaf]) -> Optional[list[tuple]]:
+    """Consecutive parts of the run for the children in their order, if each part holds its child's shapes."""
+    parts, start = [], 0
+    for child in children:
+        size = len(child.leaves)
+        part = run[start:start + size]
+        if _shapes(part) != _shapes(child.leaves):
+            return None
+        parts.append((child, part))
+        start += size
+    return parts
 
 
 def _named_alike(arrangement: list[tuple]) -> int:

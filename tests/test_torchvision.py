@@ -4,6 +4,7 @@ torchvision's module computes, through `to_torch(weights=path)` and through the 
 `cnndsl compile NAME --to onnx --weights path` writes, run in onnxruntime."""
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import numpy as np
@@ -36,31 +37,57 @@ CONSTRUCTORS = _constructors()
 NAMED_LIKE_TORCHVISION = [name for name in library_networks() if name in CONSTRUCTORS]
 
 
-def _torchvision_module(name: str) -> torch.nn.Module:
-    """torchvision's module with non-trivial random weights: He-uniform convolutions and linear layers, and
-    random norm affines, biases, running statistics and layer scales (built on the meta device and filled
-    once, which for VGG's 138M parameters is faster than torchvision's own initialisation)."""
+def _torchvision_module(name: str, images: torch.Tensor) -> torch.nn.Module:
+    """torchvision's module with non-trivial random weights: He-uniform convolutions and linear layers,
+    random norm affines, biases and layer scales, and BatchNorm statistics of the network's own activations
+    on these images, each perturbed at random (statistics that ignore the activations make a deep network's
+    outputs grow to where float rounding, not the function, decides the comparison)."""
     arguments = SEGMENTATION if "segmentation" in CONSTRUCTORS[name].__module__ else {}
     if name in ("googlenet", "inception_v3"):
         arguments = WITHOUT_AUX
-    with torch.device("meta"):
+    with _initialisation_skipped():
         model = CONSTRUCTORS[name](weights=None, **arguments)
-    model = model.to_empty(device="cpu").eval()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
                 tensor.zero_()
-                continue
-            if tensor.squeeze().dim() > 1:
+            elif tensor.squeeze().dim() > 1:
                 bound = (6 / tensor[0].numel()) ** 0.5
-                low, high = -bound, bound
+                tensor.uniform_(-bound, bound, generator=generator)
+            elif key.endswith("bias"):
+                tensor.uniform_(-0.2, 0.2, generator=generator)
             else:
-                role = key.rpartition(".")[2]
-                low, high = {"running_var": (0.5, 2.0), "running_mean": (-0.2, 0.2),
-                             "bias": (-0.2, 0.2)}.get(role, (0.5, 1.5))
-            tensor.uniform_(low, high, generator=generator)
-    return model
+                tensor.uniform_(0.5, 1.5, generator=generator)
+        _calibrate_norms(model, images, generator)
+    return model.eval()
+
+
+def _calibrate_norms(model: torch.nn.Module, images: torch.Tensor, generator: torch.Generator) -> None:
+    norms = [layer for layer in model.modules() if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        norm.reset_running_stats()
+    model.train()(torch.cat([images, images.flip(-1)]))
+    for norm in norms:
+        norm.momentum = 0.1
+        norm.running_mean.add_((torch.rand(norm.num_features, generator=generator) - 0.5) * 0.2)
+        norm.running_var.mul_(torch.rand(norm.num_features, generator=generator) * 0.5 + 0.75)
+
+
+@contextlib.contextmanager
+def _initialisation_skipped():
+    """torch.nn.init's functions as no-ops while torchvision builds (every tensor is filled afterwards):
+    RegNet computes its widths with torch, so the meta device cannot stand in."""
+    functions = {name: function for name, function in vars(torch.nn.init).items()
+                 if name.endswith("_") and not name.startswith("_") and callable(function)}
+    for name in functions:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in functions.items():
+            setattr(torch.nn.init, name, function)
 
 
 def _small(name: str) -> cnndsl.api.Network:
@@ -104,7 +131,7 @@ def test_torchvisions_weights_give_torchvisions_outputs_in_torch_and_onnx(name, 
     network = _small(name)
     images = torch.randn(1, *network.input_shape, generator=torch.Generator().manual_seed(2))
     checkpoint = tmp_path / f"{name}.pt"
-    reference = _torchvision_module(name)
+    reference = _torchvision_module(name, images)
     with torch.no_grad():
         expected = _first_output(reference(images)).numpy()
     torch.save(reference.state_dict(), checkpoint)
