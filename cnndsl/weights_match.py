@@ -23,7 +23,8 @@ COUNTER = "num_batches_tracked"  # BatchNorm's step count: not matched by shape,
 ROLES = ("weight", "bias", "running_mean", "running_var")  # the order torch gives a layer's tensors
 MAX_STEPS = 20_000  # placements tried within one module before it counts as ambiguous
 MAX_ARRANGEMENTS = 16  # arrangements of one module's children compared; as many counts as ambiguous
-MAX_CHILDREN = 400  # a module with more children than this is placed by shapes alone
+MAX_CHILDREN = 400
+MAX_ALIGNMENT_CELLS = 300_000  # beyond this the two orders are lined up place by place, not by edit distance  # a module with more children than this is placed by shapes alone
 LOAD_HINT = "was it saved from this network, with the same options (-p, --input)?"
 AMBIGUOUS_HINT = "save the checkpoint under the network's names, or load with strict=False to take what is certain"
 
@@ -507,6 +508,11 @@ def _alignment(ours: list, theirs: list) -> list[tuple[Optional[int], Optional[i
     while end < min(len(ours), len(theirs)) - start and ours[-1 - end] == theirs[-1 - end]:
         end += 1
     a, b = ours[start:len(ours) - end], theirs[start:len(theirs) - end]
+    if len(a) * len(b) > MAX_ALIGNMENT_CELLS:  # a checkpoint of thousands of foreign tensors: place by place
+        middle = [(start + k if k < len(a) else None, start + k if k < len(b) else None)
+                  for k in range(max(len(a), len(b)))]
+        return [(k, k) for k in range(start)] + middle + [(len(ours) - end + k, len(theirs) - end + k)
+                                                          for k in range(end)]
     cost = [list(range(len(b) + 1))]
     for i in range(1, len(a) + 1):
         row = [i]
@@ -532,10 +538,11 @@ def _alignment(ours: list, theirs: list) -> list[tuple[Optional[int], Optional[i
 def _chosen(excess: Counter, outside: list[int], signatures: list[tuple]) -> set[int]:
     """Which leaves to set aside for each shape one side has too many of: first those outside the matching
     stretches of the two orders, then the last ones."""
-    chosen = set()
+    chosen, outside_set = set(), set(outside)
     for signature, count in excess.items():
         candidates = [i for i in outside if signatures[i] == signature]
-        candidates += [i for i in reversed(range(len(signatures))) if signatures[i] == signature and i not in outside]
+        candidates += [i for i in reversed(range(len(signatures)))
+                       if signatures[i] == signature and i not in outside_set]
         chosen.update(candidates[:count])
     return chosen
 

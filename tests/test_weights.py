@@ -493,3 +493,18 @@ def test_a_convnext_block_takes_torchvisions_layer_scale_and_channels_last_linea
     with torch.no_grad():
         np.testing.assert_allclose(session.run(None, {"input": images.numpy()})[0], reference(images).numpy(),
                                    rtol=0, atol=1e-5)
+
+
+def test_a_checkpoint_of_many_foreign_tensors_is_refused_quickly(small):
+    """Hostile input: 5,000 tensors that fit nothing take seconds at most, not minutes of edit distance."""
+    import time
+
+    _, network, _ = small
+    foreign = {f"junk.{index}.weight": torch.zeros(3 + index % 5) for index in range(5_000)}
+    start = time.process_time()
+    error = _refusal(network, foreign)
+    assert time.process_time() - start < 10
+    assert re.fullmatch(r"layer `conv1` needs `conv1.weight` of shape 8×3×3×3; in its place the state_dict has "
+                        r"`junk\.\d+\.weight` of shape \d", error.message)
+    with pytest.raises(ValueProblem):
+        cnndsl.load("resnet50", input=(3, 32, 32)).to_torch(weights=foreign)  # 161 layers: place by place
