@@ -508,3 +508,12 @@ def test_a_checkpoint_of_many_foreign_tensors_is_refused_quickly(small):
                         r"`junk\.\d+\.weight` of shape \d", error.message)
     with pytest.raises(ValueProblem):
         cnndsl.load("resnet50", input=(3, 32, 32)).to_torch(weights=foreign)  # 161 layers: place by place
+
+
+def test_shapes_agree_up_to_dimensions_of_size_one():
+    """A 1×1 convolution's weight (4×8×1×1) goes into an fc (4×8), as squeeze-and-excitation is written both ways."""
+    network = cnndsl.parse("network n { input 8x4x4\n gap, fc(4) }")
+    reference = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 4, 1), nn.Flatten())
+    module = network.to_torch(weights=reference)
+    assert module.fc.weight.shape == (4, 8)
+    _same_outputs(module, reference, shape=(2, 8, 4, 4))
