@@ -114,10 +114,10 @@ def _first_output(result) -> torch.Tensor:
     return result[0] if isinstance(result, tuple) else result
 
 
-def _assert_close(got: np.ndarray, expected: np.ndarray, what: str) -> None:
+def _assert_close(got: np.ndarray, expected: np.ndarray, what: str, tolerance: float = TOLERANCE) -> None:
     assert got.shape == expected.shape, what
     error = np.abs(got - expected).max() / np.abs(expected).max()
-    assert error <= TOLERANCE, f"{what}: relative error {error:.2e}"
+    assert error <= tolerance, f"{what}: relative error {error:.2e}"
 
 
 def _onnx_outputs(path, input_name: str, images: np.ndarray) -> np.ndarray:
@@ -138,6 +138,11 @@ def test_torchvisions_weights_give_torchvisions_outputs_in_torch_and_onnx(name, 
     with torch.no_grad():
         expected = _first_output(reference(images)).numpy()
     torch.save(reference.state_dict(), checkpoint)
+    checks_onnx = network.totals.param_bytes <= ONNX_BYTES
+    if checks_onnx:
+        with torch.no_grad():
+            exact = _first_output(reference.double()(images.double())).numpy()
+        rounding = np.abs(expected - exact).max() / np.abs(exact).max()
     del reference
     gc.collect()
 
@@ -150,11 +155,15 @@ def test_torchvisions_weights_give_torchvisions_outputs_in_torch_and_onnx(name, 
     target = tmp_path / f"{name}.onnx"
     side = "x".join(map(str, network.input_shape))
     result = cli("compile", name, "--input", side, "--to", "onnx", "--weights", checkpoint, "-o", target)
-    if network.totals.param_bytes > ONNX_BYTES:
+    if not checks_onnx:
         assert result.exit_code == 1 and "more than one ONNX file holds" in result.stderr
     else:
         assert result.exit_code == 0, result.stderr
-        _assert_close(_onnx_outputs(target, network.input_name, images.numpy()), expected, f"{name} in onnxruntime")
+        # onnxruntime computes in float32 too, in another order: it is held to 1e-4 of the exact (float64)
+        # output, or to twice torchvision's own float32 error where a deep network leaves that larger
+        # (FCN-ResNet-101: 9.5e-5)
+        _assert_close(_onnx_outputs(target, network.input_name, images.numpy()), exact, f"{name} in onnxruntime",
+                      max(TOLERANCE, 2 * rounding))
         target.unlink()
     checkpoint.unlink()
 
