@@ -14,8 +14,8 @@ from . import ops
 from . import syntax as ast
 from .errors import (CnnDslError, LimitProblem, NameProblem, Note, ShapeProblem, SourcePos, SourceWarning, ValueProblem,
                      did_you_mean)
+from .evaluate import Env, Evaluator, Tap, no_incoming, shown
 from .spellings import unknown_layer_hint
-from .evaluate import Env, Evaluator, Tap, no_incoming
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
@@ -114,13 +114,21 @@ class Expander:
                                        "flatten the structure, or give a recursive block a condition that stops it")
                 self._step(stmt.pos)
                 try:
-                    getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+                    self.statement(stmt, frame)
                 except CnnDslError as error:
                     if self.errors is None or isinstance(error, LimitProblem):
                         raise
                     self._record(error)
         finally:
             self.depth -= 1
+
+    def statement(self, stmt: ast.Stmt, frame: Frame) -> None:
+        """Expand one statement by the handler its syntax class has in STATEMENTS."""
+        handler = STATEMENTS.get(type(stmt))
+        if handler is None:  # a syntax class with no handler is a bug of cnndsl, said with its place
+            raise ValueProblem(f"cnndsl cannot expand a `{type(stmt).__name__}` statement yet", stmt.pos,
+                               "please report this with the file")
+        handler(self, stmt, frame)
 
     def _record(self, error: CnnDslError) -> None:
         """Keep a statement's error and go on with the next one. After a first error, shape errors are left
@@ -166,7 +174,7 @@ class Expander:
         if isinstance(target, BlockRef):
             return self._call_block(target, stmt, frame)
         if target is not None:
-            raise ValueProblem(f"`{stmt.name}` is {target!r}, not a layer or block", stmt.pos)
+            raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
         found = ops.lookup(stmt.name)
         if found is None or found[0].name == "input":
             candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
@@ -232,19 +240,19 @@ class Expander:
     def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
         """`bottleneck(128, s=2)`: required arguments, then only those that differ from their defaults,
         so a diagram's block titles read like the source rather than a dump of every parameter."""
-        shown = []
+        parts = []
         for param in definition.params:
             value = env.values[param.name]
             if param.default is None:
-                shown.append(_show(value))
+                parts.append(_show(value))
                 continue
             try:
                 default = self.evaluate(param.default, env)
             except CnnDslError:
                 default = None
-            if value != default:
-                shown.append(f"{param.name}={_show(value)}")
-        return f"{definition.name}({', '.join(shown)})"
+            if not self.evaluate.same(value, default):
+                parts.append(f"{param.name}={_show(value)}")
+        return f"{definition.name}({', '.join(parts)})"
 
     def _Group(self, stmt: ast.Group, frame: Frame) -> None:
         self.seq(stmt.body, replace(frame, env=frame.env.child()))
@@ -368,7 +376,7 @@ class Expander:
         if stmt.label == "in":
             raise NameProblem("`in` cannot label a point: `@in` is the input of the block", stmt.pos,
                               "choose another label")
-        getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
+        self.statement(stmt.item, frame)
         if stmt.label in frame.taps:
             first = frame.taps[stmt.label][1]
             raise NameProblem(f"duplicate tap `{stmt.label}` (first defined at {first})", stmt.pos,
@@ -395,7 +403,7 @@ class Expander:
     def _For(self, stmt: ast.For, frame: Frame) -> None:
         items = self.evaluate(stmt.iterable, frame.env)
         if not isinstance(items, (list, tuple)):
-            raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", stmt.iterable.pos)
+            raise ValueProblem(f"`for` needs a list to walk over, got {shown(items)}", stmt.iterable.pos)
         for index in self._turns(len(items), stmt.iterable.pos, "loop turns"):
             values = self._unpack(stmt, items[index])
             self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
@@ -404,7 +412,7 @@ class Expander:
         if len(stmt.names) == 1:
             return {stmt.names[0]: item}
         if not isinstance(item, (list, tuple)) or len(item) != len(stmt.names):
-            raise ValueProblem(f"cannot unpack {item!r} into {', '.join(stmt.names)}", stmt.iterable.pos)
+            raise ValueProblem(f"cannot unpack {shown(item)} into {', '.join(stmt.names)}", stmt.iterable.pos)
         return dict(zip(stmt.names, item))
 
     def _If(self, stmt: ast.If, frame: Frame) -> None:
@@ -420,6 +428,15 @@ class Expander:
             if any(name == tap.name for name, _ in outputs):
                 raise NameProblem(f"`@{tap.name}` is already an output", tap.pos)
             outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
+
+
+STATEMENTS = {
+    ast.Layer: Expander._Layer, ast.Group: Expander._Group, ast.Stage: Expander._Stage,
+    ast.Residual: Expander._Residual, ast.Dense: Expander._Dense, ast.Branch: Expander._Branch,
+    ast.Scale: Expander._Scale, ast.Input: Expander._Input, ast.Jump: Expander._Jump, ast.Repeat: Expander._Repeat,
+    ast.Labeled: Expander._Labeled, ast.Let: Expander._Let, ast.Defaults: Expander._Defaults, ast.For: Expander._For,
+    ast.If: Expander._If, ast.Output: Expander._Output,
+}
 
 
 def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env,
@@ -447,9 +464,8 @@ def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywo
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value in a block's label or the network's parameters: a few elements of a long list."""
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else shown(value)
 
 
 def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
@@ -507,12 +523,14 @@ def _declares_input(body: ast.Seq) -> bool:
     return False
 
 
-def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, call: Optional[SourcePos] = None):
-    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way.
+def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, evaluate: Optional[Evaluator] = None,
+                    call: Optional[SourcePos] = None):
+    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way
+    (one evaluator for the whole chain, so its work budget bounds the chain, not each alias).
 
     An error in the arguments points at the call (`call`, the first alias), the definition as a note."""
     definition = ref.definition
-    evaluate = Evaluator(no_incoming)
+    evaluate = evaluate or Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
         try:
             bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate,
@@ -545,4 +563,4 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, 
             raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
                                definition.pos)
         keywords.update(zip([param.name for param in params], positional))
-    return resolve_network(target, {**keywords, **overrides}, depth + 1, call or definition.pos)
+    return resolve_network(target, {**keywords, **overrides}, depth + 1, evaluate, call or definition.pos)

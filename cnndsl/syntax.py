@@ -76,6 +76,13 @@ class ListExpr(Expr):
 
 
 @dataclass
+class NumberList(Expr):
+    """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
+
+    values: list
+
+
+@dataclass
 class TupleExpr(Expr):
     items: list[Expr]
 
@@ -102,6 +109,16 @@ class Conditional(Expr):
     then: Expr
     condition: Expr
     otherwise: Expr
+
+
+@dataclass
+class Comprehension(Expr):
+    """`[item for names in iterable if condition]`: family rules (RegNet's stages) filter and map lists."""
+
+    item: Expr
+    names: list[str]
+    iterable: Expr
+    condition: Optional[Expr]
 
 
 # ---- statements and layers ---------------------------------------------------

@@ -373,3 +373,14 @@ def test_summary_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Params: 25,557,032" in result.stdout
+
+
+def test_every_statement_of_the_syntax_has_an_expansion_handler():
+    """Dispatch is an explicit table (cnndsl.expand.STATEMENTS): a statement class added to the syntax without a
+    handler is caught here, not met as an AttributeError by a user."""
+    from cnndsl import syntax
+    from cnndsl.expand import STATEMENTS
+
+    statements = {cls for cls in vars(syntax).values()
+                  if isinstance(cls, type) and issubclass(cls, syntax.Stmt) and cls is not syntax.Stmt}
+    assert statements == set(STATEMENTS)
