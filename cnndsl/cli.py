@@ -200,7 +200,6 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
-<<<<<<< HEAD
 @main.command(name="weights")
 @network_options
 @click.argument("checkpoint")
@@ -219,7 +218,8 @@ def weights_command(source, network, input_shape, params, max_nodes, checkpoint,
     if output:
         found.write(output)
         click.echo(f"wrote {output}")
-=======
+
+
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--network", "-n", help="Which network of the file to draw.")
@@ -238,7 +238,6 @@ def serve(file, network, input_shape, host, port, depth):
     except ModuleNotFoundError as error:
         raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
     run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
->>>>>>> main
 
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:
