@@ -216,7 +216,7 @@ def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
         if inner is None:
             break
         state = inner
-    if not isinstance(state, Mapping) or not state or not _holds_tensors(state):
+    if not isinstance(state, Mapping) or not _holds_tensors(state):
         raise FileProblem(f"{origin} holds no state_dict (a mapping of parameter names to tensors)",
                           hint="save `module.state_dict()`, or a checkpoint holding it under \"state_dict\" or \"model\"")
     keys = [str(key) for key in state]
