@@ -25,7 +25,7 @@ from ..ops import REGISTRY, format_shape
 from ..source_map import origin, source_name
 from .onnx_fold import fold_batchnorm
 from .onnx_tensors import Pending, ready, serialized_size
-from .onnx_weights import Weights, filled, uniform, weights_from
+from .onnx_weights import Weights, filled, uniform, weights_for
 
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
 BATCH = "batch"
@@ -35,13 +35,13 @@ ALIGNMENT = 4096  # external tensors start at page boundaries, so that a runtime
 
 
 def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False, external_data: Optional[bool] = None) -> list[Path]:
+                fold_bn: bool = False, strict: bool = True, external_data: Optional[bool] = None) -> list[Path]:
     """Write the network as an ONNX file, whole or not at all; returns the files written. With external data
     (forced, or by default where one file cannot hold the model) the tensors go to `<file>.data` beside it,
     and the two are written as a pair."""
     path = Path(path)
     data = path.with_name(path.name + ".data")
-    model, emitter = _planned_model(network, weights, opset, fold_bn)
+    model, emitter = _planned_model(network, weights, opset, fold_bn, strict)
     if not _choose_storage(network, model, emitter.initializers, external_data, path.parent):
         _fill_initializers(model.graph, emitter)
         return [write_atomically(path, model.SerializeToString())]
@@ -49,15 +49,15 @@ def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optiona
 
 
 def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False,
-                external_data: Optional[bool] = None) -> onnx.ModelProto:
-    """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh.
+                strict: bool = True, external_data: Optional[bool] = None) -> onnx.ModelProto:
+    """The network as an ONNX model: weights from a checkpoint (cnndsl.weights), else fresh.
 
     With external data (True; None: where one protobuf cannot hold the model) every tensor of 1 KiB or more is
     marked to be saved in `<network>.onnx.data` and still holds its bytes, so that `onnx.save_model(model, path)`
     writes the pair. The size is checked before any tensor is made: under 2 GiB in one protobuf, else at
     most half of this machine's memory.
     """
-    model, emitter = _planned_model(network, weights, opset, fold_bn)
+    model, emitter = _planned_model(network, weights, opset, fold_bn, strict)
     external = _choose_storage(network, model, emitter.initializers, external_data, None)
     large = {name for name, tensor in emitter.initializers.items() if tensor.nbytes >= EXTERNAL_BYTES}
     _fill_initializers(model.graph, emitter)
@@ -67,11 +67,12 @@ def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_
     return model
 
 
-def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool) -> "tuple[onnx.ModelProto, Emitter]":
+def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool,
+                   strict: bool = True) -> "tuple[onnx.ModelProto, Emitter]":
     """The model with every node, its initializers declared but not yet made (they wait in the emitter)."""
     opset = _checked_opset(opset)
-    emitter = Emitter(opset, weights_from(weights))
-    values = _emit_nodes(network, emitter)
+    emitter = Emitter(opset, weights_for(network, weights, strict))
+    values = emit_nodes(network, emitter)
     outputs = [emitter.name_output(values[node], name, origin(network, node)) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
@@ -149,7 +150,7 @@ def _checked_opset(opset: Optional[int]) -> int:
     return opset
 
 
-def _emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
+def emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
     """Each IR node's rule, in node order; returns the value that holds each node's output."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}
@@ -173,7 +174,6 @@ def _fill_initializers(graph: onnx.GraphProto, emitter: "Emitter") -> None:
     as soon as it is used, so the model's weights are held about once."""
     for proto in graph.initializer:
         proto.raw_data = _little_endian(emitter.initializers.pop(proto.name).array()).tobytes()
-    emitter.weights.check_all_used()
 
 
 def _write_external(model: onnx.ModelProto, emitter: "Emitter", path: Path, location: str) -> None:
@@ -191,7 +191,6 @@ def _write_external(model: onnx.ModelProto, emitter: "Emitter", path: Path, loca
             proto.raw_data = b""  # onnx's set_external_data marks only a tensor that has data
             external_data_helper.set_external_data(proto, location, offset, array.nbytes)
             proto.ClearField("raw_data")
-    emitter.weights.check_all_used()
     path.write_bytes(model.SerializeToString())
 
 
@@ -201,6 +200,10 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
 
 def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
+
+
+def _draw_later(rng, shape) -> None:  # an Init that draws nothing: the emitter draws once the model fits
+    return None
 
 
 class Emitter:
@@ -255,8 +258,9 @@ class Emitter:
         PyTorch draws it (U(-bound, bound) or `fill`)."""
         name, shape = f"{self.scope}.{param}" if param else self.scope, tuple(shape)
         init = uniform(bound) if fill is None else filled(fill)
-        self.initializers[name] = Pending(shape, np.dtype(np.float32),
-                                          lambda: self.weights.take(name, shape, init), self.pos)
+        given = self.weights.take(name, shape, _draw_later)  # asked now, in order; a fresh one is drawn later
+        self.initializers[name] = (ready(given, self.pos) if given is not None else
+                                   Pending(shape, np.dtype(np.float32), lambda: init(self.weights.rng, shape), self.pos))
         self.used.add(name)
         return name
 
