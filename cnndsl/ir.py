@@ -79,17 +79,25 @@ class GraphBuilder:
         return node
 
     def finish(self) -> nx.DiGraph:
-        """Name every group and node: unique names stay bare, repeated ones are numbered from 1."""
+        """Name every group and node: unique names stay bare, repeated ones are numbered from 1, skipping any
+        number that would repeat a sibling's name (`layer1` written beside two `layer` stages makes them `layer2`
+        and `layer3`), so no two siblings ever share a module."""
         self._name_children(self.root, ())
         return self.graph
 
     def _name_children(self, scope: GroupScope, path: tuple[str, ...]) -> None:
         bases = [self._base(kind, item) for kind, item in scope.children]
         totals = Counter(bases)
-        seen: dict[str, int] = {}
+        taken = {base for base, total in totals.items() if total == 1}
+        numbers: Counter = Counter()
         for (kind, item), base in zip(scope.children, bases):
-            seen[base] = seen.get(base, 0) + 1
-            name = base if totals[base] == 1 else f"{base}{seen[base]}"
+            name = base
+            if totals[base] > 1:
+                numbers[base] += 1
+                while f"{base}{numbers[base]}" in taken:
+                    numbers[base] += 1
+                name = f"{base}{numbers[base]}"
+                taken.add(name)
             if kind == "group":
                 item.name = name
                 child_path = path + (name,)

@@ -9,6 +9,11 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+import torch
+
+import cnndsl
+
 NET = "network tiny {\n  input 3x8x8\n  conv3x3(4), relu, gap, fc(2)\n}\n"
 
 
@@ -53,3 +58,42 @@ def test_parsing_writes_nothing_to_the_temp_folder_and_reads_no_grammar_pickle_f
     planted.write_bytes(b"any digest\n" + pickle.dumps(_Opens(marker)))
     assert _parse_with_temp(temp) == params
     assert not marker.exists()
+
+
+# ---- finding 4: no two layers share a module name ---------------------------------------------
+def _body(*lines: str) -> str:
+    return "network n {\n  input 3x8x8\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
+
+
+def _python_params(network, tmp_path) -> int:
+    """Parameters of the module that `--to python` writes, run as a standalone file."""
+    from cnndsl.backends.torch import write_python
+    from cnndsl.backends.torch_source import class_name
+
+    path = write_python(network, tmp_path / "net.py")
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return sum(p.numel() for p in namespace[class_name(network.name)]().parameters())
+
+
+@pytest.mark.parametrize("lines,names,params", [
+    # conv3x3(8) from 3 channels: 3*9*8 + 8 = 224 weights; from 8 channels: 8*9*8 + 8 = 584
+    (("stage layer { conv3x3(8) }", "stage layer1 { conv3x3(8) }", "stage layer { conv3x3(8) }"),
+     ["input", "layer2.conv", "layer1.conv", "layer3.conv"], 224 + 584 + 584),
+    (("stage conv1 { relu }", "conv3x3(8)", "conv3x3(8)"), ["input", "conv1.relu", "conv2", "conv3"], 224 + 584),
+], ids=["stage-layer1-beside-two-layer-stages", "stage-conv1-beside-two-convs"])
+def test_a_written_name_never_equals_a_numbered_sibling(tmp_path, lines, names, params):
+    network = cnndsl.parse(_body(*lines))
+    assert [data["name"] for _, data in network.graph.nodes(data=True)] == names
+    assert network.params == params
+    module = network.to_torch()
+    assert sum(p.numel() for p in module.parameters()) == params
+    assert module(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+    assert _python_params(network, tmp_path) == params
+
+
+def test_numbered_names_of_two_repeated_bases_never_meet():
+    # `a` eleven times would number `a11`, and `a1` twice would number `a11` and `a12`
+    network = cnndsl.parse(_body("stage a1 { relu } x 2", "stage a { relu } x 11"))
+    groups = [path[0] for path in network.graph.graph["groups"]]
+    assert groups == ["a11", "a12", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a13"]
