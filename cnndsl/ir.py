@@ -28,8 +28,9 @@ from typing import Any, Optional
 
 import networkx as nx
 
-from .errors import LimitProblem, SourcePos
+from .errors import LimitProblem, NameProblem, SourcePos
 from .evaluate import LARGEST
+from .module_names import why_not_a_module_name
 from .ops import OpKind, format_shape
 
 EDGE_KINDS = ("sequence", "skip", "concat", "branch")
@@ -99,6 +100,7 @@ class GraphBuilder:
                 name = f"{base}{numbers[base]}"
                 taken.add(name)
             if kind == "group":
+                _require_module_name(name, item.pos)
                 item.name = name
                 child_path = path + (name,)
                 self.graph.graph["groups"][child_path] = {"kind": item.kind, "label": item.label, "pos": item.pos}
@@ -111,6 +113,14 @@ class GraphBuilder:
         if kind == "group":
             return item.base
         return self.graph.nodes[item]["op"]
+
+
+def _require_module_name(name: str, pos: Optional[SourcePos]) -> None:
+    """A group's name is a PyTorch module attribute in every backend: refuse here, where `check` sees it."""
+    why = why_not_a_module_name(name)
+    if why is not None:
+        raise NameProblem(f"`{name}` cannot name a PyTorch module: {why}", pos,
+                          hint=f"rename the stage or block, e.g. `{name.strip('_') or 'block'}_`")
 
 
 def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:

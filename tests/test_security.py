@@ -13,6 +13,9 @@ import pytest
 import torch
 
 import cnndsl
+from cnndsl.errors import CnnDslError, NameProblem
+from cnndsl.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
+from cnndsl.ops import REGISTRY
 
 NET = "network tiny {\n  input 3x8x8\n  conv3x3(4), relu, gap, fc(2)\n}\n"
 
@@ -97,3 +100,68 @@ def test_numbered_names_of_two_repeated_bases_never_meet():
     network = cnndsl.parse(_body("stage a1 { relu } x 2", "stage a { relu } x 11"))
     groups = [path[0] for path in network.graph.graph["groups"]]
     assert groups == ["a11", "a12", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a13"]
+
+
+# ---- finding 5: whatever a backend refuses, check refuses first, with a position -------------------
+@pytest.mark.parametrize("lines,expected,hint", [
+    (("reshape((3, 4, 8, 32)), bn",), "n.cnn:3:3: error: `reshape` makes a C×H×W tensor or a vector, not 3×4×8×32",
+     "give three dimensions, e.g. reshape((30, 7, 7)), or use flatten"),
+    (("stage double { relu }",), "n.cnn:3:3: error: `double` cannot name a PyTorch module: it is an attribute every "
+     "PyTorch module has", "rename the stage or block, e.g. `double_`"),
+    (("relu", "stage class { relu }"), "n.cnn:4:3: error: `class` cannot name a PyTorch module: it is a Python keyword",
+     "rename the stage or block, e.g. `class_`"),
+    (("stage _modules { relu }",), "n.cnn:3:3: error: `_modules` cannot name a PyTorch module: names that start with "
+     "`_` are PyTorch's own", "rename the stage or block, e.g. `modules_`"),
+], ids=["reshape-to-4-dims-then-bn", "stage-double", "stage-class", "stage-_modules"])
+def test_check_refuses_what_the_torch_backend_cannot_build(cli, tmp_path, lines, expected, hint):
+    source = tmp_path / "n.cnn"
+    source.write_text(_body(*lines))
+    result = cli("check", str(source))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == expected.replace("n.cnn", str(source))
+    assert result.stderr.splitlines()[-1] == f"hint: {hint}"
+
+
+def test_a_block_named_like_a_module_attribute_is_refused_where_it_is_called():
+    with pytest.raises(NameProblem) as caught:
+        cnndsl.parse("block float { relu }\n" + _body("conv3x3(4)", "float"), file="n.cnn")
+    assert str(caught.value.pos) == "n.cnn:5:3"
+    assert caught.value.message == "`float` cannot name a PyTorch module: it is an attribute every PyTorch module has"
+
+
+def test_the_reserved_names_cover_every_attribute_of_the_installed_torch():
+    from torch import fx, nn
+
+    public = {name for name in dir(fx.GraphModule(nn.Module(), fx.Graph())) if not name.startswith("_")}
+    assert public <= MODULE_ATTRIBUTES
+    assert all(why_not_a_module_name(name) is None for name in REGISTRY)  # a layer's own name always fits
+
+
+# Every kind that takes one input, on each form of tensor the IR has; a kind missing here fails the test.
+ONE_INPUT = {
+    "conv": "conv(4, k=3, s=2)", "deconv": "deconv(4)", "maxpool": "maxpool(k=3, s=2, p=1, ceil=true)",
+    "avgpool": "avgpool(k=2)", "gap": "gap", "adaptiveavgpool": "adaptiveavgpool(2)", "bn": "bn", "lrn": "lrn",
+    "dropout": "dropout", "fc": "fc(4)", "flatten": "flatten", "reshape": "reshape((1, 1, NUMEL))",
+    "upsample": 'upsample(2, mode="bilinear")', "leakyrelu": "leakyrelu(0.2)", "softmax": "softmax",
+    **{name: name for name in ("relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid")},
+}
+JOINS = {"add": "a: relu, relu, add(@a)", "concat": "a: relu, relu, concat(@a)", "mul": "a: relu, sigmoid, mul(@a)"}
+
+
+def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_infers():
+    assert set(ONE_INPUT) | set(JOINS) | {"input"} == set(REGISTRY)
+    refused = {}
+    for shape, numel in (("3x5x5", 75), ("6", 6)):
+        refused[shape] = set()
+        for kind, layer in [*ONE_INPUT.items(), *JOINS.items()]:
+            source = f"network n {{\n  input {shape}\n  {layer.replace('NUMEL', str(numel))}\n}}\n"
+            try:
+                network = cnndsl.parse(source)
+            except CnnDslError:
+                refused[shape].add(kind)
+                continue
+            with torch.no_grad():
+                output = network.to_torch().eval()(torch.randn(2, *network.input_shape))
+            assert tuple(output.shape) == (2, *network.graph.nodes[network.graph.graph["outputs"][0][1]]["shape"])
+    assert refused == {"3x5x5": set(), "6": {"conv", "deconv", "maxpool", "avgpool", "gap", "adaptiveavgpool", "lrn",
+                                            "upsample"}}
