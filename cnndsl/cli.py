@@ -40,6 +40,10 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     return result
 
 
+SANDBOX = click.option("--sandbox", is_flag=True,
+                       help="Imports only from the importing file's folder (and below) and the library.")
+
+
 def network_options(function):
     """Options shared by every command that loads a network."""
     for option in reversed([
@@ -50,15 +54,16 @@ def network_options(function):
                      help="Set a network parameter, e.g. -p classes=10."),
         click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
                      help="Refuse networks that expand to more nodes."),
+        SANDBOX,
     ]):
         function = option(function)
     return function
 
 
-def _load(source, network, input_shape, params, max_nodes):
+def _load(source, network, input_shape, params, max_nodes, sandbox):
     from .api import load
 
-    return load(source, network=network, input=input_shape, max_nodes=max_nodes, **params)
+    return load(source, network=network, input=input_shape, max_nodes=max_nodes, sandbox=sandbox, **params)
 
 
 class _Cli(click.Group):
@@ -87,23 +92,24 @@ def main(ctx, debug):
 @network_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-def summary(source, network, input_shape, params, max_nodes, fmt):
+def summary(source, network, input_shape, params, max_nodes, sandbox, fmt):
     """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     click.echo(net.summary().render(fmt))
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
-def check(files, max_nodes):
+@SANDBOX
+def check(files, max_nodes, sandbox):
     """Check that every shape fits; print each error with its position."""
     from .api import load
 
     failed = False
     for file in files:
         try:
-            load(file, max_nodes=max_nodes)
+            load(file, max_nodes=max_nodes, sandbox=sandbox)
         except CnnDslError as error:
             failed = True
             click.echo(render_error(error), err=True)
@@ -135,9 +141,9 @@ def list_command():
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
 @click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def compile_command(source, network, input_shape, params, max_nodes, fmt, output, **options):
+def compile_command(source, network, input_shape, params, max_nodes, sandbox, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
     write_output(net, fmt, target, options)
     click.echo(f"wrote {target}")
@@ -151,12 +157,12 @@ def compile_command(source, network, input_shape, params, max_nodes, fmt, output
 @click.option("--shapes", is_flag=True, help="Add output shapes to the labels.")
 @click.option("--cost", is_flag=True, help="Add params and MACs to the labels.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def draw(source, network, input_shape, params, max_nodes, output, **options):
+def draw(source, network, input_shape, params, max_nodes, sandbox, output, **options):
     """Draw the architecture as a paper's figure: stages and blocks as clusters."""
     fmt = Path(output).suffix.lstrip(".").lower()
     if fmt not in DIAGRAM_FORMATS:
         raise click.BadParameter(f"the output must end in .svg, .png, .pdf or .dot, not {output!r}", param_hint="-o")
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     write_output(net, fmt, Path(output), options)
     click.echo(f"wrote {output}")
 

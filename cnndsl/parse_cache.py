@@ -162,7 +162,7 @@ def _read_entry(folder_fd: int, entry: str, folder: Path) -> Optional[bytes]:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
             return None
         _require_private(info, f"the entry {folder / entry}")
-        with os.fdopen(os.dup(fd), "rb") as stream:
+        with open(fd, "rb", closefd=False) as stream:
             data = stream.read(MAX_ENTRY_BYTES + 1)
         return data if len(data) <= MAX_ENTRY_BYTES else None
     finally:
@@ -186,7 +186,7 @@ def _write(folder: Path, entry: str, key: bytes, program: ast.Program) -> None:
     temp = f".{entry}.{secrets.token_hex(8)}.part"
     try:
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
-        with os.fdopen(out, "wb") as stream:
+        with open(out, "wb") as stream:
             stream.write(data)
         os.replace(temp, entry, src_dir_fd=fd, dst_dir_fd=fd)
     except OSError:

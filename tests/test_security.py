@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import cnndsl
-from cnndsl.errors import CnnDslError, NameProblem
+from cnndsl.errors import CnnDslError, FileProblem, NameProblem
 from cnndsl.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
 from cnndsl.ops import REGISTRY
 
@@ -165,3 +165,103 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             assert tuple(output.shape) == (2, *network.graph.nodes[network.graph.graph["outputs"][0][1]]["shape"])
     assert refused == {"3x5x5": set(), "6": {"conv", "deconv", "maxpool", "avgpool", "gap", "adaptiveavgpool", "lrn",
                                             "upsample"}}
+
+
+# ---- finding 12: imports read only regular .cnn files, and a sandbox bounds where --------------------
+CNNDSL = [sys.executable, "-c", "from cnndsl.cli import main; main()"]
+
+
+def _importer(folder, target: str) -> "os.PathLike":
+    path = folder / "main.cnn"
+    path.write_text(f'import "{target}"\nnetwork main {{\n  input 3x8x8\n  relu\n}}\n')
+    return path
+
+
+def test_an_import_of_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "pipe.cnn")
+    main = _importer(tmp_path, "pipe.cnn")
+    result = subprocess.run([*CNNDSL, "check", str(main)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (f"{main}:1:1: error: cannot import 'pipe.cnn': "
+                                             f"{tmp_path / 'pipe.cnn'} is a FIFO, not a .cnn file")
+
+
+@pytest.mark.parametrize("make", [
+    lambda folder: folder / "secret.txt",
+    lambda folder: (folder / "secret.cnn").symlink_to(folder / "secret.txt") or folder / "secret.cnn",
+], ids=["a-text-file", "a-cnn-link-to-it"])
+def test_an_import_of_a_file_that_is_not_cnn_never_shows_its_text(cli, tmp_path, make):
+    (tmp_path / "secret.txt").write_text("root:TOPSECRET:0:0\n")
+    written = make(tmp_path).name
+    main = _importer(tmp_path, written)
+    result = cli("check", str(main))
+    assert result.exit_code == 1
+    assert "TOPSECRET" not in result.stderr + result.stdout
+    assert result.stderr.splitlines()[0] == f"{main}:1:1: error: cannot import '{written}': only .cnn files can be imported"
+
+
+def test_an_import_of_a_device_is_refused_by_its_name(tmp_path):
+    with pytest.raises(FileProblem) as caught:
+        cnndsl.load(_importer(tmp_path, "/dev/zero"))
+    assert caught.value.message == "cannot import '/dev/zero': only .cnn files can be imported"
+
+
+def test_an_import_of_a_folder_named_cnn_is_refused(tmp_path):
+    (tmp_path / "blocks.cnn").mkdir()
+    with pytest.raises(FileProblem) as caught:
+        cnndsl.load(_importer(tmp_path, "blocks.cnn"))
+    assert caught.value.message == f"cannot import 'blocks.cnn': {tmp_path / 'blocks.cnn'} is a directory, not a .cnn file"
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A service's upload folder `app` with a subfolder, and a .cnn file outside it."""
+    (tmp_path / "app" / "sub").mkdir(parents=True)
+    (tmp_path / "app" / "sub" / "inner.cnn").write_text("block inner { relu }\n")
+    (tmp_path / "outside.cnn").write_text("block outer { relu }\n")
+    (tmp_path / "app" / "link.cnn").symlink_to(tmp_path / "outside.cnn")
+    return tmp_path / "app"
+
+
+@pytest.mark.parametrize("target,admitted", [
+    ("sub/inner.cnn", True), ("../outside.cnn", False), ("link.cnn", False), ("sub/../sub/inner.cnn", True),
+], ids=["below", "above", "a-link-out", "a-detour-that-stays-inside"])
+def test_the_sandbox_admits_only_the_importing_files_folder_and_below(app, target, admitted):
+    main = _importer(app, target)
+    assert cnndsl.load(main).params == 0  # without the sandbox, every one of them loads
+    if admitted:
+        assert cnndsl.load(main, sandbox=True).params == 0
+        return
+    with pytest.raises(FileProblem) as caught:
+        cnndsl.load(main, sandbox=True)
+    assert caught.value.message == (f"cannot import '{target}': the sandbox admits only files in the importing file's "
+                                    "folder (or below) and the library")
+    assert str(caught.value.pos) == f"{main}:1:1"
+
+
+def test_the_sandbox_admits_the_library_by_name_and_by_path(app):
+    from cnndsl.resources import library_dir
+
+    (app / "by_name.cnn").write_text("import resnet\nnetwork by_name { input 3x8x8\n bottleneck(4) }\n")
+    (app / "by_path.cnn").write_text(f'import "{library_dir() / "resnet.cnn"}"\n'
+                                     "network by_path { input 3x8x8\n bottleneck(4) }\n")
+    assert cnndsl.load(app / "by_name.cnn", sandbox=True).params == cnndsl.load(app / "by_path.cnn", sandbox=True).params
+
+
+def test_the_sandbox_applies_to_each_importing_file(app):
+    (app / "sub" / "escape.cnn").write_text('import "../../outside.cnn"\n')
+    main = _importer(app, "sub/escape.cnn")
+    with pytest.raises(FileProblem) as caught:
+        cnndsl.load(main, sandbox=True)
+    assert str(caught.value.pos) == f"{app / 'sub' / 'escape.cnn'}:1:1"
+
+
+def test_the_cli_sandbox_flag(cli, app):
+    main = _importer(app, "../outside.cnn")
+    assert cli("check", str(main)).exit_code == 0
+    for command in (("check", "--sandbox", str(main)), ("summary", "--sandbox", str(main))):
+        result = cli(*command)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[0] == (f"{main}:1:1: error: cannot import '../outside.cnn': the sandbox "
+                                                 "admits only files in the importing file's folder (or below) and the "
+                                                 "library")
