@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from .errors import CnnDslError, SourcePos
+from .errors import CnnDslError, FileProblem, SourcePos
 
 DIAGRAM_FORMATS = ("svg", "png", "pdf", "dot")
 COMPILE_FORMATS = ("onnx", "python", "pt2", *DIAGRAM_FORMATS)
@@ -17,9 +17,16 @@ SUFFIX = {"python": "py"}
 def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
     if value is None:
         return None
+    from .evaluate import LARGEST
+
     parts = value.lower().replace("×", "x").split("x")
-    if not all(part.isdigit() and int(part) > 0 for part in parts) or len(parts) not in (1, 3):
-        raise click.BadParameter(f"expected CxHxW like 3x224x224, got {value!r}")
+    shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+    if len(parts) not in (1, 3) or not all(part.isascii() and part.isdigit() for part in parts):
+        raise click.BadParameter(f"expected CxHxW like 3x224x224, got {shown}")
+    if any(len(part.lstrip("0")) > len(str(LARGEST)) or int(part) > LARGEST for part in parts):
+        raise click.BadParameter(f"{shown} has a dimension larger than any size cnndsl accepts (2^53)")
+    if any(int(part) == 0 for part in parts):
+        raise click.BadParameter(f"expected CxHxW of sizes of at least 1, got {shown}")
     return tuple(int(part) for part in parts)
 
 
@@ -169,6 +176,7 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:
     """Hand the network to the backend for `fmt`; each writes atomically."""
+    _refuse_overwriting_source(target, Path(net.file))
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 
@@ -188,6 +196,17 @@ def write_output(net, fmt: str, target: Path, options: dict) -> None:
         render(net, target, fmt, depth=options.get("depth"), expand=options.get("expand", False),
                shapes=options.get("shapes", False), cost=options.get("cost", False),
                rankdir=options.get("rankdir", "TB"))
+
+
+def _refuse_overwriting_source(target: Path, source: Path) -> None:
+    """An output never replaces a .cnn file, least of all the source it was compiled from."""
+    try:
+        same = target.exists() and source.exists() and target.samefile(source)
+    except OSError:
+        same = False
+    if target.suffix == ".cnn" or same:
+        raise FileProblem(f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
+                          hint="choose another output name with -o")
 
 
 def render_error(error: CnnDslError) -> str:
