@@ -14,7 +14,6 @@ import torch
 
 import cnndsl
 from cnndsl.errors import CnnDslError, FileProblem, NameProblem
-from cnndsl.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
 from cnndsl.ops import REGISTRY
 
 NET = "network tiny {\n  input 3x8x8\n  conv3x3(4), relu, gap, fc(2)\n}\n"
@@ -131,6 +130,8 @@ def test_a_block_named_like_a_module_attribute_is_refused_where_it_is_called():
 
 def test_the_reserved_names_cover_every_attribute_of_the_installed_torch():
     from torch import fx, nn
+
+    from cnndsl.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
 
     public = {name for name in dir(fx.GraphModule(nn.Module(), fx.Graph())) if not name.startswith("_")}
     assert public <= MODULE_ATTRIBUTES
