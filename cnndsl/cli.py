@@ -215,9 +215,12 @@ def render_error(error: CnnDslError) -> str:
 
 
 def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
+    """The text of the file an error points at, read as an import is: a regular file, bounded, never blocking."""
+    from .load import read_source
+
     if pos is None:
         return None
     try:
-        return Path(pos.file).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, ValueError):
+        return read_source(Path(pos.file), regular_only=True)
+    except (FileProblem, ValueError):
         return None

@@ -29,15 +29,16 @@ class Module:
     networks: list[str]  # defined in this file, in order
 
 
-def read_source(path: Path, imported: bool = False) -> str:
+def read_source(path: Path, regular_only: bool = False) -> str:
     """The text of a .cnn file, or a FileProblem that says what is wrong with it.
 
-    An imported file must be a regular file, checked before it is opened and opened without blocking,
-    so that an import naming a FIFO or a device can neither hang the load nor read from it.
+    `regular_only` (for imports, and for showing the line an error points at) refuses anything but a
+    regular file, checked before it is opened and opened without blocking, so that a FIFO or a device
+    can neither hang the load nor be read from.
     """
     where = str(path)
     try:
-        with (_open_regular(path, where) if imported else path.open("rb")) as stream:
+        with (_open_regular(path, where) if regular_only else path.open("rb")) as stream:
             data = stream.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero or a huge file must not fill memory
     except FileNotFoundError:
         raise FileProblem(f"{where}: no such file", hint="check the path, or give a library name like resnet50") from None
@@ -98,7 +99,7 @@ class Loader:
         path = resolved(path)
         if path in self.modules:
             return self.modules[path]
-        return self.load_text(read_source(path, imported), str(path), path)
+        return self.load_text(read_source(path, regular_only=imported), str(path), path)
 
     def load_text(self, text: str, file: str, path: Optional[Path] = None) -> Module:
         program = parse_file_text(text, file) if path is not None else parse_text(text, file)

@@ -187,6 +187,20 @@ def test_an_import_of_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
                                              f"{tmp_path / 'pipe.cnn'} is a FIFO, not a .cnn file")
 
 
+def test_an_error_in_a_file_read_from_a_fifo_is_shown_without_opening_it_again(tmp_path):
+    fifo = tmp_path / "net.cnn"
+    os.mkfifo(fifo)
+    with subprocess.Popen([*CNNDSL, "check", str(fifo)], stderr=subprocess.PIPE, text=True) as process:
+        try:
+            with open(fifo, "w") as writer:
+                writer.write(_body("fcc(10)"))
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 1
+    assert stderr == f"{fifo}:3:3: error: unknown layer `fcc`\nhint: did you mean `fc`?\n"
+
+
 @pytest.mark.parametrize("make", [
     lambda folder: folder / "secret.txt",
     lambda folder: (folder / "secret.cnn").symlink_to(folder / "secret.txt") or folder / "secret.cnn",
