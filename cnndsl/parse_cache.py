@@ -21,7 +21,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from . import syntax as ast
 from .errors import SourcePos
@@ -148,7 +148,7 @@ def _read(folder: Path, entry: str, key: bytes, text: str, file: str) -> Optiona
         return None
     try:
         return decode(json.loads(data[len(key):]), text, file)
-    except (ValueError, RecursionError):  # a torn or foreign entry is a miss, never an error
+    except (ValueError, TypeError, RecursionError):  # a torn or foreign entry is a miss, never an error
         return None
 
 
@@ -245,6 +245,9 @@ def _make_decoder(hint: Any) -> Decoder:
         if len(inner) == len(args):
             return one
         return lambda data, file: None if data is None else one(data, file)
+    if origin is list and _decoder(args[0]) is _decoder(Union[int, float]):  # a NumberList's million numbers
+        return lambda data, file: _checked(data, type(data) is list and all(type(n) in (int, float) for n in data),
+                                           "a list of numbers")
     if origin is list:
         item = _decoder(args[0])
         return lambda data, file: [item(value, file) for value in _checked(data, type(data) is list, "a list")]

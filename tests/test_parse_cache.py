@@ -261,3 +261,14 @@ def test_only_well_formed_syntax_trees_decode(tmp_path, damage):
     assert parse_cache.decode(tree, NET, "t.cnn") == parse_cache.parse_text(NET, "t.cnn")
     with pytest.raises(ValueError):
         parse_cache.decode(damage(tree), NET, "t.cnn")
+
+
+def test_every_syntax_class_decodes_and_a_long_number_list_is_one_node_read_back_without_lark(tmp_path, cache):
+    for cls in parse_cache._NODES.values():
+        parse_cache._fields(cls)  # a field of a type the cache cannot check would raise TypeError here
+    path = tmp_path / "wide.cnn"
+    path.write_text("let widths = [" + ", ".join(map(str, range(200_000))) + "]\nnetwork wide { input 3 }\n")
+    first = cnndsl.load(path)
+    [entry] = entries(cache)
+    assert probe(path) == (False, first.params)
+    assert b'["NumberList",[1,14],[0,1,2,3,' in entry.read_bytes()  # one node, not 200,000

@@ -118,7 +118,7 @@ def test_check_refuses_what_the_torch_backend_cannot_build(cli, tmp_path, lines,
     result = cli("check", str(source))
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == expected.replace("n.cnn", str(source))
-    assert result.stderr.splitlines()[-1] == f"hint: {hint}"
+    assert f"hint: {hint}" in result.stderr.splitlines()
 
 
 def test_a_block_named_like_a_module_attribute_is_refused_where_it_is_called():
@@ -144,7 +144,11 @@ ONE_INPUT = {
     "avgpool": "avgpool(k=2)", "gap": "gap", "adaptiveavgpool": "adaptiveavgpool(2)", "bn": "bn", "lrn": "lrn",
     "dropout": "dropout", "fc": "fc(4)", "flatten": "flatten", "reshape": "reshape((1, 1, NUMEL))",
     "upsample": 'upsample(2, mode="bilinear")', "leakyrelu": "leakyrelu(0.2)", "softmax": "softmax",
-    **{name: name for name in ("relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid")},
+    **{name: name for name in ("relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "mish",
+                               "identity", "layernorm", "layerscale")},
+    "elu": "elu(0.5)", "prelu": "prelu(per_channel=true)", "groupnorm": "groupnorm(2)",
+    "stochasticdepth": "stochasticdepth(0.2)", "chunk": "chunk(2, 1)", "channelshuffle": "channelshuffle(2)",
+    "pixelshuffle": "pixelshuffle(2)", "resize": "resize((3, 5))",
 }
 JOINS = {"add": "a: relu, relu, add(@a)", "concat": "a: relu, relu, concat(@a)", "mul": "a: relu, sigmoid, mul(@a)"}
 
@@ -152,7 +156,7 @@ JOINS = {"add": "a: relu, relu, add(@a)", "concat": "a: relu, relu, concat(@a)",
 def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_infers():
     assert set(ONE_INPUT) | set(JOINS) | {"input"} == set(REGISTRY)
     refused = {}
-    for shape, numel in (("3x5x5", 75), ("6", 6)):
+    for shape, numel in (("4x6x6", 144), ("8", 8)):
         refused[shape] = set()
         for kind, layer in [*ONE_INPUT.items(), *JOINS.items()]:
             source = f"network n {{\n  input {shape}\n  {layer.replace('NUMEL', str(numel))}\n}}\n"
@@ -164,8 +168,8 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             with torch.no_grad():
                 output = network.to_torch().eval()(torch.randn(2, *network.input_shape))
             assert tuple(output.shape) == (2, *network.graph.nodes[network.graph.graph["outputs"][0][1]]["shape"])
-    assert refused == {"3x5x5": set(), "6": {"conv", "deconv", "maxpool", "avgpool", "gap", "adaptiveavgpool", "lrn",
-                                            "upsample"}}
+    assert refused == {"4x6x6": set(), "8": {"conv", "deconv", "maxpool", "avgpool", "gap", "adaptiveavgpool", "lrn",
+                                           "upsample", "resize", "pixelshuffle", "channelshuffle"}}
 
 
 # ---- finding 12: imports read only regular .cnn files, and a sandbox bounds where --------------------
@@ -198,7 +202,7 @@ def test_an_error_in_a_file_read_from_a_fifo_is_shown_without_opening_it_again(t
         finally:
             process.kill()
     assert process.returncode == 1
-    assert stderr == f"{fifo}:3:3: error: unknown layer `fcc`\nhint: did you mean `fc`?\n"
+    assert stderr.startswith(f"{fifo}:3:3: error: unknown layer `fcc`\nhint: did you mean `fc`?\n")
 
 
 @pytest.mark.parametrize("make", [

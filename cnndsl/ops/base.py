@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..evaluate import shown
+from ..spellings import unknown_argument_hint
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -36,6 +38,7 @@ class OpKind:
     signature: tuple[tuple[str, Any], ...] = ()
     takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
     tap_edge: str = "skip"     # the IR edge kind of those extra inputs
+    tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
     has_state: bool = False    # built as an nn.Module in the torch backend
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
@@ -56,9 +59,10 @@ class OpKind:
             attrs.update(zip(free, positional))
         for key, value in keywords.items():
             if key not in attrs:
+                accepted = [name for name, _ in self.signature]
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=did_you_mean(key, [name for name, _ in self.signature])
+                    hint=unknown_argument_hint(key, accepted) or did_you_mean(key, accepted)
                     or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
@@ -82,6 +86,10 @@ class OpKind:
         return inputs[0]
 
     def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        return 0
+
+    def buffers(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        """Values kept in the state_dict that training does not learn (batch norm's running statistics)."""
         return 0
 
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
@@ -158,7 +166,7 @@ def known_names() -> list[str]:
 def whole(value: Any, what: str, minimum: int = 1) -> int:
     """A whole number >= minimum; integral floats (from `/`) are accepted."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueProblem(f"{what} must be a whole number, got {value!r}")
+        raise ValueProblem(f"{what} must be a whole number, got {shown(value)}")
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueProblem(f"{what} must be a whole number, got {value:g}", hint="use // for floor division")
@@ -181,25 +189,25 @@ def pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:
 def fraction(value: Any, what: str) -> float:
     """A probability or rate in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueProblem(f"{what} must be between 0 and 1, got {value!r}")
+        raise ValueProblem(f"{what} must be between 0 and 1, got {shown(value)}")
     return float(value)
 
 
 def real(value: Any, what: str, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
-        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {value!r}")
+        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {shown(value)}")
     return float(value)
 
 
 def flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueProblem(f"{what} must be true or false, got {value!r}")
+        raise ValueProblem(f"{what} must be true or false, got {shown(value)}")
     return value
 
 
 def choice(value: Any, what: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {value!r}")
+        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {shown(value)}")
     return value
 
 
@@ -223,6 +231,21 @@ def sliding(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
     else:
         out = span // stride + 1
     return out
+
+
+def stride_text(stride: tuple[int, int]) -> str:
+    """A label's stride: nothing for 1, `, /2` for (2, 2), `, /2×1` for (2, 1)."""
+    if stride == (1, 1):
+        return ""
+    return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
+
+
+def channels_last(module: str, arg: str, shape: Shape) -> str:
+    """The torch call of a layer over the channels at every pixel: permuted to N×H×W×C and back, as ConvNeXt
+    applies its LayerNorm and Linear; a vector needs no permute."""
+    if len(shape) == 1:
+        return f"{module}({arg})"
+    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
 
 
 def format_shape(shape: Shape) -> str:
