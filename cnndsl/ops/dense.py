@@ -11,7 +11,6 @@ from .base import OpKind, Window, alias, channels_last, flag, format_shape, nume
 class FullyConnected(OpKind):
     name = "fc"
     family = "fc"
-    has_state = True
     torch_overwritable = True
     signature = (("n", None), ("bias", True), ("pixelwise", False))
     doc = "fully connected layer; flattens a C×H×W input by itself, or with pixelwise=true maps the channels of every pixel"
@@ -93,7 +92,7 @@ class Reshape(OpKind):
     name = "reshape"
     family = "reshape"
     signature = (("dims", None),)
-    doc = "view the tensor with other dimensions of the same size, e.g. reshape((30, 7, 7))"
+    doc = "view the tensor with other dimensions of the same size, as C×H×W or a vector, e.g. reshape((30, 7, 7))"
 
     def resolve(self, attrs, inputs):
         dims = attrs["dims"]
