@@ -38,7 +38,8 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
         data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
-        data["rf"], data["jump"] = _receptive_field(sources, kind.window(data["attrs"], shapes) if shapes else None)
+        read = sources if kind.tap_values else sources[:1]
+        data["rf"], data["jump"] = _receptive_field(read, kind.window(data["attrs"], shapes) if shapes else None)
     return graph
 
 
@@ -62,6 +63,30 @@ def _receptive_field(sources, window):
          rf[1] + (window.kernel[1] - 1) * window.dilation[1] * step[1]),
         (step[0] * window.stride[0], step[1] * window.stride[1]),
     )
+
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per parameter beside its gradient
+
+
+def saved_activations(graph: nx.DiGraph) -> int:
+    """Values backward keeps per image (an estimate): every layer's output, except activations and residual adds
+    that the torch backend runs in place, plus the int64 indices of max pooling (two float32 values each)."""
+    outputs = {output for _, output in graph.graph["outputs"]}
+    total = 0
+    for node, data in graph.nodes(data=True):
+        sources = inputs_of(graph, node)
+        in_place = bool(sources) and (REGISTRY[data["op"]].family == "act" or data["op"] == "add") \
+            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable \
+            and graph.out_degree(sources[0]) == 1 and sources[0] not in outputs
+        if not in_place:
+            total += numel(data["shape"]) * (3 if data["op"] == "maxpool" else 1)
+    return total
+
+
+def training_bytes(graph: nx.DiGraph, params: int, batch: int, dtype: str, optimizer: str) -> int:
+    """Estimated memory of one training step: activations kept for backward, weights, gradients, optimizer state."""
+    return DTYPE_BYTES[dtype] * (batch * saved_activations(graph) + params * (2 + OPTIMIZER_STATES[optimizer]))
 
 
 def totals(graph: nx.DiGraph) -> Totals:

@@ -15,7 +15,7 @@ from .resources import grammar_path
 
 MAX_NESTING = 100
 MAX_DIGITS = 30  # a number literal longer than this is a typo, and Python refuses int() past 4,300 digits
-_LAYOUT = "\t \f\n"
+_LIST_LAYOUT = "\t \f\n"
 _LIST_ITEM = re.compile(r"[\t \f\n]*\d+(?:\.\d+)?[\t \f\n]*")  # one number between the commas of NUMBERS
 _LIST_PIECE = re.compile(r"\d+(?:\.\d+)?|\S")
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
@@ -25,6 +25,12 @@ _CLOSERS = set(_OPENERS.values())
 _DEEPENING = {"ADD_OP", "MINUS", "MUL_OP", "STAR", "CIRCUMFLEX", "COMPARE", "AND", "OR", "NOT", "IF", "ELSE",
               "DOT", "COLON"}
 _SEPARATORS = {"COMMA", "_NL", "VBAR"}
+# A line that starts with one of these words continues the statement before it (`}` then `else {`):
+# none of them can start a statement, so the line break before them is layout, not a separator
+# (`shortcut` only before its `{`: a block may be called shortcut). Blank and comment lines between are
+# skipped by an unambiguous pattern (a comment runs to its line's end), so the match is linear.
+_LAYOUT = re.compile(r"(?:[\t \f\r\n]|#[^\n]*\n)*")
+_CONTINUATION = re.compile(r"else\b|elif\b|shortcut[\t ]*\{")
 
 
 class _Nesting:
@@ -38,6 +44,9 @@ class _Nesting:
 
     def __init__(self) -> None:
         self.file = "<string>"
+        self.text = ""
+        self.code_at = -1  # where the code after the last line break starts, and whether it continues
+        self.continues = False
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         stack: list[str] = []
@@ -64,11 +73,21 @@ class _Nesting:
                     raise self._too_deep(token, "this expression nests", "split it into steps with `let`")
             elif kind == "_NL" and stack and stack[-1] != "LBRACE":
                 continue  # a line break inside ( ) or [ ] is layout, not a separator
+            elif kind == "_NL" and self._continued(token.end_pos):
+                continue
             elif kind in _SEPARATORS:
                 chain = chains[-1]
                 depth -= chain[0]
                 chain[:] = [0, max(chain)]
             yield token
+
+    def _continued(self, position: int) -> bool:
+        """Whether the code after this line break (past blank and comment lines) continues the statement; each
+        stretch of layout is read once, however many line breaks its comments split it into."""
+        if position > self.code_at:
+            self.code_at = _LAYOUT.match(self.text, position).end()
+            self.continues = _CONTINUATION.match(self.text, self.code_at) is not None
+        return self.continues
 
     def _too_deep(self, token: Token, what: str, hint: str) -> LimitProblem:
         return LimitProblem(f"{what} more than {MAX_NESTING} deep", SourcePos(self.file, token.line, token.column), hint)
@@ -92,8 +111,8 @@ def _parser() -> tuple[Lark, _Nesting]:
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
     parser, nesting = _parser()
-    nesting.file = file
     text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the program; editors hide it
+    nesting.file, nesting.text, nesting.code_at = file, text, -1
     try:
         tree = parser.parse(text)
         return _ToAst(file, text).transform(tree)
@@ -267,6 +286,9 @@ class _ToAst(Transformer):
     def tap(self, meta, name):
         return ast.TapRef(self._pos(meta), str(name))
 
+    def block_input(self, meta):
+        return ast.TapRef(self._pos(meta), "in")
+
     # expressions
     def arguments(self, meta, *args):
         return [a if isinstance(a, ast.Argument) else ast.Argument(None, a, a.pos) for a in args]
@@ -288,7 +310,7 @@ class _ToAst(Transformer):
         parts = token[1:-1].split(",")
         if not all(map(_LIST_ITEM.fullmatch, parts)):
             raise self._list_error(token)
-        literals = parts if max(map(len, parts)) <= MAX_DIGITS else [part.strip(_LAYOUT) for part in parts]
+        literals = parts if max(map(len, parts)) <= MAX_DIGITS else [part.strip(_LIST_LAYOUT) for part in parts]
         if max(map(len, literals)) > MAX_DIGITS:
             return self._number_by_number(token)
         # int() and float() skip the layout around each number themselves

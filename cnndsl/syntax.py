@@ -52,6 +52,8 @@ class Index(Expr):
 
 @dataclass
 class TapRef(Expr):
+    """`@name`, or `@in` (name "in", which no label can take): the input of the enclosing block."""
+
     name: str
 
 

@@ -34,7 +34,8 @@ def python_source(network, root: nn.Module) -> str:
     header = HEADER.format(name=network.name, file=Path(network.file).name, version=__version__,
                            shape=format_shape(network.input_shape), params=network.params, macs=network.macs)
     modules = dict(root.named_modules())
-    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
+    owned = set(modules) | set(dict(root.named_parameters()))
+    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, owned)]
     return header + "\n\n" + "\n".join(body) + "\n"
 
 
@@ -58,6 +59,11 @@ def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
     for path, module in modules.items():
         if path:
             lines.append(f"        self.{path} = {_constructor(module)}")
+        if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
+            for name, parameter in module.named_parameters(recurse=False):
+                fill = parameter.flatten()[0].item()  # fresh: every value is the layer's initial one
+                lines.append(f"        self.{path + '.' if path else ''}{name} = "
+                             f"nn.Parameter(torch.full({tuple(parameter.shape)}, {fill!r}))")
     return lines
 
 
@@ -83,7 +89,7 @@ def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
         return False
 
 
-def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
+def _forward_lines(network, owned: set[str]) -> list[str]:
     graph = network.graph
     uses = {node: graph.out_degree(node) for node in graph}
     for _, node in graph.graph["outputs"]:
@@ -100,7 +106,7 @@ def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
             lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
             group = data["group"]
         sources = inputs_of(graph, node)
-        module = f"self.{data['name']}" if data["name"] in modules else None
+        module = f"self.{data['name']}" if data["name"] in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1

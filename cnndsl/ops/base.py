@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from ..evaluate import shown
+from ..spellings import unknown_argument_hint
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -37,6 +38,7 @@ class OpKind:
     signature: tuple[tuple[str, Any], ...] = ()
     takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
     tap_edge: str = "skip"     # the IR edge kind of those extra inputs
+    tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
     has_state: bool = False    # built as an nn.Module in the torch backend
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
@@ -57,9 +59,10 @@ class OpKind:
             attrs.update(zip(free, positional))
         for key, value in keywords.items():
             if key not in attrs:
+                accepted = [name for name, _ in self.signature]
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=did_you_mean(key, [name for name, _ in self.signature])
+                    hint=unknown_argument_hint(key, accepted) or did_you_mean(key, accepted)
                     or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
@@ -83,6 +86,10 @@ class OpKind:
         return inputs[0]
 
     def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        return 0
+
+    def buffers(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        """Values kept in the state_dict that training does not learn (batch norm's running statistics)."""
         return 0
 
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
@@ -224,6 +231,21 @@ def sliding(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
     else:
         out = span // stride + 1
     return out
+
+
+def stride_text(stride: tuple[int, int]) -> str:
+    """A label's stride: nothing for 1, `, /2` for (2, 2), `, /2×1` for (2, 1)."""
+    if stride == (1, 1):
+        return ""
+    return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
+
+
+def channels_last(module: str, arg: str, shape: Shape) -> str:
+    """The torch call of a layer over the channels at every pixel: permuted to N×H×W×C and back, as ConvNeXt
+    applies its LayerNorm and Linear; a vector needs no permute."""
+    if len(shape) == 1:
+        return f"{module}({arg})"
+    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
 
 
 def format_shape(shape: Shape) -> str:

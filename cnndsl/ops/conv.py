@@ -5,7 +5,7 @@ import math
 import re
 
 from ..errors import ValueProblem
-from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, whole
+from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text, whole
 
 
 def _kernel_preset(prefix: str):
@@ -38,10 +38,6 @@ def _padding(value, kernel, dilation, name):
 
 def _kernel_text(kernel):
     return f"{kernel[0]}×{kernel[1]}"
-
-
-def _stride_text(stride):
-    return "" if stride == (1, 1) else f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
 
 
 @register
@@ -99,7 +95,7 @@ class Conv(OpKind):
                 head += f", g{attrs['g']}"
         if attrs["d"] != (1, 1):
             head += f", d{attrs['d'][0]}"
-        return head + _stride_text(attrs["s"])
+        return head + stride_text(attrs["s"])
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -161,7 +157,9 @@ class Deconv(OpKind):
         return Window(attrs["k"], (1, 1), upsample=attrs["s"])
 
     def label(self, attrs):
-        return f"deconv {_kernel_text(attrs['k'])}, {attrs['c']}, ×{attrs['s'][0]}"
+        stride = attrs["s"]
+        return f"deconv {_kernel_text(attrs['k'])}, {attrs['c']}, ×" + (
+            f"{stride[0]}" if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}")
 
     def torch_module(self, attrs, inputs):
         from torch import nn

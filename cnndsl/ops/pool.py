@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ValueProblem
-from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial
+from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text
 
 
 class _Pool(OpKind):
@@ -34,9 +34,8 @@ class _Pool(OpKind):
         return Window(attrs["k"], attrs["s"])
 
     def label(self, attrs):
-        kernel, stride = attrs["k"], attrs["s"]
-        text = f"{self.name} {kernel[0]}×{kernel[1]}"
-        return text + ("" if stride == (1, 1) else f", /{stride[0]}")
+        kernel = attrs["k"]
+        return f"{self.name} {kernel[0]}×{kernel[1]}" + stride_text(attrs["s"])
 
     def torch_module(self, attrs, inputs):
         from torch import nn
