@@ -133,12 +133,13 @@ def list_command(pattern):
     from .library import catalogue
     from .ops import format_shape
 
-    click.echo(f"{'network':<18} {'input':>11} {'params':>13} {'MACs':>17}  file")
-    for entry in catalogue():
-        if pattern and not fnmatchcase(entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"):
-            continue
-        click.echo(f"{entry.name:<18} {format_shape(entry.input_shape):>11} {entry.params:>13,} {entry.macs:>17,}"
-                   f"  {entry.file.name}")
+    entries = [entry for entry in catalogue() if not pattern or fnmatchcase(
+        entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    width = max([len("network"), *(len(entry.name) for entry in entries)])
+    click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
+    for entry in entries:
+        click.echo(f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
+                   f"{entry.macs:>17,}  {entry.file.name}")
 
 
 @main.command(name="compile")
@@ -196,6 +197,26 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     net = _load(source, network, input_shape, params, max_nodes)
     write_output(net, fmt, Path(output), options)
     click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--network", "-n", help="Which network of the file to draw.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
+def serve(file, network, input_shape, host, port, depth):
+    """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
+    if file is not None and not file.endswith(".cnn"):
+        raise click.BadParameter(f"expected a .cnn file (a new one is created on the first save), got {file!r}",
+                                 param_hint="FILE")
+    try:
+        from .serve import serve as run
+        from .serve.document import starter_path
+    except ModuleNotFoundError as error:
+        raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
+    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
 
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:

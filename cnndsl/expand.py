@@ -14,8 +14,8 @@ from . import ops
 from . import syntax as ast
 from .errors import (CnnDslError, LimitProblem, NameProblem, Note, ShapeProblem, SourcePos, SourceWarning, ValueProblem,
                      did_you_mean)
-from .spellings import unknown_layer_hint
 from .evaluate import Env, Evaluator, Tap, no_incoming, shown
+from .spellings import unknown_layer_hint
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
@@ -506,12 +506,12 @@ def _declares_input(body: ast.Seq) -> bool:
     return False
 
 
-def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, call: Optional[SourcePos] = None,
-                    evaluate: Optional[Evaluator] = None):
-    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way.
+def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, evaluate: Optional[Evaluator] = None,
+                    call: Optional[SourcePos] = None):
+    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way
+    (one evaluator for the whole chain, so its work budget bounds the chain, not each alias).
 
-    An error in the arguments points at the call (`call`, the first alias), the definition as a note.
-    One evaluator serves the whole chain, so its work budget bounds the chain, not each alias."""
+    An error in the arguments points at the call (`call`, the first alias), the definition as a note."""
     definition = ref.definition
     evaluate = evaluate or Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
@@ -546,4 +546,4 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, 
             raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
                                definition.pos)
         keywords.update(zip([param.name for param in params], positional))
-    return resolve_network(target, {**keywords, **overrides}, depth + 1, call or definition.pos, evaluate)
+    return resolve_network(target, {**keywords, **overrides}, depth + 1, evaluate, call or definition.pos)
