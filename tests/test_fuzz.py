@@ -116,3 +116,16 @@ def test_a_worker_that_does_not_answer_is_an_escape_and_is_replaced(worker):
     assert (escaped, outcome) == ("no answer within 0.01 s (a hang, or the worker died)", "escape")
     assert worker.process is None
     assert worker.run(FINE, "net")[::2] == (None, "backends")
+
+
+# ---- an escape of the 100,000-input run (docs/benchmarks.md), fixed -----------------------------------
+def test_an_activation_after_an_add_of_one_input_leaves_that_input_alone():
+    """Seed 88975: `add` of one input passes that input on, so a SiLU after it must not run in place:
+    torch's output differed from onnxruntime's (and from the formula) by 1.28."""
+    import torch
+    import torch.nn.functional as F
+
+    network = fuzz.cnndsl.parse("network net {\n    input 4\n    scale { scale { add, silu } }\n}")
+    images = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(network.to_torch().eval()(images.clone()), images * (images * F.silu(images)))
