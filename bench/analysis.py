@@ -32,7 +32,7 @@ def in_process() -> None:
         name = file if params else label
         text = (library_dir() / f"{file}.cnn").read_text(encoding="utf-8")
 
-        def run():
+        def run(text=text, name=name, params=params):
             return cnndsl.parse(text, network=name, **params)
 
         nodes = run().graph.number_of_nodes()

@@ -114,13 +114,21 @@ class Expander:
                                        "flatten the structure, or give a recursive block a condition that stops it")
                 self._step(stmt.pos)
                 try:
-                    getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+                    self.statement(stmt, frame)
                 except CnnDslError as error:
                     if self.errors is None or isinstance(error, LimitProblem):
                         raise
                     self._record(error)
         finally:
             self.depth -= 1
+
+    def statement(self, stmt: ast.Stmt, frame: Frame) -> None:
+        """Expand one statement by the handler its syntax class has in STATEMENTS."""
+        handler = STATEMENTS.get(type(stmt))
+        if handler is None:  # a syntax class with no handler is a bug of cnndsl, said with its place
+            raise ValueProblem(f"cnndsl cannot expand a `{type(stmt).__name__}` statement yet", stmt.pos,
+                               "please report this with the file")
+        handler(self, stmt, frame)
 
     def _record(self, error: CnnDslError) -> None:
         """Keep a statement's error and go on with the next one. After a first error, shape errors are left
@@ -368,7 +376,7 @@ class Expander:
         if stmt.label == "in":
             raise NameProblem("`in` cannot label a point: `@in` is the input of the block", stmt.pos,
                               "choose another label")
-        getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
+        self.statement(stmt.item, frame)
         if stmt.label in frame.taps:
             first = frame.taps[stmt.label][1]
             raise NameProblem(f"duplicate tap `{stmt.label}` (first defined at {first})", stmt.pos,
@@ -422,6 +430,15 @@ class Expander:
             outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
 
 
+STATEMENTS = {
+    ast.Layer: Expander._Layer, ast.Group: Expander._Group, ast.Stage: Expander._Stage,
+    ast.Residual: Expander._Residual, ast.Dense: Expander._Dense, ast.Branch: Expander._Branch,
+    ast.Scale: Expander._Scale, ast.Input: Expander._Input, ast.Jump: Expander._Jump, ast.Repeat: Expander._Repeat,
+    ast.Labeled: Expander._Labeled, ast.Let: Expander._Let, ast.Defaults: Expander._Defaults, ast.For: Expander._For,
+    ast.If: Expander._If, ast.Output: Expander._Output,
+}
+
+
 def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env,
                     evaluate: Evaluator, pos: SourcePos) -> Env:
     """Bind call arguments to declared parameters; defaults may use earlier parameters."""
@@ -448,7 +465,7 @@ def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywo
 
 def _show(value: Any) -> str:
     """A value in a block's label or the network's parameters: a few elements of a long list."""
-    return f"{value:g}" if isinstance(value, float) else shown(value)
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else shown(value)
 
 
 def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,

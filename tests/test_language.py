@@ -373,3 +373,22 @@ def test_summary_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Params: 25,557,032" in result.stdout
+
+
+def test_every_statement_of_the_syntax_has_an_expansion_handler():
+    """Dispatch is an explicit table (cnndsl.expand.STATEMENTS): a statement class added to the syntax without a
+    handler is caught here, not met as an AttributeError by a user."""
+    from cnndsl import syntax
+    from cnndsl.expand import STATEMENTS
+
+    statements = {cls for cls in vars(syntax).values()
+                  if isinstance(cls, type) and issubclass(cls, syntax.Stmt) and cls is not syntax.Stmt}
+    assert statements == set(STATEMENTS)
+
+
+def test_a_file_with_several_networks_needs_a_choice():
+    text = "network a { input 3x8x8\n conv3x3(4) }\nnetwork b { input 3x8x8\n conv3x3(6) }\n"
+    with pytest.raises(cnndsl.CnnDslError, match=r"defines several networks \(a, b\)"):
+        cnndsl.parse(text, file="two.cnn")
+    assert cnndsl.parse(text, network="a").graph.nodes[1]["shape"] == (4, 8, 8)
+    assert cnndsl.parse(text, network="b").graph.nodes[1]["shape"] == (6, 8, 8)

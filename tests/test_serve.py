@@ -104,7 +104,8 @@ def test_dilation_ceil_mode_transposed_convolution_norm_and_fc_are_worked_out():
     assert rows["deconv"]["output size"] == "H = W: (16 − 1)·2 − 2·0 + 2 = 32  → 4×32×32"
     assert rows["deconv"]["parameters"] == "8·4·2·2 + 4 = 132"
     assert rows["deconv"]["MACs"] == "8·16·16·2·2·4 = 32,768"
-    assert rows["deconv"]["receptive field"] == "H = W: 7 + (2 − 1)·1·(2/2) = 8, jump (2/2)·1 = 1"
+    # a 2×2 transposed convolution at stride 2: each output pixel reads exactly one input pixel
+    assert rows["deconv"]["receptive field"] == "H = W: 7 + (⌈2/2⌉ − 1)·2 = 7, jump 2/2 = 1"
     assert rows["bn"]["parameters"] == "2·4 = 8"
     assert rows["fc"]["parameters"] == "4·32·32·10 + 10 = 40,970"
     assert rows["fc"]["MACs"] == "4·32·32·10 = 40,960"

@@ -101,6 +101,7 @@ def test_json_carries_the_graph(cli):
                for layer in data["layers"] for source in layer["inputs"])
 
 
+@pytest.mark.needs_dot
 def test_str_of_a_summary_is_the_table_and_draw_writes_a_diagram(tmp_path, cli):
     net = cnndsl.load("lenet5")
     assert str(net.summary()) == cli("summary", "lenet5").stdout.rstrip("\n")

@@ -8,7 +8,6 @@ from .base import OpKind, flag, real, register
 
 class _Activation(OpKind):
     family = "act"
-    has_state = True
     torch_class = ""
     onnx_rule = None  # (x, emit) -> output value
 

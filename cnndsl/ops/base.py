@@ -19,15 +19,18 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window's effect on receptive field: kernel, stride and dilation per axis.
+    """Which input pixels an output pixel reads, for the receptive field (cnndsl/receptive_field.py).
 
-    A transposed convolution has an `upsample` factor instead of a stride.
+    `slide`: a window of kernel×dilation at stride, after padding; `transposed`: a transposed convolution,
+    with an `upsample` factor instead of a stride; `nearest` and `linear`: resampling to the output's size.
     """
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
     upsample: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    mode: str = "slide"
 
 
 class OpKind:
@@ -39,7 +42,6 @@ class OpKind:
     takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
     tap_edge: str = "skip"     # the IR edge kind of those extra inputs
     tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
-    has_state: bool = False    # built as an nn.Module in the torch backend
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
     doc: str = ""
@@ -98,6 +100,10 @@ class OpKind:
     def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Optional[Window]:
         return None
 
+    def offsets(self, attrs: dict[str, Any], inputs: list[Shape]) -> list[tuple[int, int]]:
+        """Where each input is read from, (top, left): a centre crop reads a larger input off its corner."""
+        return [(0, 0)] * len(inputs)
+
     def label(self, attrs: dict[str, Any]) -> str:
         return self.name
 
@@ -124,6 +130,7 @@ class OpKind:
 
 REGISTRY: dict[str, OpKind] = {}
 _PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []
+_SPELLINGS: dict[str, list[str]] = {}  # kind -> the names it is also spelled by, for the layer table
 
 
 def register(cls: type[OpKind]) -> type[OpKind]:
@@ -139,9 +146,34 @@ def alias(name: str, kind: str, **preset: Any) -> None:
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def pattern(regex_match: Callable[[str], Optional[dict]], kind: str) -> None:
+def pattern(regex_match: Callable[[str], Optional[dict]], kind: str, spelling: str) -> None:
     """A family of spelled names, e.g. convKxK, parsed by `regex_match` into a preset."""
     _PATTERNS.append((regex_match, kind))
+    _SPELLINGS.setdefault(kind, []).append(spelling)
+
+
+def layer_table() -> str:
+    """The Markdown table of every layer kind, from what each declares: docs/language.md holds it verbatim."""
+    rows = ["| layer | also spelled | what it does |", "|---|---|---|"]
+    order = ("conv", "pool", "fc", "reshape", "act", "norm", "reg", "merge")
+    for name, kind in sorted(REGISTRY.items(), key=lambda item: order.index(item[1].family)
+                             if item[1].family in order else len(order)):
+        if name == "input":
+            continue
+        signature = ", ".join(key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
+                              for key, default in kind.signature)
+        spelled = [f"`{alias}`" + _preset_text(preset) for alias, (target, preset) in _ALIASES.items() if target == name]
+        spelled += [f"`{spelling}`" for spelling in _SPELLINGS.get(name, [])]
+        rows.append(f"| `{name}{f'({signature})' if signature else ''}` | {', '.join(spelled)} | {kind.doc} |")
+    return "\n".join(rows)
+
+
+def _value_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _preset_text(preset: dict) -> str:
+    return f" ({', '.join(f'{key}={value}' for key, value in preset.items())})" if preset else ""
 
 
 def lookup(name: str) -> Optional[tuple[OpKind, dict[str, Any]]]:

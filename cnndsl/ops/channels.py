@@ -79,7 +79,6 @@ class ChannelShuffle(OpKind):
 class Identity(OpKind):
     name = "identity"
     family = "reshape"
-    has_state = True
     doc = "passes its input on: a path of its own in `branch`, a named point"
 
     def torch_module(self, attrs, inputs):

@@ -44,10 +44,10 @@ def _kernel_text(kernel):
 class Conv(OpKind):
     name = "conv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 3), ("s", 1), ("p", "same"), ("d", 1), ("g", 1), ("bias", True))
-    doc = "2-D convolution; c defaults to the input's channels, g=depthwise sets groups to them"
+    doc = ("2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
+           "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)")
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -84,7 +84,7 @@ class Conv(OpKind):
         return channels * out_h * out_w * attrs["k"][0] * attrs["k"][1] * (inputs[0][0] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"], attrs["d"])
+        return Window(attrs["k"], attrs["s"], attrs["d"], padding=attrs["p"])
 
     def label(self, attrs):
         if attrs["depthwise"]:
@@ -116,7 +116,6 @@ class Conv(OpKind):
 class Deconv(OpKind):
     name = "deconv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 2), ("s", 2), ("p", 0), ("op", 0), ("g", 1), ("bias", True))
     doc = "transposed convolution (learned upsampling); op is the output padding"
@@ -154,7 +153,7 @@ class Deconv(OpKind):
         return channels_in * height * width * attrs["k"][0] * attrs["k"][1] * (attrs["c"] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], (1, 1), upsample=attrs["s"])
+        return Window(attrs["k"], (1, 1), upsample=attrs["s"], padding=attrs["p"], mode="transposed")
 
     def label(self, attrs):
         stride = attrs["s"]
@@ -178,7 +177,7 @@ class Deconv(OpKind):
                        output_padding=attrs["op"], group=attrs["g"])
 
 
-pattern(_kernel_preset("conv"), "conv")
-pattern(_kernel_preset("dwconv"), "conv")
+pattern(_kernel_preset("conv"), "conv", "convKxK (conv3x3, conv1x7: k preset)")
+pattern(_kernel_preset("dwconv"), "conv", "dwconvKxK (depthwise, k preset)")
 alias("dwconv", "conv", g="depthwise")
 alias("convtranspose", "deconv")

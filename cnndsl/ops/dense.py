@@ -11,7 +11,6 @@ from .base import OpKind, Window, alias, channels_last, flag, format_shape, nume
 class FullyConnected(OpKind):
     name = "fc"
     family = "fc"
-    has_state = True
     torch_overwritable = True
     signature = (("n", None), ("bias", True), ("pixelwise", False))
     doc = "fully connected layer; flattens a C×H×W input by itself, or with pixelwise=true maps the channels of every pixel"

@@ -24,7 +24,7 @@ class Add(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
-    doc = "element-wise sum of equal shapes (residual connections)"
+    doc = "add(@t): element-wise sum with the taps, of equal shapes (residual connections)"
 
     def shape(self, attrs, inputs):
         for other in inputs[1:]:
@@ -59,7 +59,7 @@ class Concat(OpKind):
     torch_overwritable = True
     tap_edge = "concat"
     signature = (("crop", False),)
-    doc = "concatenation along channels; crop=true centre-crops larger inputs (U-Net)"
+    doc = "concat(@t, ...): the current tensor, then the taps in order, along channels; crop=true centre-crops larger inputs (U-Net)"
 
     def resolve(self, attrs, inputs):
         return {"crop": flag(attrs["crop"], "crop")}
@@ -78,6 +78,11 @@ class Concat(OpKind):
 
     def label(self, attrs):
         return "∥"
+
+    def offsets(self, attrs, inputs):
+        if len(inputs[0]) != 3:
+            return [(0, 0)] * len(inputs)
+        return [((shape[1] - inputs[0][1]) // 2, (shape[2] - inputs[0][2]) // 2) for shape in inputs]
 
     def torch_call(self, attrs, inputs, args, module):
         height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
@@ -113,7 +118,7 @@ class Multiply(OpKind):
     takes_taps = True
     torch_overwritable = True
     signature = (("factor", None),)
-    doc = "gating: x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant"
+    doc = "mul(@t): gating, x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant, mul(@t, 0.5) both"
 
     def resolve(self, attrs, inputs):
         if attrs["factor"] is None:

@@ -9,7 +9,6 @@ from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, regist
 class BatchNorm(OpKind):
     name = "bn"
     family = "norm"
-    has_state = True
     torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))
     doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
@@ -47,7 +46,6 @@ class LayerNorm(OpKind):
 
     name = "layernorm"
     family = "norm"
-    has_state = True
     torch_overwritable = True
     signature = (("eps", 1e-5),)
     doc = "layer normalisation over the channels (of each pixel of a C×H×W tensor, or of a vector)"
@@ -84,7 +82,6 @@ class LayerNorm(OpKind):
 class GroupNorm(OpKind):
     name = "groupnorm"
     family = "norm"
-    has_state = True
     torch_overwritable = True
     signature = (("g", REQUIRED), ("eps", 1e-5))
     doc = "group normalisation (Wu & He 2018): channels in g groups, each normalised over its channels and pixels"
@@ -127,7 +124,6 @@ class LayerScale(OpKind):
 
     name = "layerscale"
     family = "norm"
-    has_state = True
     torch_overwritable = True
     signature = (("init", 1e-6),)
     doc = "multiplies each channel by a learned factor, initialised to init (ConvNeXt's layer scale)"
@@ -163,7 +159,6 @@ def _per_channel(shape):
 class LocalResponseNorm(OpKind):
     name = "lrn"
     family = "norm"
-    has_state = True
     signature = (("size", 5), ("alpha", 1e-4), ("beta", 0.75), ("k", 2.0))
     doc = "local response normalisation across channels (AlexNet, GoogLeNet papers)"
 
@@ -193,7 +188,6 @@ class LocalResponseNorm(OpKind):
 class Dropout(OpKind):
     name = "dropout"
     family = "reg"
-    has_state = True
     signature = (("p", 0.5),)
     doc = "zeroes a fraction p of activations while training"
 
@@ -220,10 +214,10 @@ class StochasticDepth(OpKind):
 
     name = "stochasticdepth"
     family = "reg"
-    has_state = True
     torch_overwritable = True
     signature = (("p", REQUIRED),)
-    doc = "drops whole samples with probability p while training, scaling the rest by 1/(1 − p)"
+    doc = ("torchvision's StochasticDepth(p, \"row\"): while training, drops whole samples with probability p and scales "
+           "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body")
 
     def resolve(self, attrs, inputs):
         return {"p": fraction(attrs["p"], "stochastic depth probability p")}

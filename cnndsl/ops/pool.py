@@ -9,7 +9,6 @@ from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, 
 
 class _Pool(OpKind):
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
     torch_class = ""
@@ -31,7 +30,7 @@ class _Pool(OpKind):
         return (channels, out_h, out_w)
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"])
+        return Window(attrs["k"], attrs["s"], padding=attrs["p"])
 
     def label(self, attrs):
         kernel = attrs["k"]
@@ -70,7 +69,6 @@ class AvgPool(_Pool):
 class GlobalAvgPool(OpKind):
     name = "gap"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     doc = "global average pooling to C×1×1"
 
@@ -98,7 +96,6 @@ class GlobalAvgPool(OpKind):
 class AdaptiveAvgPool(OpKind):
     name = "adaptiveavgpool"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
@@ -161,7 +158,7 @@ def _pool_preset(prefix):
     return match
 
 
-pattern(_pool_preset("maxpool"), "maxpool")
-pattern(_pool_preset("avgpool"), "avgpool")
+pattern(_pool_preset("maxpool"), "maxpool", "maxpoolKxK (maxpool3x3: k preset)")
+pattern(_pool_preset("avgpool"), "avgpool", "avgpoolKxK")
 alias("pool", "maxpool", k=2)
 alias("globalavgpool", "gap")

@@ -5,12 +5,9 @@ from ..errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
 
 
-def interpolation_window(mode: str, size: tuple, out: tuple) -> Window:
-    """Each output pixel reads 2×2 input pixels (bilinear) or one (nearest); the jump scales by in/out."""
-    if mode == "nearest" and out[0] % size[0] == 0 and out[1] % size[1] == 0:
-        return Window((1, 1), (1, 1), upsample=(out[0] // size[0], out[1] // size[1]))
-    reach = 2 if mode == "bilinear" else 1
-    return Window((reach, reach), (size[0] / out[0], size[1] / out[1]))
+def interpolation_window(mode: str) -> Window:
+    """Each output pixel reads 2×2 input pixels (bilinear) or one (nearest), where the sizes put it."""
+    return Window((1, 1), (1, 1), mode="linear" if mode == "bilinear" else "nearest")
 
 
 @register
@@ -30,8 +27,7 @@ class Upsample(OpKind):
         return (channels, height * attrs["scale"], width * attrs["scale"])
 
     def window(self, attrs, inputs):
-        _, height, width = inputs[0]
-        return interpolation_window(attrs["mode"], (height, width), (height * attrs["scale"], width * attrs["scale"]))
+        return interpolation_window(attrs["mode"])
 
     def label(self, attrs):
         return f"upsample ×{attrs['scale']}"
@@ -62,7 +58,7 @@ class Resize(OpKind):
     tap_values = False
     torch_overwritable = True
     signature = (("size", None), ("mode", "bilinear"))
-    doc = "bilinear or nearest resizing to size (h, w) or to the size of a tap: resize(@image)"
+    doc = "resize((h, w)) or resize(@t) to the size of tap t, as F.interpolate with align_corners=false; bilinear or nearest"
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
@@ -81,7 +77,7 @@ class Resize(OpKind):
         return (inputs[0][0], *attrs["size"])
 
     def window(self, attrs, inputs):
-        return interpolation_window(attrs["mode"], inputs[0][1:], attrs["size"])
+        return interpolation_window(attrs["mode"])
 
     def label(self, attrs):
         return f"resize {attrs['size'][0]}×{attrs['size'][1]}"
@@ -110,7 +106,6 @@ class PixelShuffle(OpKind):
 
     name = "pixelshuffle"
     family = "reshape"
-    has_state = True
     signature = (("r", 2),)
     doc = "C×H×W to C/r²×rH×rW: each r² channels become an r×r block of pixels"
 
@@ -126,7 +121,7 @@ class PixelShuffle(OpKind):
         return (channels // (factor * factor), height * factor, width * factor)
 
     def window(self, attrs, inputs):
-        return Window((1, 1), (1, 1), upsample=(attrs["r"], attrs["r"]))
+        return Window((1, 1), (1, 1), mode="nearest")
 
     def label(self, attrs):
         return f"pixel shuffle ×{attrs['r']}"

@@ -121,14 +121,32 @@ def _receptive_field(graph: nx.DiGraph, node: int, kind, shapes: list) -> str:
     window = kind.window(data["attrs"], shapes)
     if window is None:
         return f"{widest}{_axes(rf)}, as it receives (no window); jump {_axes(jump)}"
-    texts = []
-    for axis in (0, 1):
-        upsample = window.upsample[axis]  # a transposed convolution divides the jump
-        step = f"({_n(jump_in[axis])}/{upsample})" if upsample != 1 else _n(jump_in[axis])
-        texts.append(f"{_n(rf_in[axis])} + ({window.kernel[axis]} − 1)·{window.dilation[axis]}·{step} = "
-                     f"{_n(rf[axis])}, jump {step}·{window.stride[axis]} = {_n(jump[axis])}")
+    texts = [_window_rule(window, axis, rf_in[axis], jump_in[axis], rf[axis], jump[axis]) for axis in (0, 1)]
     same = texts[0] == texts[1]
     return widest + (f"H = W: {texts[0]}" if same else f"H: {texts[0]};  W: {texts[1]}")
+
+
+def _window_rule(window, axis: int, rf_in, jump_in, rf, jump) -> str:
+    """The textbook rule with its numbers; where outputs next to each other read the same input pixels (after
+    an upsampling), the exact figure is the widest over the outputs, and the text says so."""
+    if window.mode == "transposed":  # each output reads ⌈k/s⌉ input positions
+        kernel, scale = window.kernel[axis], window.upsample[axis]
+        rule = f"{_n(rf_in)} + (⌈{kernel}/{scale}⌉ − 1)·{_n(jump_in)}"
+        textbook = rf_in + (-(-kernel // scale) - 1) * jump_in
+        moved = f"jump {_n(jump_in)}/{scale} = {_n(jump)}"
+    elif window.mode in ("nearest", "linear"):
+        reads = 1 if window.mode == "nearest" else 2
+        rule = f"{_n(rf_in)} + ({reads} − 1)·{_n(jump_in)}"
+        textbook = rf_in + (reads - 1) * jump_in
+        moved = f"jump {_n(jump)} (the sizes' ratio)"
+    else:
+        kernel, dilation, stride = window.kernel[axis], window.dilation[axis], window.stride[axis]
+        rule = f"{_n(rf_in)} + ({kernel} − 1)·{dilation}·{_n(jump_in)}"
+        textbook = rf_in + (kernel - 1) * dilation * jump_in
+        moved = f"jump {_n(jump_in)}·{stride} = {_n(jump)}"
+    if textbook == rf:
+        return f"{rule} = {_n(rf)}, {moved}"
+    return f"{rule} = {_n(textbook)} for evenly spread inputs; the widest output sees {_n(rf)} pixels, {moved}"
 
 
 def _per_group(channels: int, groups: int) -> str:
