@@ -140,15 +140,21 @@ class Network:
 
 
 def parse(text: str, file: str = "<string>", network: Optional[str] = None, input: Optional[tuple] = None,
-          max_nodes: int = DEFAULT_MAX_NODES, **params: Any) -> Network:
-    """Parse .cnn text and expand one of its networks (the only one, or the one named)."""
-    module = Loader().load_text(text, file)
+          max_nodes: int = DEFAULT_MAX_NODES, sandbox: bool = False, **params: Any) -> Network:
+    """Parse .cnn text and expand one of its networks (the only one, or the one named).
+
+    `sandbox=True` limits its imports to the current folder (and below) and the library.
+    """
+    module = Loader(sandbox=sandbox).load_text(text, file)
     return _instantiate(module, network, file, text, input, max_nodes, params)
 
 
 def load(source: "str | Path", network: Optional[str] = None, input: Optional[tuple] = None,
-         max_nodes: int = DEFAULT_MAX_NODES, **params: Any) -> Network:
-    """Load a .cnn file, or a network of the shipped library by name (`resnet50`)."""
+         max_nodes: int = DEFAULT_MAX_NODES, sandbox: bool = False, **params: Any) -> Network:
+    """Load a .cnn file, or a network of the shipped library by name (`resnet50`).
+
+    `sandbox=True` limits every import to the importing file's folder (and below) and the library.
+    """
     path = Path(source)
     if not path.exists() and not path.is_symlink() and not str(source).endswith(".cnn") and "/" not in str(source):
         index = library_index()
@@ -156,8 +162,7 @@ def load(source: "str | Path", network: Optional[str] = None, input: Optional[tu
             raise NameProblem(f"`{source}` is neither a file nor a library network",
                               hint=did_you_mean(str(source), index) or "run `cnndsl list` to see the library")
         path, network = index[str(source)], network or str(source)
-    loader = Loader()
-    module = loader.load_path(path)
+    module = Loader(sandbox=sandbox).load_path(path)
     return _instantiate(module, network, str(path), module.program.text, input, max_nodes, params)
 
 

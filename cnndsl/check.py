@@ -52,14 +52,18 @@ class CheckReport:
 
 
 def check(sources: list[str], network: Optional[str] = None, input: Optional[tuple] = None,
-          params: Optional[dict[str, Any]] = None, max_nodes: int = DEFAULT_MAX_NODES) -> CheckReport:
-    """Check each file (or library network name); `params` go to the networks that declare them."""
+          params: Optional[dict[str, Any]] = None, max_nodes: int = DEFAULT_MAX_NODES,
+          sandbox: bool = False) -> CheckReport:
+    """Check each file (or library network name); `params` go to the networks that declare them.
+
+    `sandbox=True` limits every import to the importing file's folder (and below) and the library.
+    """
     report = CheckReport()
     params = params or {}
     taken: set[str] = set()
     for source in sources:
         report.files += 1
-        _check_source(str(source), network, input, params, max_nodes, report, taken)
+        _check_source(str(source), network, input, params, max_nodes, sandbox, report, taken)
     unused = sorted(set(params) - taken)
     if unused and report.networks:
         report.diagnostics.append(NameProblem(f"no network checked takes the parameter `{unused[0]}`",
@@ -68,13 +72,13 @@ def check(sources: list[str], network: Optional[str] = None, input: Optional[tup
 
 
 def _check_source(source: str, network: Optional[str], input: Optional[tuple], params: dict[str, Any],
-                  max_nodes: int, report: CheckReport, taken: set[str]) -> None:
+                  max_nodes: int, sandbox: bool, report: CheckReport, taken: set[str]) -> None:
     path = Path(source)
     if not path.exists() and not path.is_symlink() and source in library_index():
         path, network = library_index()[source], network or source
     found: list[CnnDslError] = []
     try:
-        module = Loader(errors=found).load_path(path)
+        module = Loader(errors=found, sandbox=sandbox).load_path(path)
     except CnnDslError as error:  # the text does not parse, or the file cannot be read
         report.diagnostics.extend([*found, error])
         return

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from .errors import CnnDslError, SourcePos
+from .errors import CnnDslError, FileProblem, SourcePos
 
 DIAGRAM_FORMATS = ("svg", "png", "pdf", "dot")
 COMPILE_FORMATS = ("onnx", "python", "pt2", *DIAGRAM_FORMATS)
@@ -17,9 +17,16 @@ SUFFIX = {"python": "py"}
 def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
     if value is None:
         return None
+    from .evaluate import LARGEST
+
     parts = value.lower().replace("×", "x").split("x")
-    if not all(part.isdigit() and int(part) > 0 for part in parts) or len(parts) not in (1, 3):
-        raise click.BadParameter(f"expected CxHxW like 3x224x224, got {value!r}")
+    shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+    if len(parts) not in (1, 3) or not all(part.isascii() and part.isdigit() for part in parts):
+        raise click.BadParameter(f"expected CxHxW like 3x224x224, got {shown}")
+    if any(len(part.lstrip("0")) > len(str(LARGEST)) or int(part) > LARGEST for part in parts):
+        raise click.BadParameter(f"{shown} has a dimension larger than any size cnndsl accepts (2^53)")
+    if any(int(part) == 0 for part in parts):
+        raise click.BadParameter(f"expected CxHxW of sizes of at least 1, got {shown}")
     return tuple(int(part) for part in parts)
 
 
@@ -40,6 +47,10 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     return result
 
 
+SANDBOX = click.option("--sandbox", is_flag=True,
+                       help="Imports only from the importing file's folder (and below) and the library.")
+
+
 def network_options(function):
     """Options shared by every command that loads a network."""
     for option in reversed([
@@ -50,15 +61,16 @@ def network_options(function):
                      help="Set a network parameter, e.g. -p classes=10."),
         click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
                      help="Refuse networks that expand to more nodes."),
+        SANDBOX,
     ]):
         function = option(function)
     return function
 
 
-def _load(source, network, input_shape, params, max_nodes):
+def _load(source, network, input_shape, params, max_nodes, sandbox):
     from .api import load
 
-    return load(source, network=network, input=input_shape, max_nodes=max_nodes, **params)
+    return load(source, network=network, input=input_shape, max_nodes=max_nodes, sandbox=sandbox, **params)
 
 
 class _Cli(click.Group):
@@ -91,11 +103,11 @@ def main(ctx, debug):
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per batch, for memory.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
               help="Value type, for memory.")
-def summary(source, network, input_shape, params, max_nodes, fmt, depth, batch, dtype):
+def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth, batch, dtype):
     """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
     if depth is not None and fmt not in ("table",):
         raise click.BadParameter("folds the table only; json, csv and markdown list every layer", param_hint="--depth")
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     click.echo(net.summary(depth=depth, batch=batch, dtype=dtype).render(fmt))
 
 
@@ -109,11 +121,12 @@ def summary(source, network, input_shape, params, max_nodes, fmt, depth, batch, 
               help="json: one object per diagnostic (file, line, column, end, severity, message, hint).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
-def check(files, network, input_shape, params, fmt, strict, max_nodes):
+@SANDBOX
+def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
     """Check every network of each file; print every error and warning with its position."""
     from .check import check as check_sources
 
-    report = check_sources(list(files), network, input_shape, params, max_nodes)
+    report = check_sources(list(files), network, input_shape, params, max_nodes, sandbox)
     if fmt == "json":
         click.echo(report.to_json(_file_text))
     else:
@@ -158,10 +171,10 @@ def list_command(pattern):
 @click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
 @click.pass_context
-def compile_command(ctx, source, network, input_shape, params, max_nodes, fmt, output, **options):
+def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbox, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
     _refuse_options_that_do_not_apply(ctx, fmt)
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
     written = write_output(net, fmt, target, options)
     click.echo(f"wrote {' and '.join(map(str, written))}")
@@ -192,12 +205,12 @@ def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
 @click.option("--shapes", is_flag=True, help="Add output shapes to the labels.")
 @click.option("--cost", is_flag=True, help="Add params and MACs to the labels.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def draw(source, network, input_shape, params, max_nodes, output, **options):
+def draw(source, network, input_shape, params, max_nodes, sandbox, output, **options):
     """Draw the architecture as a paper's figure: stages and blocks as clusters."""
     fmt = Path(output).suffix.lstrip(".").lower()
     if fmt not in DIAGRAM_FORMATS:
         raise click.BadParameter(f"the output must end in .svg, .png, .pdf or .dot, not {output!r}", param_hint="-o")
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     write_output(net, fmt, Path(output), options)
     click.echo(f"wrote {output}")
 
@@ -244,6 +257,7 @@ def serve(file, network, input_shape, host, port, depth):
 
 def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
     """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
+    _refuse_overwriting_source(target, Path(net.file))
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 
@@ -267,6 +281,17 @@ def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
     return [target]
 
 
+def _refuse_overwriting_source(target: Path, source: Path) -> None:
+    """An output never replaces a .cnn file, least of all the source it was compiled from."""
+    try:
+        same = target.exists() and source.exists() and target.samefile(source)
+    except OSError:
+        same = False
+    if target.suffix == ".cnn" or same:
+        raise FileProblem(f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
+                          hint="choose another output name with -o")
+
+
 def render_error(error: CnnDslError) -> str:
     """The error with its source line and caret, read from the file it points at (and its notes' files)."""
     return error.render(_source_text(error.pos), read=_file_text)
@@ -277,7 +302,10 @@ def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
 
 
 def _file_text(file: str) -> Optional[str]:
+    """The text of a file an error points at, read as an import is: a regular file, bounded, never blocking."""
+    from .load import read_source
+
     try:
-        return Path(file).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, ValueError):
+        return read_source(Path(file), regular_only=True)
+    except (FileProblem, ValueError):
         return None

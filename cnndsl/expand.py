@@ -396,7 +396,10 @@ class Expander:
         positional, keywords, _ = self._arguments(ast.Layer(stmt.pos, stmt.name, stmt.args), frame)
         if positional:
             raise ValueProblem("`defaults` takes keyword arguments only, e.g. defaults conv(bias=false)", stmt.pos)
-        kind.bind([], keywords, {name: None for name, _ in kind.signature if name not in keywords})
+        try:
+            kind.bind([], keywords, {name: None for name, _ in kind.signature if name not in keywords})
+        except CnnDslError as error:
+            raise error.at(stmt.pos)
         merged = {**frame.defaults.get(kind.name, {}), **keywords}
         frame.defaults = {**frame.defaults, kind.name: merged}
 

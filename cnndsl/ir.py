@@ -28,8 +28,9 @@ from typing import Any, Optional
 
 import networkx as nx
 
-from .errors import LimitProblem, SourcePos
+from .errors import LimitProblem, NameProblem, SourcePos
 from .evaluate import LARGEST
+from .module_names import why_not_a_module_name
 from .ops import OpKind, format_shape
 
 EDGE_KINDS = ("sequence", "skip", "concat", "branch")
@@ -79,18 +80,27 @@ class GraphBuilder:
         return node
 
     def finish(self) -> nx.DiGraph:
-        """Name every group and node: unique names stay bare, repeated ones are numbered from 1."""
+        """Name every group and node: unique names stay bare, repeated ones are numbered from 1, skipping any
+        number that would repeat a sibling's name (`layer1` written beside two `layer` stages makes them `layer2`
+        and `layer3`), so no two siblings ever share a module."""
         self._name_children(self.root, ())
         return self.graph
 
     def _name_children(self, scope: GroupScope, path: tuple[str, ...]) -> None:
         bases = [self._base(kind, item) for kind, item in scope.children]
         totals = Counter(bases)
-        seen: dict[str, int] = {}
+        taken = {base for base, total in totals.items() if total == 1}
+        numbers: Counter = Counter()
         for (kind, item), base in zip(scope.children, bases):
-            seen[base] = seen.get(base, 0) + 1
-            name = base if totals[base] == 1 else f"{base}{seen[base]}"
+            name = base
+            if totals[base] > 1:
+                numbers[base] += 1
+                while f"{base}{numbers[base]}" in taken:
+                    numbers[base] += 1
+                name = f"{base}{numbers[base]}"
+                taken.add(name)
             if kind == "group":
+                _require_module_name(name, item.pos)
                 item.name = name
                 child_path = path + (name,)
                 self.graph.graph["groups"][child_path] = {"kind": item.kind, "label": item.label, "pos": item.pos}
@@ -103,6 +113,14 @@ class GraphBuilder:
         if kind == "group":
             return item.base
         return self.graph.nodes[item]["op"]
+
+
+def _require_module_name(name: str, pos: Optional[SourcePos]) -> None:
+    """A group's name is a PyTorch module attribute in every backend: refuse here, where `check` sees it."""
+    why = why_not_a_module_name(name)
+    if why is not None:
+        raise NameProblem(f"`{name}` cannot name a PyTorch module: {why}", pos,
+                          hint=f"rename the stage or block, e.g. `{name.strip('_') or 'block'}_`")
 
 
 def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:

@@ -1,12 +1,14 @@
 """Source files -> modules: reading safely, imports, and the shipped library's index."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from . import syntax as ast
 from .errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
@@ -28,11 +30,16 @@ class Module:
     networks: list[str]  # defined in this file, in order
 
 
-def read_source(path: Path) -> str:
-    """The text of a .cnn file, or a FileProblem that says what is wrong with it."""
+def read_source(path: Path, regular_only: bool = False) -> str:
+    """The text of a .cnn file, or a FileProblem that says what is wrong with it.
+
+    `regular_only` (for imports, and for showing the line an error points at) refuses anything but a
+    regular file, checked before it is opened and opened without blocking, so that a FIFO or a device
+    can neither hang the load nor be read from.
+    """
     where = str(path)
     try:
-        with path.open("rb") as stream:
+        with (_open_regular(path, where) if regular_only else path.open("rb")) as stream:
             data = stream.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero or a huge file must not fill memory
     except FileNotFoundError:
         raise FileProblem(f"{where}: no such file", hint="check the path, or give a library name like resnet50") from None
@@ -53,19 +60,48 @@ def read_source(path: Path) -> str:
                           hint="save the file as UTF-8") from None
 
 
-class Loader:
-    """Loads a file and its imports once each, refusing cycles and deep chains."""
+def _open_regular(path: Path, where: str) -> BinaryIO:
+    """Open a file that stat shows to be regular, and check again on the open descriptor (it may have been swapped)."""
+    _require_regular(path.stat(), where)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        _require_regular(os.fstat(fd), where)
+    except FileProblem:
+        os.close(fd)
+        raise
+    return open(fd, "rb")
 
-    def __init__(self, errors: Optional[list[CnnDslError]] = None) -> None:
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular(info: os.stat_result, where: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise FileProblem(f"{where} is a directory, not a .cnn file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "a special file")
+        raise FileProblem(f"{where} is {kind}, not a .cnn file")
+
+
+class Loader:
+    """Loads a file and its imports once each, refusing cycles and deep chains.
+
+    With `sandbox`, an import may name only a file in the importing file's folder or below it, or
+    one of the library, links followed: what a service compiles cannot read anything else.
+    """
+
+    def __init__(self, errors: Optional[list[CnnDslError]] = None, sandbox: bool = False) -> None:
         self.modules: dict[Path, Module] = {}
         self.stack: list[Path] = []
         self.errors = errors  # a list: record each definition's error and bind the rest (check)
+        self.sandbox = sandbox
 
-    def load_path(self, path: Path) -> Module:
+    def load_path(self, path: Path, imported: bool = False) -> Module:
         path = resolved(path)
         if path in self.modules:
             return self.modules[path]
-        return self.load_text(read_source(path), str(path), path)
+        return self.load_text(read_source(path, regular_only=imported), str(path), path)
 
     def load_text(self, text: str, file: str, path: Optional[Path] = None) -> Module:
         program = parse_file_text(text, file) if path is not None else parse_text(text, file)
@@ -117,14 +153,25 @@ class Loader:
         path = (folder / item.target) if item.is_path else library_file(item.target, item.pos)
         try:
             target = resolved(path)
+            self._admit(target, folder)
             if target in self.stack:
                 chain = " -> ".join(p.name for p in self.stack[self.stack.index(target):] + [target])
                 raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
             if len(self.stack) > MAX_IMPORT_DEPTH:
                 raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
-            return self.load_path(target)
+            return self.load_path(target, imported=True)
         except FileProblem as error:
+            if error.pos is not None:  # located in the imported file, or further down its imports
+                raise
             raise FileProblem(f"cannot import {item.target!r}: {error.message}", item.pos, error.hint) from None
+
+    def _admit(self, target: Path, folder: Path) -> None:
+        """Only .cnn files are imported (so no error ever shows another file's text); a sandbox bounds where."""
+        if target.suffix != ".cnn":
+            raise FileProblem("only .cnn files can be imported", hint="name a .cnn file, or a library file like resnet")
+        if self.sandbox and not any(target.is_relative_to(root) for root in (resolved(folder), library_dir())):
+            raise FileProblem("the sandbox admits only files in the importing file's folder (or below) and the library",
+                              hint="move the file beside the importing one, or import a library file by name")
 
 
 def resolved(path: Path) -> Path:

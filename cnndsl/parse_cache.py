@@ -3,28 +3,50 @@
 Importing Lark and building the lexer's scanners costs a fresh process more than the parse itself, so
 `cnndsl summary resnet50` run a second time reads the file's syntax tree back instead. One entry per
 file path, checked against a digest of the text and of the parser that made it; anything amiss (a
-missing, stale or unreadable entry, a folder that cannot be written) falls back to parsing.
+missing, stale, oversized or malformed entry, a folder that cannot be written) falls back to parsing.
+
+An entry is JSON data, decoded only into the node classes of `cnndsl.syntax` with every field checked
+against its declared type, so no entry can run code or build any other object. A folder or entry that
+another user owns or could write is not trusted at all: one warning on stderr, then no cache.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
-import pickle
+import secrets
+import stat
+import sys
+import types
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, Union
 
 from . import syntax as ast
-from .atomic import write_atomically
-from .errors import FileProblem
+from .errors import SourcePos
 from .resources import grammar_path
 
-FORMAT = b"cnndsl-ast-1"
+FORMAT = b"cnndsl-ast-2"
 _PARSER_SOURCES = ("parser.py", "syntax.py", "errors.py")  # the tree is made of their classes
+MAX_ENTRY_BYTES = 16 * 1024 * 1024  # an entry is written and read only up to this size
+_NODES = {name: cls for name, cls in vars(ast).items()
+          if dataclasses.is_dataclass(cls) and cls.__module__ == ast.__name__}  # the only classes an entry makes
+_OPERATORS = {"+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", "<=", ">", ">=", "and", "or"}
+_warned: set[str] = set()
+
+
+class _Untrusted(Exception):
+    """A cache folder or entry that someone else could have written."""
+
+
+class _Malformed(ValueError):
+    """An entry whose data does not decode into a syntax tree."""
 
 
 def cache_dir() -> Optional[Path]:
     """`$CNNDSL_CACHE_DIR`, else the user's cache folder; None when `CNNDSL_NO_CACHE` is set."""
-    if os.environ.get("CNNDSL_NO_CACHE"):
+    if os.environ.get("CNNDSL_NO_CACHE") or not hasattr(os, "geteuid"):  # ownership is checked on POSIX only
         return None
     if os.environ.get("CNNDSL_CACHE_DIR"):
         return Path(os.environ["CNNDSL_CACHE_DIR"])
@@ -41,15 +63,19 @@ def parse_file_text(text: str, file: str) -> ast.Program:
     folder = cache_dir()
     if folder is None:
         return parse_text(text, file)
-    entry = folder / (hashlib.sha256(file.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".ast")
+    entry = hashlib.sha256(file.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".ast"
     try:
-        digest = _digest(text, file)
+        key = _digest(text, file).hex().encode() + b"\n"
     except OSError:  # the parser's sources are not on disk (a bytecode-only install): nothing to key on
         return parse_text(text, file)
-    program = _read(entry, digest)
-    if program is None:
-        program = parse_text(text, file)
-        _write(folder, entry, digest, program)
+    try:
+        program = _read(folder, entry, key, text, file)
+        if program is None:
+            program = parse_text(text, file)
+            _write(folder, entry, key, program)
+    except _Untrusted as why:
+        _warn_once(folder, str(why))
+        return parse_text(text, file)
     return program
 
 
@@ -67,29 +93,206 @@ def _digest(text: str, file: str) -> bytes:
     h = hashlib.sha256(FORMAT + __version__.encode())
     package = Path(__file__).parent
     for source in (grammar_path(), *(package / name for name in _PARSER_SOURCES)):
-        stat = source.stat()
-        h.update(f"{source}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+        info = source.stat()
+        h.update(f"{source}:{info.st_mtime_ns}:{info.st_size};".encode())
     h.update(file.encode("utf-8", "surrogatepass") + b"\0" + text.encode("utf-8", "surrogatepass"))
     return h.digest()
 
 
-def _read(entry: Path, digest: bytes) -> Optional[ast.Program]:
+# ---- trust --------------------------------------------------------------------------
+def _open_folder(folder: Path, create: bool) -> Optional[int]:
+    """A descriptor of the cache folder once it is shown to be ours alone; None if it does not exist."""
+    if create:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        data = entry.read_bytes()
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return None
+    try:
+        _require_private(os.fstat(fd), f"the folder {folder}")
+    except _Untrusted:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _require_private(info: os.stat_result, what: str) -> None:
+    if info.st_uid != os.geteuid():
+        raise _Untrusted(f"{what} belongs to another user (uid {info.st_uid})")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise _Untrusted(f"{what} can be written by other users (mode {stat.S_IMODE(info.st_mode):o})")
+
+
+def _warn_once(folder: Path, why: str) -> None:
+    if str(folder) in _warned:
+        return
+    _warned.add(str(folder))
+    print(f"cnndsl: warning: not using the parse cache: {why}; make it yours with mode 700, or set "
+          "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)", file=sys.stderr)
+
+
+# ---- reading and writing ----------------------------------------------------------
+def _read(folder: Path, entry: str, key: bytes, text: str, file: str) -> Optional[ast.Program]:
+    """The cached tree, or None for a miss; _Untrusted for a folder or entry another user could have written."""
+    try:
+        fd = _open_folder(folder, create=False)
     except OSError:
         return None
-    if data[: len(digest)] != digest:
+    if fd is None:
         return None
     try:
-        program = pickle.loads(data[len(digest):])
-    except Exception:  # a torn or foreign file is a miss, never an error
+        data = _read_entry(fd, entry, folder)
+    finally:
+        os.close(fd)
+    if data is None or not data.startswith(key):
         return None
-    return program if isinstance(program, ast.Program) else None
-
-
-def _write(folder: Path, entry: Path, digest: bytes, program: ast.Program) -> None:
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomically(entry, digest + pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL))
-    except (OSError, FileProblem, RecursionError, pickle.PicklingError):
-        pass  # a cache that cannot be written only costs the next run a parse
+        return decode(json.loads(data[len(key):]), text, file)
+    except (ValueError, TypeError, RecursionError):  # a torn or foreign entry is a miss, never an error
+        return None
+
+
+def _read_entry(folder_fd: int, entry: str, folder: Path) -> Optional[bytes]:
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
+            return None
+        _require_private(info, f"the entry {folder / entry}")
+        with open(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_ENTRY_BYTES + 1)
+        return data if len(data) <= MAX_ENTRY_BYTES else None
+    finally:
+        os.close(fd)
+
+
+def _write(folder: Path, entry: str, key: bytes, program: ast.Program) -> None:
+    """Write the entry 0600 through a temporary name, then rename it into place; failures only cost a parse."""
+    try:
+        data = key + json.dumps(encode(program), separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        return
+    if len(data) > MAX_ENTRY_BYTES:
+        return
+    try:
+        fd = _open_folder(folder, create=True)
+    except OSError:
+        return
+    if fd is None:
+        return
+    temp = f".{entry}.{secrets.token_hex(8)}.part"
+    try:
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        with open(out, "wb") as stream:
+            stream.write(data)
+        os.replace(temp, entry, src_dir_fd=fd, dst_dir_fd=fd)
+    except OSError:
+        try:
+            os.unlink(temp, dir_fd=fd)
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
+
+
+# ---- the tree as JSON data ----------------------------------------------------------
+def encode(node: Any) -> Any:
+    """A syntax node as JSON data: `[class name, field, ...]`, positions as `[line, column]`."""
+    if isinstance(node, SourcePos):
+        return [node.line, node.column]
+    if type(node).__name__ in _NODES and _NODES[type(node).__name__] is type(node):
+        return [type(node).__name__, *(encode(getattr(node, f.name)) for f in dataclasses.fields(node))]
+    if isinstance(node, (list, tuple)):
+        return [encode(item) for item in node]
+    if node is None or type(node) in (str, int, float, bool):
+        return node
+    raise ValueError(f"{type(node).__name__} is no part of a syntax tree")
+
+
+def decode(data: Any, text: str, file: str) -> ast.Program:
+    """The Program that `data` encodes, which must be of this text and file; _Malformed for anything else."""
+    program = _decoder(ast.Program)(data, file)
+    if program.text != text or program.file != file:
+        raise _Malformed("an entry of another text")
+    return program
+
+
+Decoder = Callable[[Any, str], Any]
+_decoders: dict[Any, Decoder] = {}
+
+
+def _decoder(hint: Any) -> Decoder:
+    """The checking decoder for a declared field type, made once per type."""
+    if hint not in _decoders:
+        _decoders[hint] = _make_decoder(hint)
+    return _decoders[hint]
+
+
+def _make_decoder(hint: Any) -> Decoder:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is SourcePos:
+        return _position
+    if hint in (str, bool):
+        return lambda data, file: _checked(data, type(data) is hint, hint.__name__)
+    if origin in (typing.Union, types.UnionType) and set(args) == {int, float}:
+        return lambda data, file: _checked(data, type(data) in (int, float), "a number")
+    if origin in (typing.Union, types.UnionType):
+        inner = tuple(arg for arg in args if arg is not type(None))
+        one = _decoder(inner[0]) if len(inner) == 1 else (lambda data, file: _node(data, file, inner))
+        if len(inner) == len(args):
+            return one
+        return lambda data, file: None if data is None else one(data, file)
+    if origin is list and _decoder(args[0]) is _decoder(Union[int, float]):  # a NumberList's million numbers
+        return lambda data, file: _checked(data, type(data) is list and all(type(n) in (int, float) for n in data),
+                                           "a list of numbers")
+    if origin is list:
+        item = _decoder(args[0])
+        return lambda data, file: [item(value, file) for value in _checked(data, type(data) is list, "a list")]
+    if origin is tuple:
+        items = [_decoder(arg) for arg in args]
+        return lambda data, file: tuple(
+            decode_item(value, file) for decode_item, value in
+            zip(items, _checked(data, type(data) is list and len(data) == len(items), "a pair")))
+    if isinstance(hint, type) and _NODES.get(hint.__name__) is hint:
+        return lambda data, file: _node(data, file, (hint,))
+    raise TypeError(f"the syntax tree declares a field of type {hint!r}, which the cache cannot decode")
+
+
+def _checked(data: Any, ok: bool, what: str) -> Any:
+    if not ok:
+        raise _Malformed(f"expected {what}, got {type(data).__name__}")
+    return data
+
+
+def _position(data: Any, file: str) -> SourcePos:
+    ok = type(data) is list and len(data) == 2 and all(type(n) is int and n >= 1 for n in data)
+    return SourcePos(file, *_checked(data, ok, "a position"))
+
+
+def _node(data: Any, file: str, kinds: tuple) -> Any:
+    """A node of one of the syntax classes `kinds` (or a subclass), its fields decoded by their declared types."""
+    if type(data) is not list or not data or data[0] not in _NODES:
+        raise _Malformed("expected a syntax node")
+    cls = _NODES[data[0]]
+    if not issubclass(cls, kinds):
+        raise _Malformed(f"a {cls.__name__} where a {' or '.join(k.__name__ for k in kinds)} belongs")
+    fields = _fields(cls)
+    if len(data) != len(fields) + 1:
+        raise _Malformed(f"a {cls.__name__} with {len(data) - 1} fields")
+    node = cls(*(decode_field(value, file) for (_, decode_field), value in zip(fields, data[1:])))
+    if isinstance(node, ast.Binary) and node.op not in _OPERATORS:
+        raise _Malformed(f"unknown operator {node.op!r}")
+    return node
+
+
+_field_decoders: dict[type, list[tuple[str, Decoder]]] = {}
+
+
+def _fields(cls: type) -> list[tuple[str, Decoder]]:
+    if cls not in _field_decoders:
+        hints = typing.get_type_hints(cls)
+        _field_decoders[cls] = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls)]
+    return _field_decoders[cls]

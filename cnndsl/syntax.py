@@ -79,7 +79,7 @@ class ListExpr(Expr):
 class NumberList(Expr):
     """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
 
-    values: list
+    values: list[Union[int, float]]
 
 
 @dataclass

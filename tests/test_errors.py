@@ -506,3 +506,78 @@ def test_weights_too_large_to_build_are_refused_before_allocating(cli, tmp_path,
     assert caught.value.message == ("`n` has 577,000,001,792 parameters (2,149.5 GiB as float32), "
                                     "more than half of this machine's memory holds (4.0 GiB)")
     assert list(tmp_path.iterdir()) == [source]
+
+
+# ---- clean errors for what used to escape as tracebacks or silence (issue 14, findings 13, 14, 16) --
+def test_a_reshape_to_two_dimensions_is_refused_where_it_is_written(cli, tmp_path):
+    path = tmp_path / "seq.cnn"
+    path.write_text("network seq {\n    input 120\n    a: reshape((20, 6))\n    relu, concat(@a, crop=true)\n}\n")
+    result = cli("check", path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{path}:3:8: error: `reshape` makes a C×H×W tensor or a vector, not 20×6\n"
+                                    "        a: reshape((20, 6))\n"
+                                    "           ^\n"
+                                    "hint: give three dimensions, e.g. reshape((30, 7, 7)), or use flatten\n")
+
+
+def test_a_network_name_too_long_for_graphviz_is_drawn_cut_short(cli, tmp_path):
+    path = tmp_path / "long.cnn"
+    path.write_text("network " + "n" * 100_000 + " {\n    input 3x8x8\n    relu\n}\n")
+    result = cli("draw", path, "-o", tmp_path / "x.svg")
+    assert result.exit_code == 0, result.stderr
+    svg = (tmp_path / "x.svg").read_text()
+    assert ">" + "n" * 199 + "…<" in svg and "n" * 200 not in svg
+
+
+def test_when_graphviz_refuses_a_diagram_its_own_message_is_the_error(cli, tmp_path, monkeypatch):
+    from cnndsl.backends import graphviz
+
+    monkeypatch.setattr(graphviz, "LONGEST_TEXT", 10**6)
+    path = tmp_path / "long.cnn"
+    path.write_text("network " + "n" * 20_000 + " {\n    input 3x8x8\n    relu\n}\n")
+    result = cli("draw", path, "-o", tmp_path / "x.svg")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: Graphviz could not draw the diagram: Error: <stdin>: syntax error in "
+                                    "line 2 scanning a HTML string (missing '>'? bad nesting? longer than 16384?)")
+    assert not (tmp_path / "x.svg").exists()
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ("3x²x2", "expected CxHxW like 3x224x224, got '3x²x2'"),
+    ("3x" + "9" * 5000 + "x32", "'3x" + "9" * 38 + "'... has a dimension larger than any size cnndsl accepts (2^53)"),
+    ("3x9007199254740993x3", "'3x9007199254740993x3' has a dimension larger than any size cnndsl accepts (2^53)"),
+    ("3x0x3", "expected CxHxW of sizes of at least 1, got '3x0x3'"),
+], ids=["superscript-digit", "5000-digits", "above-2^53", "zero"])
+def test_an_input_option_that_is_not_a_shape_is_a_usage_error(cli, shape, expected):
+    result = cli("summary", "lenet5", "--input", shape)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for '--input': {expected}"
+
+
+def test_an_unknown_argument_in_defaults_is_located(tmp_path):
+    path = tmp_path / "d.cnn"
+    path.write_text(net("defaults conv(zz=1)", "conv3x3(8)"))
+    with pytest.raises(NameProblem) as caught:
+        cnndsl.load(path)
+    assert caught.value.render().splitlines()[0] == f"{path}:3:14: error: `conv` has no argument `zz`"
+
+
+@pytest.mark.parametrize("output,why", [("SOURCE", "the source"), ("other.cnn", "a .cnn file")])
+def test_an_output_never_overwrites_a_cnn_file(cli, tmp_path, output, why):
+    source = tmp_path / "tiny.cnn"
+    source.write_text(TINY)
+    (tmp_path / "other.cnn").write_text(TINY)
+    target = source if output == "SOURCE" else tmp_path / output
+    for fmt in ("onnx", "python", "dot"):
+        result = cli("compile", source, "--to", fmt, "-o", target)
+        assert result.exit_code == 1
+        assert result.stderr == f"error: refusing to write {target}: it would overwrite {why}\nhint: choose another output name with -o\n"
+        assert target.read_text() == TINY
+
+
+def test_an_output_never_overwrites_the_source_whatever_its_name(cli, tmp_path):
+    source = tmp_path / "tiny.txt"
+    source.write_text(TINY)
+    result = cli("compile", source, "--to", "dot", "-o", tmp_path / "." / "tiny.txt")
+    assert result.exit_code == 1 and "it would overwrite the source" in result.stderr
+    assert source.read_text() == TINY

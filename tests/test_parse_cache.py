@@ -1,12 +1,18 @@
 """The parsed-file cache: a second load of an unchanged file skips Lark, and nothing stale or broken leaks out."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import pickle
+import stat
 import subprocess
 import sys
 
 import pytest
 
 import cnndsl
+from cnndsl import parse_cache
 from cnndsl.errors import CnnDslError
 from cnndsl.parse_cache import cache_dir
 
@@ -130,3 +136,139 @@ def test_no_home_folder_means_no_cache(monkeypatch, tmp_path):
     path.write_text(NET)
     assert cache_dir() is None
     assert cnndsl.load(path).params == cnndsl.parse(NET).params
+
+
+# ---- an entry is data that only the user wrote ------------------------------------------------
+TINY_PARAMS = 16 * 27 + 16 + 4 * (16 * 9 * 16 + 16) + 16 * 10 + 10  # conv3x3(16) from 3, four conv3x3(16), fc(10)
+
+
+class _Opens:
+    """Unpickling this calls open(path, "w"): a file appearing at `path` means the entry ran code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_an_entry_that_would_run_code_when_unpickled_is_only_a_miss(tmp_path, cache):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    assert cnndsl.load(path).params == TINY_PARAMS
+    [entry] = entries(cache)
+    good = entry.read_bytes()
+    marker = tmp_path / "ran"
+    for header in (good[:32], good[:65]):  # the binary digest that keyed the old pickles, the hex key line of today's
+        entry.write_bytes(header + pickle.dumps(_Opens(marker)))
+        assert cnndsl.load(path).params == TINY_PARAMS
+        assert not marker.exists()
+        assert entry.read_bytes() == good
+
+
+def test_entries_are_private_json_data(tmp_path, cache):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    cnndsl.load(path)
+    [entry] = entries(cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    data = entry.read_bytes().split(b"\n", 1)[1]
+    tree = json.loads(data)
+    assert tree[0] == "Program" and tree[1] == str(path) and tree[2] == NET
+
+
+def _plant(path, cache, other_text: str) -> int:
+    """Replace the entry of `path` by a well-formed one, under the right key, of another network; its params."""
+    cnndsl.load(path)
+    [entry] = entries(cache)
+    key = entry.read_bytes().split(b"\n", 1)[0] + b"\n"
+    other = parse_cache.parse_text(other_text, str(path))
+    planted = dataclasses.replace(other, text=path.read_text())
+    entry.write_bytes(key + json.dumps(parse_cache.encode(planted)).encode())
+    entry.chmod(0o600)
+    return cnndsl.parse(other_text).params
+
+
+def _foreign_uid(monkeypatch, cache, entry):
+    monkeypatch.setattr(os, "geteuid", lambda: cache.stat().st_uid + 1)
+
+
+@pytest.mark.parametrize("distrust,why", [
+    (lambda monkeypatch, cache, entry: cache.chmod(0o777), "the folder {cache} can be written by other users (mode 777)"),
+    (lambda monkeypatch, cache, entry: cache.chmod(0o720), "the folder {cache} can be written by other users (mode 720)"),
+    (lambda monkeypatch, cache, entry: entry.chmod(0o622), "the entry {entry} can be written by other users (mode 622)"),
+    (_foreign_uid, "the folder {cache} belongs to another user (uid {uid})"),
+], ids=["folder-777", "folder-group-writable", "entry-other-writable", "another-users-folder"])
+def test_a_cache_others_could_write_is_not_read(tmp_path, cache, monkeypatch, capsys, distrust, why):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    other_params = _plant(path, cache, NET.replace("fc(10)", "fc(1000)"))
+    assert cnndsl.load(path).params == other_params  # the planted entry is well-formed: trusted, it is used
+    [entry] = entries(cache)
+    planted = entry.read_bytes()
+    monkeypatch.setattr(parse_cache, "_warned", set())
+    distrust(monkeypatch, cache, entry)
+    capsys.readouterr()
+    assert cnndsl.load(path).params == TINY_PARAMS
+    assert cnndsl.load(path).params == TINY_PARAMS
+    warning = capsys.readouterr().err
+    expected = why.format(cache=cache, entry=entry, uid=cache.stat().st_uid)
+    assert warning == (f"cnndsl: warning: not using the parse cache: {expected}; make it yours with mode 700, or set "
+                       "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)\n")
+    assert entry.read_bytes() == planted  # nor written
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a file away")
+def test_an_entry_owned_by_another_user_is_not_read(tmp_path, cache, monkeypatch, capsys):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    _plant(path, cache, NET.replace("fc(10)", "fc(1000)"))
+    [entry] = entries(cache)
+    os.chown(entry, 65534, 65534)
+    monkeypatch.setattr(parse_cache, "_warned", set())
+    assert cnndsl.load(path).params == TINY_PARAMS
+    assert f"the entry {entry} belongs to another user (uid 65534)" in capsys.readouterr().err
+
+
+def test_an_entry_over_the_size_limit_is_neither_written_nor_read(tmp_path, cache, monkeypatch):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(NET)
+    _plant(path, cache, NET.replace("fc(10)", "fc(1000)"))
+    [entry] = entries(cache)
+    monkeypatch.setattr(parse_cache, "MAX_ENTRY_BYTES", entry.stat().st_size - 1)
+    assert cnndsl.load(path).params == TINY_PARAMS  # the planted entry is too large to be read
+    entry.unlink()
+    monkeypatch.setattr(parse_cache, "MAX_ENTRY_BYTES", len(NET))
+    assert cnndsl.load(path).params == TINY_PARAMS and entries(cache) == []  # nor is one written
+
+
+@pytest.mark.parametrize("damage", [
+    lambda tree: ["SourcePos", [1, 1]],  # a class, but not a syntax node
+    lambda tree: ["Path", "/etc/passwd"],
+    lambda tree: tree[:3] + [tree[3], tree[4], "extra"],  # a Program with a field too many
+    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], "10"]]]],
+    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], True]]]],
+    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [0, 1], "x", ["Number", [1, 9], 1]]]],
+    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Layer", [1, 9], "relu", [], False]]]],
+    lambda tree: [tree[0], tree[1], tree[2], tree[3],
+                  [["Let", [1, 1], "x", ["Binary", [1, 9], "**", ["Number", [1, 9], 1], ["Number", [1, 9], 1]]]]],
+    lambda tree: [tree[0], "other.cnn", tree[2], tree[3], tree[4]],  # another file's tree
+], ids=["not-a-node", "not-a-class-of-the-tree", "extra-field", "string-number", "bool-number", "line-0",
+        "statement-as-expression", "unknown-operator", "other-file"])
+def test_only_well_formed_syntax_trees_decode(tmp_path, damage):
+    tree = parse_cache.encode(parse_cache.parse_text(NET, "t.cnn"))
+    assert parse_cache.decode(tree, NET, "t.cnn") == parse_cache.parse_text(NET, "t.cnn")
+    with pytest.raises(ValueError):
+        parse_cache.decode(damage(tree), NET, "t.cnn")
+
+
+def test_every_syntax_class_decodes_and_a_long_number_list_is_one_node_read_back_without_lark(tmp_path, cache):
+    for cls in parse_cache._NODES.values():
+        parse_cache._fields(cls)  # a field of a type the cache cannot check would raise TypeError here
+    path = tmp_path / "wide.cnn"
+    path.write_text("let widths = [" + ", ".join(map(str, range(200_000))) + "]\nnetwork wide { input 3 }\n")
+    first = cnndsl.load(path)
+    [entry] = entries(cache)
+    assert probe(path) == (False, first.params)
+    assert b'["NumberList",[1,14],[0,1,2,3,' in entry.read_bytes()  # one node, not 200,000

@@ -105,9 +105,8 @@ def test_state_dict_is_stable_across_compiles_and_loads_into_a_fresh_compile():
 
 def test_a_stage_named_like_a_module_attribute_is_refused_with_its_position():
     source = "network n { input 3x8x8\n stage forward { conv3x3(4) }\n relu }"
-    network = cnndsl.parse(source, file="n.cnn")
-    with pytest.raises(NameProblem) as caught:
-        network.to_torch()
+    with pytest.raises(NameProblem) as caught:  # by `check`, before any backend
+        cnndsl.parse(source, file="n.cnn")
     assert caught.value.message == "`forward` cannot name a PyTorch module: it is an attribute every PyTorch module has"
     assert (caught.value.pos.line, caught.value.pos.column) == (2, 2)
     assert caught.value.hint == "rename the stage or block, e.g. `forward_`"

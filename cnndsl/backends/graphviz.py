@@ -23,6 +23,7 @@ FORMATS = ("svg", "png", "pdf", "dot")
 RANKDIRS = ("TB", "LR")
 FONT = "Helvetica,Arial,sans-serif"
 FAINT = "#555555"
+LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
 
 # fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
 FAMILIES = {
@@ -100,8 +101,8 @@ def svg(network, **options) -> str:
 
 
 def _layout(dot: graphviz.Digraph, fmt: str) -> bytes:
-    try:
-        return dot.pipe(format=fmt)
+    try:  # the whole source at once: `dot` may stop reading early, and then says why on stderr
+        return graphviz.pipe(dot.engine, fmt, dot.source.encode("utf-8"), quiet=True)
     except graphviz.ExecutableNotFound:
         raise FileProblem(
             f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
@@ -305,8 +306,11 @@ def _quantity(count: int) -> str:
 
 
 def _text(value: str) -> str:
-    """Source text made safe inside an HTML-like label."""
-    return html.escape(str(value), quote=True)
+    """Source text made safe inside an HTML-like label, and cut short: `dot` refuses a label over 16,384 characters."""
+    value = str(value)
+    if len(value) > LONGEST_TEXT:
+        value = value[:LONGEST_TEXT - 1] + "…"
+    return html.escape(value, quote=True)
 
 
 def _faint(markup: str) -> str:

@@ -6,8 +6,6 @@ are `<IR node name>.<parameter>`. The forward is an fx graph generated once, in 
 from __future__ import annotations
 
 import io
-import keyword
-from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +15,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..atomic import write_atomically
-from ..errors import NameProblem, ValueProblem
+from ..errors import ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
 from ..source_map import source_name
@@ -97,7 +95,6 @@ def _modules(network) -> nn.Module:
     """Plain nested containers holding each kind's module at the node's dotted name."""
     network.require_weights_fit()  # refuse before allocating weights no machine here can hold
     graph = network.graph
-    _check_module_names(graph)
     root = nn.Module()
     for node, data in graph.nodes(data=True):
         module = REGISTRY[data["op"]].torch_module(data["attrs"], input_shapes(graph, node))
@@ -121,25 +118,6 @@ def _may_overwrite_input(graph: nx.DiGraph, node: int) -> bool:
     """An activation runs in place, as torchvision's `ReLU(inplace=True)`, where its one input may be overwritten."""
     sources = inputs_of(graph, node)
     return len(sources) == 1 and overwritable(graph, sources[0])
-
-
-def _check_module_names(graph: nx.DiGraph) -> None:
-    """Stage, block and layer names become attribute names in Python code: refuse those that cannot be."""
-    for _, data in graph.nodes(data=True):
-        parts = data["name"].split(".")
-        for depth, part in enumerate(parts):
-            if not (keyword.iskeyword(part) or part in _reserved_attributes()):
-                continue
-            is_group = depth < len(parts) - 1
-            pos = graph.graph["groups"][tuple(parts[: depth + 1])]["pos"] if is_group else data["pos"]
-            why = "a Python keyword" if keyword.iskeyword(part) else "an attribute every PyTorch module has"
-            raise NameProblem(f"`{part}` cannot name a PyTorch module: it is {why}", pos,
-                              hint=f"rename the {'stage or block' if is_group else 'layer'}, e.g. `{part}_`")
-
-
-@lru_cache(maxsize=1)
-def _reserved_attributes() -> frozenset[str]:
-    return frozenset(dir(fx.GraphModule(nn.Module(), fx.Graph())))
 
 
 # ---- initialisation ---------------------------------------------------------------

@@ -92,13 +92,16 @@ class Reshape(OpKind):
     name = "reshape"
     family = "reshape"
     signature = (("dims", None),)
-    doc = "view the tensor with other dimensions of the same size, e.g. reshape((30, 7, 7))"
+    doc = "view the tensor with other dimensions of the same size, as C×H×W or a vector, e.g. reshape((30, 7, 7))"
 
     def resolve(self, attrs, inputs):
         dims = attrs["dims"]
         if not isinstance(dims, (tuple, list)) or not dims:
             raise ShapeProblem("`reshape` needs its dimensions as a tuple, e.g. reshape((30, 7, 7))")
         dims = tuple(whole(dim, "a dimension") for dim in dims)
+        if len(dims) not in (1, 3):  # every kind, and its torch and ONNX forms, takes C×H×W or a vector
+            raise ShapeProblem(f"`reshape` makes a C×H×W tensor or a vector, not {format_shape(dims)}",
+                               hint="give three dimensions, e.g. reshape((30, 7, 7)), or use flatten")
         if numel(dims) != numel(inputs[0]):
             raise ShapeProblem(
                 f"`reshape` cannot view {format_shape(inputs[0])} ({numel(inputs[0])} values) "
