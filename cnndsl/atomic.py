@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
+import secrets
 import threading
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -27,12 +27,10 @@ def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[
     """Write bytes, text, or whatever `content(temp_path)` writes, then move it into place."""
     target = Path(target)
     folder = _folder_of(target)
-    temp = None
     with _sigterm_raises():
+        temp = _temp_name(target, folder)  # named before it exists, so an interruption at any point removes it
         try:
-            with _signals_held():  # a signal between creating the temp and knowing its name would leave it
-                handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-                temp = Path(temp_name)
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(handle, "wb") as stream:
                 if isinstance(content, str):
                     stream.write(content.encode("utf-8"))
@@ -40,12 +38,12 @@ def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[
                     stream.write(content)
             if callable(content):
                 content(temp)
-            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; an output has the usual mode
+            os.chmod(temp, 0o666 & ~_umask())  # created private; an output has the usual mode
             os.replace(temp, target)
         except OSError as error:
             raise FileProblem(f"cannot write {target}: {error.strerror or error}") from None
         finally:
-            if temp is not None and temp.exists():
+            if temp.exists():
                 temp.unlink()
     return target
 
@@ -57,11 +55,10 @@ def write_together(targets: list[Path], content: Callable[[Path], None]) -> list
     for target in targets:
         if target.is_dir():
             raise FileProblem(f"cannot write {target}: it is a folder")
-    temp = None
     with _sigterm_raises():
+        temp = _temp_name(targets[0], folder)
         try:
-            with _signals_held():
-                temp = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}.", suffix=".part", dir=folder))
+            os.mkdir(temp, 0o700)
             content(temp)
             with _signals_held():
                 for target in targets:
@@ -69,9 +66,13 @@ def write_together(targets: list[Path], content: Callable[[Path], None]) -> list
         except OSError as error:
             raise FileProblem(f"cannot write {targets[0]}: {error.strerror or error}") from None
         finally:
-            if temp is not None:
-                shutil.rmtree(temp, ignore_errors=True)
+            shutil.rmtree(temp, ignore_errors=True)
     return targets
+
+
+def _temp_name(target: Path, folder: Path) -> Path:
+    """A hidden name beside the target that nothing else uses (created with O_EXCL, so a clash is an error)."""
+    return folder / f".{target.name}.{secrets.token_hex(6)}.part"
 
 
 def _folder_of(target: Path) -> Path:
@@ -106,17 +107,24 @@ def _sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done (they are delivered when it ends); where signals cannot
-    be held (Windows), the block runs as it is."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
+    """SIGINT and SIGTERM wait until the block is done: meanwhile their handlers only note them, and they are
+    raised again at its end. (A signal mask would not do: another of the process's threads would take the
+    signal, and Python runs handlers in the main thread regardless.)"""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield  # handlers can be set only from the main thread, and only over handlers Python set
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    for number in signals:
+        signal.signal(number, lambda number, frame: noted.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in noted:
+            signal.raise_signal(number)
 
 
 def _umask() -> int:
