@@ -220,7 +220,7 @@ def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cl
 def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
     cli("compile", "resnet50", "--to", "python", "-o", tmp_path / "net.py")
     text = (tmp_path / "net.py").read_text()
-    assert text.startswith('"""resnet50, compiled from resnet.cnn by cnndsl')
+    assert text.startswith('"""resnet50, compiled from library/resnet.cnn by cnndsl')
     assert "Input 3×224×224; 25,557,032 parameters; 4,089,184,256 multiply-accumulates per image." in text
     assert "class Resnet50(nn.Module):" in text
     assert "        self.layer1.bottleneck1.conv1 = nn.Conv2d(64, 64, kernel_size=(1, 1), stride=(1, 1), bias=False)" in text

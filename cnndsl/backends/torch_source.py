@@ -15,32 +15,79 @@ from torch import nn
 from .. import __version__
 from ..ir import inputs_of
 from ..ops import REGISTRY, format_shape
+from ..resources import library_dir
 
 RESERVED = {"self", "torch", "F", "nn", "input"}
 
-HEADER = '''"""{name}, compiled from {file} by cnndsl {version}.
-
-Input {shape}; {params:,} parameters; {macs:,} multiply-accumulates per image.
-Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.
-"""
-import torch
+IMPORTS = """import torch
 import torch.nn.functional as F
 from torch import nn
-'''
+"""
 
 
 def python_source(network, root: nn.Module) -> str:
     """The file's text; `root` holds the network's modules at their IR names (as build_module makes them)."""
-    header = HEADER.format(name=network.name, file=Path(network.file).name, version=__version__,
-                           shape=format_shape(network.input_shape), params=network.params, macs=network.macs)
     modules = dict(root.named_modules())
     body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
-    return header + "\n\n" + "\n".join(body) + "\n"
+    return header(network) + IMPORTS + "\n\n" + "\n".join(body) + "\n"
+
+
+def header(network) -> str:
+    """The module docstring: where the file comes from and its figures. Every text from the source is
+    escaped, so a file or network name cannot end the docstring or start a line of code."""
+    lines = [f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.", "",
+             (f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
+              f"{network.macs:,} multiply-accumulates per image."),
+             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`."]
+    return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
+
+
+def source_name(file: str) -> str:
+    """The source as a reader knows it, never an absolute path: `library/resnet.cnn` for the shipped
+    library, else the file's own name (the same output whichever folder it was compiled from)."""
+    path = Path(file)
+    try:
+        return f"library/{path.relative_to(library_dir()).as_posix()}"
+    except ValueError:
+        return path.name
+
+
+def docstring_text(text: str) -> str:
+    """`text` as it may stand inside a triple-quoted docstring: backslashes, quotes and every character
+    that is not printable (line breaks of any kind, bidi controls) escaped."""
+    return "".join("\\" + char if char in '\\"' else _printable(char) for char in text)
+
+
+def comment_text(text: str) -> str:
+    """`text` as it may follow `#` on one line: no character can end the comment."""
+    return "".join(_printable(char) for char in text)
+
+
+def _printable(char: str) -> str:
+    if char.isprintable():
+        return char
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def attribute(owner: str, name: str) -> str:
+    """`owner.name`, or `getattr(owner, "name")` where the name is not a Python identifier (`class`)."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{owner}.{name}"
+    return f"getattr({owner}, {name!r})"
+
+
+def module_path(owner: str, path: str) -> str:
+    """The expression for the submodule at a dotted IR name."""
+    for part in path.split("."):
+        owner = attribute(owner, part)
+    return owner
 
 
 def class_name(network_name: str) -> str:
-    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`."""
-    return "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
+    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`; a name Python or the file's imports
+    already use (`None`, `F`) gets `Network` added."""
+    name = "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED else f"{name}Network"
 
 
 def input_name(network) -> str:
@@ -57,7 +104,12 @@ def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
     for path, module in modules.items():
         if path:
-            lines.append(f"        self.{path} = {_constructor(module)}")
+            *parents, leaf = path.split(".")
+            owner = module_path("self", ".".join(parents)) if parents else "self"
+            if leaf.isidentifier() and not keyword.iskeyword(leaf):
+                lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
+            else:
+                lines.append(f"        {owner}.add_module({leaf!r}, {_constructor(module)})")
     return lines
 
 
@@ -100,7 +152,7 @@ def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
             lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
             group = data["group"]
         sources = inputs_of(graph, node)
-        module = f"self.{data['name']}" if data["name"] in modules else None
+        module = module_path("self", data["name"]) if data["name"] in modules else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1
@@ -138,7 +190,7 @@ def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
         return [] if current else [""]
     label = graph.graph["groups"][current]["label"]
     named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
-    return ["", f"        # {'.'.join(current)}{'' if named else f': {label}'}"]
+    return ["", f"        # {comment_text('.'.join(current))}{'' if named else f': {comment_text(label)}'}"]
 
 
 def _free_name(preferred: str, live: dict[str, int]) -> str:
