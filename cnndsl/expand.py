@@ -201,6 +201,9 @@ class Expander:
         definition = block.definition
         env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
         group = frame.group.open(definition.name, "block", self._call_label(definition, env), stmt.pos)
+        group.call = {"block": definition.name, "args": {param.name: env.values[param.name] for param in definition.params},
+                      "defaults": {param.name: param.default.value for param in definition.params
+                                   if isinstance(param.default, ast.Number)}}
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1)
         self.seq(definition.body, inner)
 
@@ -416,6 +419,7 @@ def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: O
                            definition.pos.file, max_nodes)
     builder.graph.graph["input_override"] = input_override
     builder.graph.graph["params"] = {name: _show(value) for name, value in bound.values.items()}
+    builder.graph.graph["param_values"] = dict(bound.values)
     expander = Expander(builder)
     frame = Frame(bound, builder.root, {})
     if input_override is not None and not _declares_input(definition.body):

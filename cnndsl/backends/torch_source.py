@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import keyword
+import re
 from pathlib import Path
 
 from torch import nn
@@ -16,20 +17,25 @@ from .. import __version__
 from ..ir import inputs_of
 from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
+from .python_layout import laid_out
 
 RESERVED = {"self", "torch", "F", "nn", "input"}
 
-IMPORTS = """import torch
-import torch.nn.functional as F
-from torch import nn
-"""
 
 
 def python_source(network, root: nn.Module) -> str:
-    """The file's text; `root` holds the network's modules at their IR names (as build_module makes them)."""
+    """The file's text; `root` holds the network's modules at their IR names (as build_module makes them).
+    It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
     body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
-    return header(network) + IMPORTS + "\n\n" + "\n".join(body) + "\n"
+    code = "\n".join(part for line in body for part in laid_out(line))
+    return header(network) + "\n" + _imports(code) + "\n\n" + code + "\n"
+
+
+def _imports(code: str) -> str:
+    """The imports the code uses: an unused one would fail `ruff check`."""
+    used = [("torch.", "import torch"), ("F.", "import torch.nn.functional as F"), ("nn.", "from torch import nn")]
+    return "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
 
 
 def header(network) -> str:
@@ -38,7 +44,9 @@ def header(network) -> str:
     lines = [f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.", "",
              (f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
               f"{network.macs:,} multiply-accumulates per image."),
-             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`."]
+             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.", "",
+             f"The source, {source_name(network.file)}:", "",
+             *(f"    {line}".rstrip() for line in network.source.splitlines())]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
 
 
@@ -53,9 +61,11 @@ def source_name(file: str) -> str:
 
 
 def docstring_text(text: str) -> str:
-    """`text` as it may stand inside a triple-quoted docstring: backslashes, quotes and every character
-    that is not printable (line breaks of any kind, bidi controls) escaped."""
-    return "".join("\\" + char if char in '\\"' else _printable(char) for char in text)
+    """`text` as it may stand inside a triple-quoted docstring: backslashes, a quote that follows a quote
+    (so no three can stand together) and every character that is not printable (line breaks of any kind, bidi controls)
+    escaped."""
+    return "".join("\\" + char if char == "\\" or char == '"' == before else _printable(char)
+                   for before, char in zip(" " + text, text))
 
 
 def comment_text(text: str) -> str:
@@ -73,7 +83,12 @@ def attribute(owner: str, name: str) -> str:
     """`owner.name`, or `getattr(owner, "name")` where the name is not a Python identifier (`class`)."""
     if name.isidentifier() and not keyword.iskeyword(name):
         return f"{owner}.{name}"
-    return f"getattr({owner}, {name!r})"
+    return f"getattr({owner}, {_quoted(name)})"
+
+
+def _quoted(name: str) -> str:
+    """A module name as a double-quoted literal (names are ASCII identifiers, keywords included)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def module_path(owner: str, path: str) -> str:
@@ -109,7 +124,7 @@ def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
             if leaf.isidentifier() and not keyword.iskeyword(leaf):
                 lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
             else:
-                lines.append(f"        {owner}.add_module({leaf!r}, {_constructor(module)})")
+                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module)})")
     return lines
 
 
