@@ -11,7 +11,9 @@ import torch
 
 import cnndsl
 from cnndsl.backends.torch import write_python
-from cnndsl.errors import NameProblem
+from cnndsl.errors import CnnDslError, NameProblem
+from cnndsl.library import network_names
+from conftest import library_networks
 
 
 def _import(path, name="generated"):
@@ -57,3 +59,94 @@ def test_a_block_named_like_a_python_keyword_or_a_module_method_is_a_located_err
         write_python(cnndsl.parse(source, file="n.cnn"), tmp_path / "net.py")
     assert (caught.value.pos.line, caught.value.pos.column) == (3, 3)
     assert not (tmp_path / "net.py").exists()
+
+
+# ---- every library network -----------------------------------------------------------
+SIDES = (16, 24, 32, 64, 96, 188)
+
+
+def _smallest(name: str):
+    """The network at the smallest square input it accepts, for fast forward checks."""
+    network = cnndsl.load(name)
+    if len(network.input_shape) != 3:
+        return network
+    for side in SIDES:
+        try:
+            return cnndsl.load(name, input=(network.input_shape[0], side, side))
+        except CnnDslError:
+            continue
+    return network
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """name -> (network at its smallest input, the generated module's namespace), every library network,
+    with the files in one folder for ruff."""
+    folder = tmp_path_factory.mktemp("generated")
+    result = {}
+    for name in library_networks():
+        network = _smallest(name)
+        path = write_python(network, folder / f"{name}.py")
+        result[name] = (network, _import(path, name))
+    return folder, result
+
+
+def _state_shapes(module) -> list:
+    return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
+
+
+def _written(generated, name):
+    """The network, its to_torch() module (seeded) and the generated class built with the same weights."""
+    network, namespace = generated[1][name]
+    reference = network.to_torch(seed=0).eval()
+    with torch.device("meta"):
+        written = getattr(namespace, type(reference).__name__)()
+    return network, reference, written
+
+
+def _same_outputs(module, reference, images) -> None:
+    with torch.no_grad():
+        expected, ours = reference(images), module(images)
+    expected, ours = ((value,) if torch.is_tensor(value) else value for value in (expected, ours))
+    assert len(ours) == len(expected)
+    for want, got in zip(expected, ours):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", library_networks())
+def test_generated_module_holds_the_state_dict_and_computes_the_function_of_to_torch(generated, name):
+    """Same keys in the same order with the same shapes, the analysed parameter count, the same outputs
+    from the same weights."""
+    network, reference, written = _written(generated, name)
+    assert _state_shapes(written) == _state_shapes(reference)
+    assert sum(parameter.numel() for parameter in written.parameters()) == network.params
+    written.load_state_dict(reference.state_dict(), assign=True)
+    _same_outputs(written.eval(), reference, torch.randn(2, *network.input_shape))
+
+
+def _one_per_file() -> list[str]:
+    """The network with the fewest layers of each library file: together they hold every construct the
+    generated code uses, and tracing all 33 would take minutes."""
+    chosen: dict = {}
+    for name, path in network_names():
+        size = cnndsl.load(name).graph.number_of_nodes()
+        if path not in chosen or size < chosen[path][1]:
+            chosen[path] = (name, size)
+    return sorted(name for name, _ in chosen.values())
+
+
+@pytest.mark.parametrize("name", _one_per_file())
+def test_torch_compile_captures_the_generated_module_in_one_graph(generated, name):
+    """fullgraph=True fails on any graph break; the eager backend checks the capture, where breaks happen,
+    without inductor's code generation, which would take minutes on two cores."""
+    network, reference, written = _written(generated, name)
+    written.load_state_dict(reference.state_dict(), assign=True)
+    _same_outputs(torch.compile(written.eval(), fullgraph=True, backend="eager"), reference,
+                  torch.randn(2, *network.input_shape))
+
+
+def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
+    folder = generated[0]
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(folder)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

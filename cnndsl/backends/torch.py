@@ -42,8 +42,11 @@ def build_module(network, init: str = "default", zero_init_residual: bool = Fals
 
 
 def write_python(network, path: "str | Path") -> Path:
-    """One standalone PyTorch source file defining the network as a class; it needs only torch."""
-    return write_atomically(path, python_source(network, _modules(network)))
+    """One standalone PyTorch source file defining the network as a class; it needs only torch.
+    The modules are built on the meta device: the source needs their form, not their weights."""
+    with torch.device("meta"):
+        root = _modules(network)
+    return write_atomically(path, python_source(network, root))
 
 
 def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:
