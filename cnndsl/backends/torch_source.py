@@ -19,7 +19,7 @@ from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
 from .python_layout import laid_out
 
-RESERVED = {"self", "torch", "F", "nn", "input"}
+RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
 
 
@@ -28,23 +28,34 @@ def python_source(network, root: nn.Module) -> str:
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
     body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
-    code = "\n".join(part for line in body for part in laid_out(line))
-    return header(network) + "\n" + _imports(code) + "\n\n" + code + "\n"
+    return python_file(network, "\n".join(body))
+
+
+def python_file(network, code: str, kept: "dict | None" = None) -> str:
+    """Header, the imports the code uses and the code, laid out as ruff format lays it out."""
+    code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
+    return header(network, kept) + "\n" + _imports(code) + "\n\n" + code + "\n"
 
 
 def _imports(code: str) -> str:
     """The imports the code uses: an unused one would fail `ruff check`."""
     used = [("torch.", "import torch"), ("F.", "import torch.nn.functional as F"), ("nn.", "from torch import nn")]
-    return "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
+    lines = "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
+    return ("from collections import OrderedDict\n\n" if "OrderedDict(" in code else "") + lines
 
 
-def header(network) -> str:
-    """The module docstring: where the file comes from and its figures. Every text from the source is
-    escaped, so a file or network name cannot end the docstring or start a line of code."""
+def header(network, kept: "dict | None" = None) -> str:
+    """The module docstring: where the file comes from, its figures, which network parameters the class
+    takes (`kept`) and which are fixed. Every text from the source is escaped, so a file or network name
+    cannot end the docstring or start a line of code."""
+    fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
     lines = [f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.", "",
              (f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
               f"{network.macs:,} multiply-accumulates per image."),
-             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.", "",
+             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.",
+             *([f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
+                "and counts."] if kept else []),
+             *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []), "",
              f"The source, {source_name(network.file)}:", "",
              *(f"    {line}".rstrip() for line in network.source.splitlines())]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
