@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cnndsl
-from cnndsl.backends.torch import write_python
+from cnndsl.backends.torch import standalone_source, write_python
 from cnndsl.errors import CnnDslError, NameProblem
 from cnndsl.library import network_names
 from conftest import library_networks
@@ -150,3 +150,61 @@ def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(folder)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- compact: classes, loops, parameters --------------------------------------------------
+def _source(name: str, **params) -> str:
+    return standalone_source(cnndsl.load(name, **params))
+
+
+def test_the_files_of_the_deepest_networks_stay_short():
+    """The .cnn file says "bottleneck, 36 times"; the Python says it too (each file also carries its
+    .cnn source in the header)."""
+    lines = {name: _source(name).count("\n") for name in ("resnet152", "densenet201", "googlenet")}
+    assert lines["resnet152"] <= 200
+    assert lines["densenet201"] <= 200
+    assert lines["googlenet"] <= 250
+
+
+def test_a_block_is_one_class_with_its_projection_shortcut_built_where_the_shape_changes():
+    text = _source("resnet50")
+    assert text.count("class Bottleneck(nn.Module):") == 1
+    assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
+    assert "        if in_channels != 4 * c:\n            self.downsample = nn.Sequential(" in text
+    assert "        if self.downsample is not None:\n            x = self.downsample(x)\n" in text
+
+
+def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
+    """ResNet-152's 60,192,808 parameters (He et al. 2016, torchvision) from ResNet-50's class, and the
+    function of the library's own ResNet-152 with its weights."""
+    network = cnndsl.load("resnet50", input=(3, 32, 32))
+    namespace = _import(write_python(network, tmp_path / "resnet50.py"))
+    written = namespace.Resnet50(depths=(3, 8, 36, 3))
+    assert sum(parameter.numel() for parameter in written.parameters()) == 60_192_808
+    reference = cnndsl.load("resnet152", input=(3, 32, 32)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    written.load_state_dict(reference.state_dict())
+    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+
+
+def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so():
+    """`aux` adds layers: fixed. `classes` sets a width: an argument, unless a block's class would change
+    with it (the auxiliary heads hold a `fc(classes)` of their own)."""
+    assert "    def __init__(self, classes=1000):" in _source("googlenet")
+    aux = _source("googlenet_aux")
+    assert "Fixed at their values: classes=1000, aux=True." in aux
+    assert "class GooglenetAux(nn.Module):\n    def __init__(self):" in aux
+
+
+def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_path):
+    """No absolute path of the source or of the working folder reaches the file."""
+    source = "block pair(c) { conv3x3(c), relu }\nnetwork n(width=8) { input 3x16x16\n pair(width) x2, gap, fc(10) }\n"
+    outputs = []
+    for folder in ("one", "two/deeper"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "n.cnn").write_text(source)
+        assert cli("compile", tmp_path / folder / "n.cnn", "--to", "python", "-o", tmp_path / folder / "n.py").exit_code == 0
+        outputs.append((tmp_path / folder / "n.py").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert str(tmp_path).encode() not in outputs[0]
+    assert b"compiled from n.cnn by cnndsl" in outputs[0]

@@ -21,7 +21,8 @@ from ..ir import inputs_of
 from .torch_source import _constructor, _free_name, _variable, forward_expression, module_path
 
 SLOT = re.compile("\x00(\\d+)\x00")
-NUMBERED = '''def _numbered(name, blocks):
+KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
+NUMBERED = '''def _numbered(name, *blocks):
     """Blocks in a Sequential, named as cnndsl names them: `name` alone, else name1, name2, ..."""
     if len(blocks) == 1:
         return nn.Sequential(OrderedDict([(name, blocks[0])]))
@@ -39,12 +40,16 @@ class Code:
     text: str
     values: list = field(default_factory=list)
     hints: list = field(default_factory=list)
+    defaults: dict = field(default_factory=dict)  # slot -> its keyword's default, where it has one
 
     def render(self, expressions: Optional[dict] = None) -> str:
-        """The text with each slot's expression, or its value written as Python."""
+        """The text with each slot's expression, or its value written as Python; a keyword argument whose
+        value is its parameter's default (`stride=1`) is left out."""
         expressions = expressions or {}
-        return SLOT.sub(lambda match: expressions.get(int(match.group(1))) or _number(self.values[int(match.group(1))]),
-                        self.text)
+        text = KEYWORD_SLOT.sub(lambda match: "" if int(match.group(2)) not in expressions
+                                and _matches(self.defaults.get(int(match.group(2))), self.values[int(match.group(2))])
+                                else match.group(0), self.text)
+        return SLOT.sub(lambda match: expressions.get(int(match.group(1))) or _number(self.values[int(match.group(1))]), text)
 
 
 def _number(value) -> str:
@@ -55,13 +60,14 @@ def _number(value) -> str:
 
 def compose(template: str, parts: list[Code]) -> Code:
     """`template` with `{}` filled by the parts, their slots renumbered in order."""
-    values, hints, texts = [], [], []
+    values, hints, texts, defaults = [], [], [], {}
     for part in parts:
         offset = len(values)
         texts.append(SLOT.sub(lambda match: f"\x00{int(match.group(1)) + offset}\x00", part.text))
         values += part.values
         hints += part.hints
-    return Code(template.format(*texts), values, hints)
+        defaults.update({slot + offset: default for slot, default in part.defaults.items()})
+    return Code(template.format(*texts), values, hints, defaults)
 
 
 def module_code(module, name: str) -> Code:
@@ -69,7 +75,12 @@ def module_code(module, name: str) -> Code:
     call = ast.parse(_constructor(module), mode="eval").body
     if not isinstance(call, ast.Call):
         return Code(ast.unparse(call))
-    names = list(inspect.signature(type(module)).parameters)
+    parameters = inspect.signature(type(module)).parameters
+    names = list(parameters)
+    kernel = [argument for argument in call.keywords if argument.arg == "kernel_size"]
+    if names[2:3] == ["kernel_size"] and len(call.args) == 2 and kernel:  # nn.Conv2d(64, 128, 3, ...)
+        call.args.append(kernel[0].value)
+        call.keywords.remove(kernel[0])
     values, hints = [], []
 
     def slot(node, argument):
@@ -81,10 +92,14 @@ def module_code(module, name: str) -> Code:
         return ast.Name(id=f"SLOT{len(values) - 1}SLOT")
 
     call.args = [slot(arg, names[index] if index < len(names) else f"arg{index}") for index, arg in enumerate(call.args)]
+    defaults = {}
     for argument in call.keywords:
         argument.value = slot(argument.value, argument.arg)
+        default = parameters[argument.arg].default if argument.arg in parameters else None
+        if isinstance(argument.value, ast.Name) and type(default) is int:
+            defaults[len(values) - 1] = default
     text = re.sub(r"SLOT(\d+)SLOT", lambda match: f"\x00{match.group(1)}\x00", ast.unparse(call))
-    return Code(text, values, hints)
+    return Code(text, values, hints, defaults)
 
 
 def _whole(node) -> Any:
@@ -122,6 +137,7 @@ class Template:
     name: str = ""
     params: list = field(default_factory=list)
     text: str = ""
+    condition: str = ""  # when the optional submodule is built
 
 
 class Compact:
@@ -143,12 +159,14 @@ class Compact:
         self.templates: dict[tuple, Template] = {}
         self.names: Counter = Counter()
         by_height = defaultdict(list)
+        heights = self._heights()
         for path in self.ends:
             if self.ends[path]:
-                by_height[self._height(path)].append(path)
+                by_height[heights[path]].append(path)
         for height in sorted(by_height):  # a template's instances all have one height: name it once they are all seen
             for path in by_height[height]:
                 self._write_group(path)
+            self._merge_optional()
             for template in self.templates.values():
                 if not template.name:
                     self._resolve(template)
@@ -164,8 +182,22 @@ class Compact:
             return None
         return next(iter(sources)), next(iter(outputs))
 
-    def _height(self, path) -> int:
-        return max((self._height(child) + 1 for kind, child in self._callable_below(path)), default=0)
+    def _heights(self) -> dict:
+        """The order to write groups in: after every group inside them, and every instance of a block at
+        the same height, so that a block's templates are all known when its classes are named."""
+        groups = [path for path in self.ends if self.ends[path]]
+        heights = dict.fromkeys(groups, 0)
+        changed = True
+        while changed:
+            changed = False
+            for path in groups:
+                height = max((heights[child] + 1 for _, child in self._callable_below(path)), default=0)
+                same = [other for other in groups if self._base(other) == self._base(path)
+                        and "call" in self.graph.graph["groups"][other]] if "call" in self.graph.graph["groups"][path] else []
+                height = max([height, *(heights[other] for other in same)])
+                if height != heights[path]:
+                    heights[path], changed = height, True
+        return heights
 
     def _callable_below(self, path):
         for kind, child in self.children[path]:
@@ -304,15 +336,19 @@ class Compact:
             while (end < len(codes) and codes[end].text == codes[start].text
                    and _steps_evenly([code.values for code in codes[start : end + 1]])):
                 end += 1
+            if end - start == 2 and codes[start].values != codes[start + 1].values:
+                end -= 1  # two that differ are two entries, not a progression
             runs.append(codes[start:end])
             start = end
         parts, pieces = [], []
-        for run in runs:
-            if len(run) == 1:
+        alike = len({code.text for code in codes}) == 1  # then every run after the first is a loop, of one or more
+        for number, run in enumerate(runs):
+            if len(run) == 1 and not (alike and number):
                 pieces.append("{}")
                 parts.append(run[0])
                 continue
-            values, steps = run[0].values, [b - a if type(a) is int else 0 for a, b in zip(run[0].values, run[1].values)]
+            following = run[1].values if len(run) > 1 else run[0].values
+            values, steps = run[0].values, [b - a if type(a) is int else 0 for a, b in zip(run[0].values, following)]
             slots = []
             for index, (value, step) in enumerate(zip(values, steps)):
                 slots.append(Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
@@ -321,39 +357,65 @@ class Compact:
             text = SLOT.sub(lambda match: "{}", run[0].text)
             pieces.append("*({} for " + counter + " in range({}))")
             parts += [compose(text, slots), Code("\x000\x00", [len(run)], ["count"])]
-        listed = f"[{pieces[0][2:-1]}]" if len(pieces) == 1 and pieces[0].startswith("*") else f"[{', '.join(pieces)}]"
-        return compose(f'_numbered("{base}", {listed})', parts)
+        return compose(f'_numbered("{base}", {", ".join(pieces)})', parts)
 
     # ---- classes ---------------------------------------------------------------------
+    def _merge_optional(self) -> None:
+        """Two templates of one block, one with a submodule more that maps a value to itself (a projection
+        shortcut), become one class where a condition on its arguments tells them apart."""
+        by_base = defaultdict(list)
+        for key, template in self.templates.items():
+            if not template.name:
+                by_base[template.base].append(key)
+        for keys in by_base.values():
+            if len(keys) != 2:
+                continue
+            for without, extra in (keys, keys[::-1]):
+                merged = _with_optional(self.templates[without], self.templates[extra])
+                if merged is not None:
+                    del self.templates[without], self.templates[extra]
+                    self.templates[(merged.base, merged.init, merged.forward)] = merged
+                    break
+
     def _resolve(self, template: Template) -> None:
         """The class's arguments: each number that differs between instances, named after what matches it."""
-        first = template.instances[0]
+        first = next(instance for instance in template.instances if None not in instance.code.values)
         expressions, params, extra = {}, [], []
         for slot in range(len(first.code.values)):
-            values = [instance.code.values[slot] for instance in template.instances]
-            if len(set(values)) == 1:
+            having = [(instance, instance.code.values[slot]) for instance in template.instances
+                      if instance.code.values[slot] is not None]  # an optional submodule's numbers: where it is
+            if len({value for _, value in having}) == 1:
                 continue
             name = next((name for name in _preferred(first.candidates, first.code.hints[slot])
-                         if all(_matches(instance.candidates[name], value) for instance, value in zip(template.instances, values))),
+                         if all(_matches(instance.candidates[name], value) for instance, value in having)),
                         None)
             if name is None:
                 name = _python_name(first.code.hints[slot])
                 if name not in extra:
                     extra.append(name)
             expressions[slot] = name
-        used = {word for expression in expressions.values() for word in re.findall(r"[A-Za-z_]\w*", expression)}
+        used = {word for expression in [*expressions.values(), template.condition]
+                for word in re.findall(r"[A-Za-z_]\w*", expression)}
         params = [name for name in first.candidates if " " not in name and name in used]
         template.params = params + [name for name in extra if name not in params]
         self.names[template.base] += 1
         number = self.names[template.base]
         template.name = _class_name(template.base) + (str(number) if number > 1 else "")
-        signature = ", ".join(["self", *template.params])
+        call = self.graph.graph["groups"][first.path].get("call", {})
+        defaults = {_python_name(name): value for name, value in call.get("defaults", {}).items()}
+        optional = len(template.params)
+        while optional and template.params[optional - 1] in defaults:
+            optional -= 1  # the trailing parameters with a default: callers may leave them out
+        signature = ", ".join(["self", *template.params[:optional],
+                               *(f"{name}={defaults[name]!r}" for name in template.params[optional:])])
         init = first.code.render(expressions)
         body = [f"class {template.name}(nn.Module):", f"    def __init__({signature}):", "        super().__init__()",
                 *_indented(init, 2), "", "    def forward(self, x):", *_indented(template.forward, 2)]
         template.text = "\n".join(body)
         for instance in template.instances:
             values = [self._argument(instance, name, expressions) for name in template.params]
+            while len(values) > optional and values[-1] == defaults[template.params[len(values) - 1]]:
+                values.pop()
             slots = ", ".join(f"\x00{index}\x00" for index in range(len(values)))
             self.codes[instance.path] = Code(f"{template.name}({slots})", values, list(template.params))
 
@@ -363,6 +425,52 @@ class Compact:
             return instance.candidates[name]
         slot = next(slot for slot, expression in expressions.items() if expression == name)
         return instance.code.values[slot]
+
+
+def _with_optional(without: Template, extra: Template) -> Optional[Template]:
+    """`extra` with its one additional submodule built under a condition, if `without` is `extra` less it."""
+    a_lines, b_lines = without.init.split("\n"), extra.init.split("\n")
+    plain = [SLOT.sub("#", line) for line in a_lines]
+    position = next((index for index in range(len(b_lines))
+                     if [SLOT.sub("#", line) for line in b_lines[:index] + b_lines[index + 1 :]] == plain), None)
+    found = re.fullmatch(r"self\.(\w+) = (.*)", b_lines[position]) if position is not None else None
+    if found is None:
+        return None
+    name = found.group(1)
+    a_forward, b_forward = without.forward.split("\n"), extra.forward.split("\n")
+    step = next((index for index, line in enumerate(b_forward)
+                 if re.fullmatch(rf"(\w+) = self\.{name}\(\1\)", line) and b_forward[:index] + b_forward[index + 1 :] == a_forward),
+                None)
+    slots = [int(number) for number in SLOT.findall(b_lines[position])]
+    if step is None or not slots:
+        return None
+    condition = _condition([instance.candidates for instance in extra.instances],
+                           [instance.candidates for instance in without.instances])
+    if condition is None:
+        return None
+    init = "\n".join([*b_lines[:position], f"self.{name} = None", f"if {condition}:", f"    {b_lines[position]}",
+                      *b_lines[position + 1 :]])
+    forward = "\n".join([*b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}", *b_forward[step + 1 :]])
+    merged = Template(extra.base, init, forward, condition=condition)
+    merged.instances = list(extra.instances)
+    start, count = min(slots), len(slots)
+    for instance in without.instances:
+        values = instance.code.values[:start] + [None] * count + instance.code.values[start:]
+        merged.instances.append(Instance(instance.path, Code(init, values), instance.candidates))
+    for instance in extra.instances:
+        instance.code = Code(init, instance.code.values, instance.code.hints, instance.code.defaults)
+    merged.instances[0].code.hints = extra.instances[0].code.hints
+    return merged
+
+
+def _condition(having: list[dict], lacking: list[dict]) -> Optional[str]:
+    """`a != b` over candidate names that holds for every instance with the submodule and none without."""
+    names = list(having[0])
+    for first in [name for name in names if " " not in name]:  # a plain name on the left: in_channels != 4 * c
+        for second in names:
+            if first != second and all(c[first] != c[second] for c in having) and all(c[first] == c[second] for c in lacking):
+                return f"{first} != {second}"
+    return None
 
 
 def _preferred(candidates: dict, hint: str) -> list[str]:
