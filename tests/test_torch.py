@@ -225,9 +225,9 @@ def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
     assert "Input 3×224×224; 25,557,032 parameters; 4,089,184,256 multiply-accumulates per image." in text
     assert "Fixed at their values: unit=bottleneck, groups=1, width=64." in text
     assert "    def __init__(self, depths=(3, 4, 6, 3), classes=1000):" in text
-    assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c):" in text
-    assert "        self.conv3 = nn.Conv2d(c, 4 * c, kernel_size=1, stride=1, bias=False)" in text
-    assert "                *(Bottleneck(256, 64) for _ in range(depths[0] - 1))," in text
+    assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
+    assert "        self.conv3 = nn.Conv2d(c, 4 * c, 1, bias=False)" in text
+    assert "            *(Bottleneck(256, 64) for _ in range(depths[0] - 1))," in text
     assert text.endswith("        x = self.fc(torch.flatten(x, 1))\n        return x\n")
 
 

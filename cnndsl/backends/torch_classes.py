@@ -341,7 +341,7 @@ class Compact:
             runs.append(codes[start:end])
             start = end
         parts, pieces = [], []
-        alike = len({code.text for code in codes}) == 1  # then every run after the first is a loop, of one or more
+        alike = len({code.text.split("(")[0] for code in codes}) == 1  # one class: every run after the first is a loop
         for number, run in enumerate(runs):
             if len(run) == 1 and not (alike and number):
                 pieces.append("{}")
