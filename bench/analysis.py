@@ -1,4 +1,5 @@
-"""Parse + expand + infer time for ResNets of growing depth, and the whole-process summary
+"""Parse + expand + infer time for ResNets of growing depth and the library's largest graphs
+(EfficientNet-B7, RegNetY-128GF), and the whole-process summary
 command beside torchinfo's route (build the torch model by hand, then torchinfo.summary).
 
     python bench/analysis.py
@@ -24,13 +25,15 @@ RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
 def in_process() -> None:
     print("parse + expand + infer, in process (best of 20)")
     print(f"{'network':<16}{'nodes':>7}{'ms':>9}{'µs/node':>10}")
-    cases = [("resnet18", {}), ("resnet50", {}), ("resnet152", {}),
-             ("resnet_1000", {"depths": [20, 100, 180, 33]})]
-    for label, params in cases:
-        name = "resnet" if params else label
+    cases = [("resnet18", "resnet", {}), ("resnet50", "resnet", {}), ("resnet152", "resnet", {}),
+             ("resnet_1000", "resnet", {"depths": [20, 100, 180, 33]}),
+             ("efficientnet_b7", "efficientnet", {}), ("regnet_y_128gf", "regnet", {})]
+    for label, file, params in cases:
+        name = file if params else label
+        text = (library_dir() / f"{file}.cnn").read_text(encoding="utf-8")
 
-        def run():
-            return cnndsl.parse(RESNET, network=name, **params)
+        def run(text=text, name=name, params=params):
+            return cnndsl.parse(text, network=name, **params)
 
         nodes = run().graph.number_of_nodes()
         seconds = best_of(run)

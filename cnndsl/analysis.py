@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .ir import inputs_of
+from .receptive_field import IDENTITY, axis_after
 from .ops import REGISTRY, numel
 
 BYTES_PER_VALUE = 4  # float32
@@ -30,6 +31,7 @@ class Totals:
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write params, macs, memory_bytes, rf and jump onto every node, in topological order."""
     nodes = dict(graph.nodes(data=True))  # plain dict lookups; the attribute dicts are the graph's own
+    axes: dict = {}  # node -> its receptive_field.Axis per spatial axis, while annotating
     for node in sorted(nodes):
         data = nodes[node]
         kind = REGISTRY[data["op"]]
@@ -38,30 +40,49 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
         data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
-        data["rf"], data["jump"] = _receptive_field(sources, kind.window(data["attrs"], shapes) if shapes else None)
+        read = sources if kind.tap_values else sources[:1]
+        window = kind.window(data["attrs"], shapes) if shapes else None
+        axes[node] = _axes(graph, node, data, len(read), window, kind.offsets(data["attrs"], shapes), axes)
+        data["rf"], data["jump"] = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
     return graph
 
 
-def _receptive_field(sources, window):
-    """rf_out = rf_in + (k - 1)·d·jump_in and jump_out = jump_in·s, per axis (h, w).
+def _axes(graph, node, data, count, window, offsets, axes):
+    """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of."""
+    if not count:
+        return (IDENTITY, IDENTITY)
+    sources = inputs_of(graph, node)[:count]
 
-    Jumps below 1 come from upsampling; they are powers of two in practice, exact as floats.
-    """
-    if not sources:
-        return (1, 1), (1, 1)
-    if len(sources) == 1:
-        rf, jump = sources[0]["rf"], sources[0]["jump"]
-    else:
-        rf = (max(s["rf"][0] for s in sources), max(s["rf"][1] for s in sources))
-        jump = (max(s["jump"][0] for s in sources), max(s["jump"][1] for s in sources))
-    if window is None:
-        return rf, jump
-    step = (jump[0] / window.upsample[0], jump[1] / window.upsample[1]) if window.upsample != (1, 1) else jump
-    return (
-        (rf[0] + (window.kernel[0] - 1) * window.dilation[0] * step[0],
-         rf[1] + (window.kernel[1] - 1) * window.dilation[1] * step[1]),
-        (step[0] * window.stride[0], step[1] * window.stride[1]),
-    )
+    def size(shape, axis):
+        return shape[axis + 1] if len(shape) == 3 else 1  # a vector is one position
+
+    return tuple(axis_after([(axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
+                             for index, source in enumerate(sources)], window, size(data["shape"], axis), axis)
+                 for axis in (0, 1))
+
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per parameter beside its gradient
+
+
+def saved_activations(graph: nx.DiGraph) -> int:
+    """Values backward keeps per image (an estimate): every layer's output, except activations and residual adds
+    that the torch backend runs in place, plus the int64 indices of max pooling (two float32 values each)."""
+    outputs = {output for _, output in graph.graph["outputs"]}
+    total = 0
+    for node, data in graph.nodes(data=True):
+        sources = inputs_of(graph, node)
+        in_place = bool(sources) and (REGISTRY[data["op"]].family == "act" or data["op"] == "add") \
+            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable \
+            and graph.out_degree(sources[0]) == 1 and sources[0] not in outputs
+        if not in_place:
+            total += numel(data["shape"]) * (3 if data["op"] == "maxpool" else 1)
+    return total
+
+
+def training_bytes(graph: nx.DiGraph, params: int, batch: int, dtype: str, optimizer: str) -> int:
+    """Estimated memory of one training step: activations kept for backward, weights, gradients, optimizer state."""
+    return DTYPE_BYTES[dtype] * (batch * saved_activations(graph) + params * (2 + OPTIMIZER_STATES[optimizer]))
 
 
 def totals(graph: nx.DiGraph) -> Totals:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import networkx as nx
 
 from . import analysis
-from .errors import LimitProblem, NameProblem, did_you_mean
+from .errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
 from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 from .load import Loader, Module, library_index
 
@@ -30,40 +30,65 @@ class Network:
 
     @property
     def name(self) -> str:
+        """The network's name (`resnet50`)."""
         return self.graph.graph["name"]
 
     @property
     def file(self) -> str:
+        """The source file it was read from, or `<string>`."""
         return self.graph.graph["file"]
 
     @property
     def input_shape(self) -> tuple:
+        """The input without the batch: (C, H, W) or (N,)."""
         return self.graph.nodes[self.graph.graph["input"]]["shape"]
 
     @property
     def input_name(self) -> str:
+        """The input's tap name, or `input`: the name of the ONNX graph input."""
         return self.graph.nodes[self.graph.graph["input"]]["tap"] or "input"
 
     @property
     def outputs(self) -> list[tuple[str, int]]:
+        """(name, graph node) of each output, in order."""
         return list(self.graph.graph["outputs"])
 
     @property
     def params(self) -> int:
+        """Learnable parameters, exactly (batch-norm running statistics are buffers, not counted)."""
         return self.totals.params
 
     @property
     def macs(self) -> int:
+        """Multiply-accumulates of convolutions and fully connected layers for one image."""
         return self.totals.macs
 
     @property
     def flops(self) -> int:
+        """2 x MACs, as FLOPs are usually counted."""
         return self.totals.flops
 
-    def summary(self):
+    def summary(self, depth: Optional[int] = None, batch: int = 1, dtype: str = "float32"):
+        """Per-layer and total figures (`str()` is the table); `depth` folds deeper groups, `batch` and `dtype`
+        scale the memory figures."""
+        from .analysis import DTYPE_BYTES
         from .report import Summary
 
-        return Summary.of(self)
+        if dtype not in DTYPE_BYTES:
+            raise ValueProblem(f"unknown dtype `{dtype}`", hint=f"choose one of {', '.join(DTYPE_BYTES)}")
+        return Summary.of(self, depth=depth, batch=batch, dtype=dtype)
+
+    def draw(self, path: "str | Path", depth: Optional[int] = None, expand: bool = False, shapes: bool = False,
+             cost: bool = False, rankdir: str = "TB") -> Path:
+        """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does."""
+        from .backends.graphviz import render
+
+        target = Path(path)
+        fmt = target.suffix.lstrip(".").lower()
+        if fmt not in ("svg", "png", "pdf", "dot"):
+            raise ValueProblem(f"a diagram is written as .svg, .png, .pdf or .dot, not {target.name!r}")
+        render(self, target, fmt, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
+        return target
 
     def require_weights_fit(self, backend: str) -> None:
         """Refuse before allocating weights that cannot be built, such as those of a typo like conv(10^9).
@@ -80,7 +105,13 @@ class Network:
                                f"GiB as float32), more than {holder} holds ({limit / 2**30:,.1f} GiB)",
                                self.graph.nodes[largest]["pos"], "the largest layer is here: check its width")
 
+    @property
+    def warnings(self) -> list:
+        """What builds but is likely not what was meant (a channels-last input, an inferred projection), located."""
+        return list(self.graph.graph.get("warnings", []))
+
     def to_torch(self, **options):
+        """An nn.Module with generated forward code (options: init, zero_init_residual, seed; see docs/torch.md)."""
         from .backends.torch import build_module
 
         return build_module(self, **options)

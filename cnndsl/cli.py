@@ -87,40 +87,59 @@ def main(ctx, debug):
 @network_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-def summary(source, network, input_shape, params, max_nodes, fmt):
+@click.option("--depth", type=click.IntRange(0), help="Table: fold groups deeper than this into one row each.")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per batch, for memory.")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="Value type, for memory.")
+def summary(source, network, input_shape, params, max_nodes, fmt, depth, batch, dtype):
     """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
+    if depth is not None and fmt not in ("table",):
+        raise click.BadParameter("folds the table only; json, csv and markdown list every layer", param_hint="--depth")
     net = _load(source, network, input_shape, params, max_nodes)
-    click.echo(net.summary().render(fmt))
+    click.echo(net.summary(depth=depth, batch=batch, dtype=dtype).render(fmt))
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
+@click.option("--network", "-n", help="Check only this network (default: every network the files define).")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--param", "-p", "params", multiple=True, callback=_parse_params, metavar="NAME=VALUE",
+              help="Set a parameter of the networks that declare it, e.g. -p classes=10.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per diagnostic (file, line, column, end, severity, message, hint).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
-def check(files, max_nodes):
-    """Check that every shape fits; print each error with its position."""
-    from .api import load
+def check(files, network, input_shape, params, fmt, strict, max_nodes):
+    """Check every network of each file; print every error and warning with its position."""
+    from .check import check as check_sources
 
-    failed = False
-    for file in files:
-        try:
-            load(file, max_nodes=max_nodes)
-        except CnnDslError as error:
-            failed = True
-            click.echo(render_error(error), err=True)
-    if failed:
+    report = check_sources(list(files), network, input_shape, params, max_nodes)
+    if fmt == "json":
+        click.echo(report.to_json(_file_text))
+    else:
+        for diagnostic in report.diagnostics:
+            click.echo(render_error(diagnostic), err=True)
+        click.echo(report.tally(), err=bool(report.diagnostics))
+    if report.failed(strict):
         sys.exit(1)
 
 
 @main.command(name="list")
-def list_command():
-    """The shipped library: every network with its input, params and MACs."""
+@click.argument("pattern", required=False)
+def list_command(pattern):
+    """The shipped library: every network with its input, params and MACs (PATTERN: a glob like 'resnet*')."""
+    from fnmatch import fnmatchcase
+
     from .library import catalogue
     from .ops import format_shape
 
-    click.echo(f"{'network':<18} {'input':>11} {'params':>13} {'MACs':>17}  file")
-    for entry in catalogue():
-        click.echo(f"{entry.name:<18} {format_shape(entry.input_shape):>11} {entry.params:>13,} {entry.macs:>17,}"
-                   f"  {entry.file.name}")
+    entries = [entry for entry in catalogue() if not pattern or fnmatchcase(
+        entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    width = max([len("network"), *(len(entry.name) for entry in entries)])
+    click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
+    for entry in entries:
+        click.echo(f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
+                   f"{entry.macs:>17,}  {entry.file.name}")
 
 
 @main.command(name="compile")
@@ -135,12 +154,31 @@ def list_command():
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
 @click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def compile_command(source, network, input_shape, params, max_nodes, fmt, output, **options):
+@click.pass_context
+def compile_command(ctx, source, network, input_shape, params, max_nodes, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
+    _refuse_options_that_do_not_apply(ctx, fmt)
     net = _load(source, network, input_shape, params, max_nodes)
     target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
     write_output(net, fmt, target, options)
     click.echo(f"wrote {target}")
+
+
+# Which --to formats each compile option changes; given with another, it is an error, never ignored.
+APPLIES_TO = {
+    "weights": ("onnx", "pt2"), "opset": ("onnx",), "fold_bn": ("onnx",),
+    **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
+}
+
+
+def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
+    from click.core import ParameterSource
+
+    for option, formats in APPLIES_TO.items():
+        if fmt not in formats and ctx.get_parameter_source(option) in (ParameterSource.COMMANDLINE,
+                                                                        ParameterSource.ENVIRONMENT):
+            flag = "--" + option.replace("_", "-")
+            raise click.UsageError(f"{flag} does not apply to --to {fmt}; it applies to --to {' or '.join(formats)}")
 
 
 @main.command()
@@ -159,6 +197,26 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     net = _load(source, network, input_shape, params, max_nodes)
     write_output(net, fmt, Path(output), options)
     click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--network", "-n", help="Which network of the file to draw.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
+def serve(file, network, input_shape, host, port, depth):
+    """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
+    if file is not None and not file.endswith(".cnn"):
+        raise click.BadParameter(f"expected a .cnn file (a new one is created on the first save), got {file!r}",
+                                 param_hint="FILE")
+    try:
+        from .serve import serve as run
+        from .serve.document import starter_path
+    except ModuleNotFoundError as error:
+        raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
+    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
 
 
 def write_output(net, fmt: str, target: Path, options: dict) -> None:
@@ -185,14 +243,16 @@ def write_output(net, fmt: str, target: Path, options: dict) -> None:
 
 
 def render_error(error: CnnDslError) -> str:
-    """The error with its source line and caret, read from the file it points at."""
-    return error.render(_source_text(error.pos))
+    """The error with its source line and caret, read from the file it points at (and its notes' files)."""
+    return error.render(_source_text(error.pos), read=_file_text)
 
 
 def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
-    if pos is None:
-        return None
+    return None if pos is None else _file_text(pos.file)
+
+
+def _file_text(file: str) -> Optional[str]:
     try:
-        return Path(pos.file).read_text(encoding="utf-8-sig")
+        return Path(file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, ValueError):
         return None

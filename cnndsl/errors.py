@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,29 @@ class SourcePos:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+@dataclass(frozen=True)
+class Note:
+    """A second place that explains an error, as compilers show it: `defined here`."""
+
+    pos: SourcePos
+    message: str
+
+    def render(self, source_text: Optional[str] = None) -> str:
+        return "\n".join([f"{self.pos}: note: {self.message}", *_quote(self.pos, source_text)])
+
+
 class CnnDslError(Exception):
     """A user-facing error: message, optional position and hint, never a traceback."""
 
-    def __init__(self, message: str, pos: Optional[SourcePos] = None, hint: Optional[str] = None):
+    severity = "error"
+
+    def __init__(self, message: str, pos: Optional[SourcePos] = None, hint: Optional[str] = None,
+                 notes: Iterable[Note] = ()):
         super().__init__(message)
         self.message = message
         self.pos = pos
         self.hint = hint
+        self.notes = list(notes)
 
     def at(self, pos: Optional[SourcePos]) -> "CnnDslError":
         """Attach a position if the error has none yet (raised deep inside a rule)."""
@@ -33,22 +48,38 @@ class CnnDslError(Exception):
             self.pos = pos
         return self
 
-    def render(self, source_text: Optional[str] = None) -> str:
-        """`file:line:col: error: message`, the source line, a caret and the hint."""
+    def render(self, source_text: Optional[str] = None, read: Optional[Callable[[str], Optional[str]]] = None) -> str:
+        """`file:line:col: error: message`, the source line, a caret, the hint, then each note likewise.
+
+        `read` gives the text of another file a note points into; without it only the error's own text is quoted."""
         where = f"{self.pos}: " if self.pos else ""
-        lines = [f"{where}error: {self.message}"]
-        if self.pos and source_text is not None:
-            source_lines = source_text.splitlines()
-            if 1 <= self.pos.line <= len(source_lines):
-                text, column = _clip(source_lines[self.pos.line - 1].expandtabs(1), self.pos.column)
-                lines.append(f"    {text}")
-                lines.append("    " + " " * (column - 1) + "^")
+        lines = [f"{where}{self.severity}: {self.message}", *_quote(self.pos, source_text)]
         if self.hint:
             lines.append(f"hint: {self.hint}")
+        for note in self.notes:
+            same_file = self.pos is not None and note.pos.file == self.pos.file
+            lines.append(note.render(source_text if same_file else read(note.pos.file) if read else None))
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.render()
+
+
+def _quote(pos: Optional[SourcePos], source_text: Optional[str]) -> list[str]:
+    """The source line at `pos` and a caret under its column; nothing when the text is unknown."""
+    if pos is None or source_text is None:
+        return []
+    source_lines = source_text.splitlines()
+    if not 1 <= pos.line <= len(source_lines):
+        return []
+    text, column = _clip(source_lines[pos.line - 1].expandtabs(1), pos.column)
+    return [f"    {text}", "    " + " " * (column - 1) + "^"]
+
+
+class SourceWarning(CnnDslError):
+    """Not an error: something that builds but is likely not what was meant (`check --strict` fails on it)."""
+
+    severity = "warning"
 
 
 SHOWN_WIDTH = 100  # characters of a long source line shown around the caret

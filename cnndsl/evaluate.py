@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -9,7 +10,10 @@ from . import syntax as ast
 from .errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_you_mean
 
 LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
-LONGEST = 1_000_000  # elements in a list: beyond this a loop would never end in practice
+LONGEST = 1_000_000  # elements in a value, nested lists counted in full: beyond this a loop would never end
+WORK = 3_000_000  # values one Evaluator may touch in all: about half a second, and ~100 MB if it keeps them all
+NODE_COST = 4  # an expression evaluated costs as much as this many elements built in a C loop (range, +, sum)
+CHARACTERS_PER_VALUE = 100  # a string counts as one value per this many characters when it is compared
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,33 @@ class Env:
         return Env(self, values)
 
 
+def size(value: Any, limit: int) -> int:
+    """The elements a value holds, nested lists counted in full (a shared one each time it appears);
+    counting stops once past `limit`, so measuring costs no more than the limit."""
+    if isinstance(value, str):
+        return 1 + len(value) // CHARACTERS_PER_VALUE
+    if not isinstance(value, (list, tuple)):
+        return 1
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        items = stack.pop()
+        count += len(items)
+        if count <= limit:
+            stack.extend(item for item in items if isinstance(item, (list, tuple)))
+    return count
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = 16
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value as messages and labels print it, a few elements at most: printing a list of a million
+    elements, or a million references to one, would cost more than the program that built it."""
+    return _SHORT.repr(value)
+
+
 CONSTANTS = {
     "true": True, "false": False, "none": None,
     "same": "same", "valid": "valid", "nearest": "nearest", "bilinear": "bilinear", "depthwise": "depthwise",
@@ -69,6 +100,9 @@ def _bounded(length: int) -> None:
         raise LimitProblem(f"a list of {length:,} elements is longer than the limit of {LONGEST:,}")
 
 
+_CONSTANT_TIME = {"len"}  # functions that do not walk their arguments
+
+
 def _total(items):
     """`sum` of numbers only: Python's sum would also concatenate lists without bound."""
     return sum(_number(item, "sum") for item in items)
@@ -80,9 +114,54 @@ def _whole_number(value):
     return int(value)
 
 
+def _log(value, base=None):
+    """Natural logarithm, or to a base: RegNet's widths are quantised in log space."""
+    if _number(value, "log") <= 0:
+        raise ValueProblem(f"log({value:g}) is not defined", hint="log needs a number above 0")
+    if base is None:
+        return math.log(value)
+    if _number(base, "log") <= 0 or base == 1:
+        raise ValueProblem(f"log to the base {base:g} is not defined", hint="a base is above 0 and not 1")
+    return math.log(value) / math.log(base)
+
+
+def _exp(value):
+    try:
+        return math.exp(_number(value, "exp"))
+    except OverflowError:
+        raise ValueProblem(f"exp({value:g}) is too large for a size or count") from None
+
+
+def _sqrt(value):
+    if _number(value, "sqrt") < 0:
+        raise ValueProblem(f"sqrt({value:g}) is not a real number")
+    return math.sqrt(value)
+
+
+MOST_DIGITS = 30  # round(x, n): no number has more digits than this, and 10^n must stay small to compute
+
+
+def _round(value, digits=None):
+    """Python's round (half to even, as torch.round); the digits are bounded: round(5, -2^53) computes 10^2^53."""
+    _number(value, "round")
+    if digits is None:
+        return round(value)
+    if isinstance(digits, bool) or not isinstance(digits, int) or abs(digits) > MOST_DIGITS:
+        raise ValueProblem(f"round(x, n) keeps n digits: n must be a whole number from {-MOST_DIGITS} to "
+                           f"{MOST_DIGITS}, got {_magnitude(digits) if isinstance(digits, (int, float)) else repr(digits)}")
+    return round(value, digits)
+
+
+def _rounding(name: str, function):
+    """floor and ceil of numbers only, with their own names in errors."""
+    return lambda value: function(_number(value, name))
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min, "max": max, "len": len, "range": _range, "sum": _total, "abs": abs,
-    "int": _whole_number, "round": round, "floor": math.floor, "ceil": math.ceil,
+    "int": _whole_number, "round": _round, "floor": _rounding("floor", math.floor),
+    "ceil": _rounding("ceil", math.ceil), "log": _log, "exp": _exp, "sqrt": _sqrt,
+    "pow": lambda base, exponent: _power(_number(base, "pow"), _number(exponent, "pow")),
     "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
     "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
 }
@@ -107,7 +186,7 @@ def _magnitude(value) -> str:
 
 def _number(value: Any, op: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueProblem(f"`{op}` needs numbers, got {value!r}")
+        raise ValueProblem(f"`{op}` needs numbers, got {shown(value)}")
     return value
 
 
@@ -120,8 +199,8 @@ def _divide(op: str, left, right):
 def _power(base, exponent):
     if exponent < 0 and base == 0:
         raise ValueProblem("zero to a negative power")
-    if abs(base) > 1 and exponent > 64:
-        raise ValueProblem(f"{base}^{exponent} is too large for a size or count")
+    if base != 0 and exponent * math.log2(abs(base)) > 64:  # |result| > 2^64: refused before computing it
+        raise ValueProblem(f"{_magnitude(base)}^{_magnitude(exponent)} is too large for a size or count")
     try:
         result = base**exponent
     except OverflowError:
@@ -134,10 +213,7 @@ def _power(base, exponent):
 _ARITHMETIC = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "^": _power,
 }
-_COMPARE = {
-    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-}
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 def no_incoming(attr: str, pos: Any) -> int:
@@ -145,14 +221,51 @@ def no_incoming(attr: str, pos: Any) -> int:
     raise NameProblem(f"`in.{attr}` is only defined inside a network or block", pos)
 
 
-class Evaluator:
-    """Evaluates expressions in an Env; `in.c` asks `incoming` for the current shape."""
+def _unpacked(names: list[str], item: Any, pos: Any) -> dict[str, Any]:
+    if len(names) == 1:
+        return {names[0]: item}
+    if not isinstance(item, (list, tuple)) or len(item) != len(names):
+        raise ValueProblem(f"cannot unpack {shown(item)} into {', '.join(names)}", pos)
+    return dict(zip(names, item))
 
-    def __init__(self, incoming: Callable[[str, Any], int]):
+
+class Evaluator:
+    """Evaluates expressions in an Env; `in.c` asks `incoming` for the current shape.
+
+    Every element built, walked or compared spends one unit of a budget of WORK, and every expression
+    evaluated NODE_COST: the steps limit counts statements, this bounds what each of them may do.
+    """
+
+    def __init__(self, incoming: Callable[[str, Any], int], work: int = WORK):
         self.incoming = incoming
+        self.work = work
+        self.work_left = work
+
+    def charge(self, amount: int) -> None:
+        self.work_left -= amount
+        if self.work_left < 0:
+            raise LimitProblem(f"the expressions touch more than {self.work:,} values in all (elements of the lists "
+                               "they build, walk or compare)", hint="a family rule needs far fewer: check the ranges "
+                               "and the loops around them")
+
+    def measure(self, value: Any) -> Any:
+        """Charge for walking a value, and refuse one past LONGEST elements."""
+        count = size(value, min(LONGEST, max(self.work_left, 0)))
+        self.charge(count)
+        if count > LONGEST:
+            raise LimitProblem(f"a list of more than {LONGEST:,} elements, nested lists counted in full, is past "
+                               "the limit")
+        return value
+
+    def same(self, left: Any, right: Any) -> bool:
+        """`left == right`, charged for the elements it compares."""
+        self.measure(left)
+        self.measure(right)
+        return left == right
 
     def __call__(self, expr: ast.Expr, env: Env) -> Any:
         try:
+            self.charge(NODE_COST)
             return _checked(self._eval(expr, env))
         except CnnDslError as error:
             raise error.at(expr.pos)
@@ -188,9 +301,9 @@ class Evaluator:
     def _Index(self, expr, env):
         target, index = self(expr.target, env), self(expr.index, env)
         if not isinstance(target, (list, tuple)):
-            raise ValueProblem(f"only lists and tuples can be indexed, not {target!r}", expr.pos)
+            raise ValueProblem(f"only lists and tuples can be indexed, not {shown(target)}", expr.pos)
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueProblem(f"an index must be a whole number, got {index!r}", expr.index.pos)
+            raise ValueProblem(f"an index must be a whole number, got {shown(index)}", expr.index.pos)
         if not -len(target) <= index < len(target):
             raise ValueProblem(f"index {index!r} is outside a list of {len(target)}", expr.index.pos)
         return target[index]
@@ -205,19 +318,42 @@ class Evaluator:
         if any(arg.keyword for arg in expr.args):
             raise ValueProblem(f"`{expr.name}` takes no keyword arguments", expr.pos)
         values = [self(arg.value, env) for arg in expr.args]
+        if expr.name not in _CONSTANT_TIME:
+            for value in values:
+                self.measure(value)
         try:
-            return function(*values)
+            result = function(*values)
         except CnnDslError:
             raise
         except (TypeError, ValueError) as error:
             message = str(error).replace(f"{function.__name__}()", f"{expr.name}()")  # our helpers' own names
             raise ValueProblem(f"{expr.name}(): {message}", expr.pos) from None
+        if expr.name == "range":
+            self.charge(len(result))  # flat, and already bounded by LONGEST
+            return result
+        return self.measure(result) if isinstance(result, (list, tuple)) else result
 
     def _ListExpr(self, expr, env):
-        return [self(item, env) for item in expr.items]
+        return self.measure([self(item, env) for item in expr.items])
+
+    def _Comprehension(self, expr, env):
+        items = self(expr.iterable, env)
+        if not isinstance(items, (list, tuple)):
+            raise ValueProblem(f"`for` needs a list to walk over, got {shown(items)}", expr.iterable.pos)
+        result = []
+        for item in items:
+            scope = env.child(**_unpacked(expr.names, item, expr.iterable.pos))
+            if expr.condition is None or self._truth(expr.condition, scope):
+                result.append(self(expr.item, scope))
+        return self.measure(result)
+
+    def _NumberList(self, expr, env):
+        _bounded(len(expr.values))
+        self.charge(len(expr.values))
+        return list(expr.values)
 
     def _TupleExpr(self, expr, env):
-        return tuple(self(item, env) for item in expr.items)
+        return self.measure(tuple(self(item, env) for item in expr.items))
 
     def _Negate(self, expr, env):
         return -_number(self(expr.operand, env), "-")
@@ -234,13 +370,18 @@ class Evaluator:
         if expr.op == "or":
             return self._truth(expr.left, env) or self._truth(expr.right, env)
         left, right = self(expr.left, env), self(expr.right, env)
-        if expr.op in _COMPARE:
-            if expr.op not in ("==", "!=") and not (isinstance(left, str) and isinstance(right, str)):
+        if expr.op in ("==", "!="):
+            return self.same(left, right) == (expr.op == "==")
+        if expr.op in _ORDER:
+            if isinstance(left, str) and isinstance(right, str):
+                self.measure(left)  # charged for the characters compared
+                self.measure(right)
+            else:
                 left, right = _number(left, expr.op), _number(right, expr.op)
-            return _COMPARE[expr.op](left, right)
+            return _ORDER[expr.op](left, right)
         if expr.op == "+" and isinstance(left, (list, tuple)) and type(left) is type(right):
             _bounded(len(left) + len(right))
-            return left + right
+            return self.measure(left + right)
         left, right = _number(left, expr.op), _number(right, expr.op)
         if expr.op in ("/", "//", "%"):
             return _divide(expr.op, left, right)
@@ -249,5 +390,5 @@ class Evaluator:
     def _truth(self, expr, env) -> bool:
         value = self(expr, env)
         if not isinstance(value, bool):
-            raise ValueProblem(f"a condition must be true or false, got {value!r}", expr.pos)
+            raise ValueProblem(f"a condition must be true or false, got {shown(value)}", expr.pos)
         return value

@@ -12,8 +12,10 @@ import networkx as nx
 
 from . import ops
 from . import syntax as ast
-from .errors import CnnDslError, LimitProblem, NameProblem, ShapeProblem, SourcePos, ValueProblem, did_you_mean
-from .evaluate import Env, Evaluator, Tap, no_incoming
+from .errors import (CnnDslError, LimitProblem, NameProblem, Note, ShapeProblem, SourcePos, SourceWarning, ValueProblem,
+                     did_you_mean)
+from .evaluate import Env, Evaluator, Tap, no_incoming, shown
+from .spellings import unknown_layer_hint
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
@@ -51,6 +53,7 @@ class Frame:
     taps: dict[str, tuple[int, SourcePos]]
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     depth: int = 0
+    entry: Optional[int] = None  # the block instance's input (`@in`); None in the network body: its input
 
 
 class Expander:
@@ -63,6 +66,8 @@ class Expander:
         self.depth = 0
         self.steps = STEPS_PER_NODE * builder.max_nodes + 10_000
         self.steps_left = self.steps
+        self.errors: Optional[list[CnnDslError]] = None  # a list: record each statement's error and go on (check)
+        self.warnings: list[SourceWarning] = []
 
     # ---- the tensor being built -------------------------------------------------
     def _incoming(self, attr: str, pos: SourcePos) -> int:
@@ -108,9 +113,30 @@ class Expander:
                     raise LimitProblem(f"bodies and block calls nest more than {MAX_DEPTH} deep", stmt.pos,
                                        "flatten the structure, or give a recursive block a condition that stops it")
                 self._step(stmt.pos)
-                getattr(self, "_" + type(stmt).__name__)(stmt, frame)
+                try:
+                    self.statement(stmt, frame)
+                except CnnDslError as error:
+                    if self.errors is None or isinstance(error, LimitProblem):
+                        raise
+                    self._record(error)
         finally:
             self.depth -= 1
+
+    def statement(self, stmt: ast.Stmt, frame: Frame) -> None:
+        """Expand one statement by the handler its syntax class has in STATEMENTS."""
+        handler = STATEMENTS.get(type(stmt))
+        if handler is None:  # a syntax class with no handler is a bug of cnndsl, said with its place
+            raise ValueProblem(f"cnndsl cannot expand a `{type(stmt).__name__}` statement yet", stmt.pos,
+                               "please report this with the file")
+        handler(self, stmt, frame)
+
+    def _record(self, error: CnnDslError) -> None:
+        """Keep a statement's error and go on with the next one. After a first error, shape errors are left
+        out, since a skipped layer changes every shape after it; each place is reported once."""
+        if self.errors and isinstance(error, ShapeProblem):
+            return
+        if not any(seen.pos == error.pos and seen.message == error.message for seen in self.errors):
+            self.errors.append(error)
 
     def _step(self, pos: SourcePos) -> None:
         """Count a statement or loop turn; loops that add no nodes must end too."""
@@ -148,11 +174,12 @@ class Expander:
         if isinstance(target, BlockRef):
             return self._call_block(target, stmt, frame)
         if target is not None:
-            raise ValueProblem(f"`{stmt.name}` is {target!r}, not a layer or block", stmt.pos)
+            raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
         found = ops.lookup(stmt.name)
         if found is None or found[0].name == "input":
             candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
-            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos, did_you_mean(stmt.name, candidates))
+            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos,
+                              unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, candidates))
         self._call_op(*found, stmt, frame)
 
     def _call_op(self, kind: ops.OpKind, preset: dict, stmt: ast.Layer, frame: Frame) -> None:
@@ -186,6 +213,12 @@ class Expander:
         return self.cursor
 
     def _tap(self, tap: Tap, frame: Frame) -> int:
+        if tap.name == "in":
+            entry = self.graph.graph["input"] if frame.entry is None else frame.entry
+            if entry is None:
+                raise ShapeProblem("`@in` is the input, which is not declared yet", tap.pos,
+                                   "start the network with `input 3x224x224`")
+            return entry
         if tap.name not in frame.taps:
             raise NameProblem(f"undefined tap `@{tap.name}`", tap.pos,
                               did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`")
@@ -204,25 +237,25 @@ class Expander:
         group.call = {"block": definition.name, "args": {param.name: env.values[param.name] for param in definition.params},
                       "defaults": {param.name: param.default.value for param in definition.params
                                    if isinstance(param.default, ast.Number)}}
-        inner = Frame(env, group, {}, frame.defaults, frame.depth + 1)
+        inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
 
     def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
         """`bottleneck(128, s=2)`: required arguments, then only those that differ from their defaults,
         so a diagram's block titles read like the source rather than a dump of every parameter."""
-        shown = []
+        parts = []
         for param in definition.params:
             value = env.values[param.name]
             if param.default is None:
-                shown.append(_show(value))
+                parts.append(_show(value))
                 continue
             try:
                 default = self.evaluate(param.default, env)
             except CnnDslError:
                 default = None
-            if value != default:
-                shown.append(f"{param.name}={_show(value)}")
-        return f"{definition.name}({', '.join(shown)})"
+            if not self.evaluate.same(value, default):
+                parts.append(f"{param.name}={_show(value)}")
+        return f"{definition.name}({', '.join(parts)})"
 
     def _Group(self, stmt: ast.Group, frame: Frame) -> None:
         self.seq(stmt.body, replace(frame, env=frame.env.child()))
@@ -252,12 +285,22 @@ class Expander:
         if len(source) != 3 or len(target) != 3:
             raise ShapeProblem(f"a residual cannot project {ops.format_shape(source)} to {ops.format_shape(target)}", pos)
         stride = max(1, round(source[1] / target[1]))
-        self.add_layer("conv", pos, frame, c=target[0], k=1, s=stride, p=0, bias=False)
-        self.add_layer("bn", pos, frame)
+        conv = self.add_layer("conv", pos, frame, c=target[0], k=1, s=stride, p=0, bias=False)
+        norm = self.add_layer("bn", pos, frame)
         if self.graph.nodes[self.cursor]["shape"] != target:
             raise ShapeProblem(
                 f"a residual's body turns {ops.format_shape(source)} into {ops.format_shape(target)}, "
                 "which no conv1x1 projection matches", pos, "write the shortcut explicitly: residual { ... } shortcut { ... }")
+        added = sum(self._params_of(node) for node in (conv, norm))
+        self.warnings.append(SourceWarning(
+            f"this residual's shortcut is a projection (conv1x1 with stride {stride} + bn, {added:,} parameters), "
+            f"inferred because the body turns {ops.format_shape(source)} into {ops.format_shape(target)}", pos,
+            "write `shortcut { ... }` to state it, or keep the shape for an identity shortcut"))
+
+    def _params_of(self, node: int) -> int:
+        data = self.graph.nodes[node]
+        sources = [source for source in self.graph.pred[node]]
+        return ops.REGISTRY[data["op"]].params(data["attrs"], [self.graph.nodes[s]["shape"] for s in sources])
 
     def _path(self, body: ast.Seq, frame: Frame, edge: str, pos: SourcePos, what: str) -> int:
         """Expand a sub-sequence from the cursor; it must add at least one layer."""
@@ -303,6 +346,10 @@ class Expander:
         kind = ops.REGISTRY["input"]
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
         self.graph.graph["input"] = self.cursor
+        if len(dims) == 3 and dims[2] in (1, 3, 4) and min(dims[0], dims[1]) >= 16:
+            self.warnings.append(SourceWarning(
+                f"the input {ops.format_shape(dims)} looks channels-last (H×W×C); cnndsl reads C×H×W", stmt.pos,
+                f"for {dims[2]} channels of {dims[0]}×{dims[1]}, write input {dims[2]}x{dims[0]}x{dims[1]}"))
 
     def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
         try:
@@ -329,7 +376,10 @@ class Expander:
             self.seq(body, replace(frame, env=env))
 
     def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
-        getattr(self, "_" + type(stmt.item).__name__)(stmt.item, frame)
+        if stmt.label == "in":
+            raise NameProblem("`in` cannot label a point: `@in` is the input of the block", stmt.pos,
+                              "choose another label")
+        self.statement(stmt.item, frame)
         if stmt.label in frame.taps:
             first = frame.taps[stmt.label][1]
             raise NameProblem(f"duplicate tap `{stmt.label}` (first defined at {first})", stmt.pos,
@@ -343,7 +393,8 @@ class Expander:
     def _Defaults(self, stmt: ast.Defaults, frame: Frame) -> None:
         found = ops.lookup(stmt.name)
         if found is None:
-            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos, did_you_mean(stmt.name, ops.known_names()))
+            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos,
+                              unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, ops.known_names()))
         kind = found[0]
         positional, keywords, _ = self._arguments(ast.Layer(stmt.pos, stmt.name, stmt.args), frame)
         if positional:
@@ -355,7 +406,7 @@ class Expander:
     def _For(self, stmt: ast.For, frame: Frame) -> None:
         items = self.evaluate(stmt.iterable, frame.env)
         if not isinstance(items, (list, tuple)):
-            raise ValueProblem(f"`for` needs a list to walk over, got {items!r}", stmt.iterable.pos)
+            raise ValueProblem(f"`for` needs a list to walk over, got {shown(items)}", stmt.iterable.pos)
         for index in self._turns(len(items), stmt.iterable.pos, "loop turns"):
             values = self._unpack(stmt, items[index])
             self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
@@ -364,7 +415,7 @@ class Expander:
         if len(stmt.names) == 1:
             return {stmt.names[0]: item}
         if not isinstance(item, (list, tuple)) or len(item) != len(stmt.names):
-            raise ValueProblem(f"cannot unpack {item!r} into {', '.join(stmt.names)}", stmt.iterable.pos)
+            raise ValueProblem(f"cannot unpack {shown(item)} into {', '.join(stmt.names)}", stmt.iterable.pos)
         return dict(zip(stmt.names, item))
 
     def _If(self, stmt: ast.If, frame: Frame) -> None:
@@ -380,6 +431,15 @@ class Expander:
             if any(name == tap.name for name, _ in outputs):
                 raise NameProblem(f"`@{tap.name}` is already an output", tap.pos)
             outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
+
+
+STATEMENTS = {
+    ast.Layer: Expander._Layer, ast.Group: Expander._Group, ast.Stage: Expander._Stage,
+    ast.Residual: Expander._Residual, ast.Dense: Expander._Dense, ast.Branch: Expander._Branch,
+    ast.Scale: Expander._Scale, ast.Input: Expander._Input, ast.Jump: Expander._Jump, ast.Repeat: Expander._Repeat,
+    ast.Labeled: Expander._Labeled, ast.Let: Expander._Let, ast.Defaults: Expander._Defaults, ast.For: Expander._For,
+    ast.If: Expander._If, ast.Output: Expander._Output,
+}
 
 
 def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env,
@@ -407,13 +467,27 @@ def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywo
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value in a block's label or the network's parameters: a few elements of a long list."""
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else shown(value)
 
 
-def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int) -> nx.DiGraph:
-    """Instantiate a network with its parameters and build its graph."""
+def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
+                   errors: Optional[list[CnnDslError]] = None) -> Optional[nx.DiGraph]:
+    """Instantiate a network with its parameters and build its graph; its warnings go to graph["warnings"].
+
+    With an `errors` list (check), each statement's error is recorded there and expansion goes on; the graph
+    is then None when any was recorded."""
+    try:
+        return _expand(ref, overrides, input_override, max_nodes, errors)
+    except CnnDslError as error:
+        if isinstance(ref.definition, ast.NetworkAlias) and error.pos != ref.definition.pos:
+            error.notes.append(Note(ref.definition.pos, f"in network `{ref.definition.name}`, "
+                                                        f"an instance of `{ref.definition.target}`"))
+        raise
+
+
+def _expand(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
+            errors: Optional[list[CnnDslError]]) -> Optional[nx.DiGraph]:
     definition, env, bound = resolve_network(ref, overrides)
     builder = GraphBuilder(definition.name if not isinstance(ref.definition, ast.NetworkAlias) else ref.definition.name,
                            definition.pos.file, max_nodes)
@@ -421,11 +495,20 @@ def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: O
     builder.graph.graph["params"] = {name: _show(value) for name, value in bound.values.items()}
     builder.graph.graph["param_values"] = dict(bound.values)
     expander = Expander(builder)
+    expander.errors = errors
     frame = Frame(bound, builder.root, {})
     if input_override is not None and not _declares_input(definition.body):
         expander._Input(ast.Input(definition.pos, [ast.Number(definition.pos, d) for d in input_override]), frame)
-    expander.seq(definition.body, frame)
+    try:
+        expander.seq(definition.body, frame)
+    except Exception:
+        if not errors:
+            raise
+        return None  # a state that follows an error already recorded: what was found is reported
+    if errors:
+        return None
     graph = builder.graph
+    graph.graph["warnings"] = expander.warnings
     if graph.graph["input"] is None:
         raise ShapeProblem(f"network `{definition.name}` declares no input", definition.pos,
                            "add `input 3x224x224` as its first line, or pass --input")
@@ -444,12 +527,22 @@ def _declares_input(body: ast.Seq) -> bool:
     return False
 
 
-def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
-    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way."""
+def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, evaluate: Optional[Evaluator] = None,
+                    call: Optional[SourcePos] = None):
+    """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way
+    (one evaluator for the whole chain, so its work budget bounds the chain, not each alias).
+
+    An error in the arguments points at the call (`call`, the first alias), the definition as a note."""
     definition = ref.definition
-    evaluate = Evaluator(no_incoming)
+    evaluate = evaluate or Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
-        bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate, definition.pos)
+        try:
+            bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate,
+                                    call or definition.pos)
+        except CnnDslError as error:
+            if call is not None:
+                error.notes.append(Note(definition.pos, f"`{definition.name}` is defined here"))
+            raise
         return definition, ref.env, bound
     if depth > MAX_CALL_DEPTH:
         raise LimitProblem(f"network `{definition.name}` is defined through too many aliases", definition.pos)
@@ -474,4 +567,4 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0):
             raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
                                definition.pos)
         keywords.update(zip([param.name for param in params], positional))
-    return resolve_network(target, {**keywords, **overrides}, depth + 1)
+    return resolve_network(target, {**keywords, **overrides}, depth + 1, evaluate, call or definition.pos)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 from . import syntax as ast
-from .errors import FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
+from .errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
 from .evaluate import Env, Evaluator, no_incoming
 from .expand import BlockRef, NetworkRef
 from .parse_cache import parse_file_text, parse_text
@@ -55,9 +56,10 @@ def read_source(path: Path) -> str:
 class Loader:
     """Loads a file and its imports once each, refusing cycles and deep chains."""
 
-    def __init__(self) -> None:
+    def __init__(self, errors: Optional[list[CnnDslError]] = None) -> None:
         self.modules: dict[Path, Module] = {}
         self.stack: list[Path] = []
+        self.errors = errors  # a list: record each definition's error and bind the rest (check)
 
     def load_path(self, path: Path) -> Module:
         path = resolved(path)
@@ -81,23 +83,35 @@ class Loader:
     def _bind(self, program: ast.Program, folder: Path) -> Module:
         env = Env()
         for item in program.imports:
-            env.values.update(self._import(item, folder).env.values)
+            with self._recording():
+                env.values.update(self._import(item, folder).env.values)
         origins: dict[str, Any] = {}
         evaluate = Evaluator(no_incoming)
         networks = []
         for definition in program.definitions:
-            name = definition.name
-            if name in origins:
-                raise NameProblem(f"`{name}` is defined twice (first at {origins[name]})", definition.pos)
-            origins[name] = definition.pos
-            if isinstance(definition, ast.BlockDef):
-                env.values[name] = BlockRef(definition, env)
-            elif isinstance(definition, ast.Let):
-                env.values[name] = evaluate(definition.value, env)
-            else:
-                env.values[name] = NetworkRef(definition, env)
-                networks.append(name)
+            with self._recording():
+                name = definition.name
+                if name in origins:
+                    raise NameProblem(f"`{name}` is defined twice (first at {origins[name]})", definition.pos)
+                origins[name] = definition.pos
+                if isinstance(definition, ast.BlockDef):
+                    env.values[name] = BlockRef(definition, env)
+                elif isinstance(definition, ast.Let):
+                    env.values[name] = evaluate(definition.value, env)
+                else:
+                    env.values[name] = NetworkRef(definition, env)
+                    networks.append(name)
         return Module(program, env, networks)
+
+    @contextmanager
+    def _recording(self):
+        """Raise a definition's error, or record it and go on to the next when collecting errors."""
+        try:
+            yield
+        except CnnDslError as error:
+            if self.errors is None or isinstance(error, LimitProblem):
+                raise
+            self.errors.append(error)
 
     def _import(self, item: ast.Import, folder: Path) -> Module:
         path = (folder / item.target) if item.is_path else library_file(item.target, item.pos)

@@ -1,6 +1,7 @@
 """Text -> AST, with Lark's LALR parser and positions on every node."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Iterator
 
@@ -9,10 +10,14 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import syntax as ast
 from .errors import CnnDslError, LimitProblem, NameProblem, SourcePos, SyntaxProblem, ValueProblem
+from .evaluate import LARGEST
 from .resources import grammar_path
 
 MAX_NESTING = 100
 MAX_DIGITS = 30  # a number literal longer than this is a typo, and Python refuses int() past 4,300 digits
+_LAYOUT = "\t \f\n"
+_LIST_ITEM = re.compile(r"[\t \f\n]*\d+(?:\.\d+)?[\t \f\n]*")  # one number between the commas of NUMBERS
+_LIST_PIECE = re.compile(r"\d+(?:\.\d+)?|\S")
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
 # Tokens that can stack one more level on the parse tree: operator chains (`1+1+...`,
@@ -20,6 +25,12 @@ _CLOSERS = set(_OPENERS.values())
 _DEEPENING = {"ADD_OP", "MINUS", "MUL_OP", "STAR", "CIRCUMFLEX", "COMPARE", "AND", "OR", "NOT", "IF", "ELSE",
               "DOT", "COLON"}
 _SEPARATORS = {"COMMA", "_NL", "VBAR"}
+# A line that starts with one of these words continues the statement before it (`}` then `else {`):
+# none of them can start a statement, so the line break before them is layout, not a separator
+# (`shortcut` only before its `{`: a block may be called shortcut). Blank and comment lines between are
+# skipped by an unambiguous pattern (a comment runs to its line's end), so the match is linear.
+_LAYOUT = re.compile(r"(?:[\t \f\r\n]|#[^\n]*\n)*")
+_CONTINUATION = re.compile(r"else\b|elif\b|shortcut[\t ]*\{")
 
 
 class _Nesting:
@@ -33,6 +44,9 @@ class _Nesting:
 
     def __init__(self) -> None:
         self.file = "<string>"
+        self.text = ""
+        self.code_at = -1  # where the code after the last line break starts, and whether it continues
+        self.continues = False
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         stack: list[str] = []
@@ -59,11 +73,21 @@ class _Nesting:
                     raise self._too_deep(token, "this expression nests", "split it into steps with `let`")
             elif kind == "_NL" and stack and stack[-1] != "LBRACE":
                 continue  # a line break inside ( ) or [ ] is layout, not a separator
+            elif kind == "_NL" and self._continued(token.end_pos):
+                continue
             elif kind in _SEPARATORS:
                 chain = chains[-1]
                 depth -= chain[0]
                 chain[:] = [0, max(chain)]
             yield token
+
+    def _continued(self, position: int) -> bool:
+        """Whether the code after this line break (past blank and comment lines) continues the statement; each
+        stretch of layout is read once, however many line breaks its comments split it into."""
+        if position > self.code_at:
+            self.code_at = _LAYOUT.match(self.text, position).end()
+            self.continues = _CONTINUATION.match(self.text, self.code_at) is not None
+        return self.continues
 
     def _too_deep(self, token: Token, what: str, hint: str) -> LimitProblem:
         return LimitProblem(f"{what} more than {MAX_NESTING} deep", SourcePos(self.file, token.line, token.column), hint)
@@ -87,8 +111,8 @@ def _parser() -> tuple[Lark, _Nesting]:
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
     parser, nesting = _parser()
-    nesting.file = file
     text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the program; editors hide it
+    nesting.file, nesting.text, nesting.code_at = file, text, -1
     try:
         tree = parser.parse(text)
         return _ToAst(file, text).transform(tree)
@@ -106,7 +130,7 @@ _TOKEN_WORDS = {
     "NUMBER": "a number", "SHAPE": "a shape like 3x224x224", "STRING": "a string",
     "COLON": "`:`", "EQUAL": "`=`", "AT": "`@`", "VBAR": "`|`", "STAR": "`*`",
     "ADD_OP": "an operator", "MUL_OP": "an operator", "CIRCUMFLEX": "an operator", "COMPARE": "an operator",
-    "AND": "an operator", "OR": "an operator", "MINUS": "`-`", "DOT": "`.`",
+    "AND": "an operator", "OR": "an operator", "MINUS": "`-`", "DOT": "`.`", "NUMBERS": "`[`",
 }
 
 
@@ -262,6 +286,9 @@ class _ToAst(Transformer):
     def tap(self, meta, name):
         return ast.TapRef(self._pos(meta), str(name))
 
+    def block_input(self, meta):
+        return ast.TapRef(self._pos(meta), "in")
+
     # expressions
     def arguments(self, meta, *args):
         return [a if isinstance(a, ast.Argument) else ast.Argument(None, a, a.pos) for a in args]
@@ -270,10 +297,51 @@ class _ToAst(Transformer):
         return ast.Argument(str(name), value, self._tok(name))
 
     def number(self, meta, token):
-        text = str(token)
+        return self._number(str(token), self._tok(token))
+
+    def _number(self, text: str, pos: SourcePos) -> ast.Number:
         if any(ch in text for ch in ".eE"):
-            return ast.Number(self._tok(token), float(text))
-        return ast.Number(self._tok(token), self._whole(text, self._tok(token)))
+            return ast.Number(pos, float(text))
+        return ast.Number(pos, self._whole(text, pos))
+
+    def numbers(self, meta, token):
+        """`[16, 32, 64]`: one NumberList node. A list holding a number that is an error, or will be one when
+        evaluated (too many digits, above 2^53), is built number by number, for the errors' positions."""
+        parts = token[1:-1].split(",")
+        if not all(map(_LIST_ITEM.fullmatch, parts)):
+            raise self._list_error(token)
+        literals = parts if max(map(len, parts)) <= MAX_DIGITS else [part.strip(_LAYOUT) for part in parts]
+        if max(map(len, literals)) > MAX_DIGITS:
+            return self._number_by_number(token)
+        # int() and float() skip the layout around each number themselves
+        values = [float(text) if "." in text else int(text) for text in literals] if "." in token else list(
+            map(int, literals))
+        if max(map(abs, values)) > LARGEST:
+            return self._number_by_number(token)
+        return ast.NumberList(self._tok(token), values)
+
+    def _number_by_number(self, token: Token) -> ast.ListExpr:
+        pieces = _LIST_PIECE.finditer(token, 1)
+        return ast.ListExpr(self._tok(token), [self._number(piece.group(), self._inside(token, piece.start()))
+                                               for piece in pieces if piece.group() not in ",]"])
+
+    def _list_error(self, token: Token) -> SyntaxProblem:
+        """The first piece that breaks `[number, number, ...]`, as the grammar would have found it."""
+        want_number = True
+        for piece in _LIST_PIECE.finditer(token, 1):
+            text = piece.group()
+            if want_number != (text[0].isdigit()) or (not want_number and text not in ",]"):
+                return SyntaxProblem(f"unexpected `{text}`", self._inside(token, piece.start()),
+                                     "expected a number" if want_number else "expected `,` or `]`")
+            want_number = text == ","
+        raise AssertionError(f"{token!r} is a valid list")  # unreachable: parts did not all match
+
+    def _inside(self, token: Token, offset: int) -> SourcePos:
+        """The position of a character of a multi-line token."""
+        newline = token.rfind("\n", 0, offset)
+        if newline < 0:
+            return SourcePos(self.file, token.line, token.column + offset)
+        return SourcePos(self.file, token.line + token.count("\n", 0, offset), offset - newline)
 
     def _whole(self, digits: str, pos: SourcePos) -> int:
         if len(digits.lstrip("0")) > MAX_DIGITS:
@@ -300,6 +368,11 @@ class _ToAst(Transformer):
 
     def list(self, meta, *items):
         return ast.ListExpr(self._pos(meta), list(items))
+
+    def comprehension(self, meta, item, *parts):
+        names = [str(part) for part in parts if isinstance(part, Token)]
+        rest = parts[len(names):]
+        return ast.Comprehension(self._pos(meta), item, names, rest[0], rest[1] if len(rest) == 2 else None)
 
     def tuple(self, meta, *items):
         return ast.TupleExpr(self._pos(meta), list(items))

@@ -5,50 +5,72 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
-from .analysis import scalar
-from .ops import REGISTRY, format_shape
+from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, scalar, training_bytes
+from .ir import inputs_of
+from .ops import REGISTRY, format_shape, numel
 
 COLUMNS = ("name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump")
 
 
 @dataclass
 class Summary:
+    """A network's figures per layer and in total; `str()` is the table, `render(fmt)` any format.
+
+    Memory figures are for `batch` images of `dtype` values; MACs are per image, as papers give them."""
+
     network: str
     input: list[int]
     layers: list[dict[str, Any]]
     labels: list[str]
-    totals: dict[str, int]
+    totals: dict[str, Any]
+    depth: Optional[int] = None
+    batch: int = 1
+    dtype: str = "float32"
 
     @classmethod
-    def of(cls, network) -> "Summary":
+    def of(cls, network, depth: Optional[int] = None, batch: int = 1, dtype: str = "float32") -> "Summary":
+        """The summary of an expanded Network; `depth` folds the table's groups below that level into one row."""
         graph = network.graph
-        layers, labels = [], []
+        value_bytes = DTYPE_BYTES[dtype]
+        layers, labels, buffers = [], [], 0
         for node in sorted(graph.nodes):
             data = graph.nodes[node]
             if data["op"] == "input":
                 continue
+            sources = inputs_of(graph, node)
+            buffers += REGISTRY[data["op"]].buffers(data["attrs"], [graph.nodes[s]["shape"] for s in sources])
             layers.append({
                 "name": data["name"], "op": data["op"], "group": ".".join(data["group"]),
                 "shape": list(data["shape"]), "params": data["params"], "macs": data["macs"],
-                "memory_bytes": data["memory_bytes"], "rf": scalar(data["rf"]), "jump": scalar(data["jump"]),
+                "memory_bytes": numel(data["shape"]) * value_bytes * batch, "rf": scalar(data["rf"]),
+                "jump": scalar(data["jump"]),
+                "inputs": [{"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
+                           for s in sources],
             })
             labels.append(REGISTRY[data["op"]].label(data["attrs"]))
         t = network.totals
-        totals = {"params": t.params, "macs": t.macs, "flops": t.flops, "memory_bytes": t.memory_bytes,
-                  "param_bytes": t.param_bytes}
-        return cls(network.name, list(network.input_shape), layers, labels, totals)
+        activations = sum(layer["memory_bytes"] for layer in layers)
+        totals = {
+            "params": t.params, "trainable_params": t.params, "non_trainable_params": 0, "buffers": buffers,
+            "macs": t.macs, "flops": t.flops, "memory_bytes": activations,
+            "param_bytes": t.params * value_bytes, "buffer_bytes": buffers * value_bytes,
+            "training_bytes": {optimizer: training_bytes(graph, t.params, batch, dtype, optimizer)
+                               for optimizer in OPTIMIZER_STATES},
+        }
+        return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, "input": self.input, "layers": self.layers, "totals": self.totals}
+        return {"network": self.network, "input": self.input, "batch": self.batch, "dtype": self.dtype,
+                "layers": self.layers, "totals": self.totals}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_csv(self) -> str:
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for layer in self.layers:
             writer.writerow({**layer, "shape": format_shape(layer["shape"]).replace("×", "x"),
@@ -66,16 +88,15 @@ class Summary:
     def to_table(self) -> str:
         rows = [("Layer", "Output", "Params", "MACs", "Memory", "RF")]
         shown_groups: set[str] = set()
-        for layer, label in zip(self.layers, self.labels):
-            parts = layer["group"].split(".") if layer["group"] else []
+        for row in self._rows():
+            parts = row["group"].split(".") if row["group"] else []
             for depth in range(len(parts)):
                 path = ".".join(parts[: depth + 1])
                 if path not in shown_groups:
                     shown_groups.add(path)
                     rows.append(("  " * depth + parts[depth], "", "", "", "", ""))
-            leaf = layer["name"].rsplit(".", 1)[-1]
-            rows.append(("  " * len(parts) + f"{leaf}: {label}", format_shape(layer["shape"]), f"{layer['params']:,}",
-                         f"{layer['macs']:,}", _bytes(layer["memory_bytes"]), _axes(layer["rf"])))
+            rows.append(("  " * len(parts) + row["title"], format_shape(row["shape"]), f"{row['params']:,}",
+                         f"{row['macs']:,}", _bytes(row["memory_bytes"]), _axes(row["rf"])))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         text = [f"{self.network}  (input {format_shape(self.input)})", rule]
@@ -86,12 +107,38 @@ class Summary:
                 text.append(rule)
         return "\n".join(text + [rule, *self._total_lines()])
 
+    def _rows(self) -> list[dict[str, Any]]:
+        """One row per layer, or with `depth` one per group at that depth: its layers' sums, its last output and RF."""
+        rows: list[dict[str, Any]] = []
+        folded: dict[str, dict[str, Any]] = {}
+        for layer, label in zip(self.layers, self.labels):
+            parts = layer["group"].split(".") if layer["group"] else []
+            if self.depth is None or len(parts) <= self.depth:
+                rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {label}"})
+                continue
+            path = ".".join(parts[: self.depth + 1])
+            if path not in folded:
+                folded[path] = {"group": ".".join(parts[: self.depth]), "title": f"{parts[self.depth]} (folded)",
+                                "params": 0, "macs": 0, "memory_bytes": 0}
+                rows.append(folded[path])
+            row = folded[path]
+            row.update(shape=layer["shape"], rf=layer["rf"], params=row["params"] + layer["params"],
+                       macs=row["macs"] + layer["macs"], memory_bytes=row["memory_bytes"] + layer["memory_bytes"])
+        return rows
+
     def _total_lines(self) -> list[str]:
         t = self.totals
+        per = "per image" if self.batch == 1 else f"for a batch of {self.batch}"
+        training = t["training_bytes"]
         return [
-            f"Params: {t['params']:,} ({_bytes(t['param_bytes'])} as float32)",
+            f"Params: {t['params']:,} ({_bytes(t['param_bytes'])} as {self.dtype})",
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
-            f"Activation memory: {_bytes(t['memory_bytes'])} per image (float32 outputs of every layer)",
+            f"Activation memory: {_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
+            f"Trainable params: {t['trainable_params']:,}; non-trainable params: {t['non_trainable_params']:,}; "
+            f"buffers: {t['buffers']:,} values ({_bytes(t['buffer_bytes'])}, batch-norm running statistics)",
+            f"Training memory, estimated {per}: {_bytes(training['sgd'])} with SGD, "
+            f"{_bytes(training['sgd-momentum'])} with SGD-momentum, {_bytes(training['adam'])} with Adam "
+            f"(activations kept for backward + weights + gradients + optimizer state)",
         ]
 
     def render(self, fmt: str) -> str:

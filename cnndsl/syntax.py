@@ -52,6 +52,8 @@ class Index(Expr):
 
 @dataclass
 class TapRef(Expr):
+    """`@name`, or `@in` (name "in", which no label can take): the input of the enclosing block."""
+
     name: str
 
 
@@ -71,6 +73,13 @@ class FunctionCall(Expr):
 @dataclass
 class ListExpr(Expr):
     items: list[Expr]
+
+
+@dataclass
+class NumberList(Expr):
+    """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
+
+    values: list
 
 
 @dataclass
@@ -100,6 +109,16 @@ class Conditional(Expr):
     then: Expr
     condition: Expr
     otherwise: Expr
+
+
+@dataclass
+class Comprehension(Expr):
+    """`[item for names in iterable if condition]`: family rules (RegNet's stages) filter and map lists."""
+
+    item: Expr
+    names: list[str]
+    iterable: Expr
+    condition: Optional[Expr]
 
 
 # ---- statements and layers ---------------------------------------------------

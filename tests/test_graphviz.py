@@ -22,6 +22,8 @@ from cnndsl.backends.graphviz import dot_source, render
 from cnndsl.errors import FileProblem, ValueProblem
 from conftest import library_networks
 
+pytestmark = pytest.mark.needs_dot
+
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
 

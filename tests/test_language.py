@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -93,9 +94,9 @@ def test_totals_label_flops_as_twice_the_macs():
     assert n.macs == 8 * 32 * 32 * 27 + 80
     assert n.flops == 2 * n.macs
     totals = n.summary().totals
-    assert totals == {"params": n.params, "macs": n.macs, "flops": 2 * n.macs,
-                      "memory_bytes": sum(l["memory_bytes"] for l in n.summary().layers),
-                      "param_bytes": 4 * n.params}
+    assert {key: totals[key] for key in ("params", "macs", "flops", "memory_bytes", "param_bytes")} == {
+        "params": n.params, "macs": n.macs, "flops": 2 * n.macs,
+        "memory_bytes": 4 * (8 * 32 * 32 * 2 + 8 + 10), "param_bytes": 4 * n.params}
 
 
 def test_receptive_field_over_a_dag_takes_the_largest_path():
@@ -252,6 +253,48 @@ def test_taps_are_local_to_a_block_instance():
     assert len(layers(cnndsl.parse(source))) == 9
 
 
+# ---- grammar corners ----------------------------------------------------------------------
+def test_else_elif_and_shortcut_may_start_the_line_after_the_closing_brace():
+    chosen = net("""if in.c > 3 {
+    relu
+}
+elif in.c == 3 {
+    sigmoid
+}
+# a comment between the branches
+else {
+    tanh
+}
+residual { conv3x3(8, s=2) }
+shortcut { avgpool(2), conv1x1(8) }""")
+    assert [op for _, op, _ in layers(chosen)] == ["sigmoid", "conv", "avgpool", "conv", "add"]
+
+
+def test_looking_past_comment_lines_for_else_takes_linear_time():
+    start = time.perf_counter()
+    net("relu\n" + "#" * 20_000 + "\n" + "# c\n" * 20_000 + "relu")
+    assert time.perf_counter() - start < 2  # a backtracking pattern takes minutes on 30 `#` alone
+
+
+def test_a_block_called_shortcut_still_starts_a_statement():
+    source = "block shortcut { relu }\nnetwork n { input 3x4x4\n residual { relu }\n shortcut }"
+    assert [op for _, op, _ in layers(cnndsl.parse(source))] == ["relu", "add", "relu"]
+
+
+def test_mul_of_a_number_scales_by_a_constant_and_needs_something_to_multiply_by():
+    scaled = node(net("mul(0.5)"), "mul")
+    assert scaled["attrs"] == {"factor": 0.5} and scaled["shape"] == (3, 32, 32)
+    with pytest.raises(CnnDslError) as caught:
+        net("relu, mul")
+    assert str(caught.value) == ("<string>:3:7: error: `mul` needs something to multiply by\n"
+                                 "hint: mul(@gate) or a constant, mul(0.5)")
+
+
+def test_labels_show_unequal_strides_on_both_axes():
+    labels = net("maxpool(k=2, s=(2, 1)), conv(4, s=(1, 2)), avgpool(2), deconv(4, s=(2, 1))").summary().labels
+    assert labels == ["maxpool 2×2, /2×1", "conv 3×3, 4, /1×2", "avgpool 2×2, /2", "deconv 2×2, 4, ×2×1"]
+
+
 # ---- IR contract ------------------------------------------------------------------------
 def test_every_node_carries_op_attrs_shape_position_group_and_name():
     n = net("stage s { conv3x3(8) }")
@@ -288,11 +331,13 @@ def test_input_override_replaces_the_declared_input():
 def test_summary_json_has_the_documented_schema(cli):
     result = cli("summary", "resnet18", "--format", "json")
     data = json.loads(result.stdout)
-    assert set(data) == {"network", "input", "layers", "totals"}
-    assert set(data["layers"][0]) == {"name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump"}
+    assert set(data) == {"network", "input", "batch", "dtype", "layers", "totals"}
+    assert set(data["layers"][0]) == {"name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump",
+                                      "inputs"}
     assert data["totals"]["params"] == 11_689_512 and data["totals"]["flops"] == 2 * 1_814_073_344
     assert data["layers"][0] == {"name": "stem.conv", "op": "conv", "group": "stem", "shape": [64, 112, 112],
-                                 "params": 9408, "macs": 118_013_952, "memory_bytes": 3_211_264, "rf": 7, "jump": 2}
+                                 "params": 9408, "macs": 118_013_952, "memory_bytes": 3_211_264, "rf": 7, "jump": 2,
+                                 "inputs": [{"name": "input", "edge": "sequence"}]}
 
 
 def test_summary_table_csv_and_markdown(cli):
@@ -328,3 +373,14 @@ def test_summary_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Params: 25,557,032" in result.stdout
+
+
+def test_every_statement_of_the_syntax_has_an_expansion_handler():
+    """Dispatch is an explicit table (cnndsl.expand.STATEMENTS): a statement class added to the syntax without a
+    handler is caught here, not met as an AttributeError by a user."""
+    from cnndsl import syntax
+    from cnndsl.expand import STATEMENTS
+
+    statements = {cls for cls in vars(syntax).values()
+                  if isinstance(cls, type) and issubclass(cls, syntax.Stmt) and cls is not syntax.Stmt}
+    assert statements == set(STATEMENTS)

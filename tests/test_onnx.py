@@ -155,6 +155,14 @@ KINDS = {
         input 64
         fc(32, bias=false), bn, relu, dropout(0.3), fc(10), softmax
     }""",
+    "modern": """network modern {
+        x: input 4x6x5
+        conv1x1(8), layernorm, relu, groupnorm(2), relu, layerscale(0.5), relu
+        branch { chunk(2, 0), relu | chunk(2, 1), identity | fc(4, pixelwise=true), relu }
+        channelshuffle(2), residual { conv3x3(12), mish, prelu, stochasticdepth(0.5) }, relu
+        conv1x1(8), pixelshuffle(2), elu, resize(@x), relu, mul(0.5), relu, resize((3, 7), mode=nearest)
+        gap, flatten, layernorm, prelu(per_channel=true), fc(3)
+    }""",
 }
 
 

@@ -150,6 +150,8 @@ class Emitter:
         produced = [node for node in self.nodes[first:] if result in node.output]
         if not produced:
             return result  # the layer passes its input on (dropout, an identity pool)
+        if name in self.initializers:
+            return result  # the layer is one tensor (layer scale) that holds the name: its output keeps `<name>/Mul`
         produced[0].output[0] = produced[0].name = name
         self.used.add(name)
         return name
@@ -168,8 +170,9 @@ class Emitter:
         return output
 
     def weight(self, param: str, shape: tuple, bound: Optional[float] = None, fill: Optional[float] = None) -> str:
-        """The parameter `<IR node>.<param>`: given, or fresh as PyTorch draws it (U(-bound, bound) or `fill`)."""
-        name = f"{self.scope}.{param}"
+        """The parameter `<IR node>.<param>` (`<IR node>` for a layer that is one tensor): given, or fresh as
+        PyTorch draws it (U(-bound, bound) or `fill`)."""
+        name = f"{self.scope}.{param}" if param else self.scope
         self.initializers[name] = self.weights.take(name, shape, uniform(bound) if fill is None else filled(fill))
         self.used.add(name)
         return name

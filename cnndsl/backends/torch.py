@@ -147,7 +147,10 @@ def _modules(network) -> nn.Module:
                 if not hasattr(parent, part):
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
-            parent.add_module(leaf, module)
+            if isinstance(module, nn.Parameter):  # a layer that is one tensor (layer scale), as torchvision holds it
+                parent.register_parameter(leaf, module)
+            else:
+                parent.add_module(leaf, module)
     return root
 
 
@@ -215,15 +218,19 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
     code = fx.Graph()
     tracer = _NamingTracer(code)
     modules = dict(root.named_modules())
+    parameters = dict(root.named_parameters())
     values = {graph.graph["input"]: tracer.create_proxy("placeholder", input_name(network), (), {})}
     for node, data in graph.nodes(data=True):
         if node in values:
             continue
         sources = inputs_of(graph, node)
         args = [f"arg{index}" for index in range(len(sources))]
-        expression = forward_expression(graph, node, args, "module" if data["name"] in modules else None)
+        owned = data["name"] in modules or data["name"] in parameters
+        expression = forward_expression(graph, node, args, "module" if owned else None)
         tracer.node_name = data["name"].replace(".", "_")
         scope = {"torch": torch, "F": F, "module": _ModuleCall(tracer, data["name"])}
+        if data["name"] in parameters:  # the layer's own tensor, read as `self.<name>`
+            scope["module"] = tracer.create_proxy("get_attr", data["name"], (), {})
         scope.update(zip(args, (values[source] for source in sources)))
         values[node] = eval(expression, scope)  # noqa: S307  (the kind's own expression, over proxies)
         values[node].node.meta["cnndsl_node"] = node

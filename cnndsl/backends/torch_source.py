@@ -11,10 +11,11 @@ import keyword
 import re
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .. import __version__
-from ..ir import inputs_of
+from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
 from .python_layout import laid_out
@@ -27,7 +28,9 @@ def python_source(network, root: nn.Module) -> str:
     """The file's text; `root` holds the network's modules at their IR names (as build_module makes them).
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
-    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, modules)]
+    owned = set(modules) | set(dict(root.named_parameters()))
+    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules, network), "",
+            *_forward_lines(network, owned)]
     return python_file(network, "\n".join(body))
 
 
@@ -126,7 +129,7 @@ def _variable(label) -> str:
     return label if good else "x"
 
 
-def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
+def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
     for path, module in modules.items():
         if path:
@@ -136,7 +139,22 @@ def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
                 lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
             else:
                 lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module)})")
+        if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
+            for name, parameter in module.named_parameters(recurse=False):
+                fill = _initial_value(network, f"{path}.{name}" if path else name)
+                lines.append(f"        {module_path('self', path) if path else 'self'}.{name} = "
+                             f"nn.Parameter(torch.full({tuple(parameter.shape)}, {fill!r}))")
     return lines
+
+
+def _initial_value(network, name: str) -> float:
+    """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
+    modules the source is written from live on the meta device, which holds no values."""
+    graph = network.graph
+    node = next(node for node, data in graph.nodes(data=True) if data["name"] == name)
+    with torch.device("cpu"):
+        fresh = REGISTRY[graph.nodes[node]["op"]].torch_module(graph.nodes[node]["attrs"], input_shapes(graph, node))
+    return fresh.flatten()[0].item()
 
 
 def _constructor(module: nn.Module) -> str:
@@ -161,7 +179,7 @@ def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
         return False
 
 
-def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
+def _forward_lines(network, owned: set[str]) -> list[str]:
     graph = network.graph
     uses = {node: graph.out_degree(node) for node in graph}
     for _, node in graph.graph["outputs"]:
@@ -178,7 +196,7 @@ def _forward_lines(network, modules: dict[str, nn.Module]) -> list[str]:
             lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
             group = data["group"]
         sources = inputs_of(graph, node)
-        module = module_path("self", data["name"]) if data["name"] in modules else None
+        module = module_path("self", data["name"]) if data["name"] in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import math
 
-from .base import OpKind, real, register
+from .base import OpKind, flag, real, register
 
 
 class _Activation(OpKind):
     family = "act"
-    has_state = True
     torch_class = ""
     onnx_rule = None  # (x, emit) -> output value
 
@@ -50,6 +49,13 @@ def _gelu(x, emit):
     return emit.op("Mul", [emit.op("Mul", [x, emit.floats("half", 0.5)]), one_plus])
 
 
+def _mish(x, emit):
+    """Mish is an operator from opset 18; before, x · tanh(softplus(x))."""
+    if emit.opset >= 18:
+        return emit.op("Mish", [x])
+    return emit.op("Mul", [x, emit.op("Tanh", [emit.op("Softplus", [x])])])
+
+
 def _silu(x, emit):
     return emit.op("Mul", [x, emit.op("Sigmoid", [x])])
 
@@ -69,6 +75,7 @@ _activation("sigmoid", "Sigmoid", "1 / (1 + e^-x)", _single("Sigmoid"))
 _activation("tanh", "Tanh", "hyperbolic tangent", _single("Tanh"))
 _activation("gelu", "GELU", "Gaussian error linear unit (exact erf form)", _gelu)
 _activation("silu", "SiLU", "x · sigmoid(x), also called swish", _silu)
+_activation("mish", "Mish", "x · tanh(softplus(x)) (Misra 2019)", _mish)
 _activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish", _hardswish)
 _activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid", _single("HardSigmoid", **_HARD_SIGMOID))
 
@@ -92,6 +99,54 @@ class LeakyRelu(_Activation):
 
     def onnx(self, attrs, inputs, args, emit):
         return emit.op("LeakyRelu", [args[0]], alpha=attrs["slope"])
+
+
+@register
+class Elu(_Activation):
+    name = "elu"
+    signature = (("alpha", 1.0),)
+    doc = "x for x > 0, alpha · (e^x − 1) below (Clevert et al. 2016)"
+
+    def resolve(self, attrs, inputs):
+        return {"alpha": real(attrs["alpha"], "alpha")}
+
+    def label(self, attrs):
+        return "elu" if attrs["alpha"] == 1 else f"elu {attrs['alpha']:g}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.ELU(attrs["alpha"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Elu", [args[0]], alpha=attrs["alpha"])
+
+
+@register
+class Prelu(_Activation):
+    """nn.PReLU: a learned negative slope, one shared or one per channel (He et al. 2015)."""
+
+    name = "prelu"
+    signature = (("per_channel", False), ("init", 0.25))
+    doc = "max(0, x) + a · min(0, x) with a learned slope a: one, or one per channel"
+
+    def resolve(self, attrs, inputs):
+        return {"per_channel": flag(attrs["per_channel"], "per_channel"), "init": real(attrs["init"], "init")}
+
+    def params(self, attrs, inputs):
+        return inputs[0][0] if attrs["per_channel"] else 1
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.PReLU(inputs[0][0] if attrs["per_channel"] else 1, attrs["init"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        shape = inputs[0]
+        slopes = emit.weight("weight", (self.params(attrs, inputs),), fill=attrs["init"])
+        if attrs["per_channel"] and len(shape) == 3:  # ONNX broadcasts from the right: C×1×1
+            slopes = emit.op("Reshape", [slopes, emit.ints("per_channel", (shape[0], 1, 1))])
+        return emit.op("PRelu", [args[0], slopes])
 
 
 @register

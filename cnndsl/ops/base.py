@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..evaluate import shown
+from ..spellings import unknown_argument_hint
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -17,15 +19,18 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window's effect on receptive field: kernel, stride and dilation per axis.
+    """Which input pixels an output pixel reads, for the receptive field (cnndsl/receptive_field.py).
 
-    A transposed convolution has an `upsample` factor instead of a stride.
+    `slide`: a window of kernel×dilation at stride, after padding; `transposed`: a transposed convolution,
+    with an `upsample` factor instead of a stride; `nearest` and `linear`: resampling to the output's size.
     """
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
     upsample: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    mode: str = "slide"
 
 
 class OpKind:
@@ -36,7 +41,7 @@ class OpKind:
     signature: tuple[tuple[str, Any], ...] = ()
     takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
     tap_edge: str = "skip"     # the IR edge kind of those extra inputs
-    has_state: bool = False    # built as an nn.Module in the torch backend
+    tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
     doc: str = ""
@@ -56,9 +61,10 @@ class OpKind:
             attrs.update(zip(free, positional))
         for key, value in keywords.items():
             if key not in attrs:
+                accepted = [name for name, _ in self.signature]
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=did_you_mean(key, [name for name, _ in self.signature])
+                    hint=unknown_argument_hint(key, accepted) or did_you_mean(key, accepted)
                     or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
@@ -84,11 +90,19 @@ class OpKind:
     def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
         return 0
 
+    def buffers(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        """Values kept in the state_dict that training does not learn (batch norm's running statistics)."""
+        return 0
+
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
         return 0
 
     def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Optional[Window]:
         return None
+
+    def offsets(self, attrs: dict[str, Any], inputs: list[Shape]) -> list[tuple[int, int]]:
+        """Where each input is read from, (top, left): a centre crop reads a larger input off its corner."""
+        return [(0, 0)] * len(inputs)
 
     def label(self, attrs: dict[str, Any]) -> str:
         return self.name
@@ -116,6 +130,7 @@ class OpKind:
 
 REGISTRY: dict[str, OpKind] = {}
 _PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []
+_SPELLINGS: dict[str, list[str]] = {}  # kind -> the names it is also spelled by, for the layer table
 
 
 def register(cls: type[OpKind]) -> type[OpKind]:
@@ -131,9 +146,34 @@ def alias(name: str, kind: str, **preset: Any) -> None:
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def pattern(regex_match: Callable[[str], Optional[dict]], kind: str) -> None:
+def pattern(regex_match: Callable[[str], Optional[dict]], kind: str, spelling: str) -> None:
     """A family of spelled names, e.g. convKxK, parsed by `regex_match` into a preset."""
     _PATTERNS.append((regex_match, kind))
+    _SPELLINGS.setdefault(kind, []).append(spelling)
+
+
+def layer_table() -> str:
+    """The Markdown table of every layer kind, from what each declares: docs/language.md holds it verbatim."""
+    rows = ["| layer | also spelled | what it does |", "|---|---|---|"]
+    order = ("conv", "pool", "fc", "reshape", "act", "norm", "reg", "merge")
+    for name, kind in sorted(REGISTRY.items(), key=lambda item: order.index(item[1].family)
+                             if item[1].family in order else len(order)):
+        if name == "input":
+            continue
+        signature = ", ".join(key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
+                              for key, default in kind.signature)
+        spelled = [f"`{alias}`" + _preset_text(preset) for alias, (target, preset) in _ALIASES.items() if target == name]
+        spelled += [f"`{spelling}`" for spelling in _SPELLINGS.get(name, [])]
+        rows.append(f"| `{name}{f'({signature})' if signature else ''}` | {', '.join(spelled)} | {kind.doc} |")
+    return "\n".join(rows)
+
+
+def _value_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _preset_text(preset: dict) -> str:
+    return f" ({', '.join(f'{key}={value}' for key, value in preset.items())})" if preset else ""
 
 
 def lookup(name: str) -> Optional[tuple[OpKind, dict[str, Any]]]:
@@ -158,7 +198,7 @@ def known_names() -> list[str]:
 def whole(value: Any, what: str, minimum: int = 1) -> int:
     """A whole number >= minimum; integral floats (from `/`) are accepted."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueProblem(f"{what} must be a whole number, got {value!r}")
+        raise ValueProblem(f"{what} must be a whole number, got {shown(value)}")
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueProblem(f"{what} must be a whole number, got {value:g}", hint="use // for floor division")
@@ -181,25 +221,25 @@ def pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:
 def fraction(value: Any, what: str) -> float:
     """A probability or rate in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueProblem(f"{what} must be between 0 and 1, got {value!r}")
+        raise ValueProblem(f"{what} must be between 0 and 1, got {shown(value)}")
     return float(value)
 
 
 def real(value: Any, what: str, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
-        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {value!r}")
+        raise ValueProblem(f"{what} must be a {'positive ' if positive else ''}number, got {shown(value)}")
     return float(value)
 
 
 def flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueProblem(f"{what} must be true or false, got {value!r}")
+        raise ValueProblem(f"{what} must be true or false, got {shown(value)}")
     return value
 
 
 def choice(value: Any, what: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {value!r}")
+        raise ValueProblem(f"{what} must be one of {', '.join(options)}; got {shown(value)}")
     return value
 
 
@@ -223,6 +263,21 @@ def sliding(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
     else:
         out = span // stride + 1
     return out
+
+
+def stride_text(stride: tuple[int, int]) -> str:
+    """A label's stride: nothing for 1, `, /2` for (2, 2), `, /2×1` for (2, 1)."""
+    if stride == (1, 1):
+        return ""
+    return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
+
+
+def channels_last(module: str, arg: str, shape: Shape) -> str:
+    """The torch call of a layer over the channels at every pixel: permuted to N×H×W×C and back, as ConvNeXt
+    applies its LayerNorm and Linear; a vector needs no permute."""
+    if len(shape) == 1:
+        return f"{module}({arg})"
+    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
 
 
 def format_shape(shape: Shape) -> str:

@@ -5,7 +5,7 @@ import math
 import re
 
 from ..errors import ValueProblem
-from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, whole
+from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text, whole
 
 
 def _kernel_preset(prefix: str):
@@ -40,18 +40,14 @@ def _kernel_text(kernel):
     return f"{kernel[0]}×{kernel[1]}"
 
 
-def _stride_text(stride):
-    return "" if stride == (1, 1) else f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
-
-
 @register
 class Conv(OpKind):
     name = "conv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 3), ("s", 1), ("p", "same"), ("d", 1), ("g", 1), ("bias", True))
-    doc = "2-D convolution; c defaults to the input's channels, g=depthwise sets groups to them"
+    doc = ("2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
+           "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)")
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -88,7 +84,7 @@ class Conv(OpKind):
         return channels * out_h * out_w * attrs["k"][0] * attrs["k"][1] * (inputs[0][0] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"], attrs["d"])
+        return Window(attrs["k"], attrs["s"], attrs["d"], padding=attrs["p"])
 
     def label(self, attrs):
         if attrs["depthwise"]:
@@ -99,7 +95,7 @@ class Conv(OpKind):
                 head += f", g{attrs['g']}"
         if attrs["d"] != (1, 1):
             head += f", d{attrs['d'][0]}"
-        return head + _stride_text(attrs["s"])
+        return head + stride_text(attrs["s"])
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -120,7 +116,6 @@ class Conv(OpKind):
 class Deconv(OpKind):
     name = "deconv"
     family = "conv"
-    has_state = True
     torch_overwritable = True
     signature = (("c", None), ("k", 2), ("s", 2), ("p", 0), ("op", 0), ("g", 1), ("bias", True))
     doc = "transposed convolution (learned upsampling); op is the output padding"
@@ -158,10 +153,12 @@ class Deconv(OpKind):
         return channels_in * height * width * attrs["k"][0] * attrs["k"][1] * (attrs["c"] // attrs["g"])
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], (1, 1), upsample=attrs["s"])
+        return Window(attrs["k"], (1, 1), upsample=attrs["s"], padding=attrs["p"], mode="transposed")
 
     def label(self, attrs):
-        return f"deconv {_kernel_text(attrs['k'])}, {attrs['c']}, ×{attrs['s'][0]}"
+        stride = attrs["s"]
+        return f"deconv {_kernel_text(attrs['k'])}, {attrs['c']}, ×" + (
+            f"{stride[0]}" if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}")
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -180,7 +177,7 @@ class Deconv(OpKind):
                        output_padding=attrs["op"], group=attrs["g"])
 
 
-pattern(_kernel_preset("conv"), "conv")
-pattern(_kernel_preset("dwconv"), "conv")
+pattern(_kernel_preset("conv"), "conv", "convKxK (conv3x3, conv1x7: k preset)")
+pattern(_kernel_preset("dwconv"), "conv", "dwconvKxK (depthwise, k preset)")
 alias("dwconv", "conv", g="depthwise")
 alias("convtranspose", "deconv")

@@ -5,8 +5,8 @@ or from the structure (residual shortcut, dense input, branch paths, scale gate)
 """
 from __future__ import annotations
 
-from ..errors import ShapeProblem
-from .base import OpKind, flag, format_shape, register
+from ..errors import ShapeProblem, ValueProblem
+from .base import OpKind, flag, format_shape, real, register
 
 
 def _projection_hint(source, target) -> str:
@@ -24,7 +24,7 @@ class Add(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
-    doc = "element-wise sum of equal shapes (residual connections)"
+    doc = "add(@t): element-wise sum with the taps, of equal shapes (residual connections)"
 
     def shape(self, attrs, inputs):
         for other in inputs[1:]:
@@ -59,7 +59,7 @@ class Concat(OpKind):
     torch_overwritable = True
     tap_edge = "concat"
     signature = (("crop", False),)
-    doc = "concatenation along channels; crop=true centre-crops larger inputs (U-Net)"
+    doc = "concat(@t, ...): the current tensor, then the taps in order, along channels; crop=true centre-crops larger inputs (U-Net)"
 
     def resolve(self, attrs, inputs):
         return {"crop": flag(attrs["crop"], "crop")}
@@ -78,6 +78,11 @@ class Concat(OpKind):
 
     def label(self, attrs):
         return "∥"
+
+    def offsets(self, attrs, inputs):
+        if len(inputs[0]) != 3:
+            return [(0, 0)] * len(inputs)
+        return [((shape[1] - inputs[0][1]) // 2, (shape[2] - inputs[0][2]) // 2) for shape in inputs]
 
     def torch_call(self, attrs, inputs, args, module):
         height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
@@ -112,7 +117,15 @@ class Multiply(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
-    doc = "gating: x times a per-channel weight (C, C×1×1) or an equal-shaped map"
+    signature = (("factor", None),)
+    doc = "mul(@t): gating, x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant, mul(@t, 0.5) both"
+
+    def resolve(self, attrs, inputs):
+        if attrs["factor"] is None:
+            if len(inputs) == 1:
+                raise ValueProblem("`mul` needs something to multiply by", hint="mul(@gate) or a constant, mul(0.5)")
+            return attrs
+        return {"factor": real(attrs["factor"], "the factor of `mul`")}
 
     def shape(self, attrs, inputs):
         target = inputs[0]
@@ -126,14 +139,14 @@ class Multiply(OpKind):
         return target
 
     def label(self, attrs):
-        return "⊗"
+        return "⊗" if attrs["factor"] is None else f"× {attrs['factor']:g}"
 
     def torch_call(self, attrs, inputs, args, module):
         gated = [
             f"{arg}.view(-1, {shape[0]}, 1, 1)" if len(shape) == 1 and len(inputs[0]) == 3 else arg
             for arg, shape in zip(args, inputs)
         ]
-        return " * ".join(gated)
+        return " * ".join(gated + ([] if attrs["factor"] is None else [repr(attrs["factor"])]))
 
     def onnx(self, attrs, inputs, args, emit):
         product = args[0]
@@ -141,4 +154,6 @@ class Multiply(OpKind):
             if len(shape) == 1 and len(inputs[0]) == 3:
                 arg = emit.op("Reshape", [arg, emit.ints("gate_shape", (0, shape[0], 1, 1))])
             product = emit.op("Mul", [product, arg])
+        if attrs["factor"] is not None:
+            product = emit.op("Mul", [product, emit.floats("factor", attrs["factor"])])
         return product

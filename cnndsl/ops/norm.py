@@ -1,15 +1,14 @@
-"""Normalisation and regularisation: batch norm, local response norm, dropout."""
+"""Normalisation and regularisation: batch, layer and group norm, local response norm, dropout, stochastic depth."""
 from __future__ import annotations
 
 from ..errors import ValueProblem
-from .base import OpKind, fraction, real, register, spatial, whole
+from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
 
 
 @register
 class BatchNorm(OpKind):
     name = "bn"
     family = "norm"
-    has_state = True
     torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))
     doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
@@ -19,6 +18,9 @@ class BatchNorm(OpKind):
 
     def params(self, attrs, inputs):
         return 2 * inputs[0][0]
+
+    def buffers(self, attrs, inputs):
+        return 2 * inputs[0][0] + 1  # running mean and variance, num_batches_tracked
 
     def label(self, attrs):
         return "bn"
@@ -38,10 +40,125 @@ class BatchNorm(OpKind):
 
 
 @register
+class LayerNorm(OpKind):
+    """nn.LayerNorm over the channels; on C×H×W it normalises each pixel's channel vector, as ConvNeXt's
+    LayerNorm2d (and CNBlock's permute, LayerNorm, permute back) do, so its weight and bias are C long."""
+
+    name = "layernorm"
+    family = "norm"
+    torch_overwritable = True
+    signature = (("eps", 1e-5),)
+    doc = "layer normalisation over the channels (of each pixel of a C×H×W tensor, or of a vector)"
+
+    def resolve(self, attrs, inputs):
+        return {"eps": real(attrs["eps"], "eps", positive=True)}
+
+    def params(self, attrs, inputs):
+        return 2 * inputs[0][0]
+
+    def label(self, attrs):
+        return "layernorm"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.LayerNorm(inputs[0][0], eps=attrs["eps"])
+
+    def torch_call(self, attrs, inputs, args, module):
+        return channels_last(module, args[0], inputs[0])
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(17, "`layernorm`")  # LayerNormalization
+        channels = (inputs[0][0],)
+        operands = [emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0)]
+        if len(inputs[0]) == 1:
+            return emit.op("LayerNormalization", [args[0], *operands], axis=-1, epsilon=attrs["eps"])
+        pixels = emit.op("Transpose", [args[0]], perm=(0, 2, 3, 1))
+        normed = emit.op("LayerNormalization", [pixels, *operands], axis=-1, epsilon=attrs["eps"])
+        return emit.op("Transpose", [normed], perm=(0, 3, 1, 2))
+
+
+@register
+class GroupNorm(OpKind):
+    name = "groupnorm"
+    family = "norm"
+    torch_overwritable = True
+    signature = (("g", REQUIRED), ("eps", 1e-5))
+    doc = "group normalisation (Wu & He 2018): channels in g groups, each normalised over its channels and pixels"
+
+    def resolve(self, attrs, inputs):
+        groups, channels = whole(attrs["g"], "groups g"), inputs[0][0]
+        if channels % groups:
+            raise ValueProblem(f"groups g={groups} must divide the channels ({channels})")
+        return {"g": groups, "eps": real(attrs["eps"], "eps", positive=True)}
+
+    def params(self, attrs, inputs):
+        return 2 * inputs[0][0]
+
+    def label(self, attrs):
+        return f"groupnorm {attrs['g']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.GroupNorm(attrs["g"], inputs[0][0], eps=attrs["eps"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        """Instance norm over (N, g, rest), then the per-channel affine (ONNX's GroupNormalization before opset
+        21 had one scale per group)."""
+        shape, groups = inputs[0], attrs["g"]
+        grouped = emit.op("Reshape", [args[0], emit.ints("grouped", (0, groups, -1))])
+        normed = emit.op("InstanceNormalization", [grouped, emit.floats("ones", [1.0] * groups),
+                                                   emit.floats("zeros", [0.0] * groups)], epsilon=attrs["eps"])
+        restored = emit.op("Reshape", [normed, emit.ints("shape", (0, *shape))])
+        per_channel = _per_channel(shape)
+        weight = emit.op("Reshape", [emit.weight("weight", shape[:1], fill=1.0), emit.ints("per_channel", per_channel)])
+        bias = emit.op("Reshape", [emit.weight("bias", shape[:1], fill=0.0), emit.ints("per_channel", per_channel)])
+        return emit.op("Add", [emit.op("Mul", [restored, weight]), bias])
+
+
+@register
+class LayerScale(OpKind):
+    """A learned per-channel scale, one tensor of shape C×1×1 initialised to `init`, as torchvision's ConvNeXt
+    holds it (`layer_scale`; Touvron et al. 2021, CaiT)."""
+
+    name = "layerscale"
+    family = "norm"
+    torch_overwritable = True
+    signature = (("init", 1e-6),)
+    doc = "multiplies each channel by a learned factor, initialised to init (ConvNeXt's layer scale)"
+
+    def resolve(self, attrs, inputs):
+        return {"init": real(attrs["init"], "init")}
+
+    def params(self, attrs, inputs):
+        return inputs[0][0]
+
+    def label(self, attrs):
+        return f"layerscale {attrs['init']:g}"
+
+    def torch_module(self, attrs, inputs):
+        import torch
+        from torch import nn
+
+        return nn.Parameter(torch.full(_per_channel(inputs[0]), attrs["init"]))
+
+    def torch_call(self, attrs, inputs, args, module):
+        return f"{args[0]} * {module}"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Mul", [args[0], emit.weight("", _per_channel(inputs[0]), fill=attrs["init"])])
+
+
+def _per_channel(shape):
+    """C×1×1 for C×H×W, C for a vector: a tensor that broadcasts over the pixels."""
+    return (shape[0], *[1] * (len(shape) - 1))
+
+
+@register
 class LocalResponseNorm(OpKind):
     name = "lrn"
     family = "norm"
-    has_state = True
     signature = (("size", 5), ("alpha", 1e-4), ("beta", 0.75), ("k", 2.0))
     doc = "local response normalisation across channels (AlexNet, GoogLeNet papers)"
 
@@ -71,7 +188,6 @@ class LocalResponseNorm(OpKind):
 class Dropout(OpKind):
     name = "dropout"
     family = "reg"
-    has_state = True
     signature = (("p", 0.5),)
     doc = "zeroes a fraction p of activations while training"
 
@@ -88,3 +204,38 @@ class Dropout(OpKind):
 
     def onnx(self, attrs, inputs, args, emit):
         return args[0]  # the export is for inference, where dropout passes its input on
+
+
+@register
+class StochasticDepth(OpKind):
+    """torchvision.ops.StochasticDepth(p, "row"): Huang et al. 2016, as ConvNeXt and EfficientNet apply it at
+    the end of a residual body. The mask is nn.Dropout of a ones tensor of shape N×1×1×1: Bernoulli(1 − p)
+    scaled by 1/(1 − p) per sample while training, exactly ones in eval mode."""
+
+    name = "stochasticdepth"
+    family = "reg"
+    torch_overwritable = True
+    signature = (("p", REQUIRED),)
+    doc = ("torchvision's StochasticDepth(p, \"row\"): while training, drops whole samples with probability p and scales "
+           "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body")
+
+    def resolve(self, attrs, inputs):
+        return {"p": fraction(attrs["p"], "stochastic depth probability p")}
+
+    def label(self, attrs):
+        return f"stochastic depth {attrs['p']:g}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.Dropout(attrs["p"])
+
+    def torch_call(self, attrs, inputs, args, module):
+        ones = ", ".join(["1"] * len(inputs[0]))
+        return f"{args[0]} * {module}({args[0]}.new_ones({args[0]}.shape[0], {ones}))"
+
+    def onnx(self, attrs, inputs, args, emit):
+        return args[0]  # the export is for inference, where every sample survives unscaled
+
+
+alias("droppath", "stochasticdepth")

@@ -4,12 +4,11 @@ from __future__ import annotations
 import re
 
 from ..errors import ValueProblem
-from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial
+from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text
 
 
 class _Pool(OpKind):
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("k", 2), ("s", None), ("p", 0), ("ceil", False))
     torch_class = ""
@@ -31,12 +30,11 @@ class _Pool(OpKind):
         return (channels, out_h, out_w)
 
     def window(self, attrs, inputs):
-        return Window(attrs["k"], attrs["s"])
+        return Window(attrs["k"], attrs["s"], padding=attrs["p"])
 
     def label(self, attrs):
-        kernel, stride = attrs["k"], attrs["s"]
-        text = f"{self.name} {kernel[0]}×{kernel[1]}"
-        return text + ("" if stride == (1, 1) else f", /{stride[0]}")
+        kernel = attrs["k"]
+        return f"{self.name} {kernel[0]}×{kernel[1]}" + stride_text(attrs["s"])
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -71,7 +69,6 @@ class AvgPool(_Pool):
 class GlobalAvgPool(OpKind):
     name = "gap"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     doc = "global average pooling to C×1×1"
 
@@ -99,7 +96,6 @@ class GlobalAvgPool(OpKind):
 class AdaptiveAvgPool(OpKind):
     name = "adaptiveavgpool"
     family = "pool"
-    has_state = True
     torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
@@ -162,7 +158,7 @@ def _pool_preset(prefix):
     return match
 
 
-pattern(_pool_preset("maxpool"), "maxpool")
-pattern(_pool_preset("avgpool"), "avgpool")
+pattern(_pool_preset("maxpool"), "maxpool", "maxpoolKxK (maxpool3x3: k preset)")
+pattern(_pool_preset("avgpool"), "avgpool", "avgpoolKxK")
 alias("pool", "maxpool", k=2)
 alias("globalavgpool", "gap")

@@ -1,7 +1,13 @@
-"""Resizing without weights: upsampling by a factor."""
+"""Resizing without weights: upsampling by a factor, resizing to a size or to another tap's size."""
 from __future__ import annotations
 
-from .base import OpKind, Window, choice, register, spatial, whole
+from ..errors import ShapeProblem, ValueProblem
+from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
+
+
+def interpolation_window(mode: str) -> Window:
+    """Each output pixel reads 2×2 input pixels (bilinear) or one (nearest), where the sizes put it."""
+    return Window((1, 1), (1, 1), mode="linear" if mode == "bilinear" else "nearest")
 
 
 @register
@@ -21,7 +27,7 @@ class Upsample(OpKind):
         return (channels, height * attrs["scale"], width * attrs["scale"])
 
     def window(self, attrs, inputs):
-        return Window((1, 1), (1, 1), upsample=(attrs["scale"], attrs["scale"]))
+        return interpolation_window(attrs["mode"])
 
     def label(self, attrs):
         return f"upsample ×{attrs['scale']}"
@@ -39,6 +45,95 @@ class Upsample(OpKind):
         else:
             options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
         return emit.op("Resize", [args[0], no_roi, scales], **options)
+
+
+@register
+class Resize(OpKind):
+    """`F.interpolate(x, size=...)` to a fixed size or to the size of a tap, as torchvision's segmentation
+    heads return to the input's size (bilinear, align_corners=False)."""
+
+    name = "resize"
+    family = "pool"
+    takes_taps = True
+    tap_values = False
+    torch_overwritable = True
+    signature = (("size", None), ("mode", "bilinear"))
+    doc = "resize((h, w)) or resize(@t) to the size of tap t, as F.interpolate with align_corners=false; bilinear or nearest"
+
+    def resolve(self, attrs, inputs):
+        spatial(self, inputs[0])
+        mode = choice(attrs["mode"], "mode", ("bilinear", "nearest"))
+        if len(inputs) > 2 or (len(inputs) == 2) == (attrs["size"] is not None):
+            raise ValueProblem("`resize` takes either one @tap to match or a size",
+                               hint="resize(@image) or resize((64, 64))")
+        if len(inputs) == 2:
+            if len(inputs[1]) != 3:
+                raise ShapeProblem(f"`resize` cannot take the size of a {format_shape(inputs[1])} tensor",
+                                   hint="resize to a C×H×W tap")
+            return {"size": inputs[1][1:], "mode": mode}
+        return {"size": pair(attrs["size"], "size"), "mode": mode}
+
+    def shape(self, attrs, inputs):
+        return (inputs[0][0], *attrs["size"])
+
+    def window(self, attrs, inputs):
+        return interpolation_window(attrs["mode"])
+
+    def label(self, attrs):
+        return f"resize {attrs['size'][0]}×{attrs['size'][1]}"
+
+    def torch_call(self, attrs, inputs, args, module):
+        corners = ", align_corners=False" if attrs["mode"] == "bilinear" else ""
+        return f"F.interpolate({args[0]}, size={attrs['size']}, mode='{attrs['mode']}'{corners})"
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(11, "`resize`")  # Resize with sizes and PyTorch's coordinate modes
+        batch_channels = emit.op("Slice", [emit.op("Shape", [args[0]]), emit.ints("zero", (0,)), emit.ints("two", (2,)),
+                                           emit.ints("axis", (0,))])
+        sizes = emit.op("Concat", [batch_channels, emit.ints("size", attrs["size"])], axis=0)
+        # roi and scales may be left out from opset 13; before, they are empty tensors
+        unused = ["", ""] if emit.opset >= 13 else [emit.floats("roi", ()), emit.floats("scales", ())]
+        if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
+            options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
+            options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+        return emit.op("Resize", [args[0], *unused, sizes], **options)
+
+
+@register
+class PixelShuffle(OpKind):
+    """nn.PixelShuffle (Shi et al. 2016, sub-pixel convolution): r² channels become an r×r block of pixels."""
+
+    name = "pixelshuffle"
+    family = "reshape"
+    signature = (("r", 2),)
+    doc = "C×H×W to C/r²×rH×rW: each r² channels become an r×r block of pixels"
+
+    def resolve(self, attrs, inputs):
+        channels, factor = spatial(self, inputs[0])[0], whole(attrs["r"], "factor r")
+        if channels % (factor * factor):
+            raise ShapeProblem(f"`pixelshuffle` needs channels divisible by r² = {factor * factor}, got {channels}")
+        return {"r": factor}
+
+    def shape(self, attrs, inputs):
+        channels, height, width = inputs[0]
+        factor = attrs["r"]
+        return (channels // (factor * factor), height * factor, width * factor)
+
+    def window(self, attrs, inputs):
+        return Window((1, 1), (1, 1), mode="nearest")
+
+    def label(self, attrs):
+        return f"pixel shuffle ×{attrs['r']}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.PixelShuffle(attrs["r"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(11, "`pixelshuffle`")  # DepthToSpace in PyTorch's channel order (CRD)
+        return emit.op("DepthToSpace", [args[0]], blocksize=attrs["r"], mode="CRD")
 
 
 @register

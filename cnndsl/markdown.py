@@ -1,0 +1,96 @@
+"""Python-Markdown extension: fenced ```cnn blocks render as the network's diagram (inline SVG).
+
+    ```cnn {depth=1 summary=true}
+    network tiny { input 3x32x32, conv3x3(16), relu }
+    ```
+
+Options as in the Sphinx directive (network, depth, shapes, cost, summary, source), plus `file=`
+for a .cnn file (relative to the page in MkDocs, else to `base_path`) or a library name. In MkDocs
+(`markdown_extensions: [cnndsl.markdown]`) a broken block is a warning naming the page and line,
+which `mkdocs build --strict` turns into a failure; elsewhere it is logged to `cnndsl.markdown`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from pathlib import Path
+
+from markdown import Extension, Markdown
+from markdown.preprocessors import Preprocessor
+
+from .embed import BlockOptions, error_html, in_page, load_block, render
+from .errors import CnnDslError, ValueProblem
+
+FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*cnn[ \t]*(?:\{(?P<options>[^}\n]*)\})?[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+class CnnFencePreprocessor(Preprocessor):
+    """Replaces each ```cnn fence by its rendered HTML before the fenced-code extension sees it."""
+
+    def __init__(self, md: Markdown, base_path: str):
+        super().__init__(md)
+        self.base_path = base_path
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        return FENCE.sub(lambda match: self._block(match, text), text).split("\n")
+
+    def _block(self, match: re.Match, text: str) -> str:
+        fence_line = text.count("\n", 0, match.start()) + 1
+        page, folder = self._page()
+        body = match.group("body")
+        try:
+            written = _written_options(match.group("options") or "")
+            target = written.pop("file", None)
+            options = BlockOptions.from_strings(written)
+            markup = render(load_block(body, target, folder, options, page), options)
+        except CnnDslError as error:
+            if in_page(error, page, fence_line + 1):
+                where, line = f" (column {error.pos.column})", error.pos.line
+            else:
+                where, line = f" ({error.pos})" if error.pos else "", fence_line
+            hint = f"; hint: {error.hint}" if error.hint else ""
+            _logger(page).warning(f"{page}:{line}: cnndsl: {error.message}{where}{hint}")
+            markup = error_html(error, text, page)
+        return "\n\n" + self.md.htmlStash.store(markup) + "\n\n"
+
+    def _page(self) -> tuple[str, Path]:
+        """The page being built and its folder: MkDocs' own link-rewriting step knows it."""
+        relpath = self.md.treeprocessors["relpath"] if "relpath" in self.md.treeprocessors else None
+        file = getattr(relpath, "file", None)
+        if file is not None and getattr(file, "abs_src_path", None):
+            return file.src_path, Path(file.abs_src_path).parent
+        return "<markdown>", Path(self.base_path)
+
+
+def _logger(page: str) -> logging.Logger:
+    """MkDocs counts (and --strict fails on) warnings of the `mkdocs` loggers only."""
+    return logging.getLogger("cnndsl.markdown" if page == "<markdown>" else "mkdocs.extensions.cnndsl")
+
+
+def _written_options(text: str) -> dict[str, str]:
+    """`depth=1 summary=true file="my net.cnn"`; a bare name means true."""
+    try:
+        words = shlex.split(text)
+    except ValueError as error:
+        raise ValueProblem(f"cannot read the block's options {{{text}}}: {error}") from None
+    return {name: value for name, _, value in (word.partition("=") for word in words)}
+
+
+class CnnDslExtension(Extension):
+    def __init__(self, **kwargs):
+        self.config = {"base_path": [".", "folder that `file=` paths are relative to outside MkDocs"]}
+        super().__init__(**kwargs)
+
+    def extendMarkdown(self, md: Markdown) -> None:
+        # after whitespace normalisation (30), before fenced code blocks (25)
+        md.preprocessors.register(CnnFencePreprocessor(md, self.getConfig("base_path")), "cnndsl", 28)
+
+
+def makeExtension(**kwargs) -> CnnDslExtension:
+    return CnnDslExtension(**kwargs)
+

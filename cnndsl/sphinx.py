@@ -1,0 +1,88 @@
+"""Sphinx extension: `extensions = ["cnndsl.sphinx"]` gives the `cnndsl` directive, which renders a
+network (a file, a library name, or the directive's own text) as inline SVG at build time.
+
+    .. cnndsl:: nets/vgg.cnn
+       :depth: 1
+       :summary:
+
+A broken network is a Sphinx warning at the document's line (so `-W` fails the build), and the
+page shows the located error in its place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from . import __version__
+from .embed import BlockOptions, error_html, in_page, load_block, render
+from .errors import CnnDslError
+from .lexer import CnnLexer
+
+logger = logging.getLogger(__name__)
+
+
+class CnnDslDirective(SphinxDirective):
+    """`.. cnndsl:: [FILE or library name]` with the network's text as content when no argument."""
+
+    optional_arguments = 1
+    has_content = True
+    option_spec = {
+        "network": directives.unchanged_required,
+        "depth": directives.nonnegative_int,
+        "shapes": directives.flag,
+        "cost": directives.flag,
+        "summary": directives.flag,
+        "source": directives.flag,
+    }
+
+    def run(self) -> list[nodes.Node]:
+        options = BlockOptions(
+            network=self.options.get("network"), depth=self.options.get("depth"),
+            **{flag: flag in self.options for flag in ("shapes", "cost", "summary", "source")},
+        )
+        doc_file, _ = self.get_source_info()
+        text = "\n".join(self.content) if self.content else None
+        target = self.arguments[0] if self.arguments else None
+        if target:
+            path = Path(self.env.relfn2path(target, self.env.docname)[1])  # `/x.cnn` is from the source folder
+            if path.exists():
+                self.env.note_dependency(str(path))
+                target = str(path)
+        try:
+            network = load_block(text, target, Path(self.env.doc2path(self.env.docname)).parent,
+                                 options, doc_file)
+            markup = render(network, options)
+        except CnnDslError as error:
+            page = _read(doc_file)
+            if in_page(error, doc_file, self.content_offset + 1, self._indent(page)):
+                where, line = f" (column {error.pos.column})", error.pos.line
+            else:
+                where, line = f" ({error.pos})" if error.pos else "", self.lineno
+            hint = f"; hint: {error.hint}" if error.hint else ""
+            logger.warning(f"cnndsl: {error.message}{where}{hint}", location=(self.env.docname, line), type="cnndsl")
+            return [nodes.raw("", error_html(error, page, doc_file), format="html")]
+        return [nodes.raw("", markup, format="html")]
+
+    def _indent(self, page: str) -> int:
+        """How far the content is indented in the document: its first line there, less its own indent."""
+        lines = page.splitlines()
+        if not self.content or self.content_offset >= len(lines):
+            return 0
+        return max(0, len(lines[self.content_offset]) - len(self.content[0]))
+
+
+def _read(doc_file: str) -> str:
+    try:
+        return Path(doc_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def setup(app):
+    app.add_directive("cnndsl", CnnDslDirective)
+    app.add_lexer("cnn", CnnLexer)
+    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,364 @@
+"""`cnndsl serve` as a user meets it: a real server process, and its page in headless Chromium driven by
+Playwright (Debian's `chromium`; scripts/test installs it, and these tests skip, saying so, without it).
+
+Expected figures are counted by hand or taken from torchvision: AlexNet has 61,100,840 parameters
+(torchvision's published count); with 10 classes its last fc has 4096·10 + 10 instead of
+4096·1000 + 1000, 4,056,030 fewer: 57,044,810. On a 3×227×227 input its first convolution gives
+⌊(227 − 11 + 2·2)/4⌋ + 1 = 56, with 64·3·11·11 + 64 = 23,296 parameters.
+"""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` is not installed")
+
+
+@dataclass
+class Served:
+    url: str
+    host: str
+    port: int
+    file: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`cnndsl serve alexnet.cnn -n alexnet --input 3x227x227 --port 0`, as a separate process."""
+    folder = tmp_path_factory.mktemp("served")
+    file = folder / "alexnet.cnn"
+    shutil.copy(ROOT / "library" / "alexnet.cnn", file)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", str(file), "-n", "alexnet",
+               "--input", "3x227x227", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    line = process.stdout.readline() if ready else ""
+    found = re.search(r"http://(127\.0\.0\.1):(\d+)/", line)
+    if not found:
+        process.kill()
+        pytest.fail(f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
+    yield Served(found.group(0), found.group(1), int(found.group(2)), file)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _request(served: Served, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, bytes]:
+    """One raw request with exactly these headers (Host included), as a browser or an attacker sends it."""
+    connection = http.client.HTTPConnection(served.host, served.port, timeout=10)
+    connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for name, value in {**headers, "Content-Length": str(len(body))}.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def _own(served: Served) -> dict:
+    return {"Host": f"127.0.0.1:{served.port}", "Origin": f"http://127.0.0.1:{served.port}"}
+
+
+# ---- the learner's view: each layer's figures worked out, checked against hand calculations -------------
+def _worked(text: str, **options) -> dict[str, dict]:
+    import cnndsl
+    from cnndsl.serve.explain import explain
+
+    network = cnndsl.parse(text, **options)
+    return {network.graph.nodes[node]["name"]: dict(explain(network.graph, node)["rows"])
+            for node in network.graph.nodes}
+
+
+def test_alexnets_first_layer_is_worked_out_as_lecture_notes_do():
+    rows = _worked((ROOT / "library" / "alexnet.cnn").read_text(encoding="utf-8"), network="alexnet",
+                   input=(3, 227, 227))["features.conv1"]
+    assert rows == {
+        "output size": "H = W: ⌊(227 − 11 + 2·2)/4⌋ + 1 = 56  → 64×56×56",
+        "parameters": "64·3·11·11 + 64 = 23,296",
+        "MACs": "64·56·56·11·11·3 = 72,855,552",
+        "receptive field": "H = W: 1 + (11 − 1)·1·1 = 11, jump 1·4 = 4",
+    }
+
+
+def test_dilation_ceil_mode_transposed_convolution_norm_and_fc_are_worked_out():
+    rows = _worked("network t { input 3x32x32, conv(8, k=3, d=2, p=2), maxpool(k=3, s=2, ceil=true), "
+                   "deconv(4, k=2, s=2), bn, fc(10) }")
+    assert rows["conv"]["output size"] == "H = W: ⌊(32 + 2·2 − 2·(3 − 1) − 1)/1⌋ + 1 = 32  → 8×32×32"
+    assert rows["conv"]["receptive field"] == "H = W: 1 + (3 − 1)·2·1 = 5, jump 1·1 = 1"
+    assert rows["maxpool"]["output size"] == "H = W: ⌈(32 − 3 + 2·0)/2⌉ + 1 = 16  → 8×16×16"
+    assert rows["maxpool"]["receptive field"] == "H = W: 5 + (3 − 1)·1·1 = 7, jump 1·2 = 2"
+    assert rows["deconv"]["output size"] == "H = W: (16 − 1)·2 − 2·0 + 2 = 32  → 4×32×32"
+    assert rows["deconv"]["parameters"] == "8·4·2·2 + 4 = 132"
+    assert rows["deconv"]["MACs"] == "8·16·16·2·2·4 = 32,768"
+    # a 2×2 transposed convolution at stride 2: each output pixel reads exactly one input pixel
+    assert rows["deconv"]["receptive field"] == "H = W: 7 + (⌈2/2⌉ − 1)·2 = 7, jump 2/2 = 1"
+    assert rows["bn"]["parameters"] == "2·4 = 8"
+    assert rows["fc"]["parameters"] == "4·32·32·10 + 10 = 40,970"
+    assert rows["fc"]["MACs"] == "4·32·32·10 = 40,960"
+
+
+def test_a_grouped_convolution_and_a_layer_without_a_window():
+    rows = _worked("network t { input 32x56x56, conv3x3(64, s=2, g=4, bias=false), relu }")
+    assert rows["conv"]["parameters"] == "64·(32/4)·3·3 = 4,608"
+    assert rows["conv"]["MACs"] == "64·28·28·3·3·8 = 3,612,672"
+    assert rows["conv"]["output size"] == "H = W: ⌊(56 − 3 + 2·1)/2⌋ + 1 = 28  → 64×28×28"
+    assert rows["relu"] == {"output size": "64×28×28, the shape it receives", "parameters": "no parameters",
+                            "MACs": "none counted: only convolutions and fully connected layers multiply-accumulate",
+                            "receptive field": "3, as it receives (no window); jump 2"}
+
+
+def test_one_dot_process_lays_out_diagram_after_diagram_as_graphviz_does():
+    """The same SVG as a fresh `dot` for each graph; only sibling clusters may come in another order."""
+    import cnndsl
+    from cnndsl.backends.graphviz import to_digraph
+    from cnndsl.serve.layout import DotProcess
+
+    def lines(svg: str) -> list[str]:
+        return sorted(svg.splitlines())
+
+    layout = DotProcess()
+    graphs = [to_digraph(cnndsl.load(name), depth=depth) for name, depth in (("lenet5", None), ("resnet18", 1))]
+    expected = [graph.pipe(format="svg").decode("utf-8") for graph in graphs]
+    started = None
+    for graph, svg in [*zip(graphs, expected), *zip(graphs, expected)]:
+        assert lines(layout.svg(graph.source)) == lines(svg)
+        started = started or layout.process.pid
+        assert layout.process.pid == started
+    layout.process.kill()
+    layout.process.wait()
+    assert lines(layout.svg(graphs[0].source)) == lines(expected[0])  # a dead dot is started again
+    assert layout.process.pid != started
+    layout.close()
+
+
+def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still_comes(tmp_path):
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    large = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }"))
+    assert large["ok"] and large["svg"].startswith('<p class="too-large">This diagram has 4,')
+    assert large["table"].count("<tr data-layer=") == 2000
+    collapsed = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }", depth=0))
+    assert collapsed["svg"].startswith("<svg")
+
+
+def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path):
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", "a", None)
+    laid_out = []
+    layout = analyser.layout.svg
+    analyser.layout.svg = lambda source: laid_out.append(source) or layout(source)
+    text = "network a { input 3x8x8, conv3x3(4), relu }\nnetwork b { input 3x8x8, relu }\n"
+    first = analyser.analyse(Request(text))
+    for edited in (text + "# a comment\n", text.replace("network b { input 3x8x8", "network b { input 3x9x9")):
+        assert analyser.analyse(Request(edited))["svg"] == first["svg"]
+    assert len(laid_out) == 1
+    assert analyser.analyse(Request(text.replace("conv3x3(4)", "conv3x3(5)")))["svg"] != first["svg"]
+    assert len(laid_out) == 2
+
+
+# ---- the server: where it listens and whom it answers ---------------------------------------------------
+def test_it_listens_on_the_loopback_address_only(served):
+    listening = []
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = row.split()[1], row.split()[3]
+        address, port = local.split(":")
+        if state == "0A" and int(port, 16) == served.port:  # 0A: LISTEN
+            listening.append(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    assert listening == ["127.0.0.1"]
+
+
+def test_the_page_and_the_file_are_served_to_their_own_host(served):
+    status, body = _request(served, "GET", "/api/file", {"Host": f"localhost:{served.port}"})
+    assert status == 200 and json.loads(body)["text"] == served.file.read_text(encoding="utf-8")
+
+
+def test_a_request_naming_another_host_is_refused_as_dns_rebinding(served):
+    for path in ("/", "/api/file", "/static/app.js"):
+        status, body = _request(served, "GET", path, {"Host": f"attacker.example:{served.port}"})
+        assert (status, body) == (403, b"refused: this server answers only its own page")
+
+
+def test_a_write_from_another_site_or_without_an_origin_is_refused_and_the_file_kept(served):
+    before = served.file.read_bytes()
+    body = b'{"text": "network pwned { input 3x8x8 }"}'
+    for origin in ({"Origin": "http://attacker.example"}, {"Origin": "null"}, {}):
+        status, _ = _request(served, "PUT", "/api/file", {"Host": f"127.0.0.1:{served.port}", **origin}, body)
+        assert status == 403
+    assert served.file.read_bytes() == before
+
+
+def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/etc/passwd",
+                 "/static//etc/passwd", "/api/file/../../../etc/passwd"):
+        status, body = _request(served, "GET", path, _own(served))
+        assert status == 404 and b"root:" not in body and b"import" not in body, path
+    assert _request(served, "GET", "/static/codemirror.js", _own(served))[0] == 200
+
+
+def test_ctrl_c_stops_the_server_quietly(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", "serve",
+                                str(tmp_path / "net.cnn"), "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    assert "http://127.0.0.1:" in process.stdout.readline()
+    time.sleep(0.5)  # a person reads the URL first
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=20)
+    assert (process.returncode, output) == (0, "cnndsl serve: stopped\n")
+    assert not (tmp_path / "net.cnn").exists()  # nothing is written unless the page saves
+
+
+def test_a_busy_port_is_a_clear_error(served, cli, tmp_path):
+    result = cli("serve", tmp_path / "net.cnn", "--port", served.port)
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot listen on 127.0.0.1:{served.port}: Address already in use\n"
+                             "hint: choose another port with --port, or --port 0 for any free one\n")
+
+
+def test_the_file_must_be_a_cnn_file(cli):
+    result = cli("serve", "resnet50")
+    assert result.exit_code == 2 and "expected a .cnn file (a new one is created on the first save)" in result.stderr
+
+
+# ---- the page in a browser ----------------------------------------------------------------------------------
+def _chromium() -> str | None:
+    return os.environ.get("CNNDSL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    """One headless Chromium for all the browser tests, on the served page."""
+    if _chromium() is None:
+        pytest.skip("Chromium is not installed: `apt-get install chromium` (scripts/test does this as root), "
+                    "or set CNNDSL_CHROMIUM to a Chromium binary")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium())
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
+        tab.requested = []
+        tab.on("request", lambda request: tab.requested.append(request.url))
+        tab.goto(served.url)
+        tab.wait_for_selector("#diagram svg", timeout=15_000)
+        yield tab
+        browser.close()
+
+
+def _place_cursor(page, offset: int) -> None:
+    page.evaluate("(offset) => { const view = window.cnndsl.view; view.focus(); "
+                  "view.dispatch({selection: {anchor: offset}}); }", offset)
+
+
+def _editor_text(page) -> str:
+    return page.evaluate("() => window.cnndsl.view.state.doc.toString()")
+
+
+def test_the_page_shows_the_files_diagram_and_summary(page, served):
+    drawn = page.text_content("#diagram svg")
+    assert "alexnet" in drawn and "conv 11×11, 64, /4" in drawn
+    assert _editor_text(page) == served.file.read_text(encoding="utf-8")
+    assert page.inner_text("table.cnndsl-summary .cnndsl-params") == "61,100,840"
+
+
+def test_the_page_loads_nothing_from_elsewhere(page, served):
+    assert page.requested and all(url.startswith(served.url) for url in page.requested), page.requested
+    assert {url[len(served.url):] for url in page.requested} >= {"", "static/codemirror.js", "static/app.js",
+                                                                 "static/style.css", "api/file", "api/analyse"}
+
+
+def test_a_typo_is_underlined_at_its_line_and_column_within_a_second_and_fixing_it_redraws(page, served):
+    text = served.file.read_text(encoding="utf-8")
+    offset = text.index("conv5x5(192), relu") + len("conv5x5(192), relu")
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rfind("\n", 0, offset) - len("relu")
+    _place_cursor(page, offset)
+    page.keyboard.type("x")
+    started = time.monotonic()
+    page.wait_for_selector(".cm-lintRange-error", timeout=1000)
+    assert time.monotonic() - started < 1.0
+    assert page.inner_text(".cm-lintRange-error") == "relux"
+    assert page.inner_text("#error-text").startswith(f"{served.file}:{line}:{column}: error: unknown layer `relux`")
+    assert "hint: did you mean `relu`?" in page.inner_text("#error-text")
+    assert "stale" in page.get_attribute("#diagram", "class")
+
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#error", state="hidden", timeout=2000)
+    page.wait_for_selector("#diagram:not(.stale) svg", timeout=2000)
+    assert page.query_selector(".cm-lintRange-error") is None
+    assert page.inner_text("table.cnndsl-summary .cnndsl-params") == "61,100,840"
+
+
+def test_clicking_a_layer_shows_its_figures_worked_out_by_hand(page):
+    page.click("#diagram g.node:has(a[*|title='features.conv1'])")
+    page.wait_for_selector("#learner:not([hidden]) td")
+    shown = page.inner_text("#learner")
+    assert "3×227×227 → 64×56×56" in shown
+    assert "⌊(227 − 11 + 2·2)/4⌋ + 1 = 56" in shown
+    assert "64·3·11·11 + 64 = 23,296" in shown
+    assert "1 + (11 − 1)·1·1 = 11" in shown  # receptive field
+
+    text = _editor_text(page)  # the working follows an edit of the layer: k=11 -> k=7
+    start = text.index("k=11") + len("k=")
+    _replace(page, start, start + 2, "7")
+    page.wait_for_function("() => document.querySelector('#learner').innerText.includes("
+                           "'⌊(227 − 7 + 2·2)/4⌋ + 1 = 57')", timeout=2000)
+    assert "64·3·7·7 + 64 = 9,472" in page.inner_text("#learner")
+    _replace(page, start, start + 1, "11")
+    page.wait_for_function("() => document.querySelector('#learner').innerText.includes('= 23,296')", timeout=2000)
+    assert _editor_text(page) == text
+
+
+def _replace(page, start: int, end: int, typed: str) -> None:
+    """Select start..end in the editor and type over it, as a user does."""
+    page.evaluate("([from, to]) => { const view = window.cnndsl.view; view.focus(); "
+                  "view.dispatch({selection: {anchor: from, head: to}}); }", [start, end])
+    page.keyboard.type(typed)
+
+
+def test_ctrl_s_writes_the_editors_text_to_the_file(page, served):
+    text = _editor_text(page)
+    start = text.index("classes=1000") + len("classes=")
+    _replace(page, start, start + 4, "10")
+    page.wait_for_function("() => document.querySelector('table.cnndsl-summary .cnndsl-params')"
+                           ".textContent === '57,044,810'", timeout=2000)
+    assert served.file.read_text(encoding="utf-8") == text  # not saved yet
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 3
+    while served.file.read_text(encoding="utf-8") != _editor_text(page) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.file.read_text(encoding="utf-8") == text.replace("classes=1000", "classes=10", 1)
+    assert [path.name for path in served.file.parent.iterdir()] == [served.file.name]  # no temp file left
+    page.wait_for_selector("#dirty", state="hidden")
+
+
+def test_a_change_on_disk_reloads_the_editor_and_the_diagram(page, served):
+    text = served.file.read_text(encoding="utf-8")
+    served.file.write_text(text.replace("conv5x5(192)", "conv5x5(128)", 1), encoding="utf-8")
+    page.wait_for_function("() => window.cnndsl.view.state.doc.toString().includes('conv5x5(128)')", timeout=3000)
+    page.wait_for_function("() => document.querySelector('#diagram svg').textContent.includes('conv 5×5, 128')",
+                           timeout=3000)
+
+
+def test_a_screenshot_of_the_page_is_not_blank(page):
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 24)  # (count, colour) pairs
+    not_white = sum(count for count, colour in colours if sum(colour) < 3 * 240)
+    assert image.size == (1400, 900)
+    assert len(colours) > 50 and not_white > 0.03 * 1400 * 900
