@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..ir import inputs_of
-from .torch_source import _constructor, _free_name, _variable, forward_expression, module_path
+from .torch_source import _constructor, _free_name, _variable, class_name, forward_expression, module_path
 
 SLOT = re.compile("\x00(\\d+)\x00")
 KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
@@ -27,10 +27,6 @@ NUMBERED = '''def _numbered(name, *blocks):
     if len(blocks) == 1:
         return nn.Sequential(OrderedDict([(name, blocks[0])]))
     return nn.Sequential(OrderedDict((f"{name}{i}", b) for i, b in enumerate(blocks, 1)))'''
-
-
-class NotCompact(Exception):
-    """The network has a shape the compact form does not write; the unrolled form is used instead."""
 
 
 @dataclass
@@ -585,9 +581,9 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict]:
     kept, expressions = kept_parameters(network, base, rebuild)
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
     init = base.init.render(expressions)
-    network_class = [f"class {_network_class(network)}(nn.Module):", f"    def __init__({signature}):",
+    network_class = [f"class {class_name(network.name)}(nn.Module):", f"    def __init__({signature}):",
                      "        super().__init__()", *_indented(init, 2), "",
-                     f"    def forward(self, x):", *_indented("\n".join(base.forward), 2)]
+                     "    def forward(self, x):", *_indented("\n".join(base.forward), 2)]
     helper = [NUMBERED] if "_numbered(" in init or any("_numbered(" in text for text in base.classes) else []
     blocks = helper + base.classes + ["\n".join(network_class)]
     return "\n\n\n".join(blocks), kept
@@ -595,9 +591,3 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict]:
 
 def _literal(value) -> str:
     return repr(tuple(value)) if isinstance(value, list) else repr(value)
-
-
-def _network_class(network) -> str:
-    from .torch_source import class_name
-
-    return class_name(network.name)
