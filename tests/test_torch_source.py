@@ -192,7 +192,7 @@ def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so():
     with it (the auxiliary heads hold a `fc(classes)` of their own)."""
     assert "    def __init__(self, classes=1000):" in _source("googlenet")
     aux = _source("googlenet_aux")
-    assert "Fixed at their values: classes=1000, aux=True." in aux
+    assert "Fixed at their values: classes=1000, aux=true." in aux
     assert "class GooglenetAux(nn.Module):\n    def __init__(self):" in aux
 
 

@@ -15,6 +15,8 @@ OPENING, CLOSING = "([{", ")]}"
 
 def laid_out(line: str) -> list[str]:
     """One generated line (with its indentation) as the lines ruff format makes of it."""
+    if line.lstrip().startswith("#"):
+        return [line]  # ruff format leaves comments as they are
     line = double_quoted(line)
     indent = line[: len(line) - len(line.lstrip(" "))]
     return [indent + part for part in _split(line.strip(), indent)]
@@ -54,6 +56,10 @@ def _split(text: str, indent: str) -> list[str]:
     if not body.strip():
         return [text]
     inner = indent + INDENT
+    clause = _comprehension(body)
+    if clause is not None and len(inner) + len(body.strip()) > LINE_LENGTH:  # the element, then its `for`
+        element = body[:clause].strip()
+        return [head, *[INDENT + part for part in _split(element, inner)], INDENT + body[clause:].strip(), tail]
     items = _top_level_items(body)
     if len(items) == 1 or len(inner) + len(body) <= LINE_LENGTH:
         lines = [INDENT + part for part in _split(body.strip(), inner)] if len(items) == 1 else [INDENT + body.strip()]
@@ -73,6 +79,19 @@ def _last_bracket_pair(text: str) -> tuple[int, int] | None:
             pairs.append((depth_stack.pop(), index))
     outermost = [pair for pair in pairs if not any(o < pair[0] and pair[1] < c for o, c in pairs)]
     return outermost[-1] if outermost else None
+
+
+def _comprehension(body: str) -> int | None:
+    """Where a comprehension's first ` for ` stands in a bracket's contents, outside nested brackets."""
+    depth = 0
+    for index, char in _code_characters(body):
+        if char in OPENING:
+            depth += 1
+        elif char in CLOSING:
+            depth -= 1
+        elif depth == 0 and body.startswith(" for ", index):
+            return index
+    return None
 
 
 def _top_level_items(body: str) -> list[str]:
