@@ -325,7 +325,8 @@ def make_files(root: Path) -> Path:
 # ---- running one input ------------------------------------------------------------------------
 def run(text: str, network: Optional[str], folder: Path) -> tuple[Optional[str], str]:
     """(None, how it ended) when the input ends in a CnnDslError ("error NameProblem"), or in a valid graph that the
-    backends build ("graph"; "backends" when torch and onnxruntime ran it too); else (what escaped, "escape").
+    backends build ("graph"; "backends" when torch and onnxruntime ran it too) or refuse with a located
+    error ("refused" and its message); else (what escaped, "escape").
     The input is read from folder/fuzz.cnn, as a user's file would be."""
     path = folder / "fuzz.cnn"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
@@ -340,8 +341,9 @@ def run(text: str, network: Optional[str], folder: Path) -> tuple[Optional[str],
         return f"{type(error).__name__}: {error}", "escape"
     try:
         broken = contract_broken(network) or backends_broken(network)
-    except CnnDslError as error:
-        broken = f"check accepted it, then a backend refused it: {type(error).__name__}: {error}"
+    except CnnDslError as error:  # a located refusal, such as ONNX's of an even-sized lrn (docs/onnx.md)
+        error.render(text)
+        return None, f"refused {error.message.split(':')[0][:60]}"
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001
@@ -512,7 +514,8 @@ def reference_seconds() -> float:
 
 
 OUTCOMES = {"error": "located errors (CnnDslError)", "graph": "graphs (DOT built; too large for torch and onnxruntime)",
-            "backends": "graphs run by torch and onnxruntime to the same outputs", "escape": "escapes"}
+            "backends": "graphs run by torch and onnxruntime to the same outputs", "escape": "escapes",
+            "refused": "graphs a backend refused with a located error"}
 
 
 def _drive(seeds, results: list, lock) -> None:
@@ -559,11 +562,13 @@ def main() -> int:
         thread.join()
     elapsed = time.perf_counter() - start
     os.environ["CNNDSL_NO_CACHE"] = "1"  # the reference parses, as each input does
-    kinds, outcomes, escapes = {}, {}, []
+    kinds, outcomes, refusals, escapes = {}, {}, {}, []
     for seed, seconds, escaped, label in sorted(results):
         kind, outcome = label.split()[:2]
         kinds[kind] = kinds.get(kind, 0) + 1
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome == "refused":
+            refusals[label.split(maxsplit=2)[2]] = refusals.get(label.split(maxsplit=2)[2], 0) + 1
         if escaped:
             escapes.append((seed, label, escaped))
     slowest = max(results, default=(None, 0.0, None, ""), key=lambda result: result[1])
@@ -574,6 +579,8 @@ def main() -> int:
     print(f"tried {len(results):,} inputs (seeds {options.seed}..{options.seed + len(results) - 1}): "
           + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items())))
     print("ended in: " + ", ".join(f"{n:,} {OUTCOMES[outcome]}" for outcome, n in sorted(outcomes.items())))
+    for message, n in sorted(refusals.items()):
+        print(f"  refused {n:,} times: {message}")
     print(f"escaped: {len(escapes)} (anything but a valid graph that every backend builds or a CnnDslError, a hang,"
           f" or a blow-up)")
     for seed, label, what in escapes[:20]:

@@ -110,20 +110,22 @@ class Network:
         """What builds but is likely not what was meant (a channels-last input, an inferred projection), located."""
         return list(self.graph.graph.get("warnings", []))
 
-    def to_torch(self, **options):
-        """An nn.Module with generated forward code (options: init, zero_init_residual, seed; see docs/torch.md)."""
+    def to_torch(self, weights: Any = None, strict: bool = True, **options):
+        """An nn.Module with generated forward code (options: init, zero_init_residual, seed; see docs/torch.md);
+        `weights`: a module, a state_dict, a .pt/.pth/.safetensors file or "torchvision" (docs/weights.md),
+        all of it matched unless strict=False."""
         from .backends.torch import build_module
 
-        return build_module(self, **options)
+        return build_module(self, weights=weights, strict=strict, **options)
 
     def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False):
-        """The ONNX model (weights: a module, state_dict or checkpoint path; else fresh); written to `path` if given."""
+                fold_bn: bool = False, strict: bool = True):
+        """The ONNX model (weights as for `to_torch`, else fresh); written to `path` if given."""
         from .backends.onnx import build_model, export_onnx
 
         if path is None:
-            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn)
-        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn)
+            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict)
+        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict)
 
     def _repr_svg_(self) -> "str | None":
         """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);

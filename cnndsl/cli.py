@@ -146,7 +146,8 @@ def list_command(pattern):
 @network_options
 @click.option("--to", "fmt", type=click.Choice(COMPILE_FORMATS), required=True, help="What to produce.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Output file (default: NETWORK.EXT).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pt, .safetensors) for ONNX weights.")
+@click.option("--weights", metavar="FILE|torchvision",
+              help="Weights for --to onnx or pt2: a .pt, .pth or .safetensors checkpoint, or torchvision's published ones.")
 @click.option("--opset", type=click.IntRange(7), help="ONNX opset (default: the newest onnxruntime runs).")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into the preceding convolution (ONNX).")
 @click.option("--depth", type=click.IntRange(0), help="Diagram: hierarchy levels to show.")
@@ -199,6 +200,26 @@ def draw(source, network, input_shape, params, max_nodes, output, **options):
     click.echo(f"wrote {output}")
 
 
+@main.command(name="weights")
+@network_options
+@click.argument("checkpoint")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the matched weights under the network's names (.safetensors).")
+@click.option("--partial", is_flag=True, help="Accept a checkpoint that covers only part of the network (strict=False).")
+def weights_command(source, network, input_shape, params, max_nodes, checkpoint, output, partial):
+    """Show which checkpoint tensor each layer takes, by name or by structure, and what did not match."""
+    from .weights import mapping
+
+    net = _load(source, network, input_shape, params, max_nodes)
+    found = mapping(net, checkpoint)
+    click.echo(found.listing())
+    if not found.result.complete and not partial:
+        raise found.result.refusal()
+    if output:
+        found.write(output)
+        click.echo(f"wrote {output}")
+
+
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--network", "-n", help="Which network of the file to draw.")
@@ -233,7 +254,8 @@ def write_output(net, fmt: str, target: Path, options: dict) -> None:
     elif fmt == "pt2":
         from .backends.torch import write_pt2
 
-        write_pt2(net, target)
+        weights = options.get("weights")
+        write_pt2(net, target, net.to_torch(weights=weights) if weights is not None else None)
     else:
         from .backends.graphviz import render
 

@@ -15,7 +15,7 @@ from .resources import grammar_path
 
 MAX_NESTING = 100
 MAX_DIGITS = 30  # a number literal longer than this is a typo, and Python refuses int() past 4,300 digits
-_LAYOUT = "\t \f\n"
+_LIST_LAYOUT = "\t \f\n"
 _LIST_ITEM = re.compile(r"[\t \f\n]*\d+(?:\.\d+)?[\t \f\n]*")  # one number between the commas of NUMBERS
 _LIST_PIECE = re.compile(r"\d+(?:\.\d+)?|\S")
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
@@ -310,7 +310,7 @@ class _ToAst(Transformer):
         parts = token[1:-1].split(",")
         if not all(map(_LIST_ITEM.fullmatch, parts)):
             raise self._list_error(token)
-        literals = parts if max(map(len, parts)) <= MAX_DIGITS else [part.strip(_LAYOUT) for part in parts]
+        literals = parts if max(map(len, parts)) <= MAX_DIGITS else [part.strip(_LIST_LAYOUT) for part in parts]
         if max(map(len, literals)) > MAX_DIGITS:
             return self._number_by_number(token)
         # int() and float() skip the layout around each number themselves

@@ -37,6 +37,8 @@ def _check(body: str, shape: str, reference, batch: int = 2, fold_bn: bool = Fal
     weights = {name: value.double() for name, value in module.state_dict().items()}
     x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = reference(x, weights)
+    assert net.graph.nodes[net.outputs[0][1]]["shape"] == tuple(expected.shape[1:])  # the inferred shape too
+    assert net.params == sum(parameter.numel() for parameter in module.parameters())  # as torch's layers count
     with torch.no_grad():
         got = module.double()(x)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
@@ -56,10 +58,10 @@ def test_asymmetric_kernel_and_stride():
            lambda x, w: F.conv2d(x, w["conv.weight"], None, stride=(2, 1), padding=(0, 1)))
 
 
-def test_deconv_with_output_padding():
-    _check("deconv(4, k=3, s=2, p=1, op=1)", "6x5x7",
+def test_deconv_with_output_padding_and_groups():
+    _check("deconv(4, k=3, s=2, p=1, op=1, g=2)", "6x5x7",
            lambda x, w: F.conv_transpose2d(x, w["deconv.weight"], w["deconv.bias"], stride=2, padding=1,
-                                           output_padding=1))
+                                           output_padding=1, groups=2))
 
 
 @pytest.mark.parametrize("layer, reference", [

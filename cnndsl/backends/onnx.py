@@ -21,26 +21,26 @@ from ..errors import CnnDslError, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
 from .onnx_fold import fold_batchnorm
-from .onnx_weights import Weights, filled, uniform, weights_from
+from .onnx_weights import Weights, filled, uniform, weights_for
 
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
 BATCH = "batch"
 
 
 def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False) -> Path:
+                fold_bn: bool = False, strict: bool = True) -> Path:
     """Write the network as an ONNX file, whole or not at all."""
-    model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn)
+    model = build_model(network, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict)
     return write_atomically(path, model.SerializeToString())
 
 
-def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False) -> onnx.ModelProto:
-    """The network as an ONNX model: weights from a module, state_dict or checkpoint, else fresh."""
+def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False,
+                strict: bool = True) -> onnx.ModelProto:
+    """The network as an ONNX model: weights from a checkpoint (cnndsl.weights), else fresh."""
     network.require_weights_fit("onnx")  # protobuf holds at most 2 GiB: refuse before drawing the weights
     opset = _checked_opset(opset)
-    emitter = Emitter(opset, weights_from(weights))
-    values = _emit_nodes(network, emitter)
-    emitter.weights.check_all_used()
+    emitter = Emitter(opset, weights_for(network, weights, strict))
+    values = emit_nodes(network, emitter)
     outputs = [emitter.name_output(values[node], name) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
@@ -92,7 +92,7 @@ def _checked_opset(opset: Optional[int]) -> int:
     return opset
 
 
-def _emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
+def emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
     """Each IR node's rule, in node order; returns the value that holds each node's output."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}

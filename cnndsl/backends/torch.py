@@ -19,6 +19,7 @@ from ..atomic import write_atomically
 from ..errors import CnnDslError, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
+from ..weights import load_into
 from .torch_classes import _changed, compact_source
 from .torch_source import class_name, forward_expression, input_name, overwritable, python_file, python_source
 
@@ -27,10 +28,16 @@ EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input 
 
 
 def build_module(network, init: str = "default", zero_init_residual: bool = False,
-                 seed: Optional[int] = None) -> fx.GraphModule:
-    """The network as an nn.Module; a `seed` makes initialisation reproducible without touching the global RNG."""
+                 seed: Optional[int] = None, weights=None, strict: bool = True) -> fx.GraphModule:
+    """The network as an nn.Module; a `seed` makes initialisation reproducible without touching the global RNG.
+
+    `weights` (cnndsl.weights) replace the initialisation: all of it, or with strict=False what they match.
+    """
     if init not in INITS:
         raise ValueProblem(f"unknown initialisation `{init}`", hint=f"choose one of {', '.join(INITS)}")
+    if weights is not None and strict:
+        root = _loaded(network, weights, init != "default" or zero_init_residual or seed is not None)
+        return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
@@ -39,7 +46,24 @@ def build_module(network, init: str = "default", zero_init_residual: bool = Fals
             _kaiming(root)
         if zero_init_residual:
             _zero_residual_norms(network.graph, root)
+    if weights is not None:
+        load_into(root, network, weights, strict=False)
     return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+
+
+def _loaded(network, weights, initialising: bool) -> nn.Module:
+    """Modules holding every tensor of the checkpoint: built without drawing weights (on the meta device)
+    unless a layer keeps buffers no state_dict holds."""
+    if initialising:
+        raise ValueProblem("`init`, `zero_init_residual` and `seed` do not apply when every weight comes from "
+                           "the checkpoint", hint="leave them out, or load with strict=False to initialise "
+                           "what the checkpoint lacks")
+    with torch.device("meta"):
+        root = _modules(network)
+    if not load_into(root, network, weights, strict=True):
+        root = _modules(network)
+        load_into(root, network, weights, strict=True)
+    return root
 
 
 def write_python(network, path: "str | Path") -> Path:

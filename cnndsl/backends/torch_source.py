@@ -223,9 +223,15 @@ def forward_expression(graph, node: int, args: list[str], module: "str | None") 
 
 def overwritable(graph, node: int) -> bool:
     """The node's value may be overwritten by the layer that reads it: a fresh tensor that backward does
-    not keep, with one reader and not an output (as torchvision's in-place ReLU and `out += identity`)."""
+    not keep (not its input passed on, as by an `add` of one input), with one reader and not an output
+    (as torchvision's in-place ReLU and `out += identity`)."""
     outputs = {output for _, output in graph.graph["outputs"]}
-    return REGISTRY[graph.nodes[node]["op"]].torch_overwritable and graph.out_degree(node) == 1 and node not in outputs
+    data, sources = graph.nodes[node], inputs_of(graph, node)
+    kind = REGISTRY[data["op"]]
+    if not kind.torch_overwritable or graph.out_degree(node) != 1 or node in outputs:
+        return False
+    shapes = [graph.nodes[source]["shape"] for source in sources]
+    return len(sources) != 1 or kind.torch_call(data["attrs"], shapes, ["x"], None) != "x"  # `add` of one input
 
 
 def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:

@@ -1,0 +1,266 @@
+"""Trained weights into a network, for every backend: a checkpoint however it is saved or wrapped, matched
+to the network's tensors by name or by structure (`cnndsl.weights_match`), handed over under the network's names.
+
+A `.safetensors` file is read without importing torch; any other file only through
+`torch.load(weights_only=True)`, which unpickles nothing but tensors and plain containers.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .atomic import write_atomically
+from .errors import FileProblem, ValueProblem
+from .weights_match import Given, Match, Slot, match
+
+TORCHVISION = "torchvision"  # `weights="torchvision"`: torchvision's default published weights for the network
+WRAPPERS = ("state_dict", "model")  # training checkpoints keep the state_dict under one of these
+DDP_PREFIX = "module."
+
+
+class PartialWeights(UserWarning):
+    """A load with strict=False left some of the network's tensors as they were initialised."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's tensors (torch tensors or numpy arrays) by key, in its order, and how to name it."""
+
+    tensors: Mapping[str, Any]
+    origin: str
+    owned: bool  # read from a file: the tensors are ours to keep, not shared with a caller's module
+
+    def given(self) -> dict[str, Given]:
+        return {key: _described(value) for key, value in self.tensors.items()}
+
+
+def read(source: Any, network_name: str) -> Checkpoint:
+    """A module, a state_dict, a `.pt`/`.pth`/`.safetensors` path, or `"torchvision"`, unwrapped."""
+    if isinstance(source, str) and source == TORCHVISION:
+        state, origin, owned = *torchvision_state(network_name), True
+    elif isinstance(source, (str, Path)):
+        state, origin, owned = _read_file(Path(source)), str(source), True
+    elif callable(getattr(source, "state_dict", None)):
+        state, origin, owned = source.state_dict(), "the module", False
+    elif isinstance(source, Mapping):
+        state, origin, owned = source, "the state_dict", False
+    else:
+        raise ValueProblem(f"cannot take weights from a {type(source).__name__}",
+                           hint="give a module, a state_dict, a .pt, .pth or .safetensors file, or \"torchvision\"")
+    return Checkpoint(_unwrapped(state, origin), origin, owned)
+
+
+def resolve(graph, slots: list[Slot], checkpoint: Checkpoint, strict: bool) -> Match:
+    """Match the checkpoint to the network: strict refuses anything unmatched; otherwise it is reported as a warning."""
+    result = match(graph, slots, checkpoint.given(), checkpoint.origin)
+    if result.complete:
+        return result
+    if strict:
+        raise result.refusal()
+    warnings.warn(PartialWeights(report_partial(result, slots)), stacklevel=4)
+    return result
+
+
+def report_partial(result: Match, slots: list[Slot]) -> str:
+    weights = [slot for slot in slots if slot.floating]
+    loaded = sum(1 for slot in weights if slot.key in result.pairs)
+    lines = [f"loaded {loaded} of the network's {len(weights)} tensors from {result.origin}"]
+    lines += [f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}"
+              for problem in result.problems]
+    return "\n".join(lines)
+
+
+@dataclass
+class WeightMap:
+    """What `cnndsl weights NET CHECKPOINT` shows and writes: each tensor of the network and its partner."""
+
+    network: Any
+    slots: list[Slot]
+    checkpoint: Checkpoint
+    result: Match
+
+    def listing(self) -> str:
+        """One line per tensor (network key, shape <- checkpoint key, shape), then what did not match."""
+        given = self.checkpoint.tensors
+        weights = [slot for slot in self.slots if slot.floating]
+        matched = [slot for slot in weights if slot.key in self.result.pairs]
+        by_name = sum(1 for slot in matched if slot.key in self.result.by_name)
+        width = max((len(slot.key) for slot in weights), default=0)
+        lines = [f"{self.network.name} <- {self.checkpoint.origin}: {len(matched)} of {len(weights)} tensors matched "
+                 f"({by_name} by name, {len(matched) - by_name} by structure)"]
+        for slot in matched:
+            partner = self.result.pairs[slot.key]
+            lines.append(f"  {slot.key:<{width}}  {_shape_text(slot.shape):>14}  <-  {partner}  "
+                         f"{_shape_text(tuple(given[partner].shape))}")
+        if self.result.problems:
+            lines.append("not matched:")
+            lines += [f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}"
+                      for problem in self.result.problems]
+        if self.result.unused:
+            lines.append(f"not taken from the checkpoint: {', '.join(self.result.unused)}")
+        if self.result.dropped:
+            lines.append(f"left out (auxiliary heads the network does not have): {', '.join(self.result.dropped)}")
+        return "\n".join(lines)
+
+    def write(self, path: "str | Path") -> Path:
+        """The matched weights under the network's names, as one .safetensors file written atomically."""
+        from safetensors.numpy import save
+
+        return write_atomically(path, save(arrays(self.checkpoint, self.result, self.slots)))
+
+
+def mapping(network, source: Any) -> WeightMap:
+    """Match a checkpoint to the network without loading it anywhere (nothing raised for what does not match)."""
+    from .backends.onnx_weights import network_slots
+
+    slots = network_slots(network)
+    checkpoint = read(source, network.name)
+    return WeightMap(network, slots, checkpoint, match(network.graph, slots, checkpoint.given(), checkpoint.origin))
+
+
+def _shape_text(shape: tuple) -> str:
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+# ---- torch ----------------------------------------------------------------------------------------------
+def torch_slots(module, graph) -> list[Slot]:
+    """The module's state_dict as slots, each with the IR node whose layer holds it."""
+    nodes = layer_names(graph)
+    return [Slot(key, tuple(tensor.shape), layer_of(key, nodes), tensor.is_floating_point())
+            for key, tensor in module.state_dict().items()]
+
+
+def layer_names(graph) -> dict[str, int]:
+    return {data["name"]: node for node, data in graph.nodes(data=True)}
+
+
+def layer_of(key: str, nodes: dict[str, int]) -> int:
+    """The IR node holding a state_dict key: `<layer>.<param>`, `<layer>` itself for a layer that is one
+    tensor (layer scale), or deeper where a kind's module nests its own."""
+    name = key
+    while name not in nodes and "." in name:
+        name = name.rpartition(".")[0]
+    if name not in nodes:
+        raise ValueProblem(f"the network holds a tensor `{key}` that no layer owns")
+    return nodes[name]
+
+
+def load_into(module, network, source: Any, strict: bool) -> bool:
+    """Load the checkpoint into the module; returns False if tensors of the module remain uninitialised
+    (built on the meta device, with buffers no state_dict holds)."""
+    import torch
+
+    slots = torch_slots(module, network.graph)
+    checkpoint = read(source, network.name)
+    result = resolve(network.graph, slots, checkpoint, strict)
+    state = {}
+    for slot in slots:
+        if slot.key in result.pairs:
+            state[slot.key] = _as_tensor(checkpoint.tensors[result.pairs[slot.key]], slot, copy=not checkpoint.owned)
+        elif not slot.floating and strict:
+            state[slot.key] = torch.zeros(slot.shape, dtype=torch.long)  # a step count the checkpoint lacks
+    module.load_state_dict(state, strict=strict, assign=strict)
+    return not any(tensor.is_meta for tensor in (*module.parameters(), *module.buffers()))
+
+
+def _as_tensor(value: Any, slot: Slot, copy: bool):
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value.detach()
+    tensor = tensor.reshape(slot.shape).to(torch.float32 if slot.floating else torch.long)
+    return tensor.clone() if copy else tensor.contiguous()
+
+
+# ---- numpy (ONNX, safetensors) ----------------------------------------------------------------------------
+def arrays(checkpoint: Checkpoint, result: Match, slots: list[Slot]) -> dict[str, np.ndarray]:
+    """The matched weights as float32 arrays under the network's names (step counts left out)."""
+    return {slot.key: as_float32(checkpoint.tensors[result.pairs[slot.key]], slot.shape)
+            for slot in slots if slot.floating and slot.key in result.pairs}
+
+
+def as_float32(value: Any, shape: tuple) -> np.ndarray:
+    """A numpy float32 array of `shape` from a numpy array or a torch tensor of any float width."""
+    if hasattr(value, "detach"):
+        tensor = value.detach().cpu()
+        value = (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+    return np.ascontiguousarray(np.asarray(value).reshape(shape), dtype=np.float32)
+
+
+# ---- reading ---------------------------------------------------------------------------------------------
+def _read_file(path: Path) -> Any:
+    if not path.is_file():
+        raise FileProblem(f"cannot read weights: {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the loaders raise many types for a damaged or foreign file
+        raise FileProblem(f"cannot read weights from {path}: {error}",
+                          hint="give a state_dict saved with torch.save or safetensors") from None
+
+
+def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
+    """The state_dict inside a training checkpoint (`{"state_dict": ...}`, `{"model": ...}`), without the
+    `module.` prefix DistributedDataParallel adds."""
+    while isinstance(state, Mapping) and not _holds_tensors(state):
+        inner = next((state[key] for key in WRAPPERS if isinstance(state.get(key), Mapping)), None)
+        if inner is None:
+            break
+        state = inner
+    if not isinstance(state, Mapping) or not _holds_tensors(state):
+        raise FileProblem(f"{origin} holds no state_dict (a mapping of parameter names to tensors)",
+                          hint="save `module.state_dict()`, or a checkpoint holding it under \"state_dict\" or \"model\"")
+    keys = [str(key) for key in state]
+    if all(key.startswith(DDP_PREFIX) for key in keys):
+        return {key[len(DDP_PREFIX):]: value for key, value in zip(keys, state.values())}
+    return dict(zip(keys, state.values()))
+
+
+def _holds_tensors(state: Mapping) -> bool:
+    return all(hasattr(value, "shape") and hasattr(value, "dtype") for value in state.values())
+
+
+def _described(value: Any) -> Given:
+    if hasattr(value, "is_floating_point"):
+        return Given(tuple(value.shape), str(value.dtype).removeprefix("torch."), value.is_floating_point())
+    array = np.asarray(value)
+    return Given(tuple(array.shape), str(array.dtype), array.dtype.kind == "f")
+
+
+# ---- torchvision's published weights -------------------------------------------------------------------------
+def torchvision_state(name: str) -> tuple[Any, str]:
+    """torchvision's default weights for the network of this name, through torch.hub's cache as torchvision
+    loads them (`$TORCH_HOME/hub/checkpoints`), downloaded once where the machine is online."""
+    import torch
+
+    try:
+        import torchvision.models
+    except Exception as error:  # a torchvision built for another torch fails in its C ops
+        raise ValueProblem(f"`torchvision` weights need torchvision, which cannot be imported here: {error}",
+                           hint="install the torchvision that matches this torch, or give a checkpoint file") from None
+    try:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        raise ValueProblem(f"torchvision publishes no weights for a network called `{name}`",
+                           hint="give a checkpoint file instead") from None
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+    except Exception as error:  # urllib's errors offline; torch.load's for a damaged file
+        if file.is_file():
+            raise FileProblem(f"cannot read weights from {file}: {error}",
+                              hint=f"delete it to download it again from {url}") from None
+        raise FileProblem(f"torchvision's weights for `{name}` are not in torch.hub's cache ({file}) and cannot be "
+                          f"downloaded from {url}: {error}",
+                          hint=f"download {url} into {file.parent} (set TORCH_HOME to use another folder)") from None
+    return state, str(file)
+
