@@ -1,4 +1,5 @@
-"""Forward and training-step time of cnndsl's ResNet-50 beside a hand-written one, as torchvision writes it.
+"""Forward and training-step time of cnndsl's ResNet-50 beside a hand-written one, as torchvision writes it,
+and beside the class `cnndsl compile resnet50 --to python` writes.
 
     python bench/torch_forward.py                                    # CPU, eager, batch 8
     python bench/torch_forward.py --device cuda --amp bf16 --channels-last --compile --batch 256
@@ -6,7 +7,8 @@
 Both modules hold the same weights (checked by comparing their outputs) and are timed in alternation,
 so that drifting clocks or a busy machine affect both alike; the paired ratio is the median over rounds
 of (cnndsl's time / the hand-written module's time in the same round), the figure least moved by other
-load, which the load average printed before and after shows. The goal is a ratio of at most 1.02.
+load, which the load average printed before and after shows. The goal is a ratio of at most 1.02, for
+to_torch() against the hand-written module and for the generated class against to_torch().
 
 On the CPU, where a module's tensors land in memory moves its speed by several percent, and that
 placement is fixed for the life of a process: two modules timed in one process keep their luck in every
@@ -33,9 +35,10 @@ import torch
 from torch import nn
 
 import cnndsl
+from cnndsl.backends.torch import standalone_source
 from handwritten import resnet50
 
-MODULES = ("cnndsl", "hand-written")
+MODULES = ("cnndsl", "hand-written", "generated")
 TASKS = ("forward (inference)", "training step")
 
 
@@ -65,17 +68,23 @@ class Bench:
         torch.manual_seed(0)
         self.options, device = options, options.device
         self.steps = options.steps or (20 if device == "cuda" else 1)
-        ours = cnndsl.load("resnet50").to_torch(init="kaiming", seed=0)
+        network = cnndsl.load("resnet50")
+        ours = network.to_torch(init="kaiming", seed=0)
         theirs = resnet50()
         same_weights(ours, theirs)
+        namespace: dict = {}
+        exec(standalone_source(network), namespace)  # noqa: S102  (the file --to python writes)
+        generated = namespace["Resnet50"]()
+        generated.load_state_dict(ours.state_dict())
         memory = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.models = {"cnndsl": ours, "hand-written": theirs}
+        self.models = {"cnndsl": ours, "hand-written": theirs, "generated": generated}
         for model in self.models.values():
             model.to(device=device, memory_format=memory)
         self.images = torch.randn(options.batch, 3, 224, 224, device=device).to(memory_format=memory)
         self.labels = torch.randint(0, 1000, (options.batch,), device=device)
         with torch.inference_mode():
-            self.difference = (ours.eval()(self.images) - theirs.eval()(self.images)).abs().max().item()
+            expected = ours.eval()(self.images)
+            self.difference = max((expected - model.eval()(self.images)).abs().max().item() for model in (theirs, generated))
         self.runners = {key: (torch.compile(model) if options.compile else model) for key, model in self.models.items()}
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.amp)
         self.optimizers = {key: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -124,9 +133,10 @@ def report(label: str, times: dict[str, list[float]], faults: dict[str, list[int
     for key in MODULES:
         print(f"  {key:13s} median {median[key] * 1e3:9.2f} ms  best {best[key] * 1e3:9.2f} ms  "
               f"{batch / median[key]:9.1f} images/s  {statistics.median(faults[key]):9,.0f} page faults")
-    paired = statistics.median(ours / theirs for ours, theirs in zip(times["cnndsl"], times["hand-written"]))
-    print(f"  ratio cnndsl / hand-written: paired {paired:.3f}, of medians {median['cnndsl'] / median['hand-written']:.3f}, "
-          f"of bests {best['cnndsl'] / best['hand-written']:.3f} (goal: at most 1.02)")
+    for ours, theirs in (("cnndsl", "hand-written"), ("generated", "cnndsl")):
+        paired = statistics.median(a / b for a, b in zip(times[ours], times[theirs]))
+        print(f"  ratio {ours} / {theirs}: paired {paired:.3f}, of medians {median[ours] / median[theirs]:.3f}, "
+              f"of bests {best[ours] / best[theirs]:.3f} (goal: at most 1.02)")
 
 
 def in_process(bench: Bench, rounds: int, heading: str) -> None:

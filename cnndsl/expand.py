@@ -234,6 +234,9 @@ class Expander:
         definition = block.definition
         env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
         group = frame.group.open(definition.name, "block", self._call_label(definition, env), stmt.pos)
+        group.call = {"block": definition.name, "args": {param.name: env.values[param.name] for param in definition.params},
+                      "defaults": {param.name: param.default.value for param in definition.params
+                                   if isinstance(param.default, ast.Number)}}
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
 
@@ -493,6 +496,7 @@ def _expand(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional
                            definition.pos.file, max_nodes)
     builder.graph.graph["input_override"] = input_override
     builder.graph.graph["params"] = {name: _show(value) for name, value in bound.values.items()}
+    builder.graph.graph["param_values"] = dict(bound.values)
     expander = Expander(builder)
     expander.errors = errors
     frame = Frame(bound, builder.root, {})

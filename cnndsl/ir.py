@@ -18,7 +18,10 @@ Edge attributes:
 Graph attributes:
     name     network name;  file  source file;  params  the network's parameter values
     input    the input node id;  outputs  [(output name, node id)]
-    groups   {group path: {"kind": stage|block|dense|branch|scale|downsample, "label": str, "pos": SourcePos}}
+    groups   {group path: {"kind": stage|block|dense|branch|scale|downsample, "label": str, "pos": SourcePos,
+                           "call": for a block instance, {"block": its definition's name, "args": {param: value},
+                                   "defaults": {param: value written as a number in the definition}}}}
+    param_values  the network's parameter values as bound (`params` holds them as text)
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class GroupScope:
     parent: Optional["GroupScope"] = None
     children: list[tuple[str, Any]] = field(default_factory=list)  # ("group", GroupScope) | ("node", id)
     name: str = ""
+    call: Optional[dict] = None  # a block instance's definition and arguments
 
     def open(self, base: str, kind: str, label: str, pos: Optional[SourcePos]) -> "GroupScope":
         child = GroupScope(base, kind, label, pos, self)
@@ -103,7 +107,8 @@ class GraphBuilder:
                 _require_module_name(name, item.pos)
                 item.name = name
                 child_path = path + (name,)
-                self.graph.graph["groups"][child_path] = {"kind": item.kind, "label": item.label, "pos": item.pos}
+                info = {"kind": item.kind, "label": item.label, "pos": item.pos}
+                self.graph.graph["groups"][child_path] = info if item.call is None else {**info, "call": item.call}
                 self._name_children(item, child_path)
             else:
                 self.graph.nodes[item]["group"] = path

@@ -217,20 +217,16 @@ def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cl
 
 
 def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
+    """A class per block, stages built in loops, the counts and widths of the network as arguments."""
     cli("compile", "resnet50", "--to", "python", "-o", tmp_path / "net.py")
     text = (tmp_path / "net.py").read_text()
-    assert text.startswith('"""resnet50, compiled from resnet.cnn by cnndsl')
+    assert text.startswith('"""resnet50, compiled from library/resnet.cnn by cnndsl')
     assert "Input 3×224×224; 25,557,032 parameters; 4,089,184,256 multiply-accumulates per image." in text
-    assert "class Resnet50(nn.Module):" in text
-    assert "        self.layer1.bottleneck1.conv1 = nn.Conv2d(64, 64, kernel_size=(1, 1), stride=(1, 1), bias=False)" in text
-    assert "        self.stem.relu = nn.ReLU(inplace=True)" in text
-    assert """
-        # layer1.bottleneck1.downsample: shortcut
-        x = self.layer1.bottleneck1.downsample.conv(x)
-        x = self.layer1.bottleneck1.downsample.bn(x)
-        x = x1.add_(x)
-        x = self.layer1.bottleneck1.relu3(x)
-""" in text
+    assert "Fixed at their values: unit=bottleneck, groups=1, width=64, dilate=[False, False, False]." in text
+    assert "    def __init__(self, depths=(3, 4, 6, 3), classes=1000):" in text
+    assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
+    assert "        self.conv3 = nn.Conv2d(c, 4 * c, 1, bias=False)" in text
+    assert "            *(Bottleneck(256, 64) for _ in range(depths[0] - 1))," in text
     assert text.endswith("        x = self.fc(torch.flatten(x, 1))\n        return x\n")
 
 

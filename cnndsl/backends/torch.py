@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..atomic import write_atomically
-from ..errors import ValueProblem
+from ..errors import CnnDslError, NameProblem, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
 from ..source_map import source_name
 from ..weights import load_into
-from .torch_source import class_name, forward_expression, input_name, overwritable, python_source
+from .torch_classes import _changed, compact_source
+from .torch_source import class_name, forward_expression, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
@@ -67,7 +68,75 @@ def _loaded(network, weights, initialising: bool) -> nn.Module:
 
 def write_python(network, path: "str | Path") -> Path:
     """One standalone PyTorch source file defining the network as a class; it needs only torch."""
-    return write_atomically(path, python_source(network, _modules(network)))
+    return write_atomically(path, standalone_source(network))
+
+
+def standalone_source(network) -> str:
+    """The compact source (a class per block, loops, the network's count and width parameters), where it
+    rebuilds exactly the modules to_torch() builds, also with those parameters changed; else the unrolled
+    source. Modules are built on the meta device: the source needs their form, not their weights."""
+    root = _meta_modules(network)
+    try:
+        code, kept = compact_source(network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes))
+    except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
+        return python_source(network, root)
+    text = python_file(network, code, kept)
+    if _rebuilds(text, network, root, kept):
+        return text
+    return python_source(network, root)
+
+
+def _meta_modules(network) -> nn.Module:
+    with torch.device("meta"):
+        return _modules(network)
+
+
+def _rebuilt(network, changes: dict):
+    """(network, its modules by name) with some parameters changed, or None where it does not expand."""
+    from ..api import load, parse
+
+    overrides = {**network.graph.graph["param_values"], **changes}
+    try:
+        if Path(network.file).is_file():
+            other = load(network.file, network=network.name, input=network.input_shape, **overrides)
+        else:
+            other = parse(network.source, file=network.file, network=network.name, input=network.input_shape, **overrides)
+        return other, dict(_meta_modules(other).named_modules())
+    except CnnDslError:
+        return None
+
+
+def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
+    """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
+    parameter changed, as the network expanded with that change."""
+    namespace: dict = {}
+    exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
+    network_class = namespace[class_name(network.name)]
+    cases = [(network, root, {})]
+    for name, value in kept.items():
+        changed = _changed(value)
+        rebuilt = _rebuilt(network, {name: changed})
+        if rebuilt is None:
+            return False
+        cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
+    for expected_network, expected, arguments in cases:
+        try:
+            with torch.device("meta"):
+                written = network_class(**arguments)
+                outputs = written(torch.empty(2, *expected_network.input_shape))
+        except Exception:  # noqa: BLE001  (any failure means: use the unrolled form)
+            return False
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        shapes = [tuple(output.shape[1:]) for output in outputs]
+        if shapes != [expected_network.graph.nodes[node]["shape"] for _, node in expected_network.outputs]:
+            return False
+        if _shapes(written) != _shapes(expected):
+            return False
+    return True
+
+
+def _shapes(module: nn.Module) -> list:
+    return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
 
 
 def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:

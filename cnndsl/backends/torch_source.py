@@ -8,40 +8,115 @@ from __future__ import annotations
 import ast
 import inspect
 import keyword
+import re
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .. import __version__
-from ..ir import inputs_of
+from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
+from ..resources import library_dir
+from .python_layout import laid_out
 
-RESERVED = {"self", "torch", "F", "nn", "input"}
+RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
-HEADER = '''"""{name}, compiled from {file} by cnndsl {version}.
-
-Input {shape}; {params:,} parameters; {macs:,} multiply-accumulates per image.
-Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.
-"""
-import torch
-import torch.nn.functional as F
-from torch import nn
-'''
 
 
 def python_source(network, root: nn.Module) -> str:
-    """The file's text; `root` holds the network's modules at their IR names (as build_module makes them)."""
-    header = HEADER.format(name=network.name, file=Path(network.file).name, version=__version__,
-                           shape=format_shape(network.input_shape), params=network.params, macs=network.macs)
+    """The file's text; `root` holds the network's modules at their IR names (as build_module makes them).
+    It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
     owned = set(modules) | set(dict(root.named_parameters()))
-    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules), "", *_forward_lines(network, owned)]
-    return header + "\n\n" + "\n".join(body) + "\n"
+    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules, network), "",
+            *_forward_lines(network, owned)]
+    return python_file(network, "\n".join(body))
+
+
+def python_file(network, code: str, kept: "dict | None" = None) -> str:
+    """Header, the imports the code uses and the code, laid out as ruff format lays it out."""
+    code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
+    return header(network, kept) + "\n" + _imports(code) + "\n\n" + code + "\n"
+
+
+def _imports(code: str) -> str:
+    """The imports the code uses: an unused one would fail `ruff check`."""
+    used = [("torch.", "import torch"), ("F.", "import torch.nn.functional as F"), ("nn.", "from torch import nn")]
+    lines = "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
+    return ("from collections import OrderedDict\n\n" if "OrderedDict(" in code else "") + lines
+
+
+def header(network, kept: "dict | None" = None) -> str:
+    """The module docstring: where the file comes from, its figures, which network parameters the class
+    takes (`kept`) and which are fixed. Every text from the source is escaped, so a file or network name
+    cannot end the docstring or start a line of code."""
+    fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
+    lines = [f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.", "",
+             (f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
+              f"{network.macs:,} multiply-accumulates per image."),
+             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.",
+             *([f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
+                "and counts."] if kept else []),
+             *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []), "",
+             f"The source, {source_name(network.file)}:", "",
+             *(f"    {line}".rstrip() for line in network.source.splitlines())]
+    return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
+
+
+def source_name(file: str) -> str:
+    """The source as a reader knows it, never an absolute path: `library/resnet.cnn` for the shipped
+    library, else the file's own name (the same output whichever folder it was compiled from)."""
+    path = Path(file)
+    try:
+        return f"library/{path.relative_to(library_dir()).as_posix()}"
+    except ValueError:
+        return path.name
+
+
+def docstring_text(text: str) -> str:
+    """`text` as it may stand inside a triple-quoted docstring: backslashes, a quote that follows a quote
+    (so no three can stand together) and every character that is not printable (line breaks of any kind, bidi controls)
+    escaped."""
+    return "".join("\\" + char if char == "\\" or char == '"' == before else _printable(char)
+                   for before, char in zip(" " + text, text))
+
+
+def comment_text(text: str) -> str:
+    """`text` as it may follow `#` on one line: no character can end the comment."""
+    return "".join(_printable(char) for char in text)
+
+
+def _printable(char: str) -> str:
+    if char.isprintable():
+        return char
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def attribute(owner: str, name: str) -> str:
+    """`owner.name`, or `getattr(owner, "name")` where the name is not a Python identifier (`class`)."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{owner}.{name}"
+    return f"getattr({owner}, {_quoted(name)})"
+
+
+def _quoted(name: str) -> str:
+    """A module name as a double-quoted literal (names are ASCII identifiers, keywords included)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def module_path(owner: str, path: str) -> str:
+    """The expression for the submodule at a dotted IR name."""
+    for part in path.split("."):
+        owner = attribute(owner, part)
+    return owner
 
 
 def class_name(network_name: str) -> str:
-    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`."""
-    return "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
+    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`; a name Python or the file's imports
+    already use (`None`, `F`) gets `Network` added."""
+    name = "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED else f"{name}Network"
 
 
 def input_name(network) -> str:
@@ -54,17 +129,32 @@ def _variable(label) -> str:
     return label if good else "x"
 
 
-def _init_lines(modules: dict[str, nn.Module]) -> list[str]:
+def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
     for path, module in modules.items():
         if path:
-            lines.append(f"        self.{path} = {_constructor(module)}")
+            *parents, leaf = path.split(".")
+            owner = module_path("self", ".".join(parents)) if parents else "self"
+            if leaf.isidentifier() and not keyword.iskeyword(leaf):
+                lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
+            else:
+                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module)})")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
-                fill = parameter.flatten()[0].item()  # fresh: every value is the layer's initial one
-                lines.append(f"        self.{path + '.' if path else ''}{name} = "
+                fill = _initial_value(network, f"{path}.{name}" if path else name)
+                lines.append(f"        {module_path('self', path) if path else 'self'}.{name} = "
                              f"nn.Parameter(torch.full({tuple(parameter.shape)}, {fill!r}))")
     return lines
+
+
+def _initial_value(network, name: str) -> float:
+    """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
+    modules the source is written from live on the meta device, which holds no values."""
+    graph = network.graph
+    node = next(node for node, data in graph.nodes(data=True) if data["name"] == name)
+    with torch.device("cpu"):
+        fresh = REGISTRY[graph.nodes[node]["op"]].torch_module(graph.nodes[node]["attrs"], input_shapes(graph, node))
+    return fresh.flatten()[0].item()
 
 
 def _constructor(module: nn.Module) -> str:
@@ -106,7 +196,7 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
             lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
             group = data["group"]
         sources = inputs_of(graph, node)
-        module = f"self.{data['name']}" if data["name"] in owned else None
+        module = module_path("self", data["name"]) if data["name"] in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1
@@ -150,7 +240,7 @@ def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
         return [] if current else [""]
     label = graph.graph["groups"][current]["label"]
     named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
-    return ["", f"        # {'.'.join(current)}{'' if named else f': {label}'}"]
+    return ["", f"        # {comment_text('.'.join(current))}{'' if named else f': {comment_text(label)}'}"]
 
 
 def _free_name(preferred: str, live: dict[str, int]) -> str:

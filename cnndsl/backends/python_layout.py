@@ -1,0 +1,128 @@
+"""Generated Python laid out as `ruff format` (Black's style) lays it out, so the file passes
+`ruff format --check` unchanged: double quotes, and lines over 88 columns split at their last bracket.
+
+It covers the statements the source generator writes: one call or expression per line.
+"""
+from __future__ import annotations
+
+import io
+import tokenize
+
+LINE_LENGTH = 88
+INDENT = "    "
+OPENING, CLOSING = "([{", ")]}"
+
+
+def laid_out(line: str) -> list[str]:
+    """One generated line (with its indentation) as the lines ruff format makes of it."""
+    if line.lstrip().startswith("#"):
+        return [line]  # ruff format leaves comments as they are
+    line = double_quoted(line)
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    return [indent + part for part in _split(line.strip(), indent)]
+
+
+def double_quoted(line: str) -> str:
+    """Single-quoted string literals as double-quoted ones, where that needs no new escapes."""
+    parts, last = [], 0
+    offsets = _line_offsets(line)
+    for token in tokenize.generate_tokens(io.StringIO(line).readline):
+        text = token.string
+        if token.type == tokenize.STRING and text.startswith("'") and '"' not in text and "\\" not in text:
+            start = offsets[token.start[0] - 1] + token.start[1]
+            parts += [line[last:start], '"' + text[1:-1] + '"']
+            last = start + len(text)
+    return "".join(parts) + line[last:]
+
+
+def _line_offsets(text: str) -> list[int]:
+    offsets, total = [], 0
+    for row in text.splitlines(keepends=True) or [""]:
+        offsets.append(total)
+        total += len(row)
+    return offsets
+
+
+def _split(text: str, indent: str) -> list[str]:
+    """Black's right-hand split: the last bracket pair's contents on their own line, or one item a line
+    with a trailing comma where they do not fit."""
+    if len(indent) + len(text) <= LINE_LENGTH:
+        return [text]
+    brackets = _last_bracket_pair(text)
+    if brackets is None:
+        return [text]
+    opening, closing = brackets
+    head, body, tail = text[: opening + 1], text[opening + 1 : closing], text[closing:]
+    if not body.strip():
+        return [text]
+    inner = indent + INDENT
+    clause = _comprehension(body)
+    if clause is not None and len(inner) + len(body.strip()) > LINE_LENGTH:  # the element, then its `for`
+        element = body[:clause].strip()
+        return [head, *[INDENT + part for part in _split(element, inner)], INDENT + body[clause:].strip(), tail]
+    items = _top_level_items(body)
+    if len(items) == 1 or len(inner) + len(body) <= LINE_LENGTH:
+        lines = [INDENT + part for part in _split(body.strip(), inner)] if len(items) == 1 else [INDENT + body.strip()]
+    else:
+        lines = [INDENT + part for item in items for part in _split(item + ",", inner)]
+    return [head, *lines, tail]
+
+
+def _last_bracket_pair(text: str) -> tuple[int, int] | None:
+    """Positions of the last closing bracket outside strings and of the bracket it closes."""
+    depth_stack: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for index, char in _code_characters(text):
+        if char in OPENING:
+            depth_stack.append(index)
+        elif char in CLOSING and depth_stack:
+            pairs.append((depth_stack.pop(), index))
+    outermost = [pair for pair in pairs if not any(o < pair[0] and pair[1] < c for o, c in pairs)]
+    return outermost[-1] if outermost else None
+
+
+def _comprehension(body: str) -> int | None:
+    """Where a comprehension's first ` for ` stands in a bracket's contents, outside nested brackets."""
+    depth = 0
+    for index, char in _code_characters(body):
+        if char in OPENING:
+            depth += 1
+        elif char in CLOSING:
+            depth -= 1
+        elif depth == 0 and body.startswith(" for ", index):
+            return index
+    return None
+
+
+def _top_level_items(body: str) -> list[str]:
+    """The comma-separated items of a bracket's contents, brackets and strings kept whole."""
+    items, depth, start = [], 0, 0
+    for index, char in _code_characters(body):
+        if char in OPENING:
+            depth += 1
+        elif char in CLOSING:
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(body[start:index].strip())
+            start = index + 1
+    items.append(body[start:].strip())
+    return [item for item in items if item]
+
+
+def _code_characters(text: str):
+    """(index, character) of every character outside string literals."""
+    quote = None
+    escaped = False
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+            continue
+        if char in "\"'":
+            quote = char
+            continue
+        yield index, char

@@ -1,0 +1,210 @@
+"""`--to python`: the generated file is safe whatever the source's names, and reads like hand-written
+PyTorch while holding the same function and state_dict as `to_torch()`."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cnndsl
+from cnndsl.backends.torch import standalone_source, write_python
+from cnndsl.errors import CnnDslError, NameProblem
+from cnndsl.library import network_names
+from conftest import library_networks
+
+
+def _import(path, name="generated"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- hostile names --------------------------------------------------------------------
+def test_a_file_name_that_closes_the_docstring_runs_nothing_when_the_file_is_imported(cli, tmp_path):
+    name = 'x"""\nimport os; os.system("touch MARKER")\n"""y.cnn'
+    (tmp_path / name).write_text("network n { input 3x8x8\n conv3x3(4), relu }\n")
+    assert cli("compile", tmp_path / name, "--to", "python", "-o", tmp_path / "net.py").exit_code == 0
+    code = "import net; print(net.__doc__.splitlines()[0])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert not (tmp_path / "MARKER").exists()
+    assert done.stdout == 'n, compiled from x"""\n'  # the name, escaped in the file, reads back as it is
+
+
+def test_labels_and_names_that_are_python_keywords_or_builtins_give_working_code(tmp_path):
+    source = """block int(c) { conv3x3(c), relu }
+network None { input 3x8x8
+    class: conv3x3(4), relu
+    stage print { int(4) }
+    def: conv1x1(4)
+    add(@class), None: relu
+}"""
+    network = cnndsl.parse(source, file="n.cnn")
+    module = network.to_torch(seed=0).eval()
+    written = _import(write_python(network, tmp_path / "net.py")).NoneNetwork()
+    written.load_state_dict(module.state_dict())
+    images = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(written.eval()(images), module(images))
+
+
+@pytest.mark.parametrize("declaration, call", [("block def(c)", "def(4)"), ("block None(c)", "None(4)"),
+                                               ("block double(c)", "double(4)")])
+def test_a_block_named_like_a_python_keyword_or_a_module_method_is_a_located_error(tmp_path, declaration, call):
+    source = f"{declaration} {{ conv3x3(c) }}\nnetwork n {{ input 3x8x8\n  {call}\n}}"
+    with pytest.raises(NameProblem) as caught:
+        write_python(cnndsl.parse(source, file="n.cnn"), tmp_path / "net.py")
+    assert (caught.value.pos.line, caught.value.pos.column) == (3, 3)
+    assert not (tmp_path / "net.py").exists()
+
+
+# ---- every library network -----------------------------------------------------------
+SIDES = (16, 24, 32, 64, 96, 188)
+
+
+def _smallest(name: str):
+    """The network at the smallest square input it accepts, for fast forward checks."""
+    network = cnndsl.load(name)
+    if len(network.input_shape) != 3:
+        return network
+    for side in SIDES:
+        try:
+            return cnndsl.load(name, input=(network.input_shape[0], side, side))
+        except CnnDslError:
+            continue
+    return network
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """name -> (network at its smallest input, the generated module's namespace), every library network,
+    with the files in one folder for ruff."""
+    folder = tmp_path_factory.mktemp("generated")
+    result = {}
+    for name in library_networks():
+        network = _smallest(name)
+        path = write_python(network, folder / f"{name}.py")
+        result[name] = (network, _import(path, name))
+    return folder, result
+
+
+def _state_shapes(module) -> list:
+    return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
+
+
+def _written(generated, name):
+    """The network, its to_torch() module (seeded) and the generated class built with the same weights."""
+    network, namespace = generated[1][name]
+    reference = network.to_torch(seed=0).eval()
+    with torch.device("meta"):
+        written = getattr(namespace, type(reference).__name__)()
+    return network, reference, written
+
+
+def _same_outputs(module, reference, images) -> None:
+    with torch.no_grad():
+        expected, ours = reference(images), module(images)
+    expected, ours = ((value,) if torch.is_tensor(value) else value for value in (expected, ours))
+    assert len(ours) == len(expected)
+    for want, got in zip(expected, ours):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", library_networks())
+def test_generated_module_holds_the_state_dict_and_computes_the_function_of_to_torch(generated, name):
+    """Same keys in the same order with the same shapes, the analysed parameter count, the same outputs
+    from the same weights."""
+    network, reference, written = _written(generated, name)
+    assert _state_shapes(written) == _state_shapes(reference)
+    assert sum(parameter.numel() for parameter in written.parameters()) == network.params
+    written.load_state_dict(reference.state_dict(), assign=True)
+    _same_outputs(written.eval(), reference, torch.randn(2, *network.input_shape))
+
+
+def _one_per_file() -> list[str]:
+    """The network with the fewest layers of each library file: together they hold every construct the
+    generated code uses, and tracing all 33 would take minutes."""
+    chosen: dict = {}
+    for name, path in network_names():
+        size = cnndsl.load(name).graph.number_of_nodes()
+        if path not in chosen or size < chosen[path][1]:
+            chosen[path] = (name, size)
+    return sorted(name for name, _ in chosen.values())
+
+
+@pytest.mark.parametrize("name", _one_per_file())
+def test_torch_compile_captures_the_generated_module_in_one_graph(generated, name):
+    """fullgraph=True fails on any graph break; the eager backend checks the capture, where breaks happen,
+    without inductor's code generation, which would take minutes on two cores."""
+    network, reference, written = _written(generated, name)
+    written.load_state_dict(reference.state_dict(), assign=True)
+    _same_outputs(torch.compile(written.eval(), fullgraph=True, backend="eager"), reference,
+                  torch.randn(2, *network.input_shape))
+
+
+def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
+    folder = generated[0]
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(folder)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- compact: classes, loops, parameters --------------------------------------------------
+def _source(name: str, **params) -> str:
+    return standalone_source(cnndsl.load(name, **params))
+
+
+def test_the_files_of_the_deepest_networks_stay_short():
+    """The .cnn file says "bottleneck, 36 times"; the Python says it too (each file also carries its
+    .cnn source in the header)."""
+    lines = {name: _source(name).count("\n") for name in ("resnet18", "resnet152", "densenet201", "googlenet")}
+    assert lines["resnet152"] <= min(200, lines["resnet18"] + 20)
+    assert lines["densenet201"] <= 200
+    assert lines["googlenet"] <= 250
+
+
+def test_a_block_is_one_class_with_its_projection_shortcut_built_where_the_shape_changes():
+    text = _source("resnet50")
+    assert text.count("class Bottleneck(nn.Module):") == 1
+    assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
+    assert "        if in_channels != 4 * c:\n            self.downsample = nn.Sequential(" in text
+    assert "        if self.downsample is not None:\n            x = self.downsample(x)\n" in text
+
+
+def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
+    """ResNet-152's 60,192,808 parameters (He et al. 2016, torchvision) from ResNet-50's class, and the
+    function of the library's own ResNet-152 with its weights."""
+    network = cnndsl.load("resnet50", input=(3, 32, 32))
+    namespace = _import(write_python(network, tmp_path / "resnet50.py"))
+    written = namespace.Resnet50(depths=(3, 8, 36, 3))
+    assert sum(parameter.numel() for parameter in written.parameters()) == 60_192_808
+    reference = cnndsl.load("resnet152", input=(3, 32, 32)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    written.load_state_dict(reference.state_dict())
+    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+
+
+def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so():
+    """`aux` adds layers: fixed. `classes` sets a width: an argument, unless a block's class would change
+    with it (the auxiliary heads hold a `fc(classes)` of their own)."""
+    assert "    def __init__(self, classes=1000):" in _source("googlenet")
+    aux = _source("googlenet_aux")
+    assert "Fixed at their values: classes=1000, aux=true." in aux
+    assert "class GooglenetAux(nn.Module):\n    def __init__(self):" in aux
+
+
+def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_path):
+    """No absolute path of the source or of the working folder reaches the file."""
+    source = "block pair(c) { conv3x3(c), relu }\nnetwork n(width=8) { input 3x16x16\n pair(width) x2, gap, fc(10) }\n"
+    outputs = []
+    for folder in ("one", "two/deeper"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "n.cnn").write_text(source)
+        assert cli("compile", tmp_path / folder / "n.cnn", "--to", "python", "-o", tmp_path / folder / "n.py").exit_code == 0
+        outputs.append((tmp_path / folder / "n.py").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert str(tmp_path).encode() not in outputs[0]
+    assert b"compiled from n.cnn by cnndsl" in outputs[0]
