@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..atomic import write_atomically
-from ..errors import CnnDslError, NameProblem, ValueProblem
+from ..errors import CnnDslError, ValueProblem
 from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY
 from ..source_map import source_name
