@@ -92,3 +92,13 @@ def test_summary_options(cli):
     assert too_small.exit_code == 1 and "more than 10 nodes" in too_small.stderr
     csv = cli("summary", "lenet5", "--format", "csv").stdout.splitlines()
     assert csv[0] == "name,op,group,shape,params,macs,memory_bytes,rf,jump"
+
+
+def test_pt2_is_written_without_torchs_warning_about_the_file_name(tmp_path):
+    """torch.export.save warns about a file name that does not end in .pt2, such as a temporary `.part`."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", "compile", "lenet5", "--to",
+                             "pt2", "-o", str(tmp_path / "lenet5.pt2")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "" and (tmp_path / "lenet5.pt2").stat().st_size > 0
