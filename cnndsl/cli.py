@@ -221,11 +221,11 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the matched weights under the network's names (.safetensors).")
 @click.option("--partial", is_flag=True, help="Accept a checkpoint that covers only part of the network (strict=False).")
-def weights_command(source, network, input_shape, params, max_nodes, checkpoint, output, partial):
+def weights_command(source, network, input_shape, params, max_nodes, sandbox, checkpoint, output, partial):
     """Show which checkpoint tensor each layer takes, by name or by structure, and what did not match."""
     from .weights import mapping
 
-    net = _load(source, network, input_shape, params, max_nodes)
+    net = _load(source, network, input_shape, params, max_nodes, sandbox)
     found = mapping(net, checkpoint)
     click.echo(found.listing())
     if not found.result.complete and not partial:
