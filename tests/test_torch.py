@@ -213,7 +213,9 @@ def test_the_python_file_needs_only_torch_and_computes_what_to_torch_computes(cl
         theirs = torch.load(tmp_path / f"{name}.out.pt")
         ours = _outputs(module, images[name])
         assert len(ours) == len(theirs) == outputs[name]
-        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), name
+        # within 1e-5: the compact file may sum in another order (`x1.add_(x)`), and the fresh process's threads
+        # may split a reduction otherwise, so bit-equality is not promised (it failed 1 run in 2 for googlenet_aux)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(ours, theirs)), name
 
 
 def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
