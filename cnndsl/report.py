@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, scalar, training_bytes
-from .ir import inputs_of
-from .ops import REGISTRY, format_shape, numel
+from .ir import walk
+from .ops import format_shape, numel
 
 COLUMNS = ("name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump")
 
@@ -35,12 +35,10 @@ class Summary:
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers = [], [], 0
-        for node in sorted(graph.nodes):
-            data = graph.nodes[node]
-            if data["op"] == "input":
+        for node, data, kind, sources, shapes in walk(graph):
+            if node == graph.graph["input"]:
                 continue
-            sources = inputs_of(graph, node)
-            buffers += REGISTRY[data["op"]].buffers(data["attrs"], [graph.nodes[s]["shape"] for s in sources])
+            buffers += kind.buffers(data["attrs"], shapes)
             layers.append({
                 "name": data["name"], "op": data["op"], "group": ".".join(data["group"]),
                 "shape": list(data["shape"]), "params": data["params"], "macs": data["macs"],
@@ -49,7 +47,7 @@ class Summary:
                 "inputs": [{"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
                            for s in sources],
             })
-            labels.append(REGISTRY[data["op"]].label(data["attrs"]))
+            labels.append(kind.label(data["attrs"]))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         totals = {

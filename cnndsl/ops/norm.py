@@ -198,6 +198,7 @@ class LocalResponseNorm(OpKind):
 class Dropout(OpKind):
     name = "dropout"
     family = "reg"
+    torch_in_place = True
     signature = (("p", 0.5),)
     doc = "zeroes a fraction p of activations while training"
 

@@ -142,6 +142,7 @@ class Input(OpKind):
 
     name = "input"
     family = "io"
+    called_by_name = False
     doc = "the network input"
 
     def label(self, attrs):
