@@ -172,6 +172,44 @@ def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path
     assert len(laid_out) == 2
 
 
+def _parse_or_error(parse, text: str):
+    from cnndsl.errors import CnnDslError
+
+    try:
+        return parse(text)
+    except CnnDslError as error:
+        return error.message, str(error.pos), error.hint
+
+
+def test_a_text_parsed_a_definition_at_a_time_has_the_whole_texts_tree_or_error(monkeypatch):
+    """parse_text on the whole text is the oracle: the same tree (positions included) or the same error."""
+    from cnndsl.parse_cache import parse_text
+    from cnndsl.serve import parsing
+
+    pieces = parsing.PieceParser("net.cnn")
+    for file in sorted((ROOT / "library").glob("*.cnn")):
+        text = file.read_text(encoding="utf-8")
+        assert pieces.parse(text) == parse_text(text, "net.cnn"), file.name
+    parsed = []
+    monkeypatch.setattr(parsing, "parse_text", lambda text, file: parsed.append(text) or parse_text(text, file))
+    text = (ROOT / "library" / "resnet.cnn").read_text(encoding="utf-8")
+    pieces.parse(text)
+    parsed.clear()
+    edited = text.replace("classes=1000", "classes=10")
+    assert pieces.parse(edited) == parse_text(edited, "net.cnn")
+    assert len(parsed) == 1 and parsed[0].lstrip("\n").startswith("network resnet(")  # only the edited definition
+    shifted = "# a new first line\n" + edited  # every definition moves down a line: all parsed again, placed right
+    assert pieces.parse(shifted) == parse_text(shifted, "net.cnn")
+    cases = [
+        "network a { input 3x8x8\nlet k = 3\nconv(4, k=k) }\n",  # `let` at the first column inside a body: one piece
+        "block b(c) { conv3x3(c) }\nnetwork a { input 3x8x8, b(4), relu ) }\n",  # an error in the second definition
+        "network a { input 3x8x8, relu }\nnetwork b { input 3x8x8, relu\nnetwork c { input 3x8x8 }\n",  # unclosed
+    ]
+    for case in cases:
+        assert _parse_or_error(pieces.parse, case) == _parse_or_error(lambda text: parse_text(text, "net.cnn"), case)
+    assert _parse_or_error(pieces.parse, cases[1])[:2] == ("unexpected `)`", "net.cnn:2:37")
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []

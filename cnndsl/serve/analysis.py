@@ -1,9 +1,9 @@
 """The editor's text, analysed for the page: the diagram, the summary table, or the located errors.
 
-Each keystroke is a new text, so it is parsed without the on-disk parse cache; imports resolve from
-the served file's folder, as they would when the file is loaded from disk. A text seen again (a toggle
-of the diagram's options, an undo) reuses its analysis, and Graphviz lays out the diagram in its own
-process while the table is made.
+Each keystroke is a new text, so it is parsed without the on-disk parse cache, and only in the definition
+it changed (cnndsl/serve/parsing.py); imports resolve from the served file's folder, as they would when
+the file is loaded from disk. A text seen again (a toggle of the diagram's options, an undo) reuses its
+analysis, and Graphviz lays out the diagram in its own process while the table is made.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from ..embed import summary_table
 from ..errors import CnnDslError
 from ..expand import DEFAULT_MAX_NODES
 from ..load import Loader
-from ..parse_cache import parse_text
 from .explain import explain
 from .layout import DotProcess
+from .parsing import PieceParser
 
 KEPT = 8  # analysed networks kept for the learner's view of their layers, and texts' parses kept
 MAX_DRAWN = 3000  # DOT statements (boxes, arrows, clusters); the library's largest, GoogLeNet, has 781
@@ -50,6 +50,7 @@ class Analyser:
         self.input_shape = input_shape
         self.kept: OrderedDict[int, tuple[Optional[str], Network]] = OrderedDict()  # id -> (text if reusable, network)
         self.parsed: OrderedDict[str, ast.Program] = OrderedDict()
+        self.pieces = PieceParser(str(path))
         self.layout = DotProcess()
         self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnndsl-layout")
         self.last_drawn = ("", "")  # (DOT, SVG) of the last diagram laid out
@@ -104,13 +105,14 @@ class Analyser:
         return instantiate(module, self.network, file, text, self.input_shape, DEFAULT_MAX_NODES, {})
 
     def parse(self, text: str) -> ast.Program:
-        """The text's syntax tree, parsed once for the last few texts (nothing changes a tree once made)."""
+        """The text's syntax tree, kept for the last few texts (nothing changes a tree once made); a new text
+        is parsed only where it differs from the one before, a definition at a time."""
         with self._keeping:
             program = self.parsed.get(text)
             if program is not None:
                 self.parsed.move_to_end(text)
                 return program
-        program = parse_text(text, str(self.path))
+        program = self.pieces.parse(text)
         with self._keeping:
             self.parsed[text] = program
             while len(self.parsed) > KEPT:
