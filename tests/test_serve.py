@@ -172,6 +172,27 @@ def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path
     assert len(laid_out) == 2
 
 
+def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(tmp_path):
+    """A toggle of the diagram's depth does not analyse the text again; an imported file may have changed on disk,
+    so a text that imports one is analysed again. conv3x3(4) on 3 channels: 4·3·3·3 + 4 = 112 parameters."""
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    loaded = []
+    load = analyser.load
+    analyser.load = lambda text: loaded.append(text) or load(text)
+    text = "network n { input 3x8x8, conv3x3(4), relu }"
+    first, folded = analyser.analyse(Request(text)), analyser.analyse(Request(text, depth=0))
+    assert (first["params"], folded["params"], folded["id"], len(loaded)) == (112, 112, first["id"], 1)
+    assert folded["svg"] != first["svg"] and folded["table"] == first["table"]
+    (tmp_path / "blocks.cnn").write_text("block b { conv3x3(4) }\n", encoding="utf-8")
+    importing = 'import "blocks.cnn"\nnetwork n { input 3x8x8, b, relu }'
+    assert analyser.analyse(Request(importing))["params"] == 112
+    (tmp_path / "blocks.cnn").write_text("block b { conv3x3(8) }\n", encoding="utf-8")
+    assert analyser.analyse(Request(importing))["params"] == 8 * 3 * 3 * 3 + 8
+    assert len(loaded) == 3
+
+
 def _parse_or_error(parse, text: str):
     from cnndsl.errors import CnnDslError
 
@@ -400,3 +421,31 @@ def test_a_screenshot_of_the_page_is_not_blank(page):
     not_white = sum(count for count, colour in colours if sum(colour) < 3 * 240)
     assert image.size == (1400, 900)
     assert len(colours) > 50 and not_white > 0.03 * 1400 * 900
+
+
+def test_an_edit_remakes_only_the_table_parts_it_changes_and_the_table_is_right(page):
+    """103 layers: parts of 40, 40 and 23 rows. Changing the last fc (4·12 + 12 = 60 parameters after the pooling,
+    instead of 4·10 + 10 = 50; with the conv's 4·3·3·3 + 4 = 112, 172 in all) remakes the last part and the
+    totals; the first part stays the same element."""
+    text = _editor_text(page)
+    many = "network alexnet {\n    input 3x8x8\n    conv3x3(4), relu x 100, gap, fc(10)\n}\n"  # served as `-n alexnet`
+    _set_text(page, 0, len(text), many)
+    page.wait_for_function("() => document.querySelectorAll('#table tr[data-layer]').length === 103", timeout=3000)
+    page.evaluate("() => { document.querySelector('#table tr[data-layer]').marked = 1; }")
+    start = many.index("fc(10)") + len("fc(")
+    _set_text(page, start, start + 2, "12")
+    page.wait_for_function("() => document.querySelector('.cnndsl-params').textContent === '172'", timeout=3000)
+    shown = page.evaluate("() => [...document.querySelectorAll('#table tr[data-layer]')]"
+                          ".map((row) => [row.dataset.layer, row.cells[2].textContent])")
+    assert [name for name, _ in shown] == ["conv", *(f"relu{index}" for index in range(1, 101)), "gap", "fc"]
+    assert (shown[0], shown[-1]) == (["conv", "112"], ["fc", "60"])
+    assert page.evaluate("() => document.querySelector('#table tr[data-layer]').marked") == 1
+    assert page.evaluate("() => document.querySelectorAll('#table > *').length") == 5  # head, 3 parts, totals
+    _set_text(page, 0, len(_editor_text(page)), text)
+    page.wait_for_function("() => document.querySelectorAll('#table tr[data-layer]').length === 21", timeout=3000)
+
+
+def _set_text(page, start: int, end: int, text: str) -> None:
+    """Replace start..end of the editor's text in one change, as a paste does (typing would auto-indent)."""
+    page.evaluate("([from, to, insert]) => window.cnndsl.view.dispatch({changes: {from, to, insert}})",
+                  [start, end, text])
