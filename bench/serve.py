@@ -88,7 +88,8 @@ def server_stages(file: Path, network: str, repeats: int = 10) -> str:
         marks = [time.perf_counter()]
         program = analyser.parse(edited)
         marks.append(time.perf_counter())
-        built = instantiate(Loader().bind(program, file.parent), network, str(file), edited, None, DEFAULT_MAX_NODES, {})
+        module = Loader().bind(program, file.parent)
+        built = instantiate(module, network, str(file), edited, None, DEFAULT_MAX_NODES, {})
         marks.append(time.perf_counter())
         dot = to_digraph(built)
         marks.append(time.perf_counter())

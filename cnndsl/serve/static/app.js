@@ -121,7 +121,9 @@
     const open = html.indexOf("<tbody>"), close = html.indexOf("</tbody>");
     const rows = html.slice(open + "<tbody>".length, close).split("</tr>").slice(0, -1);
     const pieces = [html.slice(html.indexOf("<caption>"), open)];
-    for (let start = 0; start < rows.length; start += PART) pieces.push(rows.slice(start, start + PART).join("</tr>") + "</tr>");
+    for (let start = 0; start < rows.length; start += PART) {
+      pieces.push(rows.slice(start, start + PART).join("</tr>") + "</tr>");
+    }
     pieces.push(html.slice(close + "</tbody>".length, html.lastIndexOf("</table>")));
     parts = pieces.map((piece, index) => (parts[index] && parts[index][0] === piece) ? parts[index]
       : [piece, index === 0 || index === pieces.length - 1 ? part(piece) : bodyPart(piece)]);
