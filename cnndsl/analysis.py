@@ -73,9 +73,10 @@ def saved_activations(graph: nx.DiGraph) -> int:
     return total
 
 
-def training_bytes(graph: nx.DiGraph, params: int, batch: int, dtype: str, optimizer: str) -> int:
-    """Estimated memory of one training step: activations kept for backward, weights, gradients, optimizer state."""
-    return DTYPE_BYTES[dtype] * (batch * saved_activations(graph) + params * (2 + OPTIMIZER_STATES[optimizer]))
+def training_bytes(saved: int, params: int, batch: int, dtype: str, optimizer: str) -> int:
+    """Estimated memory of one training step: the `saved_activations` kept for backward, weights, gradients and
+    optimizer state (the count of saved values is taken once, as it is the same for every optimizer)."""
+    return DTYPE_BYTES[dtype] * (batch * saved + params * (2 + OPTIMIZER_STATES[optimizer]))
 
 
 def totals(graph: nx.DiGraph) -> Totals:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, scalar, training_bytes
+from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, saved_activations, scalar, training_bytes
 from .ir import walk
 from .ops import format_shape, numel
 
@@ -50,11 +50,12 @@ class Summary:
             labels.append(kind.label(data["attrs"]))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
+        saved = saved_activations(graph)
         totals = {
             "params": t.params, "trainable_params": t.params, "non_trainable_params": 0, "buffers": buffers,
             "macs": t.macs, "flops": t.flops, "memory_bytes": activations,
             "param_bytes": t.params * value_bytes, "buffer_bytes": buffers * value_bytes,
-            "training_bytes": {optimizer: training_bytes(graph, t.params, batch, dtype, optimizer)
+            "training_bytes": {optimizer: training_bytes(saved, t.params, batch, dtype, optimizer)
                                for optimizer in OPTIMIZER_STATES},
         }
         return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype)
