@@ -171,7 +171,31 @@ def test_a_block_is_one_class_with_its_projection_shortcut_built_where_the_shape
     assert text.count("class Bottleneck(nn.Module):") == 1
     assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
     assert "        if in_channels != 4 * c:\n            self.downsample = nn.Sequential(" in text
-    assert "        if self.downsample is not None:\n            x = self.downsample(x)\n" in text
+    assert "        if self.downsample is not None:\n            identity = self.downsample(x)\n" in text
+
+
+def test_forwards_write_residual_and_dense_joins_as_pytorch_users_do():
+    """torchvision's Bottleneck.forward and DenseNet's concatenation, and the branch names of the source."""
+    bottleneck = """    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu1(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu2(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu3(out)
+        return out
+"""
+    assert bottleneck in _source("resnet50", input=(3, 32, 32))
+    assert "        out = self.conv2(out)\n        return torch.cat([x, out], 1)\n" in _source("densenet121", input=(3, 32, 32))
+    assert ("        branch4 = self.branch4(x)\n        return torch.cat([branch1, branch2, branch3, branch4], 1)\n"
+            in _source("googlenet", input=(3, 64, 64)))
 
 
 def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):

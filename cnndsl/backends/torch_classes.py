@@ -240,11 +240,12 @@ class Compact:
         return lines, parts
 
     def forward_lines(self, items: list[Item], first: int, outputs: list[int], in_class: bool) -> list[str]:
-        """The forward's statements: the running value in `x`, a new name only for what is still needed.
-        A block's output carries the label its caller gave it, which is no name inside the block's class."""
-        argument = "x"
+        """The forward's statements as PyTorch users write them: the running value in `x`, or in `out` once
+        the input is still needed beside it (a residual, dense or scale join); a branch's value under its
+        name, a shortcut's as `identity`, an in-place residual sum as `out += identity`. A block's output
+        carries the label its caller gave it, which is no name inside the block's class."""
         uses = Counter(source for item in items for source in item.inputs) + Counter(outputs)
-        names, live, lines = {first: argument}, {argument: first}, []
+        names, live, lines = {first: "x"}, {"x": first}, []
         for item in items:
             args = [names[source] for source in item.inputs]
             if item.kind == "group":
@@ -256,14 +257,34 @@ class Compact:
                 uses[source] -= 1
                 if uses[source] == 0:
                     del live[names[source]]
-            tap = self.graph.nodes[item.output]["tap"] if not (in_class and item.output in outputs) else None
-            name = _free_name(_variable(tap), live)
+            name = _free_name(self._value_name(item, args, live, in_class, item.output in outputs), live)
             if uses[item.output]:
                 live[name] = item.output
             names[item.output] = name
-            lines.append(f"{name} = {expression}")
-        lines.append(f"return {', '.join(names[node] for node in outputs)}")
-        return lines
+            summed = re.fullmatch(rf"{re.escape(name)}\.add_\((\w+)\)", expression)
+            lines.append(f"{name} += {summed.group(1)}" if summed else f"{name} = {expression}")
+        returned = [names[node] for node in outputs]
+        last = re.fullmatch(r"(\w+) = (.*)", lines[-1]) if lines else None
+        if last and returned == [last.group(1)] and not last.group(2).startswith("self."):
+            return [*lines[:-1], f"return {last.group(2)}"]  # a join returned as it is computed
+        return [*lines, f"return {', '.join(returned)}"]
+
+    def _value_name(self, item: Item, args: list[str], live: dict, in_class: bool, returned: bool) -> str:
+        """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
+        for a shortcut; `out` where its input stays needed; else its input's running name."""
+        tap = None if in_class and returned else self.graph.nodes[item.output]["tap"]
+        if _variable(tap) != "x":
+            return _variable(tap)
+        if item.kind == "group":
+            kind = self.graph.graph["groups"][item.key]["kind"]
+            if kind == "downsample":
+                return "identity"
+            if kind in ("branch", "scale") and _variable(item.key[-1]) != "x":
+                return item.key[-1]
+        running = "out" if in_class else "x"
+        if not args or args[0] in live:
+            return running
+        return args[0] if args[0] in ("x", "out") else running
 
     def _write_group(self, path: tuple) -> None:
         source, output = self.ends[path]
@@ -434,9 +455,13 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
         return None
     name = found.group(1)
     a_forward, b_forward = without.forward.split("\n"), extra.forward.split("\n")
-    step = next((index for index, line in enumerate(b_forward)
-                 if re.fullmatch(rf"(\w+) = self\.{name}\(\1\)", line) and b_forward[:index] + b_forward[index + 1 :] == a_forward),
-                None)
+    step, alias = None, None
+    for index, line in enumerate(b_forward):  # `identity = self.downsample(x)`, absent where `x` is added as it is
+        call = re.fullmatch(rf"(\w+) = self\.{name}\((\w+)\)", line)
+        rest = b_forward[:index] + b_forward[index + 1 :]
+        if call and [re.sub(rf"\b{call.group(1)}\b", call.group(2), other) for other in rest] == a_forward:
+            step, alias = index, call.groups()
+            break
     slots = [int(number) for number in SLOT.findall(b_lines[position])]
     if step is None or not slots:
         return None
@@ -446,7 +471,9 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
         return None
     init = "\n".join([*b_lines[:position], f"self.{name} = None", f"if {condition}:", f"    {b_lines[position]}",
                       *b_lines[position + 1 :]])
-    forward = "\n".join([*b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}", *b_forward[step + 1 :]])
+    aliased = [f"{alias[0]} = {alias[1]}"] if alias[0] != alias[1] else []  # torchvision's `identity = x`
+    forward = "\n".join([*aliased, *b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}",
+                         *b_forward[step + 1 :]])
     merged = Template(extra.base, init, forward, condition=condition)
     merged.instances = list(extra.instances)
     start, count = min(slots), len(slots)
