@@ -232,3 +232,22 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
     assert outputs[0] == outputs[1]
     assert str(tmp_path).encode() not in outputs[0]
     assert b"compiled from n.cnn by cnndsl" in outputs[0]
+
+
+def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file():
+    """resnet18: the basic block, the family and its own line; not the bottleneck, not resnet50's line."""
+    text = _source("resnet18", input=(3, 32, 32))
+    quoted = text[text.index("Its source, from library/resnet.cnn:"): text.index('"""', 3)]
+    assert "    block basic(c, s=1, groups=1, width=64, d=1) {\n        residual {\n" in quoted
+    assert "\n    network resnet(depths=[2, 2, 2, 2], unit=basic," in quoted
+    assert quoted.rstrip().endswith("    network resnet18 = resnet([2, 2, 2, 2], basic)")
+    assert "bottleneck" not in quoted and "resnet50" not in quoted and "He, Zhang" not in quoted
+
+
+def test_a_block_from_an_imported_file_is_quoted_under_that_files_name(tmp_path):
+    (tmp_path / "blocks.cnn").write_text("# shared\nblock pair(c) { conv3x3(c), relu }\nblock unused { relu }\n")
+    (tmp_path / "net.cnn").write_text('import "blocks.cnn"\nnetwork n { input 3x8x8\n  pair(4) }\n'
+                                      "network other { input 3x8x8\n  relu }\n")
+    text = standalone_source(cnndsl.load(tmp_path / "net.cnn", network="n"))
+    assert ("Its source, from net.cnn:\n\n    # from blocks.cnn\n    block pair(c) { conv3x3(c), relu }\n\n"
+            "    network n { input 3x8x8\n      pair(4) }\n\"\"\"") in text

@@ -19,6 +19,7 @@ from ..ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
 from .python_layout import laid_out
+from .source_excerpt import network_text
 
 RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
@@ -59,8 +60,8 @@ def header(network, kept: "dict | None" = None) -> str:
              *([f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
                 "and counts."] if kept else []),
              *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []), "",
-             f"The source, {source_name(network.file)}:", "",
-             *(f"    {line}".rstrip() for line in network.source.splitlines())]
+             f"Its source, from {source_name(network.file)}:", "",
+             *(f"    {line}".rstrip() for line in network_text(network).splitlines())]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
 
 
