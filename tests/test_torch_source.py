@@ -11,6 +11,7 @@ import torch
 
 import cnndsl
 from cnndsl.backends.torch import standalone_source, write_python
+from cnndsl.backends.torch_source import python_source
 from cnndsl.errors import CnnDslError, NameProblem
 from cnndsl.library import network_names
 from conftest import library_networks
@@ -251,3 +252,21 @@ def test_a_block_from_an_imported_file_is_quoted_under_that_files_name(tmp_path)
     text = standalone_source(cnndsl.load(tmp_path / "net.cnn", network="n"))
     assert ("Its source, from net.cnn:\n\n    # from blocks.cnn\n    block pair(c) { conv3x3(c), relu }\n\n"
             "    network n { input 3x8x8\n      pair(4) }\n\"\"\"") in text
+
+
+def test_prelu_keeps_its_initial_slope_and_its_count_in_both_layouts(tmp_path):
+    """nn.PReLU's repr leaves `init` out; the file writes it, so a fresh class starts where to_torch() does."""
+    source = ("block b(c) { conv3x3(c), prelu(per_channel=true, init=0.1) }\n"
+              "network n { input 3x8x8\n b(8), b(8), conv3x3(4), prelu(init=0.3), prelu }")
+    network = cnndsl.parse(source, file="n.cnn")
+    written = _import(write_python(network, tmp_path / "net.py")).N()
+    slopes = {key: value for key, value in written.state_dict().items() if "prelu" in key}
+    expected = {"b1.prelu.weight": torch.full((8,), 0.1), "b2.prelu.weight": torch.full((8,), 0.1),
+                "prelu1.weight": torch.full((1,), 0.3), "prelu2.weight": torch.full((1,), 0.25)}
+    assert slopes.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(slopes[key], value), key
+    with torch.device("meta"):
+        unrolled = python_source(network, network.to_torch())
+    assert "self.b1.prelu = nn.PReLU(num_parameters=8, init=0.1)" in unrolled
+    assert "self.prelu1 = nn.PReLU(init=0.3)" in unrolled

@@ -66,9 +66,9 @@ def compose(template: str, parts: list[Code]) -> Code:
     return Code(template.format(*texts), values, hints, defaults)
 
 
-def module_code(module, name: str) -> Code:
+def module_code(module, name: str, attrs: Optional[dict] = None) -> Code:
     """A torch.nn layer's constructor call, its whole numbers as slots named `<layer>_<argument>`."""
-    call = ast.parse(_constructor(module), mode="eval").body
+    call = ast.parse(_constructor(module, attrs), mode="eval").body
     if not isinstance(call, ast.Call):
         return Code(ast.unparse(call))
     parameters = inspect.signature(type(module)).parameters
@@ -228,7 +228,7 @@ class Compact:
                 if name in self.modules:
                     leaf = name.rsplit(".", 1)[-1]
                     lines.append(_assign(owner, leaf))
-                    parts.append(module_code(self.modules[name], leaf))
+                    parts.append(module_code(self.modules[name], leaf, self.graph.nodes[child]["attrs"]))
             elif child in self.codes:
                 lines.append(_assign(owner, child[-1]))
                 parts.append(self.codes[child])
@@ -333,7 +333,8 @@ class Compact:
         return derived
 
     def _sequential(self, items: list[Item]) -> Code:
-        codes = [self.codes[item.key] if item.kind == "group" else module_code(self.modules[self.graph.nodes[item.key]["name"]], item.name)
+        codes = [self.codes[item.key] if item.kind == "group" else
+                 module_code(self.modules[self.graph.nodes[item.key]["name"]], item.name, self.graph.nodes[item.key]["attrs"])
                  for item in items]
         bases = {self._base(item.key) if item.kind == "group" else None for item in items}
         if all(item.kind == "group" for item in items) and len(bases) == 1:

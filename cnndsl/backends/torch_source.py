@@ -132,14 +132,15 @@ def _variable(label) -> str:
 
 def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
+    attrs = {data["name"]: data["attrs"] for _, data in network.graph.nodes(data=True)}
     for path, module in modules.items():
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
             if leaf.isidentifier() and not keyword.iskeyword(leaf):
-                lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
+                lines.append(f"        {owner}.{leaf} = {_constructor(module, attrs.get(path))}")
             else:
-                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module)})")
+                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module, attrs.get(path))})")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
                 fill = _initial_value(network, f"{path}.{name}" if path else name)
@@ -158,9 +159,10 @@ def _initial_value(network, name: str) -> float:
     return fresh.flatten()[0].item()
 
 
-def _constructor(module: nn.Module) -> str:
+def _constructor(module: nn.Module, attrs: "dict | None" = None) -> str:
     """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
-    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments."""
+    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments.
+    An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the IR."""
     cls = type(module)
     if cls is nn.Module:
         return "nn.Module()"
@@ -168,6 +170,8 @@ def _constructor(module: nn.Module) -> str:
         raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
     call = ast.parse(repr(module), mode="eval").body
     defaults = inspect.signature(cls).parameters
+    if cls is nn.PReLU and attrs is not None:  # its repr shows num_parameters only
+        call.keywords.append(ast.keyword("init", ast.Constant(attrs["init"])))
     call.keywords = [argument for argument in call.keywords
                      if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])]
     return f"nn.{ast.unparse(call)}"
