@@ -59,9 +59,12 @@ def _split(text: str, indent: str) -> list[str]:
     clause = _comprehension(body)
     if clause is not None and len(inner) + len(body.strip()) > LINE_LENGTH:  # the element, then its `for`
         element = body[:clause].strip()
-        return [head, *[INDENT + part for part in _split(element, inner)], INDENT + body[clause:].strip(), tail]
+        return [head, *[INDENT + part for part in _split(element, inner)],
+                *[INDENT + part for part in _split(body[clause:].strip(), inner)], tail]
     items = _top_level_items(body)
-    if len(items) == 1 or len(inner) + len(body) <= LINE_LENGTH:
+    before = head[-2:-1]
+    literal = head[-1] in "[{" or not (before.isalnum() or before in "_)]")  # a tuple, list, set or dict
+    if len(items) == 1 or (len(inner) + len(body) <= LINE_LENGTH and not literal):  # a literal: one item a line
         lines = [INDENT + part for part in _split(body.strip(), inner)] if len(items) == 1 else [INDENT + body.strip()]
     else:
         lines = [INDENT + part for item in items for part in _split(item + ",", inner)]

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..ir import inputs_of
-from .torch_source import _constructor, _free_name, _variable, class_name, forward_expression, module_path
+from .torch_source import (_constructor, _free_name, _initial_value, _variable, class_name, forward_expression,
+                           module_path, parameter_constructor)
 
 SLOT = re.compile("\x00(\\d+)\x00")
 KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
@@ -99,7 +100,8 @@ def module_code(module, name: str, attrs: Optional[dict] = None) -> Code:
 
 
 def _whole(node) -> Any:
-    if isinstance(node, ast.Constant) and type(node.value) is int:
+    """A number an instance may differ in: a whole number, a tuple of them, or a real (a dropout's `p`)."""
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.Tuple) and node.elts and all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts):
         return tuple(e.value for e in node.elts)
@@ -141,6 +143,7 @@ class Compact:
 
     def __init__(self, network, modules: dict):
         self.network, self.graph, self.modules = network, network.graph, modules
+        self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.children: dict[tuple, list] = defaultdict(list)
         self.members: dict[tuple, set] = defaultdict(set)
         for node, data in self.graph.nodes(data=True):
@@ -225,10 +228,13 @@ class Compact:
         for kind, child in self.children[scope]:
             if kind == "node":
                 name = self.graph.nodes[child]["name"]
+                leaf = name.rsplit(".", 1)[-1]
                 if name in self.modules:
-                    leaf = name.rsplit(".", 1)[-1]
                     lines.append(_assign(owner, leaf))
                     parts.append(module_code(self.modules[name], leaf, self.graph.nodes[child]["attrs"]))
+                elif name in self.parameters:
+                    lines.append(_assign(owner, leaf))
+                    parts.append(self._parameter_code(name, leaf))
             elif child in self.codes:
                 lines.append(_assign(owner, child[-1]))
                 parts.append(self.codes[child])
@@ -238,6 +244,12 @@ class Compact:
                 lines += more
                 parts += more_parts
         return lines, parts
+
+    def _parameter_code(self, name: str, leaf: str) -> Code:
+        """`nn.Parameter(torch.full((c, 1, 1), fill))`, its sizes as slots."""
+        shape = tuple(self.parameters[name].shape)
+        text = parameter_constructor([f"\x00{index}\x00" for index in range(len(shape))], _initial_value(self.network, name))
+        return Code(text, list(shape), [f"{leaf}_channels"] * len(shape))
 
     def forward_lines(self, items: list[Item], first: int, outputs: list[int], in_class: bool) -> list[str]:
         """The forward's statements as PyTorch users write them: the running value in `x`, or in `out` once
@@ -251,7 +263,8 @@ class Compact:
             if item.kind == "group":
                 expression = f"{module_path('self', item.name)}({args[0]})"
             else:
-                module = module_path("self", item.name) if self.graph.nodes[item.key]["name"] in self.modules else None
+                owned = self.graph.nodes[item.key]["name"]
+                module = module_path("self", item.name) if owned in self.modules or owned in self.parameters else None
                 expression = forward_expression(self.graph, item.key, args, module)
             for source in item.inputs:
                 uses[source] -= 1
@@ -321,7 +334,7 @@ class Compact:
         info = self.graph.graph["groups"][path]
         base = {"in_channels": self.graph.nodes[source]["shape"][0]}
         for name, value in info.get("call", {}).get("args", {}).items():
-            if type(value) is int:
+            if type(value) in (int, float):
                 base[_python_name(name)] = value
         derived = dict(base)
         for name, value in base.items():
@@ -367,12 +380,25 @@ class Compact:
                 continue
             following = run[1].values if len(run) > 1 else run[0].values
             values, steps = run[0].values, [b - a if type(a) is int else 0 for a, b in zip(run[0].values, following)]
+            listed = [index for index, value in enumerate(values)  # reals that differ (a dropout's p): iterated over
+                      if type(value) is float and len({code.values[index] for code in run}) > 1]
+            names = {index: _python_name(run[0].hints[index]) for index in listed}
             slots = []
             for index, (value, step) in enumerate(zip(values, steps)):
-                slots.append(Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
+                slots.append(Code(names[index]) if index in listed else
+                             Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
                              Code("\x000\x00 + \x001\x00 * i", [value, step], [run[0].hints[index], "step"]))
-            counter = "i" if any(steps) else "_"
             text = SLOT.sub(lambda match: "{}", run[0].text)
+            if listed:
+                columns = [f"({', '.join(repr(code.values[index]) for code in run)})" for index in listed]
+                target = ", ".join(names.values())
+                iterable = columns[0] if len(columns) == 1 else f"zip({', '.join(columns)})"
+                loop = (f"i, {target} in enumerate({iterable})" if len(listed) == 1 else
+                        f"i, ({target}) in enumerate({iterable})") if any(steps) else f"{target} in {iterable}"
+                pieces.append("*({} for " + loop + ")")
+                parts.append(compose(text, slots))
+                continue
+            counter = "i" if any(steps) else "_"
             pieces.append("*({} for " + counter + " in range({}))")
             parts += [compose(text, slots), Code("\x000\x00", [len(run)], ["count"])]
         return compose(f'_numbered("{base}", {", ".join(pieces)})', parts)
@@ -405,7 +431,8 @@ class Compact:
             if len({value for _, value in having}) == 1:
                 continue
             name = next((name for name in _preferred(first.candidates, first.code.hints[slot])
-                         if all(_matches(instance.candidates[name], value) for instance, value in having)),
+                         if all(name in instance.candidates and _matches(instance.candidates[name], value)
+                                for instance, value in having)),
                         None)
             if name is None:
                 name = _python_name(first.code.hints[slot])
@@ -505,11 +532,18 @@ def _preferred(candidates: dict, hint: str) -> list[str]:
 
 
 def _matches(candidate, value) -> bool:
-    return candidate == value or (isinstance(value, tuple) and set(value) == {candidate})
+    """The candidate stands for the value: of its type (no real for a width: `in_channels * se`), or for
+    every entry of a tuple."""
+    if isinstance(value, tuple):
+        return type(candidate) is int and set(value) == {candidate}
+    return type(candidate) is type(value) and candidate == value
 
 
 def _steps_evenly(vectors: list[list]) -> bool:
+    """Whole numbers step by one amount; reals may differ (they are listed); anything else is constant."""
     for column in zip(*vectors):
+        if all(type(value) is float for value in column):
+            continue
         if all(type(value) is int for value in column):
             steps = {b - a for a, b in zip(column, column[1:])}
             if len(steps) > 1:

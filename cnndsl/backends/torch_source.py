@@ -145,8 +145,23 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
             for name, parameter in module.named_parameters(recurse=False):
                 fill = _initial_value(network, f"{path}.{name}" if path else name)
                 lines.append(f"        {module_path('self', path) if path else 'self'}.{name} = "
-                             f"nn.Parameter(torch.full({tuple(parameter.shape)}, {fill!r}))")
+                             f"{parameter_constructor([str(size) for size in parameter.shape], fill)}")
     return lines
+
+
+def parameter_constructor(sizes: list[str], fill: float) -> str:
+    """A layer that is one tensor, as torchvision's ConvNeXt writes its layer scale."""
+    shape = f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
+    return f"nn.Parameter(torch.full({shape}, {float32_text(fill)}))"
+
+
+def float32_text(value: float) -> str:
+    """The shortest decimal that is `value` in float32 (`1e-06`, not 9.999999974752427e-07)."""
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if torch.tensor(float(text), dtype=torch.float32).item() == value:
+            return repr(float(text))
+    return repr(value)
 
 
 def _initial_value(network, name: str) -> float:
