@@ -212,6 +212,19 @@ def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
     _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
 
 
+def test_densenet121s_file_builds_densenet201_from_its_block_counts(tmp_path):
+    """DenseNet-201's 20,013,928 parameters (Huang et al. 2017, torchvision) from DenseNet-121's class: the
+    widths that follow the block counts are written in them, and the function is the library's DenseNet-201."""
+    network = cnndsl.load("densenet121", input=(3, 32, 32))
+    namespace = _import(write_python(network, tmp_path / "densenet121.py"))
+    written = namespace.Densenet121(blocks=(6, 12, 48, 32))
+    assert sum(parameter.numel() for parameter in written.parameters()) == 20_013_928
+    reference = cnndsl.load("densenet201", input=(3, 32, 32)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    written.load_state_dict(reference.state_dict())
+    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+
+
 def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so():
     """`aux` adds layers: fixed. `classes` sets a width: an argument, unless a block's class would change
     with it (the auxiliary heads hold a `fc(classes)` of their own)."""

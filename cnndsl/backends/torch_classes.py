@@ -306,7 +306,9 @@ class Compact:
         chain = direct and all(item.inputs == [items[index - 1].output if index else source]
                                for index, item in enumerate(items))
         block = "call" in self.graph.graph["groups"][path]  # a block definition is always a class
-        if chain and not block and all(self._plain_call(item) for item in items):
+        repeated = self.graph.graph["groups"][path]["kind"] == "stage" and all(item.kind == "node" for item in items) and sum(
+            self._base(other) == self._base(path) for other in self.ends if self.ends[other]) > 1
+        if chain and not block and not repeated and all(self._plain_call(item) for item in items):  # a repeated stage of layers: a class
             self.codes[path] = self._sequential(items)
             return
         lines, parts = self.init_code(path)
@@ -604,13 +606,58 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
         if rebuilt is None:
             continue
         other = draft(*rebuilt)
-        if other.classes != base.classes or other.forward != base.forward or other.init.text != base.init.text:
+        if not _same_structure(base, other):
             continue
         named = _named_slots(name, value, changed, base.init.values, other.init.values)
+        if named is None and isinstance(value, (list, tuple)):
+            named = _affine_slots(name, value, changed, base, other, rebuild)
         if named is not None and named and not set(named) & set(expressions):
             kept[name] = value
             expressions.update(named)
     return kept, expressions
+
+
+def _same_structure(base: Draft, other: Draft) -> bool:
+    return other.classes == base.classes and other.forward == base.forward and other.init.text == base.init.text
+
+
+def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> Optional[dict]:
+    """Slot -> `c + a * name[0] + ...` for every number that moves in whole steps with the list's entries
+    (a DenseNet's widths follow its block counts), found by moving one entry at a time and checked
+    against moving them all; None if a number moves otherwise or the structure changes."""
+    slopes = []
+    for index in range(len(value)):
+        moved = [*value[:index], value[index] + 1, *value[index + 1 :]]
+        rebuilt = rebuild({name: moved})
+        if rebuilt is None:
+            return None
+        single = draft(*rebuilt)
+        if not _same_structure(base, single):
+            return None
+        slopes.append(single.init.values)
+    named = {}
+    for slot, start in enumerate(base.init.values):
+        steps = [values[slot] for values in slopes]
+        if not all(type(step) is int for step in [start, *steps]):
+            if any(step != start for step in steps) or other.init.values[slot] != start:
+                return None
+            continue
+        steps = [step - start for step in steps]
+        if other.init.values[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
+            return None
+        if any(steps):
+            named[slot] = _affine_text(name, start - sum(step * old for step, old in zip(steps, value)), steps)
+    return named
+
+
+def _affine_text(name: str, constant: int, steps: list[int]) -> str:
+    """`64 + 32 * blocks[0]`, `depths[1] - 1`."""
+    terms = [f"{name}[{index}]" if step == 1 else f"{step} * {name}[{index}]"
+             for index, step in enumerate(steps) if step]
+    text = " + ".join(terms).replace("+ -", "- ")
+    if constant > 0:
+        return f"{constant} + {text}"
+    return f"{text} - {-constant}" if constant < 0 else text
 
 
 def _changed(value):
