@@ -443,6 +443,15 @@ class Compact:
             expressions[slot] = name
         used = {word for expression in [*expressions.values(), template.condition]
                 for word in re.findall(r"[A-Za-z_]\w*", expression)}
+        for slot in range(len(first.code.values)):  # an optional submodule's constant, named by an argument
+            having = [(instance, instance.code.values[slot]) for instance in template.instances
+                      if instance.code.values[slot] is not None]
+            if slot in expressions or len(having) == len(template.instances):
+                continue
+            name = next((name for name in first.candidates if name in used and " " not in name
+                         and all(_matches(instance.candidates.get(name), value) for instance, value in having)), None)
+            if name is not None:
+                expressions[slot] = name  # a shortcut's stride is the block's `s`, not a 2 that happens to be so
         params = [name for name in first.candidates if " " not in name and name in used]
         template.params = params + [name for name in extra if name not in params]
         self.names[template.base] += 1
