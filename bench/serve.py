@@ -52,15 +52,17 @@ def serve(file: Path, network: str, options: list[str]) -> tuple[subprocess.Pope
 
 
 def edits_in_page(browser, url: str, count: int) -> list[dict]:
-    """`classes=1000` -> `classes=1001` and back, `count` times: each changes the last fc, the title and the totals."""
+    """`classes=1000` -> `classes=1001` -> `classes=1002` ..., `count` times: each edit changes the last fc, the title
+    and the totals, and makes a text the server has not seen (a text seen again reuses its analysis)."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(url)
     page.wait_for_selector("#diagram svg", timeout=30_000)
     results = []
     for index in range(count + 2):  # the first two warm the server's imports and the page's code paths
         text = page.evaluate("() => window.cnndsl.view.state.doc.toString()")
-        start = text.index("classes=100") + len("classes=100")
-        result = page.evaluate(EDIT, [start, start + 1, "1" if text[start] == "0" else "0"])
+        start = text.index("classes=") + len("classes=")
+        end = start + len(re.match(r"\d+", text[start:]).group(0))
+        result = page.evaluate(EDIT, [start, end, str(1001 + index)])
         assert result["ok"], result
         if index >= 2:
             results.append(result)
@@ -69,32 +71,35 @@ def edits_in_page(browser, url: str, count: int) -> list[dict]:
 
 
 def server_stages(file: Path, network: str, repeats: int = 10) -> str:
-    """Where the server's time goes for one text, in process: median ms per stage."""
+    """Where the server's time goes for one edit, in process: median ms per stage, as `Analyser.analyse` runs them
+    (the table is made while `dot` lays out the diagram in its own process)."""
+    from cnndsl.api import instantiate
     from cnndsl.backends.graphviz import to_digraph
     from cnndsl.embed import summary_table
-    from cnndsl.parse_cache import parse_text
+    from cnndsl.expand import DEFAULT_MAX_NODES
+    from cnndsl.load import Loader
     from cnndsl.serve.analysis import Analyser
-    from cnndsl.serve.layout import DotProcess
 
-    analyser, text, layout = Analyser(file, network, None), file.read_text(encoding="utf-8"), DotProcess()
-    names = ("parse", "expand+costs", "diagram (DOT)", "layout (dot, started once)", "table")
+    analyser, text = Analyser(file, network, None), file.read_text(encoding="utf-8")
+    names = ("parse (the edited definition)", "expand+costs", "diagram (DOT)", "table", "layout (dot, started once)")
     stages: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats + 1):
+    for index in range(repeats + 1):
+        edited = text.replace("classes=1000", f"classes={2001 + index}")
         marks = [time.perf_counter()]
-        parse_text(text, str(file))
+        program = analyser.parse(edited)
         marks.append(time.perf_counter())
-        built = analyser.load(text)  # parses again: its own time is the difference
+        module = Loader().bind(program, file.parent)
+        built = instantiate(module, network, str(file), edited, None, DEFAULT_MAX_NODES, {})
         marks.append(time.perf_counter())
         dot = to_digraph(built)
         marks.append(time.perf_counter())
-        layout.svg(dot.source)
-        marks.append(time.perf_counter())
         summary_table(built.summary())
         marks.append(time.perf_counter())
-        durations = [later - earlier for earlier, later in zip(marks, marks[1:])]
-        durations[1] -= durations[0]
-        for name, seconds in zip(stages, durations):
-            stages[name].append(seconds)
+        analyser.layout.svg(dot.source)
+        marks.append(time.perf_counter())
+        for name, earlier, later in zip(stages, marks, marks[1:]):
+            stages[name].append(later - earlier)
+    analyser.layout.close()
     return ", ".join(f"{name} {statistics.median(times[1:]) * 1e3:.0f}" for name, times in stages.items())
 
 

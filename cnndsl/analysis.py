@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import networkx as nx
 
-from .ir import inputs_of
+from .ir import walk
 from .receptive_field import IDENTITY, axis_after
 from .ops import REGISTRY, numel
 
@@ -30,28 +30,22 @@ class Totals:
 
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write params, macs, memory_bytes, rf and jump onto every node, in topological order."""
-    nodes = dict(graph.nodes(data=True))  # plain dict lookups; the attribute dicts are the graph's own
     axes: dict = {}  # node -> its receptive_field.Axis per spatial axis, while annotating
-    for node in sorted(nodes):
-        data = nodes[node]
-        kind = REGISTRY[data["op"]]
-        sources = [nodes[source] for source in inputs_of(graph, node)]
-        shapes = [source["shape"] for source in sources]
+    for node, data, kind, sources, shapes in walk(graph):
         data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
         data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
         read = sources if kind.tap_values else sources[:1]
         window = kind.window(data["attrs"], shapes) if shapes else None
-        axes[node] = _axes(graph, node, data, len(read), window, kind.offsets(data["attrs"], shapes), axes)
+        axes[node] = _axes(graph, read, data, window, kind.offsets(data["attrs"], shapes), axes)
         data["rf"], data["jump"] = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
     return graph
 
 
-def _axes(graph, node, data, count, window, offsets, axes):
+def _axes(graph, sources, data, window, offsets, axes):
     """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of."""
-    if not count:
+    if not sources:
         return (IDENTITY, IDENTITY)
-    sources = inputs_of(graph, node)[:count]
 
     def size(shape, axis):
         return shape[axis + 1] if len(shape) == 3 else 1  # a vector is one position
@@ -66,17 +60,16 @@ OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per p
 
 
 def saved_activations(graph: nx.DiGraph) -> int:
-    """Values backward keeps per image (an estimate): every layer's output, except activations and residual adds
-    that the torch backend runs in place, plus the int64 indices of max pooling (two float32 values each)."""
+    """Values backward keeps per image (an estimate): what each layer's kind says it keeps (`backward_keeps`
+    outputs), except for layers the torch backend runs in place over an input nothing else reads."""
     outputs = {output for _, output in graph.graph["outputs"]}
     total = 0
-    for node, data in graph.nodes(data=True):
-        sources = inputs_of(graph, node)
-        in_place = bool(sources) and (REGISTRY[data["op"]].family == "act" or data["op"] == "add") \
+    for _, data, kind, sources, _ in walk(graph):
+        in_place = kind.torch_in_place and bool(sources) \
             and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable \
             and graph.out_degree(sources[0]) == 1 and sources[0] not in outputs
         if not in_place:
-            total += numel(data["shape"]) * (3 if data["op"] == "maxpool" else 1)
+            total += numel(data["shape"]) * kind.backward_keeps
     return total
 
 
@@ -88,7 +81,7 @@ def training_bytes(graph: nx.DiGraph, params: int, batch: int, dtype: str, optim
 def totals(graph: nx.DiGraph) -> Totals:
     params = sum(graph.nodes[n]["params"] for n in graph.nodes)
     macs = sum(graph.nodes[n]["macs"] for n in graph.nodes)
-    memory = sum(graph.nodes[n]["memory_bytes"] for n in graph.nodes if graph.nodes[n]["op"] != "input")
+    memory = sum(graph.nodes[n]["memory_bytes"] for n in graph.nodes if n != graph.graph["input"])
     return Totals(params, macs, memory, params * BYTES_PER_VALUE)
 
 

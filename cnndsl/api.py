@@ -146,7 +146,7 @@ def parse(text: str, file: str = "<string>", network: Optional[str] = None, inpu
     `sandbox=True` limits its imports to the current folder (and below) and the library.
     """
     module = Loader(sandbox=sandbox).load_text(text, file)
-    return _instantiate(module, network, file, text, input, max_nodes, params)
+    return instantiate(module, network, file, text, input, max_nodes, params)
 
 
 def load(source: "str | Path", network: Optional[str] = None, input: Optional[tuple] = None,
@@ -163,11 +163,13 @@ def load(source: "str | Path", network: Optional[str] = None, input: Optional[tu
                               hint=did_you_mean(str(source), index) or "run `cnndsl list` to see the library")
         path, network = index[str(source)], network or str(source)
     module = Loader(sandbox=sandbox).load_path(path)
-    return _instantiate(module, network, str(path), module.program.text, input, max_nodes, params)
+    return instantiate(module, network, str(path), module.program.text, input, max_nodes, params)
 
 
-def _instantiate(module: Module, network: Optional[str], file: str, text: str, input: Optional[tuple],
-                 max_nodes: int, params: dict) -> Network:
+def instantiate(module: Module, network: Optional[str], file: str, text: str, input: Optional[tuple],
+                max_nodes: int, params: dict) -> Network:
+    """The network of a bound module that `parse` and `load` would choose, expanded and analysed; `file` and
+    `text` are the names and source its errors and `Network.source` show. For callers that bind a text themselves."""
     ref = _choose(module, network, file)
     graph = expand_network(ref, params, tuple(input) if input else None, max_nodes)
     analysis.annotate(graph)

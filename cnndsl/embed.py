@@ -96,7 +96,7 @@ def diagram_svg(network, options: BlockOptions) -> str:
 def summary_table(summary: Summary) -> str:
     """The per-layer table with group rows and the totals in its footer."""
     from .ops import format_shape
-    from .report import _axes, _bytes
+    from .report import format_axes, format_bytes
 
     rows, shown = [], set()
     for layer, label in zip(summary.layers, summary.labels):
@@ -110,10 +110,10 @@ def summary_table(summary: Summary) -> str:
         leaf = layer["name"].rsplit(".", 1)[-1]
         rows.append(f'<tr data-layer="{_e(layer["name"])}"><td style="padding-left:{len(parts)}em">{_e(leaf)}: '
                     f'{_e(label)}</td><td>{_e(format_shape(layer["shape"]))}</td><td>{layer["params"]:,}</td>'
-                    f'<td>{layer["macs"]:,}</td><td>{_bytes(layer["memory_bytes"])}</td><td>{_axes(layer["rf"])}</td></tr>')
+                    f'<td>{layer["macs"]:,}</td><td>{format_bytes(layer["memory_bytes"])}</td><td>{format_axes(layer["rf"])}</td></tr>')
     t = summary.totals
     foot = (f'<tr><td colspan="2">Total</td><td class="cnndsl-params">{t["params"]:,}</td>'
-            f'<td class="cnndsl-macs">{t["macs"]:,}</td><td>{_bytes(t["memory_bytes"])}</td><td></td></tr>')
+            f'<td class="cnndsl-macs">{t["macs"]:,}</td><td>{format_bytes(t["memory_bytes"])}</td><td></td></tr>')
     head = "<tr><th>Layer</th><th>Output</th><th>Params</th><th>MACs</th><th>Memory</th><th>RF</th></tr>"
     return (f"<style>{TABLE_STYLE}</style>"
             f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '

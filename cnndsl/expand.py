@@ -176,7 +176,7 @@ class Expander:
         if target is not None:
             raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
         found = ops.lookup(stmt.name)
-        if found is None or found[0].name == "input":
+        if found is None or not found[0].called_by_name:
             candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
             raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos,
                               unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, candidates))

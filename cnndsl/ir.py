@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import networkx as nx
 
 from .errors import LimitProblem, NameProblem, SourcePos
 from .evaluate import LARGEST
 from .module_names import why_not_a_module_name
-from .ops import OpKind, format_shape
+from .ops import REGISTRY, OpKind, format_shape
 
 EDGE_KINDS = ("sequence", "skip", "concat", "branch")
 
@@ -138,3 +138,21 @@ def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:
 
 def input_shapes(graph: nx.DiGraph, node: int) -> list[tuple]:
     return [graph.nodes[source]["shape"] for source in inputs_of(graph, node)]
+
+
+class Visit(NamedTuple):
+    """One node as a pass reads it: its attributes, its layer kind, its inputs in order and their shapes."""
+
+    node: int
+    data: dict
+    kind: OpKind
+    sources: list[int]
+    shapes: list[tuple]
+
+
+def walk(graph: nx.DiGraph) -> Iterator[Visit]:
+    """Every node in topological order (ids are creation order) with what each pass and backend asks first."""
+    nodes = graph.nodes
+    for node, data in nodes.items():
+        sources = inputs_of(graph, node)
+        yield Visit(node, data, REGISTRY[data["op"]], sources, [nodes[source]["shape"] for source in sources])

@@ -108,7 +108,7 @@ class Loader:
         if path is not None:
             self.stack.append(path)
         try:
-            module = self._bind(program, path.parent if path else Path.cwd())
+            module = self.bind(program, path.parent if path else Path.cwd())
         finally:
             if path is not None:
                 self.stack.pop()
@@ -116,7 +116,9 @@ class Loader:
             self.modules[path] = module
         return module
 
-    def _bind(self, program: ast.Program, folder: Path) -> Module:
+    def bind(self, program: ast.Program, folder: Path) -> Module:
+        """The module of a parsed text whose imports resolve from `folder`: for a text that is not read from a
+        file, such as the editor's in `cnndsl serve`, which keeps the parse of each text it has seen."""
         env = Env()
         for item in program.imports:
             with self._recording():

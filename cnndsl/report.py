@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, scalar, training_bytes
-from .ir import inputs_of
-from .ops import REGISTRY, format_shape, numel
+from .ir import walk
+from .ops import format_shape, numel
 
 COLUMNS = ("name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump")
 
@@ -35,12 +35,10 @@ class Summary:
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers = [], [], 0
-        for node in sorted(graph.nodes):
-            data = graph.nodes[node]
-            if data["op"] == "input":
+        for node, data, kind, sources, shapes in walk(graph):
+            if node == graph.graph["input"]:
                 continue
-            sources = inputs_of(graph, node)
-            buffers += REGISTRY[data["op"]].buffers(data["attrs"], [graph.nodes[s]["shape"] for s in sources])
+            buffers += kind.buffers(data["attrs"], shapes)
             layers.append({
                 "name": data["name"], "op": data["op"], "group": ".".join(data["group"]),
                 "shape": list(data["shape"]), "params": data["params"], "macs": data["macs"],
@@ -49,7 +47,7 @@ class Summary:
                 "inputs": [{"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
                            for s in sources],
             })
-            labels.append(REGISTRY[data["op"]].label(data["attrs"]))
+            labels.append(kind.label(data["attrs"]))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         totals = {
@@ -74,14 +72,14 @@ class Summary:
         writer.writeheader()
         for layer in self.layers:
             writer.writerow({**layer, "shape": format_shape(layer["shape"]).replace("×", "x"),
-                             "rf": _axes(layer["rf"]), "jump": _axes(layer["jump"])})
+                             "rf": format_axes(layer["rf"]), "jump": format_axes(layer["jump"])})
         return out.getvalue()
 
     def to_markdown(self) -> str:
         lines = ["| layer | op | output | params | MACs | memory | RF |", "|---|---|---|---:|---:|---:|---:|"]
         for layer, label in zip(self.layers, self.labels):
             lines.append(f"| {layer['name']} | {label} | {format_shape(layer['shape'])} | {layer['params']:,} "
-                         f"| {layer['macs']:,} | {_bytes(layer['memory_bytes'])} | {_axes(layer['rf'])} |")
+                         f"| {layer['macs']:,} | {format_bytes(layer['memory_bytes'])} | {format_axes(layer['rf'])} |")
         lines += ["", *(f"- {line}" for line in self._total_lines())]
         return "\n".join(lines)
 
@@ -96,7 +94,7 @@ class Summary:
                     shown_groups.add(path)
                     rows.append(("  " * depth + parts[depth], "", "", "", "", ""))
             rows.append(("  " * len(parts) + row["title"], format_shape(row["shape"]), f"{row['params']:,}",
-                         f"{row['macs']:,}", _bytes(row["memory_bytes"]), _axes(row["rf"])))
+                         f"{row['macs']:,}", format_bytes(row["memory_bytes"]), format_axes(row["rf"])))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         text = [f"{self.network}  (input {format_shape(self.input)})", rule]
@@ -131,13 +129,13 @@ class Summary:
         per = "per image" if self.batch == 1 else f"for a batch of {self.batch}"
         training = t["training_bytes"]
         return [
-            f"Params: {t['params']:,} ({_bytes(t['param_bytes'])} as {self.dtype})",
+            f"Params: {t['params']:,} ({format_bytes(t['param_bytes'])} as {self.dtype})",
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
-            f"Activation memory: {_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
+            f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
             f"Trainable params: {t['trainable_params']:,}; non-trainable params: {t['non_trainable_params']:,}; "
-            f"buffers: {t['buffers']:,} values ({_bytes(t['buffer_bytes'])}, batch-norm running statistics)",
-            f"Training memory, estimated {per}: {_bytes(training['sgd'])} with SGD, "
-            f"{_bytes(training['sgd-momentum'])} with SGD-momentum, {_bytes(training['adam'])} with Adam "
+            f"buffers: {t['buffers']:,} values ({format_bytes(t['buffer_bytes'])}, batch-norm running statistics)",
+            f"Training memory, estimated {per}: {format_bytes(training['sgd'])} with SGD, "
+            f"{format_bytes(training['sgd-momentum'])} with SGD-momentum, {format_bytes(training['adam'])} with Adam "
             f"(activations kept for backward + weights + gradients + optimizer state)",
         ]
 
@@ -148,11 +146,13 @@ class Summary:
         return self.to_table()
 
 
-def _axes(value) -> str:
+def format_axes(value) -> str:
+    """A receptive field or jump as reports write it: `7`, or `7x5` where the axes differ."""
     return "x".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
 
 
-def _bytes(count: int) -> str:
+def format_bytes(count: int) -> str:
+    """A size in bytes in the largest binary unit it reaches: `512 B`, `1.5 KiB`, `98 MiB`."""
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= size:
             return f"{count / size:.1f} {unit}" if count % size else f"{count // size} {unit}"

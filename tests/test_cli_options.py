@@ -102,3 +102,17 @@ def test_pt2_is_written_without_torchs_warning_about_the_file_name(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", "compile", "lenet5", "--to",
                              "pt2", "-o", str(tmp_path / "lenet5.pt2")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == "" and (tmp_path / "lenet5.pt2").stat().st_size > 0
+
+
+def test_python_dash_m_cnndsl_is_the_cnndsl_command(cli):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cnndsl", "summary", "lenet5", "--format", "csv"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == cli("summary", "lenet5", "--format", "csv").stdout
+    assert result.stdout.splitlines()[1].startswith("features.conv1,conv,features,6x28x28,156,")  # 6·(5·5·1) + 6
+    refused = subprocess.run([sys.executable, "-m", "cnndsl", "summary", "no_such_network"], capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: `no_such_network` is neither a file nor a library network\n")

@@ -273,12 +273,6 @@ def test_an_opset_the_network_cannot_be_expressed_in_is_a_located_error(cli, tmp
         build_model(cnndsl.load(source), opset=99)
 
 
-def test_an_even_lrn_window_is_refused_rather_than_shifted():
-    with pytest.raises(ValueProblem, match=r"`lrn` of an even size \(4\) has no ONNX form") as caught:
-        build_model(cnndsl.parse("network n {\n input 8x4x4\n lrn(4)\n}"))
-    assert caught.value.pos.line == 3
-
-
 def test_an_output_named_like_another_layer_is_a_name_problem():
     text = "network n {\n input 3x8x8\n conv: relu\n conv3x3(4), out: relu\n output @conv, @out\n}"
     with pytest.raises(NameProblem, match="two values of the ONNX graph would be called `conv`"):

@@ -100,12 +100,14 @@ def test_concat_puts_the_current_tensor_first_then_the_taps_in_order():
 
 
 def test_concat_crop_takes_the_centre_of_the_larger_tap():
+    """7 pixels cropped to 4: the odd difference puts the extra pixel after the window, as U-Net's crop does
+    (an even one could not tell rounding down from rounding up)."""
     def reference(x, w):
         a = F.conv2d(x, w["conv1.weight"], w["conv1.bias"])  # 3x9x9 -> 2x7x7
-        b = F.conv2d(F.conv2d(a, w["conv2.weight"], w["conv2.bias"]), w["conv3.weight"], w["conv3.bias"])  # 3x3
-        return torch.cat([b, a[:, :, 2:5, 2:5]], 1)
+        b = F.conv2d(F.conv2d(a, w["conv2.weight"], w["conv2.bias"]), w["conv3.weight"], w["conv3.bias"])  # 4x4
+        return torch.cat([b, a[:, :, 1:5, 1:5]], 1)
 
-    _check("a: conv(2, k=3, p=0), conv(2, k=3, p=0), conv(2, k=3, p=0), concat(@a, crop=true)", "3x9x9", reference)
+    _check("a: conv(2, k=3, p=0), conv(2, k=2, p=0), conv(2, k=3, p=0), concat(@a, crop=true)", "3x9x9", reference)
 
 
 def test_residual_adds_the_shortcut_and_scale_gates_per_channel():

@@ -172,6 +172,65 @@ def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path
     assert len(laid_out) == 2
 
 
+def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(tmp_path):
+    """A toggle of the diagram's depth does not analyse the text again; an imported file may have changed on disk,
+    so a text that imports one is analysed again. conv3x3(4) on 3 channels: 4·3·3·3 + 4 = 112 parameters."""
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    loaded = []
+    load = analyser.load
+    analyser.load = lambda text: loaded.append(text) or load(text)
+    text = "network n { input 3x8x8, conv3x3(4), relu }"
+    first, folded = analyser.analyse(Request(text)), analyser.analyse(Request(text, depth=0))
+    assert (first["params"], folded["params"], folded["id"], len(loaded)) == (112, 112, first["id"], 1)
+    assert folded["svg"] != first["svg"] and folded["table"] == first["table"]
+    (tmp_path / "blocks.cnn").write_text("block b { conv3x3(4) }\n", encoding="utf-8")
+    importing = 'import "blocks.cnn"\nnetwork n { input 3x8x8, b, relu }'
+    assert analyser.analyse(Request(importing))["params"] == 112
+    (tmp_path / "blocks.cnn").write_text("block b { conv3x3(8) }\n", encoding="utf-8")
+    assert analyser.analyse(Request(importing))["params"] == 8 * 3 * 3 * 3 + 8
+    assert len(loaded) == 3
+
+
+def _parse_or_error(parse, text: str):
+    from cnndsl.errors import CnnDslError
+
+    try:
+        return parse(text)
+    except CnnDslError as error:
+        return error.message, str(error.pos), error.hint
+
+
+def test_a_text_parsed_a_definition_at_a_time_has_the_whole_texts_tree_or_error(monkeypatch):
+    """parse_text on the whole text is the oracle: the same tree (positions included) or the same error."""
+    from cnndsl.parse_cache import parse_text
+    from cnndsl.serve import parsing
+
+    pieces = parsing.PieceParser("net.cnn")
+    for file in sorted((ROOT / "library").glob("*.cnn")):
+        text = file.read_text(encoding="utf-8")
+        assert pieces.parse(text) == parse_text(text, "net.cnn"), file.name
+    parsed = []
+    monkeypatch.setattr(parsing, "parse_text", lambda text, file: parsed.append(text) or parse_text(text, file))
+    text = (ROOT / "library" / "resnet.cnn").read_text(encoding="utf-8")
+    pieces.parse(text)
+    parsed.clear()
+    edited = text.replace("classes=1000", "classes=10")
+    assert pieces.parse(edited) == parse_text(edited, "net.cnn")
+    assert len(parsed) == 1 and parsed[0].lstrip("\n").startswith("network resnet(")  # only the edited definition
+    shifted = "# a new first line\n" + edited  # every definition moves down a line: all parsed again, placed right
+    assert pieces.parse(shifted) == parse_text(shifted, "net.cnn")
+    cases = [
+        "network a { input 3x8x8\nlet k = 3\nconv(4, k=k) }\n",  # `let` at the first column inside a body: one piece
+        "block b(c) { conv3x3(c) }\nnetwork a { input 3x8x8, b(4), relu ) }\n",  # an error in the second definition
+        "network a { input 3x8x8, relu }\nnetwork b { input 3x8x8, relu\nnetwork c { input 3x8x8 }\n",  # unclosed
+    ]
+    for case in cases:
+        assert _parse_or_error(pieces.parse, case) == _parse_or_error(lambda text: parse_text(text, "net.cnn"), case)
+    assert _parse_or_error(pieces.parse, cases[1])[:2] == ("unexpected `)`", "net.cnn:2:37")
+
+
 # ---- the server: where it listens and whom it answers ---------------------------------------------------
 def test_it_listens_on_the_loopback_address_only(served):
     listening = []
@@ -362,3 +421,31 @@ def test_a_screenshot_of_the_page_is_not_blank(page):
     not_white = sum(count for count, colour in colours if sum(colour) < 3 * 240)
     assert image.size == (1400, 900)
     assert len(colours) > 50 and not_white > 0.03 * 1400 * 900
+
+
+def test_an_edit_remakes_only_the_table_parts_it_changes_and_the_table_is_right(page):
+    """103 layers: parts of 40, 40 and 23 rows. Changing the last fc (4·12 + 12 = 60 parameters after the pooling,
+    instead of 4·10 + 10 = 50; with the conv's 4·3·3·3 + 4 = 112, 172 in all) remakes the last part and the
+    totals; the first part stays the same element."""
+    text = _editor_text(page)
+    many = "network alexnet {\n    input 3x8x8\n    conv3x3(4), relu x 100, gap, fc(10)\n}\n"  # served as `-n alexnet`
+    _set_text(page, 0, len(text), many)
+    page.wait_for_function("() => document.querySelectorAll('#table tr[data-layer]').length === 103", timeout=3000)
+    page.evaluate("() => { document.querySelector('#table tr[data-layer]').marked = 1; }")
+    start = many.index("fc(10)") + len("fc(")
+    _set_text(page, start, start + 2, "12")
+    page.wait_for_function("() => document.querySelector('.cnndsl-params').textContent === '172'", timeout=3000)
+    shown = page.evaluate("() => [...document.querySelectorAll('#table tr[data-layer]')]"
+                          ".map((row) => [row.dataset.layer, row.cells[2].textContent])")
+    assert [name for name, _ in shown] == ["conv", *(f"relu{index}" for index in range(1, 101)), "gap", "fc"]
+    assert (shown[0], shown[-1]) == (["conv", "112"], ["fc", "60"])
+    assert page.evaluate("() => document.querySelector('#table tr[data-layer]').marked") == 1
+    assert page.evaluate("() => document.querySelectorAll('#table > *').length") == 5  # head, 3 parts, totals
+    _set_text(page, 0, len(_editor_text(page)), text)
+    page.wait_for_function("() => document.querySelectorAll('#table tr[data-layer]').length === 21", timeout=3000)
+
+
+def _set_text(page, start: int, end: int, text: str) -> None:
+    """Replace start..end of the editor's text in one change, as a paste does (typing would auto-indent)."""
+    page.evaluate("([from, to, insert]) => window.cnndsl.view.dispatch({changes: {from, to, insert}})",
+                  [start, end, text])

@@ -140,19 +140,22 @@ def _first_node(child: "Union[Group, int]") -> int:
 
 
 # ---- repeats --------------------------------------------------------------------------
-def runs_of(graph: nx.DiGraph, children: list, outputs: set[int]) -> list["Union[Run, int]"]:
-    """Children with consecutive repeats gathered into runs (a lone group is a run of one)."""
+def runs_of(graph: nx.DiGraph, children: list, outputs: set[int],
+            sources: dict[int, list[int]]) -> list["Union[Run, int]"]:
+    """Children with consecutive repeats gathered into runs (a lone group is a run of one); `sources`: each
+    node's `inputs_of`, looked up rather than sorted again for every comparison."""
     result: list = []
     for child in children:
         previous = result[-1] if result else None
-        if isinstance(child, Group) and isinstance(previous, Run) and _repeats(graph, previous.instances[-1], child, outputs):
+        if isinstance(child, Group) and isinstance(previous, Run) and \
+                _repeats(graph, previous.instances[-1], child, outputs, sources):
             previous.instances.append(child)
         else:
             result.append(Run([child]) if isinstance(child, Group) else child)
     return result
 
 
-def _repeats(graph: nx.DiGraph, before: Group, after: Group, outputs: set[int]) -> bool:
+def _repeats(graph: nx.DiGraph, before: Group, after: Group, outputs: set[int], sources: dict[int, list[int]]) -> bool:
     """`after` repeats `before`: same layers, arguments and wiring, the same change of shape,
     and joined to it only through `before`'s last node (so nothing is lost by drawing one)."""
     if len(before.nodes) != len(after.nodes) or before.kind != after.kind:
@@ -165,36 +168,36 @@ def _repeats(graph: nx.DiGraph, before: Group, after: Group, outputs: set[int]) 
         for target in graph.succ[node]:
             if target not in inside and (node != last or target not in following):
                 return False
-    if any(source != last for source in _outside_sources(graph, after)):
+    if any(source != last for source in _outside_sources(sources, after)):
         return False
-    if _signature(graph, before) != _signature(graph, after):
+    if _signature(graph, before, sources) != _signature(graph, after, sources):
         return False
-    return _same_shape_change(graph, before, after)
+    return _same_shape_change(graph, before, after, sources)
 
 
-def _outside_sources(graph: nx.DiGraph, group: Group) -> list[int]:
+def _outside_sources(sources: dict[int, list[int]], group: Group) -> list[int]:
     inside = set(group.nodes)
-    return [source for node in group.nodes for source in inputs_of(graph, node) if source not in inside]
+    return [source for node in group.nodes for source in sources[node] if source not in inside]
 
 
-def _signature(graph: nx.DiGraph, group: Group) -> list[tuple]:
+def _signature(graph: nx.DiGraph, group: Group, sources: dict[int, list[int]]) -> list[tuple]:
     """Each node's kind, arguments, place in the group and inputs, in terms local to the group."""
     local = {node: index for index, node in enumerate(group.nodes)}
     signature = []
     for node in group.nodes:
         data = graph.nodes[node]
         wiring = tuple(
-            (graph.edges[source, node]["kind"], local.get(source, "outside")) for source in inputs_of(graph, node)
+            (graph.edges[source, node]["kind"], local.get(source, "outside")) for source in sources[node]
         )
         signature.append((data["op"], data["attrs"], data["group"][len(group.path):], wiring))
     return signature
 
 
-def _same_shape_change(graph: nx.DiGraph, before: Group, after: Group) -> bool:
+def _same_shape_change(graph: nx.DiGraph, before: Group, after: Group, sources: dict[int, list[int]]) -> bool:
     """Every node has the same shape in both, or differs from its group's input by the same amount
     (a dense layer adds 32 channels to whatever it is given)."""
-    input_before = graph.nodes[_outside_sources(graph, before)[0]]["shape"]
-    input_after = graph.nodes[_outside_sources(graph, after)[0]]["shape"]
+    input_before = graph.nodes[_outside_sources(sources, before)[0]]["shape"]
+    input_after = graph.nodes[_outside_sources(sources, after)[0]]["shape"]
     for node_before, node_after in zip(before.nodes, after.nodes):
         shape_before, shape_after = graph.nodes[node_before]["shape"], graph.nodes[node_after]["shape"]
         if shape_before != shape_after and _offset(shape_before, input_before) != _offset(shape_after, input_after):
@@ -219,6 +222,7 @@ class _Builder:
         self.depth = depth
         self.expand = expand
         self.outputs = {node for _, node in graph.graph["outputs"]}
+        self.sources = {node: inputs_of(graph, node) for node in graph.nodes}
         self.stands_for: dict[int, int] = {}        # node in a later repeat -> node in the one before
         self.instance: dict[int, list[tuple[int, int]]] = {}  # node -> [(run id, instance index)]
         self.box_of: dict[int, str] = {}
@@ -238,7 +242,7 @@ class _Builder:
         return Diagram(self.graph.graph["name"], members, _enter_through_forks(members, self._links()))
 
     def _members(self, group: Group, level: int) -> list:
-        children = runs_of(self.graph, group.children, self.outputs) if not self.expand else [
+        children = runs_of(self.graph, group.children, self.outputs, self.sources) if not self.expand else [
             Run([child]) if isinstance(child, Group) else child for child in group.children
         ]
         members = []
@@ -274,7 +278,7 @@ class _Builder:
     def _links(self) -> list[Link]:
         kinds: dict[tuple[str, str], str] = {}
         for head in sorted(self.graph.nodes):
-            for source in inputs_of(self.graph, head):
+            for source in self.sources[head]:
                 drawn = self._drawn_edge(source, head)
                 if drawn is None or drawn[0] == drawn[1]:
                     continue

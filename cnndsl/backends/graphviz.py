@@ -167,11 +167,11 @@ class _Painter:
         details = self.details([box.node], data["shape"])
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]),
                       "class": family}
-        if family == "merge" and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
+        if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
             dot.node(box.id, _html(f"{tap} {head}" if tap else head), shape="ellipse", height="0.3", margin="0.04,0",
                      xlabel=_html(_faint(details)) if details else None, **attributes)
-        elif family == "merge":  # a small circle; what does not fit goes beside it
+        elif kind.drawn_as_join:  # a small circle; what does not fit goes beside it
             dot.node(box.id, _html(head), shape="circle", width="0.3", fixedsize="true", fontsize="14",
                      margin="0", xlabel=_html(_faint(details)) if details else None, **attributes)
         else:

@@ -20,8 +20,8 @@ from .. import __version__
 from ..api import memory_bytes
 from ..atomic import write_atomically, write_together
 from ..errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
-from ..ir import input_shapes, inputs_of
-from ..ops import REGISTRY, format_shape
+from ..ir import walk
+from ..ops import format_shape
 from ..source_map import origin, source_name
 from .onnx_fold import fold_batchnorm
 from .onnx_tensors import Pending, ready, serialized_size
@@ -156,12 +156,12 @@ def emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
     output_names = {node: name for name, node in reversed(network.outputs)}
     values = {graph.graph["input"]: network.input_name}
     emitter.used.add(network.input_name)
-    for node, data in graph.nodes(data=True):
+    for node, data, kind, sources, shapes in walk(graph):
         if node in values:
             continue
-        arguments = [values[source] for source in inputs_of(graph, node)]
+        arguments = [values[source] for source in sources]
         try:
-            values[node] = emitter.emit(REGISTRY[data["op"]], data, arguments, input_shapes(graph, node),
+            values[node] = emitter.emit(kind, data, arguments, shapes,
                                         output_names.get(node, data["name"]), origin(network, node))
         except CnnDslError as error:
             raise error.at(data["pos"])

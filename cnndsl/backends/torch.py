@@ -16,8 +16,7 @@ from torch import fx, nn
 
 from ..atomic import write_atomically
 from ..errors import CnnDslError, ValueProblem
-from ..ir import input_shapes, inputs_of
-from ..ops import REGISTRY
+from ..ir import inputs_of, walk
 from ..source_map import source_name
 from ..weights import load_into
 from .torch_classes import _changed, compact_source
@@ -166,9 +165,9 @@ def _modules(network) -> nn.Module:
     network.require_weights_fit()  # refuse before allocating weights no machine here can hold
     graph = network.graph
     root = nn.Module()
-    for node, data in graph.nodes(data=True):
-        module = REGISTRY[data["op"]].torch_module(data["attrs"], input_shapes(graph, node))
-        if hasattr(module, "inplace"):
+    for node, data, kind, _, shapes in walk(graph):
+        module = kind.torch_module(data["attrs"], shapes)
+        if kind.torch_in_place and module is not None:
             module.inplace = _may_overwrite_input(graph, node)
         if module is not None:
             *path, leaf = data["name"].split(".")
@@ -204,10 +203,10 @@ def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
     """Zero the scale of the BatchNorm that ends each residual body, so every block starts as the
     identity (Goyal et al. 2017, torchvision's `zero_init_residual`)."""
     modules = dict(root.named_modules())
-    for node, data in graph.nodes(data=True):
-        if data["op"] != "add":  # a residual join: body + shortcut
+    for _, _, kind, sources, _ in walk(graph):
+        if not kind.residual_join:
             continue
-        body, *shortcuts = inputs_of(graph, node)
+        body, *shortcuts = sources
         shared = set(shortcuts).union(*(nx.ancestors(graph, source) for source in shortcuts))
         while body not in shared:
             module = modules.get(graph.nodes[body]["name"])
@@ -231,10 +230,9 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
     values = {graph.graph["input"]: tracer.create_proxy("placeholder", input_name(network), (), {})}
-    for node, data in graph.nodes(data=True):
+    for node, data, _, sources, _ in walk(graph):
         if node in values:
             continue
-        sources = inputs_of(graph, node)
         args = [f"arg{index}" for index in range(len(sources))]
         owned = data["name"] in modules or data["name"] in parameters
         expression = forward_expression(graph, node, args, "module" if owned else None)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..ir import input_shapes, inputs_of
+from ..ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
 from .python_layout import laid_out
@@ -209,13 +209,12 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     live = {names[first]: first}
     lines = [f"    def forward(self, {names[first]}):"]
     group = ()
-    for node, data in graph.nodes(data=True):
+    for node, data, _, sources, _ in walk(graph):
         if node == first:
             continue
         if data["group"] != group:
             lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
             group = data["group"]
-        sources = inputs_of(graph, node)
         module = module_path("self", data["name"]) if data["name"] in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:

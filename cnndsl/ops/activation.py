@@ -22,9 +22,10 @@ class _Activation(OpKind):
         return self.onnx_rule(args[0], emit)
 
 
-def _activation(name: str, torch_class: str, doc: str, onnx=None) -> None:
+def _activation(name: str, torch_class: str, doc: str, onnx=None, in_place: bool = False) -> None:
     register(type(name.capitalize(), (_Activation,), {
         "name": name, "torch_class": torch_class, "doc": doc, "onnx_rule": staticmethod(onnx) if onnx else None,
+        "torch_in_place": in_place,
     }))
 
 
@@ -69,20 +70,22 @@ def _hardswish(x, emit):
     return emit.op("Mul", [x, emit.op("HardSigmoid", [x], **_HARD_SIGMOID)])
 
 
-_activation("relu", "ReLU", "max(0, x)", _single("Relu"))
-_activation("relu6", "ReLU6", "min(max(0, x), 6), MobileNet's activation", _relu6)
+_activation("relu", "ReLU", "max(0, x)", _single("Relu"), in_place=True)
+_activation("relu6", "ReLU6", "min(max(0, x), 6), MobileNet's activation", _relu6, in_place=True)
 _activation("sigmoid", "Sigmoid", "1 / (1 + e^-x)", _single("Sigmoid"))
 _activation("tanh", "Tanh", "hyperbolic tangent", _single("Tanh"))
 _activation("gelu", "GELU", "Gaussian error linear unit (exact erf form)", _gelu)
-_activation("silu", "SiLU", "x · sigmoid(x), also called swish", _silu)
-_activation("mish", "Mish", "x · tanh(softplus(x)) (Misra 2019)", _mish)
-_activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish", _hardswish)
-_activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid", _single("HardSigmoid", **_HARD_SIGMOID))
+_activation("silu", "SiLU", "x · sigmoid(x), also called swish", _silu, in_place=True)
+_activation("mish", "Mish", "x · tanh(softplus(x)) (Misra 2019)", _mish, in_place=True)
+_activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish", _hardswish, in_place=True)
+_activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid", _single("HardSigmoid", **_HARD_SIGMOID),
+            in_place=True)
 
 
 @register
 class LeakyRelu(_Activation):
     name = "leakyrelu"
+    torch_in_place = True
     signature = (("slope", 0.01),)
     doc = "max(0, x) + slope · min(0, x)"
 
@@ -104,6 +107,7 @@ class LeakyRelu(_Activation):
 @register
 class Elu(_Activation):
     name = "elu"
+    torch_in_place = True
     signature = (("alpha", 1.0),)
     doc = "x for x > 0, alpha · (e^x − 1) below (Clevert et al. 2016)"
 

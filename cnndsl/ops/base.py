@@ -44,6 +44,14 @@ class OpKind:
     tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
                                       # activation may overwrite it in place when nothing else reads it
+    torch_in_place: bool = False  # torch writes its result over its first input where that input is overwritable:
+                                  # a module with `inplace` (ReLU(inplace=True)) or a `torch_call_inplace`
+    backward_keeps: int = 1   # output-sized float32 tensors backward keeps (an estimate): 3 for max pooling, whose
+                              # int64 indices are two float32 values each
+    residual_join: bool = False  # adds shortcuts (its other inputs) to a body (its first): `zero_init_residual`
+                                 # zeroes the norm that ends the body
+    drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
+    called_by_name: bool = True  # False for the input, which only the `input` statement makes
     doc: str = ""
 
     # ---- arguments ------------------------------------------------------------
@@ -158,7 +166,7 @@ def layer_table() -> str:
     order = ("conv", "pool", "fc", "reshape", "act", "norm", "reg", "merge")
     for name, kind in sorted(REGISTRY.items(), key=lambda item: order.index(item[1].family)
                              if item[1].family in order else len(order)):
-        if name == "input":
+        if not kind.called_by_name:
             continue
         signature = ", ".join(key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
                               for key, default in kind.signature)

@@ -24,6 +24,9 @@ class Add(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
+    torch_in_place = True
+    residual_join = True
+    drawn_as_join = True
     doc = "add(@t): element-wise sum with the taps, of equal shapes (residual connections)"
 
     def shape(self, attrs, inputs):
@@ -57,6 +60,7 @@ class Concat(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
+    drawn_as_join = True
     tap_edge = "concat"
     signature = (("crop", False),)
     doc = "concat(@t, ...): the current tensor, then the taps in order, along channels; crop=true centre-crops larger inputs (U-Net)"
@@ -117,6 +121,7 @@ class Multiply(OpKind):
     family = "merge"
     takes_taps = True
     torch_overwritable = True
+    drawn_as_join = True
     signature = (("factor", None),)
     doc = "mul(@t): gating, x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant, mul(@t, 0.5) both"
 

@@ -170,14 +170,17 @@ class LocalResponseNorm(OpKind):
     name = "lrn"
     family = "norm"
     signature = (("size", 5), ("alpha", 1e-4), ("beta", 0.75), ("k", 2.0))
-    doc = "local response normalisation across channels (AlexNet, GoogLeNet papers)"
+    doc = "local response normalisation across an odd number of channels (AlexNet, GoogLeNet papers)"
 
     def resolve(self, attrs, inputs):
+        """An even size is refused here, where `check` sees it: ONNX has no form for it."""
         spatial(self, inputs[0])
-        return {
-            "size": whole(attrs["size"], "size"), "alpha": real(attrs["alpha"], "alpha"),
-            "beta": real(attrs["beta"], "beta"), "k": real(attrs["k"], "k"),
-        }
+        size = whole(attrs["size"], "size")
+        if size % 2 == 0:
+            raise ValueProblem(f"`lrn` of an even size ({size}) has no ONNX form: ONNX centres an even window one "
+                               "channel later than PyTorch", hint="use an odd size, as the papers do")
+        return {"size": size, "alpha": real(attrs["alpha"], "alpha"), "beta": real(attrs["beta"], "beta"),
+                "k": real(attrs["k"], "k")}
 
     def label(self, attrs):
         return f"lrn {attrs['size']}"
@@ -188,9 +191,6 @@ class LocalResponseNorm(OpKind):
         return nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"])
 
     def onnx(self, attrs, inputs, args, emit):
-        if attrs["size"] % 2 == 0:
-            raise ValueProblem(f"`lrn` of an even size ({attrs['size']}) has no ONNX form: ONNX centres an even "
-                               "window one channel later than PyTorch", hint="use an odd size, as the papers do")
         return emit.op("LRN", [args[0]], size=attrs["size"], alpha=attrs["alpha"], beta=attrs["beta"], bias=attrs["k"])
 
 
@@ -198,6 +198,7 @@ class LocalResponseNorm(OpKind):
 class Dropout(OpKind):
     name = "dropout"
     family = "reg"
+    torch_in_place = True
     signature = (("p", 0.5),)
     doc = "zeroes a fraction p of activations while training"
 

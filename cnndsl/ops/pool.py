@@ -57,6 +57,7 @@ class _Pool(OpKind):
 class MaxPool(_Pool):
     name = "maxpool"
     torch_class = "MaxPool2d"
+    backward_keeps = 3
     onnx_op, onnx_options = "MaxPool", {}
     doc = "max pooling; s defaults to k"
 

@@ -10,6 +10,25 @@ def interpolation_window(mode: str) -> Window:
     return Window((1, 1), (1, 1), mode="linear" if mode == "bilinear" else "nearest")
 
 
+def _interpolate_call(arg: str, target: str, mode: str) -> str:
+    """The torch call of `upsample` and `resize`; `target` is `scale_factor=2` or `size=(h, w)`."""
+    corners = ", align_corners=False" if mode == "bilinear" else ""
+    return f"F.interpolate({arg}, {target}, mode='{mode}'{corners})"
+
+
+def _onnx_resize(emit, arg: str, mode: str, scales: str = "", sizes: str = "") -> str:
+    """ONNX Resize computing what `_interpolate_call` does, by the `scales` or to the `sizes` value given."""
+    if emit.opset < 13:  # roi, and scales beside sizes, may be left out from opset 13; before, they are empty tensors
+        roi, scales = emit.floats("roi", ()), scales or emit.floats("scales", ())
+    else:
+        roi = ""
+    if mode == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
+        options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
+        options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+    return emit.op("Resize", [arg, roi, scales, *([sizes] if sizes else [])], **options)
+
+
 @register
 class Upsample(OpKind):
     name = "upsample"
@@ -33,18 +52,12 @@ class Upsample(OpKind):
         return f"upsample ×{attrs['scale']}"
 
     def torch_call(self, attrs, inputs, args, module):
-        corners = ", align_corners=False" if attrs["mode"] == "bilinear" else ""
-        return f"F.interpolate({args[0]}, scale_factor={attrs['scale']}, mode='{attrs['mode']}'{corners})"
+        return _interpolate_call(args[0], f"scale_factor={attrs['scale']}", attrs["mode"])
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`upsample`")  # Resize with coordinate modes that match PyTorch
-        no_roi = "" if emit.opset >= 13 else emit.floats("roi", ())
         scales = emit.floats("scales", (1, 1, attrs["scale"], attrs["scale"]))
-        if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index / scale)
-            options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        else:
-            options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
-        return emit.op("Resize", [args[0], no_roi, scales], **options)
+        return _onnx_resize(emit, args[0], attrs["mode"], scales=scales)
 
 
 @register
@@ -83,21 +96,14 @@ class Resize(OpKind):
         return f"resize {attrs['size'][0]}×{attrs['size'][1]}"
 
     def torch_call(self, attrs, inputs, args, module):
-        corners = ", align_corners=False" if attrs["mode"] == "bilinear" else ""
-        return f"F.interpolate({args[0]}, size={attrs['size']}, mode='{attrs['mode']}'{corners})"
+        return _interpolate_call(args[0], f"size={attrs['size']}", attrs["mode"])
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`resize`")  # Resize with sizes and PyTorch's coordinate modes
         batch_channels = emit.op("Slice", [emit.op("Shape", [args[0]]), emit.ints("zero", (0,)), emit.ints("two", (2,)),
                                            emit.ints("axis", (0,))])
         sizes = emit.op("Concat", [batch_channels, emit.ints("size", attrs["size"])], axis=0)
-        # roi and scales may be left out from opset 13; before, they are empty tensors
-        unused = ["", ""] if emit.opset >= 13 else [emit.floats("roi", ()), emit.floats("scales", ())]
-        if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
-            options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
-            options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
-        return emit.op("Resize", [args[0], *unused, sizes], **options)
+        return _onnx_resize(emit, args[0], attrs["mode"], sizes=sizes)
 
 
 @register
@@ -142,6 +148,7 @@ class Input(OpKind):
 
     name = "input"
     family = "io"
+    called_by_name = False
     doc = "the network input"
 
     def label(self, attrs):

@@ -1,7 +1,9 @@
 """The editor's text, analysed for the page: the diagram, the summary table, or the located errors.
 
-Each keystroke is a new text, so it is parsed without the on-disk parse cache; imports resolve from
-the served file's folder, as they would when the file is loaded from disk.
+Each keystroke is a new text, so it is parsed without the on-disk parse cache, and only in the definition
+it changed (cnndsl/serve/parsing.py); imports resolve from the served file's folder, as they would when
+the file is loaded from disk. A text seen again (a toggle of the diagram's options, an undo) reuses its
+analysis, and Graphviz lays out the diagram in its own process while the table is made.
 """
 from __future__ import annotations
 
@@ -9,21 +11,23 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..api import Network, _instantiate
+from .. import syntax as ast
+from ..api import Network, instantiate
 from ..backends.graphviz import to_digraph
 from ..embed import summary_table
 from ..errors import CnnDslError
 from ..expand import DEFAULT_MAX_NODES
 from ..load import Loader
-from ..parse_cache import parse_text
 from .explain import explain
 from .layout import DotProcess
+from .parsing import PieceParser
 
-KEPT = 8  # analysed networks kept for the learner's view of their layers
+KEPT = 8  # analysed networks kept for the learner's view of their layers, and texts' parses kept
 MAX_DRAWN = 3000  # DOT statements (boxes, arrows, clusters); the library's largest, GoogLeNet, has 781
 
 
@@ -44,8 +48,11 @@ class Analyser:
         self.path = path
         self.network = network
         self.input_shape = input_shape
-        self.kept: OrderedDict[int, Network] = OrderedDict()
+        self.kept: OrderedDict[int, tuple[Optional[str], Network]] = OrderedDict()  # id -> (text if reusable, network)
+        self.parsed: OrderedDict[str, ast.Program] = OrderedDict()
+        self.pieces = PieceParser(str(path))
         self.layout = DotProcess()
+        self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnndsl-layout")
         self.last_drawn = ("", "")  # (DOT, SVG) of the last diagram laid out
         self._ids = itertools.count(1)
         self._keeping = threading.Lock()  # two pages (tabs) may analyse at once
@@ -53,10 +60,15 @@ class Analyser:
     def analyse(self, request: Request) -> dict:
         started = time.perf_counter()
         try:
-            network = self.load(request.text)
+            network_id, network = self.analysed(request.text)
             dot = to_digraph(network, depth=request.depth, shapes=request.shapes, cost=request.cost)
-            result = {"ok": True, "svg": self.diagram(dot), "table": summary_table(network.summary()),
-                      "id": self._keep(network), "params": network.params, "macs": network.macs}
+            drawn = self.drawing.submit(self.diagram, dot)  # `dot` lays it out on the other core meanwhile
+            try:
+                table = summary_table(network.summary())
+            finally:
+                svg = drawn.result()
+            result = {"ok": True, "svg": svg, "table": table, "id": network_id,
+                      "params": network.params, "macs": network.macs}
         except CnnDslError as error:
             result = {"ok": False, "error": self.located(error, request.text)}
         result["ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -73,13 +85,39 @@ class Analyser:
             self.last_drawn = (dot.source, svg[svg.index("<svg"):])
         return self.last_drawn[1]
 
+    def analysed(self, text: str) -> tuple[int, Network]:
+        """The text's network and its id for `explain`: the one analysed before when the text was, unless it
+        imports a file, which may have changed on disk since (the library's files do not)."""
+        with self._keeping:
+            for network_id, (seen, network) in self.kept.items():
+                if seen == text:
+                    self.kept.move_to_end(network_id)
+                    return network_id, network
+        network = self.load(text)
+        reusable = not any(item.is_path for item in self.parse(text).imports)
+        return self._keep(text if reusable else None, network), network
+
     def load(self, text: str) -> Network:
         # Not cnndsl.parse, which resolves imports from the current folder, nor Loader.load_text with a
-        # path, which would cache every keystroke's tree on disk: the uncached tree, bound in the file's folder.
+        # path, which would cache every keystroke's tree on disk: the tree kept in memory, bound in the file's folder.
         file = str(self.path)
-        program = parse_text(text, file)
-        module = Loader()._bind(program, self.path.parent)
-        return _instantiate(module, self.network, file, text, self.input_shape, DEFAULT_MAX_NODES, {})
+        module = Loader().bind(self.parse(text), self.path.parent)
+        return instantiate(module, self.network, file, text, self.input_shape, DEFAULT_MAX_NODES, {})
+
+    def parse(self, text: str) -> ast.Program:
+        """The text's syntax tree, kept for the last few texts (nothing changes a tree once made); a new text
+        is parsed only where it differs from the one before, a definition at a time."""
+        with self._keeping:
+            program = self.parsed.get(text)
+            if program is not None:
+                self.parsed.move_to_end(text)
+                return program
+        program = self.pieces.parse(text)
+        with self._keeping:
+            self.parsed[text] = program
+            while len(self.parsed) > KEPT:
+                self.parsed.popitem(last=False)
+        return program
 
     def located(self, error: CnnDslError, text: str) -> dict:
         """The error as the page shows it; `here` when it points into the edited text."""
@@ -90,17 +128,17 @@ class Analyser:
 
     def explain(self, network_id: int, layer: str) -> Optional[dict]:
         """The learner's view of the named layer of a kept network; None when either is gone."""
-        network = self.kept.get(network_id)
-        if network is None:
+        kept = self.kept.get(network_id)
+        if kept is None:
             return None
-        graph = network.graph
+        graph = kept[1].graph
         node = next((node for node in graph.nodes if graph.nodes[node]["name"] == layer), None)
         return None if node is None else explain(graph, node)
 
-    def _keep(self, network: Network) -> int:
+    def _keep(self, text: Optional[str], network: Network) -> int:
         with self._keeping:
             network_id = next(self._ids)
-            self.kept[network_id] = network
+            self.kept[network_id] = (text, network)
             while len(self.kept) > KEPT:
                 self.kept.popitem(last=False)
         return network_id

@@ -93,7 +93,7 @@
       showTable(result.table);
       $("error").hidden = true;
       networkId = result.id;
-      view.dispatch(CM.setDiagnostics(view.state, []));
+      underline([]);
       if (!$("learner").hidden && explained) explain(explained);  // the working follows the edit
       return;
     }
@@ -101,41 +101,51 @@
     $("diagram").classList.add("stale");
     $("error").hidden = false;
     $("error-text").textContent = error.rendered || error.message;
-    const diagnostics = error.here ? [diagnostic(error)] : [];
+    underline(error.here ? [diagnostic(error)] : []);
+  }
+
+  let underlined = false;  // whether the editor shows an error: clearing none would cost the editor a redraw
+  function underline(diagnostics) {
+    if (!underlined && !diagnostics.length) return;
     view.dispatch(CM.setDiagnostics(view.state, diagnostics));
+    underlined = diagnostics.length > 0;
   }
 
   // A ResNet-152 table has 900 rows: laid out whole it costs the browser a few hundred ms per edit. Split
-  // into parts of PART rows, each laid out only when scrolled into view (`content-visibility: auto`).
+  // into parts of PART rows, each laid out only when scrolled into view (`content-visibility: auto`), and
+  // each made again only when its rows changed: an edit of one layer remakes its part and the totals.
+  // (The server's table escapes every text, so `</tr>` ends a row and nothing else.)
   const PART = 40;
+  let parts = [];  // [html, element] per part in the page: the head, the parts of the body, the footer
   function showTable(html) {
-    const holder = document.createElement("div");
-    holder.innerHTML = html;
-    const table = holder.querySelector("table");
-    const rows = [...table.tBodies[0].rows];
-    const columns = () => {
-      const group = document.createElement("colgroup");
-      for (const width of ["40%", "", "", "", "", ""]) group.appendChild(document.createElement("col")).style.width = width;
-      return group;
-    };
-    const part = (...children) => {
-      const piece = document.createElement("table");
-      piece.className = "cnndsl-summary";
-      piece.append(columns(), ...children);
-      return piece;
-    };
-    const parts = [part(table.caption, table.tHead)];
+    const open = html.indexOf("<tbody>"), close = html.indexOf("</tbody>");
+    const rows = html.slice(open + "<tbody>".length, close).split("</tr>").slice(0, -1);
+    const pieces = [html.slice(html.indexOf("<caption>"), open)];
     for (let start = 0; start < rows.length; start += PART) {
-      const body = document.createElement("tbody");
-      body.append(...rows.slice(start, start + PART));
-      const box = document.createElement("div");
-      box.className = "part";
-      box.style.containIntrinsicSize = `auto ${body.rows.length * 19}px`;
-      box.appendChild(part(body));
-      parts.push(box);
+      pieces.push(rows.slice(start, start + PART).join("</tr>") + "</tr>");
     }
-    parts.push(part(table.tFoot));
-    $("table").replaceChildren(...parts);
+    pieces.push(html.slice(close + "</tbody>".length, html.lastIndexOf("</table>")));
+    parts = pieces.map((piece, index) => (parts[index] && parts[index][0] === piece) ? parts[index]
+      : [piece, index === 0 || index === pieces.length - 1 ? part(piece) : bodyPart(piece)]);
+    $("table").replaceChildren(...parts.map(([, element]) => element));
+  }
+
+  function part(inside) {
+    const holder = document.createElement("template");
+    holder.innerHTML = `<table class="cnndsl-summary">${inside}</table>`;
+    const table = holder.content.firstElementChild;
+    const group = document.createElement("colgroup");
+    for (const width of ["40%", "", "", "", "", ""]) group.appendChild(document.createElement("col")).style.width = width;
+    table.insertBefore(group, table.caption ? table.caption.nextSibling : table.firstChild);
+    return table;
+  }
+
+  function bodyPart(rows) {
+    const box = document.createElement("div");
+    box.className = "part";
+    box.appendChild(part(`<tbody>${rows}</tbody>`));
+    box.style.containIntrinsicSize = `auto ${box.querySelectorAll("tr").length * 19}px`;
+    return box;
   }
 
   function diagnostic(error) {
