@@ -9,6 +9,7 @@ import ast
 import inspect
 import keyword
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -159,7 +160,7 @@ def float32_text(value: float) -> str:
     """The shortest decimal that is `value` in float32 (`1e-06`, not 9.999999974752427e-07)."""
     for digits in range(1, 18):
         text = f"{value:.{digits}g}"
-        if torch.tensor(float(text), dtype=torch.float32).item() == value:
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:  # no tensor: callers may be on meta
             return repr(float(text))
     return repr(value)
 
