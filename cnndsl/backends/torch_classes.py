@@ -453,12 +453,15 @@ class Compact:
             if name is not None:
                 expressions[slot] = name  # a shortcut's stride is the block's `s`, not a 2 that happens to be so
         params = [name for name in first.candidates if " " not in name and name in used]
-        template.params = params + [name for name in extra if name not in params]
+        absent = {name for slot, name in expressions.items() if name in extra and name not in params
+                  and any(instance.code.values[slot] is None for instance in template.instances)}
+        template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
         self.names[template.base] += 1
         number = self.names[template.base]
         template.name = _class_name(template.base) + (str(number) if number > 1 else "")
         call = self.graph.graph["groups"][first.path].get("call", {})
         defaults = {_python_name(name): value for name, value in call.get("defaults", {}).items()}
+        defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
         optional = len(template.params)
         while optional and template.params[optional - 1] in defaults:
             optional -= 1  # the trailing parameters with a default: callers may leave them out
