@@ -11,6 +11,7 @@ import torch
 
 import cnndsl
 from cnndsl.backends.torch import standalone_source, write_python
+from cnndsl.backends.torch_source import class_name, python_source
 from cnndsl.errors import CnnDslError, NameProblem
 from cnndsl.library import network_names
 from conftest import library_networks
@@ -124,6 +125,19 @@ def test_generated_module_holds_the_state_dict_and_computes_the_function_of_to_t
     _same_outputs(written.eval(), reference, torch.randn(2, *network.input_shape))
 
 
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "convnext_tiny", "mobilenet_v2", "se_resnet50"])
+def test_the_generated_module_trains_its_in_place_sums_overwrite_nothing_backward_needs(generated, name):
+    """`out += identity` and the in-place activations: autograd refuses a backward through a tensor
+    overwritten after it was saved (meta tensors keep the version counters)."""
+    network, namespace = generated[1][name]
+    with torch.device("meta"):
+        written = getattr(namespace, class_name(network.name))().train()
+        images = torch.zeros(2, *network.input_shape, requires_grad=True)
+        written(images).sum().backward()
+    assert images.grad.shape == images.shape
+    assert all(parameter.grad is not None for parameter in written.parameters())
+
+
 def _one_per_file() -> list[str]:
     """The network with the fewest layers of each library file: together they hold every construct the
     generated code uses, and tracing all 33 would take minutes."""
@@ -153,31 +167,56 @@ def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
 
 
 # ---- compact: classes, loops, parameters --------------------------------------------------
-def _source(name: str, **params) -> str:
-    return standalone_source(cnndsl.load(name, **params))
+def _file(generated, name: str) -> str:
+    """The file the module fixture wrote for a library network (at its smallest input)."""
+    return (generated[0] / f"{name}.py").read_text()
 
 
-def test_the_files_of_the_deepest_networks_stay_short():
+def test_the_files_of_the_deepest_networks_stay_short(generated):
     """The .cnn file says "bottleneck, 36 times"; the Python says it too (each file also carries its
     .cnn source in the header)."""
-    lines = {name: _source(name).count("\n") for name in ("resnet18", "resnet152", "densenet201", "googlenet")}
+    lines = {name: _file(generated, name).count("\n") for name in ("resnet18", "resnet152", "densenet201", "googlenet")}
     assert lines["resnet152"] <= min(200, lines["resnet18"] + 20)
     assert lines["densenet201"] <= 200
     assert lines["googlenet"] <= 250
 
 
 def test_a_block_is_one_class_with_its_projection_shortcut_built_where_the_shape_changes():
-    text = _source("resnet50")
+    text = standalone_source(cnndsl.load("resnet50", input=(3, 32, 32)))
     assert text.count("class Bottleneck(nn.Module):") == 1
     assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, s=1):" in text
     assert "        if in_channels != 4 * c:\n            self.downsample = nn.Sequential(" in text
-    assert "        if self.downsample is not None:\n            x = self.downsample(x)\n" in text
+    assert "        if self.downsample is not None:\n            identity = self.downsample(x)\n" in text
+
+
+def test_forwards_write_residual_and_dense_joins_as_pytorch_users_do(generated):
+    """torchvision's Bottleneck.forward and DenseNet's concatenation, and the branch names of the source."""
+    bottleneck = """    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu1(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu2(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu3(out)
+        return out
+"""
+    assert bottleneck in _file(generated, "resnet50")
+    assert "        out = self.conv2(out)\n        return torch.cat([x, out], 1)\n" in _file(generated, "densenet121")
+    assert ("        branch4 = self.branch4(x)\n        return torch.cat([branch1, branch2, branch3, branch4], 1)\n"
+            in _file(generated, "googlenet"))
 
 
 def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
     """ResNet-152's 60,192,808 parameters (He et al. 2016, torchvision) from ResNet-50's class, and the
     function of the library's own ResNet-152 with its weights."""
-    network = cnndsl.load("resnet50", input=(3, 32, 32))
+    network = cnndsl.load("resnet50", input=(3, 32, 32))  # at 16×16 layer4's shortcut has stride 1, not s
     namespace = _import(write_python(network, tmp_path / "resnet50.py"))
     written = namespace.Resnet50(depths=(3, 8, 36, 3))
     assert sum(parameter.numel() for parameter in written.parameters()) == 60_192_808
@@ -187,11 +226,24 @@ def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
     _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
 
 
-def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so():
+def test_densenet121s_file_builds_densenet201_from_its_block_counts(generated):
+    """DenseNet-201's 20,013,928 parameters (Huang et al. 2017, torchvision) from DenseNet-121's class: the
+    widths that follow the block counts are written in them, and the function is the library's DenseNet-201."""
+    network, namespace = generated[1]["densenet121"]
+    assert network.input_shape == (3, 32, 32)
+    written = namespace.Densenet121(blocks=(6, 12, 48, 32))
+    assert sum(parameter.numel() for parameter in written.parameters()) == 20_013_928
+    reference = cnndsl.load("densenet201", input=(3, 32, 32)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    written.load_state_dict(reference.state_dict())
+    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+
+
+def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so(generated):
     """`aux` adds layers: fixed. `classes` sets a width: an argument, unless a block's class would change
     with it (the auxiliary heads hold a `fc(classes)` of their own)."""
-    assert "    def __init__(self, classes=1000):" in _source("googlenet")
-    aux = _source("googlenet_aux")
+    assert "    def __init__(self, classes=1000):" in _file(generated, "googlenet")
+    aux = _file(generated, "googlenet_aux")
     assert "Fixed at their values: classes=1000, aux=true." in aux
     assert "class GooglenetAux(nn.Module):\n    def __init__(self):" in aux
 
@@ -208,3 +260,40 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
     assert outputs[0] == outputs[1]
     assert str(tmp_path).encode() not in outputs[0]
     assert b"compiled from n.cnn by cnndsl" in outputs[0]
+
+
+def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file(generated):
+    """resnet18: the basic block, the family and its own line; not the bottleneck, not resnet50's line."""
+    text = _file(generated, "resnet18")
+    quoted = text[text.index("Its source, from library/resnet.cnn:"): text.index('"""', 3)]
+    assert "    block basic(c, s=1, groups=1, width=64, d=1) {\n        residual {\n" in quoted
+    assert "\n    network resnet(depths=[2, 2, 2, 2], unit=basic," in quoted
+    assert quoted.rstrip().endswith("    network resnet18 = resnet([2, 2, 2, 2], basic)")
+    assert "bottleneck" not in quoted and "resnet50" not in quoted and "He, Zhang" not in quoted
+
+
+def test_a_block_from_an_imported_file_is_quoted_under_that_files_name(tmp_path):
+    (tmp_path / "blocks.cnn").write_text("# shared\nblock pair(c) { conv3x3(c), relu }\nblock unused { relu }\n")
+    (tmp_path / "net.cnn").write_text('import "blocks.cnn"\nnetwork n { input 3x8x8\n  pair(4) }\n'
+                                      "network other { input 3x8x8\n  relu }\n")
+    text = standalone_source(cnndsl.load(tmp_path / "net.cnn", network="n"))
+    assert ("Its source, from net.cnn:\n\n    # from blocks.cnn\n    block pair(c) { conv3x3(c), relu }\n\n"
+            "    network n { input 3x8x8\n      pair(4) }\n\"\"\"") in text
+
+
+def test_prelu_keeps_its_initial_slope_and_its_count_in_both_layouts(tmp_path):
+    """nn.PReLU's repr leaves `init` out; the file writes it, so a fresh class starts where to_torch() does."""
+    source = ("block b(c) { conv3x3(c), prelu(per_channel=true, init=0.1) }\n"
+              "network n { input 3x8x8\n b(8), b(8), conv3x3(4), prelu(init=0.3), prelu }")
+    network = cnndsl.parse(source, file="n.cnn")
+    written = _import(write_python(network, tmp_path / "net.py")).N()
+    slopes = {key: value for key, value in written.state_dict().items() if "prelu" in key}
+    expected = {"b1.prelu.weight": torch.full((8,), 0.1), "b2.prelu.weight": torch.full((8,), 0.1),
+                "prelu1.weight": torch.full((1,), 0.3), "prelu2.weight": torch.full((1,), 0.25)}
+    assert slopes.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(slopes[key], value), key
+    with torch.device("meta"):
+        unrolled = python_source(network, network.to_torch())
+    assert "self.b1.prelu = nn.PReLU(num_parameters=8, init=0.1)" in unrolled
+    assert "self.prelu1 = nn.PReLU(init=0.3)" in unrolled

@@ -43,11 +43,14 @@ def _line_offsets(text: str) -> list[int]:
     return offsets
 
 
-def _split(text: str, indent: str) -> list[str]:
+def _split(text: str, indent: str, inside: bool = False) -> list[str]:
     """Black's right-hand split: the last bracket pair's contents on their own line, or one item a line
-    with a trailing comma where they do not fit."""
+    with a trailing comma where they do not fit; inside brackets, a sum first splits before each `+`."""
     if len(indent) + len(text) <= LINE_LENGTH:
         return [text]
+    terms = _terms(text) if inside else []
+    if len(terms) > 1:
+        return terms
     brackets = _last_bracket_pair(text)
     if brackets is None:
         return [text]
@@ -59,13 +62,30 @@ def _split(text: str, indent: str) -> list[str]:
     clause = _comprehension(body)
     if clause is not None and len(inner) + len(body.strip()) > LINE_LENGTH:  # the element, then its `for`
         element = body[:clause].strip()
-        return [head, *[INDENT + part for part in _split(element, inner)], INDENT + body[clause:].strip(), tail]
+        return [head, *[INDENT + part for part in _split(element, inner, True)],
+                *[INDENT + part for part in _split(body[clause:].strip(), inner, True)], tail]
     items = _top_level_items(body)
-    if len(items) == 1 or len(inner) + len(body) <= LINE_LENGTH:
-        lines = [INDENT + part for part in _split(body.strip(), inner)] if len(items) == 1 else [INDENT + body.strip()]
+    before = head[-2:-1]
+    literal = head[-1] in "[{" or not (before.isalnum() or before in "_)]")  # a tuple, list, set or dict
+    if len(items) == 1 or (len(inner) + len(body) <= LINE_LENGTH and not literal):  # a literal: one item a line
+        lines = [INDENT + part for part in _split(body.strip(), inner, True)] if len(items) == 1 else [INDENT + body.strip()]
     else:
-        lines = [INDENT + part for item in items for part in _split(item + ",", inner)]
+        lines = [INDENT + part for item in items for part in _split(item + ",", inner, True)]
     return [head, *lines, tail]
+
+
+def _terms(text: str) -> list[str]:
+    """A sum's terms, each after the first with its `+` or `-`, split outside brackets and strings."""
+    terms, depth, start = [], 0, 0
+    for index, char in _code_characters(text):
+        if char in OPENING:
+            depth += 1
+        elif char in CLOSING:
+            depth -= 1
+        elif depth == 0 and text[index - 1 : index + 2] in (" + ", " - "):
+            terms.append(text[start : index - 1])
+            start = index
+    return [*terms, text[start:]]
 
 
 def _last_bracket_pair(text: str) -> tuple[int, int] | None:

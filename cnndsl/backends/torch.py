@@ -122,7 +122,8 @@ def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
         try:
             with torch.device("meta"):
                 written = network_class(**arguments)
-                outputs = written(torch.empty(2, *expected_network.input_shape))
+                # in eval mode: a training batch norm runs its decomposition on meta tensors, ten times slower
+                outputs = written.eval()(torch.empty(2, *expected_network.input_shape))
         except Exception:  # noqa: BLE001  (any failure means: use the unrolled form)
             return False
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)

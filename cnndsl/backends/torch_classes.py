@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..ir import inputs_of
-from .torch_source import _constructor, _free_name, _variable, class_name, forward_expression, module_path
+from .torch_source import (_constructor, _free_name, _initial_value, _variable, class_name, forward_expression,
+                           module_path, parameter_constructor)
 
 SLOT = re.compile("\x00(\\d+)\x00")
 KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
@@ -66,9 +67,9 @@ def compose(template: str, parts: list[Code]) -> Code:
     return Code(template.format(*texts), values, hints, defaults)
 
 
-def module_code(module, name: str) -> Code:
+def module_code(module, name: str, attrs: Optional[dict] = None) -> Code:
     """A torch.nn layer's constructor call, its whole numbers as slots named `<layer>_<argument>`."""
-    call = ast.parse(_constructor(module), mode="eval").body
+    call = ast.parse(_constructor(module, attrs), mode="eval").body
     if not isinstance(call, ast.Call):
         return Code(ast.unparse(call))
     parameters = inspect.signature(type(module)).parameters
@@ -99,7 +100,8 @@ def module_code(module, name: str) -> Code:
 
 
 def _whole(node) -> Any:
-    if isinstance(node, ast.Constant) and type(node.value) is int:
+    """A number an instance may differ in: a whole number, a tuple of them, or a real (a dropout's `p`)."""
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.Tuple) and node.elts and all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts):
         return tuple(e.value for e in node.elts)
@@ -141,6 +143,7 @@ class Compact:
 
     def __init__(self, network, modules: dict):
         self.network, self.graph, self.modules = network, network.graph, modules
+        self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.children: dict[tuple, list] = defaultdict(list)
         self.members: dict[tuple, set] = defaultdict(set)
         for node, data in self.graph.nodes(data=True):
@@ -225,10 +228,13 @@ class Compact:
         for kind, child in self.children[scope]:
             if kind == "node":
                 name = self.graph.nodes[child]["name"]
+                leaf = name.rsplit(".", 1)[-1]
                 if name in self.modules:
-                    leaf = name.rsplit(".", 1)[-1]
                     lines.append(_assign(owner, leaf))
-                    parts.append(module_code(self.modules[name], leaf))
+                    parts.append(module_code(self.modules[name], leaf, self.graph.nodes[child]["attrs"]))
+                elif name in self.parameters:
+                    lines.append(_assign(owner, leaf))
+                    parts.append(self._parameter_code(name, leaf))
             elif child in self.codes:
                 lines.append(_assign(owner, child[-1]))
                 parts.append(self.codes[child])
@@ -239,31 +245,59 @@ class Compact:
                 parts += more_parts
         return lines, parts
 
+    def _parameter_code(self, name: str, leaf: str) -> Code:
+        """`nn.Parameter(torch.full((c, 1, 1), fill))`, its sizes as slots."""
+        shape = tuple(self.parameters[name].shape)
+        text = parameter_constructor([f"\x00{index}\x00" for index in range(len(shape))], _initial_value(self.network, name))
+        return Code(text, list(shape), [f"{leaf}_channels"] * len(shape))
+
     def forward_lines(self, items: list[Item], first: int, outputs: list[int], in_class: bool) -> list[str]:
-        """The forward's statements: the running value in `x`, a new name only for what is still needed.
-        A block's output carries the label its caller gave it, which is no name inside the block's class."""
-        argument = "x"
+        """The forward's statements as PyTorch users write them: the running value in `x`, or in `out` once
+        the input is still needed beside it (a residual, dense or scale join); a branch's value under its
+        name, a shortcut's as `identity`, an in-place residual sum as `out += identity`. A block's output
+        carries the label its caller gave it, which is no name inside the block's class."""
         uses = Counter(source for item in items for source in item.inputs) + Counter(outputs)
-        names, live, lines = {first: argument}, {argument: first}, []
+        names, live, lines = {first: "x"}, {"x": first}, []
         for item in items:
             args = [names[source] for source in item.inputs]
             if item.kind == "group":
                 expression = f"{module_path('self', item.name)}({args[0]})"
             else:
-                module = module_path("self", item.name) if self.graph.nodes[item.key]["name"] in self.modules else None
+                owned = self.graph.nodes[item.key]["name"]
+                module = module_path("self", item.name) if owned in self.modules or owned in self.parameters else None
                 expression = forward_expression(self.graph, item.key, args, module)
             for source in item.inputs:
                 uses[source] -= 1
                 if uses[source] == 0:
                     del live[names[source]]
-            tap = self.graph.nodes[item.output]["tap"] if not (in_class and item.output in outputs) else None
-            name = _free_name(_variable(tap), live)
+            name = _free_name(self._value_name(item, args, live, in_class, item.output in outputs), live)
             if uses[item.output]:
                 live[name] = item.output
             names[item.output] = name
-            lines.append(f"{name} = {expression}")
-        lines.append(f"return {', '.join(names[node] for node in outputs)}")
-        return lines
+            summed = re.fullmatch(rf"{re.escape(name)}\.add_\((\w+)\)", expression)
+            lines.append(f"{name} += {summed.group(1)}" if summed else f"{name} = {expression}")
+        returned = [names[node] for node in outputs]
+        last = re.fullmatch(r"(\w+) = (.*)", lines[-1]) if lines else None
+        if last and returned == [last.group(1)] and not last.group(2).startswith("self."):
+            return [*lines[:-1], f"return {last.group(2)}"]  # a join returned as it is computed
+        return [*lines, f"return {', '.join(returned)}"]
+
+    def _value_name(self, item: Item, args: list[str], live: dict, in_class: bool, returned: bool) -> str:
+        """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
+        for a shortcut; `out` where its input stays needed; else its input's running name."""
+        tap = None if in_class and returned else self.graph.nodes[item.output]["tap"]
+        if _variable(tap) != "x":
+            return _variable(tap)
+        if item.kind == "group":
+            kind = self.graph.graph["groups"][item.key]["kind"]
+            if kind == "downsample":
+                return "identity"
+            if kind in ("branch", "scale") and _variable(item.key[-1]) != "x":
+                return item.key[-1]
+        running = "out" if in_class else "x"
+        if not args or args[0] in live:
+            return running
+        return args[0] if args[0] in ("x", "out") else running
 
     def _write_group(self, path: tuple) -> None:
         source, output = self.ends[path]
@@ -272,7 +306,9 @@ class Compact:
         chain = direct and all(item.inputs == [items[index - 1].output if index else source]
                                for index, item in enumerate(items))
         block = "call" in self.graph.graph["groups"][path]  # a block definition is always a class
-        if chain and not block and all(self._plain_call(item) for item in items):
+        repeated = self.graph.graph["groups"][path]["kind"] == "stage" and all(item.kind == "node" for item in items) and sum(
+            self._base(other) == self._base(path) for other in self.ends if self.ends[other]) > 1
+        if chain and not block and not repeated and all(self._plain_call(item) for item in items):  # a repeated stage of layers: a class
             self.codes[path] = self._sequential(items)
             return
         lines, parts = self.init_code(path)
@@ -300,7 +336,7 @@ class Compact:
         info = self.graph.graph["groups"][path]
         base = {"in_channels": self.graph.nodes[source]["shape"][0]}
         for name, value in info.get("call", {}).get("args", {}).items():
-            if type(value) is int:
+            if type(value) in (int, float):
                 base[_python_name(name)] = value
         derived = dict(base)
         for name, value in base.items():
@@ -312,7 +348,8 @@ class Compact:
         return derived
 
     def _sequential(self, items: list[Item]) -> Code:
-        codes = [self.codes[item.key] if item.kind == "group" else module_code(self.modules[self.graph.nodes[item.key]["name"]], item.name)
+        codes = [self.codes[item.key] if item.kind == "group" else
+                 module_code(self.modules[self.graph.nodes[item.key]["name"]], item.name, self.graph.nodes[item.key]["attrs"])
                  for item in items]
         bases = {self._base(item.key) if item.kind == "group" else None for item in items}
         if all(item.kind == "group" for item in items) and len(bases) == 1:
@@ -345,12 +382,25 @@ class Compact:
                 continue
             following = run[1].values if len(run) > 1 else run[0].values
             values, steps = run[0].values, [b - a if type(a) is int else 0 for a, b in zip(run[0].values, following)]
+            listed = [index for index, value in enumerate(values)  # reals that differ (a dropout's p): iterated over
+                      if type(value) is float and len({code.values[index] for code in run}) > 1]
+            names = {index: _python_name(run[0].hints[index]) for index in listed}
             slots = []
             for index, (value, step) in enumerate(zip(values, steps)):
-                slots.append(Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
+                slots.append(Code(names[index]) if index in listed else
+                             Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
                              Code("\x000\x00 + \x001\x00 * i", [value, step], [run[0].hints[index], "step"]))
-            counter = "i" if any(steps) else "_"
             text = SLOT.sub(lambda match: "{}", run[0].text)
+            if listed:
+                columns = [f"({', '.join(repr(code.values[index]) for code in run)})" for index in listed]
+                target = ", ".join(names.values())
+                iterable = columns[0] if len(columns) == 1 else f"zip({', '.join(columns)})"
+                loop = (f"i, {target} in enumerate({iterable})" if len(listed) == 1 else
+                        f"i, ({target}) in enumerate({iterable})") if any(steps) else f"{target} in {iterable}"
+                pieces.append("*({} for " + loop + ")")
+                parts.append(compose(text, slots))
+                continue
+            counter = "i" if any(steps) else "_"
             pieces.append("*({} for " + counter + " in range({}))")
             parts += [compose(text, slots), Code("\x000\x00", [len(run)], ["count"])]
         return compose(f'_numbered("{base}", {", ".join(pieces)})', parts)
@@ -383,7 +433,8 @@ class Compact:
             if len({value for _, value in having}) == 1:
                 continue
             name = next((name for name in _preferred(first.candidates, first.code.hints[slot])
-                         if all(_matches(instance.candidates[name], value) for instance, value in having)),
+                         if all(name in instance.candidates and _matches(instance.candidates[name], value)
+                                for instance, value in having)),
                         None)
             if name is None:
                 name = _python_name(first.code.hints[slot])
@@ -392,13 +443,25 @@ class Compact:
             expressions[slot] = name
         used = {word for expression in [*expressions.values(), template.condition]
                 for word in re.findall(r"[A-Za-z_]\w*", expression)}
+        for slot in range(len(first.code.values)):  # an optional submodule's constant, named by an argument
+            having = [(instance, instance.code.values[slot]) for instance in template.instances
+                      if instance.code.values[slot] is not None]
+            if slot in expressions or len(having) == len(template.instances):
+                continue
+            name = next((name for name in first.candidates if name in used and " " not in name
+                         and all(_matches(instance.candidates.get(name), value) for instance, value in having)), None)
+            if name is not None:
+                expressions[slot] = name  # a shortcut's stride is the block's `s`, not a 2 that happens to be so
         params = [name for name in first.candidates if " " not in name and name in used]
-        template.params = params + [name for name in extra if name not in params]
+        absent = {name for slot, name in expressions.items() if name in extra and name not in params
+                  and any(instance.code.values[slot] is None for instance in template.instances)}
+        template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
         self.names[template.base] += 1
         number = self.names[template.base]
         template.name = _class_name(template.base) + (str(number) if number > 1 else "")
         call = self.graph.graph["groups"][first.path].get("call", {})
         defaults = {_python_name(name): value for name, value in call.get("defaults", {}).items()}
+        defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
         optional = len(template.params)
         while optional and template.params[optional - 1] in defaults:
             optional -= 1  # the trailing parameters with a default: callers may leave them out
@@ -434,9 +497,13 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
         return None
     name = found.group(1)
     a_forward, b_forward = without.forward.split("\n"), extra.forward.split("\n")
-    step = next((index for index, line in enumerate(b_forward)
-                 if re.fullmatch(rf"(\w+) = self\.{name}\(\1\)", line) and b_forward[:index] + b_forward[index + 1 :] == a_forward),
-                None)
+    step, alias = None, None
+    for index, line in enumerate(b_forward):  # `identity = self.downsample(x)`, absent where `x` is added as it is
+        call = re.fullmatch(rf"(\w+) = self\.{name}\((\w+)\)", line)
+        rest = b_forward[:index] + b_forward[index + 1 :]
+        if call and [re.sub(rf"\b{call.group(1)}\b", call.group(2), other) for other in rest] == a_forward:
+            step, alias = index, call.groups()
+            break
     slots = [int(number) for number in SLOT.findall(b_lines[position])]
     if step is None or not slots:
         return None
@@ -446,7 +513,9 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
         return None
     init = "\n".join([*b_lines[:position], f"self.{name} = None", f"if {condition}:", f"    {b_lines[position]}",
                       *b_lines[position + 1 :]])
-    forward = "\n".join([*b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}", *b_forward[step + 1 :]])
+    aliased = [f"{alias[0]} = {alias[1]}"] if alias[0] != alias[1] else []  # torchvision's `identity = x`
+    forward = "\n".join([*aliased, *b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}",
+                         *b_forward[step + 1 :]])
     merged = Template(extra.base, init, forward, condition=condition)
     merged.instances = list(extra.instances)
     start, count = min(slots), len(slots)
@@ -477,11 +546,18 @@ def _preferred(candidates: dict, hint: str) -> list[str]:
 
 
 def _matches(candidate, value) -> bool:
-    return candidate == value or (isinstance(value, tuple) and set(value) == {candidate})
+    """The candidate stands for the value: of its type (no real for a width: `in_channels * se`), or for
+    every entry of a tuple."""
+    if isinstance(value, tuple):
+        return type(candidate) is int and set(value) == {candidate}
+    return type(candidate) is type(value) and candidate == value
 
 
 def _steps_evenly(vectors: list[list]) -> bool:
+    """Whole numbers step by one amount; reals may differ (they are listed); anything else is constant."""
     for column in zip(*vectors):
+        if all(type(value) is float for value in column):
+            continue
         if all(type(value) is int for value in column):
             steps = {b - a for a, b in zip(column, column[1:])}
             if len(steps) > 1:
@@ -542,13 +618,58 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
         if rebuilt is None:
             continue
         other = draft(*rebuilt)
-        if other.classes != base.classes or other.forward != base.forward or other.init.text != base.init.text:
+        if not _same_structure(base, other):
             continue
         named = _named_slots(name, value, changed, base.init.values, other.init.values)
+        if named is None and isinstance(value, (list, tuple)):
+            named = _affine_slots(name, value, changed, base, other, rebuild)
         if named is not None and named and not set(named) & set(expressions):
             kept[name] = value
             expressions.update(named)
     return kept, expressions
+
+
+def _same_structure(base: Draft, other: Draft) -> bool:
+    return other.classes == base.classes and other.forward == base.forward and other.init.text == base.init.text
+
+
+def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> Optional[dict]:
+    """Slot -> `c + a * name[0] + ...` for every number that moves in whole steps with the list's entries
+    (a DenseNet's widths follow its block counts), found by moving one entry at a time and checked
+    against moving them all; None if a number moves otherwise or the structure changes."""
+    slopes = []
+    for index in range(len(value)):
+        moved = [*value[:index], value[index] + 1, *value[index + 1 :]]
+        rebuilt = rebuild({name: moved})
+        if rebuilt is None:
+            return None
+        single = draft(*rebuilt)
+        if not _same_structure(base, single):
+            return None
+        slopes.append(single.init.values)
+    named = {}
+    for slot, start in enumerate(base.init.values):
+        steps = [values[slot] for values in slopes]
+        if not all(type(step) is int for step in [start, *steps]):
+            if any(step != start for step in steps) or other.init.values[slot] != start:
+                return None
+            continue
+        steps = [step - start for step in steps]
+        if other.init.values[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
+            return None
+        if any(steps):
+            named[slot] = _affine_text(name, start - sum(step * old for step, old in zip(steps, value)), steps)
+    return named
+
+
+def _affine_text(name: str, constant: int, steps: list[int]) -> str:
+    """`64 + 32 * blocks[0]`, `depths[1] - 1`."""
+    terms = [f"{name}[{index}]" if step == 1 else f"{step} * {name}[{index}]"
+             for index, step in enumerate(steps) if step]
+    text = " + ".join(terms).replace("+ -", "- ")
+    if constant > 0:
+        return f"{constant} + {text}"
+    return f"{text} - {-constant}" if constant < 0 else text
 
 
 def _changed(value):

@@ -9,6 +9,7 @@ import ast
 import inspect
 import keyword
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from ..ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
 from ..resources import library_dir
 from .python_layout import laid_out
+from .source_excerpt import network_text
 
 RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
@@ -59,8 +61,8 @@ def header(network, kept: "dict | None" = None) -> str:
              *([f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
                 "and counts."] if kept else []),
              *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []), "",
-             f"The source, {source_name(network.file)}:", "",
-             *(f"    {line}".rstrip() for line in network.source.splitlines())]
+             f"Its source, from {source_name(network.file)}:", "",
+             *(f"    {line}".rstrip() for line in network_text(network).splitlines())]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
 
 
@@ -131,20 +133,36 @@ def _variable(label) -> str:
 
 def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
+    attrs = {data["name"]: data["attrs"] for _, data in network.graph.nodes(data=True)}
     for path, module in modules.items():
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
             if leaf.isidentifier() and not keyword.iskeyword(leaf):
-                lines.append(f"        {owner}.{leaf} = {_constructor(module)}")
+                lines.append(f"        {owner}.{leaf} = {_constructor(module, attrs.get(path))}")
             else:
-                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module)})")
+                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module, attrs.get(path))})")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
                 fill = _initial_value(network, f"{path}.{name}" if path else name)
                 lines.append(f"        {module_path('self', path) if path else 'self'}.{name} = "
-                             f"nn.Parameter(torch.full({tuple(parameter.shape)}, {fill!r}))")
+                             f"{parameter_constructor([str(size) for size in parameter.shape], fill)}")
     return lines
+
+
+def parameter_constructor(sizes: list[str], fill: float) -> str:
+    """A layer that is one tensor, as torchvision's ConvNeXt writes its layer scale."""
+    shape = f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
+    return f"nn.Parameter(torch.full({shape}, {float32_text(fill)}))"
+
+
+def float32_text(value: float) -> str:
+    """The shortest decimal that is `value` in float32 (`1e-06`, not 9.999999974752427e-07)."""
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:  # no tensor: callers may be on meta
+            return repr(float(text))
+    return repr(value)
 
 
 def _initial_value(network, name: str) -> float:
@@ -157,9 +175,10 @@ def _initial_value(network, name: str) -> float:
     return fresh.flatten()[0].item()
 
 
-def _constructor(module: nn.Module) -> str:
+def _constructor(module: nn.Module, attrs: "dict | None" = None) -> str:
     """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
-    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments."""
+    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments.
+    An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the IR."""
     cls = type(module)
     if cls is nn.Module:
         return "nn.Module()"
@@ -167,6 +186,8 @@ def _constructor(module: nn.Module) -> str:
         raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
     call = ast.parse(repr(module), mode="eval").body
     defaults = inspect.signature(cls).parameters
+    if cls is nn.PReLU and attrs is not None:  # its repr shows num_parameters only
+        call.keywords.append(ast.keyword("init", ast.Constant(attrs["init"])))
     call.keywords = [argument for argument in call.keywords
                      if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])]
     return f"nn.{ast.unparse(call)}"
