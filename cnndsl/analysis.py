@@ -37,22 +37,41 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
         read = sources if kind.tap_values else sources[:1]
         window = kind.window(data["attrs"], shapes) if shapes else None
+        if window is None and len(read) == 1 and shapes[0][1:] == data["shape"][1:]:
+            # a pointwise layer (most of a network) reads position o at o: its input's maps, rf and jump
+            axes[node] = axes[read[0]]
+            data["rf"], data["jump"] = graph.nodes[read[0]]["rf"], graph.nodes[read[0]]["jump"]
+            continue
         axes[node] = _axes(graph, read, data, window, kind.offsets(data["attrs"], shapes), axes)
         data["rf"], data["jump"] = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
     return graph
 
 
 def _axes(graph, sources, data, window, offsets, axes):
-    """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of."""
+    """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of;
+    where every input and the window are the same along both axes (a square network), the map is worked out once."""
     if not sources:
         return (IDENTITY, IDENTITY)
 
     def size(shape, axis):
         return shape[axis + 1] if len(shape) == 3 else 1  # a vector is one position
 
-    return tuple(axis_after([(axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
-                             for index, source in enumerate(sources)], window, size(data["shape"], axis), axis)
-                 for axis in (0, 1))
+    def along(axis):
+        return axis_after([(axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
+                           for index, source in enumerate(sources)], window, size(data["shape"], axis), axis)
+
+    first = along(0)
+    square = size(data["shape"], 0) == size(data["shape"], 1) and _symmetric(window) and all(
+        axes[source][0] is axes[source][1] and offsets[index][0] == offsets[index][1]
+        and size(graph.nodes[source]["shape"], 0) == size(graph.nodes[source]["shape"], 1)
+        for index, source in enumerate(sources))
+    return (first, first if square else along(1))
+
+
+def _symmetric(window) -> bool:
+    """The window reads alike along both axes."""
+    return window is None or all(pair[0] == pair[1] for pair in
+                                 (window.kernel, window.stride, window.dilation, window.upsample, window.padding))
 
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
