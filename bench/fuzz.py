@@ -455,8 +455,8 @@ class Worker:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+            with self.process:  # closes its pipes as it waits for it
+                self.process.kill()
             self.process = None
 
 

@@ -55,7 +55,7 @@ def served(tmp_path_factory):
         pytest.fail(f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
     yield Served(found.group(0), found.group(1), int(found.group(2)), file)
     process.terminate()
-    process.wait(timeout=10)
+    process.communicate(timeout=10)  # waits, and closes its pipes
 
 
 def _request(served: Served, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, bytes]:
@@ -64,9 +64,12 @@ def _request(served: Served, method: str, path: str, headers: dict, body: bytes 
     connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     for name, value in {**headers, "Content-Length": str(len(body))}.items():
         connection.putheader(name, value)
-    connection.endheaders(body)
-    response = connection.getresponse()
-    return response.status, response.read()
+    try:
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def _own(served: Served) -> dict:
@@ -145,10 +148,21 @@ def test_one_dot_process_lays_out_diagram_after_diagram_as_graphviz_does():
     layout.close()
 
 
-def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still_comes(tmp_path):
-    from cnndsl.serve.analysis import Analyser, Request
+@pytest.fixture
+def analyser_for(tmp_path):
+    """Analysers of tmp_path/net.cnn (for the network named, or None), closed after the test."""
+    from cnndsl.serve.analysis import Analyser
 
-    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    made = []
+    yield lambda network: made.append(Analyser(tmp_path / "net.cnn", network, None)) or made[-1]
+    for analyser in made:
+        analyser.close()
+
+
+def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still_comes(analyser_for):
+    from cnndsl.serve.analysis import Request
+
+    analyser = analyser_for(None)
     large = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }"))
     assert large["ok"] and large["svg"].startswith('<p class="too-large">This diagram has 4,')
     assert large["table"].count("<tr data-layer=") == 2000
@@ -156,10 +170,10 @@ def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still
     assert collapsed["svg"].startswith("<svg")
 
 
-def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path):
-    from cnndsl.serve.analysis import Analyser, Request
+def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(analyser_for):
+    from cnndsl.serve.analysis import Request
 
-    analyser = Analyser(tmp_path / "net.cnn", "a", None)
+    analyser = analyser_for("a")
     laid_out = []
     layout = analyser.layout.svg
     analyser.layout.svg = lambda source: laid_out.append(source) or layout(source)
@@ -172,12 +186,12 @@ def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(tmp_path
     assert len(laid_out) == 2
 
 
-def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(tmp_path):
+def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(analyser_for, tmp_path):
     """A toggle of the diagram's depth does not analyse the text again; an imported file may have changed on disk,
     so a text that imports one is analysed again. conv3x3(4) on 3 channels: 4·3·3·3 + 4 = 112 parameters."""
-    from cnndsl.serve.analysis import Analyser, Request
+    from cnndsl.serve.analysis import Request
 
-    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    analyser = analyser_for(None)
     loaded = []
     load = analyser.load
     analyser.load = lambda text: loaded.append(text) or load(text)

@@ -57,6 +57,11 @@ class Analyser:
         self._ids = itertools.count(1)
         self._keeping = threading.Lock()  # two pages (tabs) may analyse at once
 
+    def close(self) -> None:
+        """Stop the layout thread and the `dot` process (the server calls it as it shuts down)."""
+        self.drawing.shutdown()
+        self.layout.close()
+
     def analyse(self, request: Request) -> dict:
         started = time.perf_counter()
         try:

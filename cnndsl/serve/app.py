@@ -7,6 +7,7 @@ origin (another site's page cannot read or write the file through the user's bro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Iterable, Optional
@@ -97,7 +98,12 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
         found = analyser.explain(network_id, request.query_params.get("name", ""))
         return JSONResponse(found) if found else JSONResponse({"error": "no such layer"}, 404)
 
-    app = Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        analyser.close()
+
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/", page),
         Route("/api/file", read_file, methods=["GET"]),
         Route("/api/file", save_file, methods=["PUT"]),

@@ -41,7 +41,9 @@ class DotProcess:
                                   hint="a smaller --depth draws fewer boxes") from None
 
     def _layout(self, source: bytes) -> str:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is not None and self.process.poll() is not None:
+            self.close()  # it died: its pipes are closed before a new one starts
+        if self.process is None:
             self.process = subprocess.Popen(["dot", "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=subprocess.DEVNULL)
         self.process.stdin.write(source + b"\n")
@@ -59,6 +61,6 @@ class DotProcess:
 
     def close(self) -> None:
         if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+            with self.process:  # closes its pipes as it waits for it
+                self.process.kill()
             self.process = None
