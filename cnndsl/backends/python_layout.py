@@ -76,13 +76,9 @@ def _split(text: str, indent: str, inside: bool = False) -> list[str]:
 
 def _terms(text: str) -> list[str]:
     """A sum's terms, each after the first with its `+` or `-`, split outside brackets and strings."""
-    terms, depth, start = [], 0, 0
-    for index, char in _code_characters(text):
-        if char in OPENING:
-            depth += 1
-        elif char in CLOSING:
-            depth -= 1
-        elif depth == 0 and text[index - 1 : index + 2] in (" + ", " - "):
+    terms, start = [], 0
+    for index, _ in _top_level(text):
+        if text[index - 1 : index + 2] in (" + ", " - "):
             terms.append(text[start : index - 1])
             start = index
     return [*terms, text[start:]]
@@ -103,30 +99,26 @@ def _last_bracket_pair(text: str) -> tuple[int, int] | None:
 
 def _comprehension(body: str) -> int | None:
     """Where a comprehension's first ` for ` stands in a bracket's contents, outside nested brackets."""
-    depth = 0
-    for index, char in _code_characters(body):
-        if char in OPENING:
-            depth += 1
-        elif char in CLOSING:
-            depth -= 1
-        elif depth == 0 and body.startswith(" for ", index):
-            return index
-    return None
+    return next((index for index, _ in _top_level(body) if body.startswith(" for ", index)), None)
 
 
 def _top_level_items(body: str) -> list[str]:
     """The comma-separated items of a bracket's contents, brackets and strings kept whole."""
-    items, depth, start = [], 0, 0
-    for index, char in _code_characters(body):
+    commas = [index for index, char in _top_level(body) if char == ","]
+    items = [body[start + 1 : end].strip() for start, end in zip([-1, *commas], [*commas, len(body)])]
+    return [item for item in items if item]
+
+
+def _top_level(text: str):
+    """(index, character) of every character outside brackets and string literals."""
+    depth = 0
+    for index, char in _code_characters(text):
         if char in OPENING:
             depth += 1
         elif char in CLOSING:
             depth -= 1
-        elif char == "," and depth == 0:
-            items.append(body[start:index].strip())
-            start = index + 1
-    items.append(body[start:].strip())
-    return [item for item in items if item]
+        elif depth == 0:
+            yield index, char
 
 
 def _code_characters(text: str):
