@@ -75,11 +75,6 @@ IDENTITY = Axis(Periodic((0,), 1), Periodic((0,), 1))
 
 def axis_after(sources: list[tuple[Axis, int, int]], window: Optional[Window], out_size: int, axis: int) -> Axis:
     """A node's map along `axis` from its inputs' maps (each with its size and the offset it is read at)."""
-    if window is None and len(sources) == 1:  # a pointwise layer (most of a network) reads o at o: its input's map
-        source, in_size, offset = sources[0]
-        if not offset and (in_size > 1 or out_size == 1) and \
-                max(len(source.lo.table), len(source.hi.table)) <= max(LARGEST_PERIOD, out_size):
-            return source
     los, his, floor = [], [], max(source.floor for source, _, _ in sources)
     for source, in_size, offset in sources:
         if in_size == 1 and out_size > 1 and len(sources) > 1:  # a gate of C×1×1 (or C) broadcast everywhere
