@@ -232,17 +232,22 @@ def test_forwards_write_residual_and_dense_joins_as_pytorch_users_do(generated):
             in _file(generated, "googlenet"))
 
 
+def _is_the_member(written, params: int, member: str) -> None:
+    """A generated class built with another library member's arguments has that member's published parameter
+    count, its state_dict layout and, with its weights, its outputs (at 3×32×32)."""
+    assert sum(parameter.numel() for parameter in written.parameters()) == params
+    reference = cnndsl.load(member, input=(3, 32, 32)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    written.load_state_dict(reference.state_dict())
+    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+
+
 def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
     """ResNet-152's 60,192,808 parameters (He et al. 2016, torchvision) from ResNet-50's class, and the
     function of the library's own ResNet-152 with its weights."""
     network = cnndsl.load("resnet50", input=(3, 32, 32))  # at 16×16 layer4's shortcut has stride 1, not s
     namespace = _import(write_python(network, tmp_path / "resnet50.py"))
-    written = namespace.Resnet50(depths=(3, 8, 36, 3))
-    assert sum(parameter.numel() for parameter in written.parameters()) == 60_192_808
-    reference = cnndsl.load("resnet152", input=(3, 32, 32)).to_torch(seed=0).eval()
-    assert _state_shapes(written) == _state_shapes(reference)
-    written.load_state_dict(reference.state_dict())
-    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+    _is_the_member(namespace.Resnet50(depths=(3, 8, 36, 3)), 60_192_808, "resnet152")
 
 
 def test_densenet121s_file_builds_densenet201_from_its_block_counts(generated):
@@ -250,12 +255,7 @@ def test_densenet121s_file_builds_densenet201_from_its_block_counts(generated):
     widths that follow the block counts are written in them, and the function is the library's DenseNet-201."""
     network, namespace = generated[1]["densenet121"]
     assert network.input_shape == (3, 32, 32)
-    written = namespace.Densenet121(blocks=(6, 12, 48, 32))
-    assert sum(parameter.numel() for parameter in written.parameters()) == 20_013_928
-    reference = cnndsl.load("densenet201", input=(3, 32, 32)).to_torch(seed=0).eval()
-    assert _state_shapes(written) == _state_shapes(reference)
-    written.load_state_dict(reference.state_dict())
-    _same_outputs(written.eval(), reference, torch.randn(2, 3, 32, 32))
+    _is_the_member(namespace.Densenet121(blocks=(6, 12, 48, 32)), 20_013_928, "densenet201")
 
 
 def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so(generated):
