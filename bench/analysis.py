@@ -4,6 +4,7 @@ command beside torchinfo's route (build the torch model by hand, then torchinfo.
 
     python bench/analysis.py
 """
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 from lark import Lark
+from timing import best_of, whole_process
 
 import cnndsl
-from timing import best_of, whole_process
-from cnndsl.parser import _Nesting
-from cnndsl.resources import grammar_path, library_dir
+from cnndsl.core.resources import grammar_path, library_dir
+from cnndsl.front.parser import _Nesting
 
 RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
 
@@ -25,9 +26,14 @@ RESNET = (library_dir() / "resnet.cnn").read_text(encoding="utf-8")
 def in_process() -> None:
     print("parse + expand + infer, in process (best of 20)")
     print(f"{'network':<16}{'nodes':>7}{'ms':>9}{'µs/node':>10}")
-    cases = [("resnet18", "resnet", {}), ("resnet50", "resnet", {}), ("resnet152", "resnet", {}),
-             ("resnet_1000", "resnet", {"depths": [20, 100, 180, 33]}),
-             ("efficientnet_b7", "efficientnet", {}), ("regnet_y_128gf", "regnet", {})]
+    cases = [
+        ("resnet18", "resnet", {}),
+        ("resnet50", "resnet", {}),
+        ("resnet152", "resnet", {}),
+        ("resnet_1000", "resnet", {"depths": [20, 100, 180, 33]}),
+        ("efficientnet_b7", "efficientnet", {}),
+        ("regnet_y_128gf", "regnet", {}),
+    ]
     for label, file, params in cases:
         name = file if params else label
         text = (library_dir() / f"{file}.cnn").read_text(encoding="utf-8")
@@ -39,8 +45,9 @@ def in_process() -> None:
         seconds = best_of(run)
         print(f"{label:<16}{nodes:>7}{seconds * 1e3:>9.2f}{seconds * 1e6 / nodes:>10.1f}")
     seconds = best_of(lambda: cnndsl.parse(RESNET, network="resnet152"))
-    print(f"goal: resnet152 under 20 ms in process -> {seconds * 1e3:.1f} ms "
-          f"({'met' if seconds < 0.020 else 'NOT met'})")
+    print(
+        f"goal: resnet152 under 20 ms in process -> {seconds * 1e3:.1f} ms ({'met' if seconds < 0.020 else 'NOT met'})"
+    )
 
 
 def parsers() -> None:
@@ -53,12 +60,14 @@ def parsers() -> None:
     earley.parse(RESNET)
     lalr_time = best_of(lambda: lalr.parse(RESNET))
     earley_time = best_of(lambda: earley.parse(RESNET), repeats=5)
-    print(f"\nparsing library/resnet.cnn: LALR {lalr_time * 1e3:.2f} ms, Earley {earley_time * 1e3:.2f} ms "
-          f"(Earley / LALR = {earley_time / lalr_time:.1f}x)")
+    print(
+        f"\nparsing library/resnet.cnn: LALR {lalr_time * 1e3:.2f} ms, Earley {earley_time * 1e3:.2f} ms "
+        f"(Earley / LALR = {earley_time / lalr_time:.1f}x)"
+    )
 
 
 BENCH = Path(__file__).resolve().parent  # handwritten.py: the torch side
-TORCHINFO_ROUTE = '''
+TORCHINFO_ROUTE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import torchinfo
@@ -67,7 +76,7 @@ from handwritten import resnet50
 stats = torchinfo.summary(resnet50(), input_size=(1, 3, 224, 224), verbose=0)
 print(stats)
 assert stats.total_params == 25557032
-'''
+"""
 
 
 def processes() -> None:
@@ -80,8 +89,10 @@ def processes() -> None:
     with tempfile.TemporaryDirectory() as cache:
         ours = whole_process(command, extra_env={"CNNDSL_CACHE_DIR": cache})
     unparsed = whole_process(command, extra_env={"CNNDSL_NO_CACHE": "1"})
-    print(f"\nwhole process, best of 5: `cnndsl summary resnet50` {ours:.3f} s "
-          f"({unparsed:.3f} s parsing afresh each time, CNNDSL_NO_CACHE=1)")
+    print(
+        f"\nwhole process, best of 5: `cnndsl summary resnet50` {ours:.3f} s "
+        f"({unparsed:.3f} s parsing afresh each time, CNNDSL_NO_CACHE=1)"
+    )
     try:
         import torchinfo  # noqa: F401
     except ImportError:
@@ -92,8 +103,10 @@ def processes() -> None:
     print(f"ratio torchinfo / cnndsl: {theirs / ours:.1f}x (goal: at least 10x)")
     bare = whole_process([sys.executable, "-c", "pass"])
     networkx = whole_process([sys.executable, "-c", "import networkx"])
-    print(f"floor: python alone {bare:.3f} s, python + `import networkx` (the graph IR's library) {networkx:.3f} s, "
-          f"against a 10x budget of {theirs / 10:.3f} s")
+    print(
+        f"floor: python alone {bare:.3f} s, python + `import networkx` (the graph IR's library) {networkx:.3f} s, "
+        f"against a 10x budget of {theirs / 10:.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ hand-written torch ResNet-152 (where torchview is installed), and the size of ea
 
     python bench/draw.py
 """
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,15 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-import cnndsl
 from timing import best_of, whole_process
+
+import cnndsl
 from cnndsl.backends.graphviz import to_digraph
 
 SCREEN = (1920, 1080)
 
 BENCH = Path(__file__).resolve().parent  # handwritten.py: the torch side
-TORCHVIEW_ROUTE = '''
+TORCHVIEW_ROUTE = """
 import sys
 sys.path.insert(0, sys.argv[2])
 from torchview import draw_graph
@@ -30,7 +32,7 @@ model = resnet152()
 assert sum(p.numel() for p in model.parameters()) == 60192808
 graph = draw_graph(model, input_size=(1, 3, 224, 224), device="cpu")
 graph.visual_graph.render(sys.argv[1], format="svg", cleanup=True)
-'''
+"""
 
 
 def pixels(svg: Path) -> tuple[int, int]:
@@ -51,13 +53,17 @@ def in_process(network) -> None:
     build = best_of(lambda: to_digraph(network).source, 10)
     dot = to_digraph(network)
     layout = best_of(lambda: dot.pipe(format="svg"), 3)
-    print(f"in process, resnet152 full depth: DOT built in {build * 1e3:.1f} ms, laid out by dot in {layout * 1e3:.0f} ms")
+    print(
+        f"in process, resnet152 full depth: DOT built in {build * 1e3:.1f} ms, laid out by dot in {layout * 1e3:.0f} ms"
+    )
 
 
 def main() -> None:
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}, "
-          f"{subprocess.run(['dot', '-V'], capture_output=True, text=True).stderr.strip()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}, "
+        f"{subprocess.run(['dot', '-V'], capture_output=True, text=True).stderr.strip()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     cnndsl_bin = Path(sysconfig.get_path("scripts")) / "cnndsl"
     if not cnndsl_bin.exists():
         sys.exit("cnndsl is not installed")

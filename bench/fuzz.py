@@ -12,6 +12,7 @@ under a time and a memory limit, so a hang or a blow-up is reported instead of s
 The generator takes its choices from a `Choices` object, so tests/test_fuzz.py drives the same
 generator with hypothesis (which shrinks a failing program) and this script with a seeded random.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import cnndsl
-from cnndsl.errors import CnnDslError
-from cnndsl.evaluate import LARGEST
-from cnndsl.ir import EDGE_KINDS
+from cnndsl.core.errors import CnnDslError
+from cnndsl.core.resources import library_dir
+from cnndsl.front.evaluate import LARGEST
+from cnndsl.graph.ir import EDGE_KINDS
 from cnndsl.ops import REGISTRY, known_names, lookup
-from cnndsl.resources import library_dir
 
 MAX_NODES = 500  # small, so a program that repeats a lot ends at the limit in milliseconds
 TIME_BOUND = 5.0  # seconds of CPU one input may take; typical inputs take milliseconds
@@ -53,7 +54,7 @@ class Choices:
         self.number = number
 
     @classmethod
-    def seeded(cls, seed: int) -> "Choices":
+    def seeded(cls, seed: int) -> Choices:
         rng = random.Random(seed)
         return cls(lambda options: options[rng.randrange(len(options))], rng.randint)
 
@@ -62,25 +63,94 @@ class Choices:
 
 
 # ---- grammar-aware programs ------------------------------------------------------------------
-LAYERS = [name for name in known_names() if name != "input"] + ["conv5x5", "conv1x7", "dwconv5x5", "avgpool3x3", "conv0x0", "fcc", "relu2"]
+LAYERS = [name for name in known_names() if name != "input"] + [
+    "conv5x5",
+    "conv1x7",
+    "dwconv5x5",
+    "avgpool3x3",
+    "conv0x0",
+    "fcc",
+    "relu2",
+]
 KEYWORDS = sorted({name for kind in REGISTRY.values() for name, _ in kind.signature} | {"stride", "x"})
 NAMES = ["i", "c", "n", "s", "depth", "width", "classes", "unknown"]
-NUMBERS = ["0", "1", "2", "3", "4", "7", "16", "64", "0.5", "1.5", "1e3", "2e-3", "1000000000",
-           "9007199254740993", "123456789012345678901234567890123"]
+NUMBERS = [
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "7",
+    "16",
+    "64",
+    "0.5",
+    "1.5",
+    "1e3",
+    "2e-3",
+    "1000000000",
+    "9007199254740993",
+    "123456789012345678901234567890123",
+]
 OPERATORS = ["+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", ">=", "and", "or"]
-FUNCTIONS = ["min", "max", "len", "range", "sum", "abs", "int", "round", "floor", "ceil", "enumerate", "zip",
-             "log", "exp", "sqrt", "pow", "foo"]
+FUNCTIONS = [
+    "min",
+    "max",
+    "len",
+    "range",
+    "sum",
+    "abs",
+    "int",
+    "round",
+    "floor",
+    "ceil",
+    "enumerate",
+    "zip",
+    "log",
+    "exp",
+    "sqrt",
+    "pow",
+    "foo",
+]
 # Values that are large to build, walk, print or compute: each must end within the limits of docs/errors.md.
-LARGE = ["range(1000000)", "range(1000001)", "range(999999999)", "sum(range(1000000))", "2 ^ 62", "10 ^ 15",
-         "2 ^ 0.5", "exp(40)", "exp(1000)", "log(0)", "pow(7, 30)", "round(5, -(2 ^ 53))", "round(2.5, 40)",
-         "[range(1000000), range(1000000), range(1000000), range(1000000)]", "zip(range(1000000), range(1000000))",
-         "[x * 2 for x in range(1000000)]", "[xs for i in range(100000)]", "[i for i in range(10) if i % 2]",
-         "enumerate(range(1000000))", "[" + ", ".join(["16"] * 20000) + "]", "[1, 2, 9007199254740993]",
-         "range(1000000) + range(1000000)", "range(1000000) == range(1000000)"]
+LARGE = [
+    "range(1000000)",
+    "range(1000001)",
+    "range(999999999)",
+    "sum(range(1000000))",
+    "2 ^ 62",
+    "10 ^ 15",
+    "2 ^ 0.5",
+    "exp(40)",
+    "exp(1000)",
+    "log(0)",
+    "pow(7, 30)",
+    "round(5, -(2 ^ 53))",
+    "round(2.5, 40)",
+    "[range(1000000), range(1000000), range(1000000), range(1000000)]",
+    "zip(range(1000000), range(1000000))",
+    "[x * 2 for x in range(1000000)]",
+    "[xs for i in range(100000)]",
+    "[i for i in range(10) if i % 2]",
+    "enumerate(range(1000000))",
+    "[" + ", ".join(["16"] * 20000) + "]",
+    "[1, 2, 9007199254740993]",
+    "range(1000000) + range(1000000)",
+    "range(1000000) == range(1000000)",
+]
 # Files an input may import: a helper, broken ones, a cycle, a folder, a link loop, text that is not .cnn.
-IMPORTS = ['import "helper.cnn"', 'import "broken.cnn"', 'import "cycle_a.cnn"', 'import "folder"',
-           'import "loop.cnn"', 'import "notes.txt"', 'import "binary.cnn"', 'import "../fuzz/helper.cnn"',
-           'import "missing.cnn"', "import resnet", "import nothing"]
+IMPORTS = [
+    'import "helper.cnn"',
+    'import "broken.cnn"',
+    'import "cycle_a.cnn"',
+    'import "folder"',
+    'import "loop.cnn"',
+    'import "notes.txt"',
+    'import "binary.cnn"',
+    'import "../fuzz/helper.cnn"',
+    'import "missing.cnn"',
+    "import resnet",
+    "import nothing",
+]
 
 
 @dataclass
@@ -96,7 +166,9 @@ class Generator:
         if self.choices.chance(20):
             parts.append(self.choices.pick(IMPORTS))
         if self.choices.chance(70):
-            parts.append(f"let xs = {self.choices.pick(['[16, 32, 64]', '[1, 2]', '[]', 'range(3)', '[(16, 1), (32, 2)]'])}")
+            parts.append(
+                f"let xs = {self.choices.pick(['[16, 32, 64]', '[1, 2]', '[]', 'range(3)', '[(16, 1), (32, 2)]'])}"
+            )
         if self.choices.chance(20):
             parts.append(f"let {self.name()} = {self.expr()}")
         self.blocks = tuple(f"b{index}" for index in range(self.choices.number(0, 2)))
@@ -136,11 +208,27 @@ class Generator:
             return self.layer()
         self.depth += 1
         try:
-            return self.choices.pick([
-                self.layer, self.layer, self.layer, self.repeat, self.labeled, self.group, self.stage,
-                self.residual, self.dense, self.branch, self.scale, self.jump, self.let, self.for_loop,
-                self.if_else, self.defaults, self.output,
-            ])()
+            return self.choices.pick(
+                [
+                    self.layer,
+                    self.layer,
+                    self.layer,
+                    self.repeat,
+                    self.labeled,
+                    self.group,
+                    self.stage,
+                    self.residual,
+                    self.dense,
+                    self.branch,
+                    self.scale,
+                    self.jump,
+                    self.let,
+                    self.for_loop,
+                    self.if_else,
+                    self.defaults,
+                    self.output,
+                ]
+            )()
         finally:
             self.depth -= 1
 
@@ -191,8 +279,10 @@ class Generator:
         return f"dense {self.body()}"
 
     def branch(self) -> str:
-        paths = [", ".join(self.statement() for _ in range(self.choices.number(1, 3)))
-                 for _ in range(self.choices.number(1, 3))]
+        paths = [
+            ", ".join(self.statement() for _ in range(self.choices.number(1, 3)))
+            for _ in range(self.choices.number(1, 3))
+        ]
         return "branch { " + " | ".join(paths) + " }"
 
     def scale(self) -> str:
@@ -250,12 +340,15 @@ class Generator:
         return f"({text})" if " " in text and not text.startswith(("[", "(")) else text
 
     def atom(self) -> str:
-        return self.choices.pick([
-            self.choices.pick(NUMBERS) if self.choices.chance(20) else self.choices.pick(NUMBERS[:8]), self.name(),
-            f"in.{self.choices.pick(['c', 'h', 'w', 'z'])}",
-            self.choices.pick(["true", "false", "none", "same", "valid", '"text"', "bilinear"]),
-            f"@{self.choices.pick(['a', 'b', 'skip'])}",
-        ])
+        return self.choices.pick(
+            [
+                self.choices.pick(NUMBERS) if self.choices.chance(20) else self.choices.pick(NUMBERS[:8]),
+                self.name(),
+                f"in.{self.choices.pick(['c', 'h', 'w', 'z'])}",
+                self.choices.pick(["true", "false", "none", "same", "valid", '"text"', "bilinear"]),
+                f"@{self.choices.pick(['a', 'b', 'skip'])}",
+            ]
+        )
 
 
 # ---- mutations of valid sources ------------------------------------------------------------------
@@ -271,9 +364,45 @@ def seed_sources() -> list[tuple[str, str]]:
 
 SEEDS = seed_sources()
 NETWORK = re.compile(r"^\s*network\s+([A-Za-z_]\w*)", re.MULTILINE)
-INSERTS = ["(", ")", "{", "}", "[", "]", ",", "\n", "@", ":", " x ", "*", "^", "-", "+", "/", "0", "9" * 40,
-           "1e999", "\0", "\r", "\t", "\ufeff", "\ud800", "é", "#", '"', "network", "block", "residual {",
-           "import ", "let ", "if ", "for ", "in.", "((((", "))))"]
+INSERTS = [
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\n",
+    "@",
+    ":",
+    " x ",
+    "*",
+    "^",
+    "-",
+    "+",
+    "/",
+    "0",
+    "9" * 40,
+    "1e999",
+    "\0",
+    "\r",
+    "\t",
+    "\ufeff",
+    "\ud800",
+    "é",
+    "#",
+    '"',
+    "network",
+    "block",
+    "residual {",
+    "import ",
+    "let ",
+    "if ",
+    "for ",
+    "in.",
+    "((((",
+    "))))",
+]
 
 
 def mutate(text: str, choices: Choices) -> str:
@@ -297,7 +426,7 @@ def mutate(text: str, choices: Choices) -> str:
     return text
 
 
-def fuzz_input(choices: Choices) -> tuple[str, str, Optional[str]]:
+def fuzz_input(choices: Choices) -> tuple[str, str, str | None]:
     """One input: (label, source text, network to expand)."""
     if choices.chance(50):
         return "generated", Generator(choices).program(), "net"
@@ -323,7 +452,7 @@ def make_files(root: Path) -> Path:
 
 
 # ---- running one input ------------------------------------------------------------------------
-def run(text: str, network: Optional[str], folder: Path) -> tuple[Optional[str], str]:
+def run(text: str, network: str | None, folder: Path) -> tuple[str | None, str]:
     """(None, how it ended) when the input ends in a CnnDslError ("error NameProblem"), or in a valid graph that the
     backends build ("graph"; "backends" when torch and onnxruntime ran it too) or refuse with a located
     error ("refused" and its message); else (what escaped, "escape").
@@ -360,7 +489,7 @@ def _small(network) -> bool:
     return size <= SMALL_INPUT and network.params <= SMALL_PARAMS and network.macs <= SMALL_MACS
 
 
-def contract_broken(network) -> Optional[str]:
+def contract_broken(network) -> str | None:
     """What in the graph breaks the IR contract (cnndsl/ir.py), if anything."""
     graph = network.graph
     for node, data in graph.nodes(data=True):
@@ -378,7 +507,7 @@ def contract_broken(network) -> Optional[str]:
     return None
 
 
-def backends_broken(network) -> Optional[str]:
+def backends_broken(network) -> str | None:
     """Build the DOT diagram; for a small network also the torch module, run forward, and the ONNX model
     with the same weights, run by onnxruntime: the outputs must have the analysed shapes and agree."""
     import numpy as np
@@ -398,8 +527,9 @@ def backends_broken(network) -> Optional[str]:
     expected = [tensor.numpy() for tensor in (result if isinstance(result, tuple) else (result,))]
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(network.to_onnx(weights=module).SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        network.to_onnx(weights=module).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     got = session.run(None, {network.input_name: images.numpy()})
     if len(got) != len(expected) or len(expected) != len(network.outputs):
         return f"{len(network.outputs)} outputs analysed, torch gave {len(expected)}, onnxruntime {len(got)}"
@@ -420,20 +550,31 @@ class Worker:
 
     def __init__(self, hang_bound: float = HANG_BOUND):
         self.hang_bound = hang_bound
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        environment = {**os.environ, "CNNDSL_NO_CACHE": "1", "OMP_NUM_THREADS": "1",
-                       "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(cnndsl.__file__).parent.parent),
-                                                                   os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"], text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        env=environment)
+        environment = {
+            **os.environ,
+            "CNNDSL_NO_CACHE": "1",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path(cnndsl.__file__).parent.parent), os.environ.get("PYTHONPATH")])
+            ),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve"],
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+        )
         if self._answer(300) != "ready":
             raise RuntimeError("the fuzz worker did not start")
 
-    def run(self, text: str, network: Optional[str], cpu_bound: float = TIME_BOUND,
-            memory_bound: int = MEMORY_BOUND) -> tuple[Optional[str], float, str]:
+    def run(
+        self, text: str, network: str | None, cpu_bound: float = TIME_BOUND, memory_bound: int = MEMORY_BOUND
+    ) -> tuple[str | None, float, str]:
         """(what escaped or None, CPU seconds the input took, how it ended: see `run`)."""
         if self.process is None:
             self.start()
@@ -513,9 +654,13 @@ def reference_seconds() -> float:
     return min(times)
 
 
-OUTCOMES = {"error": "located errors (CnnDslError)", "graph": "graphs (DOT built; too large for torch and onnxruntime)",
-            "backends": "graphs run by torch and onnxruntime to the same outputs", "escape": "escapes",
-            "refused": "graphs a backend refused with a located error"}
+OUTCOMES = {
+    "error": "located errors (CnnDslError)",
+    "graph": "graphs (DOT built; too large for torch and onnxruntime)",
+    "backends": "graphs run by torch and onnxruntime to the same outputs",
+    "escape": "escapes",
+    "refused": "graphs a backend refused with a located error",
+}
 
 
 def _drive(seeds, results: list, lock) -> None:
@@ -532,7 +677,11 @@ def _drive(seeds, results: list, lock) -> None:
             with lock:
                 results.append((seed, seconds, escaped, f"{label.split()[0]} {outcome}"))
                 if escaped or len(results) % 5000 == 0:
-                    print(f"... {len(results):,} inputs; seed {seed}: {escaped or 'fine'}"[:300], file=sys.stderr, flush=True)
+                    print(
+                        f"... {len(results):,} inputs; seed {seed}: {escaped or 'fine'}"[:300],
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         worker.stop()
 
@@ -563,7 +712,7 @@ def main() -> int:
     elapsed = time.perf_counter() - start
     os.environ["CNNDSL_NO_CACHE"] = "1"  # the reference parses, as each input does
     kinds, outcomes, refusals, escapes = {}, {}, {}, []
-    for seed, seconds, escaped, label in sorted(results):
+    for seed, _seconds, escaped, label in sorted(results):
         kind, outcome = label.split()[:2]
         kinds[kind] = kinds.get(kind, 0) + 1
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -573,22 +722,30 @@ def main() -> int:
             escapes.append((seed, label, escaped))
     slowest = max(results, default=(None, 0.0, None, ""), key=lambda result: result[1])
     reference = reference_seconds()
-    print(f"python {sys.version.split()[0]}, {options.jobs} worker(s), cnndsl {cnndsl.__version__}, max_nodes "
-          f"{MAX_NODES:,}, per input {TIME_BOUND:g} s of CPU "
-          f"and {MEMORY_BOUND / 2**30:g} GiB")
-    print(f"tried {len(results):,} inputs (seeds {options.seed}..{options.seed + len(results) - 1}): "
-          + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items())))
+    print(
+        f"python {sys.version.split()[0]}, {options.jobs} worker(s), cnndsl {cnndsl.__version__}, max_nodes "
+        f"{MAX_NODES:,}, per input {TIME_BOUND:g} s of CPU "
+        f"and {MEMORY_BOUND / 2**30:g} GiB"
+    )
+    print(
+        f"tried {len(results):,} inputs (seeds {options.seed}..{options.seed + len(results) - 1}): "
+        + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items()))
+    )
     print("ended in: " + ", ".join(f"{n:,} {OUTCOMES[outcome]}" for outcome, n in sorted(outcomes.items())))
     for message, n in sorted(refusals.items()):
         print(f"  refused {n:,} times: {message}")
-    print(f"escaped: {len(escapes)} (anything but a valid graph that every backend builds or a CnnDslError, a hang,"
-          f" or a blow-up)")
+    print(
+        f"escaped: {len(escapes)} (anything but a valid graph that every backend builds or a CnnDslError, a hang,"
+        f" or a blow-up)"
+    )
     for seed, label, what in escapes[:20]:
         print(f"  seed {seed} ({label}): {what[:300]}")
     print(f"wall time {elapsed:.1f} s, {len(results) / elapsed:,.1f} inputs/s")
     print(f"slowest input: {slowest[1] * 1000:.1f} ms of CPU (seed {slowest[0]}, {slowest[3]})")
-    print(f"reference: loading resnet50 takes {reference * 1000:.1f} ms; slowest input / resnet50 = "
-          f"{slowest[1] / reference:.1f}x")
+    print(
+        f"reference: loading resnet50 takes {reference * 1000:.1f} ms; slowest input / resnet50 = "
+        f"{slowest[1] / reference:.1f}x"
+    )
     print(f"goal: 0 escaped of at least 100,000 -> {'met' if not escapes and len(results) >= 100_000 else 'NOT met'}")
     return 1 if escapes else 0
 

@@ -3,6 +3,7 @@
 One definition for every benchmark; the whole-process ones import it from this folder
 (`sys.path.insert(0, BENCH)`), so that the torch side is the same code everywhere.
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ peak memory (the child's maximum resident set). Goals: the whole process at leas
 lower latency. `--skip-big` leaves (4) out, `--only-big` runs it alone. torch.onnx.export's default (dynamo)
 exporter needs the `onnxscript` package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,10 @@ print(time.perf_counter() - start)
 """
 
 
-PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+PEAK = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
 
 
 def measured_process(command: list[str]) -> tuple[float, float, str]:
@@ -81,14 +84,19 @@ def big_network(folder: Path) -> None:
     sizes = [path.stat().st_size for path in sorted(folder.glob("big.onnx*"))]
     for path in folder.glob("big.onnx*"):
         path.unlink()
-    theirs = measured_process([sys.executable, "-c", TORCH_BIG.format(source=str(source),
-                                                                      path=str(folder / "big_torch.onnx"))])
+    theirs = measured_process(
+        [sys.executable, "-c", TORCH_BIG.format(source=str(source), path=str(folder / "big_torch.onnx"))]
+    )
     torch_sizes = sum(path.stat().st_size for path in folder.iterdir() if path.name.startswith("big_torch"))
     print("\n2 GiB network (540,705,000 parameters), external data, whole process each")
-    print(f"  cnndsl compile big.cnn --to onnx     {mine[0]:7.2f} s   peak {mine[1]:5.2f} GiB   "
-          f"files {sizes[0]:,} + {sizes[1]:,} bytes")
-    print(f"  torch module + torch.onnx.export     {theirs[0]:7.2f} s   peak {theirs[1]:5.2f} GiB   "
-          f"files {torch_sizes:,} bytes; the export call alone {float(theirs[2].split()[-1]):.2f} s")
+    print(
+        f"  cnndsl compile big.cnn --to onnx     {mine[0]:7.2f} s   peak {mine[1]:5.2f} GiB   "
+        f"files {sizes[0]:,} + {sizes[1]:,} bytes"
+    )
+    print(
+        f"  torch module + torch.onnx.export     {theirs[0]:7.2f} s   peak {theirs[1]:5.2f} GiB   "
+        f"files {torch_sizes:,} bytes; the export call alone {float(theirs[2].split()[-1]):.2f} s"
+    )
     print(f"  ratio torch / cnndsl: time {theirs[0] / mine[0]:.1f}x, peak memory {theirs[1] / mine[1]:.1f}x")
 
 
@@ -106,8 +114,15 @@ def torch_export(module, network, path: Path) -> float:
     """Seconds for `torch.onnx.export` with its defaults, a dynamic batch as ours."""
     example = torch.randn(2, *network.input_shape)
     start = time.perf_counter()
-    torch.onnx.export(module, (example,), str(path), input_names=[network.input_name], output_names=["output"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=[network.input_name],
+        output_names=["output"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
     return time.perf_counter() - start
 
 
@@ -123,8 +138,10 @@ def ours(module, network, path: Path, runs: int) -> float:
 def latencies(paths: list[Path], input_name: str, shape: tuple, batch: int, runs: int) -> list[float]:
     """Median milliseconds per run of each file, the runs of all files interleaved."""
     sessions = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in paths]
-    feeds = [{session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *shape), np.float32)}
-             for session in sessions]
+    feeds = [
+        {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *shape), np.float32)}
+        for session in sessions
+    ]
     for session, feed in zip(sessions, feeds):
         session.run(None, feed)  # warm-up
     times: list[list[float]] = [[] for _ in sessions]
@@ -143,9 +160,13 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true", help="leave out the network over 2 GiB")
     parser.add_argument("--only-big", action="store_true", help="run only the network over 2 GiB")
     options = parser.parse_args()
-    exporter = "dynamo (torch.export)" if inspect.signature(torch.onnx.export).parameters["dynamo"].default else "TorchScript"
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}, cnndsl {cnndsl.__version__}; torch.onnx.export default: {exporter}")
+    exporter = (
+        "dynamo (torch.export)" if inspect.signature(torch.onnx.export).parameters["dynamo"].default else "TorchScript"
+    )
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, cnndsl {cnndsl.__version__}; torch.onnx.export default: {exporter}"
+    )
     folder = Path(tempfile.mkdtemp(prefix="onnx_bench."))
     if options.only_big:
         big_network(folder)
@@ -154,13 +175,17 @@ def main() -> None:
 
     print("\nwhole process, best of", options.process_runs)
     cnndsl_cli = str(Path(sys.executable).with_name("cnndsl"))
-    mine = whole_process([cnndsl_cli, "compile", "resnet50", "--to", "onnx", "-o", str(folder / "cli.onnx")],
-                         options.process_runs)
-    theirs = whole_process([sys.executable, "-c", TORCH_PROCESS.format(path=str(folder / "torch_cli.onnx"))],
-                           options.process_runs)
+    mine = whole_process(
+        [cnndsl_cli, "compile", "resnet50", "--to", "onnx", "-o", str(folder / "cli.onnx")], options.process_runs
+    )
+    theirs = whole_process(
+        [sys.executable, "-c", TORCH_PROCESS.format(path=str(folder / "torch_cli.onnx"))], options.process_runs
+    )
     print(f"  cnndsl compile resnet50 --to onnx                  {mine:7.2f} s")
     print(f"  python: build the torch module + torch.onnx.export {theirs:7.2f} s")
-    print(f"  ratio torch / cnndsl: {theirs / mine:.1f}x (goal: at least 5x) -> {'met' if theirs >= 5 * mine else 'NOT met'}")
+    print(
+        f"  ratio torch / cnndsl: {theirs / mine:.1f}x (goal: at least 5x) -> {'met' if theirs >= 5 * mine else 'NOT met'}"
+    )
 
     print("\nin process, the same weights on both sides (cnndsl best of 3, torch one run)")
     for name in NETWORKS:
@@ -174,10 +199,17 @@ def main() -> None:
     for name in NETWORKS:
         network = cnndsl.load(name)
         for batch in (1, 8):
-            mine, theirs = latencies([folder / f"{name}.onnx", folder / f"{name}_torch.onnx"], network.input_name,
-                                     network.input_shape, batch, options.latency_runs)
-            print(f"  {name:12s} batch {batch}: cnndsl {mine:8.2f} ms   torch's file {theirs:8.2f} ms   "
-                  f"ratio cnndsl / torch {mine / theirs:.3f}")
+            mine, theirs = latencies(
+                [folder / f"{name}.onnx", folder / f"{name}_torch.onnx"],
+                network.input_name,
+                network.input_shape,
+                batch,
+                options.latency_runs,
+            )
+            print(
+                f"  {name:12s} batch {batch}: cnndsl {mine:8.2f} ms   torch's file {theirs:8.2f} ms   "
+                f"ratio cnndsl / torch {mine / theirs:.3f}"
+            )
     if not options.skip_big:
         big_network(folder)
     shutil.rmtree(folder)

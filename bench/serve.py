@@ -3,6 +3,7 @@ ResNet-152, beside a whole `cnndsl draw` process for the same file. Needs Chromi
 
     python bench/serve.py [--edits 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ EDIT = """async ([from, to, insert]) => {
 
 
 def serve(file: Path, network: str, options: list[str]) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([*CLI, "serve", str(file), "-n", network, "--port", "0", *options],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*CLI, "serve", str(file), "-n", network, "--port", "0", *options], stdout=subprocess.PIPE, text=True
+    )
     ready, _, _ = select.select([process.stdout], [], [], 60)
     found = re.search(r"http://\S+/", process.stdout.readline() if ready else "")
     if not found:
@@ -76,8 +78,8 @@ def server_stages(file: Path, network: str, repeats: int = 10) -> str:
     from cnndsl.api import instantiate
     from cnndsl.backends.graphviz import to_digraph
     from cnndsl.embed import summary_table
-    from cnndsl.expand import DEFAULT_MAX_NODES
-    from cnndsl.load import Loader
+    from cnndsl.front.load import Loader
+    from cnndsl.graph.expand import DEFAULT_MAX_NODES
     from cnndsl.serve.analysis import Analyser
 
     analyser, text = Analyser(file, network, None), file.read_text(encoding="utf-8")
@@ -112,8 +114,10 @@ def main() -> None:
         sys.exit("needs Chromium: apt-get install chromium (or set CNNDSL_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, cnndsl {cnndsl.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     folder = Path(tempfile.mkdtemp())
     file = folder / "resnet.cnn"
     shutil.copy(ROOT / "library" / "resnet.cnn", file)
@@ -132,18 +136,24 @@ def main() -> None:
                 server = [result["server"] for result in results]
                 if not options:
                     worst = max(worst, statistics.median(total))
-                print(f"{network:<10} {' '.join(options) or 'all layers':<10} edit -> diagram and table painted: "
-                      f"median {statistics.median(total):6.1f} ms, best {min(total):6.1f}, worst {max(total):6.1f} "
-                      f"(server's analysis: median {statistics.median(server):.1f} ms; {len(total)} edits)")
+                print(
+                    f"{network:<10} {' '.join(options) or 'all layers':<10} edit -> diagram and table painted: "
+                    f"median {statistics.median(total):6.1f} ms, best {min(total):6.1f}, worst {max(total):6.1f} "
+                    f"(server's analysis: median {statistics.median(server):.1f} ms; {len(total)} edits)"
+                )
             print(f"{network:<10} the server's stages in process, median ms: {server_stages(file, network)}")
             draw = whole_process([*CLI, "draw", str(file), "-n", network, "-o", str(folder / "out.svg")], repeats=3)
-            print(f"{network:<10} whole `cnndsl draw {file.name} -n {network} -o out.svg` process, best of 3: "
-                  f"{draw * 1e3:.0f} ms")
+            print(
+                f"{network:<10} whole `cnndsl draw {file.name} -n {network} -o out.svg` process, best of 3: "
+                f"{draw * 1e3:.0f} ms"
+            )
         browser.close()
     shutil.rmtree(folder)
-    print(f"goal: under {GOAL_MS} ms -> {worst:.0f} ms, the slower median with all layers drawn "
-          f"({'met' if worst < GOAL_MS else 'not met'});"
-          f" load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"goal: under {GOAL_MS} ms -> {worst:.0f} ms, the slower median with all layers drawn "
+        f"({'met' if worst < GOAL_MS else 'not met'});"
+        f" load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

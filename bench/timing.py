@@ -1,4 +1,5 @@
 """Timing helpers shared by the benchmarks: the best of several runs, in process or as whole processes."""
+
 from __future__ import annotations
 
 import os

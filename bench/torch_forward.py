@@ -19,6 +19,7 @@ and page-faults in again, zeroed, on the next forward (the page faults column); 
 glibc keep freed memory for reuse instead (`mallopt`; what jemalloc or TCMalloc, which PyTorch's tuning
 guide recommends for CPU work, do by design).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,11 @@ import sys
 import time
 
 import torch
+from handwritten import resnet50
 from torch import nn
 
 import cnndsl
 from cnndsl.backends.torch import standalone_source
-from handwritten import resnet50
 
 MODULES = ("cnndsl", "hand-written", "generated")
 TASKS = ("forward (inference)", "training step")
@@ -84,16 +85,22 @@ class Bench:
         self.labels = torch.randint(0, 1000, (options.batch,), device=device)
         with torch.inference_mode():
             expected = ours.eval()(self.images)
-            self.difference = max((expected - model.eval()(self.images)).abs().max().item() for model in (theirs, generated))
+            self.difference = max(
+                (expected - model.eval()(self.images)).abs().max().item() for model in (theirs, generated)
+            )
         self.runners = {key: (torch.compile(model) if options.compile else model) for key, model in self.models.items()}
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.amp)
-        self.optimizers = {key: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-                           for key, model in self.models.items()}
+        self.optimizers = {
+            key: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) for key, model in self.models.items()
+        }
         self.scalers = {key: torch.amp.GradScaler(device, enabled=options.amp == "fp16") for key in self.models}
 
     def forward(self, key: str) -> None:
         self.models[key].eval()
-        with torch.inference_mode(), torch.autocast(self.options.device, dtype=self.dtype, enabled=self.dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.options.device, dtype=self.dtype, enabled=self.dtype is not None),
+        ):
             self.runners[key](self.images)
 
     def train_step(self, key: str) -> None:
@@ -131,12 +138,16 @@ def report(label: str, times: dict[str, list[float]], faults: dict[str, list[int
     best = {key: min(values) for key, values in times.items()}
     print(f"{label}, {len(times[MODULES[0]])} rounds")
     for key in MODULES:
-        print(f"  {key:13s} median {median[key] * 1e3:9.2f} ms  best {best[key] * 1e3:9.2f} ms  "
-              f"{batch / median[key]:9.1f} images/s  {statistics.median(faults[key]):9,.0f} page faults")
+        print(
+            f"  {key:13s} median {median[key] * 1e3:9.2f} ms  best {best[key] * 1e3:9.2f} ms  "
+            f"{batch / median[key]:9.1f} images/s  {statistics.median(faults[key]):9,.0f} page faults"
+        )
     for ours, theirs in (("cnndsl", "hand-written"), ("generated", "cnndsl")):
         paired = statistics.median(a / b for a, b in zip(times[ours], times[theirs]))
-        print(f"  ratio {ours} / {theirs}: paired {paired:.3f}, of medians {median[ours] / median[theirs]:.3f}, "
-              f"of bests {best[ours] / best[theirs]:.3f} (goal: at most 1.02)")
+        print(
+            f"  ratio {ours} / {theirs}: paired {paired:.3f}, of medians {median[ours] / median[theirs]:.3f}, "
+            f"of bests {best[ours] / best[theirs]:.3f} (goal: at most 1.02)"
+        )
 
 
 def in_process(bench: Bench, rounds: int, heading: str) -> None:
@@ -146,7 +157,7 @@ def in_process(bench: Bench, rounds: int, heading: str) -> None:
             bench.warm_up(label, key)
         times, faults = {key: [] for key in MODULES}, {key: [] for key in MODULES}
         for round_ in range(rounds):
-            for key in (MODULES if round_ % 2 == 0 else MODULES[::-1]):
+            for key in MODULES if round_ % 2 == 0 else MODULES[::-1]:
                 seconds, count = bench.run(label, key)
                 times[key].append(seconds)
                 faults[key].append(count)
@@ -162,7 +173,10 @@ def one_module(options) -> None:
     for label in options.tasks:
         bench.warm_up(label, options.child)
         runs = [bench.run(label, options.child) for _ in range(options.runs_per_process)]
-        result[label] = [statistics.median(seconds for seconds, _ in runs), statistics.median(count for _, count in runs)]
+        result[label] = [
+            statistics.median(seconds for seconds, _ in runs),
+            statistics.median(count for _, count in runs),
+        ]
     print(json.dumps({"difference": bench.difference, "tasks": result}))
 
 
@@ -172,9 +186,10 @@ def fresh_processes(options, argv: list[str]) -> None:
     faults = {label: {key: [] for key in MODULES} for label in options.tasks}
     difference = 0.0
     for round_ in range(options.repeats):
-        for key in (MODULES if round_ % 2 == 0 else MODULES[::-1]):
-            child = subprocess.run([sys.executable, __file__, *argv, "--child", key],
-                                   check=True, capture_output=True, text=True)
+        for key in MODULES if round_ % 2 == 0 else MODULES[::-1]:
+            child = subprocess.run(
+                [sys.executable, __file__, *argv, "--child", key], check=True, capture_output=True, text=True
+            )
             result = json.loads(child.stdout.splitlines()[-1])
             difference = max(difference, result["difference"])
             for label, (seconds, count) in result["tasks"].items():
@@ -183,8 +198,12 @@ def fresh_processes(options, argv: list[str]) -> None:
     print(f"same weights, largest output difference {difference:.2e}")
     for label in options.tasks:
         policy = "glibc's default malloc" if options.malloc == "default" else "freed memory kept"
-        report(f"{label}, each module in a fresh process (median of {options.runs_per_process} runs each), "
-               f"{policy}", times[label], faults[label], options.batch)
+        report(
+            f"{label}, each module in a fresh process (median of {options.runs_per_process} runs each), {policy}",
+            times[label],
+            faults[label],
+            options.batch,
+        )
 
 
 def main() -> None:
@@ -197,8 +216,12 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile both modules")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's, one per core)")
-    parser.add_argument("--malloc", choices=["default", "keep"], default="default",
-                        help="CPU: glibc's default policy, or keep freed memory for reuse")
+    parser.add_argument(
+        "--malloc",
+        choices=["default", "keep"],
+        default="default",
+        help="CPU: glibc's default policy, or keep freed memory for reuse",
+    )
     parser.add_argument("--task", choices=["both", "forward", "train"], default="both", help="what to time")
     parser.add_argument("--runs-per-process", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=MODULES, help=argparse.SUPPRESS)
@@ -210,8 +233,10 @@ def main() -> None:
         return one_module(options)
     device = options.device
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, {name}; batch {options.batch}, "
-          f"amp {options.amp or 'off'}, channels_last {options.channels_last}, compile {options.compile}")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, {name}; batch {options.batch}, "
+        f"amp {options.amp or 'off'}, channels_last {options.channels_last}, compile {options.compile}"
+    )
     # Fresh processes on the CPU in eager mode; with compilation each process would recompile.
     if device == "cpu" and not options.compile and sys.platform == "linux":
         fresh_processes(options, sys.argv[1:])

@@ -8,6 +8,7 @@ agrees but `fc`) and `torchvision.models.resnet50()` + `load_state_dict(torch.lo
 alternate the two sides so that a busy machine affects both alike; each side's best and median are
 printed, with their ratio. Goal: cnndsl no slower.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,21 +20,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STUB = ("import sys, types; sys.modules.setdefault('torchvision._meta_registrations', "
-        "types.ModuleType('torchvision._meta_registrations'))\n")  # torchvision's C ops need not load on CPU torch
+STUB = (
+    "import sys, types; sys.modules.setdefault('torchvision._meta_registrations', "
+    "types.ModuleType('torchvision._meta_registrations'))\n"
+)  # torchvision's C ops need not load on CPU torch
 
 SIDES = {
     "cnndsl": "import cnndsl\nmodule = cnndsl.load('resnet50').to_torch(weights={path!r})\n",
-    "torchvision": STUB + ("import torch, torchvision\nmodule = torchvision.models.resnet50()\n"
-                           "module.load_state_dict(torch.load({path!r}, map_location='cpu', weights_only=True))\n"),
+    "torchvision": STUB
+    + (
+        "import torch, torchvision\nmodule = torchvision.models.resnet50()\n"
+        "module.load_state_dict(torch.load({path!r}, map_location='cpu', weights_only=True))\n"
+    ),
 }
 CHECK = "assert abs(module.state_dict()[{key!r}].sum().item() - {total!r}) < 1e-3\n"
 
 
 def _checkpoint(folder: Path) -> tuple[Path, str, float]:
     """torchvision's ResNet-50 state_dict with random weights, saved as torch.save writes it."""
-    script = STUB + ("import torch, torchvision\ntorch.manual_seed(0)\nstate = torchvision.models.resnet50().state_dict()\n"
-                     f"torch.save(state, {str(folder / 'resnet50.pth')!r})\nprint(state['layer4.2.conv3.weight'].sum().item())")
+    script = STUB + (
+        "import torch, torchvision\ntorch.manual_seed(0)\nstate = torchvision.models.resnet50().state_dict()\n"
+        f"torch.save(state, {str(folder / 'resnet50.pth')!r})\nprint(state['layer4.2.conv3.weight'].sum().item())"
+    )
     total = float(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout)
     return folder / "resnet50.pth", "layer4.bottleneck3.conv3.weight", total
 

@@ -1,11 +1,12 @@
 """cnndsl: convolutional networks written the way papers draw them.
 
-    net = cnndsl.load("resnet50")
-    print(net.params, net.macs)
-    print(net.summary())
+net = cnndsl.load("resnet50")
+print(net.params, net.macs)
+print(net.summary())
 """
-from .api import Network, load, parse
-from .errors import CnnDslError
 
-__version__ = "0.1.0"
+from .api import Network, load, parse
+from .core.errors import CnnDslError
+from .core.version import __version__
+
 __all__ = ["CnnDslError", "Network", "load", "parse", "__version__"]

@@ -1,21 +1,17 @@
 """The Python API: `parse(text)` and `load(path_or_name)` return a Network."""
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import networkx as nx
 
-from . import analysis
-from .errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
-from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
-from .load import Loader, Module, library_index
-
-
-def memory_bytes() -> int:
-    """This machine's physical memory; half of it is the most weights a backend may allocate."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+from .core.errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
+from .core.resources import memory_bytes
+from .figures import costs as analysis
+from .front.load import Loader, Module, library_index
+from .graph.expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 
 
 class Network:
@@ -66,18 +62,25 @@ class Network:
         """2 x MACs, as FLOPs are usually counted."""
         return self.totals.flops
 
-    def summary(self, depth: Optional[int] = None, batch: int = 1, dtype: str = "float32"):
+    def summary(self, depth: int | None = None, batch: int = 1, dtype: str = "float32"):
         """Per-layer and total figures (`str()` is the table); `depth` folds deeper groups, `batch` and `dtype`
         scale the memory figures."""
-        from .analysis import DTYPE_BYTES
-        from .report import Summary
+        from .figures.costs import DTYPE_BYTES
+        from .figures.report import Summary
 
         if dtype not in DTYPE_BYTES:
             raise ValueProblem(f"unknown dtype `{dtype}`", hint=f"choose one of {', '.join(DTYPE_BYTES)}")
         return Summary.of(self, depth=depth, batch=batch, dtype=dtype)
 
-    def draw(self, path: "str | Path", depth: Optional[int] = None, expand: bool = False, shapes: bool = False,
-             cost: bool = False, rankdir: str = "TB") -> Path:
+    def draw(
+        self,
+        path: str | Path,
+        depth: int | None = None,
+        expand: bool = False,
+        shapes: bool = False,
+        cost: bool = False,
+        rankdir: str = "TB",
+    ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does."""
         from .backends.graphviz import render
 
@@ -94,9 +97,12 @@ class Network:
         limit, holder = memory_bytes() // 2, "half of this machine's memory"
         if self.totals.param_bytes > limit:
             largest = max(self.graph.nodes, key=lambda node: self.graph.nodes[node]["params"])
-            raise LimitProblem(f"`{self.name}` has {self.params:,} parameters ({self.totals.param_bytes / 2**30:,.1f} "
-                               f"GiB as float32), more than {holder} holds ({limit / 2**30:,.1f} GiB)",
-                               self.graph.nodes[largest]["pos"], "the largest layer is here: check its width")
+            raise LimitProblem(
+                f"`{self.name}` has {self.params:,} parameters ({self.totals.param_bytes / 2**30:,.1f} "
+                f"GiB as float32), more than {holder} holds ({limit / 2**30:,.1f} GiB)",
+                self.graph.nodes[largest]["pos"],
+                "the largest layer is here: check its width",
+            )
 
     @property
     def warnings(self) -> list:
@@ -111,24 +117,33 @@ class Network:
 
         return build_module(self, weights=weights, strict=strict, **options)
 
-    def to_onnx(self, path: "str | Path | None" = None, weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False, strict: bool = True, external_data: Optional[bool] = None):
+    def to_onnx(
+        self,
+        path: str | Path | None = None,
+        weights: Any = None,
+        opset: int | None = None,
+        fold_bn: bool = False,
+        strict: bool = True,
+        external_data: bool | None = None,
+    ):
         """The ONNX model (weights as for `to_torch`, else fresh); written to `path` if given, returning the files
         written. `external_data`: True puts the tensors in `<file>.data`; None does where one file cannot hold
         them (see docs/onnx.md)."""
         from .backends.onnx import build_model, export_onnx
 
         if path is None:
-            return build_model(self, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict,
-                               external_data=external_data)
-        return export_onnx(self, path, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict,
-                           external_data=external_data)
+            return build_model(
+                self, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict, external_data=external_data
+            )
+        return export_onnx(
+            self, path, weights=weights, opset=opset, fold_bn=fold_bn, strict=strict, external_data=external_data
+        )
 
-    def _repr_svg_(self) -> "str | None":
+    def _repr_svg_(self) -> str | None:
         """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);
         without Graphviz's `dot` it returns None and Jupyter falls back to the text repr."""
         from .backends.graphviz import svg
-        from .errors import FileProblem
+        from .core.errors import FileProblem
 
         try:
             return svg(self, depth=2)
@@ -139,8 +154,15 @@ class Network:
         return f"<Network {self.name}: input {self.input_shape}, {self.params:,} params, {self.macs:,} MACs>"
 
 
-def parse(text: str, file: str = "<string>", network: Optional[str] = None, input: Optional[tuple] = None,
-          max_nodes: int = DEFAULT_MAX_NODES, sandbox: bool = False, **params: Any) -> Network:
+def parse(
+    text: str,
+    file: str = "<string>",
+    network: str | None = None,
+    input: tuple | None = None,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    sandbox: bool = False,
+    **params: Any,
+) -> Network:
     """Parse .cnn text and expand one of its networks (the only one, or the one named).
 
     `sandbox=True` limits its imports to the current folder (and below) and the library.
@@ -149,8 +171,14 @@ def parse(text: str, file: str = "<string>", network: Optional[str] = None, inpu
     return instantiate(module, network, file, text, input, max_nodes, params)
 
 
-def load(source: "str | Path", network: Optional[str] = None, input: Optional[tuple] = None,
-         max_nodes: int = DEFAULT_MAX_NODES, sandbox: bool = False, **params: Any) -> Network:
+def load(
+    source: str | Path,
+    network: str | None = None,
+    input: tuple | None = None,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    sandbox: bool = False,
+    **params: Any,
+) -> Network:
     """Load a .cnn file, or a network of the shipped library by name (`resnet50`).
 
     `sandbox=True` limits every import to the importing file's folder (and below) and the library.
@@ -159,15 +187,18 @@ def load(source: "str | Path", network: Optional[str] = None, input: Optional[tu
     if not path.exists() and not path.is_symlink() and not str(source).endswith(".cnn") and "/" not in str(source):
         index = library_index()
         if str(source) not in index:
-            raise NameProblem(f"`{source}` is neither a file nor a library network",
-                              hint=did_you_mean(str(source), index) or "run `cnndsl list` to see the library")
+            raise NameProblem(
+                f"`{source}` is neither a file nor a library network",
+                hint=did_you_mean(str(source), index) or "run `cnndsl list` to see the library",
+            )
         path, network = index[str(source)], network or str(source)
     module = Loader(sandbox=sandbox).load_path(path)
     return instantiate(module, network, str(path), module.program.text, input, max_nodes, params)
 
 
-def instantiate(module: Module, network: Optional[str], file: str, text: str, input: Optional[tuple],
-                max_nodes: int, params: dict) -> Network:
+def instantiate(
+    module: Module, network: str | None, file: str, text: str, input: tuple | None, max_nodes: int, params: dict
+) -> Network:
     """The network of a bound module that `parse` and `load` would choose, expanded and analysed; `file` and
     `text` are the names and source its errors and `Network.source` show. For callers that bind a text themselves."""
     ref = _choose(module, network, file)
@@ -176,7 +207,7 @@ def instantiate(module: Module, network: Optional[str], file: str, text: str, in
     return Network(graph, text)
 
 
-def _choose(module: Module, network: Optional[str], file: str) -> NetworkRef:
+def _choose(module: Module, network: str | None, file: str) -> NetworkRef:
     """The network asked for; else the one named like the file; else the file's only one."""
     defined = module.networks
     if network is not None:
@@ -185,8 +216,10 @@ def _choose(module: Module, network: Optional[str], file: str) -> NetworkRef:
         except KeyError:
             ref = None
         if not isinstance(ref, NetworkRef):
-            raise NameProblem(f"{file} defines no network `{network}`",
-                              hint=did_you_mean(network, defined) or f"it defines: {', '.join(defined) or 'none'}")
+            raise NameProblem(
+                f"{file} defines no network `{network}`",
+                hint=did_you_mean(network, defined) or f"it defines: {', '.join(defined) or 'none'}",
+            )
         return ref
     stem = Path(file).stem
     if stem in defined:
@@ -195,5 +228,7 @@ def _choose(module: Module, network: Optional[str], file: str) -> NetworkRef:
         return module.env.lookup(defined[0])
     if not defined:
         raise NameProblem(f"{file} defines no network", hint="add `network name { input 3x224x224 ... }`")
-    raise NameProblem(f"{file} defines several networks ({', '.join(defined)})",
-                      hint="choose one with --network NAME (or network= in Python)")
+    raise NameProblem(
+        f"{file} defines several networks ({', '.join(defined)})",
+        hint="choose one with --network NAME (or network= in Python)",
+    )

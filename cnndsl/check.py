@@ -4,18 +4,19 @@ A file's definitions are bound one by one, so a duplicate or a bad `let` does no
 network it defines is expanded with errors recorded statement by statement (`expand_network(errors=)`);
 a family whose parameters have no defaults is checked through the networks that instantiate it.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from . import syntax as ast
-from .errors import CnnDslError, NameProblem, Note, SourcePos, SourceWarning, did_you_mean
-from .expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
-from .load import Loader, library_index
+from .core.errors import CnnDslError, NameProblem, Note, SourcePos, SourceWarning, did_you_mean
+from .front import syntax as ast
+from .front.load import Loader, library_index
+from .graph.expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 
 
 @dataclass
@@ -44,16 +45,26 @@ class CheckReport:
 
     def to_json(self, read) -> str:
         """One object per diagnostic, with the end of the token it points at, for editors and CI annotations."""
-        return json.dumps({
-            "diagnostics": [_as_dict(d, read) for d in self.diagnostics],
-            "errors": len(self.errors), "warnings": len(self.warnings),
-            "networks": self.networks, "files": self.files,
-        }, indent=2)
+        return json.dumps(
+            {
+                "diagnostics": [_as_dict(d, read) for d in self.diagnostics],
+                "errors": len(self.errors),
+                "warnings": len(self.warnings),
+                "networks": self.networks,
+                "files": self.files,
+            },
+            indent=2,
+        )
 
 
-def check(sources: list[str], network: Optional[str] = None, input: Optional[tuple] = None,
-          params: Optional[dict[str, Any]] = None, max_nodes: int = DEFAULT_MAX_NODES,
-          sandbox: bool = False) -> CheckReport:
+def check(
+    sources: list[str],
+    network: str | None = None,
+    input: tuple | None = None,
+    params: dict[str, Any] | None = None,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    sandbox: bool = False,
+) -> CheckReport:
     """Check each file (or library network name); `params` go to the networks that declare them.
 
     `sandbox=True` limits every import to the importing file's folder (and below) and the library.
@@ -66,13 +77,25 @@ def check(sources: list[str], network: Optional[str] = None, input: Optional[tup
         _check_source(str(source), network, input, params, max_nodes, sandbox, report, taken)
     unused = sorted(set(params) - taken)
     if unused and report.networks:
-        report.diagnostics.append(NameProblem(f"no network checked takes the parameter `{unused[0]}`",
-                                              hint="check the spelling, or choose a network with --network"))
+        report.diagnostics.append(
+            NameProblem(
+                f"no network checked takes the parameter `{unused[0]}`",
+                hint="check the spelling, or choose a network with --network",
+            )
+        )
     return report
 
 
-def _check_source(source: str, network: Optional[str], input: Optional[tuple], params: dict[str, Any],
-                  max_nodes: int, sandbox: bool, report: CheckReport, taken: set[str]) -> None:
+def _check_source(
+    source: str,
+    network: str | None,
+    input: tuple | None,
+    params: dict[str, Any],
+    max_nodes: int,
+    sandbox: bool,
+    report: CheckReport,
+    taken: set[str],
+) -> None:
     path = Path(source)
     if not path.exists() and not path.is_symlink() and source in library_index():
         path, network = library_index()[source], network or source
@@ -84,9 +107,12 @@ def _check_source(source: str, network: Optional[str], input: Optional[tuple], p
         return
     report.diagnostics.extend(found)
     if network is not None and network not in module.networks:
-        report.diagnostics.append(NameProblem(f"{source} defines no network `{network}`",
-                                              hint=did_you_mean(network, module.networks)
-                                              or f"it defines: {', '.join(module.networks) or 'none'}"))
+        report.diagnostics.append(
+            NameProblem(
+                f"{source} defines no network `{network}`",
+                hint=did_you_mean(network, module.networks) or f"it defines: {', '.join(module.networks) or 'none'}",
+            )
+        )
         return
     for name in [network] if network else module.networks:
         ref = module.env.lookup(name)
@@ -98,9 +124,10 @@ def _check_source(source: str, network: Optional[str], input: Optional[tuple], p
         _check_network(ref, overrides, input, max_nodes, report)
 
 
-def _check_network(ref: NetworkRef, overrides: dict[str, Any], input: Optional[tuple], max_nodes: int,
-                   report: CheckReport) -> None:
-    from . import analysis
+def _check_network(
+    ref: NetworkRef, overrides: dict[str, Any], input: tuple | None, max_nodes: int, report: CheckReport
+) -> None:
+    from .figures import costs as analysis
 
     report.networks += 1
     errors: list[CnnDslError] = []
@@ -108,14 +135,20 @@ def _check_network(ref: NetworkRef, overrides: dict[str, Any], input: Optional[t
         graph = expand_network(ref, overrides, input, max_nodes, errors=errors)
         if graph is not None:
             analysis.annotate(graph)
-            report.diagnostics.extend(warning for warning in graph.graph["warnings"]
-                                      if not any(seen.pos == warning.pos for seen in report.warnings))
+            report.diagnostics.extend(
+                warning
+                for warning in graph.graph["warnings"]
+                if not any(seen.pos == warning.pos for seen in report.warnings)
+            )
     except CnnDslError as error:
         errors.append(error)
     for error in errors:
         if isinstance(ref.definition, ast.NetworkAlias) and error.pos != ref.definition.pos and not error.notes:
-            error.notes.append(Note(ref.definition.pos, f"in network `{ref.definition.name}`, "
-                                                        f"an instance of `{ref.definition.target}`"))
+            error.notes.append(
+                Note(
+                    ref.definition.pos, f"in network `{ref.definition.name}`, an instance of `{ref.definition.target}`"
+                )
+            )
         if not _already(report, error):
             report.diagnostics.append(error)
 
@@ -146,7 +179,7 @@ def _needs_arguments(ref: NetworkRef) -> bool:
 _TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*|\d+(\.\d+)?([eE][-+]?\d+)?|"[^"\n]*"|@[A-Za-z_][A-Za-z0-9_]*|\S')
 
 
-def _end(pos: SourcePos, text: Optional[str]) -> dict[str, int]:
+def _end(pos: SourcePos, text: str | None) -> dict[str, int]:
     """Where the token at `pos` ends (exclusive column), for an editor's underline."""
     lines = text.splitlines() if text is not None else []
     if not 1 <= pos.line <= len(lines):
@@ -160,9 +193,16 @@ def _as_dict(diagnostic: CnnDslError, read) -> dict[str, Any]:
     where: dict[str, Any] = {"file": None, "line": None, "column": None, "end": None}
     if pos is not None:
         where = {"file": pos.file, "line": pos.line, "column": pos.column, "end": _end(pos, read(pos.file))}
-    return {**where, "severity": diagnostic.severity, "message": diagnostic.message, "hint": diagnostic.hint,
-            "notes": [{"file": n.pos.file, "line": n.pos.line, "column": n.pos.column, "message": n.message}
-                      for n in diagnostic.notes]}
+    return {
+        **where,
+        "severity": diagnostic.severity,
+        "message": diagnostic.message,
+        "hint": diagnostic.hint,
+        "notes": [
+            {"file": n.pos.file, "line": n.pos.line, "column": n.pos.column, "message": n.message}
+            for n in diagnostic.notes
+        ],
+    }
 
 
 def _plural(count: int, noun: str) -> str:

@@ -1,23 +1,25 @@
 """The `cnndsl` command: thin click wrappers over the Python API."""
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
-from .errors import CnnDslError, FileProblem, SourcePos
+from .core.errors import CnnDslError, FileProblem
+from .front.diagnostics import file_text, render_error
 
 DIAGRAM_FORMATS = ("svg", "png", "pdf", "dot")
 COMPILE_FORMATS = ("onnx", "python", "pt2", *DIAGRAM_FORMATS)
 SUFFIX = {"python": "py"}
 
 
-def _parse_shape(ctx, param, value: Optional[str]) -> Optional[tuple[int, ...]]:
+def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
-    from .evaluate import LARGEST
+    from .front.evaluate import LARGEST
 
     parts = value.lower().replace("×", "x").split("x")
     shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
@@ -34,8 +36,8 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     """`-p classes=10 -p depths=[3,4,6,3]`: values are cnndsl expressions."""
     if not values:
         return {}
-    from .evaluate import Env, Evaluator, no_incoming
-    from .parser import parse
+    from .front.evaluate import Env, Evaluator, no_incoming
+    from .front.parser import parse
 
     result = {}
     for item in values:
@@ -47,22 +49,41 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     return result
 
 
-SANDBOX = click.option("--sandbox", is_flag=True,
-                       help="Imports only from the importing file's folder (and below) and the library.")
+SANDBOX = click.option(
+    "--sandbox", is_flag=True, help="Imports only from the importing file's folder (and below) and the library."
+)
 
 
 def network_options(function):
     """Options shared by every command that loads a network."""
-    for option in reversed([
-        click.argument("source"),
-        click.option("--network", "-n", help="Which network of the file (default: the file's only or eponymous one)."),
-        click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape."),
-        click.option("--param", "-p", "params", multiple=True, callback=_parse_params, metavar="NAME=VALUE",
-                     help="Set a network parameter, e.g. -p classes=10."),
-        click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
-                     help="Refuse networks that expand to more nodes."),
-        SANDBOX,
-    ]):
+    for option in reversed(
+        [
+            click.argument("source"),
+            click.option(
+                "--network", "-n", help="Which network of the file (default: the file's only or eponymous one)."
+            ),
+            click.option(
+                "--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape."
+            ),
+            click.option(
+                "--param",
+                "-p",
+                "params",
+                multiple=True,
+                callback=_parse_params,
+                metavar="NAME=VALUE",
+                help="Set a network parameter, e.g. -p classes=10.",
+            ),
+            click.option(
+                "--max-nodes",
+                type=click.IntRange(1),
+                default=100_000,
+                show_default=True,
+                help="Refuse networks that expand to more nodes.",
+            ),
+            SANDBOX,
+        ]
+    ):
         function = option(function)
     return function
 
@@ -97,12 +118,18 @@ def main(ctx, debug):
 
 @main.command()
 @network_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True
+)
 @click.option("--depth", type=click.IntRange(0), help="Table: fold groups deeper than this into one row each.")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per batch, for memory.")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
-              help="Value type, for memory.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="Value type, for memory.",
+)
 def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth, batch, dtype):
     """Per-layer output shape, params, MACs, memory and receptive field, with totals."""
     if depth is not None and fmt not in ("table",):
@@ -115,10 +142,23 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
 @click.argument("files", nargs=-1, required=True)
 @click.option("--network", "-n", help="Check only this network (default: every network the files define).")
 @click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
-@click.option("--param", "-p", "params", multiple=True, callback=_parse_params, metavar="NAME=VALUE",
-              help="Set a parameter of the networks that declare it, e.g. -p classes=10.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one object per diagnostic (file, line, column, end, severity, message, hint).")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    callback=_parse_params,
+    metavar="NAME=VALUE",
+    help="Set a parameter of the networks that declare it, e.g. -p classes=10.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per diagnostic (file, line, column, end, severity, message, hint).",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
 @SANDBOX
@@ -128,7 +168,7 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
 
     report = check_sources(list(files), network, input_shape, params, max_nodes, sandbox)
     if fmt == "json":
-        click.echo(report.to_json(_file_text))
+        click.echo(report.to_json(file_text))
     else:
         for diagnostic in report.diagnostics:
             click.echo(render_error(diagnostic), err=True)
@@ -146,25 +186,37 @@ def list_command(pattern):
     from .library import catalogue
     from .ops import format_shape
 
-    entries = [entry for entry in catalogue() if not pattern or fnmatchcase(
-        entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    entries = [
+        entry
+        for entry in catalogue()
+        if not pattern or fnmatchcase(entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")
+    ]
     width = max([len("network"), *(len(entry.name) for entry in entries)])
     click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
     for entry in entries:
-        click.echo(f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
-                   f"{entry.macs:>17,}  {entry.file.name}")
+        click.echo(
+            f"{entry.name:<{width}} {format_shape(entry.input_shape):>11} {entry.params:>13,} "
+            f"{entry.macs:>17,}  {entry.file.name}"
+        )
 
 
 @main.command(name="compile")
 @network_options
 @click.option("--to", "fmt", type=click.Choice(COMPILE_FORMATS), required=True, help="What to produce.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Output file (default: NETWORK.EXT).")
-@click.option("--weights", metavar="FILE|torchvision",
-              help="Weights for --to onnx or pt2: a .pt, .pth or .safetensors checkpoint, or torchvision's published ones.")
+@click.option(
+    "--weights",
+    metavar="FILE|torchvision",
+    help="Weights for --to onnx or pt2: a .pt, .pth or .safetensors checkpoint, or torchvision's published ones.",
+)
 @click.option("--opset", type=click.IntRange(7), help="ONNX opset (default: the newest onnxruntime runs).")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into the preceding convolution (ONNX).")
-@click.option("--external-data", is_flag=True, default=None,
-              help="ONNX: weights to OUT.data beside the file (default: only where one file cannot hold them).")
+@click.option(
+    "--external-data",
+    is_flag=True,
+    default=None,
+    help="ONNX: weights to OUT.data beside the file (default: only where one file cannot hold them).",
+)
 @click.option("--depth", type=click.IntRange(0), help="Diagram: hierarchy levels to show.")
 @click.option("--expand", is_flag=True, help="Diagram: draw every repeated block.")
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
@@ -182,7 +234,10 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbo
 
 # Which --to formats each compile option changes; given with another, it is an error, never ignored.
 APPLIES_TO = {
-    "weights": ("onnx", "pt2"), "opset": ("onnx",), "fold_bn": ("onnx",), "external_data": ("onnx",),
+    "weights": ("onnx", "pt2"),
+    "opset": ("onnx",),
+    "fold_bn": ("onnx",),
+    "external_data": ("onnx",),
     **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
 }
 
@@ -191,8 +246,10 @@ def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
     from click.core import ParameterSource
 
     for option, formats in APPLIES_TO.items():
-        if fmt not in formats and ctx.get_parameter_source(option) in (ParameterSource.COMMANDLINE,
-                                                                        ParameterSource.ENVIRONMENT):
+        if fmt not in formats and ctx.get_parameter_source(option) in (
+            ParameterSource.COMMANDLINE,
+            ParameterSource.ENVIRONMENT,
+        ):
             flag = "--" + option.replace("_", "-")
             raise click.UsageError(f"{flag} does not apply to --to {fmt}; it applies to --to {' or '.join(formats)}")
 
@@ -218,12 +275,18 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
 @main.command(name="weights")
 @network_options
 @click.argument("checkpoint")
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Write the matched weights under the network's names (.safetensors).")
-@click.option("--partial", is_flag=True, help="Accept a checkpoint that covers only part of the network (strict=False).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the matched weights under the network's names (.safetensors).",
+)
+@click.option(
+    "--partial", is_flag=True, help="Accept a checkpoint that covers only part of the network (strict=False)."
+)
 def weights_command(source, network, input_shape, params, max_nodes, sandbox, checkpoint, output, partial):
     """Show which checkpoint tensor each layer takes, by name or by structure, and what did not match."""
-    from .weights import mapping
+    from .weights.checkpoint import mapping
 
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     found = mapping(net, checkpoint)
@@ -239,14 +302,17 @@ def weights_command(source, network, input_shape, params, max_nodes, sandbox, ch
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--network", "-n", help="Which network of the file to draw.")
 @click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
 @click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
 def serve(file, network, input_shape, host, port, depth):
     """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
     if file is not None and not file.endswith(".cnn"):
-        raise click.BadParameter(f"expected a .cnn file (a new one is created on the first save), got {file!r}",
-                                 param_hint="FILE")
+        raise click.BadParameter(
+            f"expected a .cnn file (a new one is created on the first save), got {file!r}", param_hint="FILE"
+        )
     try:
         from .serve import serve as run
         from .serve.document import starter_path
@@ -261,8 +327,14 @@ def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
     if fmt == "onnx":
         from .backends.onnx import export_onnx
 
-        return export_onnx(net, target, weights=options.get("weights"), opset=options.get("opset"),
-                           fold_bn=options.get("fold_bn", False), external_data=options.get("external_data"))
+        return export_onnx(
+            net,
+            target,
+            weights=options.get("weights"),
+            opset=options.get("opset"),
+            fold_bn=options.get("fold_bn", False),
+            external_data=options.get("external_data"),
+        )
     if fmt == "python":
         from .backends.torch import write_python
 
@@ -275,9 +347,16 @@ def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
     else:
         from .backends.graphviz import render
 
-        render(net, target, fmt, depth=options.get("depth"), expand=options.get("expand", False),
-               shapes=options.get("shapes", False), cost=options.get("cost", False),
-               rankdir=options.get("rankdir", "TB"))
+        render(
+            net,
+            target,
+            fmt,
+            depth=options.get("depth"),
+            expand=options.get("expand", False),
+            shapes=options.get("shapes", False),
+            cost=options.get("cost", False),
+            rankdir=options.get("rankdir", "TB"),
+        )
     return [target]
 
 
@@ -288,24 +367,7 @@ def _refuse_overwriting_source(target: Path, source: Path) -> None:
     except OSError:
         same = False
     if target.suffix == ".cnn" or same:
-        raise FileProblem(f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
-                          hint="choose another output name with -o")
-
-
-def render_error(error: CnnDslError) -> str:
-    """The error with its source line and caret, read from the file it points at (and its notes' files)."""
-    return error.render(_source_text(error.pos), read=_file_text)
-
-
-def _source_text(pos: Optional[SourcePos]) -> Optional[str]:
-    return None if pos is None else _file_text(pos.file)
-
-
-def _file_text(file: str) -> Optional[str]:
-    """The text of a file an error points at, read as an import is: a regular file, bounded, never blocking."""
-    from .load import read_source
-
-    try:
-        return read_source(Path(file), regular_only=True)
-    except (FileProblem, ValueError):
-        return None
+        raise FileProblem(
+            f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
+            hint="choose another output name with -o",
+        )

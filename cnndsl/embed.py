@@ -1,6 +1,7 @@
 """A network as an HTML fragment for a page: the diagram as inline SVG, the summary as a table, the
 highlighted source. Shared by the Sphinx directive, the Markdown extension and `cnndsl serve`.
 """
+
 from __future__ import annotations
 
 import html
@@ -8,30 +9,32 @@ import itertools
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
 
-from .errors import CnnDslError, SourcePos, ValueProblem
-from .report import Summary
+from . import api
+from .core.errors import CnnDslError, SourcePos, ValueProblem
+from .figures.report import Summary
 
 _ids = itertools.count(1)
 _ID = re.compile(r'\bid="')
-TABLE_STYLE = (".cnndsl-summary td:nth-child(n+2), .cnndsl-summary th:nth-child(n+2) { text-align: right }"
-               " .cnndsl-summary tfoot td { font-weight: bold }")
+TABLE_STYLE = (
+    ".cnndsl-summary td:nth-child(n+2), .cnndsl-summary th:nth-child(n+2) { text-align: right }"
+    " .cnndsl-summary tfoot td { font-weight: bold }"
+)
 
 
 @dataclass(frozen=True)
 class BlockOptions:
     """What a block shows, as `:depth: 1` (Sphinx) or `{depth=1 summary=true}` (Markdown) set it."""
 
-    network: Optional[str] = None
-    depth: Optional[int] = None
+    network: str | None = None
+    depth: int | None = None
     shapes: bool = False
     cost: bool = False
     summary: bool = False
     source: bool = False
 
     @classmethod
-    def from_strings(cls, values: dict[str, str]) -> "BlockOptions":
+    def from_strings(cls, values: dict[str, str]) -> BlockOptions:
         """Options from their written form; an unknown name or a bad value is a ValueProblem."""
         known = {field.name: field for field in fields(cls)}
         result = {}
@@ -55,30 +58,32 @@ def _option_value(name: str, text: str):
     return flags[text.lower()]
 
 
-def load_block(text: Optional[str], target: Optional[str], folder: Path, options: BlockOptions, file: str):
+def load_block(text: str | None, target: str | None, folder: Path, options: BlockOptions, file: str):
     """The network of a block: from `target` (a file relative to `folder`, or a library name), else
     from the inline `text`, which errors then locate in `file`."""
-    import cnndsl
-
     if target and text and text.strip():
-        raise ValueProblem(f"the block names {target} and holds a network's text too",
-                           hint="keep one: the file (or library name) or the text")
+        raise ValueProblem(
+            f"the block names {target} and holds a network's text too",
+            hint="keep one: the file (or library name) or the text",
+        )
     if target:
         path = folder / target
-        return cnndsl.load(path if path.exists() else target, network=options.network)
+        return api.load(path if path.exists() else target, network=options.network)
     if not text or not text.strip():
         raise ValueProblem("the block is empty", hint="give a .cnn file or a library name, or write the network inside")
-    return cnndsl.parse(text, file=file, network=options.network)
+    return api.parse(text, file=file, network=options.network)
 
 
 def render(network, options: BlockOptions) -> str:
     """The block's HTML: the diagram, then the summary table and the source as asked."""
     svg = diagram_svg(network, options)
     if options.source:  # the text scrolls; the figure keeps its size beside it
-        figure = (f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
-                  f'<div class="cnndsl-source" style="flex:1 1 0;min-width:0;overflow-x:auto">'
-                  f'{highlighted(network.source)}</div>'
-                  f'<div class="cnndsl-diagram" style="flex:0 0 auto">{svg}</div></div>')
+        figure = (
+            f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
+            f'<div class="cnndsl-source" style="flex:1 1 0;min-width:0;overflow-x:auto">'
+            f"{highlighted(network.source)}</div>"
+            f'<div class="cnndsl-diagram" style="flex:0 0 auto">{svg}</div></div>'
+        )
     else:
         figure = f'<div class="cnndsl-diagram" style="overflow-x:auto">{svg}</div>'
     table = summary_table(network.summary()) if options.summary else ""
@@ -90,13 +95,13 @@ def diagram_svg(network, options: BlockOptions) -> str:
     from .backends.graphviz import svg
 
     text = svg(network, depth=options.depth, shapes=options.shapes, cost=options.cost)
-    return _ID.sub(f'id="cnndsl{next(_ids)}_', text[text.index("<svg"):])
+    return _ID.sub(f'id="cnndsl{next(_ids)}_', text[text.index("<svg") :])
 
 
 def summary_table(summary: Summary) -> str:
     """The per-layer table with group rows and the totals in its footer."""
+    from .figures.report import format_axes, format_bytes
     from .ops import format_shape
-    from .report import format_axes, format_bytes
 
     rows, shown = [], set()
     for layer, label in zip(summary.layers, summary.labels):
@@ -105,20 +110,28 @@ def summary_table(summary: Summary) -> str:
             path = ".".join(parts[: depth + 1])
             if path not in shown:
                 shown.add(path)
-                rows.append(f'<tr class="cnndsl-group"><td colspan="6" style="padding-left:{depth}em">'
-                            f"<b>{_e(parts[depth])}</b></td></tr>")
+                rows.append(
+                    f'<tr class="cnndsl-group"><td colspan="6" style="padding-left:{depth}em">'
+                    f"<b>{_e(parts[depth])}</b></td></tr>"
+                )
         leaf = layer["name"].rsplit(".", 1)[-1]
-        rows.append(f'<tr data-layer="{_e(layer["name"])}"><td style="padding-left:{len(parts)}em">{_e(leaf)}: '
-                    f'{_e(label)}</td><td>{_e(format_shape(layer["shape"]))}</td><td>{layer["params"]:,}</td>'
-                    f'<td>{layer["macs"]:,}</td><td>{format_bytes(layer["memory_bytes"])}</td><td>{format_axes(layer["rf"])}</td></tr>')
+        rows.append(
+            f'<tr data-layer="{_e(layer["name"])}"><td style="padding-left:{len(parts)}em">{_e(leaf)}: '
+            f"{_e(label)}</td><td>{_e(format_shape(layer['shape']))}</td><td>{layer['params']:,}</td>"
+            f"<td>{layer['macs']:,}</td><td>{format_bytes(layer['memory_bytes'])}</td><td>{format_axes(layer['rf'])}</td></tr>"
+        )
     t = summary.totals
-    foot = (f'<tr><td colspan="2">Total</td><td class="cnndsl-params">{t["params"]:,}</td>'
-            f'<td class="cnndsl-macs">{t["macs"]:,}</td><td>{format_bytes(t["memory_bytes"])}</td><td></td></tr>')
+    foot = (
+        f'<tr><td colspan="2">Total</td><td class="cnndsl-params">{t["params"]:,}</td>'
+        f'<td class="cnndsl-macs">{t["macs"]:,}</td><td>{format_bytes(t["memory_bytes"])}</td><td></td></tr>'
+    )
     head = "<tr><th>Layer</th><th>Output</th><th>Params</th><th>MACs</th><th>Memory</th><th>RF</th></tr>"
-    return (f"<style>{TABLE_STYLE}</style>"
-            f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '
-            f'{_e(format_shape(summary.input))})</caption><thead>{head}</thead><tbody>{"".join(rows)}</tbody>'
-            f"<tfoot>{foot}</tfoot></table>")
+    return (
+        f"<style>{TABLE_STYLE}</style>"
+        f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '
+        f"{_e(format_shape(summary.input))})</caption><thead>{head}</thead><tbody>{''.join(rows)}</tbody>"
+        f"<tfoot>{foot}</tfoot></table>"
+    )
 
 
 def highlighted(text: str) -> str:
@@ -140,10 +153,10 @@ def in_page(error: CnnDslError, block_file: str, first_line: int, indent: int = 
     return True
 
 
-def error_html(error: CnnDslError, page_text: Optional[str], page_file: str) -> str:
+def error_html(error: CnnDslError, page_text: str | None, page_file: str) -> str:
     """A failed block on the page: the located message with its source line, as `cnndsl check` prints
     it; the line comes from the page when the error is in it, else from the file it names."""
-    from .cli import render_error
+    from .front.diagnostics import render_error
 
     if error.pos is not None and error.pos.file == page_file:
         return _error_pre(error.render(page_text))

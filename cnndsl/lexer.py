@@ -3,6 +3,7 @@
 The tokens follow grammar/cnn.lark; a name is a layer when the op registry knows it (`conv3x3`,
 `bn`, `maxpool`), so a newly registered kind is highlighted without touching this file.
 """
+
 from __future__ import annotations
 
 from pygments.lexer import RegexLexer, bygroups, words
@@ -17,11 +18,29 @@ from pygments.token import (
     Whitespace,
 )
 
-from .evaluate import CONSTANTS, FUNCTIONS
+from .front.evaluate import CONSTANTS, FUNCTIONS
 from .ops import lookup
 
-KEYWORDS = ("import", "block", "network", "let", "defaults", "for", "in", "if", "elif", "else", "output",
-            "stage", "residual", "shortcut", "dense", "branch", "scale", "input")
+KEYWORDS = (
+    "import",
+    "block",
+    "network",
+    "let",
+    "defaults",
+    "for",
+    "in",
+    "if",
+    "elif",
+    "else",
+    "output",
+    "stage",
+    "residual",
+    "shortcut",
+    "dense",
+    "branch",
+    "scale",
+    "input",
+)
 WORD_OPERATORS = ("and", "or", "not")
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 

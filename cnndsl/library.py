@@ -3,14 +3,15 @@
 A family (`network resnet(depths, unit) {...}`) that other library networks instantiate is not
 an entry itself: its default parameters only repeat one of them. Nothing here imports torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import syntax as ast
-from .load import Loader
-from .resources import library_dir
+from .core.resources import library_dir
+from .front import syntax as ast
+from .front.load import Loader
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ for a .cnn file (relative to the page in MkDocs, else to `base_path`) or a libra
 (`markdown_extensions: [cnndsl.markdown]`) a broken block is a warning naming the page and line,
 which `mkdocs build --strict` turns into a failure; elsewhere it is logged to `cnndsl.markdown`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,8 @@ from pathlib import Path
 from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 
+from .core.errors import CnnDslError, ValueProblem
 from .embed import BlockOptions, error_html, in_page, load_block, render
-from .errors import CnnDslError, ValueProblem
 
 FENCE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})[ \t]*cnn[ \t]*(?:\{(?P<options>[^}\n]*)\})?[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
@@ -60,7 +61,7 @@ class CnnFencePreprocessor(Preprocessor):
 
     def _page(self) -> tuple[str, Path]:
         """The page being built and its folder: MkDocs' own link-rewriting step knows it."""
-        relpath = self.md.treeprocessors["relpath"] if "relpath" in self.md.treeprocessors else None
+        relpath = self.md.treeprocessors.get("relpath", None)
         file = getattr(relpath, "file", None)
         if file is not None and getattr(file, "abs_src_path", None):
             return file.src_path, Path(file.abs_src_path).parent
@@ -93,4 +94,3 @@ class CnnDslExtension(Extension):
 
 def makeExtension(**kwargs) -> CnnDslExtension:
     return CnnDslExtension(**kwargs)
-

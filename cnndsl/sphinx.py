@@ -8,6 +8,7 @@ network (a file, a library name, or the directive's own text) as inline SVG at b
 A broken network is a Sphinx warning at the document's line (so `-W` fails the build), and the
 page shows the located error in its place.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,9 @@ from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from . import __version__
+from .core.errors import CnnDslError
+from .core.version import __version__
 from .embed import BlockOptions, error_html, in_page, load_block, render
-from .errors import CnnDslError
 from .lexer import CnnLexer
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class CnnDslDirective(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         options = BlockOptions(
-            network=self.options.get("network"), depth=self.options.get("depth"),
+            network=self.options.get("network"),
+            depth=self.options.get("depth"),
             **{flag: flag in self.options for flag in ("shapes", "cost", "summary", "source")},
         )
         doc_file, _ = self.get_source_info()
@@ -53,8 +55,7 @@ class CnnDslDirective(SphinxDirective):
                 self.env.note_dependency(str(path))
                 target = str(path)
         try:
-            network = load_block(text, target, Path(self.env.doc2path(self.env.docname)).parent,
-                                 options, doc_file)
+            network = load_block(text, target, Path(self.env.doc2path(self.env.docname)).parent, options, doc_file)
             markup = render(network, options)
         except CnnDslError as error:
             page = _read(doc_file)

@@ -3,6 +3,7 @@ input) in headless Chromium, with a layer clicked, then with a typo. Needs Chrom
 
     python docs/serve_screenshots.py
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,17 @@ def main() -> None:
     file = folder / "alexnet.cnn"
     text = (DOCS.parent / "library" / "alexnet.cnn").read_text(encoding="utf-8")
     file.write_text(text.replace("input 3x224x224", "input 3x227x227", 1), encoding="utf-8")  # the lecture's size
-    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", file.name, "-n", "alexnet",
-               "--port", "0"]
+    command = [
+        sys.executable,
+        "-c",
+        "from cnndsl.cli import main; main()",
+        "serve",
+        file.name,
+        "-n",
+        "alexnet",
+        "--port",
+        "0",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=folder)
     url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
     try:
@@ -41,8 +51,9 @@ def main() -> None:
             page.click("#learner-close")
             text = page.evaluate("() => window.cnndsl.view.state.doc.toString()")
             offset = text.index("conv5x5(192), relu") + len("conv5x5(192), relu")
-            page.evaluate("(at) => { const v = window.cnndsl.view; v.focus(); v.dispatch({selection: {anchor: at}}); }",
-                          offset)
+            page.evaluate(
+                "(at) => { const v = window.cnndsl.view; v.focus(); v.dispatch({selection: {anchor: at}}); }", offset
+            )
             page.keyboard.type("x")
             page.wait_for_selector(".cm-lintRange-error")
             page.hover(".cm-lintRange-error")

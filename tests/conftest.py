@@ -1,4 +1,5 @@
 """Shared test helpers: run the CLI in process, and list the shipped library."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ from click.testing import CliRunner
 
 from cnndsl.cli import main
 from cnndsl.library import network_names
-
 
 NO_DOT = "Graphviz's `dot` is not installed (scripts/test installs it as root: apt-get install graphviz)"
 

@@ -3,6 +3,7 @@
 The CPU build of torch cannot load torchvision's C ops (`torchvision::nms`); its model constructors
 need none of them, and import once the module that registers their meta kernels is stubbed.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 The corpus in tests/data/broken holds broken files, each stating the errors it must give (position
 counted by hand, `# expect: LINE:COL severity: message`); none of them may pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ EXPECT = re.compile(r"^# expect: (\d+):(\d+) (error|warning): (.*)$", re.MULTILI
 
 def _expected(path: Path) -> list[tuple[int, int, str, str]]:
     text = path.read_text()
-    return [(int(line), int(col), severity, message.replace("{file}", str(path.resolve())))
-            for line, col, severity, message in EXPECT.findall(text)]
+    return [
+        (int(line), int(col), severity, message.replace("{file}", str(path.resolve())))
+        for line, col, severity, message in EXPECT.findall(text)
+    ]
 
 
 def test_the_corpus_is_large_enough():
@@ -43,8 +46,10 @@ def test_four_mistakes_are_four_errors_in_one_run_with_a_count(cli):
 
 def test_family_argument_error_points_at_the_call_and_notes_the_definition(cli, tmp_path):
     path = tmp_path / "fam.cnn"
-    path.write_text("network fam(widths, classes=10) {\n    input 3x32x32\n    for w in widths { conv3x3(w) }\n"
-                    "    gap, fc(classes)\n}\nnetwork ok = fam([8])\nnetwork bad1 = fam([8, 16], clases=5)\n")
+    path.write_text(
+        "network fam(widths, classes=10) {\n    input 3x32x32\n    for w in widths { conv3x3(w) }\n"
+        "    gap, fc(classes)\n}\nnetwork ok = fam([8])\nnetwork bad1 = fam([8, 16], clases=5)\n"
+    )
     result = cli("check", path)
     assert result.exit_code == 1
     assert result.stderr.startswith(
@@ -54,7 +59,8 @@ def test_family_argument_error_points_at_the_call_and_notes_the_definition(cli, 
         "hint: did you mean `classes`?\n"
         f"{path}:1:9: note: `fam` is defined here\n"
         "    network fam(widths, classes=10) {\n"
-        "            ^\n")
+        "            ^\n"
+    )
 
 
 def test_an_error_in_a_familys_body_names_the_instance(cli, tmp_path):
@@ -80,8 +86,10 @@ def test_a_good_file_says_what_it_checked(cli):
 
 def test_network_params_and_input_options(cli, tmp_path):
     path = tmp_path / "two.cnn"
-    path.write_text("network a(classes=10) { input 3x8x8\n conv3x3(4), pool x3, fc(classes) }\n"
-                    "network b { input 3x8x8\n conv3x3(4), pool x4 }\n")
+    path.write_text(
+        "network a(classes=10) { input 3x8x8\n conv3x3(4), pool x3, fc(classes) }\n"
+        "network b { input 3x8x8\n conv3x3(4), pool x4 }\n"
+    )
     assert cli("check", path, "--network", "a").exit_code == 0
     assert cli("check", path, "--network", "a", "--input", "3x4x4").exit_code == 1
     assert cli("check", path, "--network", "a", "-p", "classes=0").exit_code == 1
@@ -96,19 +104,36 @@ def test_json_carries_position_end_severity_hint(cli, tmp_path):
     path.write_text("network a { input 3x8x8\n    conv3x3(8), BatchNorm2d\n}\n")
     data = json.loads(cli("check", path, "--format", "json").stdout)
     assert data["errors"] == 1 and data["warnings"] == 0
-    assert data["diagnostics"] == [{
-        "file": str(path), "line": 2, "column": 17, "end": {"line": 2, "column": 28}, "severity": "error",
-        "message": "unknown layer `BatchNorm2d`", "hint": "cnndsl calls it `bn`", "notes": []}]
+    assert data["diagnostics"] == [
+        {
+            "file": str(path),
+            "line": 2,
+            "column": 17,
+            "end": {"line": 2, "column": 28},
+            "severity": "error",
+            "message": "unknown layer `BatchNorm2d`",
+            "hint": "cnndsl calls it `bn`",
+            "notes": [],
+        }
+    ]
 
 
-@pytest.mark.parametrize("written, hint", [
-    ("batchnorm", "cnndsl calls it `bn`"), ("BatchNorm2d", "cnndsl calls it `bn`"),
-    ("Conv2d(4)", "cnndsl calls it `conv`"), ("MaxPool2d", "cnndsl calls it `maxpool`"),
-    ("Linear(4)", "cnndsl calls it `fc`"), ("Dense(4)", "cnndsl calls it `fc`"),
-    ("upconv(4)", "cnndsl calls it `deconv`"), ("swish", "cnndsl calls it `silu`"),
-    ("conv(4, stride=2)", "cnndsl calls it `s=`"), ("conv(4, padding=1)", "cnndsl calls it `p=`"),
-    ("conv(4, kernel_size=3)", "cnndsl calls it `k=`"),
-])
+@pytest.mark.parametrize(
+    "written, hint",
+    [
+        ("batchnorm", "cnndsl calls it `bn`"),
+        ("BatchNorm2d", "cnndsl calls it `bn`"),
+        ("Conv2d(4)", "cnndsl calls it `conv`"),
+        ("MaxPool2d", "cnndsl calls it `maxpool`"),
+        ("Linear(4)", "cnndsl calls it `fc`"),
+        ("Dense(4)", "cnndsl calls it `fc`"),
+        ("upconv(4)", "cnndsl calls it `deconv`"),
+        ("swish", "cnndsl calls it `silu`"),
+        ("conv(4, stride=2)", "cnndsl calls it `s=`"),
+        ("conv(4, padding=1)", "cnndsl calls it `p=`"),
+        ("conv(4, kernel_size=3)", "cnndsl calls it `k=`"),
+    ],
+)
 def test_pytorch_and_keras_spellings_get_hints(cli, tmp_path, written, hint):
     path = tmp_path / "a.cnn"
     path.write_text(f"network a {{ input 3x8x8\n    {written}\n}}\n")
@@ -118,13 +143,17 @@ def test_pytorch_and_keras_spellings_get_hints(cli, tmp_path, written, hint):
 
 def test_channels_last_input_and_inferred_projection_are_warnings(cli, tmp_path):
     path = tmp_path / "w.cnn"
-    path.write_text("network w {\n    input 224x224x3\n}\nnetwork p {\n    input 64x56x56\n"
-                    "    residual { conv3x3(128, s=2), bn, relu, conv3x3(128), bn }\n}\n")
+    path.write_text(
+        "network w {\n    input 224x224x3\n}\nnetwork p {\n    input 64x56x56\n"
+        "    residual { conv3x3(128, s=2), bn, relu, conv3x3(128), bn }\n}\n"
+    )
     result = cli("check", path)
     assert result.exit_code == 0
     assert f"{path}:2:5: warning: the input 224×224×3 looks channels-last (H×W×C); cnndsl reads C×H×W" in result.stderr
     # conv1x1 64 -> 128 and its batch norm: 64·128 + 2·128 parameters, by hand
-    assert (f"{path}:6:5: warning: this residual's shortcut is a projection (conv1x1 with stride 2 + bn, "
-            f"{64 * 128 + 2 * 128:,} parameters), inferred because the body turns 64×56×56 into 128×28×28") in result.stderr
+    assert (
+        f"{path}:6:5: warning: this residual's shortcut is a projection (conv1x1 with stride 2 + bn, "
+        f"{64 * 128 + 2 * 128:,} parameters), inferred because the body turns 64×56×56 into 128×28×28"
+    ) in result.stderr
     assert result.stderr.rstrip().endswith("0 errors, 2 warnings in 2 networks of 1 file")
     assert cli("check", path, "--strict").exit_code == 1

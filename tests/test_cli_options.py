@@ -1,5 +1,6 @@
 """Every CLI option has a visible effect through the CLI, and an option that does not apply to the chosen
 output is an error, never silently ignored. Expected values are read off the network by hand."""
+
 from __future__ import annotations
 
 import json
@@ -9,18 +10,21 @@ import onnx
 import pytest
 
 
-@pytest.mark.parametrize("args, option", [
-    (["--to", "pt2", "--opset", "9"], "--opset"),
-    (["--to", "svg", "--opset", "9"], "--opset"),
-    (["--to", "python", "--fold-bn"], "--fold-bn"),
-    (["--to", "svg", "--weights", "junk.pt"], "--weights"),
-    (["--to", "python", "--weights", "junk.pt"], "--weights"),
-    (["--to", "onnx", "--rankdir", "LR"], "--rankdir"),
-    (["--to", "onnx", "--depth", "1"], "--depth"),
-    (["--to", "python", "--expand"], "--expand"),
-    (["--to", "pt2", "--shapes"], "--shapes"),
-    (["--to", "onnx", "--cost"], "--cost"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--to", "pt2", "--opset", "9"], "--opset"),
+        (["--to", "svg", "--opset", "9"], "--opset"),
+        (["--to", "python", "--fold-bn"], "--fold-bn"),
+        (["--to", "svg", "--weights", "junk.pt"], "--weights"),
+        (["--to", "python", "--weights", "junk.pt"], "--weights"),
+        (["--to", "onnx", "--rankdir", "LR"], "--rankdir"),
+        (["--to", "onnx", "--depth", "1"], "--depth"),
+        (["--to", "python", "--expand"], "--expand"),
+        (["--to", "pt2", "--shapes"], "--shapes"),
+        (["--to", "onnx", "--cost"], "--cost"),
+    ],
+)
 def test_an_option_that_does_not_apply_is_an_error(cli, tmp_path, args, option):
     result = cli("compile", "lenet5", *args, "-o", tmp_path / "out")
     assert result.exit_code == 2
@@ -36,7 +40,10 @@ def test_opset_is_the_files_opset(cli, tmp_path):
 def test_fold_bn_removes_every_batch_norm(cli, tmp_path):
     cli("compile", "resnet18", "--input", "3x32x32", "--to", "onnx", "-o", tmp_path / "plain.onnx")
     cli("compile", "resnet18", "--input", "3x32x32", "--to", "onnx", "--fold-bn", "-o", tmp_path / "folded.onnx")
-    ops = lambda path: [node.op_type for node in onnx.load(path).graph.node]
+
+    def ops(path):
+        return [node.op_type for node in onnx.load(path).graph.node]
+
     assert ops(tmp_path / "plain.onnx").count("BatchNormalization") == 20  # 17 convs' norms + 3 shortcuts'
     assert "BatchNormalization" not in ops(tmp_path / "folded.onnx")
 
@@ -57,11 +64,13 @@ def test_expand_draws_every_repeated_block(cli, tmp_path):
     assert re.findall(r"<b>×(\d+)</b>", folded)  # identical bottlenecks fold into ×n boxes
     assert not re.findall(r"<b>×(\d+)</b>", expanded)
     # ResNet-50 has 3 + 4 + 6 + 3 bottlenecks of three convolutions, plus the stem's and four projections
-    assert len(re.findall(r'class=conv ', expanded)) == 16 * 3 + 1 + 4
+    assert len(re.findall(r"class=conv ", expanded)) == 16 * 3 + 1 + 4
 
 
 def test_depth_collapses_groups(cli, tmp_path):
-    boxes = lambda dot: len(re.findall(r"tooltip=", dot))  # every drawn layer or group
+    def boxes(dot):
+        return len(re.findall(r"tooltip=", dot))  # every drawn layer or group
+
     # depth 0: the whole network is one box; depth 1: stem, layer1..4, gap and fc; depth 2: stage clusters open
     # with the stem's 4 layers, the 7 distinct blocks of layer1..4 (the identical pair in layer1 folds) and gap, fc
     assert boxes(_dot(cli, tmp_path, "resnet18", "--depth", "0")) == 1
@@ -99,8 +108,22 @@ def test_pt2_is_written_without_torchs_warning_about_the_file_name(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", "compile", "lenet5", "--to",
-                             "pt2", "-o", str(tmp_path / "lenet5.pt2")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cnndsl.cli import main; main()",
+            "compile",
+            "lenet5",
+            "--to",
+            "pt2",
+            "-o",
+            str(tmp_path / "lenet5.pt2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and result.stderr == "" and (tmp_path / "lenet5.pt2").stat().st_size > 0
 
 
@@ -108,11 +131,16 @@ def test_python_dash_m_cnndsl_is_the_cnndsl_command(cli):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "cnndsl", "summary", "lenet5", "--format", "csv"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "summary", "lenet5", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and result.stdout == cli("summary", "lenet5", "--format", "csv").stdout
     assert result.stdout.splitlines()[1].startswith("features.conv1,conv,features,6x28x28,156,")  # 6·(5·5·1) + 6
-    refused = subprocess.run([sys.executable, "-m", "cnndsl", "summary", "no_such_network"], capture_output=True,
-                             text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "summary", "no_such_network"], capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: `no_such_network` is neither a file nor a library network\n")

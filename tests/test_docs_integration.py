@@ -8,6 +8,7 @@ parameters; ResNet-18 has 11,689,512 (torchvision's published count); the inline
 has a 3×3 conv 3→16 (16·3·9 + 16 = 448), a batch norm (2·16 = 32) and fc 16→10 (170): 650
 parameters, and 16·32·32·9·3 + 16·10 = 442,528 MACs.
 """
+
 from __future__ import annotations
 
 import os
@@ -160,12 +161,17 @@ def test_sphinx_warns_at_the_broken_blocks_line_and_fails_under_W(sphinx_build):
     result, html = sphinx_build
     line, column = _broken_line(RST)
     assert result.returncode != 0
-    assert (f"index.rst:{line}: WARNING: cnndsl: unknown layer `maxpol` (column {column}); "
-            f"hint: did you mean `maxpool`? [cnndsl]") in result.stderr
+    assert (
+        f"index.rst:{line}: WARNING: cnndsl: unknown layer `maxpol` (column {column}); "
+        f"hint: did you mean `maxpool`? [cnndsl]"
+    ) in result.stderr
     shown = _error_shown(html)  # the page shows the located error where the diagram would be
     assert shown[0].endswith(f"index.rst:{line}:{column}: error: unknown layer `maxpol`")
-    assert shown[1:] == [f"    {RST.splitlines()[line - 1]}", "    " + " " * (column - 1) + "^",
-                         "hint: did you mean `maxpool`?"]
+    assert shown[1:] == [
+        f"    {RST.splitlines()[line - 1]}",
+        "    " + " " * (column - 1) + "^",
+        "hint: did you mean `maxpool`?",
+    ]
 
 
 def _error_shown(html: str) -> list[str]:
@@ -178,20 +184,27 @@ def test_mkdocs_warns_at_the_broken_blocks_line_and_fails_when_strict(mkdocs_bui
     line, _ = _broken_line(MARKDOWN)
     column = BROKEN.splitlines()[2].index("maxpol") + 1
     assert result.returncode != 0
-    assert (f"WARNING -  index.md:{line}: cnndsl: unknown layer `maxpol` (column {column}); "
-            "hint: did you mean `maxpool`?") in result.stderr
-    assert _error_shown(html) == [f"index.md:{line}:{column}: error: unknown layer `maxpol`",
-                                  f"    {MARKDOWN.splitlines()[line - 1]}", "    " + " " * (column - 1) + "^",
-                                  "hint: did you mean `maxpool`?"]
+    assert (
+        f"WARNING -  index.md:{line}: cnndsl: unknown layer `maxpol` (column {column}); hint: did you mean `maxpool`?"
+    ) in result.stderr
+    assert _error_shown(html) == [
+        f"index.md:{line}:{column}: error: unknown layer `maxpol`",
+        f"    {MARKDOWN.splitlines()[line - 1]}",
+        "    " + " " * (column - 1) + "^",
+        "hint: did you mean `maxpool`?",
+    ]
 
 
 def test_sphinx_highlights_cnn_code_blocks_and_the_source_option(sphinx_build):
     _, html = sphinx_build
     assert '<span class="nb">conv3x3</span>' in html  # `.. code-block:: cnn`, Name.Builtin
     # :source: shows the file beside its figure, highlighted with inline styles (no theme stylesheet needed)
-    assert re.search(r'<div class="cnndsl-source"[^>]*><div class="highlight"[^>]*><pre[^>]*>.*?'
-                     r'<span style="[^"]+">network</span>(<span[^>]*> </span>)<span style="[^"]+">lenet5</span>',
-                     html, re.DOTALL)
+    assert re.search(
+        r'<div class="cnndsl-source"[^>]*><div class="highlight"[^>]*><pre[^>]*>.*?'
+        r'<span style="[^"]+">network</span>(<span[^>]*> </span>)<span style="[^"]+">lenet5</span>',
+        html,
+        re.DOTALL,
+    )
 
 
 def test_plain_python_markdown_renders_a_block_and_logs_a_located_warning(caplog):

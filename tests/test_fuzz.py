@@ -3,6 +3,7 @@ mutator of valid sources; every input, run in a worker process under a time and 
 must end in a CnnDslError or in a graph that keeps the IR contract and that the backends build and
 run alike (torch forward, onnxruntime, DOT). `python bench/fuzz.py` runs the same check on 100,000 inputs.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,14 +22,19 @@ _spec.loader.exec_module(fuzz)
 
 # Bounded so the module takes under a minute on the shared 2-core machine (23 s at a load of 4, 48 s at 9,
 # most of it waiting for the CPU); the longer search is bench/fuzz.py. derandomize: the suite stays reproducible.
-FUZZ_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
-def _choices(data) -> "fuzz.Choices":
+def _choices(data) -> fuzz.Choices:
     """The generator's decisions drawn by hypothesis, so a failing program shrinks."""
-    return fuzz.Choices(lambda options: data.draw(st.sampled_from(list(options))),
-                        lambda low, high: data.draw(st.integers(low, high)))
+    return fuzz.Choices(
+        lambda options: data.draw(st.sampled_from(list(options))), lambda low, high: data.draw(st.integers(low, high))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +77,16 @@ def test_the_generator_reaches_the_backends_and_every_error_kind():
     import torch
 
     torch.set_num_threads(1)
-    expected = {"backends", "graph", "SyntaxProblem", "NameProblem", "ShapeProblem", "ValueProblem", "LimitProblem",
-                "FileProblem"}
+    expected = {
+        "backends",
+        "graph",
+        "SyntaxProblem",
+        "NameProblem",
+        "ShapeProblem",
+        "ValueProblem",
+        "LimitProblem",
+        "FileProblem",
+    }
     seen, imported = set(), set()
     with tempfile.TemporaryDirectory() as root:
         folder = fuzz.make_files(Path(root))

@@ -1,6 +1,7 @@
 """Diagrams: what is drawn (clusters, folded ×n runs, collapsed groups, edge kinds), checked on the
 `Diagram` and on Graphviz's own parse of the DOT (`dot -Tjson0`), plus escaping, determinism, the
 missing-`dot` error, the notebook hook, the committed gallery and docs/diagrams.md."""
+
 from __future__ import annotations
 
 import html
@@ -15,12 +16,12 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from conftest import library_networks
 
 import cnndsl
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, render
-from cnndsl.errors import FileProblem, ValueProblem
-from conftest import library_networks
+from cnndsl.core.errors import FileProblem, ValueProblem
 
 pytestmark = pytest.mark.needs_dot
 
@@ -71,11 +72,16 @@ def parsed(dot: str) -> dict:
             "nodes": {nodes[index]["name"] for index in item.get("nodes", [])},
             "clusters": {objects[index]["name"] for index in item.get("subgraphs", [])},
         }
-        for item in objects[:subgraphs] if item["name"].startswith("cluster")
+        for item in objects[:subgraphs]
+        if item["name"].startswith("cluster")
     }
     edges = [dict(edge, tail=nodes[edge["tail"]]["name"], head=nodes[edge["head"]]["name"]) for edge in data["edges"]]
-    return {"clusters": clusters, "nodes": {node["name"]: node for node in nodes.values()}, "edges": edges,
-            "graph": data}
+    return {
+        "clusters": clusters,
+        "nodes": {node["name"]: node for node in nodes.values()},
+        "edges": edges,
+        "graph": data,
+    }
 
 
 def label_text(markup: str) -> str:
@@ -103,8 +109,13 @@ def test_depth_1_collapses_each_stage_into_one_summary_box(resnet50):
     assert boxes["g_layer3"] == "layer3 | bottleneck ×6 | 1024×14×14 · 7.1M params"
     assert boxes["g_stem"] == "stem | conv 7×7, 64, /2 · maxpool 3×3, /2 | 64×56×56 · 9.54K params"
     assert [(edge["tail"], edge["head"]) for edge in layout["edges"]][:6] == [
-        ("input", "g_stem"), ("g_stem", "g_layer1"), ("g_layer1", "g_layer2"), ("g_layer2", "g_layer3"),
-        ("g_layer3", "g_layer4"), ("g_layer4", f"n{_named(resnet50, 'gap')}")]
+        ("input", "g_stem"),
+        ("g_stem", "g_layer1"),
+        ("g_layer1", "g_layer2"),
+        ("g_layer2", "g_layer3"),
+        ("g_layer3", "g_layer4"),
+        ("g_layer4", f"n{_named(resnet50, 'gap')}"),
+    ]
 
 
 def _named(network, name: str) -> int:
@@ -116,8 +127,12 @@ def test_depth_2_draws_stages_as_clusters_and_folds_identical_blocks(tiny):
     assert [cluster.id for cluster in diagram.clusters()] == ["cluster_stem", "cluster_layer1", "cluster_layer2"]
     folded = {box.id: box.run.count for box in diagram.boxes() if box.role == "group"}
     # the first block of a stage differs (projection shortcut, stride), the rest fold into ×n
-    assert folded == {"g_layer1.bottleneck1": 1, "g_layer1.bottleneck2": 2,
-                      "g_layer2.bottleneck1": 1, "g_layer2.bottleneck2": 1}
+    assert folded == {
+        "g_layer1.bottleneck1": 1,
+        "g_layer1.bottleneck2": 2,
+        "g_layer2.bottleneck1": 1,
+        "g_layer2.bottleneck2": 1,
+    }
     layout = parsed(dot_source(tiny, depth=2))
     assert layout["clusters"]["cluster_layer1"]["nodes"] == {"g_layer1.bottleneck1", "g_layer1.bottleneck2"}
     label = label_text(layout["nodes"]["g_layer1.bottleneck2"]["label"])
@@ -137,13 +152,23 @@ def test_resnet50_blocks_fold_to_the_papers_counts(resnet50):
 def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
     diagram = build_diagram(tiny.graph)
     counts = {cluster.id: cluster.run.count for cluster in diagram.clusters()}
-    assert counts == {"cluster_stem": 1, "cluster_layer1": 1, "cluster_layer1.bottleneck1": 1,
-                      "cluster_layer1.bottleneck1.downsample": 1, "cluster_layer1.bottleneck2": 2,
-                      "cluster_layer2": 1, "cluster_layer2.bottleneck1": 1,
-                      "cluster_layer2.bottleneck1.downsample": 1, "cluster_layer2.bottleneck2": 1,
-                      "cluster_layer2.bottleneck2.downsample": 1}  # `x 2` repeats the stride, and so the projection
+    assert counts == {
+        "cluster_stem": 1,
+        "cluster_layer1": 1,
+        "cluster_layer1.bottleneck1": 1,
+        "cluster_layer1.bottleneck1.downsample": 1,
+        "cluster_layer1.bottleneck2": 2,
+        "cluster_layer2": 1,
+        "cluster_layer2.bottleneck1": 1,
+        "cluster_layer2.bottleneck1.downsample": 1,
+        "cluster_layer2.bottleneck2": 1,
+        "cluster_layer2.bottleneck2.downsample": 1,
+    }  # `x 2` repeats the stride, and so the projection
     layout = parsed(dot_source(tiny))
-    assert layout["clusters"]["cluster_layer1"]["clusters"] == {"cluster_layer1.bottleneck1", "cluster_layer1.bottleneck2"}
+    assert layout["clusters"]["cluster_layer1"]["clusters"] == {
+        "cluster_layer1.bottleneck1",
+        "cluster_layer1.bottleneck2",
+    }
     assert layout["clusters"]["cluster_layer1.bottleneck1"]["clusters"] == {"cluster_layer1.bottleneck1.downsample"}
     folded = layout["clusters"]["cluster_layer1.bottleneck2"]
     assert label_text(folded["attrs"]["label"]) == "bottleneck(8) ×2"
@@ -158,8 +183,9 @@ def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
 def test_expand_draws_every_block(tiny):
     folded, expanded = build_diagram(tiny.graph), build_diagram(tiny.graph, expand=True)
     blocks = [cluster.id for cluster in expanded.clusters() if cluster.run.first.kind == "block"]
-    assert blocks == [f"cluster_layer{stage}.bottleneck{index}" for stage, count in ((1, 3), (2, 2))
-                      for index in range(1, count + 1)]
+    assert blocks == [
+        f"cluster_layer{stage}.bottleneck{index}" for stage, count in ((1, 3), (2, 2)) for index in range(1, count + 1)
+    ]
     assert all(cluster.run.count == 1 for cluster in expanded.clusters())
     # the third layer1 block: 8 residual layers, ⊕, relu, and the fork its skip leaves from
     assert len(expanded.boxes()) - len(folded.boxes()) == 11
@@ -202,7 +228,9 @@ def test_a_skip_from_outside_a_block_leaves_from_a_fork_inside_it(tiny):
     assert (fork.id, fork.role) == ("fork_layer1.bottleneck2", "fork")
     leaving = sorted((link.head, link.kind, link.beside) for link in diagram.links if link.tail == fork.id)
     add = next(box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "add")
-    conv = next(box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "conv")
+    conv = next(
+        box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "conv"
+    )
     assert leaving == sorted([(conv, "sequence", False), (add, "skip", True)])
     entering = [(link.tail, link.kind) for link in diagram.links if link.head == fork.id]
     assert entering == [("n15", "sequence")]  # the relu that ends the block before
@@ -226,8 +254,10 @@ def test_concat_edges_are_blue_dashed_into_a_small_parallel_node():
 
 def test_inception_branches_are_drawn_in_source_order():
     layout = parsed(dot_source(cnndsl.load("googlenet"), depth=2))
-    branches = sorted((name for name in layout["nodes"] if name.startswith("g_inception1.")),
-                      key=lambda name: float(layout["nodes"][name]["pos"].split(",")[0]))
+    branches = sorted(
+        (name for name in layout["nodes"] if name.startswith("g_inception1.")),
+        key=lambda name: float(layout["nodes"][name]["pos"].split(",")[0]),
+    )
     assert branches == [f"g_inception1.branch{index}" for index in (1, 2, 3, 4)]
 
 
@@ -243,12 +273,21 @@ def test_labels_read_like_a_papers_table_with_optional_shapes_and_costs(resnet50
 
 
 def legend_rows(network, **options) -> list[str]:
-    return re.findall(r'<td align="left">([^<]*)</td>', parsed(dot_source(network, **options))["nodes"]["legend"]["label"])
+    return re.findall(
+        r'<td align="left">([^<]*)</td>', parsed(dot_source(network, **options))["nodes"]["legend"]["label"]
+    )
 
 
 def test_legend_names_the_families_and_joins_drawn(resnet50):
-    assert legend_rows(resnet50) == ["convolution", "pooling", "normalisation", "activation", "fully connected",
-                                     "merge", "skip (add, gate)"]
+    assert legend_rows(resnet50) == [
+        "convolution",
+        "pooling",
+        "normalisation",
+        "activation",
+        "fully connected",
+        "merge",
+        "skip (add, gate)",
+    ]
     assert legend_rows(resnet50, depth=1) == ["convolution", "pooling", "fully connected"]
     assert legend_rows(cnndsl.load("unet"), depth=1)[-2:] == ["merge", "concatenated"]
 
@@ -278,8 +317,9 @@ def test_bad_options_from_python_are_value_problems_with_a_hint(tiny, tmp_path):
 
 # ---- escaping and determinism -------------------------------------------------------
 def test_quotes_and_angle_brackets_in_names_cannot_break_the_dot(tmp_path):
-    source = TINY_RESNET.replace("network tiny {", 'block odd(note) { conv3x3(8), relu }\nnetwork tiny {') \
-        .replace("gap, fc(10)", 'odd("a<b> & \'c\'"), gap, fc(10)')
+    source = TINY_RESNET.replace("network tiny {", "block odd(note) { conv3x3(8), relu }\nnetwork tiny {").replace(
+        "gap, fc(10)", "odd(\"a<b> & 'c'\"), gap, fc(10)"
+    )
     network = cnndsl.parse(source)
     nasty = 'x" ]; evil [label="<b>'
     network.graph.nodes[1]["tap"] = nasty
@@ -299,15 +339,31 @@ def test_same_input_gives_byte_identical_dot_across_processes(tmp_path):
     for seed in ("1", "2"):
         target = tmp_path / f"net{seed}.dot"
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", "draw", "googlenet", "--depth", "2", "--cost", "-o",
-                        str(target)], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from cnndsl.cli import main; main()",
+                "draw",
+                "googlenet",
+                "--depth",
+                "2",
+                "--cost",
+                "-o",
+                str(target),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         outputs.append(target.read_bytes())
     assert outputs[0] == outputs[1] and b"subgraph" in outputs[0]
 
 
 # ---- files, the command line, a missing Graphviz -----------------------------------
-@pytest.mark.parametrize("suffix, magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF"),
-                                           ("dot", b"digraph")])
+@pytest.mark.parametrize(
+    "suffix, magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF"), ("dot", b"digraph")]
+)
 def test_draw_writes_each_format(cli, tmp_path, suffix, magic):
     target = tmp_path / f"net.{suffix}"
     result = cli("draw", "resnet18", "--depth", "1", "-o", target)
@@ -355,7 +411,15 @@ def test_a_network_shows_itself_as_svg_in_a_notebook(tiny, monkeypatch, tmp_path
 def test_resnet152_at_full_depth_is_drawn_with_as_many_boxes_as_resnet50(resnet50):
     deep = build_diagram(cnndsl.load("resnet152").graph)
     assert [cluster.run.count for cluster in deep.clusters() if cluster.run.first.kind == "block"] == [
-        1, 2, 1, 7, 1, 35, 1, 2]
+        1,
+        2,
+        1,
+        7,
+        1,
+        35,
+        1,
+        2,
+    ]
     assert len(deep.boxes()) == len(build_diagram(resnet50.graph).boxes()) == 100
 
 
@@ -396,8 +460,12 @@ DOC = ROOT / "docs" / "diagrams.md"
 
 def _doc_commands() -> list[str]:
     text = DOC.read_text(encoding="utf-8")
-    return [line[2:] for block in re.findall(r"```console\n(.*?)```", text, re.DOTALL)
-            for line in block.splitlines() if line.startswith("$ ")]
+    return [
+        line[2:]
+        for block in re.findall(r"```console\n(.*?)```", text, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("$ ")
+    ]
 
 
 @pytest.mark.parametrize("command", _doc_commands())

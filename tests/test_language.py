@@ -1,4 +1,5 @@
 """The language, its graph IR and the analysis: each test is an example of one construct."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import time
 import pytest
 
 import cnndsl
-from cnndsl.errors import CnnDslError
+from cnndsl.core.errors import CnnDslError
 
 
 def net(body: str, **params):
@@ -21,7 +22,9 @@ def net(body: str, **params):
 def layers(network):
     """(name, op, shape) of every node but the input, in creation order."""
     g = network.graph
-    return [(g.nodes[n]["name"], g.nodes[n]["op"], g.nodes[n]["shape"]) for n in sorted(g) if g.nodes[n]["op"] != "input"]
+    return [
+        (g.nodes[n]["name"], g.nodes[n]["op"], g.nodes[n]["shape"]) for n in sorted(g) if g.nodes[n]["op"] != "input"
+    ]
 
 
 def node(network, name):
@@ -95,8 +98,12 @@ def test_totals_label_flops_as_twice_the_macs():
     assert n.flops == 2 * n.macs
     totals = n.summary().totals
     assert {key: totals[key] for key in ("params", "macs", "flops", "memory_bytes", "param_bytes")} == {
-        "params": n.params, "macs": n.macs, "flops": 2 * n.macs,
-        "memory_bytes": 4 * (8 * 32 * 32 * 2 + 8 + 10), "param_bytes": 4 * n.params}
+        "params": n.params,
+        "macs": n.macs,
+        "flops": 2 * n.macs,
+        "memory_bytes": 4 * (8 * 32 * 32 * 2 + 8 + 10),
+        "param_bytes": 4 * n.params,
+    }
 
 
 def test_receptive_field_over_a_dag_takes_the_largest_path():
@@ -137,8 +144,7 @@ block squeeze(c, s=1, width=c // 4) { conv1x1(width), conv3x3(width, s=s), conv1
 network n { input 16x8x8
     squeeze(32), squeeze(64, s=2, width=8) }"""
     n = cnndsl.parse(source)
-    assert [shape for _, _, shape in layers(n)] == [
-        (8, 8, 8), (8, 8, 8), (32, 8, 8), (8, 8, 8), (8, 4, 4), (64, 4, 4)]
+    assert [shape for _, _, shape in layers(n)] == [(8, 8, 8), (8, 8, 8), (32, 8, 8), (8, 8, 8), (8, 4, 4), (64, 4, 4)]
     # a block's title names its required arguments and only those that differ from their defaults
     assert n.graph.graph["groups"][("squeeze1",)]["label"] == "squeeze(32)"
     assert n.graph.graph["groups"][("squeeze2",)]["label"] == "squeeze(64, s=2, width=8)"  # 64 // 4 would be 16
@@ -212,7 +218,7 @@ def test_dense_concatenates_input_and_body():
     assert layers(n)[-1] == ("dense3.concat", "concat", (20, 8, 8))
     g = n.graph
     concat = next(i for i in g if g.nodes[i]["name"] == "dense1.concat")
-    assert [g.nodes[s]["name"] for s in cnndsl.ir.inputs_of(g, concat)] == ["input", "dense1.conv"]
+    assert [g.nodes[s]["name"] for s in cnndsl.graph.ir.inputs_of(g, concat)] == ["input", "dense1.conv"]
     assert {kind for a, b, kind in edge_kinds(n) if b.endswith("concat")} == {"concat"}
 
 
@@ -220,7 +226,10 @@ def test_branch_runs_paths_in_parallel_and_concatenates():
     n = net("input 8x8x8\nbranch { conv1x1(2) | conv1x1(3), conv3x3(4) | maxpool3x3(s=1, p=1) }")
     assert layers(n)[-1] == ("concat", "concat", (2 + 4 + 8, 8, 8))
     assert {(a, b) for a, b, kind in edge_kinds(n) if kind == "branch"} == {
-        ("input", "branch1.conv"), ("input", "branch2.conv1"), ("input", "branch3.maxpool")}
+        ("input", "branch1.conv"),
+        ("input", "branch2.conv1"),
+        ("input", "branch3.maxpool"),
+    }
 
 
 def test_scale_gates_with_a_channel_vector():
@@ -286,8 +295,9 @@ def test_mul_of_a_number_scales_by_a_constant_and_needs_something_to_multiply_by
     assert scaled["attrs"] == {"factor": 0.5} and scaled["shape"] == (3, 32, 32)
     with pytest.raises(CnnDslError) as caught:
         net("relu, mul")
-    assert str(caught.value) == ("<string>:3:7: error: `mul` needs something to multiply by\n"
-                                 "hint: mul(@gate) or a constant, mul(0.5)")
+    assert str(caught.value) == (
+        "<string>:3:7: error: `mul` needs something to multiply by\nhint: mul(@gate) or a constant, mul(0.5)"
+    )
 
 
 def test_labels_show_unequal_strides_on_both_axes():
@@ -301,13 +311,14 @@ def test_every_node_carries_op_attrs_shape_position_group_and_name():
     conv = node(n, "s.conv")
     assert conv["op"] == "conv" and conv["group"] == ("s",) and conv["shape"] == (8, 32, 32)
     assert (conv["pos"].line, conv["pos"].column) == (3, 11)
-    assert all(d["kind"] in cnndsl.ir.EDGE_KINDS for _, _, d in n.graph.edges(data=True))
+    assert all(d["kind"] in cnndsl.graph.ir.EDGE_KINDS for _, _, d in n.graph.edges(data=True))
 
 
 def test_imports_resolve_relative_files_and_the_library(tmp_path):
     (tmp_path / "blocks.cnn").write_text("block pair(c) { conv3x3(c), relu }\n")
-    (tmp_path / "main.cnn").write_text('import "blocks.cnn"\nimport resnet\n'
-                                       "network main { input 3x16x16\n pair(4), basic(4) }\n")
+    (tmp_path / "main.cnn").write_text(
+        'import "blocks.cnn"\nimport resnet\nnetwork main { input 3x16x16\n pair(4), basic(4) }\n'
+    )
     n = cnndsl.load(tmp_path / "main.cnn")
     assert [name for name, _, _ in layers(n)][:3] == ["pair.conv", "pair.relu", "basic.conv1"]
 
@@ -332,12 +343,31 @@ def test_summary_json_has_the_documented_schema(cli):
     result = cli("summary", "resnet18", "--format", "json")
     data = json.loads(result.stdout)
     assert set(data) == {"network", "input", "batch", "dtype", "layers", "totals"}
-    assert set(data["layers"][0]) == {"name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump",
-                                      "inputs"}
+    assert set(data["layers"][0]) == {
+        "name",
+        "op",
+        "group",
+        "shape",
+        "params",
+        "macs",
+        "memory_bytes",
+        "rf",
+        "jump",
+        "inputs",
+    }
     assert data["totals"]["params"] == 11_689_512 and data["totals"]["flops"] == 2 * 1_814_073_344
-    assert data["layers"][0] == {"name": "stem.conv", "op": "conv", "group": "stem", "shape": [64, 112, 112],
-                                 "params": 9408, "macs": 118_013_952, "memory_bytes": 3_211_264, "rf": 7, "jump": 2,
-                                 "inputs": [{"name": "input", "edge": "sequence"}]}
+    assert data["layers"][0] == {
+        "name": "stem.conv",
+        "op": "conv",
+        "group": "stem",
+        "shape": [64, 112, 112],
+        "params": 9408,
+        "macs": 118_013_952,
+        "memory_bytes": 3_211_264,
+        "rf": 7,
+        "jump": 2,
+        "inputs": [{"name": "input", "edge": "sequence"}],
+    }
 
 
 def test_summary_table_csv_and_markdown(cli):
@@ -368,21 +398,26 @@ def test_check_exit_codes(cli, tmp_path):
 
 
 def test_summary_does_not_import_torch():
-    code = "import sys; from cnndsl.cli import main; main(['summary', 'resnet50'], standalone_mode=False); " \
-           "assert 'torch' not in sys.modules, 'torch was imported'"
+    code = (
+        "import sys; from cnndsl.cli import main; main(['summary', 'resnet50'], standalone_mode=False); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Params: 25,557,032" in result.stdout
 
 
 def test_every_statement_of_the_syntax_has_an_expansion_handler():
-    """Dispatch is an explicit table (cnndsl.expand.STATEMENTS): a statement class added to the syntax without a
+    """Dispatch is an explicit table (cnndsl.graph.expand.STATEMENTS): a statement class added to the syntax without a
     handler is caught here, not met as an AttributeError by a user."""
-    from cnndsl import syntax
-    from cnndsl.expand import STATEMENTS
+    from cnndsl.front import syntax
+    from cnndsl.graph.expand import STATEMENTS
 
-    statements = {cls for cls in vars(syntax).values()
-                  if isinstance(cls, type) and issubclass(cls, syntax.Stmt) and cls is not syntax.Stmt}
+    statements = {
+        cls
+        for cls in vars(syntax).values()
+        if isinstance(cls, type) and issubclass(cls, syntax.Stmt) and cls is not syntax.Stmt
+    }
     assert statements == set(STATEMENTS)
 
 

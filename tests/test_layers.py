@@ -1,6 +1,7 @@
 """Each layer kind computes what an independent reference computes: torch.nn.functional, torch.nn or
 torchvision.ops on small random inputs, through both the compiled torch module and the ONNX export
 (onnxruntime); and its figures (params, MACs, receptive field) are the hand-counted ones."""
+
 from __future__ import annotations
 
 import re
@@ -9,11 +10,11 @@ import onnxruntime
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import torchvision_models
 
 import cnndsl
 from cnndsl.backends.onnx import build_model
-from cnndsl.errors import CnnDslError
-from oracles import torchvision_models
+from cnndsl.core.errors import CnnDslError
 
 TOLERANCE = 1e-5  # absolute, on outputs of order 1: well below the effect of any attribute tested (eps=1e-3, ...)
 
@@ -33,8 +34,9 @@ def compile_network(body: str, shape: str = "4x6x5", blocks: str = ""):
     with torch.no_grad():  # weights that are not PyTorch's defaults, so a misplaced one shows
         for parameter in module.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
-    session = onnxruntime.InferenceSession(build_model(network, weights=module).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        build_model(network, weights=module).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     return network, module, session
 
 
@@ -108,27 +110,39 @@ def test_stochastic_depth_at_the_end_of_a_residual_body_drops_the_body_not_the_s
 
 # ---- normalisation and scale -----------------------------------------------------------------
 def test_layernorm_normalises_the_channels_of_each_pixel():
-    network = assert_computes("layernorm(eps=1e-3)", lambda x, m: F.layer_norm(
-        x.permute(0, 2, 3, 1), (4,), m.layernorm.weight, m.layernorm.bias, 1e-3).permute(0, 3, 1, 2))
+    network = assert_computes(
+        "layernorm(eps=1e-3)",
+        lambda x, m: F.layer_norm(x.permute(0, 2, 3, 1), (4,), m.layernorm.weight, m.layernorm.bias, 1e-3).permute(
+            0, 3, 1, 2
+        ),
+    )
     assert figures(network, "layernorm")["params"] == 8 and figures(network, "layernorm")["macs"] == 0
 
 
 def test_layernorm_of_a_vector():
-    assert_computes("layernorm(eps=1e-3)", lambda x, m: F.layer_norm(
-        x, (12,), m.layernorm.weight, m.layernorm.bias, 1e-3), shape="12")
+    assert_computes(
+        "layernorm(eps=1e-3)",
+        lambda x, m: F.layer_norm(x, (12,), m.layernorm.weight, m.layernorm.bias, 1e-3),
+        shape="12",
+    )
 
 
 def test_groupnorm_normalises_each_group_of_channels():
-    network = assert_computes("conv1x1(6), groupnorm(3, eps=1e-3)", lambda x, m: F.group_norm(
-        m.conv(x), 3, m.groupnorm.weight, m.groupnorm.bias, 1e-3))
+    network = assert_computes(
+        "conv1x1(6), groupnorm(3, eps=1e-3)",
+        lambda x, m: F.group_norm(m.conv(x), 3, m.groupnorm.weight, m.groupnorm.bias, 1e-3),
+    )
     assert figures(network, "groupnorm")["params"] == 12
     with pytest.raises(CnnDslError, match=r"groups g=4 must divide the channels \(6\)"):
         cnndsl.parse("network n { input 6x4x4\n groupnorm(4) }")
 
 
 def test_groupnorm_of_a_vector():
-    assert_computes("groupnorm(4, eps=1e-3)", lambda x, m: F.group_norm(
-        x, 4, m.groupnorm.weight, m.groupnorm.bias, 1e-3), shape="12")
+    assert_computes(
+        "groupnorm(4, eps=1e-3)",
+        lambda x, m: F.group_norm(x, 4, m.groupnorm.weight, m.groupnorm.bias, 1e-3),
+        shape="12",
+    )
 
 
 def test_layerscale_is_one_learned_factor_per_channel_starting_at_init():
@@ -139,10 +153,17 @@ def test_layerscale_is_one_learned_factor_per_channel_starting_at_init():
 
 
 def test_pixelwise_fc_is_a_linear_layer_at_every_pixel_counted_at_every_pixel():
-    network = assert_computes("fc(7, pixelwise=true)", lambda x, m: F.linear(
-        x.permute(0, 2, 3, 1), m.fc.weight, m.fc.bias).permute(0, 3, 1, 2))
-    assert figures(network, "fc") == {"shape": (7, 6, 5), "params": 4 * 7 + 7, "macs": 4 * 7 * 6 * 5,
-                                      "rf": (1, 1), "jump": (1, 1)}
+    network = assert_computes(
+        "fc(7, pixelwise=true)",
+        lambda x, m: F.linear(x.permute(0, 2, 3, 1), m.fc.weight, m.fc.bias).permute(0, 3, 1, 2),
+    )
+    assert figures(network, "fc") == {
+        "shape": (7, 6, 5),
+        "params": 4 * 7 + 7,
+        "macs": 4 * 7 * 6 * 5,
+        "rf": (1, 1),
+        "jump": (1, 1),
+    }
     assert network.to_torch().state_dict()["fc.weight"].shape == (7, 4)  # nn.Linear's (out, in)
 
 
@@ -152,9 +173,17 @@ CONVNEXT_BLOCK = """residual {
         layerscale(0.5), stochasticdepth(0.1)
     }"""
 # cnndsl's state_dict key -> torchvision's CNBlock key: same shapes, so the checkpoint loads unchanged
-CNBLOCK_KEYS = {"conv.weight": "block.0.weight", "conv.bias": "block.0.bias", "layernorm.weight": "block.2.weight",
-                "layernorm.bias": "block.2.bias", "fc1.weight": "block.3.weight", "fc1.bias": "block.3.bias",
-                "fc2.weight": "block.5.weight", "fc2.bias": "block.5.bias", "layerscale": "layer_scale"}
+CNBLOCK_KEYS = {
+    "conv.weight": "block.0.weight",
+    "conv.bias": "block.0.bias",
+    "layernorm.weight": "block.2.weight",
+    "layernorm.bias": "block.2.bias",
+    "fc1.weight": "block.3.weight",
+    "fc1.bias": "block.3.bias",
+    "fc2.weight": "block.5.weight",
+    "fc2.bias": "block.5.bias",
+    "layerscale": "layer_scale",
+}
 
 
 def test_a_convnext_block_is_torchvisions_cnblock_with_its_weights():
@@ -165,8 +194,9 @@ def test_a_convnext_block_is_torchvisions_cnblock_with_its_weights():
     reference = block.state_dict()
     network, module, _ = compile_network(CONVNEXT_BLOCK, "8x6x5")
     module.load_state_dict({key: reference[tv] for key, tv in CNBLOCK_KEYS.items()})
-    session = onnxruntime.InferenceSession(build_model(network, weights=module).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        build_model(network, weights=module).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     x = images("8x6x5")
     with torch.no_grad():
         expected = block(x)
@@ -208,8 +238,11 @@ def test_identity_is_a_path_of_its_own_in_a_branch_and_in_names_the_blocks_input
         entry = F.relu(m.conv(x))
         return m.both.conv(torch.cat([entry, m.both.branch2.conv(entry)], 1)) + entry
 
-    assert_computes("conv1x1(4), relu, both(4)", reference,
-                    blocks="block both(c) { branch { identity | conv1x1(c) }, conv1x1(c), add(@in) }")
+    assert_computes(
+        "conv1x1(4), relu, both(4)",
+        reference,
+        blocks="block both(c) { branch { identity | conv1x1(c) }, conv1x1(c), add(@in) }",
+    )
 
 
 def test_in_is_the_networks_input_outside_a_block_and_no_label():
@@ -250,8 +283,9 @@ def test_shufflenet_v2_units_are_torchvisions_inverted_residuals_with_their_weig
     theirs, ours = reference.eval().state_dict(), module.state_dict()
     assert [value.shape for value in theirs.values()] == [value.shape for value in ours.values()]
     module.load_state_dict(dict(zip(ours, theirs.values())))
-    session = onnxruntime.InferenceSession(build_model(network, weights=module).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        build_model(network, weights=module).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     x = images("16x8x7")
     with torch.no_grad():
         expected = reference(x)
@@ -262,18 +296,29 @@ def test_shufflenet_v2_units_are_torchvisions_inverted_residuals_with_their_weig
 
 # ---- resizing ------------------------------------------------------------------------------------
 def test_resize_to_a_taps_size_is_torchvisions_segmentation_upsampling():
-    network = assert_computes("conv(4, s=2), conv(4, s=2), resize(@x)", lambda x, m: F.interpolate(
-        m.conv2(m.conv1(x)), size=x.shape[-2:], mode="bilinear", align_corners=False), shape="3x13x11")
+    network = assert_computes(
+        "conv(4, s=2), conv(4, s=2), resize(@x)",
+        lambda x, m: F.interpolate(m.conv2(m.conv1(x)), size=x.shape[-2:], mode="bilinear", align_corners=False),
+        shape="3x13x11",
+    )
     # 13×11 -> 7×6 -> 4×3 -> 13×11; each output pixel reads 2×2 pixels 4 apart: rf 7 + 1·4
-    assert figures(network, "resize") == {"shape": (4, 13, 11), "params": 0, "macs": 0, "rf": (11, 11),
-                                          "jump": (4 * 4 / 13, 4 * 3 / 11)}
+    assert figures(network, "resize") == {
+        "shape": (4, 13, 11),
+        "params": 0,
+        "macs": 0,
+        "rf": (11, 11),
+        "jump": (4 * 4 / 13, 4 * 3 / 11),
+    }
 
 
 @pytest.mark.parametrize("opset", [11, 13])
 def test_resize_to_a_fixed_size_in_older_opsets(opset):
-    network = cnndsl.parse("network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)), resize((1, 5)) }")
-    session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    network = cnndsl.parse(
+        "network n { input 3x9x8\n resize((7, 12), mode=nearest), resize((14, 24)), resize((1, 5)) }"
+    )
+    session = onnxruntime.InferenceSession(
+        build_model(network, opset=opset).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     x = images("3x9x8")
     expected = F.interpolate(x, size=(7, 12), mode="nearest")
     for size in ((14, 24), (1, 5)):  # a length of 1 samples the middle, not pixel 0
@@ -320,8 +365,11 @@ def test_a_dilated_stage_is_torchvisions_replace_stride_with_dilation():
     convs = [(m.stride, m.padding, m.dilation) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs == [(m.stride, m.padding, m.dilation) for m in reference.modules() if isinstance(m, torch.nn.Conv2d)]
     # layer4, by hand: its first block's 3×3 keeps layer3's dilation 2, its stride-1 projection, then dilation 4
-    assert [convs[-6], convs[-4], convs[-2]] == [((1, 1), (2, 2), (2, 2)), ((1, 1), (0, 0), (1, 1)),
-                                                 ((1, 1), (4, 4), (4, 4))]
+    assert [convs[-6], convs[-4], convs[-2]] == [
+        ((1, 1), (2, 2), (2, 2)),
+        ((1, 1), (0, 0), (1, 1)),
+        ((1, 1), (4, 4), (4, 4)),
+    ]
     theirs, ours = reference.eval().state_dict(), module.state_dict()
     module.load_state_dict(dict(zip(ours, theirs.values())))
     x = images("3x40x40", batch=2)
@@ -339,15 +387,18 @@ def test_elu_and_mish():
 @pytest.mark.parametrize("opset", [11, 17])
 def test_mish_before_opset_18_is_x_tanh_softplus(opset):
     network = cnndsl.parse("network n { input 3x4x4\n mish }")
-    session = onnxruntime.InferenceSession(build_model(network, opset=opset).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        build_model(network, opset=opset).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     x = images("3x4x4") * 4
     assert torch.allclose(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), F.mish(x), atol=TOLERANCE)
 
 
 def test_prelu_learns_one_slope_or_one_per_channel():
-    network = assert_computes("prelu, conv1x1(4), prelu(per_channel=true, init=0.1)", lambda x, m: F.prelu(
-        m.conv(F.prelu(x, m.prelu1.weight)), m.prelu2.weight))
+    network = assert_computes(
+        "prelu, conv1x1(4), prelu(per_channel=true, init=0.1)",
+        lambda x, m: F.prelu(m.conv(F.prelu(x, m.prelu1.weight)), m.prelu2.weight),
+    )
     assert [figures(network, name)["params"] for name in ("prelu1", "prelu2")] == [1, 4]
     assert torch.equal(network.to_torch().prelu2.weight, torch.full((4,), 0.1))
     assert_computes("prelu(per_channel=true)", lambda x, m: F.prelu(x, m.prelu.weight), shape="6")
@@ -355,8 +406,13 @@ def test_prelu_learns_one_slope_or_one_per_channel():
 
 def test_pixelshuffle_turns_channels_into_pixels():
     network = assert_computes("conv1x1(8), pixelshuffle(2)", lambda x, m: F.pixel_shuffle(m.conv(x), 2))
-    assert figures(network, "pixelshuffle") == {"shape": (2, 12, 10), "params": 0, "macs": 0, "rf": (1, 1),
-                                                "jump": (0.5, 0.5)}
+    assert figures(network, "pixelshuffle") == {
+        "shape": (2, 12, 10),
+        "params": 0,
+        "macs": 0,
+        "rf": (1, 1),
+        "jump": (0.5, 0.5),
+    }
     with pytest.raises(CnnDslError, match=r"`pixelshuffle` needs channels divisible by r² = 4, got 6"):
         cnndsl.parse("network n { input 6x2x2\n pixelshuffle(2) }")
 
@@ -386,18 +442,32 @@ def test_new_kinds_are_drawn_in_their_family_and_a_constant_factor_fits_its_oval
         stochasticdepth(0.1), pixelshuffle(1), resize(@image), fc(4, pixelwise=true), mul(0.5)
     }""")
     source = to_digraph(network, expand=True).source
-    drawn = dict(re.findall(r'label=<([^>]*)> class=(\w+)', source))
-    assert drawn == {"layernorm": "norm", "layerscale 1e-06": "norm", "groupnorm 2": "norm", "prelu": "act",
-                     "elu": "act", "mish": "act", "chunk 1/2": "reshape", "channel shuffle 2": "reshape",
-                     "identity": "reshape", "stochastic depth 0.1": "reg", "pixel shuffle ×1": "reshape",
-                     "resize 6×6": "pool", "fc 4 per pixel": "fc", "× 0.5": "merge"}
-    assert re.search(r'label=<× 0.5> class=merge [^\]]*shape=ellipse', source)
+    drawn = dict(re.findall(r"label=<([^>]*)> class=(\w+)", source))
+    assert drawn == {
+        "layernorm": "norm",
+        "layerscale 1e-06": "norm",
+        "groupnorm 2": "norm",
+        "prelu": "act",
+        "elu": "act",
+        "mish": "act",
+        "chunk 1/2": "reshape",
+        "channel shuffle 2": "reshape",
+        "identity": "reshape",
+        "stochastic depth 0.1": "reg",
+        "pixel shuffle ×1": "reshape",
+        "resize 6×6": "pool",
+        "fc 4 per pixel": "fc",
+        "× 0.5": "merge",
+    }
+    assert re.search(r"label=<× 0.5> class=merge [^\]]*shape=ellipse", source)
 
 
 def test_bilinear_resizing_widens_the_receptive_field_by_one_input_pixel():
     network = cnndsl.parse("""network n { input 3x16x16
         conv(4, s=2), a: upsample(2, mode=bilinear), conv(4, s=2), b: upsample(2), conv(4, s=2), resize((8, 8))
     }""")
-    assert [(figures(network, name)["rf"], figures(network, name)["jump"]) for name in ("upsample1", "upsample2")] \
-        == [((3 + 2, 3 + 2), (1, 1)), ((5 + 2, 5 + 2), (1, 1))]  # bilinear: + jump_in (2); nearest: + 0
+    assert [(figures(network, name)["rf"], figures(network, name)["jump"]) for name in ("upsample1", "upsample2")] == [
+        ((3 + 2, 3 + 2), (1, 1)),
+        ((5 + 2, 5 + 2), (1, 1)),
+    ]  # bilinear: + jump_in (2); nearest: + 0
     assert (figures(network, "resize")["rf"], figures(network, "resize")["jump"]) == ((9 + 2, 9 + 2), (2, 2))

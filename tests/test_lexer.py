@@ -1,6 +1,7 @@
 """The Pygments lexer reads every shipped and documented network without an Error token, gives each
 part of the grammar its token, and is found by alias and file name through the `pygments.lexers`
 entry point that pyproject.toml declares."""
+
 from __future__ import annotations
 
 import os
@@ -58,12 +59,36 @@ def test_a_character_outside_the_grammar_is_an_error_token():
 def test_each_part_of_the_grammar_gets_its_token():
     text = 'import "blocks.cnn"\nnetwork net(c=64) {  # the stem\n    enc1: conv3x3(c, s=2) x 2, add(@enc1)\n}'
     assert _tokens(text) == [
-        (Keyword, "import"), (String.Double, '"blocks.cnn"'),
-        (Keyword.Declaration, "network"), (Name.Class, "net"), (P, "("),
-        (Name, "c"), (Operator, "="), (Number.Integer, "64"), (P, ")"), (P, "{"), (Comment.Single, "# the stem"),
-        (Name.Label, "enc1"), (P, ":"), (Name.Builtin, "conv3x3"), (P, "("), (Name, "c"), (P, ","),
-        (Name, "s"), (Operator, "="), (Number.Integer, "2"), (P, ")"), (Operator.Word, "x"), (Number.Integer, "2"),
-        (P, ","), (Name.Builtin, "add"), (P, "("), (Operator, "@"), (Name.Label, "enc1"), (P, ")"), (P, "}"),
+        (Keyword, "import"),
+        (String.Double, '"blocks.cnn"'),
+        (Keyword.Declaration, "network"),
+        (Name.Class, "net"),
+        (P, "("),
+        (Name, "c"),
+        (Operator, "="),
+        (Number.Integer, "64"),
+        (P, ")"),
+        (P, "{"),
+        (Comment.Single, "# the stem"),
+        (Name.Label, "enc1"),
+        (P, ":"),
+        (Name.Builtin, "conv3x3"),
+        (P, "("),
+        (Name, "c"),
+        (P, ","),
+        (Name, "s"),
+        (Operator, "="),
+        (Number.Integer, "2"),
+        (P, ")"),
+        (Operator.Word, "x"),
+        (Number.Integer, "2"),
+        (P, ","),
+        (Name.Builtin, "add"),
+        (P, "("),
+        (Operator, "@"),
+        (Name.Label, "enc1"),
+        (P, ")"),
+        (P, "}"),
     ]
 
 
@@ -81,8 +106,25 @@ block unit(c, s=1) {
 network n { input 3x32x32, unit(8) x 2, a: relu, output @a }
 """
     keywords = {value for token, value in _tokens(text) if token in Keyword and token is not Keyword.Constant}
-    assert keywords == {"let", "block", "defaults", "residual", "shortcut", "dense", "branch", "scale", "stage",
-                        "for", "in", "if", "elif", "else", "network", "input", "output"}
+    assert keywords == {
+        "let",
+        "block",
+        "defaults",
+        "residual",
+        "shortcut",
+        "dense",
+        "branch",
+        "scale",
+        "stage",
+        "for",
+        "in",
+        "if",
+        "elif",
+        "else",
+        "network",
+        "input",
+        "output",
+    }
     assert _errors(text) == []
 
 
@@ -98,7 +140,10 @@ def test_every_name_the_registry_knows_is_a_layer_and_a_block_name_is_not():
     for name in set(known_names()) - set(KEYWORDS):  # `input` is the grammar's keyword first
         assert _tokens(name) == [(Name.Builtin, name)], name
     assert _tokens("conv7x7 maxpool3x3 bottleneck") == [
-        (Name.Builtin, "conv7x7"), (Name.Builtin, "maxpool3x3"), (Name, "bottleneck")]
+        (Name.Builtin, "conv7x7"),
+        (Name.Builtin, "maxpool3x3"),
+        (Name, "bottleneck"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +156,7 @@ def installed_entry_point(tmp_path_factory) -> Path:
     info = folder / "cnndsl_probe-0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cnndsl-probe\nVersion: 0\n")
-    (info / "entry_points.txt").write_text('[pygments.lexers]\n' + section.group(1).replace('"', ""))
+    (info / "entry_points.txt").write_text("[pygments.lexers]\n" + section.group(1).replace('"', ""))
     return folder
 
 
@@ -125,7 +170,12 @@ def test_pygments_finds_the_lexer_by_alias_and_file_name(installed_entry_point, 
 
 def test_pygmentize_highlights_a_cnn_file(installed_entry_point):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed_entry_point), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-m", "pygments", "-l", "cnn", "-f", "html", str(LIBRARY[0])],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "pygments", "-l", "cnn", "-f", "html", str(LIBRARY[0])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert '<span class="kd">network</span>' in result.stdout and '<span class="nb">relu</span>' in result.stdout

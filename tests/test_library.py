@@ -1,6 +1,7 @@
 """The shipped library is exact: torchvision's counts for the networks torchvision has, the papers'
 for the others (recounted here layer by layer where a paper gives no total), a torch module with
 the right output for every network, a header on every file, `cnndsl list` and docs/library.md."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,12 +17,12 @@ from click.testing import CliRunner
 from oracles import torchvision_models
 
 import cnndsl
-from cnndsl import syntax as ast
 from cnndsl.cli import main
+from cnndsl.core.resources import library_dir
+from cnndsl.front import syntax as ast
+from cnndsl.front.load import Loader
 from cnndsl.library import catalogue, network_names
-from cnndsl.load import Loader
 from cnndsl.ops import format_shape
-from cnndsl.resources import library_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,19 +43,40 @@ def _reference() -> dict[str, tuple[int, int, tuple[int, ...]]]:
 
 
 TORCHVISION = _reference()
-SEGMENTATION = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-                "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"}
+SEGMENTATION = {
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+}
 
 # What the library ships, by name: every network in torchvision's table and the papers' others.
 REQUIRED = set(TORCHVISION) | {
-    "lenet5", "alexnet_paper", "googlenet_aux", "mobilenet_v1", "xception", "se_resnet50", "fcn8s", "unet", "yolov1",
+    "lenet5",
+    "alexnet_paper",
+    "googlenet_aux",
+    "mobilenet_v1",
+    "xception",
+    "se_resnet50",
+    "fcn8s",
+    "unet",
+    "yolov1",
 }
 
 # The output each network must produce for one image.
-OUTPUTS = {name: [(1000,)] for name in REQUIRED} | {name: [(21, 520, 520)] for name in SEGMENTATION} | {
-    "lenet5": [(10,)], "googlenet_aux": [(1000,)] * 3, "fcn8s": [(21, 224, 224)], "unet": [(2, 388, 388)],
-    "yolov1": [(7, 7, 30)],
-}
+OUTPUTS = (
+    {name: [(1000,)] for name in REQUIRED}
+    | {name: [(21, 520, 520)] for name in SEGMENTATION}
+    | {
+        "lenet5": [(10,)],
+        "googlenet_aux": [(1000,)] * 3,
+        "fcn8s": [(21, 224, 224)],
+        "unet": [(2, 388, 388)],
+        "yolov1": [(7, 7, 30)],
+    }
+)
 
 
 def conv(c_in: int, c_out: int, k: int = 3, bias: bool = True) -> int:
@@ -87,10 +109,18 @@ def test_variants_instantiate_one_family_instead_of_copying_it():
     assert {targets[name] for name in TORCHVISION if name.startswith("densenet")} == {"densenet"}
     assert targets["squeezenet1_0"] == targets["squeezenet1_1"] == "squeezenet"
     assert targets["googlenet"] == targets["googlenet_aux"] == "inception_v1"
-    for prefix, family in [("resnext101", "resnet"), ("wide_resnet101", "resnet"), ("efficientnet_", "efficientnet"),
-                           ("regnet_", "regnet"), ("convnext_", "convnext"), ("mnasnet", "mnasnet"),
-                           ("mobilenet_v3_", "mobilenet_v3"), ("shufflenet_v2_", "shufflenet_v2"),
-                           ("fcn_resnet", "fcn"), ("deeplabv3_resnet", "deeplabv3")]:
+    for prefix, family in [
+        ("resnext101", "resnet"),
+        ("wide_resnet101", "resnet"),
+        ("efficientnet_", "efficientnet"),
+        ("regnet_", "regnet"),
+        ("convnext_", "convnext"),
+        ("mnasnet", "mnasnet"),
+        ("mobilenet_v3_", "mobilenet_v3"),
+        ("shufflenet_v2_", "shufflenet_v2"),
+        ("fcn_resnet", "fcn"),
+        ("deeplabv3_resnet", "deeplabv3"),
+    ]:
         names = [name for name in TORCHVISION if name.startswith(prefix)]
         assert names and {targets[name] for name in names} == {family}, prefix
     assert len([name for name in TORCHVISION if name.startswith("regnet_")]) == 15
@@ -111,7 +141,12 @@ def _in_process(args: list[str]) -> str:
 
 
 def _subprocess(args: list[str]) -> str:
-    done = subprocess.run([sys.executable, "-c", "from cnndsl.cli import main; main()", *args], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "from cnndsl.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -132,7 +167,8 @@ def test_summary_from_the_command_line_has_torchvisions_figures():
 
 def test_each_library_network_takes_torchvisions_input_size_by_default():
     assert {name: cnndsl.load(name).input_shape for name in TORCHVISION} == {
-        name: shape for name, (_, _, shape) in TORCHVISION.items()}
+        name: shape for name, (_, _, shape) in TORCHVISION.items()
+    }
 
 
 # ---- the others: the papers' figures ---------------------------------------------------
@@ -147,8 +183,16 @@ def test_lenet5_reproduces_the_papers_c1_c5_and_f6_counts():
 
 def test_alexnet_paper_has_the_two_gpu_networks_count():
     params, _ = figures("alexnet_paper")
-    expected = (conv(3, 96, 11) + conv(48, 256, 5) + conv(256, 384) + conv(192, 384) + conv(192, 256)
-                + (256 * 6 * 6 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000))
+    expected = (
+        conv(3, 96, 11)
+        + conv(48, 256, 5)
+        + conv(256, 384)
+        + conv(192, 384)
+        + conv(192, 256)
+        + (256 * 6 * 6 * 4096 + 4096)
+        + (4096 * 4096 + 4096)
+        + (4096 * 1000 + 1000)
+    )
     assert params == expected == 60965224  # the paper: "60 million parameters"
 
 
@@ -192,9 +236,13 @@ def test_unet_has_the_count_of_the_papers_figure_1():
 
 
 def test_yolov1_has_the_count_of_the_papers_figure_3():
-    layers = ([(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 256, 1), (256, 512, 3)]
-              + [(512, 256, 1), (256, 512, 3)] * 4 + [(512, 512, 1), (512, 1024, 3)]
-              + [(1024, 512, 1), (512, 1024, 3)] * 2 + [(1024, 1024, 3)] * 4)
+    layers = (
+        [(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 256, 1), (256, 512, 3)]
+        + [(512, 256, 1), (256, 512, 3)] * 4
+        + [(512, 512, 1), (512, 1024, 3)]
+        + [(1024, 512, 1), (512, 1024, 3)] * 2
+        + [(1024, 1024, 3)] * 4
+    )
     assert len(layers) == 24
     fully_connected = (7 * 7 * 1024 * 4096 + 4096) + (4096 * 7 * 7 * 30 + 7 * 7 * 30)
     assert figures("yolov1")[0] == sum(conv(*layer) for layer in layers) + fully_connected == 271703550
@@ -205,8 +253,11 @@ def test_yolov1_has_the_count_of_the_papers_figure_3():
 def test_stochastic_depth_rates_are_torchvisions_block_by_block(name):
     with torch.device("meta"):  # rates only: no weights to initialise
         model = getattr(torchvision_models(), name)()
-    skipped = [module.stochastic_depth.p for module in model.modules()
-               if hasattr(module, "stochastic_depth") and getattr(module, "use_res_connect", True)]
+    skipped = [
+        module.stochastic_depth.p
+        for module in model.modules()
+        if hasattr(module, "stochastic_depth") and getattr(module, "use_res_connect", True)
+    ]
     network = cnndsl.load(name)
     rates = [data["attrs"]["p"] for _, data in network.graph.nodes(data=True) if data["op"] == "stochasticdepth"]
     assert rates == skipped and len(rates) > 10
@@ -246,9 +297,11 @@ def entries():
 
 
 def test_list_shows_every_network_with_input_params_and_macs_without_importing_torch(entries):
-    code = ("import sys\nfrom cnndsl.cli import main\n"
-            "try:\n    main(['list'])\nexcept SystemExit as end:\n    assert not end.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys\nfrom cnndsl.cli import main\n"
+        "try:\n    main(['list'])\nexcept SystemExit as end:\n    assert not end.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
@@ -268,8 +321,12 @@ def _make():
 
 def test_docs_library_lists_every_network_with_its_figures_and_diagram():
     page = (ROOT / "docs" / "library.md").read_text(encoding="utf-8")
-    table = {cells[0]: cells for cells in
-             (re.findall(r"\|\s*([^|]*?)\s*(?=\|)", line) for line in page.splitlines() if line.startswith("| ["))}
+    table = {
+        cells[0]: cells
+        for cells in (
+            re.findall(r"\|\s*([^|]*?)\s*(?=\|)", line) for line in page.splitlines() if line.startswith("| [")
+        )
+    }
     names = {re.match(r"\[(\w+)\]", key).group(1): cells for key, cells in table.items()}
     assert set(names) == REQUIRED
     for name, (params, macs, _) in TORCHVISION.items():

@@ -1,13 +1,14 @@
 """Math for family rules: RegNet's and EfficientNet's width and depth rules, written in the language,
 give exactly the numbers torchvision's own functions compute."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from cnndsl.errors import ValueProblem
-from cnndsl.load import Loader
+from cnndsl.core.errors import ValueProblem
+from cnndsl.front.load import Loader
 from tests.oracles import torchvision_models
 
 # torchvision's `BlockParams.from_init_params` and `_adjust_widths_groups_compatibilty`, as a library
@@ -46,8 +47,9 @@ def _regnet_settings() -> dict[str, tuple[dict, object]]:
     calls = {}
     original = regnet.BlockParams.from_init_params
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(regnet.BlockParams, "from_init_params",
-                      classmethod(lambda cls, **kwargs: (kwargs, original(**kwargs))))
+        patch.setattr(
+            regnet.BlockParams, "from_init_params", classmethod(lambda cls, **kwargs: (kwargs, original(**kwargs)))
+        )
         patch.setattr(regnet, "_regnet", lambda params, weights, progress, **kwargs: params)
         for name in regnet.__all__:
             if name.startswith("regnet_"):
@@ -65,8 +67,15 @@ def test_every_torchvision_regnet_is_covered():
 @pytest.mark.parametrize("name", sorted(REGNETS))
 def test_regnet_widths_from_the_formula_equal_torchvision(name):
     kwargs, expected = REGNETS[name]
-    values = evaluate(REGNET_RULE, depth=kwargs["depth"], w_0=kwargs["w_0"], w_a=kwargs["w_a"], w_m=kwargs["w_m"],
-                      group_width=kwargs["group_width"], bottleneck=kwargs.get("bottleneck_multiplier", 1.0))
+    values = evaluate(
+        REGNET_RULE,
+        depth=kwargs["depth"],
+        w_0=kwargs["w_0"],
+        w_a=kwargs["w_a"],
+        w_m=kwargs["w_m"],
+        group_width=kwargs["group_width"],
+        bottleneck=kwargs.get("bottleneck_multiplier", 1.0),
+    )
     assert values["widths"] == expected.widths
     assert values["depths"] == expected.depths
     assert values["groups"] == expected.group_widths
@@ -103,29 +112,34 @@ def test_make_divisible_in_the_language_equals_torchvision(value):
 
 
 def test_math_functions_by_hand():
-    values = evaluate("let a = log(8, 2)\nlet b = exp(0)\nlet c = sqrt(2.25)\nlet d = pow(2, 10)\n"
-                      "let e = round(2.5)\nlet f = round(3.14159, 2)\nlet g = ceil(2.1)\nlet h = floor(-2.1)\n"
-                      "let i = abs(-3)\nlet j = log(math_e)\nlet k = [x * x for x in range(5) if x != 2]\n"
-                      "let m = round(2.6) * 8\n",
-                      math_e=math.e)
+    values = evaluate(
+        "let a = log(8, 2)\nlet b = exp(0)\nlet c = sqrt(2.25)\nlet d = pow(2, 10)\n"
+        "let e = round(2.5)\nlet f = round(3.14159, 2)\nlet g = ceil(2.1)\nlet h = floor(-2.1)\n"
+        "let i = abs(-3)\nlet j = log(math_e)\nlet k = [x * x for x in range(5) if x != 2]\n"
+        "let m = round(2.6) * 8\n",
+        math_e=math.e,
+    )
     assert (values["a"], values["b"], values["c"], values["d"]) == (3.0, 1.0, 1.5, 1024)
     assert (values["e"], values["f"], values["g"], values["h"], values["i"]) == (2, 3.14, 3, -3, 3)
     assert values["j"] == 1.0 and values["k"] == [0, 1, 9, 16]
     assert values["m"] == 24  # `f(x) * 8`: a product after a call, once read as a layer's repetition
 
 
-@pytest.mark.parametrize("expression,message", [
-    ("exp(1000)", "rule.cnn:1:9: error: exp(1000) is too large for a size or count"),
-    ("exp(100)", "rule.cnn:1:9: error: 2.69e+43 is too large for a size or count"),
-    ("pow(2, 65)", "rule.cnn:1:9: error: 2^65 is too large for a size or count"),
-    ("0.5 ^ -100", "rule.cnn:1:9: error: 0.5^-100 is too large for a size or count"),
-    ("log(0)", "rule.cnn:1:9: error: log(0) is not defined\nhint: log needs a number above 0"),
-    ("log(8, 1)", "rule.cnn:1:9: error: log to the base 1 is not defined\nhint: a base is above 0 and not 1"),
-    ("sqrt(-1)", "rule.cnn:1:9: error: sqrt(-1) is not a real number"),
-    ("floor([1])", "rule.cnn:1:9: error: `floor` needs numbers, got [1]"),
-    ("[x for x, y in [1]]", "rule.cnn:1:24: error: cannot unpack 1 into x, y"),
-    ("[x for x in 3]", "rule.cnn:1:21: error: `for` needs a list to walk over, got 3"),
-])
+@pytest.mark.parametrize(
+    "expression,message",
+    [
+        ("exp(1000)", "rule.cnn:1:9: error: exp(1000) is too large for a size or count"),
+        ("exp(100)", "rule.cnn:1:9: error: 2.69e+43 is too large for a size or count"),
+        ("pow(2, 65)", "rule.cnn:1:9: error: 2^65 is too large for a size or count"),
+        ("0.5 ^ -100", "rule.cnn:1:9: error: 0.5^-100 is too large for a size or count"),
+        ("log(0)", "rule.cnn:1:9: error: log(0) is not defined\nhint: log needs a number above 0"),
+        ("log(8, 1)", "rule.cnn:1:9: error: log to the base 1 is not defined\nhint: a base is above 0 and not 1"),
+        ("sqrt(-1)", "rule.cnn:1:9: error: sqrt(-1) is not a real number"),
+        ("floor([1])", "rule.cnn:1:9: error: `floor` needs numbers, got [1]"),
+        ("[x for x, y in [1]]", "rule.cnn:1:24: error: cannot unpack 1 into x, y"),
+        ("[x for x in 3]", "rule.cnn:1:21: error: `for` needs a list to walk over, got 3"),
+    ],
+)
 def test_math_errors_are_located(expression, message):
     with pytest.raises(ValueProblem) as caught:
         evaluate(f"let v = {expression}\n")

@@ -1,10 +1,11 @@
 """The ONNX backend: every layer kind's rule computes what torch computes (batch 1 and 3, with and without folded
 BatchNorm); names, metadata and opsets; the size limit and external data; weights from modules, state_dicts and
 checkpoints; atomic output, SIGTERM included; no torch import. Every library network: test_onnx_library.py."""
+
 from __future__ import annotations
 
-import re
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -26,7 +27,7 @@ import cnndsl
 from cnndsl.backends import onnx as onnx_backend
 from cnndsl.backends.onnx import build_model, default_opset, export_onnx
 from cnndsl.backends.onnx_tensors import serialized_size
-from cnndsl.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, ValueProblem
+from cnndsl.core.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, ValueProblem
 from cnndsl.ops import REGISTRY
 from cnndsl.ops.activation import _Activation
 from cnndsl.ops.base import OpKind
@@ -54,7 +55,7 @@ def _torch_outputs(module, images) -> list[np.ndarray]:
     return [tensor.numpy() for tensor in (result if isinstance(result, tuple) else (result,))]
 
 
-def _session(model: "onnx.ModelProto | bytes | Path") -> onnxruntime.InferenceSession:
+def _session(model: onnx.ModelProto | bytes | Path) -> onnxruntime.InferenceSession:
     """A CPU session of a model, its bytes or a file (a file spares the copies of serialising a large model)."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # the suite runs two workers on two cores
@@ -81,17 +82,20 @@ def _assert_same_outputs(network, module, models: list, batches=(1, 3)) -> None:
                 assert error <= TOLERANCE, f"{name} at batch {batch}: relative error {error:.2e}"
 
 
-def _assert_inferred_shapes_agree(network, model: "onnx.ModelProto | Path") -> None:
+def _assert_inferred_shapes_agree(network, model: onnx.ModelProto | Path) -> None:
     """ONNX's own shape inference (strict) gives every IR node's value the analysed shape and a dynamic batch."""
     if isinstance(model, Path):
         inferred_path = model.with_suffix(".inferred.onnx")
-        onnx.shape_inference.infer_shapes_path(str(model), str(inferred_path), check_type=True, strict_mode=True,
-                                               data_prop=True)
+        onnx.shape_inference.infer_shapes_path(
+            str(model), str(inferred_path), check_type=True, strict_mode=True, data_prop=True
+        )
         inferred = onnx.load(inferred_path, load_external_data=False)
     else:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    shapes = {info.name: info.type.tensor_type.shape for info in
-              [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    shapes = {
+        info.name: info.type.tensor_type.shape
+        for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    }
     names = {node: name for name, node in reversed(network.outputs)}
     names[network.graph.graph["input"]] = network.input_name
     for node, data in network.graph.nodes(data=True):
@@ -235,16 +239,22 @@ def test_input_and_outputs_are_named_by_the_source_with_a_dynamic_batch_and_meta
     assert [value.name for value in model.graph.input] == ["image"]
     assert [value.name for value in model.graph.output] == ["logits", "mask"]
     assert [(node.op_type, node.doc_string) for node in model.graph.node if node.name == "mask"] == [
-        ("Conv", "heads.cnn:6:11")]  # the conv1x1 labelled `mask`
+        ("Conv", "heads.cnn:6:11")
+    ]  # the conv1x1 labelled `mask`
     joins = build_model(cnndsl.parse(KINDS["joins"]))  # `logits: dropout` passes its input on: an Identity
     [(identity, where)] = [(node.name, node.doc_string) for node in joins.graph.node if node.op_type == "Identity"]
     line, column = map(int, where.removeprefix("<string>:").split(":"))
-    assert identity == "logits" and KINDS["joins"].splitlines()[line - 1][column - 1:] == "dropout"
-    dims = [[dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
-            for value in [*model.graph.input, *model.graph.output]]
+    assert identity == "logits" and KINDS["joins"].splitlines()[line - 1][column - 1 :] == "dropout"
+    dims = [
+        [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in [*model.graph.input, *model.graph.output]
+    ]
     assert dims == [["batch", 3, 64, 64], ["batch", 10], ["batch", 1, 32, 32]]
     assert {prop.key: prop.value for prop in model.metadata_props} == {
-        "source": "heads.cnn", "cnndsl_version": cnndsl.__version__, "input_shape": "3x64x64"}
+        "source": "heads.cnn",
+        "cnndsl_version": cnndsl.__version__,
+        "input_shape": "3x64x64",
+    }
     assert model.producer_name == "cnndsl"
 
 
@@ -256,7 +266,7 @@ def test_the_default_opset_is_the_newest_onnxruntime_runs():
     _session(build_model(network))
     newer = build_model(network, opset=opset)
     newer.opset_import[0].version = opset + 1
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime raises its own pybind11 error types
         _session(newer)
 
 
@@ -265,8 +275,7 @@ def test_an_opset_the_network_cannot_be_expressed_in_is_a_located_error(cli, tmp
     source.write_text("network up {\n    input 3x8x8\n    conv3x3(4), upsample(2)\n}\n")
     result = cli("compile", source, "--to", "onnx", "--opset", "10", "-o", tmp_path / "up.onnx")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == (
-        f"{source}:3:17: error: `upsample` needs ONNX opset 11 or newer, not 10")
+    assert result.stderr.splitlines()[0] == (f"{source}:3:17: error: `upsample` needs ONNX opset 11 or newer, not 10")
     assert "hint: use --opset 11 or newer, or leave --opset out" in result.stderr
     assert not (tmp_path / "up.onnx").exists()
     with pytest.raises(ValueProblem, match="ONNX opset 99 is not one this installation can write"):
@@ -296,11 +305,15 @@ def test_exactly_2_gib_of_weights_is_refused_for_one_file_before_any_is_drawn():
     network = cnndsl.parse("network huge {\n input 1\n fc(268435456)\n}")
     error, peak = _refusal_and_peak(lambda: build_model(network, external_data=False))
     assert isinstance(error, LimitProblem) and peak < 2**20
-    assert re.fullmatch(r"`huge` makes an ONNX model of 2,147,48\d,\d{3} bytes, more than one ONNX file holds "
-                        r"\(protobuf's limit: under 2,147,483,648 bytes, 2 GiB\)", error.message), error.message
+    assert re.fullmatch(
+        r"`huge` makes an ONNX model of 2,147,48\d,\d{3} bytes, more than one ONNX file holds "
+        r"\(protobuf's limit: under 2,147,483,648 bytes, 2 GiB\)",
+        error.message,
+    ), error.message
     assert error.pos.line == 3
-    assert error.hint == ("the largest tensor is made here: check its size, or let the weights go to a "
-                          "separate file (external_data=True)")
+    assert error.hint == (
+        "the largest tensor is made here: check its size, or let the weights go to a separate file (external_data=True)"
+    )
 
 
 def test_constants_count_toward_the_limit_and_are_never_built_as_lists():
@@ -315,12 +328,18 @@ def test_constants_count_toward_the_limit_and_are_never_built_as_lists():
 
 def test_the_size_check_is_the_exact_serialized_size_and_2_gib_itself_is_too_much(monkeypatch):
     """The size computed before any tensor is made is protobuf's own; a model of exactly the limit is refused."""
-    models = [(cnndsl.load("resnet18"), False), (cnndsl.parse(KINDS["pools"]), False),
-              (cnndsl.parse(KINDS["joins"]), True)]
+    models = [
+        (cnndsl.load("resnet18"), False),
+        (cnndsl.parse(KINDS["pools"]), False),
+        (cnndsl.parse(KINDS["joins"]), True),
+    ]
     for network, fold_bn in models:
         sizes = []
-        monkeypatch.setattr(onnx_backend, "serialized_size",
-                            lambda model, pending: sizes.append(serialized_size(model, pending)) or sizes[-1])
+        monkeypatch.setattr(
+            onnx_backend,
+            "serialized_size",
+            lambda model, pending: sizes.append(serialized_size(model, pending)) or sizes[-1],  # noqa: B023 - called at once
+        )
         model = build_model(network, fold_bn=fold_bn)
         assert sizes == [len(model.SerializeToString())], network.name
     monkeypatch.setattr(onnx_backend, "ONNX_BYTES", sizes[0])
@@ -370,8 +389,9 @@ def test_a_network_over_2_gib_is_written_with_external_data_that_checks_and_runs
     images = np.random.default_rng(0).standard_normal((2, 16384), dtype=np.float32)
     weights = _external_arrays(folder / "big.onnx")
     with torch.no_grad():
-        expected = torch.nn.functional.linear(*(torch.from_numpy(value) for value in
-                                                (images, weights["fc.weight"], weights["fc.bias"]))).numpy()
+        expected = torch.nn.functional.linear(
+            *(torch.from_numpy(value) for value in (images, weights["fc.weight"], weights["fc.bias"]))
+        ).numpy()
     del weights
     got = _session(folder / "big.onnx").run(None, {"input": images})[0]
     assert np.abs(got - expected).max() / np.abs(expected).max() <= TOLERANCE
@@ -391,7 +411,9 @@ def test_external_data_can_be_forced_returned_in_memory_and_saved_with_onnx(smal
     assert {entry.key: entry.value for entry in conv2.external_data} == {"location": "small.onnx.data"}
     onnx.save_model(model, tmp_path / "saved.onnx")  # onnx's own writer puts the bytes in small.onnx.data
     assert _external_arrays(tmp_path / "forced.onnx").keys() == set(module.state_dict()) - {
-        "bn1.num_batches_tracked", "bn2.num_batches_tracked"}
+        "bn1.num_batches_tracked",
+        "bn2.num_batches_tracked",
+    }
     _assert_same_outputs(network, module, [tmp_path / "forced.onnx", tmp_path / "saved.onnx"], batches=(2,))
     assert build_model(network).graph.initializer[0].data_location == onnx.TensorProto.DEFAULT
 
@@ -399,7 +421,9 @@ def test_external_data_can_be_forced_returned_in_memory_and_saved_with_onnx(smal
 def test_a_model_larger_than_the_free_disk_space_is_refused_before_it_is_made(small, tmp_path, monkeypatch):
     _, network, _ = small
     monkeypatch.setattr("cnndsl.backends.onnx.shutil.disk_usage", lambda folder: shutil._ntuple_diskusage(1, 1, 1000))
-    with pytest.raises(LimitProblem, match=rf"makes an ONNX model of 0.0 GiB, more than the 0.0 GiB free in {tmp_path}"):
+    with pytest.raises(
+        LimitProblem, match=rf"makes an ONNX model of 0.0 GiB, more than the 0.0 GiB free in {tmp_path}"
+    ):
         export_onnx(network, tmp_path / "small.onnx")
     assert sorted(os.listdir(tmp_path)) == ["small.cnn"]
 
@@ -466,7 +490,8 @@ def test_a_checkpoint_of_another_shape_names_the_first_parameter_that_differs(sm
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == (
         f"{path}:2:30: error: {tmp_path / 'other.pt'} gives `conv2.weight` the shape 32×8×3×3; "
-        "the network needs 16×8×3×3")
+        "the network needs 16×8×3×3"
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "x.onnx").exists()
 
 
@@ -474,7 +499,9 @@ def test_a_checkpoint_with_other_names_loads_by_structure_and_an_extra_tensor_is
     _, network, module = small
     state = module.state_dict()
     renamed = {key.replace("conv1", "conv_1"): value for key, value in state.items()}
-    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in build_model(network, weights=renamed).graph.initializer}
+    weights = {
+        tensor.name: numpy_helper.to_array(tensor) for tensor in build_model(network, weights=renamed).graph.initializer
+    }
     np.testing.assert_array_equal(weights["conv1.weight"], state["conv1.weight"].numpy())
     with pytest.raises(ValueProblem) as caught:
         build_model(network, weights={**state, "head.weight": torch.zeros(3)})
@@ -507,7 +534,7 @@ def test_a_failed_export_leaves_the_previous_file_and_no_partial_one(small, tmp_
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cnndsl.atomic.os.replace", disk_full)
+    monkeypatch.setattr("cnndsl.core.atomic.os.replace", disk_full)
     with pytest.raises(FileProblem, match="No space left on device"):
         export_onnx(network, target, weights=module)
     assert target.read_bytes() == b"previous"
@@ -521,8 +548,12 @@ def _terminate_mid_write(folder: Path, args: list[str]) -> subprocess.Popen:
     """Run `cnndsl ARGS` in `folder`, freeze it (SIGSTOP) the moment its temp output appears, check that the
     write is under way, then send SIGTERM and let it go on. Tried again if the freeze came too late."""
     for _ in range(3):
-        process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", *args], cwd=folder,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from cnndsl.cli import main; main()", *args],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         while process.poll() is None and not any(name.endswith(".part") for name in os.listdir(folder)):
             time.sleep(0.0005)  # the 52 MB write takes tens of milliseconds
         os.kill(process.pid, signal.SIGSTOP)
@@ -548,8 +579,9 @@ def test_sigterm_during_a_large_write_leaves_no_output_and_no_temporary_file(tmp
 
 def test_cli_compiles_a_library_network_with_every_option(cli, tmp_path):
     target = tmp_path / "r18.onnx"
-    result = cli("compile", "resnet18", "--to", "onnx", "-o", target, "--input", "3x64x64", "--opset", "17",
-                 "--fold-bn")
+    result = cli(
+        "compile", "resnet18", "--to", "onnx", "-o", target, "--input", "3x64x64", "--opset", "17", "--fold-bn"
+    )
     assert result.exit_code == 0 and result.stdout == f"wrote {target}\n"
     model = onnx.load(target)
     onnx.checker.check_model(model, full_check=True)
@@ -608,4 +640,10 @@ def test_every_example_in_the_onnx_page_runs_as_shown(cli, scratch, monkeypatch)
             commands += _run_transcript(cli, body, tmp_path)
     assert commands == 7
     assert sorted(path.name for path in tmp_path.glob("*.onnx*")) == [
-        "net.onnx", "r18.onnx", "r18.onnx.data", "resnet18.onnx", "resnet18_trained.onnx", "small.onnx"]
+        "net.onnx",
+        "r18.onnx",
+        "r18.onnx.data",
+        "resnet18.onnx",
+        "resnet18_trained.onnx",
+        "small.onnx",
+    ]

@@ -5,6 +5,7 @@ plugin at batch 2; its oldest opset is known, and one below it is refused naming
 
 (The `weights` tests compare the same networks with torchvision's modules; these compare with cnndsl's own.)
 """
+
 from __future__ import annotations
 
 import re
@@ -14,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import library_networks
+from test_onnx import TOLERANCE, _assert_inferred_shapes_agree, _session, _torch_outputs, _trained_looking
 
 import cnndsl
 from cnndsl.backends.onnx import OLDEST_OPSET, _planned_model, default_opset, export_onnx
-from cnndsl.errors import CnnDslError, ValueProblem
-from conftest import library_networks
-from test_onnx import TOLERANCE, _assert_inferred_shapes_agree, _session, _torch_outputs, _trained_looking
+from cnndsl.core.errors import CnnDslError, ValueProblem
 
 SIDES = (16, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 448, 512)
 COMPATIBLE_OPSET = 13  # what older runtimes and converters still take
@@ -27,14 +28,14 @@ COMPATIBLE_OPSET = 13  # what older runtimes and converters still take
 
 @dataclass
 class Built:
-    network: "cnndsl.Network"
-    newest: Path                  # the model at the default (newest) opset, with external data
-    folded: Path                  # BatchNorm folded, at opset 13
+    network: cnndsl.Network
+    newest: Path  # the model at the default (newest) opset, with external data
+    folded: Path  # BatchNorm folded, at opset 13
     images: dict[int, np.ndarray]  # batch size -> input
     expected: dict[int, list[np.ndarray]]  # batch size -> the torch module's outputs
 
 
-def smallest(name: str) -> "cnndsl.Network":
+def smallest(name: str) -> cnndsl.Network:
     """The network at the smallest square input (of SIDES) it accepts with every pooling window inside its
     padded input (OpenVINO refuses a larger window, which PyTorch's ceil mode allows), else at its own."""
     default = cnndsl.load(name)
@@ -70,8 +71,9 @@ def built(request, tmp_path_factory):
     module = _trained_looking(network)
     folder = tmp_path_factory.mktemp(request.param)
     newest, _ = export_onnx(network, folder / "newest.onnx", weights=module, external_data=True)
-    folded, _ = export_onnx(network, folder / "folded.onnx", weights=module, fold_bn=True, opset=COMPATIBLE_OPSET,
-                            external_data=True)
+    folded, _ = export_onnx(
+        network, folder / "folded.onnx", weights=module, fold_bn=True, opset=COMPATIBLE_OPSET, external_data=True
+    )
     rng = np.random.default_rng(0)
     images = {batch: rng.standard_normal((batch, *network.input_shape), dtype=np.float32) for batch in (1, 2)}
     expected = {batch: _torch_outputs(module, images[batch]) for batch in images}
@@ -110,8 +112,9 @@ def test_openvino_computes_what_torch_computes(built):
     """OpenVINO's CPU plugin computes in bfloat16 where the processor can; f32 is asked for, so the tolerance
     is the same 1e-4 of the output's scale."""
     openvino = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
-    compiled = openvino.Core().compile_model(str(built.newest), "CPU",
-                                             {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+    compiled = openvino.Core().compile_model(
+        str(built.newest), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
+    )
     result = compiled(built.images[2])
     _assert_equal_to_torch(built, [result[output] for output in compiled.outputs], 2, "OpenVINO")
 
@@ -126,8 +129,9 @@ def test_the_oldest_opset_builds_and_one_below_names_the_layer_that_needs_more(n
         return
     with pytest.raises(ValueProblem) as caught:
         _planned_model(network, None, oldest - 1, False)
-    assert re.fullmatch(rf"`[a-z0-9()=_, ]+` .*needs ONNX opset {oldest} or newer, not {oldest - 1}",
-                        caught.value.message), caught.value.message
+    assert re.fullmatch(
+        rf"`[a-z0-9()=_, ]+` .*needs ONNX opset {oldest} or newer, not {oldest - 1}", caught.value.message
+    ), caught.value.message
     assert caught.value.pos is not None and caught.value.hint == f"use --opset {oldest} or newer, or leave --opset out"
 
 

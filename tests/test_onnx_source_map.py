@@ -1,6 +1,7 @@
 """The source map: every ONNX node names the `.cnn` line, column and stage/block path that wrote it, and no
 output (ONNX, DOT, pt2) holds a path of the machine that compiled it, so the same file compiled from two
 folders gives the same bytes."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,8 @@ from safetensors.torch import save_file
 import cnndsl
 from cnndsl.backends.onnx import build_model
 from cnndsl.backends.torch import write_pt2
+from cnndsl.core.resources import library_dir
 from cnndsl.ops import REGISTRY, lookup
-from cnndsl.resources import library_dir
 
 COMMON = """block twice(c) {
     conv3x3(c), bn, relu
@@ -56,8 +57,9 @@ def _compile_everything(cli, source: str, out: Path, checkpoint: Path) -> dict[s
     return {path.name: path.read_bytes() for path in sorted(out.iterdir())}
 
 
-def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes_naming_no_folder(cli, project, tmp_path,
-                                                                                      monkeypatch):
+def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes_naming_no_folder(
+    cli, project, tmp_path, monkeypatch
+):
     checkpoint = tmp_path / "net.safetensors"
     save_file(cnndsl.load(project / "net.cnn").to_torch(seed=0).state_dict(), checkpoint)
     monkeypatch.chdir(project)
@@ -79,8 +81,11 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes_naming_no_
 def test_each_onnx_node_names_the_line_and_column_that_wrote_it_and_its_stage_and_block(project):
     network = cnndsl.load(project / "net.cnn")
     model = build_model(network)
-    files = {"net.cnn": project / "net.cnn", "blocks/common.cnn": project / "blocks" / "common.cnn",
-             "library:resnet.cnn": library_dir() / "resnet.cnn"}
+    files = {
+        "net.cnn": project / "net.cnn",
+        "blocks/common.cnn": project / "blocks" / "common.cnn",
+        "library:resnet.cnn": library_dir() / "resnet.cnn",
+    }
     layers = {data["name"]: data for _, data in network.graph.nodes(data=True)}
     layers.update({name: network.graph.nodes[node] for name, node in network.outputs})
     seen = set()
@@ -88,7 +93,7 @@ def test_each_onnx_node_names_the_line_and_column_that_wrote_it_and_its_stage_an
         match = ORIGIN.fullmatch(node.doc_string)
         assert match, (node.name, node.doc_string)
         line = files[match["file"]].read_text().splitlines()[int(match["line"]) - 1]
-        written = re.match(r"[A-Za-z_][A-Za-z0-9_]*", line[int(match["column"]) - 1:]).group()
+        written = re.match(r"[A-Za-z_][A-Za-z0-9_]*", line[int(match["column"]) - 1 :]).group()
         layer = layers[node.name.split("/")[0]]  # `<layer>` or `<layer>/<operator>`
         if written == "residual":  # the merge a residual block implies is written by the keyword
             assert layer["op"] == "add"

@@ -1,4 +1,5 @@
 """The parsed-file cache: a second load of an unchanged file skips Lark, and nothing stale or broken leaks out."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +13,9 @@ import sys
 import pytest
 
 import cnndsl
-from cnndsl import parse_cache
-from cnndsl.errors import CnnDslError
-from cnndsl.parse_cache import cache_dir
+from cnndsl.core.errors import CnnDslError
+from cnndsl.front import cache as parse_cache
+from cnndsl.front.cache import cache_dir
 
 NET = """network tiny {
   input 3x32x32
@@ -194,12 +195,25 @@ def _foreign_uid(monkeypatch, cache, entry):
     monkeypatch.setattr(os, "geteuid", lambda: cache.stat().st_uid + 1)
 
 
-@pytest.mark.parametrize("distrust,why", [
-    (lambda monkeypatch, cache, entry: cache.chmod(0o777), "the folder {cache} can be written by other users (mode 777)"),
-    (lambda monkeypatch, cache, entry: cache.chmod(0o720), "the folder {cache} can be written by other users (mode 720)"),
-    (lambda monkeypatch, cache, entry: entry.chmod(0o622), "the entry {entry} can be written by other users (mode 622)"),
-    (_foreign_uid, "the folder {cache} belongs to another user (uid {uid})"),
-], ids=["folder-777", "folder-group-writable", "entry-other-writable", "another-users-folder"])
+@pytest.mark.parametrize(
+    "distrust,why",
+    [
+        (
+            lambda monkeypatch, cache, entry: cache.chmod(0o777),
+            "the folder {cache} can be written by other users (mode 777)",
+        ),
+        (
+            lambda monkeypatch, cache, entry: cache.chmod(0o720),
+            "the folder {cache} can be written by other users (mode 720)",
+        ),
+        (
+            lambda monkeypatch, cache, entry: entry.chmod(0o622),
+            "the entry {entry} can be written by other users (mode 622)",
+        ),
+        (_foreign_uid, "the folder {cache} belongs to another user (uid {uid})"),
+    ],
+    ids=["folder-777", "folder-group-writable", "entry-other-writable", "another-users-folder"],
+)
 def test_a_cache_others_could_write_is_not_read(tmp_path, cache, monkeypatch, capsys, distrust, why):
     path = tmp_path / "tiny.cnn"
     path.write_text(NET)
@@ -214,8 +228,10 @@ def test_a_cache_others_could_write_is_not_read(tmp_path, cache, monkeypatch, ca
     assert cnndsl.load(path).params == TINY_PARAMS
     warning = capsys.readouterr().err
     expected = why.format(cache=cache, entry=entry, uid=cache.stat().st_uid)
-    assert warning == (f"cnndsl: warning: not using the parse cache: {expected}; make it yours with mode 700, or set "
-                       "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)\n")
+    assert warning == (
+        f"cnndsl: warning: not using the parse cache: {expected}; make it yours with mode 700, or set "
+        "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)\n"
+    )
     assert entry.read_bytes() == planted  # nor written
 
 
@@ -243,19 +259,37 @@ def test_an_entry_over_the_size_limit_is_neither_written_nor_read(tmp_path, cach
     assert cnndsl.load(path).params == TINY_PARAMS and entries(cache) == []  # nor is one written
 
 
-@pytest.mark.parametrize("damage", [
-    lambda tree: ["SourcePos", [1, 1]],  # a class, but not a syntax node
-    lambda tree: ["Path", "/etc/passwd"],
-    lambda tree: tree[:3] + [tree[3], tree[4], "extra"],  # a Program with a field too many
-    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], "10"]]]],
-    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], True]]]],
-    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [0, 1], "x", ["Number", [1, 9], 1]]]],
-    lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Layer", [1, 9], "relu", [], False]]]],
-    lambda tree: [tree[0], tree[1], tree[2], tree[3],
-                  [["Let", [1, 1], "x", ["Binary", [1, 9], "**", ["Number", [1, 9], 1], ["Number", [1, 9], 1]]]]],
-    lambda tree: [tree[0], "other.cnn", tree[2], tree[3], tree[4]],  # another file's tree
-], ids=["not-a-node", "not-a-class-of-the-tree", "extra-field", "string-number", "bool-number", "line-0",
-        "statement-as-expression", "unknown-operator", "other-file"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda tree: ["SourcePos", [1, 1]],  # a class, but not a syntax node
+        lambda tree: ["Path", "/etc/passwd"],
+        lambda tree: tree[:3] + [tree[3], tree[4], "extra"],  # a Program with a field too many
+        lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], "10"]]]],
+        lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Number", [1, 9], True]]]],
+        lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [0, 1], "x", ["Number", [1, 9], 1]]]],
+        lambda tree: [tree[0], tree[1], tree[2], tree[3], [["Let", [1, 1], "x", ["Layer", [1, 9], "relu", [], False]]]],
+        lambda tree: [
+            tree[0],
+            tree[1],
+            tree[2],
+            tree[3],
+            [["Let", [1, 1], "x", ["Binary", [1, 9], "**", ["Number", [1, 9], 1], ["Number", [1, 9], 1]]]],
+        ],
+        lambda tree: [tree[0], "other.cnn", tree[2], tree[3], tree[4]],  # another file's tree
+    ],
+    ids=[
+        "not-a-node",
+        "not-a-class-of-the-tree",
+        "extra-field",
+        "string-number",
+        "bool-number",
+        "line-0",
+        "statement-as-expression",
+        "unknown-operator",
+        "other-file",
+    ],
+)
 def test_only_well_formed_syntax_trees_decode(tmp_path, damage):
     tree = parse_cache.encode(parse_cache.parse_text(NET, "t.cnn"))
     assert parse_cache.decode(tree, NET, "t.cnn") == parse_cache.parse_text(NET, "t.cnn")

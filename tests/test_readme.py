@@ -1,5 +1,6 @@
 """The README's examples run: its network has the counts it claims, its summary excerpt is what
 the command prints, and its Python snippet works."""
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,7 @@ def test_the_summary_excerpt_is_what_the_command_prints(cli):
     (excerpt,) = [block for block in _blocks("text") if block.startswith("$ cnndsl summary resnet50")]
     printed = cli("summary", "resnet50").stdout.splitlines()
     shown = [line for line in excerpt.splitlines()[1:] if line.strip() != "..."]
-    assert shown == printed[:6] + printed[-(len(shown) - 6):]
+    assert shown == printed[:6] + printed[-(len(shown) - 6) :]
 
 
 def test_the_python_snippet_runs():

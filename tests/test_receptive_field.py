@@ -5,6 +5,7 @@ pooling over the same window (so that every pixel of a window gets a gradient), 
 extent of the nonzero gradient of one output pixel is the pixels it depends on. Output pixels whose extent
 touches the image border are left out, since the figure, like the textbook one, is not clipped there.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 import cnndsl
-from cnndsl.resources import library_dir
+from cnndsl.core.resources import library_dir
 
 
 def _probe(net, rows: range) -> int:
@@ -22,8 +23,11 @@ def _probe(net, rows: range) -> int:
     for name, child in list(module.named_modules()):
         if isinstance(child, nn.MaxPool2d):
             parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
-            setattr(parent, name.rsplit(".", 1)[-1], nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                                  ceil_mode=child.ceil_mode))
+            setattr(
+                parent,
+                name.rsplit(".", 1)[-1],
+                nn.AvgPool2d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode),
+            )
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.fill_(0.01)
@@ -51,16 +55,19 @@ def test_unet_sees_204_pixels_as_the_probe_finds():
     assert _probe(net, range(26, 42)) == 204  # one period: four ×2 up-convolutions repeat every 16 rows
 
 
-@pytest.mark.parametrize("body", [
-    "conv(4, k=3, s=2), deconv(4, k=3, s=2, p=1, op=1), conv3x3(4)",
-    "conv(4, k=3, s=2), conv(4, k=3, s=2), upsample(2), conv3x3(4), conv3x3(4)",
-    "conv(4, k=5, s=2), upsample(2, mode=bilinear), conv3x3(4)",
-    "conv(4, k=3, s=2), deconv(4, k=2, s=2), conv3x3(4), upsample(3), conv(4, k=5)",
-    "a: conv(4, k=3, p=0), conv(4, k=3, s=2, p=0), deconv(4, k=2, s=2), concat(@a, crop=true), conv3x3(4)",
-    "conv1x1(16), conv(16, k=3, s=2), pixelshuffle(2), conv3x3(4)",
-    "conv(4, k=3, s=2), conv(4, k=3, s=2), resize(@x), conv3x3(4)",
-    "maxpool3x3(s=2, p=1), conv(4, k=3, d=2), upsample(2), conv(4, k=2, p=0)",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "conv(4, k=3, s=2), deconv(4, k=3, s=2, p=1, op=1), conv3x3(4)",
+        "conv(4, k=3, s=2), conv(4, k=3, s=2), upsample(2), conv3x3(4), conv3x3(4)",
+        "conv(4, k=5, s=2), upsample(2, mode=bilinear), conv3x3(4)",
+        "conv(4, k=3, s=2), deconv(4, k=2, s=2), conv3x3(4), upsample(3), conv(4, k=5)",
+        "a: conv(4, k=3, p=0), conv(4, k=3, s=2, p=0), deconv(4, k=2, s=2), concat(@a, crop=true), conv3x3(4)",
+        "conv1x1(16), conv(16, k=3, s=2), pixelshuffle(2), conv3x3(4)",
+        "conv(4, k=3, s=2), conv(4, k=3, s=2), resize(@x), conv3x3(4)",
+        "maxpool3x3(s=2, p=1), conv(4, k=3, d=2), upsample(2), conv(4, k=2, p=0)",
+    ],
+)
 def test_small_networks_match_the_probe(body):
     net = cnndsl.parse(f"network n {{\n    x: input 3x40x40\n    {body}\n}}")
     rows = range(net.graph.nodes[net.outputs[0][1]]["shape"][1])

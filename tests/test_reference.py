@@ -5,6 +5,7 @@ running variance of 0.01 moves the output by ~1e-3); the ONNX file runs in onnxr
 Running variances are small on purpose, so that an ignored ε shows. Training mode is tested too: dropout's
 rate and batch norm's running statistics after a step with the given momentum.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ def _network(body: str, shape: str):
                 buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.5)
             elif name.endswith("running_var"):
                 buffer.copy_(torch.rand(buffer.shape, generator=generator) * 0.09 + 0.01)
-        for name, parameter in module.named_parameters():
+        for _, parameter in module.named_parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
     return net, module.eval()
 
@@ -49,33 +50,53 @@ def _check(body: str, shape: str, reference, batch: int = 2, fold_bn: bool = Fal
 
 
 def test_conv_with_stride_padding_dilation_groups_and_bias():
-    _check("conv(6, k=3, s=2, p=2, d=2, g=2)", "4x11x11",
-           lambda x, w: F.conv2d(x, w["conv.weight"], w["conv.bias"], stride=2, padding=2, dilation=2, groups=2))
+    _check(
+        "conv(6, k=3, s=2, p=2, d=2, g=2)",
+        "4x11x11",
+        lambda x, w: F.conv2d(x, w["conv.weight"], w["conv.bias"], stride=2, padding=2, dilation=2, groups=2),
+    )
 
 
 def test_asymmetric_kernel_and_stride():
-    _check("conv(5, k=(1, 3), s=(2, 1), p=(0, 1), bias=false)", "3x8x9",
-           lambda x, w: F.conv2d(x, w["conv.weight"], None, stride=(2, 1), padding=(0, 1)))
+    _check(
+        "conv(5, k=(1, 3), s=(2, 1), p=(0, 1), bias=false)",
+        "3x8x9",
+        lambda x, w: F.conv2d(x, w["conv.weight"], None, stride=(2, 1), padding=(0, 1)),
+    )
 
 
 def test_deconv_with_output_padding_and_groups():
-    _check("deconv(4, k=3, s=2, p=1, op=1, g=2)", "6x5x7",
-           lambda x, w: F.conv_transpose2d(x, w["deconv.weight"], w["deconv.bias"], stride=2, padding=1,
-                                           output_padding=1, groups=2))
+    _check(
+        "deconv(4, k=3, s=2, p=1, op=1, g=2)",
+        "6x5x7",
+        lambda x, w: F.conv_transpose2d(
+            x, w["deconv.weight"], w["deconv.bias"], stride=2, padding=1, output_padding=1, groups=2
+        ),
+    )
 
 
-@pytest.mark.parametrize("layer, reference", [
-    ("maxpool(k=3, s=2, ceil=true)", lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True)),
-    ("maxpool(k=3, s=2, p=1)", lambda x: F.max_pool2d(x, 3, 2, padding=1)),
-    ("avgpool(k=3, s=2, p=1, ceil=true)", lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True)),
-    ("gap", lambda x: x.mean((2, 3), keepdim=True)),
-    ("adaptiveavgpool(3)", lambda x: F.adaptive_avg_pool2d(x, 3)),
-    ("upsample(3)", lambda x: F.interpolate(x, scale_factor=3, mode="nearest")),
-    ("upsample(2, mode=bilinear)", lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)),
-    ("leakyrelu(0.2)", lambda x: F.leaky_relu(x, 0.2)),
-    ("lrn(size=3, alpha=0.5, beta=0.6, k=1.5)", lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.6, k=1.5)),
-    ("relu6", F.relu6), ("hardswish", F.hardswish), ("silu", F.silu), ("gelu", F.gelu), ("sigmoid", torch.sigmoid),
-])
+@pytest.mark.parametrize(
+    "layer, reference",
+    [
+        ("maxpool(k=3, s=2, ceil=true)", lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True)),
+        ("maxpool(k=3, s=2, p=1)", lambda x: F.max_pool2d(x, 3, 2, padding=1)),
+        ("avgpool(k=3, s=2, p=1, ceil=true)", lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True)),
+        ("gap", lambda x: x.mean((2, 3), keepdim=True)),
+        ("adaptiveavgpool(3)", lambda x: F.adaptive_avg_pool2d(x, 3)),
+        ("upsample(3)", lambda x: F.interpolate(x, scale_factor=3, mode="nearest")),
+        (
+            "upsample(2, mode=bilinear)",
+            lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
+        ),
+        ("leakyrelu(0.2)", lambda x: F.leaky_relu(x, 0.2)),
+        ("lrn(size=3, alpha=0.5, beta=0.6, k=1.5)", lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.6, k=1.5)),
+        ("relu6", F.relu6),
+        ("hardswish", F.hardswish),
+        ("silu", F.silu),
+        ("gelu", F.gelu),
+        ("sigmoid", torch.sigmoid),
+    ],
+)
 def test_weightless_layers(layer, reference):
     _check(layer, "3x10x10", lambda x, w: reference(x))
 
@@ -102,6 +123,7 @@ def test_concat_puts_the_current_tensor_first_then_the_taps_in_order():
 def test_concat_crop_takes_the_centre_of_the_larger_tap():
     """7 pixels cropped to 4: the odd difference puts the extra pixel after the window, as U-Net's crop does
     (an even one could not tell rounding down from rounding up)."""
+
     def reference(x, w):
         a = F.conv2d(x, w["conv1.weight"], w["conv1.bias"])  # 3x9x9 -> 2x7x7
         b = F.conv2d(F.conv2d(a, w["conv2.weight"], w["conv2.bias"]), w["conv3.weight"], w["conv3.bias"])  # 4x4

@@ -2,6 +2,7 @@
 
 Each test pins down one finding of issue 14 and fails on the code before its fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import cnndsl
-from cnndsl.errors import CnnDslError, FileProblem, NameProblem
+from cnndsl.core.errors import CnnDslError, FileProblem, NameProblem
 from cnndsl.ops import REGISTRY
 
 NET = "network tiny {\n  input 3x8x8\n  conv3x3(4), relu, gap, fc(2)\n}\n"
@@ -43,8 +44,9 @@ print(cnndsl.parse(sys.argv[3]).params)
 
 def _parse_with_temp(folder, mode: str = "plain") -> int:
     env = {**os.environ, "TMPDIR": str(folder), "CNNDSL_NO_CACHE": "1"}
-    result = subprocess.run([sys.executable, "-c", PARSE, str(folder), mode, NET], env=env, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, str(folder), mode, NET], env=env, capture_output=True, text=True, check=True
+    )
     return int(result.stdout)
 
 
@@ -78,12 +80,19 @@ def _python_params(network, tmp_path) -> int:
     return sum(p.numel() for p in namespace[class_name(network.name)]().parameters())
 
 
-@pytest.mark.parametrize("lines,names,params", [
-    # conv3x3(8) from 3 channels: 3*9*8 + 8 = 224 weights; from 8 channels: 8*9*8 + 8 = 584
-    (("stage layer { conv3x3(8) }", "stage layer1 { conv3x3(8) }", "stage layer { conv3x3(8) }"),
-     ["input", "layer2.conv", "layer1.conv", "layer3.conv"], 224 + 584 + 584),
-    (("stage conv1 { relu }", "conv3x3(8)", "conv3x3(8)"), ["input", "conv1.relu", "conv2", "conv3"], 224 + 584),
-], ids=["stage-layer1-beside-two-layer-stages", "stage-conv1-beside-two-convs"])
+@pytest.mark.parametrize(
+    "lines,names,params",
+    [
+        # conv3x3(8) from 3 channels: 3*9*8 + 8 = 224 weights; from 8 channels: 8*9*8 + 8 = 584
+        (
+            ("stage layer { conv3x3(8) }", "stage layer1 { conv3x3(8) }", "stage layer { conv3x3(8) }"),
+            ["input", "layer2.conv", "layer1.conv", "layer3.conv"],
+            224 + 584 + 584,
+        ),
+        (("stage conv1 { relu }", "conv3x3(8)", "conv3x3(8)"), ["input", "conv1.relu", "conv2", "conv3"], 224 + 584),
+    ],
+    ids=["stage-layer1-beside-two-layer-stages", "stage-conv1-beside-two-convs"],
+)
 def test_a_written_name_never_equals_a_numbered_sibling(tmp_path, lines, names, params):
     network = cnndsl.parse(_body(*lines))
     assert [data["name"] for _, data in network.graph.nodes(data=True)] == names
@@ -102,16 +111,32 @@ def test_numbered_names_of_two_repeated_bases_never_meet():
 
 
 # ---- finding 5: whatever a backend refuses, check refuses first, with a position -------------------
-@pytest.mark.parametrize("lines,expected,hint", [
-    (("reshape((3, 4, 8, 32)), bn",), "n.cnn:3:3: error: `reshape` makes a C×H×W tensor or a vector, not 3×4×8×32",
-     "give three dimensions, e.g. reshape((30, 7, 7)), or use flatten"),
-    (("stage double { relu }",), "n.cnn:3:3: error: `double` cannot name a PyTorch module: it is an attribute every "
-     "PyTorch module has", "rename the stage or block, e.g. `double_`"),
-    (("relu", "stage class { relu }"), "n.cnn:4:3: error: `class` cannot name a PyTorch module: it is a Python keyword",
-     "rename the stage or block, e.g. `class_`"),
-    (("stage _modules { relu }",), "n.cnn:3:3: error: `_modules` cannot name a PyTorch module: names that start with "
-     "`_` are PyTorch's own", "rename the stage or block, e.g. `modules_`"),
-], ids=["reshape-to-4-dims-then-bn", "stage-double", "stage-class", "stage-_modules"])
+@pytest.mark.parametrize(
+    "lines,expected,hint",
+    [
+        (
+            ("reshape((3, 4, 8, 32)), bn",),
+            "n.cnn:3:3: error: `reshape` makes a C×H×W tensor or a vector, not 3×4×8×32",
+            "give three dimensions, e.g. reshape((30, 7, 7)), or use flatten",
+        ),
+        (
+            ("stage double { relu }",),
+            "n.cnn:3:3: error: `double` cannot name a PyTorch module: it is an attribute every PyTorch module has",
+            "rename the stage or block, e.g. `double_`",
+        ),
+        (
+            ("relu", "stage class { relu }"),
+            "n.cnn:4:3: error: `class` cannot name a PyTorch module: it is a Python keyword",
+            "rename the stage or block, e.g. `class_`",
+        ),
+        (
+            ("stage _modules { relu }",),
+            "n.cnn:3:3: error: `_modules` cannot name a PyTorch module: names that start with `_` are PyTorch's own",
+            "rename the stage or block, e.g. `modules_`",
+        ),
+    ],
+    ids=["reshape-to-4-dims-then-bn", "stage-double", "stage-class", "stage-_modules"],
+)
 def test_check_refuses_what_the_torch_backend_cannot_build(cli, tmp_path, lines, expected, hint):
     source = tmp_path / "n.cnn"
     source.write_text(_body(*lines))
@@ -131,7 +156,7 @@ def test_a_block_named_like_a_module_attribute_is_refused_where_it_is_called():
 def test_the_reserved_names_cover_every_attribute_of_the_installed_torch():
     from torch import fx, nn
 
-    from cnndsl.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
+    from cnndsl.graph.module_names import MODULE_ATTRIBUTES, why_not_a_module_name
 
     public = {name for name in dir(fx.GraphModule(nn.Module(), fx.Graph())) if not name.startswith("_")}
     assert public <= MODULE_ATTRIBUTES
@@ -140,15 +165,46 @@ def test_the_reserved_names_cover_every_attribute_of_the_installed_torch():
 
 # Every kind that takes one input, on each form of tensor the IR has; a kind missing here fails the test.
 ONE_INPUT = {
-    "conv": "conv(4, k=3, s=2)", "deconv": "deconv(4)", "maxpool": "maxpool(k=3, s=2, p=1, ceil=true)",
-    "avgpool": "avgpool(k=2)", "gap": "gap", "adaptiveavgpool": "adaptiveavgpool(2)", "bn": "bn", "lrn": "lrn",
-    "dropout": "dropout", "fc": "fc(4)", "flatten": "flatten", "reshape": "reshape((1, 1, NUMEL))",
-    "upsample": 'upsample(2, mode="bilinear")', "leakyrelu": "leakyrelu(0.2)", "softmax": "softmax",
-    **{name: name for name in ("relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "mish",
-                               "identity", "layernorm", "layerscale")},
-    "elu": "elu(0.5)", "prelu": "prelu(per_channel=true)", "groupnorm": "groupnorm(2)",
-    "stochasticdepth": "stochasticdepth(0.2)", "chunk": "chunk(2, 1)", "channelshuffle": "channelshuffle(2)",
-    "pixelshuffle": "pixelshuffle(2)", "resize": "resize((3, 5))",
+    "conv": "conv(4, k=3, s=2)",
+    "deconv": "deconv(4)",
+    "maxpool": "maxpool(k=3, s=2, p=1, ceil=true)",
+    "avgpool": "avgpool(k=2)",
+    "gap": "gap",
+    "adaptiveavgpool": "adaptiveavgpool(2)",
+    "bn": "bn",
+    "lrn": "lrn",
+    "dropout": "dropout",
+    "fc": "fc(4)",
+    "flatten": "flatten",
+    "reshape": "reshape((1, 1, NUMEL))",
+    "upsample": 'upsample(2, mode="bilinear")',
+    "leakyrelu": "leakyrelu(0.2)",
+    "softmax": "softmax",
+    **{
+        name: name
+        for name in (
+            "relu",
+            "relu6",
+            "sigmoid",
+            "tanh",
+            "gelu",
+            "silu",
+            "hardswish",
+            "hardsigmoid",
+            "mish",
+            "identity",
+            "layernorm",
+            "layerscale",
+        )
+    },
+    "elu": "elu(0.5)",
+    "prelu": "prelu(per_channel=true)",
+    "groupnorm": "groupnorm(2)",
+    "stochasticdepth": "stochasticdepth(0.2)",
+    "chunk": "chunk(2, 1)",
+    "channelshuffle": "channelshuffle(2)",
+    "pixelshuffle": "pixelshuffle(2)",
+    "resize": "resize((3, 5))",
 }
 JOINS = {"add": "a: relu, relu, add(@a)", "concat": "a: relu, relu, concat(@a)", "mul": "a: relu, sigmoid, mul(@a)"}
 
@@ -168,15 +224,29 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             with torch.no_grad():
                 output = network.to_torch().eval()(torch.randn(2, *network.input_shape))
             assert tuple(output.shape) == (2, *network.graph.nodes[network.graph.graph["outputs"][0][1]]["shape"])
-    assert refused == {"4x6x6": set(), "8": {"conv", "deconv", "maxpool", "avgpool", "gap", "adaptiveavgpool", "lrn",
-                                           "upsample", "resize", "pixelshuffle", "channelshuffle"}}
+    assert refused == {
+        "4x6x6": set(),
+        "8": {
+            "conv",
+            "deconv",
+            "maxpool",
+            "avgpool",
+            "gap",
+            "adaptiveavgpool",
+            "lrn",
+            "upsample",
+            "resize",
+            "pixelshuffle",
+            "channelshuffle",
+        },
+    }
 
 
 # ---- finding 12: imports read only regular .cnn files, and a sandbox bounds where --------------------
 CNNDSL = [sys.executable, "-c", "from cnndsl.cli import main; main()"]
 
 
-def _importer(folder, target: str) -> "os.PathLike":
+def _importer(folder, target: str) -> os.PathLike:
     path = folder / "main.cnn"
     path.write_text(f'import "{target}"\nnetwork main {{\n  input 3x8x8\n  relu\n}}\n')
     return path
@@ -187,8 +257,9 @@ def test_an_import_of_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     main = _importer(tmp_path, "pipe.cnn")
     result = subprocess.run([*CNNDSL, "check", str(main)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[0] == (f"{main}:1:1: error: cannot import 'pipe.cnn': "
-                                             f"{tmp_path / 'pipe.cnn'} is a FIFO, not a .cnn file")
+    assert result.stderr.splitlines()[0] == (
+        f"{main}:1:1: error: cannot import 'pipe.cnn': {tmp_path / 'pipe.cnn'} is a FIFO, not a .cnn file"
+    )
 
 
 def test_an_error_in_a_file_read_from_a_fifo_is_shown_without_opening_it_again(tmp_path):
@@ -205,10 +276,14 @@ def test_an_error_in_a_file_read_from_a_fifo_is_shown_without_opening_it_again(t
     assert stderr.startswith(f"{fifo}:3:3: error: unknown layer `fcc`\nhint: did you mean `fc`?\n")
 
 
-@pytest.mark.parametrize("make", [
-    lambda folder: folder / "secret.txt",
-    lambda folder: (folder / "secret.cnn").symlink_to(folder / "secret.txt") or folder / "secret.cnn",
-], ids=["a-text-file", "a-cnn-link-to-it"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda folder: folder / "secret.txt",
+        lambda folder: (folder / "secret.cnn").symlink_to(folder / "secret.txt") or folder / "secret.cnn",
+    ],
+    ids=["a-text-file", "a-cnn-link-to-it"],
+)
 def test_an_import_of_a_file_that_is_not_cnn_never_shows_its_text(cli, tmp_path, make):
     (tmp_path / "secret.txt").write_text("root:TOPSECRET:0:0\n")
     written = make(tmp_path).name
@@ -216,7 +291,10 @@ def test_an_import_of_a_file_that_is_not_cnn_never_shows_its_text(cli, tmp_path,
     result = cli("check", str(main))
     assert result.exit_code == 1
     assert "TOPSECRET" not in result.stderr + result.stdout
-    assert result.stderr.splitlines()[0] == f"{main}:1:1: error: cannot import '{written}': only .cnn files can be imported"
+    assert (
+        result.stderr.splitlines()[0]
+        == f"{main}:1:1: error: cannot import '{written}': only .cnn files can be imported"
+    )
 
 
 def test_an_import_of_a_device_is_refused_by_its_name(tmp_path):
@@ -229,7 +307,9 @@ def test_an_import_of_a_folder_named_cnn_is_refused(tmp_path):
     (tmp_path / "blocks.cnn").mkdir()
     with pytest.raises(FileProblem) as caught:
         cnndsl.load(_importer(tmp_path, "blocks.cnn"))
-    assert caught.value.message == f"cannot import 'blocks.cnn': {tmp_path / 'blocks.cnn'} is a directory, not a .cnn file"
+    assert (
+        caught.value.message == f"cannot import 'blocks.cnn': {tmp_path / 'blocks.cnn'} is a directory, not a .cnn file"
+    )
 
 
 @pytest.fixture
@@ -242,9 +322,16 @@ def app(tmp_path):
     return tmp_path / "app"
 
 
-@pytest.mark.parametrize("target,admitted", [
-    ("sub/inner.cnn", True), ("../outside.cnn", False), ("link.cnn", False), ("sub/../sub/inner.cnn", True),
-], ids=["below", "above", "a-link-out", "a-detour-that-stays-inside"])
+@pytest.mark.parametrize(
+    "target,admitted",
+    [
+        ("sub/inner.cnn", True),
+        ("../outside.cnn", False),
+        ("link.cnn", False),
+        ("sub/../sub/inner.cnn", True),
+    ],
+    ids=["below", "above", "a-link-out", "a-detour-that-stays-inside"],
+)
 def test_the_sandbox_admits_only_the_importing_files_folder_and_below(app, target, admitted):
     main = _importer(app, target)
     assert cnndsl.load(main).params == 0  # without the sandbox, every one of them loads
@@ -253,18 +340,23 @@ def test_the_sandbox_admits_only_the_importing_files_folder_and_below(app, targe
         return
     with pytest.raises(FileProblem) as caught:
         cnndsl.load(main, sandbox=True)
-    assert caught.value.message == (f"cannot import '{target}': the sandbox admits only files in the importing file's "
-                                    "folder (or below) and the library")
+    assert caught.value.message == (
+        f"cannot import '{target}': the sandbox admits only files in the importing file's "
+        "folder (or below) and the library"
+    )
     assert str(caught.value.pos) == f"{main}:1:1"
 
 
 def test_the_sandbox_admits_the_library_by_name_and_by_path(app):
-    from cnndsl.resources import library_dir
+    from cnndsl.core.resources import library_dir
 
     (app / "by_name.cnn").write_text("import resnet\nnetwork by_name { input 3x8x8\n bottleneck(4) }\n")
-    (app / "by_path.cnn").write_text(f'import "{library_dir() / "resnet.cnn"}"\n'
-                                     "network by_path { input 3x8x8\n bottleneck(4) }\n")
-    assert cnndsl.load(app / "by_name.cnn", sandbox=True).params == cnndsl.load(app / "by_path.cnn", sandbox=True).params
+    (app / "by_path.cnn").write_text(
+        f'import "{library_dir() / "resnet.cnn"}"\nnetwork by_path {{ input 3x8x8\n bottleneck(4) }}\n'
+    )
+    assert (
+        cnndsl.load(app / "by_name.cnn", sandbox=True).params == cnndsl.load(app / "by_path.cnn", sandbox=True).params
+    )
 
 
 def test_the_sandbox_applies_to_each_importing_file(app):
@@ -281,6 +373,8 @@ def test_the_cli_sandbox_flag(cli, app):
     for command in (("check", "--sandbox", str(main)), ("summary", "--sandbox", str(main))):
         result = cli(*command)
         assert result.exit_code == 1
-        assert result.stderr.splitlines()[0] == (f"{main}:1:1: error: cannot import '../outside.cnn': the sandbox "
-                                                 "admits only files in the importing file's folder (or below) and the "
-                                                 "library")
+        assert result.stderr.splitlines()[0] == (
+            f"{main}:1:1: error: cannot import '../outside.cnn': the sandbox "
+            "admits only files in the importing file's folder (or below) and the "
+            "library"
+        )

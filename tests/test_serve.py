@@ -6,6 +6,7 @@ Expected figures are counted by hand or taken from torchvision: AlexNet has 61,1
 4096·1000 + 1000, 4,056,030 fewer: 57,044,810. On a 3×227×227 input its first convolution gives
 ⌊(227 − 11 + 2·2)/4⌋ + 1 = 56, with 64·3·11·11 + 64 = 23,296 parameters.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -44,8 +45,19 @@ def served(tmp_path_factory):
     file = folder / "alexnet.cnn"
     shutil.copy(ROOT / "library" / "alexnet.cnn", file)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", str(file), "-n", "alexnet",
-               "--input", "3x227x227", "--port", "0"]
+    command = [
+        sys.executable,
+        "-c",
+        "from cnndsl.cli import main; main()",
+        "serve",
+        str(file),
+        "-n",
+        "alexnet",
+        "--input",
+        "3x227x227",
+        "--port",
+        "0",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([process.stdout], [], [], 30)
     line = process.stdout.readline() if ready else ""
@@ -82,13 +94,15 @@ def _worked(text: str, **options) -> dict[str, dict]:
     from cnndsl.serve.explain import explain
 
     network = cnndsl.parse(text, **options)
-    return {network.graph.nodes[node]["name"]: dict(explain(network.graph, node)["rows"])
-            for node in network.graph.nodes}
+    return {
+        network.graph.nodes[node]["name"]: dict(explain(network.graph, node)["rows"]) for node in network.graph.nodes
+    }
 
 
 def test_alexnets_first_layer_is_worked_out_as_lecture_notes_do():
-    rows = _worked((ROOT / "library" / "alexnet.cnn").read_text(encoding="utf-8"), network="alexnet",
-                   input=(3, 227, 227))["features.conv1"]
+    rows = _worked(
+        (ROOT / "library" / "alexnet.cnn").read_text(encoding="utf-8"), network="alexnet", input=(3, 227, 227)
+    )["features.conv1"]
     assert rows == {
         "output size": "H = W: ⌊(227 − 11 + 2·2)/4⌋ + 1 = 56  → 64×56×56",
         "parameters": "64·3·11·11 + 64 = 23,296",
@@ -98,8 +112,10 @@ def test_alexnets_first_layer_is_worked_out_as_lecture_notes_do():
 
 
 def test_dilation_ceil_mode_transposed_convolution_norm_and_fc_are_worked_out():
-    rows = _worked("network t { input 3x32x32, conv(8, k=3, d=2, p=2), maxpool(k=3, s=2, ceil=true), "
-                   "deconv(4, k=2, s=2), bn, fc(10) }")
+    rows = _worked(
+        "network t { input 3x32x32, conv(8, k=3, d=2, p=2), maxpool(k=3, s=2, ceil=true), "
+        "deconv(4, k=2, s=2), bn, fc(10) }"
+    )
     assert rows["conv"]["output size"] == "H = W: ⌊(32 + 2·2 − 2·(3 − 1) − 1)/1⌋ + 1 = 32  → 8×32×32"
     assert rows["conv"]["receptive field"] == "H = W: 1 + (3 − 1)·2·1 = 5, jump 1·1 = 1"
     assert rows["maxpool"]["output size"] == "H = W: ⌈(32 − 3 + 2·0)/2⌉ + 1 = 16  → 8×16×16"
@@ -119,9 +135,12 @@ def test_a_grouped_convolution_and_a_layer_without_a_window():
     assert rows["conv"]["parameters"] == "64·(32/4)·3·3 = 4,608"
     assert rows["conv"]["MACs"] == "64·28·28·3·3·8 = 3,612,672"
     assert rows["conv"]["output size"] == "H = W: ⌊(56 − 3 + 2·1)/2⌋ + 1 = 28  → 64×28×28"
-    assert rows["relu"] == {"output size": "64×28×28, the shape it receives", "parameters": "no parameters",
-                            "MACs": "none counted: only convolutions and fully connected layers multiply-accumulate",
-                            "receptive field": "3, as it receives (no window); jump 2"}
+    assert rows["relu"] == {
+        "output size": "64×28×28, the shape it receives",
+        "parameters": "no parameters",
+        "MACs": "none counted: only convolutions and fully connected layers multiply-accumulate",
+        "receptive field": "3, as it receives (no window); jump 2",
+    }
 
 
 def test_one_dot_process_lays_out_diagram_after_diagram_as_graphviz_does():
@@ -208,7 +227,7 @@ def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(analyser
 
 
 def _parse_or_error(parse, text: str):
-    from cnndsl.errors import CnnDslError
+    from cnndsl.core.errors import CnnDslError
 
     try:
         return parse(text)
@@ -218,7 +237,7 @@ def _parse_or_error(parse, text: str):
 
 def test_a_text_parsed_a_definition_at_a_time_has_the_whole_texts_tree_or_error(monkeypatch):
     """parse_text on the whole text is the oracle: the same tree (positions included) or the same error."""
-    from cnndsl.parse_cache import parse_text
+    from cnndsl.front.cache import parse_text
     from cnndsl.serve import parsing
 
     pieces = parsing.PieceParser("net.cnn")
@@ -252,7 +271,7 @@ def test_it_listens_on_the_loopback_address_only(served):
         local, state = row.split()[1], row.split()[3]
         address, port = local.split(":")
         if state == "0A" and int(port, 16) == served.port:  # 0A: LISTEN
-            listening.append(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+            listening.append(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
     assert listening == ["127.0.0.1"]
 
 
@@ -277,8 +296,14 @@ def test_a_write_from_another_site_or_without_an_origin_is_refused_and_the_file_
 
 
 def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
-    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/etc/passwd",
-                 "/static//etc/passwd", "/api/file/../../../etc/passwd"):
+    for path in (
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/etc/passwd",
+        "/static//etc/passwd",
+        "/api/file/../../../etc/passwd",
+    ):
         status, body = _request(served, "GET", path, _own(served))
         assert status == 404 and b"root:" not in body and b"import" not in body, path
     assert _request(served, "GET", "/static/codemirror.js", _own(served))[0] == 200
@@ -286,9 +311,21 @@ def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
 
 def test_ctrl_c_stops_the_server_quietly(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, "-c", "from cnndsl.cli import main; main()", "serve",
-                                str(tmp_path / "net.cnn"), "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from cnndsl.cli import main; main()",
+            "serve",
+            str(tmp_path / "net.cnn"),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     assert "http://127.0.0.1:" in process.stdout.readline()
     time.sleep(0.5)  # a person reads the URL first
     process.send_signal(signal.SIGINT)
@@ -300,8 +337,10 @@ def test_ctrl_c_stops_the_server_quietly(tmp_path):
 def test_a_busy_port_is_a_clear_error(served, cli, tmp_path):
     result = cli("serve", tmp_path / "net.cnn", "--port", served.port)
     assert result.exit_code == 1
-    assert result.stderr == (f"error: cannot listen on 127.0.0.1:{served.port}: Address already in use\n"
-                             "hint: choose another port with --port, or --port 0 for any free one\n")
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{served.port}: Address already in use\n"
+        "hint: choose another port with --port, or --port 0 for any free one\n"
+    )
 
 
 def test_the_file_must_be_a_cnn_file(cli):
@@ -318,8 +357,10 @@ def _chromium() -> str | None:
 def page(served):
     """One headless Chromium for all the browser tests, on the served page."""
     if _chromium() is None:
-        pytest.skip("Chromium is not installed: `apt-get install chromium` (scripts/test does this as root), "
-                    "or set CNNDSL_CHROMIUM to a Chromium binary")
+        pytest.skip(
+            "Chromium is not installed: `apt-get install chromium` (scripts/test does this as root), "
+            "or set CNNDSL_CHROMIUM to a Chromium binary"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium())
@@ -333,8 +374,10 @@ def page(served):
 
 
 def _place_cursor(page, offset: int) -> None:
-    page.evaluate("(offset) => { const view = window.cnndsl.view; view.focus(); "
-                  "view.dispatch({selection: {anchor: offset}}); }", offset)
+    page.evaluate(
+        "(offset) => { const view = window.cnndsl.view; view.focus(); view.dispatch({selection: {anchor: offset}}); }",
+        offset,
+    )
 
 
 def _editor_text(page) -> str:
@@ -350,8 +393,14 @@ def test_the_page_shows_the_files_diagram_and_summary(page, served):
 
 def test_the_page_loads_nothing_from_elsewhere(page, served):
     assert page.requested and all(url.startswith(served.url) for url in page.requested), page.requested
-    assert {url[len(served.url):] for url in page.requested} >= {"", "static/codemirror.js", "static/app.js",
-                                                                 "static/style.css", "api/file", "api/analyse"}
+    assert {url[len(served.url) :] for url in page.requested} >= {
+        "",
+        "static/codemirror.js",
+        "static/app.js",
+        "static/style.css",
+        "api/file",
+        "api/analyse",
+    }
 
 
 def test_a_typo_is_underlined_at_its_line_and_column_within_a_second_and_fixing_it_redraws(page, served):
@@ -388,8 +437,9 @@ def test_clicking_a_layer_shows_its_figures_worked_out_by_hand(page):
     text = _editor_text(page)  # the working follows an edit of the layer: k=11 -> k=7
     start = text.index("k=11") + len("k=")
     _replace(page, start, start + 2, "7")
-    page.wait_for_function("() => document.querySelector('#learner').innerText.includes("
-                           "'⌊(227 − 7 + 2·2)/4⌋ + 1 = 57')", timeout=2000)
+    page.wait_for_function(
+        "() => document.querySelector('#learner').innerText.includes('⌊(227 − 7 + 2·2)/4⌋ + 1 = 57')", timeout=2000
+    )
     assert "64·3·7·7 + 64 = 9,472" in page.inner_text("#learner")
     _replace(page, start, start + 1, "11")
     page.wait_for_function("() => document.querySelector('#learner').innerText.includes('= 23,296')", timeout=2000)
@@ -398,8 +448,11 @@ def test_clicking_a_layer_shows_its_figures_worked_out_by_hand(page):
 
 def _replace(page, start: int, end: int, typed: str) -> None:
     """Select start..end in the editor and type over it, as a user does."""
-    page.evaluate("([from, to]) => { const view = window.cnndsl.view; view.focus(); "
-                  "view.dispatch({selection: {anchor: from, head: to}}); }", [start, end])
+    page.evaluate(
+        "([from, to]) => { const view = window.cnndsl.view; view.focus(); "
+        "view.dispatch({selection: {anchor: from, head: to}}); }",
+        [start, end],
+    )
     page.keyboard.type(typed)
 
 
@@ -407,8 +460,9 @@ def test_ctrl_s_writes_the_editors_text_to_the_file(page, served):
     text = _editor_text(page)
     start = text.index("classes=1000") + len("classes=")
     _replace(page, start, start + 4, "10")
-    page.wait_for_function("() => document.querySelector('table.cnndsl-summary .cnndsl-params')"
-                           ".textContent === '57,044,810'", timeout=2000)
+    page.wait_for_function(
+        "() => document.querySelector('table.cnndsl-summary .cnndsl-params').textContent === '57,044,810'", timeout=2000
+    )
     assert served.file.read_text(encoding="utf-8") == text  # not saved yet
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 3
@@ -423,8 +477,9 @@ def test_a_change_on_disk_reloads_the_editor_and_the_diagram(page, served):
     text = served.file.read_text(encoding="utf-8")
     served.file.write_text(text.replace("conv5x5(192)", "conv5x5(128)", 1), encoding="utf-8")
     page.wait_for_function("() => window.cnndsl.view.state.doc.toString().includes('conv5x5(128)')", timeout=3000)
-    page.wait_for_function("() => document.querySelector('#diagram svg').textContent.includes('conv 5×5, 128')",
-                           timeout=3000)
+    page.wait_for_function(
+        "() => document.querySelector('#diagram svg').textContent.includes('conv 5×5, 128')", timeout=3000
+    )
 
 
 def test_a_screenshot_of_the_page_is_not_blank(page):
@@ -449,8 +504,10 @@ def test_an_edit_remakes_only_the_table_parts_it_changes_and_the_table_is_right(
     start = many.index("fc(10)") + len("fc(")
     _set_text(page, start, start + 2, "12")
     page.wait_for_function("() => document.querySelector('.cnndsl-params').textContent === '172'", timeout=3000)
-    shown = page.evaluate("() => [...document.querySelectorAll('#table tr[data-layer]')]"
-                          ".map((row) => [row.dataset.layer, row.cells[2].textContent])")
+    shown = page.evaluate(
+        "() => [...document.querySelectorAll('#table tr[data-layer]')]"
+        ".map((row) => [row.dataset.layer, row.cells[2].textContent])"
+    )
     assert [name for name, _ in shown] == ["conv", *(f"relu{index}" for index in range(1, 101)), "gap", "fc"]
     assert (shown[0], shown[-1]) == (["conv", "112"], ["fc", "60"])
     assert page.evaluate("() => document.querySelector('#table tr[data-layer]').marked") == 1
@@ -461,5 +518,6 @@ def test_an_edit_remakes_only_the_table_parts_it_changes_and_the_table_is_right(
 
 def _set_text(page, start: int, end: int, text: str) -> None:
     """Replace start..end of the editor's text in one change, as a paste does (typing would auto-indent)."""
-    page.evaluate("([from, to, insert]) => window.cnndsl.view.dispatch({changes: {from, to, insert}})",
-                  [start, end, text])
+    page.evaluate(
+        "([from, to, insert]) => window.cnndsl.view.dispatch({changes: {from, to, insert}})", [start, end, text]
+    )

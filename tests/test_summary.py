@@ -1,14 +1,15 @@
 """The summary answers what torchinfo answers: folded tables, batch and dtype, trainable and buffer counts,
 training memory, and JSON that carries the graph. Expected values come from torch, torchvision or by hand."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from oracles import torchvision_models
 
 import cnndsl
-from oracles import torchvision_models
 
 
 def test_depth_folds_densenet_to_its_blocks_with_their_sums(cli):
@@ -20,7 +21,7 @@ def test_depth_folds_densenet_to_its_blocks_with_their_sums(cli):
     (row,) = [line for line in folded if line.strip().startswith("denseblock1 (folded)")]
     assert row.split()[2:4] == ["256×56×56", f"{block1:,}"]
     rule_lines = [index for index, line in enumerate(folded) if set(line) == {"-"}]
-    rows = [line.split() for line in folded[rule_lines[1] + 1:rule_lines[2]] if len(line.split()) >= 5]
+    rows = [line.split() for line in folded[rule_lines[1] + 1 : rule_lines[2]] if len(line.split()) >= 5]
     assert sum(int(cells[-5].replace(",", "")) for cells in rows) == 7_978_856  # torchvision's densenet121
 
 
@@ -82,12 +83,18 @@ def test_optimizer_state_in_the_training_estimate_is_what_adam_and_momentum_keep
     net = cnndsl.load("lenet5")
     module = net.to_torch(seed=0)
     training = net.summary().totals["training_bytes"]
-    for optimizer, extra in ((torch.optim.Adam(module.parameters()), "adam"),
-                             (torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9), "sgd-momentum")):
+    for optimizer, extra in (
+        (torch.optim.Adam(module.parameters()), "adam"),
+        (torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9), "sgd-momentum"),
+    ):
         module(torch.randn(1, *net.input_shape)).sum().backward()
         optimizer.step()
-        kept = sum(value.numel() * value.element_size() for state in optimizer.state.values()
-                   for key, value in state.items() if key != "step")
+        kept = sum(
+            value.numel() * value.element_size()
+            for state in optimizer.state.values()
+            for key, value in state.items()
+            if key != "step"
+        )
         assert training[extra] - training["sgd"] == kept
 
 
@@ -95,10 +102,13 @@ def test_json_carries_the_graph(cli):
     data = json.loads(cli("summary", "resnet18", "--format", "json").stdout)
     layers = {layer["name"]: layer for layer in data["layers"]}
     # read off library/resnet.cnn: the first basic block adds its body to the stem's output
-    assert layers["layer1.basic1.add"]["inputs"] == [{"name": "layer1.basic1.bn2", "edge": "sequence"},
-                                                     {"name": "stem.maxpool", "edge": "skip"}]
-    assert all(source["name"] in layers or source["name"] == "input"
-               for layer in data["layers"] for source in layer["inputs"])
+    assert layers["layer1.basic1.add"]["inputs"] == [
+        {"name": "layer1.basic1.bn2", "edge": "sequence"},
+        {"name": "stem.maxpool", "edge": "skip"},
+    ]
+    assert all(
+        source["name"] in layers or source["name"] == "input" for layer in data["layers"] for source in layer["inputs"]
+    )
 
 
 @pytest.mark.needs_dot
@@ -115,7 +125,11 @@ def test_list_filters_by_pattern(cli):
     names = [line.split()[0] for line in cli("list", "vgg1?").stdout.splitlines()[1:]]
     assert names == ["vgg11", "vgg13", "vgg16", "vgg19"]
     assert {line.split()[0] for line in cli("list", "densenet").stdout.splitlines()[1:]} == {
-        "densenet121", "densenet161", "densenet169", "densenet201"}
+        "densenet121",
+        "densenet161",
+        "densenet169",
+        "densenet201",
+    }
 
 
 def test_every_public_method_has_a_docstring():

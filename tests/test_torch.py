@@ -1,5 +1,6 @@
 """The PyTorch backend: generated forward code, exact parameters and shapes for every library network,
 readable and stable state_dict names, initialisation, the standalone source file and torch.export."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,14 +9,14 @@ import textwrap
 
 import pytest
 import torch
+from conftest import library_networks
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 import cnndsl
 from cnndsl.backends.torch_source import python_source
-from cnndsl.errors import NameProblem, ValueProblem
+from cnndsl.core.errors import NameProblem, ValueProblem
 from cnndsl.ops import REGISTRY
-from conftest import library_networks
 
 SMALL = """network small { input 3x32x32
     conv3x3(8), bn, relu, maxpool
@@ -40,8 +41,11 @@ def test_library_network_has_the_analysed_parameters_and_every_inferred_shape_at
     assert sum(parameter.numel() for parameter in module.parameters()) == network.params
     module = module.to_empty(device="cpu")
     ShapeProp(module.eval()).propagate(torch.zeros(1, *network.input_shape))
-    computed = {node.meta["cnndsl_node"]: tuple(node.meta["tensor_meta"].shape)
-                for node in module.graph.nodes if "cnndsl_node" in node.meta}
+    computed = {
+        node.meta["cnndsl_node"]: tuple(node.meta["tensor_meta"].shape)
+        for node in module.graph.nodes
+        if "cnndsl_node" in node.meta
+    }
     assert set(computed) == set(network.graph) - {network.graph.graph["input"]}
     for node, shape in computed.items():
         data = network.graph.nodes[node]
@@ -86,9 +90,18 @@ def test_the_forward_is_generated_code_calling_submodules_by_their_hierarchical_
 
 
 # a call of each kind that can follow a conv of 4×4×4 (the kinds whose defaults need a size or a tap say so here)
-AFTER_A_CONV = {"chunk": "chunk(2, 0)", "channelshuffle": "channelshuffle(2)", "fc": "fc(3)", "reshape": "reshape((64,))",
-                "add": "add(@a)", "concat": "concat(@a)", "mul": "mul(@a)", "groupnorm": "groupnorm(2)",
-                "stochasticdepth": "stochasticdepth(0.5)", "resize": "resize((3, 3))"}
+AFTER_A_CONV = {
+    "chunk": "chunk(2, 0)",
+    "channelshuffle": "channelshuffle(2)",
+    "fc": "fc(3)",
+    "reshape": "reshape((64,))",
+    "add": "add(@a)",
+    "concat": "concat(@a)",
+    "mul": "mul(@a)",
+    "groupnorm": "groupnorm(2)",
+    "stochasticdepth": "stochasticdepth(0.5)",
+    "resize": "resize((3, 3))",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(name for name, kind in REGISTRY.items() if kind.called_by_name))
@@ -108,7 +121,8 @@ def test_a_kind_declares_in_place_exactly_where_torch_overwrites_its_input(kind)
 def _overwrites_the_conv_output(module) -> bool:
     seen = {}
     hook = module.get_submodule("conv2").register_forward_hook(
-        lambda _, __, out: seen.update(out=out, before=out.clone()))
+        lambda _, __, out: seen.update(out=out, before=out.clone())
+    )
     with torch.no_grad():
         module(torch.randn(2, 4, 4, 4))
     hook.remove()
@@ -147,8 +161,15 @@ def test_a_stage_named_like_a_module_attribute_is_refused_with_its_position():
 def test_default_initialisation_is_pytorchs_own():
     seeded = cnndsl.parse(SMALL).to_torch(seed=7)
     torch.manual_seed(7)
-    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1),
-                              nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Linear(8, 10))
+    reference = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.Linear(8, 10),
+    )
     ours = [tensor for key, tensor in seeded.state_dict().items() if "num_batches" not in key]
     theirs = [tensor for key, tensor in reference.state_dict().items() if "num_batches" not in key]
     assert [tensor.shape for tensor in ours] == [tensor.shape for tensor in theirs]
@@ -169,8 +190,11 @@ def test_kaiming_initialisation_draws_convolutions_with_the_fan_out_relu_gain_an
 
 def test_zero_init_residual_zeroes_the_last_batchnorm_of_every_residual_body_and_nothing_else():
     module = cnndsl.load("resnet50").to_torch(zero_init_residual=True)
-    zeroed = {f"{name}.weight" for name, layer in module.named_modules()
-              if isinstance(layer, nn.BatchNorm2d) and not layer.weight.any()}
+    zeroed = {
+        f"{name}.weight"
+        for name, layer in module.named_modules()
+        if isinstance(layer, nn.BatchNorm2d) and not layer.weight.any()
+    }
     blocks = [(stage, index) for stage, count in zip((1, 2, 3, 4), (3, 4, 6, 3)) for index in range(1, count + 1)]
     assert zeroed == {f"layer{stage}.bottleneck{index}.bn3.weight" for stage, index in blocks}
     basic = cnndsl.load("resnet18").to_torch(zero_init_residual=True)
@@ -204,7 +228,10 @@ def test_a_seed_reproduces_the_weights_and_leaves_the_global_generator_alone():
 def test_an_unknown_initialisation_is_a_value_problem():
     with pytest.raises(ValueProblem) as caught:
         cnndsl.parse(SMALL).to_torch(init="xavier")
-    assert (caught.value.message, caught.value.hint) == ("unknown initialisation `xavier`", "choose one of default, kaiming")
+    assert (caught.value.message, caught.value.hint) == (
+        "unknown initialisation `xavier`",
+        "choose one of default, kaiming",
+    )
 
 
 # ---- --to python -------------------------------------------------------------------
@@ -289,7 +316,8 @@ def test_channels_last_gives_the_same_outputs_and_keeps_the_memory_format():
     assert module.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
     layer = {}
     handle = module.get_submodule("layer4.basic2.conv2").register_forward_hook(
-        lambda mod, args, out: layer.setdefault("out", out))
+        lambda mod, args, out: layer.setdefault("out", out)
+    )
     result = _outputs(module, images.to(memory_format=torch.channels_last))[0]
     handle.remove()
     assert layer["out"].is_contiguous(memory_format=torch.channels_last)

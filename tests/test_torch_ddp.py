@@ -2,6 +2,7 @@
 one SGD step; both ranks end with the same gradients and weights (BatchNorm's running statistics stay
 per rank until DDP broadcasts rank 0's at the next forward), and those are what one process
 computes by averaging the two ranks' gradients itself."""
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,7 @@ def _train_one_step(rank: int, store: str, results: str) -> None:
         gradients = {name: parameter.grad.clone() for name, parameter in model.module.named_parameters()}
         optimizer.step()
         weights = {name: parameter.detach().clone() for name, parameter in model.module.named_parameters()}
-        torch.save({"loss": loss.item(), "gradients": gradients, "weights": weights},
-                   f"{results}/rank{rank}.pt")
+        torch.save({"loss": loss.item(), "gradients": gradients, "weights": weights}, f"{results}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -71,5 +71,6 @@ def test_ddp_with_two_gloo_processes_agrees_on_gradients_and_updated_weights(tmp
     for name, expected in _averaged_gradients().items():
         tolerance = 1e-5 * expected.abs().max().item()  # thread counts differ: sums in another order
         torch.testing.assert_close(first["gradients"][name], expected, rtol=1e-4, atol=tolerance)
-        torch.testing.assert_close(first["weights"][name], initial[name] - LEARNING_RATE * expected,
-                                   rtol=1e-4, atol=LEARNING_RATE * tolerance)
+        torch.testing.assert_close(
+            first["weights"][name], initial[name] - LEARNING_RATE * expected, rtol=1e-4, atol=LEARNING_RATE * tolerance
+        )

@@ -1,5 +1,6 @@
 """docs/torch.md runs as written: its python blocks in order in one namespace, its console commands print
 what it shows, and its code excerpts are in the code generated so far."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """`--to python`: the generated file is safe whatever the source's names, and reads like hand-written
 PyTorch while holding the same function and state_dict as `to_torch()`."""
+
 from __future__ import annotations
 
 import ast
@@ -10,13 +11,12 @@ import sys
 
 import pytest
 import torch
+from conftest import library_networks
 
 import cnndsl
 from cnndsl.backends.torch import standalone_source, write_python
 from cnndsl.backends.torch_source import class_name, python_source
-from cnndsl.errors import CnnDslError, NameProblem
-from conftest import library_networks
-
+from cnndsl.core.errors import CnnDslError, NameProblem
 
 # One worker runs this file: the module-scoped `generated` fixture writes 83 files (a minute of CPU), once, not
 # once in each of pytest-xdist's workers (scripts/test runs with --dist loadgroup).
@@ -58,8 +58,9 @@ network None { input 3x8x8
         assert torch.equal(written.eval()(images), module(images))
 
 
-@pytest.mark.parametrize("declaration, call", [("block def(c)", "def(4)"), ("block None(c)", "None(4)"),
-                                               ("block double(c)", "double(4)")])
+@pytest.mark.parametrize(
+    "declaration, call", [("block def(c)", "def(4)"), ("block None(c)", "None(4)"), ("block double(c)", "double(4)")]
+)
 def test_a_block_named_like_a_python_keyword_or_a_module_method_is_a_located_error(tmp_path, declaration, call):
     source = f"{declaration} {{ conv3x3(c) }}\nnetwork n {{ input 3x8x8\n  {call}\n}}"
     with pytest.raises(NameProblem) as caught:
@@ -148,18 +149,50 @@ def test_the_generated_module_trains_its_in_place_sums_overwrite_nothing_backwar
 # (ResNet-50 and ResNet-152, the eight VGGs) trace alike, the numbers being constants of the graph. So the smallest
 # network of each such group is compiled (tracing all 83 takes 190 s of CPU), and a test below checks that every
 # library network's forward code is among theirs: a network with code of its own must join this list.
-COMPILED = ["alexnet", "alexnet_paper", "convnext_tiny", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50",
-            "densenet121", "efficientnet_b0", "efficientnet_v2_s", "fcn8s", "fcn_resnet50", "googlenet",
-            "googlenet_aux", "inception_v3", "lenet5", "lraspp_mobilenet_v3_large", "mnasnet0_5", "mobilenet_v1",
-            "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_x_800mf", "regnet_x_8gf",
-            "regnet_y_32gf", "regnet_y_800mf", "resnet18", "resnet50", "se_resnet50", "shufflenet_v2_x0_5",
-            "squeezenet1_0", "unet", "vgg11", "xception", "yolov1"]
+COMPILED = [
+    "alexnet",
+    "alexnet_paper",
+    "convnext_tiny",
+    "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_resnet50",
+    "densenet121",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "fcn8s",
+    "fcn_resnet50",
+    "googlenet",
+    "googlenet_aux",
+    "inception_v3",
+    "lenet5",
+    "lraspp_mobilenet_v3_large",
+    "mnasnet0_5",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "regnet_x_800mf",
+    "regnet_x_8gf",
+    "regnet_y_32gf",
+    "regnet_y_800mf",
+    "resnet18",
+    "resnet50",
+    "se_resnet50",
+    "shufflenet_v2_x0_5",
+    "squeezenet1_0",
+    "unet",
+    "vgg11",
+    "xception",
+    "yolov1",
+]
 
 
 def _forward_code(text: str) -> frozenset:
     """The file's forward methods, their numbers blanked."""
-    return frozenset(re.sub(r"\d+", "0", ast.unparse(node)) for node in ast.walk(ast.parse(text))
-                     if isinstance(node, ast.FunctionDef) and node.name == "forward")
+    return frozenset(
+        re.sub(r"\d+", "0", ast.unparse(node))
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef) and node.name == "forward"
+    )
 
 
 def test_every_library_networks_forward_code_is_compiled_by_one_network_of_the_list(generated):
@@ -174,8 +207,9 @@ def test_torch_compile_captures_the_generated_module_in_one_graph(generated, nam
     without inductor's code generation, which would take minutes on two cores."""
     network, reference, written = _written(generated, name)
     written.load_state_dict(reference.state_dict(), assign=True)
-    _same_outputs(torch.compile(written.eval(), fullgraph=True, backend="eager"), reference,
-                  torch.randn(2, *network.input_shape))
+    _same_outputs(
+        torch.compile(written.eval(), fullgraph=True, backend="eager"), reference, torch.randn(2, *network.input_shape)
+    )
 
 
 def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
@@ -228,8 +262,10 @@ def test_forwards_write_residual_and_dense_joins_as_pytorch_users_do(generated):
 """
     assert bottleneck in _file(generated, "resnet50")
     assert "        out = self.conv2(out)\n        return torch.cat([x, out], 1)\n" in _file(generated, "densenet121")
-    assert ("        branch4 = self.branch4(x)\n        return torch.cat([branch1, branch2, branch3, branch4], 1)\n"
-            in _file(generated, "googlenet"))
+    assert (
+        "        branch4 = self.branch4(x)\n        return torch.cat([branch1, branch2, branch3, branch4], 1)\n"
+        in _file(generated, "googlenet")
+    )
 
 
 def _is_the_member(written, params: int, member: str) -> None:
@@ -274,7 +310,10 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
     for folder in ("one", "two/deeper"):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "n.cnn").write_text(source)
-        assert cli("compile", tmp_path / folder / "n.cnn", "--to", "python", "-o", tmp_path / folder / "n.py").exit_code == 0
+        assert (
+            cli("compile", tmp_path / folder / "n.cnn", "--to", "python", "-o", tmp_path / folder / "n.py").exit_code
+            == 0
+        )
         outputs.append((tmp_path / folder / "n.py").read_bytes())
     assert outputs[0] == outputs[1]
     assert str(tmp_path).encode() not in outputs[0]
@@ -284,7 +323,7 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
 def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file(generated):
     """resnet18: the basic block, the family and its own line; not the bottleneck, not resnet50's line."""
     text = _file(generated, "resnet18")
-    quoted = text[text.index("Its source, from library/resnet.cnn:"): text.index('"""', 3)]
+    quoted = text[text.index("Its source, from library/resnet.cnn:") : text.index('"""', 3)]
     assert "    block basic(c, s=1, groups=1, width=64, d=1) {\n        residual {\n" in quoted
     assert "\n    network resnet(depths=[2, 2, 2, 2], unit=basic," in quoted
     assert quoted.rstrip().endswith("    network resnet18 = resnet([2, 2, 2, 2], basic)")
@@ -293,22 +332,31 @@ def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file
 
 def test_a_block_from_an_imported_file_is_quoted_under_that_files_name(tmp_path):
     (tmp_path / "blocks.cnn").write_text("# shared\nblock pair(c) { conv3x3(c), relu }\nblock unused { relu }\n")
-    (tmp_path / "net.cnn").write_text('import "blocks.cnn"\nnetwork n { input 3x8x8\n  pair(4) }\n'
-                                      "network other { input 3x8x8\n  relu }\n")
+    (tmp_path / "net.cnn").write_text(
+        'import "blocks.cnn"\nnetwork n { input 3x8x8\n  pair(4) }\nnetwork other { input 3x8x8\n  relu }\n'
+    )
     text = standalone_source(cnndsl.load(tmp_path / "net.cnn", network="n"))
-    assert ("Its source, from net.cnn:\n\n    # from blocks.cnn\n    block pair(c) { conv3x3(c), relu }\n\n"
-            "    network n { input 3x8x8\n      pair(4) }\n\"\"\"") in text
+    assert (
+        "Its source, from net.cnn:\n\n    # from blocks.cnn\n    block pair(c) { conv3x3(c), relu }\n\n"
+        '    network n { input 3x8x8\n      pair(4) }\n"""'
+    ) in text
 
 
 def test_prelu_keeps_its_initial_slope_and_its_count_in_both_layouts(tmp_path):
     """nn.PReLU's repr leaves `init` out; the file writes it, so a fresh class starts where to_torch() does."""
-    source = ("block b(c) { conv3x3(c), prelu(per_channel=true, init=0.1) }\n"
-              "network n { input 3x8x8\n b(8), b(8), conv3x3(4), prelu(init=0.3), prelu }")
+    source = (
+        "block b(c) { conv3x3(c), prelu(per_channel=true, init=0.1) }\n"
+        "network n { input 3x8x8\n b(8), b(8), conv3x3(4), prelu(init=0.3), prelu }"
+    )
     network = cnndsl.parse(source, file="n.cnn")
     written = _import(write_python(network, tmp_path / "net.py")).N()
     slopes = {key: value for key, value in written.state_dict().items() if "prelu" in key}
-    expected = {"b1.prelu.weight": torch.full((8,), 0.1), "b2.prelu.weight": torch.full((8,), 0.1),
-                "prelu1.weight": torch.full((1,), 0.3), "prelu2.weight": torch.full((1,), 0.25)}
+    expected = {
+        "b1.prelu.weight": torch.full((8,), 0.1),
+        "b2.prelu.weight": torch.full((8,), 0.1),
+        "prelu1.weight": torch.full((1,), 0.3),
+        "prelu2.weight": torch.full((1,), 0.25),
+    }
     assert slopes.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(slopes[key], value), key

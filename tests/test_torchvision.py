@@ -2,6 +2,7 @@
 the weights of torchvision's own module (saved with `torch.save(model.state_dict(), path)`), computes what
 torchvision's module computes, through `to_torch(weights=path)` and through the ONNX file that
 `cnndsl compile NAME --to onnx --weights path` writes, run in onnxruntime."""
+
 from __future__ import annotations
 
 import contextlib
@@ -81,8 +82,11 @@ def _calibrate_norms(model: torch.nn.Module, images: torch.Tensor, generator: to
 def _initialisation_skipped():
     """torch.nn.init's functions as no-ops while torchvision builds (every tensor is filled afterwards):
     RegNet computes its widths with torch, so the meta device cannot stand in."""
-    functions = {name: function for name, function in vars(torch.nn.init).items()
-                 if name.endswith("_") and not name.startswith("_") and callable(function)}
+    functions = {
+        name: function
+        for name, function in vars(torch.nn.init).items()
+        if name.endswith("_") and not name.startswith("_") and callable(function)
+    }
     for name in functions:
         setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
     try:
@@ -163,14 +167,27 @@ def test_torchvisions_weights_give_torchvisions_outputs_in_torch_and_onnx(name, 
         # onnxruntime computes in float32 too, in another order: it is held to 1e-4 of the exact (float64)
         # output, or to twice torchvision's own float32 error where a deep network leaves that larger
         # (FCN-ResNet-101: 9.5e-5)
-        _assert_close(_onnx_outputs(target, network.input_name, images.numpy()), exact, f"{name} in onnxruntime",
-                      max(TOLERANCE, 2 * rounding))
+        _assert_close(
+            _onnx_outputs(target, network.input_name, images.numpy()),
+            exact,
+            f"{name} in onnxruntime",
+            max(TOLERANCE, 2 * rounding),
+        )
         target.unlink()
     checkpoint.unlink()
 
 
 def test_the_harness_covers_the_classics_and_whatever_the_library_adds():
     """The list is computed, not written down: a network the library adds under a torchvision name joins it."""
-    assert {"alexnet", "googlenet", "resnet50", "densenet121", "vgg16_bn", "squeezenet1_1", "mobilenet_v2",
-            "resnext50_32x4d", "wide_resnet50_2"} <= set(NAMED_LIKE_TORCHVISION)
+    assert {
+        "alexnet",
+        "googlenet",
+        "resnet50",
+        "densenet121",
+        "vgg16_bn",
+        "squeezenet1_1",
+        "mobilenet_v2",
+        "resnext50_32x4d",
+        "wide_resnet50_2",
+    } <= set(NAMED_LIKE_TORCHVISION)
     assert "lenet5" not in NAMED_LIKE_TORCHVISION and "googlenet_aux" not in NAMED_LIKE_TORCHVISION

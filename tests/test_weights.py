@@ -1,6 +1,7 @@
 """Trained weights in: every checkpoint format and wrapping, matching by name and by structure against
 hand-written torch modules (the oracle), refusals with their exact messages and positions, strict=False,
 torchvision's published weights through torch.hub's cache (offline), timm's state dicts, and the CLI."""
+
 from __future__ import annotations
 
 import re
@@ -11,15 +12,15 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from conftest import library_networks
 from oracles import torchvision_models
 from safetensors.numpy import load_file as load_safetensors
 from safetensors.torch import save_file
 from torch import nn
 
 import cnndsl
-from cnndsl.errors import FileProblem, ValueProblem
-from cnndsl.weights import PartialWeights
-from conftest import library_networks
+from cnndsl.core.errors import FileProblem, ValueProblem
+from cnndsl.weights.checkpoint import PartialWeights
 
 SMALL = """network small { input 3x16x16
     conv3x3(8), bn, relu
@@ -47,8 +48,14 @@ class Plain(nn.Module):
 
     def __init__(self, classes: int = 10):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(8, classes)
 
     def forward(self, x):
@@ -100,8 +107,9 @@ def _refusal(network, weights) -> ValueProblem:
 
 
 # ---- formats and wrappings ------------------------------------------------------------------------
-@pytest.mark.parametrize("form", ["module", "state_dict", ".pt", ".pth", ".safetensors", "wrapped state_dict",
-                                  "wrapped model", "ddp prefix"])
+@pytest.mark.parametrize(
+    "form", ["module", "state_dict", ".pt", ".pth", ".safetensors", "wrapped state_dict", "wrapped model", "ddp prefix"]
+)
 def test_every_checkpoint_form_loads_by_structure_and_computes_what_the_torch_module_does(small, tmp_path, form):
     _, network, reference = small
     state = reference.state_dict()
@@ -181,10 +189,15 @@ def test_the_onnx_file_takes_the_same_weights(small, tmp_path, cli):
 def test_a_checkpoint_of_another_architecture_is_refused_at_the_first_layer_that_differs():
     network = cnndsl.load("resnet50", input=(3, 64, 64))
     error = _refusal(network, torchvision_models().resnet18().state_dict())
-    assert error.message == ("layer `layer1.bottleneck1.conv1` needs `layer1.bottleneck1.conv1.weight` of shape "
-                             "64×64×1×1; the state_dict has no tensor of that shape for it")
+    assert error.message == (
+        "layer `layer1.bottleneck1.conv1` needs `layer1.bottleneck1.conv1.weight` of shape "
+        "64×64×1×1; the state_dict has no tensor of that shape for it"
+    )
     lines = Path(error.pos.file).read_text().splitlines()
-    assert (Path(error.pos.file).name, lines[error.pos.line - 1][error.pos.column - 1:]) == ("resnet.cnn", "conv1x1(inner), bn, relu")
+    assert (Path(error.pos.file).name, lines[error.pos.line - 1][error.pos.column - 1 :]) == (
+        "resnet.cnn",
+        "conv1x1(inner), bn, relu",
+    )
     assert error.hint.startswith("was it saved from this network, with the same options (-p, --input)? (")
     assert error.hint.endswith(" more: `cnndsl weights NETWORK CHECKPOINT` lists them all)")
 
@@ -193,7 +206,9 @@ def test_a_missing_layer_is_refused_with_its_position(small):
     path, network, reference = small
     state = {key: value for key, value in reference.state_dict().items() if not key.startswith("head")}
     error = _refusal(network, state)
-    assert error.message == "layer `fc` needs `fc.weight` of shape 10×8; the state_dict has no tensor of that shape for it"
+    assert (
+        error.message == "layer `fc` needs `fc.weight` of shape 10×8; the state_dict has no tensor of that shape for it"
+    )
     assert (error.pos.file, error.pos.line, error.pos.column) == (str(path), 4, 10)
 
 
@@ -202,8 +217,9 @@ def test_a_transposed_weight_is_refused_naming_both_shapes(small):
     state = dict(reference.state_dict())
     state["head.weight"] = state["head.weight"].t().contiguous()
     error = _refusal(network, state)
-    assert error.message == ("layer `fc` needs `fc.weight` of shape 10×8; in its place the state_dict has "
-                             "`head.weight` of shape 8×10")
+    assert error.message == (
+        "layer `fc` needs `fc.weight` of shape 10×8; in its place the state_dict has `head.weight` of shape 8×10"
+    )
 
 
 def test_a_shared_name_of_another_shape_is_refused(small):
@@ -228,11 +244,14 @@ class SeparateLists(nn.Module):
 def test_two_same_shaped_layers_the_structure_cannot_tell_apart_are_refused(small):
     _, network, _ = small
     error = _refusal(network, SeparateLists().state_dict())
-    assert error.message == ("cannot tell whether `norms.0.weight` or `norms.1.weight` of the state_dict is layer "
-                             "`bn1`'s `bn1.weight` (both 8): the shapes fit either way and the checkpoint's order "
-                             "does not say")
-    assert error.hint == ("save the checkpoint under the network's names, or load with strict=False to take what "
-                          "is certain")
+    assert error.message == (
+        "cannot tell whether `norms.0.weight` or `norms.1.weight` of the state_dict is layer "
+        "`bn1`'s `bn1.weight` (both 8): the shapes fit either way and the checkpoint's order "
+        "does not say"
+    )
+    assert error.hint == (
+        "save the checkpoint under the network's names, or load with strict=False to take what is certain"
+    )
     assert (error.pos.line, error.pos.column) == (2, 17)
 
 
@@ -245,8 +264,10 @@ def test_an_integer_or_boolean_tensor_where_floats_belong_is_refused_in_torch_an
     name = str(dtype).removeprefix("torch.")
     for weights, origin in ((state, "the state_dict"), (tmp_path / "w.safetensors", str(tmp_path / "w.safetensors"))):
         error = _refusal(network, weights)
-        assert error.message == (f"{origin} holds `features.0.weight` as {name}; layer `conv1` needs "
-                                 "floating-point values for `conv1.weight`")
+        assert error.message == (
+            f"{origin} holds `features.0.weight` as {name}; layer `conv1` needs "
+            "floating-point values for `conv1.weight`"
+        )
         assert (error.pos.line, error.pos.column) == (2, 5)
     with pytest.raises(ValueProblem, match=f"holds `features.0.weight` as {name}"):
         network.to_onnx(weights=tmp_path / "w.safetensors")
@@ -307,15 +328,27 @@ def test_torchvision_weights_come_from_torch_hubs_cache_under_the_published_name
     network = cnndsl.load("resnet18", input=(3, 64, 64))
     with pytest.raises(FileProblem) as caught:
         network.to_torch(weights="torchvision")
-    assert caught.value.message == (f"torchvision's weights for `resnet18` are not in torch.hub's cache ({cached}) "
-                                    f"and cannot be downloaded from {weights.url}: <urlopen error no network>")
+    assert caught.value.message == (
+        f"torchvision's weights for `resnet18` are not in torch.hub's cache ({cached}) "
+        f"and cannot be downloaded from {weights.url}: <urlopen error no network>"
+    )
     assert caught.value.hint == f"download {weights.url} into {cached.parent} (set TORCH_HOME to use another folder)"
 
     cached.parent.mkdir(parents=True, exist_ok=True)
     torch.save(reference.state_dict(), cached)
     _same_outputs(network.to_torch(weights="torchvision"), reference, shape=(1, 3, 64, 64))
-    result = cli("compile", "resnet18", "--input", "3x64x64", "--to", "onnx", "--weights", "torchvision",
-                 "-o", tmp_path / "r18.onnx")
+    result = cli(
+        "compile",
+        "resnet18",
+        "--input",
+        "3x64x64",
+        "--to",
+        "onnx",
+        "--weights",
+        "torchvision",
+        "-o",
+        tmp_path / "r18.onnx",
+    )
     assert result.exit_code == 0, result.stderr
 
 
@@ -413,10 +446,12 @@ def test_every_example_on_the_page_runs(cli, tmp_path, monkeypatch):
             command, *expected = body.strip("\n").split("\n")
             result = cli(*command.split()[2:])
             assert result.exit_code == 0, result.stderr
-            assert result.stdout.splitlines()[:len(expected)] == expected
+            assert result.stdout.splitlines()[: len(expected)] == expected
     error = _refusal(cnndsl.load("resnet50", input=(3, 64, 64)), tmp_path / "resnet18.pth")
     shown = next(body for kind, body in blocks if kind == "text" and "resnet.cnn:" in body).strip()
-    assert f"{error.pos}: error: {error.message}".endswith(shown.replace("resnet18.pth", str(tmp_path / "resnet18.pth")))
+    assert f"{error.pos}: error: {error.message}".endswith(
+        shown.replace("resnet18.pth", str(tmp_path / "resnet18.pth"))
+    )
 
 
 def _message(action) -> str:
@@ -436,19 +471,22 @@ def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
     torchvision_models()
-    messages = [_message(lambda weights=weights: network.to_torch(weights=weights)) for weights in (
-        transposed,
-        {key: value for key, value in state.items() if not key.startswith("head")},
-        {**state, "extra.weight": torch.zeros(5)},
-        {**own, "extra.weight": torch.zeros(5)},
-        {**own, "fc.weight": torch.zeros(12, 8)},
-        SeparateLists().state_dict(),
-        integer,
-        tmp_path / "no.pt",
-        tmp_path / "absent.pt",
-        tmp_path / "junk.safetensors",
-        3,
-    )]
+    messages = [
+        _message(lambda weights=weights: network.to_torch(weights=weights))
+        for weights in (
+            transposed,
+            {key: value for key, value in state.items() if not key.startswith("head")},
+            {**state, "extra.weight": torch.zeros(5)},
+            {**own, "extra.weight": torch.zeros(5)},
+            {**own, "fc.weight": torch.zeros(12, 8)},
+            SeparateLists().state_dict(),
+            integer,
+            tmp_path / "no.pt",
+            tmp_path / "absent.pt",
+            tmp_path / "junk.safetensors",
+            3,
+        )
+    ]
     messages.append(_message(lambda: cnndsl.load("resnet18").to_torch(weights="torchvision")))
     messages.append(_message(lambda: network.to_torch(weights="torchvision")))
     messages.append(_message(lambda: network.to_torch(weights=state, init="kaiming")))
@@ -489,11 +527,13 @@ def test_a_convnext_block_takes_torchvisions_layer_scale_and_channels_last_linea
     assert torch.equal(module.layerscale, reference.layer_scale)
     _same_outputs(module, reference, shape=(2, 16, 8, 8))
     images = torch.randn(2, 16, 8, 8)
-    session = onnxruntime.InferenceSession(network.to_onnx(weights=reference).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        network.to_onnx(weights=reference).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     with torch.no_grad():
-        np.testing.assert_allclose(session.run(None, {"input": images.numpy()})[0], reference(images).numpy(),
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            session.run(None, {"input": images.numpy()})[0], reference(images).numpy(), rtol=0, atol=1e-5
+        )
 
 
 def test_a_checkpoint_of_many_foreign_tensors_is_refused_quickly(small):
@@ -505,8 +545,11 @@ def test_a_checkpoint_of_many_foreign_tensors_is_refused_quickly(small):
     start = time.process_time()
     error = _refusal(network, foreign)
     assert time.process_time() - start < 10
-    assert re.fullmatch(r"layer `conv1` needs `conv1.weight` of shape 8×3×3×3; in its place the state_dict has "
-                        r"`junk\.\d+\.weight` of shape \d", error.message)
+    assert re.fullmatch(
+        r"layer `conv1` needs `conv1.weight` of shape 8×3×3×3; in its place the state_dict has "
+        r"`junk\.\d+\.weight` of shape \d",
+        error.message,
+    )
     with pytest.raises(ValueProblem):
         cnndsl.load("resnet50", input=(3, 32, 32)).to_torch(weights=foreign)  # 161 layers: place by place
 

@@ -5,14 +5,14 @@ boxes (a layer, a collapsed group, the input, an output, the fork where a skip e
 clusters (the groups drawn open) and links (the edges that remain once repeats and collapsed
 groups stand for their insides).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 import networkx as nx
 
-from ..ir import inputs_of
+from ..graph.ir import inputs_of
 
 EDGE_PRIORITY = ("sequence", "branch", "skip", "concat")  # which kind a merged edge keeps
 
@@ -24,7 +24,7 @@ class Group:
     path: tuple[str, ...]
     kind: str
     label: str
-    children: list["Union[Group, int]"] = field(default_factory=list)
+    children: list[Group | int] = field(default_factory=list)
     nodes: list[int] = field(default_factory=list)
 
     @property
@@ -57,10 +57,10 @@ class Box:
     """One drawn node: a layer, a collapsed run of groups, the input or an output."""
 
     id: str
-    role: str                      # "layer" | "group" | "input" | "output" | "fork"
-    node: Optional[int] = None     # the IR node for layer, input and output boxes
-    run: Optional[Run] = None      # the groups a collapsed box stands for
-    name: str = ""                 # an output's name
+    role: str  # "layer" | "group" | "input" | "output" | "fork"
+    node: int | None = None  # the IR node for layer, input and output boxes
+    run: Run | None = None  # the groups a collapsed box stands for
+    name: str = ""  # an output's name
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Cluster:
 
     id: str
     run: Run
-    members: list["Union[Box, Cluster]"] = field(default_factory=list)
+    members: list[Box | Cluster] = field(default_factory=list)
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Link:
 @dataclass
 class Diagram:
     title: str
-    members: list["Union[Box, Cluster]"]
+    members: list[Box | Cluster]
     links: list[Link]
 
     def boxes(self) -> list[Box]:
@@ -135,20 +135,22 @@ def group_tree(graph: nx.DiGraph) -> Group:
     return root
 
 
-def _first_node(child: "Union[Group, int]") -> int:
+def _first_node(child: Group | int) -> int:
     return child.nodes[0] if isinstance(child, Group) else child
 
 
 # ---- repeats --------------------------------------------------------------------------
-def runs_of(graph: nx.DiGraph, children: list, outputs: set[int],
-            sources: dict[int, list[int]]) -> list["Union[Run, int]"]:
+def runs_of(graph: nx.DiGraph, children: list, outputs: set[int], sources: dict[int, list[int]]) -> list[Run | int]:
     """Children with consecutive repeats gathered into runs (a lone group is a run of one); `sources`: each
     node's `inputs_of`, looked up rather than sorted again for every comparison."""
     result: list = []
     for child in children:
         previous = result[-1] if result else None
-        if isinstance(child, Group) and isinstance(previous, Run) and \
-                _repeats(graph, previous.instances[-1], child, outputs, sources):
+        if (
+            isinstance(child, Group)
+            and isinstance(previous, Run)
+            and _repeats(graph, previous.instances[-1], child, outputs, sources)
+        ):
             previous.instances.append(child)
         else:
             result.append(Run([child]) if isinstance(child, Group) else child)
@@ -186,10 +188,8 @@ def _signature(graph: nx.DiGraph, group: Group, sources: dict[int, list[int]]) -
     signature = []
     for node in group.nodes:
         data = graph.nodes[node]
-        wiring = tuple(
-            (graph.edges[source, node]["kind"], local.get(source, "outside")) for source in sources[node]
-        )
-        signature.append((data["op"], data["attrs"], data["group"][len(group.path):], wiring))
+        wiring = tuple((graph.edges[source, node]["kind"], local.get(source, "outside")) for source in sources[node])
+        signature.append((data["op"], data["attrs"], data["group"][len(group.path) :], wiring))
     return signature
 
 
@@ -205,25 +205,25 @@ def _same_shape_change(graph: nx.DiGraph, before: Group, after: Group, sources: 
     return True
 
 
-def _offset(shape: tuple, origin: tuple) -> Optional[tuple]:
+def _offset(shape: tuple, origin: tuple) -> tuple | None:
     return tuple(a - b for a, b in zip(shape, origin)) if len(shape) == len(origin) else None
 
 
 # ---- the diagram --------------------------------------------------------------------
-def build_diagram(graph: nx.DiGraph, depth: Optional[int] = None, expand: bool = False) -> Diagram:
+def build_diagram(graph: nx.DiGraph, depth: int | None = None, expand: bool = False) -> Diagram:
     """Groups shallower than `depth` drawn open, those at `depth` collapsed to one box each;
     consecutive repeats drawn once with their count unless `expand`."""
     return _Builder(graph, depth, expand).build()
 
 
 class _Builder:
-    def __init__(self, graph: nx.DiGraph, depth: Optional[int], expand: bool):
+    def __init__(self, graph: nx.DiGraph, depth: int | None, expand: bool):
         self.graph = graph
         self.depth = depth
         self.expand = expand
         self.outputs = {node for _, node in graph.graph["outputs"]}
         self.sources = {node: inputs_of(graph, node) for node in graph.nodes}
-        self.stands_for: dict[int, int] = {}        # node in a later repeat -> node in the one before
+        self.stands_for: dict[int, int] = {}  # node in a later repeat -> node in the one before
         self.instance: dict[int, list[tuple[int, int]]] = {}  # node -> [(run id, instance index)]
         self.box_of: dict[int, str] = {}
         self.run_ids = 0
@@ -242,9 +242,11 @@ class _Builder:
         return Diagram(self.graph.graph["name"], members, _enter_through_forks(members, self._links()))
 
     def _members(self, group: Group, level: int) -> list:
-        children = runs_of(self.graph, group.children, self.outputs, self.sources) if not self.expand else [
-            Run([child]) if isinstance(child, Group) else child for child in group.children
-        ]
+        children = (
+            runs_of(self.graph, group.children, self.outputs, self.sources)
+            if not self.expand
+            else [Run([child]) if isinstance(child, Group) else child for child in group.children]
+        )
         members = []
         for child in children:
             if isinstance(child, int):
@@ -293,7 +295,7 @@ class _Builder:
             links.append(Link(self._drawn_edge(node, node)[0], f"output{index}", "sequence"))
         return links
 
-    def _drawn_edge(self, source: int, head: int) -> Optional[tuple[str, str]]:
+    def _drawn_edge(self, source: int, head: int) -> tuple[str, str] | None:
         """The boxes an edge joins once repeats stand for each other; None between two repeats."""
         while True:
             if self._between_repeats(source, head):

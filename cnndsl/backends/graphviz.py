@@ -4,19 +4,19 @@
 decides how it looks: labels from each kind's `label`, colours from its `family`, edge styles by
 kind. Every text from the source goes through `html.escape` into an HTML-like label.
 """
+
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Optional
 
 import graphviz
 
-from ..atomic import write_atomically
-from ..errors import FileProblem, ValueProblem
-from ..ir import input_shapes
+from ..core.atomic import write_atomically
+from ..core.errors import FileProblem, ValueProblem
+from ..core.source_map import source_name
+from ..graph.ir import input_shapes
 from ..ops import REGISTRY, format_shape
-from ..source_map import source_name
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -55,28 +55,58 @@ CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
 )
 
 
-def to_digraph(network, depth: Optional[int] = None, expand: bool = False, shapes: bool = False,
-               cost: bool = False, rankdir: str = "TB") -> graphviz.Digraph:
+def to_digraph(
+    network,
+    depth: int | None = None,
+    expand: bool = False,
+    shapes: bool = False,
+    cost: bool = False,
+    rankdir: str = "TB",
+) -> graphviz.Digraph:
     """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT."""
     if rankdir not in RANKDIRS:
-        raise ValueProblem(f"rankdir must be TB or LR, got {rankdir!r}", hint="TB draws top to bottom, LR left to right")
+        raise ValueProblem(
+            f"rankdir must be TB or LR, got {rankdir!r}", hint="TB draws top to bottom, LR left to right"
+        )
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-        raise ValueProblem(f"depth must be a whole number from 0, got {depth!r}",
-                           hint="0 is one box for the network, 1 one box per stage; leave it out for every layer")
+        raise ValueProblem(
+            f"depth must be a whole number from 0, got {depth!r}",
+            hint="0 is one box for the network, 1 one box per stage; leave it out for every layer",
+        )
     graph = network.graph
     diagram = build_diagram(graph, depth, expand)
-    dot = graphviz.Digraph("cnndsl", graph_attr={
-        "comment": f"source: {source_name(network.file, network.file)}",  # a name, never the machine's path
-        "rankdir": rankdir, "fontname": FONT, "fontsize": "12", "nodesep": "0.25", "ranksep": "0.22",
-        "labelloc": "t", "label": _html(_title(network)), "newrank": "true", "ordering": "in",
-    }, node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled",
-                  "margin": "0.1,0.03", "height": "0.3", "penwidth": "1.2"},
-       edge_attr={"arrowsize": "0.6", "fontname": FONT, "fontsize": "9"})
+    dot = graphviz.Digraph(
+        "cnndsl",
+        graph_attr={
+            "comment": f"source: {source_name(network.file, network.file)}",  # a name, never the machine's path
+            "rankdir": rankdir,
+            "fontname": FONT,
+            "fontsize": "12",
+            "nodesep": "0.25",
+            "ranksep": "0.22",
+            "labelloc": "t",
+            "label": _html(_title(network)),
+            "newrank": "true",
+            "ordering": "in",
+        },
+        node_attr={
+            "fontname": FONT,
+            "fontsize": "11",
+            "shape": "box",
+            "style": "rounded,filled",
+            "margin": "0.1,0.03",
+            "height": "0.3",
+            "penwidth": "1.2",
+        },
+        edge_attr={"arrowsize": "0.6", "fontname": FONT, "fontsize": "9"},
+    )
     painter = _Painter(graph, shapes, cost)
     painter.draw(dot, diagram.members, level=0)
     painter.legend(dot, diagram)
     for link in sorted(diagram.links, key=lambda link: link.beside):  # `ordering=in`: skips right of the main path
-        dot.edge(link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})})
+        dot.edge(
+            link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})}
+        )
     return dot
 
 
@@ -85,8 +115,16 @@ def dot_source(network, **options) -> str:
     return to_digraph(network, **options).source
 
 
-def render(network, target_path, fmt: str, depth: Optional[int] = None, expand: bool = False,
-           shapes: bool = False, cost: bool = False, rankdir: str = "TB") -> Path:
+def render(
+    network,
+    target_path,
+    fmt: str,
+    depth: int | None = None,
+    expand: bool = False,
+    shapes: bool = False,
+    cost: bool = False,
+    rankdir: str = "TB",
+) -> Path:
     """Write the diagram as dot, svg, png or pdf, atomically."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
@@ -107,7 +145,7 @@ def _layout(dot: graphviz.Digraph, fmt: str) -> bytes:
         raise FileProblem(
             f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
             hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
-                 "or write the .dot file and render it elsewhere",
+            "or write the .dot file and render it elsewhere",
         ) from None
     except graphviz.CalledProcessError as error:
         detail = (error.stderr or b"").decode("utf-8", "replace").strip()
@@ -133,8 +171,14 @@ class _Painter:
     def cluster(self, dot: graphviz.Digraph, cluster: Cluster, level: int) -> None:
         style = CLUSTER_STYLES[min(level, len(CLUSTER_STYLES) - 1)]
         with dot.subgraph(name=cluster.id) as sub:
-            sub.attr(label=_html(self.cluster_label(cluster.run)), labeljust="l", fontsize="11",
-                     penwidth="2" if cluster.run.count > 1 else "1", margin="8", **style)
+            sub.attr(
+                label=_html(self.cluster_label(cluster.run)),
+                labeljust="l",
+                fontsize="11",
+                penwidth="2" if cluster.run.count > 1 else "1",
+                margin="8",
+                **style,
+            )
             self.draw(sub, cluster.members, level + 1)
 
     def cluster_label(self, run: Run) -> str:
@@ -155,25 +199,52 @@ class _Painter:
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
         if box.role == "output":
-            dot.node(box.id, _html(f"{_text(box.name)} {_text(format_shape(data['shape']))}"), shape="plain",
-                     style="", fillcolor=fill, color=border)
+            dot.node(
+                box.id,
+                _html(f"{_text(box.name)} {_text(format_shape(data['shape']))}"),
+                shape="plain",
+                style="",
+                fillcolor=fill,
+                color=border,
+            )
             return
         if box.role == "input":
-            dot.node(box.id, _html(f"{_text(data['tap'] or 'input')} {_text(format_shape(data['shape']))}"),
-                     shape="plain", style="", fillcolor=fill, color=border)
+            dot.node(
+                box.id,
+                _html(f"{_text(data['tap'] or 'input')} {_text(format_shape(data['shape']))}"),
+                shape="plain",
+                style="",
+                fillcolor=fill,
+                color=border,
+            )
             return
         tap = f"<i>{_text(data['tap'])}:</i>" if data["tap"] else ""
         head = _text(kind.label(data["attrs"]))
         details = self.details([box.node], data["shape"])
-        attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]),
-                      "class": family}
+        attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]), "class": family}
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
-            dot.node(box.id, _html(f"{tap} {head}" if tap else head), shape="ellipse", height="0.3", margin="0.04,0",
-                     xlabel=_html(_faint(details)) if details else None, **attributes)
+            dot.node(
+                box.id,
+                _html(f"{tap} {head}" if tap else head),
+                shape="ellipse",
+                height="0.3",
+                margin="0.04,0",
+                xlabel=_html(_faint(details)) if details else None,
+                **attributes,
+            )
         elif kind.drawn_as_join:  # a small circle; what does not fit goes beside it
-            dot.node(box.id, _html(head), shape="circle", width="0.3", fixedsize="true", fontsize="14",
-                     margin="0", xlabel=_html(_faint(details)) if details else None, **attributes)
+            dot.node(
+                box.id,
+                _html(head),
+                shape="circle",
+                width="0.3",
+                fixedsize="true",
+                fontsize="14",
+                margin="0",
+                xlabel=_html(_faint(details)) if details else None,
+                **attributes,
+            )
         else:
             lines = [f"{tap} {head}" if tap else head] + ([_faint(details)] if details else [])
             dot.node(box.id, _html("<br/>".join(lines)), **attributes)
@@ -190,8 +261,15 @@ class _Painter:
         family = _main_family(self.graph, run.nodes)
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
-        dot.node(box.id, _html("<br/>".join(lines)), fillcolor=fill, color=border, peripheries="2",
-                 tooltip=graphviz.escape(".".join(run.first.path) or self.graph.graph["name"]), **{"class": "group"})
+        dot.node(
+            box.id,
+            _html("<br/>".join(lines)),
+            fillcolor=fill,
+            color=border,
+            peripheries="2",
+            tooltip=graphviz.escape(".".join(run.first.path) or self.graph.graph["name"]),
+            **{"class": "group"},
+        )
 
     def details(self, nodes: list[int], shape: tuple) -> str:
         parts = [format_shape(shape)] if self.shapes else []
@@ -210,13 +288,15 @@ class _Painter:
         rows = [
             f'<tr><td width="14" height="10" bgcolor="{FAMILIES[family][0]}" border="1" color="{FAMILIES[family][1]}">'
             f'</td><td align="left">{FAMILIES[family][2]}</td></tr>'
-            for family in FAMILIES if family in self.families - {"io"}
+            for family in FAMILIES
+            if family in self.families - {"io"}
         ]
         kinds = {link.kind for link in diagram.links}
         rows += [
             f'<tr><td><font color="{EDGE_STYLES[kind]["color"]}"><b>- -</b></font></td>'
             f'<td align="left">{EDGE_NAMES[kind]}</td></tr>'
-            for kind in EDGE_NAMES if kind in kinds
+            for kind in EDGE_NAMES
+            if kind in kinds
         ]
         if not rows:  # nothing but the input: Graphviz refuses an empty table
             return
@@ -228,18 +308,16 @@ class _Painter:
 
 
 def _title(network) -> str:
-    return f"<b>{_text(network.name)}</b>" + _faint(_text(
-        f"  {_quantity(network.params)} params · {_quantity(network.macs)} MACs"))
+    return f"<b>{_text(network.name)}</b>" + _faint(
+        _text(f"  {_quantity(network.params)} params · {_quantity(network.macs)} MACs")
+    )
 
 
 def _title_of(run: Run) -> str:
     """A block by its call (`bottleneck(64, 1)`), any other group by its name (`layer3`, or
     `dense` for a run of them)."""
     group = run.first
-    if group.kind == "block" or not group.path:
-        name = group.label
-    else:
-        name = group.base if run.count > 1 else group.path[-1]
+    name = group.label if group.kind == "block" or not group.path else group.base if run.count > 1 else group.path[-1]
     title = f"<b>{_text(name)}</b>"
     return title + (f" <b>×{run.count}</b>" if run.count > 1 else "")
 
@@ -264,15 +342,20 @@ def _contents(graph, group) -> str:
             items[-1][1] += 1
         else:
             items.append([name, 1, parallel])
-    words = [f"{count} {name}es" if parallel and count > 1 else name if count == 1 else f"{name} ×{count}"
-             for name, count, parallel in items]
+    words = [
+        f"{count} {name}es" if parallel and count > 1 else name if count == 1 else f"{name} ×{count}"
+        for name, count, parallel in items
+    ]
     return _wrap(words)
 
 
 def _windowed(graph, nodes: list[int]) -> list[int]:
     """The layers that slide a window (convolutions, pooling, fc): what a paper's table lists."""
-    return [node for node in nodes
-            if REGISTRY[graph.nodes[node]["op"]].window(graph.nodes[node]["attrs"], input_shapes(graph, node))]
+    return [
+        node
+        for node in nodes
+        if REGISTRY[graph.nodes[node]["op"]].window(graph.nodes[node]["attrs"], input_shapes(graph, node))
+    ]
 
 
 def _wrap(words: list[str], width: int = 36) -> str:
@@ -309,7 +392,7 @@ def _text(value: str) -> str:
     """Source text made safe inside an HTML-like label, and cut short: `dot` refuses a label over 16,384 characters."""
     value = str(value)
     if len(value) > LONGEST_TEXT:
-        value = value[:LONGEST_TEXT - 1] + "…"
+        value = value[: LONGEST_TEXT - 1] + "…"
     return html.escape(value, quote=True)
 
 

@@ -5,24 +5,26 @@ knows. Values are named after IR nodes (`layer1.bottleneck1.conv1`), initializer
 state_dict keys (`layer1.bottleneck1.conv1.weight`), the input and outputs as the .cnn names them; the batch
 dimension is dynamic and named `batch`. Fresh or `.safetensors` weights never import torch.
 """
+
 from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, external_data_helper, helper
 
-from .. import __version__
-from ..api import memory_bytes
-from ..atomic import write_atomically, write_together
-from ..errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
-from ..ir import walk
+from ..core.atomic import write_atomically, write_together
+from ..core.errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
+from ..core.resources import memory_bytes
+from ..core.source_map import origin, source_name
+from ..core.version import __version__
+from ..graph.ir import walk
 from ..ops import format_shape
-from ..source_map import origin, source_name
 from .onnx_fold import fold_batchnorm
 from .onnx_tensors import Pending, ready, serialized_size
 from .onnx_weights import Weights, filled, uniform, weights_for
@@ -34,8 +36,15 @@ EXTERNAL_BYTES = 1024  # with external data, smaller tensors stay in the model (
 ALIGNMENT = 4096  # external tensors start at page boundaries, so that a runtime may map them from the file
 
 
-def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optional[int] = None,
-                fold_bn: bool = False, strict: bool = True, external_data: Optional[bool] = None) -> list[Path]:
+def export_onnx(
+    network,
+    path: str | Path,
+    weights: Any = None,
+    opset: int | None = None,
+    fold_bn: bool = False,
+    strict: bool = True,
+    external_data: bool | None = None,
+) -> list[Path]:
     """Write the network as an ONNX file, whole or not at all; returns the files written. With external data
     (forced, or by default where one file cannot hold the model) the tensors go to `<file>.data` beside it,
     and the two are written as a pair."""
@@ -48,8 +57,14 @@ def export_onnx(network, path: "str | Path", weights: Any = None, opset: Optiona
     return write_together([path, data], lambda folder: _write_external(model, emitter, folder / path.name, data.name))
 
 
-def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_bn: bool = False,
-                strict: bool = True, external_data: Optional[bool] = None) -> onnx.ModelProto:
+def build_model(
+    network,
+    weights: Any = None,
+    opset: int | None = None,
+    fold_bn: bool = False,
+    strict: bool = True,
+    external_data: bool | None = None,
+) -> onnx.ModelProto:
     """The network as an ONNX model: weights from a checkpoint (cnndsl.weights), else fresh.
 
     With external data (True; None: where one protobuf cannot hold the model) every tensor of 1 KiB or more is
@@ -67,8 +82,9 @@ def build_model(network, weights: Any = None, opset: Optional[int] = None, fold_
     return model
 
 
-def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool,
-                   strict: bool = True) -> "tuple[onnx.ModelProto, Emitter]":
+def _planned_model(
+    network, weights: Any, opset: int | None, fold_bn: bool, strict: bool = True
+) -> tuple[onnx.ModelProto, Emitter]:
     """The model with every node, its initializers declared but not yet made (they wait in the emitter)."""
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_for(network, weights, strict))
@@ -76,15 +92,27 @@ def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool,
     outputs = [emitter.name_output(values[node], name, origin(network, node)) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
-        nodes, network.name,
+        nodes,
+        network.name,
         [_value_info(network.input_name, network.input_shape)],
         [_value_info(name, network.graph.nodes[node]["shape"]) for name, node in network.outputs],
     )
     imports = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(imports),
-                              producer_name="cnndsl", producer_version=__version__)
-    helper.set_model_props(model, {"source": source_name(network.file, network.file), "cnndsl_version": __version__,
-                                   "input_shape": format_shape(network.input_shape).replace("×", "x")})
+    model = helper.make_model(
+        graph,
+        opset_imports=imports,
+        ir_version=helper.find_min_ir_version_for(imports),
+        producer_name="cnndsl",
+        producer_version=__version__,
+    )
+    helper.set_model_props(
+        model,
+        {
+            "source": source_name(network.file, network.file),
+            "cnndsl_version": __version__,
+            "input_shape": format_shape(network.input_shape).replace("×", "x"),
+        },
+    )
     for name, tensor in emitter.initializers.items():
         proto = model.graph.initializer.add()
         proto.name = name
@@ -93,8 +121,9 @@ def _planned_model(network, weights: Any, opset: Optional[int], fold_bn: bool,
     return model, emitter
 
 
-def _choose_storage(network, model: onnx.ModelProto, pending: dict[str, Pending], external_data: Optional[bool],
-                    folder: Optional[Path]) -> bool:
+def _choose_storage(
+    network, model: onnx.ModelProto, pending: dict[str, Pending], external_data: bool | None, folder: Path | None
+) -> bool:
     """Whether the tensors go to external data; a model that cannot be built is refused before any tensor is
     made, pointing at the layer with the largest tensor."""
     size = serialized_size(model, pending)
@@ -102,16 +131,27 @@ def _choose_storage(network, model: onnx.ModelProto, pending: dict[str, Pending]
     where, hint = (largest.pos, "the largest tensor is made here: check its size") if largest else (None, None)
     external = size >= ONNX_BYTES if external_data is None else external_data
     if not external and size >= ONNX_BYTES:
-        raise LimitProblem(f"`{network.name}` makes an ONNX model of {size:,} bytes, more than one ONNX file holds "
-                           f"(protobuf's limit: under {ONNX_BYTES:,} bytes, 2 GiB)", where,
-                           f"{hint}, or let the weights go to a separate file (external_data=True)")
+        raise LimitProblem(
+            f"`{network.name}` makes an ONNX model of {size:,} bytes, more than one ONNX file holds "
+            f"(protobuf's limit: under {ONNX_BYTES:,} bytes, 2 GiB)",
+            where,
+            f"{hint}, or let the weights go to a separate file (external_data=True)",
+        )
     tensors, memory = sum(tensor.nbytes for tensor in pending.values()), memory_bytes() // 2
     if tensors > memory:
-        raise LimitProblem(f"`{network.name}` makes ONNX tensors of {tensors / 2**30:,.1f} GiB, more than half of "
-                           f"this machine's memory holds ({memory / 2**30:,.1f} GiB)", where, hint)
+        raise LimitProblem(
+            f"`{network.name}` makes ONNX tensors of {tensors / 2**30:,.1f} GiB, more than half of "
+            f"this machine's memory holds ({memory / 2**30:,.1f} GiB)",
+            where,
+            hint,
+        )
     if folder is not None and folder.is_dir() and shutil.disk_usage(folder).free < size:
-        raise LimitProblem(f"`{network.name}` makes an ONNX model of {size / 2**30:,.1f} GiB, more than the "
-                           f"{shutil.disk_usage(folder).free / 2**30:,.1f} GiB free in {folder}", where, hint)
+        raise LimitProblem(
+            f"`{network.name}` makes an ONNX model of {size / 2**30:,.1f} GiB, more than the "
+            f"{shutil.disk_usage(folder).free / 2**30:,.1f} GiB free in {folder}",
+            where,
+            hint,
+        )
     return external
 
 
@@ -140,17 +180,19 @@ def _probe(opset: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(imports))
 
 
-def _checked_opset(opset: Optional[int]) -> int:
+def _checked_opset(opset: int | None) -> int:
     if opset is None:
         return default_opset()
     newest = onnx.defs.onnx_opset_version()
     if not OLDEST_OPSET <= opset <= newest:
-        raise ValueProblem(f"ONNX opset {opset} is not one this installation can write",
-                           hint=f"choose {OLDEST_OPSET} to {newest}, or leave --opset out for {default_opset()}")
+        raise ValueProblem(
+            f"ONNX opset {opset} is not one this installation can write",
+            hint=f"choose {OLDEST_OPSET} to {newest}, or leave --opset out for {default_opset()}",
+        )
     return opset
 
 
-def emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
+def emit_nodes(network, emitter: Emitter) -> dict[int, str]:
     """Each IR node's rule, in node order; returns the value that holds each node's output."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}
@@ -161,14 +203,15 @@ def emit_nodes(network, emitter: "Emitter") -> dict[int, str]:
             continue
         arguments = [values[source] for source in sources]
         try:
-            values[node] = emitter.emit(kind, data, arguments, shapes,
-                                        output_names.get(node, data["name"]), origin(network, node))
+            values[node] = emitter.emit(
+                kind, data, arguments, shapes, output_names.get(node, data["name"]), origin(network, node)
+            )
         except CnnDslError as error:
             raise error.at(data["pos"])
     return values
 
 
-def _fill_initializers(graph: onnx.GraphProto, emitter: "Emitter") -> None:
+def _fill_initializers(graph: onnx.GraphProto, emitter: Emitter) -> None:
     """Make each tensor in turn and move its bytes straight into the model (through `numpy_helper.from_array`
     each would be copied twice more, which for VGG's half a gigabyte costs seconds); the recipe is dropped
     as soon as it is used, so the model's weights are held about once."""
@@ -176,7 +219,7 @@ def _fill_initializers(graph: onnx.GraphProto, emitter: "Emitter") -> None:
         proto.raw_data = _little_endian(emitter.initializers.pop(proto.name).array()).tobytes()
 
 
-def _write_external(model: onnx.ModelProto, emitter: "Emitter", path: Path, location: str) -> None:
+def _write_external(model: onnx.ModelProto, emitter: Emitter, path: Path, location: str) -> None:
     """The model at `path` and its tensors of EXTERNAL_BYTES or more in `location` beside it, each written
     straight from its array (no copy of the weights is made) at an offset aligned to ALIGNMENT."""
     with open(path.parent / location, "wb") as stream:
@@ -225,8 +268,10 @@ class Emitter:
         """Run the kind's rule for one IR node and name its result `name`; returns the output value. Each node
         it adds has the layer's origin in the `.cnn` text as its doc_string (Netron shows it)."""
         if name in self.used:
-            raise NameProblem(f"two values of the ONNX graph would be called `{name}`",
-                              hint="rename the tap or output so that it differs from the layer names")
+            raise NameProblem(
+                f"two values of the ONNX graph would be called `{name}`",
+                hint="rename the tap or output so that it differs from the layer names",
+            )
         self.scope, self.pos, first = data["name"], data["pos"], len(self.nodes)
         result = kind.onnx(data["attrs"], shapes, arguments, self)
         for node in self.nodes[first:]:
@@ -253,14 +298,17 @@ class Emitter:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
         return output
 
-    def weight(self, param: str, shape: tuple, bound: Optional[float] = None, fill: Optional[float] = None) -> str:
+    def weight(self, param: str, shape: tuple, bound: float | None = None, fill: float | None = None) -> str:
         """The parameter `<IR node>.<param>` (`<IR node>` for a layer that is one tensor): given, or fresh as
         PyTorch draws it (U(-bound, bound) or `fill`)."""
         name, shape = f"{self.scope}.{param}" if param else self.scope, tuple(shape)
         init = uniform(bound) if fill is None else filled(fill)
         given = self.weights.take(name, shape, _draw_later)  # asked now, in order; a fresh one is drawn later
-        self.initializers[name] = (ready(given, self.pos) if given is not None else
-                                   Pending(shape, np.dtype(np.float32), lambda: init(self.weights.rng, shape), self.pos))
+        self.initializers[name] = (
+            ready(given, self.pos)
+            if given is not None
+            else Pending(shape, np.dtype(np.float32), lambda: init(self.weights.rng, shape), self.pos)
+        )
         self.used.add(name)
         return name
 
@@ -282,8 +330,10 @@ class Emitter:
     def require(self, opset: int, what: str) -> None:
         """Refuse an opset in which this layer cannot be expressed."""
         if self.opset < opset:
-            raise ValueProblem(f"{what} needs ONNX opset {opset} or newer, not {self.opset}",
-                               hint=f"use --opset {opset} or newer, or leave --opset out")
+            raise ValueProblem(
+                f"{what} needs ONNX opset {opset} or newer, not {self.opset}",
+                hint=f"use --opset {opset} or newer, or leave --opset out",
+            )
 
     def _constant(self, label: str, tensor: Pending) -> str:
         name = self._fresh(f"{self.scope}/{label}")

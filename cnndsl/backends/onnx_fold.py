@@ -3,6 +3,7 @@
 In eval mode BatchNorm is the affine map y = (x - mean) · γ / √(var + ε) + β per channel, so a
 convolution feeding only it absorbs it: W' = W · s and b' = (b - mean) · s + β with s = γ / √(var + ε).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -14,8 +15,9 @@ from onnx import helper
 from .onnx_tensors import Pending, once
 
 
-def fold_batchnorm(nodes: list[onnx.NodeProto], initializers: dict[str, Pending],
-                   keep: set[str]) -> list[onnx.NodeProto]:
+def fold_batchnorm(
+    nodes: list[onnx.NodeProto], initializers: dict[str, Pending], keep: set[str]
+) -> list[onnx.NodeProto]:
     """The nodes with every Conv → BatchNormalization pair folded; `initializers` is updated in place.
 
     A pair is folded only where the convolution's output goes nowhere else (`keep` holds graph outputs).
@@ -41,11 +43,13 @@ def _absorb(conv: onnx.NodeProto, norm: onnx.NodeProto, initializers: dict[str, 
     scale = once(lambda: gamma.array().astype(np.float64) / np.sqrt(var.array().astype(np.float64) + epsilon))
     weight = initializers[conv.input[1]]
     initializers[conv.input[1]] = weight.derived(
-        weight.shape, lambda: (weight.array() * scale().reshape(-1, 1, 1, 1)).astype(np.float32))
+        weight.shape, lambda: (weight.array() * scale().reshape(-1, 1, 1, 1)).astype(np.float32)
+    )
     if len(conv.input) > 2:
         bias = initializers[conv.input[2]].array
     else:
         bias = lambda: np.zeros(gamma.shape)  # noqa: E731
         conv.input.append(conv.input[1].rsplit(".", 1)[0] + ".bias")
     initializers[conv.input[2]] = weight.derived(
-        gamma.shape, lambda: ((bias().astype(np.float64) - mean.array()) * scale() + beta.array()).astype(np.float32))
+        gamma.shape, lambda: ((bias().astype(np.float64) - mean.array()) * scale() + beta.array()).astype(np.float32)
+    )

@@ -1,17 +1,18 @@
 """An ONNX model's tensors are made only once the model is known to fit: each initializer is first a shape and
 a recipe, so that the exact size of the model is known before any weight is drawn, loaded or computed.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import onnx
 
-from ..errors import CnnDslError, SourcePos
+from ..core.errors import CnnDslError, SourcePos
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Pending:
     shape: tuple[int, ...]
     dtype: np.dtype
     make: Callable[[], np.ndarray]
-    pos: Optional[SourcePos] = None
+    pos: SourcePos | None = None
 
     @property
     def nbytes(self) -> int:
@@ -34,12 +35,12 @@ class Pending:
         except CnnDslError as error:
             raise error.at(self.pos)
 
-    def derived(self, shape: tuple[int, ...], compute: Callable[[], np.ndarray]) -> "Pending":
+    def derived(self, shape: tuple[int, ...], compute: Callable[[], np.ndarray]) -> Pending:
         """Another float32 initializer computed from others, made as lazily, pointing at the same layer."""
         return Pending(tuple(shape), np.dtype(np.float32), compute, self.pos)
 
 
-def ready(array: np.ndarray, pos: Optional[SourcePos] = None) -> Pending:
+def ready(array: np.ndarray, pos: SourcePos | None = None) -> Pending:
     """A small constant the rule has already made."""
     return Pending(array.shape, array.dtype, lambda: array, pos)
 
@@ -53,8 +54,10 @@ def serialized_size(model: onnx.ModelProto, pending: dict[str, Pending]) -> int:
     """The exact byte size of `model` serialized once each initializer, now without data, holds the bytes
     `pending` describes as raw_data: protobuf's length-prefixed fields computed, not built."""
     graph = model.graph
-    grown = sum(_field(tensor.ByteSize() + _field(pending[tensor.name].nbytes)) - _field(tensor.ByteSize())
-                for tensor in graph.initializer)
+    grown = sum(
+        _field(tensor.ByteSize() + _field(pending[tensor.name].nbytes)) - _field(tensor.ByteSize())
+        for tensor in graph.initializer
+    )
     return model.ByteSize() - _field(graph.ByteSize()) + _field(graph.ByteSize() + grown)
 
 

@@ -3,21 +3,24 @@
 Parameters are keyed by the torch backend's names, `<IR node name>.<param>`. Fresh weights and `.safetensors`
 files never import torch (its import alone costs seconds); only a `.pt` checkpoint or a torch object does.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
 
-from ..weights import arrays, layer_names, layer_of, read, resolve
-from ..weights_match import Slot
+from ..weights.checkpoint import arrays, layer_names, layer_of, read, resolve
+from ..weights.match import Slot
 
 Init = Callable[[np.random.Generator, tuple], np.ndarray]
 
 
 def uniform(bound: float) -> Init:
     """U(-bound, bound), PyTorch's default for conv and linear weights and biases (bound = 1/sqrt(fan_in))."""
+
     def draw(rng: np.random.Generator, shape: tuple) -> np.ndarray:
         values = rng.random(shape, dtype=np.float32)
         values *= 2 * bound
@@ -35,7 +38,7 @@ def filled(value: float) -> Init:
 class Weights:
     """Hands out parameters by name as the emitter asks for them: given (already matched and shaped), else fresh."""
 
-    def __init__(self, given: Optional[Mapping[str, np.ndarray]] = None):
+    def __init__(self, given: Mapping[str, np.ndarray] | None = None):
         self.given = given or {}
         self.rng = np.random.default_rng()
 

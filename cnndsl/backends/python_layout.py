@@ -3,6 +3,7 @@
 
 It covers the statements the source generator writes: one call or expression per line.
 """
+
 from __future__ import annotations
 
 import io
@@ -62,13 +63,21 @@ def _split(text: str, indent: str, inside: bool = False) -> list[str]:
     clause = _comprehension(body)
     if clause is not None and len(inner) + len(body.strip()) > LINE_LENGTH:  # the element, then its `for`
         element = body[:clause].strip()
-        return [head, *[INDENT + part for part in _split(element, inner, True)],
-                *[INDENT + part for part in _split(body[clause:].strip(), inner, True)], tail]
+        return [
+            head,
+            *[INDENT + part for part in _split(element, inner, True)],
+            *[INDENT + part for part in _split(body[clause:].strip(), inner, True)],
+            tail,
+        ]
     items = _top_level_items(body)
     before = head[-2:-1]
     literal = head[-1] in "[{" or not (before.isalnum() or before in "_)]")  # a tuple, list, set or dict
     if len(items) == 1 or (len(inner) + len(body) <= LINE_LENGTH and not literal):  # a literal: one item a line
-        lines = [INDENT + part for part in _split(body.strip(), inner, True)] if len(items) == 1 else [INDENT + body.strip()]
+        lines = (
+            [INDENT + part for part in _split(body.strip(), inner, True)]
+            if len(items) == 1
+            else [INDENT + body.strip()]
+        )
     else:
         lines = [INDENT + part for item in items for part in _split(item + ",", inner, True)]
     return [head, *lines, tail]

@@ -1,15 +1,15 @@
 """The `.cnn` text a generated file quotes: the network's own definition (for `network x = family(...)`,
 the family's and that line) and the blocks it calls, not the rest of the file it was read from."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-from ..errors import CnnDslError
-from ..expand import BlockRef, NetworkRef
-from ..load import Loader, read_source
-from ..source_map import source_name
-from ..syntax import NetworkAlias
+from ..core.errors import CnnDslError
+from ..core.source_map import source_name
+from ..front.load import Loader, read_source
+from ..front.syntax import NetworkAlias
+from ..graph.expand import BlockRef, NetworkRef
 
 
 def network_text(network) -> str:
@@ -20,7 +20,9 @@ def network_text(network) -> str:
     except (CnnDslError, OSError, KeyError):
         return network.source
     texts, files = [], {}
-    for definition in sorted(definitions, key=lambda item: (item.pos.file == network.file, item.pos.file, item.pos.line)):
+    for definition in sorted(
+        definitions, key=lambda item: (item.pos.file == network.file, item.pos.file, item.pos.line)
+    ):
         file = definition.pos.file
         if file not in files:
             files[file] = network.source if file == network.file else read_source(Path(file))
@@ -54,7 +56,7 @@ def _definitions(network) -> list:
     return found
 
 
-def _definition_text(text: str, line: int, column: int, closing: str) -> Optional[str]:
+def _definition_text(text: str, line: int, column: int, closing: str) -> str | None:
     """The whole lines from the definition at (line, column) to the first `closing` bracket that brings the
     depth back to none: its body's `}`, or an alias's `)`; brackets in comments and strings not counted."""
     lines = text.splitlines(keepends=True)

@@ -3,22 +3,22 @@
 Every layer with a module form lives at its IR name (`layer1.bottleneck1.conv1`), so state_dict keys
 are `<IR node name>.<parameter>`. The forward is an fx graph generated once, in data-flow order.
 """
+
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Optional
 
 import networkx as nx
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..atomic import write_atomically
-from ..errors import CnnDslError, ValueProblem
-from ..ir import inputs_of, walk
-from ..source_map import source_name
-from ..weights import load_into
+from ..core.atomic import write_atomically
+from ..core.errors import CnnDslError, ValueProblem
+from ..core.source_map import source_name
+from ..graph.ir import inputs_of, walk
+from ..weights.checkpoint import load_into
 from .torch_classes import _changed, compact_source
 from .torch_source import class_name, forward_expression, input_name, overwritable, python_file, python_source
 
@@ -26,8 +26,14 @@ INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
 
 
-def build_module(network, init: str = "default", zero_init_residual: bool = False,
-                 seed: Optional[int] = None, weights=None, strict: bool = True) -> fx.GraphModule:
+def build_module(
+    network,
+    init: str = "default",
+    zero_init_residual: bool = False,
+    seed: int | None = None,
+    weights=None,
+    strict: bool = True,
+) -> fx.GraphModule:
     """The network as an nn.Module; a `seed` makes initialisation reproducible without touching the global RNG.
 
     `weights` (cnndsl.weights) replace the initialisation: all of it, or with strict=False what they match.
@@ -54,9 +60,10 @@ def _loaded(network, weights, initialising: bool) -> nn.Module:
     """Modules holding every tensor of the checkpoint: built without drawing weights (on the meta device)
     unless a layer keeps buffers no state_dict holds."""
     if initialising:
-        raise ValueProblem("`init`, `zero_init_residual` and `seed` do not apply when every weight comes from "
-                           "the checkpoint", hint="leave them out, or load with strict=False to initialise "
-                           "what the checkpoint lacks")
+        raise ValueProblem(
+            "`init`, `zero_init_residual` and `seed` do not apply when every weight comes from the checkpoint",
+            hint="leave them out, or load with strict=False to initialise what the checkpoint lacks",
+        )
     with torch.device("meta"):
         root = _modules(network)
     if not load_into(root, network, weights, strict=True):
@@ -65,7 +72,7 @@ def _loaded(network, weights, initialising: bool) -> nn.Module:
     return root
 
 
-def write_python(network, path: "str | Path") -> Path:
+def write_python(network, path: str | Path) -> Path:
     """One standalone PyTorch source file defining the network as a class; it needs only torch."""
     return write_atomically(path, standalone_source(network))
 
@@ -99,7 +106,9 @@ def _rebuilt(network, changes: dict):
         if Path(network.file).is_file():
             other = load(network.file, network=network.name, input=network.input_shape, **overrides)
         else:
-            other = parse(network.source, file=network.file, network=network.name, input=network.input_shape, **overrides)
+            other = parse(
+                network.source, file=network.file, network=network.name, input=network.input_shape, **overrides
+            )
         return other, dict(_meta_modules(other).named_modules())
     except CnnDslError:
         return None
@@ -139,7 +148,7 @@ def _shapes(module: nn.Module) -> list:
     return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
 
 
-def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -> Path:
+def write_pt2(network, path: str | Path, module: nn.Module | None = None) -> Path:
     """A torch.export program of `module` (default: a freshly built one) in eval mode, with a dynamic batch;
     the archive records the source by name only (cnndsl.source_map), and is saved through memory so that it
     holds no temp file's name."""
@@ -151,7 +160,7 @@ def write_pt2(network, path: "str | Path", module: Optional[nn.Module] = None) -
     return write_atomically(path, archive.getvalue())
 
 
-def export_program(network, module: nn.Module) -> "torch.export.ExportedProgram":
+def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
     """`torch.export` of the module for inference: eval mode, the batch dimension dynamic."""
     example = torch.zeros(EXPORT_BATCH, *network.input_shape)  # the archive keeps it: the same every time
     batch = torch.export.Dim("batch", min=1)
@@ -251,7 +260,7 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
 class _NamingTracer(fx.proxy.GraphAppendingTracer):
     """Names every fx node after the IR node it computes, so the generated code reads like the source."""
 
-    node_name: Optional[str] = None
+    node_name: str | None = None
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         return super().create_node(kind, target, args, kwargs, name or self.node_name, type_expr)

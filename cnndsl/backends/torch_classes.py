@@ -7,6 +7,7 @@ block's parameters (or the incoming channels) where their values match. Instance
 structure get classes of their own. A network parameter is kept only where expanding the network again
 with it changed changes exactly the numbers it names; the caller checks the result rebuilds the modules.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,11 +16,19 @@ import keyword
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from ..ir import inputs_of
-from .torch_source import (_constructor, _free_name, _initial_value, _variable, class_name, forward_expression,
-                           module_path, parameter_constructor)
+from ..graph.ir import inputs_of
+from .torch_source import (
+    _constructor,
+    _free_name,
+    _initial_value,
+    _variable,
+    class_name,
+    forward_expression,
+    module_path,
+    parameter_constructor,
+)
 
 SLOT = re.compile("\x00(\\d+)\x00")
 KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
@@ -39,14 +48,22 @@ class Code:
     hints: list = field(default_factory=list)
     defaults: dict = field(default_factory=dict)  # slot -> its keyword's default, where it has one
 
-    def render(self, expressions: Optional[dict] = None) -> str:
+    def render(self, expressions: dict | None = None) -> str:
         """The text with each slot's expression, or its value written as Python; a keyword argument whose
         value is its parameter's default (`stride=1`) is left out."""
         expressions = expressions or {}
-        text = KEYWORD_SLOT.sub(lambda match: "" if int(match.group(2)) not in expressions
-                                and _matches(self.defaults.get(int(match.group(2))), self.values[int(match.group(2))])
-                                else match.group(0), self.text)
-        return SLOT.sub(lambda match: expressions.get(int(match.group(1))) or _number(self.values[int(match.group(1))]), text)
+        text = KEYWORD_SLOT.sub(
+            lambda match: (
+                ""
+                if int(match.group(2)) not in expressions
+                and _matches(self.defaults.get(int(match.group(2))), self.values[int(match.group(2))])
+                else match.group(0)
+            ),
+            self.text,
+        )
+        return SLOT.sub(
+            lambda match: expressions.get(int(match.group(1))) or _number(self.values[int(match.group(1))]), text
+        )
 
 
 def _number(value) -> str:
@@ -60,14 +77,14 @@ def compose(template: str, parts: list[Code]) -> Code:
     values, hints, texts, defaults = [], [], [], {}
     for part in parts:
         offset = len(values)
-        texts.append(SLOT.sub(lambda match: f"\x00{int(match.group(1)) + offset}\x00", part.text))
+        texts.append(SLOT.sub(lambda match: f"\x00{int(match.group(1)) + offset}\x00", part.text))  # noqa: B023
         values += part.values
         hints += part.hints
         defaults.update({slot + offset: default for slot, default in part.defaults.items()})
     return Code(template.format(*texts), values, hints, defaults)
 
 
-def module_code(module, name: str, attrs: Optional[dict] = None) -> Code:
+def module_code(module, name: str, attrs: dict | None = None) -> Code:
     """A torch.nn layer's constructor call, its whole numbers as slots named `<layer>_<argument>`."""
     call = ast.parse(_constructor(module, attrs), mode="eval").body
     if not isinstance(call, ast.Call):
@@ -88,7 +105,9 @@ def module_code(module, name: str, attrs: Optional[dict] = None) -> Code:
         hints.append(f"{name}_{argument}")
         return ast.Name(id=f"SLOT{len(values) - 1}SLOT")
 
-    call.args = [slot(arg, names[index] if index < len(names) else f"arg{index}") for index, arg in enumerate(call.args)]
+    call.args = [
+        slot(arg, names[index] if index < len(names) else f"arg{index}") for index, arg in enumerate(call.args)
+    ]
     defaults = {}
     for argument in call.keywords:
         argument.value = slot(argument.value, argument.arg)
@@ -103,7 +122,11 @@ def _whole(node) -> Any:
     """A number an instance may differ in: a whole number, a tuple of them, or a real (a dropout's `p`)."""
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
-    if isinstance(node, ast.Tuple) and node.elts and all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts):
+    if (
+        isinstance(node, ast.Tuple)
+        and node.elts
+        and all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts)
+    ):
         return tuple(e.value for e in node.elts)
     return None
 
@@ -171,7 +194,7 @@ class Compact:
                     self._resolve(template)
 
     # ---- structure -------------------------------------------------------------------
-    def _ends(self, path) -> Optional[tuple[int, int]]:
+    def _ends(self, path) -> tuple[int, int] | None:
         """(the one node feeding the group, its one output node), or None if it has more of either."""
         inside = self.members[path]
         sources = {source for node in inside for source in self.graph.pred[node] if source not in inside}
@@ -191,8 +214,15 @@ class Compact:
             changed = False
             for path in groups:
                 height = max((heights[child] + 1 for _, child in self._callable_below(path)), default=0)
-                same = [other for other in groups if self._base(other) == self._base(path)
-                        and "call" in self.graph.graph["groups"][other]] if "call" in self.graph.graph["groups"][path] else []
+                same = (
+                    [
+                        other
+                        for other in groups
+                        if self._base(other) == self._base(path) and "call" in self.graph.graph["groups"][other]
+                    ]
+                    if "call" in self.graph.graph["groups"][path]
+                    else []
+                )
                 height = max([height, *(heights[other] for other in same)])
                 if height != heights[path]:
                     heights[path], changed = height, True
@@ -238,7 +268,9 @@ class Compact:
             elif child in self.codes:
                 lines.append(_assign(owner, child[-1]))
                 parts.append(self.codes[child])
-            elif child in self.members and any(self.graph.nodes[n]["name"] in self.modules for n in self.members[child]):
+            elif child in self.members and any(
+                self.graph.nodes[n]["name"] in self.modules for n in self.members[child]
+            ):
                 lines.append(_assign(owner, child[-1]).replace("{}", "nn.Module()"))
                 more, more_parts = self.init_code(child, module_path(owner, child[-1]))
                 lines += more
@@ -248,7 +280,9 @@ class Compact:
     def _parameter_code(self, name: str, leaf: str) -> Code:
         """`nn.Parameter(torch.full((c, 1, 1), fill))`, its sizes as slots."""
         shape = tuple(self.parameters[name].shape)
-        text = parameter_constructor([f"\x00{index}\x00" for index in range(len(shape))], _initial_value(self.network, name))
+        text = parameter_constructor(
+            [f"\x00{index}\x00" for index in range(len(shape))], _initial_value(self.network, name)
+        )
         return Code(text, list(shape), [f"{leaf}_channels"] * len(shape))
 
     def forward_lines(self, items: list[Item], first: int, outputs: list[int], in_class: bool) -> list[str]:
@@ -303,12 +337,18 @@ class Compact:
         source, output = self.ends[path]
         items = self.items(path)
         direct = all(item.name.count(".") == 0 for item in items)
-        chain = direct and all(item.inputs == [items[index - 1].output if index else source]
-                               for index, item in enumerate(items))
+        chain = direct and all(
+            item.inputs == [items[index - 1].output if index else source] for index, item in enumerate(items)
+        )
         block = "call" in self.graph.graph["groups"][path]  # a block definition is always a class
-        repeated = self.graph.graph["groups"][path]["kind"] == "stage" and all(item.kind == "node" for item in items) and sum(
-            self._base(other) == self._base(path) for other in self.ends if self.ends[other]) > 1
-        if chain and not block and not repeated and all(self._plain_call(item) for item in items):  # a repeated stage of layers: a class
+        repeated = (
+            self.graph.graph["groups"][path]["kind"] == "stage"
+            and all(item.kind == "node" for item in items)
+            and sum(self._base(other) == self._base(path) for other in self.ends if self.ends[other]) > 1
+        )
+        if (
+            chain and not block and not repeated and all(self._plain_call(item) for item in items)
+        ):  # a repeated stage of layers: a class
             self.codes[path] = self._sequential(items)
             return
         lines, parts = self.init_code(path)
@@ -348,9 +388,14 @@ class Compact:
         return derived
 
     def _sequential(self, items: list[Item]) -> Code:
-        codes = [self.codes[item.key] if item.kind == "group" else
-                 module_code(self.modules[self.graph.nodes[item.key]["name"]], item.name, self.graph.nodes[item.key]["attrs"])
-                 for item in items]
+        codes = [
+            self.codes[item.key]
+            if item.kind == "group"
+            else module_code(
+                self.modules[self.graph.nodes[item.key]["name"]], item.name, self.graph.nodes[item.key]["attrs"]
+            )
+            for item in items
+        ]
         bases = {self._base(item.key) if item.kind == "group" else None for item in items}
         if all(item.kind == "group" for item in items) and len(bases) == 1:
             return self._loops(bases.pop(), codes)
@@ -366,8 +411,11 @@ class Compact:
         runs, start = [], 0
         while start < len(codes):
             end = start + 1
-            while (end < len(codes) and codes[end].text == codes[start].text
-                   and _steps_evenly([code.values for code in codes[start : end + 1]])):
+            while (
+                end < len(codes)
+                and codes[end].text == codes[start].text
+                and _steps_evenly([code.values for code in codes[start : end + 1]])
+            ):
                 end += 1
             if end - start == 2 and codes[start].values != codes[start + 1].values:
                 end -= 1  # two that differ are two entries, not a progression
@@ -382,21 +430,35 @@ class Compact:
                 continue
             following = run[1].values if len(run) > 1 else run[0].values
             values, steps = run[0].values, [b - a if type(a) is int else 0 for a, b in zip(run[0].values, following)]
-            listed = [index for index, value in enumerate(values)  # reals that differ (a dropout's p): iterated over
-                      if type(value) is float and len({code.values[index] for code in run}) > 1]
+            listed = [
+                index
+                for index, value in enumerate(values)  # reals that differ (a dropout's p): iterated over
+                if type(value) is float and len({code.values[index] for code in run}) > 1
+            ]
             names = {index: _python_name(run[0].hints[index]) for index in listed}
             slots = []
             for index, (value, step) in enumerate(zip(values, steps)):
-                slots.append(Code(names[index]) if index in listed else
-                             Code("\x000\x00", [value], [run[0].hints[index]]) if not step else
-                             Code("\x000\x00 + \x001\x00 * i", [value, step], [run[0].hints[index], "step"]))
+                slots.append(
+                    Code(names[index])
+                    if index in listed
+                    else Code("\x000\x00", [value], [run[0].hints[index]])
+                    if not step
+                    else Code("\x000\x00 + \x001\x00 * i", [value, step], [run[0].hints[index], "step"])
+                )
             text = SLOT.sub(lambda match: "{}", run[0].text)
             if listed:
                 columns = [f"({', '.join(repr(code.values[index]) for code in run)})" for index in listed]
                 target = ", ".join(names.values())
                 iterable = columns[0] if len(columns) == 1 else f"zip({', '.join(columns)})"
-                loop = (f"i, {target} in enumerate({iterable})" if len(listed) == 1 else
-                        f"i, ({target}) in enumerate({iterable})") if any(steps) else f"{target} in {iterable}"
+                loop = (
+                    (
+                        f"i, {target} in enumerate({iterable})"
+                        if len(listed) == 1
+                        else f"i, ({target}) in enumerate({iterable})"
+                    )
+                    if any(steps)
+                    else f"{target} in {iterable}"
+                )
                 pieces.append("*({} for " + loop + ")")
                 parts.append(compose(text, slots))
                 continue
@@ -428,34 +490,65 @@ class Compact:
         first = next(instance for instance in template.instances if None not in instance.code.values)
         expressions, params, extra = {}, [], []
         for slot in range(len(first.code.values)):
-            having = [(instance, instance.code.values[slot]) for instance in template.instances
-                      if instance.code.values[slot] is not None]  # an optional submodule's numbers: where it is
+            having = [
+                (instance, instance.code.values[slot])
+                for instance in template.instances
+                if instance.code.values[slot] is not None
+            ]  # an optional submodule's numbers: where it is
             if len({value for _, value in having}) == 1:
                 continue
-            name = next((name for name in _preferred(first.candidates, first.code.hints[slot])
-                         if all(name in instance.candidates and _matches(instance.candidates[name], value)
-                                for instance, value in having)),
-                        None)
+            name = next(
+                (
+                    name
+                    for name in _preferred(first.candidates, first.code.hints[slot])
+                    if all(
+                        name in instance.candidates and _matches(instance.candidates[name], value)
+                        for instance, value in having
+                    )
+                ),
+                None,
+            )
             if name is None:
                 name = _python_name(first.code.hints[slot])
                 if name not in extra:
                     extra.append(name)
             expressions[slot] = name
-        used = {word for expression in [*expressions.values(), template.condition]
-                for word in re.findall(r"[A-Za-z_]\w*", expression)}
+        used = {
+            word
+            for expression in [*expressions.values(), template.condition]
+            for word in re.findall(r"[A-Za-z_]\w*", expression)
+        }
         for slot in range(len(first.code.values)):  # an optional submodule's constant, named by an argument
-            having = [(instance, instance.code.values[slot]) for instance in template.instances
-                      if instance.code.values[slot] is not None]
+            having = [
+                (instance, instance.code.values[slot])
+                for instance in template.instances
+                if instance.code.values[slot] is not None
+            ]
             if slot in expressions or len(having) == len(template.instances):
                 continue
-            name = next((name for name in first.candidates if name in used and " " not in name
-                         and all(_matches(instance.candidates.get(name), value) for instance, value in having)), None)
+            name = next(
+                (
+                    name
+                    for name in first.candidates
+                    if name in used
+                    and " " not in name
+                    and all(_matches(instance.candidates.get(name), value) for instance, value in having)
+                ),
+                None,
+            )
             if name is not None:
                 expressions[slot] = name  # a shortcut's stride is the block's `s`, not a 2 that happens to be so
         params = [name for name in first.candidates if " " not in name and name in used]
-        absent = {name for slot, name in expressions.items() if name in extra and name not in params
-                  and any(instance.code.values[slot] is None for instance in template.instances)}
-        template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
+        absent = {
+            name
+            for slot, name in expressions.items()
+            if name in extra
+            and name not in params
+            and any(instance.code.values[slot] is None for instance in template.instances)
+        }
+        template.params = (
+            params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
+        )
         self.names[template.base] += 1
         number = self.names[template.base]
         template.name = _class_name(template.base) + (str(number) if number > 1 else "")
@@ -465,11 +558,23 @@ class Compact:
         optional = len(template.params)
         while optional and template.params[optional - 1] in defaults:
             optional -= 1  # the trailing parameters with a default: callers may leave them out
-        signature = ", ".join(["self", *template.params[:optional],
-                               *(f"{name}={defaults[name]!r}" for name in template.params[optional:])])
+        signature = ", ".join(
+            [
+                "self",
+                *template.params[:optional],
+                *(f"{name}={defaults[name]!r}" for name in template.params[optional:]),
+            ]
+        )
         init = first.code.render(expressions)
-        body = [f"class {template.name}(nn.Module):", f"    def __init__({signature}):", "        super().__init__()",
-                *_indented(init, 2), "", "    def forward(self, x):", *_indented(template.forward, 2)]
+        body = [
+            f"class {template.name}(nn.Module):",
+            f"    def __init__({signature}):",
+            "        super().__init__()",
+            *_indented(init, 2),
+            "",
+            "    def forward(self, x):",
+            *_indented(template.forward, 2),
+        ]
         template.text = "\n".join(body)
         for instance in template.instances:
             values = [self._argument(instance, name, expressions) for name in template.params]
@@ -486,12 +591,18 @@ class Compact:
         return instance.code.values[slot]
 
 
-def _with_optional(without: Template, extra: Template) -> Optional[Template]:
+def _with_optional(without: Template, extra: Template) -> Template | None:
     """`extra` with its one additional submodule built under a condition, if `without` is `extra` less it."""
     a_lines, b_lines = without.init.split("\n"), extra.init.split("\n")
     plain = [SLOT.sub("#", line) for line in a_lines]
-    position = next((index for index in range(len(b_lines))
-                     if [SLOT.sub("#", line) for line in b_lines[:index] + b_lines[index + 1 :]] == plain), None)
+    position = next(
+        (
+            index
+            for index in range(len(b_lines))
+            if [SLOT.sub("#", line) for line in b_lines[:index] + b_lines[index + 1 :]] == plain
+        ),
+        None,
+    )
     found = re.fullmatch(r"self\.(\w+) = (.*)", b_lines[position]) if position is not None else None
     if found is None:
         return None
@@ -507,15 +618,24 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
     slots = [int(number) for number in SLOT.findall(b_lines[position])]
     if step is None or not slots:
         return None
-    condition = _condition([instance.candidates for instance in extra.instances],
-                           [instance.candidates for instance in without.instances])
+    condition = _condition(
+        [instance.candidates for instance in extra.instances], [instance.candidates for instance in without.instances]
+    )
     if condition is None:
         return None
-    init = "\n".join([*b_lines[:position], f"self.{name} = None", f"if {condition}:", f"    {b_lines[position]}",
-                      *b_lines[position + 1 :]])
+    init = "\n".join(
+        [
+            *b_lines[:position],
+            f"self.{name} = None",
+            f"if {condition}:",
+            f"    {b_lines[position]}",
+            *b_lines[position + 1 :],
+        ]
+    )
     aliased = [f"{alias[0]} = {alias[1]}"] if alias[0] != alias[1] else []  # torchvision's `identity = x`
-    forward = "\n".join([*aliased, *b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}",
-                         *b_forward[step + 1 :]])
+    forward = "\n".join(
+        [*aliased, *b_forward[:step], f"if self.{name} is not None:", f"    {b_forward[step]}", *b_forward[step + 1 :]]
+    )
     merged = Template(extra.base, init, forward, condition=condition)
     merged.instances = list(extra.instances)
     start, count = min(slots), len(slots)
@@ -528,12 +648,16 @@ def _with_optional(without: Template, extra: Template) -> Optional[Template]:
     return merged
 
 
-def _condition(having: list[dict], lacking: list[dict]) -> Optional[str]:
+def _condition(having: list[dict], lacking: list[dict]) -> str | None:
     """`a != b` over candidate names that holds for every instance with the submodule and none without."""
     names = list(having[0])
     for first in [name for name in names if " " not in name]:  # a plain name on the left: in_channels != 4 * c
         for second in names:
-            if first != second and all(c[first] != c[second] for c in having) and all(c[first] == c[second] for c in lacking):
+            if (
+                first != second
+                and all(c[first] != c[second] for c in having)
+                and all(c[first] == c[second] for c in lacking)
+            ):
                 return f"{first} != {second}"
     return None
 
@@ -633,7 +757,7 @@ def _same_structure(base: Draft, other: Draft) -> bool:
     return other.classes == base.classes and other.forward == base.forward and other.init.text == base.init.text
 
 
-def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> Optional[dict]:
+def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> dict | None:
     """Slot -> `c + a * name[0] + ...` for every number that moves in whole steps with the list's entries
     (a DenseNet's widths follow its block counts), found by moving one entry at a time and checked
     against moving them all; None if a number moves otherwise or the structure changes."""
@@ -664,8 +788,9 @@ def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild)
 
 def _affine_text(name: str, constant: int, steps: list[int]) -> str:
     """`64 + 32 * blocks[0]`, `depths[1] - 1`."""
-    terms = [f"{name}[{index}]" if step == 1 else f"{step} * {name}[{index}]"
-             for index, step in enumerate(steps) if step]
+    terms = [
+        f"{name}[{index}]" if step == 1 else f"{step} * {name}[{index}]" for index, step in enumerate(steps) if step
+    ]
     text = " + ".join(terms).replace("+ -", "- ")
     if constant > 0:
         return f"{constant} + {text}"
@@ -680,10 +805,13 @@ def _changed(value):
     return None
 
 
-def _named_slots(name: str, value, changed, before: list, after: list) -> Optional[dict]:
+def _named_slots(name: str, value, changed, before: list, after: list) -> dict | None:
     """Slot -> expression in the parameter for every number that moved with it; None if one moved otherwise."""
-    forms = ([(name, value, changed)] if type(value) is int else
-             [(f"{name}[{index}]", old, new) for index, (old, new) in enumerate(zip(value, changed))])
+    forms = (
+        [(name, value, changed)]
+        if type(value) is int
+        else [(f"{name}[{index}]", old, new) for index, (old, new) in enumerate(zip(value, changed))]
+    )
     forms += [(f"{expression} - 1", old - 1, new - 1) for expression, old, new in forms]
     named = {}
     for slot, (old, new) in enumerate(zip(before, after)):
@@ -702,9 +830,15 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict]:
     kept, expressions = kept_parameters(network, base, rebuild)
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
     init = base.init.render(expressions)
-    network_class = [f"class {class_name(network.name)}(nn.Module):", f"    def __init__({signature}):",
-                     "        super().__init__()", *_indented(init, 2), "",
-                     "    def forward(self, x):", *_indented("\n".join(base.forward), 2)]
+    network_class = [
+        f"class {class_name(network.name)}(nn.Module):",
+        f"    def __init__({signature}):",
+        "        super().__init__()",
+        *_indented(init, 2),
+        "",
+        "    def forward(self, x):",
+        *_indented("\n".join(base.forward), 2),
+    ]
     helper = [NUMBERED] if "_numbered(" in init or any("_numbered(" in text for text in base.classes) else []
     blocks = helper + base.classes + ["\n".join(network_class)]
     return "\n\n\n".join(blocks), kept

@@ -3,6 +3,7 @@
 The forward keeps the running tensor in `x` and gives a new name (`x1`, or the tap's label) only to a
 value that a later layer still needs, as hand-written PyTorch does.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,15 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
-from ..ir import input_shapes, inputs_of, walk
+from ..core.resources import library_dir
+from ..core.version import __version__
+from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
-from ..resources import library_dir
 from .python_layout import laid_out
 from .source_excerpt import network_text
 
 RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
-
 
 
 def python_source(network, root: nn.Module) -> str:
@@ -31,12 +31,16 @@ def python_source(network, root: nn.Module) -> str:
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
     owned = set(modules) | set(dict(root.named_parameters()))
-    body = [f"class {class_name(network.name)}(nn.Module):", *_init_lines(modules, network), "",
-            *_forward_lines(network, owned)]
+    body = [
+        f"class {class_name(network.name)}(nn.Module):",
+        *_init_lines(modules, network),
+        "",
+        *_forward_lines(network, owned),
+    ]
     return python_file(network, "\n".join(body))
 
 
-def python_file(network, code: str, kept: "dict | None" = None) -> str:
+def python_file(network, code: str, kept: dict | None = None) -> str:
     """Header, the imports the code uses and the code, laid out as ruff format lays it out."""
     code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
     return header(network, kept) + "\n" + _imports(code) + "\n\n" + code + "\n"
@@ -49,20 +53,33 @@ def _imports(code: str) -> str:
     return ("from collections import OrderedDict\n\n" if "OrderedDict(" in code else "") + lines
 
 
-def header(network, kept: "dict | None" = None) -> str:
+def header(network, kept: dict | None = None) -> str:
     """The module docstring: where the file comes from, its figures, which network parameters the class
     takes (`kept`) and which are fixed. Every text from the source is escaped, so a file or network name
     cannot end the docstring or start a line of code."""
     fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
-    lines = [f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.", "",
-             (f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
-              f"{network.macs:,} multiply-accumulates per image."),
-             "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.",
-             *([f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
-                "and counts."] if kept else []),
-             *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []), "",
-             f"Its source, from {source_name(network.file)}:", "",
-             *(f"    {line}".rstrip() for line in network_text(network).splitlines())]
+    lines = [
+        f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.",
+        "",
+        (
+            f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
+            f"{network.macs:,} multiply-accumulates per image."
+        ),
+        "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.",
+        *(
+            [
+                f"{class_name(network.name)}({', '.join(kept)}) takes the network's parameters that set widths "
+                "and counts."
+            ]
+            if kept
+            else []
+        ),
+        *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []),
+        "",
+        f"Its source, from {source_name(network.file)}:",
+        "",
+        *(f"    {line}".rstrip() for line in network_text(network).splitlines()),
+    ]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
 
 
@@ -80,8 +97,10 @@ def docstring_text(text: str) -> str:
     """`text` as it may stand inside a triple-quoted docstring: backslashes, a quote that follows a quote
     (so no three can stand together) and every character that is not printable (line breaks of any kind, bidi controls)
     escaped."""
-    return "".join("\\" + char if char == "\\" or char == '"' == before else _printable(char)
-                   for before, char in zip(" " + text, text))
+    return "".join(
+        "\\" + char if char == "\\" or char == '"' == before else _printable(char)
+        for before, char in zip(" " + text, text)
+    )
 
 
 def comment_text(text: str) -> str:
@@ -145,8 +164,10 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
                 fill = _initial_value(network, f"{path}.{name}" if path else name)
-                lines.append(f"        {module_path('self', path) if path else 'self'}.{name} = "
-                             f"{parameter_constructor([str(size) for size in parameter.shape], fill)}")
+                lines.append(
+                    f"        {module_path('self', path) if path else 'self'}.{name} = "
+                    f"{parameter_constructor([str(size) for size in parameter.shape], fill)}"
+                )
     return lines
 
 
@@ -175,7 +196,7 @@ def _initial_value(network, name: str) -> float:
     return fresh.flatten()[0].item()
 
 
-def _constructor(module: nn.Module, attrs: "dict | None" = None) -> str:
+def _constructor(module: nn.Module, attrs: dict | None = None) -> str:
     """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
     which reads as hand-written code and keeps the file valid for torch versions with fewer arguments.
     An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the IR."""
@@ -188,8 +209,11 @@ def _constructor(module: nn.Module, attrs: "dict | None" = None) -> str:
     defaults = inspect.signature(cls).parameters
     if cls is nn.PReLU and attrs is not None:  # its repr shows num_parameters only
         call.keywords.append(ast.keyword("init", ast.Constant(attrs["init"])))
-    call.keywords = [argument for argument in call.keywords
-                     if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])]
+    call.keywords = [
+        argument
+        for argument in call.keywords
+        if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])
+    ]
     return f"nn.{ast.unparse(call)}"
 
 
@@ -214,7 +238,7 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         if node == first:
             continue
         if data["group"] != group:
-            lines += _group_comment(graph, group, data["group"])[len(lines) == 1:]  # no blank line after `def`
+            lines += _group_comment(graph, group, data["group"])[len(lines) == 1 :]  # no blank line after `def`
             group = data["group"]
         module = module_path("self", data["name"]) if data["name"] in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
@@ -231,13 +255,15 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     return lines
 
 
-def forward_expression(graph, node: int, args: list[str], module: "str | None") -> str:
+def forward_expression(graph, node: int, args: list[str], module: str | None) -> str:
     """The node's forward expression over `args`: the kind's in-place form where it has one and its
     first input may be overwritten, else its ordinary call."""
     data, sources = graph.nodes[node], inputs_of(graph, node)
     shapes = [graph.nodes[source]["shape"] for source in sources]
     kind = REGISTRY[data["op"]]
-    inplace = kind.torch_call_inplace(data["attrs"], shapes, args) if sources and overwritable(graph, sources[0]) else None
+    inplace = (
+        kind.torch_call_inplace(data["attrs"], shapes, args) if sources and overwritable(graph, sources[0]) else None
+    )
     return inplace or kind.torch_call(data["attrs"], shapes, args, module)
 
 

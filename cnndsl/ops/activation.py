@@ -1,4 +1,5 @@
 """Activations: pointwise, stateless, shape-preserving."""
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,19 @@ class _Activation(OpKind):
 
 
 def _activation(name: str, torch_class: str, doc: str, onnx=None, in_place: bool = False) -> None:
-    register(type(name.capitalize(), (_Activation,), {
-        "name": name, "torch_class": torch_class, "doc": doc, "onnx_rule": staticmethod(onnx) if onnx else None,
-        "torch_in_place": in_place,
-    }))
+    register(
+        type(
+            name.capitalize(),
+            (_Activation,),
+            {
+                "name": name,
+                "torch_class": torch_class,
+                "doc": doc,
+                "onnx_rule": staticmethod(onnx) if onnx else None,
+                "torch_in_place": in_place,
+            },
+        )
+    )
 
 
 def _single(op_type: str, **options):
@@ -78,8 +88,13 @@ _activation("gelu", "GELU", "Gaussian error linear unit (exact erf form)", _gelu
 _activation("silu", "SiLU", "x · sigmoid(x), also called swish", _silu, in_place=True)
 _activation("mish", "Mish", "x · tanh(softplus(x)) (Misra 2019)", _mish, in_place=True)
 _activation("hardswish", "Hardswish", "MobileNet v3's piecewise swish", _hardswish, in_place=True)
-_activation("hardsigmoid", "Hardsigmoid", "MobileNet v3's piecewise sigmoid", _single("HardSigmoid", **_HARD_SIGMOID),
-            in_place=True)
+_activation(
+    "hardsigmoid",
+    "Hardsigmoid",
+    "MobileNet v3's piecewise sigmoid",
+    _single("HardSigmoid", **_HARD_SIGMOID),
+    in_place=True,
+)
 
 
 @register

@@ -3,15 +3,17 @@
 Each kind is a small class registered by name. Backends never switch on op names; they ask
 the kind. ONNX emitters live on the same classes (`onnx`), diagram colours come from `family`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
-from ..errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
-from ..evaluate import shown
-from ..spellings import unknown_argument_hint
+from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..core.spellings import unknown_argument_hint
+from ..front.evaluate import shown
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -37,19 +39,19 @@ class OpKind:
     """Base of every layer kind; subclasses override what differs from a pointwise op."""
 
     name: str = ""
-    family: str = "other"     # conv, pool, norm, act, fc, merge, reshape, reg, io
+    family: str = "other"  # conv, pool, norm, act, fc, merge, reshape, reg, io
     signature: tuple[tuple[str, Any], ...] = ()
-    takes_taps: bool = False   # extra inputs given as `@tap` arguments (add, concat, mul)
-    tap_edge: str = "skip"     # the IR edge kind of those extra inputs
-    tap_values: bool = True    # False where a tap gives only its size (resize): it adds nothing to the receptive field
+    takes_taps: bool = False  # extra inputs given as `@tap` arguments (add, concat, mul)
+    tap_edge: str = "skip"  # the IR edge kind of those extra inputs
+    tap_values: bool = True  # False where a tap gives only its size (resize): it adds nothing to the receptive field
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
-                                      # activation may overwrite it in place when nothing else reads it
+    # activation may overwrite it in place when nothing else reads it
     torch_in_place: bool = False  # torch writes its result over its first input where that input is overwritable:
-                                  # a module with `inplace` (ReLU(inplace=True)) or a `torch_call_inplace`
-    backward_keeps: int = 1   # output-sized float32 tensors backward keeps (an estimate): 3 for max pooling, whose
-                              # int64 indices are two float32 values each
+    # a module with `inplace` (ReLU(inplace=True)) or a `torch_call_inplace`
+    backward_keeps: int = 1  # output-sized float32 tensors backward keeps (an estimate): 3 for max pooling, whose
+    # int64 indices are two float32 values each
     residual_join: bool = False  # adds shortcuts (its other inputs) to a body (its first): `zero_init_residual`
-                                 # zeroes the norm that ends the body
+    # zeroes the norm that ends the body
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
     doc: str = ""
@@ -72,7 +74,8 @@ class OpKind:
                 accepted = [name for name, _ in self.signature]
                 raise NameProblem(
                     f"`{self.name}` has no argument `{key}`",
-                    hint=unknown_argument_hint(key, accepted) or did_you_mean(key, accepted)
+                    hint=unknown_argument_hint(key, accepted)
+                    or did_you_mean(key, accepted)
                     or f"its arguments are ({self.describe_signature()})",
                 )
             attrs[key] = value
@@ -105,7 +108,7 @@ class OpKind:
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
         return 0
 
-    def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Optional[Window]:
+    def window(self, attrs: dict[str, Any], inputs: list[Shape]) -> Window | None:
         return None
 
     def offsets(self, attrs: dict[str, Any], inputs: list[Shape]) -> list[tuple[int, int]]:
@@ -120,11 +123,11 @@ class OpKind:
         """An nn.Module for kinds with state or a module form; None for pure functions."""
         return None
 
-    def torch_call(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], module: Optional[str]) -> str:
+    def torch_call(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], module: str | None) -> str:
         """The forward expression: `module(x)` by default."""
         return f"{module}({args[0]})"
 
-    def torch_call_inplace(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str]) -> Optional[str]:
+    def torch_call_inplace(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str]) -> str | None:
         """The expression that writes its result into its first input (`x.add_(y)`, torchvision's
         `out += identity`), for the backend to use where nothing else reads that input; None if none."""
         return None
@@ -132,12 +135,14 @@ class OpKind:
     # ---- onnx -----------------------------------------------------------------
     def onnx(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], emit) -> str:
         """Add this layer's ONNX nodes through `emit` (cnndsl.backends.onnx.Emitter); returns its output value."""
-        raise ValueProblem(f"`{self.name}` has no ONNX form yet",
-                           hint="compile to python or pt2 instead, or add an `onnx` rule to its kind")
+        raise ValueProblem(
+            f"`{self.name}` has no ONNX form yet",
+            hint="compile to python or pt2 instead, or add an `onnx` rule to its kind",
+        )
 
 
 REGISTRY: dict[str, OpKind] = {}
-_PATTERNS: list[tuple[Callable[[str], Optional[dict]], str]] = []
+_PATTERNS: list[tuple[Callable[[str], dict | None], str]] = []
 _SPELLINGS: dict[str, list[str]] = {}  # kind -> the names it is also spelled by, for the layer table
 
 
@@ -154,7 +159,7 @@ def alias(name: str, kind: str, **preset: Any) -> None:
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def pattern(regex_match: Callable[[str], Optional[dict]], kind: str, spelling: str) -> None:
+def pattern(regex_match: Callable[[str], dict | None], kind: str, spelling: str) -> None:
     """A family of spelled names, e.g. convKxK, parsed by `regex_match` into a preset."""
     _PATTERNS.append((regex_match, kind))
     _SPELLINGS.setdefault(kind, []).append(spelling)
@@ -164,13 +169,18 @@ def layer_table() -> str:
     """The Markdown table of every layer kind, from what each declares: docs/language.md holds it verbatim."""
     rows = ["| layer | also spelled | what it does |", "|---|---|---|"]
     order = ("conv", "pool", "fc", "reshape", "act", "norm", "reg", "merge")
-    for name, kind in sorted(REGISTRY.items(), key=lambda item: order.index(item[1].family)
-                             if item[1].family in order else len(order)):
+    for name, kind in sorted(
+        REGISTRY.items(), key=lambda item: order.index(item[1].family) if item[1].family in order else len(order)
+    ):
         if not kind.called_by_name:
             continue
-        signature = ", ".join(key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
-                              for key, default in kind.signature)
-        spelled = [f"`{alias}`" + _preset_text(preset) for alias, (target, preset) in _ALIASES.items() if target == name]
+        signature = ", ".join(
+            key if default is REQUIRED or default is None else f"{key}={_value_text(default)}"
+            for key, default in kind.signature
+        )
+        spelled = [
+            f"`{alias}`" + _preset_text(preset) for alias, (target, preset) in _ALIASES.items() if target == name
+        ]
         spelled += [f"`{spelling}`" for spelling in _SPELLINGS.get(name, [])]
         rows.append(f"| `{name}{f'({signature})' if signature else ''}` | {', '.join(spelled)} | {kind.doc} |")
     return "\n".join(rows)
@@ -184,7 +194,7 @@ def _preset_text(preset: dict) -> str:
     return f" ({', '.join(f'{key}={value}' for key, value in preset.items())})" if preset else ""
 
 
-def lookup(name: str) -> Optional[tuple[OpKind, dict[str, Any]]]:
+def lookup(name: str) -> tuple[OpKind, dict[str, Any]] | None:
     """The kind and preset arguments for a spelled layer name, or None."""
     if name in REGISTRY:
         return REGISTRY[name], {}

@@ -1,7 +1,8 @@
 """Layers that rearrange channels without weights: a part of the channels, a channel shuffle, the identity."""
+
 from __future__ import annotations
 
-from ..errors import ShapeProblem, ValueProblem
+from ..core.errors import ShapeProblem, ValueProblem
 from .base import REQUIRED, OpKind, register, spatial, whole
 
 
@@ -18,10 +19,14 @@ class Chunk(OpKind):
         parts, channels = whole(attrs["n"], "parts n"), inputs[0][0]
         index = whole(attrs["i"], "part i", minimum=0)
         if channels % parts:
-            raise ShapeProblem(f"`chunk` cannot cut {channels} channels into {parts} equal parts",
-                               hint=f"n must divide the channels ({channels})")
+            raise ShapeProblem(
+                f"`chunk` cannot cut {channels} channels into {parts} equal parts",
+                hint=f"n must divide the channels ({channels})",
+            )
         if index >= parts:
-            raise ValueProblem(f"part i={index} does not exist among {parts} parts", hint=f"i counts from 0 to {parts - 1}")
+            raise ValueProblem(
+                f"part i={index} does not exist among {parts} parts", hint=f"i counts from 0 to {parts - 1}"
+            )
         size = channels // parts
         return {"n": parts, "i": index, "start": index * size, "stop": (index + 1) * size}
 
@@ -38,7 +43,9 @@ class Chunk(OpKind):
         starts, ends = (attrs["start"],), (attrs["stop"],)
         if emit.opset < 10:  # Slice took its bounds as attributes until opset 10
             return emit.op("Slice", [args[0]], starts=starts, ends=ends, axes=(1,))
-        return emit.op("Slice", [args[0], emit.ints("starts", starts), emit.ints("ends", ends), emit.ints("axes", (1,))])
+        return emit.op(
+            "Slice", [args[0], emit.ints("starts", starts), emit.ints("ends", ends), emit.ints("axes", (1,))]
+        )
 
 
 @register
@@ -54,8 +61,10 @@ class ChannelShuffle(OpKind):
     def resolve(self, attrs, inputs):
         channels, groups = spatial(self, inputs[0])[0], whole(attrs["g"], "groups g")
         if channels % groups:
-            raise ShapeProblem(f"`channelshuffle` cannot cut {channels} channels into {groups} groups",
-                               hint=f"g must divide the channels ({channels})")
+            raise ShapeProblem(
+                f"`channelshuffle` cannot cut {channels} channels into {groups} groups",
+                hint=f"g must divide the channels ({channels})",
+            )
         return {"g": groups}
 
     def label(self, attrs):
@@ -64,8 +73,10 @@ class ChannelShuffle(OpKind):
     def torch_call(self, attrs, inputs, args, module):
         channels, height, width = inputs[0]
         groups = attrs["g"]
-        return (f"{args[0]}.reshape(-1, {groups}, {channels // groups}, {height}, {width}).transpose(1, 2)"
-                f".reshape(-1, {channels}, {height}, {width})")
+        return (
+            f"{args[0]}.reshape(-1, {groups}, {channels // groups}, {height}, {width}).transpose(1, 2)"
+            f".reshape(-1, {channels}, {height}, {width})"
+        )
 
     def onnx(self, attrs, inputs, args, emit):
         channels, height, width = inputs[0]

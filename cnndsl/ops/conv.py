@@ -1,10 +1,11 @@
 """Convolutions: conv (and convKxK, dwconvKxK) and the transposed deconv."""
+
 from __future__ import annotations
 
 import math
 import re
 
-from ..errors import ValueProblem
+from ..core.errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text, whole
 
 
@@ -46,8 +47,10 @@ class Conv(OpKind):
     family = "conv"
     torch_overwritable = True
     signature = (("c", None), ("k", 3), ("s", 1), ("p", "same"), ("d", 1), ("g", 1), ("bias", True))
-    doc = ("2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
-           "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)")
+    doc = (
+        "2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
+        "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)"
+    )
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -56,15 +59,22 @@ class Conv(OpKind):
         groups = channels_in if attrs["g"] == "depthwise" else whole(attrs["g"], "groups g")
         channels = channels_in if attrs["c"] is None else whole(attrs["c"], "channels c")
         if attrs["g"] == "depthwise" and attrs["c"] is not None and channels % channels_in:
-            raise ValueProblem(f"a depthwise conv's channels ({channels}) must be a multiple of its input's ({channels_in})")
+            raise ValueProblem(
+                f"a depthwise conv's channels ({channels}) must be a multiple of its input's ({channels_in})"
+            )
         if channels_in % groups or channels % groups:
             raise ValueProblem(
                 f"groups g={groups} must divide both input channels ({channels_in}) and output channels ({channels})"
             )
         return {
-            "c": channels, "k": kernel, "s": pair(attrs["s"], "stride s"),
-            "p": _padding(attrs["p"], kernel, dilation, self.name), "d": dilation, "g": groups,
-            "bias": flag(attrs["bias"], "bias"), "depthwise": attrs["g"] == "depthwise",
+            "c": channels,
+            "k": kernel,
+            "s": pair(attrs["s"], "stride s"),
+            "p": _padding(attrs["p"], kernel, dilation, self.name),
+            "d": dilation,
+            "g": groups,
+            "bias": flag(attrs["bias"], "bias"),
+            "depthwise": attrs["g"] == "depthwise",
         }
 
     def shape(self, attrs, inputs):
@@ -100,7 +110,9 @@ class Conv(OpKind):
     def torch_module(self, attrs, inputs):
         from torch import nn
 
-        return nn.Conv2d(inputs[0][0], attrs["c"], attrs["k"], attrs["s"], attrs["p"], attrs["d"], attrs["g"], attrs["bias"])
+        return nn.Conv2d(
+            inputs[0][0], attrs["c"], attrs["k"], attrs["s"], attrs["p"], attrs["d"], attrs["g"], attrs["bias"]
+        )
 
     def onnx(self, attrs, inputs, args, emit):
         per_group = inputs[0][0] // attrs["g"]
@@ -108,8 +120,15 @@ class Conv(OpKind):
         operands = [args[0], emit.weight("weight", (attrs["c"], per_group, *attrs["k"]), bound=bound)]
         if attrs["bias"]:
             operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
-        return emit.op("Conv", operands, kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2,
-                       dilations=attrs["d"], group=attrs["g"])
+        return emit.op(
+            "Conv",
+            operands,
+            kernel_shape=attrs["k"],
+            strides=attrs["s"],
+            pads=attrs["p"] * 2,
+            dilations=attrs["d"],
+            group=attrs["g"],
+        )
 
 
 @register
@@ -131,8 +150,12 @@ class Deconv(OpKind):
         if extra[0] >= stride[0] or extra[1] >= stride[1]:
             raise ValueProblem(f"output padding op={attrs['op']} must be smaller than the stride")
         return {
-            "c": channels, "k": pair(attrs["k"], "kernel size k"), "s": stride,
-            "p": pair(attrs["p"], "padding p", minimum=0), "op": extra, "g": groups,
+            "c": channels,
+            "k": pair(attrs["k"], "kernel size k"),
+            "s": stride,
+            "p": pair(attrs["p"], "padding p", minimum=0),
+            "op": extra,
+            "g": groups,
             "bias": flag(attrs["bias"], "bias"),
         }
 
@@ -158,7 +181,8 @@ class Deconv(OpKind):
     def label(self, attrs):
         stride = attrs["s"]
         return f"deconv {_kernel_text(attrs['k'])}, {attrs['c']}, ×" + (
-            f"{stride[0]}" if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}")
+            f"{stride[0]}" if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}"
+        )
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -173,8 +197,15 @@ class Deconv(OpKind):
         operands = [args[0], emit.weight("weight", (inputs[0][0], per_group, *attrs["k"]), bound=bound)]
         if attrs["bias"]:
             operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
-        return emit.op("ConvTranspose", operands, kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2,
-                       output_padding=attrs["op"], group=attrs["g"])
+        return emit.op(
+            "ConvTranspose",
+            operands,
+            kernel_shape=attrs["k"],
+            strides=attrs["s"],
+            pads=attrs["p"] * 2,
+            output_padding=attrs["op"],
+            group=attrs["g"],
+        )
 
 
 pattern(_kernel_preset("conv"), "conv", "convKxK (conv3x3, conv1x7: k preset)")

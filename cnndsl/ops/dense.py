@@ -1,9 +1,10 @@
 """The dense head: fully connected layers, flatten and reshape."""
+
 from __future__ import annotations
 
 import math
 
-from ..errors import ShapeProblem
+from ..core.errors import ShapeProblem
 from .base import OpKind, Window, alias, channels_last, flag, format_shape, numel, register, whole
 
 
@@ -20,8 +21,10 @@ class FullyConnected(OpKind):
             raise ShapeProblem("`fc` needs its number of outputs, e.g. fc(1000)")
         pixelwise = flag(attrs["pixelwise"], "pixelwise")
         if pixelwise and len(inputs[0]) != 3:
-            raise ShapeProblem(f"`fc(pixelwise=true)` needs a C×H×W input, got {format_shape(inputs[0])}",
-                               hint="a vector has no pixels: leave pixelwise out")
+            raise ShapeProblem(
+                f"`fc(pixelwise=true)` needs a C×H×W input, got {format_shape(inputs[0])}",
+                hint="a vector has no pixels: leave pixelwise out",
+            )
         return {"n": whole(attrs["n"], "outputs n"), "bias": flag(attrs["bias"], "bias"), "pixelwise": pixelwise}
 
     def shape(self, attrs, inputs):
@@ -100,8 +103,10 @@ class Reshape(OpKind):
             raise ShapeProblem("`reshape` needs its dimensions as a tuple, e.g. reshape((30, 7, 7))")
         dims = tuple(whole(dim, "a dimension") for dim in dims)
         if len(dims) not in (1, 3):  # every kind, and its torch and ONNX forms, takes C×H×W or a vector
-            raise ShapeProblem(f"`reshape` makes a C×H×W tensor or a vector, not {format_shape(dims)}",
-                               hint="give three dimensions, e.g. reshape((30, 7, 7)), or use flatten")
+            raise ShapeProblem(
+                f"`reshape` makes a C×H×W tensor or a vector, not {format_shape(dims)}",
+                hint="give three dimensions, e.g. reshape((30, 7, 7)), or use flatten",
+            )
         if numel(dims) != numel(inputs[0]):
             raise ShapeProblem(
                 f"`reshape` cannot view {format_shape(inputs[0])} ({numel(inputs[0])} values) "

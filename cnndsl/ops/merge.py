@@ -3,9 +3,10 @@
 The first input is the tensor arriving in sequence, the rest come from `@tap` arguments
 or from the structure (residual shortcut, dense input, branch paths, scale gate).
 """
+
 from __future__ import annotations
 
-from ..errors import ShapeProblem, ValueProblem
+from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, flag, format_shape, real, register
 
 
@@ -97,8 +98,10 @@ class Concat(OpKind):
         return f"torch.cat([{', '.join(parts)}], 1)"
 
     def onnx(self, attrs, inputs, args, emit):
-        parts = [arg if shape[1:] == inputs[0][1:] else _onnx_centre_crop(emit, arg, shape, inputs[0])
-                 for arg, shape in zip(args, inputs)]
+        parts = [
+            arg if shape[1:] == inputs[0][1:] else _onnx_centre_crop(emit, arg, shape, inputs[0])
+            for arg, shape in zip(args, inputs)
+        ]
         return emit.op("Concat", parts, axis=1)
 
 

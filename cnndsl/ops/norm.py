@@ -1,7 +1,8 @@
 """Normalisation and regularisation: batch, layer and group norm, local response norm, dropout, stochastic depth."""
+
 from __future__ import annotations
 
-from ..errors import ValueProblem
+from ..core.errors import ValueProblem
 from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
 
 
@@ -33,8 +34,13 @@ class BatchNorm(OpKind):
 
     def onnx(self, attrs, inputs, args, emit):
         channels = (inputs[0][0],)
-        operands = [args[0], emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0),
-                    emit.weight("running_mean", channels, fill=0.0), emit.weight("running_var", channels, fill=1.0)]
+        operands = [
+            args[0],
+            emit.weight("weight", channels, fill=1.0),
+            emit.weight("bias", channels, fill=0.0),
+            emit.weight("running_mean", channels, fill=0.0),
+            emit.weight("running_var", channels, fill=1.0),
+        ]
         emit.skip("num_batches_tracked")
         return emit.op("BatchNormalization", operands, epsilon=attrs["eps"])
 
@@ -118,8 +124,11 @@ class GroupNorm(OpKind):
         21 had one scale per group)."""
         shape, groups = inputs[0], attrs["g"]
         grouped = emit.op("Reshape", [args[0], emit.ints("grouped", (0, groups, -1))])
-        normed = emit.op("InstanceNormalization", [grouped, emit.floats("ones", [1.0] * groups),
-                                                   emit.floats("zeros", [0.0] * groups)], epsilon=attrs["eps"])
+        normed = emit.op(
+            "InstanceNormalization",
+            [grouped, emit.floats("ones", [1.0] * groups), emit.floats("zeros", [0.0] * groups)],
+            epsilon=attrs["eps"],
+        )
         restored = emit.op("Reshape", [normed, emit.ints("shape", (0, *shape))])
         per_channel = _per_channel(shape)
         weight = emit.op("Reshape", [emit.weight("weight", shape[:1], fill=1.0), emit.ints("per_channel", per_channel)])
@@ -177,10 +186,17 @@ class LocalResponseNorm(OpKind):
         spatial(self, inputs[0])
         size = whole(attrs["size"], "size")
         if size % 2 == 0:
-            raise ValueProblem(f"`lrn` of an even size ({size}) has no ONNX form: ONNX centres an even window one "
-                               "channel later than PyTorch", hint="use an odd size, as the papers do")
-        return {"size": size, "alpha": real(attrs["alpha"], "alpha"), "beta": real(attrs["beta"], "beta"),
-                "k": real(attrs["k"], "k")}
+            raise ValueProblem(
+                f"`lrn` of an even size ({size}) has no ONNX form: ONNX centres an even window one "
+                "channel later than PyTorch",
+                hint="use an odd size, as the papers do",
+            )
+        return {
+            "size": size,
+            "alpha": real(attrs["alpha"], "alpha"),
+            "beta": real(attrs["beta"], "beta"),
+            "k": real(attrs["k"], "k"),
+        }
 
     def label(self, attrs):
         return f"lrn {attrs['size']}"
@@ -227,8 +243,10 @@ class StochasticDepth(OpKind):
     family = "reg"
     torch_overwritable = True
     signature = (("p", REQUIRED),)
-    doc = ("torchvision's StochasticDepth(p, \"row\"): while training, drops whole samples with probability p and scales "
-           "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body")
+    doc = (
+        'torchvision\'s StochasticDepth(p, "row"): while training, drops whole samples with probability p and scales '
+        "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body"
+    )
 
     def resolve(self, attrs, inputs):
         return {"p": fraction(attrs["p"], "stochastic depth probability p")}

@@ -1,10 +1,11 @@
 """Pooling: max and average windows, global average pooling, adaptive average pooling."""
+
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import ValueProblem
+from ..core.errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text
 
 if TYPE_CHECKING:

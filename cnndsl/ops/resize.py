@@ -1,7 +1,8 @@
 """Resizing without weights: upsampling by a factor, resizing to a size or to another tap's size."""
+
 from __future__ import annotations
 
-from ..errors import ShapeProblem, ValueProblem
+from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
 
 
@@ -39,7 +40,10 @@ class Upsample(OpKind):
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
-        return {"scale": whole(attrs["scale"], "scale factor"), "mode": choice(attrs["mode"], "mode", ("nearest", "bilinear"))}
+        return {
+            "scale": whole(attrs["scale"], "scale factor"),
+            "mode": choice(attrs["mode"], "mode", ("nearest", "bilinear")),
+        }
 
     def shape(self, attrs, inputs):
         channels, height, width = inputs[0]
@@ -77,12 +81,14 @@ class Resize(OpKind):
         spatial(self, inputs[0])
         mode = choice(attrs["mode"], "mode", ("bilinear", "nearest"))
         if len(inputs) > 2 or (len(inputs) == 2) == (attrs["size"] is not None):
-            raise ValueProblem("`resize` takes either one @tap to match or a size",
-                               hint="resize(@image) or resize((64, 64))")
+            raise ValueProblem(
+                "`resize` takes either one @tap to match or a size", hint="resize(@image) or resize((64, 64))"
+            )
         if len(inputs) == 2:
             if len(inputs[1]) != 3:
-                raise ShapeProblem(f"`resize` cannot take the size of a {format_shape(inputs[1])} tensor",
-                                   hint="resize to a C×H×W tap")
+                raise ShapeProblem(
+                    f"`resize` cannot take the size of a {format_shape(inputs[1])} tensor", hint="resize to a C×H×W tap"
+                )
             return {"size": inputs[1][1:], "mode": mode}
         return {"size": pair(attrs["size"], "size"), "mode": mode}
 
@@ -100,8 +106,10 @@ class Resize(OpKind):
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`resize`")  # Resize with sizes and PyTorch's coordinate modes
-        batch_channels = emit.op("Slice", [emit.op("Shape", [args[0]]), emit.ints("zero", (0,)), emit.ints("two", (2,)),
-                                           emit.ints("axis", (0,))])
+        batch_channels = emit.op(
+            "Slice",
+            [emit.op("Shape", [args[0]]), emit.ints("zero", (0,)), emit.ints("two", (2,)), emit.ints("axis", (0,))],
+        )
         sizes = emit.op("Concat", [batch_channels, emit.ints("size", attrs["size"])], axis=0)
         return _onnx_resize(emit, args[0], attrs["mode"], sizes=sizes)
 

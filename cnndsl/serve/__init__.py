@@ -2,13 +2,14 @@
 as the user types; errors are underlined where they are, and a click on a layer shows its figures
 worked out by hand. See docs/serve.md.
 """
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
-from ..errors import FileProblem
+from ..core.errors import FileProblem
 from .analysis import Analyser
 from .app import create_app
 from .document import Document
@@ -16,9 +17,15 @@ from .document import Document
 LOOPBACK = "127.0.0.1"
 
 
-def serve(path: Path, host: str = LOOPBACK, port: int = 8765, network: Optional[str] = None,
-          input_shape: Optional[tuple] = None, depth: Optional[int] = None,
-          announce: Callable[[str], None] = print) -> None:
+def serve(
+    path: Path,
+    host: str = LOOPBACK,
+    port: int = 8765,
+    network: str | None = None,
+    input_shape: tuple | None = None,
+    depth: int | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
     """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve."""
     import uvicorn
 
@@ -61,8 +68,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise FileProblem(f"cannot listen on {host}:{port}: {error.strerror}",
-                          hint="choose another port with --port, or --port 0 for any free one") from None
+        raise FileProblem(
+            f"cannot listen on {host}:{port}: {error.strerror}",
+            hint="choose another port with --port, or --port 0 for any free one",
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -5,6 +5,7 @@ it changed (cnndsl/serve/parsing.py); imports resolve from the served file's fol
 the file is loaded from disk. A text seen again (a toggle of the diagram's options, an undo) reuses its
 analysis, and Graphviz lays out the diagram in its own process while the table is made.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,15 +15,14 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-from .. import syntax as ast
 from ..api import Network, instantiate
 from ..backends.graphviz import to_digraph
+from ..core.errors import CnnDslError
 from ..embed import summary_table
-from ..errors import CnnDslError
-from ..expand import DEFAULT_MAX_NODES
-from ..load import Loader
+from ..front import syntax as ast
+from ..front.load import Loader
+from ..graph.expand import DEFAULT_MAX_NODES
 from .explain import explain
 from .layout import DotProcess
 from .parsing import PieceParser
@@ -36,7 +36,7 @@ class Request:
     """What the page asks for: the text and the diagram's toggles."""
 
     text: str
-    depth: Optional[int] = None
+    depth: int | None = None
     shapes: bool = False
     cost: bool = False
 
@@ -44,11 +44,11 @@ class Request:
 class Analyser:
     """Analyses texts as the served file; keeps the last few networks for `explain`."""
 
-    def __init__(self, path: Path, network: Optional[str], input_shape: Optional[tuple]):
+    def __init__(self, path: Path, network: str | None, input_shape: tuple | None):
         self.path = path
         self.network = network
         self.input_shape = input_shape
-        self.kept: OrderedDict[int, tuple[Optional[str], Network]] = OrderedDict()  # id -> (text if reusable, network)
+        self.kept: OrderedDict[int, tuple[str | None, Network]] = OrderedDict()  # id -> (text if reusable, network)
         self.parsed: OrderedDict[str, ast.Program] = OrderedDict()
         self.pieces = PieceParser(str(path))
         self.layout = DotProcess()
@@ -72,8 +72,14 @@ class Analyser:
                 table = summary_table(network.summary())
             finally:
                 svg = drawn.result()
-            result = {"ok": True, "svg": svg, "table": table, "id": network_id,
-                      "params": network.params, "macs": network.macs}
+            result = {
+                "ok": True,
+                "svg": svg,
+                "table": table,
+                "id": network_id,
+                "params": network.params,
+                "macs": network.macs,
+            }
         except CnnDslError as error:
             result = {"ok": False, "error": self.located(error, request.text)}
         result["ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -83,11 +89,13 @@ class Analyser:
         """The laid-out SVG; a note instead when the diagram is too large to redraw at every keystroke
         (`relu x 20000` would take Graphviz 20 s and the page 20 MB)."""
         if len(dot.body) > MAX_DRAWN:
-            return (f'<p class="too-large">This diagram has {len(dot.body):,} boxes and arrows, more than the page '
-                    f"redraws as you type ({MAX_DRAWN:,}): choose a smaller depth.</p>")
+            return (
+                f'<p class="too-large">This diagram has {len(dot.body):,} boxes and arrows, more than the page '
+                f"redraws as you type ({MAX_DRAWN:,}): choose a smaller depth.</p>"
+            )
         if dot.source != self.last_drawn[0]:  # an edit of a comment or of another network draws the same
             svg = self.layout.svg(dot.source)
-            self.last_drawn = (dot.source, svg[svg.index("<svg"):])
+            self.last_drawn = (dot.source, svg[svg.index("<svg") :])
         return self.last_drawn[1]
 
     def analysed(self, text: str) -> tuple[int, Network]:
@@ -127,11 +135,17 @@ class Analyser:
     def located(self, error: CnnDslError, text: str) -> dict:
         """The error as the page shows it; `here` when it points into the edited text."""
         here = error.pos is not None and error.pos.file == str(self.path)
-        return {"message": error.message, "hint": error.hint, "here": here,
-                "line": error.pos.line if error.pos else None, "column": error.pos.column if error.pos else None,
-                "where": str(error.pos) if error.pos else None, "rendered": error.render(text if here else None)}
+        return {
+            "message": error.message,
+            "hint": error.hint,
+            "here": here,
+            "line": error.pos.line if error.pos else None,
+            "column": error.pos.column if error.pos else None,
+            "where": str(error.pos) if error.pos else None,
+            "rendered": error.render(text if here else None),
+        }
 
-    def explain(self, network_id: int, layer: str) -> Optional[dict]:
+    def explain(self, network_id: int, layer: str) -> dict | None:
         """The learner's view of the named layer of a kept network; None when either is gone."""
         kept = self.kept.get(network_id)
         if kept is None:
@@ -140,7 +154,7 @@ class Analyser:
         node = next((node for node in graph.nodes if graph.nodes[node]["name"] == layer), None)
         return None if node is None else explain(graph, node)
 
-    def _keep(self, text: Optional[str], network: Network) -> int:
+    def _keep(self, text: str | None, network: Network) -> int:
         with self._keeping:
             network_id = next(self._ids)
             self.kept[network_id] = (text, network)

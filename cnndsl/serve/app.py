@@ -5,12 +5,13 @@ the static folder of this package. Every request must name this server in its Ho
 rebinding attack names the attacker's domain), and a request from a page must come from this
 origin (another site's page cannot read or write the file through the user's browser).
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -19,8 +20,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import CnnDslError
-from ..load import MAX_FILE_BYTES
+from ..core.errors import CnnDslError
+from ..front.load import MAX_FILE_BYTES
 from ..ops import known_names
 from .analysis import Analyser
 from .analysis import Request as AnalysisRequest
@@ -43,16 +44,18 @@ class SameOriginOnly:
         if scope["type"] == "http":
             headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
             origin = headers.get("origin")
-            refused = (headers.get("host") not in self.hosts
-                       or (origin is not None and origin not in self.origins)
-                       or (scope["method"] not in READ_METHODS and origin is None))
+            refused = (
+                headers.get("host") not in self.hosts
+                or (origin is not None and origin not in self.origins)
+                or (scope["method"] not in READ_METHODS and origin is None)
+            )
             if refused:
                 await PlainTextResponse("refused: this server answers only its own page", 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], depth: Optional[int] = None):
+def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], depth: int | None = None):
     """The application for one file, answering only to the given `host:port` names; `depth` starts the diagram."""
 
     async def page(request: Request) -> Response:
@@ -74,7 +77,7 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
     async def save_file(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            return JSONResponse({"error": "expected {\"text\": ...}"}, 400)
+            return JSONResponse({"error": 'expected {"text": ...}'}, 400)
         try:
             return JSONResponse({"version": await run_in_threadpool(document.save, body["text"])})
         except CnnDslError as error:
@@ -83,7 +86,7 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
     async def analyse(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            return JSONResponse({"error": "expected {\"text\": ...}"}, 400)
+            return JSONResponse({"error": 'expected {"text": ...}'}, 400)
         depth = body.get("depth")
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
             return JSONResponse({"error": "depth must be a whole number from 0, or null"}, 400)
@@ -103,15 +106,18 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
         yield
         analyser.close()
 
-    app = Starlette(lifespan=lifespan, routes=[
-        Route("/", page),
-        Route("/api/file", read_file, methods=["GET"]),
-        Route("/api/file", save_file, methods=["PUT"]),
-        Route("/api/version", version),
-        Route("/api/analyse", analyse, methods=["POST"]),
-        Route("/api/layer", layer),
-        Mount("/static", StaticFiles(directory=STATIC)),
-    ])
+    app = Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/", page),
+            Route("/api/file", read_file, methods=["GET"]),
+            Route("/api/file", save_file, methods=["PUT"]),
+            Route("/api/version", version),
+            Route("/api/analyse", analyse, methods=["POST"]),
+            Route("/api/layer", layer),
+            Mount("/static", StaticFiles(directory=STATIC)),
+        ],
+    )
     return SameOriginOnly(app, hosts)
 
 

@@ -1,15 +1,15 @@
 """The one file `cnndsl serve` edits: read with the same checks as any .cnn file, saved atomically,
 and versioned by its modification time and size so that the page notices changes made on disk.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
-from ..atomic import write_atomically
-from ..errors import FileProblem
-from ..load import MAX_FILE_BYTES, read_source
+from ..core.atomic import write_atomically
+from ..core.errors import FileProblem
+from ..front.load import MAX_FILE_BYTES, read_source
 
 STARTER = """\
 # A new network: edit it and the diagram follows. Ctrl-S saves.
@@ -52,6 +52,6 @@ class Document:
         return self.version()
 
 
-def starter_path(path: Optional[str]) -> Path:
+def starter_path(path: str | None) -> Path:
     """FILE as given (errors name it so), or `network.cnn` in the current folder when none is given."""
     return Path(path or "network.cnn")

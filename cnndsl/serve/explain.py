@@ -4,13 +4,12 @@ the numbers filled in, the way lecture notes compute them by hand (⌊(227 − 1
 Formulas are written from the layer's resolved arguments (k, s, p, d, c, g, n) and shown only when
 they give the number the analysis computed; any other layer shows that number plainly.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import networkx as nx
 
-from ..ir import input_shapes, inputs_of
+from ..graph.ir import input_shapes, inputs_of
 from ..ops import REGISTRY, format_shape, numel
 
 
@@ -20,19 +19,27 @@ def explain(graph: nx.DiGraph, node: int) -> dict:
     kind = REGISTRY[data["op"]]
     shapes = input_shapes(graph, node)
     return {
-        "name": data["name"], "label": kind.label(data["attrs"]),
-        "inputs": [format_shape(shape) for shape in shapes], "output": format_shape(data["shape"]),
+        "name": data["name"],
+        "label": kind.label(data["attrs"]),
+        "inputs": [format_shape(shape) for shape in shapes],
+        "output": format_shape(data["shape"]),
         "rows": [
             ("output size", _output_size(data, shapes)),
             ("parameters", _checked(_params(data, shapes), data["params"], "no parameters")),
-            ("MACs", _checked(_macs(data, shapes), data["macs"],
-                              "none counted: only convolutions and fully connected layers multiply-accumulate")),
+            (
+                "MACs",
+                _checked(
+                    _macs(data, shapes),
+                    data["macs"],
+                    "none counted: only convolutions and fully connected layers multiply-accumulate",
+                ),
+            ),
             ("receptive field", _receptive_field(graph, node, kind, shapes)),
         ],
     }
 
 
-def _checked(worked: Optional[tuple[str, int]], actual: int, when_zero: str) -> str:
+def _checked(worked: tuple[str, int] | None, actual: int, when_zero: str) -> str:
     """The worked formula when it gives the analysed number, else the number."""
     if worked is not None and worked[1] == actual:
         return f"{worked[0]} = {actual:,}"
@@ -54,7 +61,7 @@ def _output_size(data: dict, shapes: list) -> str:
     return format_shape(out)
 
 
-def _sliding_axis(attrs: dict, axis: int, size: int, out: int) -> Optional[str]:
+def _sliding_axis(attrs: dict, axis: int, size: int, out: int) -> str | None:
     """One axis of a sliding window; a transposed convolution's (`op`) runs the other way."""
     k, s, p = attrs["k"][axis], attrs["s"][axis], attrs["p"][axis]
     if "op" in attrs:
@@ -72,7 +79,7 @@ def _sliding_axis(attrs: dict, axis: int, size: int, out: int) -> Optional[str]:
     return f"{text} = {out}" if value == out else None
 
 
-def _params(data: dict, shapes: list) -> Optional[tuple[str, int]]:
+def _params(data: dict, shapes: list) -> tuple[str, int] | None:
     attrs = data["attrs"]
     if not shapes:
         return None
@@ -92,7 +99,7 @@ def _params(data: dict, shapes: list) -> Optional[tuple[str, int]]:
     return None
 
 
-def _macs(data: dict, shapes: list) -> Optional[tuple[str, int]]:
+def _macs(data: dict, shapes: list) -> tuple[str, int] | None:
     attrs, out = data["attrs"], data["shape"]
     if not shapes:
         return None
@@ -163,4 +170,3 @@ def _axes(value) -> str:
 
 def _n(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-

@@ -4,6 +4,7 @@
 so the server starts it once: starting a `dot` for every keystroke costs 30-50 ms on this project's
 machine, a third of the time from an edit to the new diagram.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,8 @@ import select
 import subprocess
 import threading
 import time
-from typing import Optional
 
-from ..errors import FileProblem
+from ..core.errors import FileProblem
 
 TIMEOUT_S = 30.0
 END = b"</svg>"  # the last line of every SVG dot writes; labels are escaped, so no text can end with it
@@ -25,7 +25,7 @@ class DotProcess:
     """`svg(dot_source)` through one `dot` process, restarted when it dies or stalls."""
 
     def __init__(self) -> None:
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
         self.lock = threading.Lock()
 
     def svg(self, source: str) -> str:
@@ -35,17 +35,22 @@ class DotProcess:
             except (OSError, EOFError, TimeoutError) as error:
                 self.close()
                 if isinstance(error, FileNotFoundError):
-                    raise FileProblem("drawing needs the Graphviz program `dot`, which is not installed",
-                                      hint="install Graphviz (apt install graphviz, brew install graphviz)") from None
-                raise FileProblem(f"Graphviz could not lay out the diagram ({error or type(error).__name__})",
-                                  hint="a smaller --depth draws fewer boxes") from None
+                    raise FileProblem(
+                        "drawing needs the Graphviz program `dot`, which is not installed",
+                        hint="install Graphviz (apt install graphviz, brew install graphviz)",
+                    ) from None
+                raise FileProblem(
+                    f"Graphviz could not lay out the diagram ({error or type(error).__name__})",
+                    hint="a smaller --depth draws fewer boxes",
+                ) from None
 
     def _layout(self, source: bytes) -> str:
         if self.process is not None and self.process.poll() is not None:
             self.close()  # it died: its pipes are closed before a new one starts
         if self.process is None:
-            self.process = subprocess.Popen(["dot", "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                ["dot", "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
         self.process.stdin.write(source + b"\n")
         self.process.stdin.flush()
         output, deadline = bytearray(), time.monotonic() + TIMEOUT_S

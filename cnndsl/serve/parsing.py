@@ -5,13 +5,14 @@ A text is cut before each line that starts with `import`, `block`, `network` or 
 Where such a line is not the start of a definition (inside a body), a piece is left unclosed and fails to
 parse, and the whole text is parsed instead; so every text gets the tree, or the error, of `parse_text`.
 """
+
 from __future__ import annotations
 
 import re
 
-from .. import syntax as ast
-from ..errors import CnnDslError
-from ..parse_cache import parse_text
+from ..core.errors import CnnDslError
+from ..front import syntax as ast
+from ..front.cache import parse_text
 
 _STARTS = re.compile(r"^(?=(?:import|block|network|let)\b)", re.MULTILINE)
 MOST_BLANK_LINES = 1_000_000  # put in front of the pieces of one text, at most (a millisecond of lexing)

@@ -2,6 +2,7 @@
 
 tests/test_graphviz.py checks that every committed SVG still shows what its entry draws today.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@
 The page is made from the library itself (each file's header, each network's figures), so it
 cannot drift from the code; tests/test_library.py checks that the committed page is current.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,8 @@ from itertools import groupby
 from pathlib import Path
 
 import cnndsl
-from cnndsl.atomic import write_atomically
 from cnndsl.backends.graphviz import render
+from cnndsl.core.atomic import write_atomically
 from cnndsl.library import Entry, catalogue
 from cnndsl.ops import format_shape
 
@@ -63,8 +64,10 @@ def diagram_depth(network) -> int:
 
 
 def row(entry: Entry) -> str:
-    return (f"| [{entry.name}](#{entry.name}) | `{entry.file.name}` | {format_shape(entry.input_shape)} "
-            f"| {entry.params:,} | {entry.macs:,} |")
+    return (
+        f"| [{entry.name}](#{entry.name}) | `{entry.file.name}` | {format_shape(entry.input_shape)} "
+        f"| {entry.params:,} | {entry.macs:,} |"
+    )
 
 
 def diagram_depths(entries: list[Entry]) -> dict[str, int]:
@@ -80,9 +83,11 @@ def markdown(entries: list[Entry], depths: dict[str, int]) -> str:
         parts += ["", f"## {path.name}", "", header(path)]
         for entry in group:
             parts += [
-                "", f"### {entry.name}", "",
-                f"Input {format_shape(entry.input_shape)} · {entry.params:,} parameters · "
-                f"{entry.macs:,} MACs", "",
+                "",
+                f"### {entry.name}",
+                "",
+                f"Input {format_shape(entry.input_shape)} · {entry.params:,} parameters · {entry.macs:,} MACs",
+                "",
                 f"![{entry.name} at depth {depths[entry.name]}](library/{entry.name}.svg)",
             ]
     return "\n".join(parts) + "\n"

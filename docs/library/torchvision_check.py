@@ -8,6 +8,7 @@ the BatchNorm statistics are randomised so they matter, and both models run on t
 mode. torchvision's RegNet registers a block's shortcut before its body; its tensors are taken in the
 body-then-shortcut order cnndsl builds. tests/test_library.py pins the counts this implies.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,10 @@ import torch
 import cnndsl
 
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "torchvision-all.md"
-OPTIONS = {"googlenet": {"aux_logits": False, "init_weights": False},
-           "inception_v3": {"aux_logits": False, "init_weights": False}}
+OPTIONS = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+}
 SEGMENTATION = {"num_classes": 21, "aux_loss": False, "weights": None, "weights_backbone": None}
 
 

@@ -9,6 +9,7 @@ An entry is JSON data, decoded only into the node classes of `cnndsl.syntax` wit
 against its declared type, so no entry can run code or build any other object. A folder or entry that
 another user owns or could write is not trusted at all: one warning on stderr, then no cache.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,18 +21,20 @@ import stat
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Union
 
+from ..core.errors import SourcePos
+from ..core.resources import grammar_path
 from . import syntax as ast
-from .errors import SourcePos
-from .resources import grammar_path
 
 FORMAT = b"cnndsl-ast-2"
-_PARSER_SOURCES = ("parser.py", "syntax.py", "errors.py")  # the tree is made of their classes
+_PARSER_SOURCES = ("front/parser.py", "front/syntax.py", "core/errors.py")  # the tree is made of their classes
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # an entry is written and read only up to this size
-_NODES = {name: cls for name, cls in vars(ast).items()
-          if dataclasses.is_dataclass(cls) and cls.__module__ == ast.__name__}  # the only classes an entry makes
+_NODES = {
+    name: cls for name, cls in vars(ast).items() if dataclasses.is_dataclass(cls) and cls.__module__ == ast.__name__
+}  # the only classes an entry makes
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", "<=", ">", ">=", "and", "or"}
 _warned: set[str] = set()
 
@@ -44,7 +47,7 @@ class _Malformed(ValueError):
     """An entry whose data does not decode into a syntax tree."""
 
 
-def cache_dir() -> Optional[Path]:
+def cache_dir() -> Path | None:
     """`$CNNDSL_CACHE_DIR`, else the user's cache folder; None when `CNNDSL_NO_CACHE` is set."""
     if os.environ.get("CNNDSL_NO_CACHE") or not hasattr(os, "geteuid"):  # ownership is checked on POSIX only
         return None
@@ -88,10 +91,10 @@ def parse_text(text: str, file: str) -> ast.Program:
 
 def _digest(text: str, file: str) -> bytes:
     """Text, file name (positions carry it), and the version and files of the parser: a change to any makes a new tree."""
-    from . import __version__
+    from ..core.version import __version__
 
     h = hashlib.sha256(FORMAT + __version__.encode())
-    package = Path(__file__).parent
+    package = Path(__file__).parent.parent
     for source in (grammar_path(), *(package / name for name in _PARSER_SOURCES)):
         info = source.stat()
         h.update(f"{source}:{info.st_mtime_ns}:{info.st_size};".encode())
@@ -100,7 +103,7 @@ def _digest(text: str, file: str) -> bytes:
 
 
 # ---- trust --------------------------------------------------------------------------
-def _open_folder(folder: Path, create: bool) -> Optional[int]:
+def _open_folder(folder: Path, create: bool) -> int | None:
     """A descriptor of the cache folder once it is shown to be ours alone; None if it does not exist."""
     if create:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -127,12 +130,15 @@ def _warn_once(folder: Path, why: str) -> None:
     if str(folder) in _warned:
         return
     _warned.add(str(folder))
-    print(f"cnndsl: warning: not using the parse cache: {why}; make it yours with mode 700, or set "
-          "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)", file=sys.stderr)
+    print(
+        f"cnndsl: warning: not using the parse cache: {why}; make it yours with mode 700, or set "
+        "CNNDSL_CACHE_DIR to a private folder (CNNDSL_NO_CACHE=1 turns the cache off)",
+        file=sys.stderr,
+    )
 
 
 # ---- reading and writing ----------------------------------------------------------
-def _read(folder: Path, entry: str, key: bytes, text: str, file: str) -> Optional[ast.Program]:
+def _read(folder: Path, entry: str, key: bytes, text: str, file: str) -> ast.Program | None:
     """The cached tree, or None for a miss; _Untrusted for a folder or entry another user could have written."""
     try:
         fd = _open_folder(folder, create=False)
@@ -147,12 +153,12 @@ def _read(folder: Path, entry: str, key: bytes, text: str, file: str) -> Optiona
     if data is None or not data.startswith(key):
         return None
     try:
-        return decode(json.loads(data[len(key):]), text, file)
+        return decode(json.loads(data[len(key) :]), text, file)
     except (ValueError, TypeError, RecursionError):  # a torn or foreign entry is a miss, never an error
         return None
 
 
-def _read_entry(folder_fd: int, entry: str, folder: Path) -> Optional[bytes]:
+def _read_entry(folder_fd: int, entry: str, folder: Path) -> bytes | None:
     try:
         fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
     except OSError:
@@ -245,17 +251,21 @@ def _make_decoder(hint: Any) -> Decoder:
         if len(inner) == len(args):
             return one
         return lambda data, file: None if data is None else one(data, file)
-    if origin is list and _decoder(args[0]) is _decoder(Union[int, float]):  # a NumberList's million numbers
-        return lambda data, file: _checked(data, type(data) is list and all(type(n) in (int, float) for n in data),
-                                           "a list of numbers")
+    if origin is list and _decoder(args[0]) is _decoder(Union[int, float]):  # noqa: UP007 - a runtime value  # a NumberList's million numbers
+        return lambda data, file: _checked(
+            data, type(data) is list and all(type(n) in (int, float) for n in data), "a list of numbers"
+        )
     if origin is list:
         item = _decoder(args[0])
         return lambda data, file: [item(value, file) for value in _checked(data, type(data) is list, "a list")]
     if origin is tuple:
         items = [_decoder(arg) for arg in args]
         return lambda data, file: tuple(
-            decode_item(value, file) for decode_item, value in
-            zip(items, _checked(data, type(data) is list and len(data) == len(items), "a pair")))
+            decode_item(value, file)
+            for decode_item, value in zip(
+                items, _checked(data, type(data) is list and len(data) == len(items), "a pair")
+            )
+        )
     if isinstance(hint, type) and _NODES.get(hint.__name__) is hint:
         return lambda data, file: _node(data, file, (hint,))
     raise TypeError(f"the syntax tree declares a field of type {hint!r}, which the cache cannot decode")

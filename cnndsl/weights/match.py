@@ -7,17 +7,17 @@ else placed by their shapes alone (torchvision's RegNet registers a block's shor
 Shapes agree up to dimensions of size 1 (a Linear's weight is a 1×1 convolution's). Whatever the shapes
 cannot decide is reported, never guessed.
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 import networkx as nx
 
-from .errors import ValueProblem
-from .ops import format_shape
+from ..core.errors import ValueProblem
+from ..ops import format_shape
 
 COUNTER = "num_batches_tracked"  # BatchNorm's step count: not matched by shape, it follows its layer
 ROLES = ("weight", "bias", "running_mean", "running_var")  # the order torch gives a layer's tensors
@@ -55,14 +55,14 @@ class Leaf:
     name: str
     keys: list[str]
     shapes: list[tuple]
-    node: Optional[int] = None
+    node: int | None = None
 
     @property
     def signature(self) -> tuple:
         return tuple(squeezed(shape) for shape in self.shapes)
 
     @property
-    def leaves(self) -> list["Leaf"]:
+    def leaves(self) -> list[Leaf]:
         return [self]
 
 
@@ -71,7 +71,7 @@ class Group:
     """A checkpoint module with submodules (`layer1.0`): its children in the checkpoint's order."""
 
     name: str
-    children: list[Union["Group", Leaf]] = field(default_factory=list)
+    children: list[Group | Leaf] = field(default_factory=list)
 
     @property
     def leaves(self) -> list[Leaf]:
@@ -145,9 +145,12 @@ class _Matcher:
                 self.result.by_name.add(key)
             elif slot.node not in refused:  # one problem per layer: its weight's shape says enough
                 refused.add(slot.node)
-                self._problem(slot.node, f"{self.result.origin} gives `{key}` the shape {_shape(shape)}; "
-                                         f"the network needs {_shape(slot.shape)}",
-                              "check the network's parameters (-p) and input shape against those it was trained with")
+                self._problem(
+                    slot.node,
+                    f"{self.result.origin} gives `{key}` the shape {_shape(shape)}; "
+                    f"the network needs {_shape(slot.shape)}",
+                    "check the network's parameters (-p) and input shape against those it was trained with",
+                )
         return taken
 
     # ---- what cannot match -------------------------------------------------------------------------
@@ -178,8 +181,10 @@ class _Matcher:
         drop_theirs = _chosen(excess_theirs, [j for _, j in unequal if j is not None], theirs)
         self._report_unpartnered(aligned, network_leaves, checkpoint_leaves, drop_ours, drop_theirs)
         dropped_keys = {key for j in drop_theirs for key in checkpoint_leaves[j].keys}
-        return ([leaf for i, leaf in enumerate(network_leaves) if i not in drop_ours],
-                [key for key in keys if key not in dropped_keys])
+        return (
+            [leaf for i, leaf in enumerate(network_leaves) if i not in drop_ours],
+            [key for key in keys if key not in dropped_keys],
+        )
 
     def _report_unpartnered(self, aligned, network_leaves, checkpoint_leaves, drop_ours, drop_theirs) -> None:
         origin, following = self.result.origin, len(network_leaves) - 1
@@ -190,20 +195,26 @@ class _Matcher:
                 needs = f"layer `{leaf.name}` needs `{leaf.keys[0]}` of shape {_shape(leaf.shapes[0])}"
                 if j in drop_theirs:
                     other = checkpoint_leaves[j]
-                    self._problem(leaf.node, f"{needs}; in its place {origin} has `{other.keys[0]}` of shape "
-                                             f"{_shape(other.shapes[0])}", LOAD_HINT)
+                    self._problem(
+                        leaf.node,
+                        f"{needs}; in its place {origin} has `{other.keys[0]}` of shape {_shape(other.shapes[0])}",
+                        LOAD_HINT,
+                    )
                 else:
                     self._problem(leaf.node, f"{needs}; {origin} has no tensor of that shape for it", LOAD_HINT)
             elif j in drop_theirs:
                 other = checkpoint_leaves[j]
                 near = network_leaves[following] if network_leaves else None
                 where = f" (it comes where the network has layer `{near.name}`)" if near else ""
-                self._problem(near.node if near else max(slot.node for slot in self.slots.values()),
-                              f"{origin} has `{other.keys[0]}` of shape {_shape(other.shapes[0])}, which no layer of "
-                              f"the network takes{where}", LOAD_HINT)
+                self._problem(
+                    near.node if near else max(slot.node for slot in self.slots.values()),
+                    f"{origin} has `{other.keys[0]}` of shape {_shape(other.shapes[0])}, which no layer of "
+                    f"the network takes{where}",
+                    LOAD_HINT,
+                )
 
     # ---- by structure --------------------------------------------------------------------------
-    def _place(self, module: Union[Group, Leaf], run: list[Leaf]) -> None:
+    def _place(self, module: Group | Leaf, run: list[Leaf]) -> None:
         """Place a checkpoint module on a run of network layers holding the same shapes."""
         if isinstance(module, Leaf):
             self._pair(run[0], module)
@@ -237,12 +248,16 @@ class _Matcher:
         index = next((i for i in range(len(run)) if first[i] is not second[i]), 0)
         self._ambiguous(run[index], first[index], second[index])
 
-    def _ambiguous(self, layer: Leaf, one: Union[Group, Leaf], other: Union[Group, Leaf]) -> None:
+    def _ambiguous(self, layer: Leaf, one: Group | Leaf, other: Group | Leaf) -> None:
         a, b = one.leaves[0], other.leaves[0]
-        self._problem(layer.node, f"cannot tell whether `{a.keys[0]}` or `{b.keys[0]}` of {self.result.origin} "
-                                  f"is layer `{layer.name}`'s `{layer.keys[0]}` (both {_shape(a.shapes[0])}): the "
-                                  "shapes fit either way and the checkpoint's order does not say",
-                      AMBIGUOUS_HINT, rank=1)
+        self._problem(
+            layer.node,
+            f"cannot tell whether `{a.keys[0]}` or `{b.keys[0]}` of {self.result.origin} "
+            f"is layer `{layer.name}`'s `{layer.keys[0]}` (both {_shape(a.shapes[0])}): the "
+            "shapes fit either way and the checkpoint's order does not say",
+            AMBIGUOUS_HINT,
+            rank=1,
+        )
 
     def _pair(self, ours: Leaf, theirs: Leaf) -> None:
         roles = [key.rpartition(".")[2] for key in theirs.keys]
@@ -257,9 +272,12 @@ class _Matcher:
             slot, given = self.slots[key], self.given[partner]
             if slot.floating and not given.floating:
                 del self.result.pairs[key]
-                self._problem(slot.node, f"{self.result.origin} holds `{partner}` as {given.dtype}; layer "
-                                         f"`{_layer(self.graph, slot.node)}` needs floating-point values for `{key}`",
-                              "integers and booleans are not weights: was it saved from a quantised or another network?")
+                self._problem(
+                    slot.node,
+                    f"{self.result.origin} holds `{partner}` as {given.dtype}; layer "
+                    f"`{_layer(self.graph, slot.node)}` needs floating-point values for `{key}`",
+                    "integers and booleans are not weights: was it saved from a quantised or another network?",
+                )
 
     def _pair_counters(self) -> None:
         """Each BatchNorm's step count comes from the module its statistics came from, where the checkpoint has it."""
@@ -280,7 +298,7 @@ class _Matcher:
         result.problems = [problem for _, problem in sorted(self.problem_at, key=lambda item: item[0])]
         return result
 
-    def _problem(self, node: Optional[int], message: str, hint: str, rank: int = 0) -> None:
+    def _problem(self, node: int | None, message: str, hint: str, rank: int = 0) -> None:
         """Record a problem; those of rank 0 (a tensor without partner) come first, before the ambiguities
         that often follow from them."""
         pos = self.graph.nodes[node]["pos"] if node is not None else None
@@ -296,8 +314,9 @@ def _network_leaves(graph: nx.DiGraph, slots: list[Slot]) -> list[Leaf]:
     leaves = []
     for node in sorted(by_node):
         ordered = sorted(by_node[node], key=lambda slot: _role_rank(slot.key))
-        leaves.append(Leaf(graph.nodes[node]["name"], [slot.key for slot in ordered],
-                           [slot.shape for slot in ordered], node))
+        leaves.append(
+            Leaf(graph.nodes[node]["name"], [slot.key for slot in ordered], [slot.shape for slot in ordered], node)
+        )
     return leaves
 
 
@@ -336,6 +355,7 @@ def _checkpoint_tree(keys: list[str], given: dict[str, Given]) -> Group:
 def _sequential_order(children: list) -> list:
     """Numbered children (an nn.Sequential's, a ModuleList's) by number: that is their order of execution,
     whichever order a file lists them in (safetensors sorts keys as text, `10` before `2`)."""
+
     def number(child) -> str:
         return child.name.rpartition(".")[2]
 
@@ -348,9 +368,9 @@ def _sequential_order(children: list) -> list:
 class _Choice:
     """The best arrangement of a module's children on a run, its cost, and a different one as good (if any)."""
 
-    parts: Optional[list[tuple]]
+    parts: list[tuple] | None
     cost: tuple = (0, 0)
-    tied: Optional[list[tuple]] = None
+    tied: list[tuple] | None = None
 
 
 class _Choices:
@@ -367,7 +387,7 @@ class _Choices:
         self.known: dict[tuple, _Choice] = {}
         self.linked: dict[tuple[int, int], bool] = {}
 
-    def best(self, module: Union[Group, Leaf], run: list[Leaf]) -> _Choice:
+    def best(self, module: Group | Leaf, run: list[Leaf]) -> _Choice:
         if isinstance(module, Leaf):
             return _Choice([])
         key = (id(module), id(run[0]) if run else 0, len(run))
@@ -391,8 +411,10 @@ class _Choices:
             below = [self.best(child, part) for child, part in arrangement]
             if any(choice.parts is None for choice in below):
                 continue
-            cost = (_inversions([rank[id(child)] for child, _ in arrangement]) + sum(c.cost[0] for c in below),
-                    self._breaks(arrangement) + sum(c.cost[1] for c in below))
+            cost = (
+                _inversions([rank[id(child)] for child, _ in arrangement]) + sum(c.cost[0] for c in below),
+                self._breaks(arrangement) + sum(c.cost[1] for c in below),
+            )
             scored.append(((-_named_alike(arrangement), *cost), arrangement))
         if not scored:
             return _Choice(None)
@@ -404,9 +426,12 @@ class _Choices:
 
     def _breaks(self, arrangement: list[tuple]) -> int:
         """Layers of one checkpoint module, next to each other in graph order, that no data flows between."""
-        return sum(not self._flows(first.node, second.node)
-                   for child, part in arrangement if isinstance(child, Group)
-                   for first, second in zip(part, part[1:]))
+        return sum(
+            not self._flows(first.node, second.node)
+            for child, part in arrangement
+            if isinstance(child, Group)
+            for first, second in zip(part, part[1:])
+        )
 
     def _flows(self, source: int, target: int) -> bool:
         """Whether a path leads from source to target; node ids are a topological order, so the search
@@ -414,19 +439,23 @@ class _Choices:
         if (source, target) not in self.linked:
             seen, frontier = {source}, [source]
             while frontier and target not in seen:
-                frontier = [after for node in frontier for after in self.graph.succ[node]
-                            if after <= target and after not in seen]
+                frontier = [
+                    after
+                    for node in frontier
+                    for after in self.graph.succ[node]
+                    if after <= target and after not in seen
+                ]
                 seen.update(frontier)
             self.linked[source, target] = target in seen
         return self.linked[source, target]
 
 
-def _in_order(children: list, run: list[Leaf]) -> Optional[list[tuple]]:
+def _in_order(children: list, run: list[Leaf]) -> list[tuple] | None:
     """Consecutive parts of the run for the children in their order, if each part holds its child's shapes."""
     parts, start = [], 0
     for child in children:
         size = len(child.leaves)
-        part = run[start:start + size]
+        part = run[start : start + size]
         if _shapes(part) != _shapes(child.leaves):
             return None
         parts.append((child, part))
@@ -437,12 +466,13 @@ def _in_order(children: list, run: list[Leaf]) -> Optional[list[tuple]]:
 def _named_alike(arrangement: list[tuple]) -> int:
     """How many children lie on layers whose names contain the child's own (`downsample` in
     `layer1.bottleneck1.downsample.conv`)."""
-    return sum(all(child.name.rpartition(".")[2] in leaf.name.split(".") for leaf in part)
-               for child, part in arrangement)
+    return sum(
+        all(child.name.rpartition(".")[2] in leaf.name.split(".") for leaf in part) for child, part in arrangement
+    )
 
 
 def _inversions(order: list[int]) -> int:
-    return sum(1 for i, first in enumerate(order) for second in order[i + 1:] if first > second)
+    return sum(1 for i, first in enumerate(order) for second in order[i + 1 :] if first > second)
 
 
 def _arrangements(children: list, run: list[Leaf]) -> list[list[tuple]]:
@@ -466,12 +496,12 @@ def _arrangements(children: list, run: list[Leaf]) -> list[list[tuple]]:
             return len(found) == MAX_ARRANGEMENTS
         for key, members in classes.items():
             size = sizes[key]
-            if used[key] == len(members) or _shapes(run[start:start + size]) != key[0]:
+            if used[key] == len(members) or _shapes(run[start : start + size]) != key[0]:
                 continue
             steps += 1
             if steps > MAX_STEPS:
                 raise _TooMany
-            chosen.append((members[used[key]], run[start:start + size]))
+            chosen.append((members[used[key]], run[start : start + size]))
             used[key] += 1
             if extend(start + size):
                 return True
@@ -494,11 +524,11 @@ def _owner_of_each(arrangement: list[tuple], length: int) -> list:
     """For each position of the run, the checkpoint leaf the arrangement puts there."""
     owners = []
     for child, part in arrangement:
-        owners.extend(child.leaves[:len(part)])
+        owners.extend(child.leaves[: len(part)])
     return owners[:length]
 
 
-def _alignment(ours: list, theirs: list) -> list[tuple[Optional[int], Optional[int]]]:
+def _alignment(ours: list, theirs: list) -> list[tuple[int | None, int | None]]:
     """The two orders lined up with fewest edits (Levenshtein): pairs (i, j), with None where one side has
     nothing in that place. Only a load that fails lines them up, to say what the checkpoint has instead."""
     start = 0
@@ -507,12 +537,14 @@ def _alignment(ours: list, theirs: list) -> list[tuple[Optional[int], Optional[i
     end = 0
     while end < min(len(ours), len(theirs)) - start and ours[-1 - end] == theirs[-1 - end]:
         end += 1
-    a, b = ours[start:len(ours) - end], theirs[start:len(theirs) - end]
+    a, b = ours[start : len(ours) - end], theirs[start : len(theirs) - end]
     if len(a) * len(b) > MAX_ALIGNMENT_CELLS:  # a checkpoint of thousands of foreign tensors: place by place
-        middle = [(start + k if k < len(a) else None, start + k if k < len(b) else None)
-                  for k in range(max(len(a), len(b)))]
-        return [(k, k) for k in range(start)] + middle + [(len(ours) - end + k, len(theirs) - end + k)
-                                                          for k in range(end)]
+        middle = [
+            (start + k if k < len(a) else None, start + k if k < len(b) else None) for k in range(max(len(a), len(b)))
+        ]
+        return (
+            [(k, k) for k in range(start)] + middle + [(len(ours) - end + k, len(theirs) - end + k) for k in range(end)]
+        )
     cost = [list(range(len(b) + 1))]
     for i in range(1, len(a) + 1):
         row = [i]
@@ -541,8 +573,9 @@ def _chosen(excess: Counter, outside: list[int], signatures: list[tuple]) -> set
     chosen, outside_set = set(), set(outside)
     for signature, count in excess.items():
         candidates = [i for i in outside if signatures[i] == signature]
-        candidates += [i for i in reversed(range(len(signatures)))
-                       if signatures[i] == signature and i not in outside_set]
+        candidates += [
+            i for i in reversed(range(len(signatures))) if signatures[i] == signature and i not in outside_set
+        ]
         chosen.update(candidates[:count])
     return chosen
 

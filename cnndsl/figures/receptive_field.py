@@ -8,12 +8,13 @@ outputs that read the same input pixels make P > 1, and the receptive field is t
 period: the most input pixels any output pixel sees (U-Net's is 204, as a gradient probe finds). Borders are
 not clipped, as the textbook figure is not. The jump is D / P, the mean step between adjacent outputs.
 """
+
 from __future__ import annotations
 
 from math import gcd
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
-from .ops import Window
+from ..ops import Window
 
 LARGEST_PERIOD = 4096  # a longer period (resizes by coprime factors) is written out over the real positions
 
@@ -28,7 +29,7 @@ class Periodic(NamedTuple):
         turns, offset = divmod(index, len(self.table))
         return self.table[offset] + turns * self.step
 
-    def after(self, a: int, b: int, c: int, size: int) -> "Periodic":
+    def after(self, a: int, b: int, c: int, size: int) -> Periodic:
         """o ↦ self(⌊(a·o + b) / c⌋): the map of a layer that reads this one at those indices."""
         if a == 0:
             return Periodic((self(b // c),), 0)
@@ -65,7 +66,7 @@ class Axis(NamedTuple):
         return max(self.floor, *(self.hi(o) - self.lo(o) + 1 for o in range(period)))
 
     @property
-    def jump(self) -> "int | float":
+    def jump(self) -> int | float:
         jump = self.lo.step / len(self.lo.table)
         return int(jump) if jump.is_integer() else jump
 
@@ -73,7 +74,7 @@ class Axis(NamedTuple):
 IDENTITY = Axis(Periodic((0,), 1), Periodic((0,), 1))
 
 
-def axis_after(sources: list[tuple[Axis, int, int]], window: Optional[Window], out_size: int, axis: int) -> Axis:
+def axis_after(sources: list[tuple[Axis, int, int]], window: Window | None, out_size: int, axis: int) -> Axis:
     """A node's map along `axis` from its inputs' maps (each with its size and the offset it is read at)."""
     los, his, floor = [], [], max(source.floor for source, _, _ in sources)
     for source, in_size, offset in sources:
@@ -86,7 +87,7 @@ def axis_after(sources: list[tuple[Axis, int, int]], window: Optional[Window], o
     return Axis(_merged(los, min, out_size), _merged(his, max, out_size), floor)
 
 
-def _reads(window: Optional[Window], in_size: int, out_size: int, axis: int):
+def _reads(window: Window | None, in_size: int, out_size: int, axis: int):
     """(a, b, c) for the first and the last input index output o reads: ⌊(a·o + b) / c⌋."""
     if window is None:
         return ((0, 0, 1),) * 2 if in_size == 1 and out_size > 1 else ((1, 0, 1),) * 2

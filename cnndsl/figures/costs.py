@@ -4,14 +4,16 @@ MACs count convolutions and fully connected layers (the torchvision convention);
 reported as 2·MACs and labelled as such. Receptive field over a DAG takes the largest over
 all paths into a node.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import networkx as nx
 
-from .ir import walk
+from ..graph.ir import walk
+from ..ops import REGISTRY, numel
 from .receptive_field import IDENTITY, axis_after
-from .ops import REGISTRY, numel
 
 BYTES_PER_VALUE = 4  # float32
 
@@ -57,21 +59,35 @@ def _axes(graph, sources, data, window, offsets, axes):
         return shape[axis + 1] if len(shape) == 3 else 1  # a vector is one position
 
     def along(axis):
-        return axis_after([(axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
-                           for index, source in enumerate(sources)], window, size(data["shape"], axis), axis)
+        return axis_after(
+            [
+                (axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
+                for index, source in enumerate(sources)
+            ],
+            window,
+            size(data["shape"], axis),
+            axis,
+        )
 
     first = along(0)
-    square = size(data["shape"], 0) == size(data["shape"], 1) and _symmetric(window) and all(
-        axes[source][0] is axes[source][1] and offsets[index][0] == offsets[index][1]
-        and size(graph.nodes[source]["shape"], 0) == size(graph.nodes[source]["shape"], 1)
-        for index, source in enumerate(sources))
+    square = (
+        size(data["shape"], 0) == size(data["shape"], 1)
+        and _symmetric(window)
+        and all(
+            axes[source][0] is axes[source][1]
+            and offsets[index][0] == offsets[index][1]
+            and size(graph.nodes[source]["shape"], 0) == size(graph.nodes[source]["shape"], 1)
+            for index, source in enumerate(sources)
+        )
+    )
     return (first, first if square else along(1))
 
 
 def _symmetric(window) -> bool:
     """The window reads alike along both axes."""
-    return window is None or all(pair[0] == pair[1] for pair in
-                                 (window.kernel, window.stride, window.dilation, window.upsample, window.padding))
+    return window is None or all(
+        pair[0] == pair[1] for pair in (window.kernel, window.stride, window.dilation, window.upsample, window.padding)
+    )
 
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -84,9 +100,13 @@ def saved_activations(graph: nx.DiGraph) -> int:
     outputs = {output for _, output in graph.graph["outputs"]}
     total = 0
     for _, data, kind, sources, _ in walk(graph):
-        in_place = kind.torch_in_place and bool(sources) \
-            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable \
-            and graph.out_degree(sources[0]) == 1 and sources[0] not in outputs
+        in_place = (
+            kind.torch_in_place
+            and bool(sources)
+            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable
+            and graph.out_degree(sources[0]) == 1
+            and sources[0] not in outputs
+        )
         if not in_place:
             total += numel(data["shape"]) * kind.backward_keeps
     return total
@@ -105,7 +125,7 @@ def totals(graph: nx.DiGraph) -> Totals:
     return Totals(params, macs, memory, params * BYTES_PER_VALUE)
 
 
-def scalar(value) -> "int | float | list":
+def scalar(value) -> int | float | list:
     """rf/jump for reports: one number when both axes agree, else [h, w]; whole numbers as int."""
     values = [int(v) if float(v).is_integer() else float(v) for v in value]
     return values[0] if values[0] == values[1] else values

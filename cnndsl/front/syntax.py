@@ -2,12 +2,12 @@
 
 Every node carries the SourcePos it came from, so any later error can point at the text.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
-from .errors import SourcePos
+from ..core.errors import SourcePos
 
 
 # ---- expressions -------------------------------------------------------------
@@ -18,7 +18,7 @@ class Expr:
 
 @dataclass
 class Number(Expr):
-    value: Union[int, float]
+    value: int | float
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TapRef(Expr):
 
 @dataclass
 class Argument:
-    keyword: Optional[str]
+    keyword: str | None
     value: Expr
     pos: SourcePos
 
@@ -79,7 +79,7 @@ class ListExpr(Expr):
 class NumberList(Expr):
     """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
 
-    values: list[Union[int, float]]
+    values: list[int | float]
 
 
 @dataclass
@@ -118,7 +118,7 @@ class Comprehension(Expr):
     item: Expr
     names: list[str]
     iterable: Expr
-    condition: Optional[Expr]
+    condition: Expr | None
 
 
 # ---- statements and layers ---------------------------------------------------
@@ -148,14 +148,14 @@ class Group(Stmt):
 
 @dataclass
 class Stage(Stmt):
-    name: Optional[str]
+    name: str | None
     body: Seq
 
 
 @dataclass
 class Residual(Stmt):
     body: Seq
-    shortcut: Optional[Seq]
+    shortcut: Seq | None
 
 
 @dataclass
@@ -222,7 +222,7 @@ class For(Stmt):
 @dataclass
 class If(Stmt):
     branches: list[tuple[Expr, Seq]]
-    otherwise: Optional[Seq]
+    otherwise: Seq | None
 
 
 @dataclass
@@ -234,7 +234,7 @@ class Output(Stmt):
 @dataclass
 class Param:
     name: str
-    default: Optional[Expr]
+    default: Expr | None
     pos: SourcePos
 
 
@@ -276,4 +276,4 @@ class Program:
     file: str
     text: str
     imports: list[Import] = field(default_factory=list)
-    definitions: list[Union[BlockDef, NetworkDef, NetworkAlias, Let]] = field(default_factory=list)
+    definitions: list[BlockDef | NetworkDef | NetworkAlias | Let] = field(default_factory=list)

@@ -3,15 +3,17 @@
 A wheel carries them inside the package (`cnndsl/grammar`, `cnndsl/library`); a source
 checkout keeps them at the repository's top level. One lookup serves both.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+from functools import cache
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_dir(name: str) -> Path:
     for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
         if candidate.is_dir():
@@ -25,3 +27,8 @@ def grammar_path() -> Path:
 
 def library_dir() -> Path:
     return data_dir("library")
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory; half of it is the most weights a backend may allocate."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

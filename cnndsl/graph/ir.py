@@ -23,18 +23,20 @@ Graph attributes:
                                    "defaults": {param: value written as a number in the definition}}}}
     param_values  the network's parameter values as bound (`params` holds them as text)
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import networkx as nx
 
-from .errors import LimitProblem, NameProblem, SourcePos
-from .evaluate import LARGEST
+from ..core.errors import LimitProblem, NameProblem, SourcePos
+from ..front.evaluate import LARGEST
+from ..ops import REGISTRY, OpKind, format_shape
 from .module_names import why_not_a_module_name
-from .ops import REGISTRY, OpKind, format_shape
 
 EDGE_KINDS = ("sequence", "skip", "concat", "branch")
 
@@ -46,13 +48,13 @@ class GroupScope:
     base: str
     kind: str
     label: str
-    pos: Optional[SourcePos]
-    parent: Optional["GroupScope"] = None
+    pos: SourcePos | None
+    parent: GroupScope | None = None
     children: list[tuple[str, Any]] = field(default_factory=list)  # ("group", GroupScope) | ("node", id)
     name: str = ""
-    call: Optional[dict] = None  # a block instance's definition and arguments
+    call: dict | None = None  # a block instance's definition and arguments
 
-    def open(self, base: str, kind: str, label: str, pos: Optional[SourcePos]) -> "GroupScope":
+    def open(self, base: str, kind: str, label: str, pos: SourcePos | None) -> GroupScope:
         child = GroupScope(base, kind, label, pos, self)
         self.children.append(("group", child))
         return child
@@ -66,15 +68,20 @@ class GraphBuilder:
         self.max_nodes = max_nodes
         self.root = GroupScope("", "network", name, None)
 
-    def add(self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope,
-            inputs: list[tuple[int, str]]) -> int:
+    def add(
+        self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope, inputs: list[tuple[int, str]]
+    ) -> int:
         node = self.graph.number_of_nodes()
         if any(dim > LARGEST for dim in shape):
-            raise LimitProblem(f"`{kind.name}` makes a {format_shape(shape)} tensor, larger than any size cnndsl "
-                               f"accepts (2^53)", pos, "check the input size, strides and scale factors")
+            raise LimitProblem(
+                f"`{kind.name}` makes a {format_shape(shape)} tensor, larger than any size cnndsl accepts (2^53)",
+                pos,
+                "check the input size, strides and scale factors",
+            )
         if node >= self.max_nodes:
             raise LimitProblem(
-                f"the network expands to more than {self.max_nodes:,} nodes", pos,
+                f"the network expands to more than {self.max_nodes:,} nodes",
+                pos,
                 "check the repetition counts, or raise the limit with --max-nodes",
             )
         self.graph.add_node(node, op=kind.name, attrs=attrs, shape=shape, pos=pos, group=(), name="", tap=None)
@@ -120,12 +127,15 @@ class GraphBuilder:
         return self.graph.nodes[item]["op"]
 
 
-def _require_module_name(name: str, pos: Optional[SourcePos]) -> None:
+def _require_module_name(name: str, pos: SourcePos | None) -> None:
     """A group's name is a PyTorch module attribute in every backend: refuse here, where `check` sees it."""
     why = why_not_a_module_name(name)
     if why is not None:
-        raise NameProblem(f"`{name}` cannot name a PyTorch module: {why}", pos,
-                          hint=f"rename the stage or block, e.g. `{name.strip('_') or 'block'}_`")
+        raise NameProblem(
+            f"`{name}` cannot name a PyTorch module: {why}",
+            pos,
+            hint=f"rename the stage or block, e.g. `{name.strip('_') or 'block'}_`",
+        )
 
 
 def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:

@@ -3,45 +3,35 @@
 Shapes are inferred as each node is added, because the language reads them while expanding
 (`in.c`, a conv that keeps its input's width, the projection a residual needs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any
 
 import networkx as nx
 
-from . import ops
-from . import syntax as ast
-from .errors import (CnnDslError, LimitProblem, NameProblem, Note, ShapeProblem, SourcePos, SourceWarning, ValueProblem,
-                     did_you_mean)
-from .evaluate import Env, Evaluator, Tap, no_incoming, shown
-from .spellings import unknown_layer_hint
+from .. import ops
+from ..core.errors import (
+    CnnDslError,
+    LimitProblem,
+    NameProblem,
+    Note,
+    ShapeProblem,
+    SourcePos,
+    SourceWarning,
+    ValueProblem,
+    did_you_mean,
+)
+from ..core.spellings import unknown_layer_hint
+from ..front import syntax as ast
+from ..front.evaluate import BlockRef, Env, Evaluator, NetworkRef, Tap, no_incoming, shown
 from .ir import GraphBuilder, GroupScope
 
 DEFAULT_MAX_NODES = 100_000
 MAX_CALL_DEPTH = 64
 MAX_DEPTH = 100  # bodies inside bodies, across block calls: keeps the recursive expansion off Python's limit
 STEPS_PER_NODE = 4  # statements and loop turns allowed per node of the limit: loops that add nothing still end
-
-
-@dataclass(frozen=True)
-class BlockRef:
-    """A block as a value: callable like a layer, passable as a parameter (`unit=basic`)."""
-
-    definition: ast.BlockDef
-    env: Env
-
-    def __repr__(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class NetworkRef:
-    definition: Any  # ast.NetworkDef | ast.NetworkAlias
-    env: Env
-
-    def __repr__(self) -> str:
-        return self.definition.name
 
 
 @dataclass
@@ -53,20 +43,20 @@ class Frame:
     taps: dict[str, tuple[int, SourcePos]]
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     depth: int = 0
-    entry: Optional[int] = None  # the block instance's input (`@in`); None in the network body: its input
+    entry: int | None = None  # the block instance's input (`@in`); None in the network body: its input
 
 
 class Expander:
     def __init__(self, builder: GraphBuilder):
         self.builder = builder
         self.graph = builder.graph
-        self.cursor: Optional[int] = None
+        self.cursor: int | None = None
         self.pending_edge = "sequence"
         self.evaluate = Evaluator(self._incoming)
         self.depth = 0
         self.steps = STEPS_PER_NODE * builder.max_nodes + 10_000
         self.steps_left = self.steps
-        self.errors: Optional[list[CnnDslError]] = None  # a list: record each statement's error and go on (check)
+        self.errors: list[CnnDslError] | None = None  # a list: record each statement's error and go on (check)
         self.warnings: list[SourceWarning] = []
 
     # ---- the tensor being built -------------------------------------------------
@@ -74,8 +64,9 @@ class Expander:
         shape = self._current_shape(pos)
         axes = {"c": 0, "h": 1, "w": 2} if len(shape) == 3 else {"c": 0}
         if attr not in axes:
-            raise NameProblem(f"`in.{attr}` is not defined for a {ops.format_shape(shape)} tensor", pos,
-                              "use in.c, in.h or in.w")
+            raise NameProblem(
+                f"`in.{attr}` is not defined for a {ops.format_shape(shape)} tensor", pos, "use in.c, in.h or in.w"
+            )
         return shape[axes[attr]]
 
     def _current_shape(self, pos: SourcePos) -> tuple:
@@ -83,8 +74,9 @@ class Expander:
             raise ShapeProblem("there is no tensor here yet", pos, "start the network with `input 3x224x224`")
         return self.graph.nodes[self.cursor]["shape"]
 
-    def add_node(self, kind: ops.OpKind, attrs: dict, pos: SourcePos, frame: Frame,
-                 inputs: list[tuple[int, str]]) -> int:
+    def add_node(
+        self, kind: ops.OpKind, attrs: dict, pos: SourcePos, frame: Frame, inputs: list[tuple[int, str]]
+    ) -> int:
         sources = [source for source, _ in inputs]
         if len(set(sources)) != len(sources):
             raise ShapeProblem(f"`{kind.name}` joins the same tensor with itself", pos, "join two different points")
@@ -110,8 +102,11 @@ class Expander:
         try:
             for stmt in seq.stmts:
                 if self.depth > MAX_DEPTH:
-                    raise LimitProblem(f"bodies and block calls nest more than {MAX_DEPTH} deep", stmt.pos,
-                                       "flatten the structure, or give a recursive block a condition that stops it")
+                    raise LimitProblem(
+                        f"bodies and block calls nest more than {MAX_DEPTH} deep",
+                        stmt.pos,
+                        "flatten the structure, or give a recursive block a condition that stops it",
+                    )
                 self._step(stmt.pos)
                 try:
                     self.statement(stmt, frame)
@@ -126,8 +121,11 @@ class Expander:
         """Expand one statement by the handler its syntax class has in STATEMENTS."""
         handler = STATEMENTS.get(type(stmt))
         if handler is None:  # a syntax class with no handler is a bug of cnndsl, said with its place
-            raise ValueProblem(f"cnndsl cannot expand a `{type(stmt).__name__}` statement yet", stmt.pos,
-                               "please report this with the file")
+            raise ValueProblem(
+                f"cnndsl cannot expand a `{type(stmt).__name__}` statement yet",
+                stmt.pos,
+                "please report this with the file",
+            )
         handler(self, stmt, frame)
 
     def _record(self, error: CnnDslError) -> None:
@@ -145,9 +143,12 @@ class Expander:
             raise self._too_many_steps(pos)
 
     def _too_many_steps(self, pos: SourcePos) -> LimitProblem:
-        return LimitProblem(f"expanding takes more than {self.steps:,} steps ({STEPS_PER_NODE} per node of the "
-                            f"limit of {self.builder.max_nodes:,})", pos,
-                            "check the loop bounds, or raise the limit with --max-nodes")
+        return LimitProblem(
+            f"expanding takes more than {self.steps:,} steps ({STEPS_PER_NODE} per node of the "
+            f"limit of {self.builder.max_nodes:,})",
+            pos,
+            "check the loop bounds, or raise the limit with --max-nodes",
+        )
 
     def _turns(self, count: int, pos: SourcePos, what: str):
         """A loop's turn indexes; after the first turn, refuse at once if the rest would pass a limit."""
@@ -161,8 +162,11 @@ class Expander:
     def _refuse_rest(self, nodes: int, steps: int, count: int, pos: SourcePos, what: str) -> None:
         limit = self.builder.max_nodes
         if nodes * (count - 1) > limit - self.graph.number_of_nodes():
-            raise LimitProblem(f"{count:,} {what} of {nodes:,} node{'s' * (nodes != 1)} each exceed the limit of "
-                               f"{limit:,} nodes", pos, "check the count, or raise the limit with --max-nodes")
+            raise LimitProblem(
+                f"{count:,} {what} of {nodes:,} node{'s' * (nodes != 1)} each exceed the limit of {limit:,} nodes",
+                pos,
+                "check the count, or raise the limit with --max-nodes",
+            )
         if steps * (count - 1) > self.steps_left:
             raise self._too_many_steps(pos)
 
@@ -177,9 +181,14 @@ class Expander:
             raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
         found = ops.lookup(stmt.name)
         if found is None or not found[0].called_by_name:
-            candidates = set(ops.known_names()) | {n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)}
-            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos,
-                              unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, candidates))
+            candidates = set(ops.known_names()) | {
+                n for n in frame.env.names() if isinstance(frame.env.lookup(n), BlockRef)
+            }
+            raise NameProblem(
+                f"unknown layer `{stmt.name}`",
+                stmt.pos,
+                unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, candidates),
+            )
         self._call_op(*found, stmt, frame)
 
     def _call_op(self, kind: ops.OpKind, preset: dict, stmt: ast.Layer, frame: Frame) -> None:
@@ -216,27 +225,40 @@ class Expander:
         if tap.name == "in":
             entry = self.graph.graph["input"] if frame.entry is None else frame.entry
             if entry is None:
-                raise ShapeProblem("`@in` is the input, which is not declared yet", tap.pos,
-                                   "start the network with `input 3x224x224`")
+                raise ShapeProblem(
+                    "`@in` is the input, which is not declared yet", tap.pos, "start the network with `input 3x224x224`"
+                )
             return entry
         if tap.name not in frame.taps:
-            raise NameProblem(f"undefined tap `@{tap.name}`", tap.pos,
-                              did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`")
+            raise NameProblem(
+                f"undefined tap `@{tap.name}`",
+                tap.pos,
+                did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`",
+            )
         return frame.taps[tap.name][0]
 
     def _call_block(self, block: BlockRef, stmt: ast.Layer, frame: Frame) -> None:
         if frame.depth >= MAX_CALL_DEPTH:
-            raise LimitProblem(f"blocks call each other more than {MAX_CALL_DEPTH} deep", stmt.pos,
-                               "a block that calls itself needs a condition that stops it")
+            raise LimitProblem(
+                f"blocks call each other more than {MAX_CALL_DEPTH} deep",
+                stmt.pos,
+                "a block that calls itself needs a condition that stops it",
+            )
         positional, keywords, taps = self._arguments(stmt, frame)
         if taps:
             raise ValueProblem("a block takes no @tap arguments", taps[0].pos)
         definition = block.definition
-        env = bind_parameters(definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos)
+        env = bind_parameters(
+            definition.name, definition.params, positional, keywords, block.env, self.evaluate, stmt.pos
+        )
         group = frame.group.open(definition.name, "block", self._call_label(definition, env), stmt.pos)
-        group.call = {"block": definition.name, "args": {param.name: env.values[param.name] for param in definition.params},
-                      "defaults": {param.name: param.default.value for param in definition.params
-                                   if isinstance(param.default, ast.Number)}}
+        group.call = {
+            "block": definition.name,
+            "args": {param.name: env.values[param.name] for param in definition.params},
+            "defaults": {
+                param.name: param.default.value for param in definition.params if isinstance(param.default, ast.Number)
+            },
+        }
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
 
@@ -268,7 +290,9 @@ class Expander:
         fork = self._require_cursor(stmt.pos)
         body_out = self._path(stmt.body, frame, "sequence", stmt.pos, "residual")
         self.cursor, self.pending_edge = fork, "skip"
-        shortcut_frame = replace(frame, env=frame.env.child(), group=frame.group.open("downsample", "downsample", "shortcut", stmt.pos))
+        shortcut_frame = replace(
+            frame, env=frame.env.child(), group=frame.group.open("downsample", "downsample", "shortcut", stmt.pos)
+        )
         if stmt.shortcut is not None:
             self.seq(stmt.shortcut, shortcut_frame)
         elif self.graph.nodes[fork]["shape"] != self.graph.nodes[body_out]["shape"]:
@@ -283,19 +307,28 @@ class Expander:
         """The projection shortcut of ResNet: conv1x1 with the body's stride, then bn."""
         source, target = self.graph.nodes[fork]["shape"], self.graph.nodes[body_out]["shape"]
         if len(source) != 3 or len(target) != 3:
-            raise ShapeProblem(f"a residual cannot project {ops.format_shape(source)} to {ops.format_shape(target)}", pos)
+            raise ShapeProblem(
+                f"a residual cannot project {ops.format_shape(source)} to {ops.format_shape(target)}", pos
+            )
         stride = max(1, round(source[1] / target[1]))
         conv = self.add_layer("conv", pos, frame, c=target[0], k=1, s=stride, p=0, bias=False)
         norm = self.add_layer("bn", pos, frame)
         if self.graph.nodes[self.cursor]["shape"] != target:
             raise ShapeProblem(
                 f"a residual's body turns {ops.format_shape(source)} into {ops.format_shape(target)}, "
-                "which no conv1x1 projection matches", pos, "write the shortcut explicitly: residual { ... } shortcut { ... }")
+                "which no conv1x1 projection matches",
+                pos,
+                "write the shortcut explicitly: residual { ... } shortcut { ... }",
+            )
         added = sum(self._params_of(node) for node in (conv, norm))
-        self.warnings.append(SourceWarning(
-            f"this residual's shortcut is a projection (conv1x1 with stride {stride} + bn, {added:,} parameters), "
-            f"inferred because the body turns {ops.format_shape(source)} into {ops.format_shape(target)}", pos,
-            "write `shortcut { ... }` to state it, or keep the shape for an identity shortcut"))
+        self.warnings.append(
+            SourceWarning(
+                f"this residual's shortcut is a projection (conv1x1 with stride {stride} + bn, {added:,} parameters), "
+                f"inferred because the body turns {ops.format_shape(source)} into {ops.format_shape(target)}",
+                pos,
+                "write `shortcut { ... }` to state it, or keep the shape for an identity shortcut",
+            )
+        )
 
     def _params_of(self, node: int) -> int:
         data = self.graph.nodes[node]
@@ -347,9 +380,13 @@ class Expander:
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
         self.graph.graph["input"] = self.cursor
         if len(dims) == 3 and dims[2] in (1, 3, 4) and min(dims[0], dims[1]) >= 16:
-            self.warnings.append(SourceWarning(
-                f"the input {ops.format_shape(dims)} looks channels-last (H×W×C); cnndsl reads C×H×W", stmt.pos,
-                f"for {dims[2]} channels of {dims[0]}×{dims[1]}, write input {dims[2]}x{dims[0]}x{dims[1]}"))
+            self.warnings.append(
+                SourceWarning(
+                    f"the input {ops.format_shape(dims)} looks channels-last (H×W×C); cnndsl reads C×H×W",
+                    stmt.pos,
+                    f"for {dims[2]} channels of {dims[0]}×{dims[1]}, write input {dims[2]}x{dims[0]}x{dims[1]}",
+                )
+            )
 
     def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
         try:
@@ -368,8 +405,11 @@ class Expander:
         except CnnDslError as error:
             raise error.at(stmt.count.pos)
         if count > self.builder.max_nodes:
-            raise LimitProblem(f"{count:,} repetitions exceed the limit of {self.builder.max_nodes:,} nodes",
-                               stmt.count.pos, "check the count, or raise the limit with --max-nodes")
+            raise LimitProblem(
+                f"{count:,} repetitions exceed the limit of {self.builder.max_nodes:,} nodes",
+                stmt.count.pos,
+                "check the count, or raise the limit with --max-nodes",
+            )
         body = ast.Seq([stmt.item])
         for index in self._turns(count, stmt.count.pos, "repetitions"):
             env = frame.env.child(i=index) if stmt.binds_index else frame.env.child()
@@ -377,13 +417,17 @@ class Expander:
 
     def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
         if stmt.label == "in":
-            raise NameProblem("`in` cannot label a point: `@in` is the input of the block", stmt.pos,
-                              "choose another label")
+            raise NameProblem(
+                "`in` cannot label a point: `@in` is the input of the block", stmt.pos, "choose another label"
+            )
         self.statement(stmt.item, frame)
         if stmt.label in frame.taps:
             first = frame.taps[stmt.label][1]
-            raise NameProblem(f"duplicate tap `{stmt.label}` (first defined at {first})", stmt.pos,
-                              "give each labelled point its own name")
+            raise NameProblem(
+                f"duplicate tap `{stmt.label}` (first defined at {first})",
+                stmt.pos,
+                "give each labelled point its own name",
+            )
         frame.taps[stmt.label] = (self.cursor, stmt.pos)
         self.graph.nodes[self.cursor]["tap"] = stmt.label
 
@@ -393,8 +437,11 @@ class Expander:
     def _Defaults(self, stmt: ast.Defaults, frame: Frame) -> None:
         found = ops.lookup(stmt.name)
         if found is None:
-            raise NameProblem(f"unknown layer `{stmt.name}`", stmt.pos,
-                              unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, ops.known_names()))
+            raise NameProblem(
+                f"unknown layer `{stmt.name}`",
+                stmt.pos,
+                unknown_layer_hint(stmt.name) or did_you_mean(stmt.name, ops.known_names()),
+            )
         kind = found[0]
         positional, keywords, _ = self._arguments(ast.Layer(stmt.pos, stmt.name, stmt.args), frame)
         if positional:
@@ -437,25 +484,43 @@ class Expander:
 
 
 STATEMENTS = {
-    ast.Layer: Expander._Layer, ast.Group: Expander._Group, ast.Stage: Expander._Stage,
-    ast.Residual: Expander._Residual, ast.Dense: Expander._Dense, ast.Branch: Expander._Branch,
-    ast.Scale: Expander._Scale, ast.Input: Expander._Input, ast.Jump: Expander._Jump, ast.Repeat: Expander._Repeat,
-    ast.Labeled: Expander._Labeled, ast.Let: Expander._Let, ast.Defaults: Expander._Defaults, ast.For: Expander._For,
-    ast.If: Expander._If, ast.Output: Expander._Output,
+    ast.Layer: Expander._Layer,
+    ast.Group: Expander._Group,
+    ast.Stage: Expander._Stage,
+    ast.Residual: Expander._Residual,
+    ast.Dense: Expander._Dense,
+    ast.Branch: Expander._Branch,
+    ast.Scale: Expander._Scale,
+    ast.Input: Expander._Input,
+    ast.Jump: Expander._Jump,
+    ast.Repeat: Expander._Repeat,
+    ast.Labeled: Expander._Labeled,
+    ast.Let: Expander._Let,
+    ast.Defaults: Expander._Defaults,
+    ast.For: Expander._For,
+    ast.If: Expander._If,
+    ast.Output: Expander._Output,
 }
 
 
-def bind_parameters(owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env,
-                    evaluate: Evaluator, pos: SourcePos) -> Env:
+def bind_parameters(
+    owner: str, params: list[ast.Param], positional: list, keywords: dict, env: Env, evaluate: Evaluator, pos: SourcePos
+) -> Env:
     """Bind call arguments to declared parameters; defaults may use earlier parameters."""
     names = [param.name for param in params]
     if len(positional) > len(params):
-        raise ValueProblem(f"`{owner}` takes {len(params)} argument(s), got {len(positional)}", pos,
-                           f"its parameters are ({', '.join(names)})")
+        raise ValueProblem(
+            f"`{owner}` takes {len(params)} argument(s), got {len(positional)}",
+            pos,
+            f"its parameters are ({', '.join(names)})",
+        )
     for key in keywords:
         if key not in names:
-            raise NameProblem(f"`{owner}` has no parameter `{key}`", pos,
-                              did_you_mean(key, names) or f"its parameters are ({', '.join(names)})")
+            raise NameProblem(
+                f"`{owner}` has no parameter `{key}`",
+                pos,
+                did_you_mean(key, names) or f"its parameters are ({', '.join(names)})",
+            )
     scope = env.child()
     for index, param in enumerate(params):
         if index < len(positional):
@@ -474,8 +539,13 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else shown(value)
 
 
-def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
-                   errors: Optional[list[CnnDslError]] = None) -> Optional[nx.DiGraph]:
+def expand_network(
+    ref: NetworkRef,
+    overrides: dict[str, Any],
+    input_override: tuple | None,
+    max_nodes: int,
+    errors: list[CnnDslError] | None = None,
+) -> nx.DiGraph | None:
     """Instantiate a network with its parameters and build its graph; its warnings go to graph["warnings"].
 
     With an `errors` list (check), each statement's error is recorded there and expansion goes on; the graph
@@ -484,16 +554,27 @@ def expand_network(ref: NetworkRef, overrides: dict[str, Any], input_override: O
         return _expand(ref, overrides, input_override, max_nodes, errors)
     except CnnDslError as error:
         if isinstance(ref.definition, ast.NetworkAlias) and error.pos != ref.definition.pos:
-            error.notes.append(Note(ref.definition.pos, f"in network `{ref.definition.name}`, "
-                                                        f"an instance of `{ref.definition.target}`"))
+            error.notes.append(
+                Note(
+                    ref.definition.pos, f"in network `{ref.definition.name}`, an instance of `{ref.definition.target}`"
+                )
+            )
         raise
 
 
-def _expand(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional[tuple], max_nodes: int,
-            errors: Optional[list[CnnDslError]]) -> Optional[nx.DiGraph]:
+def _expand(
+    ref: NetworkRef,
+    overrides: dict[str, Any],
+    input_override: tuple | None,
+    max_nodes: int,
+    errors: list[CnnDslError] | None,
+) -> nx.DiGraph | None:
     definition, env, bound = resolve_network(ref, overrides)
-    builder = GraphBuilder(definition.name if not isinstance(ref.definition, ast.NetworkAlias) else ref.definition.name,
-                           definition.pos.file, max_nodes)
+    builder = GraphBuilder(
+        definition.name if not isinstance(ref.definition, ast.NetworkAlias) else ref.definition.name,
+        definition.pos.file,
+        max_nodes,
+    )
     builder.graph.graph["input_override"] = input_override
     builder.graph.graph["params"] = {name: _show(value) for name, value in bound.values.items()}
     builder.graph.graph["param_values"] = dict(bound.values)
@@ -513,8 +594,11 @@ def _expand(ref: NetworkRef, overrides: dict[str, Any], input_override: Optional
     graph = builder.graph
     graph.graph["warnings"] = expander.warnings
     if graph.graph["input"] is None:
-        raise ShapeProblem(f"network `{definition.name}` declares no input", definition.pos,
-                           "add `input 3x224x224` as its first line, or pass --input")
+        raise ShapeProblem(
+            f"network `{definition.name}` declares no input",
+            definition.pos,
+            "add `input 3x224x224` as its first line, or pass --input",
+        )
     if not graph.graph["outputs"]:
         graph.graph["outputs"] = [("output", expander.cursor)]
     del graph.graph["input_override"]
@@ -530,8 +614,13 @@ def _declares_input(body: ast.Seq) -> bool:
     return False
 
 
-def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, evaluate: Optional[Evaluator] = None,
-                    call: Optional[SourcePos] = None):
+def resolve_network(
+    ref: NetworkRef,
+    overrides: dict[str, Any],
+    depth: int = 0,
+    evaluate: Evaluator | None = None,
+    call: SourcePos | None = None,
+):
     """Follow `network a = b(...)` aliases down to a definition, binding parameters on the way
     (one evaluator for the whole chain, so its work budget bounds the chain, not each alias).
 
@@ -540,8 +629,9 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, 
     evaluate = evaluate or Evaluator(no_incoming)
     if isinstance(definition, ast.NetworkDef):
         try:
-            bound = bind_parameters(definition.name, definition.params, [], overrides, ref.env, evaluate,
-                                    call or definition.pos)
+            bound = bind_parameters(
+                definition.name, definition.params, [], overrides, ref.env, evaluate, call or definition.pos
+            )
         except CnnDslError as error:
             if call is not None:
                 error.notes.append(Note(definition.pos, f"`{definition.name}` is defined here"))
@@ -567,7 +657,8 @@ def resolve_network(ref: NetworkRef, overrides: dict[str, Any], depth: int = 0, 
             raise ValueProblem(f"`{definition.target}` is itself an alias: pass its parameters by name", definition.pos)
         params = target.definition.params
         if len(positional) > len(params):
-            raise ValueProblem(f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}",
-                               definition.pos)
+            raise ValueProblem(
+                f"`{definition.target}` takes {len(params)} argument(s), got {len(positional)}", definition.pos
+            )
         keywords.update(zip([param.name for param in params], positional))
     return resolve_network(target, {**keywords, **overrides}, depth + 1, evaluate, call or definition.pos)

@@ -4,19 +4,21 @@ to the network's tensors by name or by structure (`cnndsl.weights_match`), hande
 A `.safetensors` file is read without importing torch; any other file only through
 `torch.load(weights_only=True)`, which unpickles nothing but tensors and plain containers.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from .atomic import write_atomically
-from .errors import FileProblem, ValueProblem
-from .weights_match import Given, Match, Slot, match
+from ..core.atomic import write_atomically
+from ..core.errors import FileProblem, ValueProblem
+from .match import Given, Match, Slot, match
 
 TORCHVISION = "torchvision"  # `weights="torchvision"`: torchvision's default published weights for the network
 WRAPPERS = ("state_dict", "model")  # training checkpoints keep the state_dict under one of these
@@ -50,8 +52,10 @@ def read(source: Any, network_name: str) -> Checkpoint:
     elif isinstance(source, Mapping):
         state, origin, owned = source, "the state_dict", False
     else:
-        raise ValueProblem(f"cannot take weights from a {type(source).__name__}",
-                           hint="give a module, a state_dict, a .pt, .pth or .safetensors file, or \"torchvision\"")
+        raise ValueProblem(
+            f"cannot take weights from a {type(source).__name__}",
+            hint='give a module, a state_dict, a .pt, .pth or .safetensors file, or "torchvision"',
+        )
     return Checkpoint(_unwrapped(state, origin), origin, owned)
 
 
@@ -70,8 +74,9 @@ def report_partial(result: Match, slots: list[Slot]) -> str:
     weights = [slot for slot in slots if slot.floating]
     loaded = sum(1 for slot in weights if slot.key in result.pairs)
     lines = [f"loaded {loaded} of the network's {len(weights)} tensors from {result.origin}"]
-    lines += [f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}"
-              for problem in result.problems]
+    lines += [
+        f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}" for problem in result.problems
+    ]
     return "\n".join(lines)
 
 
@@ -91,23 +96,29 @@ class WeightMap:
         matched = [slot for slot in weights if slot.key in self.result.pairs]
         by_name = sum(1 for slot in matched if slot.key in self.result.by_name)
         width = max((len(slot.key) for slot in weights), default=0)
-        lines = [f"{self.network.name} <- {self.checkpoint.origin}: {len(matched)} of {len(weights)} tensors matched "
-                 f"({by_name} by name, {len(matched) - by_name} by structure)"]
+        lines = [
+            f"{self.network.name} <- {self.checkpoint.origin}: {len(matched)} of {len(weights)} tensors matched "
+            f"({by_name} by name, {len(matched) - by_name} by structure)"
+        ]
         for slot in matched:
             partner = self.result.pairs[slot.key]
-            lines.append(f"  {slot.key:<{width}}  {_shape_text(slot.shape):>14}  <-  {partner}  "
-                         f"{_shape_text(tuple(given[partner].shape))}")
+            lines.append(
+                f"  {slot.key:<{width}}  {_shape_text(slot.shape):>14}  <-  {partner}  "
+                f"{_shape_text(tuple(given[partner].shape))}"
+            )
         if self.result.problems:
             lines.append("not matched:")
-            lines += [f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}"
-                      for problem in self.result.problems]
+            lines += [
+                f"  {problem.pos}: {problem.message}" if problem.pos else f"  {problem.message}"
+                for problem in self.result.problems
+            ]
         if self.result.unused:
             lines.append(f"not taken from the checkpoint: {', '.join(self.result.unused)}")
         if self.result.dropped:
             lines.append(f"left out (auxiliary heads the network does not have): {', '.join(self.result.dropped)}")
         return "\n".join(lines)
 
-    def write(self, path: "str | Path") -> Path:
+    def write(self, path: str | Path) -> Path:
         """The matched weights under the network's names, as one .safetensors file written atomically."""
         from safetensors.numpy import save
 
@@ -116,7 +127,7 @@ class WeightMap:
 
 def mapping(network, source: Any) -> WeightMap:
     """Match a checkpoint to the network without loading it anywhere (nothing raised for what does not match)."""
-    from .backends.onnx_weights import network_slots
+    from ..backends.onnx_weights import network_slots
 
     slots = network_slots(network)
     checkpoint = read(source, network.name)
@@ -131,8 +142,10 @@ def _shape_text(shape: tuple) -> str:
 def torch_slots(module, graph) -> list[Slot]:
     """The module's state_dict as slots, each with the IR node whose layer holds it."""
     nodes = layer_names(graph)
-    return [Slot(key, tuple(tensor.shape), layer_of(key, nodes), tensor.is_floating_point())
-            for key, tensor in module.state_dict().items()]
+    return [
+        Slot(key, tuple(tensor.shape), layer_of(key, nodes), tensor.is_floating_point())
+        for key, tensor in module.state_dict().items()
+    ]
 
 
 def layer_names(graph) -> dict[str, int]:
@@ -179,8 +192,11 @@ def _as_tensor(value: Any, slot: Slot, copy: bool):
 # ---- numpy (ONNX, safetensors) ----------------------------------------------------------------------------
 def arrays(checkpoint: Checkpoint, result: Match, slots: list[Slot]) -> dict[str, np.ndarray]:
     """The matched weights as float32 arrays under the network's names (step counts left out)."""
-    return {slot.key: as_float32(checkpoint.tensors[result.pairs[slot.key]], slot.shape)
-            for slot in slots if slot.floating and slot.key in result.pairs}
+    return {
+        slot.key: as_float32(checkpoint.tensors[result.pairs[slot.key]], slot.shape)
+        for slot in slots
+        if slot.floating and slot.key in result.pairs
+    }
 
 
 def as_float32(value: Any, shape: tuple) -> np.ndarray:
@@ -204,8 +220,9 @@ def _read_file(path: Path) -> Any:
 
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the loaders raise many types for a damaged or foreign file
-        raise FileProblem(f"cannot read weights from {path}: {error}",
-                          hint="give a state_dict saved with torch.save or safetensors") from None
+        raise FileProblem(
+            f"cannot read weights from {path}: {error}", hint="give a state_dict saved with torch.save or safetensors"
+        ) from None
 
 
 def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
@@ -217,11 +234,13 @@ def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
             break
         state = inner
     if not isinstance(state, Mapping) or not _holds_tensors(state):
-        raise FileProblem(f"{origin} holds no state_dict (a mapping of parameter names to tensors)",
-                          hint="save `module.state_dict()`, or a checkpoint holding it under \"state_dict\" or \"model\"")
+        raise FileProblem(
+            f"{origin} holds no state_dict (a mapping of parameter names to tensors)",
+            hint='save `module.state_dict()`, or a checkpoint holding it under "state_dict" or "model"',
+        )
     keys = [str(key) for key in state]
     if all(key.startswith(DDP_PREFIX) for key in keys):
-        return {key[len(DDP_PREFIX):]: value for key, value in zip(keys, state.values())}
+        return {key[len(DDP_PREFIX) :]: value for key, value in zip(keys, state.values())}
     return dict(zip(keys, state.values()))
 
 
@@ -245,22 +264,27 @@ def torchvision_state(name: str) -> tuple[Any, str]:
     try:
         import torchvision.models
     except Exception as error:  # a torchvision built for another torch fails in its C ops
-        raise ValueProblem(f"`torchvision` weights need torchvision, which cannot be imported here: {error}",
-                           hint="install the torchvision that matches this torch, or give a checkpoint file") from None
+        raise ValueProblem(
+            f"`torchvision` weights need torchvision, which cannot be imported here: {error}",
+            hint="install the torchvision that matches this torch, or give a checkpoint file",
+        ) from None
     try:
         url = torchvision.models.get_model_weights(name).DEFAULT.url
     except (ValueError, KeyError, AttributeError):
-        raise ValueProblem(f"torchvision publishes no weights for a network called `{name}`",
-                           hint="give a checkpoint file instead") from None
+        raise ValueProblem(
+            f"torchvision publishes no weights for a network called `{name}`", hint="give a checkpoint file instead"
+        ) from None
     file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     try:
         state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
     except Exception as error:  # urllib's errors offline; torch.load's for a damaged file
         if file.is_file():
-            raise FileProblem(f"cannot read weights from {file}: {error}",
-                              hint=f"delete it to download it again from {url}") from None
-        raise FileProblem(f"torchvision's weights for `{name}` are not in torch.hub's cache ({file}) and cannot be "
-                          f"downloaded from {url}: {error}",
-                          hint=f"download {url} into {file.parent} (set TORCH_HOME to use another folder)") from None
+            raise FileProblem(
+                f"cannot read weights from {file}: {error}", hint=f"delete it to download it again from {url}"
+            ) from None
+        raise FileProblem(
+            f"torchvision's weights for `{name}` are not in torch.hub's cache ({file}) and cannot be "
+            f"downloaded from {url}: {error}",
+            hint=f"download {url} into {file.parent} (set TORCH_HOME to use another folder)",
+        ) from None
     return state, str(file)
-

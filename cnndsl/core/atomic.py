@@ -5,16 +5,17 @@ An interrupted write removes its temp: SIGINT raises KeyboardInterrupt, and SIGT
 the process on the spot, is turned into an exception while a write runs and delivered again once the temp is
 gone. The renames of files written together run with both signals held off, so they land as a pair.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
-import secrets
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Union
 
 from .errors import FileProblem
 
@@ -23,7 +24,7 @@ class _Terminated(BaseException):
     """SIGTERM arrived during a write (a BaseException, so `except Exception` cannot swallow it)."""
 
 
-def write_atomically(target: "str | Path", content: Union[bytes, str, Callable[[Path], None]]) -> Path:
+def write_atomically(target: str | Path, content: bytes | str | Callable[[Path], None]) -> Path:
     """Write bytes, text, or whatever `content(temp_path)` writes, then move it into place."""
     target = Path(target)
     folder = _folder_of(target)

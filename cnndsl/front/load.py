@@ -1,4 +1,5 @@
 """Source files -> modules: reading safely, imports, and the shipped library's index."""
+
 from __future__ import annotations
 
 import os
@@ -8,14 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO
 
+from ..core.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
+from ..core.resources import library_dir
 from . import syntax as ast
-from .errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
-from .evaluate import Env, Evaluator, no_incoming
-from .expand import BlockRef, NetworkRef
-from .parse_cache import parse_file_text, parse_text
-from .resources import library_dir
+from .cache import parse_file_text, parse_text
+from .evaluate import BlockRef, Env, Evaluator, NetworkRef, no_incoming
 
 MAX_IMPORT_DEPTH = 16
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -39,10 +39,12 @@ def read_source(path: Path, regular_only: bool = False) -> str:
     """
     where = str(path)
     try:
-        with (_open_regular(path, where) if regular_only else path.open("rb")) as stream:
+        with _open_regular(path, where) if regular_only else path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero or a huge file must not fill memory
     except FileNotFoundError:
-        raise FileProblem(f"{where}: no such file", hint="check the path, or give a library name like resnet50") from None
+        raise FileProblem(
+            f"{where}: no such file", hint="check the path, or give a library name like resnet50"
+        ) from None
     except IsADirectoryError:
         raise FileProblem(f"{where} is a directory, not a .cnn file") from None
     except OSError as error:
@@ -56,8 +58,9 @@ def read_source(path: Path, regular_only: bool = False) -> str:
     except UnicodeDecodeError as error:
         before = data[: error.start]
         pos = SourcePos(where, before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1)
-        raise FileProblem(f"not UTF-8 text (byte 0x{data[error.start]:02x})", pos,
-                          hint="save the file as UTF-8") from None
+        raise FileProblem(
+            f"not UTF-8 text (byte 0x{data[error.start]:02x})", pos, hint="save the file as UTF-8"
+        ) from None
 
 
 def _open_regular(path: Path, where: str) -> BinaryIO:
@@ -72,8 +75,12 @@ def _open_regular(path: Path, where: str) -> BinaryIO:
     return open(fd, "rb")
 
 
-_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _require_regular(info: os.stat_result, where: str) -> None:
@@ -91,7 +98,7 @@ class Loader:
     one of the library, links followed: what a service compiles cannot read anything else.
     """
 
-    def __init__(self, errors: Optional[list[CnnDslError]] = None, sandbox: bool = False) -> None:
+    def __init__(self, errors: list[CnnDslError] | None = None, sandbox: bool = False) -> None:
         self.modules: dict[Path, Module] = {}
         self.stack: list[Path] = []
         self.errors = errors  # a list: record each definition's error and bind the rest (check)
@@ -103,7 +110,7 @@ class Loader:
             return self.modules[path]
         return self.load_text(read_source(path, regular_only=imported), str(path), path)
 
-    def load_text(self, text: str, file: str, path: Optional[Path] = None) -> Module:
+    def load_text(self, text: str, file: str, path: Path | None = None) -> Module:
         program = parse_file_text(text, file) if path is not None else parse_text(text, file)
         if path is not None:
             self.stack.append(path)
@@ -157,7 +164,7 @@ class Loader:
             target = resolved(path)
             self._admit(target, folder)
             if target in self.stack:
-                chain = " -> ".join(p.name for p in self.stack[self.stack.index(target):] + [target])
+                chain = " -> ".join(p.name for p in self.stack[self.stack.index(target) :] + [target])
                 raise LimitProblem(f"import cycle: {chain}", item.pos, "move the shared blocks into a third file")
             if len(self.stack) > MAX_IMPORT_DEPTH:
                 raise LimitProblem(f"imports nest more than {MAX_IMPORT_DEPTH} deep", item.pos)
@@ -172,8 +179,10 @@ class Loader:
         if target.suffix != ".cnn":
             raise FileProblem("only .cnn files can be imported", hint="name a .cnn file, or a library file like resnet")
         if self.sandbox and not any(target.is_relative_to(root) for root in (resolved(folder), library_dir())):
-            raise FileProblem("the sandbox admits only files in the importing file's folder (or below) and the library",
-                              hint="move the file beside the importing one, or import a library file by name")
+            raise FileProblem(
+                "the sandbox admits only files in the importing file's folder (or below) and the library",
+                hint="move the file beside the importing one, or import a library file by name",
+            )
 
 
 def resolved(path: Path) -> Path:

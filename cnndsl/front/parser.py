@@ -1,17 +1,18 @@
 """Text -> AST, with Lark's LALR parser and positions on every node."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+from ..core.errors import CnnDslError, LimitProblem, NameProblem, SourcePos, SyntaxProblem, ValueProblem
+from ..core.resources import grammar_path
 from . import syntax as ast
-from .errors import CnnDslError, LimitProblem, NameProblem, SourcePos, SyntaxProblem, ValueProblem
 from .evaluate import LARGEST
-from .resources import grammar_path
 
 MAX_NESTING = 100
 MAX_DIGITS = 30  # a number literal longer than this is a typo, and Python refuses int() past 4,300 digits
@@ -22,8 +23,21 @@ _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
 # Tokens that can stack one more level on the parse tree: operator chains (`1+1+...`,
 # `- - 1`, `a if c else ...`), attribute and label chains (`a: b: relu`).
-_DEEPENING = {"ADD_OP", "MINUS", "MUL_OP", "STAR", "CIRCUMFLEX", "COMPARE", "AND", "OR", "NOT", "IF", "ELSE",
-              "DOT", "COLON"}
+_DEEPENING = {
+    "ADD_OP",
+    "MINUS",
+    "MUL_OP",
+    "STAR",
+    "CIRCUMFLEX",
+    "COMPARE",
+    "AND",
+    "OR",
+    "NOT",
+    "IF",
+    "ELSE",
+    "DOT",
+    "COLON",
+}
 _SEPARATORS = {"COMMA", "_NL", "VBAR"}
 # A line that starts with one of these words continues the statement before it (`}` then `else {`):
 # none of them can start a statement, so the line break before them is layout, not a separator
@@ -90,7 +104,9 @@ class _Nesting:
         return self.continues
 
     def _too_deep(self, token: Token, what: str, hint: str) -> LimitProblem:
-        return LimitProblem(f"{what} more than {MAX_NESTING} deep", SourcePos(self.file, token.line, token.column), hint)
+        return LimitProblem(
+            f"{what} more than {MAX_NESTING} deep", SourcePos(self.file, token.line, token.column), hint
+        )
 
 
 @lru_cache(maxsize=1)
@@ -124,12 +140,33 @@ def parse(text: str, file: str = "<string>") -> ast.Program:
 
 
 _TOKEN_WORDS = {
-    "_NL": "end of line", "$END": "end of file", "COMMA": "`,`", "RPAR": "`)`", "LPAR": "`(`",
-    "RBRACE": "`}`", "LBRACE": "`{`", "RSQB": "`]`", "LSQB": "`[`", "NAME": "a name",
-    "NUMBER": "a number", "SHAPE": "a shape like 3x224x224", "STRING": "a string",
-    "COLON": "`:`", "EQUAL": "`=`", "AT": "`@`", "VBAR": "`|`", "STAR": "`*`",
-    "ADD_OP": "an operator", "MUL_OP": "an operator", "CIRCUMFLEX": "an operator", "COMPARE": "an operator",
-    "AND": "an operator", "OR": "an operator", "MINUS": "`-`", "DOT": "`.`", "NUMBERS": "`[`",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "COMMA": "`,`",
+    "RPAR": "`)`",
+    "LPAR": "`(`",
+    "RBRACE": "`}`",
+    "LBRACE": "`{`",
+    "RSQB": "`]`",
+    "LSQB": "`[`",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "SHAPE": "a shape like 3x224x224",
+    "STRING": "a string",
+    "COLON": "`:`",
+    "EQUAL": "`=`",
+    "AT": "`@`",
+    "VBAR": "`|`",
+    "STAR": "`*`",
+    "ADD_OP": "an operator",
+    "MUL_OP": "an operator",
+    "CIRCUMFLEX": "an operator",
+    "COMPARE": "an operator",
+    "AND": "an operator",
+    "OR": "an operator",
+    "MINUS": "`-`",
+    "DOT": "`.`",
+    "NUMBERS": "`[`",
 }
 
 
@@ -204,8 +241,11 @@ class _ToAst(Transformer):
         seen: dict[str, SourcePos] = {}
         for param in params:
             if param.name in seen:
-                raise NameProblem(f"parameter `{param.name}` is declared twice (first at {seen[param.name]})",
-                                  param.pos, "give each parameter its own name")
+                raise NameProblem(
+                    f"parameter `{param.name}` is declared twice (first at {seen[param.name]})",
+                    param.pos,
+                    "give each parameter its own name",
+                )
             seen[param.name] = param.pos
         return list(params)
 
@@ -313,16 +353,25 @@ class _ToAst(Transformer):
         if max(map(len, literals)) > MAX_DIGITS:
             return self._number_by_number(token)
         # int() and float() skip the layout around each number themselves
-        values = [float(text) if "." in text else int(text) for text in literals] if "." in token else list(
-            map(int, literals))
+        values = (
+            [float(text) if "." in text else int(text) for text in literals]
+            if "." in token
+            else list(map(int, literals))
+        )
         if max(map(abs, values)) > LARGEST:
             return self._number_by_number(token)
         return ast.NumberList(self._tok(token), values)
 
     def _number_by_number(self, token: Token) -> ast.ListExpr:
         pieces = _LIST_PIECE.finditer(token, 1)
-        return ast.ListExpr(self._tok(token), [self._number(piece.group(), self._inside(token, piece.start()))
-                                               for piece in pieces if piece.group() not in ",]"])
+        return ast.ListExpr(
+            self._tok(token),
+            [
+                self._number(piece.group(), self._inside(token, piece.start()))
+                for piece in pieces
+                if piece.group() not in ",]"
+            ],
+        )
 
     def _list_error(self, token: Token) -> SyntaxProblem:
         """The first piece that breaks `[number, number, ...]`, as the grammar would have found it."""
@@ -330,8 +379,11 @@ class _ToAst(Transformer):
         for piece in _LIST_PIECE.finditer(token, 1):
             text = piece.group()
             if want_number != (text[0].isdigit()) or (not want_number and text not in ",]"):
-                return SyntaxProblem(f"unexpected `{text}`", self._inside(token, piece.start()),
-                                     "expected a number" if want_number else "expected `,` or `]`")
+                return SyntaxProblem(
+                    f"unexpected `{text}`",
+                    self._inside(token, piece.start()),
+                    "expected a number" if want_number else "expected `,` or `]`",
+                )
             want_number = text == ","
         raise AssertionError(f"{token!r} is a valid list")  # unreachable: parts did not all match
 
@@ -370,7 +422,7 @@ class _ToAst(Transformer):
 
     def comprehension(self, meta, item, *parts):
         names = [str(part) for part in parts if isinstance(part, Token)]
-        rest = parts[len(names):]
+        rest = parts[len(names) :]
         return ast.Comprehension(self._pos(meta), item, names, rest[0], rest[1] if len(rest) == 2 else None)
 
     def tuple(self, meta, *items):

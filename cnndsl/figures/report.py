@@ -1,15 +1,16 @@
 """The per-layer summary users know from torchinfo and Keras, as table, JSON, CSV or Markdown."""
+
 from __future__ import annotations
 
 import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
-from .analysis import DTYPE_BYTES, OPTIMIZER_STATES, saved_activations, scalar, training_bytes
-from .ir import walk
-from .ops import format_shape, numel
+from ..graph.ir import walk
+from ..ops import format_shape, numel
+from .costs import DTYPE_BYTES, OPTIMIZER_STATES, saved_activations, scalar, training_bytes
 
 COLUMNS = ("name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump")
 
@@ -25,12 +26,12 @@ class Summary:
     layers: list[dict[str, Any]]
     labels: list[str]
     totals: dict[str, Any]
-    depth: Optional[int] = None
+    depth: int | None = None
     batch: int = 1
     dtype: str = "float32"
 
     @classmethod
-    def of(cls, network, depth: Optional[int] = None, batch: int = 1, dtype: str = "float32") -> "Summary":
+    def of(cls, network, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> Summary:
         """The summary of an expanded Network; `depth` folds the table's groups below that level into one row."""
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
@@ -39,30 +40,52 @@ class Summary:
             if node == graph.graph["input"]:
                 continue
             buffers += kind.buffers(data["attrs"], shapes)
-            layers.append({
-                "name": data["name"], "op": data["op"], "group": ".".join(data["group"]),
-                "shape": list(data["shape"]), "params": data["params"], "macs": data["macs"],
-                "memory_bytes": numel(data["shape"]) * value_bytes * batch, "rf": scalar(data["rf"]),
-                "jump": scalar(data["jump"]),
-                "inputs": [{"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
-                           for s in sources],
-            })
+            layers.append(
+                {
+                    "name": data["name"],
+                    "op": data["op"],
+                    "group": ".".join(data["group"]),
+                    "shape": list(data["shape"]),
+                    "params": data["params"],
+                    "macs": data["macs"],
+                    "memory_bytes": numel(data["shape"]) * value_bytes * batch,
+                    "rf": scalar(data["rf"]),
+                    "jump": scalar(data["jump"]),
+                    "inputs": [
+                        {"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
+                        for s in sources
+                    ],
+                }
+            )
             labels.append(kind.label(data["attrs"]))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         saved = saved_activations(graph)
         totals = {
-            "params": t.params, "trainable_params": t.params, "non_trainable_params": 0, "buffers": buffers,
-            "macs": t.macs, "flops": t.flops, "memory_bytes": activations,
-            "param_bytes": t.params * value_bytes, "buffer_bytes": buffers * value_bytes,
-            "training_bytes": {optimizer: training_bytes(saved, t.params, batch, dtype, optimizer)
-                               for optimizer in OPTIMIZER_STATES},
+            "params": t.params,
+            "trainable_params": t.params,
+            "non_trainable_params": 0,
+            "buffers": buffers,
+            "macs": t.macs,
+            "flops": t.flops,
+            "memory_bytes": activations,
+            "param_bytes": t.params * value_bytes,
+            "buffer_bytes": buffers * value_bytes,
+            "training_bytes": {
+                optimizer: training_bytes(saved, t.params, batch, dtype, optimizer) for optimizer in OPTIMIZER_STATES
+            },
         }
         return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, "input": self.input, "batch": self.batch, "dtype": self.dtype,
-                "layers": self.layers, "totals": self.totals}
+        return {
+            "network": self.network,
+            "input": self.input,
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "layers": self.layers,
+            "totals": self.totals,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -72,15 +95,23 @@ class Summary:
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for layer in self.layers:
-            writer.writerow({**layer, "shape": format_shape(layer["shape"]).replace("×", "x"),
-                             "rf": format_axes(layer["rf"]), "jump": format_axes(layer["jump"])})
+            writer.writerow(
+                {
+                    **layer,
+                    "shape": format_shape(layer["shape"]).replace("×", "x"),
+                    "rf": format_axes(layer["rf"]),
+                    "jump": format_axes(layer["jump"]),
+                }
+            )
         return out.getvalue()
 
     def to_markdown(self) -> str:
         lines = ["| layer | op | output | params | MACs | memory | RF |", "|---|---|---|---:|---:|---:|---:|"]
         for layer, label in zip(self.layers, self.labels):
-            lines.append(f"| {layer['name']} | {label} | {format_shape(layer['shape'])} | {layer['params']:,} "
-                         f"| {layer['macs']:,} | {format_bytes(layer['memory_bytes'])} | {format_axes(layer['rf'])} |")
+            lines.append(
+                f"| {layer['name']} | {label} | {format_shape(layer['shape'])} | {layer['params']:,} "
+                f"| {layer['macs']:,} | {format_bytes(layer['memory_bytes'])} | {format_axes(layer['rf'])} |"
+            )
         lines += ["", *(f"- {line}" for line in self._total_lines())]
         return "\n".join(lines)
 
@@ -94,8 +125,16 @@ class Summary:
                 if path not in shown_groups:
                     shown_groups.add(path)
                     rows.append(("  " * depth + parts[depth], "", "", "", "", ""))
-            rows.append(("  " * len(parts) + row["title"], format_shape(row["shape"]), f"{row['params']:,}",
-                         f"{row['macs']:,}", format_bytes(row["memory_bytes"]), format_axes(row["rf"])))
+            rows.append(
+                (
+                    "  " * len(parts) + row["title"],
+                    format_shape(row["shape"]),
+                    f"{row['params']:,}",
+                    f"{row['macs']:,}",
+                    format_bytes(row["memory_bytes"]),
+                    format_axes(row["rf"]),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         text = [f"{self.network}  (input {format_shape(self.input)})", rule]
@@ -117,12 +156,22 @@ class Summary:
                 continue
             path = ".".join(parts[: self.depth + 1])
             if path not in folded:
-                folded[path] = {"group": ".".join(parts[: self.depth]), "title": f"{parts[self.depth]} (folded)",
-                                "params": 0, "macs": 0, "memory_bytes": 0}
+                folded[path] = {
+                    "group": ".".join(parts[: self.depth]),
+                    "title": f"{parts[self.depth]} (folded)",
+                    "params": 0,
+                    "macs": 0,
+                    "memory_bytes": 0,
+                }
                 rows.append(folded[path])
             row = folded[path]
-            row.update(shape=layer["shape"], rf=layer["rf"], params=row["params"] + layer["params"],
-                       macs=row["macs"] + layer["macs"], memory_bytes=row["memory_bytes"] + layer["memory_bytes"])
+            row.update(
+                shape=layer["shape"],
+                rf=layer["rf"],
+                params=row["params"] + layer["params"],
+                macs=row["macs"] + layer["macs"],
+                memory_bytes=row["memory_bytes"] + layer["memory_bytes"],
+            )
         return rows
 
     def _total_lines(self) -> list[str]:

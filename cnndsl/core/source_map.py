@@ -4,6 +4,7 @@ The root `.cnn` file is named by its file name, a file it imports by its path re
 folder, a library file as `library:NAME.cnn`. Outputs carry these names, so that they are the same bytes
 wherever they are compiled and say nothing of the folders they were compiled in.
 """
+
 from __future__ import annotations
 
 import os

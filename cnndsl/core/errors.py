@@ -1,9 +1,10 @@
 """Errors that point at the source: every failure a user can cause is a CnnDslError."""
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Note:
     pos: SourcePos
     message: str
 
-    def render(self, source_text: Optional[str] = None) -> str:
+    def render(self, source_text: str | None = None) -> str:
         return "\n".join([f"{self.pos}: note: {self.message}", *_quote(self.pos, source_text)])
 
 
@@ -34,21 +35,20 @@ class CnnDslError(Exception):
 
     severity = "error"
 
-    def __init__(self, message: str, pos: Optional[SourcePos] = None, hint: Optional[str] = None,
-                 notes: Iterable[Note] = ()):
+    def __init__(self, message: str, pos: SourcePos | None = None, hint: str | None = None, notes: Iterable[Note] = ()):
         super().__init__(message)
         self.message = message
         self.pos = pos
         self.hint = hint
         self.notes = list(notes)
 
-    def at(self, pos: Optional[SourcePos]) -> "CnnDslError":
+    def at(self, pos: SourcePos | None) -> CnnDslError:
         """Attach a position if the error has none yet (raised deep inside a rule)."""
         if self.pos is None:
             self.pos = pos
         return self
 
-    def render(self, source_text: Optional[str] = None, read: Optional[Callable[[str], Optional[str]]] = None) -> str:
+    def render(self, source_text: str | None = None, read: Callable[[str], str | None] | None = None) -> str:
         """`file:line:col: error: message`, the source line, a caret, the hint, then each note likewise.
 
         `read` gives the text of another file a note points into; without it only the error's own text is quoted."""
@@ -65,7 +65,7 @@ class CnnDslError(Exception):
         return self.render()
 
 
-def _quote(pos: Optional[SourcePos], source_text: Optional[str]) -> list[str]:
+def _quote(pos: SourcePos | None, source_text: str | None) -> list[str]:
     """The source line at `pos` and a caret under its column; nothing when the text is unknown."""
     if pos is None or source_text is None:
         return []
@@ -90,7 +90,7 @@ def _clip(text: str, column: int) -> tuple[str, int]:
     if len(text) <= SHOWN_WIDTH:
         return text, column
     start = max(0, min(column - 1 - SHOWN_WIDTH // 2, len(text) - SHOWN_WIDTH))
-    window = text[start:start + SHOWN_WIDTH]
+    window = text[start : start + SHOWN_WIDTH]
     prefix = "..." if start > 0 else ""
     suffix = "..." if start + SHOWN_WIDTH < len(text) else ""
     return prefix + window + suffix, column - start + len(prefix)
@@ -120,12 +120,12 @@ class FileProblem(CnnDslError):
     """A file cannot be read, or an output cannot be written."""
 
 
-def nearest(name: str, candidates: Iterable[str]) -> Optional[str]:
+def nearest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest known name to a typo, for `did you mean` hints."""
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     guess = nearest(name, candidates)
     return f"did you mean `{guess}`?" if guess else None

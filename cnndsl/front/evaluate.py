@@ -1,13 +1,15 @@
 """Expressions: arithmetic on shapes and parameters, with located errors and bounded numbers."""
+
 from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
+from ..core.errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_you_mean
 from . import syntax as ast
-from .errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_you_mean
 
 LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
 LONGEST = 1_000_000  # elements in a value, nested lists counted in full: beyond this a loop would never end
@@ -30,12 +32,12 @@ class Tap:
 class Env:
     """A lexical scope: names bound by parameters, `let`, loops and repetitions."""
 
-    def __init__(self, parent: Optional["Env"] = None, values: Optional[dict[str, Any]] = None):
+    def __init__(self, parent: Env | None = None, values: dict[str, Any] | None = None):
         self.parent = parent
         self.values = dict(values or {})
 
     def lookup(self, name: str) -> Any:
-        env: Optional[Env] = self
+        env: Env | None = self
         while env is not None:
             if name in env.values:
                 return env.values[name]
@@ -44,13 +46,13 @@ class Env:
 
     def names(self) -> set[str]:
         found: set[str] = set()
-        env: Optional[Env] = self
+        env: Env | None = self
         while env is not None:
             found |= set(env.values)
             env = env.parent
         return found
 
-    def child(self, **values: Any) -> "Env":
+    def child(self, **values: Any) -> Env:
         return Env(self, values)
 
 
@@ -82,8 +84,14 @@ def shown(value: Any) -> str:
 
 
 CONSTANTS = {
-    "true": True, "false": False, "none": None,
-    "same": "same", "valid": "valid", "nearest": "nearest", "bilinear": "bilinear", "depthwise": "depthwise",
+    "true": True,
+    "false": False,
+    "none": None,
+    "same": "same",
+    "valid": "valid",
+    "nearest": "nearest",
+    "bilinear": "bilinear",
+    "depthwise": "depthwise",
 }
 
 
@@ -147,8 +155,10 @@ def _round(value, digits=None):
     if digits is None:
         return round(value)
     if isinstance(digits, bool) or not isinstance(digits, int) or abs(digits) > MOST_DIGITS:
-        raise ValueProblem(f"round(x, n) keeps n digits: n must be a whole number from {-MOST_DIGITS} to "
-                           f"{MOST_DIGITS}, got {_magnitude(digits) if isinstance(digits, (int, float)) else repr(digits)}")
+        raise ValueProblem(
+            f"round(x, n) keeps n digits: n must be a whole number from {-MOST_DIGITS} to "
+            f"{MOST_DIGITS}, got {_magnitude(digits) if isinstance(digits, (int, float)) else repr(digits)}"
+        )
     return round(value, digits)
 
 
@@ -158,9 +168,19 @@ def _rounding(name: str, function):
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min, "max": max, "len": len, "range": _range, "sum": _total, "abs": abs,
-    "int": _whole_number, "round": _round, "floor": _rounding("floor", math.floor),
-    "ceil": _rounding("ceil", math.ceil), "log": _log, "exp": _exp, "sqrt": _sqrt,
+    "min": min,
+    "max": max,
+    "len": len,
+    "range": _range,
+    "sum": _total,
+    "abs": abs,
+    "int": _whole_number,
+    "round": _round,
+    "floor": _rounding("floor", math.floor),
+    "ceil": _rounding("ceil", math.ceil),
+    "log": _log,
+    "exp": _exp,
+    "sqrt": _sqrt,
     "pow": lambda base, exponent: _power(_number(base, "pow"), _number(exponent, "pow")),
     "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
     "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
@@ -211,7 +231,10 @@ def _power(base, exponent):
 
 
 _ARITHMETIC = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "^": _power,
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "^": _power,
 }
 _ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -244,17 +267,20 @@ class Evaluator:
     def charge(self, amount: int) -> None:
         self.work_left -= amount
         if self.work_left < 0:
-            raise LimitProblem(f"the expressions touch more than {self.work:,} values in all (elements of the lists "
-                               "they build, walk or compare)", hint="a family rule needs far fewer: check the ranges "
-                               "and the loops around them")
+            raise LimitProblem(
+                f"the expressions touch more than {self.work:,} values in all (elements of the lists "
+                "they build, walk or compare)",
+                hint="a family rule needs far fewer: check the ranges and the loops around them",
+            )
 
     def measure(self, value: Any) -> Any:
         """Charge for walking a value, and refuse one past LONGEST elements."""
         count = size(value, min(LONGEST, max(self.work_left, 0)))
         self.charge(count)
         if count > LONGEST:
-            raise LimitProblem(f"a list of more than {LONGEST:,} elements, nested lists counted in full, is past "
-                               "the limit")
+            raise LimitProblem(
+                f"a list of more than {LONGEST:,} elements, nested lists counted in full, is past the limit"
+            )
         return value
 
     def same(self, left: Any, right: Any) -> bool:
@@ -392,3 +418,23 @@ class Evaluator:
         if not isinstance(value, bool):
             raise ValueProblem(f"a condition must be true or false, got {shown(value)}", expr.pos)
         return value
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block as a value: callable like a layer, passable as a parameter (`unit=basic`)."""
+
+    definition: ast.BlockDef
+    env: Env
+
+    def __repr__(self) -> str:
+        return self.definition.name
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    definition: Any  # ast.NetworkDef | ast.NetworkAlias
+    env: Env
+
+    def __repr__(self) -> str:
+        return self.definition.name
