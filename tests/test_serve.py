@@ -17,9 +17,11 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +34,65 @@ pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's 
 
 @dataclass
 class Served:
-    url: str
+    url: str  # the page's clean URL
     host: str
     port: int
     file: Path
+    token: str
+    process: subprocess.Popen
+
+    @property
+    def entry(self) -> str:
+        """The URL as `cnndsl serve` prints it, with the session's token."""
+        return f"{self.url}?token={self.token}"
+
+    @property
+    def cookie(self) -> dict:
+        return {"Cookie": f"cnndsl-serve-{self.port}={self.token}"}
+
+
+# Analyses made slow on purpose, in every process of a test server (the server, and the worker processes its
+# forkserver starts): a text with SLEEP never ends; one with HOG takes 64 MiB more every 0.05 s, up to 1.5 GiB.
+SLEEP, HOG = "# slow on purpose: sleeps", "# slow on purpose: hogs memory"
+SLOW_ANALYSES = f"""\
+import time
+
+from cnndsl.serve import analysis
+
+_load = analysis.Analyser.load
+
+
+def _slow_load(self, text):
+    if {SLEEP!r} in text:
+        time.sleep(3600)
+    if {HOG!r} in text:
+        hog = []
+        while len(hog) < 24:
+            hog.append(b"x" * (64 << 20))
+            time.sleep(0.05)
+        time.sleep(3600)
+    return _load(self, text)
+
+
+analysis.Analyser.load = _slow_load
+"""
+
+
+def _start_server(file: Path, hooks: Path, *options: str) -> Served:
+    """`cnndsl serve FILE OPTIONS --port 0` as a separate process, with SLOW_ANALYSES as hooks/sitecustomize.py."""
+    (hooks / "sitecustomize.py").write_text(SLOW_ANALYSES, encoding="utf-8")
+    path = os.pathsep.join([str(ROOT), str(hooks), os.environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-c", "from cnndsl.cli import main; main()", "serve", str(file), *options, "--port", "0"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path}
+    )
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    line = process.stdout.readline() if ready else ""
+    found = re.search(r"(http://(127\.0\.0\.1):(\d+)/)\?token=([\w-]+)  \(Ctrl-C stops\)$", line)
+    if not found:
+        process.kill()
+        pytest.fail(f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
+    return Served(found.group(1), found.group(2), int(found.group(3)), file, found.group(4), process)
 
 
 @pytest.fixture(scope="module")
@@ -44,35 +101,17 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     file = folder / "alexnet.cnn"
     shutil.copy(ROOT / "library" / "alexnet.cnn", file)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [
-        sys.executable,
-        "-c",
-        "from cnndsl.cli import main; main()",
-        "serve",
-        str(file),
-        "-n",
-        "alexnet",
-        "--input",
-        "3x227x227",
-        "--port",
-        "0",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline() if ready else ""
-    found = re.search(r"http://(127\.0\.0\.1):(\d+)/", line)
-    if not found:
-        process.kill()
-        pytest.fail(f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
-    yield Served(found.group(0), found.group(1), int(found.group(2)), file)
-    process.terminate()
-    process.communicate(timeout=10)  # waits, and closes its pipes
+    server = _start_server(file, tmp_path_factory.mktemp("hooks"), "-n", "alexnet", "--input", "3x227x227")
+    yield server
+    server.process.terminate()
+    server.process.communicate(timeout=10)  # waits, and closes its pipes
 
 
-def _request(served: Served, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, bytes]:
+def _request(
+    served: Served, method: str, path: str, headers: dict, body: bytes = b"", timeout: float = 10
+) -> tuple[int, bytes]:
     """One raw request with exactly these headers (Host included), as a browser or an attacker sends it."""
-    connection = http.client.HTTPConnection(served.host, served.port, timeout=10)
+    connection = http.client.HTTPConnection(served.host, served.port, timeout=timeout)
     connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     for name, value in {**headers, "Content-Length": str(len(body))}.items():
         connection.putheader(name, value)
@@ -85,7 +124,8 @@ def _request(served: Served, method: str, path: str, headers: dict, body: bytes 
 
 
 def _own(served: Served) -> dict:
-    return {"Host": f"127.0.0.1:{served.port}", "Origin": f"http://127.0.0.1:{served.port}"}
+    """The headers of the page's own requests: its Host, its Origin, the session's cookie."""
+    return {"Host": f"127.0.0.1:{served.port}", "Origin": f"http://127.0.0.1:{served.port}", **served.cookie}
 
 
 # ---- the learner's view: each layer's figures worked out, checked against hand calculations -------------
@@ -276,13 +316,13 @@ def test_it_listens_on_the_loopback_address_only(served):
 
 
 def test_the_page_and_the_file_are_served_to_their_own_host(served):
-    status, body = _request(served, "GET", "/api/file", {"Host": f"localhost:{served.port}"})
+    status, body = _request(served, "GET", "/api/file", {"Host": f"localhost:{served.port}", **served.cookie})
     assert status == 200 and json.loads(body)["text"] == served.file.read_text(encoding="utf-8")
 
 
 def test_a_request_naming_another_host_is_refused_as_dns_rebinding(served):
     for path in ("/", "/api/file", "/static/app.js"):
-        status, body = _request(served, "GET", path, {"Host": f"attacker.example:{served.port}"})
+        status, body = _request(served, "GET", path, {"Host": f"attacker.example:{served.port}", **served.cookie})
         assert (status, body) == (403, b"refused: this server answers only its own page")
 
 
@@ -290,7 +330,8 @@ def test_a_write_from_another_site_or_without_an_origin_is_refused_and_the_file_
     before = served.file.read_bytes()
     body = b'{"text": "network pwned { input 3x8x8 }"}'
     for origin in ({"Origin": "http://attacker.example"}, {"Origin": "null"}, {}):
-        status, _ = _request(served, "PUT", "/api/file", {"Host": f"127.0.0.1:{served.port}", **origin}, body)
+        headers = {"Host": f"127.0.0.1:{served.port}", **served.cookie, **origin}
+        status, _ = _request(served, "PUT", "/api/file", headers, body)
         assert status == 403
     assert served.file.read_bytes() == before
 
@@ -307,6 +348,184 @@ def test_nothing_outside_the_file_and_the_package_assets_is_served(served):
         status, body = _request(served, "GET", path, _own(served))
         assert status == 404 and b"root:" not in body and b"import" not in body, path
     assert _request(served, "GET", "/static/codemirror.js", _own(served))[0] == 200
+
+
+def test_another_local_client_without_the_token_is_refused_on_every_endpoint(served, tmp_path):
+    """Another user of the machine knows the port and sends the right Host and Origin, but never saw the
+    printed URL: 403 for the page, the assets, the file (read and write), the analysis (which would read a
+    private .cnn elsewhere through `import`), the learner's view and a websocket; the file is kept."""
+    private = tmp_path / "private.cnn"
+    private.write_text("network secret_net { input 3x8x8, relu }\n", encoding="utf-8")
+    analysis = json.dumps({"text": f'import "{private}"\nnetwork alexnet {{ input 3x8x8, relu }}'}).encode()
+    before = served.file.read_bytes()
+    headers = {"Host": f"127.0.0.1:{served.port}", "Origin": f"http://127.0.0.1:{served.port}"}
+    websocket = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    requests = [
+        ("GET", "/", {}, b""),
+        ("HEAD", "/", {}, b""),
+        ("GET", "/static/app.js", {}, b""),
+        ("GET", "/api/file", {}, b""),
+        ("GET", "/api/version", {}, b""),
+        ("PUT", "/api/file", {}, b'{"text": "network pwned { input 3x8x8 }"}'),
+        ("POST", "/api/analyse", {"Content-Type": "application/json"}, analysis),
+        ("GET", "/api/layer?id=1&name=features.conv1", {}, b""),
+        ("GET", "/", {**websocket, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, b""),
+        ("GET", f"/?token={served.token[:-1]}", {}, b""),  # a token one character short
+        ("GET", "/api/file", {"Cookie": f"cnndsl-serve-{served.port}=guess"}, b""),
+    ]
+    for method, path, extra, body in requests:
+        status, answer = _request(served, method, path, {**headers, **extra}, body)
+        assert status == 403, (method, path, status)
+        assert b"secret_net" not in answer and b"alexnet" not in answer
+    assert served.file.read_bytes() == before
+    status, answer = _request(served, "POST", "/api/analyse", _own(served), analysis)  # the owner's page may
+    assert status == 200 and json.loads(answer)["ok"] is True
+
+
+def test_the_printed_urls_token_sets_a_strict_httponly_cookie_and_leads_to_the_clean_url(served):
+    from http.cookies import SimpleCookie
+
+    connection = http.client.HTTPConnection(served.host, served.port, timeout=10)
+    try:
+        connection.request("GET", f"/?token={served.token}", headers={"Host": f"127.0.0.1:{served.port}"})
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert (response.status, response.getheader("Location")) == (303, "/")
+    cookie = SimpleCookie(response.getheader("Set-Cookie"))[f"cnndsl-serve-{served.port}"]
+    assert cookie.value == served.token and len(served.token) == 43  # 32 random bytes, URL-safe base64
+    assert (cookie["httponly"], cookie["samesite"].lower(), cookie["path"]) == (True, "strict", "/")
+    status, page = _request(served, "GET", "/", {"Host": f"127.0.0.1:{served.port}", **served.cookie})
+    assert status == 200 and b"<title>" in page
+
+
+def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_bound(served):
+    """No Content-Length: the server counts the body as it streams and answers 413 while the client is still
+    sending a body that never ends, instead of waiting to buffer all of it."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in _own(served).items())
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
+    with socket.create_connection((served.host, served.port), timeout=10) as connection:
+        connection.sendall(
+            f"POST /api/analyse HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        for _ in range(64):  # 64 MiB at most, and never the closing empty chunk
+            if select.select([connection], [], [], 0)[0]:
+                break
+            try:
+                connection.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = b""
+        while not answer.endswith(b"}") and (part := connection.recv(1 << 16)):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert answer.endswith(b'{"error":"the request is larger than 8,388,608 bytes"}')
+
+
+def _analyse(served: Served, text: str, timeout: float = 10) -> dict:
+    body = json.dumps({"text": text}).encode()
+    status, answer = _request(served, "POST", "/api/analyse", _own(served), body, timeout)
+    assert status == 200
+    return json.loads(answer)
+
+
+QUICK = "network alexnet { input 3x8x8, conv3x3(4) }"  # 4·3·3·3 + 4 = 112 parameters
+
+
+def test_an_edit_supersedes_a_runaway_analysis_at_once(served):
+    running = ThreadPoolExecutor(1).submit(_analyse, served, f"{SLEEP}\nnetwork alexnet {{ input 3x8x8, relu }}")
+    time.sleep(1.0)
+    started = time.monotonic()
+    assert _analyse(served, QUICK)["params"] == 112
+    assert running.result(timeout=5) == {"ok": False, "superseded": True}
+    assert time.monotonic() - started < 3
+
+
+def test_an_analysis_that_keeps_taking_memory_is_stopped_at_its_bound(served):
+    """The hog takes 64 MiB every 0.05 s: the worker's bound (1 GiB more than it held) stops it within a second
+    or two, long before the time limit; unbounded, it would hold its 1.5 GiB for an hour."""
+    from cnndsl.serve.worker import TIME_LIMIT_S
+
+    started = time.monotonic()
+    answer = _analyse(served, f"{HOG}\nnetwork alexnet {{ input 3x8x8, relu }}")
+    assert time.monotonic() - started < TIME_LIMIT_S
+    assert answer["error"] == {
+        "message": "the analysis needed more than 1 GiB of memory and was stopped",
+        "hint": "a smaller input shape or fewer layers",
+        "here": False,
+        "line": None,
+        "column": None,
+        "where": None,
+        "rendered": "error: the analysis needed more than 1 GiB of memory and was stopped\n"
+        "hint: a smaller input shape or fewer layers",
+    }
+    assert _analyse(served, QUICK)["params"] == 112  # a fresh worker takes the next text
+
+
+def test_an_analysis_past_its_time_limit_is_stopped(served):
+    from cnndsl.serve.worker import TIME_LIMIT_S
+
+    started = time.monotonic()
+    answer = _analyse(served, f"{SLEEP}\nnetwork alexnet {{ input 3x8x8, relu }}", timeout=TIME_LIMIT_S + 10)
+    assert TIME_LIMIT_S <= time.monotonic() - started < TIME_LIMIT_S + 3
+    assert answer["error"]["message"] == "the analysis took longer than 10 s and was stopped"
+    assert _analyse(served, QUICK)["params"] == 112
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (a container's init may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below `pid`, from each process's parent in /proc/N/stat."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_the_server_stops_at_once_while_an_analysis_runs_away(tmp_path, stop):
+    (tmp_path / "hooks").mkdir()
+    server = _start_server(tmp_path / "net.cnn", tmp_path / "hooks")
+    try:
+        running = ThreadPoolExecutor(1).submit(_analyse, server, f"{SLEEP}\nnetwork n {{ input 3x8x8, relu }}", 30)
+        time.sleep(1.5)
+        family = _descendants(server.process.pid)
+        assert len(family) >= 2  # the forkserver and the worker analysing
+        started = time.monotonic()
+        server.process.send_signal(stop)
+        output, _ = server.process.communicate(timeout=20)
+        assert time.monotonic() - started < 5
+        assert server.process.returncode == (0 if stop == signal.SIGINT else -signal.SIGTERM)
+        assert output == ("cnndsl serve: stopped\n" if stop == signal.SIGINT else "")
+        try:
+            answer = running.result(timeout=10)
+        except (OSError, http.client.HTTPException):
+            answer = None  # the connection closed
+        assert answer in (None, {"ok": False, "superseded": True})
+        deadline = time.monotonic() + 5
+        while [pid for pid in family if _running(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in family if _running(pid)]
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
 
 
 def test_ctrl_c_stops_the_server_quietly(tmp_path):
@@ -367,7 +586,7 @@ def page(served):
         tab = browser.new_page(viewport={"width": 1400, "height": 900})
         tab.requested = []
         tab.on("request", lambda request: tab.requested.append(request.url))
-        tab.goto(served.url)
+        tab.goto(served.entry)
         tab.wait_for_selector("#diagram svg", timeout=15_000)
         yield tab
         browser.close()
@@ -394,6 +613,7 @@ def test_the_page_shows_the_files_diagram_and_summary(page, served):
 def test_the_page_loads_nothing_from_elsewhere(page, served):
     assert page.requested and all(url.startswith(served.url) for url in page.requested), page.requested
     assert {url[len(served.url) :] for url in page.requested} >= {
+        f"?token={served.token}",
         "",
         "static/codemirror.js",
         "static/app.js",
@@ -521,3 +741,22 @@ def _set_text(page, start: int, end: int, text: str) -> None:
     page.evaluate(
         "([from, to, insert]) => window.cnndsl.view.dispatch({changes: {from, to, insert}})", [start, end, text]
     )
+
+
+def test_the_page_opened_with_the_token_drops_it_from_its_url_and_its_script_cannot_read_the_cookie(page, served):
+    assert page.url == served.url
+    assert page.evaluate("() => document.cookie") == ""  # HttpOnly
+
+
+def test_a_runaway_analysis_does_not_freeze_the_page(page):
+    """The next edit, 0.6 s into an analysis that never ends, is answered at once: 7·3·3·3 + 7 = 196 parameters."""
+    text = _editor_text(page)
+    _set_text(page, 0, len(text), f"{SLEEP}\n{text}")
+    time.sleep(0.6)  # that text's analysis is in flight, past the page's SUPERSEDE_MS (400 ms)
+    _set_text(page, 0, len(_editor_text(page)), "network alexnet {\n    input 3x8x8\n    conv3x3(7)\n}\n")
+    page.wait_for_function(
+        "() => document.querySelector('#diagram svg').textContent.includes('conv 3×3, 7')", timeout=3000
+    )
+    assert page.inner_text("table.cnndsl-summary .cnndsl-params") == "196"
+    _set_text(page, 0, len(_editor_text(page)), text)
+    page.wait_for_function("() => document.querySelectorAll('#table tr[data-layer]').length === 21", timeout=3000)

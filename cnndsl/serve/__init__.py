@@ -9,10 +9,14 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import uvicorn
+
 from ..core.errors import FileProblem
 from .analysis import Analyser
 from .app import create_app
 from .document import Document
+from .guard import cookie_name, new_token
+from .worker import AnalysisWorker
 
 LOOPBACK = "127.0.0.1"
 
@@ -25,23 +29,47 @@ def serve(
     input_shape: tuple | None = None,
     depth: int | None = None,
     announce: Callable[[str], None] = print,
+    analyser: type = Analyser,
 ) -> None:
-    """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve."""
-    import uvicorn
-
+    """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve.
+    `analyser` is the class the worker process analyses with (tests slow it down on purpose)."""
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     names = {f"{name}:{actual}" for name in _names(host)}
-    app = create_app(Document(path), Analyser(path, network, input_shape), names, depth)
+    token = new_token()
+    worker = AnalysisWorker(path, network, input_shape, analyser)
+    app = create_app(Document(path), worker, names, token, cookie_name(actual), depth)
     try:  # from the moment the URL is out, Ctrl-C is the way to stop
-        announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/  (Ctrl-C stops)")
+        announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/?token={token}  (Ctrl-C stops)")
         if host != LOOPBACK:
-            announce(f"warning: listening on {host}: whoever reaches this address can read and overwrite {path.name}")
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        uvicorn.Server(config).run(sockets=[sock])
+            announce(
+                f"warning: listening on {host}: whoever reaches this address and learns the URL above "
+                f"can read and overwrite {path.name} (the token travels unencrypted)"
+            )
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=GRACE_S
+        )
+        _StoppingServer(config, worker).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then passes the signal on: stopping is no error
         announce("cnndsl serve: stopped")
+    finally:
+        worker.close()
+
+
+GRACE_S = 3  # seconds an answer being sent may take once the server is told to stop
+
+
+class _StoppingServer(uvicorn.Server):
+    """Stops the analyses first as it shuts down: a request waiting on one would hold the shutdown up."""
+
+    def __init__(self, config: uvicorn.Config, worker: AnalysisWorker):
+        super().__init__(config)
+        self.worker = worker
+
+    async def shutdown(self, sockets=None):
+        self.worker.close()
+        await super().shutdown(sockets)
 
 
 def _names(host: str) -> set[str]:

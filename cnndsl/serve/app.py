@@ -1,20 +1,21 @@
 """The page's HTTP side, on Starlette: the page and its vendored assets, the file, and the analysis.
 
 It serves nothing but these: the one file (read and saved), the analysis of texts sent to it, and
-the static folder of this package. Every request must name this server in its Host header (a DNS
-rebinding attack names the attacker's domain), and a request from a page must come from this
-origin (another site's page cannot read or write the file through the user's browser).
+the static folder of this package. Every request must carry the session's token (guard.py: another
+local user cannot), name this server in its Host header (a DNS rebinding attack names the attacker's
+domain), and, from a page, come from this origin (another site's page cannot read or write the file
+through the user's browser).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -23,9 +24,10 @@ from starlette.staticfiles import StaticFiles
 from ..core.errors import CnnDslError
 from ..front.load import MAX_FILE_BYTES
 from ..ops import known_names
-from .analysis import Analyser
 from .analysis import Request as AnalysisRequest
 from .document import Document
+from .guard import TokenRequired, bounded_body
+from .worker import AnalysisWorker
 
 STATIC = Path(__file__).parent / "static"
 READ_METHODS = ("GET", "HEAD")
@@ -55,14 +57,22 @@ class SameOriginOnly:
         await self.app(scope, receive, send)
 
 
-def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], depth: int | None = None):
-    """The application for one file, answering only to the given `host:port` names; `depth` starts the diagram."""
+def create_app(
+    document: Document,
+    analyser: AnalysisWorker,
+    hosts: Iterable[str],
+    token: str,
+    cookie: str,
+    depth: int | None = None,
+):
+    """The application for one file, answering only to the given `host:port` names and to requests with the
+    session's `token` (or the `cookie` that holds it); `depth` starts the diagram."""
 
     async def page(request: Request) -> Response:
         config = {"file": document.path.name, "layers": known_names(), "depth": depth}
         html = (STATIC / "index.html").read_text(encoding="utf-8")
         html = html.replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def read_file(request: Request) -> Response:
         try:
@@ -98,16 +108,14 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
             network_id = int(request.query_params.get("id", ""))
         except ValueError:
             return JSONResponse({"error": "expected ?id=N&name=LAYER"}, 400)
-        found = analyser.explain(network_id, request.query_params.get("name", ""))
+        found = await run_in_threadpool(analyser.explain, network_id, request.query_params.get("name", ""))
         return JSONResponse(found) if found else JSONResponse({"error": "no such layer"}, 404)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        yield
-        analyser.close()
+    async def refused(request: Request, error: HTTPException) -> Response:
+        return JSONResponse({"error": error.detail}, error.status_code)
 
     app = Starlette(
-        lifespan=lifespan,
+        exception_handlers={HTTPException: refused},
         routes=[
             Route("/", page),
             Route("/api/file", read_file, methods=["GET"]),
@@ -118,17 +126,12 @@ def create_app(document: Document, analyser: Analyser, hosts: Iterable[str], dep
             Mount("/static", StaticFiles(directory=STATIC)),
         ],
     )
-    return SameOriginOnly(app, hosts)
+    return SameOriginOnly(TokenRequired(app, token, cookie), hosts)
 
 
 async def _json_body(request: Request):
-    """The request's JSON, or None when it is too large or not JSON."""
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > 2 * MAX_FILE_BYTES:
-        return None
-    data = await request.body()
-    if len(data) > 2 * MAX_FILE_BYTES:
-        return None
+    """The request's JSON, or None when it is not JSON; 413 when it is too large (guard.bounded_body)."""
+    data = await bounded_body(request, 2 * MAX_FILE_BYTES)
     try:
         return json.loads(data)
     except ValueError:

@@ -35,6 +35,8 @@
   let version = "";       // the disk version that text came from
   let networkId = null;   // the server's id of the last analysed network, for the learner's view
   let inFlight = false, pending = false, editStarted = null;
+  let latest = 0, sentAt = 0;  // the newest analysis asked for and when; the answer to an older one is dropped
+  const SUPERSEDE_MS = 400;    // an analysis slower than this is overtaken by the next edit
   let shownSvg = null;    // the diagram in the page, not redrawn when an edit leaves it the same
 
   const view = new CM.EditorView({
@@ -51,11 +53,16 @@
   function changed() {
     $("dirty").hidden = view.state.doc.toString() === savedText;
     if (editStarted === null) editStarted = performance.now();
-    if (inFlight) pending = true; else analyse();
+    if (!inFlight) analyse();
+    else if (performance.now() - sentAt >= SUPERSEDE_MS) analyse();  // the one in flight is slow: overtake it
+    else pending = true;
   }
 
-  // ---- analysis: one request at a time; a text typed meanwhile is sent when it returns --------------
+  // ---- analysis: one request at a time; a text typed meanwhile is sent when it returns, or after
+  // SUPERSEDE_MS if it has not returned by then: the server then stops the old one and answers the new one
   async function analyse() {
+    const mine = ++latest;
+    sentAt = performance.now();
     inFlight = true;
     pending = false;
     const started = editStarted;
@@ -64,6 +71,7 @@
     const depth = $("depth").value;
     const body = {text, depth: depth === "" ? null : Number(depth), shapes: $("shapes").checked,
                   cost: $("cost").checked};
+    const overtake = setTimeout(() => { if (pending && latest === mine) analyse(); }, SUPERSEDE_MS);
     let result;
     try {
       const response = await fetch("/api/analyse", {method: "POST", headers: {"Content-Type": "application/json"},
@@ -73,6 +81,8 @@
     } catch (error) {
       result = {ok: false, error: {message: `the server does not answer (${error})`, here: false}};
     }
+    clearTimeout(overtake);
+    if (latest !== mine) return;  // superseded: the newer text's answer is shown
     inFlight = false;
     if (pending) {  // the text changed while this one was analysed: show only the newest
       if (editStarted === null || (started !== null && started < editStarted)) editStarted = started;
