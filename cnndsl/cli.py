@@ -54,6 +54,14 @@ SANDBOX = click.option(
 )
 
 
+LAYOUT_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop Graphviz's layout after this long (default 30).",
+)
+
+
 def network_options(function):
     """Options shared by every command that loads a network."""
     for option in reversed(
@@ -222,6 +230,7 @@ def list_command(pattern):
 @click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
 @click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
+@LAYOUT_TIMEOUT
 @click.pass_context
 def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbox, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
@@ -239,6 +248,7 @@ APPLIES_TO = {
     "fold_bn": ("onnx",),
     "external_data": ("onnx",),
     **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
+    "timeout": ("svg", "png", "pdf"),
 }
 
 
@@ -262,6 +272,7 @@ def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
 @click.option("--shapes", is_flag=True, help="Add output shapes to the labels.")
 @click.option("--cost", is_flag=True, help="Add params and MACs to the labels.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
+@LAYOUT_TIMEOUT
 def draw(source, network, input_shape, params, max_nodes, sandbox, output, **options):
     """Draw the architecture as a paper's figure: stages and blocks as clusters."""
     fmt = Path(output).suffix.lstrip(".").lower()
@@ -345,7 +356,7 @@ def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
         weights = options.get("weights")
         write_pt2(net, target, net.to_torch(weights=weights) if weights is not None else None)
     else:
-        from .backends.graphviz import render
+        from .backends.graphviz import LAYOUT_TIMEOUT_S, render
 
         render(
             net,
@@ -356,6 +367,7 @@ def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
             shapes=options.get("shapes", False),
             cost=options.get("cost", False),
             rankdir=options.get("rankdir", "TB"),
+            timeout=options.get("timeout") or LAYOUT_TIMEOUT_S,
         )
     return [target]
 

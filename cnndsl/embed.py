@@ -1,5 +1,11 @@
 """A network as an HTML fragment for a page: the diagram as inline SVG, the summary as a table, the
 highlighted source. Shared by the Sphinx directive, the Markdown extension and `cnndsl serve`.
+
+A docs build reads only what its author pointed it at: a block names a library network, or a `.cnn`
+file inside the docs source folder (links followed, then checked), read only when it is a regular file
+and opened without blocking (a FIFO would hang the build); imports from a block are sandboxed to the
+importing file's folder and the library. Otherwise a page could publish any file of the build machine
+through the line an error quotes.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import api
-from .core.errors import CnnDslError, SourcePos, ValueProblem
+from .core.errors import CnnDslError, FileProblem, NameProblem, SourcePos, ValueProblem, did_you_mean
 from .figures.report import Summary
+from .front.cache import parse_text
+from .front.load import Loader, library_index, read_source, resolved
+from .graph.expand import DEFAULT_MAX_NODES
 
 _ids = itertools.count(1)
 _ID = re.compile(r'\bid="')
@@ -58,25 +67,53 @@ def _option_value(name: str, text: str):
     return flags[text.lower()]
 
 
-def load_block(text: str | None, target: str | None, folder: Path, options: BlockOptions, file: str):
-    """The network of a block: from `target` (a file relative to `folder`, or a library name), else
-    from the inline `text`, which errors then locate in `file`."""
+def load_block(text: str | None, target: str | None, folder: Path, options: BlockOptions, file: str, root: Path):
+    """The network of a block: from `target` (a library network, or a .cnn file inside `root`, the docs source
+    folder: relative to `folder`, the page's, or with a leading `/` to `root`), else from the inline `text`,
+    which errors then locate in `file`."""
     if target and text and text.strip():
         raise ValueProblem(
             f"the block names {target} and holds a network's text too",
             hint="keep one: the file (or library name) or the text",
         )
     if target:
-        path = folder / target
-        return api.load(path if path.exists() else target, network=options.network)
+        path = block_file(target, folder, root)
+        if path is None:
+            return api.load(library_index()[target], network=options.network or target)
+        text = read_source(path, regular_only=True)
+        module = Loader(sandbox=True).load_text(text, str(path), path)
+        return api.instantiate(module, options.network, str(path), text, None, DEFAULT_MAX_NODES, {})
     if not text or not text.strip():
         raise ValueProblem("the block is empty", hint="give a .cnn file or a library name, or write the network inside")
-    return api.parse(text, file=file, network=options.network)
+    module = Loader(sandbox=True).bind(parse_text(text, file), folder)  # imports from the page's folder
+    return api.instantiate(module, options.network, file, text, None, DEFAULT_MAX_NODES, {})
 
 
-def render(network, options: BlockOptions) -> str:
-    """The block's HTML: the diagram, then the summary table and the source as asked."""
-    svg = diagram_svg(network, options)
+def block_file(target: str, folder: Path, root: Path) -> Path | None:
+    """The .cnn file a block names, inside the docs source folder once links are followed; None for a library
+    network's name. Anything else is refused before it is opened."""
+    if "/" not in target and "\\" not in target and not target.endswith(".cnn"):
+        if target in library_index():
+            return None
+        raise NameProblem(
+            f"`{target}` is neither a .cnn file nor a library network",
+            hint=did_you_mean(target, library_index()) or "name a .cnn file in the docs, or run `cnndsl list`",
+        )
+    if not target.endswith(".cnn"):
+        raise FileProblem(f"{target}: a block draws only .cnn files", hint="name a .cnn file in the docs source folder")
+    path = resolved(root / target.lstrip("/") if target.startswith("/") else folder / target)
+    if not path.is_relative_to(resolved(root)):
+        raise FileProblem(
+            f"{target} is outside the docs source folder",
+            hint="a block draws only .cnn files inside the docs source folder (links followed), or library networks",
+        )
+    return path
+
+
+def render(network, options: BlockOptions, timeout: float | None = None) -> str:
+    """The block's HTML: the diagram (laid out within `timeout` seconds), then the summary table and the
+    source as asked."""
+    svg = diagram_svg(network, options, timeout)
     if options.source:  # the text scrolls; the figure keeps its size beside it
         figure = (
             f'<div class="cnndsl-with-source" style="display:flex;gap:1em;align-items:flex-start">'
@@ -90,11 +127,12 @@ def render(network, options: BlockOptions) -> str:
     return f'<div class="cnndsl">{figure}{table}</div>'
 
 
-def diagram_svg(network, options: BlockOptions) -> str:
+def diagram_svg(network, options: BlockOptions, timeout: float | None = None) -> str:
     """The diagram as an <svg> element for inline use; ids are prefixed so that several fit one page."""
-    from .backends.graphviz import svg
+    from .backends.graphviz import LAYOUT_TIMEOUT_S, svg
 
-    text = svg(network, depth=options.depth, shapes=options.shapes, cost=options.cost)
+    timeout = timeout or LAYOUT_TIMEOUT_S
+    text = svg(network, timeout=timeout, depth=options.depth, shapes=options.shapes, cost=options.cost)
     return _ID.sub(f'id="cnndsl{next(_ids)}_', text[text.index("<svg") :])
 
 

@@ -5,7 +5,8 @@
     ```
 
 Options as in the Sphinx directive (network, depth, shapes, cost, summary, source), plus `file=`
-for a .cnn file (relative to the page in MkDocs, else to `base_path`) or a library name. In MkDocs
+for a .cnn file inside the docs folder (relative to the page in MkDocs, else to `base_path`; see
+embed.py) or a library name; the extension's `layout_timeout` bounds each layout (seconds). In MkDocs
 (`markdown_extensions: [cnndsl.markdown]`) a broken block is a warning naming the page and line,
 which `mkdocs build --strict` turns into a failure; elsewhere it is logged to `cnndsl.markdown`.
 """
@@ -32,9 +33,10 @@ FENCE = re.compile(
 class CnnFencePreprocessor(Preprocessor):
     """Replaces each ```cnn fence by its rendered HTML before the fenced-code extension sees it."""
 
-    def __init__(self, md: Markdown, base_path: str):
+    def __init__(self, md: Markdown, base_path: str, layout_timeout: float):
         super().__init__(md)
         self.base_path = base_path
+        self.layout_timeout = layout_timeout
 
     def run(self, lines: list[str]) -> list[str]:
         text = "\n".join(lines)
@@ -42,13 +44,13 @@ class CnnFencePreprocessor(Preprocessor):
 
     def _block(self, match: re.Match, text: str) -> str:
         fence_line = text.count("\n", 0, match.start()) + 1
-        page, folder = self._page()
+        page, folder, root = self._page()
         body = match.group("body")
         try:
             written = _written_options(match.group("options") or "")
             target = written.pop("file", None)
             options = BlockOptions.from_strings(written)
-            markup = render(load_block(body, target, folder, options, page), options)
+            markup = render(load_block(body, target, folder, options, page, root), options, self.layout_timeout)
         except CnnDslError as error:
             if in_page(error, page, fence_line + 1):
                 where, line = f" (column {error.pos.column})", error.pos.line
@@ -59,13 +61,14 @@ class CnnFencePreprocessor(Preprocessor):
             markup = error_html(error, text, page)
         return "\n\n" + self.md.htmlStash.store(markup) + "\n\n"
 
-    def _page(self) -> tuple[str, Path]:
-        """The page being built and its folder: MkDocs' own link-rewriting step knows it."""
-        relpath = self.md.treeprocessors.get("relpath", None)
+    def _page(self) -> tuple[str, Path, Path]:
+        """The page being built, its folder and the docs folder: MkDocs' own link-rewriting step knows them."""
+        processors = self.md.treeprocessors  # a Registry: `in` and `[name]`, but no `.get` (Markdown 3.11)
+        relpath = processors["relpath"] if "relpath" in processors else None  # noqa: SIM401 (no .get)
         file = getattr(relpath, "file", None)
-        if file is not None and getattr(file, "abs_src_path", None):
-            return file.src_path, Path(file.abs_src_path).parent
-        return "<markdown>", Path(self.base_path)
+        if file is not None and getattr(file, "abs_src_path", None) and getattr(file, "src_dir", None):
+            return file.src_path, Path(file.abs_src_path).parent, Path(file.src_dir)
+        return "<markdown>", Path(self.base_path), Path(self.base_path)
 
 
 def _logger(page: str) -> logging.Logger:
@@ -84,12 +87,17 @@ def _written_options(text: str) -> dict[str, str]:
 
 class CnnDslExtension(Extension):
     def __init__(self, **kwargs):
-        self.config = {"base_path": [".", "folder that `file=` paths are relative to outside MkDocs"]}
+        self.config = {
+            "base_path": [".", "the docs folder outside MkDocs: `file=` paths are inside it, relative to it"],
+            "layout_timeout": [30.0, "seconds Graphviz may take to lay out one diagram"],
+        }
         super().__init__(**kwargs)
 
     def extendMarkdown(self, md: Markdown) -> None:
         # after whitespace normalisation (30), before fenced code blocks (25)
-        md.preprocessors.register(CnnFencePreprocessor(md, self.getConfig("base_path")), "cnndsl", 28)
+        md.preprocessors.register(
+            CnnFencePreprocessor(md, self.getConfig("base_path"), float(self.getConfig("layout_timeout"))), "cnndsl", 28
+        )
 
 
 def makeExtension(**kwargs) -> CnnDslExtension:

@@ -6,7 +6,8 @@ network (a file, a library name, or the directive's own text) as inline SVG at b
        :summary:
 
 A broken network is a Sphinx warning at the document's line (so `-W` fails the build), and the
-page shows the located error in its place.
+page shows the located error in its place. A file must be a .cnn file inside the source folder (see
+embed.py); `cnndsl_layout_timeout` in conf.py bounds each diagram's layout (seconds, default 30).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from .core.errors import CnnDslError
 from .core.version import __version__
-from .embed import BlockOptions, error_html, in_page, load_block, render
+from .embed import BlockOptions, block_file, error_html, in_page, load_block, render
 from .lexer import CnnLexer
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,12 @@ class CnnDslDirective(SphinxDirective):
         doc_file, _ = self.get_source_info()
         text = "\n".join(self.content) if self.content else None
         target = self.arguments[0] if self.arguments else None
-        if target:
-            path = Path(self.env.relfn2path(target, self.env.docname)[1])  # `/x.cnn` is from the source folder
-            if path.exists():
-                self.env.note_dependency(str(path))
-                target = str(path)
+        folder, root = Path(self.env.doc2path(self.env.docname)).parent, Path(self.env.srcdir)
         try:
-            network = load_block(text, target, Path(self.env.doc2path(self.env.docname)).parent, options, doc_file)
-            markup = render(network, options)
+            if target and not text and (path := block_file(target, folder, root)) is not None:
+                self.env.note_dependency(str(path))  # Sphinx rebuilds the page when the file changes
+            network = load_block(text, target, folder, options, doc_file, root)
+            markup = render(network, options, self.env.config.cnndsl_layout_timeout)
         except CnnDslError as error:
             page = _read(doc_file)
             if in_page(error, doc_file, self.content_offset + 1, self._indent(page)):
@@ -85,5 +84,6 @@ def _read(doc_file: str) -> str:
 
 def setup(app):
     app.add_directive("cnndsl", CnnDslDirective)
+    app.add_config_value("cnndsl_layout_timeout", 30.0, "html", types=(int, float))
     app.add_lexer("cnn", CnnLexer)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -8,12 +8,13 @@ kind. Every text from the source goes through `html.escape` into an HTML-like la
 from __future__ import annotations
 
 import html
+import subprocess
 from pathlib import Path
 
 import graphviz
 
 from ..core.atomic import write_atomically
-from ..core.errors import FileProblem, ValueProblem
+from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..graph.ir import input_shapes
 from ..ops import REGISTRY, format_shape
@@ -24,6 +25,7 @@ RANKDIRS = ("TB", "LR")
 FONT = "Helvetica,Arial,sans-serif"
 FAINT = "#555555"
 LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
+LAYOUT_TIMEOUT_S = 30.0  # a 14 KB text can keep `dot` busy for minutes; the library's largest takes 1 s
 
 # fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
 FAMILIES = {
@@ -124,32 +126,44 @@ def render(
     shapes: bool = False,
     cost: bool = False,
     rankdir: str = "TB",
+    timeout: float = LAYOUT_TIMEOUT_S,
 ) -> Path:
-    """Write the diagram as dot, svg, png or pdf, atomically."""
+    """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
-    content = dot.source if fmt == "dot" else _layout(dot, fmt)
+    content = dot.source if fmt == "dot" else _layout(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
 
 
-def svg(network, **options) -> str:
-    """The diagram as SVG text (what a notebook shows)."""
-    return _layout(to_digraph(network, **options), "svg").decode("utf-8")
+def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
+    """The diagram as SVG text (what a notebook and a docs build show)."""
+    return _layout(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
 
 
-def _layout(dot: graphviz.Digraph, fmt: str) -> bytes:
-    try:  # the whole source at once: `dot` may stop reading early, and then says why on stderr
-        return graphviz.pipe(dot.engine, fmt, dot.source.encode("utf-8"), quiet=True)
-    except graphviz.ExecutableNotFound:
+def _layout(network, dot: graphviz.Digraph, fmt: str, timeout: float) -> bytes:
+    """`dot` run on the whole source at once (it may stop reading early, and then says why on stderr), and
+    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound."""
+    command = [dot.engine, f"-T{fmt}"]
+    try:
+        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=timeout)
+    except FileNotFoundError:
         raise FileProblem(
             f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
             hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
             "or write the .dot file and render it elsewhere",
         ) from None
-    except graphviz.CalledProcessError as error:
-        detail = (error.stderr or b"").decode("utf-8", "replace").strip()
-        raise FileProblem(f"Graphviz could not draw the diagram: {detail or error}") from None
+    except subprocess.TimeoutExpired:
+        graph = network.graph
+        raise LimitProblem(
+            f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
+            graph.nodes[graph.graph["input"]].get("pos"),
+            hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
+        ) from None
+    if done.returncode:
+        detail = done.stderr.decode("utf-8", "replace").strip()
+        raise FileProblem(f"Graphviz could not draw the diagram: {detail or f'`dot` exited with {done.returncode}'}")
+    return done.stdout
 
 
 class _Painter:
