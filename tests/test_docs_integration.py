@@ -386,3 +386,23 @@ def test_draw_stops_graphviz_at_its_timeout_with_a_located_error_and_writes_noth
         "hint: draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)\n",
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["net.cnn"]
+
+
+def test_an_inline_block_imports_only_from_the_pages_folder_and_the_library(docs_tree, caplog):
+    import markdown
+
+    from cnndsl.markdown import CnnDslExtension
+
+    private = docs_tree.parent / "outside" / "private.cnn"
+    page = f'```cnn\nimport "{private}"\nimport "nets/lenet.cnn"\nnetwork mine {{ input 3x8x8, relu }}\n```\n'
+    html = markdown.markdown(page, extensions=[CnnDslExtension(base_path=str(docs_tree))])
+    assert caplog.messages == [
+        f"<markdown>:2: cnndsl: cannot import '{private}': the sandbox admits only files in the importing file's "
+        "folder (or below) and the library (column 1); hint: move the file beside the importing one, or import a "
+        "library file by name"
+    ]
+    assert "hunter" not in html and "<svg" not in html
+    good = markdown.markdown(
+        page.replace(f'import "{private}"\n', ""), extensions=[CnnDslExtension(base_path=str(docs_tree))]
+    )
+    assert good.count("<svg") == 1  # nets/lenet.cnn, from the page's folder, is admitted
