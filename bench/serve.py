@@ -46,7 +46,7 @@ def serve(file: Path, network: str, options: list[str]) -> tuple[subprocess.Pope
         [*CLI, "serve", str(file), "-n", network, "--port", "0", *options], stdout=subprocess.PIPE, text=True
     )
     ready, _, _ = select.select([process.stdout], [], [], 60)
-    found = re.search(r"http://\S+/", process.stdout.readline() if ready else "")
+    found = re.search(r"http://\S+", process.stdout.readline() if ready else "")  # the token included
     if not found:
         process.kill()
         sys.exit("cnndsl serve printed no URL")

@@ -36,7 +36,7 @@ def main() -> None:
         "0",
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=folder)
-    url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
+    url = re.search(r"http://\S+", server.stdout.readline()).group(0)  # the token included
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=os.environ.get("CNNDSL_CHROMIUM", "/usr/bin/chromium"))
