@@ -6,6 +6,8 @@ graph that breaks the IR contract, a hang, a blow-up of memory) is an escape.
 
 Each input is written to a file beside helper files it may import, and run in a worker process
 under a time and a memory limit, so a hang or a blow-up is reported instead of stalling the run.
+One input in ten goes to another surface instead (bench/fuzz_surfaces.py): a docs block, or a request
+to `cnndsl serve`'s application.
 
     python bench/fuzz.py --count 100000 --jobs 1
 
@@ -37,6 +39,9 @@ from cnndsl.core.resources import library_dir
 from cnndsl.front.evaluate import LARGEST
 from cnndsl.graph.ir import EDGE_KINDS
 from cnndsl.ops import REGISTRY, known_names, lookup
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_surfaces  # noqa: E402  (beside this file, which is run as a script)
 
 MAX_NODES = 500  # small, so a program that repeats a lot ends at the limit in milliseconds
 TIME_BOUND = 5.0  # seconds of CPU one input may take; typical inputs take milliseconds
@@ -573,13 +578,19 @@ class Worker:
             raise RuntimeError("the fuzz worker did not start")
 
     def run(
-        self, text: str, network: str | None, cpu_bound: float = TIME_BOUND, memory_bound: int = MEMORY_BOUND
+        self,
+        text: str,
+        network: str | None,
+        cpu_bound: float = TIME_BOUND,
+        memory_bound: int = MEMORY_BOUND,
+        surface: tuple[str, int] | None = None,
     ) -> tuple[str | None, float, str]:
-        """(what escaped or None, CPU seconds the input took, how it ended: see `run`)."""
+        """(what escaped or None, CPU seconds the input took, how it ended: see `run`); `surface`, ("docs" or
+        "serve", seed), sends the text to a docs block or a serve request instead (bench/fuzz_surfaces.py)."""
         if self.process is None:
             self.start()
         start = time.perf_counter()
-        request = {"text": text, "network": network, "cpu": cpu_bound, "memory": memory_bound}
+        request = {"text": text, "network": network, "cpu": cpu_bound, "memory": memory_bound, "surface": surface}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         answer = self._answer(self.hang_bound)
@@ -623,6 +634,12 @@ def serve() -> None:
     signal.signal(signal.SIGPROF, _time_up)
     with tempfile.TemporaryDirectory(prefix="cnndsl-fuzz-") as root:
         folder = make_files(Path(root))
+        docs, served = fuzz_surfaces.make_surface_files(Path(root))
+        surfaces = {
+            "docs": lambda choices, text: fuzz_surfaces.run_docs(fuzz_surfaces.docs_page(choices, text), docs),
+            "serve": lambda choices, text: server.request(choices, text),
+        }
+        server = None
         print(json.dumps("ready"), file=protocol, flush=True)
         for line in sys.stdin:
             request = json.loads(line)
@@ -631,7 +648,13 @@ def serve() -> None:
             start = time.process_time()
             signal.setitimer(signal.ITIMER_PROF, cpu_bound)  # CPU time: a busy machine does not count
             try:
-                escaped, outcome = run(request["text"], request["network"], folder)
+                if request.get("surface"):
+                    kind, seed = request["surface"]
+                    if kind == "serve" and server is None:
+                        server = fuzz_surfaces.ServeClient(served)  # its analysis worker, started once
+                    escaped, outcome = _guarded(surfaces[kind], Choices.seeded(seed), request["text"])
+                else:
+                    escaped, outcome = run(request["text"], request["network"], folder)
             except MemoryError:
                 escaped, outcome = f"MemoryError: more than {memory_bound:,} bytes", "escape"
             except TimeUp:
@@ -642,6 +665,15 @@ def serve() -> None:
             if seconds > cpu_bound and not escaped:
                 escaped, outcome = f"took {seconds:.2f} s of CPU", "escape"
             print(json.dumps({"escaped": escaped, "seconds": seconds, "outcome": outcome}), file=protocol, flush=True)
+
+
+def _guarded(run_surface, choices: Choices, text: str) -> tuple[str | None, str]:
+    try:
+        return run_surface(choices, text)
+    except (MemoryError, TimeUp):
+        raise
+    except Exception as error:  # noqa: BLE001 - the point is to catch whatever escapes
+        return f"{type(error).__name__}: {error}", "escape"
 
 
 def reference_seconds() -> float:
@@ -655,12 +687,18 @@ def reference_seconds() -> float:
 
 
 OUTCOMES = {
+    "docs-drawn": "docs blocks drawn",
+    "docs-refused": "docs blocks refused with a warning",
+    **{f"serve-{status}": f"serve requests answered {status}" for status in (200, 303, 400, 403, 404, 405, 413)},
     "error": "located errors (CnnDslError)",
     "graph": "graphs (DOT built; too large for torch and onnxruntime)",
     "backends": "graphs run by torch and onnxruntime to the same outputs",
     "escape": "escapes",
     "refused": "graphs a backend refused with a located error",
 }
+
+
+SURFACES = {1: "docs", 2: "serve"}  # by seed % 20: one input in ten goes to a docs block or a serve request
 
 
 def _drive(seeds, results: list, lock) -> None:
@@ -673,7 +711,10 @@ def _drive(seeds, results: list, lock) -> None:
             if seed is None:
                 return
             label, text, network = fuzz_input(Choices.seeded(seed))
-            escaped, seconds, outcome = worker.run(text, network)
+            surface = SURFACES.get(seed % 20)
+            if surface:
+                label = f"{surface} {label}"
+            escaped, seconds, outcome = worker.run(text, network, surface=(surface, seed) if surface else None)
             with lock:
                 results.append((seed, seconds, escaped, f"{label.split()[0]} {outcome}"))
                 if escaped or len(results) % 5000 == 0:
@@ -731,7 +772,9 @@ def main() -> int:
         f"tried {len(results):,} inputs (seeds {options.seed}..{options.seed + len(results) - 1}): "
         + ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items()))
     )
-    print("ended in: " + ", ".join(f"{n:,} {OUTCOMES[outcome]}" for outcome, n in sorted(outcomes.items())))
+    print(
+        "ended in: " + ", ".join(f"{n:,} {OUTCOMES.get(outcome, outcome)}" for outcome, n in sorted(outcomes.items()))
+    )
     for message, n in sorted(refusals.items()):
         print(f"  refused {n:,} times: {message}")
     print(

@@ -36,7 +36,7 @@
   let networkId = null;   // the server's id of the last analysed network, for the learner's view
   let inFlight = false, pending = false, editStarted = null;
   let latest = 0, sentAt = 0;  // the newest analysis asked for and when; the answer to an older one is dropped
-  const SUPERSEDE_MS = 400;    // an analysis slower than this is overtaken by the next edit
+  const SUPERSEDE_MS = 1000;   // an analysis slower than this (ResNet-152 takes 0.1-0.5 s) is overtaken by the next edit
   let shownSvg = null;    // the diagram in the page, not redrawn when an edit leaves it the same
 
   const view = new CM.EditorView({
