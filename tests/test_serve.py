@@ -382,6 +382,47 @@ def test_another_local_client_without_the_token_is_refused_on_every_endpoint(ser
     assert status == 200 and json.loads(answer)["ok"] is True
 
 
+def test_a_websocket_without_the_token_or_from_another_origin_is_closed_before_it_is_accepted():
+    """uvicorn answers a websocket closed before it is accepted with 403; the server has no websocket route, and
+    uvicorn here has no websocket library, so the guards are called as uvicorn would call them."""
+    import asyncio
+
+    from cnndsl.serve.app import SameOriginOnly
+    from cnndsl.serve.guard import TokenRequired
+
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+
+    app = SameOriginOnly(TokenRequired(inner, "t0ken", "cnndsl-serve-1"), {"127.0.0.1:1"})
+
+    def connect(headers: dict, query: str = "") -> list[dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message):
+            sent.append(message)
+
+        pairs = [(name.encode(), value.encode()) for name, value in headers.items()]
+        scope = {"type": "websocket", "path": "/ws", "query_string": query.encode(), "headers": pairs}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    own = {"host": "127.0.0.1:1", "origin": "http://127.0.0.1:1"}
+    closed = [{"type": "websocket.close", "code": 1008}]
+    assert connect(own) == closed
+    assert connect({**own, "cookie": "cnndsl-serve-1=t0ke"}) == closed
+    assert connect(own, "token=t0ke") == closed
+    assert connect({**own, "origin": "http://evil.example", "cookie": "cnndsl-serve-1=t0ken"}) == closed
+    assert connect({**own, "host": "evil.example:1", "cookie": "cnndsl-serve-1=t0ken"}) == closed
+    assert reached == []
+    assert connect({**own, "cookie": "cnndsl-serve-1=t0ken"}) == [] and connect(own, "token=t0ken") == []
+    assert reached == ["/ws", "/ws"]
+
+
 def test_the_printed_urls_token_sets_a_strict_httponly_cookie_and_leads_to_the_clean_url(served):
     from http.cookies import SimpleCookie
 

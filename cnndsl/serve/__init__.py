@@ -12,7 +12,6 @@ from pathlib import Path
 import uvicorn
 
 from ..core.errors import FileProblem
-from .analysis import Analyser
 from .app import create_app
 from .document import Document
 from .guard import cookie_name, new_token
@@ -29,16 +28,15 @@ def serve(
     input_shape: tuple | None = None,
     depth: int | None = None,
     announce: Callable[[str], None] = print,
-    analyser: type = Analyser,
 ) -> None:
     """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve.
-    `analyser` is the class the worker process analyses with (tests slow it down on purpose)."""
+    A script that calls it needs `if __name__ == "__main__":`, as multiprocessing does (the analysis worker)."""
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     names = {f"{name}:{actual}" for name in _names(host)}
     token = new_token()
-    worker = AnalysisWorker(path, network, input_shape, analyser)
+    worker = AnalysisWorker(path, network, input_shape)
     app = create_app(Document(path), worker, names, token, cookie_name(actual), depth)
     try:  # from the moment the URL is out, Ctrl-C is the way to stop
         announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/?token={token}  (Ctrl-C stops)")

@@ -43,14 +43,17 @@ class SameOriginOnly:
         self.origins = {f"http://{host}" for host in self.hosts}
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
             origin = headers.get("origin")
             refused = (
                 headers.get("host") not in self.hosts
                 or (origin is not None and origin not in self.origins)
-                or (scope["method"] not in READ_METHODS and origin is None)
+                or (scope.get("method", "GET") not in READ_METHODS and origin is None)
             )
+            if refused and scope["type"] == "websocket":  # closed before it is accepted: the client sees 403
+                await send({"type": "websocket.close", "code": 1008})
+                return
             if refused:
                 await PlainTextResponse("refused: this server answers only its own page", 403)(scope, receive, send)
                 return

@@ -36,8 +36,8 @@ def failure(message: str, hint: str | None = None) -> dict:
 class AnalysisWorker:
     """`analyse` and `explain` as the Analyser answers them, in a process that an edit or a time limit stops."""
 
-    def __init__(self, path: Path, network: str | None, input_shape: tuple | None, analyser: type = Analyser):
-        self.arguments = (path, network, input_shape, analyser)
+    def __init__(self, path: Path, network: str | None, input_shape: tuple | None):
+        self.arguments = (path, network, input_shape)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload([__name__])
         self.turn = threading.Condition()  # one message in the process at a time
@@ -134,12 +134,12 @@ class _Process:
         self.process.join(5)
 
 
-def _work(connection, path: Path, network: str | None, input_shape: tuple | None, analyser_class: type) -> None:
+def _work(connection, path: Path, network: str | None, input_shape: tuple | None) -> None:
     """The worker's loop: a message in, its answer out, until the server closes the pipe or memory runs out."""
     os.setpgid(0, 0)  # its own group: stopped with its `dot`, and deaf to the terminal's Ctrl-C (the server stops it)
     _bound_memory()
     _leave_with_the_server()
-    analyser = analyser_class(path, network, input_shape)
+    analyser = Analyser(path, network, input_shape)
     try:
         while True:
             try:
