@@ -333,6 +333,12 @@ def test_a_write_from_another_site_or_without_an_origin_is_refused_and_the_file_
         headers = {"Host": f"127.0.0.1:{served.port}", **served.cookie, **origin}
         status, _ = _request(served, "PUT", "/api/file", headers, body)
         assert status == 403
+        # a form's text/plain post, which needs no preflight: refused by its Origin even with the cookie
+        plain = {**headers, "Content-Type": "text/plain"}
+        assert _request(served, "POST", "/api/analyse", plain, body) == (
+            403,
+            b"refused: this server answers only its own page",
+        )
     assert served.file.read_bytes() == before
 
 
