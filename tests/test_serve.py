@@ -52,8 +52,9 @@ class Served:
 
 
 # Analyses made slow on purpose, in every process of a test server (the server, and the worker processes its
-# forkserver starts): a text with SLEEP never ends; one with HOG takes 64 MiB more every 0.05 s, up to 1.5 GiB.
-SLEEP, HOG = "# slow on purpose: sleeps", "# slow on purpose: hogs memory"
+# forkserver starts): a text with SLEEP never ends; one with HOG takes 64 MiB more every 0.05 s, up to 1.5 GiB;
+# one with FAIL meets a bug (an exception that is no CnnDslError).
+SLEEP, HOG, FAIL = "# slow on purpose: sleeps", "# slow on purpose: hogs memory", "# fails on purpose"
 SLOW_ANALYSES = f"""\
 import time
 
@@ -63,6 +64,8 @@ _load = analysis.Analyser.load
 
 
 def _slow_load(self, text):
+    if {FAIL!r} in text:
+        raise RuntimeError("on purpose")
     if {SLEEP!r} in text:
         time.sleep(3600)
     if {HOG!r} in text:
@@ -508,6 +511,15 @@ def test_an_analysis_that_keeps_taking_memory_is_stopped_at_its_bound(served):
         "hint: a smaller input shape or fewer layers",
     }
     assert _analyse(served, QUICK)["params"] == 112  # a fresh worker takes the next text
+
+
+def test_a_bug_met_by_an_analysis_is_said_on_the_page_and_the_next_text_is_analysed(served):
+    answer = _analyse(served, f"{FAIL}\nnetwork alexnet {{ input 3x8x8, relu }}")
+    assert answer["error"]["rendered"] == (
+        "error: cnndsl failed on this text (RuntimeError: on purpose)\n"
+        "hint: this is a bug in cnndsl: please report it with the text"
+    )
+    assert _analyse(served, QUICK)["params"] == 112
 
 
 def test_an_analysis_past_its_time_limit_is_stopped(served):

@@ -23,7 +23,10 @@ from .analysis import Analyser, Request
 
 TIME_LIMIT_S = 10.0
 MEMORY_LIMIT_BYTES = 1 << 30  # beyond what the process holds when it starts
-SUPERSEDED = {"ok": False, "superseded": True}  # the page ignores it: the newer text's answer follows
+SUPERSEDED = {"ok": False, "superseded": True}
+BUG_HINT = (
+    "this is a bug in cnndsl: please report it with the text"  # the page ignores it: the newer text's answer follows
+)
 
 
 def failure(message: str, hint: str | None = None) -> dict:
@@ -156,6 +159,8 @@ def _work(connection, path: Path, network: str | None, input_shape: tuple | None
                 answer["last"] = True
                 connection.send_bytes(json.dumps(answer).encode("utf-8"))
                 return  # a fresh process takes the next text
+            except Exception as error:  # noqa: BLE001 - a bug of cnndsl's: said on the page, the worker lives on
+                answer = failure(f"cnndsl failed on this text ({type(error).__name__}: {error})", hint=BUG_HINT)
             connection.send_bytes(json.dumps(answer).encode("utf-8"))
     finally:
         analyser.close()
