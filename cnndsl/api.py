@@ -7,6 +7,7 @@ from typing import Any
 
 import networkx as nx
 
+from .backends.diagram_options import DiagramOptions, target_format
 from .core.errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
 from .core.resources import memory_bytes
 from .figures import costs as analysis
@@ -80,15 +81,15 @@ class Network:
         shapes: bool = False,
         cost: bool = False,
         rankdir: str = "TB",
+        timeout: float | None = None,
     ) -> Path:
-        """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does."""
+        """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
+        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30)."""
         from .backends.graphviz import render
 
         target = Path(path)
-        fmt = target.suffix.lstrip(".").lower()
-        if fmt not in ("svg", "png", "pdf", "dot"):
-            raise ValueProblem(f"a diagram is written as .svg, .png, .pdf or .dot, not {target.name!r}")
-        render(self, target, fmt, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
+        drawn = DiagramOptions(depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, timeout=timeout)
+        render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())
         return target
 
     def require_weights_fit(self) -> None:

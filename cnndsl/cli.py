@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from .core.errors import CnnDslError, FileProblem
+from .backends import formats
+from .backends.diagram_options import DIAGRAM_OPTIONS, diagram_suffixes
+from .backends.formats import DIAGRAM_FORMATS, FORMATS
+from .core.errors import CnnDslError
+from .core.options import Declared
 from .front.diagnostics import file_text, render_error
-
-DIAGRAM_FORMATS = ("svg", "png", "pdf", "dot")
-COMPILE_FORMATS = ("onnx", "python", "pt2", *DIAGRAM_FORMATS)
-SUFFIX = {"python": "py"}
 
 
 def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -54,12 +54,34 @@ SANDBOX = click.option(
 )
 
 
-LAYOUT_TIMEOUT = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Stop Graphviz's layout after this long (default 30).",
-)
+def _click_option(declared: Declared, brief: bool):
+    """The click option of a declared one: a flag for a bool, a range from its minimum, a choice of few values."""
+    spec = declared.spec
+    help_text = f"Diagram: {spec.brief}." if brief and spec.brief else spec.help
+    kind: Any = None
+    if declared.kind is bool:
+        return click.option(declared.flag, is_flag=True, help=help_text)
+    if spec.choices:
+        kind = click.Choice(spec.choices)
+    elif declared.kind is int:
+        kind = click.IntRange(spec.minimum)
+    elif declared.kind is float:
+        kind = click.FloatRange(min=spec.minimum, min_open=True)
+    shown = declared.default is not None
+    return click.option(
+        declared.flag, type=kind, default=declared.default, show_default=shown, metavar=spec.metavar, help=help_text
+    )
+
+
+def diagram_options(brief: bool):
+    """The diagram's options (backends/diagram_options.py) as click options; `brief`: as compile shows them."""
+
+    def decorate(function):
+        for declared in reversed(DIAGRAM_OPTIONS):
+            function = _click_option(declared, brief)(function)
+        return function
+
+    return decorate
 
 
 def network_options(function):
@@ -210,7 +232,7 @@ def list_command(pattern):
 
 @main.command(name="compile")
 @network_options
-@click.option("--to", "fmt", type=click.Choice(COMPILE_FORMATS), required=True, help="What to produce.")
+@click.option("--to", "fmt", type=click.Choice([row.name for row in FORMATS]), required=True, help="What to produce.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Output file (default: NETWORK.EXT).")
 @click.option(
     "--weights",
@@ -225,61 +247,47 @@ def list_command(pattern):
     default=None,
     help="ONNX: weights to OUT.data beside the file (default: only where one file cannot hold them).",
 )
-@click.option("--depth", type=click.IntRange(0), help="Diagram: hierarchy levels to show.")
-@click.option("--expand", is_flag=True, help="Diagram: draw every repeated block.")
-@click.option("--shapes", is_flag=True, help="Diagram: add output shapes.")
-@click.option("--cost", is_flag=True, help="Diagram: add params and MACs.")
-@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-@LAYOUT_TIMEOUT
+@diagram_options(brief=True)
 @click.pass_context
 def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbox, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
     _refuse_options_that_do_not_apply(ctx, fmt)
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
-    target = Path(output or f"{net.name}.{SUFFIX.get(fmt, fmt)}")
-    written = write_output(net, fmt, target, options)
+    target = Path(output or f"{net.name}.{formats.BY_NAME[fmt].suffix}")
+    written = formats.write(net, fmt, target, options)
     click.echo(f"wrote {' and '.join(map(str, written))}")
 
 
-# Which --to formats each compile option changes; given with another, it is an error, never ignored.
-APPLIES_TO = {
-    "weights": ("onnx", "pt2"),
-    "opset": ("onnx",),
-    "fold_bn": ("onnx",),
-    "external_data": ("onnx",),
-    **{option: DIAGRAM_FORMATS for option in ("depth", "expand", "shapes", "cost", "rankdir")},
-    "timeout": ("svg", "png", "pdf"),
-}
-
-
 def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:
+    """An option given for a --to format it does not change (formats.FORMATS says which) is an error, never ignored."""
     from click.core import ParameterSource
 
-    for option, formats in APPLIES_TO.items():
-        if fmt not in formats and ctx.get_parameter_source(option) in (
+    for option, applies in formats.applies_to().items():
+        if fmt not in applies and ctx.get_parameter_source(option) in (
             ParameterSource.COMMANDLINE,
             ParameterSource.ENVIRONMENT,
         ):
             flag = "--" + option.replace("_", "-")
-            raise click.UsageError(f"{flag} does not apply to --to {fmt}; it applies to --to {' or '.join(formats)}")
+            raise click.UsageError(f"{flag} does not apply to --to {fmt}; it applies to --to {' or '.join(applies)}")
 
 
 @main.command()
 @network_options
-@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="net.svg, .png, .pdf or .dot")
-@click.option("--depth", type=click.IntRange(0), help="Hierarchy levels to show; deeper groups collapse.")
-@click.option("--expand", is_flag=True, help="Draw every repeated block instead of folding them.")
-@click.option("--shapes", is_flag=True, help="Add output shapes to the labels.")
-@click.option("--cost", is_flag=True, help="Add params and MACs to the labels.")
-@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-@LAYOUT_TIMEOUT
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="net" + diagram_suffixes(),
+)
+@diagram_options(brief=False)
 def draw(source, network, input_shape, params, max_nodes, sandbox, output, **options):
     """Draw the architecture as a paper's figure: stages and blocks as clusters."""
     fmt = Path(output).suffix.lstrip(".").lower()
     if fmt not in DIAGRAM_FORMATS:
-        raise click.BadParameter(f"the output must end in .svg, .png, .pdf or .dot, not {output!r}", param_hint="-o")
+        raise click.BadParameter(f"the output must end in {diagram_suffixes()}, not {output!r}", param_hint="-o")
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
-    write_output(net, fmt, Path(output), options)
+    formats.write(net, fmt, Path(output), options)
     click.echo(f"wrote {output}")
 
 
@@ -330,56 +338,3 @@ def serve(file, network, input_shape, host, port, depth):
     except ModuleNotFoundError as error:
         raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
     run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
-
-
-def write_output(net, fmt: str, target: Path, options: dict) -> list[Path]:
-    """Hand the network to the backend for `fmt`; each writes atomically. Returns the files written."""
-    _refuse_overwriting_source(target, Path(net.file))
-    if fmt == "onnx":
-        from .backends.onnx import export_onnx
-
-        return export_onnx(
-            net,
-            target,
-            weights=options.get("weights"),
-            opset=options.get("opset"),
-            fold_bn=options.get("fold_bn", False),
-            external_data=options.get("external_data"),
-        )
-    if fmt == "python":
-        from .backends.torch import write_python
-
-        write_python(net, target)
-    elif fmt == "pt2":
-        from .backends.torch import write_pt2
-
-        weights = options.get("weights")
-        write_pt2(net, target, net.to_torch(weights=weights) if weights is not None else None)
-    else:
-        from .backends.graphviz import LAYOUT_TIMEOUT_S, render
-
-        render(
-            net,
-            target,
-            fmt,
-            depth=options.get("depth"),
-            expand=options.get("expand", False),
-            shapes=options.get("shapes", False),
-            cost=options.get("cost", False),
-            rankdir=options.get("rankdir", "TB"),
-            timeout=options.get("timeout") or LAYOUT_TIMEOUT_S,
-        )
-    return [target]
-
-
-def _refuse_overwriting_source(target: Path, source: Path) -> None:
-    """An output never replaces a .cnn file, least of all the source it was compiled from."""
-    try:
-        same = target.exists() and source.exists() and target.samefile(source)
-    except OSError:
-        same = False
-    if target.suffix == ".cnn" or same:
-        raise FileProblem(
-            f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
-            hint="choose another output name with -o",
-        )

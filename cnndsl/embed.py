@@ -13,11 +13,13 @@ from __future__ import annotations
 import html
 import itertools
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
+from .backends.diagram_options import DIAGRAM_OPTION_NAMES, FIGURE_OPTIONS, DiagramOptions
 from .core.errors import CnnDslError, FileProblem, NameProblem, SourcePos, ValueProblem, did_you_mean
+from .core.options import declared, option
 from .figures.report import Summary
 from .front.cache import parse_text
 from .front.load import Loader, library_index, read_source, resolved
@@ -32,39 +34,28 @@ TABLE_STYLE = (
 
 
 @dataclass(frozen=True)
-class BlockOptions:
-    """What a block shows, as `:depth: 1` (Sphinx) or `{depth=1 summary=true}` (Markdown) set it."""
+class BlockOptions(DiagramOptions):
+    """What a block shows, as `:depth: 1` (Sphinx) or `{depth=1 summary=true}` (Markdown) set it: the diagram's
+    options (backends/diagram_options.py) and the block's own; the layout's time is the docs build's to set."""
 
-    network: str | None = None
-    depth: int | None = None
-    shapes: bool = False
-    cost: bool = False
-    summary: bool = False
-    source: bool = False
+    network: str | None = option(None, help="Which network of the file to draw.")
+    summary: bool = option(False, help="Add the summary table below the diagram.")
+    source: bool = option(False, help="Show the highlighted source beside the diagram.")
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> BlockOptions:
         """Options from their written form; an unknown name or a bad value is a ValueProblem."""
-        known = {field.name: field for field in fields(cls)}
+        known = {item.name: item for item in BLOCK_OPTIONS}
         result = {}
         for name, text in values.items():
             if name not in known:
                 raise ValueProblem(f"unknown option `{name}`", hint=f"the options are {', '.join(known)}")
-            result[name] = _option_value(name, text)
+            result[name] = known[name].from_text(text)
         return cls(**result)
 
 
-def _option_value(name: str, text: str):
-    if name == "network":
-        return text
-    if name == "depth":
-        if not text.isdigit():
-            raise ValueProblem(f"depth must be a whole number from 0, got {text!r}")
-        return int(text)
-    flags = {"true": True, "yes": True, "": True, "false": False, "no": False}
-    if text.lower() not in flags:
-        raise ValueProblem(f"{name} must be true or false, got {text!r}")
-    return flags[text.lower()]
+_OWN = tuple(item for item in declared(BlockOptions) if item.name not in DIAGRAM_OPTION_NAMES)
+BLOCK_OPTIONS = _OWN[:1] + FIGURE_OPTIONS + _OWN[1:]  # what a block may set, in the order the docs list them
 
 
 def load_block(text: str | None, target: str | None, folder: Path, options: BlockOptions, file: str, root: Path):
@@ -129,10 +120,9 @@ def render(network, options: BlockOptions, timeout: float | None = None) -> str:
 
 def diagram_svg(network, options: BlockOptions, timeout: float | None = None) -> str:
     """The diagram as an <svg> element for inline use; ids are prefixed so that several fit one page."""
-    from .backends.graphviz import LAYOUT_TIMEOUT_S, svg
+    from .backends.graphviz import svg
 
-    timeout = timeout or LAYOUT_TIMEOUT_S
-    text = svg(network, timeout=timeout, depth=options.depth, shapes=options.shapes, cost=options.cost)
+    text = svg(network, timeout=timeout or options.layout_timeout, **options.figure())
     return _ID.sub(f'id="cnndsl{next(_ids)}_', text[text.index("<svg") :])
 
 

@@ -4,7 +4,7 @@
     network tiny { input 3x32x32, conv3x3(16), relu }
     ```
 
-Options as in the Sphinx directive (network, depth, shapes, cost, summary, source), plus `file=`
+Options as in the Sphinx directive (embed.BLOCK_OPTIONS: network, the diagram's, summary, source), plus `file=`
 for a .cnn file inside the docs folder (relative to the page in MkDocs, else to `base_path`; see
 embed.py) or a library name; the extension's `layout_timeout` bounds each layout (seconds). In MkDocs
 (`markdown_extensions: [cnndsl.markdown]`) a broken block is a warning naming the page and line,
@@ -21,6 +21,7 @@ from pathlib import Path
 from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 
+from .backends.diagram_options import LAYOUT_TIMEOUT_S
 from .core.errors import CnnDslError, ValueProblem
 from .embed import BlockOptions, error_html, in_page, load_block, render
 
@@ -89,7 +90,7 @@ class CnnDslExtension(Extension):
     def __init__(self, **kwargs):
         self.config = {
             "base_path": [".", "the docs folder outside MkDocs: `file=` paths are inside it, relative to it"],
-            "layout_timeout": [30.0, "seconds Graphviz may take to lay out one diagram"],
+            "layout_timeout": [LAYOUT_TIMEOUT_S, "seconds Graphviz may take to lay out one diagram"],
         }
         super().__init__(**kwargs)
 

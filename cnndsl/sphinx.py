@@ -19,12 +19,31 @@ from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from .core.errors import CnnDslError
+from .backends.diagram_options import LAYOUT_TIMEOUT_S
+from .core.errors import CnnDslError, ValueProblem
+from .core.options import Declared
 from .core.version import __version__
-from .embed import BlockOptions, block_file, error_html, in_page, load_block, render
+from .embed import BLOCK_OPTIONS, BlockOptions, block_file, error_html, in_page, load_block, render
 from .lexer import CnnLexer
 
 logger = logging.getLogger(__name__)
+
+
+def _converter(declared: Declared):
+    """docutils' reading of a declared option: a bool is a flag; any other value is read as a Markdown block's
+    is (core/options.py), its error a ValueError, which docutils reports at the option."""
+    if declared.kind is bool:
+        return directives.flag
+
+    def read(text: str | None):
+        if not text or not text.strip():
+            raise ValueError(f"{declared.name} needs a value")
+        try:
+            return declared.from_text(text.strip())
+        except ValueProblem as error:
+            raise ValueError(error.message) from None
+
+    return read
 
 
 class CnnDslDirective(SphinxDirective):
@@ -32,20 +51,14 @@ class CnnDslDirective(SphinxDirective):
 
     optional_arguments = 1
     has_content = True
-    option_spec = {
-        "network": directives.unchanged_required,
-        "depth": directives.nonnegative_int,
-        "shapes": directives.flag,
-        "cost": directives.flag,
-        "summary": directives.flag,
-        "source": directives.flag,
-    }
+    option_spec = {item.name: _converter(item) for item in BLOCK_OPTIONS}
 
     def run(self) -> list[nodes.Node]:
         options = BlockOptions(
-            network=self.options.get("network"),
-            depth=self.options.get("depth"),
-            **{flag: flag in self.options for flag in ("shapes", "cost", "summary", "source")},
+            **{
+                item.name: item.name in self.options if item.kind is bool else self.options.get(item.name, item.default)
+                for item in BLOCK_OPTIONS
+            }
         )
         doc_file, _ = self.get_source_info()
         text = "\n".join(self.content) if self.content else None
@@ -84,6 +97,6 @@ def _read(doc_file: str) -> str:
 
 def setup(app):
     app.add_directive("cnndsl", CnnDslDirective)
-    app.add_config_value("cnndsl_layout_timeout", 30.0, "html", types=(int, float))
+    app.add_config_value("cnndsl_layout_timeout", LAYOUT_TIMEOUT_S, "html", types=(int, float))
     app.add_lexer("cnn", CnnLexer)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

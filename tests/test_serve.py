@@ -222,13 +222,14 @@ def analyser_for(tmp_path):
 
 
 def test_a_diagram_too_large_to_redraw_as_you_type_is_a_note_and_the_table_still_comes(analyser_for):
+    from cnndsl.backends.diagram_options import DiagramOptions
     from cnndsl.serve.analysis import Request
 
     analyser = analyser_for(None)
     large = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }"))
     assert large["ok"] and large["svg"].startswith('<p class="too-large">This diagram has 4,')
     assert large["table"].count("<tr data-layer=") == 2000
-    collapsed = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }", depth=0))
+    collapsed = analyser.analyse(Request("network n { input 3x8x8\n relu x 2000 }", DiagramOptions(depth=0)))
     assert collapsed["svg"].startswith("<svg")
 
 
@@ -251,6 +252,7 @@ def test_an_edit_that_leaves_the_diagram_the_same_is_not_laid_out_again(analyser
 def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(analyser_for, tmp_path):
     """A toggle of the diagram's depth does not analyse the text again; an imported file may have changed on disk,
     so a text that imports one is analysed again. conv3x3(4) on 3 channels: 4·3·3·3 + 4 = 112 parameters."""
+    from cnndsl.backends.diagram_options import DiagramOptions
     from cnndsl.serve.analysis import Request
 
     analyser = analyser_for(None)
@@ -258,7 +260,7 @@ def test_a_text_seen_again_reuses_its_analysis_unless_it_imports_a_file(analyser
     load = analyser.load
     analyser.load = lambda text: loaded.append(text) or load(text)
     text = "network n { input 3x8x8, conv3x3(4), relu }"
-    first, folded = analyser.analyse(Request(text)), analyser.analyse(Request(text, depth=0))
+    first, folded = analyser.analyse(Request(text)), analyser.analyse(Request(text, DiagramOptions(depth=0)))
     assert (first["params"], folded["params"], folded["id"], len(loaded)) == (112, 112, first["id"], 1)
     assert folded["svg"] != first["svg"] and folded["table"] == first["table"]
     (tmp_path / "blocks.cnn").write_text("block b { conv3x3(4) }\n", encoding="utf-8")

@@ -18,14 +18,13 @@ from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..graph.ir import input_shapes
 from ..ops import REGISTRY, format_shape
+from .diagram_options import DIAGRAMS as FORMATS
+from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
-FORMATS = ("svg", "png", "pdf", "dot")
-RANKDIRS = ("TB", "LR")
 FONT = "Helvetica,Arial,sans-serif"
 FAINT = "#555555"
 LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
-LAYOUT_TIMEOUT_S = 30.0  # a 14 KB text can keep `dot` busy for minutes; the library's largest takes 1 s
 
 # fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
 FAMILIES = {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..api import Network, instantiate
+from ..backends.diagram_options import FIGURE_OPTIONS, DiagramOptions
 from ..backends.graphviz import to_digraph
 from ..core.errors import CnnDslError
 from ..embed import summary_table
@@ -33,12 +34,23 @@ MAX_DRAWN = 3000  # DOT statements (boxes, arrows, clusters); the library's larg
 
 @dataclass(frozen=True)
 class Request:
-    """What the page asks for: the text and the diagram's toggles."""
+    """What the page asks for: the text and the diagram's options (those a page may set: FIGURE_OPTIONS)."""
 
     text: str
-    depth: int | None = None
-    shapes: bool = False
-    cost: bool = False
+    diagram: DiagramOptions = DiagramOptions()
+
+    @classmethod
+    def from_json(cls, body: dict) -> Request:
+        """The request a page's JSON body makes (`{"text": ..., "depth": 1, "shapes": true}`); a bad option's
+        value is a ValueProblem, the layout's time is the server's to set."""
+        return cls(
+            body["text"],
+            DiagramOptions(**{item.name: item.from_json(body.get(item.name, item.default)) for item in FIGURE_OPTIONS}),
+        )
+
+    def to_message(self) -> dict:
+        """As JSON for the worker process; `from_json` reads it back."""
+        return {"text": self.text, **self.diagram.figure()}
 
 
 class Analyser:
@@ -66,7 +78,7 @@ class Analyser:
         started = time.perf_counter()
         try:
             network_id, network = self.analysed(request.text)
-            dot = to_digraph(network, depth=request.depth, shapes=request.shapes, cost=request.cost)
+            dot = to_digraph(network, **request.diagram.figure())
             drawn = self.drawing.submit(self.diagram, dot)  # `dot` lays it out on the other core meanwhile
             try:
                 table = summary_table(network.summary())

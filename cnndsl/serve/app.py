@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..core.errors import CnnDslError
+from ..core.errors import CnnDslError, ValueProblem
 from ..front.load import MAX_FILE_BYTES
 from ..ops import known_names
 from .analysis import Request as AnalysisRequest
@@ -100,10 +100,10 @@ def create_app(
         body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             return JSONResponse({"error": 'expected {"text": ...}'}, 400)
-        depth = body.get("depth")
-        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-            return JSONResponse({"error": "depth must be a whole number from 0, or null"}, 400)
-        asked = AnalysisRequest(body["text"], depth, body.get("shapes") is True, body.get("cost") is True)
+        try:
+            asked = AnalysisRequest.from_json(body)
+        except ValueProblem as error:
+            return JSONResponse({"error": error.message}, 400)
         return JSONResponse(await run_in_threadpool(analyser.analyse, asked))
 
     async def layer(request: Request) -> Response:

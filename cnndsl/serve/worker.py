@@ -16,7 +16,6 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .analysis import Analyser, Request
@@ -52,7 +51,7 @@ class AnalysisWorker:
             self.process = _Process(self.context, self.arguments)  # started now: the first text is fast
 
     def analyse(self, request: Request) -> dict:
-        return self._ask({"analyse": asdict(request)}, supersede=True)
+        return self._ask({"analyse": request.to_message()}, supersede=True)
 
     def explain(self, network_id: int, layer: str) -> dict | None:
         return self._ask({"explain": [network_id, layer]}, supersede=False).get("found")
@@ -168,7 +167,7 @@ def _work(connection, path: Path, network: str | None, input_shape: tuple | None
 
 def _answer(analyser: Analyser, message: dict) -> dict:
     if "analyse" in message:
-        return analyser.analyse(Request(**message["analyse"]))
+        return analyser.analyse(Request.from_json(message["analyse"]))
     network_id, layer = message["explain"]
     return {"found": analyser.explain(network_id, layer)}
 

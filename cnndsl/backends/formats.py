@@ -1,0 +1,146 @@
+"""The output formats, one table read by the CLI (`compile --to`, `draw -o`) and the docs (docs/internals.md).
+
+A new output format is one row of `FORMATS`: its name and suffix, the function that writes it, what it needs
+installed and the backend's options that change it (the diagram's options, diagram_options.py, declare their
+formats themselves). The writers import their backend when they run, so that `cnndsl draw` never loads torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import FileProblem
+from .diagram_options import DIAGRAM_OPTIONS, DIAGRAMS, DiagramOptions
+
+Writer = Callable[[Any, Path, str, dict], list[Path]]  # (network, target, format, options) -> the files written
+
+
+def _write_onnx(net, target: Path, fmt: str, options: dict) -> list[Path]:
+    from .onnx import export_onnx
+
+    return export_onnx(
+        net,
+        target,
+        weights=options.get("weights"),
+        opset=options.get("opset"),
+        fold_bn=options.get("fold_bn", False),
+        external_data=options.get("external_data"),
+    )
+
+
+def _write_python(net, target: Path, fmt: str, options: dict) -> list[Path]:
+    from .torch import write_python
+
+    write_python(net, target)
+    return [target]
+
+
+def _write_pt2(net, target: Path, fmt: str, options: dict) -> list[Path]:
+    from .torch import write_pt2
+
+    weights = options.get("weights")
+    write_pt2(net, target, net.to_torch(weights=weights) if weights is not None else None)
+    return [target]
+
+
+def _write_diagram(net, target: Path, fmt: str, options: dict) -> list[Path]:
+    from .graphviz import render
+
+    drawn = DiagramOptions.taken_from(dict(options))
+    render(net, target, fmt, timeout=drawn.layout_timeout, **drawn.figure())
+    return [target]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format: a row of FORMATS."""
+
+    name: str  # `--to NAME`
+    suffix: str  # the file's suffix, without the dot
+    what: str  # a phrase for the docs
+    needs: tuple[str, ...]  # what writing it loads beyond cnndsl: Python packages, or Graphviz's program `dot`
+    write: Writer
+    options: tuple[str, ...] = ()  # the compile options of its backend (the diagram's declare their formats)
+
+    @property
+    def is_diagram(self) -> bool:
+        return self.write is _write_diagram
+
+    @property
+    def applies(self) -> tuple[str, ...]:
+        """Every option that changes this format's output."""
+        return self.options + tuple(item.name for item in DIAGRAM_OPTIONS if self.name in item.spec.formats)
+
+
+FORMATS: tuple[Format, ...] = (
+    Format(
+        "onnx",
+        "onnx",
+        "an ONNX model",
+        ("onnx",),
+        _write_onnx,
+        ("weights", "opset", "fold_bn", "external_data"),
+    ),
+    Format("python", "py", "PyTorch source: one file, one nn.Module class", ("torch",), _write_python),
+    Format("pt2", "pt2", "a torch.export program", ("torch",), _write_pt2, ("weights",)),
+    Format("svg", "svg", "the diagram as SVG", ("graphviz", "dot"), _write_diagram),
+    Format("png", "png", "the diagram as PNG", ("graphviz", "dot"), _write_diagram),
+    Format("pdf", "pdf", "the diagram as PDF", ("graphviz", "dot"), _write_diagram),
+    Format("dot", "dot", "the diagram's Graphviz DOT text", ("graphviz",), _write_diagram),
+)
+BY_NAME = {row.name: row for row in FORMATS}
+DIAGRAM_FORMATS = tuple(row.name for row in FORMATS if row.is_diagram)
+
+
+def applies_to() -> dict[str, tuple[str, ...]]:
+    """Which formats each option changes, options in the table's order: given with another, it is refused."""
+    found: dict[str, list[str]] = {}
+    for row in FORMATS:
+        for name in row.applies:
+            found.setdefault(name, []).append(row.name)
+    return {name: tuple(formats) for name, formats in found.items()}
+
+
+def write(net, fmt: str, target: Path, options: dict) -> list[Path]:
+    """Hand the network to the writer of `fmt`; each writes atomically. Returns the files written."""
+    _refuse_overwriting_source(target, Path(net.file))
+    return BY_NAME[fmt].write(net, target, fmt, options)
+
+
+def _refuse_overwriting_source(target: Path, source: Path) -> None:
+    """An output never replaces a .cnn file, least of all the source it was compiled from."""
+    try:
+        same = target.exists() and source.exists() and target.samefile(source)
+    except OSError:
+        same = False
+    if target.suffix == ".cnn" or same:
+        raise FileProblem(
+            f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
+            hint="choose another output name with -o",
+        )
+
+
+def formats_table() -> str:
+    """FORMATS as the Markdown table docs/internals.md shows (a test holds the page to it)."""
+    rows = ["| `--to` | suffix | what | needs | options |", "|---|---|---|---|---|"]
+    for row in FORMATS:
+        options = ", ".join(f"`{name}`" for name in row.applies)
+        rows.append(f"| `{row.name}` | `.{row.suffix}` | {row.what} | {', '.join(row.needs)} | {options} |")
+    return "\n".join(rows)
+
+
+def _check_declarations() -> None:
+    """The diagram rows are the diagram's formats, and every option's formats are rows of the table (a typo
+    would silently make an option apply nowhere)."""
+    if DIAGRAM_FORMATS != DIAGRAMS:
+        raise TypeError(f"the diagram rows {DIAGRAM_FORMATS} are not diagram_options.DIAGRAMS {DIAGRAMS}")
+    for item in DIAGRAM_OPTIONS:
+        unknown = set(item.spec.formats) - set(BY_NAME)
+        if unknown:
+            raise TypeError(f"option {item.name} names unknown formats {sorted(unknown)}")
+
+
+_check_declarations()
