@@ -7,13 +7,13 @@ the source line and a caret and exits 1, and shows a traceback only with --debug
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from docs_pages import commands, fences, page_text
 
 import cnndsl
 from cnndsl.core.errors import (
@@ -754,12 +754,8 @@ def test_a_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
 
 
 # ---- docs/errors.md: every example runs ------------------------------------------------------
-ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
-DOC_BLOCK = re.compile(r"```(cnn-error|text|console)\n(.*?)```", re.DOTALL)
-
-
 def _doc_blocks() -> list[tuple[str, str]]:
-    return DOC_BLOCK.findall(ERRORS_DOC.read_text(encoding="utf-8"))
+    return [(fence.kind, fence.body) for fence in fences("errors.md", "cnn-error", "text", "console")]
 
 
 def _doc_error_examples() -> list[tuple[str, str]]:
@@ -768,7 +764,7 @@ def _doc_error_examples() -> list[tuple[str, str]]:
 
 
 def test_the_errors_page_shows_every_error_class():
-    text = ERRORS_DOC.read_text(encoding="utf-8")
+    text = page_text("errors.md")
     assert len(_doc_error_examples()) >= 15 and len([b for b in _doc_blocks() if b[0] == "console"]) >= 2
     for kind in (SyntaxProblem, NameProblem, ShapeProblem, ValueProblem, LimitProblem, FileProblem):
         assert f"`{kind.__name__}`" in text
@@ -785,14 +781,11 @@ def test_errors_page_example_fails_with_the_text_shown(body, expected):
     "block", [body for kind, body in _doc_blocks() if kind == "console"], ids=lambda block: block.split("\n")[0]
 )
 def test_errors_page_command_prints_what_is_shown(block):
-    command, *shown = block.rstrip("\n").split("\n")
-    assert command.startswith("$ cnndsl ")
-    root = Path(__file__).resolve().parent.parent  # commands run from the checkout; the page shows paths from there
-    result = subprocess.run(
-        [*CNNDSL, *shlex.split(command[len("$ cnndsl ") :])], capture_output=True, text=True, cwd=root
-    )
+    ((command, shown),) = commands(block)  # run as a process, from the checkout: the page shows paths from there
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([*CNNDSL, *shlex.split(command)[1:]], capture_output=True, text=True, cwd=root)
     assert result.returncode == 1
-    assert (result.stdout + result.stderr).replace(f"{root}/", "") == "\n".join(shown) + "\n"
+    assert (result.stdout + result.stderr).replace(f"{root}/", "") == shown
 
 
 def test_weights_too_large_to_build_are_refused_before_allocating(cli, tmp_path, monkeypatch):

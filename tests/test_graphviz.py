@@ -9,7 +9,6 @@ import json
 import os
 import re
 import runpy
-import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import library_networks
+from docs_pages import commands, fences, run_command, run_python
 
 import cnndsl
 from cnndsl.backends.diagram_structure import build_diagram
@@ -455,33 +455,21 @@ def test_readme_shows_every_gallery_image():
         assert f"docs/gallery/{file}" in readme
 
 
-DOC = ROOT / "docs" / "diagrams.md"
-
-
 def _doc_commands() -> list[str]:
-    text = DOC.read_text(encoding="utf-8")
-    return [
-        line[2:]
-        for block in re.findall(r"```console\n(.*?)```", text, re.DOTALL)
-        for line in block.splitlines()
-        if line.startswith("$ ")
-    ]
+    return [line for fence in fences("diagrams.md", "console") for line, _ in commands(fence.body)]
 
 
 @pytest.mark.parametrize("command", _doc_commands())
 def test_every_command_in_the_diagrams_doc_runs(command, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = shlex.split(command)
-    assert args[0] == "cnndsl"
-    result = cli(*args[1:])
-    assert result.exit_code == 0, result.stderr
-    written = Path(result.stdout.split()[-1])
+    printed = run_command(cli, command, "", first_lines=True)
+    written = Path(printed.split()[-1])
     assert written.stat().st_size > 0
 
 
 def test_every_python_example_in_the_diagrams_doc_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    blocks = fences("diagrams.md", "python")
     assert blocks
-    for block in blocks:
-        exec(compile(block, str(DOC), "exec"), {})
+    for fence in blocks:
+        run_python(fence.body, "diagrams.md", {})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from docs_pages import run_page
 from onnx import external_data_helper, numpy_helper
 
 import cnndsl
@@ -611,33 +611,16 @@ def test_exporting_fresh_or_safetensors_weights_never_imports_torch(tmp_path, we
 
 
 # ---- docs/onnx.md -------------------------------------------------------------------------------
-DOC = Path(__file__).resolve().parent.parent / "docs" / "onnx.md"
-FENCE = re.compile(r"```(cnn|python|console)([^\n]*)\n(.*?)```", re.DOTALL)
-
-
-def _run_transcript(cli, body: str, folder: Path) -> int:
-    """Each `$ cnndsl ...` line prints exactly the lines under it (exit 1 where they show an error); the
-    page shows file paths relative to the folder it runs in."""
-    commands = re.split(r"^\$ ", body, flags=re.MULTILINE)[1:]
-    for command in commands:
-        line, _, expected = command.partition("\n")
-        result = cli(*shlex.split(line)[1:])
-        assert (result.stdout + result.stderr).replace(f"{folder}/", "") == expected, line
-        assert result.exit_code == (1 if "error:" in expected else 0), line
-    return len(commands)
-
-
 def test_every_example_in_the_onnx_page_runs_as_shown(cli, scratch, monkeypatch):
     tmp_path = scratch
     monkeypatch.chdir(tmp_path)
-    commands = 0
-    for kind, info, body in FENCE.findall(DOC.read_text(encoding="utf-8")):
-        if kind == "cnn":
-            (tmp_path / info.split("file=")[1].strip()).write_text(body, encoding="utf-8")
-        elif kind == "python":
-            exec(compile(body, str(DOC), "exec"), {"cnndsl": cnndsl})  # noqa: S102  (the page's own example)
-        else:
-            commands += _run_transcript(cli, body, tmp_path)
+
+    def write_file(fence):  # ```cnn file=net.cnn: the file the commands after it read
+        if fence.kind == "cnn":
+            (tmp_path / fence.info.split("file=")[1].strip()).write_text(fence.body, encoding="utf-8")
+
+    ran = run_page("onnx.md", cli, {"cnndsl": cnndsl}, folder=tmp_path, other=write_file)
+    commands = ran["console"]
     assert commands == 7
     assert sorted(path.name for path in tmp_path.glob("*.onnx*")) == [
         "net.onnx",

@@ -3,16 +3,15 @@ the command prints, and its Python snippet works."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+from docs_pages import fences, page_text, run_python
 
 import cnndsl
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+README = page_text("README.md")
 
 
 def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
+    return [fence.body for fence in fences("README.md", language)]
 
 
 def test_the_readme_network_is_resnet50_with_the_counts_it_states():
@@ -38,7 +37,7 @@ def test_the_python_snippet_runs():
     (snippet,) = _blocks("python")
     printed = []
     namespace: dict = {"print": lambda *args: printed.append(args)}
-    exec(compile(snippet, "README.md", "exec"), namespace)
+    run_python(snippet, "README.md", namespace)
     assert printed[0] == (namespace["net"].params, namespace["net"].macs)
     assert namespace["net"].params == 25_557_032 - 2049 * 1000 + 2049 * 10
     assert sum(p.numel() for p in namespace["module"].parameters()) == namespace["net"].params

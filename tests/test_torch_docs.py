@@ -3,12 +3,9 @@ what it shows, and its code excerpts are in the code generated so far."""
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "torch.md"
-BLOCK = re.compile(r"```(python|console|text)\n(.*?)```", re.DOTALL)
+from docs_pages import run_page
 
 
 def _generated_code(namespace: dict, folder: Path) -> str:
@@ -20,16 +17,11 @@ def _generated_code(namespace: dict, folder: Path) -> str:
 
 def test_every_example_on_the_page_runs(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
-    assert [kind for kind, _ in blocks].count("python") >= 6
     namespace: dict = {}
-    for kind, body in blocks:
-        if kind == "python":
-            exec(compile(body, str(DOC), "exec"), namespace)
-        elif kind == "console":
-            command, *expected = body.strip("\n").split("\n")
-            assert command.startswith("$ cnndsl ")
-            result = cli(*shlex.split(command)[2:])
-            assert (result.exit_code, result.stdout.splitlines()) == (0, expected)
-        else:
-            assert body in _generated_code(namespace, tmp_path)
+
+    def excerpt(fence):
+        assert fence.kind == "text"
+        assert fence.body in _generated_code(namespace, tmp_path)
+
+    ran = run_page("torch.md", cli, namespace, other=excerpt)
+    assert ran["python"] >= 6 and ran["console"] >= 1 and ran["text"] >= 1

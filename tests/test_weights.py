@@ -13,6 +13,7 @@ import onnxruntime
 import pytest
 import torch
 from conftest import library_networks
+from docs_pages import fences, run_page
 from oracles import torchvision_models
 from safetensors.numpy import load_file as load_safetensors
 from safetensors.torch import save_file
@@ -420,8 +421,6 @@ def test_weights_with_a_format_that_holds_none_is_an_error(small, tmp_path, cli,
 
 
 # ---- docs/weights.md ----------------------------------------------------------------------------------------
-DOC = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
-DOC_BLOCK = re.compile(r"```(python|console|text)\n(.*?)```", re.DOTALL)
 PLACEHOLDER = re.compile(r"LAYER|KEY|SHAPE|CHECKPOINT|DTYPE|FILE|REASON|TYPE|NETWORK|URL|FORMAT")
 
 
@@ -437,18 +436,10 @@ def test_every_example_on_the_page_runs(cli, tmp_path, monkeypatch):
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cached.parent.mkdir(parents=True)
     torch.save(torchvision.resnet18().state_dict(), cached)
-    blocks = DOC_BLOCK.findall(DOC.read_text(encoding="utf-8"))
-    namespace: dict = {}
-    for kind, body in blocks:
-        if kind == "python":
-            exec(compile(body, str(DOC), "exec"), namespace)
-        elif kind == "console":
-            command, *expected = body.strip("\n").split("\n")
-            result = cli(*command.split()[2:])
-            assert result.exit_code == 0, result.stderr
-            assert result.stdout.splitlines()[: len(expected)] == expected
+    ran = run_page("weights.md", cli, first_lines=True, other=lambda fence: None)
+    assert ran["python"] >= 1 and ran["console"] >= 1
     error = _refusal(cnndsl.load("resnet50", input=(3, 64, 64)), tmp_path / "resnet18.pth")
-    shown = next(body for kind, body in blocks if kind == "text" and "resnet.cnn:" in body).strip()
+    shown = next(fence.body for fence in fences("weights.md", "text") if "resnet.cnn:" in fence.body).strip()
     assert f"{error.pos}: error: {error.message}".endswith(
         shown.replace("resnet18.pth", str(tmp_path / "resnet18.pth"))
     )
@@ -497,7 +488,7 @@ def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypat
     result = cli("compile", path, "--to", "svg", "--weights", tmp_path / "w.pt")
     messages.append(result.stderr.strip().splitlines()[-1].removeprefix("Error: "))
 
-    text = next(body for kind, body in DOC_BLOCK.findall(DOC.read_text(encoding="utf-8")) if kind == "text")
+    text = fences("weights.md", "text")[0].body
     templates = text.strip().splitlines()
     patterns = [re.compile(PLACEHOLDER.sub(".+", re.escape(template))) for template in templates]
     for message in messages:
