@@ -33,6 +33,7 @@ COUNTS = ["tests/test_library.py", "tests/test_language.py", "tests/test_summary
 TORCH = ["tests/test_torch.py", "tests/test_torchvision.py"]
 ONNX = ["tests/test_onnx.py"]
 DIAGRAM = ["tests/test_graphviz.py", "tests/test_cli_options.py"]
+DIAGRAM_OPTIONS_PY, FORMATS_PY = "cnndsl/backends/diagram_options.py", "cnndsl/backends/formats.py"
 CHECK = ["tests/test_check.py", "tests/test_errors.py", "tests/test_language.py"]
 CLI = ["tests/test_cli_options.py", "tests/test_language.py"]
 
@@ -104,17 +105,17 @@ MUTANTS = [
     ),
     mutant(
         "3a CLI ignores --rankdir",
-        CLI_PY,
-        'rankdir=options.get("rankdir", "TB")',
-        'rankdir="TB"',
+        DIAGRAM_OPTIONS_PY,
+        "        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS}",
+        '        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS if item.name != "rankdir"}',
         ["tests/test_cli_options.py::test_rankdir_turns_the_diagram"],
         DIAGRAM,
     ),
     mutant(
         "3b CLI ignores --expand",
-        CLI_PY,
-        'expand=options.get("expand", False)',
-        "expand=False",
+        DIAGRAM_OPTIONS_PY,
+        "        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS}",
+        '        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS if item.name != "expand"}',
         ["tests/test_cli_options.py::test_expand_draws_every_repeated_block"],
         DIAGRAM,
     ),
@@ -509,23 +510,23 @@ MUTANTS = [
     ),
     mutant(
         "diagram ignores --shapes",
-        CLI_PY,
-        'shapes=options.get("shapes", False)',
-        "shapes=False",
+        DIAGRAM_OPTIONS_PY,
+        "        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS}",
+        '        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS if item.name != "shapes"}',
         ["tests/test_cli_options.py::test_shapes_and_cost_add_to_the_labels"],
         DIAGRAM,
     ),
     mutant(
         "diagram ignores --cost",
-        CLI_PY,
-        'cost=options.get("cost", False)',
-        "cost=False",
+        DIAGRAM_OPTIONS_PY,
+        "        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS}",
+        '        return {item.name: getattr(self, item.name) for item in FIGURE_OPTIONS if item.name != "cost"}',
         ["tests/test_cli_options.py::test_shapes_and_cost_add_to_the_labels"],
         DIAGRAM,
     ),
     mutant(
         "compile ignores --opset",
-        CLI_PY,
+        FORMATS_PY,
         'opset=options.get("opset")',
         "opset=None",
         ["tests/test_cli_options.py::test_opset_is_the_files_opset"],
@@ -533,7 +534,7 @@ MUTANTS = [
     ),
     mutant(
         "compile ignores --fold-bn",
-        CLI_PY,
+        FORMATS_PY,
         'fold_bn=options.get("fold_bn", False)',
         "fold_bn=False",
         ["tests/test_cli_options.py::test_fold_bn_removes_every_batch_norm"],
