@@ -60,6 +60,16 @@ def test_the_api_takes_exactly_the_declared_options_with_their_defaults():
     assert taken == {item.name: item.default for item in DIAGRAM_OPTIONS}
 
 
+@pytest.mark.needs_dot
+def test_the_apis_timeout_bounds_the_layout_and_writes_nothing(tmp_path):
+    import cnndsl
+    from cnndsl.core.errors import LimitProblem
+
+    with pytest.raises(LimitProblem, match=r"Graphviz took longer than 1e-06 s to lay out the diagram of `googlenet`"):
+        cnndsl.load("googlenet").draw(tmp_path / "g.svg", timeout=1e-6)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sphinx_and_markdown_offer_the_blocks_options_and_every_per_figure_diagram_option():
     from cnndsl.sphinx import CnnDslDirective
 
