@@ -174,6 +174,13 @@ def test_a_new_option_is_read_from_text_and_json_by_its_type():
     with pytest.raises(ValueProblem, match="dpi must be a whole number from 1, got '0'"):
         new["dpi"].from_text("0")
     assert new["font"].from_json("Courier") == "Courier"
+    timeout = next(item for item in DIAGRAM_OPTIONS if item.name == "timeout")
+    assert timeout.from_text("2.5") == 2.5 and timeout.from_json(3) == 3.0
+    for bad in ("0", "nan", "inf", "soon"):
+        with pytest.raises(ValueProblem, match=f"timeout must be a number above 0, got {bad!r}"):
+            timeout.from_text(bad)
+    with pytest.raises(ValueProblem, match="timeout must be a number above 0, got True"):
+        timeout.from_json(True)
 
 
 def test_a_new_format_row_is_offered_and_its_options_apply_only_to_it(monkeypatch):

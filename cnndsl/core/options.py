@@ -8,6 +8,7 @@ option is one field and cannot be forgotten in one of them; tests/test_options.p
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 
@@ -58,6 +59,8 @@ class Declared:
             if not (text.isascii() and text.isdigit()) or int(text) < (self.spec.minimum or 0):
                 raise ValueProblem(f"{self.name} must be a whole number from {self.spec.minimum or 0}, got {text!r}")
             return int(text)
+        if self.kind is float:
+            return self._number(_float(text), shown=repr(text))
         return self.checked(text, shown=repr(text))
 
     def from_json(self, value):
@@ -70,9 +73,19 @@ class Declared:
             isinstance(value, bool) or not isinstance(value, int) or value < (self.spec.minimum or 0)
         ):
             raise ValueProblem(f"{self.name} must be a whole number from {self.spec.minimum or 0}, or null")
+        if self.kind is float:
+            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            return self._number(number, shown=repr(value))
         if self.kind is str and not isinstance(value, str):
             raise ValueProblem(f"{self.name} must be a string, got {type(value).__name__}")
         return self.checked(value, shown=repr(value))
+
+    def _number(self, value: float | None, shown: str) -> float:
+        """A finite number above the minimum (a time, a scale)."""
+        low = self.spec.minimum or 0
+        if value is None or not math.isfinite(value) or value <= low:
+            raise ValueProblem(f"{self.name} must be a number above {low:g}, got {shown}")
+        return float(value)
 
     def checked(self, value, shown: str):
         if self.spec.choices and value not in self.spec.choices:
@@ -88,6 +101,13 @@ def declared(record: type) -> tuple[Declared, ...]:
         for field in dataclasses.fields(record)
         if "option" in field.metadata
     )
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _kind(hint) -> type:
