@@ -171,8 +171,9 @@ def test_a_new_diagram_option_reaches_the_click_commands(monkeypatch):
 def test_a_new_option_is_read_from_text_and_json_by_its_type():
     new = {item.name: item for item in declared(WithLegend)}
     assert new["legend"].from_text("yes") is True and new["dpi"].from_text("72") == 72
-    with pytest.raises(ValueProblem, match="dpi must be a whole number from 1, got '0'"):
-        new["dpi"].from_text("0")
+    for bad in ("0", "²", "9" * 5000):
+        with pytest.raises(ValueProblem, match="dpi must be a whole number from 1, got '"):
+            new["dpi"].from_text(bad)
     assert new["font"].from_json("Courier") == "Courier"
     timeout = next(item for item in DIAGRAM_OPTIONS if item.name == "timeout")
     assert timeout.from_text("2.5") == 2.5 and timeout.from_json(3) == 3.0

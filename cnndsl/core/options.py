@@ -56,7 +56,8 @@ class Declared:
                 raise ValueProblem(f"{self.name} must be true or false, got {text!r}")
             return FLAGS[text.lower()]
         if self.kind is int:
-            if not (text.isascii() and text.isdigit()) or int(text) < (self.spec.minimum or 0):
+            whole = text.isascii() and text.isdigit() and len(text) <= 18  # int() refuses 4,300 digits with a traceback
+            if not whole or int(text) < (self.spec.minimum or 0):
                 raise ValueProblem(f"{self.name} must be a whole number from {self.spec.minimum or 0}, got {text!r}")
             return int(text)
         if self.kind is float:
