@@ -80,8 +80,8 @@ MERGE, CONV, POOL, DENSE, NORM = (
     "cnndsl/ops/norm.py",
 )
 BASE, ACT, RESIZE = "cnndsl/ops/base.py", "cnndsl/ops/activation.py", "cnndsl/ops/resize.py"
-RF, RF_TESTS = "cnndsl/receptive_field.py", ["tests/test_receptive_field.py"]
-ANALYSIS, EXPAND, API, CLI_PY = "cnndsl/analysis.py", "cnndsl/expand.py", "cnndsl/api.py", "cnndsl/cli.py"
+RF, RF_TESTS = "cnndsl/figures/receptive_field.py", ["tests/test_receptive_field.py"]
+ANALYSIS, EXPAND, API, CLI_PY = "cnndsl/figures/costs.py", "cnndsl/graph/expand.py", "cnndsl/api.py", "cnndsl/cli.py"
 TORCH_PY, FOLD, GRAPHVIZ = "cnndsl/backends/torch.py", "cnndsl/backends/onnx_fold.py", "cnndsl/backends/graphviz.py"
 
 MUTANTS = [
