@@ -1,0 +1,90 @@
+"""The samples as torch datasets: each image (and its mask) decoded with PIL and transformed together by
+torchvision's transforms v2, with the random draws of each sample seeded by (seed, epoch, index).
+
+Seeding per sample makes augmentation independent of the worker count, of the process rank and of where a
+resumed run starts, so an interrupted run sees exactly the images the uninterrupted one saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..core.errors import FileProblem
+from .vision import transforms_v2
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns a file into the network's input; stored with the weights so `cnndsl predict` repeats it."""
+
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def for_input(cls, shape: tuple) -> Preprocessing:
+        channels, height, width = shape
+        if channels == 3:
+            return cls(3, height, width, IMAGENET_MEAN, IMAGENET_STD)
+        return cls(channels, height, width, (0.5,) * channels, (0.5,) * channels)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def transform(self, flip: bool = False):
+        """Resize to the input, optionally flip at random, scale to [0, 1], normalise (masks are only resized)."""
+        v2, _ = transforms_v2()
+        steps = [v2.ToImage(), v2.Resize((self.height, self.width))]
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
+        return v2.Compose(steps)
+
+    def read(self, path: str):
+        """The image as PIL in the network's colour mode."""
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB" if self.channels == 3 else "L")
+        except (OSError, SyntaxError, ValueError) as error:
+            raise FileProblem(f"cannot read image {path}: {error}", hint="remove it, or pass --skip-bad") from None
+
+
+class Samples(torch.utils.data.Dataset):
+    """(image, target) for classification or (image, mask) for segmentation, transformed together."""
+
+    def __init__(self, samples: list, task: str, preprocessing: Preprocessing, flip: bool, seed: int):
+        self.samples, self.task, self.preprocessing, self.seed = samples, task, preprocessing, seed
+        self.transform = preprocessing.transform(flip)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        image = self.preprocessing.read(path)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))  # CPU only
+            if self.task == "segment":
+                _, tv_tensors = transforms_v2()
+                from PIL import Image
+                import numpy as np
+
+                with Image.open(target) as mask:
+                    mask = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))
+                image, mask = self.transform(image, mask)
+                return image, mask.as_subclass(torch.Tensor)
+            return self.transform(image), target
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """One seed per (run seed, epoch, sample), distinct for every triple a run meets."""
+    return ((seed * 100_003 + epoch) * 1_000_000_007 + index) % 2**63
