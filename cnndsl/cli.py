@@ -125,7 +125,20 @@ def _load(source, network, input_shape, params, max_nodes, sandbox):
 
 
 class _Cli(click.Group):
-    """Prints CnnDslErrors as located messages and exits 1; a traceback only with --debug."""
+    """Prints CnnDslErrors as located messages and exits 1; a traceback only with --debug. `train` and
+    `predict` are built on first use, so that other commands never import cnndsl.train."""
+
+    TRAINING = ("train", "predict")
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.TRAINING])
+
+    def get_command(self, ctx, name):
+        if name in self.TRAINING:
+            from .train import commands
+
+            return getattr(commands, f"{name}_command")(_parse_params, _parse_shape)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:

@@ -30,7 +30,9 @@ def draw(kind: str, rng: np.random.Generator, size: int = 32) -> tuple[np.ndarra
     return image.astype(np.uint8), mask.astype(np.uint8)
 
 
-def classification_set(root: Path, train: int, val: int, classes=SHAPES, seed: int = 0, validation: str = "val") -> Path:
+def classification_set(
+    root: Path, train: int, val: int, classes=SHAPES, seed: int = 0, validation: str = "val"
+) -> Path:
     """root/train/<class>/<n>.png and root/<validation>/<class>/<n>.png, `train` and `val` images per class."""
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), (validation, val)):

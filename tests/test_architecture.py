@@ -24,6 +24,7 @@ LAYERS = [
     {"cnndsl.backends"},
     {"cnndsl.api", "cnndsl.check", "cnndsl.library"},
     {"cnndsl.lexer", "cnndsl.embed"},
+    {"cnndsl.train"},
     {"cnndsl.sphinx", "cnndsl.markdown", "cnndsl.serve"},
     {"cnndsl.cli", "cnndsl.__main__", "cnndsl"},
 ]

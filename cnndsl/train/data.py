@@ -89,7 +89,9 @@ def find_layout(root: str | Path, task: str, classes: int, ignore_index: int, sk
 
 
 def class_folders(folder: Path, root: Path) -> list[str]:
-    names = sorted((entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry, root)), key=natural_key)
+    names = sorted(
+        (entry.name for entry in folder.iterdir() if entry.is_dir() and visible(entry, root)), key=natural_key
+    )
     if not names:
         raise FileProblem(f"{folder} holds no class folders", hint="put each class's images in DATA/train/<class>/")
     return names
@@ -110,7 +112,10 @@ def _images(folder: Path, classes: list[str], root: Path, training: bool = True)
 
     index = {name: position for position, name in enumerate(classes)}
     samples = ImageFolder.make_dataset(
-        str(folder), {name: index[name] for name in found}, is_valid_file=lambda p: is_image(Path(p), root), allow_empty=True
+        str(folder),
+        {name: index[name] for name in found},
+        is_valid_file=lambda p: is_image(Path(p), root),
+        allow_empty=True,
     )
     counts = {name: 0 for name in found}
     for _, target in samples:
@@ -128,10 +133,14 @@ def _pairs(folder: Path, root: Path) -> list[tuple[str, str]]:
     images, masks = folder / "images", folder / "masks"
     for needed in (images, masks):
         if not needed.is_dir():
-            raise FileProblem(f"{folder} has no {needed.name}/ folder", hint="segmentation: <split>/images and <split>/masks")
+            raise FileProblem(
+                f"{folder} has no {needed.name}/ folder", hint="segmentation: <split>/images and <split>/masks"
+            )
     by_stem = {path.stem: path for path in masks.rglob("*") if is_image(path, root)}
     pairs = []
-    for image in sorted((path for path in images.rglob("*") if is_image(path, root)), key=lambda p: natural_key(p.name)):
+    for image in sorted(
+        (path for path in images.rglob("*") if is_image(path, root)), key=lambda p: natural_key(p.name)
+    ):
         if image.stem not in by_stem:
             raise FileProblem(f"{image} has no mask", hint=f"expected {masks / image.stem}.png")
         pairs.append((str(image), str(by_stem[image.stem])))

@@ -75,8 +75,8 @@ class Samples(torch.utils.data.Dataset):
             torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))  # CPU only
             if self.task == "segment":
                 _, tv_tensors = transforms_v2()
-                from PIL import Image
                 import numpy as np
+                from PIL import Image
 
                 with Image.open(target) as mask:
                     mask = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))

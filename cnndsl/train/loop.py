@@ -142,7 +142,9 @@ def evaluate(setup, model) -> dict:
             pairs = targets[valid] * classes + predicted[valid]
             counts += torch.bincount(pairs, minlength=classes * classes).double()
         else:
-            counts += torch.stack([(predicted == targets).sum(), torch.tensor(len(targets), device=setup.device)]).double()
+            counts += torch.stack(
+                [(predicted == targets).sum(), torch.tensor(len(targets), device=setup.device)]
+            ).double()
     totals = setup.all_ranks_sum(torch.cat([loss_sum.view(1), counts]))
     if setup.task == "segment":
         confusion = totals[1:].view(classes, classes)

@@ -28,6 +28,7 @@ class Spec:
     classes: int
     folder: Path
     resume: bool
+    threads: int = 0  # torch's CPU threads: sums split by thread, so a resumed run must use as many
 
 
 def prepare(network, data, options: dict, out=None, resume=None, source: dict | None = None) -> Spec:
@@ -45,7 +46,11 @@ def prepare(network, data, options: dict, out=None, resume=None, source: dict | 
             hint=f"set the network's class count: -p classes={len(layout.classes)}",
         )
     folder = rundir.new_folder(out, network.name)
-    spec = Spec(network, source or _source_of(network), opts, layout, task, classes, folder, False)
+    import torch
+
+    spec = Spec(
+        network, source or _source_of(network), opts, layout, task, classes, folder, False, torch.get_num_threads()
+    )
     rundir.write_json(folder / rundir.RUN, _record(spec))
     rundir.write_json(folder / rundir.CLASSES, layout.classes)
     return spec
@@ -54,7 +59,9 @@ def prepare(network, data, options: dict, out=None, resume=None, source: dict | 
 def task_of(network, asked: str | None) -> tuple[str, int]:
     """classify (a vector out) or segment (maps of the input's size out), and the class count."""
     output = network.graph.nodes[network.outputs[0][1]]["shape"]
-    found = "classify" if len(output) == 1 else "segment" if tuple(output[1:]) == tuple(network.input_shape[1:]) else None
+    found = (
+        "classify" if len(output) == 1 else "segment" if tuple(output[1:]) == tuple(network.input_shape[1:]) else None
+    )
     if found is None or (asked is not None and asked != found):
         raise ShapeProblem(
             f"`{network.name}` outputs {'x'.join(map(str, output))}: "
@@ -83,13 +90,22 @@ def _record(spec: Spec) -> dict:
         vision = None
     return {
         "network": {**spec.source, "name": spec.network.name, "sha256": network_hash(spec.network)},
-        "data": {"root": str(spec.layout.root.resolve()), "validation": spec.layout.validation,
-                 "listing": spec.layout.listing(), "skipped": spec.layout.skipped},
+        "data": {
+            "root": str(spec.layout.root.resolve()),
+            "validation": spec.layout.validation,
+            "listing": spec.layout.listing(),
+            "skipped": spec.layout.skipped,
+        },
         "task": spec.task,
         "classes": spec.classes,
+        "threads": spec.threads,
         "options": spec.options.as_dict(),
-        "versions": {"cnndsl": __version__, "torch": torch.__version__, "torchvision": vision,
-                     "python": platform.python_version()},
+        "versions": {
+            "cnndsl": __version__,
+            "torch": torch.__version__,
+            "torchvision": vision,
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -110,7 +126,9 @@ def _resumed(folder: Path, network, data, source: dict | None) -> Spec:
             hint="resume only with the same .cnn text; start a new run to train the changed network",
         )
     if source is not None and source.get("params") is not None and source["params"] != stored.get("params"):
-        raise ValueProblem(f"the network's parameters changed: {json.dumps(stored.get('params'))} then, {json.dumps(source['params'])} now")
+        raise ValueProblem(
+            f"the network's parameters changed: {json.dumps(stored.get('params'))} then, {json.dumps(source['params'])} now"
+        )
     options = Options.of(record["options"])
     root = Path(data) if data is not None else Path(record["data"]["root"])
     layout = find_layout(root, record["task"], record["classes"], options.ignore_index, options.skip_bad)
@@ -121,4 +139,4 @@ def _resumed(folder: Path, network, data, source: dict | None) -> Spec:
             f"the data listing changed since the run started: {', '.join(changed)}",
             hint="resume with the same files; start a new run to train on the changed data",
         )
-    return Spec(network, stored, options, layout, record["task"], record["classes"], folder, True)
+    return Spec(network, stored, options, layout, record["task"], record["classes"], folder, True, record["threads"])

@@ -28,7 +28,9 @@ def new_folder(out: str | Path | None, name: str) -> Path:
     if out is not None:
         folder = Path(out)
         if (folder / RUN).exists():
-            raise FileProblem(f"{folder} already holds a run", hint=f"continue it with --resume {folder}, or choose another --out")
+            raise FileProblem(
+                f"{folder} already holds a run", hint=f"continue it with --resume {folder}, or choose another --out"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         return folder
     Path("runs").mkdir(exist_ok=True)

@@ -35,6 +35,8 @@ class Result:
 
 
 def run(spec, rank: int = 0, world: int = 1, stream=None) -> Result:
+    if world == 1 and spec.threads:
+        torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.options.seed)
     random.seed(spec.options.seed)
     np.random.seed(spec.options.seed % 2**32)
@@ -64,7 +66,8 @@ def run(spec, rank: int = 0, world: int = 1, stream=None) -> Result:
                 raise _interrupted(stop.signum, folder, step)
             row = {
                 "epoch": step.epoch,
-                "train_loss": setup.all_ranks_sum(torch.tensor([step.loss_sum / step.done], dtype=torch.float64)).item() / world,
+                "train_loss": setup.all_ranks_sum(torch.tensor([step.loss_sum / step.done], dtype=torch.float64)).item()
+                / world,
                 **evaluate(setup, setup.evaluated_model()),
                 "lr": setup.optimizer.param_groups[0]["lr"],
             }
@@ -120,7 +123,9 @@ def _write_best(setup: Setup, path: Path, epoch: int, value: float) -> None:
     """The best epoch's weights under cnndsl's names, with what `cnndsl predict` needs in the metadata."""
     from safetensors.torch import save_file
 
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in setup.evaluated_model().state_dict().items()}
+    tensors = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in setup.evaluated_model().state_dict().items()
+    }
     spec = setup.spec
     metadata = {
         "cnndsl": json.dumps(

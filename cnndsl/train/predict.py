@@ -1,0 +1,90 @@
+"""`cnndsl predict`: a trained network on image files, with the preprocessing its run stored beside the
+weights (best.safetensors' metadata): top-k classes with probabilities, or a mask PNG per image."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core.atomic import write_atomically
+from ..core.errors import FileProblem, ValueProblem
+from .datasets import Preprocessing
+
+
+@dataclass
+class Stored:
+    """What a run wrote beside its weights: task, class names, preprocessing."""
+
+    task: str
+    classes: list[str]
+    preprocessing: Preprocessing
+
+
+def stored_metadata(weights: Path, network) -> Stored:
+    """The run's metadata in a .safetensors file; for other weights, the network's input and index names."""
+    from .prepare import task_of
+
+    task, count = task_of(network, None)
+    found = {}
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), "pt") as handle:
+                found = json.loads((handle.metadata() or {}).get("cnndsl", "{}"))
+        except (OSError, ValueError, RuntimeError) as error:
+            raise FileProblem(f"cannot read weights {weights}: {error}") from None
+    preprocessing = found.get("preprocessing")
+    if preprocessing:
+        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
+    else:
+        preprocessing = Preprocessing.for_input(network.input_shape)
+    return Stored(found.get("task", task), found.get("classes") or [str(i) for i in range(count)], preprocessing)
+
+
+def predict(
+    network, weights: str | Path, images: list[str], top: int = 5, masks_to: str | Path | None = None
+) -> list[dict]:
+    """One dict per image: {"image", "top": [{"class", "prob"}...]} or {"image", "mask": PATH}."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileProblem(f"weights file {weights} does not exist")
+    stored = stored_metadata(weights, network)
+    module = network.to_torch(weights=str(weights)).eval()
+    transform = stored.preprocessing.transform()
+    results = []
+    for path in images:
+        if not Path(path).is_file():
+            raise FileProblem(f"image {path} does not exist")
+        tensor = transform(stored.preprocessing.read(path)).unsqueeze(0)
+        with torch.no_grad():
+            output = module(tensor)[0]
+        if stored.task == "segment":
+            results.append({"image": str(path), "mask": str(_write_mask(output, path, masks_to))})
+            continue
+        if top < 1:
+            raise ValueProblem("--top must be at least 1")
+        probs = output.softmax(0)
+        values, indices = probs.topk(min(top, len(probs)))
+        results.append(
+            {
+                "image": str(path),
+                "top": [{"class": stored.classes[i], "prob": v} for v, i in zip(values.tolist(), indices.tolist())],
+            }
+        )
+    return results
+
+
+def _write_mask(output: torch.Tensor, image: str, folder: str | Path | None) -> Path:
+    """The predicted class of each pixel as an 8-bit PNG named after the image."""
+    import io
+
+    from PIL import Image
+
+    target = Path(folder or ".") / f"{Path(image).stem}.mask.png"
+    buffer = io.BytesIO()
+    Image.fromarray(output.argmax(0).to(torch.uint8).numpy()).save(buffer, format="PNG")
+    return write_atomically(target, buffer.getvalue())
