@@ -50,13 +50,11 @@ class Layout:
     def listing(self) -> dict[str, str]:
         """A hash of each group's file names and sizes (`train/cat`, `val/masks`), to name what changed on resume."""
         groups: dict[str, hashlib._Hash] = {}
-        for split, samples in (("train", self.train), (self.validation, self.val)):
-            for sample in samples:
-                for path in sample if self.task == "segment" else sample[:1]:
-                    relative = Path(path).relative_to(self.root)
-                    group = "/".join(relative.parts[:2])
-                    digest = groups.setdefault(group, hashlib.sha256())
-                    digest.update(f"{relative.as_posix()}\t{Path(path).stat().st_size}\n".encode())
+        for sample in self.train + self.val:
+            for path in sample if self.task == "segment" else sample[:1]:
+                relative = Path(path).relative_to(self.root)
+                digest = groups.setdefault("/".join(relative.parts[:2]), hashlib.sha256())
+                digest.update(f"{relative.as_posix()}\t{Path(path).stat().st_size}\n".encode())
         return {group: digest.hexdigest() for group, digest in sorted(groups.items())}
 
 

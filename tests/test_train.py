@@ -1,0 +1,251 @@
+"""`cnndsl train` and `cnndsl predict` (docs/train.md): real learning on small synthetic sets, the ONNX
+export agreeing with the run, exact kill-and-resume, DDP validation counting each image once, and every
+refusal with its message. Budget: about 40 s of CPU on one thread (measured with nice on 2 shared cores)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from synthetic import classification_set, segmentation_set
+
+import cnndsl
+from cnndsl.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSIFIER = """network shapes(classes=4) {
+    input 3x32x32
+    conv3x3(8), bn, relu, maxpool
+    conv3x3(16), bn, relu, maxpool
+    conv3x3(32), bn, relu
+    gap, fc(classes)
+}
+"""
+SEGMENTER = """network segnet(classes=3) {
+    input 3x32x32
+    conv3x3(16), bn, relu, maxpool
+    conv3x3(32), bn, relu, maxpool
+    conv3x3(32), bn, relu
+    upsample(4, mode=bilinear)
+    conv3x3(16), bn, relu
+    conv1x1(classes)
+}
+"""
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """One 8-epoch run on 4 classes x 60 images (52 validation images: not a multiple of the batch), shared."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("classify")
+    (folder / "net.cnn").write_text(CLASSIFIER)
+    data = classification_set(folder / "data", train=60, val=13)
+    stream = io.StringIO()
+    result = train(folder / "net.cnn", data, out=folder / "run", stream=stream, epochs=8, batch=16, lr=0.05)
+    return folder, result, stream.getvalue()
+
+
+def _metrics(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _validation_arrays(data: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The validation images normalised by hand (ImageNet mean and std, as the run's preprocessing says)."""
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((data / "val" / name).iterdir()):
+            pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
+            images.append(((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).astype(np.float32))
+            labels.append(index)
+    return np.stack(images), np.array(labels)
+
+
+def test_a_small_network_learns_the_shapes(classifier):
+    folder, result, _ = classifier
+    rows = _metrics(folder / "run" / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [str(epoch) for epoch in range(1, 9)]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_acc", "lr"]
+    assert result.best >= 0.95 and result.best == max(float(row["val_acc"]) for row in rows)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert json.loads((folder / "run" / "classes.json").read_text()) == ["disk", "hstripes", "square", "vstripes"]
+
+
+def test_best_onnx_in_onnxruntime_gives_the_accuracy_the_run_reported(classifier):
+    folder, result, _ = classifier
+    images, labels = _validation_arrays(folder / "data", ["disk", "hstripes", "square", "vstripes"])
+    session = onnxruntime.InferenceSession(str(folder / "run" / "best.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: images})[0]
+    assert (logits.argmax(1) == labels).mean() == result.best
+
+
+def test_the_run_folder_records_options_versions_and_hashes(classifier):
+    folder, result, _ = classifier
+    record = json.loads((folder / "run" / "run.json").read_text())
+    assert record["options"]["epochs"] == 8 and record["options"]["lr"] == 0.05
+    assert record["versions"]["torch"] == torch.__version__
+    assert set(record["data"]["listing"]) == {
+        f"{split}/{name}" for split in ("train", "val") for name in ("disk", "square", "hstripes", "vstripes")
+    }
+    summary = json.loads((folder / "run" / "summary.json").read_text())
+    assert summary["val_acc"] == result.best and summary["images_per_second"] > 0
+    assert 0 <= summary["data_wait_share"] < 1 and summary["peak_memory_bytes"] > 0
+
+
+def test_a_piped_run_prints_one_line_per_epoch_and_a_short_header_and_footer(classifier):
+    _, _, output = classifier
+    lines = output.splitlines()
+    assert len(lines) <= 8 + 5
+    assert sum(line.startswith("epoch ") for line in lines) == 8
+    assert "val/" in lines[0]  # the validation folder used is named
+
+
+def test_best_safetensors_load_by_cnndsl_names_and_predict_uses_them(classifier, cli):
+    folder, _, _ = classifier
+    run = folder / "run"
+    network = cnndsl.load(folder / "net.cnn")
+    assert set(load_file(run / "best.safetensors")) == set(network.to_torch().state_dict())
+    image = folder / "data" / "val" / "hstripes" / "0.png"
+    shown = cli(
+        "predict", folder / "net.cnn", "--weights", run / "best.safetensors", image, "--format", "json", "--top", "2"
+    )
+    assert shown.exit_code == 0, shown.stderr
+    (result,) = json.loads(shown.stdout)
+    assert result["image"] == str(image) and result["top"][0]["class"] == "hstripes"
+    assert len(result["top"]) == 2 and 0 < result["top"][1]["prob"] <= result["top"][0]["prob"] <= 1
+
+
+def test_segmentation_reaches_the_miou_and_writes_masks(tmp_path, cli):
+    (tmp_path / "segnet.cnn").write_text(SEGMENTER)
+    data = segmentation_set(tmp_path / "data", train=120, val=30)
+    result = train(
+        tmp_path / "segnet.cnn", data, out=tmp_path / "run", stream=io.StringIO(), epochs=8, batch=16, lr=0.05
+    )
+    assert result.task == "segment" and result.best >= 0.8
+    assert list(_metrics(tmp_path / "run" / "metrics.csv")[0]) == ["epoch", "train_loss", "val_loss", "val_miou", "lr"]
+    image = data / "val" / "images" / "0.png"
+    shown = cli(
+        "predict",
+        tmp_path / "segnet.cnn",
+        "--weights",
+        tmp_path / "run" / "best.safetensors",
+        image,
+        "--masks",
+        tmp_path,
+    )
+    assert shown.exit_code == 0 and shown.stdout == f"{image}: wrote {tmp_path / '0.mask.png'}\n"
+    predicted = np.asarray(Image.open(tmp_path / "0.mask.png"))
+    truth = np.asarray(Image.open(data / "val" / "masks" / "0.png"))
+    assert predicted.shape == truth.shape and (predicted == truth).mean() > 0.9
+
+
+KILLER = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from cnndsl.train import loop
+signum, at = getattr(signal, sys.argv[1]), int(sys.argv[2])
+original, count = loop.train_step, [0]
+def step(*args):
+    count[0] += 1
+    if count[0] == at:
+        os.kill(os.getpid(), signum)  # a real signal, delivered mid-epoch at a known step
+    return original(*args)
+loop.train_step = step
+from cnndsl.cli import main
+main(sys.argv[3:])
+"""
+RESUMABLE = ["--epochs", "3", "--batch", "8", "--seed", "5", "--deterministic", "--lr", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """An uninterrupted deterministic run (3 epochs of 5 steps) to compare interrupted ones with."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("resume")
+    (folder / "net.cnn").write_text(CLASSIFIER)
+    classification_set(folder / "data", train=10, val=3, seed=1)
+    options = dict(epochs=3, batch=8, seed=5, deterministic=True, lr=0.05)
+    train(folder / "net.cnn", folder / "data", out=folder / "whole", stream=io.StringIO(), **options)
+    return folder
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_run_killed_mid_epoch_and_resumed_is_the_uninterrupted_run(resumable, signame, cli):
+    out = resumable / signame
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            signame,
+            "8",
+            "train",
+            resumable / "net.cnn",
+            resumable / "data",
+            "--out",
+            out,
+            *RESUMABLE,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=resumable,
+        timeout=120,
+    )
+    assert killed.returncode == 128 + getattr(signal, signame)
+    assert "Traceback" not in killed.stderr
+    assert f"{signame}: stopped at epoch 2, step 3; wrote {out / 'last.ckpt'}" in killed.stderr
+    assert len(_metrics(out / "metrics.csv")) == 1
+    resumed = cli("train", "--resume", out)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resumed at epoch 2, step 3" in resumed.stdout
+    assert (out / "metrics.csv").read_bytes() == (resumable / "whole" / "metrics.csv").read_bytes()
+    assert (out / "best.safetensors").read_bytes() == (resumable / "whole" / "best.safetensors").read_bytes()
+    final, whole = (
+        torch.load(f / "last.ckpt", weights_only=True)["train"]["model"] for f in (out, resumable / "whole")
+    )
+    assert all(torch.equal(final[name], whole[name]) for name in whole)
+
+
+def test_resuming_with_a_changed_network_or_data_is_refused(resumable, tmp_path, cli):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(resumable / "whole", run)
+    source = resumable / "net.cnn"
+    text = source.read_text()
+    try:
+        source.write_text(text.replace("conv3x3(32)", "conv3x3(24)"))
+        refused = cli("train", "--resume", run)
+        assert refused.exit_code == 1
+        assert f"error: the network changed since the run started: {source} is not the text" in refused.stderr
+    finally:
+        source.write_text(text)
+    extra = resumable / "data" / "train" / "square" / "extra.png"
+    shutil.copy(resumable / "data" / "train" / "square" / "0.png", extra)
+    try:
+        refused = cli("train", "--resume", run)
+        assert "error: the data listing changed since the run started: train/square\n" in refused.stderr
+    finally:
+        extra.unlink()
+    assert (run / "last.ckpt").read_bytes() == (resumable / "whole" / "last.ckpt").read_bytes()
