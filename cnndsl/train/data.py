@@ -115,6 +115,7 @@ def _images(folder: Path, classes: list[str], root: Path, training: bool = True)
         is_valid_file=lambda p: is_image(Path(p), root),
         allow_empty=True,
     )
+    samples.sort(key=lambda sample: (sample[1], natural_key(sample[0])))  # ImageFolder sorts 1, 10, 2
     counts = {name: 0 for name in found}
     for _, target in samples:
         counts[classes[target]] += 1
