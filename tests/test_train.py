@@ -350,3 +350,23 @@ def test_summary_does_not_import_the_training_package(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert done.stderr.strip().splitlines()[-1] == "False False"
+
+
+def test_ddp_on_two_cpu_processes_evaluates_each_validation_image_once(tmp_path):
+    """19 validation images, global batch 8 (4 per rank): ranks hold 10 and 9 images, in batches 4+4+2 and
+    4+4+1. A rank padding its share, or a sampler repeating the tail, would change the count and the mean."""
+    (tmp_path / "net.cnn").write_text(CLASSIFIER)
+    data = classification_set(tmp_path / "data", train=8, val=5, seed=2)
+    (data / "val" / "vstripes" / "4.png").unlink()
+    result = train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=io.StringIO(), epochs=1, batch=8,
+                   devices="cpu:2")
+    (row,) = result.rows
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["device"] == "cpu x2"
+    module = cnndsl.load(tmp_path / "net.cnn").to_torch(weights=str(tmp_path / "run" / "best.safetensors")).eval()
+    images, labels = _validation_arrays(data, ["disk", "hstripes", "square", "vstripes"])
+    assert len(labels) == 19
+    with torch.no_grad():
+        logits = module(torch.from_numpy(images))
+    losses = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none").double()
+    assert row["val_acc"] == (logits.argmax(1).numpy() == labels).sum() / 19
+    assert row["val_loss"] == pytest.approx(losses.mean().item(), rel=1e-6)

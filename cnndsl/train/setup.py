@@ -87,6 +87,13 @@ class Setup:
         """The EMA's average where there is one, else the trained module."""
         return self.ema.module if self.ema is not None else self.raw_model
 
+    def share_buffers(self) -> None:
+        """Rank 0's buffers to every rank (each keeps its own BatchNorm statistics until the next forward
+        broadcasts them), so that every rank evaluates the weights that are saved. Called by all ranks."""
+        if self.world > 1:
+            for buffer in self.evaluated_model().buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def state(self) -> dict:
         return {
             "model": self.raw_model.state_dict(),

@@ -64,6 +64,7 @@ def run(spec, rank: int = 0, world: int = 1, stream=None) -> Result:
             if not finished:
                 _save(setup, state, rank)
                 raise _interrupted(stop.signum, folder, step)
+            setup.share_buffers()
             row = {
                 "epoch": step.epoch,
                 "train_loss": setup.all_ranks_sum(torch.tensor([step.loss_sum / step.done], dtype=torch.float64)).item()
