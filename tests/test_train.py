@@ -256,7 +256,10 @@ def _tiny_set(root: Path, classes=("a", "b")) -> Path:
     return classification_set(root, train=2, val=1, classes=classes)
 
 
-def _refusal(cli, tmp_path, data, *options, network=CLASSIFIER.replace("classes=4", "classes=2")) -> str:
+TWO_CLASSES = CLASSIFIER.replace("classes=4", "classes=2")
+
+
+def _refusal(cli, tmp_path, data, *options, network=TWO_CLASSES) -> str:
     (tmp_path / "net.cnn").write_text(network)
     result = cli("train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", *options)
     assert result.exit_code == 1 and "Traceback" not in result.stderr
@@ -305,13 +308,19 @@ def test_refuses_a_mask_value_above_the_class_count(tmp_path, cli):
     data = segmentation_set(tmp_path / "data", train=2, val=1)
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(data / "train" / "masks" / "1.png")
     stderr = _refusal(cli, tmp_path, data, network=SEGMENTER)
-    assert f"error: mask {data / 'train' / 'masks' / '1.png'} holds value 7, but the network has 3 classes (0 to 2)" in stderr
+    assert (
+        f"error: mask {data / 'train' / 'masks' / '1.png'} holds value 7, but the network has 3 classes (0 to 2)"
+        in stderr
+    )
 
 
 def test_refuses_a_class_count_the_network_does_not_output_and_suggests_the_parameter(tmp_path, cli):
     data = _tiny_set(tmp_path / "data", classes=("a", "b", "c"))
     stderr = _refusal(cli, tmp_path, data)
-    assert f"error: {data / 'train'} has 3 classes (a, b, c) but `shapes` outputs 2\nhint: set the network's class count: -p classes=3\n" in stderr
+    assert (
+        f"error: {data / 'train'} has 3 classes (a, b, c) but `shapes` outputs 2\nhint: set the network's class count: -p classes=3\n"
+        in stderr
+    )
 
 
 def test_refuses_fp16_on_cpu(tmp_path, cli):
@@ -322,7 +331,9 @@ def test_refuses_fp16_on_cpu(tmp_path, cli):
 def test_a_loss_that_becomes_nan_stops_the_run_naming_epoch_and_step_and_keeps_last_ckpt(tmp_path, cli):
     data = _tiny_set(tmp_path / "data")
     (tmp_path / "net.cnn").write_text(CLASSIFIER.replace("classes=4", "classes=2"))
-    result = cli("train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", "--lr", "1e30", "--batch", "2", "--epochs", "2")
+    result = cli(
+        "train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", "--lr", "1e30", "--batch", "2", "--epochs", "2"
+    )
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert "error: the loss became nan at epoch 1, step 2; stopped" in result.stderr
     kept = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
@@ -338,17 +349,23 @@ def test_hidden_folders_and_files_are_ignored_and_classes_sort_naturally(tmp_pat
     layout = find_layout(data, "classify", 3, 255, False)
     assert layout.classes == ["1", "2", "10"]
     assert [(Path(path).relative_to(data).as_posix(), target) for path, target in layout.val] == [
-        ("val/1/0.png", 0), ("val/2/0.png", 1), ("val/10/0.png", 2)
+        ("val/1/0.png", 0),
+        ("val/2/0.png", 1),
+        ("val/10/0.png", 2),
     ]
     assert len(layout.train) == 6
 
 
 def test_summary_does_not_import_the_training_package(tmp_path):
     (tmp_path / "net.cnn").write_text(CLASSIFIER)
-    script = "import sys; from cnndsl.cli import main\ntry: main(['summary', 'net.cnn'])\nexcept SystemExit: pass\n" \
-             "print('cnndsl.train' in sys.modules, 'torch' in sys.modules, file=sys.stderr)"
+    script = (
+        "import sys; from cnndsl.cli import main\ntry: main(['summary', 'net.cnn'])\nexcept SystemExit: pass\n"
+        "print('cnndsl.train' in sys.modules, 'torch' in sys.modules, file=sys.stderr)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
     assert done.stderr.strip().splitlines()[-1] == "False False"
 
 
@@ -358,8 +375,9 @@ def test_ddp_on_two_cpu_processes_evaluates_each_validation_image_once(tmp_path)
     (tmp_path / "net.cnn").write_text(CLASSIFIER)
     data = classification_set(tmp_path / "data", train=8, val=5, seed=2)
     (data / "val" / "vstripes" / "4.png").unlink()
-    result = train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=io.StringIO(), epochs=1, batch=8,
-                   devices="cpu:2")
+    result = train(
+        tmp_path / "net.cnn", data, out=tmp_path / "run", stream=io.StringIO(), epochs=1, batch=8, devices="cpu:2"
+    )
     (row,) = result.rows
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["device"] == "cpu x2"
     module = cnndsl.load(tmp_path / "net.cnn").to_torch(weights=str(tmp_path / "run" / "best.safetensors")).eval()

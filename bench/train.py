@@ -1,0 +1,175 @@
+"""Images per second of `cnndsl train` against a hand-written PyTorch loop on the same module, data and
+options, in one run; on a GPU also torchvision's ResNet-50 in the same hand-written loop.
+
+Both read the same synthetic image folder through the same torchvision pipeline (ImageFolder-style files,
+transforms v2: resize, random flip, scale, normalise) with the same DataLoader settings, and train with
+SGD (Nesterov) and a cosine schedule per step; throughput counts the training steps of every epoch
+(validation excluded) in both. `cnndsl train`'s figure is the one its summary.json reports.
+
+    python bench/train.py                        # CPU: a small network on 32x32 images
+    python bench/train.py --device cuda --network resnet50 --size 224 --amp bf16 --channels-last [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import cnndsl  # noqa: E402
+from cnndsl.train import train  # noqa: E402
+from cnndsl.train.datasets import Preprocessing  # noqa: E402
+from cnndsl.train.vision import torchvision  # noqa: E402
+
+SMALL = """network small(classes=4) {
+    input 3x32x32
+    conv3x3(32), bn, relu, maxpool
+    conv3x3(64), bn, relu, maxpool
+    conv3x3(128), bn, relu
+    gap, fc(classes)
+}
+"""
+
+
+def make_data(root: Path, size: int, per_class: int, classes: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", max(1, per_class // 8))):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
+
+
+def hand_written(module, data: Path, args, preprocessing: Preprocessing) -> float:
+    """The loop a PyTorch user writes: ImageFolder, DataLoader, autocast, SGD, cosine; images/s over the steps."""
+    torchvision()
+    from torchvision.datasets import ImageFolder
+
+    device = torch.device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    module = module.to(device, memory_format=memory_format).train()
+    model = torch.compile(module) if args.compile else module
+    dataset = ImageFolder(str(data / "train"), transform=preprocessing.transform(flip=True))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+    )
+    decay = [p for p in module.parameters() if p.ndim > 1]
+    rest = [p for p in module.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}],
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    images_seen, seconds = 0, 0.0
+    for _ in range(args.epochs):
+        started = time.perf_counter()
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = torch.nn.functional.cross_entropy(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            images_seen += len(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - started
+    return images_seen / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", help="a .cnn file or library name (default: a small CPU network)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=256, help="training images per class (4 classes)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each; the best is shown")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as temp:
+        temp = Path(temp)
+        source = args.network
+        params = {"classes": 4}
+        if source is None:
+            source = temp / "small.cnn"
+            source.write_text(SMALL)
+        network = cnndsl.load(source, input=(3, args.size, args.size), **params)
+        data = make_data(temp / "data", args.size, args.images)
+        devices = "cpu" if args.device == "cpu" else args.device if ":" in args.device else "cuda:0"
+        preprocessing = Preprocessing.for_input(network.input_shape)
+        ours, theirs = [], []
+        for attempt in range(args.rounds):  # alternated, best of each: neither side pays the warm-up alone
+            result = train(
+                source,
+                data,
+                out=temp / f"run{attempt}",
+                params=params,
+                input=(3, args.size, args.size),
+                stream=io.StringIO(),
+                epochs=args.epochs,
+                batch=args.batch,
+                lr=args.lr,
+                devices=devices,
+                amp=args.amp,
+                channels_last=args.channels_last,
+                compile=args.compile,
+                workers=args.workers,
+                sched="cosine",
+                weight_decay=5e-4,
+            )
+            ours.append(result.summary["images_per_second"])
+            theirs.append(hand_written(network.to_torch(init="kaiming", seed=0), data, args, preprocessing))
+        ours, theirs = max(ours), max(theirs)
+        device = torch.cuda.get_device_name(0) if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
+        print(
+            f"device: {device}; torch {torch.__version__}; {network.name} {args.size}x{args.size}, batch "
+            f"{args.batch}, {args.epochs} epochs of {4 * args.images} images, amp {args.amp}, channels_last "
+            f"{args.channels_last}, compile {args.compile}, workers {args.workers}"
+        )
+        print(f"cnndsl train:      {ours:10,.1f} images/s")
+        print(f"hand-written loop: {theirs:10,.1f} images/s   (same module)")
+        print(f"ratio:             {ours / theirs:10.3f}   (goal >= 0.97)")
+        if args.device != "cpu" and network.name == "resnet50":
+            models = torchvision().models
+            reference = hand_written(models.resnet50(num_classes=4), data, args, preprocessing)
+            print(f"torchvision resnet50, hand-written loop: {reference:10,.1f} images/s")
+        print(json.dumps({"cnndsl": ours, "hand_written": theirs, "ratio": ours / theirs, "device": device}))
+
+
+if __name__ == "__main__":
+    main()
