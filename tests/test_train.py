@@ -388,3 +388,52 @@ def test_ddp_on_two_cpu_processes_evaluates_each_validation_image_once(tmp_path)
     losses = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none").double()
     assert row["val_acc"] == (logits.argmax(1).numpy() == labels).sum() / 19
     assert row["val_loss"] == pytest.approx(losses.mean().item(), rel=1e-6)
+
+
+def test_weights_of_another_class_count_load_all_but_the_head_and_say_so(classifier, tmp_path, cli):
+    folder, _, _ = classifier
+    data = _tiny_set(tmp_path / "data", classes=("disk", "square"))
+    best = folder / "run" / "best.safetensors"
+    result = cli(
+        "train",
+        folder / "net.cnn",
+        data,
+        "-p",
+        "classes=2",
+        "--weights",
+        best,
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--out",
+        tmp_path / "run",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"loaded 18 of the network's 20 tensors from {best}\n" in result.stdout
+    assert "gives `fc.weight` the shape 4×32; the network needs 2×32" in result.stdout
+    started, ended = load_file(best), load_file(tmp_path / "run" / "best.safetensors")
+    assert ended["fc.weight"].shape == (2, 32) and started["fc.weight"].shape == (4, 32)
+
+
+def test_in_a_terminal_each_epoch_shows_a_live_bar(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    data = _tiny_set(tmp_path / "data")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    with os.fdopen(follower, "w") as terminal:
+        train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=terminal, epochs=1, batch=2)
+    shown = b""
+    try:
+        while chunk := os.read(leader, 4096):  # a few hundred bytes: the pty's buffer holds them all
+            shown += chunk
+    except OSError:  # EIO once the follower is closed and everything is read
+        pass
+    os.close(leader)
+    shown = shown.decode()
+    assert "\repoch 1/1: " in shown and "step/s]" in shown  # tqdm's bar, redrawn in place

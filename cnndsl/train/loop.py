@@ -97,8 +97,8 @@ def train_epoch(setup, step: Step, stop: StopRequest, display, bar) -> bool:
         step.timing["images"] += len(images) * setup.world
         step.timing["seconds"] += finished - waited
         step.timing["wait"] += started - waited
-        bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}", lr=f"{setup.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+        bar.update(1)
         if setup.all_ranks_max(stop.signum):
             return False
         waited = time.perf_counter()
