@@ -437,3 +437,37 @@ def test_in_a_terminal_each_epoch_shows_a_live_bar(tmp_path):
     os.close(leader)
     shown = shown.decode()
     assert "\repoch 1/1: " in shown and "step/s]" in shown  # tqdm's bar, redrawn in place
+
+
+def test_ema_bf16_channels_last_adamw_step_schedule_with_warmup_run_and_are_checkpointed(tmp_path, cli):
+    data = _tiny_set(tmp_path / "data")
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    options = [
+        "--ema",
+        "0.9",
+        "--amp",
+        "bf16",
+        "--channels-last",
+        "--opt",
+        "adamw",
+        "--sched",
+        "step",
+        "--step-every",
+        "1",
+        "--warmup",
+        "1",
+        "--smoothing",
+        "0.1",
+        "--epochs",
+        "3",
+        "--batch",
+        "2",
+    ]
+    result = cli("train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", *options)
+    assert result.exit_code == 0, result.stderr
+    assert "on cpu, bf16;" in result.stdout.splitlines()[0]
+    saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    assert saved["train"]["ema"]["n_averaged"].item() == 3 * 2  # one EMA update per step: 2 steps x 3 epochs
+    assert type(saved["train"]["optimizer"]["state"][0]["exp_avg"]) is torch.Tensor  # AdamW's moments
+    lrs = [float(row["lr"]) for row in _metrics(tmp_path / "run" / "metrics.csv")]
+    assert lrs == pytest.approx([1e-3, 1e-4, 1e-5])  # warm-up ends at epoch 1's end; then x0.1 per epoch
