@@ -32,7 +32,12 @@ def launch(spec, stream=None):
         monitor_interval=0.1,
         start_method="spawn",
     )
-    outcome = elastic_launch(config, _rank_main)(spec)[0]
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    try:
+        outcome = elastic_launch(config, _rank_main)(spec)[0]
+    except SignalException as stop:  # the launcher passed SIGINT/SIGTERM on; rank 0 saved after its step
+        raise _stopped(stop.sigval, spec.folder) from None
     if isinstance(outcome, tuple):  # a refusal or a stop, carried back as data
         kind, message, hint, signum = outcome
         raise Interrupted(signum, message) if kind == "Interrupted" else CnnDslError(message, hint=hint)
@@ -57,3 +62,20 @@ def _rank_main(spec):
         return (type(error).__name__, error.message, error.hint, getattr(error, "signum", 0))
     finally:
         dist.destroy_process_group()
+
+
+def _stopped(signum: int, folder) -> Interrupted:
+    """Where the stopped ranks left the run, read back from last.ckpt."""
+    import signal
+
+    from . import checkpoint, rundir
+
+    name = signal.Signals(signum).name
+    if not (folder / rundir.LAST).is_file():
+        return Interrupted(signum, f"{name}: stopped before the first step; {folder} holds nothing to resume")
+    step = checkpoint.load(folder / rundir.LAST)["step"]
+    return Interrupted(
+        signum,
+        f"{name}: stopped at epoch {step['epoch']}, step {step['done']}; wrote "
+        f"{folder / rundir.LAST}\ncontinue with: cnndsl train --resume {folder}",
+    )
