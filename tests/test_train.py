@@ -471,3 +471,19 @@ def test_ema_bf16_channels_last_adamw_step_schedule_with_warmup_run_and_are_chec
     assert type(saved["train"]["optimizer"]["state"][0]["exp_avg"]) is torch.Tensor  # AdamW's moments
     lrs = [float(row["lr"]) for row in _metrics(tmp_path / "run" / "metrics.csv")]
     assert lrs == pytest.approx([1e-3, 1e-4, 1e-5])  # warm-up ends at epoch 1's end; then x0.1 per epoch
+
+
+def test_the_curves_are_drawn_as_png_and_svg_where_matplotlib_is_installed(classifier, tmp_path):
+    """Without matplotlib the footer says so (the classifier run's last line); with it, both files."""
+    folder, result, output = classifier
+    if "curves not drawn" in output:
+        assert output.rstrip().endswith("curves not drawn: matplotlib is not installed (pip install matplotlib)")
+    pytest.importorskip("matplotlib")
+    from cnndsl.train.rundir import write_curves
+
+    assert (
+        write_curves(tmp_path, result.rows, "val_acc")
+        == f"curves: {tmp_path / 'curves.png'}, {tmp_path / 'curves.svg'}"
+    )
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "curves.svg").read_bytes()[:2000]

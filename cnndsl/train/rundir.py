@@ -83,6 +83,10 @@ def write_curves(folder: Path, rows: list[dict], metric: str) -> str:
     losses.legend()
     quality.plot(epochs, [row[metric] for row in rows], color="tab:green")
     quality.set(xlabel="epoch", ylabel=metric, title=metric)
+    from matplotlib.ticker import MaxNLocator
+
+    for axes in (losses, quality):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     figure.tight_layout()
     for suffix in ("png", "svg"):
         write_atomically(folder / f"curves.{suffix}", lambda temp, s=suffix: figure.savefig(temp, format=s))
