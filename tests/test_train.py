@@ -416,7 +416,7 @@ def test_weights_of_another_class_count_load_all_but_the_head_and_say_so(classif
     assert ended["fc.weight"].shape == (2, 32) and started["fc.weight"].shape == (4, 32)
 
 
-def test_in_a_terminal_each_epoch_shows_a_live_bar(tmp_path):
+def test_in_a_terminal_each_epoch_shows_a_live_bar_and_the_callers_torch_settings_are_kept(tmp_path):
     import fcntl
     import pty
     import struct
@@ -426,8 +426,11 @@ def test_in_a_terminal_each_epoch_shows_a_live_bar(tmp_path):
     data = _tiny_set(tmp_path / "data")
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    generator = torch.get_rng_state()
     with os.fdopen(follower, "w") as terminal:
-        train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=terminal, epochs=1, batch=2)
+        train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=terminal, epochs=1, batch=2, deterministic=True)
+    # the caller's generator and settings are its own again
+    assert torch.equal(torch.get_rng_state(), generator) and not torch.are_deterministic_algorithms_enabled()
     shown = b""
     try:
         while chunk := os.read(leader, 4096):  # a few hundred bytes: the pty's buffer holds them all

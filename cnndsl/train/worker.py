@@ -3,6 +3,7 @@ written by rank 0 after each epoch, last.ckpt on a signal, and the deployable ou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import resource
@@ -35,8 +36,31 @@ class Result:
 
 
 def run(spec, rank: int = 0, world: int = 1, stream=None) -> Result:
-    if world == 1 and spec.threads:
-        torch.set_num_threads(spec.threads)
+    """Train; torch's global settings and random generators are the caller's again afterwards."""
+    with _isolated():
+        if world == 1 and spec.threads:
+            torch.set_num_threads(spec.threads)
+        return _run(spec, rank, world, stream)
+
+
+@contextlib.contextmanager
+def _isolated():
+    """A run seeds the generators and may switch on deterministic kernels; a Python caller keeps its own."""
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark, threads = torch.backends.cudnn.benchmark, torch.get_num_threads()
+    python, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_num_threads(threads)
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+
+
+def _run(spec, rank: int, world: int, stream) -> Result:
     torch.manual_seed(spec.options.seed)
     random.seed(spec.options.seed)
     np.random.seed(spec.options.seed % 2**32)
