@@ -9,6 +9,25 @@ import numpy as np
 from PIL import Image
 
 SHAPES = ("disk", "square", "hstripes", "vstripes")
+CLASSIFIER = """network shapes(classes=4) {
+    input 3x32x32
+    conv3x3(8), bn, relu, maxpool
+    conv3x3(16), bn, relu, maxpool
+    conv3x3(32), bn, relu
+    gap, fc(classes)
+}
+"""
+SEGMENTER = """network segnet(classes=3) {
+    input 3x32x32
+    conv3x3(16), bn, relu, maxpool
+    conv3x3(32), bn, relu, maxpool
+    conv3x3(32), bn, relu
+    upsample(4, mode=bilinear)
+    conv3x3(16), bn, relu
+    conv1x1(classes)
+}
+"""
+TWO_CLASSES = CLASSIFIER.replace("classes=4", "classes=2")
 
 
 def draw(kind: str, rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +75,8 @@ def segmentation_set(root: Path, train: int, val: int, seed: int = 0) -> Path:
             Image.fromarray(image).save(root / split / "images" / f"{index}.png")
             Image.fromarray(mask * label).save(root / split / "masks" / f"{index}.png")
     return root
+
+
+def tiny_set(root: Path, classes=("a", "b")) -> Path:
+    """Two training images and one validation image per class: enough to reach a refusal or one step."""
+    return classification_set(root, train=2, val=1, classes=classes)
