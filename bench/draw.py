@@ -10,11 +10,12 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from timing import best_of, whole_process
+from timing import Pair, best_of, cnndsl_command, timed_process, whole_process
 
 import cnndsl
 from cnndsl.backends.graphviz import to_digraph
@@ -48,6 +49,20 @@ def describe(label: str, seconds: float, svg: Path) -> None:
     print(f"{label:<52}{seconds:>7.3f} s {width:>6} x {height:<6} px ({fits} one {SCREEN[0]}x{SCREEN[1]} screen)")
 
 
+@contextmanager
+def draw_pair(anchor: str = "networkx") -> Iterator[Pair]:
+    """The whole `cnndsl draw resnet152 -o r.svg` process beside a whole process of `python -c "import
+    networkx"` (the start-up floor), or with anchor="torchview" beside torch + a hand-written ResNet-152 +
+    torchview's draw_graph rendered to SVG."""
+    with tempfile.TemporaryDirectory() as folder:
+        ours = [cnndsl_command(), "draw", "resnet152", "-o", str(Path(folder) / "r.svg")]
+        if anchor == "networkx":
+            reference = [sys.executable, "-c", "import networkx"]
+        else:
+            reference = [sys.executable, "-c", TORCHVIEW_ROUTE, str(Path(folder) / "torchview"), str(BENCH)]
+        yield Pair(lambda: timed_process(ours), lambda: timed_process(reference))
+
+
 def in_process(network) -> None:
     """Where the time goes: building the DOT is ours, the layout is Graphviz's `dot`."""
     build = best_of(lambda: to_digraph(network).source, 10)
@@ -64,16 +79,14 @@ def main() -> None:
         f"{subprocess.run(['dot', '-V'], capture_output=True, text=True).stderr.strip()}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    cnndsl_bin = Path(sysconfig.get_path("scripts")) / "cnndsl"
-    if not cnndsl_bin.exists():
-        sys.exit("cnndsl is not installed")
+    cnndsl_bin = cnndsl_command()
     in_process(cnndsl.load("resnet152"))
     print("whole process, best of 5:")
     with tempfile.TemporaryDirectory() as folder:
         ours = {}
         for label, options in (("full depth", []), ("--depth 1", ["--depth", "1"]), ("--depth 2", ["--depth", "2"])):
             target = Path(folder) / f"ours{len(ours)}.svg"
-            ours[label] = whole_process([str(cnndsl_bin), "draw", "resnet152", "-o", str(target), *options])
+            ours[label] = whole_process([cnndsl_bin, "draw", "resnet152", "-o", str(target), *options])
             describe(f"`cnndsl draw resnet152 -o r.svg {' '.join(options)}`", ours[label], target)
         goal = ours["full depth"]
         print(f"goal: under 2 s -> {goal:.2f} s ({'met' if goal < 2 else 'NOT met'})")

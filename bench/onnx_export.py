@@ -23,11 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
+from timing import Pair, best_of, cnndsl_command, timed_process
 
 import cnndsl
 from cnndsl.backends.onnx import export_onnx
@@ -102,12 +105,17 @@ def big_network(folder: Path) -> None:
 
 def whole_process(command: list[str], runs: int) -> float:
     """Best wall time of `runs` runs of a whole process (output discarded, failure fatal)."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_of(lambda: timed_process(command), runs)
+
+
+@contextmanager
+def export_pair() -> Iterator[Pair]:
+    """The whole `cnndsl compile resnet50 --to onnx` process beside a whole process that builds the same torch
+    module and calls `torch.onnx.export` (its default exporter, a dynamic batch as ours)."""
+    with tempfile.TemporaryDirectory() as folder:
+        ours = [cnndsl_command(), "compile", "resnet50", "--to", "onnx", "-o", str(Path(folder) / "cli.onnx")]
+        theirs = [sys.executable, "-c", TORCH_PROCESS.format(path=str(Path(folder) / "torch_cli.onnx"))]
+        yield Pair(lambda: timed_process(ours), lambda: timed_process(theirs))
 
 
 def torch_export(module, network, path: Path) -> float:
@@ -174,7 +182,7 @@ def main() -> None:
         return
 
     print("\nwhole process, best of", options.process_runs)
-    cnndsl_cli = str(Path(sys.executable).with_name("cnndsl"))
+    cnndsl_cli = cnndsl_command()
     mine = whole_process(
         [cnndsl_cli, "compile", "resnet50", "--to", "onnx", "-o", str(folder / "cli.onnx")], options.process_runs
     )

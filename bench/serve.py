@@ -16,9 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from timing import whole_process
+from timing import Pair, timed_process, whole_process
 
 import cnndsl
 
@@ -105,11 +107,41 @@ def server_stages(file: Path, network: str, repeats: int = 10) -> str:
     return ", ".join(f"{name} {statistics.median(times[1:]) * 1e3:.0f}" for name, times in stages.items())
 
 
+def chromium_path() -> str | None:
+    return os.environ.get("CNNDSL_CHROMIUM") or shutil.which("chromium")
+
+
+@contextmanager
+def edit_pair(network: str = "resnet152", edits: int = 5) -> Iterator[Pair]:
+    """The median of `edits` edits in the page (every layer drawn) beside a whole `cnndsl draw` process of the
+    same file: what the page saves over drawing again from the command line."""
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(tempfile.mkdtemp())
+    file = folder / "resnet.cnn"
+    shutil.copy(ROOT / "library" / "resnet.cnn", file)
+    draw = [*CLI, "draw", str(file), "-n", network, "-o", str(folder / "out.svg")]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path())
+        process, url = serve(file, network, [])
+
+        def edit() -> float:
+            return statistics.median(result["total"] for result in edits_in_page(browser, url, edits)) / 1e3
+
+        try:
+            yield Pair(edit, lambda: timed_process(draw))
+        finally:
+            process.terminate()
+            process.wait()
+            browser.close()
+            shutil.rmtree(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
     args = parser.parse_args()
-    chromium = os.environ.get("CNNDSL_CHROMIUM") or shutil.which("chromium")
+    chromium = chromium_path()
     if chromium is None:
         sys.exit("needs Chromium: apt-get install chromium (or set CNNDSL_CHROMIUM)")
     from playwright.sync_api import sync_playwright

@@ -31,9 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from handwritten import resnet50
+from timing import Pair, user_env
 from torch import nn
 
 import cnndsl
@@ -180,6 +183,26 @@ def one_module(options) -> None:
     print(json.dumps({"difference": bench.difference, "tasks": result}))
 
 
+def child(key: str, argv: list[str]) -> dict:
+    """One module timed in a new process: {"difference": ..., "tasks": {label: [seconds, page faults]}}."""
+    result = subprocess.run(
+        [sys.executable, __file__, *argv, "--child", key], check=True, capture_output=True, text=True, env=user_env()
+    )
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@contextmanager
+def forward_pair() -> Iterator[Pair]:
+    """The forward of to_torch()'s ResNet-50 beside the hand-written one (batch 8, freed memory kept), each
+    timed in a fresh process (median of 3 runs there), as the paired rounds of fresh_processes time them."""
+    argv = ["--task", "forward", "--malloc", "keep"]
+
+    def forward(key: str) -> float:
+        return child(key, argv)["tasks"][TASKS[0]][0]
+
+    yield Pair(lambda: forward("cnndsl"), lambda: forward("hand-written"))
+
+
 def fresh_processes(options, argv: list[str]) -> None:
     """Each module timed in its own new process each round, alternating which goes first."""
     times = {label: {key: [] for key in MODULES} for label in options.tasks}
@@ -187,10 +210,7 @@ def fresh_processes(options, argv: list[str]) -> None:
     difference = 0.0
     for round_ in range(options.repeats):
         for key in MODULES if round_ % 2 == 0 else MODULES[::-1]:
-            child = subprocess.run(
-                [sys.executable, __file__, *argv, "--child", key], check=True, capture_output=True, text=True
-            )
-            result = json.loads(child.stdout.splitlines()[-1])
+            result = child(key, argv)
             difference = max(difference, result["difference"])
             for label, (seconds, count) in result["tasks"].items():
                 times[label][key].append(seconds)

@@ -16,8 +16,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from timing import Pair, timed_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB = (
@@ -47,19 +50,31 @@ def _checkpoint(folder: Path) -> tuple[Path, str, float]:
 
 
 def _run(code: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - start
+    return timed_process([sys.executable, "-c", code], cwd=ROOT)
+
+
+@contextmanager
+def _sides() -> Iterator[dict[str, str]]:
+    """Each side's program, loading the same fresh torchvision ResNet-50 checkpoint."""
+    with tempfile.TemporaryDirectory() as folder:
+        path, key, total = _checkpoint(Path(folder))
+        codes = {side: code.format(path=str(path)) for side, code in SIDES.items()}
+        codes["cnndsl"] += CHECK.format(key=key, total=total)  # the weights arrived where they belong
+        yield codes
+
+
+@contextmanager
+def load_pair() -> Iterator[Pair]:
+    """The whole process of loading the checkpoint into cnndsl's module beside torchvision's own route."""
+    with _sides() as codes:
+        yield Pair(lambda: _run(codes["cnndsl"]), lambda: _run(codes["torchvision"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     rounds = parser.parse_args().rounds
-    with tempfile.TemporaryDirectory() as folder:
-        path, key, total = _checkpoint(Path(folder))
-        codes = {side: code.format(path=str(path)) for side, code in SIDES.items()}
-        codes["cnndsl"] += CHECK.format(key=key, total=total)  # the weights arrived where they belong
+    with _sides() as codes:
         for code in codes.values():
             _run(code)  # warm the file cache and write bytecode, as a user's second run would find them
         times: dict[str, list[float]] = {side: [] for side in codes}
