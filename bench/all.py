@@ -335,6 +335,25 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def outside_bounds() -> list[str]:
+    """Installed packages that pyproject.toml's dependencies exclude (a bound there may be a speed figure's)."""
+    try:
+        import tomllib  # Python 3.11 and later
+        from packaging.requirements import Requirement
+    except ImportError:
+        return []
+    found = []
+    for text in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]:
+        requirement = Requirement(text)
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            found.append(f"{requirement.name} {version} (pyproject.toml: {requirement.specifier})")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the cheap figures, fewer rounds; writes nothing")
@@ -354,6 +373,8 @@ def main() -> None:
     started, load = time.perf_counter(), os.getloadavg()[0]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{command}: {when}; {versions()}; load average {load:.1f}", flush=True)
+    for package in outside_bounds():
+        print(f"  note: installed {package}; `pip install -e .` installs what pyproject.toml asks", flush=True)
     last = recorded()
     rows = []
     for figure in chosen:

@@ -13,6 +13,7 @@ from .backends.diagram_options import DIAGRAM_OPTIONS, diagram_suffixes
 from .backends.formats import DIAGRAM_FORMATS, FORMATS
 from .core.errors import CnnDslError
 from .core.options import Declared
+from .core.version import __version__
 from .front.diagnostics import file_text, render_error
 
 
@@ -151,7 +152,7 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cnndsl")
+@click.version_option(version=__version__, prog_name="cnndsl")  # not read from installed metadata
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.pass_context
 def main(ctx, debug):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -122,6 +121,8 @@ class FileProblem(CnnDslError):
 
 def nearest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest known name to a typo, for `did you mean` hints."""
+    import difflib  # only when a name is unknown: not on every command's start-up
+
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return matches[0] if matches else None
 

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import stat
 import sys
 import types
@@ -189,6 +188,8 @@ def _write(folder: Path, entry: str, key: bytes, program: ast.Program) -> None:
         return
     if fd is None:
         return
+    import secrets  # only when an entry is written: not on a warm cache's start-up
+
     temp = f".{entry}.{secrets.token_hex(8)}.part"
     try:
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
