@@ -271,38 +271,26 @@ def recorded() -> dict[str, tuple[str, float]]:
 def row(figure: Figure, result: Result | None, why_not: str, last: tuple[str, float] | None) -> list[str]:
     same_anchor = last if last and last[0] == figure.anchor else None
     last_text = f"{same_anchor[1]:.3g}" if same_anchor else "—"
+    head = [f"`{figure.key}`", figure.ours, figure.anchor]
     if result is None:
-        return [
-            f"`{figure.key}`",
-            figure.ours,
-            figure.anchor,
-            why_not,
-            "",
-            "",
-            "",
-            goal_text(figure),
-            "",
-            last_text,
-            "",
-        ]
+        return head + [why_not, "", "", "", goal_text(figure), "", last_text, ""]
     low, high = result.quartiles
     met = {True: "met", False: "NOT met", None: "—"}[result.met()]
-    return [
-        f"`{figure.key}`",
-        figure.ours,
-        figure.anchor,
+    return head + [
         seconds_text(statistics.median(result.ours)),
         seconds_text(statistics.median(result.anchor)),
         f"{figure.ratio_name} {result.ratio:.3g}",
         f"{low:.3g}–{high:.3g} ({len(result.ratios)} rounds)",
         goal_text(figure),
         met,
-    ] + [last_text, result.slip(same_anchor[1] if same_anchor else None)]
+        last_text,
+        result.slip(same_anchor[1] if same_anchor else None),
+    ]
 
 
 def markdown(rows: list[list[str]], heading: str) -> str:
     lines = [heading, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join((cells + ["", ""])[: len(COLUMNS)]) + " |" for cells in rows]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
 
 
@@ -320,7 +308,7 @@ def write_docs(table: str) -> None:
 def terminal(rows: list[list[str]]) -> str:
     """The table for a terminal: the long descriptions left out (the docs table has them)."""
     keep = [0, 3, 4, 5, 6, 7, 8, 9, 10]
-    table = [[COLUMNS[i] for i in keep]] + [[(cells + ["", ""])[i].strip("`") for i in keep] for cells in rows]
+    table = [[COLUMNS[i] for i in keep]] + [[cells[i].strip("`") for i in keep] for cells in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(keep))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
 
