@@ -9,10 +9,10 @@ After one warm-up run of each (bytecode written, file cache warm), the two run i
 every round, so that other work on the machine slows both sides of a round alike; each round gives one paired
 ratio, and the figure is their median.
 
-Noise model: the spread of this run's own paired ratios, their interquartile range (the 25th to the 75th
-percentile, "quartiles"). A figure has slipped when the last recorded ratio (docs/benchmarks.md's table) lies
-outside that range on the good side: most of this run's rounds are worse than the record, by more than they
-spread among themselves. Improved is the mirror image.
+Noise model: the spread of a run's own paired ratios, their interquartile range (the 25th to the 75th
+percentile, "quartiles"). A figure has slipped when this run's quartiles and those of the last recorded run
+(docs/benchmarks.md's table) do not overlap and this run's are the worse: the two runs differ by more than
+either spreads within itself. Improved is the mirror image.
 
 A new benchmark (training images/s, YOLO forward, ...) joins by adding one Figure to FIGURES: a function of its
 bench module that yields a timing.Pair.
@@ -171,6 +171,16 @@ FIGURES = [
 ]
 
 
+@dataclass(frozen=True)
+class Record:
+    """A figure's row as the docs table holds it: its anchor, its ratio and that run's quartiles."""
+
+    anchor: str
+    ratio: float
+    low: float
+    high: float
+
+
 @dataclass
 class Result:
     figure: Figure
@@ -201,12 +211,15 @@ class Result:
             verdicts.append(statistics.median(self.ours) < figure.under)
         return all(verdicts) if verdicts else None
 
-    def slip(self, last: float | None) -> str:
-        """Against the last recorded ratio, by this run's own spread (see the module's docstring)."""
+    def slip(self, last: Record | None) -> str:
+        """Against the last recorded run, by both runs' own spread (see the module's docstring)."""
         if last is None:
             return "no record"
         low, high = self.quartiles
-        worse, better = (last > high, last < low) if self.figure.faster else (last < low, last > high)
+        if self.figure.faster:
+            worse, better = high < last.low, low > last.high
+        else:
+            worse, better = low > last.high, high < last.low
         return "SLIPPED" if worse else "improved" if better else "no"
 
 
@@ -252,8 +265,11 @@ COLUMNS = ("key", "ours", "anchor", "ours: median", "anchor: median", "ratio", "
 COLUMNS += ("last recorded", "slipped")
 
 
-def recorded() -> dict[str, tuple[str, float]]:
-    """key -> (anchor, ratio) of the table docs/benchmarks.md holds now; a skipped row keeps its last ratio."""
+NUMBER = r"\d+(?:\.\d+)?"
+
+
+def recorded() -> dict[str, Record]:
+    """key -> Record of the table docs/benchmarks.md holds now; a skipped row keeps its last ratio alone."""
     text = DOCS.read_text(encoding="utf-8")
     if BEGIN not in text:
         return {}
@@ -262,15 +278,19 @@ def recorded() -> dict[str, tuple[str, float]]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) != len(COLUMNS) or not cells[0].startswith("`"):
             continue
-        number = re.search(r"\d+(\.\d+)?", cells[5]) or re.search(r"\d+(\.\d+)?", cells[9])
-        if number:
-            records[cells[0].strip("`")] = (cells[2], float(number.group(0)))
+        measured = re.search(NUMBER, cells[5]) is not None  # else a skipped row, which carries the last record
+        ratio_cell, spread_cell = (cells[5], cells[6]) if measured else (cells[9], cells[9].partition("(")[2])
+        ratio = re.search(NUMBER, ratio_cell)
+        if ratio:
+            spread = re.search(rf"({NUMBER})–({NUMBER})", spread_cell)
+            low, high = (float(spread[1]), float(spread[2])) if spread else (float(ratio[0]),) * 2
+            records[cells[0].strip("`")] = Record(cells[2], float(ratio[0]), low, high)
     return records
 
 
-def row(figure: Figure, result: Result | None, why_not: str, last: tuple[str, float] | None) -> list[str]:
-    same_anchor = last if last and last[0] == figure.anchor else None
-    last_text = f"{same_anchor[1]:.3g}" if same_anchor else "—"
+def row(figure: Figure, result: Result | None, why_not: str, last: Record | None) -> list[str]:
+    same_anchor = last if last and last.anchor == figure.anchor else None
+    last_text = f"{same_anchor.ratio:.3g} ({same_anchor.low:.3g}–{same_anchor.high:.3g})" if same_anchor else "—"
     head = [f"`{figure.key}`", figure.ours, figure.anchor]
     if result is None:
         return head + [why_not, "", "", "", goal_text(figure), "", last_text, ""]
@@ -284,7 +304,7 @@ def row(figure: Figure, result: Result | None, why_not: str, last: tuple[str, fl
         goal_text(figure),
         met,
         last_text,
-        result.slip(same_anchor[1] if same_anchor else None),
+        result.slip(same_anchor),
     ]
 
 
@@ -389,8 +409,8 @@ def main() -> None:
     print(terminal(rows))
     print(
         f"\nratio: ours/anchor where the goal is at most (what cnndsl costs beside the anchor), anchor/ours where it"
-        f"\nis at least (how many times faster); the median of the paired rounds. slipped: the last recorded ratio"
-        f"\nlies beyond this run's quartiles of the paired ratios, on the good side. {elapsed:.0f} s in all, load"
+        f"\nis at least (how many times faster); the median of the paired rounds. slipped: this run's quartiles of"
+        f"\nthe paired ratios and the last recorded run's do not overlap, this run's the worse. {elapsed:.0f} s in all, load"
         f" average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
     )
     if options.quick or options.only or options.no_write:

@@ -1,5 +1,5 @@
-"""bench/all.py's judgement: a ratio worse than the record by more than the run's own quartiles is a slip, and
-the table it writes into docs/benchmarks.md is the record it reads back."""
+"""bench/all.py's judgement: a run whose quartiles of paired ratios lie wholly on the worse side of the last
+recorded run's is a slip, and the table it writes into docs/benchmarks.md is the record it reads back."""
 
 from __future__ import annotations
 
@@ -37,9 +37,10 @@ def test_a_cost_ratio_slips_when_the_record_is_below_this_runs_lower_quartile(be
     assert run.ratio == pytest.approx(1.34)
     assert run.quartiles == pytest.approx((1.32, 1.36))  # inclusive quartiles of five: the 2nd and 4th
     assert run.met() is True
-    assert run.slip(1.31) == "SLIPPED"
-    assert run.slip(1.33) == "no"
-    assert run.slip(1.37) == "improved"
+    record = bench_all.Record
+    assert run.slip(record("anchor", 1.28, 1.26, 1.31)) == "SLIPPED"
+    assert run.slip(record("anchor", 1.30, 1.27, 1.33)) == "no"  # the quartiles overlap: within the noise
+    assert run.slip(record("anchor", 1.40, 1.37, 1.42)) == "improved"
     assert run.slip(None) == "no record"
 
 
@@ -47,9 +48,10 @@ def test_a_times_faster_ratio_slips_when_the_record_is_above_this_runs_upper_qua
     run = result(bench_all, [6.0, 6.5, 7.0, 7.5, 8.0], faster=True, goal=7.0)
     assert run.ratio == pytest.approx(7.0)
     assert run.met() is True
-    assert run.slip(7.6) == "SLIPPED"
-    assert run.slip(7.4) == "no"
-    assert run.slip(6.4) == "improved"
+    record = bench_all.Record
+    assert run.slip(record("anchor", 8.0, 7.6, 8.4)) == "SLIPPED"
+    assert run.slip(record("anchor", 7.8, 7.4, 8.2)) == "no"
+    assert run.slip(record("anchor", 6.0, 5.8, 6.4)) == "improved"
     assert result(bench_all, [6.0, 6.5, 6.9], faster=True, goal=7.0).met() is False
 
 
@@ -60,13 +62,15 @@ def test_the_written_table_is_the_record_read_back(bench_all, tmp_path, monkeypa
     startup = bench_all.FIGURES[0]
     run = bench_all.Result(startup, [0.180, 0.170, 0.175], [0.130, 0.130, 0.125])
     rows = [bench_all.row(startup, run, "", None)]
-    rows.append(bench_all.row(bench_all.FIGURES[1], None, "skipped: no torchinfo", (bench_all.FIGURES[1].anchor, 9.1)))
+    carried = bench_all.Record(bench_all.FIGURES[1].anchor, 9.1, 8.8, 9.5)
+    rows.append(bench_all.row(bench_all.FIGURES[1], None, "skipped: no torchinfo", carried))
     bench_all.write_docs(bench_all.markdown(rows, "Command: `python bench/all.py`"))
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nby hand\n\n") and text.endswith("\n\nby hand too\n")
     assert "old" not in text
-    # ratios 0.180/0.130, 0.170/0.130, 0.175/0.125: their median 1.3846 is written to 3 digits
+    # ratios 0.180/0.130 = 1.3846, 0.170/0.130 = 1.3077, 0.175/0.125 = 1.4: median and inclusive quartiles of
+    # three (halfway between neighbours), written to 3 digits
     assert bench_all.recorded() == {
-        "startup": (startup.anchor, 1.38),
-        "summary-torchinfo": (bench_all.FIGURES[1].anchor, 9.1),  # a skipped row keeps its last ratio
+        "startup": bench_all.Record(startup.anchor, 1.38, 1.35, 1.39),
+        "summary-torchinfo": carried,  # a skipped row keeps its last record
     }
