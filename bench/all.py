@@ -166,8 +166,17 @@ FIGURES = [
         under=0.150,
         needs=("playwright", "chromium"),
     ),
-    # Joining here when their bench modules land, one Figure each: training images/s beside a hand-written
-    # loop (bench/train.py), YOLO's forward beside Ultralytics' (bench/yolo.py).
+    Figure(
+        "train",
+        "`cnndsl train`, a small network on 32x32 images, CPU: seconds per training image",
+        "the hand-written PyTorch loop: same module, data, transforms and optimizer",
+        "train:train_pair",
+        rounds=3,
+        faster=True,
+        goal=0.97,
+        needs=("torch", "torchvision", "PIL"),
+    ),
+    # Joining here when its bench module lands, one Figure: YOLO's forward beside Ultralytics' (bench/yolo.py).
 ]
 
 

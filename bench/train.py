@@ -18,6 +18,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import Pair  # noqa: E402
 
 import cnndsl  # noqa: E402
 from cnndsl.train import train  # noqa: E402
@@ -103,6 +107,51 @@ def hand_written(module, data: Path, args, preprocessing: Preprocessing) -> floa
     return images_seen / seconds
 
 
+def with_cnndsl(source, data: Path, out: Path, args, params: dict) -> float:
+    """`cnndsl train` with the same options as the hand-written loop; images/s as its summary.json reports."""
+    devices = "cpu" if args.device == "cpu" else args.device if ":" in args.device else "cuda:0"
+    result = train(
+        source,
+        data,
+        out=out,
+        params=params,
+        input=(3, args.size, args.size),
+        stream=io.StringIO(),
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        devices=devices,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        workers=args.workers,
+        sched="cosine",
+        weight_decay=5e-4,
+    )
+    return result.summary["images_per_second"]
+
+
+@contextmanager
+def train_pair(images: int = 128, epochs: int = 2) -> Iterator[Pair]:
+    """bench/all.py's figure: the small network on 32x32 CPU images, `cnndsl train` beside the hand-written loop,
+    as seconds per training image, so that anchor/ours is the images/s ratio this script prints."""
+    args = argparse.Namespace(
+        size=32, images=images, epochs=epochs, batch=32, lr=0.05, device="cpu", amp="off", channels_last=False
+    )
+    args.compile, args.workers = False, 0
+    with tempfile.TemporaryDirectory() as temp:
+        temp, params, runs = Path(temp), {"classes": 4}, iter(range(1_000_000))
+        source = temp / "small.cnn"
+        source.write_text(SMALL)
+        network = cnndsl.load(source, input=(3, args.size, args.size), **params)
+        data = make_data(temp / "data", args.size, images)
+        preprocessing = Preprocessing.for_input(network.input_shape)
+        yield Pair(
+            lambda: 1 / with_cnndsl(source, data, temp / f"run{next(runs)}", args, params),
+            lambda: 1 / hand_written(network.to_torch(init="kaiming", seed=0), data, args, preprocessing),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", help="a .cnn file or library name (default: a small CPU network)")
@@ -130,29 +179,10 @@ def main() -> None:
             source.write_text(SMALL)
         network = cnndsl.load(source, input=(3, args.size, args.size), **params)
         data = make_data(temp / "data", args.size, args.images)
-        devices = "cpu" if args.device == "cpu" else args.device if ":" in args.device else "cuda:0"
         preprocessing = Preprocessing.for_input(network.input_shape)
         ours, theirs = [], []
         for attempt in range(args.rounds):  # alternated, best of each: neither side pays the warm-up alone
-            result = train(
-                source,
-                data,
-                out=temp / f"run{attempt}",
-                params=params,
-                input=(3, args.size, args.size),
-                stream=io.StringIO(),
-                epochs=args.epochs,
-                batch=args.batch,
-                lr=args.lr,
-                devices=devices,
-                amp=args.amp,
-                channels_last=args.channels_last,
-                compile=args.compile,
-                workers=args.workers,
-                sched="cosine",
-                weight_decay=5e-4,
-            )
-            ours.append(result.summary["images_per_second"])
+            ours.append(with_cnndsl(source, data, temp / f"run{attempt}", args, params))
             theirs.append(hand_written(network.to_torch(init="kaiming", seed=0), data, args, preprocessing))
         ours, theirs = max(ours), max(theirs)
         device = torch.cuda.get_device_name(0) if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
