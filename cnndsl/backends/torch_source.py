@@ -20,6 +20,7 @@ from ..core.resources import library_dir
 from ..core.version import __version__
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
+from ..ops.torch_code import Expr, passes_through, written
 from .python_layout import laid_out
 from .source_excerpt import network_text
 
@@ -256,15 +257,20 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
 
 
 def forward_expression(graph, node: int, args: list[str], module: str | None) -> str:
-    """The node's forward expression over `args`: the kind's in-place form where it has one and its
-    first input may be overwritten, else its ordinary call."""
+    """The node's forward as Python text over the names `args` and its module's `module`."""
+    return written(forward_tree(graph, node), args, module)
+
+
+def forward_tree(graph, node: int) -> Expr:
+    """The node's forward expression (cnndsl.ops.torch_code): the kind's in-place form where it has one and
+    its first input may be overwritten, else its ordinary one."""
     data, sources = graph.nodes[node], inputs_of(graph, node)
     shapes = [graph.nodes[source]["shape"] for source in sources]
     kind = REGISTRY[data["op"]]
-    inplace = (
-        kind.torch_call_inplace(data["attrs"], shapes, args) if sources and overwritable(graph, sources[0]) else None
+    in_place = (
+        kind.torch_forward_in_place(data["attrs"], shapes) if sources and overwritable(graph, sources[0]) else None
     )
-    return inplace or kind.torch_call(data["attrs"], shapes, args, module)
+    return in_place or kind.torch_forward(data["attrs"], shapes)
 
 
 def overwritable(graph, node: int) -> bool:
@@ -277,7 +283,7 @@ def overwritable(graph, node: int) -> bool:
     if not kind.torch_overwritable or graph.out_degree(node) != 1 or node in outputs:
         return False
     shapes = [graph.nodes[source]["shape"] for source in sources]
-    return len(sources) != 1 or kind.torch_call(data["attrs"], shapes, ["x"], None) != "x"  # `add` of one input
+    return len(sources) != 1 or not passes_through(kind.torch_forward(data["attrs"], shapes))  # `add` of one input
 
 
 def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
