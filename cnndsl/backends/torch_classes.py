@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import ast
 import inspect
-import keyword
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..graph.ir import inputs_of
-from .torch_source import (
-    _constructor,
-    _free_name,
-    _initial_value,
-    _variable,
-    class_name,
-    forward_expression,
-    module_path,
-    parameter_constructor,
-)
+from .python_names import Namespace, assignment, is_free, is_name, module_path, parameter_name, value_name
+from .python_names import class_name as python_class_name
+from .torch_source import _constructor, _initial_value, class_name, forward_expression, parameter_constructor
 
 SLOT = re.compile("\x00(\\d+)\x00")
 KEYWORD_SLOT = re.compile(", (\\w+)=\x00(\\d+)\x00")
@@ -179,7 +171,8 @@ class Compact:
         self.ends = {path: self._ends(path) for path in self.graph.graph["groups"]}
         self.codes: dict[tuple, Code] = {}
         self.templates: dict[tuple, Template] = {}
-        self.names: Counter = Counter()
+        self.classes = Namespace()
+        self.classes.fresh(class_name(network.name))  # the network's own class, written last
         by_height = defaultdict(list)
         heights = self._heights()
         for path in self.ends:
@@ -291,7 +284,8 @@ class Compact:
         name, a shortcut's as `identity`, an in-place residual sum as `out += identity`. A block's output
         carries the label its caller gave it, which is no name inside the block's class."""
         uses = Counter(source for item in items for source in item.inputs) + Counter(outputs)
-        names, live, lines = {first: "x"}, {"x": first}, []
+        names, live, lines = {first: "x"}, Namespace(), []
+        live.fresh("x")
         for item in items:
             args = [names[source] for source in item.inputs]
             if item.kind == "group":
@@ -303,10 +297,10 @@ class Compact:
             for source in item.inputs:
                 uses[source] -= 1
                 if uses[source] == 0:
-                    del live[names[source]]
-            name = _free_name(self._value_name(item, args, live, in_class, item.output in outputs), live)
-            if uses[item.output]:
-                live[name] = item.output
+                    live.release(names[source])
+            name = live.fresh(self._value_name(item, args, live, in_class, item.output in outputs))
+            if not uses[item.output]:
+                live.release(name)
             names[item.output] = name
             summed = re.fullmatch(rf"{re.escape(name)}\.add_\((\w+)\)", expression)
             lines.append(f"{name} += {summed.group(1)}" if summed else f"{name} = {expression}")
@@ -316,17 +310,17 @@ class Compact:
             return [*lines[:-1], f"return {last.group(2)}"]  # a join returned as it is computed
         return [*lines, f"return {', '.join(returned)}"]
 
-    def _value_name(self, item: Item, args: list[str], live: dict, in_class: bool, returned: bool) -> str:
+    def _value_name(self, item: Item, args: list[str], live: Namespace, in_class: bool, returned: bool) -> str:
         """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
         for a shortcut; `out` where its input stays needed; else its input's running name."""
         tap = None if in_class and returned else self.graph.nodes[item.output]["tap"]
-        if _variable(tap) != "x":
-            return _variable(tap)
+        if value_name(tap) != "x":
+            return value_name(tap)
         if item.kind == "group":
             kind = self.graph.graph["groups"][item.key]["kind"]
             if kind == "downsample":
                 return "identity"
-            if kind in ("branch", "scale") and _variable(item.key[-1]) != "x":
+            if kind in ("branch", "scale") and value_name(item.key[-1]) != "x":
                 return item.key[-1]
         running = "out" if in_class else "x"
         if not args or args[0] in live:
@@ -377,7 +371,7 @@ class Compact:
         base = {"in_channels": self.graph.nodes[source]["shape"][0]}
         for name, value in info.get("call", {}).get("args", {}).items():
             if type(value) in (int, float):
-                base[_python_name(name)] = value
+                base[parameter_name(name)] = value
         derived = dict(base)
         for name, value in base.items():
             derived.update({f"2 * {name}": 2 * value, f"4 * {name}": 4 * value, f"{name} // 2": value // 2})
@@ -400,7 +394,7 @@ class Compact:
         if all(item.kind == "group" for item in items) and len(bases) == 1:
             return self._loops(bases.pop(), codes)
         names = [item.name for item in items]
-        if all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
+        if all(is_name(name) for name in names):
             entries = ", ".join(f"{name}={{}}" for name in names)
             return compose(f"nn.Sequential(OrderedDict({entries}))", codes)
         entries = ", ".join(f'("{name}", {{}})' for name in names)
@@ -435,7 +429,7 @@ class Compact:
                 for index, value in enumerate(values)  # reals that differ (a dropout's p): iterated over
                 if type(value) is float and len({code.values[index] for code in run}) > 1
             ]
-            names = {index: _python_name(run[0].hints[index]) for index in listed}
+            names = {index: parameter_name(run[0].hints[index]) for index in listed}
             slots = []
             for index, (value, step) in enumerate(zip(values, steps)):
                 slots.append(
@@ -509,7 +503,7 @@ class Compact:
                 None,
             )
             if name is None:
-                name = _python_name(first.code.hints[slot])
+                name = parameter_name(first.code.hints[slot])
                 if name not in extra:
                     extra.append(name)
             expressions[slot] = name
@@ -549,11 +543,9 @@ class Compact:
         template.params = (
             params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
         )
-        self.names[template.base] += 1
-        number = self.names[template.base]
-        template.name = _class_name(template.base) + (str(number) if number > 1 else "")
+        template.name = self.classes.counted(python_class_name(template.base, "Block"))
         call = self.graph.graph["groups"][first.path].get("call", {})
-        defaults = {_python_name(name): value for name, value in call.get("defaults", {}).items()}
+        defaults = {parameter_name(name): value for name, value in call.get("defaults", {}).items()}
         defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
         optional = len(template.params)
         while optional and template.params[optional - 1] in defaults:
@@ -692,22 +684,11 @@ def _steps_evenly(vectors: list[list]) -> bool:
 
 
 def _assign(owner: str, name: str) -> str:
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return f"{owner}.{name} = {{}}"
-    return f'{owner}.add_module("{name}", {{}})'
+    return assignment(owner, name, "{}")
 
 
 def _indented(text: str, levels: int) -> list[str]:
     return ["    " * levels + line if line else "" for line in text.split("\n")] if text else []
-
-
-def _python_name(name: str) -> str:
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name != "self" else f"{name}_"
-
-
-def _class_name(base: str) -> str:
-    name = "".join(part[:1].upper() + part[1:] for part in base.split("_")) or "Block"
-    return name if name.isidentifier() and not keyword.iskeyword(name) else f"{name}Block"
 
 
 # ---- the file ------------------------------------------------------------------------
@@ -736,7 +717,7 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
     kept, expressions = {}, {}
     for name, value in network.graph.graph["param_values"].items():
         changed = _changed(value)
-        if changed is None or not name.isidentifier() or keyword.iskeyword(name):
+        if changed is None or not is_free(name):
             continue
         rebuilt = rebuild({name: changed})
         if rebuilt is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import keyword
 import re
 import struct
 from pathlib import Path
@@ -21,10 +20,10 @@ from ..core.version import __version__
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
 from ..ops.torch_code import Expr, passes_through, written
+from . import python_names
 from .python_layout import laid_out
+from .python_names import Namespace, assignment, module_path, value_name
 from .source_excerpt import network_text
-
-RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
 
 def python_source(network, root: nn.Module) -> str:
@@ -115,40 +114,14 @@ def _printable(char: str) -> str:
     return char.encode("unicode_escape").decode("ascii")
 
 
-def attribute(owner: str, name: str) -> str:
-    """`owner.name`, or `getattr(owner, "name")` where the name is not a Python identifier (`class`)."""
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return f"{owner}.{name}"
-    return f"getattr({owner}, {_quoted(name)})"
-
-
-def _quoted(name: str) -> str:
-    """A module name as a double-quoted literal (names are ASCII identifiers, keywords included)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def module_path(owner: str, path: str) -> str:
-    """The expression for the submodule at a dotted IR name."""
-    for part in path.split("."):
-        owner = attribute(owner, part)
-    return owner
-
-
 def class_name(network_name: str) -> str:
-    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`; a name Python or the file's imports
-    already use (`None`, `F`) gets `Network` added."""
-    name = "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED else f"{name}Network"
+    """The network's class: `resnet50` -> `Resnet50`; `None` or `F` -> `NoneNetwork`, `FNetwork`."""
+    return python_names.class_name(network_name, "Network")
 
 
 def input_name(network) -> str:
     """The forward's argument: the input's label where it makes a good Python name, else `x`."""
-    return _variable(network.input_name)
-
-
-def _variable(label) -> str:
-    good = label and label.isidentifier() and not keyword.iskeyword(label) and label not in RESERVED
-    return label if good else "x"
+    return value_name(network.input_name)
 
 
 def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
@@ -158,10 +131,7 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
-            if leaf.isidentifier() and not keyword.iskeyword(leaf):
-                lines.append(f"        {owner}.{leaf} = {_constructor(module, attrs.get(path))}")
-            else:
-                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module, attrs.get(path))})")
+            lines.append(f"        {assignment(owner, leaf, _constructor(module, attrs.get(path)))}")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
                 fill = _initial_value(network, f"{path}.{name}" if path else name)
@@ -232,7 +202,8 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         uses[node] += 1  # outputs stay alive until the return
     first = graph.graph["input"]
     names = {first: input_name(network)}
-    live = {names[first]: first}
+    live = Namespace()
+    live.fresh(names[first])
     lines = [f"    def forward(self, {names[first]}):"]
     group = ()
     for node, data, _, sources, _ in walk(graph):
@@ -246,10 +217,10 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         for source in sources:
             uses[source] -= 1
             if uses[source] == 0:
-                del live[names[source]]
-        names[node] = _free_name(_variable(data["tap"]), live)
-        if uses[node]:
-            live[names[node]] = node
+                live.release(names[source])
+        names[node] = live.fresh(value_name(data["tap"]))
+        if not uses[node]:
+            live.release(names[node])
         lines.append(f"        {names[node]} = {expression}")
     results = [names[node] for _, node in graph.graph["outputs"]]
     lines.append(f"        return {', '.join(results)}")
@@ -293,12 +264,3 @@ def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
     label = graph.graph["groups"][current]["label"]
     named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
     return ["", f"        # {comment_text('.'.join(current))}{'' if named else f': {comment_text(label)}'}"]
-
-
-def _free_name(preferred: str, live: dict[str, int]) -> str:
-    """The preferred name, or the first of preferred1, preferred2, ... that holds no value still needed."""
-    candidate, number = preferred, 0
-    while candidate in live:
-        number += 1
-        candidate = f"{preferred}{number}"
-    return candidate
