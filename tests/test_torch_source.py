@@ -323,7 +323,7 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
 def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file(generated):
     """resnet18: the basic block, the family and its own line; not the bottleneck, not resnet50's line."""
     text = _file(generated, "resnet18")
-    quoted = text[text.index("Its source, from library/resnet.cnn:") : text.index('"""', 3)]
+    quoted = text[text.index("Its source, from library:resnet.cnn:") : text.index('"""', 3)]
     assert "    block basic(c, s=1, groups=1, width=64, d=1) {\n        residual {\n" in quoted
     assert "\n    network resnet(depths=[2, 2, 2, 2], unit=basic," in quoted
     assert quoted.rstrip().endswith("    network resnet18 = resnet([2, 2, 2, 2], basic)")

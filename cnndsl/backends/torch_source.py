@@ -10,12 +10,11 @@ import ast
 import inspect
 import re
 import struct
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.resources import library_dir
+from ..core.source_map import source_name
 from ..core.version import __version__
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
@@ -59,7 +58,7 @@ def header(network, kept: dict | None = None) -> str:
     cannot end the docstring or start a line of code."""
     fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
     lines = [
-        f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.",
+        f"{network.name}, compiled from {source_name(network.file, network.file)} by cnndsl {__version__}.",
         "",
         (
             f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
@@ -76,21 +75,11 @@ def header(network, kept: dict | None = None) -> str:
         ),
         *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []),
         "",
-        f"Its source, from {source_name(network.file)}:",
+        f"Its source, from {source_name(network.file, network.file)}:",
         "",
         *(f"    {line}".rstrip() for line in network_text(network).splitlines()),
     ]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
-
-
-def source_name(file: str) -> str:
-    """The source as a reader knows it, never an absolute path: `library/resnet.cnn` for the shipped
-    library, else the file's own name (the same output whichever folder it was compiled from)."""
-    path = Path(file)
-    try:
-        return f"library/{path.relative_to(library_dir()).as_posix()}"
-    except ValueError:
-        return path.name
 
 
 def docstring_text(text: str) -> str:
