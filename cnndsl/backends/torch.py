@@ -100,17 +100,10 @@ def _meta_modules(network) -> nn.Module:
 
 
 def _rebuilt(network, changes: dict):
-    """(network, its modules by name) with some parameters changed, or None where it does not expand."""
-    from ..api import load, parse
-
-    overrides = {**network.graph.graph["param_values"], **changes}
+    """(network, its modules by name) with some parameters changed (the network's own `with_params`
+    expands it again), or None where it does not expand."""
     try:
-        if Path(network.file).is_file():
-            other = load(network.file, network=network.name, input=network.input_shape, **overrides)
-        else:
-            other = parse(
-                network.source, file=network.file, network=network.name, input=network.input_shape, **overrides
-            )
+        other = network.with_params(**changes)
         return other, dict(_meta_modules(other).named_modules())
     except CnnDslError:
         return None
