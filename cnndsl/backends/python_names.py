@@ -61,9 +61,15 @@ def module_path(owner: str, path: str) -> str:
 
 def assignment(owner: str, name: str, value: str) -> str:
     """The statement that sets a submodule: `owner.name = value`, or `add_module` for a keyword."""
+    head, tail = assignment_around(owner, name)
+    return f"{head}{value}{tail}"
+
+
+def assignment_around(owner: str, name: str) -> tuple[str, str]:
+    """The text before and after the value in `assignment`."""
     if is_name(name):
-        return f"{owner}.{name} = {value}"
-    return f"{owner}.add_module({quoted(name)}, {value})"
+        return f"{owner}.{name} = ", ""
+    return f"{owner}.add_module({quoted(name)}, ", ")"
 
 
 class Namespace:

@@ -20,7 +20,7 @@ from ..core.source_map import source_name
 from ..graph.ir import inputs_of, walk
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .torch_classes import _changed, compact_source
+from .class_parameters import _changed, compact_source
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -85,10 +85,12 @@ def standalone_source(network) -> str:
     source. Modules are built on the meta device: the source needs their form, not their weights."""
     root = _meta_modules(network)
     try:
-        code, kept = compact_source(network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes))
+        code, kept, uses = compact_source(
+            network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
+        )
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
-    text = python_file(network, code, kept)
+    text = python_file(network, code, uses, kept)
     if _rebuilds(text, network, root, kept):
         return text
     return python_source(network, root)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import struct
 
 import torch
@@ -18,7 +17,7 @@ from ..core.source_map import source_name
 from ..core.version import __version__
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
-from ..ops.torch_code import Expr, passes_through, written
+from ..ops.torch_code import Expr, namespaces, passes_through, written
 from . import python_names
 from .python_layout import laid_out
 from .python_names import Namespace, assignment, module_path, value_name
@@ -29,27 +28,36 @@ def python_source(network, root: nn.Module) -> str:
     """The file's text; `root` holds the network's modules at their IR names (as build_module makes them).
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
-    owned = set(modules) | set(dict(root.named_parameters()))
+    parameters = dict(root.named_parameters())
     body = [
         f"class {class_name(network.name)}(nn.Module):",
         *_init_lines(modules, network),
         "",
-        *_forward_lines(network, owned),
+        *_forward_lines(network, set(modules) | set(parameters)),
     ]
-    return python_file(network, "\n".join(body))
+    scales = any(
+        next(module.parameters(recurse=False), None) is not None
+        for module in modules.values()
+        if type(module) is nn.Module
+    )  # a layer that is one tensor (layer scale), built with torch.full
+    trees = (forward_tree(network.graph, node) for node in network.graph if node != network.graph.graph["input"])
+    uses = {"nn", *(["torch"] if scales else []), *(name for tree in trees for name in namespaces(tree))}
+    return python_file(network, "\n".join(body), uses)
 
 
-def python_file(network, code: str, kept: dict | None = None) -> str:
-    """Header, the imports the code uses and the code, laid out as ruff format lays it out."""
+def python_file(network, code: str, uses: set | frozenset, kept: dict | None = None) -> str:
+    """Header, the imports of the names the code `uses` and the code, laid out as ruff format lays it out."""
     code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
-    return header(network, kept) + "\n" + _imports(code) + "\n\n" + code + "\n"
+    return header(network, kept) + "\n" + _imports(uses) + "\n\n" + code + "\n"
 
 
-def _imports(code: str) -> str:
-    """The imports the code uses: an unused one would fail `ruff check`."""
-    used = [("torch.", "import torch"), ("F.", "import torch.nn.functional as F"), ("nn.", "from torch import nn")]
-    lines = "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
-    return ("from collections import OrderedDict\n\n" if "OrderedDict(" in code else "") + lines
+IMPORTS = {"torch": "import torch", "F": "import torch.nn.functional as F", "nn": "from torch import nn"}
+
+
+def _imports(uses: set | frozenset) -> str:
+    """The imports of the names the code uses, and no other: an unused one would fail `ruff check`."""
+    lines = "".join(f"{line}\n" for name, line in IMPORTS.items() if name in uses)
+    return ("from collections import OrderedDict\n\n" if "OrderedDict" in uses else "") + lines
 
 
 def header(network, kept: dict | None = None) -> str:
@@ -133,8 +141,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
 
 def parameter_constructor(sizes: list[str], fill: float) -> str:
     """A layer that is one tensor, as torchvision's ConvNeXt writes its layer scale."""
-    shape = f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
-    return f"nn.Parameter(torch.full({shape}, {float32_text(fill)}))"
+    return "".join(parameter_parts(sizes, fill))
+
+
+def parameter_parts(sizes: list, fill: float) -> list:
+    """`nn.Parameter(torch.full((sizes), fill))` as fragments: each size is text or a slot of a class's code."""
+    shape = ["(", sizes[0], ",)"] if len(sizes) == 1 else ["(", *_separated(sizes, ", "), ")"]
+    return ["nn.Parameter(torch.full(", *shape, f", {float32_text(fill)}))"]
+
+
+def _separated(items: list, separator: str) -> list:
+    return [part for index, item in enumerate(items) for part in ([separator, item] if index else [item])]
 
 
 def float32_text(value: float) -> str:
@@ -157,12 +174,19 @@ def _initial_value(network, name: str) -> float:
 
 
 def _constructor(module: nn.Module, attrs: dict | None = None) -> str:
-    """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
-    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments.
-    An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the IR."""
+    """The layer's constructor call as text (`nn.Conv2d(64, 128, kernel_size=3, ...)`)."""
+    call = constructor_call(module, attrs)
+    return "nn.Module()" if call is None else f"nn.{ast.unparse(call)}"
+
+
+def constructor_call(module: nn.Module, attrs: dict | None = None) -> ast.Call | None:
+    """A torch.nn layer's repr is its constructor call (torch's text, read with ast); arguments left at their
+    defaults are dropped, which reads as hand-written code and keeps the file valid for torch versions with
+    fewer arguments. An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the
+    IR. None for a plain container (`nn.Module()`)."""
     cls = type(module)
     if cls is nn.Module:
-        return "nn.Module()"
+        return None
     if getattr(nn, cls.__name__, None) is not cls or next(module.children(), None) is not None:
         raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
     call = ast.parse(repr(module), mode="eval").body
@@ -174,7 +198,7 @@ def _constructor(module: nn.Module, attrs: dict | None = None) -> str:
         for argument in call.keywords
         if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])
     ]
-    return f"nn.{ast.unparse(call)}"
+    return call
 
 
 def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:

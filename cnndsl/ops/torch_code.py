@@ -119,6 +119,34 @@ def calls_own_module(expression: Expr) -> bool:
     return expression == applied(Arg(0))
 
 
+def leftmost(expression: Expr) -> Expr:
+    """What the expression's text starts with: `OWN` for `self.norm(x.permute(...)).permute(...)`."""
+    match expression:
+        case Apply(callee, _):
+            return leftmost(callee)
+        case Method(owner, _, _) | Attribute(owner, _) | Index(owner, _):
+            return leftmost(owner)
+        case Operation(_, terms):
+            return leftmost(terms[0])
+    return expression
+
+
+def namespaces(expression: Expr) -> set[str]:
+    """The namespaces the expression calls into (`torch`, `F`): the imports its text needs."""
+    match expression:
+        case Call(namespace, _, args, keywords):
+            return {namespace}.union(*map(namespaces, args), *(namespaces(value) for _, value in keywords))
+        case Apply(callee, args):
+            return namespaces(callee).union(*map(namespaces, args))
+        case Method(owner, _, args):
+            return namespaces(owner).union(*map(namespaces, args))
+        case Attribute(owner, _) | Index(owner, _):
+            return namespaces(owner)
+        case Operation(_, items) | Listed(items):
+            return set().union(*map(namespaces, items))
+    return set()
+
+
 # ---- as text ---------------------------------------------------------------------------------------
 def written(expression: Expr, args: list[str], own: str | None) -> str:
     """The expression as Python source over the inputs' names and the layer's own `self.<name>`."""
