@@ -131,12 +131,6 @@ def compose(template: Sequence, parts: Sequence[Code]) -> Code:
     return Code(tuple(fragments), values, hints, defaults, uses=uses)
 
 
-def joined(parts: Sequence[Code], separator: str) -> Code:
-    """The parts one after another with `separator` between them."""
-    template = [piece for index in range(len(parts)) for piece in ([separator, HOLE] if index else [HOLE])]
-    return compose(template, parts)
-
-
 def module_code(module, name: str, attrs: dict | None = None) -> Code:
     """A torch.nn layer's constructor call, its whole numbers as slots named `<layer>_<argument>`."""
     call = constructor_call(module, attrs)

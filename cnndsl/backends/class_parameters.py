@@ -46,7 +46,7 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
     changed and returns (network, modules), or None where it cannot be expanded so."""
     kept, expressions = {}, {}
     for name, value in network.graph.graph["param_values"].items():
-        changed = _changed(value)
+        changed = changed_value(value)
         if changed is None or not is_free(name):
             continue
         rebuilt = rebuild({name: changed})
@@ -108,7 +108,8 @@ def _affine_text(name: str, constant: int, steps: list[int]) -> str:
     return f"{text} - {-constant}" if constant < 0 else text
 
 
-def _changed(value):
+def changed_value(value):
+    """The parameter moved to tell which numbers follow it: a count by one, each entry of a list by its own step."""
     if type(value) is int:
         return value + 1
     if isinstance(value, (list, tuple)) and value and all(type(item) is int for item in value):

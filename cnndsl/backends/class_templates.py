@@ -26,6 +26,8 @@ from .python_names import class_name, parameter_name
 
 @dataclass
 class Instance:
+    """One group written as a template's class: its `__init__` code's numbers and the names they may stand for."""
+
     path: tuple
     code: Code
     candidates: dict
@@ -33,6 +35,8 @@ class Instance:
 
 @dataclass
 class Template:
+    """One class: the `__init__` lines and forward steps its instances share, and once named, its text."""
+
     base: str
     init: list[Line]
     forward: list[Step]

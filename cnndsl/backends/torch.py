@@ -20,7 +20,7 @@ from ..core.source_map import source_name
 from ..graph.ir import inputs_of, walk
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import _changed, compact_source
+from .class_parameters import changed_value, compact_source
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -119,7 +119,7 @@ def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
     for name, value in kept.items():
-        changed = _changed(value)
+        changed = changed_value(value)
         rebuilt = _rebuilt(network, {name: changed})
         if rebuilt is None:
             return False

@@ -19,7 +19,7 @@ from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose
 from .class_structure import Groups, Item
 from .class_templates import Instance, Template, merge_optional, resolve
 from .python_names import Namespace, is_name, module_path, parameter_name, value_name
-from .torch_source import _initial_value, class_name, forward_tree, parameter_parts
+from .torch_source import class_name, forward_tree, initial_value, parameter_parts
 
 
 class Compact:
@@ -72,7 +72,7 @@ class Compact:
     def _parameter_code(self, name: str, leaf: str) -> Code:
         """`nn.Parameter(torch.full((c, 1, 1), fill))`, its sizes as slots."""
         shape = tuple(self.parameters[name].shape)
-        parts = parameter_parts([HOLE] * len(shape), _initial_value(self.network, name))
+        parts = parameter_parts([HOLE] * len(shape), initial_value(self.network, name))
         sizes = [Code.slot(size, f"{leaf}_channels") for size in shape]
         return _using(compose(parts, sizes), "nn", "torch")
 

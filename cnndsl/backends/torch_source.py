@@ -131,7 +131,7 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
             lines.append(f"        {assignment(owner, leaf, _constructor(module, attrs.get(path)))}")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
-                fill = _initial_value(network, f"{path}.{name}" if path else name)
+                fill = initial_value(network, f"{path}.{name}" if path else name)
                 lines.append(
                     f"        {module_path('self', path) if path else 'self'}.{name} = "
                     f"{parameter_constructor([str(size) for size in parameter.shape], fill)}"
@@ -163,7 +163,7 @@ def float32_text(value: float) -> str:
     return repr(value)
 
 
-def _initial_value(network, name: str) -> float:
+def initial_value(network, name: str) -> float:
     """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
     modules the source is written from live on the meta device, which holds no values."""
     graph = network.graph
