@@ -89,8 +89,8 @@ MUTANTS = [
     mutant(
         "1 concat order reversed in torch and ONNX",
         MERGE,
-        "return f\"torch.cat([{', '.join(parts)}], 1)\"",
-        "return f\"torch.cat([{', '.join(parts[::-1])}], 1)\"",
+        'return Call("torch", "cat", (Listed(tuple(parts)), 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), 1))',
         [CONCAT_ORDER],
         REFERENCE + TORCH,
         (MERGE, 'return emit.op("Concat", parts, axis=1)', 'return emit.op("Concat", parts[::-1], axis=1)'),
@@ -154,8 +154,8 @@ MUTANTS = [
     mutant(
         "7 torch concat reversed alone",
         MERGE,
-        "return f\"torch.cat([{', '.join(parts)}], 1)\"",
-        "return f\"torch.cat([{', '.join(parts[::-1])}], 1)\"",
+        'return Call("torch", "cat", (Listed(tuple(parts)), 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), 1))',
         [CONCAT_ORDER],
         REFERENCE + TORCH,
     ),
@@ -339,8 +339,8 @@ MUTANTS = [
     mutant(
         "in-place residual add keeps only the body",
         MERGE,
-        'return args[0] + "".join(f".add_({arg})" for arg in args[1:])',
-        "return args[0]",
+        '            total = Method(total, "add_", (Arg(index),))',
+        "            pass",
         ["tests/test_reference.py::test_residual_adds_the_shortcut_and_scale_gates_per_channel"],
         REFERENCE + TORCH,
     ),
@@ -355,8 +355,8 @@ MUTANTS = [
     mutant(
         "bilinear resizing aligns corners in torch",
         RESIZE,
-        '", align_corners=False" if mode == "bilinear"',
-        '", align_corners=True" if mode == "bilinear"',
+        '(("align_corners", False),) if mode == "bilinear"',
+        '(("align_corners", True),) if mode == "bilinear"',
         [weightless("upsample(2, mode=bilinear)")],
         REFERENCE + TORCH,
     ),

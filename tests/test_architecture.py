@@ -33,7 +33,6 @@ LAYERS = [
 KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cnndsl.weights.checkpoint", "cnndsl.backends.onnx_weights"),
     ("cnndsl.backends.onnx_weights", "cnndsl.backends.onnx"),
-    ("cnndsl.backends.torch", "cnndsl.api"),
 }
 
 

@@ -283,7 +283,7 @@ def test_the_python_file_reads_like_hand_written_code(cli, tmp_path):
     """A class per block, stages built in loops, the counts and widths of the network as arguments."""
     cli("compile", "resnet50", "--to", "python", "-o", tmp_path / "net.py")
     text = (tmp_path / "net.py").read_text()
-    assert text.startswith('"""resnet50, compiled from library/resnet.cnn by cnndsl')
+    assert text.startswith('"""resnet50, compiled from library:resnet.cnn by cnndsl')
     assert "Input 3×224×224; 25,557,032 parameters; 4,089,184,256 multiply-accumulates per image." in text
     assert "Fixed at their values: unit=bottleneck, groups=1, width=64, dilate=[False, False, False]." in text
     assert "    def __init__(self, depths=(3, 4, 6, 3), classes=1000):" in text

@@ -58,6 +58,27 @@ network None { input 3x8x8
         assert torch.equal(written.eval()(images), module(images))
 
 
+def test_blocks_and_parameters_named_like_the_files_own_names_get_classes_that_shadow_none(tmp_path):
+    """A block `f` would be class `F`, hiding torch.nn.functional; a parameter `torch` would hide torch in
+    `__init__`: the names are changed and the compact classes still compute what to_torch() does."""
+    source = """block f(torch) { conv3x3(torch), relu, upsample(2, mode=bilinear), pool }
+block ordered_dict(c) { conv1x1(c), relu }
+network net { input 3x16x16
+    stage s { f(8), f(16), ordered_dict(16), ordered_dict(24) }
+}"""
+    network = cnndsl.parse(source, file="n.cnn")
+    text = write_python(network, tmp_path / "net.py").read_text()
+    assert "class FBlock(nn.Module):\n    def __init__(self, in_channels, torch_):" in text
+    assert "class OrderedDictBlock(nn.Module):\n    def __init__(self, c):" in text
+    module = network.to_torch(seed=0).eval()
+    written = _import(tmp_path / "net.py").Net()
+    assert list(written.state_dict()) == list(module.state_dict())
+    written.load_state_dict(module.state_dict())
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(written.eval()(images), module(images))
+
+
 @pytest.mark.parametrize(
     "declaration, call", [("block def(c)", "def(4)"), ("block None(c)", "None(4)"), ("block double(c)", "double(4)")]
 )
@@ -323,7 +344,7 @@ def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_p
 def test_the_header_quotes_the_networks_own_definitions_not_the_rest_of_its_file(generated):
     """resnet18: the basic block, the family and its own line; not the bottleneck, not resnet50's line."""
     text = _file(generated, "resnet18")
-    quoted = text[text.index("Its source, from library/resnet.cnn:") : text.index('"""', 3)]
+    quoted = text[text.index("Its source, from library:resnet.cnn:") : text.index('"""', 3)]
     assert "    block basic(c, s=1, groups=1, width=64, d=1) {\n        residual {\n" in quoted
     assert "\n    network resnet(depths=[2, 2, 2, 2], unit=basic," in quoted
     assert quoted.rstrip().endswith("    network resnet18 = resnet([2, 2, 2, 2], basic)")

@@ -18,12 +18,14 @@ from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError, ValueProblem
 from ..core.source_map import source_name
 from ..graph.ir import inputs_of, walk
+from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .torch_classes import _changed, compact_source
-from .torch_source import class_name, forward_expression, input_name, overwritable, python_file, python_source
+from .class_parameters import changed_value, compact_source
+from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
+NAMESPACES = {"torch": torch, "F": F}  # the namespaces a kind's `Call` names (cnndsl.ops.torch_code)
 
 
 def build_module(
@@ -83,10 +85,12 @@ def standalone_source(network) -> str:
     source. Modules are built on the meta device: the source needs their form, not their weights."""
     root = _meta_modules(network)
     try:
-        code, kept = compact_source(network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes))
+        code, kept, uses = compact_source(
+            network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
+        )
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
-    text = python_file(network, code, kept)
+    text = python_file(network, code, uses, kept)
     if _rebuilds(text, network, root, kept):
         return text
     return python_source(network, root)
@@ -98,17 +102,10 @@ def _meta_modules(network) -> nn.Module:
 
 
 def _rebuilt(network, changes: dict):
-    """(network, its modules by name) with some parameters changed, or None where it does not expand."""
-    from ..api import load, parse
-
-    overrides = {**network.graph.graph["param_values"], **changes}
+    """(network, its modules by name) with some parameters changed (the network's own `with_params`
+    expands it again), or None where it does not expand."""
     try:
-        if Path(network.file).is_file():
-            other = load(network.file, network=network.name, input=network.input_shape, **overrides)
-        else:
-            other = parse(
-                network.source, file=network.file, network=network.name, input=network.input_shape, **overrides
-            )
+        other = network.with_params(**changes)
         return other, dict(_meta_modules(other).named_modules())
     except CnnDslError:
         return None
@@ -122,7 +119,7 @@ def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
     for name, value in kept.items():
-        changed = _changed(value)
+        changed = changed_value(value)
         rebuilt = _rebuilt(network, {name: changed})
         if rebuilt is None:
             return False
@@ -229,7 +226,7 @@ def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
 
 # ---- forward --------------------------------------------------------------------
 def forward_graph(network, root: nn.Module) -> fx.Graph:
-    """The forward as an fx graph: each node's expression (`torch_call`, or its in-place form) evaluated on proxies.
+    """The forward as an fx graph: each node's expression (`torch_forward`, or its in-place form) applied to proxies.
 
     Each IR node's result carries `meta["cnndsl_node"]` (its id) for passes such as shape propagation.
     """
@@ -242,15 +239,14 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
     for node, data, _, sources, _ in walk(graph):
         if node in values:
             continue
-        args = [f"arg{index}" for index in range(len(sources))]
-        owned = data["name"] in modules or data["name"] in parameters
-        expression = forward_expression(graph, node, args, "module" if owned else None)
         tracer.node_name = data["name"].replace(".", "_")
-        scope = {"torch": torch, "F": F, "module": _ModuleCall(tracer, data["name"])}
+        own = None
         if data["name"] in parameters:  # the layer's own tensor, read as `self.<name>`
-            scope["module"] = tracer.create_proxy("get_attr", data["name"], (), {})
-        scope.update(zip(args, (values[source] for source in sources)))
-        values[node] = eval(expression, scope)  # noqa: S307  (the kind's own expression, over proxies)
+            own = tracer.create_proxy("get_attr", data["name"], (), {})
+        elif data["name"] in modules:
+            own = _ModuleCall(tracer, data["name"])
+        arguments = [values[source] for source in sources]
+        values[node] = evaluated(forward_tree(graph, node), arguments, own, NAMESPACES)
         values[node].node.meta["cnndsl_node"] = node
     results = tuple(values[node].node for _, node in graph.graph["outputs"])
     code.output(results[0] if len(results) == 1 else results)

@@ -8,49 +8,56 @@ from __future__ import annotations
 
 import ast
 import inspect
-import keyword
-import re
 import struct
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.resources import library_dir
+from ..core.source_map import source_name
 from ..core.version import __version__
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import REGISTRY, format_shape
+from ..ops.torch_code import Expr, namespaces, passes_through, written
+from . import python_names
 from .python_layout import laid_out
+from .python_names import Namespace, assignment, module_path, value_name
 from .source_excerpt import network_text
-
-RESERVED = {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
 
 
 def python_source(network, root: nn.Module) -> str:
     """The file's text; `root` holds the network's modules at their IR names (as build_module makes them).
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
-    owned = set(modules) | set(dict(root.named_parameters()))
+    parameters = dict(root.named_parameters())
     body = [
         f"class {class_name(network.name)}(nn.Module):",
         *_init_lines(modules, network),
         "",
-        *_forward_lines(network, owned),
+        *_forward_lines(network, set(modules) | set(parameters)),
     ]
-    return python_file(network, "\n".join(body))
+    scales = any(
+        next(module.parameters(recurse=False), None) is not None
+        for module in modules.values()
+        if type(module) is nn.Module
+    )  # a layer that is one tensor (layer scale), built with torch.full
+    trees = (forward_tree(network.graph, node) for node in network.graph if node != network.graph.graph["input"])
+    uses = {"nn", *(["torch"] if scales else []), *(name for tree in trees for name in namespaces(tree))}
+    return python_file(network, "\n".join(body), uses)
 
 
-def python_file(network, code: str, kept: dict | None = None) -> str:
-    """Header, the imports the code uses and the code, laid out as ruff format lays it out."""
+def python_file(network, code: str, uses: set | frozenset, kept: dict | None = None) -> str:
+    """Header, the imports of the names the code `uses` and the code, laid out as ruff format lays it out."""
     code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
-    return header(network, kept) + "\n" + _imports(code) + "\n\n" + code + "\n"
+    return header(network, kept) + "\n" + _imports(uses) + "\n\n" + code + "\n"
 
 
-def _imports(code: str) -> str:
-    """The imports the code uses: an unused one would fail `ruff check`."""
-    used = [("torch.", "import torch"), ("F.", "import torch.nn.functional as F"), ("nn.", "from torch import nn")]
-    lines = "".join(f"{line}\n" for prefix, line in used if re.search(rf"(?<![\w.]){re.escape(prefix)}", code))
-    return ("from collections import OrderedDict\n\n" if "OrderedDict(" in code else "") + lines
+IMPORTS = {"torch": "import torch", "F": "import torch.nn.functional as F", "nn": "from torch import nn"}
+
+
+def _imports(uses: set | frozenset) -> str:
+    """The imports of the names the code uses, and no other: an unused one would fail `ruff check`."""
+    lines = "".join(f"{line}\n" for name, line in IMPORTS.items() if name in uses)
+    return ("from collections import OrderedDict\n\n" if "OrderedDict" in uses else "") + lines
 
 
 def header(network, kept: dict | None = None) -> str:
@@ -59,7 +66,7 @@ def header(network, kept: dict | None = None) -> str:
     cannot end the docstring or start a line of code."""
     fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
     lines = [
-        f"{network.name}, compiled from {source_name(network.file)} by cnndsl {__version__}.",
+        f"{network.name}, compiled from {source_name(network.file, network.file)} by cnndsl {__version__}.",
         "",
         (
             f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
@@ -76,21 +83,11 @@ def header(network, kept: dict | None = None) -> str:
         ),
         *([f"Fixed at their values: {', '.join(fixed)}."] if fixed else []),
         "",
-        f"Its source, from {source_name(network.file)}:",
+        f"Its source, from {source_name(network.file, network.file)}:",
         "",
         *(f"    {line}".rstrip() for line in network_text(network).splitlines()),
     ]
     return '"""' + "\n".join(docstring_text(line) for line in lines) + '\n"""\n'
-
-
-def source_name(file: str) -> str:
-    """The source as a reader knows it, never an absolute path: `library/resnet.cnn` for the shipped
-    library, else the file's own name (the same output whichever folder it was compiled from)."""
-    path = Path(file)
-    try:
-        return f"library/{path.relative_to(library_dir()).as_posix()}"
-    except ValueError:
-        return path.name
 
 
 def docstring_text(text: str) -> str:
@@ -114,40 +111,14 @@ def _printable(char: str) -> str:
     return char.encode("unicode_escape").decode("ascii")
 
 
-def attribute(owner: str, name: str) -> str:
-    """`owner.name`, or `getattr(owner, "name")` where the name is not a Python identifier (`class`)."""
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return f"{owner}.{name}"
-    return f"getattr({owner}, {_quoted(name)})"
-
-
-def _quoted(name: str) -> str:
-    """A module name as a double-quoted literal (names are ASCII identifiers, keywords included)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def module_path(owner: str, path: str) -> str:
-    """The expression for the submodule at a dotted IR name."""
-    for part in path.split("."):
-        owner = attribute(owner, part)
-    return owner
-
-
 def class_name(network_name: str) -> str:
-    """`resnet50` -> `Resnet50`, `unet_small` -> `UnetSmall`; a name Python or the file's imports
-    already use (`None`, `F`) gets `Network` added."""
-    name = "".join(part[:1].upper() + part[1:] for part in network_name.split("_")) or "Network"
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED else f"{name}Network"
+    """The network's class: `resnet50` -> `Resnet50`; `None` or `F` -> `NoneNetwork`, `FNetwork`."""
+    return python_names.class_name(network_name, "Network")
 
 
 def input_name(network) -> str:
     """The forward's argument: the input's label where it makes a good Python name, else `x`."""
-    return _variable(network.input_name)
-
-
-def _variable(label) -> str:
-    good = label and label.isidentifier() and not keyword.iskeyword(label) and label not in RESERVED
-    return label if good else "x"
+    return value_name(network.input_name)
 
 
 def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
@@ -157,13 +128,10 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
-            if leaf.isidentifier() and not keyword.iskeyword(leaf):
-                lines.append(f"        {owner}.{leaf} = {_constructor(module, attrs.get(path))}")
-            else:
-                lines.append(f"        {owner}.add_module({_quoted(leaf)}, {_constructor(module, attrs.get(path))})")
+            lines.append(f"        {assignment(owner, leaf, _constructor(module, attrs.get(path)))}")
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
-                fill = _initial_value(network, f"{path}.{name}" if path else name)
+                fill = initial_value(network, f"{path}.{name}" if path else name)
                 lines.append(
                     f"        {module_path('self', path) if path else 'self'}.{name} = "
                     f"{parameter_constructor([str(size) for size in parameter.shape], fill)}"
@@ -173,8 +141,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
 
 def parameter_constructor(sizes: list[str], fill: float) -> str:
     """A layer that is one tensor, as torchvision's ConvNeXt writes its layer scale."""
-    shape = f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
-    return f"nn.Parameter(torch.full({shape}, {float32_text(fill)}))"
+    return "".join(parameter_parts(sizes, fill))
+
+
+def parameter_parts(sizes: list, fill: float) -> list:
+    """`nn.Parameter(torch.full((sizes), fill))` as fragments: each size is text or a slot of a class's code."""
+    shape = ["(", sizes[0], ",)"] if len(sizes) == 1 else ["(", *_separated(sizes, ", "), ")"]
+    return ["nn.Parameter(torch.full(", *shape, f", {float32_text(fill)}))"]
+
+
+def _separated(items: list, separator: str) -> list:
+    return [part for index, item in enumerate(items) for part in ([separator, item] if index else [item])]
 
 
 def float32_text(value: float) -> str:
@@ -186,7 +163,7 @@ def float32_text(value: float) -> str:
     return repr(value)
 
 
-def _initial_value(network, name: str) -> float:
+def initial_value(network, name: str) -> float:
     """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
     modules the source is written from live on the meta device, which holds no values."""
     graph = network.graph
@@ -197,12 +174,19 @@ def _initial_value(network, name: str) -> float:
 
 
 def _constructor(module: nn.Module, attrs: dict | None = None) -> str:
-    """A torch.nn layer's repr is its constructor call; arguments left at their defaults are dropped,
-    which reads as hand-written code and keeps the file valid for torch versions with fewer arguments.
-    An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the IR."""
+    """The layer's constructor call as text (`nn.Conv2d(64, 128, kernel_size=3, ...)`)."""
+    call = constructor_call(module, attrs)
+    return "nn.Module()" if call is None else f"nn.{ast.unparse(call)}"
+
+
+def constructor_call(module: nn.Module, attrs: dict | None = None) -> ast.Call | None:
+    """A torch.nn layer's repr is its constructor call (torch's text, read with ast); arguments left at their
+    defaults are dropped, which reads as hand-written code and keeps the file valid for torch versions with
+    fewer arguments. An argument the repr leaves out (PReLU's `init`) comes from the layer's `attrs` in the
+    IR. None for a plain container (`nn.Module()`)."""
     cls = type(module)
     if cls is nn.Module:
-        return "nn.Module()"
+        return None
     if getattr(nn, cls.__name__, None) is not cls or next(module.children(), None) is not None:
         raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
     call = ast.parse(repr(module), mode="eval").body
@@ -214,7 +198,7 @@ def _constructor(module: nn.Module, attrs: dict | None = None) -> str:
         for argument in call.keywords
         if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])
     ]
-    return f"nn.{ast.unparse(call)}"
+    return call
 
 
 def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
@@ -231,7 +215,8 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         uses[node] += 1  # outputs stay alive until the return
     first = graph.graph["input"]
     names = {first: input_name(network)}
-    live = {names[first]: first}
+    live = Namespace()
+    live.fresh(names[first])
     lines = [f"    def forward(self, {names[first]}):"]
     group = ()
     for node, data, _, sources, _ in walk(graph):
@@ -245,10 +230,10 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         for source in sources:
             uses[source] -= 1
             if uses[source] == 0:
-                del live[names[source]]
-        names[node] = _free_name(_variable(data["tap"]), live)
-        if uses[node]:
-            live[names[node]] = node
+                live.release(names[source])
+        names[node] = live.fresh(value_name(data["tap"]))
+        if not uses[node]:
+            live.release(names[node])
         lines.append(f"        {names[node]} = {expression}")
     results = [names[node] for _, node in graph.graph["outputs"]]
     lines.append(f"        return {', '.join(results)}")
@@ -256,15 +241,20 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
 
 
 def forward_expression(graph, node: int, args: list[str], module: str | None) -> str:
-    """The node's forward expression over `args`: the kind's in-place form where it has one and its
-    first input may be overwritten, else its ordinary call."""
+    """The node's forward as Python text over the names `args` and its module's `module`."""
+    return written(forward_tree(graph, node), args, module)
+
+
+def forward_tree(graph, node: int) -> Expr:
+    """The node's forward expression (cnndsl.ops.torch_code): the kind's in-place form where it has one and
+    its first input may be overwritten, else its ordinary one."""
     data, sources = graph.nodes[node], inputs_of(graph, node)
     shapes = [graph.nodes[source]["shape"] for source in sources]
     kind = REGISTRY[data["op"]]
-    inplace = (
-        kind.torch_call_inplace(data["attrs"], shapes, args) if sources and overwritable(graph, sources[0]) else None
+    in_place = (
+        kind.torch_forward_in_place(data["attrs"], shapes) if sources and overwritable(graph, sources[0]) else None
     )
-    return inplace or kind.torch_call(data["attrs"], shapes, args, module)
+    return in_place or kind.torch_forward(data["attrs"], shapes)
 
 
 def overwritable(graph, node: int) -> bool:
@@ -277,7 +267,7 @@ def overwritable(graph, node: int) -> bool:
     if not kind.torch_overwritable or graph.out_degree(node) != 1 or node in outputs:
         return False
     shapes = [graph.nodes[source]["shape"] for source in sources]
-    return len(sources) != 1 or kind.torch_call(data["attrs"], shapes, ["x"], None) != "x"  # `add` of one input
+    return len(sources) != 1 or not passes_through(kind.torch_forward(data["attrs"], shapes))  # `add` of one input
 
 
 def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
@@ -287,12 +277,3 @@ def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
     label = graph.graph["groups"][current]["label"]
     named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
     return ["", f"        # {comment_text('.'.join(current))}{'' if named else f': {comment_text(label)}'}"]
-
-
-def _free_name(preferred: str, live: dict[str, int]) -> str:
-    """The preferred name, or the first of preferred1, preferred2, ... that holds no value still needed."""
-    candidate, number = preferred, 0
-    while candidate in live:
-        number += 1
-        candidate = f"{preferred}{number}"
-    return candidate

@@ -14,6 +14,7 @@ from typing import Any
 from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from ..core.spellings import unknown_argument_hint
 from ..front.evaluate import shown
+from .torch_code import Arg, Expr, Method, applied
 
 Shape = tuple[int, ...]
 REQUIRED = object()
@@ -47,7 +48,7 @@ class OpKind:
     torch_overwritable: bool = False  # its torch output is a new tensor backward does not keep: a next
     # activation may overwrite it in place when nothing else reads it
     torch_in_place: bool = False  # torch writes its result over its first input where that input is overwritable:
-    # a module with `inplace` (ReLU(inplace=True)) or a `torch_call_inplace`
+    # a module with `inplace` (ReLU(inplace=True)) or a `torch_forward_in_place`
     backward_keeps: int = 1  # output-sized float32 tensors backward keeps (an estimate): 3 for max pooling, whose
     # int64 indices are two float32 values each
     residual_join: bool = False  # adds shortcuts (its other inputs) to a body (its first): `zero_init_residual`
@@ -123,11 +124,11 @@ class OpKind:
         """An nn.Module for kinds with state or a module form; None for pure functions."""
         return None
 
-    def torch_call(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str], module: str | None) -> str:
-        """The forward expression: `module(x)` by default."""
-        return f"{module}({args[0]})"
+    def torch_forward(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr:
+        """The forward as an expression tree (cnndsl.ops.torch_code): its module on its input by default."""
+        return applied(Arg(0))
 
-    def torch_call_inplace(self, attrs: dict[str, Any], inputs: list[Shape], args: list[str]) -> str | None:
+    def torch_forward_in_place(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr | None:
         """The expression that writes its result into its first input (`x.add_(y)`, torchvision's
         `out += identity`), for the backend to use where nothing else reads that input; None if none."""
         return None
@@ -290,12 +291,12 @@ def stride_text(stride: tuple[int, int]) -> str:
     return f", /{stride[0]}" if stride[0] == stride[1] else f", /{stride[0]}×{stride[1]}"
 
 
-def channels_last(module: str, arg: str, shape: Shape) -> str:
+def channels_last(value: Expr, shape: Shape) -> Expr:
     """The torch call of a layer over the channels at every pixel: permuted to N×H×W×C and back, as ConvNeXt
     applies its LayerNorm and Linear; a vector needs no permute."""
     if len(shape) == 1:
-        return f"{module}({arg})"
-    return f"{module}({arg}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
+        return applied(value)
+    return Method(applied(Method(value, "permute", (0, 2, 3, 1))), "permute", (0, 3, 1, 2))
 
 
 def format_shape(shape: Shape) -> str:

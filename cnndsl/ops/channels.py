@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import REQUIRED, OpKind, register, spatial, whole
+from .torch_code import Arg, Index, Method
 
 
 @register
@@ -36,8 +37,8 @@ class Chunk(OpKind):
     def label(self, attrs):
         return f"chunk {attrs['i'] + 1}/{attrs['n']}"
 
-    def torch_call(self, attrs, inputs, args, module):
-        return f"{args[0]}[:, {attrs['start']}:{attrs['stop']}]"  # a view: no later layer may overwrite it
+    def torch_forward(self, attrs, inputs):
+        return Index(Arg(0), (slice(None), slice(attrs["start"], attrs["stop"])))  # a view: never overwritten
 
     def onnx(self, attrs, inputs, args, emit):
         starts, ends = (attrs["start"],), (attrs["stop"],)
@@ -70,13 +71,11 @@ class ChannelShuffle(OpKind):
     def label(self, attrs):
         return f"channel shuffle {attrs['g']}"
 
-    def torch_call(self, attrs, inputs, args, module):
+    def torch_forward(self, attrs, inputs):
         channels, height, width = inputs[0]
         groups = attrs["g"]
-        return (
-            f"{args[0]}.reshape(-1, {groups}, {channels // groups}, {height}, {width}).transpose(1, 2)"
-            f".reshape(-1, {channels}, {height}, {width})"
-        )
+        grouped = Method(Arg(0), "reshape", (-1, groups, channels // groups, height, width))
+        return Method(Method(grouped, "transpose", (1, 2)), "reshape", (-1, channels, height, width))
 
     def onnx(self, attrs, inputs, args, emit):
         channels, height, width = inputs[0]

@@ -6,6 +6,7 @@ import math
 
 from ..core.errors import ShapeProblem
 from .base import OpKind, Window, alias, channels_last, flag, format_shape, numel, register, whole
+from .torch_code import Arg, Call, Method, applied
 
 
 @register
@@ -51,11 +52,10 @@ class FullyConnected(OpKind):
 
         return nn.Linear(self._features(attrs, inputs), attrs["n"], attrs["bias"])
 
-    def torch_call(self, attrs, inputs, args, module):
+    def torch_forward(self, attrs, inputs):
         if attrs["pixelwise"]:
-            return channels_last(module, args[0], inputs[0])
-        flat = args[0] if len(inputs[0]) == 1 else f"torch.flatten({args[0]}, 1)"
-        return f"{module}({flat})"
+            return channels_last(Arg(0), inputs[0])
+        return applied(Arg(0) if len(inputs[0]) == 1 else Call("torch", "flatten", (Arg(0), 1)))
 
     def onnx(self, attrs, inputs, args, emit):
         features = self._features(attrs, inputs)
@@ -83,8 +83,8 @@ class Flatten(OpKind):
     def shape(self, attrs, inputs):
         return (numel(inputs[0]),)
 
-    def torch_call(self, attrs, inputs, args, module):
-        return f"torch.flatten({args[0]}, 1)"
+    def torch_forward(self, attrs, inputs):
+        return Call("torch", "flatten", (Arg(0), 1))
 
     def onnx(self, attrs, inputs, args, emit):
         return emit.op("Flatten", [args[0]], axis=1)
@@ -120,8 +120,8 @@ class Reshape(OpKind):
     def label(self, attrs):
         return f"reshape {format_shape(attrs['dims'])}"
 
-    def torch_call(self, attrs, inputs, args, module):
-        return f"{args[0]}.reshape(-1, {', '.join(map(str, attrs['dims']))})"
+    def torch_forward(self, attrs, inputs):
+        return Method(Arg(0), "reshape", (-1, *attrs["dims"]))
 
     def onnx(self, attrs, inputs, args, emit):
         return emit.op("Reshape", [args[0], emit.ints("shape", (0, *attrs["dims"]))])  # 0 keeps the batch

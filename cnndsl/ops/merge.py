@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, flag, format_shape, real, register
+from .torch_code import Arg, Call, Index, Listed, Method, Operation
 
 
 def _projection_hint(source, target) -> str:
@@ -42,11 +43,14 @@ class Add(OpKind):
     def label(self, attrs):
         return "⊕"
 
-    def torch_call(self, attrs, inputs, args, module):
-        return " + ".join(args)
+    def torch_forward(self, attrs, inputs):
+        return Operation("+", tuple(Arg(index) for index in range(len(inputs))))
 
-    def torch_call_inplace(self, attrs, inputs, args):
-        return args[0] + "".join(f".add_({arg})" for arg in args[1:])
+    def torch_forward_in_place(self, attrs, inputs):
+        total = Arg(0)
+        for index in range(1, len(inputs)):
+            total = Method(total, "add_", (Arg(index),))
+        return total
 
     def onnx(self, attrs, inputs, args, emit):
         total = args[0]
@@ -89,13 +93,13 @@ class Concat(OpKind):
             return [(0, 0)] * len(inputs)
         return [((shape[1] - inputs[0][1]) // 2, (shape[2] - inputs[0][2]) // 2) for shape in inputs]
 
-    def torch_call(self, attrs, inputs, args, module):
+    def torch_forward(self, attrs, inputs):
         height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
         parts = [
-            arg if shape[1:] == inputs[0][1:] else _centre_crop(arg, shape, height, width)
-            for arg, shape in zip(args, inputs)
+            Arg(index) if shape[1:] == inputs[0][1:] else _centre_crop(Arg(index), shape, height, width)
+            for index, shape in enumerate(inputs)
         ]
-        return f"torch.cat([{', '.join(parts)}], 1)"
+        return Call("torch", "cat", (Listed(tuple(parts)), 1))
 
     def onnx(self, attrs, inputs, args, emit):
         parts = [
@@ -105,9 +109,9 @@ class Concat(OpKind):
         return emit.op("Concat", parts, axis=1)
 
 
-def _centre_crop(arg, shape, height, width) -> str:
+def _centre_crop(value: Arg, shape, height, width) -> Index:
     top, left = (shape[1] - height) // 2, (shape[2] - width) // 2
-    return f"{arg}[:, :, {top}:{top + height}, {left}:{left + width}]"
+    return Index(value, (slice(None), slice(None), slice(top, top + height), slice(left, left + width)))
 
 
 def _onnx_centre_crop(emit, arg, shape, target) -> str:
@@ -149,12 +153,12 @@ class Multiply(OpKind):
     def label(self, attrs):
         return "⊗" if attrs["factor"] is None else f"× {attrs['factor']:g}"
 
-    def torch_call(self, attrs, inputs, args, module):
+    def torch_forward(self, attrs, inputs):
         gated = [
-            f"{arg}.view(-1, {shape[0]}, 1, 1)" if len(shape) == 1 and len(inputs[0]) == 3 else arg
-            for arg, shape in zip(args, inputs)
+            Method(Arg(index), "view", (-1, shape[0], 1, 1)) if len(shape) == 1 and len(inputs[0]) == 3 else Arg(index)
+            for index, shape in enumerate(inputs)
         ]
-        return " * ".join(gated + ([] if attrs["factor"] is None else [repr(attrs["factor"])]))
+        return Operation("*", tuple(gated + ([] if attrs["factor"] is None else [attrs["factor"]])))
 
     def onnx(self, attrs, inputs, args, emit):
         product = args[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ValueProblem
 from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
+from .torch_code import OWN, Arg, Attribute, Index, Method, Operation, applied
 
 
 @register
@@ -70,8 +71,8 @@ class LayerNorm(OpKind):
 
         return nn.LayerNorm(inputs[0][0], eps=attrs["eps"])
 
-    def torch_call(self, attrs, inputs, args, module):
-        return channels_last(module, args[0], inputs[0])
+    def torch_forward(self, attrs, inputs):
+        return channels_last(Arg(0), inputs[0])
 
     def onnx(self, attrs, inputs, args, emit):
         channels = (inputs[0][0],)
@@ -162,8 +163,8 @@ class LayerScale(OpKind):
 
         return nn.Parameter(torch.full(_per_channel(inputs[0]), attrs["init"]))
 
-    def torch_call(self, attrs, inputs, args, module):
-        return f"{args[0]} * {module}"
+    def torch_forward(self, attrs, inputs):
+        return Operation("*", (Arg(0), OWN))
 
     def onnx(self, attrs, inputs, args, emit):
         return emit.op("Mul", [args[0], emit.weight("", _per_channel(inputs[0]), fill=attrs["init"])])
@@ -259,9 +260,9 @@ class StochasticDepth(OpKind):
 
         return nn.Dropout(attrs["p"])
 
-    def torch_call(self, attrs, inputs, args, module):
-        ones = ", ".join(["1"] * len(inputs[0]))
-        return f"{args[0]} * {module}({args[0]}.new_ones({args[0]}.shape[0], {ones}))"
+    def torch_forward(self, attrs, inputs):
+        batch = Index(Attribute(Arg(0), "shape"), 0)
+        return Operation("*", (Arg(0), applied(Method(Arg(0), "new_ones", (batch, *[1] * len(inputs[0]))))))
 
     def onnx(self, attrs, inputs, args, emit):
         return args[0]  # the export is for inference, where every sample survives unscaled

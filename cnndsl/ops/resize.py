@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
+from .torch_code import Arg, Call
 
 
 def interpolation_window(mode: str) -> Window:
@@ -11,10 +12,10 @@ def interpolation_window(mode: str) -> Window:
     return Window((1, 1), (1, 1), mode="linear" if mode == "bilinear" else "nearest")
 
 
-def _interpolate_call(arg: str, target: str, mode: str) -> str:
-    """The torch call of `upsample` and `resize`; `target` is `scale_factor=2` or `size=(h, w)`."""
-    corners = ", align_corners=False" if mode == "bilinear" else ""
-    return f"F.interpolate({arg}, {target}, mode='{mode}'{corners})"
+def _interpolate_call(target: tuple[str, object], mode: str) -> Call:
+    """The torch call of `upsample` and `resize`; `target` is ("scale_factor", 2) or ("size", (h, w))."""
+    corners = (("align_corners", False),) if mode == "bilinear" else ()
+    return Call("F", "interpolate", (Arg(0),), (target, ("mode", mode), *corners))
 
 
 def _onnx_resize(emit, arg: str, mode: str, scales: str = "", sizes: str = "") -> str:
@@ -55,8 +56,8 @@ class Upsample(OpKind):
     def label(self, attrs):
         return f"upsample ×{attrs['scale']}"
 
-    def torch_call(self, attrs, inputs, args, module):
-        return _interpolate_call(args[0], f"scale_factor={attrs['scale']}", attrs["mode"])
+    def torch_forward(self, attrs, inputs):
+        return _interpolate_call(("scale_factor", attrs["scale"]), attrs["mode"])
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`upsample`")  # Resize with coordinate modes that match PyTorch
@@ -101,8 +102,8 @@ class Resize(OpKind):
     def label(self, attrs):
         return f"resize {attrs['size'][0]}×{attrs['size'][1]}"
 
-    def torch_call(self, attrs, inputs, args, module):
-        return _interpolate_call(args[0], f"size={attrs['size']}", attrs["mode"])
+    def torch_forward(self, attrs, inputs):
+        return _interpolate_call(("size", attrs["size"]), attrs["mode"])
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`resize`")  # Resize with sizes and PyTorch's coordinate modes

@@ -1,0 +1,252 @@
+"""The classes of the compact source: a block's instances that differ only in numbers share one class,
+whose arguments are named after the block's parameters where their values match; one instance with a
+submodule more (a projection shortcut) joins them under a condition on those arguments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from .class_code import (
+    Code,
+    Line,
+    Slot,
+    Step,
+    alias,
+    forward_lines,
+    forward_uses,
+    line_form,
+    line_slots,
+    lines_code,
+    matches,
+    rendered,
+)
+from .python_names import class_name, parameter_name
+
+
+@dataclass
+class Instance:
+    """One group written as a template's class: its `__init__` code's numbers and the names they may stand for."""
+
+    path: tuple
+    code: Code
+    candidates: dict
+
+
+@dataclass
+class Template:
+    """One class: the `__init__` lines and forward steps its instances share, and once named, its text."""
+
+    base: str
+    init: list[Line]
+    forward: list[Step]
+    instances: list = field(default_factory=list)
+    name: str = ""
+    params: list = field(default_factory=list)
+    text: str = ""
+    condition: str = ""  # when the optional submodule is built
+    condition_words: tuple = ()  # the argument names the condition reads
+    uses: frozenset = frozenset()  # the file's names its code needs
+
+    def key(self) -> tuple:
+        """Equal for templates whose code is the same: the same class."""
+        return (self.base, lines_code(self.init, Code()).key(), tuple(forward_lines(self.forward)))
+
+
+def merge_optional(compact) -> None:
+    """Two templates of one block, one with a submodule more that maps a value to itself (a projection
+    shortcut), become one class where a condition on its arguments tells them apart."""
+    templates = compact.templates
+    by_base = defaultdict(list)
+    for key, template in templates.items():
+        if not template.name:
+            by_base[template.base].append(key)
+    for keys in by_base.values():
+        if len(keys) != 2:
+            continue
+        for without, extra in (keys, keys[::-1]):
+            merged = _with_optional(templates[without], templates[extra], compact)
+            if merged is not None:
+                del templates[without], templates[extra]
+                templates[merged.key()] = merged
+                break
+
+
+def _with_optional(without: Template, extra: Template, compact) -> Template | None:
+    """`extra` with its one additional submodule built under a condition, if `without` is `extra` less it."""
+    if not without.init:
+        return None  # a class without submodules gains none
+    plain = [line_form(line) for line in without.init]
+    position = next(
+        (
+            index
+            for index in range(len(extra.init))
+            if [line_form(line) for line in extra.init[:index] + extra.init[index + 1 :]] == plain
+        ),
+        None,
+    )
+    name = extra.init[position].sets if position is not None else None
+    if name is None:
+        return None
+    step, aliased = None, None
+    wanted = forward_lines(without.forward)
+    for index, candidate in enumerate(extra.forward):  # `identity = self.downsample(x)`, absent where `x` is added
+        if candidate.calls(f"self.{name}"):
+            rest = extra.forward[:index] + extra.forward[index + 1 :]
+            if forward_lines(other.renamed(candidate.target, candidate.args[0]) for other in rest) == wanted:
+                step, aliased = index, (candidate.target, candidate.args[0])
+                break
+    slots = line_slots(extra.init[position])
+    if step is None or not slots:
+        return None
+    found = _condition(
+        [instance.candidates for instance in extra.instances],
+        [instance.candidates for instance in without.instances],
+        compact,
+    )
+    if found is None:
+        return None
+    condition, words = found
+    optional = extra.init[position]
+    init = [
+        *extra.init[:position],
+        Line((f"self.{name} = None",)),
+        Line((f"if {condition}:",)),
+        Line(("    ", *optional.parts), optional.sets),
+        *extra.init[position + 1 :],
+    ]
+    second = [alias(*aliased)] if aliased[0] != aliased[1] else []  # torchvision's `identity = x`
+    forward = [*second, *extra.forward[:step], replace(extra.forward[step], guard=name), *extra.forward[step + 1 :]]
+    merged = Template(extra.base, init, forward, condition=condition, condition_words=words)
+    merged.instances = list(extra.instances)
+    start, count = min(slots), len(slots)
+    for instance in without.instances:
+        values = instance.code.values[:start] + [None] * count + instance.code.values[start:]
+        merged.instances.append(Instance(instance.path, lines_code(init, Code(values=values)), instance.candidates))
+    for instance in extra.instances:
+        instance.code = lines_code(init, instance.code)
+    merged.instances[0].code.hints = extra.instances[0].code.hints
+    return merged
+
+
+def _condition(having: list[dict], lacking: list[dict], compact) -> tuple[str, tuple] | None:
+    """`a != b` over candidate names that holds for every instance with the submodule and none without,
+    and the argument names it reads."""
+    names = list(having[0])
+    for first in [name for name in names if compact.plain(name)]:  # a plain name on the left: in_channels != 4 * c
+        for second in names:
+            if (
+                first != second
+                and all(c[first] != c[second] for c in having)
+                and all(c[first] == c[second] for c in lacking)
+            ):
+                return f"{first} != {second}", (first, *compact.words.get(second, (second,)))
+    return None
+
+
+def _preferred(candidates: dict, hint: str) -> list[str]:
+    """Candidate names in the order to try: the incoming channels first for a layer's input width,
+    last for anything else (where they match only by coincidence)."""
+    names = [name for name in candidates if name != "in_channels"]
+    return ["in_channels", *names] if hint.endswith(("in_channels", "in_features")) else [*names, "in_channels"]
+
+
+def resolve(compact, template: Template) -> None:
+    """The class's arguments: each number that differs between instances, named after what matches it."""
+    first = next(instance for instance in template.instances if None not in instance.code.values)
+    expressions, extra = {}, []
+    for slot in range(len(first.code.values)):
+        having = [
+            (instance, instance.code.values[slot])
+            for instance in template.instances
+            if instance.code.values[slot] is not None
+        ]  # an optional submodule's numbers: where it is
+        if len({value for _, value in having}) == 1:
+            continue
+        name = next(
+            (
+                name
+                for name in _preferred(first.candidates, first.code.hints[slot])
+                if all(
+                    name in instance.candidates and matches(instance.candidates[name], value)
+                    for instance, value in having
+                )
+            ),
+            None,
+        )
+        if name is None:
+            name = parameter_name(first.code.hints[slot])
+            if name not in extra:
+                extra.append(name)
+        expressions[slot] = name
+    used = {word for expression in expressions.values() for word in compact.words.get(expression, (expression,))}
+    used |= set(template.condition_words)
+    for slot in range(len(first.code.values)):  # an optional submodule's constant, named by an argument
+        having = [
+            (instance, instance.code.values[slot])
+            for instance in template.instances
+            if instance.code.values[slot] is not None
+        ]
+        if slot in expressions or len(having) == len(template.instances):
+            continue
+        name = next(
+            (
+                name
+                for name in first.candidates
+                if name in used
+                and compact.plain(name)
+                and all(matches(instance.candidates.get(name), value) for instance, value in having)
+            ),
+            None,
+        )
+        if name is not None:
+            expressions[slot] = name  # a shortcut's stride is the block's `s`, not a 2 that happens to be so
+    params = [name for name in first.candidates if compact.plain(name) and name in used]
+    absent = {
+        name
+        for slot, name in expressions.items()
+        if name in extra
+        and name not in params
+        and any(instance.code.values[slot] is None for instance in template.instances)
+    }
+    template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
+    template.name = compact.classes.counted(class_name(template.base, "Block"))
+    call = compact.groups.info[first.path].get("call", {})
+    defaults = {parameter_name(name): value for name, value in call.get("defaults", {}).items()}
+    defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
+    optional = len(template.params)
+    while optional and template.params[optional - 1] in defaults:
+        optional -= 1  # the trailing parameters with a default: callers may leave them out
+    signature = ", ".join(
+        ["self", *template.params[:optional], *(f"{name}={defaults[name]!r}" for name in template.params[optional:])]
+    )
+    template.uses = first.code.uses | forward_uses(template.forward) | {"nn"}
+    body = [
+        f"class {template.name}(nn.Module):",
+        f"    def __init__({signature}):",
+        "        super().__init__()",
+        *indented(rendered(template.init, first.code, expressions), 2),
+        "",
+        "    def forward(self, x):",
+        *indented(forward_lines(template.forward), 2),
+    ]
+    template.text = "\n".join(body)
+    for instance in template.instances:
+        values = [_argument(instance, name, expressions) for name in template.params]
+        while len(values) > optional and values[-1] == defaults[template.params[len(values) - 1]]:
+            values.pop()
+        parts = [piece for index in range(len(values)) for piece in ([", "] if index else []) + [Slot(index)]]
+        compact.codes[instance.path] = Code(
+            (f"{template.name}(", *parts, ")"), values, list(template.params), callee=template.name
+        )
+
+
+def _argument(instance: Instance, name: str, expressions: dict):
+    if name in instance.candidates:
+        return instance.candidates[name]
+    slot = next(slot for slot, expression in expressions.items() if expression == name)
+    return instance.code.values[slot]
+
+
+def indented(lines: list[str], levels: int) -> list[str]:
+    return ["    " * levels + line if line else "" for line in lines]
