@@ -445,8 +445,8 @@ MUTANTS = [
     mutant(
         "totals skip the last layer's params",
         ANALYSIS,
-        'params = sum(graph.nodes[n]["params"] for n in graph.nodes)',
-        'params = sum(graph.nodes[n]["params"] for n in list(graph.nodes)[:-1])',
+        "params = sum(each.params for each in figures)",
+        "params = sum(each.params for each in figures[:-1])",
         [counts_of("alexnet")],
         COUNTS,
     ),
