@@ -34,6 +34,7 @@ class Totals:
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write each layer's Figures (params, macs, memory_bytes, rf, jump), in topological order."""
     axes: dict = {}  # node -> its receptive_field.Axis per spatial axis, while annotating
+    done: dict[int, Figures] = {}
     for node, layer, kind, sources, shapes in walk(graph):
         attrs, shape = layer.attrs, layer.shape
         params = kind.params(attrs, shapes) if shapes else 0
@@ -44,21 +45,20 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         if window is None and len(read) == 1 and shapes[0][1:] == shape[1:]:
             # a pointwise layer (most of a network) reads position o at o: its input's maps, rf and jump
             axes[node] = axes[read[0]]
-            before = ir.layer(graph, read[0]).figures
-            layer.figures = Figures(params, macs, memory, before.rf, before.jump)
+            before = done[read[0]]
+            layer.figures = done[node] = Figures(params, macs, memory, before.rf, before.jump)
             continue
-        axes[node] = _axes(graph, read, shape, window, kind.offsets(attrs, shapes), axes)
+        axes[node] = _axes(read, shapes, shape, window, kind.offsets(attrs, shapes), axes)
         rf, jump = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
-        layer.figures = Figures(params, macs, memory, rf, jump)
+        layer.figures = done[node] = Figures(params, macs, memory, rf, jump)
     return graph
 
 
-def _axes(graph, sources, shape, window, offsets, axes):
+def _axes(sources, source_shapes, shape, window, offsets, axes):
     """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of;
     where every input and the window are the same along both axes (a square network), the map is worked out once."""
     if not sources:
         return (IDENTITY, IDENTITY)
-    source_shapes = [ir.layer(graph, source).shape for source in sources]
 
     def size(shape, axis):
         return shape[axis + 1] if len(shape) == 3 else 1  # a vector is one position

@@ -31,7 +31,7 @@ from .expand_flow import ControlFlow
 from .expand_joins import Joins
 from .expand_taps import Points
 from .frame import DEFAULT_MAX_NODES, MAX_DEPTH, STEPS_PER_NODE, Frame
-from .ir import GraphBuilder, NetworkInfo, layer
+from .ir import GraphBuilder, NetworkInfo
 
 __all__ = ["DEFAULT_MAX_NODES", "STATEMENTS", "BlockRef", "Expander", "NetworkRef", "bind_parameters", "expand_network"]
 
@@ -43,6 +43,7 @@ class Expander(Calls, Joins, ControlFlow, Points):
         self.builder = builder
         self.graph = builder.graph
         self.info = builder.info
+        self.layers = builder.layers
         self.input_override = input_override  # `--input`: replaces the input the network declares
         self.cursor: int | None = None
         self.pending_edge = "sequence"
@@ -66,7 +67,7 @@ class Expander(Calls, Joins, ControlFlow, Points):
     def _current_shape(self, pos: SourcePos) -> tuple:
         if self.cursor is None:
             raise ShapeProblem("there is no tensor here yet", pos, "start the network with `input 3x224x224`")
-        return layer(self.graph, self.cursor).shape
+        return self.layers[self.cursor].shape
 
     def add_node(
         self, kind: ops.OpKind, attrs: dict, pos: SourcePos, frame: Frame, inputs: list[tuple[int, str]]
@@ -74,7 +75,7 @@ class Expander(Calls, Joins, ControlFlow, Points):
         sources = [source for source, _ in inputs]
         if len(set(sources)) != len(sources):
             raise ShapeProblem(f"`{kind.name}` joins the same tensor with itself", pos, "join two different points")
-        shapes = [layer(self.graph, source).shape for source in sources]
+        shapes = [self.layers[source].shape for source in sources]
         try:
             attrs = kind.resolve(attrs, shapes)
             shape = kind.shape(attrs, shapes)

@@ -9,7 +9,7 @@ from .. import ops
 from ..core.errors import ShapeProblem, SourcePos, SourceWarning, ValueProblem
 from ..front import syntax as ast
 from .frame import Frame
-from .ir import input_shapes, layer
+from .ir import input_shapes
 
 
 class Joins:
@@ -24,7 +24,7 @@ class Joins:
         )
         if stmt.shortcut is not None:
             self.seq(stmt.shortcut, shortcut_frame)
-        elif layer(self.graph, fork).shape != layer(self.graph, body_out).shape:
+        elif self.layers[fork].shape != self.layers[body_out].shape:
             self._project(fork, body_out, stmt.pos, shortcut_frame)
         else:
             frame.group.children.pop()  # identity: no downsample group
@@ -34,7 +34,7 @@ class Joins:
 
     def _project(self, fork: int, body_out: int, pos: SourcePos, frame: Frame) -> None:
         """The projection shortcut of ResNet: conv1x1 with the body's stride, then bn."""
-        source, target = layer(self.graph, fork).shape, layer(self.graph, body_out).shape
+        source, target = self.layers[fork].shape, self.layers[body_out].shape
         if len(source) != 3 or len(target) != 3:
             raise ShapeProblem(
                 f"a residual cannot project {ops.format_shape(source)} to {ops.format_shape(target)}", pos
@@ -42,7 +42,7 @@ class Joins:
         stride = max(1, round(source[1] / target[1]))
         conv = self.add_layer("conv", pos, frame, c=target[0], k=1, s=stride, p=0, bias=False)
         norm = self.add_layer("bn", pos, frame)
-        if layer(self.graph, self.cursor).shape != target:
+        if self.layers[self.cursor].shape != target:
             raise ShapeProblem(
                 f"a residual's body turns {ops.format_shape(source)} into {ops.format_shape(target)}, "
                 "which no conv1x1 projection matches",
@@ -60,7 +60,7 @@ class Joins:
         )
 
     def _params_of(self, node: int) -> int:
-        record = layer(self.graph, node)
+        record = self.layers[node]
         return record.kind.params(record.attrs, input_shapes(self.graph, node))
 
     def _path(self, body: ast.Seq, frame: Frame, edge: str, pos: SourcePos, what: str) -> int:

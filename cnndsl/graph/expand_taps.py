@@ -7,7 +7,6 @@ from ..core.errors import CnnDslError, NameProblem, ShapeProblem, SourcePos, Sou
 from ..front import syntax as ast
 from ..front.evaluate import Tap
 from .frame import Frame
-from .ir import layer
 
 
 class Points:
@@ -56,7 +55,7 @@ class Points:
                 "give each labelled point its own name",
             )
         frame.taps[stmt.label] = (self.cursor, stmt.pos)
-        layer(self.graph, self.cursor).tap = stmt.label
+        self.layers[self.cursor].tap = stmt.label
 
     def _Output(self, stmt: ast.Output, frame: Frame) -> None:
         outputs = self.info.outputs

@@ -55,6 +55,13 @@ def _require(value: Any, kind: type | tuple[type, ...], what: str) -> None:
         raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {value!r}")
 
 
+_INT = {int}
+
+
+def _whole_numbers(shape: tuple) -> bool:
+    return set(map(type, shape)) <= _INT
+
+
 @dataclass(slots=True)
 class Figures:
     """What analysis (cnndsl/figures/costs.py) works out for one layer; rf and jump per axis (h, w)."""
@@ -86,11 +93,25 @@ class Layer(_CodegenKeys):
     figures: Figures | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        # one cheap test on the way every layer is built; the detailed checks only say what is wrong
+        if not (
+            self.op in REGISTRY
+            and type(self.attrs) is dict
+            and type(self.shape) is tuple
+            and type(self.pos) is SourcePos
+            and type(self.group) is tuple
+            and type(self.name) is str
+            and (self.tap is None or type(self.tap) is str)
+            and _whole_numbers(self.shape)
+        ):
+            self._refuse()
+
+    def _refuse(self) -> None:
         if self.op not in REGISTRY:
             raise ValueError(f"op must name a registered layer kind, not {self.op!r}")
         _require(self.attrs, dict, "attrs")
         _require(self.shape, tuple, "shape")
-        if not all(type(dim) is int for dim in self.shape):
+        if not _whole_numbers(self.shape):
             raise TypeError(f"shape must hold whole numbers, not {self.shape!r}")
         _require(self.pos, SourcePos, "pos")
         _require(self.group, tuple, "group")
@@ -102,7 +123,7 @@ class Layer(_CodegenKeys):
         return REGISTRY[self.op]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Edge:
     """One input of a layer: how it joins (`kind`) and its place among the layer's inputs (`index`, 0 first)."""
 
@@ -112,7 +133,8 @@ class Edge:
     def __post_init__(self) -> None:
         if self.kind not in EDGE_KINDS:
             raise ValueError(f"edge kind must be one of {sorted(EDGE_KINDS)}, not {self.kind!r}")
-        _require(self.index, int, "index")
+        if type(self.index) is not int:
+            _require(self.index, int, "index")
 
 
 @dataclass(slots=True, frozen=True)
@@ -235,6 +257,7 @@ class GraphBuilder:
     def __init__(self, info: NetworkInfo, max_nodes: int):
         self.info = info
         self.graph = _CodegenReadableGraph(network=info)
+        self.layers: list[Layer] = []  # by node id, for expansion's many reads of shapes
         self.max_nodes = max_nodes
         self.root = GroupScope("", "network", info.name, None)
 
@@ -254,7 +277,9 @@ class GraphBuilder:
                 pos,
                 "check the repetition counts, or raise the limit with --max-nodes",
             )
-        self.graph.add_node(node, layer=Layer(kind.name, attrs, shape, pos))
+        record = Layer(kind.name, attrs, shape, pos)
+        self.graph.add_node(node, layer=record)
+        self.layers.append(record)
         for index, (source, edge_kind) in enumerate(inputs):
             self.graph.add_edge(source, node, edge=Edge(edge_kind, index))
         group.children.append(("node", node))
@@ -287,14 +312,14 @@ class GraphBuilder:
                 self.info.groups[child_path] = Group(item.kind, item.label, item.pos, item.call)
                 self._name_children(item, child_path)
             else:
-                record = layer(self.graph, item)
+                record = self.layers[item]
                 record.group = path
                 record.name = ".".join(path + (name,))
 
     def _base(self, kind: str, item: Any) -> str:
         if kind == "group":
             return item.base
-        return layer(self.graph, item).op
+        return self.layers[item].op
 
 
 def _require_module_name(name: str, pos: SourcePos | None) -> None:
