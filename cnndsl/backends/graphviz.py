@@ -154,10 +154,9 @@ def _layout(network, dot: graphviz.Digraph, fmt: str, timeout: float) -> bytes:
             "or write the .dot file and render it elsewhere",
         ) from None
     except subprocess.TimeoutExpired:
-        graph = network.graph
         raise LimitProblem(
             f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
-            graph.nodes[graph.graph["input"]].get("pos"),
+            ir.layer(network.graph, ir.network_info(network.graph).input).pos,
             hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
         ) from None
     if done.returncode:

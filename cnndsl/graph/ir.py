@@ -192,6 +192,12 @@ class _CodegenNodeAttrs(dict):
             raise KeyError(key)
         return self["layer"][key]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
 
 class _CodegenGraphAttrs(dict):
     """TEMPORARY (issue 23): `graph.graph["groups"]` reads the NetworkInfo, for the five codegen files."""
@@ -202,6 +208,12 @@ class _CodegenGraphAttrs(dict):
         if key == "network":
             raise KeyError(key)
         return self["network"][key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 class _CodegenReadableGraph(nx.DiGraph):
