@@ -37,6 +37,7 @@ import cnndsl
 from cnndsl.core.errors import CnnDslError
 from cnndsl.core.resources import library_dir
 from cnndsl.front.evaluate import LARGEST
+from cnndsl.graph import ir
 from cnndsl.graph.ir import EDGE_KINDS
 from cnndsl.ops import REGISTRY, known_names, lookup
 
@@ -495,17 +496,18 @@ def _small(network) -> bool:
 
 
 def contract_broken(network) -> str | None:
-    """What in the graph breaks the IR contract (cnndsl/ir.py), if anything."""
+    """What in the graph breaks the IR contract (cnndsl/graph/ir.py), if anything."""
     graph = network.graph
-    for node, data in graph.nodes(data=True):
-        shape = data["shape"]
+    for node, layer in ir.layers(graph):
+        shape = layer.shape
         if not shape or not all(isinstance(d, int) and 1 <= d <= LARGEST for d in shape):
-            return f"node {node} ({data['op']}) has shape {shape}"
+            return f"node {node} ({layer.op}) has shape {shape}"
         if any(source >= node for source in graph.pred[node]):
             return f"node {node} has an input created after it"
-    for source, target, data in graph.edges(data=True):
-        if data["kind"] not in EDGE_KINDS:
-            return f"edge {source}->{target} has kind {data['kind']!r}"
+    for source, target in graph.edges:
+        kind = ir.edge(graph, source, target).kind
+        if kind not in EDGE_KINDS:
+            return f"edge {source}->{target} has kind {kind!r}"
     if network.params < 0 or network.macs < 0:
         return "negative totals"
     network.summary().render("table")
@@ -539,7 +541,7 @@ def backends_broken(network) -> str | None:
     if len(got) != len(expected) or len(expected) != len(network.outputs):
         return f"{len(network.outputs)} outputs analysed, torch gave {len(expected)}, onnxruntime {len(got)}"
     for (name, node), value, reference in zip(network.outputs, got, expected):
-        shape = (2, *network.graph.nodes[node]["shape"])
+        shape = (2, *ir.layer(network.graph, node).shape)
         if value.shape != shape or reference.shape != shape:
             return f"output {name}: analysed {shape}, torch {reference.shape}, onnxruntime {value.shape}"
         scale = max(float(np.nanmax(np.abs(reference), initial=0.0)), 1e-6)

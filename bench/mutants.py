@@ -81,7 +81,8 @@ MERGE, CONV, POOL, DENSE, NORM = (
 )
 BASE, ACT, RESIZE = "cnndsl/ops/base.py", "cnndsl/ops/activation.py", "cnndsl/ops/resize.py"
 RF, RF_TESTS = "cnndsl/figures/receptive_field.py", ["tests/test_receptive_field.py"]
-ANALYSIS, EXPAND, API, CLI_PY = "cnndsl/figures/costs.py", "cnndsl/graph/expand.py", "cnndsl/api.py", "cnndsl/cli.py"
+ANALYSIS, API, CLI_PY = "cnndsl/figures/costs.py", "cnndsl/api.py", "cnndsl/cli.py"
+JOINS, FLOW, CALLS = "cnndsl/graph/expand_joins.py", "cnndsl/graph/expand_flow.py", "cnndsl/graph/expand_calls.py"
 TORCH_PY, FOLD, GRAPHVIZ = "cnndsl/backends/torch.py", "cnndsl/backends/onnx_fold.py", "cnndsl/backends/graphviz.py"
 
 MUTANTS = [
@@ -445,15 +446,15 @@ MUTANTS = [
     mutant(
         "totals skip the last layer's params",
         ANALYSIS,
-        'params = sum(graph.nodes[n]["params"] for n in graph.nodes)',
-        'params = sum(graph.nodes[n]["params"] for n in list(graph.nodes)[:-1])',
+        "params = sum(each.params for each in figures)",
+        "params = sum(each.params for each in figures[:-1])",
         [counts_of("alexnet")],
         COUNTS,
     ),
     # ---- expansion ----
     mutant(
         "projection shortcut ignores the stride",
-        EXPAND,
+        JOINS,
         "stride = max(1, round(source[1] / target[1]))",
         "stride = 1",
         [counts_of("deeplabv3_resnet101")],
@@ -461,7 +462,7 @@ MUTANTS = [
     ),
     mutant(
         "projection shortcut without batch norm",
-        EXPAND,
+        JOINS,
         '        norm = self.add_layer("bn", pos, frame)\n',
         "        norm = conv\n",
         [counts_of("deeplabv3_resnet101")],
@@ -469,7 +470,7 @@ MUTANTS = [
     ),
     mutant(
         "x n binds i from 1",
-        EXPAND,
+        FLOW,
         "env = frame.env.child(i=index) if stmt.binds_index",
         "env = frame.env.child(i=index + 1) if stmt.binds_index",
         ["tests/test_language.py::test_x_binds_the_index_and_star_does_not", counts_of("deeplabv3_resnet101")],
@@ -477,7 +478,7 @@ MUTANTS = [
     ),
     mutant(
         "repetition runs once less",
-        EXPAND,
+        FLOW,
         'for index in self._turns(count, stmt.count.pos, "repetitions"):',
         'for index in self._turns(max(count - 1, 1), stmt.count.pos, "repetitions"):',
         [counts_of("convnext_base")],
@@ -485,7 +486,7 @@ MUTANTS = [
     ),
     mutant(
         "defaults override explicit arguments",
-        EXPAND,
+        CALLS,
         "attrs = kind.bind(positional, {**frame.defaults.get(kind.name, {}), **keywords}, preset)",
         "attrs = kind.bind(positional, {**keywords, **frame.defaults.get(kind.name, {})}, preset)",
         [counts_of("deeplabv3_mobilenet_v3_large")],
@@ -493,7 +494,7 @@ MUTANTS = [
     ),
     mutant(
         "if takes the else branch",
-        EXPAND,
+        FLOW,
         "            if self.evaluate._truth(condition, frame.env):",
         "            if not self.evaluate._truth(condition, frame.env):",
         ["tests/test_language.py::test_let_for_if_and_defaults"],

@@ -12,6 +12,7 @@ from .core.errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
 from .core.resources import memory_bytes
 from .figures import costs as analysis
 from .front.load import Loader, Module, library_index
+from .graph import ir
 from .graph.expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 
 
@@ -26,27 +27,27 @@ class Network:
     @property
     def name(self) -> str:
         """The network's name (`resnet50`)."""
-        return self.graph.graph["name"]
+        return ir.network_info(self.graph).name
 
     @property
     def file(self) -> str:
         """The source file it was read from, or `<string>`."""
-        return self.graph.graph["file"]
+        return ir.network_info(self.graph).file
 
     @property
     def input_shape(self) -> tuple:
         """The input without the batch: (C, H, W) or (N,)."""
-        return self.graph.nodes[self.graph.graph["input"]]["shape"]
+        return ir.layer(self.graph, ir.network_info(self.graph).input).shape
 
     @property
     def input_name(self) -> str:
         """The input's tap name, or `input`: the name of the ONNX graph input."""
-        return self.graph.nodes[self.graph.graph["input"]]["tap"] or "input"
+        return ir.layer(self.graph, ir.network_info(self.graph).input).tap or "input"
 
     @property
     def outputs(self) -> list[tuple[str, int]]:
         """(name, graph node) of each output, in order."""
-        return list(self.graph.graph["outputs"])
+        return list(ir.network_info(self.graph).outputs)
 
     @property
     def params(self) -> int:
@@ -97,11 +98,11 @@ class Network:
         at most half of this machine's memory. (The ONNX backend checks its model's own size.)"""
         limit, holder = memory_bytes() // 2, "half of this machine's memory"
         if self.totals.param_bytes > limit:
-            largest = max(self.graph.nodes, key=lambda node: self.graph.nodes[node]["params"])
+            largest = max((layer for _, layer in ir.layers(self.graph)), key=lambda layer: layer.figures.params)
             raise LimitProblem(
                 f"`{self.name}` has {self.params:,} parameters ({self.totals.param_bytes / 2**30:,.1f} "
                 f"GiB as float32), more than {holder} holds ({limit / 2**30:,.1f} GiB)",
-                self.graph.nodes[largest]["pos"],
+                largest.pos,
                 "the largest layer is here: check its width",
             )
 
@@ -116,7 +117,7 @@ class Network:
     @property
     def warnings(self) -> list:
         """What builds but is likely not what was meant (a channels-last input, an inferred projection), located."""
-        return list(self.graph.graph.get("warnings", []))
+        return list(ir.network_info(self.graph).warnings)
 
     def to_torch(self, weights: Any = None, strict: bool = True, **options):
         """An nn.Module with generated forward code (options: init, zero_init_residual, seed; see docs/torch.md);

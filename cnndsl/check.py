@@ -16,6 +16,7 @@ from typing import Any
 from .core.errors import CnnDslError, NameProblem, Note, SourcePos, SourceWarning, did_you_mean
 from .front import syntax as ast
 from .front.load import Loader, library_index
+from .graph import ir
 from .graph.expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
 
 
@@ -137,7 +138,7 @@ def _check_network(
             analysis.annotate(graph)
             report.diagnostics.extend(
                 warning
-                for warning in graph.graph["warnings"]
+                for warning in ir.network_info(graph).warnings
                 if not any(seen.pos == warning.pos for seen in report.warnings)
             )
     except CnnDslError as error:

@@ -8,6 +8,7 @@ from docs_pages import fences, page_text, run_page
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 from cnndsl.ops import format_shape
 
 
@@ -42,16 +43,16 @@ def test_example_loads_and_meets_its_expectations(body, tmp_path):
     path = tmp_path / "example.cnn"
     path.write_text(body, encoding="utf-8")
     network = cnndsl.load(path, network=expect.get("network"))
-    output = network.graph.nodes[network.outputs[0][1]]
+    output = ir.layer(network.graph, network.outputs[0][1])
     if "shape" in expect:
-        assert format_shape(output["shape"]).replace("×", "x") == expect["shape"]
+        assert format_shape(output.shape).replace("×", "x") == expect["shape"]
     for figure in ("params", "macs"):
         if figure in expect:
             assert getattr(network, figure) == int(expect[figure])
     if "memory" in expect:
-        assert output["memory_bytes"] == int(expect["memory"])
+        assert output.figures.memory_bytes == int(expect["memory"])
     if "rf" in expect:
-        assert output["rf"] == (int(expect["rf"]),) * 2
+        assert output.figures.rf == (int(expect["rf"]),) * 2
 
 
 @pytest.mark.parametrize("body,expected", _error_examples())

@@ -22,6 +22,7 @@ import cnndsl
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, render
 from cnndsl.core.errors import FileProblem, ValueProblem
+from cnndsl.graph import ir
 
 pytestmark = pytest.mark.needs_dot
 
@@ -119,7 +120,7 @@ def test_depth_1_collapses_each_stage_into_one_summary_box(resnet50):
 
 
 def _named(network, name: str) -> int:
-    return next(node for node in network.graph if network.graph.nodes[node]["name"] == name)
+    return next(node for node in network.graph if ir.layer(network.graph, node).name == name)
 
 
 def test_depth_2_draws_stages_as_clusters_and_folds_identical_blocks(tiny):
@@ -176,7 +177,7 @@ def test_full_depth_draws_one_instance_of_a_run_open_with_its_count(tiny):
     # the drawn instance holds its fork, 8 residual layers, the ⊕ and the relu; the third is not drawn
     assert len(folded["nodes"]) == 11
     drawn = {node for cluster in layout["clusters"].values() for node in cluster["nodes"]}
-    third = [node for node in tiny.graph if tiny.graph.nodes[node]["group"][:2] == ("layer1", "bottleneck3")]
+    third = [node for node in tiny.graph if ir.layer(tiny.graph, node).group[:2] == ("layer1", "bottleneck3")]
     assert third and not {f"n{node}" for node in third} & drawn
 
 
@@ -227,14 +228,16 @@ def test_a_skip_from_outside_a_block_leaves_from_a_fork_inside_it(tiny):
     fork = block.members[0]
     assert (fork.id, fork.role) == ("fork_layer1.bottleneck2", "fork")
     leaving = sorted((link.head, link.kind, link.beside) for link in diagram.links if link.tail == fork.id)
-    add = next(box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "add")
+    add = next(
+        box.id for box in _boxes_of(block) if box.node is not None and ir.layer(tiny.graph, box.node).op == "add"
+    )
     conv = next(
-        box.id for box in _boxes_of(block) if box.node is not None and tiny.graph.nodes[box.node]["op"] == "conv"
+        box.id for box in _boxes_of(block) if box.node is not None and ir.layer(tiny.graph, box.node).op == "conv"
     )
     assert leaving == sorted([(conv, "sequence", False), (add, "skip", True)])
     entering = [(link.tail, link.kind) for link in diagram.links if link.head == fork.id]
     assert entering == [("n15", "sequence")]  # the relu that ends the block before
-    assert tiny.graph.nodes[15]["name"] == "layer1.bottleneck1.relu3"
+    assert ir.layer(tiny.graph, 15).name == "layer1.bottleneck1.relu3"
     # a block with a projection shortcut needs no fork: its shortcut starts inside it
     assert not [box for box in diagram.boxes() if box.role == "fork" and "bottleneck1" in box.id]
 
@@ -322,8 +325,8 @@ def test_quotes_and_angle_brackets_in_names_cannot_break_the_dot(tmp_path):
     )
     network = cnndsl.parse(source)
     nasty = 'x" ]; evil [label="<b>'
-    network.graph.nodes[1]["tap"] = nasty
-    network.graph.graph["name"] = "<net>"
+    ir.layer(network.graph, 1).tap = nasty
+    ir.network_info(network.graph).name = "<net>"
     target = render(network, tmp_path / "odd.svg", "svg")
     texts = [element.text for element in ElementTree.parse(target).iter(f"{SVG}text")]
     assert f"{nasty}:" in texts

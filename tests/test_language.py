@@ -11,6 +11,7 @@ import pytest
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 
 
 def net(body: str, **params):
@@ -23,35 +24,37 @@ def layers(network):
     """(name, op, shape) of every node but the input, in creation order."""
     g = network.graph
     return [
-        (g.nodes[n]["name"], g.nodes[n]["op"], g.nodes[n]["shape"]) for n in sorted(g) if g.nodes[n]["op"] != "input"
+        (ir.layer(g, n).name, ir.layer(g, n).op, ir.layer(g, n).shape)
+        for n in sorted(g)
+        if ir.layer(g, n).op != "input"
     ]
 
 
 def node(network, name):
-    return next(data for _, data in network.graph.nodes(data=True) if data["name"] == name)
+    return next(layer for _, layer in ir.layers(network.graph) if layer.name == name)
 
 
 def edge_kinds(network):
     g = network.graph
-    return sorted((g.nodes[a]["name"], g.nodes[b]["name"], d["kind"]) for a, b, d in g.edges(data=True))
+    return sorted((ir.layer(g, a).name, ir.layer(g, b).name, ir.edge(g, a, b).kind) for a, b in g.edges)
 
 
 # ---- the formulas, on hand-computed cases --------------------------------------------
 def test_alexnet_first_layer_by_hand():
     n = net("input 3x227x227\nconv(64, k=11, s=4, p=2)")
     conv = node(n, "conv")
-    assert conv["shape"] == (64, 56, 56)
-    assert conv["params"] == 64 * 3 * 11 * 11 + 64 == 23_296
-    assert conv["macs"] == 64 * 56 * 56 * 11 * 11 * 3 == 72_855_552
-    assert conv["memory_bytes"] == 64 * 56 * 56 * 4 == 784 * 1024
-    assert conv["rf"] == (11, 11) and conv["jump"] == (4, 4)
+    assert conv.shape == (64, 56, 56)
+    assert conv.figures.params == 64 * 3 * 11 * 11 + 64 == 23_296
+    assert conv.figures.macs == 64 * 56 * 56 * 11 * 11 * 3 == 72_855_552
+    assert conv.figures.memory_bytes == 64 * 56 * 56 * 4 == 784 * 1024
+    assert conv.figures.rf == (11, 11) and conv.figures.jump == (4, 4)
 
 
 def test_same_padding_keeps_size_and_dilation_widens_it():
     n = net("conv(8, k=5), conv(8, k=3, d=2)")
     assert [shape for _, _, shape in layers(n)] == [(8, 32, 32), (8, 32, 32)]
-    assert node(n, "conv2")["attrs"]["p"] == (2, 2)
-    assert node(n, "conv2")["rf"] == (5 + 2 * 2, 9)
+    assert node(n, "conv2").attrs["p"] == (2, 2)
+    assert node(n, "conv2").figures.rf == (5 + 2 * 2, 9)
 
 
 def test_valid_padding_and_strides_follow_the_floor_formula():
@@ -70,26 +73,26 @@ def test_ceil_mode_pooling_rounds_up_but_never_starts_a_window_in_the_padding():
 def test_grouped_and_depthwise_convolutions_divide_params_and_macs():
     n = net("input 32x16x16\nconv(64, k=3, g=4), dwconv3x3(s=2)")
     grouped, depthwise = node(n, "conv1"), node(n, "conv2")
-    assert grouped["params"] == 64 * (32 // 4) * 9 + 64
-    assert grouped["macs"] == 64 * 16 * 16 * 9 * 8
-    assert depthwise["shape"] == (64, 8, 8) and depthwise["attrs"]["g"] == 64
-    assert depthwise["params"] == 64 * 1 * 9 + 64 and depthwise["macs"] == 64 * 8 * 8 * 9
+    assert grouped.figures.params == 64 * (32 // 4) * 9 + 64
+    assert grouped.figures.macs == 64 * 16 * 16 * 9 * 8
+    assert depthwise.shape == (64, 8, 8) and depthwise.attrs["g"] == 64
+    assert depthwise.figures.params == 64 * 1 * 9 + 64 and depthwise.figures.macs == 64 * 8 * 8 * 9
 
 
 def test_transposed_convolution_shape_params_and_macs():
     n = net("input 16x7x7\ndeconv(8, k=4, s=2, p=1)")
     deconv = node(n, "deconv")
-    assert deconv["shape"] == (8, 14, 14)  # (7 - 1)·2 − 2 + 4
-    assert deconv["params"] == 16 * 8 * 16 + 8
-    assert deconv["macs"] == 16 * 7 * 7 * 16 * 8
-    assert deconv["jump"] == (0.5, 0.5)
+    assert deconv.shape == (8, 14, 14)  # (7 - 1)·2 − 2 + 4
+    assert deconv.figures.params == 16 * 8 * 16 + 8
+    assert deconv.figures.macs == 16 * 7 * 7 * 16 * 8
+    assert deconv.figures.jump == (0.5, 0.5)
 
 
 def test_fc_flattens_by_itself_and_counts_in_times_out():
     n = net("input 16x5x5\nfc(120), bn, fc(10, bias=false)")
-    assert node(n, "fc1")["params"] == 400 * 120 + 120 and node(n, "fc1")["macs"] == 400 * 120
-    assert node(n, "bn")["params"] == 240
-    assert node(n, "fc2")["params"] == 1200 and n.params == 48_120 + 240 + 1200
+    assert node(n, "fc1").figures.params == 400 * 120 + 120 and node(n, "fc1").figures.macs == 400 * 120
+    assert node(n, "bn").figures.params == 240
+    assert node(n, "fc2").figures.params == 1200 and n.params == 48_120 + 240 + 1200
 
 
 def test_totals_label_flops_as_twice_the_macs():
@@ -108,7 +111,7 @@ def test_totals_label_flops_as_twice_the_macs():
 
 def test_receptive_field_over_a_dag_takes_the_largest_path():
     n = net("branch { conv1x1(4) | conv(4, k=5), conv(4, k=5) }")
-    assert node(n, "concat")["rf"] == (9, 9)
+    assert node(n, "concat").figures.rf == (9, 9)
 
 
 # ---- repetition, blocks, stages -------------------------------------------------------
@@ -135,7 +138,7 @@ def test_nested_x_repetitions_shadow_the_index():
 def test_unique_names_stay_bare_and_repeated_ones_are_numbered():
     n = net("stage stem { conv3x3(8), relu }\nstage body { conv3x3(8) } x2")
     assert [name for name, _, _ in layers(n)] == ["stem.conv", "stem.relu", "body1.conv", "body2.conv"]
-    assert n.graph.graph["groups"][("body2",)]["kind"] == "stage"
+    assert ir.network_info(n.graph).groups[("body2",)].kind == "stage"
 
 
 def test_blocks_take_parameters_with_defaults_that_use_earlier_ones():
@@ -146,8 +149,8 @@ network n { input 16x8x8
     n = cnndsl.parse(source)
     assert [shape for _, _, shape in layers(n)] == [(8, 8, 8), (8, 8, 8), (32, 8, 8), (8, 8, 8), (8, 4, 4), (64, 4, 4)]
     # a block's title names its required arguments and only those that differ from their defaults
-    assert n.graph.graph["groups"][("squeeze1",)]["label"] == "squeeze(32)"
-    assert n.graph.graph["groups"][("squeeze2",)]["label"] == "squeeze(64, s=2, width=8)"  # 64 // 4 would be 16
+    assert ir.network_info(n.graph).groups[("squeeze1",)].label == "squeeze(32)"
+    assert ir.network_info(n.graph).groups[("squeeze2",)].label == "squeeze(64, s=2, width=8)"  # 64 // 4 would be 16
 
 
 def test_blocks_are_values_that_parameters_can_take():
@@ -178,7 +181,7 @@ let widths = [4, 8]
 for index, c in enumerate(widths) { conv3x3(c, s=1 if index == 0 else 2) }
 if in.h > 100 { relu } elif in.h > 10 { relu6 } else { sigmoid }""")
     assert [op for _, op, _ in layers(n)] == ["conv", "conv", "relu6"]
-    assert all(not node(n, name)["attrs"]["bias"] for name in ("conv1", "conv2"))
+    assert all(not node(n, name).attrs["bias"] for name in ("conv1", "conv2"))
 
 
 def test_defaults_reach_into_called_blocks_and_end_at_the_brace():
@@ -188,7 +191,7 @@ network n { input 3x8x8
     stage { defaults conv(bias=false), b }
     b }"""
     n = cnndsl.parse(source)
-    assert [node(n, name)["attrs"]["bias"] for name in ("stage.b.conv", "b.conv")] == [False, True]
+    assert [node(n, name).attrs["bias"] for name in ("stage.b.conv", "b.conv")] == [False, True]
 
 
 # ---- residual, dense, branch, scale, taps ------------------------------------------------
@@ -203,8 +206,8 @@ def test_residual_adds_a_projection_when_shapes_differ():
     names = [name for name, _, _ in layers(n)]
     assert names == ["conv", "downsample.conv", "downsample.bn", "add"]
     projection = node(n, "downsample.conv")
-    assert projection["attrs"]["k"] == (1, 1) and projection["attrs"]["s"] == (2, 2)
-    assert projection["attrs"]["bias"] is False and projection["shape"] == (16, 4, 4)
+    assert projection.attrs["k"] == (1, 1) and projection.attrs["s"] == (2, 2)
+    assert projection.attrs["bias"] is False and projection.shape == (16, 4, 4)
     assert ("downsample.bn", "add", "skip") in edge_kinds(n)
 
 
@@ -217,8 +220,8 @@ def test_dense_concatenates_input_and_body():
     n = net("input 8x8x8\ndense { bn, relu, conv3x3(4) } x3")
     assert layers(n)[-1] == ("dense3.concat", "concat", (20, 8, 8))
     g = n.graph
-    concat = next(i for i in g if g.nodes[i]["name"] == "dense1.concat")
-    assert [g.nodes[s]["name"] for s in cnndsl.graph.ir.inputs_of(g, concat)] == ["input", "dense1.conv"]
+    concat = next(i for i in g if ir.layer(g, i).name == "dense1.concat")
+    assert [ir.layer(g, s).name for s in cnndsl.graph.ir.inputs_of(g, concat)] == ["input", "dense1.conv"]
     assert {kind for a, b, kind in edge_kinds(n) if b.endswith("concat")} == {"concat"}
 
 
@@ -248,7 +251,7 @@ logits: gap
 mask: conv1x1(1)
 output @logits, @mask""")
     assert n.input_name == "image"
-    assert [(name, n.graph.nodes[i]["name"]) for name, i in n.outputs] == [("logits", "gap"), ("mask", "conv3")]
+    assert [(name, ir.layer(n.graph, i).name) for name, i in n.outputs] == [("logits", "gap"), ("mask", "conv3")]
     assert ("relu", "add", "skip") in edge_kinds(n) and ("upsample", "conv3", "branch") in edge_kinds(n)
 
 
@@ -292,7 +295,7 @@ def test_a_block_called_shortcut_still_starts_a_statement():
 
 def test_mul_of_a_number_scales_by_a_constant_and_needs_something_to_multiply_by():
     scaled = node(net("mul(0.5)"), "mul")
-    assert scaled["attrs"] == {"factor": 0.5} and scaled["shape"] == (3, 32, 32)
+    assert scaled.attrs == {"factor": 0.5} and scaled.shape == (3, 32, 32)
     with pytest.raises(CnnDslError) as caught:
         net("relu, mul")
     assert str(caught.value) == (
@@ -309,9 +312,9 @@ def test_labels_show_unequal_strides_on_both_axes():
 def test_every_node_carries_op_attrs_shape_position_group_and_name():
     n = net("stage s { conv3x3(8) }")
     conv = node(n, "s.conv")
-    assert conv["op"] == "conv" and conv["group"] == ("s",) and conv["shape"] == (8, 32, 32)
-    assert (conv["pos"].line, conv["pos"].column) == (3, 11)
-    assert all(d["kind"] in cnndsl.graph.ir.EDGE_KINDS for _, _, d in n.graph.edges(data=True))
+    assert conv.op == "conv" and conv.group == ("s",) and conv.shape == (8, 32, 32)
+    assert (conv.pos.line, conv.pos.column) == (3, 11)
+    assert all(ir.edge(n.graph, a, b).kind in ir.EDGE_KINDS for a, b in n.graph.edges)
 
 
 def test_imports_resolve_relative_files_and_the_library(tmp_path):
@@ -335,7 +338,7 @@ def test_inputs_are_shapes_vectors_or_expressions():
 
 
 def test_input_override_replaces_the_declared_input():
-    assert cnndsl.load("resnet18", input=(3, 64, 64)).graph.nodes[0]["shape"] == (3, 64, 64)
+    assert ir.layer(cnndsl.load("resnet18", input=(3, 64, 64)).graph, 0).shape == (3, 64, 64)
 
 
 # ---- the CLI ------------------------------------------------------------------------------
@@ -425,5 +428,5 @@ def test_a_file_with_several_networks_needs_a_choice():
     text = "network a { input 3x8x8\n conv3x3(4) }\nnetwork b { input 3x8x8\n conv3x3(6) }\n"
     with pytest.raises(cnndsl.CnnDslError, match=r"defines several networks \(a, b\)"):
         cnndsl.parse(text, file="two.cnn")
-    assert cnndsl.parse(text, network="a").graph.nodes[1]["shape"] == (4, 8, 8)
-    assert cnndsl.parse(text, network="b").graph.nodes[1]["shape"] == (6, 8, 8)
+    assert ir.layer(cnndsl.parse(text, network="a").graph, 1).shape == (4, 8, 8)
+    assert ir.layer(cnndsl.parse(text, network="b").graph, 1).shape == (6, 8, 8)

@@ -15,6 +15,7 @@ from oracles import torchvision_models
 import cnndsl
 from cnndsl.backends.onnx import build_model
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 
 TOLERANCE = 1e-5  # absolute, on outputs of order 1: well below the effect of any attribute tested (eps=1e-3, ...)
 
@@ -66,8 +67,15 @@ def assert_computes(body: str, reference, shape: str = "4x6x5", blocks: str = ""
 
 
 def figures(network, name: str) -> dict:
-    data = next(data for _, data in network.graph.nodes(data=True) if data["name"] == name)
-    return {key: data[key] for key in ("shape", "params", "macs", "rf", "jump")}
+    layer = next(layer for _, layer in ir.layers(network.graph) if layer.name == name)
+    figures = layer.figures
+    return {
+        "shape": layer.shape,
+        "params": figures.params,
+        "macs": figures.macs,
+        "rf": figures.rf,
+        "jump": figures.jump,
+    }
 
 
 # ---- mul ---------------------------------------------------------------------------------

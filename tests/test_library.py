@@ -21,6 +21,7 @@ from cnndsl.cli import main
 from cnndsl.core.resources import library_dir
 from cnndsl.front import syntax as ast
 from cnndsl.front.load import Loader
+from cnndsl.graph import ir
 from cnndsl.library import catalogue, network_names
 from cnndsl.ops import format_shape
 
@@ -174,7 +175,7 @@ def test_each_library_network_takes_torchvisions_input_size_by_default():
 # ---- the others: the papers' figures ---------------------------------------------------
 def test_lenet5_reproduces_the_papers_c1_c5_and_f6_counts():
     network = cnndsl.load("lenet5")
-    by_tap = {data["tap"]: data["params"] for _, data in network.graph.nodes(data=True) if data["tap"]}
+    by_tap = {data.tap: data.figures.params for _, data in ir.layers(network.graph) if data.tap}
     # LeCun et al. 1998, section II.B: C1 156, C5 48,120, F6 10,164 trainable parameters.
     assert (by_tap["c1"], by_tap["c5"], by_tap["f6"]) == (156, 48120, 10164)
     assert by_tap["c3"] == conv(6, 16, 5)  # fully connected C3, not the paper's sparse 1,516
@@ -259,7 +260,7 @@ def test_stochastic_depth_rates_are_torchvisions_block_by_block(name):
         if hasattr(module, "stochastic_depth") and getattr(module, "use_res_connect", True)
     ]
     network = cnndsl.load(name)
-    rates = [data["attrs"]["p"] for _, data in network.graph.nodes(data=True) if data["op"] == "stochasticdepth"]
+    rates = [data.attrs["p"] for _, data in ir.layers(network.graph) if data.op == "stochasticdepth"]
     assert rates == skipped and len(rates) > 10
 
 

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from cnndsl.graph import ir
+
 WORK_MESSAGE = (
     "error: the expressions touch more than 3,000,000 values in all (elements of the lists they build, walk or compare)"
 )
@@ -116,7 +118,7 @@ def test_a_long_list_in_a_message_or_label_shows_its_first_elements():
         "channels c must be a whole number, got [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...]"
     )
     network = cnndsl.parse(net("b(range(20), 2.5)", "block b(xs, f) { relu }\n"))
-    assert [group["label"] for group in network.graph.graph["groups"].values()] == [
+    assert [group.label for group in ir.network_info(network.graph).groups.values()] == [
         "b([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...], 2.5)"
     ]
 

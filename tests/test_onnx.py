@@ -28,6 +28,7 @@ from cnndsl.backends import onnx as onnx_backend
 from cnndsl.backends.onnx import build_model, default_opset, export_onnx
 from cnndsl.backends.onnx_tensors import serialized_size
 from cnndsl.core.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, ValueProblem
+from cnndsl.graph import ir
 from cnndsl.ops import REGISTRY
 from cnndsl.ops.activation import _Activation
 from cnndsl.ops.base import OpKind
@@ -77,7 +78,7 @@ def _assert_same_outputs(network, module, models: list, batches=(1, 3)) -> None:
             got = session.run(None, {network.input_name: images})
             assert len(got) == len(expected)
             for (name, node), value, reference in zip(network.outputs, got, expected):
-                assert value.shape == reference.shape == (batch, *network.graph.nodes[node]["shape"]), name
+                assert value.shape == reference.shape == (batch, *ir.layer(network.graph, node).shape), name
                 error = np.abs(value - reference).max() / np.abs(reference).max()
                 assert error <= TOLERANCE, f"{name} at batch {batch}: relative error {error:.2e}"
 
@@ -97,15 +98,15 @@ def _assert_inferred_shapes_agree(network, model: onnx.ModelProto | Path) -> Non
         for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
     names = {node: name for name, node in reversed(network.outputs)}
-    names[network.graph.graph["input"]] = network.input_name
-    for node, data in network.graph.nodes(data=True):
-        value = names.get(node, data["name"])
+    names[ir.network_info(network.graph).input] = network.input_name
+    for node, data in ir.layers(network.graph):
+        value = names.get(node, data.name)
         if value not in shapes:  # a layer that passes its input on (dropout) has no value of its own
-            assert [network.graph.nodes[source]["shape"] for source in network.graph.pred[node]] == [data["shape"]]
+            assert [ir.layer(network.graph, source).shape for source in network.graph.pred[node]] == [data.shape]
             continue
         dims = shapes[value].dim
-        assert not dims[0].HasField("dim_value"), data["name"]  # the batch stays dynamic (Resize loses its name)
-        assert tuple(dim.dim_value for dim in dims[1:]) == data["shape"], data["name"]
+        assert not dims[0].HasField("dim_value"), data.name  # the batch stays dynamic (Resize loses its name)
+        assert tuple(dim.dim_value for dim in dims[1:]) == data.shape, data.name
 
 
 @pytest.fixture

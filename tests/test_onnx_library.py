@@ -21,6 +21,7 @@ from test_onnx import TOLERANCE, _assert_inferred_shapes_agree, _session, _torch
 import cnndsl
 from cnndsl.backends.onnx import OLDEST_OPSET, _planned_model, default_opset, export_onnx
 from cnndsl.core.errors import CnnDslError, ValueProblem
+from cnndsl.graph import ir
 
 SIDES = (16, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 448, 512)
 COMPATIBLE_OPSET = 13  # what older runtimes and converters still take
@@ -52,10 +53,10 @@ def smallest(name: str) -> cnndsl.Network:
 
 def _windows_fit(network) -> bool:
     graph = network.graph
-    for node, data in graph.nodes(data=True):
-        if data["op"] in ("maxpool", "avgpool"):
-            _, height, width = next(graph.nodes[source]["shape"] for source in graph.pred[node])
-            (kernel_h, kernel_w), (pad_h, pad_w) = data["attrs"]["k"], data["attrs"]["p"]
+    for node, data in ir.layers(graph):
+        if data.op in ("maxpool", "avgpool"):
+            _, height, width = next(ir.layer(graph, source).shape for source in graph.pred[node])
+            (kernel_h, kernel_w), (pad_h, pad_w) = data.attrs["k"], data.attrs["p"]
             if kernel_h > height + 2 * pad_h or kernel_w > width + 2 * pad_w:
                 return False
     return True
@@ -87,7 +88,7 @@ def _assert_equal_to_torch(built: Built, outputs: list[np.ndarray], batch: int, 
     network = built.network
     assert len(outputs) == len(built.expected[batch]) == len(network.outputs)
     for (name, node), value, reference in zip(network.outputs, outputs, built.expected[batch]):
-        assert value.shape == reference.shape == (batch, *network.graph.nodes[node]["shape"]), name
+        assert value.shape == reference.shape == (batch, *ir.layer(network.graph, node).shape), name
         error = np.abs(value - reference).max() / np.abs(reference).max()
         assert error <= TOLERANCE, f"{what}: {name} at batch {batch}: relative error {error:.2e}"
 

@@ -15,7 +15,8 @@ import cnndsl
 from cnndsl.backends.onnx import build_model
 from cnndsl.backends.torch import write_pt2
 from cnndsl.core.resources import library_dir
-from cnndsl.ops import REGISTRY, lookup
+from cnndsl.graph import ir
+from cnndsl.ops import lookup
 
 COMMON = """block twice(c) {
     conv3x3(c), bn, relu
@@ -86,8 +87,8 @@ def test_each_onnx_node_names_the_line_and_column_that_wrote_it_and_its_stage_an
         "blocks/common.cnn": project / "blocks" / "common.cnn",
         "library:resnet.cnn": library_dir() / "resnet.cnn",
     }
-    layers = {data["name"]: data for _, data in network.graph.nodes(data=True)}
-    layers.update({name: network.graph.nodes[node] for name, node in network.outputs})
+    layers = {layer.name: layer for _, layer in ir.layers(network.graph)}
+    layers.update({name: ir.layer(network.graph, node) for name, node in network.outputs})
     seen = set()
     for node in model.graph.node:
         match = ORIGIN.fullmatch(node.doc_string)
@@ -96,10 +97,10 @@ def test_each_onnx_node_names_the_line_and_column_that_wrote_it_and_its_stage_an
         written = re.match(r"[A-Za-z_][A-Za-z0-9_]*", line[int(match["column"]) - 1 :]).group()
         layer = layers[node.name.split("/")[0]]  # `<layer>` or `<layer>/<operator>`
         if written == "residual":  # the merge a residual block implies is written by the keyword
-            assert layer["op"] == "add"
+            assert layer.op == "add"
         else:
-            assert lookup(written)[0] is REGISTRY[layer["op"]], (node.name, written)
-        assert (match["group"] or "") == ".".join(layer["group"])
+            assert lookup(written)[0] is layer.kind, (node.name, written)
+        assert (match["group"] or "") == ".".join(layer.group)
         seen.add((match["file"], written))
     assert seen >= {("blocks/common.cnn", "conv3x3"), ("library:resnet.cnn", "conv3x3"), ("net.cnn", "fc")}
     lines = (library_dir() / "resnet.cnn").read_text().splitlines()

@@ -16,6 +16,7 @@ from torch import nn
 
 import cnndsl
 from cnndsl.core.resources import library_dir
+from cnndsl.graph import ir
 
 
 def _probe(net, rows: range) -> int:
@@ -70,7 +71,7 @@ def test_unet_sees_204_pixels_as_the_probe_finds():
 )
 def test_small_networks_match_the_probe(body):
     net = cnndsl.parse(f"network n {{\n    x: input 3x40x40\n    {body}\n}}")
-    rows = range(net.graph.nodes[net.outputs[0][1]]["shape"][1])
+    rows = range(ir.layer(net.graph, net.outputs[0][1]).shape[1])
     assert net.summary().layers[-1]["rf"] == _probe(net, rows)
 
 

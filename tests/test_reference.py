@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import cnndsl
+from cnndsl.graph import ir
 
 
 def _network(body: str, shape: str):
@@ -38,7 +39,7 @@ def _check(body: str, shape: str, reference, batch: int = 2, fold_bn: bool = Fal
     weights = {name: value.double() for name, value in module.state_dict().items()}
     x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = reference(x, weights)
-    assert net.graph.nodes[net.outputs[0][1]]["shape"] == tuple(expected.shape[1:])  # the inferred shape too
+    assert ir.layer(net.graph, net.outputs[0][1]).shape == tuple(expected.shape[1:])  # the inferred shape too
     assert net.params == sum(parameter.numel() for parameter in module.parameters())  # as torch's layers count
     with torch.no_grad():
         got = module.double()(x)

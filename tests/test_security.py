@@ -15,6 +15,7 @@ import torch
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError, FileProblem, NameProblem
+from cnndsl.graph import ir
 from cnndsl.ops import REGISTRY
 
 NET = "network tiny {\n  input 3x8x8\n  conv3x3(4), relu, gap, fc(2)\n}\n"
@@ -95,7 +96,7 @@ def _python_params(network, tmp_path) -> int:
 )
 def test_a_written_name_never_equals_a_numbered_sibling(tmp_path, lines, names, params):
     network = cnndsl.parse(_body(*lines))
-    assert [data["name"] for _, data in network.graph.nodes(data=True)] == names
+    assert [data.name for _, data in ir.layers(network.graph)] == names
     assert network.params == params
     module = network.to_torch()
     assert sum(p.numel() for p in module.parameters()) == params
@@ -106,7 +107,7 @@ def test_a_written_name_never_equals_a_numbered_sibling(tmp_path, lines, names, 
 def test_numbered_names_of_two_repeated_bases_never_meet():
     # `a` eleven times would number `a11`, and `a1` twice would number `a11` and `a12`
     network = cnndsl.parse(_body("stage a1 { relu } x 2", "stage a { relu } x 11"))
-    groups = [path[0] for path in network.graph.graph["groups"]]
+    groups = [path[0] for path in ir.network_info(network.graph).groups]
     assert groups == ["a11", "a12", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a13"]
 
 
@@ -223,7 +224,10 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
                 continue
             with torch.no_grad():
                 output = network.to_torch().eval()(torch.randn(2, *network.input_shape))
-            assert tuple(output.shape) == (2, *network.graph.nodes[network.graph.graph["outputs"][0][1]]["shape"])
+            assert tuple(output.shape) == (
+                2,
+                *ir.layer(network.graph, ir.network_info(network.graph).outputs[0][1]).shape,
+            )
     assert refused == {
         "4x6x6": set(),
         "8": {

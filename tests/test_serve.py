@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from cnndsl.graph import ir
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` is not installed")
@@ -138,7 +140,7 @@ def _worked(text: str, **options) -> dict[str, dict]:
 
     network = cnndsl.parse(text, **options)
     return {
-        network.graph.nodes[node]["name"]: dict(explain(network.graph, node)["rows"]) for node in network.graph.nodes
+        ir.layer(network.graph, node).name: dict(explain(network.graph, node)["rows"]) for node in network.graph.nodes
     }
 
 

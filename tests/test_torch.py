@@ -16,6 +16,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 import cnndsl
 from cnndsl.backends.torch_source import python_source
 from cnndsl.core.errors import NameProblem, ValueProblem
+from cnndsl.graph import ir
 from cnndsl.ops import REGISTRY
 
 SMALL = """network small { input 3x32x32
@@ -46,10 +47,10 @@ def test_library_network_has_the_analysed_parameters_and_every_inferred_shape_at
         for node in module.graph.nodes
         if "cnndsl_node" in node.meta
     }
-    assert set(computed) == set(network.graph) - {network.graph.graph["input"]}
+    assert set(computed) == set(network.graph) - {ir.network_info(network.graph).input}
     for node, shape in computed.items():
-        data = network.graph.nodes[node]
-        assert shape == (1, *data["shape"]), data["name"]
+        layer = ir.layer(network.graph, node)
+        assert shape == (1, *layer.shape), layer.name
 
 
 @pytest.mark.parametrize("name", library_networks())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..graph import ir
 from ..graph.ir import inputs_of
 
 EDGE_PRIORITY = ("sequence", "branch", "skip", "concat")  # which kind a merged edge keeps
@@ -114,15 +115,15 @@ def _walk_clusters(members):
 # ---- the group tree -------------------------------------------------------------------
 def group_tree(graph: nx.DiGraph) -> Group:
     """The network as nested groups; the input node stays outside, it is drawn on its own."""
-    root = Group((), "network", graph.graph["name"])
+    info = ir.network_info(graph)
+    root = Group((), "network", info.name)
     groups = {(): root}
-    for path in sorted(graph.graph["groups"], key=len):
-        info = graph.graph["groups"][path]
-        groups[path] = Group(path, info["kind"], info["label"])
-    for node in graph.nodes:
-        if node == graph.graph["input"]:
+    for path in sorted(info.groups, key=len):
+        groups[path] = Group(path, info.groups[path].kind, info.groups[path].label)
+    for node, layer in ir.layers(graph):
+        if node == info.input:
             continue
-        path = graph.nodes[node]["group"]
+        path = layer.group
         for depth in range(len(path) + 1):
             groups[path[:depth]].nodes.append(node)
         groups[path].children.append(node)
@@ -187,19 +188,19 @@ def _signature(graph: nx.DiGraph, group: Group, sources: dict[int, list[int]]) -
     local = {node: index for index, node in enumerate(group.nodes)}
     signature = []
     for node in group.nodes:
-        data = graph.nodes[node]
-        wiring = tuple((graph.edges[source, node]["kind"], local.get(source, "outside")) for source in sources[node])
-        signature.append((data["op"], data["attrs"], data["group"][len(group.path) :], wiring))
+        layer = ir.layer(graph, node)
+        wiring = tuple((ir.edge(graph, source, node).kind, local.get(source, "outside")) for source in sources[node])
+        signature.append((layer.op, layer.attrs, layer.group[len(group.path) :], wiring))
     return signature
 
 
 def _same_shape_change(graph: nx.DiGraph, before: Group, after: Group, sources: dict[int, list[int]]) -> bool:
     """Every node has the same shape in both, or differs from its group's input by the same amount
     (a dense layer adds 32 channels to whatever it is given)."""
-    input_before = graph.nodes[_outside_sources(sources, before)[0]]["shape"]
-    input_after = graph.nodes[_outside_sources(sources, after)[0]]["shape"]
+    input_before = ir.layer(graph, _outside_sources(sources, before)[0]).shape
+    input_after = ir.layer(graph, _outside_sources(sources, after)[0]).shape
     for node_before, node_after in zip(before.nodes, after.nodes):
-        shape_before, shape_after = graph.nodes[node_before]["shape"], graph.nodes[node_after]["shape"]
+        shape_before, shape_after = ir.layer(graph, node_before).shape, ir.layer(graph, node_after).shape
         if shape_before != shape_after and _offset(shape_before, input_before) != _offset(shape_after, input_after):
             return False
     return True
@@ -221,7 +222,7 @@ class _Builder:
         self.graph = graph
         self.depth = depth
         self.expand = expand
-        self.outputs = {node for _, node in graph.graph["outputs"]}
+        self.outputs = {node for _, node in ir.network_info(graph).outputs}
         self.sources = {node: inputs_of(graph, node) for node in graph.nodes}
         self.stands_for: dict[int, int] = {}  # node in a later repeat -> node in the one before
         self.instance: dict[int, list[tuple[int, int]]] = {}  # node -> [(run id, instance index)]
@@ -229,7 +230,7 @@ class _Builder:
         self.run_ids = 0
 
     def build(self) -> Diagram:
-        input_node = self.graph.graph["input"]
+        input_node = ir.network_info(self.graph).input
         self.box_of[input_node] = "input"
         members: list = [Box("input", "input", node=input_node)]
         root = group_tree(self.graph)
@@ -237,9 +238,9 @@ class _Builder:
             members.append(self._collapsed(Run([root])))
         else:
             members.extend(self._members(root, level=0))
-        for index, (name, node) in enumerate(self.graph.graph["outputs"]):
+        for index, (name, node) in enumerate(ir.network_info(self.graph).outputs):
             members.append(Box(f"output{index}", "output", node=node, name=name))
-        return Diagram(self.graph.graph["name"], members, _enter_through_forks(members, self._links()))
+        return Diagram(ir.network_info(self.graph).name, members, _enter_through_forks(members, self._links()))
 
     def _members(self, group: Group, level: int) -> list:
         children = (
@@ -284,14 +285,14 @@ class _Builder:
                 drawn = self._drawn_edge(source, head)
                 if drawn is None or drawn[0] == drawn[1]:
                     continue
-                kind = self.graph.edges[source, head]["kind"]
+                kind = ir.edge(self.graph, source, head).kind
                 known = kinds.get(drawn)
                 if known is None or EDGE_PRIORITY.index(kind) < EDGE_PRIORITY.index(known):
                     kinds[drawn] = kind
         drawn = nx.DiGraph(list(kinds))
         order = {box: index for index, box in enumerate(nx.topological_sort(drawn))}
         links = [Link(tail, head, kind, _other_path(drawn, order, tail, head)) for (tail, head), kind in kinds.items()]
-        for index, (_, node) in enumerate(self.graph.graph["outputs"]):
+        for index, (_, node) in enumerate(ir.network_info(self.graph).outputs):
             links.append(Link(self._drawn_edge(node, node)[0], f"output{index}", "sequence"))
         return links
 

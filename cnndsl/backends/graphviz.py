@@ -16,8 +16,9 @@ import graphviz
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
+from ..graph import ir
 from ..graph.ir import input_shapes
-from ..ops import REGISTRY, format_shape
+from ..ops import format_shape
 from .diagram_options import DIAGRAMS as FORMATS
 from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
@@ -153,10 +154,9 @@ def _layout(network, dot: graphviz.Digraph, fmt: str, timeout: float) -> bytes:
             "or write the .dot file and render it elsewhere",
         ) from None
     except subprocess.TimeoutExpired:
-        graph = network.graph
         raise LimitProblem(
             f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
-            graph.nodes[graph.graph["input"]].get("pos"),
+            ir.layer(network.graph, ir.network_info(network.graph).input).pos,
             hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
         ) from None
     if done.returncode:
@@ -206,15 +206,15 @@ class _Painter:
         if box.role == "fork":  # where a block's input splits into its main path and its skip
             dot.node(box.id, "", shape="point", width="0.07", color=FAINT)
             return
-        data = self.graph.nodes[box.node]
-        kind = REGISTRY[data["op"]]
+        layer = ir.layer(self.graph, box.node)
+        kind = layer.kind
         family = kind.family if kind.family in FAMILIES else "other"
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
         if box.role == "output":
             dot.node(
                 box.id,
-                _html(f"{_text(box.name)} {_text(format_shape(data['shape']))}"),
+                _html(f"{_text(box.name)} {_text(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
@@ -224,17 +224,17 @@ class _Painter:
         if box.role == "input":
             dot.node(
                 box.id,
-                _html(f"{_text(data['tap'] or 'input')} {_text(format_shape(data['shape']))}"),
+                _html(f"{_text(layer.tap or 'input')} {_text(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
                 color=border,
             )
             return
-        tap = f"<i>{_text(data['tap'])}:</i>" if data["tap"] else ""
-        head = _text(kind.label(data["attrs"]))
-        details = self.details([box.node], data["shape"])
-        attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(data["name"]), "class": family}
+        tap = f"<i>{_text(layer.tap)}:</i>" if layer.tap else ""
+        head = _text(kind.label(layer.attrs))
+        details = self.details([box.node], layer.shape)
+        attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(layer.name), "class": family}
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
             dot.node(
@@ -266,10 +266,10 @@ class _Painter:
         """A collapsed group: what it is, what it holds, its output shape and parameters."""
         run = box.run
         last = run.instances[-1].nodes[-1]
-        tap = self.graph.nodes[last]["tap"]  # a U-Net's `enc1:` names the block's output
+        tap = ir.layer(self.graph, last).tap  # a U-Net's `enc1:` names the block's output
         title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
         lines = [title, _contents(self.graph, run.first)]
-        figures = [format_shape(self.graph.nodes[last]["shape"]), self.costs(run.nodes)]
+        figures = [format_shape(ir.layer(self.graph, last).shape), self.costs(run.nodes)]
         lines.append(_faint(_text(" · ".join(part for part in figures if part))))
         family = _main_family(self.graph, run.nodes)
         self.families.add(family)
@@ -280,7 +280,7 @@ class _Painter:
             fillcolor=fill,
             color=border,
             peripheries="2",
-            tooltip=graphviz.escape(".".join(run.first.path) or self.graph.graph["name"]),
+            tooltip=graphviz.escape(".".join(run.first.path) or ir.network_info(self.graph).name),
             **{"class": "group"},
         )
 
@@ -292,8 +292,8 @@ class _Painter:
 
     def costs(self, nodes: list[int]) -> str:
         """Parameters (and MACs with --cost), leaving out a zero: a relu is not `0 params · 0 MACs`."""
-        params = sum(self.graph.nodes[node]["params"] for node in nodes)
-        macs = sum(self.graph.nodes[node]["macs"] for node in nodes) if self.cost else 0
+        params = sum(ir.layer(self.graph, node).figures.params for node in nodes)
+        macs = sum(ir.layer(self.graph, node).figures.macs for node in nodes) if self.cost else 0
         return " · ".join(f"{_quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
 
     def legend(self, dot: graphviz.Digraph, diagram: Diagram) -> None:
@@ -347,7 +347,8 @@ def _contents(graph, group) -> str:
         if isinstance(child, int) and not layers:
             continue
         if isinstance(child, int) or (child.kind == "block" and len(layers) == 1):
-            name = REGISTRY[graph.nodes[layers[0]]["op"]].label(graph.nodes[layers[0]]["attrs"])
+            layer = ir.layer(graph, layers[0])
+            name = layer.kind.label(layer.attrs)
         else:
             name = child.base
         parallel = not isinstance(child, int) and child.kind == "branch"
@@ -367,7 +368,7 @@ def _windowed(graph, nodes: list[int]) -> list[int]:
     return [
         node
         for node in nodes
-        if REGISTRY[graph.nodes[node]["op"]].window(graph.nodes[node]["attrs"], input_shapes(graph, node))
+        if ir.layer(graph, node).kind.window(ir.layer(graph, node).attrs, input_shapes(graph, node))
     ]
 
 
@@ -386,9 +387,10 @@ def _main_family(graph, nodes: list[int]) -> str:
     """The family holding most parameters (most layers when none has any): the group's colour."""
     weight: dict[str, list[int]] = {}
     for node in nodes:
-        family = REGISTRY[graph.nodes[node]["op"]].family
+        layer = ir.layer(graph, node)
+        family = layer.kind.family
         entry = weight.setdefault(family if family in FAMILIES else "other", [0, 0])
-        entry[0] += graph.nodes[node]["params"]
+        entry[0] += layer.figures.params
         entry[1] += 1
     return max(sorted(weight), key=lambda family: tuple(weight[family]))
 

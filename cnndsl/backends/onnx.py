@@ -23,6 +23,7 @@ from ..core.errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
 from ..core.resources import memory_bytes
 from ..core.source_map import origin, source_name
 from ..core.version import __version__
+from ..graph import ir
 from ..graph.ir import walk
 from ..ops import format_shape
 from .onnx_fold import fold_batchnorm
@@ -89,13 +90,13 @@ def _planned_model(
     opset = _checked_opset(opset)
     emitter = Emitter(opset, weights_for(network, weights, strict))
     values = emit_nodes(network, emitter)
-    outputs = [emitter.name_output(values[node], name, origin(network, node)) for name, node in network.outputs]
+    outputs = [emitter.name_output(values[node], name, _origin(network, node)) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes
     graph = helper.make_graph(
         nodes,
         network.name,
         [_value_info(network.input_name, network.input_shape)],
-        [_value_info(name, network.graph.nodes[node]["shape"]) for name, node in network.outputs],
+        [_value_info(name, ir.layer(network.graph, node).shape) for name, node in network.outputs],
     )
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(
@@ -196,19 +197,25 @@ def emit_nodes(network, emitter: Emitter) -> dict[int, str]:
     """Each IR node's rule, in node order; returns the value that holds each node's output."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}
-    values = {graph.graph["input"]: network.input_name}
+    values = {ir.network_info(graph).input: network.input_name}
     emitter.used.add(network.input_name)
-    for node, data, kind, sources, shapes in walk(graph):
+    for node, layer, kind, sources, shapes in walk(graph):
         if node in values:
             continue
         arguments = [values[source] for source in sources]
         try:
             values[node] = emitter.emit(
-                kind, data, arguments, shapes, output_names.get(node, data["name"]), origin(network, node)
+                kind, layer, arguments, shapes, output_names.get(node, layer.name), _origin(network, node)
             )
         except CnnDslError as error:
-            raise error.at(data["pos"])
+            raise error.at(layer.pos)
     return values
+
+
+def _origin(network, node: int) -> str:
+    """Where the node's layer is written, as each ONNX node's doc_string says it."""
+    layer = ir.layer(network.graph, node)
+    return origin(layer.pos, layer.group, network.file)
 
 
 def _fill_initializers(graph: onnx.GraphProto, emitter: Emitter) -> None:
@@ -264,7 +271,7 @@ class Emitter:
         self.used: set[str] = set()
         self.scope, self.pos = "", None
 
-    def emit(self, kind, data: dict, arguments: list[str], shapes: list[tuple], name: str, source: str) -> str:
+    def emit(self, kind, layer: ir.Layer, arguments: list[str], shapes: list[tuple], name: str, source: str) -> str:
         """Run the kind's rule for one IR node and name its result `name`; returns the output value. Each node
         it adds has the layer's origin in the `.cnn` text as its doc_string (Netron shows it)."""
         if name in self.used:
@@ -272,8 +279,8 @@ class Emitter:
                 f"two values of the ONNX graph would be called `{name}`",
                 hint="rename the tap or output so that it differs from the layer names",
             )
-        self.scope, self.pos, first = data["name"], data["pos"], len(self.nodes)
-        result = kind.onnx(data["attrs"], shapes, arguments, self)
+        self.scope, self.pos, first = layer.name, layer.pos, len(self.nodes)
+        result = kind.onnx(layer.attrs, shapes, arguments, self)
         for node in self.nodes[first:]:
             node.doc_string = source
         produced = [node for node in self.nodes[first:] if result in node.output]

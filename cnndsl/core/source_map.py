@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import SourcePos
 from .resources import library_dir
 
 LIBRARY = "library:"
@@ -27,9 +28,8 @@ def source_name(file: str, root: str) -> str:
     return Path(os.path.relpath(path.resolve(), root_path.resolve().parent)).as_posix()
 
 
-def origin(network, node: int) -> str:
-    """`FILE:LINE:COLUMN in GROUP.PATH` (the stages and blocks around the layer) for one IR node."""
-    data = network.graph.nodes[node]
-    pos = data["pos"]
-    where = f"{source_name(pos.file, network.file)}:{pos.line}:{pos.column}"
-    return f"{where} in {'.'.join(data['group'])}" if data["group"] else where
+def origin(pos: SourcePos, group: tuple[str, ...], root: str) -> str:
+    """`FILE:LINE:COLUMN in GROUP.PATH` for a layer written at `pos` inside the stages and blocks `group`, in an
+    output compiled from the root file `root`."""
+    where = f"{source_name(pos.file, root)}:{pos.line}:{pos.column}"
+    return f"{where} in {'.'.join(group)}" if group else where

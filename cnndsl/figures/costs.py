@@ -1,4 +1,4 @@
-"""Costs per node, written onto the graph: params, MACs, activation memory, receptive field.
+"""Costs per node, written into each layer's Figures (cnndsl/graph/ir.py): params, MACs, activation memory, receptive field.
 
 MACs count convolutions and fully connected layers (the torchvision convention); FLOPs are
 reported as 2·MACs and labelled as such. Receptive field over a DAG takes the largest over
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..graph.ir import walk
-from ..ops import REGISTRY, numel
+from ..graph import ir
+from ..graph.ir import Figures, walk
+from ..ops import numel
 from .receptive_field import IDENTITY, axis_after
 
 BYTES_PER_VALUE = 4  # float32
@@ -31,25 +32,29 @@ class Totals:
 
 
 def annotate(graph: nx.DiGraph) -> nx.DiGraph:
-    """Write params, macs, memory_bytes, rf and jump onto every node, in topological order."""
+    """Write each layer's Figures (params, macs, memory_bytes, rf, jump), in topological order."""
     axes: dict = {}  # node -> its receptive_field.Axis per spatial axis, while annotating
-    for node, data, kind, sources, shapes in walk(graph):
-        data["params"] = kind.params(data["attrs"], shapes) if shapes else 0
-        data["macs"] = kind.macs(data["attrs"], shapes, data["shape"]) if shapes else 0
-        data["memory_bytes"] = numel(data["shape"]) * BYTES_PER_VALUE
+    done: dict[int, Figures] = {}
+    for node, layer, kind, sources, shapes in walk(graph):
+        attrs, shape = layer.attrs, layer.shape
+        params = kind.params(attrs, shapes) if shapes else 0
+        macs = kind.macs(attrs, shapes, shape) if shapes else 0
+        memory = numel(shape) * BYTES_PER_VALUE
         read = sources if kind.tap_values else sources[:1]
-        window = kind.window(data["attrs"], shapes) if shapes else None
-        if window is None and len(read) == 1 and shapes[0][1:] == data["shape"][1:]:
+        window = kind.window(attrs, shapes) if shapes else None
+        if window is None and len(read) == 1 and shapes[0][1:] == shape[1:]:
             # a pointwise layer (most of a network) reads position o at o: its input's maps, rf and jump
             axes[node] = axes[read[0]]
-            data["rf"], data["jump"] = graph.nodes[read[0]]["rf"], graph.nodes[read[0]]["jump"]
+            before = done[read[0]]
+            layer.figures = done[node] = Figures(params, macs, memory, before.rf, before.jump)
             continue
-        axes[node] = _axes(graph, read, data, window, kind.offsets(data["attrs"], shapes), axes)
-        data["rf"], data["jump"] = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
+        axes[node] = _axes(read, shapes, shape, window, kind.offsets(attrs, shapes), axes)
+        rf, jump = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
+        layer.figures = done[node] = Figures(params, macs, memory, rf, jump)
     return graph
 
 
-def _axes(graph, sources, data, window, offsets, axes):
+def _axes(sources, source_shapes, shape, window, offsets, axes):
     """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of;
     where every input and the window are the same along both axes (a square network), the map is worked out once."""
     if not sources:
@@ -61,22 +66,22 @@ def _axes(graph, sources, data, window, offsets, axes):
     def along(axis):
         return axis_after(
             [
-                (axes[source][axis], size(graph.nodes[source]["shape"], axis), offsets[index][axis])
+                (axes[source][axis], size(source_shapes[index], axis), offsets[index][axis])
                 for index, source in enumerate(sources)
             ],
             window,
-            size(data["shape"], axis),
+            size(shape, axis),
             axis,
         )
 
     first = along(0)
     square = (
-        size(data["shape"], 0) == size(data["shape"], 1)
+        size(shape, 0) == size(shape, 1)
         and _symmetric(window)
         and all(
             axes[source][0] is axes[source][1]
             and offsets[index][0] == offsets[index][1]
-            and size(graph.nodes[source]["shape"], 0) == size(graph.nodes[source]["shape"], 1)
+            and size(source_shapes[index], 0) == size(source_shapes[index], 1)
             for index, source in enumerate(sources)
         )
     )
@@ -97,18 +102,18 @@ OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per p
 def saved_activations(graph: nx.DiGraph) -> int:
     """Values backward keeps per image (an estimate): what each layer's kind says it keeps (`backward_keeps`
     outputs), except for layers the torch backend runs in place over an input nothing else reads."""
-    outputs = {output for _, output in graph.graph["outputs"]}
+    outputs = {output for _, output in ir.network_info(graph).outputs}
     total = 0
-    for _, data, kind, sources, _ in walk(graph):
+    for _, layer, kind, sources, _ in walk(graph):
         in_place = (
             kind.torch_in_place
             and bool(sources)
-            and REGISTRY[graph.nodes[sources[0]]["op"]].torch_overwritable
+            and ir.layer(graph, sources[0]).kind.torch_overwritable
             and graph.out_degree(sources[0]) == 1
             and sources[0] not in outputs
         )
         if not in_place:
-            total += numel(data["shape"]) * kind.backward_keeps
+            total += numel(layer.shape) * kind.backward_keeps
     return total
 
 
@@ -119,9 +124,12 @@ def training_bytes(saved: int, params: int, batch: int, dtype: str, optimizer: s
 
 
 def totals(graph: nx.DiGraph) -> Totals:
-    params = sum(graph.nodes[n]["params"] for n in graph.nodes)
-    macs = sum(graph.nodes[n]["macs"] for n in graph.nodes)
-    memory = sum(graph.nodes[n]["memory_bytes"] for n in graph.nodes if n != graph.graph["input"])
+    figures = [layer.figures for _, layer in ir.layers(graph)]
+    params = sum(each.params for each in figures)
+    macs = sum(each.macs for each in figures)
+    memory = (
+        sum(each.memory_bytes for each in figures) - ir.layer(graph, ir.network_info(graph).input).figures.memory_bytes
+    )
     return Totals(params, macs, memory, params * BYTES_PER_VALUE)
 
 

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..graph import ir
 from ..graph.ir import walk
 from ..ops import format_shape, numel
 from .costs import DTYPE_BYTES, OPTIMIZER_STATES, saved_activations, scalar, training_bytes
@@ -36,28 +37,27 @@ class Summary:
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers = [], [], 0
-        for node, data, kind, sources, shapes in walk(graph):
-            if node == graph.graph["input"]:
+        first = ir.network_info(graph).input
+        for node, layer, kind, sources, shapes in walk(graph):
+            if node == first:
                 continue
-            buffers += kind.buffers(data["attrs"], shapes)
+            buffers += kind.buffers(layer.attrs, shapes)
+            figures = layer.figures
             layers.append(
                 {
-                    "name": data["name"],
-                    "op": data["op"],
-                    "group": ".".join(data["group"]),
-                    "shape": list(data["shape"]),
-                    "params": data["params"],
-                    "macs": data["macs"],
-                    "memory_bytes": numel(data["shape"]) * value_bytes * batch,
-                    "rf": scalar(data["rf"]),
-                    "jump": scalar(data["jump"]),
-                    "inputs": [
-                        {"name": graph.nodes[s]["name"] or graph.nodes[s]["op"], "edge": graph.edges[s, node]["kind"]}
-                        for s in sources
-                    ],
+                    "name": layer.name,
+                    "op": layer.op,
+                    "group": ".".join(layer.group),
+                    "shape": list(layer.shape),
+                    "params": figures.params,
+                    "macs": figures.macs,
+                    "memory_bytes": numel(layer.shape) * value_bytes * batch,
+                    "rf": scalar(figures.rf),
+                    "jump": scalar(figures.jump),
+                    "inputs": [_input(graph, source, node) for source in sources],
                 }
             )
-            labels.append(kind.label(data["attrs"]))
+            labels.append(kind.label(layer.attrs))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         saved = saved_activations(graph)
@@ -207,3 +207,9 @@ def format_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}" if count % size else f"{count // size} {unit}"
     return f"{count} B"
+
+
+def _input(graph, source: int, node: int) -> dict[str, str]:
+    """One input of a layer in the summary: its name (the input's is empty: its kind) and the edge's kind."""
+    layer = ir.layer(graph, source)
+    return {"name": layer.name or layer.op, "edge": ir.edge(graph, source, node).kind}

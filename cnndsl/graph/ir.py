@@ -1,27 +1,11 @@
-"""The graph IR: one networkx.DiGraph per network, read by every pass and backend.
+"""The graph IR: one networkx.DiGraph per network, read by every pass and backend through typed records.
 
-Node attributes (node ids are ints in creation order, which is a topological order):
-    op      str          the layer kind's name in the registry (`conv`, `add`, `input`, ...)
-    attrs   dict         resolved arguments (`k` as (h, w), `p` as numbers, `c` filled in)
-    shape   tuple        inferred output shape without batch: (C, H, W) or (N,)
-    pos     SourcePos    where the layer is written
-    group   tuple[str]   group path (stage and block names), e.g. ("layer2", "bottleneck1")
-    name    str          unique dotted name: group path + leaf, e.g. "layer2.bottleneck1.conv1"
-    tap     str | None   the label the source gave this point (`enc1: ...`)
-  written by cnndsl.analysis:
-    params, macs, memory_bytes, rf (h, w), jump (h, w)
-
-Edge attributes:
-    kind    "sequence" | "skip" | "concat" | "branch"
-    index   position of this input among the target's inputs (0 is the first)
-
-Graph attributes:
-    name     network name;  file  source file;  params  the network's parameter values
-    input    the input node id;  outputs  [(output name, node id)]
-    groups   {group path: {"kind": stage|block|dense|branch|scale|downsample, "label": str, "pos": SourcePos,
-                           "call": for a block instance, {"block": its definition's name, "args": {param: value},
-                                   "defaults": {param: value written as a number in the definition}}}}
-    param_values  the network's parameter values as bound (`params` holds them as text)
+Each node (ids are ints in creation order, a topological order) holds one `Layer` under the attribute
+`"layer"`; each edge one `Edge` under `"edge"`; the graph one `NetworkInfo` under `"network"`. Records are
+checked when built, so a pass that writes a wrong type or an unknown edge kind fails where it writes it.
+Analysis writes its results (`Figures`) into `Layer.figures`, apart from what defines the layer, as torch.fx
+keeps pass results in `Node.meta`. Read them with `layer`, `edge`, `network_info` and `walk`; this module is
+the only one that knows how they are stored (tests/test_ir.py holds every other module to that).
 """
 
 from __future__ import annotations
@@ -29,16 +13,235 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import networkx as nx
 
-from ..core.errors import LimitProblem, NameProblem, SourcePos
+from ..core.errors import LimitProblem, NameProblem, SourcePos, SourceWarning
 from ..front.evaluate import LARGEST
 from ..ops import REGISTRY, OpKind, format_shape
 from .module_names import why_not_a_module_name
 
-EDGE_KINDS = ("sequence", "skip", "concat", "branch")
+EdgeKind = Literal["sequence", "skip", "concat", "branch"]
+EDGE_KINDS: frozenset[str] = frozenset(get_args(EdgeKind))
+GroupKind = Literal["stage", "block", "dense", "branch", "scale", "downsample"]
+GROUP_KINDS: frozenset[str] = frozenset(get_args(GroupKind))
+Path = tuple[str, ...]
+
+
+class _CodegenKeys:
+    """TEMPORARY (issue 23): `record["field"]` for the five codegen files being rewritten (backends/torch.py,
+    torch_source.py, torch_classes.py, python_layout.py, source_excerpt.py). Delete it once they read fields."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.__dataclass_fields__:
+            return getattr(self, key)
+        if key in Figures.__dataclass_fields__ and getattr(self, "figures", None) is not None:
+            return getattr(self.figures, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self[key] if key in self.__dataclass_fields__ else None
+        return default if value is None else value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+
+def _require(value: Any, kind: type | tuple[type, ...], what: str) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {value!r}")
+
+
+_INT = {int}
+
+
+def _whole_numbers(shape: tuple) -> bool:
+    return set(map(type, shape)) <= _INT
+
+
+@dataclass(slots=True)
+class Figures:
+    """What analysis (cnndsl/figures/costs.py) works out for one layer; rf and jump per axis (h, w)."""
+
+    params: int
+    macs: int
+    memory_bytes: int
+    rf: tuple
+    jump: tuple
+
+
+@dataclass(slots=True)
+class Layer(_CodegenKeys):
+    """One node: a layer as expansion made it.
+
+    op: the layer kind's name in the registry (`conv`, `add`, `input`, ...); attrs: resolved arguments (`k` as
+    (h, w), `c` filled in); shape: the output without batch, (C, H, W) or (N,); pos: where it is written;
+    group: the path of stages and blocks around it, e.g. ("layer2", "bottleneck1"); name: unique and dotted,
+    group path + leaf ("layer2.bottleneck1.conv1"), given when expansion ends; tap: the label the source
+    gave this point (`enc1: ...`); figures: analysis's results, None until analysed."""
+
+    op: str
+    attrs: dict
+    shape: tuple
+    pos: SourcePos
+    group: Path = ()
+    name: str = ""
+    tap: str | None = None
+    figures: Figures | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # one cheap test on the way every layer is built; the detailed checks only say what is wrong
+        if not (
+            self.op in REGISTRY
+            and type(self.attrs) is dict
+            and type(self.shape) is tuple
+            and type(self.pos) is SourcePos
+            and type(self.group) is tuple
+            and type(self.name) is str
+            and (self.tap is None or type(self.tap) is str)
+            and _whole_numbers(self.shape)
+        ):
+            self._refuse()
+
+    def _refuse(self) -> None:
+        if self.op not in REGISTRY:
+            raise ValueError(f"op must name a registered layer kind, not {self.op!r}")
+        _require(self.attrs, dict, "attrs")
+        _require(self.shape, tuple, "shape")
+        if not _whole_numbers(self.shape):
+            raise TypeError(f"shape must hold whole numbers, not {self.shape!r}")
+        _require(self.pos, SourcePos, "pos")
+        _require(self.group, tuple, "group")
+        _require(self.name, str, "name")
+        _require(self.tap, (str, type(None)), "tap")
+
+    @property
+    def kind(self) -> OpKind:
+        return REGISTRY[self.op]
+
+
+@dataclass(slots=True)
+class Edge:
+    """One input of a layer: how it joins (`kind`) and its place among the layer's inputs (`index`, 0 first)."""
+
+    kind: EdgeKind
+    index: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in EDGE_KINDS:
+            raise ValueError(f"edge kind must be one of {sorted(EDGE_KINDS)}, not {self.kind!r}")
+        if type(self.index) is not int:
+            _require(self.index, int, "index")
+
+
+@dataclass(slots=True, frozen=True)
+class BlockCall(_CodegenKeys):
+    """A block instance's call: its definition's name, every argument as bound, and the defaults written as
+    numbers in the definition."""
+
+    block: str
+    args: dict
+    defaults: dict
+
+
+@dataclass(slots=True, frozen=True)
+class Group(_CodegenKeys):
+    """A stage, block instance or structure (dense, branch, scale, downsample) around layers; `call` for a block."""
+
+    kind: GroupKind
+    label: str
+    pos: SourcePos | None
+    call: BlockCall | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in GROUP_KINDS:
+            raise ValueError(f"group kind must be one of {sorted(GROUP_KINDS)}, not {self.kind!r}")
+        _require(self.label, str, "label")
+        _require(self.call, (BlockCall, type(None)), "call")
+
+
+@dataclass(slots=True)
+class NetworkInfo(_CodegenKeys):
+    """The network as a whole: name, source file, input node, outputs [(name, node)], groups by path, its
+    parameter values as bound (`param_values`) and as text (`params`), and the warnings expansion gave."""
+
+    name: str
+    file: str
+    params: dict[str, str] = field(default_factory=dict)
+    param_values: dict[str, Any] = field(default_factory=dict)
+    input: int | None = None
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+    groups: dict[Path, Group] = field(default_factory=dict)
+    warnings: list[SourceWarning] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.name, str, "name")
+        _require(self.file, str, "file")
+
+
+class _CodegenNodeAttrs(dict):
+    """TEMPORARY (issue 23): `graph.nodes[n]["shape"]` reads the Layer, for the five codegen files."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> Any:
+        if key == "layer":
+            raise KeyError(key)
+        return self["layer"][key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+class _CodegenGraphAttrs(dict):
+    """TEMPORARY (issue 23): `graph.graph["groups"]` reads the NetworkInfo, for the five codegen files."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> Any:
+        if key == "network":
+            raise KeyError(key)
+        return self["network"][key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+class _CodegenReadableGraph(nx.DiGraph):
+    """A DiGraph whose attribute dicts answer the codegen files' string keys (TEMPORARY, issue 23)."""
+
+    node_attr_dict_factory = _CodegenNodeAttrs
+    graph_attr_dict_factory = _CodegenGraphAttrs
+
+
+def layer(graph: nx.DiGraph, node: int) -> Layer:
+    """The node's record."""
+    return graph.nodes[node]["layer"]
+
+
+def layers(graph: nx.DiGraph) -> Iterator[tuple[int, Layer]]:
+    """(node, record) of every node in creation order (a topological order)."""
+    for node, data in graph.nodes.items():
+        yield node, data["layer"]
+
+
+def edge(graph: nx.DiGraph, source: int, target: int) -> Edge:
+    """The record of the edge from `source` into `target`."""
+    return graph.edges[source, target]["edge"]
+
+
+def network_info(graph: nx.DiGraph) -> NetworkInfo:
+    """The graph's record."""
+    return graph.graph["network"]
 
 
 @dataclass
@@ -52,7 +255,7 @@ class GroupScope:
     parent: GroupScope | None = None
     children: list[tuple[str, Any]] = field(default_factory=list)  # ("group", GroupScope) | ("node", id)
     name: str = ""
-    call: dict | None = None  # a block instance's definition and arguments
+    call: BlockCall | None = None  # a block instance's definition and arguments
 
     def open(self, base: str, kind: str, label: str, pos: SourcePos | None) -> GroupScope:
         child = GroupScope(base, kind, label, pos, self)
@@ -63,10 +266,12 @@ class GroupScope:
 class GraphBuilder:
     """Adds nodes with inferred shapes and typed edges; enforces the node limit."""
 
-    def __init__(self, name: str, file: str, max_nodes: int):
-        self.graph = nx.DiGraph(name=name, file=file, outputs=[], groups={}, input=None, params={})
+    def __init__(self, info: NetworkInfo, max_nodes: int):
+        self.info = info
+        self.graph = _CodegenReadableGraph(network=info)
+        self.layers: list[Layer] = []  # by node id, for expansion's many reads of shapes
         self.max_nodes = max_nodes
-        self.root = GroupScope("", "network", name, None)
+        self.root = GroupScope("", "network", info.name, None)
 
     def add(
         self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope, inputs: list[tuple[int, str]]
@@ -84,9 +289,11 @@ class GraphBuilder:
                 pos,
                 "check the repetition counts, or raise the limit with --max-nodes",
             )
-        self.graph.add_node(node, op=kind.name, attrs=attrs, shape=shape, pos=pos, group=(), name="", tap=None)
+        record = Layer(kind.name, attrs, shape, pos)
+        self.graph.add_node(node, layer=record)
+        self.layers.append(record)
         for index, (source, edge_kind) in enumerate(inputs):
-            self.graph.add_edge(source, node, kind=edge_kind, index=index)
+            self.graph.add_edge(source, node, edge=Edge(edge_kind, index))
         group.children.append(("node", node))
         return node
 
@@ -97,7 +304,7 @@ class GraphBuilder:
         self._name_children(self.root, ())
         return self.graph
 
-    def _name_children(self, scope: GroupScope, path: tuple[str, ...]) -> None:
+    def _name_children(self, scope: GroupScope, path: Path) -> None:
         bases = [self._base(kind, item) for kind, item in scope.children]
         totals = Counter(bases)
         taken = {base for base, total in totals.items() if total == 1}
@@ -114,17 +321,17 @@ class GraphBuilder:
                 _require_module_name(name, item.pos)
                 item.name = name
                 child_path = path + (name,)
-                info = {"kind": item.kind, "label": item.label, "pos": item.pos}
-                self.graph.graph["groups"][child_path] = info if item.call is None else {**info, "call": item.call}
+                self.info.groups[child_path] = Group(item.kind, item.label, item.pos, item.call)
                 self._name_children(item, child_path)
             else:
-                self.graph.nodes[item]["group"] = path
-                self.graph.nodes[item]["name"] = ".".join(path + (name,))
+                record = self.layers[item]
+                record.group = path
+                record.name = ".".join(path + (name,))
 
     def _base(self, kind: str, item: Any) -> str:
         if kind == "group":
             return item.base
-        return self.graph.nodes[item]["op"]
+        return self.layers[item].op
 
 
 def _require_module_name(name: str, pos: SourcePos | None) -> None:
@@ -139,22 +346,23 @@ def _require_module_name(name: str, pos: SourcePos | None) -> None:
 
 
 def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:
-    """The node's inputs in order (edge `index`)."""
+    """The node's inputs in order (the edges' `index`)."""
     predecessors = graph.pred[node]
     if len(predecessors) < 2:
         return list(predecessors)
-    return sorted(predecessors, key=lambda source: predecessors[source]["index"])
+    return sorted(predecessors, key=lambda source: predecessors[source]["edge"].index)
 
 
 def input_shapes(graph: nx.DiGraph, node: int) -> list[tuple]:
-    return [graph.nodes[source]["shape"] for source in inputs_of(graph, node)]
+    nodes = graph.nodes
+    return [nodes[source]["layer"].shape for source in inputs_of(graph, node)]
 
 
 class Visit(NamedTuple):
-    """One node as a pass reads it: its attributes, its layer kind, its inputs in order and their shapes."""
+    """One node as a pass reads it: its record, its layer kind, its inputs in order and their shapes."""
 
     node: int
-    data: dict
+    layer: Layer
     kind: OpKind
     sources: list[int]
     shapes: list[tuple]
@@ -164,5 +372,6 @@ def walk(graph: nx.DiGraph) -> Iterator[Visit]:
     """Every node in topological order (ids are creation order) with what each pass and backend asks first."""
     nodes = graph.nodes
     for node, data in nodes.items():
+        record = data["layer"]
         sources = inputs_of(graph, node)
-        yield Visit(node, data, REGISTRY[data["op"]], sources, [nodes[source]["shape"] for source in sources])
+        yield Visit(node, record, REGISTRY[record.op], sources, [nodes[source]["layer"].shape for source in sources])

@@ -23,6 +23,7 @@ from ..core.errors import CnnDslError
 from ..embed import summary_table
 from ..front import syntax as ast
 from ..front.load import Loader
+from ..graph import ir
 from ..graph.expand import DEFAULT_MAX_NODES
 from .explain import explain
 from .layout import DotProcess
@@ -163,7 +164,7 @@ class Analyser:
         if kept is None:
             return None
         graph = kept[1].graph
-        node = next((node for node in graph.nodes if graph.nodes[node]["name"] == layer), None)
+        node = next((node for node, record in ir.layers(graph) if record.name == layer), None)
         return None if node is None else explain(graph, node)
 
     def _keep(self, text: str | None, network: Network) -> int:

@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..graph import ir
 from ..graph.ir import input_shapes, inputs_of
-from ..ops import REGISTRY, format_shape, numel
+from ..ops import format_shape, numel
 
 
 def explain(graph: nx.DiGraph, node: int) -> dict:
     """Name, label, input and output shapes, and the four figures of `node`, each with its working."""
-    data = graph.nodes[node]
-    kind = REGISTRY[data["op"]]
+    data = ir.layer(graph, node)
+    kind = data.kind
     shapes = input_shapes(graph, node)
     return {
-        "name": data["name"],
-        "label": kind.label(data["attrs"]),
+        "name": data.name,
+        "label": kind.label(data.attrs),
         "inputs": [format_shape(shape) for shape in shapes],
-        "output": format_shape(data["shape"]),
+        "output": format_shape(data.shape),
         "rows": [
             ("output size", _output_size(data, shapes)),
-            ("parameters", _checked(_params(data, shapes), data["params"], "no parameters")),
+            ("parameters", _checked(_params(data, shapes), data.figures.params, "no parameters")),
             (
                 "MACs",
                 _checked(
                     _macs(data, shapes),
-                    data["macs"],
+                    data.figures.macs,
                     "none counted: only convolutions and fully connected layers multiply-accumulate",
                 ),
             ),
@@ -46,8 +47,8 @@ def _checked(worked: tuple[str, int] | None, actual: int, when_zero: str) -> str
     return f"{actual:,}" if actual else when_zero
 
 
-def _output_size(data: dict, shapes: list) -> str:
-    attrs, out = data["attrs"], data["shape"]
+def _output_size(data: ir.Layer, shapes: list) -> str:
+    attrs, out = data.attrs, data.shape
     if not shapes:
         return f"the input: {format_shape(out)}"
     if len(out) == 3 and len(shapes[0]) == 3 and {"k", "s", "p"} <= attrs.keys():
@@ -79,8 +80,8 @@ def _sliding_axis(attrs: dict, axis: int, size: int, out: int) -> str | None:
     return f"{text} = {out}" if value == out else None
 
 
-def _params(data: dict, shapes: list) -> tuple[str, int] | None:
-    attrs = data["attrs"]
+def _params(data: ir.Layer, shapes: list) -> tuple[str, int] | None:
+    attrs = data.attrs
     if not shapes:
         return None
     channels_in = shapes[0][0]
@@ -94,13 +95,13 @@ def _params(data: dict, shapes: list) -> tuple[str, int] | None:
     if "n" in attrs:
         text, value = f"{_factors(shapes[0])}·{attrs['n']}", numel(shapes[0]) * attrs["n"]
         return (f"{text} + {attrs['n']}", value + attrs["n"]) if attrs.get("bias") else (text, value)
-    if data["params"] == 2 * channels_in:
+    if data.figures.params == 2 * channels_in:
         return f"2·{channels_in}", 2 * channels_in  # batch norm: a scale and a shift per channel
     return None
 
 
-def _macs(data: dict, shapes: list) -> tuple[str, int] | None:
-    attrs, out = data["attrs"], data["shape"]
+def _macs(data: ir.Layer, shapes: list) -> tuple[str, int] | None:
+    attrs, out = data.attrs, data.shape
     if not shapes:
         return None
     if {"c", "k", "g"} <= attrs.keys() and len(out) == 3:
@@ -117,15 +118,15 @@ def _macs(data: dict, shapes: list) -> tuple[str, int] | None:
 
 def _receptive_field(graph: nx.DiGraph, node: int, kind, shapes: list) -> str:
     """r = r_in + (k − 1)·d·j_in and j = j_in·s per axis, as the analysis computes it."""
-    data = graph.nodes[node]
-    rf, jump = data["rf"], data["jump"]
-    sources = [graph.nodes[source] for source in inputs_of(graph, node)]
+    data = ir.layer(graph, node)
+    rf, jump = data.figures.rf, data.figures.jump
+    sources = [ir.layer(graph, source).figures for source in inputs_of(graph, node)]
     if not sources:
         return "1 pixel: the input sees itself"
-    rf_in = tuple(max(source["rf"][axis] for source in sources) for axis in (0, 1))
-    jump_in = tuple(max(source["jump"][axis] for source in sources) for axis in (0, 1))
+    rf_in = tuple(max(source.rf[axis] for source in sources) for axis in (0, 1))
+    jump_in = tuple(max(source.jump[axis] for source in sources) for axis in (0, 1))
     widest = "the widest of its inputs: " if len(sources) > 1 else ""
-    window = kind.window(data["attrs"], shapes)
+    window = kind.window(data.attrs, shapes)
     if window is None:
         return f"{widest}{_axes(rf)}, as it receives (no window); jump {_axes(jump)}"
     texts = [_window_rule(window, axis, rf_in[axis], jump_in[axis], rf[axis], jump[axis]) for axis in (0, 1)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..core.errors import FileProblem, ShapeProblem, ValueProblem
 from ..core.version import __version__
+from ..graph import ir
 from . import rundir
 from .data import Layout, find_layout
 from .options import Options
@@ -58,7 +59,7 @@ def prepare(network, data, options: dict, out=None, resume=None, source: dict | 
 
 def task_of(network, asked: str | None) -> tuple[str, int]:
     """classify (a vector out) or segment (maps of the input's size out), and the class count."""
-    output = network.graph.nodes[network.outputs[0][1]]["shape"]
+    output = ir.layer(network.graph, network.outputs[0][1]).shape
     found = (
         "classify" if len(output) == 1 else "segment" if tuple(output[1:]) == tuple(network.input_shape[1:]) else None
     )

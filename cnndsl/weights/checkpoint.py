@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, ValueProblem
+from ..graph import ir
 from .match import Given, Match, Slot, match
 
 TORCHVISION = "torchvision"  # `weights="torchvision"`: torchvision's default published weights for the network
@@ -149,7 +150,7 @@ def torch_slots(module, graph) -> list[Slot]:
 
 
 def layer_names(graph) -> dict[str, int]:
-    return {data["name"]: node for node, data in graph.nodes(data=True)}
+    return {layer.name: node for node, layer in ir.layers(graph)}
 
 
 def layer_of(key: str, nodes: dict[str, int]) -> int:

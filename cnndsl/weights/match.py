@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..core.errors import ValueProblem
+from ..graph import ir
 from ..ops import format_shape
 
 COUNTER = "num_batches_tracked"  # BatchNorm's step count: not matched by shape, it follows its layer
@@ -159,7 +160,7 @@ class _Matcher:
         out where the network has none, as torchvision leaves them out when it builds these networks without."""
         if Counter(leaf.signature for leaf in network_leaves) == _signatures(keys, self.given):
             return keys
-        has_aux = any(name.lower().startswith("aux") for name, *_ in self.graph.graph["groups"])
+        has_aux = any(name.lower().startswith("aux") for name, *_ in ir.network_info(self.graph).groups)
         if has_aux:
             return keys
         kept = []
@@ -301,7 +302,7 @@ class _Matcher:
     def _problem(self, node: int | None, message: str, hint: str, rank: int = 0) -> None:
         """Record a problem; those of rank 0 (a tensor without partner) come first, before the ambiguities
         that often follow from them."""
-        pos = self.graph.nodes[node]["pos"] if node is not None else None
+        pos = ir.layer(self.graph, node).pos if node is not None else None
         self.problem_at.append(((rank, node if node is not None else -1), ValueProblem(message, pos, hint)))
 
 
@@ -315,7 +316,7 @@ def _network_leaves(graph: nx.DiGraph, slots: list[Slot]) -> list[Leaf]:
     for node in sorted(by_node):
         ordered = sorted(by_node[node], key=lambda slot: _role_rank(slot.key))
         leaves.append(
-            Leaf(graph.nodes[node]["name"], [slot.key for slot in ordered], [slot.shape for slot in ordered], node)
+            Leaf(ir.layer(graph, node).name, [slot.key for slot in ordered], [slot.shape for slot in ordered], node)
         )
     return leaves
 
@@ -603,7 +604,7 @@ def _is_counter(key: str) -> bool:
 
 
 def _layer(graph: nx.DiGraph, node: int) -> str:
-    return graph.nodes[node]["name"]
+    return ir.layer(graph, node).name
 
 
 def _shape(shape: tuple) -> str:

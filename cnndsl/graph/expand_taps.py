@@ -1,0 +1,85 @@
+"""Expanding the points of a network: its input, labelled taps, jumps to a tap, `@in`, and its outputs."""
+
+from __future__ import annotations
+
+from .. import ops
+from ..core.errors import CnnDslError, NameProblem, ShapeProblem, SourcePos, SourceWarning, did_you_mean
+from ..front import syntax as ast
+from ..front.evaluate import Tap
+from .frame import Frame
+
+
+class Points:
+    """The Expander's statements that declare the input, label a point, jump to one or name the outputs."""
+
+    def _Input(self, stmt: ast.Input, frame: Frame) -> None:
+        if self.cursor is not None:
+            raise ShapeProblem("a network has one input, declared before its first layer", stmt.pos)
+        dims = tuple(self._dimension(dim, frame) for dim in stmt.dims)
+        dims = self.input_override or dims
+        if len(dims) not in (1, 3):
+            raise ShapeProblem(f"an input is C×H×W or a vector of N, not {ops.format_shape(dims)}", stmt.pos)
+        kind = ops.REGISTRY["input"]
+        self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
+        self.info.input = self.cursor
+        if len(dims) == 3 and dims[2] in (1, 3, 4) and min(dims[0], dims[1]) >= 16:
+            self.warnings.append(
+                SourceWarning(
+                    f"the input {ops.format_shape(dims)} looks channels-last (H×W×C); cnndsl reads C×H×W",
+                    stmt.pos,
+                    f"for {dims[2]} channels of {dims[0]}×{dims[1]}, write input {dims[2]}x{dims[0]}x{dims[1]}",
+                )
+            )
+
+    def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
+        try:
+            return ops.base.whole(self.evaluate(dim, frame.env), "an input dimension")
+        except CnnDslError as error:
+            raise error.at(dim.pos)
+
+    def _Jump(self, stmt: ast.Jump, frame: Frame) -> None:
+        self.cursor = self._tap(Tap(stmt.tap, stmt.pos), frame)
+        self.pending_edge = "branch"
+
+    def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
+        if stmt.label == "in":
+            raise NameProblem(
+                "`in` cannot label a point: `@in` is the input of the block", stmt.pos, "choose another label"
+            )
+        self.statement(stmt.item, frame)
+        if stmt.label in frame.taps:
+            first = frame.taps[stmt.label][1]
+            raise NameProblem(
+                f"duplicate tap `{stmt.label}` (first defined at {first})",
+                stmt.pos,
+                "give each labelled point its own name",
+            )
+        frame.taps[stmt.label] = (self.cursor, stmt.pos)
+        self.layers[self.cursor].tap = stmt.label
+
+    def _Output(self, stmt: ast.Output, frame: Frame) -> None:
+        outputs = self.info.outputs
+        for tap in stmt.taps:
+            if any(name == tap.name for name, _ in outputs):
+                raise NameProblem(f"`@{tap.name}` is already an output", tap.pos)
+            outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
+
+    def _tap(self, tap: Tap, frame: Frame) -> int:
+        if tap.name == "in":
+            entry = self.info.input if frame.entry is None else frame.entry
+            if entry is None:
+                raise ShapeProblem(
+                    "`@in` is the input, which is not declared yet", tap.pos, "start the network with `input 3x224x224`"
+                )
+            return entry
+        if tap.name not in frame.taps:
+            raise NameProblem(
+                f"undefined tap `@{tap.name}`",
+                tap.pos,
+                did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`",
+            )
+        return frame.taps[tap.name][0]
+
+    def _require_cursor(self, pos: SourcePos) -> int:
+        self._current_shape(pos)
+        return self.cursor

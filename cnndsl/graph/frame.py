@@ -1,0 +1,27 @@
+"""What expansion carries into each body: the frame of a block instance or the network body, and the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import SourcePos
+from ..front.evaluate import Env
+from .ir import GroupScope
+
+DEFAULT_MAX_NODES = 100_000
+MAX_CALL_DEPTH = 64
+MAX_DEPTH = 100  # bodies inside bodies, across block calls: keeps the recursive expansion off Python's limit
+STEPS_PER_NODE = 4  # statements and loop turns allowed per node of the limit: loops that add nothing still end
+
+
+@dataclass
+class Frame:
+    """What a block instance (or the network body) expands within."""
+
+    env: Env
+    group: GroupScope
+    taps: dict[str, tuple[int, SourcePos]]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    depth: int = 0
+    entry: int | None = None  # the block instance's input (`@in`); None in the network body: its input
