@@ -24,6 +24,8 @@ STRING_KEYED_READERS = {
     "backends/torch_source.py",
     "backends/torch_classes.py",
     "backends/source_excerpt.py",
+    "backends/class_structure.py",
+    "backends/class_parameters.py",
 }
 GRAPH_VIEWS = {"nodes", "edges", "graph"}
 DATA_VIEWS = {"pred", "succ", "adj"}
