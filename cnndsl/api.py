@@ -109,7 +109,7 @@ class Network:
     def with_params(self, **changes: Any) -> Network:
         """The same network expanded again with some of its parameters changed (`--to python` checks that its
         classes, given those parameters, build what the network expands to)."""
-        overrides = {**self.graph.graph["param_values"], **changes}
+        overrides = {**ir.network_info(self.graph).param_values, **changes}
         if Path(self.file).is_file():
             return load(self.file, network=self.name, input=self.input_shape, **overrides)
         return parse(self.source, file=self.file, network=self.name, input=self.input_shape, **overrides)
