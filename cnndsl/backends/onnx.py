@@ -28,7 +28,7 @@ from ..graph.ir import walk
 from ..ops import format_shape
 from .onnx_fold import fold_batchnorm
 from .onnx_tensors import Pending, ready, serialized_size
-from .onnx_weights import Weights, filled, uniform, weights_for
+from .onnx_weights import Weights, weights_for
 
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
 BATCH = "batch"
@@ -252,10 +252,6 @@ def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
 
 
-def _draw_later(rng, shape) -> None:  # an Init that draws nothing: the emitter draws once the model fits
-    return None
-
-
 class Emitter:
     """What a kind's `onnx` rule calls to add nodes, weights and constants for the IR node being emitted.
 
@@ -265,11 +261,11 @@ class Emitter:
 
     def __init__(self, opset: int, weights: Weights):
         self.opset = opset
-        self.weights = weights
+        self.supply = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, Pending] = {}
         self.used: set[str] = set()
-        self.scope, self.pos = "", None
+        self.scope, self.pos, self.declared = "", None, []
 
     def emit(self, kind, layer: ir.Layer, arguments: list[str], shapes: list[tuple], name: str, source: str) -> str:
         """Run the kind's rule for one IR node and name its result `name`; returns the output value. Each node
@@ -280,6 +276,7 @@ class Emitter:
                 hint="rename the tap or output so that it differs from the layer names",
             )
         self.scope, self.pos, first = layer.name, layer.pos, len(self.nodes)
+        self.declared = kind.tensors(layer.attrs, shapes)
         result = kind.onnx(layer.attrs, shapes, arguments, self)
         for node in self.nodes[first:]:
             node.doc_string = source
@@ -305,23 +302,25 @@ class Emitter:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
         return output
 
-    def weight(self, param: str, shape: tuple, bound: float | None = None, fill: float | None = None) -> str:
-        """The parameter `<IR node>.<param>` (`<IR node>` for a layer that is one tensor): given, or fresh as
-        PyTorch draws it (U(-bound, bound) or `fill`)."""
-        name, shape = f"{self.scope}.{param}" if param else self.scope, tuple(shape)
-        init = uniform(bound) if fill is None else filled(fill)
-        given = self.weights.take(name, shape, _draw_later)  # asked now, in order; a fresh one is drawn later
+    def weight(self, param: str) -> str:
+        """The tensor `param` the layer's kind declares, as the initializer `<IR node>.<param>` (`<IR node>` for
+        a layer that is one tensor): given, or drawn as the declaration says once the model is known to fit."""
+        spec = next((spec for spec in self.declared if spec.name == param), None)
+        if spec is None:
+            raise KeyError(f"layer `{self.scope}` declares no tensor `{param}`")
+        name = spec.key(self.scope)
+        given = self.supply.given.get(name)
         self.initializers[name] = (
             ready(given, self.pos)
             if given is not None
-            else Pending(shape, np.dtype(np.float32), lambda: init(self.weights.rng, shape), self.pos)
+            else Pending(spec.shape, np.dtype(np.float32), lambda: self.supply.fresh(spec), self.pos)
         )
         self.used.add(name)
         return name
 
-    def skip(self, param: str) -> None:
-        """A stored value of this layer that inference does not read."""
-        self.weights.skip(f"{self.scope}.{param}")
+    def weights(self) -> list[str]:
+        """Every floating-point tensor the layer's kind declares, in its order (a step count is not read)."""
+        return [self.weight(spec.name) for spec in self.declared if spec.floating]
 
     def ints(self, label: str, values: Any) -> str:
         return self._constant(label, ready(np.asarray(values, dtype=np.int64), self.pos))

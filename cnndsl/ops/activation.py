@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .base import OpKind, flag, real, register
+from .tensors import Example, Filled, TensorSpec
 
 
 class _Activation(OpKind):
@@ -34,6 +35,7 @@ def _activation(name: str, torch_class: str, doc: str, onnx=None, in_place: bool
                 "doc": doc,
                 "onnx_rule": staticmethod(onnx) if onnx else None,
                 "torch_in_place": in_place,
+                "example": Example(name),
             },
         )
     )
@@ -103,6 +105,7 @@ class LeakyRelu(_Activation):
     torch_in_place = True
     signature = (("slope", 0.01),)
     doc = "max(0, x) + slope · min(0, x)"
+    example = Example("leakyrelu(0.2)")
 
     def resolve(self, attrs, inputs):
         return {"slope": real(attrs["slope"], "slope")}
@@ -125,6 +128,7 @@ class Elu(_Activation):
     torch_in_place = True
     signature = (("alpha", 1.0),)
     doc = "x for x > 0, alpha · (e^x − 1) below (Clevert et al. 2016)"
+    example = Example("elu(0.5)")
 
     def resolve(self, attrs, inputs):
         return {"alpha": real(attrs["alpha"], "alpha")}
@@ -148,12 +152,13 @@ class Prelu(_Activation):
     name = "prelu"
     signature = (("per_channel", False), ("init", 0.25))
     doc = "max(0, x) + a · min(0, x) with a learned slope a: one, or one per channel"
+    example = Example("prelu(per_channel=true, 0.1)")
 
     def resolve(self, attrs, inputs):
         return {"per_channel": flag(attrs["per_channel"], "per_channel"), "init": real(attrs["init"], "init")}
 
-    def params(self, attrs, inputs):
-        return inputs[0][0] if attrs["per_channel"] else 1
+    def tensors(self, attrs, inputs):
+        return [TensorSpec("weight", (inputs[0][0] if attrs["per_channel"] else 1,), Filled(attrs["init"]))]
 
     def torch_module(self, attrs, inputs):
         from torch import nn
@@ -162,7 +167,7 @@ class Prelu(_Activation):
 
     def onnx(self, attrs, inputs, args, emit):
         shape = inputs[0]
-        slopes = emit.weight("weight", (self.params(attrs, inputs),), fill=attrs["init"])
+        slopes = emit.weight("weight")
         if attrs["per_channel"] and len(shape) == 3:  # ONNX broadcasts from the right: C×1×1
             slopes = emit.op("Reshape", [slopes, emit.ints("per_channel", (shape[0], 1, 1))])
         return emit.op("PRelu", [args[0], slopes])
@@ -172,6 +177,7 @@ class Prelu(_Activation):
 class Softmax(_Activation):
     name = "softmax"
     doc = "softmax over the channels (the class scores after fc)"
+    example = Example("softmax")
 
     def torch_module(self, attrs, inputs):
         from torch import nn

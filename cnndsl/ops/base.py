@@ -1,4 +1,4 @@
-"""What a layer kind declares, once: arguments, shape rule, costs, window, label, torch code.
+"""What a layer kind declares, once: arguments, shape rule, tensors, costs, window, label, torch code, an example.
 
 Each kind is a small class registered by name. Backends never switch on op names; they ask
 the kind. ONNX emitters live on the same classes (`onnx`), diagram colours come from `family`.
@@ -14,6 +14,7 @@ from typing import Any
 from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from ..core.spellings import unknown_argument_hint
 from ..front.evaluate import shown
+from .tensors import BUFFER, PARAMETER, Example, TensorSpec, count
 from .torch_code import Arg, Expr, Method, applied
 
 Shape = tuple[int, ...]
@@ -56,6 +57,7 @@ class OpKind:
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
     doc: str = ""
+    example: Example | None = None  # a call of it on an input, which the tests build (every kind called by name)
 
     # ---- arguments ------------------------------------------------------------
     def bind(self, positional: Sequence[Any], keywords: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
@@ -99,12 +101,16 @@ class OpKind:
     def shape(self, attrs: dict[str, Any], inputs: list[Shape]) -> Shape:
         return inputs[0]
 
+    def tensors(self, attrs: dict[str, Any], inputs: list[Shape]) -> list[TensorSpec]:
+        """The tensors the layer holds, in its torch module's state_dict order (cnndsl/ops/tensors.py)."""
+        return []
+
     def params(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
-        return 0
+        return count(self.tensors(attrs, inputs), PARAMETER)
 
     def buffers(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
         """Values kept in the state_dict that training does not learn (batch norm's running statistics)."""
-        return 0
+        return count(self.tensors(attrs, inputs), BUFFER)
 
     def macs(self, attrs: dict[str, Any], inputs: list[Shape], output: Shape) -> int:
         return 0

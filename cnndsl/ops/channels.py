@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import REQUIRED, OpKind, register, spatial, whole
+from .tensors import Example
 from .torch_code import Arg, Index, Method
 
 
@@ -15,6 +16,7 @@ class Chunk(OpKind):
     family = "reshape"
     signature = (("n", REQUIRED), ("i", REQUIRED))
     doc = "part i (from 0) of the channels cut into n equal parts"
+    example = Example("chunk(2, 1)")
 
     def resolve(self, attrs, inputs):
         parts, channels = whole(attrs["n"], "parts n"), inputs[0][0]
@@ -58,6 +60,7 @@ class ChannelShuffle(OpKind):
     family = "reshape"
     signature = (("g", REQUIRED),)
     doc = "interleaves g groups of channels (ShuffleNet)"
+    example = Example("channelshuffle(2)")
 
     def resolve(self, attrs, inputs):
         channels, groups = spatial(self, inputs[0])[0], whole(attrs["g"], "groups g")
@@ -90,6 +93,7 @@ class Identity(OpKind):
     name = "identity"
     family = "reshape"
     doc = "passes its input on: a path of its own in `branch`, a named point"
+    example = Example("identity")
 
     def torch_module(self, attrs, inputs):
         from torch import nn

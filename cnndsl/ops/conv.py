@@ -7,6 +7,7 @@ import re
 
 from ..core.errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text, whole
+from .tensors import Example, TensorSpec, Uniform
 
 
 def _kernel_preset(prefix: str):
@@ -37,6 +38,13 @@ def _padding(value, kernel, dilation, name):
     return pair(value, f"`{name}` padding", minimum=0)
 
 
+def _weight_and_bias(shape, channels, per_group, attrs) -> list[TensorSpec]:
+    """A convolution's weight of `shape` and its bias (if any), both drawn as PyTorch does from its fan-in."""
+    init = Uniform(1 / math.sqrt(per_group * attrs["k"][0] * attrs["k"][1]))
+    bias = [TensorSpec("bias", (channels,), init)] if attrs["bias"] else []
+    return [TensorSpec("weight", shape, init), *bias]
+
+
 def _kernel_text(kernel):
     return f"{kernel[0]}×{kernel[1]}"
 
@@ -51,6 +59,7 @@ class Conv(OpKind):
         "2-D convolution; c defaults to the input's channels; p=same is (k−1)/2·d for odd k, p=valid is 0; "
         "g=depthwise sets the groups to the input's channels (a c that is a multiple of them: a channel multiplier)"
     )
+    example = Example("conv(6, k=(3, 5), s=2, g=2)", (4, 9, 9))
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -84,10 +93,9 @@ class Conv(OpKind):
         shrunk(self, inputs[0], out_h, out_w)
         return (attrs["c"], out_h, out_w)
 
-    def params(self, attrs, inputs):
-        kernel_h, kernel_w = attrs["k"]
-        weights = attrs["c"] * (inputs[0][0] // attrs["g"]) * kernel_h * kernel_w
-        return weights + (attrs["c"] if attrs["bias"] else 0)
+    def tensors(self, attrs, inputs):
+        per_group = inputs[0][0] // attrs["g"]
+        return _weight_and_bias((attrs["c"], per_group, *attrs["k"]), attrs["c"], per_group, attrs)
 
     def macs(self, attrs, inputs, output):
         channels, out_h, out_w = output
@@ -115,14 +123,9 @@ class Conv(OpKind):
         )
 
     def onnx(self, attrs, inputs, args, emit):
-        per_group = inputs[0][0] // attrs["g"]
-        bound = 1 / math.sqrt(per_group * attrs["k"][0] * attrs["k"][1])
-        operands = [args[0], emit.weight("weight", (attrs["c"], per_group, *attrs["k"]), bound=bound)]
-        if attrs["bias"]:
-            operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
         return emit.op(
             "Conv",
-            operands,
+            [args[0], *emit.weights()],
             kernel_shape=attrs["k"],
             strides=attrs["s"],
             pads=attrs["p"] * 2,
@@ -138,6 +141,7 @@ class Deconv(OpKind):
     torch_overwritable = True
     signature = (("c", None), ("k", 2), ("s", 2), ("p", 0), ("op", 0), ("g", 1), ("bias", True))
     doc = "transposed convolution (learned upsampling); op is the output padding"
+    example = Example("deconv(6, k=3, s=2, p=1, op=1, g=2)")
 
     def resolve(self, attrs, inputs):
         channels_in = spatial(self, inputs[0])[0]
@@ -166,9 +170,9 @@ class Deconv(OpKind):
         shrunk(self, inputs[0], out_h, out_w)
         return (attrs["c"], out_h, out_w)
 
-    def params(self, attrs, inputs):
-        weights = inputs[0][0] * (attrs["c"] // attrs["g"]) * attrs["k"][0] * attrs["k"][1]
-        return weights + (attrs["c"] if attrs["bias"] else 0)
+    def tensors(self, attrs, inputs):
+        per_group = attrs["c"] // attrs["g"]  # PyTorch's fan-in of this weight layout
+        return _weight_and_bias((inputs[0][0], per_group, *attrs["k"]), attrs["c"], per_group, attrs)
 
     def macs(self, attrs, inputs, output):
         """Every input pixel scatters a K×K×(C_out/g) patch."""
@@ -192,14 +196,9 @@ class Deconv(OpKind):
         )
 
     def onnx(self, attrs, inputs, args, emit):
-        per_group = attrs["c"] // attrs["g"]
-        bound = 1 / math.sqrt(per_group * attrs["k"][0] * attrs["k"][1])  # PyTorch's fan-in of this weight layout
-        operands = [args[0], emit.weight("weight", (inputs[0][0], per_group, *attrs["k"]), bound=bound)]
-        if attrs["bias"]:
-            operands.append(emit.weight("bias", (attrs["c"],), bound=bound))
         return emit.op(
             "ConvTranspose",
-            operands,
+            [args[0], *emit.weights()],
             kernel_shape=attrs["k"],
             strides=attrs["s"],
             pads=attrs["p"] * 2,

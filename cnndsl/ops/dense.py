@@ -6,6 +6,7 @@ import math
 
 from ..core.errors import ShapeProblem
 from .base import OpKind, Window, alias, channels_last, flag, format_shape, numel, register, whole
+from .tensors import Example, TensorSpec, Uniform
 from .torch_code import Arg, Call, Method, applied
 
 
@@ -16,6 +17,7 @@ class FullyConnected(OpKind):
     torch_overwritable = True
     signature = (("n", None), ("bias", True), ("pixelwise", False))
     doc = "fully connected layer; flattens a C×H×W input by itself, or with pixelwise=true maps the channels of every pixel"
+    example = Example("fc(5)", (4, 3, 3))
 
     def resolve(self, attrs, inputs):
         if attrs["n"] is None:
@@ -31,8 +33,11 @@ class FullyConnected(OpKind):
     def shape(self, attrs, inputs):
         return (attrs["n"], *inputs[0][1:]) if attrs["pixelwise"] else (attrs["n"],)
 
-    def params(self, attrs, inputs):
-        return self._features(attrs, inputs) * attrs["n"] + (attrs["n"] if attrs["bias"] else 0)
+    def tensors(self, attrs, inputs):
+        features = self._features(attrs, inputs)
+        init = Uniform(1 / math.sqrt(features))
+        bias = [TensorSpec("bias", (attrs["n"],), init)] if attrs["bias"] else []
+        return [TensorSpec("weight", (attrs["n"], features), init), *bias]
 
     def macs(self, attrs, inputs, output):
         """in·out, at every pixel where it is applied per pixel (as the reference counts ConvNeXt's Linear)."""
@@ -58,12 +63,9 @@ class FullyConnected(OpKind):
         return applied(Arg(0) if len(inputs[0]) == 1 else Call("torch", "flatten", (Arg(0), 1)))
 
     def onnx(self, attrs, inputs, args, emit):
-        features = self._features(attrs, inputs)
-        bound = 1 / math.sqrt(features)
-        weight = emit.weight("weight", (attrs["n"], features), bound=bound)
-        bias = [emit.weight("bias", (attrs["n"],), bound=bound)] if attrs["bias"] else []
+        weight, *bias = emit.weights()
         if attrs["pixelwise"]:  # the same map at every pixel: a 1×1 convolution with the (out, in) weight
-            kernel = emit.op("Reshape", [weight, emit.ints("kernel", (attrs["n"], features, 1, 1))])
+            kernel = emit.op("Reshape", [weight, emit.ints("kernel", (attrs["n"], inputs[0][0], 1, 1))])
             return emit.op("Conv", [args[0], kernel, *bias], kernel_shape=(1, 1))
         flat = args[0] if len(inputs[0]) == 1 else emit.op("Flatten", [args[0]], axis=1)
         if not bias:
@@ -79,6 +81,7 @@ class Flatten(OpKind):
     name = "flatten"
     family = "reshape"
     doc = "C×H×W to one vector"
+    example = Example("flatten", (4, 3, 3))
 
     def shape(self, attrs, inputs):
         return (numel(inputs[0]),)
@@ -96,6 +99,7 @@ class Reshape(OpKind):
     family = "reshape"
     signature = (("dims", None),)
     doc = "view the tensor with other dimensions of the same size, as C×H×W or a vector, e.g. reshape((30, 7, 7))"
+    example = Example("reshape((2, 3, 6))", (4, 3, 3))
 
     def resolve(self, attrs, inputs):
         dims = attrs["dims"]

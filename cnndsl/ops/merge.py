@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, flag, format_shape, real, register
+from .tensors import Example
 from .torch_code import Arg, Call, Index, Listed, Method, Operation
 
 
@@ -30,6 +31,7 @@ class Add(OpKind):
     residual_join = True
     drawn_as_join = True
     doc = "add(@t): element-wise sum with the taps, of equal shapes (residual connections)"
+    example = Example("add(@in)", before="bn")
 
     def shape(self, attrs, inputs):
         for other in inputs[1:]:
@@ -69,6 +71,7 @@ class Concat(OpKind):
     tap_edge = "concat"
     signature = (("crop", False),)
     doc = "concat(@t, ...): the current tensor, then the taps in order, along channels; crop=true centre-crops larger inputs (U-Net)"
+    example = Example("concat(@in)", before="bn")
 
     def resolve(self, attrs, inputs):
         return {"crop": flag(attrs["crop"], "crop")}
@@ -131,6 +134,7 @@ class Multiply(OpKind):
     drawn_as_join = True
     signature = (("factor", None),)
     doc = "mul(@t): gating, x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant, mul(@t, 0.5) both"
+    example = Example("mul(@in, 0.5)", before="bn")
 
     def resolve(self, attrs, inputs):
         if attrs["factor"] is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ValueProblem
 from .base import REQUIRED, OpKind, alias, channels_last, fraction, real, register, spatial, whole
+from .tensors import BUFFER, ONES, ZEROS, Example, Filled, TensorSpec
 from .torch_code import OWN, Arg, Attribute, Index, Method, Operation, applied
 
 
@@ -14,15 +15,19 @@ class BatchNorm(OpKind):
     torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))
     doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
+    example = Example("bn(eps=0.001)")
 
     def resolve(self, attrs, inputs):
         return {"eps": real(attrs["eps"], "eps", positive=True), "momentum": fraction(attrs["momentum"], "momentum")}
 
-    def params(self, attrs, inputs):
-        return 2 * inputs[0][0]
-
-    def buffers(self, attrs, inputs):
-        return 2 * inputs[0][0] + 1  # running mean and variance, num_batches_tracked
+    def tensors(self, attrs, inputs):
+        channels = (inputs[0][0],)
+        return [
+            *_scale_and_shift(channels),
+            TensorSpec("running_mean", channels, ZEROS, BUFFER),
+            TensorSpec("running_var", channels, ONES, BUFFER),
+            TensorSpec("num_batches_tracked", (), ZEROS, BUFFER, "int64"),
+        ]
 
     def label(self, attrs):
         return "bn"
@@ -34,16 +39,7 @@ class BatchNorm(OpKind):
         return norm(inputs[0][0], eps=attrs["eps"], momentum=attrs["momentum"])
 
     def onnx(self, attrs, inputs, args, emit):
-        channels = (inputs[0][0],)
-        operands = [
-            args[0],
-            emit.weight("weight", channels, fill=1.0),
-            emit.weight("bias", channels, fill=0.0),
-            emit.weight("running_mean", channels, fill=0.0),
-            emit.weight("running_var", channels, fill=1.0),
-        ]
-        emit.skip("num_batches_tracked")
-        return emit.op("BatchNormalization", operands, epsilon=attrs["eps"])
+        return emit.op("BatchNormalization", [args[0], *emit.weights()], epsilon=attrs["eps"])
 
 
 @register
@@ -56,12 +52,13 @@ class LayerNorm(OpKind):
     torch_overwritable = True
     signature = (("eps", 1e-5),)
     doc = "layer normalisation over the channels (of each pixel of a C×H×W tensor, or of a vector)"
+    example = Example("layernorm")
 
     def resolve(self, attrs, inputs):
         return {"eps": real(attrs["eps"], "eps", positive=True)}
 
-    def params(self, attrs, inputs):
-        return 2 * inputs[0][0]
+    def tensors(self, attrs, inputs):
+        return _scale_and_shift(inputs[0][:1])
 
     def label(self, attrs):
         return "layernorm"
@@ -75,8 +72,7 @@ class LayerNorm(OpKind):
         return channels_last(Arg(0), inputs[0])
 
     def onnx(self, attrs, inputs, args, emit):
-        channels = (inputs[0][0],)
-        operands = [emit.weight("weight", channels, fill=1.0), emit.weight("bias", channels, fill=0.0)]
+        operands = emit.weights()
         if len(inputs[0]) == 1:
             return _normalize_last_axis(emit, args[0], operands, attrs["eps"])
         pixels = emit.op("Transpose", [args[0]], perm=(0, 2, 3, 1))
@@ -102,6 +98,7 @@ class GroupNorm(OpKind):
     torch_overwritable = True
     signature = (("g", REQUIRED), ("eps", 1e-5))
     doc = "group normalisation (Wu & He 2018): channels in g groups, each normalised over its channels and pixels"
+    example = Example("groupnorm(2)")
 
     def resolve(self, attrs, inputs):
         groups, channels = whole(attrs["g"], "groups g"), inputs[0][0]
@@ -109,8 +106,8 @@ class GroupNorm(OpKind):
             raise ValueProblem(f"groups g={groups} must divide the channels ({channels})")
         return {"g": groups, "eps": real(attrs["eps"], "eps", positive=True)}
 
-    def params(self, attrs, inputs):
-        return 2 * inputs[0][0]
+    def tensors(self, attrs, inputs):
+        return _scale_and_shift(inputs[0][:1])
 
     def label(self, attrs):
         return f"groupnorm {attrs['g']}"
@@ -132,8 +129,8 @@ class GroupNorm(OpKind):
         )
         restored = emit.op("Reshape", [normed, emit.ints("shape", (0, *shape))])
         per_channel = _per_channel(shape)
-        weight = emit.op("Reshape", [emit.weight("weight", shape[:1], fill=1.0), emit.ints("per_channel", per_channel)])
-        bias = emit.op("Reshape", [emit.weight("bias", shape[:1], fill=0.0), emit.ints("per_channel", per_channel)])
+        weight = emit.op("Reshape", [emit.weight("weight"), emit.ints("per_channel", per_channel)])
+        bias = emit.op("Reshape", [emit.weight("bias"), emit.ints("per_channel", per_channel)])
         return emit.op("Add", [emit.op("Mul", [restored, weight]), bias])
 
 
@@ -147,12 +144,13 @@ class LayerScale(OpKind):
     torch_overwritable = True
     signature = (("init", 1e-6),)
     doc = "multiplies each channel by a learned factor, initialised to init (ConvNeXt's layer scale)"
+    example = Example("layerscale(0.5)")
 
     def resolve(self, attrs, inputs):
         return {"init": real(attrs["init"], "init")}
 
-    def params(self, attrs, inputs):
-        return inputs[0][0]
+    def tensors(self, attrs, inputs):
+        return [TensorSpec("", _per_channel(inputs[0]), Filled(attrs["init"]))]
 
     def label(self, attrs):
         return f"layerscale {attrs['init']:g}"
@@ -167,7 +165,12 @@ class LayerScale(OpKind):
         return Operation("*", (Arg(0), OWN))
 
     def onnx(self, attrs, inputs, args, emit):
-        return emit.op("Mul", [args[0], emit.weight("", _per_channel(inputs[0]), fill=attrs["init"])])
+        return emit.op("Mul", [args[0], emit.weight("")])
+
+
+def _scale_and_shift(channels):
+    """A norm's learned per-channel scale (`weight`, from 1) and shift (`bias`, from 0)."""
+    return [TensorSpec("weight", channels, ONES), TensorSpec("bias", channels)]
 
 
 def _per_channel(shape):
@@ -181,6 +184,7 @@ class LocalResponseNorm(OpKind):
     family = "norm"
     signature = (("size", 5), ("alpha", 1e-4), ("beta", 0.75), ("k", 2.0))
     doc = "local response normalisation across an odd number of channels (AlexNet, GoogLeNet papers)"
+    example = Example("lrn(3, alpha=0.01, beta=0.7, k=1.5)")
 
     def resolve(self, attrs, inputs):
         """An even size is refused here, where `check` sees it: ONNX has no form for it."""
@@ -218,6 +222,7 @@ class Dropout(OpKind):
     torch_in_place = True
     signature = (("p", 0.5),)
     doc = "zeroes a fraction p of activations while training"
+    example = Example("dropout(0.3)")
 
     def resolve(self, attrs, inputs):
         return {"p": fraction(attrs["p"], "dropout probability p")}
@@ -248,6 +253,7 @@ class StochasticDepth(OpKind):
         'torchvision\'s StochasticDepth(p, "row"): while training, drops whole samples with probability p and scales '
         "the rest by 1/(1 − p); the identity in eval mode. At the end of a residual body it drops the body"
     )
+    example = Example("stochasticdepth(0.2)")
 
     def resolve(self, attrs, inputs):
         return {"p": fraction(attrs["p"], "stochastic depth probability p")}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text
+from .tensors import Example
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,6 +62,7 @@ class MaxPool(_Pool):
     backward_keeps = 3
     onnx_op, onnx_options = "MaxPool", {}
     doc = "max pooling; s defaults to k"
+    example = Example("maxpool(k=3, s=2, p=1, ceil=true)", (4, 8, 8))
 
 
 @register
@@ -69,6 +71,7 @@ class AvgPool(_Pool):
     torch_class = "AvgPool2d"
     onnx_op, onnx_options = "AveragePool", {"count_include_pad": 1}
     doc = "average pooling (padding counted, as PyTorch does); s defaults to k"
+    example = Example("avgpool(3, s=2, p=1)", (4, 8, 8))
 
 
 @register
@@ -77,6 +80,7 @@ class GlobalAvgPool(OpKind):
     family = "pool"
     torch_overwritable = True
     doc = "global average pooling to C×1×1"
+    example = Example("gap")
 
     def shape(self, attrs, inputs):
         channels = spatial(self, inputs[0])[0]
@@ -105,6 +109,7 @@ class AdaptiveAvgPool(OpKind):
     torch_overwritable = True
     signature = (("size", 1),)
     doc = "average pooling to a fixed H×W, as torchvision's AlexNet and VGG heads"
+    example = Example("adaptiveavgpool((2, 3))", (4, 7, 7))
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
+from .tensors import Example
 from .torch_code import Arg, Call
 
 
@@ -38,6 +39,7 @@ class Upsample(OpKind):
     torch_overwritable = True
     signature = (("scale", 2), ("mode", "nearest"))
     doc = "nearest or bilinear upsampling by a whole factor"
+    example = Example("upsample(2, mode=bilinear)", (4, 3, 3))
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
@@ -77,6 +79,7 @@ class Resize(OpKind):
     torch_overwritable = True
     signature = (("size", None), ("mode", "bilinear"))
     doc = "resize((h, w)) or resize(@t) to the size of tap t, as F.interpolate with align_corners=false; bilinear or nearest"
+    example = Example("resize((3, 7))")
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
@@ -123,6 +126,7 @@ class PixelShuffle(OpKind):
     family = "reshape"
     signature = (("r", 2),)
     doc = "C×H×W to C/r²×rH×rW: each r² channels become an r×r block of pixels"
+    example = Example("pixelshuffle(2)", (8, 3, 3))
 
     def resolve(self, attrs, inputs):
         channels, factor = spatial(self, inputs[0])[0], whole(attrs["r"], "factor r")

@@ -1,5 +1,6 @@
 """Trained weights into a network, for every backend: a checkpoint however it is saved or wrapped, matched
-to the network's tensors by name or by structure (`cnndsl.weights_match`), handed over under the network's names.
+to the network's tensors (as its layers' kinds declare them) by name or by structure (cnndsl/weights/match.py),
+handed over under the network's names.
 
 A `.safetensors` file is read without importing torch; any other file only through
 `torch.load(weights_only=True)`, which unpickles nothing but tensors and plain containers.
@@ -18,8 +19,8 @@ import numpy as np
 
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, ValueProblem
-from ..graph import ir
-from .match import Given, Match, Slot, match
+from .match import Match, match
+from .slots import Given, Slot, network_slots
 
 TORCHVISION = "torchvision"  # `weights="torchvision"`: torchvision's default published weights for the network
 WRAPPERS = ("state_dict", "model")  # training checkpoints keep the state_dict under one of these
@@ -128,9 +129,7 @@ class WeightMap:
 
 def mapping(network, source: Any) -> WeightMap:
     """Match a checkpoint to the network without loading it anywhere (nothing raised for what does not match)."""
-    from ..backends.onnx_weights import network_slots
-
-    slots = network_slots(network)
+    slots = network_slots(network.graph)
     checkpoint = read(source, network.name)
     return WeightMap(network, slots, checkpoint, match(network.graph, slots, checkpoint.given(), checkpoint.origin))
 
@@ -140,36 +139,13 @@ def _shape_text(shape: tuple) -> str:
 
 
 # ---- torch ----------------------------------------------------------------------------------------------
-def torch_slots(module, graph) -> list[Slot]:
-    """The module's state_dict as slots, each with the IR node whose layer holds it."""
-    nodes = layer_names(graph)
-    return [
-        Slot(key, tuple(tensor.shape), layer_of(key, nodes), tensor.is_floating_point())
-        for key, tensor in module.state_dict().items()
-    ]
-
-
-def layer_names(graph) -> dict[str, int]:
-    return {layer.name: node for node, layer in ir.layers(graph)}
-
-
-def layer_of(key: str, nodes: dict[str, int]) -> int:
-    """The IR node holding a state_dict key: `<layer>.<param>`, `<layer>` itself for a layer that is one
-    tensor (layer scale), or deeper where a kind's module nests its own."""
-    name = key
-    while name not in nodes and "." in name:
-        name = name.rpartition(".")[0]
-    if name not in nodes:
-        raise ValueProblem(f"the network holds a tensor `{key}` that no layer owns")
-    return nodes[name]
-
-
 def load_into(module, network, source: Any, strict: bool) -> bool:
-    """Load the checkpoint into the module; returns False if tensors of the module remain uninitialised
-    (built on the meta device, with buffers no state_dict holds)."""
+    """Load the checkpoint into the module, whose state_dict holds the tensors the network's kinds declare;
+    returns False if tensors of the module remain uninitialised (built on the meta device, with buffers no
+    state_dict holds)."""
     import torch
 
-    slots = torch_slots(module, network.graph)
+    slots = network_slots(network.graph)
     checkpoint = read(source, network.name)
     result = resolve(network.graph, slots, checkpoint, strict)
     state = {}

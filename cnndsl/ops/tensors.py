@@ -1,0 +1,78 @@
+"""What a layer kind holds and how it is shown, declared once on the kind (`OpKind.tensors`, `OpKind.example`).
+
+The torch backend loads checkpoints into the tensors declared here, the ONNX emitter makes its initializers
+from them, weights matching lists a network's tensors from them and the tests build each kind's example,
+as timm's `default_cfgs` are read by its loaders and its tests alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+Shape = tuple[int, ...]
+PARAMETER, BUFFER = "parameter", "buffer"
+
+
+class Uniform(NamedTuple):
+    """U(-bound, bound): PyTorch's default for convolution and linear weights and biases, bound = 1/√fan_in."""
+
+    bound: float
+
+
+class Filled(NamedTuple):
+    """Every value the same: PyTorch's default for norms (scale and variance 1, shift and mean 0)."""
+
+    value: float
+
+
+ZEROS, ONES = Filled(0.0), Filled(1.0)
+
+
+class TensorSpec(NamedTuple):
+    """One tensor a layer holds, as its torch module's state_dict has it.
+
+    `name` is the key within the layer (`weight`, `running_var`); "" where the layer is the tensor (layer scale,
+    held under the layer's own name). `init` is what PyTorch starts it at. A parameter is learned, a buffer is
+    kept but not learned (running statistics); `dtype` is `int64` for a step count.
+    """
+
+    name: str
+    shape: Shape
+    init: Uniform | Filled = ZEROS
+    role: str = PARAMETER
+    dtype: str = "float32"
+
+    @property
+    def floating(self) -> bool:
+        return self.dtype.startswith("float")
+
+    def key(self, layer: str) -> str:
+        """The state_dict key of this tensor in the layer called `layer`."""
+        return f"{layer}.{self.name}" if self.name else layer
+
+
+@dataclass(frozen=True)
+class Example:
+    """A call of the kind as a user writes it, on an input of `input`; `before` is written in front of it where
+    the kind needs something there (a join adds the input, `@in`, to the layer before it)."""
+
+    call: str
+    input: Shape = (4, 5, 5)
+    before: str = ""
+
+    def network(self, name: str = "example", input: Shape | None = None) -> str:
+        """The example as a whole network, on `input` if given (a vector of as many values, say)."""
+        shape = "x".join(map(str, input or self.input))
+        layers = f"{self.before}, {self.call}" if self.before else self.call
+        return f"network {name} {{\n  input {shape}\n  {layers}\n}}\n"
+
+
+def count(specs: list[TensorSpec], role: str) -> int:
+    """How many values the tensors of `role` hold together (a scalar holds one)."""
+    total = 0
+    for spec in specs:
+        if spec.role == role:
+            total += math.prod(spec.shape)
+    return total
