@@ -5,6 +5,7 @@ Each test pins down one finding of issue 14 and fails on the code before its fix
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import subprocess
@@ -164,63 +165,16 @@ def test_the_reserved_names_cover_every_attribute_of_the_installed_torch():
     assert all(why_not_a_module_name(name) is None for name in REGISTRY)  # a layer's own name always fits
 
 
-# Every kind that takes one input, on each form of tensor the IR has; a kind missing here fails the test.
-ONE_INPUT = {
-    "conv": "conv(4, k=3, s=2)",
-    "deconv": "deconv(4)",
-    "maxpool": "maxpool(k=3, s=2, p=1, ceil=true)",
-    "avgpool": "avgpool(k=2)",
-    "gap": "gap",
-    "adaptiveavgpool": "adaptiveavgpool(2)",
-    "bn": "bn",
-    "lrn": "lrn",
-    "dropout": "dropout",
-    "fc": "fc(4)",
-    "flatten": "flatten",
-    "reshape": "reshape((1, 1, NUMEL))",
-    "upsample": 'upsample(2, mode="bilinear")',
-    "leakyrelu": "leakyrelu(0.2)",
-    "softmax": "softmax",
-    **{
-        name: name
-        for name in (
-            "relu",
-            "relu6",
-            "sigmoid",
-            "tanh",
-            "gelu",
-            "silu",
-            "hardswish",
-            "hardsigmoid",
-            "mish",
-            "identity",
-            "layernorm",
-            "layerscale",
-        )
-    },
-    "elu": "elu(0.5)",
-    "prelu": "prelu(per_channel=true)",
-    "groupnorm": "groupnorm(2)",
-    "stochasticdepth": "stochasticdepth(0.2)",
-    "chunk": "chunk(2, 1)",
-    "channelshuffle": "channelshuffle(2)",
-    "pixelshuffle": "pixelshuffle(2)",
-    "resize": "resize((3, 5))",
-}
-JOINS = {"add": "a: relu, relu, add(@a)", "concat": "a: relu, relu, concat(@a)", "mul": "a: relu, sigmoid, mul(@a)"}
-
-
+# Every kind's example (OpKind.example), on its input and on a vector of as many values.
 def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_infers():
-    assert set(ONE_INPUT) | set(JOINS) | {"input"} == set(REGISTRY)
-    refused = {}
-    for shape, numel in (("4x6x6", 144), ("8", 8)):
-        refused[shape] = set()
-        for kind, layer in [*ONE_INPUT.items(), *JOINS.items()]:
-            source = f"network n {{\n  input {shape}\n  {layer.replace('NUMEL', str(numel))}\n}}\n"
+    examples = {name: kind.example for name, kind in REGISTRY.items() if kind.called_by_name}
+    refused = {"as declared": set(), "vector": set()}
+    for kind, example in examples.items():
+        for form, shape in (("as declared", example.input), ("vector", (math.prod(example.input),))):
             try:
-                network = cnndsl.parse(source)
+                network = cnndsl.parse(example.network(input=shape))
             except CnnDslError:
-                refused[shape].add(kind)
+                refused[form].add(kind)
                 continue
             with torch.no_grad():
                 output = network.to_torch().eval()(torch.randn(2, *network.input_shape))
@@ -229,8 +183,8 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
                 *ir.layer(network.graph, ir.network_info(network.graph).outputs[0][1]).shape,
             )
     assert refused == {
-        "4x6x6": set(),
-        "8": {
+        "as declared": set(),
+        "vector": {
             "conv",
             "deconv",
             "maxpool",

@@ -90,42 +90,31 @@ def test_the_forward_is_generated_code_calling_submodules_by_their_hierarchical_
     assert module.get_submodule("layer2.bottleneck1.relu3").inplace
 
 
-# a call of each kind that can follow a conv of 4×4×4 (the kinds whose defaults need a size or a tap say so here)
-AFTER_A_CONV = {
-    "chunk": "chunk(2, 0)",
-    "channelshuffle": "channelshuffle(2)",
-    "fc": "fc(3)",
-    "reshape": "reshape((64,))",
-    "add": "add(@a)",
-    "concat": "concat(@a)",
-    "mul": "mul(@a)",
-    "groupnorm": "groupnorm(2)",
-    "stochasticdepth": "stochasticdepth(0.5)",
-    "resize": "resize((3, 3))",
-}
-
-
 @pytest.mark.parametrize("kind", sorted(name for name, kind in REGISTRY.items() if kind.called_by_name))
 def test_a_kind_declares_in_place_exactly_where_torch_overwrites_its_input(kind):
-    """`torch_in_place`, which the training-memory estimate reads, against what torch does in training mode:
-    the conv's output is overwritten by the layer after it (its values change) as built, and also when every
-    torch module that offers `inplace` is switched to it, or in neither case."""
-    network = cnndsl.parse(f"network n {{ input 4x4x4\n a: conv(4)\n conv(4)\n {AFTER_A_CONV.get(kind, kind)}\n}}")
+    """`torch_in_place`, which the training-memory estimate reads, against what torch does in training mode: the
+    kind's example after two convolutions; the output of the layer before it (the second conv, or what its example
+    puts in front) is overwritten by it (its values change) as built, and also when every torch module that offers
+    `inplace` is switched to it, or in neither case."""
+    example = REGISTRY[kind].example
+    network = cnndsl.parse(example.network(first="conv, conv"))
+    node = max(node for node, layer in ir.layers(network.graph) if layer.op == kind)
+    before = ir.layer(network.graph, ir.inputs_of(network.graph, node)[0]).name
     module = network.to_torch(seed=0).train()
-    assert _overwrites_the_conv_output(module) == REGISTRY[kind].torch_in_place
+    assert _overwrites(module, before, example.input) == REGISTRY[kind].torch_in_place
     for layer in module.modules():
         if hasattr(layer, "inplace"):
             layer.inplace = True
-    assert _overwrites_the_conv_output(module) == REGISTRY[kind].torch_in_place
+    assert _overwrites(module, before, example.input) == REGISTRY[kind].torch_in_place
 
 
-def _overwrites_the_conv_output(module) -> bool:
+def _overwrites(module, layer: str, shape: tuple) -> bool:
     seen = {}
-    hook = module.get_submodule("conv2").register_forward_hook(
+    hook = module.get_submodule(layer).register_forward_hook(
         lambda _, __, out: seen.update(out=out, before=out.clone())
     )
     with torch.no_grad():
-        module(torch.randn(2, 4, 4, 4))
+        module(torch.randn(2, *shape))
     hook.remove()
     return not torch.equal(seen["out"], seen["before"])
 

@@ -22,6 +22,7 @@ from torch import nn
 import cnndsl
 from cnndsl.core.errors import FileProblem, ValueProblem
 from cnndsl.weights.checkpoint import PartialWeights
+from cnndsl.weights.slots import network_slots
 
 SMALL = """network small { input 3x16x16
     conv3x3(8), bn, relu
@@ -543,6 +544,24 @@ def test_a_checkpoint_of_many_foreign_tensors_is_refused_quickly(small):
     )
     with pytest.raises(ValueProblem):
         cnndsl.load("resnet50", input=(3, 32, 32)).to_torch(weights=foreign)  # 161 layers: place by place
+
+
+ONE_PER_FILE = [
+    "alexnet_paper", "convnext_tiny", "densenet121", "efficientnet_b0", "fcn8s", "googlenet_aux", "inception_v3",
+    "lenet5", "mnasnet0_5", "mobilenet_v3_large", "regnet_y_400mf", "resnet18", "deeplabv3_mobilenet_v3_large",
+    "se_resnet50", "shufflenet_v2_x0_5", "squeezenet1_1", "unet", "vgg11_bn", "xception", "yolov1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ONE_PER_FILE)
+def test_the_tensors_the_kinds_declare_are_the_torch_modules_state_dict(name):
+    """What weights matching and the ONNX file read (network_slots, from each kind's declaration) against the
+    state_dict of the torch module built on the meta device: the same keys, shapes and dtypes."""
+    network = cnndsl.load(name)
+    with torch.device("meta"):
+        state = network.to_torch().state_dict()
+    declared = {slot.key: (slot.shape, slot.floating) for slot in network_slots(network.graph)}
+    assert declared == {key: (tuple(tensor.shape), tensor.is_floating_point()) for key, tensor in state.items()}
 
 
 def test_shapes_agree_up_to_dimensions_of_size_one():

@@ -62,10 +62,11 @@ class Example:
     input: Shape = (4, 5, 5)
     before: str = ""
 
-    def network(self, name: str = "example", input: Shape | None = None) -> str:
-        """The example as a whole network, on `input` if given (a vector of as many values, say)."""
+    def network(self, name: str = "example", input: Shape | None = None, first: str = "") -> str:
+        """The example as a whole network, on `input` if given (a vector of as many values, say), after the
+        layers `first` if given."""
         shape = "x".join(map(str, input or self.input))
-        layers = f"{self.before}, {self.call}" if self.before else self.call
+        layers = ", ".join(part for part in (first, self.before, self.call) if part)
         return f"network {name} {{\n  input {shape}\n  {layers}\n}}\n"
 
 
