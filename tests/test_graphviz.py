@@ -199,6 +199,14 @@ def test_depth_0_is_one_box_for_the_whole_network(tiny):
     assert [(link.tail, link.head) for link in diagram.links] == [("input", "g_network"), ("g_network", "output0")]
 
 
+def test_depth_0_of_a_network_of_only_its_input_draws_the_input_and_output():
+    """Found by the docs fuzz: there is no layer to fold, and group_box used to index an empty run."""
+    only_input = cnndsl.parse("network n {\n    input 3x8x8\n}\n")
+    diagram = build_diagram(only_input.graph, depth=0)
+    assert [box.id for box in diagram.boxes()] == ["input", "output0"]
+    assert [(link.tail, link.head) for link in diagram.links] == [("input", "output0")]
+
+
 def test_dense_layers_fold_although_each_gets_more_channels():
     densenet = cnndsl.load("densenet121")
     counts = [box.run.count for box in build_diagram(densenet.graph, depth=3).boxes() if box.role == "group"]

@@ -234,7 +234,7 @@ class _Builder:
         self.box_of[input_node] = "input"
         members: list = [Box("input", "input", node=input_node)]
         root = group_tree(self.graph)
-        if self.depth == 0:
+        if self.depth == 0 and root.nodes:  # a network of only its input has nothing to fold into a box
             members.append(self._collapsed(Run([root])))
         else:
             members.extend(self._members(root, level=0))
