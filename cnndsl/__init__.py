@@ -8,5 +8,6 @@ print(net.summary())
 from .api import Network, load, parse
 from .core.errors import CnnDslError
 from .core.version import __version__
+from .importers import import_file
 
-__all__ = ["CnnDslError", "Network", "load", "parse", "__version__"]
+__all__ = ["CnnDslError", "Network", "import_file", "load", "parse", "__version__"]

@@ -221,6 +221,22 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
         sys.exit(1)
 
 
+@main.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--from", "fmt", type=click.Choice(["darknet"]), help="The file's format (default: from its suffix).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the .cnn here (default: standard output).")
+def import_command(file, fmt, output):
+    """Import a Darknet .cfg as a readable .cnn file with the same shapes and parameters."""
+    from .core.atomic import write_atomically
+    from .importers import import_file
+
+    text = import_file(file, fmt)
+    if output:
+        write_atomically(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
 @main.command(name="list")
 @click.argument("pattern", required=False)
 def list_command(pattern):

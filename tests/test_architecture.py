@@ -23,6 +23,7 @@ LAYERS = [
     {"cnndsl.weights"},
     {"cnndsl.backends"},
     {"cnndsl.api", "cnndsl.check", "cnndsl.library"},
+    {"cnndsl.importers"},
     {"cnndsl.lexer", "cnndsl.embed"},
     {"cnndsl.train"},
     {"cnndsl.sphinx", "cnndsl.markdown", "cnndsl.serve"},
