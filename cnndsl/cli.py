@@ -225,12 +225,14 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--from", "fmt", type=click.Choice(["darknet"]), help="The file's format (default: from its suffix).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the .cnn here (default: standard output).")
-def import_command(file, fmt, output):
+@click.option("--weights", type=click.Path(dir_okay=False), help="The model's weights (Darknet .weights).")
+@click.option("--weights-out", type=click.Path(dir_okay=False), help="Write the weights here as .safetensors.")
+def import_command(file, fmt, output, weights, weights_out):
     """Import a Darknet .cfg as a readable .cnn file with the same shapes and parameters."""
     from .core.atomic import write_atomically
     from .importers import import_file
 
-    text = import_file(file, fmt)
+    text = import_file(file, fmt, weights, weights_out)
     if output:
         write_atomically(output, text)
     else:

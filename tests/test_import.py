@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import darknet_reference
+import numpy as np
 import pytest
 
 import cnndsl
@@ -110,3 +112,224 @@ def test_cli_writes_the_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert cnndsl.load(str(target)).params == 20_842_376
+
+
+# --- numerics: weights in darknet's own layout, outputs against tests/darknet_reference.py ----------
+
+SMALL_CFG = """[net]
+width=20
+height=20
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+stride=1
+pad=1
+activation=mish
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=linear
+
+[shortcut]
+from=-3
+activation=leaky
+
+[route]
+layers=-1
+groups=2
+group_id=1
+
+[convolutional]
+filters=8
+size=3
+stride=2
+pad=1
+activation=linear
+
+[route]
+layers=-1
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,5
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[shortcut]
+from=-7
+activation=linear
+
+[maxpool]
+size=2
+stride=2
+
+[maxpool]
+size=3
+stride=1
+
+[avgpool]
+
+[connected]
+output=5
+activation=linear
+"""
+
+
+def random_layers(rng):
+    """Per tensor-holding layer: (filters, inputs, size, batch-normed) and its tensors, in cfg order."""
+    specs = [
+        (8, 3, 3, True),
+        (16, 8, 3, True),
+        (8, 16, 1, True),
+        (16, 8, 3, True),
+        (8, 8, 3, False),
+        (32, 24, 3, True),
+        (5, 32, 0, False),
+    ]
+    layers = []
+    for filters, inputs, size, normed in specs:
+        shape = (filters, inputs, size, size) if size else (filters, inputs)
+        tensors = {
+            "biases": rng.normal(0, 0.5, filters),
+            "weights": rng.normal(0, 1 / np.sqrt(inputs * max(size, 1) ** 2), shape),
+        }
+        if normed:
+            tensors |= {
+                "scales": rng.uniform(0.5, 1.5, filters),
+                "mean": rng.normal(0, 0.3, filters),
+                "variance": rng.uniform(0.2, 2, filters),
+            }
+        layers.append({name: value.astype(np.float32) for name, value in tensors.items()})
+    return layers
+
+
+def darknet_weights(layers, major=0, minor=2) -> bytes:
+    """A .weights file as darknet's save_weights writes it."""
+    seen = np.array([12345], dtype="<u8" if major * 10 + minor >= 2 else "<i4")
+    chunks = [np.array([major, minor, 0], dtype="<i4").tobytes(), seen.tobytes()]
+    for tensors in layers:
+        if tensors["weights"].ndim == 4:
+            order = ["biases", "scales", "mean", "variance", "weights"]
+        else:
+            order = ["biases", "weights", "scales", "mean", "variance"]
+        chunks += [tensors[name].astype("<f4").tobytes() for name in order if name in tensors]
+    return b"".join(chunks)
+
+
+def reference_forward(image, layers):
+    """The small cfg run by the NumPy Darknet: every layer's output."""
+    dn = darknet_reference
+    w = iter(layers)
+
+    def conv_layer(x, stride, pad, activation):
+        t = next(w)
+        y = dn.conv(x, t["weights"].astype(np.float64), pad, stride)
+        if "scales" in t:
+            y = dn.batchnorm(y, t["scales"], t["biases"], t["mean"], t["variance"])
+        else:
+            y = y + t["biases"][:, None, None]
+        return dn.activate(y, activation)
+
+    out = []
+    out.append(conv_layer(image, 1, 1, "leaky"))  # 0
+    out.append(dn.maxpool(out[-1], 2, 2))  # 1
+    out.append(conv_layer(out[-1], 1, 1, "leaky"))  # 2
+    out.append(conv_layer(out[-1], 1, 0, "mish"))  # 3
+    out.append(conv_layer(out[-1], 1, 1, "linear"))  # 4
+    out.append(dn.activate(dn.shortcut(out[4], out[2]), "leaky"))  # 5: from=-3
+    out.append(dn.route([out[5]], 2, 1))  # 6
+    out.append(conv_layer(out[-1], 2, 1, "linear"))  # 7
+    out.append(dn.route([out[7]]))  # 8
+    out.append(dn.upsample(out[-1], 2))  # 9
+    out.append(dn.route([out[9], out[5]]))  # 10
+    out.append(conv_layer(out[-1], 2, 1, "leaky"))  # 11
+    out.append(dn.shortcut(out[11], out[5]))  # 12: from=-7, 16x10x10 onto 32x5x5
+    out.append(dn.maxpool(out[-1], 2, 2))  # 13
+    out.append(dn.maxpool(out[-1], 3, 1))  # 14
+    out.append(dn.avgpool(out[-1]))  # 15
+    t = next(w)
+    out.append(dn.connected(out[-1], t["weights"].astype(np.float64), t["biases"]))  # 16
+    return out
+
+
+@pytest.mark.parametrize(("major", "minor"), [(0, 1), (0, 2)], ids=["32-bit seen", "64-bit seen"])
+def test_darknet_weights_give_darknets_outputs(tmp_path, major, minor):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    layers = random_layers(rng)
+    (tmp_path / "small.cfg").write_text(SMALL_CFG)
+    (tmp_path / "small.weights").write_bytes(darknet_weights(layers, major, minor))
+    text = cnndsl.import_file(
+        tmp_path / "small.cfg", weights=tmp_path / "small.weights", weights_out=tmp_path / "small.safetensors"
+    )
+    assert "    l5: (residual { conv_bn_mish(8, 1), conv_bn(16) }, leakyrelu(0.1))  # cfg lines 26-44\n" in text
+    assert "    chunk(2, 1), conv(8, k=3, s=2), upsample(2)  # cfg lines 46-62\n" in text
+    assert "    @l5, maxpool(k=1, s=2), branch { identity | mul(0) }, add(@l11), maxpool(k=2, ceil=true)" in text
+    model = cnndsl.parse(text).to_torch(weights=str(tmp_path / "small.safetensors")).eval()
+    image = rng.normal(0, 1, (3, 20, 20)).astype(np.float32)
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    expected = reference_forward(image.astype(np.float64), layers)[-1]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(expected).max() > 0.1  # the outputs carry signal
+
+
+def test_weights_file_too_short_or_too_long_is_refused_with_both_counts(tmp_path):
+    layers = random_layers(np.random.default_rng(1))
+    (tmp_path / "small.cfg").write_text(SMALL_CFG)
+    whole = darknet_weights(layers)
+    needed = (len(whole) - 20) // 4
+    for name, data in [("short", whole[:-8]), ("long", whole + bytes(4))]:
+        (tmp_path / f"{name}.weights").write_bytes(data)
+    with pytest.raises(CnnDslError) as short:
+        cnndsl.import_file(
+            tmp_path / "small.cfg", weights=tmp_path / "short.weights", weights_out=tmp_path / "w.safetensors"
+        )
+    assert str(short.value.pos) == f"{tmp_path / 'small.cfg'}:{SMALL_CFG.splitlines().index('[connected]') + 1}:1"
+    assert short.value.message == (
+        f"short.weights holds {needed - 2} floats after its 20-byte header; the cfg's layers need {needed}, and it ends inside this layer"
+    )
+    with pytest.raises(CnnDslError) as long:
+        cnndsl.import_file(
+            tmp_path / "small.cfg", weights=tmp_path / "long.weights", weights_out=tmp_path / "w.safetensors"
+        )
+    assert str(long.value.pos) == f"{tmp_path / 'small.cfg'}:1:1"
+    assert long.value.message == (
+        f"long.weights holds {needed + 1} floats after its 20-byte header, 1 more than the cfg's layers take ({needed}): the file belongs to another cfg"
+    )
+    assert not (tmp_path / "w.safetensors").exists()

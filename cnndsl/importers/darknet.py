@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import CnnDslError
 from .darknet_cfg import Section, read_cfg
 from .writing import Statement, body_lines, fold, identifier
 
@@ -69,6 +68,7 @@ class Layer:
     head: bool = False
     residual_from: int | None = None
     activation: str = ""
+    tensors: tuple[int, int, int, bool] | None = None  # (outputs, inputs per group, size, batch-normed)
 
 
 class _Converter:
@@ -131,7 +131,7 @@ class _Converter:
             layers = [f"conv({filters}, k={size}, s={stride}, p={pad}{options}{', bias=false' * normed})"]
             layers += [BN] * normed + [activation] * bool(activation)
             text = ", ".join(layers)
-        return Layer(section, text, (filters, out_h, out_w))
+        return Layer(section, text, (filters, out_h, out_w), tensors=(filters, channels // groups, size, normed))
 
     def _conv_call(self, filters, size, stride, pad, normed, activation) -> str:
         act_name = {"leakyrelu(0.1)": "leaky"}.get(activation, activation)
@@ -196,7 +196,7 @@ class _Converter:
             parts.append(f"chunk({groups}, {group_id})")
         channels = sum(s[0] for s in shapes) // groups
         taps = [index for position, index in enumerate(reads) if position or index != here - 1]
-        return Layer(section, ", ".join(parts) or "identity", (channels, *shapes[0][1:]), taps)
+        return Layer(section, ", ".join(parts), (channels, *shapes[0][1:]), taps)
 
     def shortcut(self, section: Section, shape):
         sources = section.integers("from")
@@ -226,7 +226,10 @@ class _Converter:
         outputs, activation = section.integer("output", 1), _activation(section)
         normed = bool(section.integer("batch_normalize", 0))
         parts = [f"fc({outputs}{', bias=false' * normed})"] + [BN] * normed + [activation] * bool(activation)
-        return Layer(section, ", ".join(parts), (outputs,))
+        inputs = 1
+        for extent in shape:
+            inputs *= extent
+        return Layer(section, ", ".join(parts), (outputs,), tensors=(outputs, inputs, 0, normed))
 
     def cost(self, section: Section, shape):
         return Layer(section, "identity", shape)
@@ -330,9 +333,7 @@ def _sampled_shortcut(section: Section, source: int, here: int, other, shape) ->
     return f"@l{source}, {sample}{widen}add(@l{here})"
 
 
-def convert(text: str, file: str) -> str:
-    """The .cnn text for a Darknet cfg."""
-    try:
-        return _Converter(read_cfg(text, file), file).run()
-    except RecursionError:
-        raise CnnDslError(f"{file}: too deeply nested") from None
+def convert(text: str, file: str) -> tuple[str, list[Layer]]:
+    """The .cnn text for a Darknet cfg, and its layers (for reading a .weights file in their order)."""
+    converter = _Converter(read_cfg(text, file), file)
+    return converter.run(), converter.layers

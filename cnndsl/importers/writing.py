@@ -68,6 +68,18 @@ def _repeats(statements: list[Statement], at: int, period: int) -> int:
             return count
 
 
+def labelled(statement: Statement) -> str:
+    """`label: item`; a statement of several items is grouped, since a label names the point after one item."""
+    if not statement.label:
+        return statement.text
+    depth, several = 0, False
+    for char in statement.text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        several |= char == "," and depth == 0
+    return f"{statement.label}: ({statement.text})" if several else f"{statement.label}: {statement.text}"
+
+
 def body_lines(statements: list[Statement], what: str = "lines") -> list[str]:
     """Statements packed into lines of at most LINE_WIDTH, each ending with the source lines it came from."""
     lines: list[str] = []
@@ -75,7 +87,7 @@ def body_lines(statements: list[Statement], what: str = "lines") -> list[str]:
 
     def flush():
         if current:
-            text = ", ".join((f"{s.label}: {s.text}" if s.label else s.text) for s in current)
+            text = ", ".join(labelled(s) for s in current)
             first, last = current[0].first, current[-1].last
             where = f"{first}" if first == last else f"{first}-{last}"
             lines.append(f"    {text}  # {what} {where}")
@@ -83,7 +95,7 @@ def body_lines(statements: list[Statement], what: str = "lines") -> list[str]:
 
     for statement in statements:
         candidate = current + [statement]
-        width = 4 + sum(len(s.text) + (len(s.label) + 2 if s.label else 0) + 2 for s in candidate)
+        width = 4 + sum(len(labelled(s)) + 2 for s in candidate)
         if current and (statement.starts_line or width > LINE_WIDTH):
             flush()
         current.append(statement)
