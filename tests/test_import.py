@@ -9,6 +9,7 @@ from pathlib import Path
 import darknet_reference
 import numpy as np
 import pytest
+from docs_pages import run_page
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
@@ -333,3 +334,11 @@ def test_weights_file_too_short_or_too_long_is_refused_with_both_counts(tmp_path
         f"long.weights holds {needed + 1} floats after its 20-byte header, 1 more than the cfg's layers take ({needed}): the file belongs to another cfg"
     )
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_every_example_in_the_import_page_runs(cli, tmp_path, monkeypatch):
+    """docs/import.md: its python blocks in one namespace, its commands print what it shows."""
+    monkeypatch.chdir(tmp_path)
+    assert run_page("import.md", cli) == {"python": 2, "console": 2}
+    assert cnndsl.load("tiny.cnn").params == 3426
+    assert (tmp_path / "tiny.safetensors").stat().st_size > 3426 * 4

@@ -43,7 +43,7 @@ def fold(statements: list[Statement], longest: int = 4) -> list[Statement]:
             folded.append(run[0])
         else:
             unit = [s.text for s in run[:best_period]]
-            body = unit[0] if best_period == 1 and "," not in unit[0] else f"({', '.join(unit)})"
+            body = unit[0] if best_period == 1 and not several_items(unit[0]) else f"({', '.join(unit)})"
             folded.append(
                 Statement(f"{body} x{best_count}", run[0].first, run[-1].last, run[-1].label, run[0].starts_line)
             )
@@ -72,12 +72,19 @@ def labelled(statement: Statement) -> str:
     """`label: item`; a statement of several items is grouped, since a label names the point after one item."""
     if not statement.label:
         return statement.text
-    depth, several = 0, False
-    for char in statement.text:
+    text = f"({statement.text})" if several_items(statement.text) else statement.text
+    return f"{statement.label}: {text}"
+
+
+def several_items(text: str) -> bool:
+    """Whether the text holds a comma outside any brackets: several items, not one."""
+    depth = 0
+    for char in text:
         depth += char in "([{"
         depth -= char in ")]}"
-        several |= char == "," and depth == 0
-    return f"{statement.label}: ({statement.text})" if several else f"{statement.label}: {statement.text}"
+        if char == "," and depth == 0:
+            return True
+    return False
 
 
 def body_lines(statements: list[Statement], what: str = "lines") -> list[str]:
