@@ -342,3 +342,90 @@ def test_every_example_in_the_import_page_runs(cli, tmp_path, monkeypatch):
     assert run_page("import.md", cli) == {"python": 2, "console": 2}
     assert cnndsl.load("tiny.cnn").params == 3426
     assert (tmp_path / "tiny.safetensors").stat().st_size > 3426 * 4
+
+
+# --- YOLOv3: the structure of pjreddie's cfg/yolov3.cfg, generated here (no download in tests) -------
+
+
+def conv_section(filters, size=3, stride=1, normed=True, activation="leaky"):
+    lines = ["[convolutional]"] + ["batch_normalize=1"] * normed
+    return lines + [f"filters={filters}", f"size={size}", f"stride={stride}", "pad=1", f"activation={activation}", ""]
+
+
+def yolov3_cfg() -> str:
+    """Darknet-53 and the three-scale head of yolov3.cfg, layer for layer (80 classes, 416x416)."""
+    lines = ["[net]", "batch=1", "width=416", "height=416", "channels=3", "momentum=0.9", ""]
+    lines += conv_section(32)
+    for filters, blocks in [(64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)]:
+        lines += conv_section(filters, stride=2)
+        for _ in range(blocks):
+            lines += (
+                conv_section(filters // 2, 1)
+                + conv_section(filters)
+                + ["[shortcut]", "from=-3", "activation=linear", ""]
+            )
+    yolo = [
+        "[yolo]",
+        "mask=0,1,2",
+        "anchors=10,13,16,30,33,23",
+        "classes=80",
+        "num=9",
+        "jitter=.3",
+        "ignore_thresh=.7",
+        "",
+    ]
+    for width, skip in [(512, None), (256, 61), (128, 36)]:
+        if skip is not None:
+            lines += ["[route]", "layers=-4", ""] + conv_section(width, 1) + ["[upsample]", "stride=2", ""]
+            lines += ["[route]", f"layers=-1,{skip}", ""]
+        for _ in range(2):
+            lines += conv_section(width, 1) + conv_section(2 * width)
+        lines += (
+            conv_section(width, 1) + conv_section(2 * width) + conv_section(255, 1, normed=False, activation="linear")
+        )
+        lines += yolo
+    return "\n".join(lines)
+
+
+def darknet_params(cfg: str) -> int:
+    """Darknet's count from the cfg text alone: per conv, filters*c*size^2 plus 2*filters with batch norm
+    (beta, gamma) or filters biases, with c followed through routes as darknet's parser does."""
+    channels, outputs, total = [3], [], 0
+    for section in cfg.split("\n\n"):
+        keys = dict(line.split("=", 1) for line in section.splitlines()[1:] if "=" in line)
+        kind = section.strip().splitlines()[0] if section.strip() else ""
+        if kind == "[convolutional]":
+            filters, size = int(keys["filters"]), int(keys["size"])
+            total += filters * channels[-1] * size * size + (2 if keys.get("batch_normalize") else 1) * filters
+            channels.append(filters)
+        elif kind == "[route]":
+            here = len(outputs)
+            picked = [int(i) + here if int(i) < 0 else int(i) for i in keys["layers"].split(",")]
+            channels.append(sum(outputs[i] for i in picked))
+        elif kind in ("[shortcut]", "[upsample]", "[yolo]"):
+            channels.append(channels[-1])
+        else:
+            continue
+        outputs.append(channels[-1])
+    return total
+
+
+def test_yolov3_imports_in_at_most_60_lines_with_darknets_counts(tmp_path):
+    cfg = tmp_path / "yolov3.cfg"
+    cfg.write_text(yolov3_cfg())
+    text = cnndsl.import_file(cfg)
+    (tmp_path / "yolov3.cnn").write_text(text)
+    net = cnndsl.load(str(tmp_path / "yolov3.cnn"))
+    assert darknet_params(yolov3_cfg()) == 61_949_149  # the figure darknet's ports publish for yolov3.cfg
+    assert net.params == 61_949_149
+    assert {tap: net.graph.nodes[node]["shape"] for tap, node in net.outputs} == {
+        "l81": (255, 13, 13),
+        "l93": (255, 26, 26),
+        "l105": (255, 52, 52),
+    }
+    assert len(text.splitlines()) == 24  # the readability bound: at most 60
+    assert round(2 * net.macs / 1e9, 3) == 65.864  # darknet's BFLOPs for yolov3.cfg at 416
+    assert (
+        "    l36: residual { conv_bn_leaky(128, 1), conv_bn_leaky(256) } x8, conv_bn_leaky(512, 3, 2)  # cfg lines"
+        in text
+    )
