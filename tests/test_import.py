@@ -19,6 +19,7 @@ DARKNET = Path(__file__).parent / "data" / "importers" / "darknet"
 # From /work/shared/corpus/importers/README.md: darknet's own parse_network_cfg, summed per layer
 # (params: conv weights + biases/BN beta + BN gamma; darknet prints BFLOPs = 2 x MACs to three decimals).
 CORPUS = [
+    ("pjreddie__yolov3-tiny.cfg", 8_852_366, 5.565, {"l15": (255, 13, 13), "l22": (255, 26, 26)}),
     ("pjreddie__darknet19.cfg", 20_842_376, 7.291, {"output": (1000, 1, 1)}),
     ("pjreddie__resnet18.cfg", 11_515_688, 4.688, {"output": (1000, 1, 1)}),
     ("AlexeyAB__yolov4-tiny.cfg", 6_056_606, 6.908, {"l29": (255, 13, 13), "l36": (255, 26, 26)}),
@@ -58,7 +59,12 @@ def test_imported_files_are_short_and_pass_strict_check(tmp_path):
             [sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout + result.stderr
-    assert lengths == {"pjreddie__darknet19.cfg": 15, "pjreddie__resnet18.cfg": 22, "AlexeyAB__yolov4-tiny.cfg": 24}
+    assert lengths == {
+        "pjreddie__yolov3-tiny.cfg": 17,
+        "pjreddie__darknet19.cfg": 15,
+        "pjreddie__resnet18.cfg": 22,
+        "AlexeyAB__yolov4-tiny.cfg": 24,
+    }
 
 
 def test_resnet18_folds_its_shortcuts_into_residual_blocks(tmp_path):
@@ -96,12 +102,38 @@ def test_unknown_key_is_refused_with_its_line(tmp_path):
     )
 
 
-def test_uneven_maxpool_padding_is_refused_not_approximated(tmp_path):
-    """yolov3-tiny's size=2 stride=1 maxpool pads one pixel on the right only: cnndsl's maxpool pads evenly."""
-    with pytest.raises(CnnDslError) as caught:
-        cnndsl.import_file(DARKNET / "pjreddie__yolov3-tiny.cfg")
-    assert str(caught.value.pos).endswith("pjreddie__yolov3-tiny.cfg:93:1")
-    assert caught.value.message == "[maxpool] size=2 stride=1 pads 1 unevenly, which cnndsl's maxpool cannot express"
+def test_yolov3_tiny_maxpool_pads_only_after_the_input(tmp_path):
+    """size=2 stride=1 pads `size-1` = 1, all of it after the input: maxpool(p_end=1) keeps 13x13."""
+    text = imported(tmp_path, "pjreddie__yolov3-tiny.cfg").read_text()
+    assert (
+        "    maxpool(k=2, s=1, p_end=1), conv_bn_leaky(1024), l13: conv_bn_leaky(256, 1)  # cfg lines 93-113\n" in text
+    )
+
+
+def test_maxpool_padding_beyond_half_the_window_is_refused(tmp_path):
+    assert refusal(tmp_path, NET + "[maxpool]\nsize=2\nstride=2\npadding=5\n") == (
+        "net.cfg:5:1: error: [maxpool] padding 5 puts more than half the window before the input"
+    )
+
+
+def test_maxpool_p_end_equals_torch_functional_and_onnxruntime(tmp_path):
+    """The kind option the import needs: F.pad with -inf at the bottom and right, then max_pool2d."""
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    ort = pytest.importorskip("onnxruntime")
+    net = cnndsl.parse("network mp { input 4x13x13, maxpool(k=3, s=2, p=1, p_end=1) }")
+    image = torch.randn(1, 4, 13, 13)
+    expected = functional.max_pool2d(functional.pad(image, (0, 1, 0, 1), value=float("-inf")), 3, 2, 1)
+    assert net.graph.nodes[net.outputs[0][1]]["shape"] == tuple(expected.shape[1:]) == (4, 7, 7)
+    assert torch.equal(net.to_torch().eval()(image), expected)
+    net.to_onnx(str(tmp_path / "mp.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "mp.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: image.numpy()})[0]
+    assert np.array_equal(got, expected.numpy())
+    with pytest.raises(CnnDslError, match="p_end or ceil=true, not both"):
+        cnndsl.parse("network mp { input 4x13x13, maxpool(k=2, ceil=true, p_end=1) }")
+    with pytest.raises(CnnDslError, match=r"p \+ p_end \(3\) must be less than the kernel \(3\)"):
+        cnndsl.parse("network mp { input 4x13x13, maxpool(k=3, p=1, p_end=2) }")
 
 
 def test_cli_writes_the_file(tmp_path):
@@ -203,6 +235,10 @@ stride=2
 size=3
 stride=1
 
+[maxpool]
+size=2
+stride=1
+
 [avgpool]
 
 [connected]
@@ -282,9 +318,10 @@ def reference_forward(image, layers):
     out.append(dn.shortcut(out[11], out[5]))  # 12: from=-7, 16x10x10 onto 32x5x5
     out.append(dn.maxpool(out[-1], 2, 2))  # 13
     out.append(dn.maxpool(out[-1], 3, 1))  # 14
-    out.append(dn.avgpool(out[-1]))  # 15
+    out.append(dn.maxpool(out[-1], 2, 1))  # 15: padding 1, all after the input
+    out.append(dn.avgpool(out[-1]))  # 16
     t = next(w)
-    out.append(dn.connected(out[-1], t["weights"].astype(np.float64), t["biases"]))  # 16
+    out.append(dn.connected(out[-1], t["weights"].astype(np.float64), t["biases"]))  # 17
     return out
 
 

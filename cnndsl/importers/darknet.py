@@ -166,9 +166,15 @@ class _Converter:
         for ceil in (False, True):
             if tuple(_torch_pool(n, size, stride, left, ceil) for n in (height, width)) == out:
                 return Layer(section, _maxpool_text(size, stride, left, ceil), (channels, *out))
-        raise section.error(
-            f"[maxpool] size={size} stride={stride} pads {padding} unevenly, which cnndsl's maxpool cannot express"
-        )
+        extra = [
+            (count - 1) * stride + size - extent - 2 * left for count, extent in zip(out, (height, width), strict=True)
+        ]
+        if extra[0] != extra[1] or not 0 < extra[0] < size:
+            raise section.error(
+                f"[maxpool] size={size} stride={stride} pads {padding} in a way cnndsl's maxpool cannot express"
+            )
+        options = f"k={size}" + f", s={stride}" * (stride != size) + f", p={left}" * bool(left)
+        return Layer(section, f"maxpool({options}, p_end={extra[0]})", (channels, *out))
 
     def avgpool(self, section: Section, shape):
         return Layer(section, "gap", (_spatial(section, shape)[0], 1, 1))

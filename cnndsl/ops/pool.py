@@ -61,8 +61,37 @@ class MaxPool(_Pool):
     torch_class = "MaxPool2d"
     backward_keeps = 3
     onnx_op, onnx_options = "MaxPool", {}
-    doc = "max pooling; s defaults to k"
+    signature = (*_Pool.signature, ("p_end", 0))
+    doc = "max pooling; s defaults to k; p_end pads the bottom and right edges further (Darknet's uneven padding)"
     example = Example("maxpool(k=3, s=2, p=1, ceil=true)", (4, 8, 8))
+
+    def resolve(self, attrs, inputs):
+        resolved = super().resolve(attrs, inputs)
+        resolved["p_end"] = pair(attrs["p_end"], "padding p_end", minimum=0)
+        if any(resolved["p_end"]) and resolved["ceil"]:
+            raise ValueProblem("`maxpool` takes p_end or ceil=true, not both")
+        (pad_h, pad_w), (extra_h, extra_w), (kernel_h, kernel_w) = resolved["p"], resolved["p_end"], resolved["k"]
+        if pad_h + extra_h >= kernel_h or pad_w + extra_w >= kernel_w:
+            raise ValueProblem(f"`maxpool` p + p_end ({pad_h + extra_h}) must be less than the kernel ({kernel_h})")
+        return resolved
+
+    def shape(self, attrs, inputs):
+        channels, height, width = inputs[0]
+        extra_h, extra_w = attrs["p_end"]
+        return super().shape(attrs, [(channels, height + extra_h, width + extra_w)])
+
+    def torch_call(self, attrs, inputs, args, module):
+        extra_h, extra_w = attrs["p_end"]
+        if not extra_h and not extra_w:
+            return super().torch_call(attrs, inputs, args, module)
+        return f"{module}(F.pad({args[0]}, (0, {extra_w}, 0, {extra_h}), value=float('-inf')))"
+
+    def onnx(self, attrs, inputs, args, emit):
+        (pad_h, pad_w), (extra_h, extra_w) = attrs["p"], attrs["p_end"]
+        if not extra_h and not extra_w:
+            return super().onnx(attrs, inputs, args, emit)
+        pads = [pad_h, pad_w, pad_h + extra_h, pad_w + extra_w]
+        return emit.op("MaxPool", [args[0]], kernel_shape=attrs["k"], strides=attrs["s"], pads=pads)
 
 
 @register
