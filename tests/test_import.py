@@ -466,3 +466,39 @@ def test_yolov3_imports_in_at_most_60_lines_with_darknets_counts(tmp_path):
         "    l36: residual { conv_bn_leaky(128, 1), conv_bn_leaky(256) } x8, conv_bn_leaky(512, 3, 2)  # cfg lines"
         in text
     )
+
+
+def test_cli_refusal_is_a_located_error_and_writes_nothing(tmp_path):
+    (tmp_path / "bad.cfg").write_text(NET + "[local]\nfilters=4\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "import", "bad.cfg", "-o", "bad.cnn"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "bad.cfg:5:1: error: [local] is a locally connected layer (unshared weights per position), "
+        "which cnndsl cannot express exactly"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "bad.cnn").exists()
+
+
+def test_import_is_deterministic_and_its_output_keeps_the_figures(tmp_path):
+    """Importing twice gives the same text; the written file, loaded again, has the same params and shapes."""
+    for name, *_ in CORPUS:
+        first, second = cnndsl.import_file(DARKNET / name), cnndsl.import_file(DARKNET / name)
+        assert first == second
+        net = cnndsl.parse(first)
+        again = cnndsl.load(str(imported(tmp_path, name)))
+        assert (again.params, again.macs) == (net.params, net.macs)
+        assert [data["shape"] for _, data in again.graph.nodes(data=True)] == [
+            data["shape"] for _, data in net.graph.nodes(data=True)
+        ]
+
+
+def test_startup_imports_nothing_heavy():
+    code = "import sys, cnndsl.cli, cnndsl.importers; print(sorted(m for m in ('numpy', 'torch', 'safetensors') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
