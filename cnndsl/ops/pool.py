@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import ValueProblem
 from .base import OpKind, Window, alias, flag, pair, pattern, register, shrunk, sliding, spatial, stride_text
 from .tensors import Example
+from .torch_code import Arg, Call, applied
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,11 +81,13 @@ class MaxPool(_Pool):
         extra_h, extra_w = attrs["p_end"]
         return super().shape(attrs, [(channels, height + extra_h, width + extra_w)])
 
-    def torch_call(self, attrs, inputs, args, module):
+    def torch_forward(self, attrs, inputs):
+        """The extra edge repeats the last row and column: a window that reaches it also holds that pixel
+        (p + p_end < k), so its maximum is the one padding with -inf gives."""
         extra_h, extra_w = attrs["p_end"]
         if not extra_h and not extra_w:
-            return super().torch_call(attrs, inputs, args, module)
-        return f"{module}(F.pad({args[0]}, (0, {extra_w}, 0, {extra_h}), value=float('-inf')))"
+            return super().torch_forward(attrs, inputs)
+        return applied(Call("F", "pad", (Arg(0), (0, extra_w, 0, extra_h)), (("mode", "replicate"),)))
 
     def onnx(self, attrs, inputs, args, emit):
         (pad_h, pad_w), (extra_h, extra_w) = attrs["p"], attrs["p_end"]
