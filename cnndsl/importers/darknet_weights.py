@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import CnnDslError, SourcePos
+from ..graph import ir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,18 +117,17 @@ def state_dict(network, loaded: list[tuple[Layer, dict]]) -> dict[str, np.ndarra
     """The tensors under cnndsl's module names: the i-th conv/fc node of the network takes the i-th
     darknet layer that holds weights, the norm after it that layer's statistics."""
     graph = network.graph
-    holders = [node for node, data in graph.nodes(data=True) if data["op"] in ("conv", "fc")]
+    holders = [node for node, layer in ir.layers(graph) if layer.op in ("conv", "fc")]  # the layers darknet loads
     if len(holders) != len(loaded):
         raise CnnDslError(f"the network has {len(holders)} conv/fc layers, the cfg {len(loaded)}")
     state = {}
     for node, (_, tensors) in zip(holders, loaded, strict=True):
-        name = graph.nodes[node]["name"]
+        name = ir.layer(graph, node).name
         state[f"{name}.weight"] = tensors["weight"]
         if "scales" not in tensors:
             state[f"{name}.bias"] = tensors["bias"]
             continue
-        norm = next(iter(graph.successors(node)))
-        norm_name = graph.nodes[norm]["name"]
+        norm_name = ir.layer(graph, next(iter(graph.successors(node)))).name
         state[f"{norm_name}.weight"] = tensors["scales"]
         state[f"{norm_name}.bias"] = tensors["bias"]
         state[f"{norm_name}.running_mean"] = tensors["mean"]
