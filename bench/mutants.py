@@ -414,8 +414,8 @@ MUTANTS = [
     mutant(
         "jump ignores stride",
         RF,
-        "return Periodic((self.table[0] + b * self.step,), a * self.step)",
-        "return Periodic((self.table[0] + b * self.step,), self.step)",
+        "return constant(self.values[0] + b * self.step, a * self.step)",
+        "return constant(self.values[0] + b * self.step, self.step)",
         ["tests/test_receptive_field.py::test_unet_sees_204_pixels_as_the_probe_finds"],
         RF_TESTS + COUNTS,
     ),

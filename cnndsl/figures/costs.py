@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from ..core.errors import LimitProblem
 from ..graph import ir
 from ..graph.ir import Figures, walk
 from ..ops import numel
-from .receptive_field import IDENTITY, axis_after
+from .receptive_field import IDENTITY, Budget, axis_after
 
 BYTES_PER_VALUE = 4  # float32
 
@@ -35,6 +36,7 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     """Write each layer's Figures (params, macs, memory_bytes, rf, jump), in topological order."""
     axes: dict = {}  # node -> its receptive_field.Axis per spatial axis, while annotating
     done: dict[int, Figures] = {}
+    budget = Budget()
     for node, layer, kind, sources, shapes in walk(graph):
         attrs, shape = layer.attrs, layer.shape
         params = kind.params(attrs, shapes) if shapes else 0
@@ -48,13 +50,17 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
             before = done[read[0]]
             layer.figures = done[node] = Figures(params, macs, memory, before.rf, before.jump)
             continue
-        axes[node] = _axes(read, shapes, shape, window, kind.offsets(attrs, shapes), axes)
-        rf, jump = tuple(a.field for a in axes[node]), tuple(a.jump for a in axes[node])
+        try:
+            axes[node] = height, width = _axes(read, shapes, shape, window, kind.offsets(attrs, shapes), axes, budget)
+            rf = (height.field(budget),) * 2 if height is width else (height.field(budget), width.field(budget))
+        except LimitProblem as error:
+            raise error.at(layer.pos) from None
+        jump = (height.jump, width.jump)
         layer.figures = done[node] = Figures(params, macs, memory, rf, jump)
     return graph
 
 
-def _axes(sources, source_shapes, shape, window, offsets, axes):
+def _axes(sources, source_shapes, shape, window, offsets, axes, budget):
     """The node's index maps per axis (cnndsl/receptive_field.py) from those of the inputs it reads values of;
     where every input and the window are the same along both axes (a square network), the map is worked out once."""
     if not sources:
@@ -72,6 +78,7 @@ def _axes(sources, source_shapes, shape, window, offsets, axes):
             window,
             size(shape, axis),
             axis,
+            budget,
         )
 
     first = along(0)

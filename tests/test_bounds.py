@@ -1,0 +1,83 @@
+"""Answers bounded in time and memory whatever the input (issue 24): each hostile file runs as a whole
+`cnndsl` process under 1 GiB of address space and a 5 s timeout, and ends in its figures or a located error.
+
+The receptive fields expected here are worked out by hand from the index each output reads (docstring of
+cnndsl/figures/receptive_field.py): nearest reads ⌊o·in/out⌋, bilinear ⌊(2·in·o + in ∓ out) / (2·out)⌋ and
+its neighbour, a 3×3 convolution with padding 1 the positions o − 1 to o + 1 of its input.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SECONDS, BYTES = 5, 2**30
+
+
+def _bounded() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (BYTES, BYTES))
+
+
+def cnndsl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`cnndsl ARGS` as a process limited to 1 GiB; the test fails if it runs past 5 s."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "cnndsl", *args],
+            capture_output=True,
+            text=True,
+            timeout=SECONDS,
+            preexec_fn=_bounded,
+            cwd=cwd,
+            env={"CNNDSL_NO_CACHE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"cnndsl {' '.join(args)} ran for more than {SECONDS} s")
+
+
+def network(tmp_path: Path, *lines: str, input: str = "3x8x8") -> str:
+    path = tmp_path / "t.cnn"
+    path.write_text("network t {\n    input " + input + "\n" + "".join(f"    {line}\n" for line in lines) + "}\n")
+    return str(path)
+
+
+def receptive_fields(tmp_path: Path, *lines: str, input: str = "3x8x8") -> list:
+    done = cnndsl("summary", network(tmp_path, *lines, input=input), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return [(layer["rf"], layer["jump"]) for layer in json.loads(done.stdout)["layers"]]
+
+
+# ---- one edit freezes everything: receptive fields follow position classes, not positions ----------------
+def test_an_upsampling_by_2_to_the_40_is_analysed_at_once(tmp_path):
+    # each output reads one input pixel (rf 1, jump 2^-40); a 3×3 conv at the edge of a run reads two
+    assert receptive_fields(tmp_path, "upsample(scale=2^40), conv3x3(4)") == [(1, 2**-40), (2, 2**-40)]
+
+
+def test_a_resize_to_2_to_the_53_is_analysed_at_once(tmp_path):
+    # H: 8 → 1 reads pixel 8·o (jump 8), so the conv spans 1 + 2·8 = 17; W: 8 → 2^53, one pixel per run
+    fields = receptive_fields(tmp_path, "resize(size=(1, 2^53), mode=nearest), conv3x3(4)")
+    assert fields == [(1, [8, 2**-50]), ([17, 2], [8, 2**-50])]
+
+
+def test_a_resize_to_100000007_is_analysed_at_once(tmp_path):
+    # H, bilinear 8 → 7: the conv reads rows ⌊(16·o − 15) / 14⌋ to ⌊(16·o + 31) / 14⌋, 46/14 apart: 4 or 5 pixels,
+    # 5 where (2·o − 1) mod 14 ≥ 10, which o = 6 reaches; W, 8 → 100000007: 2 or 3 pixels, 3 at some position
+    fields = receptive_fields(tmp_path, "resize((7, 100000007)), conv3x3(3)")
+    assert fields == [(2, [8 / 7, 8 / 100000007]), ([5, 3], [8 / 7, 8 / 100000007])]
+
+
+def test_a_resize_between_large_coprime_sizes_is_a_located_limit(tmp_path):
+    source = network(tmp_path, "resize((999999, 999999)), conv3x3(3)", input="3x1000000x1000000")
+    done = cnndsl("check", source)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[:4] == [
+        f"{source}:3:5: error: working out the receptive field takes more than 500,000 steps here",
+        "        resize((999999, 999999)), conv3x3(3)",
+        "        ^",
+        "hint: resize by whole factors, or use a smaller input: each position class of a resize is a step",
+    ]
