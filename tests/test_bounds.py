@@ -9,35 +9,9 @@ its neighbour, a 3×3 convolution with padding 1 the positions o − 1 to o + 1 
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-SECONDS, BYTES = 5, 2**30
-
-
-def _bounded() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (BYTES, BYTES))
-
-
-def cnndsl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`cnndsl ARGS` as a process limited to 1 GiB; the test fails if it runs past 5 s."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "cnndsl", *args],
-            capture_output=True,
-            text=True,
-            timeout=SECONDS,
-            preexec_fn=_bounded,
-            cwd=cwd,
-            env={"CNNDSL_NO_CACHE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"cnndsl {' '.join(args)} ran for more than {SECONDS} s")
+from bounded import cnndsl
 
 
 def network(tmp_path: Path, *lines: str, input: str = "3x8x8") -> str:

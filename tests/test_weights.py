@@ -477,6 +477,8 @@ def test_the_page_lists_every_refusal_message_exactly(small, tmp_path, monkeypat
             tmp_path / "absent.pt",
             tmp_path / "junk.safetensors",
             3,
+            {**state, "a." * 40 + "weight": torch.zeros(1)},
+            {**state, "head.weight": state["head.weight"].to_sparse()},
         )
     ]
     messages.append(_message(lambda: cnndsl.load("resnet18").to_torch(weights="torchvision")))

@@ -40,5 +40,5 @@ def weights_for(network, source: Any, strict: bool = True) -> Weights:
     if source is None:
         return Weights()
     slots = network_slots(network.graph)
-    checkpoint = read(source, network.name)
+    checkpoint = read(source, network.name, slots)
     return Weights(arrays(checkpoint, resolve(network.graph, slots, checkpoint, strict), slots))

@@ -3,12 +3,17 @@ to the network's tensors (as its layers' kinds declare them) by name or by struc
 handed over under the network's names.
 
 A `.safetensors` file is read without importing torch; any other file only through
-`torch.load(weights_only=True)`, which unpickles nothing but tensors and plain containers.
+`torch.load(weights_only=True)`, which unpickles nothing but tensors and plain containers. A checkpoint's
+author is not trusted: the zip's declared sizes are bounded by what the network can take before anything is
+inflated, wrappers may not contain themselves, keys are bounded in length and depth, and only dense CPU
+tensors are taken (docs/errors.md, "What an untrusted input can do").
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +30,12 @@ from .slots import Given, Slot, network_slots
 TORCHVISION = "torchvision"  # `weights="torchvision"`: torchvision's default published weights for the network
 WRAPPERS = ("state_dict", "model")  # training checkpoints keep the state_dict under one of these
 DDP_PREFIX = "module."
+MAX_WRAPPERS = 16  # wrappers around a state_dict; a deeper (or self-containing) nesting holds none
+MAX_KEY_LENGTH = 500  # characters of one key; real ones have under 100
+MAX_KEY_DEPTH = 32  # dots in one key: each is a module level, and matching walks every prefix
+SPARE_BYTES = 64 * 2**20  # what a zip may inflate to beyond its tensors' own bytes: the pickle, extra tensors
+WIDEST_VALUE = 8  # bytes of a float64 or int64 value, the widest a state_dict holds
+COPIES = 4  # a training checkpoint may also hold optimizer state: Adam keeps two values per weight
 
 
 class PartialWeights(UserWarning):
@@ -43,12 +54,13 @@ class Checkpoint:
         return {key: _described(value) for key, value in self.tensors.items()}
 
 
-def read(source: Any, network_name: str) -> Checkpoint:
-    """A module, a state_dict, a `.pt`/`.pth`/`.safetensors` path, or `"torchvision"`, unwrapped."""
+def read(source: Any, network_name: str, slots: list[Slot]) -> Checkpoint:
+    """A module, a state_dict, a `.pt`/`.pth`/`.safetensors` path, or `"torchvision"`, unwrapped; `slots`, the
+    network's tensors, bound what a file may inflate to."""
     if isinstance(source, str) and source == TORCHVISION:
         state, origin, owned = *torchvision_state(network_name), True
     elif isinstance(source, (str, Path)):
-        state, origin, owned = _read_file(Path(source)), str(source), True
+        state, origin, owned = _read_file(Path(source), _inflation_bound(slots)), str(source), True
     elif callable(getattr(source, "state_dict", None)):
         state, origin, owned = source.state_dict(), "the module", False
     elif isinstance(source, Mapping):
@@ -130,7 +142,7 @@ class WeightMap:
 def mapping(network, source: Any) -> WeightMap:
     """Match a checkpoint to the network without loading it anywhere (nothing raised for what does not match)."""
     slots = network_slots(network.graph)
-    checkpoint = read(source, network.name)
+    checkpoint = read(source, network.name, slots)
     return WeightMap(network, slots, checkpoint, match(network.graph, slots, checkpoint.given(), checkpoint.origin))
 
 
@@ -146,7 +158,7 @@ def load_into(module, network, source: Any, strict: bool) -> bool:
     import torch
 
     slots = network_slots(network.graph)
-    checkpoint = read(source, network.name)
+    checkpoint = read(source, network.name, slots)
     result = resolve(network.graph, slots, checkpoint, strict)
     state = {}
     for slot in slots:
@@ -185,9 +197,11 @@ def as_float32(value: Any, shape: tuple) -> np.ndarray:
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
-def _read_file(path: Path) -> Any:
+def _read_file(path: Path, inflation_bound: int) -> Any:
     if not path.is_file():
         raise FileProblem(f"cannot read weights: {path} does not exist")
+    if path.suffix != ".safetensors":
+        _require_inflation_within(path, inflation_bound)
     try:
         if path.suffix == ".safetensors":
             from safetensors.numpy import load_file
@@ -202,12 +216,36 @@ def _read_file(path: Path) -> Any:
         ) from None
 
 
+def _inflation_bound(slots: list[Slot]) -> int:
+    """The most bytes a checkpoint for these tensors may inflate to: each at the widest dtype, with optimizer
+    state beside it, plus room for the pickle and for tensors the network does not take."""
+    return COPIES * WIDEST_VALUE * sum(math.prod(slot.shape) for slot in slots) + SPARE_BYTES
+
+
+def _require_inflation_within(path: Path, bound: int) -> None:
+    """Refuse a zip (torch.save's format) whose central directory declares more than `bound` bytes once
+    inflated, before torch reads a byte of it: a small file can hold gigabytes of DEFLATE-compressed zeros."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip: torch's legacy format stores tensors raw, so the file's own size bounds them
+    if declared > max(bound, path.stat().st_size):
+        raise FileProblem(
+            f"cannot read weights from {path}: it inflates to {declared:,} bytes, more than the {bound:,} "
+            "this network's tensors can take",
+            hint="save the state_dict of the network it was trained for with torch.save",
+        )
+
+
 def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
     """The state_dict inside a training checkpoint (`{"state_dict": ...}`, `{"model": ...}`), without the
-    `module.` prefix DistributedDataParallel adds."""
-    while isinstance(state, Mapping) and not _holds_tensors(state):
+    `module.` prefix DistributedDataParallel adds. A wrapper that contains itself ends the search."""
+    seen: set[int] = set()
+    while isinstance(state, Mapping) and not _holds_tensors(state) and len(seen) < MAX_WRAPPERS:
+        seen.add(id(state))
         inner = next((state[key] for key in WRAPPERS if isinstance(state.get(key), Mapping)), None)
-        if inner is None:
+        if inner is None or id(inner) in seen:
             break
         state = inner
     if not isinstance(state, Mapping) or not _holds_tensors(state):
@@ -216,9 +254,36 @@ def _unwrapped(state: Any, origin: str) -> dict[str, Any]:
             hint='save `module.state_dict()`, or a checkpoint holding it under "state_dict" or "model"',
         )
     keys = [str(key) for key in state]
+    for key, value in zip(keys, state.values()):
+        _require_plain(key, value, origin)
     if all(key.startswith(DDP_PREFIX) for key in keys):
         return {key[len(DDP_PREFIX) :]: value for key, value in zip(keys, state.values())}
     return dict(zip(keys, state.values()))
+
+
+def _require_plain(key: str, value: Any, origin: str) -> None:
+    """A key short and shallow enough to match, naming a dense tensor with values (not meta, sparse or quantized)."""
+    if len(key) > MAX_KEY_LENGTH or key.count(".") > MAX_KEY_DEPTH:
+        raise FileProblem(
+            f"{origin} holds a key longer than {MAX_KEY_LENGTH} characters or deeper than {MAX_KEY_DEPTH} levels: "
+            f"`{key[:60]}`…",
+            hint="a state_dict's keys name modules, a few levels deep",
+        )
+    layout, device = str(getattr(value, "layout", "torch.strided")), str(getattr(value, "device", "cpu"))
+    what = (
+        "on the meta device"
+        if device == "meta"
+        else f"layout {layout.removeprefix('torch.')}"
+        if layout != "torch.strided"
+        else "quantized"
+        if getattr(value, "is_quantized", False)
+        else None
+    )
+    if what:
+        raise FileProblem(
+            f"{origin} holds `{key[:MAX_KEY_LENGTH]}` as a tensor without plain values ({what})",
+            hint="save dense tensors: `.to_dense()`, `.dequantize()`, or real weights instead of the meta device",
+        )
 
 
 def _holds_tensors(state: Mapping) -> bool:
