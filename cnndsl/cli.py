@@ -271,6 +271,7 @@ def list_command(pattern):
     metavar="FILE|torchvision",
     help="Weights for --to onnx or pt2: a .pt, .pth or .safetensors checkpoint, or torchvision's published ones.",
 )
+@click.option("--seed", type=click.IntRange(0), help="Without --weights: draw the random weights from this seed.")
 @click.option("--opset", type=click.IntRange(7), help="ONNX opset (default: the newest onnxruntime runs).")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into the preceding convolution (ONNX).")
 @click.option(
@@ -284,10 +285,20 @@ def list_command(pattern):
 def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbox, fmt, output, **options):
     """Compile to ONNX, PyTorch source, a torch.export program, or a diagram."""
     _refuse_options_that_do_not_apply(ctx, fmt)
+    if options["seed"] is not None and options["weights"] is not None:
+        raise click.UsageError("--seed does not apply with --weights: every weight comes from the checkpoint")
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{formats.BY_NAME[fmt].suffix}")
     written = formats.write(net, fmt, target, options)
     click.echo(f"wrote {' and '.join(map(str, written))}")
+    if fmt in formats.applies_to()["seed"] and options["weights"] is None:
+        click.echo(f"cnndsl: warning: without --weights, {target} holds {_random_weights(options['seed'])}", err=True)
+
+
+def _random_weights(seed: int | None) -> str:
+    if seed is None:
+        return "random weights, drawn anew on each run (--seed N draws the same ones every time)"
+    return f"random weights drawn from seed {seed}"
 
 
 def _refuse_options_that_do_not_apply(ctx: click.Context, fmt: str) -> None:

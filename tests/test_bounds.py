@@ -55,3 +55,53 @@ def test_a_resize_between_large_coprime_sizes_is_a_located_limit(tmp_path):
         "        ^",
         "hint: resize by whole factors, or use a smaller input: each position class of a resize is a step",
     ]
+
+
+# ---- outputs never replace an input, and random weights say so ------------------------------------------
+def test_external_data_never_replaces_the_source(cli, tmp_path):
+    source = tmp_path / "net.onnx.data"
+    source.write_text("network net {\n    input 3x8x8\n    conv3x3(4), relu\n}\n")
+    text = source.read_text()
+    result = cli("compile", source, "--to", "onnx", "-o", tmp_path / "net.onnx", "--external-data")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: refusing to write {source}: it would overwrite the source\nhint: choose another output name with -o\n",
+    )
+    assert source.read_text() == text
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_an_output_never_replaces_the_checkpoint(cli, tmp_path):
+    import torch
+
+    import cnndsl as api
+
+    source = network(tmp_path, "conv3x3(4), relu")
+    torch.save(api.load(source).to_torch().state_dict(), tmp_path / "w.pt")
+    before = (tmp_path / "w.pt").read_bytes()
+    result = cli("compile", source, "--to", "onnx", "--weights", tmp_path / "w.pt", "-o", tmp_path / "w.pt")
+    assert result.exit_code == 1
+    assert (
+        result.stderr.splitlines()[0]
+        == f"error: refusing to write {tmp_path / 'w.pt'}: it would overwrite the checkpoint"
+    )
+    assert (tmp_path / "w.pt").read_bytes() == before
+
+
+def test_onnx_without_weights_says_they_are_random_and_a_seed_repeats_them(cli, tmp_path):
+    source = network(tmp_path, "conv3x3(4), relu, gap, fc(2)")
+    runs = [(seed, tmp_path / f"{index}.onnx") for index, seed in enumerate(["7", "7", "8"])]
+    for seed, path in runs:
+        result = cli("compile", source, "--to", "onnx", "-o", path, "--seed", seed)
+        assert (result.exit_code, result.stderr) == (
+            0,
+            f"cnndsl: warning: without --weights, {path} holds random weights drawn from seed {seed}\n",
+        )
+    first, again, other = (path.read_bytes() for _, path in runs)
+    assert first == again
+    assert first != other
+    result = cli("compile", source, "--to", "onnx", "-o", tmp_path / "fresh.onnx")
+    assert result.stderr == (
+        f"cnndsl: warning: without --weights, {tmp_path / 'fresh.onnx'} holds random weights, drawn anew on each run "
+        "(--seed N draws the same ones every time)\n"
+    )

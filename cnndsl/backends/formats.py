@@ -28,6 +28,7 @@ def _write_onnx(net, target: Path, fmt: str, options: dict) -> list[Path]:
         opset=options.get("opset"),
         fold_bn=options.get("fold_bn", False),
         external_data=options.get("external_data"),
+        seed=options.get("seed"),
     )
 
 
@@ -41,8 +42,11 @@ def _write_python(net, target: Path, fmt: str, options: dict) -> list[Path]:
 def _write_pt2(net, target: Path, fmt: str, options: dict) -> list[Path]:
     from .torch import write_pt2
 
-    weights = options.get("weights")
-    write_pt2(net, target, net.to_torch(weights=weights) if weights is not None else None)
+    weights, seed = options.get("weights"), options.get("seed")
+    module = (
+        net.to_torch(weights=weights) if weights is not None else net.to_torch(seed=seed) if seed is not None else None
+    )
+    write_pt2(net, target, module)
     return [target]
 
 
@@ -64,6 +68,7 @@ class Format:
     needs: tuple[str, ...]  # what writing it loads beyond cnndsl: Python packages, or Graphviz's program `dot`
     write: Writer
     options: tuple[str, ...] = ()  # the compile options of its backend (the diagram's declare their formats)
+    beside: tuple[str, ...] = ()  # suffixes of files it may write beside the target (ONNX's external data)
 
     @property
     def is_diagram(self) -> bool:
@@ -82,10 +87,11 @@ FORMATS: tuple[Format, ...] = (
         "an ONNX model",
         ("onnx",),
         _write_onnx,
-        ("weights", "opset", "fold_bn", "external_data"),
+        ("weights", "seed", "opset", "fold_bn", "external_data"),
+        (".data",),  # onnx.external_data_path
     ),
     Format("python", "py", "PyTorch source: one file, one nn.Module class", ("torch",), _write_python),
-    Format("pt2", "pt2", "a torch.export program", ("torch",), _write_pt2, ("weights",)),
+    Format("pt2", "pt2", "a torch.export program", ("torch",), _write_pt2, ("weights", "seed")),
     Format("svg", "svg", "the diagram as SVG", ("graphviz", "dot"), _write_diagram),
     Format("png", "png", "the diagram as PNG", ("graphviz", "dot"), _write_diagram),
     Format("pdf", "pdf", "the diagram as PDF", ("graphviz", "dot"), _write_diagram),
@@ -106,21 +112,31 @@ def applies_to() -> dict[str, tuple[str, ...]]:
 
 def write(net, fmt: str, target: Path, options: dict) -> list[Path]:
     """Hand the network to the writer of `fmt`; each writes atomically. Returns the files written."""
-    _refuse_overwriting_source(target, Path(net.file))
-    return BY_NAME[fmt].write(net, target, fmt, options)
+    row = BY_NAME[fmt]
+    outputs = [target, *(target.with_name(target.name + suffix) for suffix in row.beside)]
+    _refuse_overwriting_inputs(outputs, net, options.get("weights"))
+    return row.write(net, target, fmt, options)
 
 
-def _refuse_overwriting_source(target: Path, source: Path) -> None:
-    """An output never replaces a .cnn file, least of all the source it was compiled from."""
+def _refuse_overwriting_inputs(targets: list[Path], net, weights) -> None:
+    """No output replaces a .cnn file or an input: the source it was compiled from, or the checkpoint."""
+    inputs = [("the source", Path(net.file))]
+    if isinstance(weights, str) and weights != "torchvision":
+        inputs.append(("the checkpoint", Path(weights)))
+    for target in targets:
+        same = next((name for name, path in inputs if _same_file(target, path)), None)
+        if target.suffix == ".cnn" or same:
+            raise FileProblem(
+                f"refusing to write {target}: it would overwrite {same or 'a .cnn file'}",
+                hint="choose another output name with -o",
+            )
+
+
+def _same_file(target: Path, path: Path) -> bool:
     try:
-        same = target.exists() and source.exists() and target.samefile(source)
+        return target.exists() and path.exists() and target.samefile(path)
     except OSError:
-        same = False
-    if target.suffix == ".cnn" or same:
-        raise FileProblem(
-            f"refusing to write {target}: it would overwrite {'the source' if same else 'a .cnn file'}",
-            hint="choose another output name with -o",
-        )
+        return False
 
 
 def formats_table() -> str:

@@ -45,13 +45,14 @@ def export_onnx(
     fold_bn: bool = False,
     strict: bool = True,
     external_data: bool | None = None,
+    seed: int | None = None,
 ) -> list[Path]:
     """Write the network as an ONNX file, whole or not at all; returns the files written. With external data
     (forced, or by default where one file cannot hold the model) the tensors go to `<file>.data` beside it,
-    and the two are written as a pair."""
+    and the two are written as a pair. Without weights they are drawn at random, from `seed` where given."""
     path = Path(path)
-    data = path.with_name(path.name + ".data")
-    model, emitter = _planned_model(network, weights, opset, fold_bn, strict)
+    data = external_data_path(path)
+    model, emitter = _planned_model(network, weights, opset, fold_bn, strict, seed)
     if not _choose_storage(network, model, emitter.initializers, external_data, path.parent):
         _fill_initializers(model.graph, emitter)
         return [write_atomically(path, model.SerializeToString())]
@@ -83,12 +84,17 @@ def build_model(
     return model
 
 
+def external_data_path(path: Path) -> Path:
+    """Where the tensors of the ONNX file `path` go when they are written beside it."""
+    return path.with_name(path.name + ".data")
+
+
 def _planned_model(
-    network, weights: Any, opset: int | None, fold_bn: bool, strict: bool = True
+    network, weights: Any, opset: int | None, fold_bn: bool, strict: bool = True, seed: int | None = None
 ) -> tuple[onnx.ModelProto, Emitter]:
     """The model with every node, its initializers declared but not yet made (they wait in the emitter)."""
     opset = _checked_opset(opset)
-    emitter = Emitter(opset, weights_for(network, weights, strict))
+    emitter = Emitter(opset, weights_for(network, weights, strict, seed))
     values = emit_nodes(network, emitter)
     outputs = [emitter.name_output(values[node], name, _origin(network, node)) for name, node in network.outputs]
     nodes = fold_batchnorm(emitter.nodes, emitter.initializers, keep=set(outputs)) if fold_bn else emitter.nodes

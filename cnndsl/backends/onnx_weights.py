@@ -21,9 +21,9 @@ class Weights:
     """The matched checkpoint's arrays by the network's names (none for fresh weights), and the generator
     that draws every tensor the checkpoint does not give."""
 
-    def __init__(self, given: Mapping[str, np.ndarray] | None = None):
+    def __init__(self, given: Mapping[str, np.ndarray] | None = None, seed: int | None = None):
         self.given = given or {}
-        self.rng = np.random.default_rng()
+        self.rng = np.random.default_rng(seed)
 
     def fresh(self, spec: TensorSpec) -> np.ndarray:
         """A float32 tensor drawn as the kind declares it starts: U(-bound, bound), or every value the same."""
@@ -35,10 +35,11 @@ class Weights:
         return np.full(spec.shape, spec.init.value, dtype=np.float32)
 
 
-def weights_for(network, source: Any, strict: bool = True) -> Weights:
-    """Fresh weights for None; else the checkpoint's, matched by name or structure (strict: all or an error)."""
+def weights_for(network, source: Any, strict: bool = True, seed: int | None = None) -> Weights:
+    """Fresh weights for None (drawn from `seed`, or from fresh entropy); else the checkpoint's, matched by name
+    or structure (strict: all or an error)."""
     if source is None:
-        return Weights()
+        return Weights(seed=seed)
     slots = network_slots(network.graph)
     checkpoint = read(source, network.name, slots)
     return Weights(arrays(checkpoint, resolve(network.graph, slots, checkpoint, strict), slots))
