@@ -149,6 +149,11 @@ class _Cli(click.Group):
                 raise
             click.echo(render_error(error), err=True)
             ctx.exit(1)
+        except MemoryError:  # where no layer is to blame: the backends name the tensor where they can
+            if ctx.params.get("debug"):
+                raise
+            click.echo("error: out of memory\nhint: give cnndsl more memory, or make the network smaller", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})

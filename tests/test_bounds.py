@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from bounded import cnndsl
 
 
@@ -104,4 +105,70 @@ def test_onnx_without_weights_says_they_are_random_and_a_seed_repeats_them(cli, 
     assert result.stderr == (
         f"cnndsl: warning: without --weights, {tmp_path / 'fresh.onnx'} holds random weights, drawn anew on each run "
         "(--seed N draws the same ones every time)\n"
+    )
+
+
+# ---- check refuses what the backends cannot allocate; running out of memory is located --------------------
+def test_an_lrn_wider_than_its_channels_need_is_refused_by_check(tmp_path):
+    source = network(tmp_path, "conv3x3(16), lrn(size=2^53-1)")
+    done = cnndsl("check", source)
+    assert (done.returncode, done.stderr.splitlines()[:4]) == (
+        1,
+        [
+            f"{source}:3:18: error: `lrn` of size 9,007,199,254,740,991 is wider than its 16 channels need: "
+            "from size 31 the window reaches every channel from every channel",
+            "        conv3x3(16), lrn(size=2^53-1)",
+            "                     ^",
+            "hint: use an odd size of at most 31 (the papers use 5); a wider window only divides alpha",
+        ],
+    )
+
+
+def test_onnx_averaging_matrices_past_the_memory_limit_are_refused_before_they_are_made(tmp_path):
+    # two 11999×12000 float32 matrices (1.1 GiB), against half of the process's 1 GiB
+    source = network(tmp_path, "adaptiveavgpool((11999, 11999))", input="3x12000x12000")
+    done = cnndsl("compile", source, "--to", "onnx", "-o", tmp_path / "t.onnx")
+    assert (done.returncode, done.stderr.splitlines()[0]) == (
+        1,
+        f"{source}:3:5: error: `t` makes ONNX tensors of 1.1 GiB, more than half of this machine's memory holds "
+        "(0.5 GiB)",
+    )
+
+
+def test_an_onnx_tensor_that_runs_out_of_memory_is_a_located_error_naming_it(tmp_path):
+    # one 9999×10000 matrix (381 MiB) passes the estimate, but numpy's temporaries and the bytes' copy do not fit
+    source = network(tmp_path, "adaptiveavgpool((9999, 8))", input="3x10000x8")
+    done = cnndsl("compile", source, "--to", "onnx", "-o", tmp_path / "t.onnx")
+    assert (done.returncode, done.stderr.splitlines()[0]) == (
+        1,
+        f"{source}:3:5: error: not enough memory to make the ONNX tensor `adaptiveavgpool/rows` "
+        "(9999×10000 float32, 381.4 MiB)",
+    )
+    assert not (tmp_path / "t.onnx").exists()
+
+
+def test_torch_weights_past_the_memory_limit_are_refused_at_the_largest_layer(tmp_path):
+    source = network(tmp_path, "conv3x3(16384), conv3x3(8192)")
+    done = cnndsl("compile", source, "--to", "pt2", "-o", tmp_path / "t.pt2")
+    assert (done.returncode, done.stderr.splitlines()[0]) == (
+        1,
+        f"{source}:3:21: error: `t` has 1,208,426,496 parameters (4.5 GiB as float32), more than half of this "
+        "machine's memory holds (0.5 GiB)",
+    )
+
+
+def test_torchs_allocator_running_out_is_a_located_error_naming_the_layer(tmp_path, monkeypatch):
+    import cnndsl as api
+    from cnndsl.core.errors import LimitProblem
+    from cnndsl.ops import REGISTRY
+
+    def refuse(self, attrs, inputs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(type(REGISTRY["conv"]), "torch_module", refuse)
+    with pytest.raises(LimitProblem) as caught:
+        api.load(network(tmp_path, "conv3x3(64)")).to_torch()
+    assert (caught.value.message, str(caught.value.pos)) == (
+        "not enough memory to build layer `conv` with 1,792 parameters (7 KiB as float32)",
+        f"{tmp_path / 't.cnn'}:3:5",
     )

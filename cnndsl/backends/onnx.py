@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import EncodeError
 from onnx import TensorProto, external_data_helper, helper
 
 from ..core.atomic import write_atomically, write_together
@@ -27,7 +28,7 @@ from ..graph import ir
 from ..graph.ir import walk
 from ..ops import format_shape
 from .onnx_fold import fold_batchnorm
-from .onnx_tensors import Pending, ready, serialized_size
+from .onnx_tensors import Pending, memory_for, ready, serialized_size
 from .onnx_weights import Weights, weights_for
 
 OLDEST_OPSET = 7  # onnxruntime runs nothing older
@@ -55,7 +56,7 @@ def export_onnx(
     model, emitter = _planned_model(network, weights, opset, fold_bn, strict, seed)
     if not _choose_storage(network, model, emitter.initializers, external_data, path.parent):
         _fill_initializers(model.graph, emitter)
-        return [write_atomically(path, model.SerializeToString())]
+        return [write_atomically(path, _serialized(network, model))]
     return write_together([path, data], lambda folder: _write_external(model, emitter, folder / path.name, data.name))
 
 
@@ -82,6 +83,18 @@ def build_model(
         if external and tensor.name in large:
             external_data_helper.set_external_data(tensor, f"{network.name}.onnx.data")
     return model
+
+
+def _serialized(network, model: onnx.ModelProto) -> bytes:
+    """The model's bytes; protobuf failing to allocate them is a LimitProblem, not a traceback."""
+    try:
+        return model.SerializeToString()
+    except (MemoryError, EncodeError):
+        raise LimitProblem(
+            f"not enough memory to serialize the ONNX model of `{network.name}` "
+            f"({sum(len(tensor.raw_data) for tensor in model.graph.initializer):,} bytes of tensors)",
+            hint="give cnndsl more memory, or write the weights beside the model with --external-data",
+        ) from None
 
 
 def external_data_path(path: Path) -> Path:
@@ -229,7 +242,8 @@ def _fill_initializers(graph: onnx.GraphProto, emitter: Emitter) -> None:
     each would be copied twice more, which for VGG's half a gigabyte costs seconds); the recipe is dropped
     as soon as it is used, so the model's weights are held about once."""
     for proto in graph.initializer:
-        proto.raw_data = _little_endian(emitter.initializers.pop(proto.name).array()).tobytes()
+        with memory_for(proto.name, emitter.initializers[proto.name]):
+            proto.raw_data = _little_endian(emitter.initializers.pop(proto.name).array()).tobytes()
 
 
 def _write_external(model: onnx.ModelProto, emitter: Emitter, path: Path, location: str) -> None:
@@ -237,7 +251,8 @@ def _write_external(model: onnx.ModelProto, emitter: Emitter, path: Path, locati
     straight from its array (no copy of the weights is made) at an offset aligned to ALIGNMENT."""
     with open(path.parent / location, "wb") as stream:
         for proto in model.graph.initializer:
-            array = _little_endian(emitter.initializers.pop(proto.name).array())
+            with memory_for(proto.name, emitter.initializers[proto.name]):
+                array = _little_endian(emitter.initializers.pop(proto.name).array())
             if array.nbytes < EXTERNAL_BYTES:
                 proto.raw_data = array.tobytes()
                 continue

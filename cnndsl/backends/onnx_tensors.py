@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
-from ..core.errors import CnnDslError, SourcePos
+from ..core.errors import CnnDslError, LimitProblem, SourcePos
+from ..figures.report import format_bytes
+from ..ops import format_shape
 
 
 @dataclass
@@ -38,6 +41,20 @@ class Pending:
     def derived(self, shape: tuple[int, ...], compute: Callable[[], np.ndarray]) -> Pending:
         """Another float32 initializer computed from others, made as lazily, pointing at the same layer."""
         return Pending(tuple(shape), np.dtype(np.float32), compute, self.pos)
+
+
+@contextmanager
+def memory_for(name: str, tensor: Pending) -> Iterator[None]:
+    """Making `tensor` (and its bytes) ran out of memory: a located error naming it and its size, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise LimitProblem(
+            f"not enough memory to make the ONNX tensor `{name}` ({format_shape(tensor.shape)} "
+            f"{tensor.dtype}, {format_bytes(tensor.nbytes)})",
+            tensor.pos,
+            "the tensor is made for this layer: check its size, or give cnndsl more memory",
+        ) from None
 
 
 def ready(array: np.ndarray, pos: SourcePos | None = None) -> Pending:

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..core.atomic import write_atomically
-from ..core.errors import CnnDslError, ValueProblem
+from ..core.errors import CnnDslError, LimitProblem, ValueProblem
 from ..core.source_map import source_name
+from ..figures.report import format_bytes
 from ..graph.ir import inputs_of, walk
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
@@ -172,7 +173,7 @@ def _modules(network) -> nn.Module:
     graph = network.graph
     root = nn.Module()
     for node, data, kind, _, shapes in walk(graph):
-        module = kind.torch_module(data["attrs"], shapes)
+        module = _allocated(kind, data, shapes)
         if kind.torch_in_place and module is not None:
             module.inplace = _may_overwrite_input(graph, node)
         if module is not None:
@@ -187,6 +188,22 @@ def _modules(network) -> nn.Module:
             else:
                 parent.add_module(leaf, module)
     return root
+
+
+def _allocated(kind, data: dict, shapes: list):
+    """The layer's module; running out of memory while building it is a located error naming the layer and the
+    size of its parameters (torch reports it as a RuntimeError from its allocator)."""
+    try:
+        return kind.torch_module(data["attrs"], shapes)
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate memory" not in str(error):
+            raise
+        raise LimitProblem(
+            f"not enough memory to build layer `{data['name']}` with {data['params']:,} parameters "
+            f"({format_bytes(4 * data['params'])} as float32)",
+            data["pos"],
+            "check the layer's width, or give cnndsl more memory",
+        ) from None
 
 
 def _may_overwrite_input(graph: nx.DiGraph, node: int) -> bool:

@@ -7,6 +7,7 @@ checkout keeps them at the repository's top level. One lookup serves both.
 from __future__ import annotations
 
 import os
+import resource
 from functools import cache
 from pathlib import Path
 
@@ -30,5 +31,8 @@ def library_dir() -> Path:
 
 
 def memory_bytes() -> int:
-    """This machine's physical memory; half of it is the most weights a backend may allocate."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """This machine's physical memory, or the address space this process may use where that is less (a
+    service's RLIMIT_AS); half of it is the most weights a backend may allocate."""
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return physical if limit == resource.RLIM_INFINITY else min(physical, limit)

@@ -178,6 +178,9 @@ def _per_channel(shape):
     return (shape[0], *[1] * (len(shape) - 1))
 
 
+PAPERS_LRN_SIZE = 5  # AlexNet's and GoogLeNet's
+
+
 @register
 class LocalResponseNorm(OpKind):
     name = "lrn"
@@ -187,7 +190,8 @@ class LocalResponseNorm(OpKind):
     example = Example("lrn(3, alpha=0.01, beta=0.7, k=1.5)")
 
     def resolve(self, attrs, inputs):
-        """An even size is refused here, where `check` sees it: ONNX has no form for it."""
+        """An even size is refused here, where `check` sees it: ONNX has no form for it; so is a size past what
+        the channels need, for which PyTorch and onnxruntime pad the input by the size (2^53 would be 2^61 bytes)."""
         spatial(self, inputs[0])
         size = whole(attrs["size"], "size")
         if size % 2 == 0:
@@ -195,6 +199,13 @@ class LocalResponseNorm(OpKind):
                 f"`lrn` of an even size ({size}) has no ONNX form: ONNX centres an even window one "
                 "channel later than PyTorch",
                 hint="use an odd size, as the papers do",
+            )
+        widest = max(2 * inputs[0][0] - 1, PAPERS_LRN_SIZE)
+        if size > widest:
+            raise ValueProblem(
+                f"`lrn` of size {size:,} is wider than its {inputs[0][0]:,} channels need: from size {widest:,} "
+                "the window reaches every channel from every channel",
+                hint=f"use an odd size of at most {widest:,} (the papers use 5); a wider window only divides alpha",
             )
         return {
             "size": size,
