@@ -7,7 +7,8 @@ graph that breaks the IR contract, a hang, a blow-up of memory) is an escape.
 Each input is written to a file beside helper files it may import, and run in a worker process
 under a time and a memory limit, so a hang or a blow-up is reported instead of stalling the run.
 One input in ten goes to another surface instead (bench/fuzz_surfaces.py): a docs block, or a request
-to `cnndsl serve`'s application.
+to `cnndsl serve`'s application; one in twenty is a checkpoint file (bench/fuzz_checkpoints.py) loaded into
+a small network for torch and ONNX.
 
     python bench/fuzz.py --count 100000 --jobs 1
 
@@ -42,7 +43,8 @@ from cnndsl.graph.ir import EDGE_KINDS
 from cnndsl.ops import REGISTRY, known_names, lookup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fuzz_surfaces  # noqa: E402  (beside this file, which is run as a script)
+import fuzz_checkpoints  # noqa: E402  (beside this file, which is run as a script)
+import fuzz_surfaces  # noqa: E402
 
 MAX_NODES = 500  # small, so a program that repeats a lot ends at the limit in milliseconds
 TIME_BOUND = 5.0  # seconds of CPU one input may take; typical inputs take milliseconds
@@ -640,12 +642,15 @@ def serve() -> None:
         surfaces = {
             "docs": lambda choices, text: fuzz_surfaces.run_docs(fuzz_surfaces.docs_page(choices, text), docs),
             "serve": lambda choices, text: server.request(choices, text),
+            "checkpoint": lambda choices, text: fuzz_checkpoints.run(checkpoint),
         }
         server = None
         print(json.dumps("ready"), file=protocol, flush=True)
         for line in sys.stdin:
             request = json.loads(line)
             cpu_bound, memory_bound = request["cpu"], request["memory"]
+            if (request.get("surface") or [None])[0] == "checkpoint":  # the file is built before the clock starts
+                checkpoint = fuzz_checkpoints.write(request["surface"][1], folder)
             resource.setrlimit(resource.RLIMIT_AS, (size + memory_bound, resource.RLIM_INFINITY))
             start = time.process_time()
             signal.setitimer(signal.ITIMER_PROF, cpu_bound)  # CPU time: a busy machine does not count
@@ -697,10 +702,12 @@ OUTCOMES = {
     "backends": "graphs run by torch and onnxruntime to the same outputs",
     "escape": "escapes",
     "refused": "graphs a backend refused with a located error",
+    "loaded": "checkpoints loaded for torch and ONNX",
 }
 
 
-SURFACES = {1: "docs", 2: "serve"}  # by seed % 20: one input in ten goes to a docs block or a serve request
+# by seed % 20: one input in ten goes to a docs block or a serve request, one in twenty is a checkpoint file
+SURFACES = {1: "docs", 2: "serve", 3: "checkpoint"}
 
 
 def _drive(seeds, results: list, lock) -> None:

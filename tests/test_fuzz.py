@@ -103,6 +103,24 @@ def test_the_generator_reaches_the_backends_and_every_error_kind():
     assert imported == set(fuzz.IMPORTS), sorted(set(fuzz.IMPORTS) - imported)
 
 
+def test_every_form_of_checkpoint_file_loads_or_ends_in_a_located_error_within_the_bounds(worker):
+    """bench/fuzz_checkpoints.py's forms (a recipe's first draw): plain, wrapped, a recompressed view of 128 MiB,
+    recompressed, damaged bytes, broken state_dicts, safetensors; each one recipe, in the worker's bounds."""
+    import random
+
+    recipes = {}
+    for recipe in range(3, 100_000, 20):  # the seeds bench/fuzz.py sends to checkpoints
+        recipes.setdefault(random.Random(recipe).randrange(10), recipe)
+        if len(recipes) == 10:
+            break
+    outcomes = set()
+    for form, recipe in sorted(recipes.items()):
+        escaped, _, outcome = worker.run("", None, surface=("checkpoint", recipe))
+        assert escaped is None, f"form {form}, recipe {recipe}: {escaped}"
+        outcomes.add(outcome)
+    assert {"loaded", "error FileProblem"} <= outcomes
+
+
 # ---- the worker's limits: a hang, a CPU-bound loop or a blow-up of memory is an escape, not a stall ------
 SLOW = "let v = [x * 2 for x in range(1000000)]\nnetwork net {\n    input 3x8x8\n    relu\n}\n"
 GREEDY = "let v = [range(1000000), range(1000000)]\nnetwork net {\n    input 3x8x8\n    relu\n}\n"
