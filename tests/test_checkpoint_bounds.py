@@ -110,3 +110,13 @@ def test_a_module_of_meta_parameters_is_refused_not_returned_as_loaded():
     assert (
         caught.value.message == "the module holds `conv.weight` as a tensor without plain values (on the meta device)"
     )
+
+
+@pytest.mark.parametrize("values", [0, 2**20])
+def test_a_step_count_of_another_shape_is_left_out_as_a_missing_one_is(tmp_path, values):
+    """Found by bench/fuzz.py (seeds 9459, 10849): torch's reshape of the count to a scalar raised RuntimeError."""
+    state = _state()
+    torch.save({**state, "bn.num_batches_tracked": torch.zeros(values)}, tmp_path / "w.pt")
+    module = api.parse(SOURCE).to_torch(weights=tmp_path / "w.pt")
+    assert module.state_dict()["bn.num_batches_tracked"].item() == 0
+    assert torch.equal(module.state_dict()["conv.weight"], state["conv.weight"])

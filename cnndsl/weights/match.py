@@ -10,6 +10,7 @@ cannot decide is reported, never guessed.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -225,13 +226,14 @@ class _Matcher:
                 )
 
     def _pair_counters(self) -> None:
-        """Each BatchNorm's step count comes from the module its statistics came from, where the checkpoint has it."""
+        """Each BatchNorm's step count comes from the module its statistics came from, where the checkpoint has it
+        as one value (a count of another shape is left out, as a missing one is)."""
         for key in self.slots:
             if not is_counter(key):
                 continue
             statistics = self.result.pairs.get(key.rpartition(".")[0] + ".running_mean")
             partner = statistics and statistics.rpartition(".")[0] + "." + COUNTER
-            if partner in self.given:
+            if partner in self.given and math.prod(self.given[partner].shape) == 1:
                 self.result.pairs[key] = partner
 
     def _finish(self) -> Match:
