@@ -120,3 +120,18 @@ def test_a_step_count_of_another_shape_is_left_out_as_a_missing_one_is(tmp_path,
     module = api.parse(SOURCE).to_torch(weights=tmp_path / "w.pt")
     assert module.state_dict()["bn.num_batches_tracked"].item() == 0
     assert torch.equal(module.state_dict()["conv.weight"], state["conv.weight"])
+
+
+def test_a_zip_whose_directory_python_cannot_read_is_refused_not_a_traceback(tmp_path):
+    """Found by bench/fuzz.py (seed 31363): a central directory entry asking for zip version 14.3 made zipfile
+    raise NotImplementedError before torch was asked."""
+    torch.save(_state(), tmp_path / "w.pt")
+    data = bytearray((tmp_path / "w.pt").read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 6 : entry + 8] = (143).to_bytes(2, "little")  # "version needed to extract": 14.3
+    (tmp_path / "w.pt").write_bytes(bytes(data))
+    with pytest.raises(FileProblem) as caught:
+        api.parse(SOURCE).to_torch(weights=tmp_path / "w.pt")
+    assert caught.value.message == (
+        f"cannot read weights from {tmp_path / 'w.pt'}: a damaged zip (NotImplementedError: zip file version 14.3)"
+    )

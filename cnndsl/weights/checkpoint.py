@@ -225,11 +225,16 @@ def _inflation_bound(slots: list[Slot]) -> int:
 def _require_inflation_within(path: Path, bound: int) -> None:
     """Refuse a zip (torch.save's format) whose central directory declares more than `bound` bytes once
     inflated, before torch reads a byte of it: a small file can hold gigabytes of DEFLATE-compressed zeros."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format stores tensors raw, so the file's own size bounds them
     try:
         with zipfile.ZipFile(path) as archive:
             declared = sum(entry.file_size for entry in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return  # not a zip: torch's legacy format stores tensors raw, so the file's own size bounds them
+    except Exception as error:  # zipfile raises many types for a damaged central directory
+        raise FileProblem(
+            f"cannot read weights from {path}: a damaged zip ({type(error).__name__}: {error})",
+            hint="save the state_dict again with torch.save",
+        ) from None
     if declared > max(bound, path.stat().st_size):
         raise FileProblem(
             f"cannot read weights from {path}: it inflates to {declared:,} bytes, more than the {bound:,} "
