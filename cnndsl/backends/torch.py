@@ -190,18 +190,19 @@ def _modules(network) -> nn.Module:
     return root
 
 
-def _allocated(kind, data: dict, shapes: list):
+def _allocated(kind, layer, shapes: list):
     """The layer's module; running out of memory while building it is a located error naming the layer and the
     size of its parameters (torch reports it as a RuntimeError from its allocator)."""
     try:
-        return kind.torch_module(data["attrs"], shapes)
+        return kind.torch_module(layer.attrs, shapes)
     except (MemoryError, RuntimeError) as error:
         if not isinstance(error, MemoryError) and "allocate memory" not in str(error):
             raise
+        params = layer.figures.params
         raise LimitProblem(
-            f"not enough memory to build layer `{data['name']}` with {data['params']:,} parameters "
-            f"({format_bytes(4 * data['params'])} as float32)",
-            data["pos"],
+            f"not enough memory to build layer `{layer.name}` with {params:,} parameters "
+            f"({format_bytes(4 * params)} as float32)",
+            layer.pos,
             "check the layer's width, or give cnndsl more memory",
         ) from None
 
