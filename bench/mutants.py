@@ -605,13 +605,19 @@ def _copy_checkout(copy: Path) -> None:
             shutil.copy2(ROOT / name, copy / name)
 
 
+def _text(file: str) -> str:
+    """A source file's text; empty where the file no longer exists (its mutants are then stale)."""
+    path = ROOT / file
+    return path.read_text() if path.is_file() else ""
+
+
 def stale(chosen: list[Mutant]) -> list[str]:
     """Mutants whose text no longer occurs once, and named tests that no longer exist (one collection)."""
     found = [
-        f"stale: {m.name} ({file}: {(ROOT / file).read_text().count(old)} matches)"
+        f"stale: {m.name} ({file}: {_text(file).count(old)} matches)"
         for m in chosen
         for file, old, _ in m.edits
-        if (ROOT / file).read_text().count(old) != 1
+        if _text(file).count(old) != 1
     ]
     killers = sorted({test for m in chosen for test in m.killers})
     result = subprocess.run(
