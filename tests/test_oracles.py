@@ -34,9 +34,13 @@ NETWORKS = library_networks()
 BYTES_PER_VALUE = 4  # float32
 
 
-def grouped(name: str):
-    """One xdist group per network, so that its costs and its fields reuse one load of it."""
-    return pytest.param(name, marks=pytest.mark.xdist_group(f"oracle-{name}"))
+def grouped(name: str, known: dict[str, str] | None = None):
+    """One xdist group per network, so that its costs and its fields reuse one load of it; a disagreement the oracle
+    found and cnndsl does not yet fix is a strict xfail, which fails once cnndsl is fixed."""
+    marks = [pytest.mark.xdist_group(f"oracle-{name}")]
+    if name in (known or {}):
+        marks.append(pytest.mark.xfail(reason=known[name], strict=True))
+    return pytest.param(name, marks=marks)
 
 
 @cache
@@ -127,6 +131,7 @@ def test_costs_are_what_torch_counts_on_the_compiled_module(name):
         ("x: input 4x6x6\n bn, relu, maxpool(k=3, s=2, ceil=true), upsample(2), add(@x)", 0),
         ("x: input 4x6x6\n avgpool(2), upsample(2, mode=bilinear), concat(@x), gap", 0),
     ],
+    ids=["depthwise", "groups", "bias", "deconv-groups", "deconv-padding", "fc-bias", "fc", "weightless", "resizing"],
 )
 def test_flop_counter_counts_two_flops_per_mac_and_nothing_but_convolutions_and_matmuls(body, macs):
     """The conventions FlopCounterMode shares with cnndsl's MACs, each by hand: a grouped or depthwise convolution
@@ -146,6 +151,12 @@ TARGETS = 10  # layers probed per network: the stage outputs first, then layers 
 RARE = ("deconv", "upsample", "resize", "concat", "pixelshuffle", "avgpool", "maxpool", "mul", "add")
 PERIODIC_TARGETS = 2  # layers after an upsampling whose whole period of positions is probed (one backward each)
 NARROW = (32, 64, 128, 192, 256)  # the width of the probed input: the narrowest the network takes
+ADAPTIVE_BINS = (
+    "cnndsl reads adaptive average pooling as a sliding window of ⌈in/out⌉ + 1 rows, stride ⌊in/out⌋, where the bins"
+    " overlap; PyTorch's bin i is rows ⌊i·in/out⌋ to ⌈(i+1)·in/out⌉ − 1: at 320×64, AlexNet's 9 rows pooled to 6"
+    " are bins of 2 rows, a field of 195 + 32 = 227 rows, printed 259"
+)
+FIELD_DISAGREEMENTS = {"alexnet": ADAPTIVE_BINS}
 
 
 def _along(figure, axis: int):
@@ -202,7 +213,7 @@ def _asymmetric(name: str) -> bool:
     return any(isinstance(layer["rf"], list) for layer in _network(name).summary().layers)
 
 
-@pytest.mark.parametrize("name", [grouped(name) for name in NETWORKS])
+@pytest.mark.parametrize("name", [grouped(name, FIELD_DISAGREEMENTS) for name in NETWORKS])
 def test_receptive_field_and_jump_by_autograd(name):
     """At the centre of each probed layer's output, the field of one position is the span of input rows with a
     nonzero gradient, and the jump the distance between the first rows of neighbouring positions; after an
@@ -224,7 +235,9 @@ def test_receptive_field_and_jump_by_autograd(name):
             target = ids[layer["name"]]
             field, jump = _along(layer["rf"], axis), _along(layer["jump"], axis)
             positions = probe.outputs[target].shape[2 + axis]
-            if field > extent - 2:  # wider than the input: the centre's field is cut by the border
+            if extent - 2 < field <= extent:  # whether it fits or is cut depends on where it starts: not probed
+                continue
+            if field > extent:  # wider than the input: the centre's field is cut by the border
                 seen = probe.fields(target, axis, [positions // 2])[0]
                 measured.append((axis, layer["name"], "clipped", seen.first == 0 or seen.last == extent - 1))
                 printed.append((axis, layer["name"], "clipped", True))
