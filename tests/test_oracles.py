@@ -6,7 +6,12 @@ cnndsl's analysis (cnndsl/figures/): only the module `to_torch()` compiles, run 
   from its module, its MACs as FlopCounterMode's FLOPs / 2; and the totals: parameters, buffers (batch-norm
   running statistics and their step counter), MACs and activation memory.
 - Receptive field and jump (`test_receptive_field_and_jump_by_autograd`): the input rows whose gradient is
-  nonzero for one output position, on a positive linear stand-in of the same module (tests/field_probe.py).
+  nonzero for one output position, on a positive linear stand-in of the same module (tests/field_probe.py), at a
+  tall narrow input (rows for the widest field that fits under TALLEST, the fewest columns the network takes), for
+  up to TARGETS layers each: stage and block outputs, dilated, transposed, resizing, concatenating and pooling
+  layers; columns too, at a wide input, where the summary prints different figures for rows and columns. A field
+  wider than any input (after a squeeze-and-excitation gate or ASPP's image pooling, whose global average every
+  position sees) can only be checked to be cut by the border; the layers before it are checked exactly.
 
 FlopCounterMode's conventions against cnndsl's, each tested below as such: it counts FLOPs, 2 per
 multiply-accumulate; a grouped or depthwise convolution costs C_in / groups multiply-accumulates per output
