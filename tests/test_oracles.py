@@ -151,7 +151,7 @@ def test_flop_counter_counts_two_flops_per_mac_and_nothing_but_convolutions_and_
 
 
 # ---- receptive field and jump ---------------------------------------------------------------------------------------
-TALLEST = 576  # rows probed at most: a layer whose field is wider is checked to see every row of the input
+TALLEST = 576  # rows probed at most: a layer whose field is wider is checked to be cut by the border
 TARGETS = 8  # layers probed per network: the stage outputs first, then layers of rarely used kinds
 RARE = ("deconv", "upsample", "resize", "concat", "pixelshuffle", "avgpool", "maxpool", "mul", "add")
 PERIODIC_TARGETS = 2  # layers after an upsampling whose whole period of positions is probed (one backward each)
@@ -162,10 +162,6 @@ ADAPTIVE_BINS = (
     " overlap; PyTorch's bin i is rows ⌊i·in/out⌋ to ⌈(i+1)·in/out⌉ − 1: at 320×64, AlexNet's 9 rows pooled to 6"
     " are bins of 2 rows, a field of 195 + 32 = 227 rows, printed 259"
 )
-FIELD_DISAGREEMENTS = {
-    name: ADAPTIVE_BINS
-    for name in ("alexnet", *(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn")))
-}
 
 
 def _along(figure, axis: int):
@@ -176,7 +172,11 @@ def _targets(network) -> list[dict]:
     """At most TARGETS spatial maps of at least 3 rows: the last layer of each group one and two levels deep (stage
     and block outputs) and layers of rare kinds or dilated, spread over the network; those whose printed field fits
     under TALLEST first, and the last such map whatever its field."""
-    layers = [layer for layer in network.summary().layers if len(layer["shape"]) == 3 and layer["shape"][1] >= 3]
+    layers = [
+        layer
+        for layer in network.summary().layers
+        if len(layer["shape"]) == 3 and layer["shape"][1] >= 3 and layer["op"] != "adaptiveavgpool"  # see below
+    ]
     ids = _ids(network)
     stages = {}
     for depth in (1, 2):
@@ -222,7 +222,7 @@ def _asymmetric(name: str) -> bool:
     return any(isinstance(layer["rf"], list) for layer in _network(name).summary().layers)
 
 
-@pytest.mark.parametrize("name", [grouped(name, FIELD_DISAGREEMENTS) for name in NETWORKS])
+@pytest.mark.parametrize("name", [grouped(name) for name in NETWORKS])
 def test_receptive_field_and_jump_by_autograd(name):
     """At the centre of each probed layer's output, the field of one position is the span of input rows with a
     nonzero gradient, and the jump the distance between the first rows of neighbouring positions; after an
@@ -244,7 +244,7 @@ def test_receptive_field_and_jump_by_autograd(name):
             target = ids[layer["name"]]
             field, jump = _along(layer["rf"], axis), _along(layer["jump"], axis)
             positions = probe.outputs[target].shape[2 + axis]
-            if extent - MARGIN < field <= extent:
+            if extent - MARGIN - 2 * jump * probe.period[target] < field <= extent:
                 continue  # whether the centre's field fits or is cut depends on where it starts: not probed
             if field > extent:  # wider than the input: the centre's field is cut by the border
                 seen = probe.fields(target, axis, [positions // 2])[0]
@@ -264,6 +264,20 @@ def test_receptive_field_and_jump_by_autograd(name):
             measured.append((axis, layer["name"], widest, mean, inside))
             printed.append((axis, layer["name"], field if whole else True, jump, True))
     assert measured == printed
+
+
+@pytest.mark.xfail(reason=ADAPTIVE_BINS, strict=True)
+def test_adaptive_pooling_sees_its_widest_bin():
+    """Left out of the library probes above: AlexNet's and VGG's adaptive pooling, where its bins overlap."""
+    shape = (3, 320, 64)
+    network = _network("alexnet", shape)
+    layer = next(layer for layer in network.summary().layers if layer["op"] == "adaptiveavgpool")
+    with torch.device("meta"):
+        module = network.to_torch()
+    target = _ids(network)[layer["name"]]
+    probe = Probe(module, shape, [target])
+    rows = probe.outputs[target].shape[2]
+    assert [field.size for field in probe.fields(target, 0, [rows // 2])] == [_along(layer["rf"], 0)]
 
 
 @pytest.mark.parametrize(
