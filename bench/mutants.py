@@ -319,8 +319,8 @@ MUTANTS = [
     mutant(
         "batch norm ONNX ignores eps",
         NORM,
-        'return emit.op("BatchNormalization", operands, epsilon=attrs["eps"])',
-        'return emit.op("BatchNormalization", operands)',
+        'return emit.op("BatchNormalization", [args[0], *emit.weights()], epsilon=attrs["eps"])',
+        'return emit.op("BatchNormalization", [args[0], *emit.weights()])',
         [f"{BN_EPS}[False]"],
         REFERENCE + ONNX,
     ),
