@@ -46,11 +46,22 @@ BN_EPS = "tests/test_reference.py::test_batch_norm_uses_its_epsilon_and_running_
 WEIGHTLESS = "tests/test_reference.py::test_weightless_layers"
 TORCHVISION_COUNTS = "tests/test_library.py::test_summary_has_torchvisions_params_and_macs"
 IN_PLACE = "tests/test_torch.py::test_a_kind_declares_in_place_exactly_where_torch_overwrites_its_input"
+ORACLES = ["tests/test_oracles.py"]
+FIELD_ORACLE = "tests/test_oracles.py::test_receptive_field_and_jump_by_autograd"
+COST_ORACLE = "tests/test_oracles.py::test_costs_are_what_torch_counts_on_the_compiled_module"
+FLOP_CONVENTIONS = (
+    "tests/test_oracles.py::test_flop_counter_counts_two_flops_per_mac_and_nothing_but_convolutions_and_matmuls"
+)
 
 
 def weightless(layer: str) -> str:
     """The reference test of one weightless layer, by its call in that test's table."""
     return f"{WEIGHTLESS}[{layer}-<lambda>]"
+
+
+def field_of(network: str) -> str:
+    """The autograd test of one library network's receptive fields and jumps."""
+    return f"{FIELD_ORACLE}[{network}]"
 
 
 def counts_of(network: str) -> str:
@@ -204,16 +215,16 @@ MUTANTS = [
     mutant(
         "conv torch module drops dilation",
         CONV,
-        'attrs["k"], attrs["s"], attrs["p"], attrs["d"], attrs["g"], attrs["bias"])',
-        'attrs["k"], attrs["s"], attrs["p"], 1, attrs["g"], attrs["bias"])',
+        'attrs["k"], attrs["s"], attrs["p"], attrs["d"], attrs["g"], attrs["bias"]\n',
+        'attrs["k"], attrs["s"], attrs["p"], 1, attrs["g"], attrs["bias"]\n',
         [CONV_REFERENCE],
         REFERENCE + TORCH,
     ),
     mutant(
         "conv ONNX drops the stride",
         CONV,
-        'kernel_shape=attrs["k"], strides=attrs["s"], pads=attrs["p"] * 2,\n                       dilations',
-        'kernel_shape=attrs["k"], strides=(1, 1), pads=attrs["p"] * 2,\n                       dilations',
+        'strides=attrs["s"],\n            pads=attrs["p"] * 2,\n            dilations',
+        'strides=(1, 1),\n            pads=attrs["p"] * 2,\n            dilations',
         [CONV_REFERENCE],
         REFERENCE + ONNX,
     ),
@@ -308,8 +319,8 @@ MUTANTS = [
     mutant(
         "batch norm ONNX ignores eps",
         NORM,
-        'return emit.op("BatchNormalization", operands, epsilon=attrs["eps"])',
-        'return emit.op("BatchNormalization", operands)',
+        'return emit.op("BatchNormalization", [args[0], *emit.weights()], epsilon=attrs["eps"])',
+        'return emit.op("BatchNormalization", [args[0], *emit.weights()])',
         [f"{BN_EPS}[False]"],
         REFERENCE + ONNX,
     ),
@@ -450,6 +461,63 @@ MUTANTS = [
         "params = sum(each.params for each in figures[:-1])",
         [counts_of("alexnet")],
         COUNTS,
+    ),
+    # ---- each figure's rule for kinds the library uses rarely, against the oracles ----
+    mutant(
+        "receptive field reads a dilation above 2 as 2",
+        RF,
+        "(stride, (kernel - 1) * dilation - padding, 1)",
+        "(stride, (kernel - 1) * min(dilation, 2) - padding, 1)",
+        [field_of("deeplabv3_resnet50")],
+        ORACLES + RF_TESTS,
+    ),
+    mutant(
+        "conv window reads a dilation above 2 as 2",
+        CONV,
+        'return Window(attrs["k"], attrs["s"], attrs["d"], padding=attrs["p"])',
+        'return Window(attrs["k"], attrs["s"], tuple(min(d, 2) for d in attrs["d"]), padding=attrs["p"])',
+        [field_of("deeplabv3_resnet50")],
+        ORACLES + RF_TESTS,
+    ),
+    mutant(
+        "transposed conv field ignores its padding",
+        RF,
+        "(1, padding, stride)",
+        "(1, 0, stride)",
+        [field_of("fcn8s")],
+        ORACLES + RF_TESTS,
+    ),
+    mutant(
+        "transposed conv jump ignores the upsampling",
+        RF,
+        "stride = window.upsample[axis]",
+        "stride = 1",
+        [field_of("unet")],
+        ORACLES + RF_TESTS,
+    ),
+    mutant(
+        "bilinear resize to a tap reads one neighbour",
+        RF,
+        "(2 * in_size, in_size + out_size, 2 * out_size)",
+        "(2 * in_size, in_size - out_size, 2 * out_size)",
+        [field_of("fcn_resnet50")],
+        ORACLES + RF_TESTS,
+    ),
+    mutant(
+        "ceil mode dropped from a pool's rows",
+        POOL,
+        'out_h = sliding(height, attrs["k"][0], attrs["s"][0], attrs["p"][0], ceil=attrs["ceil"])',
+        'out_h = sliding(height, attrs["k"][0], attrs["s"][0], attrs["p"][0])',
+        [f"{COST_ORACLE}[googlenet]"],
+        ORACLES + COUNTS,
+    ),
+    mutant(
+        "transposed conv MACs ignore groups",
+        CONV,
+        'return channels_in * height * width * attrs["k"][0] * attrs["k"][1] * (attrs["c"] // attrs["g"])',
+        'return channels_in * height * width * attrs["k"][0] * attrs["k"][1] * attrs["c"]',
+        [f"{FLOP_CONVENTIONS}[deconv-groups]"],
+        ORACLES + COUNTS,
     ),
     # ---- expansion ----
     mutant(
@@ -605,13 +673,19 @@ def _copy_checkout(copy: Path) -> None:
             shutil.copy2(ROOT / name, copy / name)
 
 
+def _text(file: str) -> str:
+    """A source file's text; empty where the file no longer exists (its mutants are then stale)."""
+    path = ROOT / file
+    return path.read_text() if path.is_file() else ""
+
+
 def stale(chosen: list[Mutant]) -> list[str]:
     """Mutants whose text no longer occurs once, and named tests that no longer exist (one collection)."""
     found = [
-        f"stale: {m.name} ({file}: {(ROOT / file).read_text().count(old)} matches)"
+        f"stale: {m.name} ({file}: {_text(file).count(old)} matches)"
         for m in chosen
         for file, old, _ in m.edits
-        if (ROOT / file).read_text().count(old) != 1
+        if _text(file).count(old) != 1
     ]
     killers = sorted({test for m in chosen for test in m.killers})
     result = subprocess.run(
