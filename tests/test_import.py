@@ -13,6 +13,7 @@ from docs_pages import run_page
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 
 DARKNET = Path(__file__).parent / "data" / "importers" / "darknet"
 
@@ -37,16 +38,16 @@ def test_darknet_corpus_matches_darknets_own_figures(tmp_path, name, params, bfl
     net = cnndsl.load(str(imported(tmp_path, name)))
     assert net.params == params
     assert round(2 * net.macs / 1e9, 3) == bflops
-    assert {tap: net.graph.nodes[node]["shape"] for tap, node in net.outputs} == outputs
+    assert {tap: ir.layer(net.graph, node).shape for tap, node in net.outputs} == outputs
 
 
 def test_every_layer_shape_follows_darknets_rules(tmp_path):
     """Darknet19 at 256: five 2x2 maxpools halve 256 to 8; yolov4-tiny's route groups halve the channels."""
     net = cnndsl.load(str(imported(tmp_path, "pjreddie__darknet19.cfg")))
-    shapes = [data["shape"] for _, data in net.graph.nodes(data=True) if data["op"] == "maxpool"]
+    shapes = [layer.shape for _, layer in ir.layers(net.graph) if layer.op == "maxpool"]
     assert shapes == [(32, 128, 128), (64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8)]
     tiny = cnndsl.load(str(imported(tmp_path, "AlexeyAB__yolov4-tiny.cfg")))
-    chunks = [data["shape"] for _, data in tiny.graph.nodes(data=True) if data["op"] == "chunk"]
+    chunks = [layer.shape for _, layer in ir.layers(tiny.graph) if layer.op == "chunk"]
     assert chunks == [(32, 104, 104), (64, 52, 52), (128, 26, 26)]
 
 
@@ -124,7 +125,7 @@ def test_maxpool_p_end_equals_torch_functional_and_onnxruntime(tmp_path):
     net = cnndsl.parse("network mp { input 4x13x13, maxpool(k=3, s=2, p=1, p_end=1) }")
     image = torch.randn(1, 4, 13, 13)
     expected = functional.max_pool2d(functional.pad(image, (0, 1, 0, 1), value=float("-inf")), 3, 2, 1)
-    assert net.graph.nodes[net.outputs[0][1]]["shape"] == tuple(expected.shape[1:]) == (4, 7, 7)
+    assert ir.layer(net.graph, net.outputs[0][1]).shape == tuple(expected.shape[1:]) == (4, 7, 7)
     assert torch.equal(net.to_torch().eval()(image), expected)
     net.to_onnx(str(tmp_path / "mp.onnx"))
     session = ort.InferenceSession(str(tmp_path / "mp.onnx"))
@@ -455,7 +456,7 @@ def test_yolov3_imports_in_at_most_60_lines_with_darknets_counts(tmp_path):
     net = cnndsl.load(str(tmp_path / "yolov3.cnn"))
     assert darknet_params(yolov3_cfg()) == 61_949_149  # the figure darknet's ports publish for yolov3.cfg
     assert net.params == 61_949_149
-    assert {tap: net.graph.nodes[node]["shape"] for tap, node in net.outputs} == {
+    assert {tap: ir.layer(net.graph, node).shape for tap, node in net.outputs} == {
         "l81": (255, 13, 13),
         "l93": (255, 26, 26),
         "l105": (255, 52, 52),
@@ -493,8 +494,8 @@ def test_import_is_deterministic_and_its_output_keeps_the_figures(tmp_path):
         net = cnndsl.parse(first)
         again = cnndsl.load(str(imported(tmp_path, name)))
         assert (again.params, again.macs) == (net.params, net.macs)
-        assert [data["shape"] for _, data in again.graph.nodes(data=True)] == [
-            data["shape"] for _, data in net.graph.nodes(data=True)
+        assert [layer.shape for _, layer in ir.layers(again.graph)] == [
+            layer.shape for _, layer in ir.layers(net.graph)
         ]
 
 

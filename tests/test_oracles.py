@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 
 NETWORKS = library_networks()
 BYTES_PER_VALUE = 4  # float32
@@ -54,7 +55,7 @@ def _network(name: str, input_shape: tuple[int, ...] | None = None):
 
 
 def _ids(network) -> dict[str, int]:
-    return {data["name"]: node for node, data in network.graph.nodes(data=True)}
+    return {layer.name: node for node, layer in ir.layers(network.graph)}
 
 
 # ---- costs: shapes, memory, params, buffers, MACs ------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _targets(network) -> list[dict]:
     for depth in (1, 2):
         for layer in layers:
             stages[tuple(layer["group"].split(".")[:depth])] = layer["name"]
-    attrs = {layer["name"]: network.graph.nodes[ids[layer["name"]]]["attrs"] for layer in layers}
+    attrs = {layer["name"]: ir.layer(network.graph, ids[layer["name"]]).attrs for layer in layers}
     rare = [layer["name"] for layer in layers if layer["op"] in RARE or max(attrs[layer["name"]].get("d", (1, 1))) > 1]
     fits = {layer["name"] for layer in layers if max(_along(layer["rf"], axis) for axis in (0, 1)) <= TALLEST - MARGIN}
     outputs = list(dict.fromkeys(list(stages.values())[::-1]))

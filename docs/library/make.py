@@ -17,6 +17,7 @@ from pathlib import Path
 import cnndsl
 from cnndsl.backends.graphviz import render
 from cnndsl.core.atomic import write_atomically
+from cnndsl.graph import ir
 from cnndsl.library import Entry, catalogue
 from cnndsl.ops import format_shape
 
@@ -54,7 +55,7 @@ def header(path: Path) -> str:
 def diagram_depth(network) -> int:
     """1, or one level deeper for each group that holds nearly the whole network (torchvision's
     `features`, a segmentation model's `backbone` and its one block): what is inside then shows."""
-    groups = [data["group"] for _, data in network.graph.nodes(data=True)]
+    groups = [layer.group for _, layer in ir.layers(network.graph)]
     depth = 1
     while True:
         prefixes = Counter(group[:depth] for group in groups if len(group) >= depth)
