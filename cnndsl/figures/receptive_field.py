@@ -163,6 +163,8 @@ def _reads(window: Window | None, in_size: int, out_size: int, axis: int):
         return ((0, 0, 1),) * 2 if in_size == 1 and out_size > 1 else ((1, 0, 1),) * 2
     if window.mode == "nearest":  # PyTorch's nearest: ⌊o · in / out⌋
         return (in_size, 0, out_size), (in_size, 0, out_size)
+    if window.mode == "adaptive":  # PyTorch's adaptive pooling: bin o is ⌊o·in/out⌋ to ⌈(o+1)·in/out⌉ − 1
+        return (in_size, 0, out_size), (in_size, in_size - 1, out_size)
     if window.mode == "linear":  # align_corners=False: source o·in/out + (in/out − 1)/2 and its right neighbour
         return (2 * in_size, in_size - out_size, 2 * out_size), (2 * in_size, in_size + out_size, 2 * out_size)
     kernel, dilation, padding = window.kernel[axis], window.dilation[axis], window.padding[axis]

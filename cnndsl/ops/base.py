@@ -23,10 +23,11 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Window:
-    """Which input pixels an output pixel reads, for the receptive field (cnndsl/receptive_field.py).
+    """Which input pixels an output pixel reads, for the receptive field (cnndsl/figures/receptive_field.py).
 
     `slide`: a window of kernel×dilation at stride, after padding; `transposed`: a transposed convolution,
-    with an `upsample` factor instead of a stride; `nearest` and `linear`: resampling to the output's size.
+    with an `upsample` factor instead of a stride; `nearest` and `linear`: resampling to the output's size;
+    `adaptive`: adaptive pooling's bins, ⌊o·in/out⌋ to ⌈(o+1)·in/out⌉ − 1.
     """
 
     kernel: tuple[int, int]

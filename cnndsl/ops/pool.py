@@ -151,11 +151,12 @@ class AdaptiveAvgPool(OpKind):
         return (inputs[0][0], *attrs["size"])
 
     def window(self, attrs, inputs):
-        """The widest bin: ceil(in/out) rounded up by one where bins overlap."""
+        """PyTorch's bins: bin i reads ⌊i·in/out⌋ to ⌈(i+1)·in/out⌉ − 1 (the receptive field reads them so);
+        kernel and stride are the widest bin and the shortest step, for the textbook rule beside it."""
         _, height, width = inputs[0]
         out_h, out_w = attrs["size"]
         kernel = (-(-height // out_h) + (height % out_h != 0), -(-width // out_w) + (width % out_w != 0))
-        return Window(kernel, (max(1, height // out_h), max(1, width // out_w)))
+        return Window(kernel, (max(1, height // out_h), max(1, width // out_w)), mode="adaptive")
 
     def label(self, attrs):
         return f"adaptive avgpool {attrs['size'][0]}×{attrs['size'][1]}"
