@@ -59,6 +59,8 @@ class Calls:
                 keywords[arg.keyword] = value
             elif isinstance(value, Tap):
                 taps.append(value)
+            elif isinstance(value, list | tuple) and any(isinstance(item, Tap) for item in value):
+                raise _tap_list(stmt.name, value, arg.pos)
             else:
                 positional.append(value)
         return positional, keywords, taps
@@ -121,3 +123,12 @@ class Calls:
             raise error.at(stmt.pos)
         merged = {**frame.defaults.get(kind.name, {}), **keywords}
         frame.defaults = {**frame.defaults, kind.name: merged}
+
+
+def _tap_list(name: str, items: list | tuple, pos) -> ValueProblem:
+    """`concat([@a, @b])`: taps are separate arguments, after the current tensor, never a list."""
+    taps = [f"@{item.name}" for item in items if isinstance(item, Tap)]
+    hint = f"write `{name}({', '.join(taps)})`: it joins the current tensor, then each tap in order"
+    if len(taps) > 1:
+        hint += f"; to join only the taps, continue from the first: `{taps[0]}, {name}({', '.join(taps[1:])})`"
+    return ValueProblem(f"`{name}` takes its @tap inputs as separate arguments, not a list", pos, hint)
