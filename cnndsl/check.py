@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import ops
 from .core.errors import CnnDslError, NameProblem, Note, SourcePos, SourceWarning, did_you_mean
 from .front import syntax as ast
 from .front.load import Loader, library_index
@@ -107,6 +108,7 @@ def _check_source(
         report.diagnostics.extend([*found, error])
         return
     report.diagnostics.extend(found)
+    report.diagnostics.extend(_hidden_layers(module.program))
     if network is not None and network not in module.networks:
         report.diagnostics.append(
             NameProblem(
@@ -152,6 +154,23 @@ def _check_network(
             )
         if not _already(report, error):
             report.diagnostics.append(error)
+
+
+def _hidden_layers(program: ast.Program) -> list[SourceWarning]:
+    """A block named like a built-in layer replaces it in the whole file, its own body included."""
+    warnings = []
+    for definition in program.definitions:
+        found = ops.lookup(definition.name) if isinstance(definition, ast.BlockDef) else None
+        if found is not None and found[0].called_by_name:
+            warnings.append(
+                SourceWarning(
+                    f"block `{definition.name}` hides the built-in layer `{definition.name}`: "
+                    f"wherever the block is defined or imported, `{definition.name}` calls the block, in its own body too",
+                    definition.pos,
+                    f"rename the block, e.g. `{definition.name}_block`",
+                )
+            )
+    return warnings
 
 
 def _already(report: CheckReport, error: CnnDslError) -> bool:

@@ -157,3 +157,32 @@ def test_channels_last_input_and_inferred_projection_are_warnings(cli, tmp_path)
     ) in result.stderr
     assert result.stderr.rstrip().endswith("0 errors, 2 warnings in 2 networks of 1 file")
     assert cli("check", path, "--strict").exit_code == 1
+
+
+def test_a_block_named_like_a_built_in_layer_is_a_warning_at_its_definition(cli, tmp_path):
+    path = tmp_path / "hide.cnn"
+    # the block calls itself through `conv`: without the warning, only the depth limit would say so
+    path.write_text(
+        "block conv(c) {\n    conv(c), bn\n}\nblock relu { sigmoid }\nnetwork n {\n    input 3x8x8\n    relu\n}\n"
+    )
+    result = cli("check", path)
+    assert result.exit_code == 0
+    assert result.stderr.startswith(
+        f"{path}:1:7: warning: block `conv` hides the built-in layer `conv`: wherever the block is defined or "
+        "imported, `conv` calls the block, in its own body too\n"
+        "    block conv(c) {\n"
+        "          ^\n"
+        "hint: rename the block, e.g. `conv_block`\n"
+        f"{path}:4:7: warning: block `relu` hides the built-in layer `relu`"
+    )
+    assert result.stderr.rstrip().endswith("0 errors, 2 warnings in 1 network of 1 file")
+    assert cli("check", path, "--strict").exit_code == 1
+    found = json.loads(cli("check", path, "--format", "json").stdout)["diagnostics"]
+    assert [(d["line"], d["column"], d["severity"]) for d in found] == [(1, 7, "warning"), (4, 7, "warning")]
+
+
+def test_a_block_with_its_own_name_warns_nothing(cli, tmp_path):
+    path = tmp_path / "own.cnn"
+    path.write_text("block conv_bn(c) { conv3x3(c), bn }\nnetwork n {\n    input 3x8x8\n    conv_bn(4)\n}\n")
+    result = cli("check", path, "--strict")
+    assert (result.exit_code, result.stderr) == (0, "")
