@@ -186,3 +186,40 @@ def test_a_block_with_its_own_name_warns_nothing(cli, tmp_path):
     path.write_text("block conv_bn(c) { conv3x3(c), bn }\nnetwork n {\n    input 3x8x8\n    conv_bn(4)\n}\n")
     result = cli("check", path, "--strict")
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_a_path_that_reaches_no_output_is_a_warning_at_its_first_layer(cli, tmp_path):
+    path = tmp_path / "dead.cnn"
+    path.write_text(
+        "network n {\n    input 3x8x8\n    a: conv3x3(4)\n    conv3x3(8), relu\n    fc(3)\n    @a\n    gap\n}\n"
+    )
+    result = cli("check", path)
+    assert result.exit_code == 0
+    # conv3x3 4 -> 8: 4·8·9 + 8; fc 8·8·8 -> 3: 512·3 + 3; relu none: 1,835 parameters in 3 layers, by hand
+    assert result.stderr == (
+        f"{path}:4:5: warning: `conv2` (conv) begins a path that reaches no output: its 3 layers and "
+        f"{4 * 8 * 9 + 8 + 512 * 3 + 3:,} parameters are still counted and computed\n"
+        "        conv3x3(8), relu\n"
+        "        ^\n"
+        "hint: join it to the rest (add, concat), name it in `output @a, @b`, or remove it\n"
+        "0 errors, 1 warning in 1 network of 1 file\n"
+    )
+    assert cli("check", path, "--strict").exit_code == 1
+
+
+def test_a_head_left_out_of_output_is_dead_and_one_named_is_not(cli, tmp_path):
+    path = tmp_path / "heads.cnn"
+    body = "    input 3x8x8\n    f: conv3x3(4)\n    gap, logits: fc(10)\n    @f\n    mask: conv1x1(1)\n"
+    path.write_text(
+        f"network both {{\n{body}    output @logits, @mask\n}}\nnetwork one {{\n{body}    output @mask\n}}\n"
+    )
+    found = json.loads(cli("check", path, "--format", "json").stdout)["diagnostics"]
+    # only `one` leaves the gap and fc(10) (4·10 + 10 parameters) behind; `both` returns every path
+    assert [(d["line"], d["column"], d["message"]) for d in found] == [
+        (
+            12,
+            5,
+            "`gap` (gap) begins a path that reaches no output: its 2 layers and 50 parameters are still "
+            "counted and computed",
+        )
+    ]

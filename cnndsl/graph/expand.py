@@ -26,6 +26,7 @@ from ..core.errors import (
 from ..front import syntax as ast
 from ..front.evaluate import BlockRef, Evaluator, NetworkRef
 from .bind import bind_parameters, resolve_network, show_value
+from .dead_paths import dead_path_warnings
 from .expand_calls import Calls
 from .expand_flow import ControlFlow
 from .expand_joins import Joins
@@ -225,7 +226,9 @@ def _expand(
         )
     if not info.outputs:
         info.outputs.append(("output", expander.cursor))
-    return builder.finish()
+    graph = builder.finish()
+    info.warnings.extend(dead_path_warnings(graph, info))
+    return graph
 
 
 def _declares_input(body: ast.Seq) -> bool:
