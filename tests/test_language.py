@@ -255,6 +255,65 @@ output @logits, @mask""")
     assert ("relu", "add", "skip") in edge_kinds(n) and ("upsample", "conv3", "branch") in edge_kinds(n)
 
 
+def test_a_tap_inside_a_repetition_is_one_per_turn():
+    n = net("input 3x32x32\n(conv3x3(4, s=2), level: relu) x3\noutput @level[0], @level[1], @level[-1]")
+    outputs = [(name, ir.layer(n.graph, i).name, ir.layer(n.graph, i).shape) for name, i in n.outputs]
+    assert outputs == [
+        ("level_0", "relu1", (4, 16, 16)),
+        ("level_1", "relu2", (4, 8, 8)),
+        ("level_-1", "relu3", (4, 4, 4)),
+    ]
+
+
+def test_a_tap_of_each_turn_joins_and_jumps_and_computes_what_torch_does():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    n = net("input 3x8x8\n(conv3x3(4), t: relu) x3\n@t[1]\nconv3x3(4)\nadd(@t[2])\nconcat(@t[0])")
+    module = n.to_torch().eval()
+    image = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    turns, x = [], image
+    for conv in convs[:3]:  # the three turns, by torch.nn.functional with the module's weights
+        x = functional.relu(functional.conv2d(x, conv.weight, conv.bias, padding=1))
+        turns.append(x)
+    joined = functional.conv2d(turns[1], convs[3].weight, convs[3].bias, padding=1) + turns[2]
+    expected = torch.cat([joined, turns[0]], dim=1)
+    with torch.no_grad():
+        assert torch.allclose(module(image), expected, atol=1e-6)
+
+
+def test_a_tap_within_its_turn_is_that_turns_and_a_repeated_label_elsewhere_is_a_duplicate():
+    n = net("input 4x4x4\n(t: conv1x1(4), relu, add(@t)) x2")
+    adds = [i for i, layer in ir.layers(n.graph) if layer.op == "add"]
+    assert [ir.layer(n.graph, i).name for a in adds for i in ir.inputs_of(n.graph, a)] == [
+        "relu1",
+        "conv1",
+        "relu2",
+        "conv2",
+    ]
+    with pytest.raises(CnnDslError) as caught:
+        net("input 4x4x4\n(t: conv1x1(4)) x2\nt: relu", file="t.cnn")
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (
+        "duplicate tap `t` (first defined at t.cnn:3:2)",
+        4,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    "body,message,line,column",
+    [
+        ("(conv3x3(4), t: relu) x3\n@t[3]", "`@t` is labelled in 3 turns, so `@t[3]` does not exist", 4, 1),
+        ("t: conv3x3(4)\nrelu\nadd(@t[1])", "`@t` is labelled in 1 turn, so `@t[1]` does not exist", 5, 5),
+        ("(conv3x3(4), t: relu) x2\n@t[0.5]", "a tap's turn must be a whole number, got 0.5", 4, 4),
+    ],
+)
+def test_a_turn_that_does_not_exist_is_a_located_error(body, message, line, column):
+    with pytest.raises(CnnDslError) as caught:
+        net(f"input 3x8x8\n{body}")
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, line, column)
+
+
 def test_concat_crops_larger_taps_when_asked():
     n = net("input 3x20x20\nconv(4, p=0), big: relu, conv(4, p=0), concat(@big, crop=true)")
     assert layers(n)[-1][2] == (8, 16, 16)

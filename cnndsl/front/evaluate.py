@@ -24,9 +24,10 @@ class Tap:
 
     name: str
     pos: Any
+    index: int | None = None  # `@t[i]`: turn i of the loop that labels `t`
 
     def __repr__(self) -> str:
-        return f"@{self.name}"
+        return f"@{self.name}" if self.index is None else f"@{self.name}[{self.index}]"
 
 
 class Env:
@@ -335,7 +336,12 @@ class Evaluator:
         return target[index]
 
     def _TapRef(self, expr, env):
-        return Tap(expr.name, expr.pos)
+        if expr.index is None:
+            return Tap(expr.name, expr.pos)
+        index = self(expr.index, env)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueProblem(f"a tap's turn must be a whole number, got {shown(index)}", expr.index.pos)
+        return Tap(expr.name, expr.pos, index)
 
     def _FunctionCall(self, expr, env):
         function = FUNCTIONS.get(expr.name)

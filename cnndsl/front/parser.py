@@ -320,10 +320,10 @@ class _ToAst(Transformer):
         return ast.Input(self._pos(meta), [arg.value for arg in shape])
 
     def jump(self, meta, tap):
-        return ast.Jump(tap.pos, tap.name)
+        return ast.Jump(tap.pos, tap.name, tap.index)
 
-    def tap(self, meta, name):
-        return ast.TapRef(self._pos(meta), str(name))
+    def tap(self, meta, name, index=None):
+        return ast.TapRef(self._pos(meta), str(name), index)
 
     def block_input(self, meta):
         return ast.TapRef(self._pos(meta), "in")

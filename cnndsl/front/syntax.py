@@ -55,6 +55,7 @@ class TapRef(Expr):
     """`@name`, or `@in` (name "in", which no label can take): the input of the enclosing block."""
 
     name: str
+    index: Expr | None = None  # `@t[i]`: the tap of a loop's turn i
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Input(Stmt):
 @dataclass
 class Jump(Stmt):
     tap: str
+    index: Expr | None = None
 
 
 @dataclass

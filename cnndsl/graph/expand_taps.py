@@ -38,7 +38,7 @@ class Points:
             raise error.at(dim.pos)
 
     def _Jump(self, stmt: ast.Jump, frame: Frame) -> None:
-        self.cursor = self._tap(Tap(stmt.tap, stmt.pos), frame)
+        self.cursor = self._tap(self.evaluate(ast.TapRef(stmt.pos, stmt.tap, stmt.index), frame.env), frame)
         self.pending_edge = "branch"
 
     def _Labeled(self, stmt: ast.Labeled, frame: Frame) -> None:
@@ -47,22 +47,25 @@ class Points:
                 "`in` cannot label a point: `@in` is the input of the block", stmt.pos, "choose another label"
             )
         self.statement(stmt.item, frame)
-        if stmt.label in frame.taps:
-            first = frame.taps[stmt.label][1]
+        first = frame.taps.get(stmt.label, (None, stmt.pos))[1]
+        if first != stmt.pos:  # the same label at the same place is a later turn of a loop: `@t[i]` keeps each
             raise NameProblem(
                 f"duplicate tap `{stmt.label}` (first defined at {first})",
                 stmt.pos,
                 "give each labelled point its own name",
             )
         frame.taps[stmt.label] = (self.cursor, stmt.pos)
+        frame.turns.setdefault(stmt.label, []).append(self.cursor)
         self.layers[self.cursor].tap = stmt.label
 
     def _Output(self, stmt: ast.Output, frame: Frame) -> None:
         outputs = self.info.outputs
-        for tap in stmt.taps:
-            if any(name == tap.name for name, _ in outputs):
-                raise NameProblem(f"`@{tap.name}` is already an output", tap.pos)
-            outputs.append((tap.name, self._tap(Tap(tap.name, tap.pos), frame)))
+        for tap_ref in stmt.taps:
+            tap = self.evaluate(tap_ref, frame.env)
+            name = tap.name if tap.index is None else f"{tap.name}_{tap.index}"
+            if any(taken == name for taken, _ in outputs):
+                raise NameProblem(f"`{tap!r}` is already an output", tap.pos)
+            outputs.append((name, self._tap(tap, frame)))
 
     def _tap(self, tap: Tap, frame: Frame) -> int:
         if tap.name == "in":
@@ -78,7 +81,18 @@ class Points:
                 tap.pos,
                 did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`",
             )
-        return frame.taps[tap.name][0]
+        if tap.index is None:
+            return frame.taps[tap.name][0]
+        turns = frame.turns[tap.name]
+        if not -len(turns) <= tap.index < len(turns):
+            raise NameProblem(
+                f"`@{tap.name}` is labelled in {len(turns)} turn{'s' * (len(turns) != 1)}, so `{tap!r}` does not exist",
+                tap.pos,
+                f"number the turns from 0 to {len(turns) - 1}"
+                if len(turns) > 1
+                else "only a tap inside a loop has more than one turn",
+            )
+        return turns[tap.index]
 
     def _require_cursor(self, pos: SourcePos) -> int:
         self._current_shape(pos)

@@ -25,3 +25,4 @@ class Frame:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     depth: int = 0
     entry: int | None = None  # the block instance's input (`@in`); None in the network body: its input
+    turns: dict[str, list[int]] = field(default_factory=dict)  # each tap's node of every loop turn, for `@t[i]`
