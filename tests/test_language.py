@@ -314,6 +314,88 @@ def test_a_turn_that_does_not_exist_is_a_located_error(body, message, line, colu
     assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, line, column)
 
 
+UNET_OF_BLOCKS = """block down(c) {
+    conv3x3(c), bn, skip: relu
+    maxpool
+}
+network n {
+    input 3x16x16
+    d1: down(4)
+    d2: down(8)
+    conv3x3(8), relu
+    upsample(2), concat(@d2.skip)
+    upsample(2), concat(@d1.skip)
+    conv1x1(2)
+}
+"""
+
+
+def test_a_tap_inside_a_labelled_block_call_is_reached_from_outside():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    n = cnndsl.parse(UNET_OF_BLOCKS)
+    concats = [i for i, layer in ir.layers(n.graph) if layer.op == "concat"]
+    assert [[ir.layer(n.graph, i).name for i in ir.inputs_of(n.graph, c)] for c in concats] == [
+        ["upsample1", "down2.relu"],
+        ["upsample2", "down1.relu"],
+    ]
+    module = n.to_torch().eval()
+    image = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    def down(x, conv, norm):  # conv3x3, bn (eval: running statistics), relu; the skip is before the pool
+        x = functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        skip = functional.relu(functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias))
+        return functional.max_pool2d(skip, 2), skip
+
+    x, skip1 = down(image, convs[0], norms[0])
+    x, skip2 = down(x, convs[1], norms[1])
+    x = functional.relu(functional.conv2d(x, convs[2].weight, convs[2].bias, padding=1))
+    x = torch.cat([functional.interpolate(x, scale_factor=2), skip2], 1)
+    x = torch.cat([functional.interpolate(x, scale_factor=2), skip1], 1)
+    expected = functional.conv2d(x, convs[3].weight, convs[3].bias)
+    with torch.no_grad():
+        assert torch.allclose(module(image), expected, atol=1e-5)
+
+
+def test_a_block_calls_tap_used_outside_exports_to_onnx_and_python_source_alike(tmp_path):
+    torch, onnxruntime = pytest.importorskip("torch"), pytest.importorskip("onnxruntime")
+    n = cnndsl.parse(UNET_OF_BLOCKS)
+    module = n.to_torch().eval()
+    n.to_onnx(tmp_path / "n.onnx", weights=module.state_dict())
+    image = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    session = onnxruntime.InferenceSession(str(tmp_path / "n.onnx"))
+    (exported,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(exported), module(image), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "use,message,column,hint",
+    [
+        (
+            "@d3.skip",
+            "`@d3` is not a labelled block call, so `@d3.skip` names nothing",
+            22,
+            "label the call, e.g. `d3: myblock(64)`",
+        ),
+        ("@d2.skp", "undefined tap `@skp` in the block call `@d2`", 22, "did you mean `skip`?"),
+        (
+            "@d1.skip.x",
+            "`@d1.skip` is not a labelled block call, so `@d1.skip.x` names nothing",
+            22,
+            "label the call, e.g. `skip: myblock(64)`",
+        ),
+    ],
+)
+def test_a_tap_of_a_block_call_that_does_not_exist_is_a_located_error(use, message, column, hint):
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(UNET_OF_BLOCKS.replace("concat(@d2.skip)", f"add({use})"))
+    error = caught.value
+    assert (error.message, error.pos.line, error.pos.column, error.hint) == (message, 10, column, hint)
+
+
 def test_concat_crops_larger_taps_when_asked():
     n = net("input 3x20x20\nconv(4, p=0), big: relu, conv(4, p=0), concat(@big, crop=true)")
     assert layers(n)[-1][2] == (8, 16, 16)

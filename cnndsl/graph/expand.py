@@ -48,6 +48,7 @@ class Expander(Calls, Joins, ControlFlow, Points):
         self.input_override = input_override  # `--input`: replaces the input the network declares
         self.cursor: int | None = None
         self.pending_edge = "sequence"
+        self.called_block: Frame | None = None  # the frame of the block call just expanded, for `@b.t`
         self.evaluate = Evaluator(self._incoming)
         self.depth = 0
         self.steps = STEPS_PER_NODE * builder.max_nodes + 10_000

@@ -87,6 +87,7 @@ class Calls:
         )
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
+        self.called_block = inner  # a label on this call (`b: name(...)`) makes its taps `@b.t`
 
     def _call_label(self, definition: ast.BlockDef, env: Env) -> str:
         """`bottleneck(128, s=2)`: required arguments, then only those that differ from their defaults,

@@ -46,7 +46,10 @@ class Points:
             raise NameProblem(
                 "`in` cannot label a point: `@in` is the input of the block", stmt.pos, "choose another label"
             )
+        self.called_block = None
         self.statement(stmt.item, frame)
+        if isinstance(stmt.item, ast.Layer) and self.called_block is not None:
+            frame.blocks[stmt.label] = self.called_block  # `b: myblock(64)`: its taps are `@b.t`
         first = frame.taps.get(stmt.label, (None, stmt.pos))[1]
         if first != stmt.pos:  # the same label at the same place is a later turn of a loop: `@t[i]` keeps each
             raise NameProblem(
@@ -62,7 +65,7 @@ class Points:
         outputs = self.info.outputs
         for tap_ref in stmt.taps:
             tap = self.evaluate(tap_ref, frame.env)
-            name = tap.name if tap.index is None else f"{tap.name}_{tap.index}"
+            name = tap.name.replace(".", "_") if tap.index is None else f"{tap.name.replace('.', '_')}_{tap.index}"
             if any(taken == name for taken, _ in outputs):
                 raise NameProblem(f"`{tap!r}` is already an output", tap.pos)
             outputs.append((name, self._tap(tap, frame)))
@@ -75,15 +78,18 @@ class Points:
                     "`@in` is the input, which is not declared yet", tap.pos, "start the network with `input 3x224x224`"
                 )
             return entry
-        if tap.name not in frame.taps:
+        *calls, name = tap.name.split(".")
+        frame = self._block_frame(calls, frame, tap)
+        if name not in frame.taps:
+            where = f" in the block call `@{'.'.join(calls)}`" if calls else ""
             raise NameProblem(
-                f"undefined tap `@{tap.name}`",
+                f"undefined tap `@{name}`{where}",
                 tap.pos,
-                did_you_mean(tap.name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`",
+                did_you_mean(name, frame.taps) or "label a point first, e.g. `enc1: conv3x3(64)`",
             )
         if tap.index is None:
-            return frame.taps[tap.name][0]
-        turns = frame.turns[tap.name]
+            return frame.taps[name][0]
+        turns = frame.turns[name]
         if not -len(turns) <= tap.index < len(turns):
             raise NameProblem(
                 f"`@{tap.name}` is labelled in {len(turns)} turn{'s' * (len(turns) != 1)}, so `{tap!r}` does not exist",
@@ -93,6 +99,19 @@ class Points:
                 else "only a tap inside a loop has more than one turn",
             )
         return turns[tap.index]
+
+    def _block_frame(self, calls: list[str], frame: Frame, tap: Tap) -> Frame:
+        """The frame of the block call `@b` (or `@b.c`, a call inside it) whose taps `@b.t` names."""
+        for depth, label in enumerate(calls):
+            if label not in frame.blocks:
+                prefix = ".".join(calls[: depth + 1])
+                raise NameProblem(
+                    f"`@{prefix}` is not a labelled block call, so `@{tap.name}` names nothing",
+                    tap.pos,
+                    did_you_mean(label, frame.blocks) or f"label the call, e.g. `{label}: myblock(64)`",
+                )
+            frame = frame.blocks[label]
+        return frame
 
     def _require_cursor(self, pos: SourcePos) -> int:
         self._current_shape(pos)

@@ -26,3 +26,4 @@ class Frame:
     depth: int = 0
     entry: int | None = None  # the block instance's input (`@in`); None in the network body: its input
     turns: dict[str, list[int]] = field(default_factory=dict)  # each tap's node of every loop turn, for `@t[i]`
+    blocks: dict[str, Frame] = field(default_factory=dict)  # the frame of each labelled block call, for `@b.t`
