@@ -261,7 +261,7 @@ def test_a_tap_inside_a_repetition_is_one_per_turn():
     assert outputs == [
         ("level_0", "relu1", (4, 16, 16)),
         ("level_1", "relu2", (4, 8, 8)),
-        ("level_-1", "relu3", (4, 4, 4)),
+        ("level_2", "relu3", (4, 4, 4)),
     ]
 
 
@@ -369,6 +369,52 @@ def test_a_block_calls_tap_used_outside_exports_to_onnx_and_python_source_alike(
     (exported,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     with torch.no_grad():
         assert torch.allclose(torch.from_numpy(exported), module(image), atol=1e-5)
+
+
+LOOPED_TAPS = """block stage_b(c) {
+    conv3x3(c, s=2), bn, mid: relu
+    conv3x3(c), bn, relu
+}
+network inner {
+    input 3x32x32
+    (b: stage_b(8)) x3
+    @b.mid
+    conv1x1(8)
+}
+network turns {
+    input 3x32x32
+    (stage_b(8), level: relu) x3
+    @level[0]
+    maxpool, maxpool
+    add(@level[2])
+    output @level[1], @level[-1], @level[0]
+}
+"""
+
+
+@pytest.mark.parametrize("name,cls", [("inner", "Inner"), ("turns", "Turns")])
+def test_taps_of_turns_and_block_calls_give_the_same_python_source_function(tmp_path, name, cls):
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from cnndsl.backends.torch import write_python
+
+    network = cnndsl.parse(LOOPED_TAPS, network=name)
+    module = network.to_torch(seed=0).eval()
+    spec = importlib.util.spec_from_file_location(name, write_python(network, tmp_path / f"{name}.py"))
+    generated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generated)
+    written = getattr(generated, cls)().eval()
+    written.load_state_dict(module.state_dict())
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = module(images), written(images)
+    expected = expected if isinstance(expected, tuple | list) else (expected,)
+    got = got if isinstance(got, tuple | list) else (got,)
+    assert [tuple(t.shape) for t in expected] == (
+        [(2, 8, 4, 4)] if name == "inner" else [(2, 8, 8, 8), (2, 8, 4, 4), (2, 8, 16, 16)]
+    )
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,14 @@ class Points:
         outputs = self.info.outputs
         for tap_ref in stmt.taps:
             tap = self.evaluate(tap_ref, frame.env)
-            name = tap.name.replace(".", "_") if tap.index is None else f"{tap.name.replace('.', '_')}_{tap.index}"
+            node = self._tap(tap, frame)
+            name = tap.name.replace(".", "_")  # `@b.t[-1]` of 3 turns is the output `b_t_2`
+            if tap.index is not None:
+                *calls, label = tap.name.split(".")
+                name += f"_{self._block_frame(calls, frame, tap).turns[label].index(node)}"
             if any(taken == name for taken, _ in outputs):
                 raise NameProblem(f"`{tap!r}` is already an output", tap.pos)
-            outputs.append((name, self._tap(tap, frame)))
+            outputs.append((name, node))
 
     def _tap(self, tap: Tap, frame: Frame) -> int:
         if tap.name == "in":
