@@ -322,11 +322,9 @@ class _ToAst(Transformer):
     def jump(self, meta, tap):
         return ast.Jump(tap.pos, tap.name, tap.index)
 
-    def tap(self, meta, name, *rest):
-        """`@t`, `@b.t` (a tap inside the block call labelled `b`, kept as the dotted name), `@t[i]`."""
+    def tap(self, meta, name, *rest):  # `@t`; `@b.t`, in the call labelled b, as one dotted name; `@t[i]`
         index = rest[-1] if rest and not isinstance(rest[-1], Token) else None
-        path = [str(name), *(str(part) for part in rest if isinstance(part, Token))]
-        return ast.TapRef(self._pos(meta), ".".join(path), index)
+        return ast.TapRef(self._pos(meta), ".".join(str(part) for part in (name, *rest) if part is not index), index)
 
     def block_input(self, meta):
         return ast.TapRef(self._pos(meta), "in")
