@@ -29,7 +29,12 @@ from ..core.resources import grammar_path
 from . import syntax as ast
 
 FORMAT = b"cnndsl-ast-2"
-_PARSER_SOURCES = ("front/parser.py", "front/syntax.py", "core/errors.py")  # the tree is made of their classes
+_PARSER_SOURCES = (
+    "front/parser.py",
+    "front/to_ast.py",
+    "front/syntax.py",
+    "core/errors.py",
+)  # the tree is made of their classes
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # an entry is written and read only up to this size
 _NODES = {
     name: cls for name, cls in vars(ast).items() if dataclasses.is_dataclass(cls) and cls.__module__ == ast.__name__
