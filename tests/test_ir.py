@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 import cnndsl
@@ -16,17 +17,6 @@ from cnndsl.ops import REGISTRY
 PACKAGE = Path(__file__).resolve().parent.parent / "cnndsl"
 POS = SourcePos("net.cnn", 2, 5)
 
-# Files that still read the IR by string keys, through the TEMPORARY adapter in ir.py (`_CodegenKeys`,
-# `_CodegenNodeAttrs`, `_CodegenGraphAttrs`): the torch code generators being rewritten (issue 23). This list
-# only shrinks; when it is empty, the adapter goes.
-STRING_KEYED_READERS = {
-    "backends/torch.py",
-    "backends/torch_source.py",
-    "backends/torch_classes.py",
-    "backends/source_excerpt.py",
-    "backends/class_structure.py",
-    "backends/class_parameters.py",
-}
 GRAPH_VIEWS = {"nodes", "edges", "graph"}
 DATA_VIEWS = {"pred", "succ", "adj"}
 
@@ -71,13 +61,7 @@ def _package_files() -> dict[str, str]:
 
 def test_no_module_but_the_ir_reads_the_ir_by_string_keys():
     found = {name: lines for name, source in _package_files().items() if (lines := string_keyed_reads(source))}
-    assert set(found) - STRING_KEYED_READERS == set(), {name: found[name] for name in set(found) - STRING_KEYED_READERS}
-
-
-def test_the_string_keyed_readers_still_read_so():
-    """A converted file leaves STRING_KEYED_READERS, so the list can only shrink."""
-    files = _package_files()
-    assert [name for name in sorted(STRING_KEYED_READERS) if not string_keyed_reads(files[name])] == []
+    assert found == {}
 
 
 @pytest.mark.parametrize(
@@ -162,6 +146,21 @@ def test_each_node_edge_and_graph_holds_one_record():
         (3, ir.Edge("sequence", 0)),
         (1, ir.Edge("skip", 1)),
     ]
+
+
+def test_the_graph_is_a_plain_digraph_whose_records_answer_no_string_keys():
+    """No adapter stands between the backends and the records: `graph.nodes[n]["shape"]` and `layer["shape"]`
+    fail, so a reader that still uses them fails at once."""
+    graph = cnndsl.parse("network n { input 3x8x8\n conv3x3(4) }").graph
+    assert type(graph) is nx.DiGraph
+    with pytest.raises(KeyError):
+        graph.nodes[1]["shape"]
+    with pytest.raises(KeyError):
+        graph.graph["groups"]
+    with pytest.raises(TypeError):
+        ir.layer(graph, 1)["shape"]
+    with pytest.raises(TypeError):
+        ir.network_info(graph)["groups"]
 
 
 def test_analysis_writes_its_own_record_apart_from_the_layer():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..graph import ir
 from .class_code import Code, filled, forward_lines, forward_uses, rendered
 from .class_templates import indented
 from .python_names import is_free
@@ -33,8 +34,9 @@ def draft(network, modules: dict) -> Draft:
     compact = Compact(network, modules)
     lines, parts = compact.init_code(())
     init_lines, init = filled(lines, parts)
-    outputs = [node for _, node in network.graph.graph["outputs"]]
-    steps = compact.forward_steps(compact.groups.items(()), network.graph.graph["input"], outputs, False)
+    info = ir.network_info(network.graph)
+    outputs = [node for _, node in info.outputs]
+    steps = compact.forward_steps(compact.groups.items(()), info.input, outputs, False)
     templates = list(compact.templates.values())
     uses = init.uses.union(forward_uses(steps), {"nn"}, *(template.uses for template in templates))
     return Draft([template.text for template in templates], init_lines, init, forward_lines(steps), uses)
@@ -45,7 +47,7 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
     slot of `__init__` that one of them names. `rebuild(overrides)` expands the network with parameters
     changed and returns (network, modules), or None where it cannot be expanded so."""
     kept, expressions = {}, {}
-    for name, value in network.graph.graph["param_values"].items():
+    for name, value in ir.network_info(network.graph).param_values.items():
         changed = changed_value(value)
         if changed is None or not is_free(name):
             continue

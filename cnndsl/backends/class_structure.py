@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from ..graph import ir
 from ..graph.ir import inputs_of
 
 
@@ -26,11 +27,11 @@ class Groups:
 
     def __init__(self, graph):
         self.graph = graph
-        self.info = graph.graph["groups"]
+        self.info = ir.network_info(graph).groups
         self.children: dict[tuple, list] = defaultdict(list)
         self.members: dict[tuple, set] = defaultdict(set)
-        for node, data in graph.nodes(data=True):
-            path = data["group"]
+        for node, layer in ir.layers(graph):
+            path = layer.group
             for depth in range(len(path)):
                 if ("group", path[: depth + 1]) not in self.children[path[:depth]]:
                     self.children[path[:depth]].append(("group", path[: depth + 1]))
@@ -43,17 +44,18 @@ class Groups:
         inside = self.members[path]
         sources = {source for node in inside for source in self.graph.pred[node] if source not in inside}
         outputs = {node for node in inside if any(target not in inside for target in self.graph.succ[node])}
-        outputs |= {node for _, node in self.graph.graph["outputs"] if node in inside}
-        if len(sources) != 1 or len(outputs) != 1 or self.graph.graph["input"] in inside:
+        info = ir.network_info(self.graph)
+        outputs |= {node for _, node in info.outputs if node in inside}
+        if len(sources) != 1 or len(outputs) != 1 or info.input in inside:
             return None
         return next(iter(sources)), next(iter(outputs))
 
     def base(self, path: tuple) -> str:
         """What instances of one class share: the block's name, a stage's label, or the group's kind."""
-        info = self.info[path]
-        if "call" in info:
-            return info["call"]["block"]
-        return {"stage": info["label"], "downsample": "downsample"}.get(info["kind"], info["kind"])
+        group = self.info[path]
+        if group.call is not None:
+            return group.call.block
+        return {"stage": group.label, "downsample": "downsample"}.get(group.kind, group.kind)
 
     def by_height(self) -> list[list[tuple]]:
         """The callable groups in the order to write them: after every group inside them, and every
@@ -67,8 +69,12 @@ class Groups:
             for path in groups:
                 height = max((heights[child] + 1 for _, child in self._callable_below(path)), default=0)
                 same = (
-                    [other for other in groups if self.base(other) == self.base(path) and "call" in self.info[other]]
-                    if "call" in self.info[path]
+                    [
+                        other
+                        for other in groups
+                        if self.base(other) == self.base(path) and self.info[other].call is not None
+                    ]
+                    if self.info[path].call is not None
                     else []
                 )
                 height = max([height, *(heights[other] for other in same)])
@@ -92,9 +98,9 @@ class Groups:
         result = []
         for kind, child in self.children[scope]:
             if kind == "node":
-                if child == self.graph.graph["input"]:
+                if child == ir.network_info(self.graph).input:
                     continue
-                leaf = self.graph.nodes[child]["name"].rsplit(".", 1)[-1]
+                leaf = ir.layer(self.graph, child).name.rsplit(".", 1)[-1]
                 result.append(Item("node", child, ".".join(prefix + (leaf,)), inputs_of(self.graph, child), child))
             elif self.ends.get(child):
                 source, output = self.ends[child]

@@ -211,8 +211,8 @@ def resolve(compact, template: Template) -> None:
     }
     template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
     template.name = compact.classes.counted(class_name(template.base, "Block"))
-    call = compact.groups.info[first.path].get("call", {})
-    defaults = {parameter_name(name): value for name, value in call.get("defaults", {}).items()}
+    call = compact.groups.info[first.path].call
+    defaults = {parameter_name(name): value for name, value in (call.defaults if call is not None else {}).items()}
     defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
     optional = len(template.params)
     while optional and template.params[optional - 1] in defaults:

@@ -9,6 +9,7 @@ from ..core.errors import CnnDslError
 from ..core.source_map import source_name
 from ..front.load import Loader, read_source
 from ..front.syntax import NetworkAlias
+from ..graph import ir
 from ..graph.expand import BlockRef, NetworkRef
 
 
@@ -47,7 +48,8 @@ def _definitions(network) -> list:
         found.append(values[reference.definition.target].definition)
         if not isinstance(values[reference.definition.target], NetworkRef):
             raise KeyError(reference.definition.target)
-    blocks = {info["call"]["block"] for info in network.graph.graph["groups"].values() if "call" in info}
+    groups = ir.network_info(network.graph).groups.values()
+    blocks = {group.call.block for group in groups if group.call is not None}
     for name in sorted(blocks):
         block = values[name]
         if not isinstance(block, BlockRef):

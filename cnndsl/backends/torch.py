@@ -18,6 +18,7 @@ from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..figures.report import format_bytes
+from ..graph import ir
 from ..graph.ir import inputs_of, walk
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
@@ -135,7 +136,7 @@ def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
             return False
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         shapes = [tuple(output.shape[1:]) for output in outputs]
-        if shapes != [expected_network.graph.nodes[node]["shape"] for _, node in expected_network.outputs]:
+        if shapes != [ir.layer(expected_network.graph, node).shape for _, node in expected_network.outputs]:
             return False
         if _shapes(written) != _shapes(expected):
             return False
@@ -172,12 +173,12 @@ def _modules(network) -> nn.Module:
     network.require_weights_fit()  # refuse before allocating weights no machine here can hold
     graph = network.graph
     root = nn.Module()
-    for node, data, kind, _, shapes in walk(graph):
-        module = _allocated(kind, data, shapes)
+    for node, layer, kind, _, shapes in walk(graph):
+        module = _allocated(kind, layer, shapes)
         if kind.torch_in_place and module is not None:
             module.inplace = _may_overwrite_input(graph, node)
         if module is not None:
-            *path, leaf = data["name"].split(".")
+            *path, leaf = layer.name.split(".")
             parent = root
             for part in path:
                 if not hasattr(parent, part):
@@ -233,11 +234,12 @@ def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
         body, *shortcuts = sources
         shared = set(shortcuts).union(*(nx.ancestors(graph, source) for source in shortcuts))
         while body not in shared:
-            module = modules.get(graph.nodes[body]["name"])
+            layer = ir.layer(graph, body)
+            module = modules.get(layer.name)
             if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 nn.init.zeros_(module.weight)
                 break
-            if graph.nodes[body]["params"] or not graph.pred[body]:
+            if layer.figures.params or not graph.pred[body]:
                 break  # a weighted layer other than a norm ends the body: nothing to zero
             body = inputs_of(graph, body)[0]
 
@@ -253,20 +255,20 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
     tracer = _NamingTracer(code)
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
-    values = {graph.graph["input"]: tracer.create_proxy("placeholder", input_name(network), (), {})}
-    for node, data, _, sources, _ in walk(graph):
+    values = {ir.network_info(graph).input: tracer.create_proxy("placeholder", input_name(network), (), {})}
+    for node, layer, _, sources, _ in walk(graph):
         if node in values:
             continue
-        tracer.node_name = data["name"].replace(".", "_")
+        tracer.node_name = layer.name.replace(".", "_")
         own = None
-        if data["name"] in parameters:  # the layer's own tensor, read as `self.<name>`
-            own = tracer.create_proxy("get_attr", data["name"], (), {})
-        elif data["name"] in modules:
-            own = _ModuleCall(tracer, data["name"])
+        if layer.name in parameters:  # the layer's own tensor, read as `self.<name>`
+            own = tracer.create_proxy("get_attr", layer.name, (), {})
+        elif layer.name in modules:
+            own = _ModuleCall(tracer, layer.name)
         arguments = [values[source] for source in sources]
         values[node] = evaluated(forward_tree(graph, node), arguments, own, NAMESPACES)
         values[node].node.meta["cnndsl_node"] = node
-    results = tuple(values[node].node for _, node in graph.graph["outputs"])
+    results = tuple(values[node].node for _, node in ir.network_info(graph).outputs)
     code.output(results[0] if len(results) == 1 else results)
     return code
 

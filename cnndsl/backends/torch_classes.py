@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..graph import ir
 from ..ops.torch_code import OWN, Arg, applied, calls_own_module, leftmost, summed_in_place
 from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, module_code
 from .class_structure import Groups, Item
@@ -48,11 +49,12 @@ class Compact:
         lines, parts = [], []
         for kind, child in self.groups.children[scope]:
             if kind == "node":
-                name = self.graph.nodes[child]["name"]
+                layer = ir.layer(self.graph, child)
+                name = layer.name
                 leaf = name.rsplit(".", 1)[-1]
                 if name in self.modules:
                     lines.append(assigned(owner, leaf))
-                    parts.append(module_code(self.modules[name], leaf, self.graph.nodes[child]["attrs"]))
+                    parts.append(module_code(self.modules[name], leaf, layer.attrs))
                 elif name in self.parameters:
                     lines.append(assigned(owner, leaf))
                     parts.append(self._parameter_code(name, leaf))
@@ -60,7 +62,7 @@ class Compact:
                 lines.append(assigned(owner, child[-1]))
                 parts.append(self.codes[child])
             elif child in self.groups.members and any(
-                self.graph.nodes[n]["name"] in self.modules for n in self.groups.members[child]
+                ir.layer(self.graph, n).name in self.modules for n in self.groups.members[child]
             ):
                 lines.append(assigned(owner, child[-1]))
                 parts.append(Code.text("nn.Module()", frozenset({"nn"})))
@@ -89,7 +91,7 @@ class Compact:
             if item.kind == "group":
                 tree, own = applied(Arg(0)), module_path("self", item.name)
             else:
-                owned = self.graph.nodes[item.key]["name"]
+                owned = ir.layer(self.graph, item.key).name
                 own = module_path("self", item.name) if owned in self.modules or owned in self.parameters else None
                 tree = forward_tree(self.graph, item.key)
             for source in item.inputs:
@@ -115,11 +117,11 @@ class Compact:
     def _value_name(self, item: Item, args: tuple, live: Namespace, in_class: bool, returned: bool) -> str:
         """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
         for a shortcut; `out` where its input stays needed; else its input's running name."""
-        tap = None if in_class and returned else self.graph.nodes[item.output]["tap"]
+        tap = None if in_class and returned else ir.layer(self.graph, item.output).tap
         if value_name(tap) != "x":
             return value_name(tap)
         if item.kind == "group":
-            kind = self.groups.info[item.key]["kind"]
+            kind = self.groups.info[item.key].kind
             if kind == "downsample":
                 return "identity"
             if kind in ("branch", "scale") and value_name(item.key[-1]) != "x":
@@ -136,9 +138,9 @@ class Compact:
         chain = direct and all(
             item.inputs == [items[index - 1].output if index else source] for index, item in enumerate(items)
         )
-        block = "call" in self.groups.info[path]  # a block definition is always a class
+        block = self.groups.info[path].call is not None  # a block definition is always a class
         repeated = (
-            self.groups.info[path]["kind"] == "stage"
+            self.groups.info[path].kind == "stage"
             and all(item.kind == "node" for item in items)
             and sum(
                 self.groups.base(other) == self.groups.base(path)
@@ -162,15 +164,15 @@ class Compact:
     def _plain_call(self, item: Item) -> bool:
         if item.kind == "group":
             return True
-        name = self.graph.nodes[item.key]["name"]
+        name = ir.layer(self.graph, item.key).name
         return name in self.modules and calls_own_module(forward_tree(self.graph, item.key))
 
     def _candidates(self, path: tuple, source: int) -> dict:
         """Names a number in a block's code may stand for, with their values in this instance; `words`
         records the parameter names each is made of."""
         info = self.groups.info[path]
-        base = {"in_channels": self.graph.nodes[source]["shape"][0]}
-        for name, value in info.get("call", {}).get("args", {}).items():
+        base = {"in_channels": ir.layer(self.graph, source).shape[0]}
+        for name, value in (info.call.args if info.call is not None else {}).items():
             if type(value) in (int, float):
                 base[parameter_name(name)] = value
         derived = dict(base)
@@ -195,7 +197,7 @@ class Compact:
             self.codes[item.key]
             if item.kind == "group"
             else module_code(
-                self.modules[self.graph.nodes[item.key]["name"]], item.name, self.graph.nodes[item.key]["attrs"]
+                self.modules[ir.layer(self.graph, item.key).name], item.name, ir.layer(self.graph, item.key).attrs
             )
             for item in items
         ]

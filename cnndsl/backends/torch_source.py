@@ -15,8 +15,9 @@ from torch import nn
 
 from ..core.source_map import source_name
 from ..core.version import __version__
+from ..graph import ir
 from ..graph.ir import input_shapes, inputs_of, walk
-from ..ops import REGISTRY, format_shape
+from ..ops import format_shape
 from ..ops.torch_code import Expr, namespaces, passes_through, written
 from . import python_names
 from .python_layout import laid_out
@@ -40,7 +41,8 @@ def python_source(network, root: nn.Module) -> str:
         for module in modules.values()
         if type(module) is nn.Module
     )  # a layer that is one tensor (layer scale), built with torch.full
-    trees = (forward_tree(network.graph, node) for node in network.graph if node != network.graph.graph["input"])
+    first = ir.network_info(network.graph).input
+    trees = (forward_tree(network.graph, node) for node in network.graph if node != first)
     uses = {"nn", *(["torch"] if scales else []), *(name for tree in trees for name in namespaces(tree))}
     return python_file(network, "\n".join(body), uses)
 
@@ -64,7 +66,9 @@ def header(network, kept: dict | None = None) -> str:
     """The module docstring: where the file comes from, its figures, which network parameters the class
     takes (`kept`) and which are fixed. Every text from the source is escaped, so a file or network name
     cannot end the docstring or start a line of code."""
-    fixed = [f"{name}={text}" for name, text in network.graph.graph["params"].items() if name not in (kept or {})]
+    fixed = [
+        f"{name}={text}" for name, text in ir.network_info(network.graph).params.items() if name not in (kept or {})
+    ]
     lines = [
         f"{network.name}, compiled from {source_name(network.file, network.file)} by cnndsl {__version__}.",
         "",
@@ -123,7 +127,7 @@ def input_name(network) -> str:
 
 def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
     lines = ["    def __init__(self):", "        super().__init__()"]
-    attrs = {data["name"]: data["attrs"] for _, data in network.graph.nodes(data=True)}
+    attrs = {layer.name: layer.attrs for _, layer in ir.layers(network.graph)}
     for path, module in modules.items():
         if path:
             *parents, leaf = path.split(".")
@@ -167,9 +171,9 @@ def initial_value(network, name: str) -> float:
     """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
     modules the source is written from live on the meta device, which holds no values."""
     graph = network.graph
-    node = next(node for node, data in graph.nodes(data=True) if data["name"] == name)
+    node, layer = next((node, layer) for node, layer in ir.layers(graph) if layer.name == name)
     with torch.device("cpu"):
-        fresh = REGISTRY[graph.nodes[node]["op"]].torch_module(graph.nodes[node]["attrs"], input_shapes(graph, node))
+        fresh = layer.kind.torch_module(layer.attrs, input_shapes(graph, node))
     return fresh.flatten()[0].item()
 
 
@@ -211,31 +215,32 @@ def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
 def _forward_lines(network, owned: set[str]) -> list[str]:
     graph = network.graph
     uses = {node: graph.out_degree(node) for node in graph}
-    for _, node in graph.graph["outputs"]:
+    info = ir.network_info(graph)
+    for _, node in info.outputs:
         uses[node] += 1  # outputs stay alive until the return
-    first = graph.graph["input"]
+    first = info.input
     names = {first: input_name(network)}
     live = Namespace()
     live.fresh(names[first])
     lines = [f"    def forward(self, {names[first]}):"]
     group = ()
-    for node, data, _, sources, _ in walk(graph):
+    for node, layer, _, sources, _ in walk(graph):
         if node == first:
             continue
-        if data["group"] != group:
-            lines += _group_comment(graph, group, data["group"])[len(lines) == 1 :]  # no blank line after `def`
-            group = data["group"]
-        module = module_path("self", data["name"]) if data["name"] in owned else None
+        if layer.group != group:
+            lines += _group_comment(graph, group, layer.group)[len(lines) == 1 :]  # no blank line after `def`
+            group = layer.group
+        module = module_path("self", layer.name) if layer.name in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1
             if uses[source] == 0:
                 live.release(names[source])
-        names[node] = live.fresh(value_name(data["tap"]))
+        names[node] = live.fresh(value_name(layer.tap))
         if not uses[node]:
             live.release(names[node])
         lines.append(f"        {names[node]} = {expression}")
-    results = [names[node] for _, node in graph.graph["outputs"]]
+    results = [names[node] for _, node in info.outputs]
     lines.append(f"        return {', '.join(results)}")
     return lines
 
@@ -248,32 +253,30 @@ def forward_expression(graph, node: int, args: list[str], module: str | None) ->
 def forward_tree(graph, node: int) -> Expr:
     """The node's forward expression (cnndsl.ops.torch_code): the kind's in-place form where it has one and
     its first input may be overwritten, else its ordinary one."""
-    data, sources = graph.nodes[node], inputs_of(graph, node)
-    shapes = [graph.nodes[source]["shape"] for source in sources]
-    kind = REGISTRY[data["op"]]
-    in_place = (
-        kind.torch_forward_in_place(data["attrs"], shapes) if sources and overwritable(graph, sources[0]) else None
-    )
-    return in_place or kind.torch_forward(data["attrs"], shapes)
+    layer, sources = ir.layer(graph, node), inputs_of(graph, node)
+    shapes = [ir.layer(graph, source).shape for source in sources]
+    kind = layer.kind
+    in_place = kind.torch_forward_in_place(layer.attrs, shapes) if sources and overwritable(graph, sources[0]) else None
+    return in_place or kind.torch_forward(layer.attrs, shapes)
 
 
 def overwritable(graph, node: int) -> bool:
     """The node's value may be overwritten by the layer that reads it: a fresh tensor that backward does
     not keep (not its input passed on, as by an `add` of one input), with one reader and not an output
     (as torchvision's in-place ReLU and `out += identity`)."""
-    outputs = {output for _, output in graph.graph["outputs"]}
-    data, sources = graph.nodes[node], inputs_of(graph, node)
-    kind = REGISTRY[data["op"]]
+    outputs = {output for _, output in ir.network_info(graph).outputs}
+    layer, sources = ir.layer(graph, node), inputs_of(graph, node)
+    kind = layer.kind
     if not kind.torch_overwritable or graph.out_degree(node) != 1 or node in outputs:
         return False
-    shapes = [graph.nodes[source]["shape"] for source in sources]
-    return len(sources) != 1 or not passes_through(kind.torch_forward(data["attrs"], shapes))  # `add` of one input
+    shapes = [ir.layer(graph, source).shape for source in sources]
+    return len(sources) != 1 or not passes_through(kind.torch_forward(layer.attrs, shapes))  # `add` of one input
 
 
 def _group_comment(graph, previous: tuple, current: tuple) -> list[str]:
     """A comment naming a stage or block where the code enters it; a blank line where it leaves to the top."""
     if previous[: len(current)] == current:  # back out to an enclosing group
         return [] if current else [""]
-    label = graph.graph["groups"][current]["label"]
+    label = ir.network_info(graph).groups[current].label
     named = current[-1].rstrip("0123456789") == label  # `layer2` needs no `: layer`
     return ["", f"        # {comment_text('.'.join(current))}{'' if named else f': {comment_text(label)}'}"]

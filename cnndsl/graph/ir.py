@@ -29,27 +29,6 @@ GROUP_KINDS: frozenset[str] = frozenset(get_args(GroupKind))
 Path = tuple[str, ...]
 
 
-class _CodegenKeys:
-    """TEMPORARY (issue 23): `record["field"]` for the five codegen files being rewritten (backends/torch.py,
-    torch_source.py, torch_classes.py, python_layout.py, source_excerpt.py). Delete it once they read fields."""
-
-    __slots__ = ()
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self.__dataclass_fields__:
-            return getattr(self, key)
-        if key in Figures.__dataclass_fields__ and getattr(self, "figures", None) is not None:
-            return getattr(self.figures, key)
-        raise KeyError(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self[key] if key in self.__dataclass_fields__ else None
-        return default if value is None else value
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
-
-
 def _require(value: Any, kind: type | tuple[type, ...], what: str) -> None:
     if not isinstance(value, kind):
         raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {value!r}")
@@ -74,7 +53,7 @@ class Figures:
 
 
 @dataclass(slots=True)
-class Layer(_CodegenKeys):
+class Layer:
     """One node: a layer as expansion made it.
 
     op: the layer kind's name in the registry (`conv`, `add`, `input`, ...); attrs: resolved arguments (`k` as
@@ -138,7 +117,7 @@ class Edge:
 
 
 @dataclass(slots=True, frozen=True)
-class BlockCall(_CodegenKeys):
+class BlockCall:
     """A block instance's call: its definition's name, every argument as bound, and the defaults written as
     numbers in the definition."""
 
@@ -148,7 +127,7 @@ class BlockCall(_CodegenKeys):
 
 
 @dataclass(slots=True, frozen=True)
-class Group(_CodegenKeys):
+class Group:
     """A stage, block instance or structure (dense, branch, scale, downsample) around layers; `call` for a block."""
 
     kind: GroupKind
@@ -164,7 +143,7 @@ class Group(_CodegenKeys):
 
 
 @dataclass(slots=True)
-class NetworkInfo(_CodegenKeys):
+class NetworkInfo:
     """The network as a whole: name, source file, input node, outputs [(name, node)], groups by path, its
     parameter values as bound (`param_values`) and as text (`params`), and the warnings expansion gave."""
 
@@ -180,47 +159,6 @@ class NetworkInfo(_CodegenKeys):
     def __post_init__(self) -> None:
         _require(self.name, str, "name")
         _require(self.file, str, "file")
-
-
-class _CodegenNodeAttrs(dict):
-    """TEMPORARY (issue 23): `graph.nodes[n]["shape"]` reads the Layer, for the five codegen files."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: str) -> Any:
-        if key == "layer":
-            raise KeyError(key)
-        return self["layer"][key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-
-class _CodegenGraphAttrs(dict):
-    """TEMPORARY (issue 23): `graph.graph["groups"]` reads the NetworkInfo, for the five codegen files."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: str) -> Any:
-        if key == "network":
-            raise KeyError(key)
-        return self["network"][key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-
-class _CodegenReadableGraph(nx.DiGraph):
-    """A DiGraph whose attribute dicts answer the codegen files' string keys (TEMPORARY, issue 23)."""
-
-    node_attr_dict_factory = _CodegenNodeAttrs
-    graph_attr_dict_factory = _CodegenGraphAttrs
 
 
 def layer(graph: nx.DiGraph, node: int) -> Layer:
@@ -268,7 +206,7 @@ class GraphBuilder:
 
     def __init__(self, info: NetworkInfo, max_nodes: int):
         self.info = info
-        self.graph = _CodegenReadableGraph(network=info)
+        self.graph = nx.DiGraph(network=info)
         self.layers: list[Layer] = []  # by node id, for expansion's many reads of shapes
         self.max_nodes = max_nodes
         self.root = GroupScope("", "network", info.name, None)
