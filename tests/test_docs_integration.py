@@ -321,7 +321,7 @@ def test_sphinx_reads_no_file_outside_the_source_folder_nor_a_fifo_and_bounds_th
     (docs_tree / "conf.py").write_text('extensions = ["cnndsl.sphinx"]\ncnndsl_layout_timeout = 1\n')
     page = SPHINX_REFUSED.format(tangled=_indented(_tangled(), 3))
     (docs_tree / "index.rst").write_text(page)
-    command = [sys.executable, "-m", "sphinx", "-q", "-b", "html", ".", "_build"]
+    command = [sys.executable, "-m", "sphinx", "-q", "--no-color", "-b", "html", ".", "_build"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     started = time.monotonic()
     result = subprocess.run(command, cwd=docs_tree, capture_output=True, text=True, env=env, timeout=60)

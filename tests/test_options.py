@@ -27,7 +27,7 @@ from cnndsl.serve.analysis import Request
 DIAGRAM = ["depth", "expand", "shapes", "cost", "rankdir", "timeout"]
 PER_FIGURE = ["depth", "expand", "shapes", "cost", "rankdir"]  # the layout's time is set by whoever runs the build
 NETWORK = ["source", "network", "input_shape", "params", "max_nodes", "sandbox"]
-COMPILE_OWN = ["fmt", "output", "weights", "opset", "fold_bn", "external_data"]
+COMPILE_OWN = ["fmt", "output", "weights", "seed", "opset", "fold_bn", "external_data"]
 
 
 def _params(command: click.Command) -> list[str]:

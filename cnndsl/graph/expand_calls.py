@@ -12,6 +12,8 @@ from .bind import bind_parameters, show_value
 from .frame import MAX_CALL_DEPTH, Frame
 from .ir import BlockCall
 
+MAX_TAP_LIST = 64  # the longest list argument checked for taps (`concat([@a, @b])`)
+
 
 class Calls:
     """The Expander's statements that call a layer kind or a block, and set a kind's defaults."""
@@ -59,7 +61,12 @@ class Calls:
                 keywords[arg.keyword] = value
             elif isinstance(value, Tap):
                 taps.append(value)
-            elif isinstance(value, list | tuple) and any(isinstance(item, Tap) for item in value):
+            elif (
+                isinstance(value, list | tuple)
+                and len(value) <= MAX_TAP_LIST
+                and any(isinstance(i, Tap) for i in value)
+            ):
+                # a list of taps is a few written out; a long computed list (range(10**6)) is never scanned
                 raise _tap_list(stmt.name, value, arg.pos)
             else:
                 positional.append(value)
