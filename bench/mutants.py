@@ -433,8 +433,8 @@ MUTANTS = [
     mutant(
         "merges take the narrowest receptive field",
         RF,
-        "_merged(his, max, out_size)",
-        "_merged(his, min, out_size)",
+        "_merged(his, max, out_size, budget)",
+        "_merged(his, min, out_size, budget)",
         ["tests/test_receptive_field.py::test_unet_sees_204_pixels_as_the_probe_finds"],
         RF_TESTS + COUNTS,
     ),
