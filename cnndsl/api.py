@@ -8,9 +8,11 @@ from typing import Any
 import networkx as nx
 
 from .backends.diagram_options import DiagramOptions, target_format
-from .core.errors import LimitProblem, NameProblem, ValueProblem, did_you_mean
+from .core.errors import FileProblem, LimitProblem, NameProblem, ValueProblem, did_you_mean
 from .core.resources import memory_bytes
 from .figures import costs as analysis
+from .figures.costs import DTYPE_BYTES
+from .figures.report import Summary
 from .front.load import Loader, Module, library_index
 from .graph import ir
 from .graph.expand import DEFAULT_MAX_NODES, NetworkRef, expand_network
@@ -67,8 +69,6 @@ class Network:
     def summary(self, depth: int | None = None, batch: int = 1, dtype: str = "float32"):
         """Per-layer and total figures (`str()` is the table); `depth` folds deeper groups, `batch` and `dtype`
         scale the memory figures."""
-        from .figures.costs import DTYPE_BYTES
-        from .figures.report import Summary
 
         if dtype not in DTYPE_BYTES:
             raise ValueProblem(f"unknown dtype `{dtype}`", hint=f"choose one of {', '.join(DTYPE_BYTES)}")
@@ -153,7 +153,6 @@ class Network:
         """Jupyter shows a network as its diagram, stages open and blocks collapsed (`depth=2`);
         without Graphviz's `dot` it returns None and Jupyter falls back to the text repr."""
         from .backends.graphviz import svg
-        from .core.errors import FileProblem
 
         try:
             return svg(self, depth=2)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import ops
 from .core.errors import CnnDslError, NameProblem, Note, SourcePos, SourceWarning, did_you_mean
+from .figures import costs as analysis
 from .front import syntax as ast
 from .front.load import Loader, library_index
 from .graph import ir
@@ -130,7 +131,6 @@ def _check_source(
 def _check_network(
     ref: NetworkRef, overrides: dict[str, Any], input: tuple | None, max_nodes: int, report: CheckReport
 ) -> None:
-    from .figures import costs as analysis
 
     report.networks += 1
     errors: list[CnnDslError] = []

@@ -8,19 +8,25 @@ from typing import Any
 
 import click
 
+from .api import load
 from .backends import formats
 from .backends.diagram_options import DIAGRAM_OPTIONS, diagram_suffixes
 from .backends.formats import DIAGRAM_FORMATS, FORMATS
+from .check import check as check_sources
+from .core.atomic import write_atomically
 from .core.errors import CnnDslError
 from .core.options import Declared
 from .core.version import __version__
 from .front.diagnostics import file_text, render_error
+from .front.evaluate import LARGEST, Env, Evaluator, no_incoming
+from .library import catalogue
+from .ops import format_shape
+from .weights.checkpoint import mapping
 
 
 def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
-    from .front.evaluate import LARGEST
 
     parts = value.lower().replace("×", "x").split("x")
     shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
@@ -37,7 +43,6 @@ def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
     """`-p classes=10 -p depths=[3,4,6,3]`: values are cnndsl expressions."""
     if not values:
         return {}
-    from .front.evaluate import Env, Evaluator, no_incoming
     from .front.parser import parse
 
     result = {}
@@ -120,7 +125,6 @@ def network_options(function):
 
 
 def _load(source, network, input_shape, params, max_nodes, sandbox):
-    from .api import load
 
     return load(source, network=network, input=input_shape, max_nodes=max_nodes, sandbox=sandbox, **params)
 
@@ -213,7 +217,6 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
 @SANDBOX
 def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
     """Check every network of each file; print every error and warning with its position."""
-    from .check import check as check_sources
 
     report = check_sources(list(files), network, input_shape, params, max_nodes, sandbox)
     if fmt == "json":
@@ -234,7 +237,6 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
 @click.option("--weights-out", type=click.Path(dir_okay=False), help="Write the weights here as .safetensors.")
 def import_command(file, fmt, output, weights, weights_out):
     """Import a Darknet .cfg as a readable .cnn file with the same shapes and parameters."""
-    from .core.atomic import write_atomically
     from .importers import import_file
 
     text = import_file(file, fmt, weights, weights_out)
@@ -249,9 +251,6 @@ def import_command(file, fmt, output, weights, weights_out):
 def list_command(pattern):
     """The shipped library: every network with its input, params and MACs (PATTERN: a glob like 'resnet*')."""
     from fnmatch import fnmatchcase
-
-    from .library import catalogue
-    from .ops import format_shape
 
     entries = [
         entry
@@ -353,7 +352,6 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
 )
 def weights_command(source, network, input_shape, params, max_nodes, sandbox, checkpoint, output, partial):
     """Show which checkpoint tensor each layer takes, by name or by structure, and what did not match."""
-    from .weights.checkpoint import mapping
 
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     found = mapping(net, checkpoint)

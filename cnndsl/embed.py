@@ -20,10 +20,12 @@ from . import api
 from .backends.diagram_options import DIAGRAM_OPTION_NAMES, FIGURE_OPTIONS, DiagramOptions
 from .core.errors import CnnDslError, FileProblem, NameProblem, SourcePos, ValueProblem, did_you_mean
 from .core.options import declared, option
-from .figures.report import Summary
+from .figures.report import Summary, format_axes, format_bytes
 from .front.cache import parse_text
+from .front.diagnostics import render_error
 from .front.load import Loader, library_index, read_source, resolved
 from .graph.expand import DEFAULT_MAX_NODES
+from .ops import format_shape
 
 _ids = itertools.count(1)
 _ID = re.compile(r'\bid="')
@@ -128,8 +130,6 @@ def diagram_svg(network, options: BlockOptions, timeout: float | None = None) ->
 
 def summary_table(summary: Summary) -> str:
     """The per-layer table with group rows and the totals in its footer."""
-    from .figures.report import format_axes, format_bytes
-    from .ops import format_shape
 
     rows, shown = [], set()
     for layer, label in zip(summary.layers, summary.labels):
@@ -184,7 +184,6 @@ def in_page(error: CnnDslError, block_file: str, first_line: int, indent: int = 
 def error_html(error: CnnDslError, page_text: str | None, page_file: str) -> str:
     """A failed block on the page: the located message with its source line, as `cnndsl check` prints
     it; the line comes from the page when the error is in it, else from the file it names."""
-    from .front.diagnostics import render_error
 
     if error.pos is not None and error.pos.file == page_file:
         return _error_pre(error.render(page_text))

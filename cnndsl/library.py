@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .api import load
 from .core.resources import library_dir
 from .front import syntax as ast
 from .front.load import Loader
@@ -38,7 +39,6 @@ def network_names() -> list[tuple[str, Path]]:
 
 def catalogue() -> list[Entry]:
     """Every library network, expanded and counted."""
-    from .api import load
 
     entries = []
     for name, path in network_names():

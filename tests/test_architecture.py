@@ -7,6 +7,7 @@ The pipeline runs upward: core < front < ops < graph < figures < weights < backe
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import networkx as nx
@@ -39,29 +40,55 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """The cnndsl modules a file imports, at the top or inside a function."""
+@cache
+def syntax_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def import_statements(path: Path, where: str = "anywhere") -> list[ast.Import | ast.ImportFrom]:
+    """A file's import statements: "anywhere", only those run when it is imported ("top"), or only those
+    inside a function ("local")."""
+    tree = syntax_tree(path)
+    local = {
+        id(node)
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+    }
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and (where == "anywhere" or (id(node) in local) == (where == "local"))
+    ]
+
+
+def cnndsl_targets(path: Path, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The cnndsl modules one import statement names."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names if alias.name.split(".")[0] == "cnndsl"}
+    if node.level:
+        base = package.split(".")[: len(package.split(".")) - node.level + 1]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    if target.split(".")[0] != "cnndsl":
+        return set()
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "cnndsl")
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.split(".")[0] != "cnndsl":
-                continue
-            for alias in node.names:  # `from . import syntax` names a module, `from .x import f` a function
-                candidate = f"{target}.{alias.name}"
-                is_module = (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists() or (
-                    PACKAGE.parent / candidate.replace(".", "/") / "__init__.py"
-                ).exists()
-                found.add(candidate if is_module else target)
+    for alias in node.names:  # `from . import syntax` names a module, `from .x import f` a function
+        candidate = f"{target}.{alias.name}"
+        is_module = (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists() or (
+            PACKAGE.parent / candidate.replace(".", "/") / "__init__.py"
+        ).exists()
+        found.add(candidate if is_module else target)
     return found
+
+
+def imports_of(path: Path, where: str = "anywhere") -> set[str]:
+    """The cnndsl modules a file imports, at the top or inside a function."""
+    return {target for node in import_statements(path, where) for target in cnndsl_targets(path, node)}
 
 
 def import_graph() -> nx.DiGraph:
@@ -127,3 +154,57 @@ def test_a_planted_upward_import_or_cycle_is_found(planted):
     graph = import_graph()
     graph.add_edges_from(planted)
     assert upward_imports(graph) - KNOWN_VIOLATIONS or package_cycles(graph)
+
+
+# What a function-local import may defer: the packages whose import costs start-up time or that are optional.
+HEAVY = {
+    "torch", "torchvision", "onnx", "onnxruntime", "graphviz", "lark", "pygments", "safetensors", "numpy", "PIL",
+    "sphinx", "docutils", "markdown", "matplotlib", "google", "yaml", "http", "multiprocessing", "ultralytics",
+}  # fmt: skip
+# Commands that only some runs use: the rest of the package loads them when one of them is asked for.
+FEATURES = ("cnndsl.train", "cnndsl.serve", "cnndsl.importers")
+
+
+def defers_a_feature(source: str, target: str) -> bool:
+    return any(target.startswith(f) and not source.startswith(f) for f in FEATURES)
+
+
+def module_path(module: str) -> Path:
+    base = PACKAGE.parent / module.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def heavy_on_import(module: str, seen: dict[str, set[str]]) -> set[str]:
+    """The HEAVY packages that importing `module` imports, through its own top-level imports and its packages'."""
+    if module in seen:
+        return seen[module]
+    seen[module] = set()
+    path = module_path(module)
+    found = {
+        alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "").split(".")[0]
+        for node in import_statements(path, "top")
+        for alias in (node.names if isinstance(node, ast.Import) else [None])
+        if isinstance(node, ast.Import) or not node.level
+    } & HEAVY
+    parents = [".".join(module.split(".")[:n]) for n in range(1, module.count(".") + 1)]
+    for other in imports_of(path, "top") | set(parents):
+        found |= heavy_on_import(other, seen)
+    seen[module] = found
+    return found
+
+
+def test_a_function_imports_a_module_only_to_defer_a_heavy_dependency():
+    """A function-local import of a cnndsl module is a deferral: it keeps torch, onnx, graphviz, Lark, ... or a
+    command that only some runs use (train, serve, import) out of start-up; anything else belongs at the top of
+    the file."""
+    seen: dict[str, set[str]] = {}
+    needless = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        for node in import_statements(path, "local"):
+            for target in cnndsl_targets(path, node):
+                if not heavy_on_import(target, seen) - heavy_on_import(source, seen) and not defers_a_feature(
+                    source, target
+                ):
+                    needless.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {target}")
+    assert needless == []

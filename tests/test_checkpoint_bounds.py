@@ -135,3 +135,19 @@ def test_a_zip_whose_directory_python_cannot_read_is_refused_not_a_traceback(tmp
     assert caught.value.message == (
         f"cannot read weights from {tmp_path / 'w.pt'}: a damaged zip (NotImplementedError: zip file version 14.3)"
     )
+
+
+def test_a_zip_claiming_to_span_several_disks_is_refused_not_a_traceback(tmp_path):
+    """Found by bench/fuzz.py (seeds 6543 and 29623): a Zip64 end-of-directory locator naming a second disk
+    made `zipfile.is_zipfile` itself raise BadZipFile, outside the guard around reading the directory."""
+    torch.save(_state(), tmp_path / "w.pt")
+    data = (tmp_path / "w.pt").read_bytes()
+    end = data.rindex(b"PK\x05\x06")  # the end-of-central-directory record, 22 bytes with no comment
+    locator = b"PK\x06\x07" + (0).to_bytes(4, "little") + (0).to_bytes(8, "little") + (2).to_bytes(4, "little")
+    (tmp_path / "w.pt").write_bytes(data[:end] + locator + data[end:])
+    with pytest.raises(FileProblem) as caught:
+        api.parse(SOURCE).to_torch(weights=tmp_path / "w.pt")
+    assert caught.value.message == (
+        f"cannot read weights from {tmp_path / 'w.pt'}: a damaged zip "
+        "(BadZipFile: zipfiles that span multiple disks are not supported)"
+    )

@@ -26,6 +26,7 @@ from typing import Any, Union
 
 from ..core.errors import SourcePos
 from ..core.resources import grammar_path
+from ..core.version import __version__
 from . import syntax as ast
 
 FORMAT = b"cnndsl-ast-2"
@@ -95,7 +96,6 @@ def parse_text(text: str, file: str) -> ast.Program:
 
 def _digest(text: str, file: str) -> bytes:
     """Text, file name (positions carry it), and the version and files of the parser: a change to any makes a new tree."""
-    from ..core.version import __version__
 
     h = hashlib.sha256(FORMAT + __version__.encode())
     package = Path(__file__).parent.parent

@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..api import Network, load
+from .prepare import prepare
+
 
 def train(
     network: Any = None,
@@ -26,9 +29,7 @@ def train(
 ):
     """Train `network` (a .cnn file, a library name or a loaded Network; `params` as `-p`) on the folder
     `data`; or continue the run in `resume`. `input` and `network_name` as `--input` and `--network`. Options as `cnndsl train`'s (docs/train.md); returns a Result."""
-    from ..api import Network, load
     from .distributed import launch
-    from .prepare import prepare
 
     source = None
     if network is not None and not isinstance(network, Network):

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from ..api import load
+from . import train as run_training
 from .options import OPTIMISERS, PRECISIONS, SCHEDULES, TASKS
 
 
@@ -55,7 +57,6 @@ def train_command(parse_params, parse_shape) -> click.Command:
     def train(source, data, network_name, input_shape, params, out, resume, **options):
         """Train a network on a folder of images: DATA/train/<class>/*.png and DATA/val/<class>/*.png
         (or images/ and masks/ for segmentation). See docs/train.md."""
-        from . import train as run_training
         from .loop import Interrupted
 
         if resume is None and (source is None or data is None):
@@ -96,7 +97,6 @@ def predict_command(parse_params, parse_shape) -> click.Command:
     @click.option("--masks", type=click.Path(file_okay=False), help="Folder for segmentation masks (default .).")
     def predict(source, images, weights, network_name, input_shape, params, top, fmt, masks):
         """Classify images (top-k with probabilities) or write a mask PNG per image."""
-        from ..api import load
         from .predict import predict as run_predict
 
         network = load(source, network=network_name, input=input_shape, **params)

@@ -8,13 +8,14 @@ import os
 import uuid
 
 from ..core.errors import CnnDslError
+from . import checkpoint, rundir
 from .loop import Interrupted
 from .options import parse_devices
+from .worker import run
 
 
 def launch(spec, stream=None):
     """Train on the devices asked for; the run's Result (rank 0's)."""
-    from .worker import run
 
     devices = parse_devices(spec.options.devices)
     if devices.count == 1:
@@ -49,8 +50,6 @@ def _rank_main(spec):
     import torch
     import torch.distributed as dist
 
-    from .worker import run
-
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     backend = "gloo" if parse_devices(spec.options.devices).kind == "cpu" else "nccl"
     if backend == "gloo":
@@ -67,8 +66,6 @@ def _rank_main(spec):
 def _stopped(signum: int, folder) -> Interrupted:
     """Where the stopped ranks left the run, read back from last.ckpt."""
     import signal
-
-    from . import checkpoint, rundir
 
     name = signal.Signals(signum).name
     if not (folder / rundir.LAST).is_file():

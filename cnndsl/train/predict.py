@@ -12,6 +12,7 @@ import torch
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, ValueProblem
 from .datasets import Preprocessing
+from .prepare import task_of
 
 
 @dataclass
@@ -25,7 +26,6 @@ class Stored:
 
 def stored_metadata(weights: Path, network) -> Stored:
     """The run's metadata in a .safetensors file; for other weights, the network's input and index names."""
-    from .prepare import task_of
 
     task, count = task_of(network, None)
     found = {}

@@ -9,12 +9,14 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..api import load
 from ..core.errors import FileProblem, ShapeProblem, ValueProblem
 from ..core.version import __version__
 from ..graph import ir
 from . import rundir
 from .data import Layout, find_layout
 from .options import Options
+from .vision import torchvision
 
 
 @dataclass
@@ -84,8 +86,6 @@ def _record(spec: Spec) -> dict:
     import torch
 
     try:
-        from .vision import torchvision
-
         vision = torchvision().__version__
     except FileProblem:
         vision = None
@@ -117,8 +117,6 @@ def _resumed(folder: Path, network, data, source: dict | None) -> Spec:
     record = rundir.read_json(folder / rundir.RUN)
     stored = record["network"]
     if network is None:
-        from ..api import load
-
         input_shape = tuple(stored["input"]) if stored.get("input") else None
         network = load(stored["file"], network=stored["network"], input=input_shape, **(stored.get("params") or {}))
     if network_hash(network) != stored["sha256"]:

@@ -225,9 +225,9 @@ def _inflation_bound(slots: list[Slot]) -> int:
 def _require_inflation_within(path: Path, bound: int) -> None:
     """Refuse a zip (torch.save's format) whose central directory declares more than `bound` bytes once
     inflated, before torch reads a byte of it: a small file can hold gigabytes of DEFLATE-compressed zeros."""
-    if not zipfile.is_zipfile(path):
-        return  # torch's legacy format stores tensors raw, so the file's own size bounds them
     try:
+        if not zipfile.is_zipfile(path):  # which itself raises for some damaged end records
+            return  # torch's legacy format stores tensors raw, so the file's own size bounds them
         with zipfile.ZipFile(path) as archive:
             declared = sum(entry.file_size for entry in archive.infolist())
     except Exception as error:  # zipfile raises many types for a damaged central directory
