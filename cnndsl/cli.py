@@ -21,7 +21,6 @@ from .front.diagnostics import file_text, render_error
 from .front.evaluate import LARGEST, Env, Evaluator, no_incoming
 from .library import catalogue
 from .ops import format_shape
-from .weights.checkpoint import mapping
 
 
 def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -352,6 +351,7 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
 )
 def weights_command(source, network, input_shape, params, max_nodes, sandbox, checkpoint, output, partial):
     """Show which checkpoint tensor each layer takes, by name or by structure, and what did not match."""
+    from .weights.checkpoint import mapping
 
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     found = mapping(net, checkpoint)

@@ -47,19 +47,28 @@ def syntax_tree(path: Path) -> ast.Module:
 
 def import_statements(path: Path, where: str = "anywhere") -> list[ast.Import | ast.ImportFrom]:
     """A file's import statements: "anywhere", only those run when it is imported ("top"), or only those
-    inside a function ("local")."""
+    inside a function ("local"); imports for type checkers only are neither."""
     tree = syntax_tree(path)
-    local = {
+
+    def inside(blocks) -> set[int]:
+        return {id(node) for block in ast.walk(tree) if isinstance(block, blocks) for node in ast.walk(block)}
+
+    local = inside(ast.FunctionDef | ast.AsyncFunctionDef)
+    typing_only = {  # `if TYPE_CHECKING:` never runs
         id(node)
-        for function in ast.walk(tree)
-        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
-        for node in ast.walk(function)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+        for node in ast.walk(block)
     }
     return [
         node
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
-        and (where == "anywhere" or (id(node) in local) == (where == "local"))
+        and (
+            where == "anywhere"
+            or (where == "local" and id(node) in local)
+            or (where == "top" and id(node) not in local | typing_only)
+        )
     ]
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..api import parse
+from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError
+from .darknet import convert
+from .darknet_weights import read_weights, state_dict
 
 FORMATS = {".cfg": "darknet"}
 
@@ -31,8 +35,6 @@ def import_file(
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise CnnDslError(f"{path}: cannot read: {error.strerror}") from None
-    from .darknet import convert
-
     cnn, layers = convert(text, str(path))
     if weights is not None:
         _write_weights(cnn, str(path), weights, layers, weights_out)
@@ -41,10 +43,6 @@ def import_file(
 
 def _write_weights(cnn: str, cfg: str, weights, layers, target) -> None:
     from safetensors.numpy import save
-
-    from ..api import parse
-    from ..core.atomic import write_atomically
-    from .darknet_weights import read_weights, state_dict
 
     loaded = read_weights(weights, layers, cfg)
     write_atomically(target, save(state_dict(parse(cnn, cfg), loaded)))
