@@ -12,14 +12,12 @@ from .api import load
 from .backends import formats
 from .backends.diagram_options import DIAGRAM_OPTIONS, diagram_suffixes
 from .backends.formats import DIAGRAM_FORMATS, FORMATS
-from .check import check as check_sources
 from .core.atomic import write_atomically
 from .core.errors import CnnDslError
 from .core.options import Declared
 from .core.version import __version__
 from .front.diagnostics import file_text, render_error
 from .front.evaluate import LARGEST, Env, Evaluator, no_incoming
-from .library import catalogue
 from .ops import format_shape
 
 
@@ -216,6 +214,7 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
 @SANDBOX
 def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
     """Check every network of each file; print every error and warning with its position."""
+    from .check import check as check_sources
 
     report = check_sources(list(files), network, input_shape, params, max_nodes, sandbox)
     if fmt == "json":
@@ -250,6 +249,8 @@ def import_command(file, fmt, output, weights, weights_out):
 def list_command(pattern):
     """The shipped library: every network with its input, params and MACs (PATTERN: a glob like 'resnet*')."""
     from fnmatch import fnmatchcase
+
+    from .library import catalogue
 
     entries = [
         entry

@@ -7,8 +7,6 @@ from pathlib import Path
 from ..api import parse
 from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError
-from .darknet import convert
-from .darknet_weights import read_weights, state_dict
 
 FORMATS = {".cfg": "darknet"}
 
@@ -35,6 +33,8 @@ def import_file(
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise CnnDslError(f"{path}: cannot read: {error.strerror}") from None
+    from .darknet import convert
+
     cnn, layers = convert(text, str(path))
     if weights is not None:
         _write_weights(cnn, str(path), weights, layers, weights_out)
@@ -43,6 +43,8 @@ def import_file(
 
 def _write_weights(cnn: str, cfg: str, weights, layers, target) -> None:
     from safetensors.numpy import save
+
+    from .darknet_weights import read_weights, state_dict
 
     loaded = read_weights(weights, layers, cfg)
     write_atomically(target, save(state_dict(parse(cnn, cfg), loaded)))
