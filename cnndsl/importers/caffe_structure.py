@@ -132,13 +132,29 @@ def write(nodes: list[Node], net_name: str, file_name: str, line_count: int) -> 
     out = [f"# Imported by `cnndsl import` from the Caffe prototxt {file_name} ({line_count} lines).",
            "# Caffe's pooling rounds its output size up: ceil=true where that differs from rounding down.",
            "# Each BatchNorm and the Scale after it are one bn (the weight import divides by BN's third blob)."]  # fmt: skip
+    if not any(node.kind == "BatchNorm" for node in nodes):
+        out.pop()
     out += ["", *blocks] + [""] * bool(blocks)
     input_label = f"{labels[order[0]]}: " if order[0] in labels else ""
     out += [f"network {name}{signature} {{", f"    {input_label}input {channels_shape}"]
-    out += body_lines(statements, "prototxt lines")
+    out += _named(body_lines(statements, "prototxt lines"), nodes)
     if len(outputs) > 1 or outputs[-1] != order[-1]:
         out.append(f"    output {', '.join(f'@{labels[index]}' for index in outputs)}")
     return "\n".join(out + ["}", ""]), holders
+
+
+def _named(lines: list[str], nodes: list[Node]) -> list[str]:
+    """Each line's comment names the Caffe layers it starts and ends with, beside their prototxt lines."""
+    starts = {node.first: node.names[0] for node in reversed(nodes)}
+    ends = {node.last: node.names[-1] for node in nodes}
+
+    def comment(match: re.Match) -> str:
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        start, end = starts.get(first, "?"), ends.get(last, "?")
+        names = start if start == end else f"{start} … {end}"
+        return f"# {names} (line {first})" if first == last else f"# {names} (lines {first}-{last})"
+
+    return [re.sub(r"# prototxt lines (\d+)(?:-(\d+))?$", comment, line) for line in lines]
 
 
 def _labels(structure: _Structure, order: list[int], consumers) -> dict[int, str]:
