@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import caffe_reference as cr
+import numpy as np
 import pytest
 
 import cnndsl
+from cnndsl.core.errors import CnnDslError
 from cnndsl.graph import ir
 
 CAFFE = Path(__file__).parent / "data" / "importers" / "caffe"
@@ -72,3 +75,226 @@ def test_resnet_50_is_one_family_with_its_stage_depths(tmp_path):
     assert "network resnet_50(res2=3, res3=4, res4=6, res5=3) {\n" in text
     assert RESNET_50 in text
     assert "    shortcut { conv(4 * c, k=1, s=s, bias=false), bn }\n" in text
+
+
+# --- numerics: a caffemodel in Caffe's own wire layout, outputs against tests/caffe_reference.py -------
+
+
+def conv_layer(name, bottom, top, outputs, options, bias=True):
+    bias_term = "" if bias else " bias_term: false"
+    return (
+        f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{top}"\n'
+        f"  convolution_param {{ num_output: {outputs} {options}{bias_term} }} }}\n"
+    )
+
+
+def bn_layers(name, blob):
+    return (
+        f'layer {{ name: "bn_{name}" type: "BatchNorm" bottom: "{blob}" top: "{blob}"\n'
+        "  batch_norm_param { use_global_stats: true } }\n"
+        f'layer {{ name: "scale_{name}" type: "Scale" bottom: "{blob}" top: "{blob}" scale_param {{ bias_term: true }} }}\n'
+    )
+
+
+def simple_layer(name, kind, bottoms, top, param=""):
+    bottom = " ".join(f'bottom: "{b}"' for b in bottoms)
+    return f'layer {{ name: "{name}" type: "{kind}" {bottom} top: "{top}" {param}}}\n'
+
+
+SMALL = (
+    'name: "Small"\ninput: "data"\ninput_shape { dim: 1 dim: 3 dim: 12 dim: 12 }\n'
+    + conv_layer("conv1", "data", "conv1", 8, "kernel_size: 3 pad: 1")
+    + bn_layers("conv1", "conv1")
+    + simple_layer("relu1", "ReLU", ["conv1"], "conv1", "relu_param { negative_slope: 0.1 } ")
+    + simple_layer("pool1", "Pooling", ["conv1"], "pool1", "pooling_param { pool: MAX kernel_size: 3 stride: 2 } ")
+    + conv_layer("mix_1x1", "pool1", "mix_1x1", 4, "kernel_size: 1")
+    + conv_layer("mix_3x1", "pool1", "mix_3x1", 4, "kernel_h: 3 kernel_w: 1 pad_h: 1 pad_w: 0")
+    + simple_layer("mix_relu", "ReLU", ["mix_3x1"], "mix_3x1")
+    + conv_layer("mix_dil", "pool1", "mix_dil", 8, "kernel_size: 3 pad: 2 dilation: 2 group: 2", bias=False)
+    + simple_layer("mix", "Concat", ["mix_1x1", "mix_3x1", "mix_dil"], "mix")
+    + simple_layer("norm1", "LRN", ["mix"], "norm1", "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 } ")
+    + conv_layer("res_a1", "norm1", "res_a1", 16, "kernel_size: 3 pad: 1", bias=False)
+    + bn_layers("res_a1", "res_a1")
+    + simple_layer("res_a1_relu", "ReLU", ["res_a1"], "res_a1")
+    + conv_layer("res_a2", "res_a1", "res_a2", 16, "kernel_size: 3 pad: 1", bias=False)
+    + bn_layers("res_a2", "res_a2")
+    + simple_layer("res_a", "Eltwise", ["norm1", "res_a2"], "res_a")
+    + simple_layer("res_a_relu", "ReLU", ["res_a"], "res_a")
+    + conv_layer("gate", "res_a", "gate", 16, "kernel_size: 1")
+    + simple_layer("gate_sigmoid", "Sigmoid", ["gate"], "gate")
+    + simple_layer("gated", "Eltwise", ["res_a", "gate"], "gated", "eltwise_param { operation: PROD } ")
+    + simple_layer(
+        "pool2", "Pooling", ["gated"], "pool2", "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } "
+    )
+    + conv_layer("res_b_branch1", "pool2", "res_b_branch1", 24, "kernel_size: 1 stride: 2", bias=False)
+    + bn_layers("res_b_branch1", "res_b_branch1")
+    + conv_layer("res_b_branch2", "pool2", "res_b_branch2", 24, "kernel_size: 3 stride: 2 pad: 1", bias=False)
+    + bn_layers("res_b_branch2", "res_b_branch2")
+    + simple_layer("res_b_branch2_relu", "ReLU", ["res_b_branch2"], "res_b_branch2")
+    + conv_layer("res_b_branch2b", "res_b_branch2", "res_b_branch2b", 24, "kernel_size: 3 pad: 1", bias=False)
+    + bn_layers("res_b_branch2b", "res_b_branch2b")
+    + simple_layer("res_b", "Eltwise", ["res_b_branch1", "res_b_branch2b"], "res_b")
+    + simple_layer("res_b_relu", "ReLU", ["res_b"], "res_b")
+    + simple_layer("pool3", "Pooling", ["res_b"], "pool3", "pooling_param { pool: MAX global_pooling: true } ")
+    + simple_layer("drop", "Dropout", ["pool3"], "pool3", "dropout_param { dropout_ratio: 0.3 } ")
+    + simple_layer("fc1", "InnerProduct", ["pool3"], "fc1", "inner_product_param { num_output: 10 } ")
+    + simple_layer("fc1_relu", "ReLU", ["fc1"], "fc1")
+    + simple_layer("fc2", "InnerProduct", ["fc1"], "fc2", "inner_product_param { num_output: 5 } ")
+    + simple_layer("prob", "Softmax", ["fc2"], "prob")
+)
+
+CONVS = {"conv1": (8, 3, 3, 3, True), "mix_1x1": (4, 8, 1, 1, True), "mix_3x1": (4, 8, 3, 1, True),
+         "mix_dil": (8, 4, 3, 3, False), "res_a1": (16, 16, 3, 3, False), "res_a2": (16, 16, 3, 3, False),
+         "gate": (16, 16, 1, 1, True), "res_b_branch1": (24, 16, 1, 1, False), "res_b_branch2": (24, 16, 3, 3, False),
+         "res_b_branch2b": (24, 24, 3, 3, False)}  # fmt: skip
+NORMED = {"conv1": 8, "res_a1": 16, "res_a2": 16, "res_b_branch1": 24, "res_b_branch2": 24, "res_b_branch2b": 24}
+
+
+def random_blobs(rng) -> dict[str, list[np.ndarray]]:
+    """Every layer's blobs as Caffe stores them, BN's statistics scaled by a moving-average factor of 0.8-1.6."""
+    blobs = {}
+    for name, (outputs, inputs, kh, kw, bias) in CONVS.items():
+        blobs[name] = [rng.normal(0, 1 / np.sqrt(inputs * kh * kw), (outputs, inputs, kh, kw))]
+        blobs[name] += [rng.normal(0, 0.5, outputs)] * bias
+    for name, channels in NORMED.items():
+        factor = rng.uniform(0.8, 1.6, 1)
+        mean, variance = rng.normal(0, 0.3, channels), rng.uniform(0.3, 2, channels)
+        blobs[f"bn_{name}"] = [mean * factor, variance * factor, factor]
+        blobs[f"scale_{name}"] = [rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.3, channels)]
+    blobs["fc1"] = [rng.normal(0, 0.3, (10, 24)), rng.normal(0, 0.3, 10)]
+    blobs["fc2"] = [rng.normal(0, 0.5, (5, 10)), rng.normal(0, 0.3, 5)]
+    return {
+        name: [np.asarray(a, dtype=np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()
+    }
+
+
+def reference(image, b):
+    """The small net by the NumPy Caffe, layer for layer."""
+
+    def conv(name, x, **options):
+        weight, *bias = b[name]
+        return cr.conv(x, weight, bias[0] if bias else None, **options)
+
+    def norm(name, x):
+        return cr.scale(cr.batch_norm(x, *b[f"bn_{name}"]), *b[f"scale_{name}"])
+
+    x = cr.relu(norm("conv1", conv("conv1", image, pad=(1, 1))), 0.1)
+    pool1 = cr.pool(x, "MAX", 3, 2)
+    mix = np.concatenate([
+        conv("mix_1x1", pool1), cr.relu(conv("mix_3x1", pool1, pad=(1, 0))),
+        conv("mix_dil", pool1, pad=(2, 2), dilation=2, group=2),
+    ])  # fmt: skip
+    norm1 = cr.lrn(mix, 3, 0.5, 0.75, 2)
+    body = norm("res_a2", conv("res_a2", cr.relu(norm("res_a1", conv("res_a1", norm1, pad=(1, 1)))), pad=(1, 1)))
+    res_a = cr.relu(norm1 + body)
+    gated = res_a * (1 / (1 + np.exp(-conv("gate", res_a))))
+    pool2 = cr.pool(gated, "AVE", 3, 2, 1)
+    branch1 = norm("res_b_branch1", conv("res_b_branch1", pool2, stride=(2, 2)))
+    branch2 = cr.relu(norm("res_b_branch2", conv("res_b_branch2", pool2, stride=(2, 2), pad=(1, 1))))
+    res_b = cr.relu(branch1 + norm("res_b_branch2b", conv("res_b_branch2b", branch2, pad=(1, 1))))
+    pool3 = res_b.max(axis=(1, 2))
+    fc1 = cr.relu(cr.inner_product(pool3, *b["fc1"]))
+    return cr.softmax(cr.inner_product(fc1, *b["fc2"])), pool1, pool2
+
+
+def test_caffemodel_weights_give_caffes_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    blobs = random_blobs(rng)
+    (tmp_path / "small.prototxt").write_text(SMALL)
+    (tmp_path / "small.caffemodel").write_bytes(cr.caffemodel(blobs))
+    text = cnndsl.import_file(
+        tmp_path / "small.prototxt", weights=tmp_path / "small.caffemodel", weights_out=tmp_path / "small.safetensors"
+    )
+    net = cnndsl.parse(text)
+    image = rng.normal(0, 1, (3, 12, 12)).astype(np.float32)
+    expected, pool1, pool2 = reference(image.astype(np.float64), blobs)
+    assert pool1.shape == (8, 6, 6) and pool2.shape == (16, 4, 4)  # both rounded up: 5 and 3 rounding down
+    assert shapes(net, "maxpool", "avgpool") == [(8, 6, 6), (16, 4, 4), (24, 1, 1)]
+    model = net.to_torch(weights=str(tmp_path / "small.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert expected.max() - expected.min() > 0.1  # the class scores carry signal
+
+
+def refusal(tmp_path: Path, prototxt: str) -> str:
+    source = tmp_path / "net.prototxt"
+    source.write_text(prototxt)
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.import_file(source)
+    return caught.value.render().splitlines()[0].replace(str(tmp_path) + "/", "")
+
+
+HEAD = 'name: "n"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n'
+
+
+def test_a_python_layer_is_refused_at_its_type(tmp_path):
+    layer = 'layer {\n  name: "proposal"\n  type: "Python"\n  bottom: "data"\n  top: "rois"\n}\n'
+    assert refusal(tmp_path, HEAD + layer) == (
+        "net.prototxt:9:1: error: layer `proposal` (Python): is a Python layer: its code is not in the prototxt,"
+        " which cnndsl cannot express exactly"
+    )
+
+
+def test_an_unknown_layer_type_is_refused_at_its_type(tmp_path):
+    layer = 'layer {\n  name: "x"\n  type: "Telepathy"\n  bottom: "data"\n  top: "x"\n}\n'
+    assert refusal(tmp_path, HEAD + layer) == (
+        "net.prototxt:9:1: error: layer `x` (Telepathy): `Telepathy` is a layer type cnndsl does not import"
+    )
+
+
+def test_a_key_caffe_proto_lacks_is_refused_with_line_and_column(tmp_path):
+    layer = 'layer {\n  name: "c"\n  type: "Convolution"\n  bottom: "data"\n  top: "c"\n  convolution_param { fliters: 4 }\n}\n'
+    assert refusal(tmp_path, HEAD + layer) == (
+        'net.prototxt:12:23: error: not a valid Caffe prototxt: Message type "caffe.ConvolutionParameter" has no'
+        ' field named "fliters".'
+    )
+
+
+def test_a_key_the_import_does_not_follow_is_refused_at_its_line(tmp_path):
+    layer = 'layer {\n  name: "c"\n  type: "Convolution"\n  bottom: "data"\n  top: "c"\n  convolution_param {\n    num_output: 4\n    kernel_size: 3\n    axis: 2\n  }\n}\n'
+    assert refusal(tmp_path, HEAD + layer) == (
+        "net.prototxt:15:1: error: layer `c` (Convolution): `axis` is not imported: it changes what Caffe computes"
+    )
+
+
+def test_an_invalid_prototxt_is_refused_with_line_and_column(tmp_path):
+    assert refusal(tmp_path, HEAD + 'layer {\n  name: "c"\n  type: Convolution\n') == (
+        "net.prototxt:9:9: error: not a valid Caffe prototxt: Expected string but found: 'Convolution'"
+    )
+
+
+def test_a_caffemodel_blob_of_the_wrong_size_is_refused(tmp_path):
+    blobs = random_blobs(np.random.default_rng(5))
+    blobs["res_a2"][0] = blobs["res_a2"][0][:, :, :2]  # 16x16x2x3 where the layer needs 16x16x3x3
+    (tmp_path / "small.prototxt").write_text(SMALL)
+    (tmp_path / "bad.caffemodel").write_bytes(cr.caffemodel(blobs))
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.import_file(
+            tmp_path / "small.prototxt", weights=tmp_path / "bad.caffemodel", weights_out=tmp_path / "w.safetensors"
+        )
+    line = next(n for n, text in enumerate(SMALL.splitlines(), 1) if 'name: "res_a2"' in text)
+    assert str(caught.value.pos) == f"{tmp_path / 'small.prototxt'}:{line}:1"
+    assert caught.value.message == (
+        "bad.caffemodel: blob 0 of layer `res_a2` holds 1536 values, the prototxt's layer needs 2304 (16x16x3x3)"
+    )
+    del blobs["res_a2"]
+    (tmp_path / "short.caffemodel").write_bytes(cr.caffemodel(blobs))
+    with pytest.raises(CnnDslError, match="short.caffemodel holds no layer `res_a2`: its weights are missing"):
+        cnndsl.import_file(
+            tmp_path / "small.prototxt", weights=tmp_path / "short.caffemodel", weights_out=tmp_path / "w.safetensors"
+        )
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_cli_refusal_is_a_located_error_and_writes_nothing(tmp_path):
+    (tmp_path / "bad.prototxt").write_text(HEAD + 'layer { name: "p" type: "Python" bottom: "data" top: "p" }\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "import", "--from", "caffe", "bad.prototxt", "-o", "bad.cnn"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("bad.prototxt:7:1: error: layer `p` (Python)")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "bad.cnn").exists()

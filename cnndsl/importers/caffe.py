@@ -12,7 +12,7 @@ from .caffe_layers import DATA_LAYERS, SINGLE, Holder, Layer, Node, concat, eltw
 from .caffe_proto import LayerLines, layer_lines, read_prototxt
 
 NO_EQUIVALENT = {
-    "Python": "runs the net's own Python code, which the prototxt does not contain",
+    "Python": "a Python layer: its code is not in the prototxt",
     "Deconvolution": "Caffe's deconvolution (not imported yet)",
     "PReLU": "a learned slope (not imported yet)",
     "Slice": "a split along channels into several tops",

@@ -77,7 +77,7 @@ def read_prototxt(text: str, file: str):
     try:
         text_format.Parse(text, net)
     except text_format.ParseError as error:
-        message = re.sub(r"^\d+:\d+ : ", "", str(error))
+        message = re.sub(r"^\d+:\d+ : ('[^\n]*': )?", "", str(error))  # the position and the quoted line
         line, column = error.GetLine() or 1, error.GetColumn() or 1
         raise CnnDslError(
             f"not a valid Caffe prototxt: {message}",
