@@ -3,6 +3,7 @@ caffemodel run against tests/caffe_reference.py (a NumPy Caffe), and the refusal
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +299,56 @@ def test_cli_refusal_is_a_located_error_and_writes_nothing(tmp_path):
     assert result.stderr.startswith("bad.prototxt:7:1: error: layer `p` (Python)")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "bad.cnn").exists()
+
+
+KAIMING = {50: ([3, 4, 6, 3], True), 101: ([3, 4, 23, 3], False), 152: ([3, 8, 36, 3], False)}
+
+
+def kaiming_resnet_figures(depth: int) -> tuple[int, int]:
+    """Params and conv + fc MACs of torchvision's ResNet with the stride moved to each stage's first 1x1, as
+    Kaiming's Caffe models have it (torchvision strides the 3x3), and conv1 biased where the prototxt has it."""
+    import oracles
+    import torch
+
+    model = getattr(oracles.torchvision_models(), f"resnet{depth}")()
+    for stage in (model.layer2, model.layer3, model.layer4):
+        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
+    macs = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs.append(output.numel() * module.in_channels // module.groups * kh * kw)
+        elif isinstance(module, torch.nn.Linear):
+            macs.append(module.in_features * module.out_features)
+
+    for module in model.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    params = sum(p.numel() for p in model.parameters()) + 64 * KAIMING[depth][1]
+    return params, sum(macs)
+
+
+@pytest.mark.parametrize("depth", [50, 101, 152])
+def test_kaimings_resnets_are_one_family_differing_only_in_depths(tmp_path, depth):
+    """ResNet-50/101/152 import as the same family text, 29 lines each, but for conv1's bias, the stage depths
+    and the comments' line numbers; params and MACs equal torchvision's ResNet with Caffe's stride placement."""
+    target = imported(tmp_path, CAFFE / f"KaimingHe__ResNet-{depth}-deploy.prototxt")
+    text = target.read_text()
+    net = cnndsl.load(str(target))
+    assert (net.params, net.macs) == kaiming_resnet_figures(depth)
+    assert len(text.splitlines()) == 29  # the readability bound: at most 40
+    depths, biased = KAIMING[depth]
+    keys = ", ".join(f"res{stage}={n}" for stage, n in zip(range(2, 6), depths, strict=True))
+    assert f"network resnet_{depth}({keys}) {{\n" in text
+    reference = imported(tmp_path, CAFFE / "KaimingHe__ResNet-50-deploy.prototxt").read_text()
+
+    def skeleton(text: str) -> list[str]:
+        return [
+            re.sub(r"  # .*|\(\d+ lines\)|resnet_\d+\(.*\)|ResNet-\d+|, bias=false", "", line)
+            for line in text.splitlines()
+        ]
+
+    assert skeleton(text) == skeleton(reference)
+    assert ("conv(64, k=7, s=2), bn" in text) == biased
