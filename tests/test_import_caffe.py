@@ -352,3 +352,83 @@ def test_kaimings_resnets_are_one_family_differing_only_in_depths(tmp_path, dept
 
     assert skeleton(text) == skeleton(reference)
     assert ("conv(64, k=7, s=2), bn" in text) == biased
+
+
+def test_googlenet_imports_as_one_inception_block_with_the_papers_widths(tmp_path):
+    """BVLC/caffe models/bvlc_googlenet/deploy.prototxt (9b89154018): the block's arguments are Table 1 of
+    Szegedy et al. 2015 (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), as are the output sizes."""
+    target = imported(tmp_path, CAFFE / "BVLC__bvlc_googlenet__deploy.prototxt")
+    text = target.read_text()
+    net = cnndsl.load(str(target))
+    assert len(text.splitlines()) == 23
+    assert text.count("block inception(") == 1
+    table_1 = [(64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64), (192, 96, 208, 16, 48, 64),
+               (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64), (112, 144, 288, 32, 64, 64),
+               (256, 160, 320, 32, 128, 128), (256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)]  # fmt: skip
+    assert re.findall(r"inception\((\d+), (\d+), (\d+), (\d+), (\d+), (\d+)\)", text) == [
+        tuple(map(str, row)) for row in table_1
+    ]
+    assert shapes(net, "concat") == [
+        (256, 28, 28), (480, 28, 28), (512, 14, 14), (512, 14, 14), (512, 14, 14), (528, 14, 14), (832, 14, 14),
+        (832, 7, 7), (1024, 7, 7),
+    ]  # fmt: skip
+    assert shapes(net, "maxpool")[:2] == [(64, 56, 56), (192, 28, 28)]  # 112 and 56 halved only by rounding up
+    assert net.params == 6_998_552  # the figure published for BVLC GoogLeNet (Caffe's own net.params sum)
+    check = subprocess.run([sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_v1_layers_import_like_the_new_format(tmp_path):
+    """CaffeNet's deploy.prototxt as BVLC/caffe had it at a66100181b (2014, V1 `layers` with enum types):
+    AlexNet's layers with pooling before normalisation, so AlexNet's params and MACs."""
+    target = imported(tmp_path, CAFFE / "BVLC__bvlc_reference_caffenet__deploy_v1.prototxt")
+    net = cnndsl.load(str(target))
+    assert (net.params, net.macs) == (60_965_224, 724_406_816)
+    assert shapes(net, "maxpool", "lrn") == [(96, 27, 27), (96, 27, 27), (256, 13, 13), (256, 13, 13), (256, 6, 6)]
+    assert (
+        "    conv(96, k=11, s=4, p=0), relu, maxpool(k=3, s=2), lrn(k=1), conv(256, k=5, g=2), relu"
+        in target.read_text()
+    )
+
+
+SMALL_V1 = """name: "v1"
+input: "data"
+input_dim: 1
+input_dim: 2
+input_dim: 9
+input_dim: 9
+layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv"
+  convolution_param { num_output: 6 kernel_size: 3 stride: 2 } }
+layers { name: "relu" type: RELU bottom: "conv" top: "conv" }
+layers { name: "pool" type: POOLING bottom: "conv" top: "pool" pooling_param { pool: AVE kernel_size: 3 stride: 2 } }
+layers { name: "norm" type: LRN bottom: "pool" top: "norm" lrn_param { local_size: 5 alpha: 2 beta: 0.6 } }
+layers { name: "fc" type: INNER_PRODUCT bottom: "norm" top: "fc" inner_product_param { num_output: 3 } }
+"""
+
+
+def test_v1_caffemodel_with_legacy_blob_shapes_gives_caffes_outputs(tmp_path):
+    """V1 `layers` in the caffemodel too, with blobs shaped by num/channels/height/width (an fc's 1x1xOxI)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    blobs = {
+        "conv": [rng.normal(0, 0.4, (6, 2, 3, 3)), rng.normal(0, 0.5, 6)],
+        "fc": [rng.normal(0, 0.3, (3, 24)), rng.normal(0, 0.3, 3)],
+    }
+    blobs = {name: [a.astype(np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()}
+    (tmp_path / "v1.prototxt").write_text(SMALL_V1)
+    (tmp_path / "v1.caffemodel").write_bytes(cr.caffemodel(blobs, v1=True))
+    text = cnndsl.import_file(
+        tmp_path / "v1.prototxt", weights=tmp_path / "v1.caffemodel", weights_out=tmp_path / "v1.safetensors"
+    )
+    assert (
+        "    conv(6, k=3, s=2, p=0), relu, avgpool(k=3, s=2, ceil=true), lrn(alpha=2, beta=0.6, k=1)  # conv … norm"
+        in text
+    )
+    image = rng.normal(0, 1, (2, 9, 9)).astype(np.float32)
+    x = cr.relu(cr.conv(image.astype(np.float64), *blobs["conv"], stride=(2, 2)))
+    x = cr.lrn(cr.pool(x, "AVE", 3, 2), 5, 2.0, 0.6, 1.0)  # 4x4 -> 2x2: rounding down gives 1x1
+    expected = cr.inner_product(x, *blobs["fc"])
+    model = cnndsl.parse(text).to_torch(weights=str(tmp_path / "v1.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
