@@ -233,8 +233,8 @@ HEAD = 'name: "n"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 8\ninpu
 def test_a_python_layer_is_refused_at_its_type(tmp_path):
     layer = 'layer {\n  name: "proposal"\n  type: "Python"\n  bottom: "data"\n  top: "rois"\n}\n'
     assert refusal(tmp_path, HEAD + layer) == (
-        "net.prototxt:9:1: error: layer `proposal` (Python): is a Python layer: its code is not in the prototxt,"
-        " which cnndsl cannot express exactly"
+        "net.prototxt:9:1: error: layer `proposal` (Python): runs Python code that the prototxt does not hold:"
+        " cnndsl cannot express it exactly"
     )
 
 

@@ -12,18 +12,18 @@ from .caffe_layers import DATA_LAYERS, SINGLE, Holder, Layer, Node, concat, eltw
 from .caffe_proto import LayerLines, layer_lines, read_prototxt
 
 NO_EQUIVALENT = {
-    "Python": "a Python layer: its code is not in the prototxt",
-    "Deconvolution": "Caffe's deconvolution (not imported yet)",
-    "PReLU": "a learned slope (not imported yet)",
-    "Slice": "a split along channels into several tops",
-    "Reshape": "a reshape by Caffe's own dimension rules",
-    "Crop": "Caffe's offset crop",
-    "Power": "an element-wise power",
-    "BNLL": "an element-wise log(1 + e^x)",
-    "AbsVal": "an element-wise absolute value",
-    "MVN": "mean-variance normalisation",
-    "Bias": "a learned bias on its own",
-    "Scale": "a Scale that does not follow a BatchNorm",
+    "Python": "runs Python code that the prototxt does not hold",
+    "Deconvolution": "is Caffe's deconvolution, which is not imported yet",
+    "PReLU": "learns its slopes, which is not imported yet",
+    "Slice": "splits its input into several tops",
+    "Reshape": "reshapes by Caffe's own dimension rules",
+    "Crop": "crops at Caffe's offsets",
+    "Power": "raises to a power element-wise",
+    "BNLL": "computes log(1 + e^x) element-wise",
+    "AbsVal": "takes absolute values element-wise",
+    "MVN": "normalises mean and variance per image",
+    "Bias": "adds a learned bias on its own",
+    "Scale": "scales without a BatchNorm before it",
 }
 LOSS_LAYERS = {"SoftmaxWithLoss", "Accuracy", "EuclideanLoss", "HingeLoss", "SigmoidCrossEntropyLoss",
                "InfogainLoss", "MultinomialLogisticLoss", "ContrastiveLoss", "SOFTMAX_LOSS", "ACCURACY"}  # fmt: skip
@@ -119,7 +119,7 @@ class _Converter:
         if kind in LOSS_LAYERS:
             raise layer.error("is a training loss or metric", hint="import the deploy prototxt")
         if kind in NO_EQUIVALENT:
-            raise layer.error(f"is {NO_EQUIVALENT[kind]}, which cnndsl cannot express exactly",
+            raise layer.error(f"{NO_EQUIVALENT[kind]}: cnndsl cannot express it exactly",
                               "type", "the import refuses rather than approximate it")  # fmt: skip
         inputs = self._bottoms(layer)
         if kind == "Split":

@@ -56,7 +56,8 @@ class Template:
         defaults = self._defaults()
         ordered = [p for p in self.params if p not in defaults] + [f"{p}={defaults[p]}" for p in defaults]
         body = "".join(part for pair in zip(self.literals, [*self.slots, ""], strict=True) for part in pair)
-        lines = [f"block {name}({', '.join(ordered)}) {{", *format_body(tidy(body), 4), "}"]
+        signature = f"({', '.join(ordered)})" if ordered else ""
+        lines = [f"block {name}{signature} {{", *format_body(tidy(body), 4), "}"]
         return "\n".join(lines)
 
     def calls(self, name: str) -> list[str]:
