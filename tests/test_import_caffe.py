@@ -432,3 +432,41 @@ def test_v1_caffemodel_with_legacy_blob_shapes_gives_caffes_outputs(tmp_path):
     with torch.no_grad():
         got = model(torch.from_numpy(image)[None]).numpy()[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { kernel_size: 2 stride: 0 } }',
+         "net.prototxt:7:1: error: layer `p` (Pooling): needs a positive kernel and stride"),
+        ('layer { name: "e" type: "Eltwise" top: "e" }', "net.prototxt:7:1: error: layer `e` (Eltwise): needs a bottom and a top"),
+        ('layer { name: "r" type: "ReLU" bottom: "x" top: "r" }',
+         "net.prototxt:7:1: error: layer `r` (ReLU): reads the blob `x`, which no earlier layer makes"),
+        ('layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { operation: MAX } }',
+         "net.prototxt:7:1: error: layer `m` (Eltwise): the element-wise maximum is not imported: cnndsl has no such join"),
+        ('layer { name: "b" type: "BatchNorm" bottom: "data" top: "data" }',
+         "net.prototxt:7:1: error: layer `b` (BatchNorm): is not followed by a Scale on its output: cnndsl's bn always learns γ and β"),
+        ('layer { name: "d" type: "Data" top: "data2" }',
+         "net.prototxt:7:1: error: layer `d` (Data): reads a database: its shape is not in the prototxt"),
+        ('layer { name: "n" type: "LRN" bottom: "data" top: "n" lrn_param { norm_region: WITHIN_CHANNEL } }',
+         "net.prototxt:7:1: error: layer `n` (LRN): WITHIN_CHANNEL normalisation is not imported: cnndsl's lrn runs across channels"),
+    ],
+    ids=["zero stride", "no bottom", "unknown blob", "eltwise max", "bn without scale", "data layer", "lrn within"],
+)  # fmt: skip
+def test_layers_caffe_would_compute_otherwise_are_refused(tmp_path, layer, message):
+    assert refusal(tmp_path, HEAD + layer + "\n") == message
+
+
+def test_a_prototxt_with_only_an_input_is_refused(tmp_path):
+    assert refusal(tmp_path, HEAD) == "net.prototxt:1:1: error: the prototxt declares no layer after its input"
+
+
+def test_import_is_deterministic_and_the_small_net_passes_strict_check(tmp_path):
+    (tmp_path / "small.prototxt").write_text(SMALL)
+    first = cnndsl.import_file(tmp_path / "small.prototxt")
+    assert first == cnndsl.import_file(tmp_path / "small.prototxt")
+    target = imported(tmp_path, tmp_path / "small.prototxt")
+    assert "    lrn(size=3, alpha=0.5), basic, gate, avgpool(k=3, s=2, p=1, ceil=true), basic_proj" in first
+    assert "      | conv(8, k=3, d=2, g=2, bias=false)\n" in first  # pad 2 = `same` for dilation 2
+    result = subprocess.run([sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True)
+    assert result.returncode == 0, result.stderr

@@ -55,8 +55,9 @@ class _Converter:
                 continue
             self._layer(layer)
             at += 1
-        if not self.nodes:
-            raise CnnDslError("the prototxt declares no input", SourcePos(self.file, 1, 1))
+        if len(self.nodes) < 2:
+            what = "no input" if not self.nodes else "no layer after its input"
+            raise CnnDslError(f"the prototxt declares {what}", SourcePos(self.file, 1, 1))
         return self.nodes
 
     # --- inputs -------------------------------------------------------------------------------------
@@ -122,13 +123,18 @@ class _Converter:
             raise layer.error(f"{NO_EQUIVALENT[kind]}: cnndsl cannot express it exactly",
                               "type", "the import refuses rather than approximate it")  # fmt: skip
         inputs = self._bottoms(layer)
+        if not inputs or not layer.message.top:
+            raise layer.error("needs a bottom and a top")
         if kind == "Split":
             for top in layer.message.top:
                 self.blobs[top] = inputs[0]
             return
         if kind in ("Eltwise", "Concat"):
             join, shape = (eltwise if kind == "Eltwise" else concat)(layer, [self.nodes[i].shape for i in inputs])
-            self._node(layer, join, shape, inputs, join=join)
+            if len(inputs) == 1:  # Caffe passes a lone bottom through
+                self._node(layer, "identity", shape, inputs)
+            else:
+                self._node(layer, join, shape, inputs, join=join)
             return
         if kind not in SINGLE:
             raise layer.error(f"`{kind}` is a layer type cnndsl does not import", "type",

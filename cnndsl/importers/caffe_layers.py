@@ -153,6 +153,8 @@ def pooling(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
         return f"maxpool(k={pair_text((height, width))})", (channels, 1, 1), []
     kernel = _pair(layer, param, "kernel_size", "kernel", None)
     stride, pad = _pair(layer, param, "stride", "stride", 1), _pair(layer, param, "pad", "pad", 0)
+    if min(*kernel, *stride) < 1:
+        raise layer.error("needs a positive kernel and stride")
     ceil = _enum_name(param, "round_mode") == "CEIL"
     caffe_out, floor_out, torch_out = [], [], []
     for size, k, s, p in zip((height, width), kernel, stride, pad, strict=True):
