@@ -33,6 +33,28 @@ def conv(x, weight, bias, stride=(1, 1), pad=(0, 0), dilation=1, group=1):
     return y + (bias[:, None, None] if bias is not None else 0)
 
 
+def deconv(x, weight, bias, stride, pad, group=1):
+    """DeconvolutionLayer (col2im of the transposed product): each input pixel adds its kernel, scaled, at
+    stride·position − pad of the output; blobs (in, out/group, kh, kw)."""
+    channels, height, width = x.shape
+    _, per_group, kernel_h, kernel_w = weight.shape
+    outputs = per_group * group
+    full = np.zeros((outputs, (height - 1) * stride + kernel_h, (width - 1) * stride + kernel_w))
+    per_in = channels // group
+    for c in range(channels):
+        g = c // per_in
+        for i in range(height):
+            for j in range(width):
+                window = full[g * per_group : (g + 1) * per_group, i * stride : i * stride + kernel_h]
+                window[:, :, j * stride : j * stride + kernel_w] += x[c, i, j] * weight[c]
+    cropped = full[:, pad : full.shape[1] - pad, pad : full.shape[2] - pad]
+    return cropped + (bias[:, None, None] if bias is not None else 0)
+
+
+def prelu(x, slopes):
+    return np.maximum(x, 0) + slopes.reshape(-1, *[1] * (x.ndim - 1)) * np.minimum(x, 0)
+
+
 def pooled_size(size, kernel, stride, pad):
     """PoolingLayer::Reshape: rounded up, then the last window dropped if it starts in the padding."""
     out = int(math.ceil((size + 2 * pad - kernel) / stride)) + 1

@@ -470,3 +470,43 @@ def test_import_is_deterministic_and_the_small_net_passes_strict_check(tmp_path)
     assert "      | conv(8, k=3, d=2, g=2, bias=false)\n" in first  # pad 2 = `same` for dilation 2
     result = subprocess.run([sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+UPSAMPLE = HEAD + (
+    'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up"\n'
+    "  convolution_param { num_output: 4 kernel_size: 4 stride: 2 pad: 1 group: 1 } }\n"
+    'layer { name: "act" type: "PReLU" bottom: "up" top: "up" }\n'
+    'layer { name: "down" type: "Deconvolution" bottom: "up" top: "down"\n'
+    "  convolution_param { num_output: 2 kernel_size: 3 stride: 1 pad: 1 group: 2 bias_term: false } }\n"
+    'layer { name: "act2" type: "PReLU" bottom: "down" top: "down" prelu_param { channel_shared: true } }\n'
+)
+
+
+def test_deconvolution_and_prelu_weights_give_caffes_outputs(tmp_path):
+    """Deconvolution's blobs are (in, out/group, kh, kw); 8 -> (8 - 1)·2 - 2 + 4 = 16; PReLU per channel or shared."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    blobs = {
+        "up": [rng.normal(0, 0.4, (3, 4, 4, 4)), rng.normal(0, 0.3, 4)],
+        "act": [rng.uniform(0.05, 0.5, 4)],
+        "down": [rng.normal(0, 0.4, (4, 1, 3, 3))],
+        "act2": [rng.uniform(0.05, 0.5, 1)],
+    }
+    blobs = {name: [a.astype(np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()}
+    (tmp_path / "up.prototxt").write_text(UPSAMPLE)
+    (tmp_path / "up.caffemodel").write_bytes(cr.caffemodel(blobs))
+    text = cnndsl.import_file(
+        tmp_path / "up.prototxt", weights=tmp_path / "up.caffemodel", weights_out=tmp_path / "up.safetensors"
+    )
+    assert "    deconv(4, k=4, s=2, p=1), prelu(per_channel=true)  # up … act (lines 7-9)\n" in text
+    assert "    deconv(2, k=3, s=1, p=1, g=2, bias=false), prelu  # down … act2 (lines 10-12)\n" in text
+    net = cnndsl.parse(text)
+    assert net.params == 3 * 4 * 16 + 4 + 4 + 4 * 9 + 1
+    image = rng.normal(0, 1, (3, 8, 8)).astype(np.float32)
+    x = cr.prelu(cr.deconv(image.astype(np.float64), *blobs["up"], stride=2, pad=1), blobs["act"][0])
+    expected = cr.prelu(cr.deconv(x, blobs["down"][0], None, stride=1, pad=1, group=2), blobs["act2"][0])
+    assert expected.shape == (2, 16, 16)
+    model = net.to_torch(weights=str(tmp_path / "up.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

@@ -13,8 +13,6 @@ from .caffe_proto import LayerLines, layer_lines, read_prototxt
 
 NO_EQUIVALENT = {
     "Python": "runs Python code that the prototxt does not hold",
-    "Deconvolution": "is Caffe's deconvolution, which is not imported yet",
-    "PReLU": "learns its slopes, which is not imported yet",
     "Slice": "splits its input into several tops",
     "Reshape": "reshapes by Caffe's own dimension rules",
     "Crop": "crops at Caffe's offsets",
@@ -39,6 +37,8 @@ class _Converter:
         v1 = not net.layer
         messages = net.layers if v1 else net.layer
         spans = lines["layers" if v1 else "layer"]
+        if len(spans) != len(messages):  # a layout the line scanner misread: errors point at the file's start
+            spans = [LayerLines(1, 1) for _ in messages]
         self.layers = [Layer(message, span, file, v1) for message, span in zip(messages, spans, strict=True)]
         self.nodes: list[Node] = []
         self.blobs: dict[str, int] = {}
@@ -111,6 +111,8 @@ class _Converter:
         kind = layer.type
         if kind == "Input":
             shapes = layer.param("input_param", {"shape"}).shape
+            if len(layer.message.top) != 1 or len(shapes) > 1:
+                raise layer.error("a net with several inputs is not imported", "top")
             self._input(layer.message.top[0], list(shapes[0].dim) if shapes else [], layer.lines.first,
                         layer.lines.last, layer)  # fmt: skip
             return

@@ -109,23 +109,31 @@ def spatial(layer: Layer, shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape
 
 
-def convolution(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
+def _convolution_param(layer: Layer, shape):
+    """What Convolution and Deconvolution share: the keys read, the input and the window, checked."""
+    keys = {"num_output", "bias_term", "pad", "kernel_size", "group", "stride", "dilation"}
     param = layer.param(
-        "convolution_param",
-        {"num_output", "bias_term", "pad", "kernel_size", "group", "stride", "dilation"}
-        | {f"{key}_{side}" for key in ("pad", "kernel", "stride") for side in "hw"},
+        "convolution_param", keys | {f"{k}_{side}" for k in ("pad", "kernel", "stride") for side in "hw"}
     )
     channels, height, width = spatial(layer, shape)
-    outputs, groups = param.num_output, param.group
     kernel = _pair(layer, param, "kernel_size", "kernel", None)
     stride, pad = _pair(layer, param, "stride", "stride", 1), _pair(layer, param, "pad", "pad", 0)
-    dilation = _pair(layer, param, "dilation", "dilation", 1)
-    if dilation[0] != dilation[1]:
-        raise layer.error("different dilations for height and width are not imported", "dilation")
-    if min(outputs, groups, *kernel, *stride, dilation[0]) < 1 or channels % groups or outputs % groups:
+    outputs, groups = param.num_output, param.group
+    if min(outputs, groups, *kernel, *stride) < 1 or channels % groups or outputs % groups:
         raise layer.error(
             f"needs positive num_output, kernel, stride and a group that divides {channels} and {outputs}"
         )
+    return param, channels, height, width, kernel, stride, pad
+
+
+def convolution(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
+    param, channels, height, width, kernel, stride, pad = _convolution_param(layer, shape)
+    outputs, groups = param.num_output, param.group
+    dilation = _pair(layer, param, "dilation", "dilation", 1)
+    if dilation[0] != dilation[1]:
+        raise layer.error("different dilations for height and width are not imported", "dilation")
+    if dilation[0] < 1:
+        raise layer.error("needs a positive dilation", "dilation")
     reach = [dilation[0] * (k - 1) + 1 for k in kernel]
     out = [(n + 2 * p - r) // s + 1 for n, p, r, s in zip((height, width), pad, reach, stride, strict=True)]
     if min(out) < 1:
@@ -135,6 +143,28 @@ def convolution(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
     shapes = [(outputs, channels // groups, *kernel)] + [(outputs,)] * param.bias_term
     holder = Holder("conv", layer.name, shapes, layer.lines.first)
     return f"conv({outputs}, {', '.join(options)})", (outputs, *out), [holder]
+
+
+def deconvolution(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
+    """Caffe's Deconvolution: out = (in - 1)·stride - 2·pad + kernel, blobs (in, out/group, kh, kw) as PyTorch's."""
+    param, channels, height, width, kernel, stride, pad = _convolution_param(layer, shape)
+    outputs, groups = param.num_output, param.group
+    if kernel[0] != kernel[1] or stride[0] != stride[1] or pad[0] != pad[1] or set(param.dilation) - {1}:
+        raise layer.error("only a square deconvolution without dilation is imported")
+    size = [(n - 1) * stride[0] - 2 * pad[0] + kernel[0] for n in (height, width)]
+    if min(size) < 1:
+        raise layer.error(f"its padding {pad[0]} leaves no output")
+    options = [f"k={kernel[0]}", f"s={stride[0]}", f"p={pad[0]}"] + [f"g={groups}"] * (groups != 1)
+    options += ["bias=false"] * (not param.bias_term)
+    shapes = [(channels, outputs // groups, *kernel)] + [(outputs,)] * param.bias_term
+    holder = Holder("deconv", layer.name, shapes, layer.lines.first)
+    return f"deconv({outputs}, {', '.join(options)})", (outputs, *size), [holder]
+
+
+def prelu(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
+    shared = layer.param("prelu_param", {"channel_shared"}).channel_shared
+    holder = Holder("prelu", layer.name, [(1 if shared else shape[0],)], layer.lines.first)
+    return ("prelu" if shared else "prelu(per_channel=true)"), shape, [holder]
 
 
 def pooling(layer: Layer, shape) -> tuple[str, tuple, list[Holder]]:
@@ -242,7 +272,7 @@ def simple(text: str):
     return convert
 
 
-SINGLE = {"Convolution": convolution, "Pooling": pooling, "InnerProduct": inner_product, "LRN": lrn, "ReLU": relu,
+SINGLE = {"Convolution": convolution, "Deconvolution": deconvolution, "PReLU": prelu, "Pooling": pooling, "InnerProduct": inner_product, "LRN": lrn, "ReLU": relu,
           "ELU": elu, "Dropout": dropout, "Softmax": softmax, "Flatten": flatten, "Sigmoid": simple("sigmoid"),
           "TanH": simple("tanh")}  # fmt: skip
 

@@ -16,6 +16,8 @@ from ..core.errors import CnnDslError, SourcePos
 from ..graph import ir
 from .caffe_proto import read_caffemodel
 
+HOLDING = ("conv", "deconv", "fc", "bn", "prelu")  # the cnndsl kinds that take a Caffe layer's blobs
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -69,14 +71,14 @@ def _checked(path: Path, blobs, name: str, shapes, holder: Holder, prototxt: str
 
 
 def state_dict(network, loaded: list[tuple[Holder, list]]) -> dict[str, np.ndarray]:
-    """The tensors under cnndsl's module names: the network's conv, fc and bn layers in order take the
+    """The tensors under cnndsl's module names: the network's conv, deconv, fc, bn and prelu layers in order take the
     prototxt's weight-holding layers in the order the import wrote them."""
     import numpy as np
 
     graph = network.graph
-    layers = [(node, layer) for node, layer in ir.layers(graph) if layer.op in ("conv", "fc", "bn")]
+    layers = [(node, layer) for node, layer in ir.layers(graph) if layer.op in HOLDING]
     if [layer.op for _, layer in layers] != [holder.op for holder, _ in loaded]:
-        raise CnnDslError("the imported network's conv/fc/bn layers do not follow the prototxt's order")
+        raise CnnDslError("the imported network's layers with weights do not follow the prototxt's order")
     state = {}
     for (_, layer), (holder, arrays) in zip(layers, loaded, strict=True):
         if holder.op != "bn":
