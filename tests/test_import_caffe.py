@@ -466,7 +466,7 @@ def test_import_is_deterministic_and_the_small_net_passes_strict_check(tmp_path)
     first = cnndsl.import_file(tmp_path / "small.prototxt")
     assert first == cnndsl.import_file(tmp_path / "small.prototxt")
     target = imported(tmp_path, tmp_path / "small.prototxt")
-    assert "    lrn(size=3, alpha=0.5), basic, gate, avgpool(k=3, s=2, p=1, ceil=true), basic_proj" in first
+    assert "    lrn(size=3, alpha=0.5), basic, gated, avgpool(k=3, s=2, p=1, ceil=true), basic_proj" in first
     assert "      | conv(8, k=3, d=2, g=2, bias=false)\n" in first  # pad 2 = `same` for dilation 2
     result = subprocess.run([sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True)
     assert result.returncode == 0, result.stderr
@@ -510,3 +510,42 @@ def test_deconvolution_and_prelu_weights_give_caffes_outputs(tmp_path):
     with torch.no_grad():
         got = model(torch.from_numpy(image)[None]).numpy()[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def torchvision_figures(name: str, size: int) -> tuple[int, int]:
+    """Params and conv + fc MACs of a torchvision model at size x size, counted by forward hooks."""
+    import oracles
+    import torch
+
+    model = getattr(oracles.torchvision_models(), name)()
+    macs = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs.append(output.numel() * module.in_channels // module.groups * kh * kw)
+
+    for module in model.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    return sum(p.numel() for p in model.parameters()), sum(macs)
+
+
+def test_squeezenets_import_as_fire_blocks_with_torchvisions_counts(tmp_path):
+    """forresti/SqueezeNet 51147dc068 (BSD): the fire module's squeeze joins its expands in one block named
+    after the Caffe units; v1.1 has torchvision's params and MACs at 227, v1.0 its params (Caffe's conv10
+    pads a 1x1 by 1, so 1000x15x15, where torchvision's does not)."""
+    v11 = imported(tmp_path, CAFFE / "forresti__SqueezeNet_v1.1__deploy.prototxt")
+    net = cnndsl.load(str(v11))
+    assert (net.params, net.macs) == torchvision_figures("squeezenet1_1", 227)
+    text = v11.read_text()
+    assert "block fire(c) {\n    conv(c, k=1), relu\n    branch {\n        conv(4 * c, k=1), relu\n" in text
+    assert (
+        "    maxpool(k=3, s=2, ceil=true), fire(32) x2, maxpool(k=3, s=2, ceil=true), fire(48) x2"
+        "  # pool3 … fire7/concat (lines 155-400)\n" in text
+    )
+    assert len(text.splitlines()) == 17
+    v10 = cnndsl.load(str(imported(tmp_path, CAFFE / "forresti__SqueezeNet_v1.0__deploy.prototxt")))
+    assert v10.params == torchvision_figures("squeezenet1_0", 227)[0]
+    assert shapes(v10, "conv")[-1] == (1000, 15, 15)

@@ -121,7 +121,7 @@ def write(nodes: list[Node], net_name: str, file_name: str, line_count: int) -> 
         first, last, names = structure.span(index)
         items.append(Item([index], text, first, last, index in structure.parts, labels.get(index), starts, names))
         previous = index
-    items = _absorb_activations(items)
+    items = _absorb_unit_heads(_absorb_activations(items))
     blocks = _blocks(items)
     statements = _stages(items)
     holders = [holder for item in items for index in item.nodes for holder in structure.holders(index)]
@@ -213,6 +213,28 @@ def _absorb_activations(items: list[Item]) -> list[Item]:
     return merged
 
 
+def _unit(name: str) -> str | None:
+    """`fire2` of `fire2/squeeze1x1`: the unit a slash-named Caffe layer belongs to."""
+    return name.split("/")[0] if "/" in name else None
+
+
+def _absorb_unit_heads(items: list[Item]) -> list[Item]:
+    """Plain layers of a unit right before its fork join the unit's item: SqueezeNet's squeeze 1x1 and its
+    ReLU belong to the fire module whose two expands meet in `fire2/concat`."""
+    merged: list[Item] = []
+    for item in items:
+        unit = _unit(item.names[0]) if item.composite and not item.starts_line else None
+        while unit and merged and not merged[-1].composite and not merged[-1].label:
+            head = merged[-1]
+            if head.text.startswith("@") or any(_unit(name) != unit for name in head.names):
+                break
+            merged.pop()
+            item.text, item.nodes = f"{head.text}, {item.text}", head.nodes + item.nodes
+            item.first, item.names, item.starts_line = head.first, head.names + item.names, head.starts_line
+        merged.append(item)
+    return merged
+
+
 def _blocks(items: list[Item]) -> list[str]:
     """Composite items of one template become calls of one block; returns the blocks' text."""
     groups: dict[tuple, list[Item]] = {}
@@ -222,7 +244,7 @@ def _blocks(items: list[Item]) -> list[str]:
     written, names = [], Counter()
     for members in groups.values():
         template = Template([member.text for member in members])
-        base = block_name(members[0].text)
+        base = block_name(members[0].text, members[0].names)
         names[base] += 1
         name = base if names[base] == 1 else f"{base}_{names[base]}"
         written.append(template.block(name))

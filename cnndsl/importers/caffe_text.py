@@ -74,12 +74,24 @@ class Template:
         return calls
 
 
-def block_name(text: str) -> str:
-    if text.startswith("branch"):
-        return "inception"
-    if text.startswith("scale"):
-        return "gate"
+GENERIC_STEMS = {"conv", "block", "layer", "concat", "eltwise", "output", "join", "merge", "unit", "data"}
+LANGUAGE_WORDS = {"residual", "shortcut", "branch", "dense", "scale", "stage", "block", "network", "input", "output",
+                  "let", "for", "in", "if", "elif", "else", "defaults", "import", "true", "false"}  # fmt: skip
+
+
+def block_name(text: str, names: list[str]) -> str:
+    """The Caffe unit's stem where it says something (`fire`, `inception`), else a name from the structure."""
+    from ..ops.base import lookup
+
+    stem = re.match(r"[A-Za-z]{4,}(?![A-Za-z])", names[0] if names else "")
+    word = stem.group().lower() if stem else ""
+    if word and word not in GENERIC_STEMS | LANGUAGE_WORDS and lookup(word) is None:
+        return word
     body = text.split("} shortcut {")[0]
+    if "branch {" in body:
+        return "inception"
+    if "scale {" in body:
+        return "gate"
     name = {3: "bottleneck", 2: "basic"}.get(body.count("conv("), "residual_unit")
     return name + "_proj" * ("} shortcut {" in text)
 
