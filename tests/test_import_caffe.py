@@ -549,3 +549,46 @@ def test_squeezenets_import_as_fire_blocks_with_torchvisions_counts(tmp_path):
     v10 = cnndsl.load(str(imported(tmp_path, CAFFE / "forresti__SqueezeNet_v1.0__deploy.prototxt")))
     assert v10.params == torchvision_figures("squeezenet1_0", 227)[0]
     assert shapes(v10, "conv")[-1] == (1000, 15, 15)
+
+
+def dense_prototxt() -> str:
+    """A DenseNet block in Caffe: each layer's BN-Scale-ReLU-conv output concatenated after its input."""
+    text = HEAD + conv_layer("conv0", "data", "conv0", 6, "kernel_size: 3 pad: 1")
+    previous, channels = "conv0", 6
+    for i in range(3):
+        text += simple_layer(f"bn_{i}", "BatchNorm", [previous], f"bn_{i}")
+        text += simple_layer(f"scale_{i}", "Scale", [f"bn_{i}"], f"bn_{i}", "scale_param { bias_term: true } ")
+        text += simple_layer(f"relu_{i}", "ReLU", [f"bn_{i}"], f"bn_{i}")
+        text += conv_layer(f"conv_{i}", f"bn_{i}", f"conv_{i}", 4, "kernel_size: 3 pad: 1", bias=False)
+        text += simple_layer(f"concat_{i}", "Concat", [previous, f"conv_{i}"], f"concat_{i}")
+        previous, channels = f"concat_{i}", channels + 4
+    return text
+
+
+def test_densenet_concatenation_becomes_dense_and_gives_caffes_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    blobs = {"conv0": [rng.normal(0, 0.3, (6, 3, 3, 3)), rng.normal(0, 0.3, 6)]}
+    for i, channels in enumerate((6, 10, 14)):
+        factor = rng.uniform(0.5, 2, 1)
+        blobs[f"bn_{i}"] = [rng.normal(0, 0.3, channels) * factor, rng.uniform(0.3, 2, channels) * factor, factor]
+        blobs[f"scale_{i}"] = [rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.3, channels)]
+        blobs[f"conv_{i}"] = [rng.normal(0, 0.3, (4, channels, 3, 3))]
+    blobs = {name: [a.astype(np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()}
+    (tmp_path / "dense.prototxt").write_text(dense_prototxt())
+    (tmp_path / "dense.caffemodel").write_bytes(cr.caffemodel(blobs))
+    text = cnndsl.import_file(
+        tmp_path / "dense.prototxt", weights=tmp_path / "dense.caffemodel", weights_out=tmp_path / "d.safetensors"
+    )
+    assert "block dense_layer {\n    dense {\n        bn, relu, conv(4, k=3, bias=false)\n    }\n}\n" in text
+    assert "    conv(6, k=3), dense_layer x3  # conv0 … concat_2 (lines 7-26)\n" in text
+    image = rng.normal(0, 1, (3, 8, 8)).astype(np.float32)
+    x = cr.conv(image.astype(np.float64), *blobs["conv0"], pad=(1, 1))
+    for i in range(3):
+        y = cr.relu(cr.scale(cr.batch_norm(x, *blobs[f"bn_{i}"]), *blobs[f"scale_{i}"]))
+        x = np.concatenate([x, cr.conv(y, blobs[f"conv_{i}"][0], None, pad=(1, 1))])
+    model = cnndsl.parse(text).to_torch(weights=str(tmp_path / "d.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    assert got.shape == x.shape == (18, 8, 8)
+    np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-6)

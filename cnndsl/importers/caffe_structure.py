@@ -52,35 +52,27 @@ class _Structure:
         return found
 
     def collapse(self) -> None:
-        """Each join whose inputs are plain chains back to one fork becomes a Part, innermost first."""
+        """Each join whose inputs are plain chains back to one fork becomes a Part, innermost first (one pass,
+        the readers of each node kept up to date, so a net of many joins takes linear time)."""
+        readers = {index: len(found) for index, found in self.consumers().items()}
         for join, node in enumerate(self.nodes):
             if not node.join or len(node.inputs) < 2 or len(set(node.inputs)) != len(node.inputs):
                 continue
-            consumers = self.consumers()
             paths, forks = [], set()
             for source in self.inputs[join]:
                 path = []
-                while len(self.inputs[source]) == 1 and len(consumers[source]) == 1:
-                    path.insert(0, source)
+                while len(self.inputs[source]) == 1 and readers[source] == 1:
+                    path.append(source)
                     source = self.inputs[source][0]
                 forks.add(source)
-                paths.append(path)
-            empty = sum(1 for path in paths if not path)
-            if len(forks) != 1 or empty > 1:
+                paths.append(path[::-1])
+            part = _part(node.join, paths) if len(forks) == 1 else None
+            if part is None:
                 continue
-            if node.join == "concat":
-                part = Part("branch", paths)
-            elif len(paths) != 2:
-                continue
-            elif node.join == "add":
-                body, shortcut = sorted(paths, key=len, reverse=True)
-                part = Part("residual", [body, shortcut])
-            elif empty == 1:
-                part = Part("scale", [max(paths, key=len)])
-            else:
-                continue
+            fork = forks.pop()
             self.parts[join] = part
-            self.inputs[join] = [forks.pop()]
+            self.inputs[join] = [fork]
+            readers[fork] += 1 - len(paths)  # the paths' heads (or the join, for an empty path) become the join
             self.alive -= {index for path in paths for index in path}
 
     # --- text ---------------------------------------------------------------------------------------
@@ -91,8 +83,8 @@ class _Structure:
         paths = [", ".join(self.text(i) for i in path) or "identity" for path in part.paths]
         if part.form == "branch":
             return "branch { " + " | ".join(paths) + " }"
-        if part.form == "scale":
-            return f"scale {{ {paths[0]} }}"
+        if part.form in ("scale", "dense"):
+            return f"{part.form} {{ {paths[0]} }}"
         return f"residual {{ {paths[0]} }}" + (f" shortcut {{ {paths[1]} }}" if part.paths[1] else "")
 
     def holders(self, index: int) -> list[Holder]:
@@ -106,6 +98,20 @@ class _Structure:
         lines = [self.span(i)[:2] if i != index else (self.nodes[i].first, self.nodes[i].last) for i in inner]
         names = [name for i in inner for name in (self.span(i)[2] if i != index else self.nodes[i].names)]
         return min(first for first, _ in lines), max(last for _, last in lines), names
+
+
+def _part(join: str, paths: list[list[int]]) -> Part | None:
+    """The form a join of these paths from one fork takes: `residual`, `dense`, `branch` or `scale`."""
+    empty = sum(1 for path in paths if not path)
+    if empty > 1:
+        return None
+    if join == "concat":
+        return Part("dense", [paths[1]]) if len(paths) == 2 and not paths[0] else Part("branch", paths)
+    if len(paths) != 2:
+        return None
+    if join == "add":
+        return Part("residual", sorted(paths, key=len, reverse=True))
+    return Part("scale", [max(paths, key=len)]) if join == "mul" and empty == 1 else None
 
 
 def write(nodes: list[Node], net_name: str, file_name: str, line_count: int) -> tuple[str, list[Holder]]:

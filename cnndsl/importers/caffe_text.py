@@ -92,6 +92,8 @@ def block_name(text: str, names: list[str]) -> str:
         return "inception"
     if "scale {" in body:
         return "gate"
+    if "dense {" in body:
+        return "dense_layer"
     name = {3: "bottleneck", 2: "basic"}.get(body.count("conv("), "residual_unit")
     return name + "_proj" * ("} shortcut {" in text)
 
@@ -133,7 +135,7 @@ def format_body(text: str, indent: int) -> list[str]:
     lines: list[str] = []
     pending: list[str] = []
     for item in split_top(text, ", "):
-        match = re.match(r"(residual|branch|scale) \{ ", item)
+        match = re.match(r"(residual|branch|scale|dense) \{ ", item)
         if not match:
             pending.append(item)
             continue
