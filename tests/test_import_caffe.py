@@ -592,3 +592,47 @@ def test_densenet_concatenation_becomes_dense_and_gives_caffes_outputs(tmp_path)
         got = model(torch.from_numpy(image)[None]).numpy()[0]
     assert got.shape == x.shape == (18, 8, 8)
     np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-6)
+
+
+NORMED_CONV = (
+    HEAD
+    + conv_layer("conv", "data", "conv", 4, "kernel_size: 3", bias=False)
+    + bn_layers("conv", "conv")
+    + simple_layer("fc", "InnerProduct", ["conv"], "fc", "inner_product_param { num_output: 2 bias_term: false } ")
+)
+
+
+def test_bn_with_a_zero_factor_and_a_training_caffemodels_extra_layers(tmp_path):
+    """Caffe takes 0 for the running mean and variance where BN's third blob is 0; layers of the caffemodel the
+    prototxt lacks (a training net's loss) are passed over; a blob count other than the layer's is refused."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    blobs = {
+        "conv": [rng.normal(0, 0.3, (4, 3, 3, 3))],
+        "bn_conv": [rng.normal(0, 1, 4), rng.uniform(1, 2, 4), np.zeros(1)],
+        "scale_conv": [rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.3, 4)],
+        "fc": [rng.normal(0, 0.3, (2, 144))],
+        "loss": [rng.normal(0, 1, 7)],
+    }
+    blobs = {name: [a.astype(np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()}
+    (tmp_path / "n.prototxt").write_text(NORMED_CONV)
+    (tmp_path / "n.caffemodel").write_bytes(cr.caffemodel(blobs))
+    text = cnndsl.import_file(
+        tmp_path / "n.prototxt", weights=tmp_path / "n.caffemodel", weights_out=tmp_path / "n.safetensors"
+    )
+    image = rng.normal(0, 1, (3, 8, 8)).astype(np.float32)
+    x = cr.conv(image.astype(np.float64), blobs["conv"][0], None)
+    x = cr.scale(cr.batch_norm(x, *blobs["bn_conv"]), *blobs["scale_conv"])
+    expected = blobs["fc"][0] @ x.reshape(-1)
+    model = cnndsl.parse(text).to_torch(weights=str(tmp_path / "n.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    blobs["fc"].append(np.zeros(2))  # a bias the prototxt's InnerProduct does not have
+    (tmp_path / "biased.caffemodel").write_bytes(cr.caffemodel(blobs))
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.import_file(
+            tmp_path / "n.prototxt", weights=tmp_path / "biased.caffemodel", weights_out=tmp_path / "b.safetensors"
+        )
+    assert caught.value.message == "biased.caffemodel: layer `fc` holds 2 blobs, the prototxt's layer takes 1"
+    assert caught.value.pos.line == 12  # the InnerProduct: 6 lines of input, 2 of conv, 3 of BN and Scale
