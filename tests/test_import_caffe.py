@@ -636,3 +636,19 @@ def test_bn_with_a_zero_factor_and_a_training_caffemodels_extra_layers(tmp_path)
         )
     assert caught.value.message == "biased.caffemodel: layer `fc` holds 2 blobs, the prototxt's layer takes 1"
     assert caught.value.pos.line == 12  # the InnerProduct: 6 lines of input, 2 of conv, 3 of BN and Scale
+
+
+def test_forks_nested_too_deeply_are_a_located_error(tmp_path):
+    """3,000 residuals each inside the next: an error at the file, not a RecursionError's traceback."""
+    depth, lines = 3000, [HEAD]
+
+    def bottom(d: int) -> str:  # r_d reads r_(d+1); the outermost reads the input
+        return "data" if d == depth - 1 else f"r{d + 1}"
+
+    lines += [
+        f'layer {{ name: "r{d}" type: "ReLU" bottom: "{bottom(d)}" top: "r{d}" }}\n' for d in reversed(range(depth))
+    ]
+    for d in range(depth):
+        inner = "r0" if d == 0 else f"e{d - 1}"
+        lines.append(f'layer {{ name: "e{d}" type: "Eltwise" bottom: "{bottom(d)}" bottom: "{inner}" top: "e{d}" }}\n')
+    assert refusal(tmp_path, "".join(lines)) == "net.prototxt:1:1: error: the net nests its forks too deeply to write"

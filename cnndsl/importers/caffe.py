@@ -177,16 +177,13 @@ def _phase(rule) -> str:
     return rule.DESCRIPTOR.fields_by_name["phase"].enum_type.values_by_number[rule.phase].name
 
 
-def read_nodes(text: str, file: str) -> list[Node]:
-    """The prototxt's layers as nodes in Caffe's order; the first is the input."""
-    net = read_prototxt(text, file)
-    return _Converter(net, layer_lines(text), file).run()
-
-
 def convert(text: str, file: str) -> tuple[str, list[Holder]]:
     """The .cnn text for a prototxt, and the layers that take weights, in the order the network holds them."""
     from .caffe_structure import write
 
     net = read_prototxt(text, file)
     nodes = _Converter(net, layer_lines(text), file).run()
-    return write(nodes, net.name or Path(file).stem, Path(file).name, len(text.splitlines()))
+    try:
+        return write(nodes, net.name or Path(file).stem, Path(file).name, len(text.splitlines()))
+    except RecursionError:
+        raise CnnDslError("the net nests its forks too deeply to write", SourcePos(file, 1, 1)) from None

@@ -19,7 +19,7 @@ ACTIVATIONS = re.compile(r"(relu|leakyrelu\([^)]*\)|sigmoid|tanh|elu(\([^)]*\))?
 class Part:
     """A forked part of the net that met again: its form and the node lists of its paths."""
 
-    form: str  # residual, branch or scale
+    form: str  # residual, branch, dense or scale
     paths: list[list[int]]
 
 
@@ -94,10 +94,14 @@ class _Structure:
         return [holder for path in part.paths for i in path for holder in self.holders(i)]
 
     def span(self, index: int) -> tuple[int, int, list[str]]:
-        inner = [index] + [i for path in self.parts[index].paths for i in path] if index in self.parts else [index]
-        lines = [self.span(i)[:2] if i != index else (self.nodes[i].first, self.nodes[i].last) for i in inner]
-        names = [name for i in inner for name in (self.span(i)[2] if i != index else self.nodes[i].names)]
-        return min(first for first, _ in lines), max(last for _, last in lines), names
+        """The first and last prototxt line of the node and of every node folded into it, and their Caffe names."""
+        node = self.nodes[index]
+        first, last, names = node.first, node.last, list(node.names)
+        for path in self.parts[index].paths if index in self.parts else []:
+            for inner in path:
+                inner_first, inner_last, inner_names = self.span(inner)
+                first, last, names = min(first, inner_first), max(last, inner_last), names + inner_names
+        return first, last, names
 
 
 def _part(join: str, paths: list[list[int]]) -> Part | None:
