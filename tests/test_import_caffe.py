@@ -442,8 +442,8 @@ def test_v1_caffemodel_with_legacy_blob_shapes_gives_caffes_outputs(tmp_path):
         ('layer { name: "e" type: "Eltwise" top: "e" }', "net.prototxt:7:1: error: layer `e` (Eltwise): needs a bottom and a top"),
         ('layer { name: "r" type: "ReLU" bottom: "x" top: "r" }',
          "net.prototxt:7:1: error: layer `r` (ReLU): reads the blob `x`, which no earlier layer makes"),
-        ('layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { operation: MAX } }',
-         "net.prototxt:7:1: error: layer `m` (Eltwise): the element-wise maximum is not imported: cnndsl has no such join"),
+        ('layer { name: "m" type: "Eltwise" bottom: "data" bottom: "data" top: "m" eltwise_param { coeff: 1 coeff: -1 } }',
+         "net.prototxt:7:1: error: layer `m` (Eltwise): a weighted sum (coeff other than 1) is not imported"),
         ('layer { name: "b" type: "BatchNorm" bottom: "data" top: "data" }',
          "net.prototxt:7:1: error: layer `b` (BatchNorm): is not followed by a Scale on its output: cnndsl's bn always learns γ and β"),
         ('layer { name: "d" type: "Data" top: "data2" }',
@@ -451,7 +451,7 @@ def test_v1_caffemodel_with_legacy_blob_shapes_gives_caffes_outputs(tmp_path):
         ('layer { name: "n" type: "LRN" bottom: "data" top: "n" lrn_param { norm_region: WITHIN_CHANNEL } }',
          "net.prototxt:7:1: error: layer `n` (LRN): WITHIN_CHANNEL normalisation is not imported: cnndsl's lrn runs across channels"),
     ],
-    ids=["zero stride", "no bottom", "unknown blob", "eltwise max", "bn without scale", "data layer", "lrn within"],
+    ids=["zero stride", "no bottom", "unknown blob", "weighted sum", "bn without scale", "data layer", "lrn within"],
 )  # fmt: skip
 def test_layers_caffe_would_compute_otherwise_are_refused(tmp_path, layer, message):
     assert refusal(tmp_path, HEAD + layer + "\n") == message
@@ -652,3 +652,31 @@ def test_forks_nested_too_deeply_are_a_located_error(tmp_path):
         inner = "r0" if d == 0 else f"e{d - 1}"
         lines.append(f'layer {{ name: "e{d}" type: "Eltwise" bottom: "{bottom(d)}" bottom: "{inner}" top: "e{d}" }}\n')
     assert refusal(tmp_path, "".join(lines)) == "net.prototxt:1:1: error: the net nests its forks too deeply to write"
+
+
+MAXOUT = HEAD + (
+    conv_layer("a", "data", "a", 4, "kernel_size: 3 pad: 1")
+    + conv_layer("b", "data", "b", 4, "kernel_size: 1")
+    + simple_layer("max", "Eltwise", ["a", "b"], "max", "eltwise_param { operation: MAX } ")
+)
+
+
+def test_eltwise_max_is_maximum_and_gives_caffes_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    blobs = {"a": [rng.normal(0, 0.4, (4, 3, 3, 3)), rng.normal(0, 0.3, 4)],
+             "b": [rng.normal(0, 0.4, (4, 3, 1, 1)), rng.normal(0, 0.3, 4)]}  # fmt: skip
+    blobs = {name: [a.astype(np.float32).astype(np.float64) for a in arrays] for name, arrays in blobs.items()}
+    (tmp_path / "m.prototxt").write_text(MAXOUT)
+    (tmp_path / "m.caffemodel").write_bytes(cr.caffemodel(blobs))
+    text = cnndsl.import_file(
+        tmp_path / "m.prototxt", weights=tmp_path / "m.caffemodel", weights_out=tmp_path / "m.safetensors"
+    )
+    assert "    data: input 3x8x8\n    a: conv(4, k=3)  # a (lines 7-8)\n    @data, conv(4, k=1), maximum(@a)" in text
+    image = rng.normal(0, 1, (3, 8, 8)).astype(np.float32)
+    x = image.astype(np.float64)
+    expected = np.maximum(cr.conv(x, *blobs["a"], pad=(1, 1)), cr.conv(x, *blobs["b"]))
+    model = cnndsl.parse(text).to_torch(weights=str(tmp_path / "m.safetensors")).eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(image)[None]).numpy()[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

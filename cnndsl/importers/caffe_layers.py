@@ -282,11 +282,9 @@ def eltwise(layer: Layer, shapes: list) -> tuple[str, tuple]:
     operation = _enum_name(param, "operation")
     if any(shape != shapes[0] for shape in shapes):
         raise layer.error(f"joins blobs of different shapes {shapes}")
-    if operation == "MAX":
-        raise layer.error("the element-wise maximum is not imported: cnndsl has no such join", "operation")
     if operation == "SUM" and any(coeff != 1 for coeff in param.coeff):
         raise layer.error("a weighted sum (coeff other than 1) is not imported", "coeff")
-    return ("add" if operation == "SUM" else "mul"), shapes[0]
+    return {"SUM": "add", "PROD": "mul", "MAX": "maximum"}[operation], shapes[0]
 
 
 def concat(layer: Layer, shapes: list) -> tuple[str, tuple]:

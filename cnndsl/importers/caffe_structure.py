@@ -173,8 +173,10 @@ def _labels(structure: _Structure, order: list[int], consumers) -> dict[int, str
     for index in order[1:]:
         sources = structure.inputs[index]
         wanted |= {source for source in sources if source != previous}
-        if structure.nodes[index].join and index not in structure.parts and len(sources) > 1:
-            wanted |= set(sources[1:]) if sources[0] == previous else set(sources)
+        join = structure.nodes[index].join
+        if join and index not in structure.parts and len(sources) > 1:
+            continues = sources[0] == previous or (join != "concat" and previous in sources)
+            wanted |= set(sources) - {previous} if continues else set(sources)
         previous = index
     outputs = [index for index in order[1:] if not consumers[index]]
     if len(outputs) > 1 or outputs[-1] != order[-1]:
