@@ -169,7 +169,7 @@ class _Converter:
         text = "bn" if abs(eps - 1e-5) < 1e-12 else f"bn(eps={number(eps)})"
         node = Node("BatchNorm", text, shape, inputs, [norm.name, scale.name], norm.lines.first, scale.lines.last)
         shapes = [(channels,), (channels,), (1,)]
-        node.holders = [Holder("bn", norm.name, shapes, norm.lines.first, scale.name, eps)]
+        node.holders = [Holder("bn", norm.name, shapes, norm.lines.first, scale.name)]
         self._add(node, list(scale.message.top))
 
 

@@ -28,7 +28,6 @@ class Holder:
     shapes: list[tuple[int, ...]]
     line: int
     scale: str = ""  # bn: the Scale layer with gamma and beta
-    eps: float = 1e-5
 
 
 @dataclass
