@@ -680,3 +680,23 @@ def test_eltwise_max_is_maximum_and_gives_caffes_outputs(tmp_path):
     with torch.no_grad():
         got = model(torch.from_numpy(image)[None]).numpy()[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cli_writes_the_network_and_the_weights(tmp_path):
+    blobs = random_blobs(np.random.default_rng(9))
+    (tmp_path / "small.prototxt").write_text(SMALL)
+    (tmp_path / "small.caffemodel").write_bytes(cr.caffemodel(blobs))
+    args = ["small.prototxt", "--weights", "small.caffemodel", "--weights-out", "small.safetensors", "-o", "small.cnn"]
+    result = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "import", *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+    from safetensors.numpy import load_file
+
+    tensors = load_file(tmp_path / "small.safetensors")
+    net = cnndsl.load(str(tmp_path / "small.cnn"))
+    assert sum(t.size for name, t in tensors.items() if "running" not in name) == net.params
+    first_bn = next(layer.name for _, layer in ir.layers(net.graph) if layer.op == "bn")
+    factor = blobs["bn_conv1"][2][0]
+    np.testing.assert_allclose(tensors[f"{first_bn}.running_mean"], blobs["bn_conv1"][0] / factor, rtol=1e-6)
