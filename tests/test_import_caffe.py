@@ -56,6 +56,9 @@ def test_every_layer_shape_follows_caffes_rules(tmp_path):
         (96, 55, 55), (96, 27, 27), (256, 27, 27), (256, 13, 13), (384, 13, 13), (384, 13, 13), (256, 13, 13),
         (256, 6, 6), (4096,), (4096,), (1000,),
     ]  # fmt: skip
+    assert "    (fc(4096), relu, dropout) x2, fc(1000), softmax  # fc6 … prob (lines 191-277)\n" in (
+        imported(tmp_path, CAFFE / CORPUS[0][0]).read_text()
+    )  # each conv or fc with the layers after it, so that runs repeat at layer boundaries
     lenet = cnndsl.load(str(imported(tmp_path, CAFFE / CORPUS[1][0])))
     assert shapes(lenet, "conv", "maxpool", "fc") == [(20, 24, 24), (20, 12, 12), (50, 8, 8), (50, 4, 4), (500,), (10,)]
     resnet = cnndsl.load(str(imported(tmp_path, CAFFE / CORPUS[2][0])))
@@ -386,7 +389,7 @@ def test_v1_layers_import_like_the_new_format(tmp_path):
     assert (net.params, net.macs) == (60_965_224, 724_406_816)
     assert shapes(net, "maxpool", "lrn") == [(96, 27, 27), (96, 27, 27), (256, 13, 13), (256, 13, 13), (256, 6, 6)]
     assert (
-        "    conv(96, k=11, s=4, p=0), relu, maxpool(k=3, s=2), lrn(k=1), conv(256, k=5, g=2), relu"
+        "    conv(96, k=11, s=4, p=0), relu, maxpool(k=3, s=2), lrn(k=1)  # conv1 … norm1 (lines 7-45)\n"
         in target.read_text()
     )
 

@@ -12,6 +12,7 @@ from .caffe_layers import Holder, Node
 from .caffe_text import Template, block_name, tidy
 from .writing import Statement, body_lines, fold, identifier
 
+LEADS = re.compile(r"(@\w+, )?(conv|deconv|fc)\(")  # the layers that start a group
 ACTIVATIONS = re.compile(r"(relu|leakyrelu\([^)]*\)|sigmoid|tanh|elu(\([^)]*\))?)$")
 
 
@@ -133,6 +134,7 @@ def write(nodes: list[Node], net_name: str, file_name: str, line_count: int) -> 
         previous = index
     items = _absorb_unit_heads(_absorb_activations(items))
     blocks = _blocks(items)
+    items = _grouped(items)
     statements = _stages(items)
     holders = [holder for item in items for index in item.nodes for holder in structure.holders(index)]
     outputs = [index for index in order[1:] if not consumers[index]]
@@ -265,6 +267,23 @@ def _blocks(items: list[Item]) -> list[str]:
     for item in items:
         item.text = tidy(item.text)
     return written
+
+
+def _grouped(items: list[Item]) -> list[Item]:
+    """Each conv, deconv or fc with the plain layers after it (bn, relu, pooling, ...) as one item, so that
+    lines break and runs repeat at layer boundaries, as a person writes them."""
+    grouped: list[Item] = []
+    open_group = False
+    for item in items:
+        current = grouped[-1] if grouped else None
+        joins = open_group and not item.composite and not item.starts_line and not LEADS.match(item.text)
+        if current and joins and not current.label:
+            current.text, current.last, current.label = f"{current.text}, {item.text}", item.last, item.label
+            current.nodes, current.names = current.nodes + item.nodes, current.names + item.names
+            continue
+        grouped.append(item)
+        open_group = not item.composite and bool(LEADS.match(item.text))
+    return grouped
 
 
 def _stage_key(names: list[str]) -> str | None:
