@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.errors import CnnDslError, SourcePos
 from .caffe_layers import DATA_LAYERS, SINGLE, Holder, Layer, Node, concat, eltwise, number
 from .caffe_proto import LayerLines, layer_lines, read_prototxt
+from .caffe_structure import write
 
 NO_EQUIVALENT = {
     "Python": "runs Python code that the prototxt does not hold",
@@ -179,8 +180,6 @@ def _phase(rule) -> str:
 
 def convert(text: str, file: str) -> tuple[str, list[Holder]]:
     """The .cnn text for a prototxt, and the layers that take weights, in the order the network holds them."""
-    from .caffe_structure import write
-
     net = read_prototxt(text, file)
     nodes = _Converter(net, layer_lines(text), file).run()
     try:

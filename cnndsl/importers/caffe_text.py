@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..ops.base import lookup
+
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:e-?\d+)?)(?![\w.])")
 CALL = re.compile(r"\b(conv|maxpool|avgpool)\(((?:[^()]|\([^()]*\))*)\)")
 WIDTH = 96
@@ -81,8 +83,6 @@ LANGUAGE_WORDS = {"residual", "shortcut", "branch", "dense", "scale", "stage", "
 
 def block_name(text: str, names: list[str]) -> str:
     """The Caffe unit's stem where it says something (`fire`, `inception`), else a name from the structure."""
-    from ..ops.base import lookup
-
     stem = re.match(r"[A-Za-z]{4,}(?![A-Za-z])", names[0] if names else "")
     word = stem.group().lower() if stem else ""
     if word and word not in GENERIC_STEMS | LANGUAGE_WORDS and lookup(word) is None:
