@@ -703,3 +703,65 @@ def test_cli_writes_the_network_and_the_weights(tmp_path):
     first_bn = next(layer.name for _, layer in ir.layers(net.graph) if layer.op == "bn")
     factor = blobs["bn_conv1"][2][0]
     np.testing.assert_allclose(tensors[f"{first_bn}.running_mean"], blobs["bn_conv1"][0] / factor, rtol=1e-6)
+
+
+def _key(body: str, name: str, default: int = 0) -> int:
+    match = re.search(rf"\b{name}: (\d+)", body)
+    return int(match.group(1)) if match else default
+
+
+def caffe_shapes(text: str) -> dict[str, list]:
+    """Every Convolution, Pooling, InnerProduct, Eltwise and Concat output shape by Caffe's own rules, from the
+    prototxt text alone (a few regular expressions, not the importer): kind -> sorted shapes."""
+    dims = [int(d) for d in re.findall(r"(?:input_dim|dim): (\d+)", text.split("layer")[0] or "")][1:] or None
+    blobs, found = {}, {"conv": [], "pool": [], "fc": [], "add": [], "concat": []}
+    for body in re.split(r"\n\s*layers? \{", text)[1:]:
+        kind = re.search(r"type: \"?(\w+)", body).group(1).lower()
+        bottoms, tops = re.findall(r'bottom: "([^"]+)"', body), re.findall(r'top: "([^"]+)"', body)
+
+        if kind == "input":
+            dims = [int(d) for d in re.findall(r"dim: (\d+)", body)][1:]
+            blobs[tops[0]] = tuple(dims)
+            continue
+        shape = blobs.get(bottoms[0], tuple(dims or ())) if bottoms else None
+        if kind == "convolution":
+            k, s, p = _key(body, "kernel_size"), _key(body, "stride", 1), _key(body, "pad")
+            shape = (_key(body, "num_output"), *[(n + 2 * p - k) // s + 1 for n in shape[1:]])
+            found["conv"].append(shape)
+        elif kind == "pooling":
+            if "global_pooling: true" in body:
+                shape = (shape[0], 1, 1)
+            else:
+                k, s, p = _key(body, "kernel_size"), _key(body, "stride", 1), _key(body, "pad")
+                shape = (shape[0], *[cr.pooled_size(n, k, s, p) for n in shape[1:]])
+            found["pool"].append(shape)
+        elif kind in ("innerproduct", "inner_product"):
+            shape = (_key(body, "num_output"),)
+            found["fc"].append(shape)
+        elif kind == "eltwise":
+            found["add"].append(shape)
+        elif kind == "concat":
+            shape = (sum(blobs[b][0] for b in bottoms), *shape[1:])
+            found["concat"].append(shape)
+        blobs[tops[0]] = shape
+    return {kind: sorted(shapes) for kind, shapes in found.items()}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["BVLC__bvlc_alexnet__deploy", "BVLC__examples_mnist__lenet", "KaimingHe__ResNet-50-deploy",
+     "KaimingHe__ResNet-152-deploy", "BVLC__bvlc_googlenet__deploy", "BVLC__bvlc_reference_caffenet__deploy_v1",
+     "forresti__SqueezeNet_v1.0__deploy", "forresti__SqueezeNet_v1.1__deploy"],
+)  # fmt: skip
+def test_every_conv_pool_fc_and_join_has_caffes_output_shape(tmp_path, name):
+    source = CAFFE / f"{name}.prototxt"
+    net = cnndsl.load(str(imported(tmp_path, source)))
+    ops = {
+        "conv": ("conv",),
+        "pool": ("maxpool", "avgpool", "gap"),
+        "fc": ("fc",),
+        "add": ("add",),
+        "concat": ("concat",),
+    }
+    got = {kind: sorted(shapes(net, *names)) for kind, names in ops.items()}
+    assert got == caffe_shapes(source.read_text())
