@@ -527,6 +527,8 @@ def torchvision_figures(name: str, size: int) -> tuple[int, int]:
         if isinstance(module, torch.nn.Conv2d):
             kh, kw = module.kernel_size
             macs.append(output.numel() * module.in_channels // module.groups * kh * kw)
+        elif isinstance(module, torch.nn.Linear):
+            macs.append(module.in_features * module.out_features)
 
     for module in model.modules():
         module.register_forward_hook(count)
@@ -765,3 +767,62 @@ def test_every_conv_pool_fc_and_join_has_caffes_output_shape(tmp_path, name):
     }
     got = {kind: sorted(shapes(net, *names)) for kind, names in ops.items()}
     assert got == caffe_shapes(source.read_text())
+
+
+def basic_resnet_prototxt(depths: list[int]) -> str:
+    """A ResNet of basic blocks written as Kaiming's prototxts name and lay out their layers (branch1 the
+    projection, branch2a/2b the body, BatchNorm + Scale after each convolution)."""
+    text = 'name: "ResNet-18"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 224\ninput_dim: 224\n'
+
+    def conv_bn(name, bottom, outputs, kernel, stride, relu):
+        block = conv_layer(
+            name, bottom, name, outputs, f"kernel_size: {kernel} stride: {stride} pad: {kernel // 2}", False
+        )
+        block += bn_layers(name, name)
+        return block + (simple_layer(f"{name}_relu", "ReLU", [name], name) if relu else "")
+
+    text += conv_bn("conv1", "data", 64, 7, 2, True)
+    text += simple_layer(
+        "pool1", "Pooling", ["conv1"], "pool1", "pooling_param { pool: MAX kernel_size: 3 stride: 2 } "
+    )
+    bottom = "pool1"
+    for stage, (width, count) in enumerate(zip([64, 128, 256, 512], depths, strict=True), start=2):
+        for unit in range(count):
+            name = f"res{stage}{'abcdefghij'[unit]}"
+            stride = 2 if unit == 0 and stage > 2 else 1
+            shortcut = bottom
+            if unit == 0 and stage > 2:
+                text += conv_bn(f"{name}_branch1", bottom, width, 1, 2, False)
+                shortcut = f"{name}_branch1"
+            text += conv_bn(f"{name}_branch2a", bottom, width, 3, stride, True)
+            text += conv_bn(f"{name}_branch2b", f"{name}_branch2a", width, 3, 1, False)
+            text += simple_layer(name, "Eltwise", [shortcut, f"{name}_branch2b"], name)
+            text += simple_layer(f"{name}_relu", "ReLU", [name], name)
+            bottom = name
+    text += simple_layer("pool5", "Pooling", [bottom], "pool5", "pooling_param { pool: AVE kernel_size: 7 stride: 1 } ")
+    return text + simple_layer(
+        "fc1000", "InnerProduct", ["pool5"], "fc1000", "inner_product_param { num_output: 1000 } "
+    )
+
+
+def test_a_basic_block_resnet_is_a_family_whose_first_stage_is_one_run(tmp_path):
+    """ResNet-18's stage res2 keeps its shape, so it is `basic(64) x res2`; the others start with a projection;
+    params and MACs are torchvision's resnet18 (which also strides the first 3x3)."""
+    source = tmp_path / "resnet18.prototxt"
+    source.write_text(basic_resnet_prototxt([2, 2, 2, 2]))
+    target = imported(tmp_path, source)
+    text = target.read_text()
+    net = cnndsl.load(str(target))
+    assert (net.params, net.macs) == torchvision_figures("resnet18", 224)
+    assert "network resnet_18(res2=2, res3=2, res4=2, res5=2) {\n" in text
+    assert "    stage res2 { basic(64) x res2 }  # res2a_branch2a … res2b_relu" in text
+    assert "    stage res3 { basic_proj(128), basic(128) x (res3 - 1) }  # res3a_branch1 … res3b_relu" in text
+    assert "    shortcut { conv(c, k=1, s=2, bias=false), bn }\n" in text  # every projection strides by 2
+    source.write_text(basic_resnet_prototxt([1, 2, 2, 2]))  # a lone unit is no stage: the family has three
+    text = imported(tmp_path, source).read_text()
+    assert "network resnet_18(res3=2, res4=2, res5=2) {\n" in text
+    assert "maxpool(k=3, s=2, ceil=true), basic(64)  # conv1 … res2a_relu (lines 7-26)\n" in text
+    source.write_text(basic_resnet_prototxt([2, 1, 1, 1]))  # one stage is no family: its count written out
+    text = imported(tmp_path, source).read_text()
+    assert "network resnet_18 {\n" in text
+    assert "    stage res2 { basic x2 }  # res2a_branch2a … res2b_relu (lines 14-39)\n" in text

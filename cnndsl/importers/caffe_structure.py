@@ -325,18 +325,21 @@ def _stages(items: list[Item]) -> list:
 
 
 def _depth_form(units: list[Statement], key: str, count: int) -> str | None:
-    """`first, unit x (key - 1)` for a stage of a first unit and a run of another; None for other stages."""
+    """`first, unit x (key - 1)` for a stage of a first unit and a run of another, `unit x key` for a run of one;
+    None for other stages."""
+    runner = re.sub(r" x\d+$", "", units[-1].text)
+    if len(units) == 1 and runner != units[0].text:
+        return f"{runner} x {key}"
     if len(units) == 2 and count >= 2:
-        runner = re.sub(r" x\d+$", "", units[1].text)
         return f"{units[0].text}, {runner} x ({key} - 1)"
     return None
 
 
 def _fixed(statement: Statement, depths: dict[str, int]) -> Statement:
     """A stage written with a depth parameter, back to its numbers where the net is no family."""
-    match = re.match(r"stage (\w+) \{ (.*) x \(\1 - 1\) \}$", statement.text)
+    match = re.match(r"stage (\w+) \{ (.*) x (\(\1 - 1\)|\1) \}$", statement.text)
     if match and match.group(1) in depths:
-        count = depths[match.group(1)] - 1
+        count = depths[match.group(1)] - match.group(3).startswith("(")
         text = f"stage {match.group(1)} {{ {match.group(2)}" + (f" x{count}" if count > 1 else "") + " }"
         return Statement(text, statement.first, statement.last, statement.label, statement.starts_line)
     return statement
