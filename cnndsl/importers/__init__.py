@@ -1,14 +1,19 @@
-"""Importers: other frameworks' model files (Darknet .cfg and .weights so far) become readable .cnn text."""
+"""Importers: other frameworks' model files (Darknet .cfg/.weights, Caffe .prototxt/.caffemodel) become .cnn text."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..api import parse
 from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError
 
-FORMATS = {".cfg": "darknet"}
+FORMATS = {".cfg": "darknet", ".prototxt": "caffe"}
+# format -> (the module whose `convert` writes the text, the module that reads its weights: read_weights and
+# state_dict), by name: `cnndsl.import_file` is public, so a format's modules (protobuf for Caffe) load only
+# when a file of that format is imported, not at every command's start-up
+CONVERTERS = {"darknet": ("darknet", "darknet_weights"), "caffe": ("caffe", "caffe_weights")}
 
 
 def import_file(
@@ -21,30 +26,21 @@ def import_file(
     if fmt is None:
         raise CnnDslError(
             f"{path}: cannot tell the format from the suffix `{path.suffix}`",
-            hint="name it .cfg (Darknet) or pass --from darknet",
+            hint="name it .cfg (Darknet) or .prototxt (Caffe), or pass --from",
         )
-    if fmt != "darknet":
-        raise CnnDslError(
-            f"{path}: importing {fmt} files is not built yet", hint="only Darknet .cfg files import so far"
-        )
+    if fmt not in CONVERTERS:
+        raise CnnDslError(f"{path}: importing {fmt} files is not built yet", hint=f"known: {', '.join(CONVERTERS)}")
     if (weights is None) != (weights_out is None):
         raise CnnDslError("weights and weights_out come together: the weights file in, the safetensors file out")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise CnnDslError(f"{path}: cannot read: {error.strerror}") from None
-    from .darknet import convert
-
-    cnn, layers = convert(text, str(path))
+    converter, reader = (importlib.import_module(f".{name}", __package__) for name in CONVERTERS[fmt])
+    cnn, layers = converter.convert(text, str(path))
     if weights is not None:
-        _write_weights(cnn, str(path), weights, layers, weights_out)
+        from safetensors.numpy import save
+
+        loaded = reader.read_weights(weights, layers, str(path))
+        write_atomically(weights_out, save(reader.state_dict(parse(cnn, str(path)), loaded)))
     return cnn
-
-
-def _write_weights(cnn: str, cfg: str, weights, layers, target) -> None:
-    from safetensors.numpy import save
-
-    from .darknet_weights import read_weights, state_dict
-
-    loaded = read_weights(weights, layers, cfg)
-    write_atomically(target, save(state_dict(parse(cnn, cfg), loaded)))

@@ -1,4 +1,4 @@
-"""Joins of several tensors: add (residual), concat (dense, inception, U-Net), mul (gating).
+"""Joins of several tensors: add (residual), concat (dense, inception, U-Net), mul (gating), maximum (maxout).
 
 The first input is the tensor arriving in sequence, the rest come from `@tap` arguments
 or from the structure (residual shortcut, dense input, branch paths, scale gate).
@@ -123,6 +123,37 @@ def _onnx_centre_crop(emit, arg, shape, target) -> str:
     if emit.opset < 10:  # Slice took its bounds as attributes until opset 10
         return emit.op("Slice", [arg], starts=starts, ends=ends, axes=(2, 3))
     return emit.op("Slice", [arg, emit.ints("starts", starts), emit.ints("ends", ends), emit.ints("axes", (2, 3))])
+
+
+@register
+class Maximum(OpKind):
+    name = "maximum"
+    family = "merge"
+    takes_taps = True
+    drawn_as_join = True
+    doc = "maximum(@t): element-wise maximum with the taps, of equal shapes (Caffe's Eltwise MAX, maxout)"
+    example = Example("maximum(@in)", before="bn")
+
+    def shape(self, attrs, inputs):
+        for other in inputs[1:]:
+            if other != inputs[0]:
+                raise ShapeProblem(
+                    f"cannot take the maximum of {format_shape(inputs[0])} and {format_shape(other)}",
+                    hint="make both operands the same shape",
+                )
+        return inputs[0]
+
+    def label(self, attrs):
+        return "max"
+
+    def torch_forward(self, attrs, inputs):
+        result = Arg(0)
+        for index in range(1, len(inputs)):
+            result = Call("torch", "maximum", (result, Arg(index)))
+        return result
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Max", list(args))
 
 
 @register
