@@ -27,6 +27,10 @@ class Filled(NamedTuple):
     value: float
 
 
+class Ramp(NamedTuple):
+    """The values 0, 1, 2, … in order: the fixed bins of Ultralytics' DFL convolution, which it never trains."""
+
+
 ZEROS, ONES = Filled(0.0), Filled(1.0)
 
 
@@ -40,7 +44,7 @@ class TensorSpec(NamedTuple):
 
     name: str
     shape: Shape
-    init: Uniform | Filled = ZEROS
+    init: Uniform | Filled | Ramp = ZEROS
     role: str = PARAMETER
     dtype: str = "float32"
 
