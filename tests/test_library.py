@@ -65,6 +65,9 @@ REQUIRED = set(TORCHVISION) | {
     "unet",
     "yolov1",
 }
+# Ultralytics' detectors, every scale; their figures are checked against Ultralytics in test_yolo_ultralytics.py
+ULTRALYTICS = {f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"}
+REQUIRED |= ULTRALYTICS
 
 # The output each network must produce for one image.
 OUTPUTS = (
@@ -77,6 +80,7 @@ OUTPUTS = (
         "unet": [(2, 388, 388)],
         "yolov1": [(7, 7, 30)],
     }
+    | {name: [(84, 8400)] for name in ULTRALYTICS}  # boxes and 80 class scores for each anchor at 640×640
 )
 
 
