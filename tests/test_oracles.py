@@ -3,7 +3,8 @@ cnndsl's analysis (cnndsl/figures/): only the module `to_torch()` compiles, run 
 
 - Costs (`test_costs_are_what_torch_counts_on_the_compiled_module`, on the meta device, one forward each): each
   layer's output shape and activation memory (4 bytes a value) from the fx node that computes it, its parameters
-  from its module, its MACs as FlopCounterMode's FLOPs / 2; and the totals: parameters, buffers (batch-norm
+  from its module, its MACs as FlopCounterMode's FLOPs / 2 in its module and in the torch functions its forward
+  calls outside one (attention's matrix products); and the totals: parameters, buffers (batch-norm
   running statistics and their step counter), MACs and activation memory.
 - Receptive field and jump (`test_receptive_field_and_jump_by_autograd`): the input rows whose gradient is
   nonzero for one output position, on a positive linear stand-in of the same module (tests/field_probe.py), at a
@@ -65,16 +66,25 @@ class _Shapes(fx.Interpreter):
     def __init__(self, module: fx.GraphModule):
         super().__init__(module)
         self.shapes: dict[int, tuple[int, ...]] = {}
+        self.functional: dict[int, int] = {}  # FLOPs of the torch functions a layer calls outside any module
+        self._pending = 0
 
     def run_node(self, node: fx.Node):
-        result = super().run_node(node)
+        if node.op in ("call_function", "call_method"):  # a layer's expression is a run of nodes that ends at its own
+            with FlopCounterMode(display=False) as counter:
+                result = super().run_node(node)
+            self._pending += counter.get_total_flops()
+        else:
+            result = super().run_node(node)
         if "cnndsl_node" in node.meta:
             self.shapes[node.meta["cnndsl_node"]] = tuple(result.shape[1:])
+            self.functional[node.meta["cnndsl_node"]], self._pending = self._pending, 0
         return result
 
 
 def _measured(network):
-    """(module, shapes by IR node, FLOPs by module name) of one forward of the compiled module on the meta device."""
+    """(module, shapes by IR node, FLOPs by module name, FLOPs outside modules by IR node, total FLOPs) of one
+    forward of the compiled module on the meta device."""
     with torch.device("meta"):
         module = network.to_torch().eval()
         runner = _Run(module)
@@ -82,7 +92,7 @@ def _measured(network):
             runner(torch.empty(1, *network.input_shape))
     counts = counter.get_flop_counts()
     flops = {key.split(".", 2)[2]: sum(n.values()) for key, n in counts.items() if key.count(".") >= 2}
-    return module, runner.shapes, flops, sum(counts["Global"].values())
+    return module, runner.shapes, flops, runner.functional, sum(counts["Global"].values())
 
 
 class _Run(nn.Module):
@@ -92,11 +102,12 @@ class _Run(nn.Module):
         super().__init__()
         self.net = net
         self.shapes: dict[int, tuple[int, ...]] = {}
+        self.functional: dict[int, int] = {}
 
     def forward(self, x):
         runner = _Shapes(self.net)
         result = runner.run(x)
-        self.shapes = runner.shapes
+        self.shapes, self.functional = runner.shapes, runner.functional
         return result
 
 
@@ -104,7 +115,7 @@ class _Run(nn.Module):
 def test_costs_are_what_torch_counts_on_the_compiled_module(name):
     network = _network(name)
     summary = network.summary()
-    module, shapes, flops, total = _measured(network)
+    module, shapes, flops, functional, total = _measured(network)
     ids, modules, parameters = _ids(network), dict(module.named_modules()), dict(module.named_parameters())
     found, printed = [], []
     for layer in summary.layers:
@@ -114,7 +125,8 @@ def test_costs_are_what_torch_counts_on_the_compiled_module(name):
         if layer["name"] in parameters:  # a layer that is one tensor (layer scale)
             params = parameters[layer["name"]].numel()
         memory = BYTES_PER_VALUE * torch.Size(shape).numel()
-        found.append((layer["name"], shape, memory, params, flops.get(layer["name"], 0) / 2))
+        layer_flops = flops.get(layer["name"], 0) + functional[ids[layer["name"]]]
+        found.append((layer["name"], shape, memory, params, layer_flops / 2))
         printed.append((layer["name"], tuple(layer["shape"]), layer["memory_bytes"], layer["params"], layer["macs"]))
     assert found == printed
     totals = summary.totals
