@@ -44,8 +44,8 @@ def test_the_example_holds_in_torch_the_tensors_its_kind_declares_starting_where
     module = network.to_torch(seed=0)
     parameters = {key: tensor for key, tensor in module.named_parameters() if _owned(key, layer)}
     buffers = {key: tensor for key, tensor in module.named_buffers() if _owned(key, layer)}
-    assert {key: tuple(tensor.shape) for key, tensor in parameters.items()} == {
-        spec.key(layer): spec.shape for spec in specs if spec.role == PARAMETER
+    assert {key: (tuple(tensor.shape), tensor.requires_grad) for key, tensor in parameters.items()} == {
+        spec.key(layer): (spec.shape, spec.trainable) for spec in specs if spec.role == PARAMETER
     }
     assert {key: (tuple(tensor.shape), str(tensor.dtype)) for key, tensor in buffers.items()} == {
         spec.key(layer): (spec.shape, f"torch.{spec.dtype}") for spec in specs if spec.role == BUFFER

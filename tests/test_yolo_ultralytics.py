@@ -78,6 +78,9 @@ def test_parameters_equal_the_published_counts_dfl_included(pair):
     assert network.params == sum(parameter.numel() for parameter in reference.parameters()) == PUBLISHED[name]
     dfl = [layer for _, layer in ir.layers(network.graph) if layer.op == "dfl"]
     assert [(layer.name, layer.figures.params) for layer in dfl] == [("detect.dfl", 16)]
+    trainable = sum(parameter.numel() for parameter in reference.parameters() if parameter.requires_grad)
+    totals = network.summary().totals
+    assert (totals["trainable_params"], totals["non_trainable_params"]) == (trainable, 16)  # DFL's fixed bins
 
 
 def test_macs_are_thops_less_four_per_batch_norm_output(pair):

@@ -11,6 +11,7 @@ from typing import Any
 from ..graph import ir
 from ..graph.ir import walk
 from ..ops import format_shape, numel
+from ..ops.tensors import PARAMETER, count
 from .costs import DTYPE_BYTES, OPTIMIZER_STATES, saved_activations, scalar, training_bytes
 
 COLUMNS = ("name", "op", "group", "shape", "params", "macs", "memory_bytes", "rf", "jump")
@@ -36,12 +37,13 @@ class Summary:
         """The summary of an expanded Network; `depth` folds the table's groups below that level into one row."""
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
-        layers, labels, buffers = [], [], 0
+        layers, labels, buffers, frozen = [], [], 0, 0
         first = ir.network_info(graph).input
         for node, layer, kind, sources, shapes in walk(graph):
             if node == first:
                 continue
             buffers += kind.buffers(layer.attrs, shapes)
+            frozen += count(kind.tensors(layer.attrs, shapes), PARAMETER, trainable=False)
             figures = layer.figures
             layers.append(
                 {
@@ -63,8 +65,8 @@ class Summary:
         saved = saved_activations(graph)
         totals = {
             "params": t.params,
-            "trainable_params": t.params,
-            "non_trainable_params": 0,
+            "trainable_params": t.params - frozen,
+            "non_trainable_params": frozen,
             "buffers": buffers,
             "macs": t.macs,
             "flops": t.flops,

@@ -100,7 +100,7 @@ class DistributionFocal(OpKind):
         return (rows - BOX_SIDES * (attrs["reg_max"] - 1), anchors)
 
     def tensors(self, attrs, inputs):
-        return [TensorSpec("weight", (1, attrs["reg_max"], 1, 1), Ramp())]
+        return [TensorSpec("weight", (1, attrs["reg_max"], 1, 1), Ramp(), trainable=False)]
 
     def macs(self, attrs, inputs, output):
         return BOX_SIDES * attrs["reg_max"] * inputs[0][1]  # the 1×1 convolution, as thop counts it

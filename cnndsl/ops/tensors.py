@@ -47,6 +47,7 @@ class TensorSpec(NamedTuple):
     init: Uniform | Filled | Ramp = ZEROS
     role: str = PARAMETER
     dtype: str = "float32"
+    trainable: bool = True  # False for a parameter its module keeps from training (requires_grad=False)
 
     @property
     def floating(self) -> bool:
@@ -74,10 +75,10 @@ class Example:
         return f"network {name} {{\n  input {shape}\n  {layers}\n}}\n"
 
 
-def count(specs: list[TensorSpec], role: str) -> int:
-    """How many values the tensors of `role` hold together (a scalar holds one)."""
+def count(specs: list[TensorSpec], role: str, trainable: bool | None = None) -> int:
+    """How many values the tensors of `role` hold together (a scalar holds one); of those trainable or not, if given."""
     total = 0
     for spec in specs:
-        if spec.role == role:
+        if spec.role == role and trainable in (None, spec.trainable):
             total += math.prod(spec.shape)
     return total
