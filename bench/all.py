@@ -176,7 +176,15 @@ FIGURES = [
         goal=0.97,
         needs=("torch", "torchvision", "PIL"),
     ),
-    # Joining here when its bench module lands, one Figure: YOLO's forward beside Ultralytics' (bench/yolo.py).
+    Figure(
+        "detect-yolov8n",
+        "yolov8n's eager forward, cnndsl's module loaded with Ultralytics' weights (batch 1, 640×640)",
+        "Ultralytics' DetectionModel('yolov8n.yaml') on the same input",
+        "detect:forward_pair",
+        rounds=11,
+        goal=1.05,
+        needs=("torch", "ultralytics"),
+    ),
 ]
 
 
