@@ -9,8 +9,6 @@ Ultralytics' eval output, B × (4 + classes) × anchors, the layout the `nms` ki
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..core.errors import ShapeProblem
 from .base import OpKind, format_shape, register, whole
 from .tensors import Example, Ramp, TensorSpec
@@ -232,8 +230,10 @@ def _joined(parts: list):
     return parts[0] if len(parts) == 1 else Call("torch", "cat", (Listed(tuple(parts)), 1))
 
 
-def anchor_points(levels) -> np.ndarray:
+def anchor_points(levels):
     """2 × anchors: each cell's centre (x, y) in cells, level after level, row by row (`make_anchors`, offset 0.5)."""
+    import numpy as np  # for the ONNX constants only: the registry loads without it
+
     columns = []
     for height, width, _ in levels:
         down, across = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
@@ -241,8 +241,10 @@ def anchor_points(levels) -> np.ndarray:
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
-def anchor_strides(levels) -> np.ndarray:
+def anchor_strides(levels):
     """1 × anchors: the stride of each anchor's level, in input pixels."""
+    import numpy as np
+
     return np.concatenate([np.full(height * width, stride) for height, width, stride in levels])[None].astype(
         np.float32
     )
