@@ -144,3 +144,5 @@ def test_classes_and_scale_are_parameters():
     assert ir.layer(network.graph, network.outputs[0][1]).shape == (7, 2100)  # 40² + 20² + 10² anchors at 320
     with pytest.raises(CnnDslError, match=r"yolov8.cnn:\d+:\d+: error: index 0 is outside a list of 0"):
         cnndsl.load("yolov8", scale="q")
+    with pytest.raises(CnnDslError, match=r"yolo11.cnn:\d+:\d+: error: index 0 is outside a list of 0"):
+        cnndsl.load("yolo11", postprocess="nms")  # not yet: the NMS kind is another branch's
