@@ -15,6 +15,8 @@ best of a few runs each. bench/all.py runs (1) as the figure `detect-yolov8n`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import tempfile
 import time
@@ -79,7 +81,7 @@ def export_times(reference, network, images, repeats: int) -> tuple[float, float
     detect.export = True  # what Ultralytics' exporter sets: the forward returns the decoded tensor alone
 
     def torch_export(path: Path):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its progress lines
             warnings.simplefilter("ignore")
             torch.onnx.export(reference, (images,), path)
 
