@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..core.errors import ShapeProblem
 from .base import OpKind, format_shape, register, whole
 from .tensors import Example, Ramp, TensorSpec
-from .torch_code import Arg, Attribute, Call, Index, Listed, Method, Operation, applied
+from .torch_code import Arg, Attribute, Call, Listed, Method, applied
 
 BOX_SIDES = 4  # left, top, right, bottom
 
@@ -116,14 +116,15 @@ class DistributionFocal(OpKind):
         return conv
 
     def torch_forward(self, attrs, inputs):
+        # written as nested torch calls, no method chains: `--to python` lays them out as ruff format does
         rows, anchors = inputs[0]
         box = BOX_SIDES * attrs["reg_max"]
-        bins = Index(Arg(0), (slice(None), slice(0, box))) if rows > box else Arg(0)
-        spread = Method(Method(bins, "view", (-1, BOX_SIDES, attrs["reg_max"], anchors)), "transpose", (2, 1))
-        sides = Method(applied(Method(spread, "softmax", (1,))), "view", (-1, BOX_SIDES, anchors))
+        bins = _narrowed(Arg(0), 0, box) if rows > box else Arg(0)
+        spread = _call("transpose", _call("reshape", bins, (-1, BOX_SIDES, attrs["reg_max"], anchors)), 2, 1)
+        sides = _call("flatten", applied(_call("softmax", spread, 1)), 1, 2)
         if rows == box:
             return sides
-        return Call("torch", "cat", (Listed((sides, Index(Arg(0), (slice(None), slice(box, None))))), 1))
+        return _call("cat", Listed((sides, _narrowed(Arg(0), box, rows - box))), 1)
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(13, "`dfl`")  # Softmax over one axis of a 4-D tensor
@@ -195,22 +196,23 @@ class DistanceToBox(OpKind):
         return "boxes, scores"
 
     def torch_forward(self, attrs, inputs):
+        # nested torch calls, no operators or method chains: `--to python` lays them out as ruff format does
         device = (("device", Attribute(Arg(0), "device")),)
         grids, strides = [], []
         for height, width, stride in attrs["levels"]:
-            across = Operation("+", (Call("torch", "arange", (width,), device), 0.5))
-            down = Operation("+", (Call("torch", "arange", (height,), device), 0.5))
+            across = _call("add", Call("torch", "arange", (width,), device), 0.5)
+            down = _call("add", Call("torch", "arange", (height,), device), 0.5)
             mesh = Call("torch", "meshgrid", (across, down), (("indexing", "xy"),))
-            grids.append(Method(Call("torch", "stack", (mesh,)), "view", (2, -1)))
+            grids.append(_call("flatten", _call("stack", mesh), 1))
             strides.append(Call("torch", "full", ((1, height * width), float(stride)), device))
         anchors, stride = _joined(grids), _joined(strides)
-        left_top = Index(Arg(0), (slice(None), slice(0, 2)))
-        right_bottom = Index(Arg(0), (slice(None), slice(2, BOX_SIDES)))
-        centre = Operation("+", (anchors, Operation("*", (Method(right_bottom, "sub", (left_top,)), 0.5))))
-        size = Operation("+", (left_top, right_bottom))
-        boxes = Operation("*", (Call("torch", "cat", (Listed((centre, size)), 1)), stride))
-        scores = Method(Index(Arg(0), (slice(None), slice(BOX_SIDES, None))), "sigmoid")
-        return Call("torch", "cat", (Listed((boxes, scores)), 1))
+        rows = inputs[0][0]
+        left_top, right_bottom = _narrowed(Arg(0), 0, 2), _narrowed(Arg(0), 2, 2)
+        centre = _call("add", anchors, _call("mul", _call("sub", right_bottom, left_top), 0.5))
+        size = _call("add", left_top, right_bottom)
+        boxes = _call("mul", _call("cat", Listed((centre, size)), 1), stride)
+        scores = _call("sigmoid", _narrowed(Arg(0), BOX_SIDES, rows - BOX_SIDES))
+        return _call("cat", Listed((boxes, scores)), 1)
 
     def onnx(self, attrs, inputs, args, emit):
         rows, anchors = inputs[0]
@@ -227,7 +229,16 @@ class DistanceToBox(OpKind):
 
 
 def _joined(parts: list):
-    return parts[0] if len(parts) == 1 else Call("torch", "cat", (Listed(tuple(parts)), 1))
+    return parts[0] if len(parts) == 1 else _call("cat", Listed(tuple(parts)), 1)
+
+
+def _call(function: str, *args) -> Call:
+    return Call("torch", function, args)
+
+
+def _narrowed(value, start: int, length: int) -> Call:
+    """Rows start … start + length of a B × rows × anchors tensor (a view)."""
+    return _call("narrow", value, 1, start, length)
 
 
 def anchor_points(levels):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..core.errors import ShapeProblem
 from .base import REQUIRED, OpKind, register, spatial, whole
 from .tensors import Example
-from .torch_code import Arg, Call, Index, Method, Operation
+from .torch_code import Arg, Call
 
 
 def _heads(kind: OpKind, attrs, inputs) -> dict:
@@ -28,11 +28,16 @@ def _heads(kind: OpKind, attrs, inputs) -> dict:
     return {"heads": heads, "key_dim": key_dim, "head_dim": per_head - 2 * key_dim}
 
 
-def _per_head(attrs, inputs, start: int, stop: int | None) -> Index:
-    """Channels start:stop of each head, as B × heads × channels × pixels."""
+def _per_head(attrs, inputs, start: int, stop: int) -> Call:
+    """Channels start:stop of each head, as B × heads × channels × pixels: nested torch calls, which `--to python`
+    lays out as ruff format does."""
     channels, height, width = inputs[0]
-    grouped = Method(Arg(0), "view", (-1, attrs["heads"], channels // attrs["heads"], height * width))
-    return Index(grouped, (slice(None), slice(None), slice(start, stop)))
+    grouped = _call("reshape", Arg(0), (-1, attrs["heads"], channels // attrs["heads"], height * width))
+    return _call("narrow", grouped, 2, start, stop - start)
+
+
+def _call(function: str, *args) -> Call:
+    return Call("torch", function, args)
 
 
 def _onnx_per_head(emit, args, attrs, inputs) -> tuple[str, str, str]:
@@ -80,14 +85,13 @@ class Attend(_HeadKind):
         return f"attention ×{attrs['heads']}"
 
     def torch_forward(self, attrs, inputs):
-        key_dim = attrs["key_dim"]
-        query = Operation("*", (_per_head(attrs, inputs, 0, key_dim), key_dim**-0.5))
+        key_dim, per_head = attrs["key_dim"], 2 * attrs["key_dim"] + attrs["head_dim"]
+        query = _call("mul", _per_head(attrs, inputs, 0, key_dim), key_dim**-0.5)
         key = _per_head(attrs, inputs, key_dim, 2 * key_dim)
-        weights = Method(Call("torch", "matmul", (Method(query, "transpose", (-2, -1)), key)), "softmax", (-1,))
-        value = _per_head(attrs, inputs, 2 * key_dim, None)
-        attended = Call("torch", "matmul", (value, Method(weights, "transpose", (-2, -1))))
-        channels, height, width = self.shape(attrs, inputs)
-        return Method(attended, "view", (-1, channels, height, width))
+        weights = _call("softmax", _call("matmul", _call("transpose", query, -2, -1), key), -1)
+        value = _per_head(attrs, inputs, 2 * key_dim, per_head)
+        attended = _call("matmul", value, _call("transpose", weights, -2, -1))
+        return _call("reshape", attended, (-1, *self.shape(attrs, inputs)))
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(13, "`attend`")  # Softmax over the last axis alone
@@ -112,9 +116,8 @@ class AttendValues(_HeadKind):
         return f"values ×{attrs['heads']}"
 
     def torch_forward(self, attrs, inputs):
-        channels, height, width = self.shape(attrs, inputs)
-        value = _per_head(attrs, inputs, 2 * attrs["key_dim"], None)
-        return Method(value, "reshape", (-1, channels, height, width))
+        value = _per_head(attrs, inputs, 2 * attrs["key_dim"], 2 * attrs["key_dim"] + attrs["head_dim"])
+        return _call("reshape", value, (-1, *self.shape(attrs, inputs)))
 
     def onnx(self, attrs, inputs, args, emit):
         return _as_map(emit, _onnx_per_head(emit, args, attrs, inputs)[2], attrs, inputs)
