@@ -384,8 +384,9 @@ def test_two_data_loading_workers_give_the_run_of_none(resumable):
 
 def test_compile_trains_through_torch_compile_as_without_it(resumable, monkeypatch):
     """--compile hands the module to torch.compile once; dynamo traces its forward and the run is the
-    uncompiled one. Dynamo's eager backend stands in for inductor, whose C++ build takes minutes on a
-    shared CPU: what is tested is that the option reaches torch.compile and the compiled module trains."""
+    uncompiled one. Dynamo's eager backend stands in for inductor, which works here but whose C++ build is
+    too slow for the suite (a 6-layer model's first forward and backward: 49 s on the shared 2-core machine):
+    what is tested is that the option reaches torch.compile and the compiled module trains."""
     import torch._dynamo
 
     real, handed = torch.compile, []
