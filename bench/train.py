@@ -1,5 +1,10 @@
-"""Images per second of `cnndsl train` against a hand-written PyTorch loop on the same module, data and
-options, in one run; on a GPU also torchvision's ResNet-50 in the same hand-written loop.
+"""Images per second of `cnndsl train` against a hand-written PyTorch loop and against timm's training pieces
+(where timm imports), on the same module, data and options, in one run; on a GPU also torchvision's ResNet-50
+in the same hand-written loop.
+
+timm's `train.py` is a script of timm's repository, not in the wheel: `with_timm` runs timm's own data loader,
+optimizer and scheduler factories in a loop that mirrors train.py's `train_one_epoch` (no EMA, no mixup, no
+prefetcher, which is CUDA-only), with its augmentation held to the same flip and whole-image resize.
 
 Both read the same synthetic image folder through the same torchvision pipeline (ImageFolder-style files,
 transforms v2: resize, random flip, scale, normalise) with the same DataLoader settings, and train with
@@ -107,6 +112,80 @@ def hand_written(module, data: Path, args, preprocessing: Preprocessing) -> floa
     return images_seen / seconds
 
 
+def timm_pieces():
+    """timm's data, optimizer and scheduler factories, or None where timm does not import. timm's train.py is a
+    script of its repository, not part of the wheel; its loop is mirrored in `with_timm`."""
+    torchvision()  # stubs torchvision's C ops where they do not load, before timm imports torchvision
+    try:
+        import timm.data
+        import timm.optim
+        import timm.scheduler
+    except ImportError:
+        return None
+    return timm
+
+
+def with_timm(timm, module, data: Path, args, preprocessing: Preprocessing) -> float:
+    """timm's training pieces as its train.py puts them together: `timm.data.create_dataset` (an image folder)
+    and `create_loader` (its train transforms: random-resized crop held to the whole image, flip, ImageNet
+    normalisation), `timm.optim.create_optimizer_v2("sgd")` (Nesterov, no decay on biases and norms),
+    `timm.scheduler.create_scheduler_v2("cosine")` stepped per update, and train.py's `train_one_epoch` loop
+    (autocast, cross-entropy, zero_grad, backward, step, `step_update`); images/s over the steps."""
+    device = torch.device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    module = module.to(device, memory_format=memory_format).train()
+    model = torch.compile(module) if args.compile else module
+    dataset = timm.data.create_dataset("", root=str(data / "train"), is_training=True)
+    loader = timm.data.create_loader(
+        dataset,
+        input_size=(3, args.size, args.size),
+        batch_size=args.batch,
+        is_training=True,
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        hflip=0.5,
+        color_jitter=0.0,
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        num_workers=args.workers,
+        device=device,
+        use_prefetcher=False,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
+    optimizer = timm.optim.create_optimizer_v2(module, "sgd", lr=args.lr, weight_decay=5e-4, momentum=0.9)
+    scheduler, _ = timm.scheduler.create_scheduler_v2(
+        optimizer,
+        "cosine",
+        num_epochs=args.epochs,
+        warmup_epochs=0,
+        step_on_epochs=False,
+        updates_per_epoch=len(loader),
+    )
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    loss_fn = torch.nn.CrossEntropyLoss()
+    images_seen, seconds, updates = 0, 0.0, 0
+    for _ in range(args.epochs):
+        started = time.perf_counter()
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_fn(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            updates += 1
+            scheduler.step_update(num_updates=updates)
+            images_seen += len(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - started
+    return images_seen / seconds
+
+
 def with_cnndsl(source, data: Path, out: Path, args, params: dict) -> float:
     """`cnndsl train` with the same options as the hand-written loop; images/s as its summary.json reports."""
     devices = "cpu" if args.device == "cpu" else args.device if ":" in args.device else "cuda:0"
@@ -180,10 +259,13 @@ def main() -> None:
         network = cnndsl.load(source, input=(3, args.size, args.size), **params)
         data = make_data(temp / "data", args.size, args.images)
         preprocessing = Preprocessing.for_input(network.input_shape)
-        ours, theirs = [], []
-        for attempt in range(args.rounds):  # alternated, best of each: neither side pays the warm-up alone
+        timm = timm_pieces()
+        ours, theirs, timms = [], [], []
+        for attempt in range(args.rounds):  # alternated, best of each: none pays the warm-up alone
             ours.append(with_cnndsl(source, data, temp / f"run{attempt}", args, params))
             theirs.append(hand_written(network.to_torch(init="kaiming", seed=0), data, args, preprocessing))
+            if timm is not None:
+                timms.append(with_timm(timm, network.to_torch(init="kaiming", seed=0), data, args, preprocessing))
         ours, theirs = max(ours), max(theirs)
         device = torch.cuda.get_device_name(0) if args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
         print(
@@ -194,11 +276,17 @@ def main() -> None:
         print(f"cnndsl train:      {ours:10,.1f} images/s")
         print(f"hand-written loop: {theirs:10,.1f} images/s   (same module)")
         print(f"ratio:             {ours / theirs:10.3f}   (goal >= 0.97)")
+        figures = {"cnndsl": ours, "hand_written": theirs, "ratio": ours / theirs, "device": device}
+        if timms:
+            figures["timm"] = max(timms)
+            print(f"timm's pieces:     {max(timms):10,.1f} images/s   (same module; timm {timm.__version__})")
+        else:
+            print("timm's pieces:     not run (timm does not import here)")
         if args.device != "cpu" and network.name == "resnet50":
             models = torchvision().models
             reference = hand_written(models.resnet50(num_classes=4), data, args, preprocessing)
             print(f"torchvision resnet50, hand-written loop: {reference:10,.1f} images/s")
-        print(json.dumps({"cnndsl": ours, "hand_written": theirs, "ratio": ours / theirs, "device": device}))
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

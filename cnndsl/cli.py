@@ -15,6 +15,7 @@ from .backends.formats import DIAGRAM_FORMATS, FORMATS
 from .core.atomic import write_atomically
 from .core.errors import CnnDslError
 from .core.options import Declared
+from .core.resources import DEFAULT_MAX_NODES
 from .core.version import __version__
 from .front.diagnostics import file_text, render_error
 from .front.evaluate import LARGEST, Env, Evaluator, no_incoming
@@ -110,7 +111,7 @@ def network_options(function):
             click.option(
                 "--max-nodes",
                 type=click.IntRange(1),
-                default=100_000,
+                default=DEFAULT_MAX_NODES,
                 show_default=True,
                 help="Refuse networks that expand to more nodes.",
             ),
@@ -210,7 +211,7 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
     help="json: one object per diagnostic (file, line, column, end, severity, message, hint).",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
-@click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--max-nodes", type=click.IntRange(1), default=DEFAULT_MAX_NODES, show_default=True)
 @SANDBOX
 def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
     """Check every network of each file; print every error and warning with its position."""

@@ -172,3 +172,35 @@ def test_torchs_allocator_running_out_is_a_located_error_naming_the_layer(tmp_pa
         "not enough memory to build layer `conv` with 1,792 parameters (7 KiB as float32)",
         f"{tmp_path / 't.cnn'}:3:5",
     )
+
+
+# ---- a file of 150 bytes at the node limit: the worst shapes measured (docs/errors.md, "Time and memory") ----
+# 1,666 four-way branches joined by concat, then three layers: 1 + 1,666 × 6 + 3 = 10,000 nodes, the default
+# limit. Of the shapes measured (chains, nested repetitions, block calls, branches, dense blocks) this one
+# took longest to summarise, to write as DOT and to export to ONNX.
+WIDEST = "(branch { conv1x1(1) | conv1x1(1) | conv1x1(1) | conv1x1(1) }, relu) x 1666"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("summary", "--format", "json"), ("draw", "-o", "{out}.dot"), ("compile", "--to", "onnx", "-o", "{out}.onnx")],
+    ids=["summary", "dot", "onnx"],
+)
+def test_a_network_at_the_node_limit_answers_within_the_bounds(tmp_path, command):
+    source = network(tmp_path, WIDEST, "conv1x1(1), relu, relu", input="4x8x8")
+    done = cnndsl(*(part.format(out=tmp_path / "t") for part in command), source)
+    assert done.returncode == 0, done.stderr
+    if command[0] == "summary":
+        assert len(json.loads(done.stdout)["layers"]) == 10_000 - 1  # the input is not a layer
+
+
+def test_one_node_past_the_limit_is_a_located_error_saying_how_to_raise_it(tmp_path):
+    source = network(tmp_path, WIDEST, "conv1x1(1), relu, relu, relu", input="4x8x8")
+    done = cnndsl("check", source)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[:4] == [
+        f"{source}:4:29: error: the network expands to more than 10,000 nodes",
+        "        conv1x1(1), relu, relu, relu",
+        "                                ^",
+        "hint: check the repetition counts, or raise the limit with --max-nodes",
+    ]

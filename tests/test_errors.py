@@ -338,7 +338,7 @@ GOLDEN = [
         net("relu x 1000000000"),
         {},
         LimitProblem,
-        "t.cnn:3:12: error: 1,000,000,000 repetitions exceed the limit of 100,000 nodes",
+        "t.cnn:3:12: error: 1,000,000,000 repetitions exceed the limit of 10,000 nodes",
         "check the count, or raise the limit with --max-nodes",
     ),
     (
@@ -346,7 +346,7 @@ GOLDEN = [
         net("(relu x 1000) x 1000"),
         {},
         LimitProblem,
-        "t.cnn:3:21: error: 1,000 repetitions of 1,000 nodes each exceed the limit of 100,000 nodes",
+        "t.cnn:3:21: error: 1,000 repetitions of 1,000 nodes each exceed the limit of 10,000 nodes",
         "check the count, or raise the limit with --max-nodes",
     ),
     (
@@ -370,7 +370,7 @@ GOLDEN = [
         net("for a in range(1000) { for b in range(1000) { } }"),
         {},
         LimitProblem,
-        "t.cnn:3:14: error: expanding takes more than 410,000 steps (4 per node of the limit of 100,000)",
+        "t.cnn:3:14: error: expanding takes more than 50,000 steps (4 per node of the limit of 10,000)",
         "check the loop bounds, or raise the limit with --max-nodes",
     ),
     (
@@ -635,7 +635,7 @@ def _in_a_process(*args: str) -> tuple[int, str, float, float]:
 @pytest.mark.parametrize(
     "body,expected",
     [
-        ("conv3x3(16) x 1000000000", ":3:19: error: 1,000,000,000 repetitions exceed the limit of 100,000 nodes"),
+        ("conv3x3(16) x 1000000000", ":3:19: error: 1,000,000,000 repetitions exceed the limit of 10,000 nodes"),
         (
             "((conv3x3(16) x 1000) x 1000) x 1000",
             ":3:29: error: 1,000 repetitions of 1,000 nodes each exceed the limit",

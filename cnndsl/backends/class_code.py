@@ -6,14 +6,13 @@ forward steps that keep their expression tree and the names it reads.
 from __future__ import annotations
 
 import ast
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..ops.torch_code import Arg, Expr, calls_own_module, namespaces, written
 from .python_names import assignment_around, is_name
-from .torch_source import constructor_call
+from .torch_source import constructor_call, signature_parameters
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def module_code(module, name: str, attrs: dict | None = None) -> Code:
     call = constructor_call(module, attrs)
     if call is None:
         return Code.text("nn.Module()", NN)
-    parameters = inspect.signature(type(module)).parameters
+    parameters = signature_parameters(type(module))
     names = list(parameters)
     kernel = [argument for argument in call.keywords if argument.arg == "kernel_size"]
     if names[2:3] == ["kernel_size"] and len(call.args) == 2 and kernel:  # nn.Conv2d(64, 128, 3, ...)
@@ -200,14 +199,17 @@ def assigned(owner: str, name: str) -> Line:
 
 
 def filled(lines: Sequence[Line], values: Sequence[Code]) -> tuple[list[Line], Code]:
-    """The lines with their holes filled in order, and the whole of them as one code (joined by newlines)."""
-    result, whole, remaining = [], Code(), iter(values)
+    """The lines with their holes filled in order, and the whole of them as one code (joined by newlines),
+    composed in one pass: joining line by line copied the whole at each line (minutes for 10,000 layers)."""
+    result, template, codes, offset, started, remaining = [], [], [], 0, False, iter(values)
     for line in lines:
         code = compose(line.parts, [next(remaining) for piece in line.parts if piece is HOLE])
-        offset = len(whole.values)
         result.append(Line(tuple(_renumbered(part, offset) for part in code.parts), line.sets))
-        whole = compose([HOLE, "\n", HOLE] if whole.parts else [HOLE], [whole, code] if whole.parts else [code])
-    return result, whole
+        template += ["\n", HOLE] if started else [HOLE]
+        started = started or bool(code.parts)
+        codes.append(code)
+        offset += len(code.values)
+    return result, compose(template, codes)
 
 
 def lines_code(lines: Sequence[Line], code: Code) -> Code:

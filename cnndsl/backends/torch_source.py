@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import inspect
 import struct
+from collections.abc import Mapping
+from functools import cache
 
 import torch
 from torch import nn
@@ -194,7 +196,7 @@ def constructor_call(module: nn.Module, attrs: dict | None = None) -> ast.Call |
     if getattr(nn, cls.__name__, None) is not cls or next(module.children(), None) is not None:
         raise TypeError(f"{cls.__name__} is not a torch.nn layer; --to python can only write those")
     call = ast.parse(repr(module), mode="eval").body
-    defaults = inspect.signature(cls).parameters
+    defaults = signature_parameters(cls)
     if cls is nn.PReLU and attrs is not None:  # its repr shows num_parameters only
         call.keywords.append(ast.keyword("init", ast.Constant(attrs["init"])))
     call.keywords = [
@@ -203,6 +205,13 @@ def constructor_call(module: nn.Module, attrs: dict | None = None) -> ast.Call |
         if argument.arg not in defaults or not _is_default(argument.value, defaults[argument.arg])
     ]
     return call
+
+
+@cache
+def signature_parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    """A layer class's constructor parameters, read once per class (inspect is slow, and a network has
+    thousands of layers of a few classes)."""
+    return inspect.signature(cls).parameters
 
 
 def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:

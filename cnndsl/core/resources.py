@@ -13,6 +13,12 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
+# Nodes a network may expand to unless --max-nodes / max_nodes= says otherwise: the most at which every
+# analysis (check, summary, ONNX, DOT, serve) of the worst shapes measured answers within 5 s of CPU
+# (docs/errors.md, "Every limit"; tests/test_bounds.py). Held here, below the CLI, so that its --help reads it
+# without importing the expander.
+DEFAULT_MAX_NODES = 10_000
+
 
 @cache
 def data_dir(name: str) -> Path:

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import SourcePos
+from ..core.resources import DEFAULT_MAX_NODES
 from ..front.evaluate import Env
 from .ir import GroupScope
 
-DEFAULT_MAX_NODES = 100_000
+__all__ = ["DEFAULT_MAX_NODES", "MAX_CALL_DEPTH", "MAX_DEPTH", "STEPS_PER_NODE", "Frame"]
+
 MAX_CALL_DEPTH = 64
 MAX_DEPTH = 100  # bodies inside bodies, across block calls: keeps the recursive expansion off Python's limit
 STEPS_PER_NODE = 4  # statements and loop turns allowed per node of the limit: loops that add nothing still end

@@ -196,7 +196,17 @@ def _header(spec, setup: Setup, world: int, step: Step) -> str:
         f"train {spec.network.name} on {layout.root} ({spec.task}, {len(layout.classes)} classes; "
         f"{len(layout.train)} train, {len(layout.val)} {layout.validation}/) on {setup.device}"
         f"{f' x{world}' if world > 1 else ''}, {setup.precision}; run folder {spec.folder}{resumed}"
+        f"{_skipped(layout.skipped)}"
     )
+
+
+def _skipped(paths: list[str], shown: int = 3) -> str:
+    """--skip-bad's images, named (the first few; run.json lists them all)."""
+    if not paths:
+        return ""
+    more = f", and {len(paths) - shown} more (run.json lists them)" if len(paths) > shown else ""
+    noun = "image" if len(paths) == 1 else "images"
+    return f"; skipped {len(paths)} unreadable {noun}: {', '.join(paths[:shown])}{more}"
 
 
 def _footer(summary: dict, folder: Path, curves: str) -> str:

@@ -1,0 +1,102 @@
+"""`cnndsl train`'s state across a stop and what it never overwrites (docs/train.md): a run stopped mid-epoch
+resumes its EMA, AdamW moments, warm-up and step schedule exactly; an --out folder holding a run is left as it
+was; --skip-bad trains on and names what it left out."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+
+import pytest
+import torch
+from synthetic import TWO_CLASSES, classification_set, tiny_set
+
+from cnndsl.train import loop, train
+from cnndsl.train.loop import Interrupted
+
+STATEFUL = dict(
+    epochs=3, batch=4, seed=7, deterministic=True, ema=0.9, opt="adamw", sched="step", step_every=1, warmup=1
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _state(folder):
+    return torch.load(folder / "last.ckpt", weights_only=True)["train"]
+
+
+def _equal(a, b) -> bool:
+    """Nested state_dicts equal, tensors value for value."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def test_a_run_stopped_mid_epoch_resumes_its_ema_optimizer_and_schedule_exactly(tmp_path, monkeypatch):
+    """8 images in batches of 4: 2 steps an epoch; SIGTERM during step 3 stops the run at epoch 2, step 1."""
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    data = classification_set(tmp_path / "data", train=4, val=2, classes=("disk", "square"), seed=3)
+    train(tmp_path / "net.cnn", data, out=tmp_path / "whole", stream=io.StringIO(), **STATEFUL)
+    original, count = loop.train_step, [0]
+
+    def signalled(*args):
+        count[0] += 1
+        if count[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # noted by the run's handler, which stops after this step
+        return original(*args)
+
+    monkeypatch.setattr(loop, "train_step", signalled)
+    with pytest.raises(Interrupted, match="stopped at epoch 2, step 1"):
+        train(tmp_path / "net.cnn", data, out=tmp_path / "stopped", stream=io.StringIO(), **STATEFUL)
+    monkeypatch.setattr(loop, "train_step", original)
+    stopped = _state(tmp_path / "stopped")
+    assert stopped["ema"]["n_averaged"].item() == 3 and stopped["scheduler"]["last_epoch"] == 3
+    output = io.StringIO()
+    train(resume=tmp_path / "stopped", stream=output)
+    assert "resumed at epoch 2, step 1" in output.getvalue().splitlines()[0]
+    for name in ("metrics.csv", "best.safetensors"):
+        assert (tmp_path / "stopped" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    resumed, whole = _state(tmp_path / "stopped"), _state(tmp_path / "whole")
+    assert resumed["ema"]["n_averaged"].item() == 3 * 2
+    for part in ("model", "ema", "optimizer", "scheduler"):
+        assert _equal(resumed[part], whole[part]), part
+
+
+def test_an_out_folder_holding_a_run_is_refused_and_left_as_it_was(tmp_path, cli):
+    data = tiny_set(tmp_path / "data")
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    run = tmp_path / "run"
+    run.mkdir()
+    kept = {"run.json": b'{"kept": true}\n', "metrics.csv": b"epoch\n1\n", "last.ckpt": b"kept"}
+    for name, content in kept.items():
+        (run / name).write_bytes(content)
+    result = cli("train", tmp_path / "net.cnn", data, "--out", run, "--epochs", "1")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert (
+        result.stderr
+        == f"error: {run} already holds a run\nhint: continue it with --resume {run}, or choose another --out\n"
+    )
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == kept
+
+
+def test_skip_bad_trains_on_and_names_the_images_it_left_out(tmp_path, cli):
+    data = tiny_set(tmp_path / "data")
+    bad = data / "train" / "a" / "broken.png"
+    bad.write_bytes(b"not a png")
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    options = ["--out", tmp_path / "run", "--epochs", "1", "--batch", "2", "--skip-bad"]
+    result = cli("train", tmp_path / "net.cnn", data, *options)
+    assert result.exit_code == 0, result.stderr
+    header = result.stdout.splitlines()[0]
+    assert "(classify, 2 classes; 4 train, 2 val/)" in header
+    assert header.endswith(f"; skipped 1 unreadable image: {bad}")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["skipped"] == [str(bad)]
