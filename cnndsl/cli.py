@@ -231,15 +231,21 @@ def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
 @main.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
-    "--from", "fmt", type=click.Choice(["darknet", "caffe"]), help="The file's format (default: from its suffix)."
+    "--from",
+    "fmt",
+    type=click.Choice(["darknet", "caffe", "ultralytics"]),
+    help="The file's format (default: from its suffix).",
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the .cnn here (default: standard output).")
 @click.option(
-    "--weights", type=click.Path(dir_okay=False), help="The model's weights (Darknet .weights, Caffe .caffemodel)."
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="The model's weights (Darknet .weights, Caffe .caffemodel, an Ultralytics state_dict).",
 )
 @click.option("--weights-out", type=click.Path(dir_okay=False), help="Write the weights here as .safetensors.")
 def import_command(file, fmt, output, weights, weights_out):
-    """Import a Darknet .cfg or Caffe .prototxt as a readable .cnn file with the same shapes and parameters."""
+    """Import a Darknet .cfg, Caffe .prototxt or Ultralytics YAML as a readable .cnn file with the same shapes and
+    parameters."""
     from .importers import import_file
 
     text = import_file(file, fmt, weights, weights_out)

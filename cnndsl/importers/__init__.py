@@ -1,4 +1,5 @@
-"""Importers: other frameworks' model files (Darknet .cfg/.weights, Caffe .prototxt/.caffemodel) become .cnn text."""
+"""Importers: other frameworks' model files (Darknet .cfg/.weights, Caffe .prototxt/.caffemodel, Ultralytics
+YAML and state_dicts) become .cnn text."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from ..api import parse
 from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError
 
-FORMATS = {".cfg": "darknet", ".prototxt": "caffe"}
+FORMATS = {".cfg": "darknet", ".prototxt": "caffe", ".yaml": "ultralytics", ".yml": "ultralytics"}
 # format -> (the module whose `convert` writes the text, the module that reads its weights: read_weights and
 # state_dict), by name: `cnndsl.import_file` is public, so a format's modules (protobuf for Caffe) load only
 # when a file of that format is imported, not at every command's start-up
-CONVERTERS = {"darknet": ("darknet", "darknet_weights"), "caffe": ("caffe", "caffe_weights")}
+CONVERTERS = {
+    "darknet": ("darknet", "darknet_weights"),
+    "caffe": ("caffe", "caffe_weights"),
+    "ultralytics": ("ultralytics_import", "ultralytics_import"),
+}
 
 
 def import_file(
@@ -26,7 +31,7 @@ def import_file(
     if fmt is None:
         raise CnnDslError(
             f"{path}: cannot tell the format from the suffix `{path.suffix}`",
-            hint="name it .cfg (Darknet) or .prototxt (Caffe), or pass --from",
+            hint="name it .cfg (Darknet), .prototxt (Caffe) or .yaml (Ultralytics), or pass --from",
         )
     if fmt not in CONVERTERS:
         raise CnnDslError(f"{path}: importing {fmt} files is not built yet", hint=f"known: {', '.join(CONVERTERS)}")

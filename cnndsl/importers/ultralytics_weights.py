@@ -1,0 +1,130 @@
+"""An Ultralytics state_dict under the imported network's names.
+
+The checkpoint's keys (`model.2.m.0.cv1.conv.weight`) group into modules; each module's children are put in
+the order its forward runs them, which differs from the order they were registered in for a few modules
+(C2f and C3k2 run `m` between `cv1` and `cv2`, C3 runs `m` first, Detect runs each level's box and class
+paths together). Taken in that order, the modules holding tensors meet the imported network's layers in
+graph order one to one, and every shape must agree. The file is read with `torch.load(weights_only=True)`
+only: a checkpoint as Ultralytics saves it pickles the whole model, and is refused with how to export its
+state_dict."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from ..core.errors import CnnDslError, FileProblem
+
+EXPORT = (
+    'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
+    "torch.save(YOLO('{stem}.pt').model.float().state_dict(), '{stem}-state.pt')\""
+)
+FORWARD_ORDER = [  # children as registered -> as forward runs them
+    ({"cv1", "cv2", "m"}, ["cv1", "m", "cv2"]),  # C2f, C3k2
+    ({"cv1", "cv2", "cv3", "m"}, ["cv1", "m", "cv2", "cv3"]),  # C3, C3k
+]
+SKIPPED = re.compile(r"(^|\.)dfl\.")  # Detect's DFL: a fixed 1x1 conv the raw-map import does not hold
+
+
+def read_state(path: str | Path) -> dict:
+    """The tensors of a state_dict file (or of a training checkpoint's `model`/`state_dict`), by key."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as error:  # safetensors raises several types for a damaged file
+            raise FileProblem(f"cannot read weights from {path}: {error}") from None
+    if not path.is_file():
+        raise FileProblem(f"cannot read weights: {path} does not exist")
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a pickle it will not run
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FileProblem(
+            f"cannot read weights from {path} with torch.load(weights_only=True): {first}",
+            hint=EXPORT.format(stem=path.stem),
+        ) from None
+    for _ in range(4):
+        if isinstance(state, dict) and not any(hasattr(v, "shape") for v in state.values()):
+            state = state.get("model", state.get("state_dict"))
+    if not isinstance(state, dict):
+        raise FileProblem(f"{path} holds no state_dict", hint=EXPORT.format(stem=path.stem))
+    return {key: value for key, value in state.items() if hasattr(value, "shape")}
+
+
+def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
+    """The checkpoint's modules that hold tensors directly, in the order Ultralytics' forward runs them,
+    each with its keys."""
+    tree: dict = {}
+    own: dict[str, list[str]] = defaultdict(list)
+    for key in state:
+        if SKIPPED.search(key) or key.endswith("num_batches_tracked"):
+            continue
+        module = key.rpartition(".")[0]
+        own[module].append(key)
+        node = tree
+        for part in module.split(".") if module else []:
+            node = node.setdefault(part, {})
+    ordered: list[tuple[str, list[str]]] = []
+
+    def visit(node: dict, prefix: str) -> None:
+        if prefix in own:
+            ordered.append((prefix, own[prefix]))
+        for child in _children_in_forward_order(node):
+            inner = node
+            for part in child.split("."):
+                inner = inner[part]
+            visit(inner, f"{prefix}.{child}" if prefix else child)
+
+    visit(tree, "")
+    return ordered
+
+
+def _children_in_forward_order(node: dict) -> list[str]:
+    names = list(node)
+    numbered = sorted((n for n in names if n.isdigit()), key=int)
+    names = numbered + [n for n in names if not n.isdigit()]
+    for registered, forward in FORWARD_ORDER:
+        if set(names) == registered:
+            return forward
+    if {"cv2", "cv3"} <= set(names) and all(n in ("cv2", "cv3", "dfl") for n in names):  # Detect
+        return [f"{head}.{level}" for level in sorted(node["cv2"], key=int) for head in ("cv2", "cv3")]
+    return names
+
+
+def state_dict(network, state: dict, origin: str) -> dict:
+    """The checkpoint's tensors as float32 arrays under the network's names; a located error where the
+    checkpoint's modules and the network's layers part."""
+    from ..weights.checkpoint import as_float32
+    from ..weights.slots import network_slots
+
+    layers: dict[int, list] = defaultdict(list)
+    for slot in network_slots(network.graph):
+        if slot.floating:
+            layers[slot.node].append(slot)
+    modules = forward_modules(state)
+    if len(modules) != len(layers):
+        raise CnnDslError(
+            f"{origin} holds {len(modules)} modules with tensors where the network has {len(layers)} layers",
+            hint="the checkpoint is of another model or scale",
+        )
+    arrays = {}
+    for (module, keys), slots in zip(modules, layers.values(), strict=True):
+        given = {key.rpartition(".")[2]: key for key in keys}
+        for slot in slots:
+            key = given.pop(slot.key.rpartition(".")[2], None)
+            if key is None or tuple(state[key].shape) != slot.shape:
+                found = f"`{key}` is {tuple(state[key].shape)}" if key else f"`{module}` has no such tensor"
+                raise CnnDslError(
+                    f"{origin}: {found} where the network's `{slot.key}` needs {slot.shape}",
+                    hint="the checkpoint is of another model or scale",
+                )
+            arrays[slot.key] = as_float32(state[key], slot.shape)
+        if given:
+            raise CnnDslError(f"{origin}: `{next(iter(given.values()))}` has no place in the network's `{module}`")
+    return arrays
