@@ -249,8 +249,6 @@ def convert(text: str, file: str) -> str:
     model = read_yaml(text, file)
     converter = _Converter(model)
     rows = model.rows
-    wanted = {source for row in rows for source in row.sources if source != row.index - 1 or row.module == "Detect"}
-    wanted |= {source for row in rows if row.module == "Concat" for source in row.sources[1:]}
     statements: list[Statement] = []
     outputs: list[str] = []
     out_widths: list[str] = []
@@ -261,7 +259,7 @@ def convert(text: str, file: str) -> str:
         inputs = [out_widths[source] for source in row.sources] if row.index else [str(model.values.get("ch", 3))]
         written = converter.row(row, inputs)
         out_widths.append(written.width)
-        label = f"l{row.index}" if row.index in wanted else None
+        label = f"l{row.index}"  # every row's output is named after its module index
         jump = row.index and row.sources[0] != row.index - 1
         prefix = f"@l{row.sources[0]}, " if jump else ""
         if row.module == "Detect":
@@ -274,7 +272,7 @@ def convert(text: str, file: str) -> str:
             taps = ", ".join(f"@l{source}" for source in row.sources[1:])
             body = f"{prefix}concat({taps})"
         else:
-            body = prefix + written.text
+            body = prefix + (f"({written.text})" if " x " in written.text else written.text)
         statements.append(Statement(body, row.index, row.index, label, bool(jump) or row.index == head_start))
     return _text(model, converter, statements, outputs)
 
@@ -298,8 +296,8 @@ def _text(model: ModelYaml, converter: _Converter, statements: list[Statement], 
     clamp = "min({}, max_channels)" if first else "{}"
     lets = [f"    let {let} = ceil({clamp.format(c)} * width / 8) * 8" for c, let in sorted(converter.widths.items())]
     counts = [f"let {let} = max(round({n} * depth), 1)" for n, let in sorted(converter.repeats.items())]
-    if counts:
-        lets.append("    " + ", ".join(counts))
+    for first_count in range(0, len(counts), 2):
+        lets.append("    " + ", ".join(counts[first_count : first_count + 2]))
     classify = model.rows[-1].module == "Classify"
     size = 224 if classify else 640
     lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}.",
