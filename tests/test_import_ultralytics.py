@@ -8,12 +8,15 @@ with random weights for the outputs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import cnndsl
-from cnndsl.core.errors import CnnDslError
+from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
 
 torch = pytest.importorskip("torch")
@@ -137,3 +140,201 @@ def test_files_cnndsl_cannot_express_are_refused_at_their_row(name):
         cnndsl.import_file(MODELS / name)
     assert str(refused.value.pos) == f"{MODELS / name}:{line}:1"
     assert refused.value.message.startswith(message)
+
+
+def randomised(model, seed: int = 0):
+    """Ultralytics' model with random non-trivial weights and norm statistics, in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if key.endswith(("running_var", "bn.weight")):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif tensor.dim() > 1:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * (2 / fan_in) ** 0.5)
+            elif ".dfl." not in key:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
+    return model.eval()
+
+
+def imported_with_weights(tmp_path, name: str, model) -> torch.nn.Module:
+    """The imported network at `scale`, its weights taken from the model's state_dict through `cnndsl import`."""
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    (tmp_path / "net.cnn").write_text(text)
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(Path(name).stem, "n"), input=(3, SIZE, SIZE))
+    return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+
+
+def test_yolov8n_cls_gives_ultralytics_logits(tmp_path):
+    name = "v8/yolov8-cls.yaml"
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        probabilities, logits = model(images)
+        mine = ours(images)
+    assert logits.abs().max() > 1  # not a trivially small output
+    torch.testing.assert_close(mine, logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mine.softmax(1), probabilities, rtol=1e-4, atol=1e-5)
+
+
+def test_yolov8n_gives_ultralytics_raw_head_maps(tmp_path):
+    name = "v8/yolov8.yaml"
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    head, features = model.model[-1], []
+    hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
+    with torch.no_grad():
+        model(images)
+        expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
+        mine = ours(images)
+    hook.remove()
+    assert [tuple(m.shape) for m in mine] == [(2, 144, 8, 8), (2, 144, 4, 4), (2, 144, 2, 2)]
+    for level, reference in zip(mine, expected, strict=True):
+        assert reference.std() > 0.1
+        torch.testing.assert_close(level, reference, rtol=1e-4, atol=1e-4)
+
+
+# --- refusals -------------------------------------------------------------------------------------
+SMALL = """nc: 10
+scales:
+  n: [0.33, 0.25, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 3, C2f, [64, True]]
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+
+def refusal(tmp_path, text: str) -> CnnDslError:
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    with pytest.raises(CnnDslError) as refused:
+        cnndsl.import_file(path)
+    return refused.value
+
+
+def test_small_file_imports_as_its_family(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(SMALL)
+    model = ultralytics_model(yaml.safe_load(SMALL), "n")
+    net = cnndsl.parse(cnndsl.import_file(path), network="model_n", input=(3, SIZE, SIZE))
+    # by hand: Conv 3->16 3x3 (432 + BN 32); C2f with one bottleneck (1x1 16->16: 256 + 32, two 3x3 8->8:
+    # 2 x (576 + 16), 1x1 24->16: 384 + 32); Classify (1x1 16->1280: 20,480 + 2,560, fc 1280->10: 12,810)
+    assert net.params == sum(p.numel() for p in model.parameters()) == 464 + 1_888 + 23_040 + 12_810
+
+
+def test_unknown_module_is_refused_at_its_row(tmp_path):
+    error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C2ff, [64, True]"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
+    assert error.message == "C2ff (module 1) is a module cnndsl does not import"
+    assert "C2f, C3, C3k2" in error.hint
+
+
+def test_unknown_key_is_refused_at_its_line(tmp_path):
+    error = refusal(tmp_path, SMALL.replace("nc: 10", "nc: 10\ndepth_multiplier: 0.5"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:2:1"
+    assert error.message == "unknown key `depth_multiplier`: its meaning would be lost"
+
+
+def test_from_that_is_not_an_earlier_module_is_refused(tmp_path):
+    error = refusal(tmp_path, SMALL.replace("[-1, 3, C2f", "[4, 3, C2f"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
+    assert error.message == "C2f (module 1): `from` 4 is not an earlier module"
+    error = refusal(tmp_path, SMALL.replace("[-1, 3, C2f", "[-5, 3, C2f"))
+    assert error.message == "C2f (module 1): `from` -5 is not an earlier module"
+
+
+def test_concat_of_maps_of_different_sizes_is_refused_at_its_row(tmp_path):
+    text = SMALL.replace("head:\n", "head:\n  - [[-1, 0], 1, Concat, [1]]\n")
+    error = refusal(tmp_path.joinpath(), text.replace("[-1, 3, C2f, [64, True]]", "[-1, 1, Conv, [64, 3, 2]]"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:8:1"
+    assert error.message.startswith("Concat (module 2) does not fit in model_n: ")
+
+
+def test_yaml_anchors_are_refused(tmp_path):
+    repeated = "nc: 10\nbackbone: [&row [-1, 1, Conv, [8, 3, 2]], *row, *row]\nhead: []\n"
+    error = refusal(tmp_path, repeated)
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:2:1"
+    assert error.message == "the file repeats values by YAML anchors or holds too many of them"
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+class Payload:
+    """A pickle that would run code when loaded: it must never be."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_checkpoint_is_refused_with_how_to_export_its_state_dict(tmp_path):
+    model = ultralytics_model(yaml.safe_load(SMALL), "n", "cpu")
+    path = tmp_path / "model.yaml"
+    path.write_text(SMALL)
+    marker = tmp_path / "ran"
+    torch.save({"model": model, "payload": Payload(marker)}, tmp_path / "best.pt")  # as Ultralytics saves, plus code
+    with pytest.raises(FileProblem) as refused:
+        cnndsl.import_file(path, weights=tmp_path / "best.pt", weights_out=tmp_path / "w.safetensors")
+    assert not marker.exists()
+    assert not (tmp_path / "w.safetensors").exists()
+    assert refused.value.message.startswith(
+        f"cannot read weights from {tmp_path / 'best.pt'} with torch.load(weights_only=True): "
+    )
+    assert refused.value.hint == (
+        'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
+        "torch.save(YOLO('best.pt').model.float().state_dict(), 'best-state.pt')\""
+    )
+    torch.save(model.state_dict(), tmp_path / "best-state.pt")  # what the hint's line writes
+    cnndsl.import_file(path, weights=tmp_path / "best-state.pt", weights_out=tmp_path / "w.safetensors")
+    assert (tmp_path / "w.safetensors").exists()
+
+
+def test_state_dict_of_another_scale_is_refused(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(SMALL.replace("n: [0.33, 0.25, 1024]", "n: [0.33, 0.25, 1024]\n  s: [0.33, 0.5, 1024]"))
+    other = ultralytics_model(yaml.safe_load(SMALL.replace("0.25", "0.75")), "n", "cpu")
+    torch.save(other.state_dict(), tmp_path / "other.pt")
+    with pytest.raises(CnnDslError) as refused:
+        cnndsl.import_file(path, weights=tmp_path / "other.pt", weights_out=tmp_path / "w.safetensors")
+    assert refused.value.message == f"{tmp_path / 'other.pt'} fits none of the imported networks"
+    assert refused.value.hint.startswith("model_n: ")
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+# --- the file ---------------------------------------------------------------------------------------
+def test_yolov8_is_one_family_of_53_lines_that_passes_strict_check_and_reimports_identically(tmp_path):
+    target = tmp_path / "yolov8.cnn"
+    result = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "import", str(MODELS / "v8/yolov8.yaml"), "-o", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    text = target.read_text()
+    assert len(text.splitlines()) == 53
+    assert "network yolov8(depth=0.33, width=0.25, max_channels=1024, classes=80) {" in text
+    assert text.count("\nnetwork yolov8") == 6  # the family and one network per scale
+    assert ", l2: c2f(c128, n3, true)  # modules 0-2\n" in text  # module 2: C2f with its repeats as `n`
+    check = subprocess.run(
+        [sys.executable, "-m", "cnndsl", "check", "--strict", str(target)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stderr.strip() == "0 errors, 0 warnings in 6 networks of 1 file"
+    assert cnndsl.import_file(MODELS / "v8/yolov8.yaml") == text
+
+
+def test_from_ultralytics_names_the_format_of_another_suffix(cli, tmp_path):
+    path = tmp_path / "model.txt"
+    path.write_text(SMALL)
+    result = cli("import", path, "--from", "ultralytics")
+    assert result.exit_code == 0
+    assert "network model(depth=0.33, width=0.25, max_channels=1024, classes=10) {" in result.stdout
+    assert cli("import", path).exit_code == 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .ultralytics_blocks import activation, blocks_text
+from .ultralytics_blocks import DETECT_BN, activation, blocks_text
 from .ultralytics_yaml import ModelYaml, Row, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -309,7 +309,8 @@ def _text(model: ModelYaml, converter: _Converter, statements: list[Statement], 
         lines.append("# scores: DFL and box decoding are not imported.")
     if classify:
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
-    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act), ""]
+    norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
+    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm), ""]
     lines.append(f"network {name}({', '.join(params)}) {{")
     lines.append(f"    input {values.get('ch', 3)}x{size}x{size}")
     lines += lets

@@ -9,7 +9,8 @@ import re
 
 from ..core.errors import CnnDslError, SourcePos
 
-BN = "bn(eps=0.001, momentum=0.03)"  # ultralytics.utils.torch_utils.initialize_weights sets both on every norm
+DETECT_BN = "bn(eps=0.001, momentum=0.03)"  # DetectionModel's initialize_weights sets both on every norm
+BN = "BN"  # a placeholder: ClassificationModel keeps PyTorch's defaults
 BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "conv_bn_ACT": (
         f"block conv_bn_ACT(c, k=1, s=1, p=k // 2, g=1) {{ conv(c, k=k, s=s, p=p, g=g, bias=false), {BN}, ACT }}"
@@ -116,8 +117,8 @@ def activation(spec, file: str, line: int) -> tuple[str, str]:
     return (f"elu({argument})" if argument else layer), layer
 
 
-def blocks_text(used: set[str], act_layer: str, act_name: str) -> list[str]:
-    """The used blocks and those they call, callees first, with the activation filled in."""
+def blocks_text(used: set[str], act_layer: str, act_name: str, norm: str) -> list[str]:
+    """The used blocks and those they call, callees first, with the activation and the norm filled in."""
     order: list[str] = []
 
     def visit(name: str) -> None:
@@ -128,4 +129,5 @@ def blocks_text(used: set[str], act_layer: str, act_name: str) -> list[str]:
 
     for name in sorted(used):
         visit(name)
-    return [BLOCKS[name][0].replace("conv_bn_ACT", f"conv_bn_{act_name}").replace("ACT", act_layer) for name in order]
+    texts = [BLOCKS[name][0].replace("conv_bn_ACT", f"conv_bn_{act_name}") for name in order]
+    return [text.replace("ACT", act_layer).replace(", BN", f", {norm}") for text in texts]
