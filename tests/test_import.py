@@ -377,7 +377,7 @@ def test_weights_file_too_short_or_too_long_is_refused_with_both_counts(tmp_path
 def test_every_example_in_the_import_page_runs(cli, tmp_path, monkeypatch):
     """docs/import.md: its python blocks in one namespace, its commands print what it shows."""
     monkeypatch.chdir(tmp_path)
-    assert run_page("import.md", cli) == {"python": 5, "console": 5}
+    assert run_page("import.md", cli) == {"python": 7, "console": 6}
     assert cnndsl.load("tiny.cnn").params == 3426
     assert (tmp_path / "tiny.safetensors").stat().st_size > 3426 * 4
 

@@ -300,13 +300,12 @@ def _text(model: ModelYaml, converter: _Converter, statements: list[Statement], 
         lets.append("    " + ", ".join(counts[first_count : first_count + 2]))
     classify = model.rows[-1].module == "Classify"
     size = 224 if classify else 640
-    lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}.",
-             "# As ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels)",
-             "# * width, 8), a repeat count n > 1 is max(round(n * depth), 1); `# modules` counts the YAML's rows",
-             "# (model.0, model.1, ...)."]  # fmt: skip
+    lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}, as",
+             "# ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels) * width,",
+             "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
     if outputs:
-        lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the class")
-        lines.append("# scores: DFL and box decoding are not imported.")
+        lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
+        lines.append("# class scores: DFL and box decoding are not imported.")
     if classify:
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
