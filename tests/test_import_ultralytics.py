@@ -32,7 +32,10 @@ MODELS = Path(ultralytics.__file__).parent / "cfg" / "models"
 # Every detect and classify YAML shipped with ultralytics; the ones cnndsl expresses are compared at every
 # scale, the others must be refused at the row that needs what cnndsl lacks.
 IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
-            "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-cls.yaml"]  # fmt: skip
+            "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
+            "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
+            "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
+            "v9/yolov9c.yaml"]  # fmt: skip
 REFUSED = {
     "v3/yolov3-tiny.yaml": (26, "nn.ZeroPad2d (module 11) is zero padding"),
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
@@ -43,17 +46,7 @@ REFUSED = {
     "26/yolo26.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "v10/yolov10n.yaml": (20, "SCDown (module 5) is a module cnndsl does not import"),
-    "v9/yolov9t.yaml": (15, "ELAN1 (module 2) is a module cnndsl does not import"),
-    "v9/yolov9c.yaml": (15, "RepNCSPELAN4 (module 2) is a module cnndsl does not import"),
-    "v8/yolov8-ghost.yaml": (22, "GhostConv (module 1) is a module cnndsl does not import"),
-    "v8/yolov8-p6.yaml": (37, "C2 (module 14) is a module cnndsl does not import"),
-    "v8/yolov8-cls-resnet50.yaml": (20, "ResNetLayer (module 0) is a module cnndsl does not import"),
-    "v8/yolov8-cls-resnet101.yaml": (20, "ResNetLayer (module 0) is a module cnndsl does not import"),
-    "v8/yolov8-ghost-p2.yaml": (22, "GhostConv (module 1) is a module cnndsl does not import"),
-    "v8/yolov8-ghost-p6.yaml": (22, "GhostConv (module 1) is a module cnndsl does not import"),
-    "v9/yolov9s.yaml": (15, "ELAN1 (module 2) is a module cnndsl does not import"),
-    "v9/yolov9m.yaml": (15, "RepNCSPELAN4 (module 2) is a module cnndsl does not import"),
-    "v9/yolov9e.yaml": (16, "RepNCSPELAN4 (module 3) is a module cnndsl does not import"),
+    "v9/yolov9e.yaml": (24, "CBLinear (module 10) is a convolution split into channel parts of different sizes"),
     "26/yolo26-p2.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
     "26/yolo26-p6.yaml": (33, "SPPF (module 11) with `n` or `shortcut`"),
     **{f"v10/yolov10{s}.yaml": (20, "SCDown (module 5) is a module cnndsl does not import") for s in "smblx"},
@@ -164,7 +157,8 @@ def imported_with_weights(tmp_path, name: str, model) -> torch.nn.Module:
     torch.save(model.state_dict(), tmp_path / "state.pt")
     text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
     (tmp_path / "net.cnn").write_text(text)
-    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(Path(name).stem, "n"), input=(3, SIZE, SIZE))
+    scale = "n" if "scales" in yaml.safe_load((MODELS / name).read_text()) else ""
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(Path(name).stem, scale), input=(3, SIZE, SIZE))
     return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
@@ -233,7 +227,7 @@ def test_unknown_module_is_refused_at_its_row(tmp_path):
     error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C2ff, [64, True]"))
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
     assert error.message == "C2ff (module 1) is a module cnndsl does not import"
-    assert "C2f, C3, C3k2" in error.hint
+    assert "C2f, C3, C3Ghost, C3k2" in error.hint
 
 
 def test_unknown_key_is_refused_at_its_line(tmp_path):
@@ -338,3 +332,21 @@ def test_from_ultralytics_names_the_format_of_another_suffix(cli, tmp_path):
     assert result.exit_code == 0
     assert "network model(depth=0.33, width=0.25, max_channels=1024, classes=10) {" in result.stdout
     assert cli("import", path).exit_code == 1
+
+
+@pytest.mark.parametrize("name", ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml"])
+def test_other_families_give_ultralytics_raw_head_maps(tmp_path, name):
+    """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, and YOLOv9's RepConv, ELAN and ADown at scale n (or the
+    one scale), with the state_dict's modules in their forward order."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    head, features = model.model[-1], []
+    hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
+    with torch.no_grad():
+        model(images)
+        expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
+        mine = ours(images)
+    hook.remove()
+    for level, reference in zip(mine, expected, strict=True):
+        torch.testing.assert_close(level, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())

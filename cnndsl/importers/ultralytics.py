@@ -4,250 +4,22 @@ computes them.
 The YAML's `scales:` become the family's `depth`, `width` and `max_channels` and one network per scale; a width
 c is written `ceil(min(c, max_channels) * width / 8) * 8` (make_divisible) and a repeat count n > 1
 `max(round(n * depth), 1)`, both once per value as a `let`. Each row becomes one statement (a block call for
-C2f, C3k2, SPPF, ...), labelled `l<index>` where a later row reads it. Detect heads end at their raw maps."""
+C2f, C3k2, SPPF, ...), labelled `l<index>` after the module it builds. Detect heads end at their raw maps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .ultralytics_blocks import DETECT_BN, activation, blocks_text
-from .ultralytics_yaml import ModelYaml, Row, read_yaml
+from .ultralytics_blocks import DETECT_BN, blocks_text
+from .ultralytics_rows import HEADS, Converter
+from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
-REFUSED = {
-    "C2PSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "PSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "A2C2f": "area attention (a matrix product of queries and keys)",
-    "C2fAttn": "text-guided attention, which takes a second input",
-    "AIFI": "a transformer encoder layer",
-    "RTDETRDecoder": "a transformer decoder",
-    "C3TR": "a transformer block",
-    "nn.ZeroPad2d": "zero padding; cnndsl's maxpool pads with -inf, which differs where the map is negative",
-    "TorchVision": "a torchvision model loaded by name",
-    "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
-    "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
-}  # fmt: skip
-HEADS = {"Detect", "Classify"}
 
-
-@dataclass
-class _Written:
-    """A row's statement text and its output width as a .cnn expression."""
-
-    text: str
-    width: str
-
-
-@dataclass
-class _Converter:
-    model: ModelYaml
-    widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
-    repeats: dict[int, str] = field(default_factory=dict)
-    used: set[str] = field(default_factory=set)
-    c3k_scales: bool = False
-
-    def __post_init__(self):
-        values = self.model.values
-        self.act_layer, self.act = activation(
-            values.get("activation"), self.model.file, self.model.lines.get("activation", 1)
-        )
-        self.conv = f"conv_bn_{self.act}"
-        self.scales = values.get("scales") or {}
-        if not isinstance(self.scales, dict) or any(
-            not isinstance(v, list) or len(v) != 3 or not all(_is_number(x) for x in v) for v in self.scales.values()
-        ):
-            raise self.model.error("scales", "`scales` maps each scale to `[depth, width, max_channels]`")
-        self.legacy = not any(row.module in ("C3k2", "A2C2f", "C2fCIB") for row in self.model.rows)
-        self.nc = values.get("nc")
-
-    # --- values -----------------------------------------------------------------------------------
-    def width(self, row: Row, channels: Any) -> str:
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise row.error(f"takes a whole number of channels first, not `{channels!r}`")
-        return self.widths.setdefault(channels, f"c{channels}")
-
-    def repeat(self, row: Row) -> str:
-        if row.repeats == 1:
-            return "1"
-        return self.repeats.setdefault(row.repeats, f"n{row.repeats}")
-
-    def classes(self, row: Row, value: Any) -> str:
-        if value == "nc":
-            if not isinstance(self.nc, int) or isinstance(self.nc, bool) or self.nc < 1:
-                raise self.model.error("nc", "`nc`, the number of classes, must be a whole number from 1")
-            return "classes"
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise row.error(f"takes the number of classes, not `{value!r}`")
-        return str(value)
-
-    # --- rows -------------------------------------------------------------------------------------
-    def row(self, row: Row, inputs: list[str]) -> _Written:
-        if row.module in REFUSED:
-            raise row.error(
-                f"is {REFUSED[row.module]}, which cnndsl cannot express",
-                "the import refuses rather than approximate it",
-            )
-        handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
-        if handler is None:
-            raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
-        if row.module != "Concat" and row.module not in HEADS and len(row.sources) != 1:
-            raise row.error(f"reads one module, not {len(row.sources)}")
-        return handler(row, [_literal(arg) for arg in row.args], inputs)
-
-    def times(self, row: Row, text: str) -> str:
-        """A module that is not a repeat module, built `repeats` times in a Sequential."""
-        return text if row.repeats == 1 else f"{text} x {self.repeat(row)}"
-
-    def m_Conv(self, row, args, inputs):
-        c, k, s, p, g, d, act = _padded(row, args, [None, 1, 1, None, 1, 1, True], "Conv")
-        if d != 1 or not isinstance(act, bool):
-            raise row.error("with a dilation or an activation of its own is not imported")
-        name = self.conv if act else "conv_bn"
-        self.used.add("conv_bn_ACT" if act else "conv_bn")
-        width = self.width(row, c)
-        options = [width] + [str(k)] * (k != 1 or s != 1) + [str(s)] * (s != 1)
-        options += [f"p={p}"] * (p is not None and p != k // 2) + [f"g={g}"] * (g != 1)
-        return _Written(self.times(row, f"{name}({', '.join(options)})"), width)
-
-    def m_C2f(self, row, args, inputs):
-        c, shortcut, g, e = _padded(row, args, [None, False, 1, 0.5], "C2f")
-        return self._csp(row, "c2f", c, _flags(shortcut, e, g, row, "true"))
-
-    def m_C3(self, row, args, inputs):
-        c, shortcut, g, e = _padded(row, args, [None, True, 1, 0.5], "C3")
-        return self._csp(row, "c3", c, _flags(not shortcut, e, g, row, "false"))
-
-    def m_C3k2(self, row, args, inputs):
-        c, c3k, e, attn, g, shortcut = _padded(row, args, [None, False, 0.5, False, 1, True], "C3k2")
-        if attn:
-            raise row.error("with attention (PSABlock) is attention, which cnndsl cannot express")
-        if g != 1:
-            raise row.error("with groups is not imported")
-        self.c3k_scales = True
-        extra = [f"e={e!r}"] * (e != 0.5) + ["shortcut=false"] * (not shortcut)
-        return self._csp(row, "c3k2", c, ["true" if c3k else "c3k", *extra])
-
-    def _csp(self, row, block, c, options):
-        """A repeat module: the repeats are its `n`, written where they or later options are not the default."""
-        self.used.add(block)
-        width = self.width(row, c)
-        n = self.repeat(row)
-        written = [width] + ([n] if n != "1" or options else []) + options
-        return _Written(f"{block}({', '.join(written)})", width)
-
-    def m_Bottleneck(self, row, args, inputs):
-        c, shortcut, g, k, e = _padded(row, args, [None, True, 1, (3, 3), 0.5], "Bottleneck")
-        if g != 1 or k != (3, 3) and k != [3, 3]:
-            raise row.error("with groups or other kernels is not imported")
-        self.used.add("bottleneck")
-        width = self.width(row, c)
-        options = [width] + ["false"] * (not shortcut) + [f"e={e!r}"] * (e != 0.5)
-        return _Written(self.times(row, f"bottleneck({', '.join(options)})"), width)
-
-    def m_SPPF(self, row, args, inputs):
-        if len(args) > 2:
-            raise row.error(
-                "with `n` or `shortcut` (YOLO26's form, whose first conv has no activation) is not imported yet"
-            )
-        c, k = _padded(row, args, [None, 5], "SPPF")
-        self.used.add("sppf")
-        width = self.width(row, c)
-        return _Written(self.times(row, f"sppf({width}{f', {k}' * (k != 5)})"), width)
-
-    def m_SPP(self, row, args, inputs):
-        c, k = _padded(row, args, [None, [5, 9, 13]], "SPP")
-        if list(k) != [5, 9, 13]:
-            raise row.error("with pools other than (5, 9, 13) is not imported")
-        self.used.add("spp")
-        width = self.width(row, c)
-        return _Written(self.times(row, f"spp({width})"), width)
-
-    def m_nn_Upsample(self, row, args, inputs):
-        size, scale, mode = _padded(row, args, [None, None, "nearest"], "nn.Upsample", required=0)
-        if size is not None or not isinstance(scale, int) or mode not in ("nearest", "bilinear"):
-            raise row.error("is imported with a whole scale factor and mode nearest or bilinear")
-        return _Written(self.times(row, f"upsample({scale}{', mode=bilinear' * (mode == 'bilinear')})"), inputs[0])
-
-    def m_nn_MaxPool2d(self, row, args, inputs):
-        k, s, p = _padded(row, args, [None, None, 0], "nn.MaxPool2d")
-        s = k if s is None else s
-        text = f"maxpool(k={k}" + f", s={s}" * (s != k) + f", p={p}" * bool(p) + ")"
-        return _Written(self.times(row, text), inputs[0])
-
-    def m_nn_ConvTranspose2d(self, row, args, inputs):
-        c, k, s, p = _padded(row, args, [None, 1, 1, 0], "nn.ConvTranspose2d")
-        width = self.width(row, c)
-        return _Written(self.times(row, f"deconv({width}, k={k}, s={s}, p={p})"), width)
-
-    def m_nn_Identity(self, row, args, inputs):
-        return _Written(self.times(row, "identity"), inputs[0])
-
-    def m_Concat(self, row, args, inputs):
-        if args not in ([1], [-3]):
-            raise row.error(f"joins along dimension {args[0] if args else '?'}; only channels (1) are imported")
-        return _Written("", " + ".join(inputs))
-
-    def m_Classify(self, row, args, inputs):
-        classes, k, s = _padded(row, args, [None, 1, 1], "Classify")
-        self.used.add("classify")
-        options = [self.classes(row, classes)] + [str(k)] * (k != 1 or s != 1) + [str(s)] * (s != 1)
-        return _Written(f"classify({', '.join(options)})", self.classes(row, classes))
-
-    def m_Detect(self, row, args, inputs):
-        (classes,) = _padded(row, args, [None], "Detect")
-        if self.model.values.get("end2end"):
-            raise row.error("is end-to-end (a second, one-to-one head beside the first), which is not imported yet")
-        block = "detect_level" if self.legacy else "detect_level_dw"
-        self.used.add(block)
-        reg_max = self.model.values.get("reg_max", 16)
-        tail = f", {reg_max}" * (reg_max != 16)
-        return _Written(f"{block}({inputs[0]}, {self.classes(row, classes)}{tail})", "")
-
-
-def _literal(arg: Any) -> Any:
-    """A string argument as parse_model reads it: `nc` stays a name, `None` or `"(3, 3)"` a Python literal."""
-    import ast
-
-    if not isinstance(arg, str) or arg == "nc" or len(arg) > 100:
-        return arg
-    try:
-        return ast.literal_eval(arg)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return arg
-
-
-def _known() -> set[str]:
-    return {name[2:].replace("nn_", "nn.") for name in dir(_Converter) if name.startswith("m_")}
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _padded(row: Row, args: list, defaults: list, name: str, required: int = 1) -> list:
-    """The row's args filled with the module's defaults; more args than the module takes is an error."""
-    if len(args) > len(defaults):
-        raise row.error(f"takes at most {len(defaults)} arguments here, not {len(args)}")
-    if len(args) < required:
-        raise row.error(f"needs at least {required} argument(s)")
-    return list(args) + defaults[len(args) :]
-
-
-def _flags(flag: bool, e, g, row: Row, written: str) -> list[str]:
-    """The shortcut flag where it is not the block's default (`written` is its non-default), then e."""
-    if g != 1:
-        raise row.error("with groups is not imported")
-    return [written] * bool(flag) + ([f"e={e!r}"] if e != 0.5 else [])
-
-
-# --- writing ------------------------------------------------------------------------------------------
 def convert(text: str, file: str) -> str:
     """The .cnn text for an Ultralytics model YAML: one family, and one network per scale."""
     model = read_yaml(text, file)
-    converter = _Converter(model)
+    converter = Converter(model)
     rows = model.rows
     statements: list[Statement] = []
     outputs: list[str] = []
@@ -277,7 +49,7 @@ def convert(text: str, file: str) -> str:
     return _text(model, converter, statements, outputs)
 
 
-def _text(model: ModelYaml, converter: _Converter, statements: list[Statement], outputs: list[str]) -> str:
+def _text(model: ModelYaml, converter: Converter, statements: list[Statement], outputs: list[str]) -> str:
     name = identifier(Path(model.file).stem)
     scales = converter.scales
     values = model.values

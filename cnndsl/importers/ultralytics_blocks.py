@@ -94,6 +94,81 @@ BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 
+BLOCKS.update(
+    {
+        "c2": (
+            """block c2(c, n=1, shortcut=true, e=0.5) {  # C2: bottlenecks on one half, joined with the other
+    let h = floor(c * e)
+    conv_bn_ACT(2 * h)
+    branch { chunk(2, 0), bottleneck(h, shortcut, 3, 1) x n | chunk(2, 1) }
+    conv_bn_ACT(c)
+}""",
+            ("bottleneck",),
+        ),
+        "ghostconv": (
+            """block ghostconv(c, k=1, s=1, act=true) {  # GhostConv: half the channels, then a 5x5 depthwise of them
+    if act { conv_bn_ACT(c // 2, k, s), dense { conv_bn_ACT(c // 2, 5, g=c // 2) } }
+    else { conv_bn(c // 2, k, s), dense { conv_bn(c // 2, 5, g=c // 2) } }
+}""",
+            ("conv_bn_ACT", "conv_bn"),
+        ),
+        "c3ghost": (
+            """block c3ghost(c, n=1, e=0.5) {  # C3Ghost: C3 with ghost bottlenecks
+    let h = floor(c * e)
+    branch { conv_bn_ACT(h), residual { ghostconv(h // 2), ghostconv(h, act=false) } x n | conv_bn_ACT(h) }
+    conv_bn_ACT(c)
+}""",
+            ("ghostconv",),
+        ),
+        "resnetlayer": (
+            """block resnetlayer(c, s=1, first=false, n=1, e=4) {  # ResNetLayer: a stem, or n ResNet bottlenecks
+    if first { conv_bn_ACT(c, 7, 2), maxpool(k=3, s=2, p=1) }
+    else { (residual { conv_bn_ACT(c), conv_bn_ACT(c, 3, s if i == 0 else 1), conv_bn(e * c) }, relu) x n }
+}""",
+            ("conv_bn_ACT", "conv_bn"),
+        ),
+        "repcsp": (
+            """block repconv(c) { residual { conv_bn(c, 3) } shortcut { conv_bn(c, 1) }, silu }  # RepConv (always SiLU)
+block repcsp(c, n=1) {  # RepCSP: C3 with RepConv bottlenecks
+    let h = c // 2
+    branch { conv_bn_ACT(h), residual { repconv(h), conv_bn_ACT(h, 3) } x n | conv_bn_ACT(h) }
+    conv_bn_ACT(c)
+}""",
+            ("conv_bn_ACT", "conv_bn"),
+        ),
+        "repncspelan4": (
+            """block repncspelan4(c, c3, c4, n=1) {  # RepNCSPELAN4: two CSP stages on the last half, all joined
+    y: conv_bn_ACT(c3)
+    chunk(2, 1), repcsp(c4, n), z: conv_bn_ACT(c4, 3)
+    repcsp(c4, n), w: conv_bn_ACT(c4, 3)
+    @y, concat(@z, @w), conv_bn_ACT(c)
+}""",
+            ("repcsp",),
+        ),
+        "elan1": (
+            """block elan1(c, c3, c4) {  # ELAN1: two convolutions on the last half, all joined
+    y: conv_bn_ACT(c3)
+    chunk(2, 1), z: conv_bn_ACT(c4, 3), w: conv_bn_ACT(c4, 3)
+    @y, concat(@z, @w), conv_bn_ACT(c)
+}""",
+            ("conv_bn_ACT",),
+        ),
+        "aconv": ("block aconv(c) { avgpool(k=2, s=1), conv_bn_ACT(c, 3, 2) }  # AConv", ("conv_bn_ACT",)),
+        "adown": (
+            """block adown(c) {  # ADown: after a 2x2 average, one half by a strided conv, the other max-pooled
+    avgpool(k=2, s=1)
+    branch { chunk(2, 0), conv_bn_ACT(c // 2, 3, 2) | chunk(2, 1), maxpool(k=3, s=2, p=1), conv_bn_ACT(c // 2) }
+}""",
+            ("conv_bn_ACT",),
+        ),
+        "sppelan": (
+            "block sppelan(c, c3, k=5) { conv_bn_ACT(c3), dense { chunk(1 + i, i), maxpool(k=k, s=1, p=k // 2) } x3"
+            ", conv_bn_ACT(c) }  # SPPELAN",
+            ("conv_bn_ACT",),
+        ),
+    }
+)
+
 ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "Mish": "mish",
                "GELU": "gelu", "Tanh": "tanh", "Sigmoid": "sigmoid", "ELU": "elu", "LeakyReLU": "leakyrelu"}  # fmt: skip
 
