@@ -96,6 +96,8 @@ class Converter(MoreModules):
         c, k, s, p, g, d, act = padded(row, args, [None, 1, 1, None, 1, 1, True], "Conv")
         if d != 1 or not isinstance(act, bool):
             raise row.error("with a dilation or an activation of its own is not imported")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (k, s, g, 0 if p is None else p)):
+            raise row.error(f"takes whole numbers for its kernel, stride, padding and groups, not {args[1:5]}")
         name = self.conv if act else "conv_bn"
         self.used.add("conv_bn_ACT" if act else "conv_bn")
         width = self.width(row, c)
