@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
-from .ultralytics_rows import HEADS, Converter
+from .ultralytics_rows import HEADS, Converter, decodes_boxes
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -75,7 +75,12 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}, as",
              "# ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels) * width,",
              "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
-    if outputs:
+    decoded = bool(outputs) and decodes_boxes()
+    if decoded:
+        params.append('postprocess="decoded"')
+        lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")
+        lines.append('# class scores for every anchor; postprocess="raw" gives the maps of its levels instead.')
+    elif outputs:
         lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
         lines.append("# class scores: DFL and box decoding are not imported.")
     if classify:
@@ -83,10 +88,16 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm), ""]
     lines.append(f"network {name}({', '.join(params)}) {{")
-    lines.append(f"    input {values.get('ch', 3)}x{size}x{size}")
+    lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
     lines += body_lines(fold(statements), "modules")
-    if outputs:
+    if decoded:
+        reg_max, levels = values.get("reg_max", 16), ", ".join(outputs)
+        lines.append(f'    if postprocess == "raw" {{ output {levels} }}')
+        lines.append(
+            f"    else {{ {outputs[0]}, anchorcat({', '.join(outputs[1:])}), dfl({reg_max}), dist2bbox(@image, {levels}) }}"
+        )
+    elif outputs:
         lines.append(f"    output {', '.join(outputs)}")
     lines.append("}")
     if scales:

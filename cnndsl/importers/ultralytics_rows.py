@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ops import REGISTRY
 from .ultralytics_blocks import activation
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_yaml import ModelYaml, Row
@@ -30,6 +31,16 @@ REFUSED = {
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
 HEADS = {"Detect", "Classify"}
+
+
+def has_attention() -> bool:
+    """Whether cnndsl has the kinds of Ultralytics' Attention (attend, attendvalues): then C2PSA imports."""
+    return "attend" in REGISTRY and "attendvalues" in REGISTRY
+
+
+def decodes_boxes() -> bool:
+    """Whether cnndsl has the kinds of Detect's eval end (anchorcat, dfl, dist2bbox): then the head decodes."""
+    return all(name in REGISTRY for name in ("anchorcat", "dfl", "dist2bbox"))
 
 
 @dataclass
@@ -76,7 +87,7 @@ class Converter(MoreModules):
 
     # --- rows -------------------------------------------------------------------------------------
     def row(self, row: Row, inputs: list[str]) -> Written:
-        if row.module in REFUSED:
+        if row.module in REFUSED and not (row.module == "C2PSA" and has_attention()):
             raise row.error(
                 f"is {REFUSED[row.module]}, which cnndsl cannot express",
                 "the import refuses rather than approximate it",
@@ -188,6 +199,14 @@ class Converter(MoreModules):
         self.used.add("classify")
         options = [self.classes(row, classes)] + [str(k)] * (k != 1 or s != 1) + [str(s)] * (s != 1)
         return Written(f"classify({', '.join(options)})", self.classes(row, classes))
+
+    def m_C2PSA(self, row, args, inputs):
+        c, e = padded(row, args, [None, 0.5], "C2PSA")
+        n = self.repeat(row)
+        options = [n] * (n != "1" or e != 0.5) + [f"e={e!r}"] * (e != 0.5)
+        self.used.add("c2psa")
+        width = self.width(row, c)
+        return Written(f"c2psa({', '.join([width, *options])})", width)
 
     def m_Detect(self, row, args, inputs):
         (classes,) = padded(row, args, [None], "Detect")

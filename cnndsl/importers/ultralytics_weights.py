@@ -23,8 +23,9 @@ EXPORT = (
 FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"cv1", "cv2", "m"}, ["cv1", "m", "cv2"]),  # C2f, C3k2
     ({"cv1", "cv2", "cv3", "m"}, ["cv1", "m", "cv2", "cv3"]),  # C3, C3k
+    ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
 ]
-SKIPPED = re.compile(r"(^|\.)dfl\.")  # Detect's DFL: a fixed 1x1 conv the raw-map import does not hold
+DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
 
 def read_state(path: str | Path) -> dict:
@@ -63,7 +64,7 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
     tree: dict = {}
     own: dict[str, list[str]] = defaultdict(list)
     for key in state:
-        if SKIPPED.search(key) or key.endswith("num_batches_tracked"):
+        if key.endswith("num_batches_tracked"):
             continue
         module = key.rpartition(".")[0]
         own[module].append(key)
@@ -93,7 +94,8 @@ def _children_in_forward_order(node: dict) -> list[str]:
         if set(names) == registered:
             return forward
     if {"cv2", "cv3"} <= set(names) and all(n in ("cv2", "cv3", "dfl") for n in names):  # Detect
-        return [f"{head}.{level}" for level in sorted(node["cv2"], key=int) for head in ("cv2", "cv3")]
+        levels = [f"{head}.{level}" for level in sorted(node["cv2"], key=int) for head in ("cv2", "cv3")]
+        return levels + ["dfl"] * ("dfl" in node)
     return names
 
 
@@ -108,6 +110,8 @@ def state_dict(network, state: dict, origin: str) -> dict:
         if slot.floating:
             layers[slot.node].append(slot)
     modules = forward_modules(state)
+    if len(modules) == len(layers) + 1:  # the raw maps end before DFL
+        modules = [(module, keys) for module, keys in modules if not DFL.search(module)]
     if len(modules) != len(layers):
         raise CnnDslError(
             f"{origin} holds {len(modules)} modules with tensors where the network has {len(layers)} layers",
