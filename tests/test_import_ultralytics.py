@@ -18,6 +18,7 @@ import pytest
 import cnndsl
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
+from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
@@ -51,6 +52,11 @@ REFUSED = {
     "26/yolo26-p6.yaml": (33, "SPPF (module 11) with `n` or `shortcut`"),
     **{f"v10/yolov10{s}.yaml": (20, "SCDown (module 5) is a module cnndsl does not import") for s in "smblx"},
 }
+ATTENTION = ["11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"]  # C2PSA: imported where cnndsl has the attend kinds
+if has_attention():
+    IMPORTED += ATTENTION
+    for name in ATTENTION:
+        del REFUSED[name]
 OTHER_TASKS = ("seg", "pose", "obb", "world", "rtdetr", "yoloe", "depth", "sem")  # not detect or classify
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
@@ -111,19 +117,36 @@ def test_every_shipped_detect_and_classify_yaml_is_imported_or_refused():
     assert shipped == set(IMPORTED) | set(REFUSED)
 
 
-@pytest.mark.parametrize("name", IMPORTED)
-def test_every_scale_has_ultralytics_params_and_layer_shapes(tmp_path, name):
-    text = (MODELS / name).read_text()
-    cnn = cnndsl.import_file(MODELS / name)
+def compare_every_scale(path: Path) -> None:
+    """The imported family's network at each scale against Ultralytics' model from the same file."""
+    text = path.read_text()
+    cnn = cnndsl.import_file(path)
     config = yaml.safe_load(text)
     for scale in config.get("scales") or [""]:
         model = ultralytics_model(config, scale)
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
-        net = cnndsl.parse(cnn, name, network=network_name(Path(name).stem, scale), input=(3, SIZE, SIZE))
-        # Detect's DFL is a fixed 1x1 conv of reg_max weights that the raw-map import leaves out
-        assert net.params == sum(p.numel() for p in model.parameters()) - dfl, scale
-        assert dfl == (16 if net.outputs and len(net.outputs) > 1 else 0)
+        net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
+        # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
+        assert dfl == (16 if config["head"][-1][2] == "Detect" else 0)
+        assert net.params == sum(p.numel() for p in model.parameters()) - (0 if decodes_boxes() else dfl), scale
         assert cnn_shapes(net) == row_shapes(model), scale
+
+
+@pytest.mark.parametrize("name", IMPORTED)
+def test_every_scale_has_ultralytics_params_and_layer_shapes(name):
+    compare_every_scale(MODELS / name)
+
+
+def test_c3k2_and_the_depthwise_detect_head_at_every_scale(tmp_path):
+    """YOLO11 with a Conv where C2PSA stands: C3k2 in both forms (C3k at scales m, l, x) and the head whose
+    class path is depthwise, as parse_model builds them for any file with C3k2."""
+    text = (MODELS / "11/yolo11.yaml").read_text()
+    assert "  - [-1, 2, C2PSA, [1024]] # 10\n" in text
+    (tmp_path / "yolo11.yaml").write_text(text.replace("[-1, 2, C2PSA, [1024]]", "[-1, 1, Conv, [1024, 1, 1]]"))
+    compare_every_scale(tmp_path / "yolo11.yaml")
+    cnn = cnndsl.import_file(tmp_path / "yolo11.yaml")
+    assert "network yolo11m = yolo11(0.5, 1.0, 512, c3k=true)" in cnn
+    assert "block detect_level_dw(" in cnn
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -175,7 +198,7 @@ def test_yolov8n_cls_gives_ultralytics_logits(tmp_path):
     torch.testing.assert_close(mine.softmax(1), probabilities, rtol=1e-4, atol=1e-5)
 
 
-def test_yolov8n_gives_ultralytics_raw_head_maps(tmp_path):
+def test_yolov8n_gives_ultralytics_outputs(tmp_path):
     name = "v8/yolov8.yaml"
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
     ours = imported_with_weights(tmp_path, name, model)
@@ -183,10 +206,14 @@ def test_yolov8n_gives_ultralytics_raw_head_maps(tmp_path):
     head, features = model.model[-1], []
     hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
-        model(images)
+        decoded, _ = model(images)
         expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
         mine = ours(images)
     hook.remove()
+    if decodes_boxes():  # Ultralytics' eval output: boxes in pixels and class scores for the 84 anchors
+        assert tuple(mine.shape) == (2, 84, 64 + 16 + 4)
+        torch.testing.assert_close(mine, decoded, rtol=1e-4, atol=1e-4 * decoded.abs().max().item())
+        return
     assert [tuple(m.shape) for m in mine] == [(2, 144, 8, 8), (2, 144, 4, 4), (2, 144, 2, 2)]
     for level, reference in zip(mine, expected, strict=True):
         assert reference.std() > 0.1
@@ -335,7 +362,7 @@ def test_from_ultralytics_names_the_format_of_another_suffix(cli, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml"])
-def test_other_families_give_ultralytics_raw_head_maps(tmp_path, name):
+def test_other_families_give_ultralytics_outputs(tmp_path, name):
     """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, and YOLOv9's RepConv, ELAN and ADown at scale n (or the
     one scale), with the state_dict's modules in their forward order."""
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
@@ -344,9 +371,11 @@ def test_other_families_give_ultralytics_raw_head_maps(tmp_path, name):
     head, features = model.model[-1], []
     hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
-        model(images)
+        decoded, _ = model(images)
         expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
         mine = ours(images)
     hook.remove()
+    if decodes_boxes():
+        mine, expected = [mine], [decoded]
     for level, reference in zip(mine, expected, strict=True):
         torch.testing.assert_close(level, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())

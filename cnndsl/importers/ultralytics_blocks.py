@@ -82,7 +82,7 @@ BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     let c2 = max(16, ch0 // 4, 4 * reg_max), let c3 = max(ch0, min(classes, 100))
     branch {
         conv_bn_ACT(c2, 3), conv_bn_ACT(c2, 3), conv(4 * reg_max, k=1)
-      | conv_bn_ACT(ch0, 3, g=ch0), conv_bn_ACT(c3), conv_bn_ACT(c3, 3, g=c3), conv_bn_ACT(c3), conv(classes, k=1)
+      | conv_bn_ACT(in.c, 3, g=in.c), conv_bn_ACT(c3), conv_bn_ACT(c3, 3, g=c3), conv_bn_ACT(c3), conv(classes, k=1)
     }
 }""",
         ("conv_bn_ACT",),
