@@ -331,7 +331,7 @@ def test_state_dict_of_another_scale_is_refused(tmp_path):
 
 
 # --- the file ---------------------------------------------------------------------------------------
-def test_yolov8_is_one_family_of_52_lines_that_passes_strict_check_and_reimports_identically(tmp_path):
+def test_yolov8_is_one_family_of_at_most_70_lines_that_passes_strict_check_and_reimports_identically(tmp_path):
     target = tmp_path / "yolov8.cnn"
     result = subprocess.run(
         [sys.executable, "-m", "cnndsl", "import", str(MODELS / "v8/yolov8.yaml"), "-o", str(target)],
@@ -340,7 +340,7 @@ def test_yolov8_is_one_family_of_52_lines_that_passes_strict_check_and_reimports
     )
     assert result.returncode == 0, result.stderr
     text = target.read_text()
-    assert len(text.splitlines()) == 52
+    assert len(text.splitlines()) == (53 if decodes_boxes() else 52)  # with the decoding end, one line more
     assert "network yolov8(depth=0.33, width=0.25, max_channels=1024, classes=80) {" in text
     assert text.count("\nnetwork yolov8") == 6  # the family and one network per scale
     assert ", l2: c2f(c128, n3, true)  # modules 0-2\n" in text  # module 2: C2f with its repeats as `n`
