@@ -365,10 +365,16 @@ def test_from_ultralytics_names_the_format_of_another_suffix(cli, tmp_path):
     assert cli("import", path).exit_code == 1
 
 
-@pytest.mark.parametrize("name", ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml"])
+NEEDS_ATTEND = pytest.mark.skipif(not has_attention(), reason="C2PSA needs the attend kinds")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml", pytest.param("11/yolo11.yaml", marks=NEEDS_ATTEND)],
+)
 def test_other_families_give_ultralytics_outputs(tmp_path, name):
-    """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, and YOLOv9's RepConv, ELAN and ADown at scale n (or the
-    one scale), with the state_dict's modules in their forward order."""
+    """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, YOLOv9's RepConv, ELAN and ADown, and YOLO11's C3k2 and
+    C2PSA at scale n (or the one scale), with the state_dict's modules in their forward order."""
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
     ours = imported_with_weights(tmp_path, name, model)
     images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
