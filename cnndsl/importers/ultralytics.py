@@ -8,6 +8,7 @@ C2f, C3k2, SPPF, ...), labelled `l<index>` after the module it builds. Detect he
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
@@ -110,15 +111,11 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
 
 def _scaled(name: str, scale: str) -> str:
     """yolov8 + n -> yolov8n, yolov8_cls + n -> yolov8n_cls, as Ultralytics names the scaled files."""
-    import re
-
     found = re.match(r"(yolo(?:e_)?v?\d+)(.*)", name)
     return f"{found.group(1)}{scale}{found.group(2)}" if found else f"{name}_{scale}"
 
 
 def network_names(cnn: str) -> list[str]:
     """The imported file's network per scale, or its one network where the YAML has no scales."""
-    import re
-
     scaled = re.findall(r"^network (\w+) = ", cnn, re.MULTILINE)
     return scaled or re.findall(r"^network (\w+)\(", cnn, re.MULTILINE)

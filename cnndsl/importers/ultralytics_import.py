@@ -9,16 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..api import parse
+from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError, SourcePos
+from .ultralytics import convert, network_names
+from .ultralytics_weights import read_state, state_dict
+from .ultralytics_yaml import read_yaml
 
 MAX_BYTES = 1_000_000  # Ultralytics' largest model YAML is under 4 kB
 
 
 def import_ultralytics(path: Path, weights=None, weights_out=None) -> str:
     """The .cnn text for the YAML at `path`; with `weights`, its state_dict written to `weights_out`."""
-    from .ultralytics import convert, network_names
-    from .ultralytics_yaml import read_yaml
-
     try:
         if path.stat().st_size > MAX_BYTES:
             raise CnnDslError(f"{path}: over {MAX_BYTES:,} bytes, which no model YAML needs")
@@ -35,8 +37,6 @@ def import_ultralytics(path: Path, weights=None, weights_out=None) -> str:
 
 def _built(cnn: str, name: str, rows, file: str):
     """The expanded network `name`; where it does not build, the error at the YAML row its line came from."""
-    from ..api import parse
-
     try:
         return parse(cnn, file, network=name)
     except CnnDslError as error:
@@ -53,9 +53,6 @@ def _built(cnn: str, name: str, rows, file: str):
 def _write_weights(networks, weights, target) -> None:
     """The state_dict under the names of the one scale whose shapes it fits (the first where several do)."""
     from safetensors.numpy import save
-
-    from ..core.atomic import write_atomically
-    from .ultralytics_weights import read_state, state_dict
 
     state = read_state(weights)
     problems = []

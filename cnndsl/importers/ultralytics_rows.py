@@ -6,6 +6,7 @@ cnndsl cannot express is refused at the row's line."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,8 +222,6 @@ class Converter(MoreModules):
 
 def _literal(arg: Any) -> Any:
     """A string argument as parse_model reads it: `nc` stays a name, `None` or `"(3, 3)"` a Python literal."""
-    import ast
-
     if not isinstance(arg, str) or arg == "nc" or len(arg) > 100:
         return arg
     try:

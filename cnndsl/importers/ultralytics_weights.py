@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..core.errors import CnnDslError, FileProblem
+from ..weights.slots import network_slots
 
 EXPORT = (
     'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
@@ -102,8 +103,7 @@ def _children_in_forward_order(node: dict) -> list[str]:
 def state_dict(network, state: dict, origin: str) -> dict:
     """The checkpoint's tensors as float32 arrays under the network's names; a located error where the
     checkpoint's modules and the network's layers part."""
-    from ..weights.checkpoint import as_float32
-    from ..weights.slots import network_slots
+    from ..weights.checkpoint import as_float32  # numpy, kept out of `import cnndsl`
 
     layers: dict[int, list] = defaultdict(list)
     for slot in network_slots(network.graph):
