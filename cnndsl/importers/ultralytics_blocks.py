@@ -67,26 +67,6 @@ BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
 }""",
         ("conv_bn_ACT",),
     ),
-    "detect_level": (
-        """block detect_level(ch0, classes, reg_max=16) {  # Detect at one level: box distribution, class scores
-    let c2 = max(16, ch0 // 4, 4 * reg_max), let c3 = max(ch0, min(classes, 100))
-    branch {
-        conv_bn_ACT(c2, 3), conv_bn_ACT(c2, 3), conv(4 * reg_max, k=1)
-      | conv_bn_ACT(c3, 3), conv_bn_ACT(c3, 3), conv(classes, k=1)
-    }
-}""",
-        ("conv_bn_ACT",),
-    ),
-    "detect_level_dw": (
-        """block detect_level_dw(ch0, classes, reg_max=16) {  # Detect at one level, depthwise class path
-    let c2 = max(16, ch0 // 4, 4 * reg_max), let c3 = max(ch0, min(classes, 100))
-    branch {
-        conv_bn_ACT(c2, 3), conv_bn_ACT(c2, 3), conv(4 * reg_max, k=1)
-      | conv_bn_ACT(in.c, 3, g=in.c), conv_bn_ACT(c3), conv_bn_ACT(c3, 3, g=c3), conv_bn_ACT(c3), conv(classes, k=1)
-    }
-}""",
-        ("conv_bn_ACT",),
-    ),
     "classify": (
         "block classify(classes, k=1, s=1) { conv_bn_ACT(1280, k, s), gap, fc(classes) }"
         "  # Classify (dropout 0 left out)",
@@ -94,6 +74,29 @@ BLOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 
+DETECT = """block {name}(ch0, classes, reg_max=16) {{  # Detect at one level: {what}
+    let c2 = max(16, ch0 // 4, 4 * reg_max), let c3 = max(ch0, min(classes, 100))
+    branch {{
+        conv_bn_ACT(c2, 3), conv_bn_ACT(c2, 3), conv(4 * reg_max, k=1)
+      | {classes_path}, conv(classes, k=1)
+    }}
+}}"""
+BLOCKS["detect_level"] = (
+    DETECT.format(
+        name="detect_level",
+        what="box distribution, class scores",
+        classes_path="conv_bn_ACT(c3, 3), conv_bn_ACT(c3, 3)",
+    ),
+    ("conv_bn_ACT",),
+)
+BLOCKS["detect_level_dw"] = (  # models with C3k2, C2fCIB or A2C2f (Detect.legacy false)
+    DETECT.format(
+        name="detect_level_dw",
+        what="depthwise class path",
+        classes_path="conv_bn_ACT(in.c, 3, g=in.c), conv_bn_ACT(c3), conv_bn_ACT(c3, 3, g=c3), conv_bn_ACT(c3)",
+    ),
+    ("conv_bn_ACT",),
+)
 BLOCKS.update(
     {
         "c2": (
