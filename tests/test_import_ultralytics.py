@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import cnndsl
+from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
 from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
@@ -121,10 +122,14 @@ def test_every_shipped_detect_and_classify_yaml_is_imported_or_refused():
     assert shipped == set(IMPORTED) | set(REFUSED)
 
 
-def compare_every_scale(path: Path) -> None:
-    """The imported family's network at each scale against Ultralytics' model from the same file."""
+def compare_every_scale(path: Path, tmp_path: Path) -> None:
+    """The imported family's network at each scale against Ultralytics' model from the same file; the file
+    passes `check --strict`."""
     text = path.read_text()
     cnn = cnndsl.import_file(path)
+    (tmp_path / "imported.cnn").write_text(cnn)
+    report = check([str(tmp_path / "imported.cnn")])
+    assert not report.failed(strict=True), [str(d) for d in report.diagnostics]
     config = yaml.safe_load(text)
     for scale in config.get("scales") or [""]:
         model = ultralytics_model(config, scale)
@@ -137,8 +142,8 @@ def compare_every_scale(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", IMPORTED)
-def test_every_scale_has_ultralytics_params_and_layer_shapes(name):
-    compare_every_scale(MODELS / name)
+def test_every_scale_has_ultralytics_params_and_layer_shapes(tmp_path, name):
+    compare_every_scale(MODELS / name, tmp_path)
 
 
 def test_c3k2_and_the_depthwise_detect_head_at_every_scale(tmp_path):
@@ -147,7 +152,7 @@ def test_c3k2_and_the_depthwise_detect_head_at_every_scale(tmp_path):
     text = (MODELS / "11/yolo11.yaml").read_text()
     assert "  - [-1, 2, C2PSA, [1024]] # 10\n" in text
     (tmp_path / "yolo11.yaml").write_text(text.replace("[-1, 2, C2PSA, [1024]]", "[-1, 1, Conv, [1024, 1, 1]]"))
-    compare_every_scale(tmp_path / "yolo11.yaml")
+    compare_every_scale(tmp_path / "yolo11.yaml", tmp_path)
     cnn = cnndsl.import_file(tmp_path / "yolo11.yaml")
     assert "network yolo11m = yolo11(0.5, 1.0, 512, c3k=true)" in cnn
     assert "block detect_level_dw(" in cnn

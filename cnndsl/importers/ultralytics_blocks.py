@@ -124,9 +124,15 @@ BLOCKS.update(
             ("ghostconv",),
         ),
         "resnetlayer": (
-            """block resnetlayer(c, s=1, first=false, n=1, e=4) {  # ResNetLayer: a stem, or n ResNet bottlenecks
+            """block resnetblock(c, s=1, e=4) {  # ResNetBlock: a bottleneck whose sum is ReLU'd
+    if s != 1 or in.c != e * c {
+        residual { conv_bn_ACT(c), conv_bn_ACT(c, 3, s), conv_bn(e * c) } shortcut { conv_bn(e * c, 1, s) }
+    } else { residual { conv_bn_ACT(c), conv_bn_ACT(c, 3), conv_bn(e * c) } }
+    relu
+}
+block resnetlayer(c, s=1, first=false, n=1, e=4) {  # ResNetLayer: a stem, or n ResNet bottlenecks
     if first { conv_bn_ACT(c, 7, 2), maxpool(k=3, s=2, p=1) }
-    else { (residual { conv_bn_ACT(c), conv_bn_ACT(c, 3, s if i == 0 else 1), conv_bn(e * c) }, relu) x n }
+    else { resnetblock(c, s if i == 0 else 1, e) x n }
 }""",
             ("conv_bn_ACT", "conv_bn"),
         ),
