@@ -334,7 +334,7 @@ def test_state_dict_of_another_scale_is_refused(tmp_path):
     torch.save(other.state_dict(), tmp_path / "other.pt")
     with pytest.raises(CnnDslError) as refused:
         cnndsl.import_file(path, weights=tmp_path / "other.pt", weights_out=tmp_path / "w.safetensors")
-    assert refused.value.message == f"{tmp_path / 'other.pt'} fits none of the imported networks"
+    assert refused.value.message == f"{tmp_path / 'other.pt'} fits none of the networks of {path}"
     assert refused.value.hint.startswith("model_n: ")
     assert not (tmp_path / "w.safetensors").exists()
 

@@ -47,5 +47,7 @@ def import_file(
         from safetensors.numpy import save
 
         loaded = reader.read_weights(weights, layers, str(path))
-        write_atomically(weights_out, save(reader.state_dict(parse(cnn, str(path)), loaded)))
+        # an Ultralytics file holds a network per scale, which its `convert` expanded as its `layers`
+        network = layers[0] if fmt == "ultralytics" else parse(cnn, str(path))
+        write_atomically(weights_out, save(reader.state_dict(network, loaded)))
     return cnn

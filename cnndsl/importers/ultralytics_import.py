@@ -1,38 +1,31 @@
-"""`cnndsl import model.yaml`: read, convert, check that every scale builds, and write the weights.
+"""`cnndsl import model.yaml` as the importers' CONVERTERS call a format: `convert` for the text, then
+`read_weights` and `state_dict` for a checkpoint.
 
 Every scale's network is expanded before the text is handed back, so a row that parse_model would build but
 whose shapes do not fit (a Concat of maps of different sizes) is reported at its YAML line, not at a line of
-a generated file the user never saw."""
+a generated file the user never saw; the expanded networks are what `read_weights` fits the state_dict to."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..api import parse
-from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError, SourcePos
-from .ultralytics import convert, network_names
-from .ultralytics_weights import read_state, state_dict
+from .ultralytics import convert as convert_yaml
+from .ultralytics import network_names
+from .ultralytics_weights import fitted, read_state
 from .ultralytics_yaml import read_yaml
 
 MAX_BYTES = 1_000_000  # Ultralytics' largest model YAML is under 4 kB
 
 
-def import_ultralytics(path: Path, weights=None, weights_out=None) -> str:
-    """The .cnn text for the YAML at `path`; with `weights`, its state_dict written to `weights_out`."""
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise CnnDslError(f"{path}: over {MAX_BYTES:,} bytes, which no model YAML needs")
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise CnnDslError(f"{path}: cannot read: {error.strerror}") from None
-    cnn = convert(text, str(path))
-    rows = read_yaml(text, str(path)).rows
-    networks = [_built(cnn, name, rows, str(path)) for name in network_names(cnn)]
-    if weights is not None:
-        _write_weights(networks, weights, weights_out)
-    return cnn
+def convert(text: str, file: str) -> tuple[str, list]:
+    """The .cnn text for the YAML, and its network per scale, expanded."""
+    if len(text) > MAX_BYTES:
+        raise CnnDslError(f"{file}: over {MAX_BYTES:,} characters, which no model YAML needs")
+    cnn = convert_yaml(text, file)
+    rows = read_yaml(text, file).rows
+    return cnn, [_built(cnn, name, rows, file) for name in network_names(cnn)]
 
 
 def _built(cnn: str, name: str, rows, file: str):
@@ -50,21 +43,21 @@ def _built(cnn: str, name: str, rows, file: str):
         ) from None
 
 
-def _write_weights(networks, weights, target) -> None:
-    """The state_dict under the names of the one scale whose shapes it fits (the first where several do)."""
-    from safetensors.numpy import save
-
+def read_weights(weights, networks: list, file: str) -> dict:
+    """The state_dict's tensors under the names of the first scale whose shapes they fit."""
     state = read_state(weights)
     problems = []
     for network in networks:
         try:
-            arrays = state_dict(network, state, str(weights))
+            return fitted(network, state, str(weights))
         except CnnDslError as error:
             problems.append(f"{network.name}: {error.message}")
-            continue
-        write_atomically(target, save(arrays))
-        return
     raise CnnDslError(
-        f"{weights} fits none of the imported networks",
+        f"{weights} fits none of the networks of {file}",
         hint="; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""),
     )
+
+
+def state_dict(network, arrays: dict) -> dict:
+    """The arrays `read_weights` gave: already under the network's names, which every scale shares."""
+    return arrays

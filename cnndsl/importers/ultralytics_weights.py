@@ -100,7 +100,7 @@ def _children_in_forward_order(node: dict) -> list[str]:
     return names
 
 
-def state_dict(network, state: dict, origin: str) -> dict:
+def fitted(network, state: dict, origin: str) -> dict:
     """The checkpoint's tensors as float32 arrays under the network's names; a located error where the
     checkpoint's modules and the network's layers part."""
     from ..weights.checkpoint import as_float32  # numpy, kept out of `import cnndsl`
