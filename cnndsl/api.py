@@ -85,11 +85,14 @@ class Network:
         timeout: float | None = None,
     ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
-        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30)."""
+        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30;
+        without `depth`, SVG, PNG and PDF are drawn at the deepest level that fits a page, diagram_fit.py)."""
+        from .backends.diagram_fit import with_fitting_depth
         from .backends.graphviz import render
 
         target = Path(path)
         drawn = DiagramOptions(depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, timeout=timeout)
+        drawn, _ = with_fitting_depth(self, target_format(target), drawn)
         render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())
         return target
 

@@ -27,7 +27,8 @@ class DiagramOptions:
 
     depth: int | None = option(
         None,
-        help="Hierarchy levels to show; deeper groups collapse.",
+        help="Hierarchy levels to show; deeper groups collapse (default: the deepest whose figure fits 1600 px; "
+        "a .dot file: every level).",
         brief="hierarchy levels to show",
         formats=DIAGRAMS,
         minimum=0,

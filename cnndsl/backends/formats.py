@@ -51,9 +51,12 @@ def _write_pt2(net, target: Path, fmt: str, options: dict) -> list[Path]:
 
 
 def _write_diagram(net, target: Path, fmt: str, options: dict) -> list[Path]:
+    from .diagram_fit import with_fitting_depth
     from .graphviz import render
 
-    drawn = DiagramOptions.taken_from(dict(options))
+    drawn, fit = with_fitting_depth(net, fmt, DiagramOptions.taken_from(dict(options)))
+    if fit is not None and options.get("note"):
+        options["note"](fit.note())
     render(net, target, fmt, timeout=drawn.layout_timeout, **drawn.figure())
     return [target]
 

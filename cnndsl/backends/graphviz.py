@@ -8,6 +8,7 @@ kind. Every text from the source goes through `html.escape` into an HTML-like la
 from __future__ import annotations
 
 import html
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FONT = "Helvetica,Arial,sans-serif"
 FAINT = "#555555"
+TITLE_EM = 0.62  # the widest a bold Helvetica character averages, in em: how wide a cluster's title may be
 LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
 
 # fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
@@ -132,24 +134,28 @@ def render(
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
-    content = dot.source if fmt == "dot" else _layout(network, dot, fmt, timeout)
+    content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
 
 
 def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
     """The diagram as SVG text (what a notebook and a docs build show)."""
-    return _layout(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
+    return lay_out(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
 
 
-def _layout(network, dot: graphviz.Digraph, fmt: str, timeout: float) -> bytes:
+def lay_out(
+    network, dot: graphviz.Digraph, fmt: str, timeout: float, drawing: str | None = None, left: float | None = None
+) -> bytes:
     """`dot` run on the whole source at once (it may stop reading early, and then says why on stderr), and
-    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound."""
+    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound. A layout that
+    measures a figure drawn as `drawing` says so in its errors; `left`: what remains of `timeout`."""
     command = [dot.engine, f"-T{fmt}"]
+    allowed = timeout if left is None else left
     try:
-        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=timeout)
+        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=allowed)
     except FileNotFoundError:
         raise FileProblem(
-            f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
+            f"drawing {(drawing or fmt).upper()} needs the Graphviz program `dot`, which is not installed",
             hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
             "or write the .dot file and render it elsewhere",
         ) from None
@@ -185,8 +191,8 @@ class _Painter:
         style = CLUSTER_STYLES[min(level, len(CLUSTER_STYLES) - 1)]
         with dot.subgraph(name=cluster.id) as sub:
             sub.attr(
-                label=_html(self.cluster_label(cluster.run)),
-                labeljust="l",
+                label=_html(_clear_of_the_column(self.cluster_label(cluster.run))),
+                labeljust="r",
                 fontsize="11",
                 penwidth="2" if cluster.run.count > 1 else "1",
                 margin="8",
@@ -266,7 +272,8 @@ class _Painter:
         """A collapsed group: what it is, what it holds, its output shape and parameters."""
         run = box.run
         last = run.instances[-1].nodes[-1]
-        tap = ir.layer(self.graph, last).tap  # a U-Net's `enc1:` names the block's output
+        # a U-Net's `enc1: double(64)` names the block's output; a stage keeps its own name, not its last tap's
+        tap = ir.layer(self.graph, last).tap if run.first.kind == "block" else None
         title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
         lines = [title, _contents(self.graph, run.first)]
         figures = [format_shape(ir.layer(self.graph, last).shape), self.costs(run.nodes)]
@@ -409,6 +416,17 @@ def _text(value: str) -> str:
     if len(value) > LONGEST_TEXT:
         value = value[: LONGEST_TEXT - 1] + "…"
     return html.escape(value, quote=True)
+
+
+def _clear_of_the_column(markup: str) -> str:
+    """A cluster's title with an empty cell of its own width to its left, at the cluster's right: the cluster
+    is then at least twice as wide as the title, so the edge entering its middle passes left of the title."""
+    words = html.unescape(re.sub(r"<[^>]+>", "", markup))
+    spacer = round(len(words) * TITLE_EM * 11)
+    return (
+        f'<table border="0" cellborder="0" cellpadding="0" cellspacing="0"><tr><td width="{spacer}"></td>'
+        f"<td>{markup}</td></tr></table>"
+    )
 
 
 def _faint(markup: str) -> str:
