@@ -44,6 +44,7 @@ class Node:
     classes: list[str]
     shape: Rect | None  # None for a node drawn as text only (shape=plain)
     texts: list[Rect] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # its texts, in the order drawn
 
     @property
     def box(self) -> Rect:
@@ -66,6 +67,7 @@ class Figure:
     nodes: dict[str, Node]
     edges: list[Edge]
     labels: list[Rect]  # texts that belong to no node: cluster titles and the graph's title
+    clusters: dict[str, Rect] = field(default_factory=dict)  # each cluster's outline, by its DOT name
 
     @property
     def pixels(self) -> tuple[float, float]:
@@ -78,22 +80,25 @@ def read(svg_text: str) -> Figure:
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
     labels: list[Rect] = []
+    clusters: dict[str, Rect] = {}
     graph = root.find(f"{SVG}g")
     for group in graph.findall(f"{SVG}g"):
         classes = group.get("class", "").split()
         title = html.unescape(group.findtext(f"{SVG}title") or "")
         if classes[:1] == ["node"]:
             texts = [_text_box(text) for text in group.iter(f"{SVG}text")]
-            nodes[title] = Node(title, classes[1:], _shape_box(group), texts)
+            words = [text.text or "" for text in group.iter(f"{SVG}text")]
+            nodes[title] = Node(title, classes[1:], _shape_box(group), texts, words)
         elif classes[:1] == ["edge"]:
             tail, _, head = title.partition("->")
             path = group.find(f"{SVG}path")
             edges.append(Edge(tail, head, classes[1:], _curve(path.get("d")) if path is not None else []))
         elif classes[:1] == ["cluster"]:
             labels.extend(_text_box(text) for text in group.iter(f"{SVG}text"))
+            clusters[title] = _shape_box(group)
     labels.extend(_text_box(text) for text in graph.findall(f"{SVG}text"))
     width, height = (float(root.get(side).removesuffix("pt")) for side in ("width", "height"))
-    return Figure(width, height, nodes, edges, labels)
+    return Figure(width, height, nodes, edges, labels, clusters)
 
 
 def _text_box(element) -> Rect:

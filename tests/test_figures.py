@@ -13,11 +13,36 @@ from conftest import library_networks
 
 import cnndsl
 from cnndsl.backends.diagram_fit import PAGE_PX, fitting_depth, levels
+from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, svg
+from cnndsl.graph import ir
 
 pytestmark = pytest.mark.needs_dot
 
 BOUND_PX = 1600  # the bound the issue states: a figure's long side at 96 dpi
+
+# backbone, neck and head as a detector writes them: taps at the end of the backbone's stages, a neck
+# that upsamples and concatenates them, a head of two branches concatenated box first, then classes
+TINY_DETECTOR = """
+block cbs(c, s=1) { conv3x3(c, s=s), bn, relu }
+
+network tinydet {
+    input 3x64x64
+    stage backbone {
+        cbs(16, 2), cbs(32, 2)
+        p3: cbs(64, 2)
+        p4: cbs(128, 2)
+        p5: cbs(256, 2)
+    }
+    stage neck {
+        upsample(2), concat(@p4), cbs(128)
+        upsample(2), concat(@p3), cbs(64)
+    }
+    stage head {
+        branch { cbs(64), conv1x1(4) | cbs(64), conv1x1(80) }
+    }
+}
+"""
 
 
 @functools.cache
@@ -99,3 +124,62 @@ def test_a_dot_file_without_depth_keeps_every_level(cli, tmp_path):
 def test_the_api_draws_at_the_same_default_depth(tmp_path):
     network = cnndsl.load("resnet50")
     assert network.draw(tmp_path / "a.svg").read_bytes() == network.draw(tmp_path / "b.svg", depth=2).read_bytes()
+
+
+def branch_orders(network, figure: svg_geometry.Figure, depth: int | None) -> dict[str, list[int]]:
+    """For each set of sibling branch paths drawn apart, the paths' numbers (1, 2, ... in concat order) sorted
+    by the x of the box that draws each path's first layer, read from the SVG."""
+    drawn: dict[int, str] = {}
+    for box in build_diagram(network.graph, depth).boxes():
+        for node in [box.node] if box.node is not None else box.run.first.nodes if box.run else []:
+            drawn.setdefault(node, box.id)
+    first: dict[tuple, int] = {}
+    for node, layer in ir.layers(network.graph):
+        for length in range(1, len(layer.group) + 1):
+            first.setdefault(layer.group[:length], node)
+    siblings: dict[tuple, list[tuple]] = {}
+    for path, group in ir.network_info(network.graph).groups.items():
+        if group.kind == "branch" and path in first:
+            siblings.setdefault(path[:-1], []).append(path)
+    orders = {}
+    for parent, paths in siblings.items():
+        boxes = [drawn.get(first[path]) for path in paths]
+        if None in boxes or len(set(boxes)) < len(boxes):  # folded into a repeat, or drawn as one box
+            continue
+        by_x = sorted(range(len(paths)), key=lambda index: figure.nodes[boxes[index]].box.centre[0])
+        orders[".".join(parent)] = [index + 1 for index in by_x]
+    return orders
+
+
+@pytest.mark.parametrize("name", library_networks())
+def test_branches_read_left_to_right_in_concat_order_at_the_default_depth(name):
+    depth, _, text = default_figure(name)
+    orders = branch_orders(cnndsl.load(name), svg_geometry.read(text), depth)
+    assert orders == {parent: sorted(order) for parent, order in orders.items()}
+
+
+@pytest.mark.parametrize("source", ["googlenet", "inception_v3", "shufflenet_v2_x0_5", TINY_DETECTOR])
+def test_branches_read_left_to_right_in_concat_order_at_every_depth(source):
+    network = cnndsl.parse(source) if "\n" in source else cnndsl.load(source)
+    seen = 0
+    for depth in range(1, levels(network.graph) + 1):
+        orders = branch_orders(network, svg_geometry.read(svg(network, depth=depth)), depth)
+        assert orders == {parent: sorted(order) for parent, order in orders.items()}, depth
+        seen += len(orders)
+    assert seen >= 1
+
+
+def test_the_detector_heads_box_branch_is_left_of_its_class_branch():
+    network = cnndsl.parse(TINY_DETECTOR)
+    figure = svg_geometry.read(svg(network, depth=3))
+    box, classes = (figure.nodes[f"g_head.branch{index}.cbs"].box.centre[0] for index in (1, 2))
+    assert box < classes
+
+
+def test_a_collapsed_stage_keeps_its_own_name_and_a_collapsed_block_its_tap():
+    network = cnndsl.parse(TINY_DETECTOR)
+    stages = svg_geometry.read(svg(network, depth=1)).nodes
+    assert [stages[name].words[0] for name in ("g_backbone", "g_neck", "g_head")] == ["backbone", "neck", "head"]
+    blocks = svg_geometry.read(svg(network, depth=2)).nodes
+    assert blocks["g_backbone.cbs5"].words[:3] == ["p5:", " ", "cbs(256, s=2)"]
+    assert blocks["g_backbone.cbs2"].words[0] == "cbs(32, s=2)"

@@ -180,9 +180,18 @@ class _Painter:
         self.cost = cost
         self.families: set[str] = set()
 
-    def draw(self, dot: graphviz.Digraph, members: list, level: int) -> None:
+    def draw(self, dot: graphviz.Digraph, members: list, level: int, framed: bool = True) -> None:
+        """Members as nodes and clusters; inside a branch path drawn open nothing is framed (`framed`), as papers
+        draw Inception: `dot` orders sibling clusters by no rule we can set, loose nodes by `ordering=in`, so
+        the paths read left to right in the order they are concatenated. A folded run keeps its frame and ×n."""
         for member in members:
-            if isinstance(member, Cluster):
+            if (
+                isinstance(member, Cluster)
+                and member.run.count == 1
+                and not (framed and member.run.first.kind != "branch")
+            ):
+                self.draw(dot, member.members, level, framed=False)
+            elif isinstance(member, Cluster):
                 self.cluster(dot, member, level)
             else:
                 self.box(dot, member)
@@ -198,7 +207,7 @@ class _Painter:
                 margin="8",
                 **style,
             )
-            self.draw(sub, cluster.members, level + 1)
+            self.draw(sub, cluster.members, level + 1, framed=True)
 
     def cluster_label(self, run: Run) -> str:
         title = _title_of(run)
