@@ -7,8 +7,6 @@ kind. Every text from the source goes through `html.escape` into an HTML-like la
 
 from __future__ import annotations
 
-import html
-import re
 import subprocess
 from pathlib import Path
 
@@ -18,16 +16,24 @@ from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..graph import ir
-from ..graph.ir import input_shapes
 from ..ops import format_shape
+from .diagram_labels import (
+    FAINT,
+    clear_of_the_column,
+    contents,
+    escaped,
+    faint,
+    html_label,
+    main_family,
+    network_title,
+    quantity,
+    title_of,
+)
 from .diagram_options import DIAGRAMS as FORMATS
 from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FONT = "Helvetica,Arial,sans-serif"
-FAINT = "#555555"
-TITLE_EM = 0.62  # the widest a bold Helvetica character averages, in em: how wide a cluster's title may be
-LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
 
 # fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
 FAMILIES = {
@@ -89,7 +95,7 @@ def to_digraph(
             "nodesep": "0.25",
             "ranksep": "0.22",
             "labelloc": "t",
-            "label": _html(_title(network)),
+            "label": html_label(network_title(network)),
             "newrank": "true",
             "ordering": "in",
         },
@@ -200,7 +206,7 @@ class _Painter:
         style = CLUSTER_STYLES[min(level, len(CLUSTER_STYLES) - 1)]
         with dot.subgraph(name=cluster.id) as sub:
             sub.attr(
-                label=_html(_clear_of_the_column(self.cluster_label(cluster.run))),
+                label=html_label(clear_of_the_column(self.cluster_label(cluster.run))),
                 labeljust="r",
                 fontsize="11",
                 penwidth="2" if cluster.run.count > 1 else "1",
@@ -210,9 +216,9 @@ class _Painter:
             self.draw(sub, cluster.members, level + 1, framed=True)
 
     def cluster_label(self, run: Run) -> str:
-        title = _title_of(run)
+        title = title_of(run)
         costs = self.costs(run.nodes)
-        return title + _faint(" · " + costs) if self.cost and costs else title
+        return title + faint(" · " + costs) if self.cost and costs else title
 
     def box(self, dot: graphviz.Digraph, box: Box) -> None:
         if box.role == "group":
@@ -229,7 +235,7 @@ class _Painter:
         if box.role == "output":
             dot.node(
                 box.id,
-                _html(f"{_text(box.name)} {_text(format_shape(layer.shape))}"),
+                html_label(f"{escaped(box.name)} {escaped(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
@@ -239,43 +245,43 @@ class _Painter:
         if box.role == "input":
             dot.node(
                 box.id,
-                _html(f"{_text(layer.tap or 'input')} {_text(format_shape(layer.shape))}"),
+                html_label(f"{escaped(layer.tap or 'input')} {escaped(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
                 color=border,
             )
             return
-        tap = f"<i>{_text(layer.tap)}:</i>" if layer.tap else ""
-        head = _text(kind.label(layer.attrs))
+        tap = f"<i>{escaped(layer.tap)}:</i>" if layer.tap else ""
+        head = escaped(kind.label(layer.attrs))
         details = self.details([box.node], layer.shape)
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(layer.name), "class": family}
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
             dot.node(
                 box.id,
-                _html(f"{tap} {head}" if tap else head),
+                html_label(f"{tap} {head}" if tap else head),
                 shape="ellipse",
                 height="0.3",
                 margin="0.04,0",
-                xlabel=_html(_faint(details)) if details else None,
+                xlabel=html_label(faint(details)) if details else None,
                 **attributes,
             )
         elif kind.drawn_as_join:  # a small circle; what does not fit goes beside it
             dot.node(
                 box.id,
-                _html(head),
+                html_label(head),
                 shape="circle",
                 width="0.3",
                 fixedsize="true",
                 fontsize="14",
                 margin="0",
-                xlabel=_html(_faint(details)) if details else None,
+                xlabel=html_label(faint(details)) if details else None,
                 **attributes,
             )
         else:
-            lines = [f"{tap} {head}" if tap else head] + ([_faint(details)] if details else [])
-            dot.node(box.id, _html("<br/>".join(lines)), **attributes)
+            lines = [f"{tap} {head}" if tap else head] + ([faint(details)] if details else [])
+            dot.node(box.id, html_label("<br/>".join(lines)), **attributes)
 
     def group_box(self, dot: graphviz.Digraph, box: Box) -> None:
         """A collapsed group: what it is, what it holds, its output shape and parameters."""
@@ -283,16 +289,16 @@ class _Painter:
         last = run.instances[-1].nodes[-1]
         # a U-Net's `enc1: double(64)` names the block's output; a stage keeps its own name, not its last tap's
         tap = ir.layer(self.graph, last).tap if run.first.kind == "block" else None
-        title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
-        lines = [title, _contents(self.graph, run.first)]
+        title = f"<i>{escaped(tap)}:</i> {title_of(run)}" if tap else title_of(run)
+        lines = [title, contents(self.graph, run.first)]
         figures = [format_shape(ir.layer(self.graph, last).shape), self.costs(run.nodes)]
-        lines.append(_faint(_text(" · ".join(part for part in figures if part))))
-        family = _main_family(self.graph, run.nodes)
+        lines.append(faint(escaped(" · ".join(part for part in figures if part))))
+        family = main_family(self.graph, run.nodes, FAMILIES)
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
         dot.node(
             box.id,
-            _html("<br/>".join(lines)),
+            html_label("<br/>".join(lines)),
             fillcolor=fill,
             color=border,
             peripheries="2",
@@ -304,13 +310,13 @@ class _Painter:
         parts = [format_shape(shape)] if self.shapes else []
         if self.cost:
             parts.append(self.costs(nodes))
-        return _text(" · ".join(part for part in parts if part))
+        return escaped(" · ".join(part for part in parts if part))
 
     def costs(self, nodes: list[int]) -> str:
         """Parameters (and MACs with --cost), leaving out a zero: a relu is not `0 params · 0 MACs`."""
         params = sum(ir.layer(self.graph, node).figures.params for node in nodes)
         macs = sum(ir.layer(self.graph, node).figures.macs for node in nodes) if self.cost else 0
-        return " · ".join(f"{_quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
+        return " · ".join(f"{quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
 
     def legend(self, dot: graphviz.Digraph, diagram: Diagram) -> None:
         """Colour swatches for the families drawn and the styles of the joins drawn."""
@@ -332,115 +338,5 @@ class _Painter:
         table = f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
         with dot.subgraph() as top:
             top.attr(rank="min")
-            top.node("legend", _html(table), shape="plain", style="", fontsize="9")
+            top.node("legend", html_label(table), shape="plain", style="", fontsize="9")
             top.node("input")
-
-
-def _title(network) -> str:
-    return f"<b>{_text(network.name)}</b>" + _faint(
-        _text(f"  {_quantity(network.params)} params · {_quantity(network.macs)} MACs")
-    )
-
-
-def _title_of(run: Run) -> str:
-    """A block by its call (`bottleneck(64, 1)`), any other group by its name (`layer3`, or
-    `dense` for a run of them)."""
-    group = run.first
-    name = group.label if group.kind == "block" or not group.path else group.base if run.count > 1 else group.path[-1]
-    title = f"<b>{_text(name)}</b>"
-    return title + (f" <b>×{run.count}</b>" if run.count > 1 else "")
-
-
-def _contents(graph, group) -> str:
-    """What a group holds, as a paper's table row: `bottleneck ×6`, `conv 3×3, 64 ×2 · maxpool 2×2, /2`.
-
-    Layers by label, leaving out pointwise ones (bn, relu: no window); a block of one windowed
-    layer as that layer; other groups by name; parallel branches as `4 branches`.
-    """
-    items: list[list] = []
-    for child in group.children:
-        layers = _windowed(graph, [child] if isinstance(child, int) else child.nodes)
-        if isinstance(child, int) and not layers:
-            continue
-        if isinstance(child, int) or (child.kind == "block" and len(layers) == 1):
-            layer = ir.layer(graph, layers[0])
-            name = layer.kind.label(layer.attrs)
-        else:
-            name = child.base
-        parallel = not isinstance(child, int) and child.kind == "branch"
-        if items and items[-1][0] == name:
-            items[-1][1] += 1
-        else:
-            items.append([name, 1, parallel])
-    words = [
-        f"{count} {name}es" if parallel and count > 1 else name if count == 1 else f"{name} ×{count}"
-        for name, count, parallel in items
-    ]
-    return _wrap(words)
-
-
-def _windowed(graph, nodes: list[int]) -> list[int]:
-    """The layers that slide a window (convolutions, pooling, fc): what a paper's table lists."""
-    return [
-        node
-        for node in nodes
-        if ir.layer(graph, node).kind.window(ir.layer(graph, node).attrs, input_shapes(graph, node))
-    ]
-
-
-def _wrap(words: list[str], width: int = 36) -> str:
-    """Words joined by ` · `, escaped, broken into lines of about `width` characters."""
-    lines: list[str] = []
-    for word in words:
-        if lines and len(lines[-1]) + 3 + len(word) <= width:
-            lines[-1] += " · " + word
-        else:
-            lines.append(word)
-    return "<br/>".join(_text(line) for line in lines)
-
-
-def _main_family(graph, nodes: list[int]) -> str:
-    """The family holding most parameters (most layers when none has any): the group's colour."""
-    weight: dict[str, list[int]] = {}
-    for node in nodes:
-        layer = ir.layer(graph, node)
-        family = layer.kind.family
-        entry = weight.setdefault(family if family in FAMILIES else "other", [0, 0])
-        entry[0] += layer.figures.params
-        entry[1] += 1
-    return max(sorted(weight), key=lambda family: tuple(weight[family]))
-
-
-def _quantity(count: int) -> str:
-    """Three significant digits: 25,557,032 -> 25.6M; 7,978,856 -> 7.98M; 216,320 -> 216K."""
-    for factor, unit in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if count >= factor * 0.9995:
-            return f"{count / factor:.3g}{unit}"
-    return str(count)
-
-
-def _text(value: str) -> str:
-    """Source text made safe inside an HTML-like label, and cut short: `dot` refuses a label over 16,384 characters."""
-    value = str(value)
-    if len(value) > LONGEST_TEXT:
-        value = value[: LONGEST_TEXT - 1] + "…"
-    return html.escape(value, quote=True)
-
-
-def _clear_of_the_column(markup: str) -> str:
-    """A cluster's title with an empty cell of its own width to its left, at the cluster's right: the cluster
-    is then at least twice as wide as the title, so the edge entering its middle passes left of the title."""
-    words = html.unescape(re.sub(r"<[^>]+>", "", markup))
-    spacer = round(len(words) * TITLE_EM * 11)
-    return (
-        f'<table border="0" cellborder="0" cellpadding="0" cellspacing="0"><tr><td width="{spacer}"></td>'
-        f"<td>{markup}</td></tr></table>"
-    )
-
-
-def _faint(markup: str) -> str:
-    return f'<font color="{FAINT}" point-size="9">{markup}</font>'
-
-
-def _html(markup: str) -> str:
-    return f"<{markup}>"
