@@ -82,6 +82,7 @@ class Network:
         shapes: bool = False,
         cost: bool = False,
         rankdir: str = "TB",
+        layout: str | None = None,
         timeout: float | None = None,
     ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
@@ -91,7 +92,9 @@ class Network:
         from .backends.graphviz import render
 
         target = Path(path)
-        drawn = DiagramOptions(depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, timeout=timeout)
+        drawn = DiagramOptions(
+            depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout, timeout=timeout
+        )
         drawn, _ = with_fitting_depth(self, target_format(target), drawn)
         render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())
         return target

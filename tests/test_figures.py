@@ -15,6 +15,7 @@ import cnndsl
 from cnndsl.backends.diagram_fit import PAGE_PX, fitting_depth, levels
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, svg
+from cnndsl.core.errors import ValueProblem
 from cnndsl.graph import ir
 
 pytestmark = pytest.mark.needs_dot
@@ -183,3 +184,84 @@ def test_a_collapsed_stage_keeps_its_own_name_and_a_collapsed_block_its_tap():
     blocks = svg_geometry.read(svg(network, depth=2)).nodes
     assert blocks["g_backbone.cbs5"].words[:3] == ["p5:", " ", "cbs(256, s=2)"]
     assert blocks["g_backbone.cbs2"].words[0] == "cbs(32, s=2)"
+
+
+# ---- layouts: u, columns, flow ----------------------------------------------------------------
+SKIP_TOLERANCE_PT = 2.0  # how far a skip drawn straight across may rise or fall, end to end
+
+
+def test_each_layout_is_chosen_from_the_structure():
+    from cnndsl.backends.diagram_layouts import choose_layout
+
+    chosen = {name: choose_layout(cnndsl.load(name).graph) for name in ("unet", "fcn8s", "resnet50", "googlenet")}
+    assert chosen == {"unet": "u", "fcn8s": "u", "resnet50": "flow", "googlenet": "flow"}
+    assert choose_layout(cnndsl.parse(TINY_DETECTOR).graph) == "columns"
+
+
+def _drawn_order(network, depth):
+    """The boxes drawn at `depth` in the order of their first layer, with the nodes each draws."""
+    boxes = build_diagram(network.graph, depth).boxes()
+    held = {
+        box.id: [box.node] if box.node is not None else box.run.first.nodes
+        for box in boxes
+        if box.node is not None or box.run
+    }
+    return sorted(held, key=lambda name: min(held[name])), held
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_u_puts_the_encoder_down_the_left_and_the_decoder_up_the_right(depth):
+    unet = cnndsl.load("unet")
+    figure = svg_geometry.read(svg(unet, depth=depth))
+    order, held = _drawn_order(unet, depth)
+    # U-Net's bottleneck is its fifth `double` block, double(1024): what comes before is the encoder
+    bottom = min(node for node, layer in ir.layers(unet.graph) if layer.group[:1] == ("double5",))
+    last_of_bottom = max(node for node, layer in ir.layers(unet.graph) if layer.group[:1] == ("double5",))
+    encoder = [name for name in order if max(held[name]) < bottom and name != "input"]
+    decoder = [name for name in order if min(held[name]) > last_of_bottom]
+    assert len(encoder) >= 8 and len(decoder) >= 9
+    x = {name: figure.nodes[name].box.centre[0] for name in encoder + decoder}
+    y = {name: figure.nodes[name].box.centre[1] for name in encoder + decoder}
+    assert max(x[name] for name in encoder) < min(x[name] for name in decoder)
+    assert [y[name] for name in encoder] == sorted(y[name] for name in encoder)  # downward
+    assert [y[name] for name in decoder] == sorted((y[name] for name in decoder), reverse=True)  # upward
+    skips = [edge for edge in figure.edges if "concat" in edge.classes and edge.tail in encoder]
+    assert len(skips) == 4
+    for edge in skips:
+        assert abs(edge.points[0][1] - edge.points[-1][1]) <= SKIP_TOLERANCE_PT, edge
+
+
+def test_fcn8s_in_u_draws_its_score_skips_straight_across():
+    figure = svg_geometry.read(svg(cnndsl.load("fcn8s"), depth=2))
+    skips = [edge for edge in figure.edges if "skip" in edge.classes]
+    assert len(skips) == 2
+    for edge in skips:
+        assert abs(edge.points[0][1] - edge.points[-1][1]) <= SKIP_TOLERANCE_PT, edge
+
+
+def test_flow_is_todays_figure_and_u_can_be_asked_for_or_refused():
+    unet = cnndsl.load("unet")
+    assert dot_source(unet, depth=1, layout="flow") != dot_source(unet, depth=1)
+    assert dot_source(unet, depth=1, layout="u") == dot_source(unet, depth=1)
+    assert "dir=back" not in dot_source(unet, depth=1, layout="flow")
+    with pytest.raises(ValueProblem) as caught:
+        dot_source(unet, layout="U")
+    assert str(caught.value).splitlines()[0] == "error: layout must be one of flow, u, columns, got 'U'"
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_columns_put_backbone_neck_and_head_side_by_side(depth):
+    figure = svg_geometry.read(svg(cnndsl.parse(TINY_DETECTOR), depth=depth))
+    if depth == 1:
+        ranges = [figure.nodes[f"g_{stage}"].box for stage in ("backbone", "neck", "head")]
+    else:
+        ranges = [figure.clusters[f"cluster_{stage}"] for stage in ("backbone", "neck", "head")]
+    assert ranges[0].right < ranges[1].left and ranges[1].right < ranges[2].left
+
+
+def test_the_cli_takes_a_layout(cli, tmp_path):
+    for layout in ("u", "flow", "columns"):
+        result = cli("draw", "unet", "--depth", "1", "--layout", layout, "-o", tmp_path / f"{layout}.dot")
+        assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "u.dot").read_text(encoding="utf-8") == dot_source(cnndsl.load("unet"), depth=1, layout="u")
+    assert cli("draw", "unet", "--layout", "v", "-o", tmp_path / "v.dot").exit_code == 2

@@ -255,7 +255,7 @@ def _boxes_of(cluster):
 
 
 def test_concat_edges_are_blue_dashed_into_a_small_parallel_node():
-    layout = parsed(dot_source(cnndsl.load("unet"), depth=1))
+    layout = parsed(dot_source(cnndsl.load("unet"), depth=1, layout="flow"))
     concats = [edge for edge in layout["edges"] if edge["class"] == "concat"]
     assert len(concats) == 4
     for edge in concats:

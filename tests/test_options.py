@@ -24,8 +24,15 @@ from cnndsl.core.options import declared, option
 from cnndsl.embed import BLOCK_OPTIONS, BlockOptions
 from cnndsl.serve.analysis import Request
 
-DIAGRAM = ["depth", "expand", "shapes", "cost", "rankdir", "timeout"]
-PER_FIGURE = ["depth", "expand", "shapes", "cost", "rankdir"]  # the layout's time is set by whoever runs the build
+DIAGRAM = ["depth", "expand", "shapes", "cost", "rankdir", "layout", "timeout"]
+PER_FIGURE = [
+    "depth",
+    "expand",
+    "shapes",
+    "cost",
+    "rankdir",
+    "layout",
+]  # the layout's time is set by whoever runs the build
 NETWORK = ["source", "network", "input_shape", "params", "max_nodes", "sandbox"]
 COMPILE_OWN = ["fmt", "output", "weights", "seed", "opset", "fold_bn", "external_data"]
 
@@ -42,6 +49,7 @@ def test_the_declaration_is_the_documented_options():
         ("shapes", bool, False),
         ("cost", bool, False),
         ("rankdir", str, "TB"),
+        ("layout", str, None),
         ("timeout", float, None),
     ]
 

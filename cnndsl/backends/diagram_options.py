@@ -19,6 +19,7 @@ LAYOUT_TIMEOUT_S = 30.0  # a 14 KB text can keep `dot` busy for minutes; the lib
 DIAGRAMS = ("svg", "png", "pdf", "dot")
 LAID_OUT = ("svg", "png", "pdf")  # the formats Graphviz's `dot` lays out; .dot is the text before layout
 RANKDIRS = ("TB", "LR")
+LAYOUTS = ("flow", "u", "columns")  # diagram_layouts.py places each
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class DiagramOptions:
     shapes: bool = option(False, help="Add output shapes to the labels.", brief="add output shapes", formats=DIAGRAMS)
     cost: bool = option(False, help="Add params and MACs to the labels.", brief="add params and MACs", formats=DIAGRAMS)
     rankdir: str = option("TB", formats=DIAGRAMS, choices=RANKDIRS)
+    layout: str | None = option(
+        None,
+        help="u: encoder down the left, decoder up the right, skips across; columns: backbone, neck and head "
+        "side by side; flow: one column (default: chosen from the network's structure).",
+        brief="u, columns or flow",
+        formats=DIAGRAMS,
+        choices=LAYOUTS,
+    )
     timeout: float | None = option(
         None,
         help=f"Stop Graphviz's layout after this long (default {LAYOUT_TIMEOUT_S:g}).",

@@ -29,6 +29,7 @@ from .diagram_labels import (
     quantity,
     title_of,
 )
+from .diagram_layouts import LAYOUTS, Arrangement, arrange, choose_layout
 from .diagram_options import DIAGRAMS as FORMATS
 from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
@@ -56,6 +57,7 @@ EDGE_STYLES = {
     "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
 }
 BESIDE = {"constraint": "false"}  # a skip that another path parallels: laid out after, beside the main column
+LAYOUT_HINT = "u: encoder down the left, decoder up the right; columns: one column per stage; flow: one column"
 EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
 
 CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
@@ -72,8 +74,12 @@ def to_digraph(
     shapes: bool = False,
     cost: bool = False,
     rankdir: str = "TB",
+    layout: str | None = None,
 ) -> graphviz.Digraph:
-    """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT."""
+    """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT. `layout`: flow, u
+    or columns (diagram_layouts.py); None chooses one from the graph's structure."""
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueProblem(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", hint=LAYOUT_HINT)
     if rankdir not in RANKDIRS:
         raise ValueProblem(
             f"rankdir must be TB or LR, got {rankdir!r}", hint="TB draws top to bottom, LR left to right"
@@ -113,11 +119,27 @@ def to_digraph(
     painter = _Painter(graph, shapes, cost)
     painter.draw(dot, diagram.members, level=0)
     painter.legend(dot, diagram)
-    for link in sorted(diagram.links, key=lambda link: link.beside):  # `ordering=in`: skips right of the main path
-        dot.edge(
-            link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})}
-        )
+    _draw_links(dot, diagram, arrange(graph, diagram, layout or choose_layout(graph)))
     return dot
+
+
+def _draw_links(dot: graphviz.Digraph, diagram: Diagram, arrangement: Arrangement) -> None:
+    """The edges, skips last (`ordering=in`: right of the main path), as the layout places them."""
+    for link in sorted(diagram.links, key=lambda link: link.beside):
+        ends = (link.tail, link.head)
+        unconstrained = (link.beside and ends not in arrangement.level) or ends in arrangement.free
+        attributes = {"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if unconstrained else {})}
+        if ends in arrangement.climbing:  # laid out head first, so that the path climbs; the arrow still follows it
+            dot.edge(link.head, link.tail, dir="back", **attributes)
+        else:
+            dot.edge(link.tail, link.head, **attributes)
+    for boxes in arrangement.same_rank:
+        with dot.subgraph() as row:
+            row.attr(rank="same")
+            for box in boxes:
+                row.node(box)
+    for tail, head in arrangement.unseen:
+        dot.edge(tail, head, style="invis")
 
 
 def dot_source(network, **options) -> str:
@@ -134,12 +156,13 @@ def render(
     shapes: bool = False,
     cost: bool = False,
     rankdir: str = "TB",
+    layout: str | None = None,
     timeout: float = LAYOUT_TIMEOUT_S,
 ) -> Path:
     """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
+    dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout)
     content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
 
