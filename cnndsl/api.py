@@ -83,6 +83,7 @@ class Network:
         cost: bool = False,
         rankdir: str = "TB",
         layout: str | None = None,
+        style: str = "graph",
         timeout: float | None = None,
     ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
@@ -93,7 +94,14 @@ class Network:
 
         target = Path(path)
         drawn = DiagramOptions(
-            depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout, timeout=timeout
+            depth=depth,
+            expand=expand,
+            shapes=shapes,
+            cost=cost,
+            rankdir=rankdir,
+            layout=layout,
+            style=style,
+            timeout=timeout,
         )
         drawn, _ = with_fitting_depth(self, target_format(target), drawn)
         render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())

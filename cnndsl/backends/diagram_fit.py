@@ -78,5 +78,11 @@ def with_fitting_depth(network, fmt: str, drawn: DiagramOptions) -> tuple[Diagra
     """The options with the depth chosen where none was given and the format is laid out; the Fit, if any."""
     if drawn.depth is not None or fmt not in LAID_OUT:
         return drawn, None
+    if drawn.style == "blocks":  # no Graphviz: the row's width is known without a layout
+        from .blocks import blocks_depth, row_height, row_width
+
+        depth = blocks_depth(network, levels(network.graph))
+        width, height = round(row_width(network, depth)), round(row_height(network, depth))
+        return replace(drawn, depth=depth), Fit(depth, width, height, levels(network.graph))
     fit = fitting_depth(network, drawn.layout_timeout, fmt, **drawn.figure())
     return replace(drawn, depth=fit.depth), fit

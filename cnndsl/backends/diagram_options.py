@@ -20,6 +20,7 @@ DIAGRAMS = ("svg", "png", "pdf", "dot")
 LAID_OUT = ("svg", "png", "pdf")  # the formats Graphviz's `dot` lays out; .dot is the text before layout
 RANKDIRS = ("TB", "LR")
 LAYOUTS = ("flow", "u", "columns")  # diagram_layouts.py places each
+STYLES = ("graph", "blocks")  # Graphviz's boxes and arrows, or blocks.py's 3-D blocks
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class DiagramOptions:
         brief="u, columns or flow",
         formats=DIAGRAMS,
         choices=LAYOUTS,
+    )
+    style: str = option(
+        "graph",
+        help="graph: boxes and arrows; blocks: the 3-D block figure, each box's size following its feature map "
+        "(SVG, PNG, PDF).",
+        brief="graph or blocks",
+        formats=LAID_OUT,
+        choices=STYLES,
     )
     timeout: float | None = option(
         None,

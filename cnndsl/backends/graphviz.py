@@ -75,9 +75,14 @@ def to_digraph(
     cost: bool = False,
     rankdir: str = "TB",
     layout: str | None = None,
+    style: str = "graph",
 ) -> graphviz.Digraph:
     """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT. `layout`: flow, u
     or columns (diagram_layouts.py); None chooses one from the graph's structure."""
+    if style != "graph":
+        raise ValueProblem(
+            f"the {style!r} style is no Graphviz graph", hint="draw it as .svg, .png or .pdf (blocks.py writes it)"
+        )
     if layout is not None and layout not in LAYOUTS:
         raise ValueProblem(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", hint=LAYOUT_HINT)
     if rankdir not in RANKDIRS:
@@ -157,11 +162,16 @@ def render(
     cost: bool = False,
     rankdir: str = "TB",
     layout: str | None = None,
+    style: str = "graph",
     timeout: float = LAYOUT_TIMEOUT_S,
 ) -> Path:
     """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
+    if style == "blocks":
+        from .blocks_files import write_blocks
+
+        return write_blocks(network, target_path, fmt, depth)
     dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout)
     content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
@@ -169,6 +179,10 @@ def render(
 
 def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
     """The diagram as SVG text (what a notebook and a docs build show)."""
+    if options.get("style") == "blocks":
+        from .blocks import blocks_svg
+
+        return blocks_svg(network, options.get("depth"))
     return lay_out(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
 
 
