@@ -84,6 +84,7 @@ def test_skips_are_arcs():
 
 
 def test_each_format_is_deterministic_and_a_dot_is_refused(tmp_path):
+    pytest.importorskip("matplotlib")  # draws PNG and PDF (the `figures` extra)
     network = cnndsl.load("lenet5")
     magic = {"svg": b"<svg", "png": b"\x89PNG", "pdf": b"%PDF"}
     for fmt, start in magic.items():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import re
+import runpy
+from pathlib import Path
 
 import pytest
 import svg_geometry
@@ -265,3 +267,26 @@ def test_the_cli_takes_a_layout(cli, tmp_path):
         assert result.exit_code == 0, result.stderr
     assert (tmp_path / "u.dot").read_text(encoding="utf-8") == dot_source(cnndsl.load("unet"), depth=1, layout="u")
     assert cli("draw", "unet", "--layout", "v", "-o", tmp_path / "v.dot").exit_code == 2
+
+
+# ---- the gallery: each family as drawn by default, U-Net, a YOLO and VGG-16 in each layout and style -------
+MAKE = runpy.run_path(str(Path(__file__).resolve().parent.parent / "docs" / "gallery" / "make.py"), run_name="gallery")
+GALLERY_DIR = Path(__file__).resolve().parent.parent / "docs" / "gallery"
+
+
+@pytest.mark.parametrize("file, name, options", [entry[:3] for entry in MAKE["FAMILIES"] + MAKE["STYLES"]])
+def test_committed_family_and_style_figures_are_current(file, name, options):
+    committed = (GALLERY_DIR / file).read_text(encoding="utf-8")
+    fresh = MAKE["drawn"](name, options)
+    texts = r"<text[^>]*>([^<]*)</text>"
+    assert re.findall(texts, committed) == re.findall(texts, fresh), "run python docs/gallery/make.py"
+    assert re.findall(r"<title>([^<]*)</title>", committed) == re.findall(r"<title>([^<]*)</title>", fresh)
+
+
+def test_every_library_family_is_in_the_gallery_and_on_its_page():
+    for path in sorted((GALLERY_DIR.parent.parent / "library").glob("*.cnn")):
+        defined = set(re.findall(r"^network (\w+)", path.read_text(encoding="utf-8"), re.MULTILINE))
+        assert defined & set(MAKE["FAMILY_NETWORKS"]), f"no network of {path.name} in the gallery"
+    page = (GALLERY_DIR / "README.md").read_text(encoding="utf-8")
+    for file, *_ in MAKE["FAMILIES"] + MAKE["STYLES"]:
+        assert f"]({file})" in page

@@ -474,7 +474,7 @@ def _doc_commands() -> list[str]:
 def test_every_command_in_the_diagrams_doc_runs(command, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     printed = run_command(cli, command, "", first_lines=True)
-    written = Path(printed.split()[-1])
+    written = Path(re.search(r"^wrote (\S+)$", printed, re.MULTILINE).group(1))  # a note may follow on stderr
     assert written.stat().st_size > 0
 
 

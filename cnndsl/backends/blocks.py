@@ -205,11 +205,13 @@ def blocks_svg(network, depth: int | None = None) -> str:
         f"{quantity(network.params)} params · {quantity(network.macs)} MACs</text>",
     ]
     by_id = {block.id: block for block in blocks}
+    spans = sorted(range(len(arcs)), key=lambda index: by_id[arcs[index][1]].x - by_id[arcs[index][0]].x)
+    height_of = {arc: level for level, arc in enumerate(spans)}  # a wider arc rises higher, over the narrower
     for index, (tail, head, kind) in enumerate(arcs):
         start, end = by_id[tail], by_id[head]
         x1, x2 = start.x + start.width / 2, end.x + end.width / 2
         y1, y2 = axis - start.height / 2, axis - end.height / 2
-        top = axis - tallest - 16 - 12 * index
+        top = axis - tallest - 16 - 12 * height_of[index]
         parts.append(
             f'<g class="arc {kind}"><title>{escaped(tail)}-&gt;{escaped(head)}</title>'
             f'<path d="M{x1:.1f},{y1:.1f} C{x1:.1f},{top:.1f} {x2:.1f},{top:.1f} {x2:.1f},{y2:.1f}" fill="none" '
