@@ -290,3 +290,12 @@ def test_every_library_family_is_in_the_gallery_and_on_its_page():
     page = (GALLERY_DIR / "README.md").read_text(encoding="utf-8")
     for file, *_ in MAKE["FAMILIES"] + MAKE["STYLES"]:
         assert f"]({file})" in page
+
+
+@pytest.mark.parametrize("name", MAKE["SCREENSHOTS"])
+def test_each_screenshot_is_of_todays_default_figure(name):
+    png = (GALLERY_DIR / "screenshots" / f"{name}.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    size = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    _, _, text = default_figure(name)
+    assert size == tuple(round(side) for side in svg_geometry.read(text).pixels), "run docs/gallery/screenshots.py"

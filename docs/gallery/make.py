@@ -47,6 +47,9 @@ STYLES = [
 ]
 
 
+SCREENSHOTS = ("yolov1", "unet", "resnet152", "densenet201")  # screenshots.py photographs their defaults
+
+
 def drawn(name: str, options: dict) -> str:
     """The SVG `cnndsl draw NAME -o x.svg` with these options writes: without a depth, the one that fits."""
     network = cnndsl.load(name)
@@ -67,6 +70,8 @@ def main() -> None:
     for title, entries in (("Each family as `cnndsl draw` draws it", FAMILIES), ("Layouts and styles", STYLES)):
         rows += [f"## {title}", ""]
         rows += [f"{caption}\n\n![{file}]({file})\n" for file, _, _, caption in entries]
+    rows += ["## In a browser", "", "Screenshots by headless Chromium (`python docs/gallery/screenshots.py`).", ""]
+    rows += [f"![{name}](screenshots/{name}.png)\n" for name in SCREENSHOTS]
     (HERE / "README.md").write_text("\n".join(rows), encoding="utf-8")
 
 
