@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..graph import ir
 from ..ops import format_shape
-from .diagram_fit import PAGE_PX
-from .diagram_labels import escaped, main_family, quantity
+from .diagram_labels import EDGE_STYLES, FAMILIES, escaped, main_family, quantity
+from .diagram_options import PAGE_PX
 from .diagram_structure import Box, build_diagram
 
 PER_DOUBLING = {"width": 5.0, "height": 9.0, "depth": 5.0}  # px added each time channels, H or W double
@@ -70,8 +70,6 @@ def size(shape: tuple) -> tuple[float, float, float]:
 
 def blocks_of(network, depth: int | None) -> tuple[list[Block], list[tuple[str, str, str]]]:
     """The blocks in order along the row, and the arcs (tail block, head block, edge kind) between them."""
-    from .graphviz import FAMILIES
-
     graph = network.graph
     diagram = build_diagram(graph, depth)
     order: list[str] = []
@@ -192,8 +190,6 @@ def blocks_depth(network, deepest: int) -> int:
 def blocks_svg(network, depth: int | None = None) -> str:
     """The figure as SVG text: one `<g class="block FAMILY">` per block (front, top and side faces as
     polygons, labels as text) and one `<g class="arc KIND">` per skip."""
-    from .graphviz import EDGE_STYLES, FAMILIES
-
     blocks, arcs = blocks_of(network, depth)
     width, height, axis = _extent(blocks, arcs)
     tallest = axis - MARGIN - 22 - 24.0 - 12.0 * len(arcs)

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass, replace
 
 from ..graph import ir
-from .diagram_options import LAID_OUT, DiagramOptions
+from .blocks import blocks_depth, row_height, row_width
+from .diagram_options import LAID_OUT, PAGE_PX, DiagramOptions
+from .graphviz import lay_out, to_digraph
 
-PAGE_PX = 1600  # the long side of a figure that fits a page or a screen, in CSS pixels
 PX_PER_INCH = 96  # Graphviz lays out in inches; PNG is rasterised at 96 dpi and SVG's points are 4/3 px
 PAD_INCHES = 2 * 4 / 72  # the 4 pt Graphviz pads each side of a drawing with, which -Tplain leaves out
 
@@ -48,8 +49,6 @@ def levels(graph) -> int:
 
 def laid_out_size(network, fmt: str, timeout: float, left: float, **figure) -> tuple[int, int]:
     """The width and height in px of the figure drawn as `fmt`, from Graphviz's layout of its DOT (`-Tplain`)."""
-    from .graphviz import lay_out, to_digraph
-
     head = lay_out(network, to_digraph(network, **figure), "plain", timeout, fmt, left).split(b"\n", 1)[0].split()
     width, height = (round((float(inches) + PAD_INCHES) * PX_PER_INCH) for inches in head[2:4])
     return width, height
@@ -79,8 +78,6 @@ def with_fitting_depth(network, fmt: str, drawn: DiagramOptions) -> tuple[Diagra
     if drawn.depth is not None or fmt not in LAID_OUT:
         return drawn, None
     if drawn.style == "blocks":  # no Graphviz: the row's width is known without a layout
-        from .blocks import blocks_depth, row_height, row_width
-
         depth = blocks_depth(network, levels(network.graph))
         width, height = round(row_width(network, depth)), round(row_height(network, depth))
         return replace(drawn, depth=depth), Fit(depth, width, height, levels(network.graph))

@@ -1,5 +1,6 @@
-"""The text of a diagram: titles, a collapsed group's summary line, quantities, and the escaping that every
-text from the source goes through on its way into an HTML-like label."""
+"""The look of a diagram shared by its styles: colours by layer family and edge kind, and its text: titles,
+a collapsed group's summary line, quantities, and the escaping that every text from the source goes through
+on its way into an HTML-like label or an SVG."""
 
 from __future__ import annotations
 
@@ -9,6 +10,27 @@ import re
 from ..graph import ir
 from ..graph.ir import input_shapes
 from .diagram_structure import Run
+
+# fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
+FAMILIES = {
+    "conv": ("#c6dbef", "#4a7fb5", "convolution"),
+    "pool": ("#fdd0a2", "#c7762b", "pooling"),
+    "norm": ("#fff2ae", "#b8a42b", "normalisation"),
+    "act": ("#c7e9c0", "#4b9a4b", "activation"),
+    "fc": ("#dadaeb", "#7a6fb0", "fully connected"),
+    "merge": ("#ffffff", "#555555", "merge"),
+    "reshape": ("#eeeeee", "#888888", "reshape"),
+    "reg": ("#f2f2f2", "#999999", "regularisation"),
+    "io": ("#ffffff", "#333333", "input / output"),
+    "other": ("#f7f7f7", "#999999", "other"),
+}
+
+EDGE_STYLES = {
+    "sequence": {"color": "#333333", "weight": "8"},
+    "branch": {"color": "#333333", "weight": "2"},
+    "skip": {"color": "#d6604d", "style": "dashed", "penwidth": "1.6", "weight": "2"},
+    "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
+}
 
 FAINT = "#555555"
 TITLE_EM = 0.62  # the widest a bold Helvetica character averages, in em: how wide a cluster's title may be

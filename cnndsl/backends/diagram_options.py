@@ -16,6 +16,7 @@ from ..core.errors import ValueProblem
 from ..core.options import Declared, declared, option
 
 LAYOUT_TIMEOUT_S = 30.0  # a 14 KB text can keep `dot` busy for minutes; the library's largest takes 1 s
+PAGE_PX = 1600  # the long side of a figure that fits a page or a screen, in CSS px: the default depth's bound
 DIAGRAMS = ("svg", "png", "pdf", "dot")
 LAID_OUT = ("svg", "png", "pdf")  # the formats Graphviz's `dot` lays out; .dot is the text before layout
 RANKDIRS = ("TB", "LR")

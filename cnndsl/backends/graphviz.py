@@ -17,8 +17,12 @@ from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..graph import ir
 from ..ops import format_shape
+from .blocks import blocks_svg
+from .blocks_files import write_blocks
 from .diagram_labels import (
+    EDGE_STYLES,
     FAINT,
+    FAMILIES,
     clear_of_the_column,
     contents,
     escaped,
@@ -36,26 +40,6 @@ from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FONT = "Helvetica,Arial,sans-serif"
 
-# fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
-FAMILIES = {
-    "conv": ("#c6dbef", "#4a7fb5", "convolution"),
-    "pool": ("#fdd0a2", "#c7762b", "pooling"),
-    "norm": ("#fff2ae", "#b8a42b", "normalisation"),
-    "act": ("#c7e9c0", "#4b9a4b", "activation"),
-    "fc": ("#dadaeb", "#7a6fb0", "fully connected"),
-    "merge": ("#ffffff", "#555555", "merge"),
-    "reshape": ("#eeeeee", "#888888", "reshape"),
-    "reg": ("#f2f2f2", "#999999", "regularisation"),
-    "io": ("#ffffff", "#333333", "input / output"),
-    "other": ("#f7f7f7", "#999999", "other"),
-}
-
-EDGE_STYLES = {
-    "sequence": {"color": "#333333", "weight": "8"},
-    "branch": {"color": "#333333", "weight": "2"},
-    "skip": {"color": "#d6604d", "style": "dashed", "penwidth": "1.6", "weight": "2"},
-    "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
-}
 BESIDE = {"constraint": "false"}  # a skip that another path parallels: laid out after, beside the main column
 LAYOUT_HINT = "u: encoder down the left, decoder up the right; columns: one column per stage; flow: one column"
 EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
@@ -169,8 +153,6 @@ def render(
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     if style == "blocks":
-        from .blocks_files import write_blocks
-
         return write_blocks(network, target_path, fmt, depth)
     dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout)
     content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
@@ -180,8 +162,6 @@ def render(
 def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
     """The diagram as SVG text (what a notebook and a docs build show)."""
     if options.get("style") == "blocks":
-        from .blocks import blocks_svg
-
         return blocks_svg(network, options.get("depth"))
     return lay_out(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
 
