@@ -104,3 +104,14 @@ def test_draw_without_depth_fits_the_row_to_the_page(cli, tmp_path):
     width = float(root.get("width").removesuffix("px"))
     assert width <= 1600
     assert result.stderr.startswith(f"cnndsl: note: drawn at --depth 2 (every level), {round(width)}×")
+
+
+def test_an_unknown_style_is_a_value_problem_with_a_hint(tmp_path):
+    network = cnndsl.load("lenet5")
+    with pytest.raises(ValueProblem) as caught:
+        render(network, tmp_path / "x.svg", "svg", style="Blocks")
+    assert str(caught.value).splitlines() == [
+        "error: style must be one of graph, blocks, got 'Blocks'",
+        "hint: graph: boxes and arrows; blocks: the 3-D block figure",
+    ]
+    assert list(tmp_path.iterdir()) == []

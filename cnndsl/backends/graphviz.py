@@ -35,13 +35,14 @@ from .diagram_labels import (
 )
 from .diagram_layouts import LAYOUTS, Arrangement, arrange, choose_layout
 from .diagram_options import DIAGRAMS as FORMATS
-from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
+from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS, STYLES
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FONT = "Helvetica,Arial,sans-serif"
 
 BESIDE = {"constraint": "false"}  # a skip that another path parallels: laid out after, beside the main column
 LAYOUT_HINT = "u: encoder down the left, decoder up the right; columns: one column per stage; flow: one column"
+STYLE_HINT = "graph: boxes and arrows; blocks: the 3-D block figure"
 EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
 
 CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
@@ -63,10 +64,10 @@ def to_digraph(
 ) -> graphviz.Digraph:
     """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT. `layout`: flow, u
     or columns (diagram_layouts.py); None chooses one from the graph's structure."""
+    if style not in STYLES:
+        raise ValueProblem(f"style must be one of {', '.join(STYLES)}, got {style!r}", hint=STYLE_HINT)
     if style != "graph":
-        raise ValueProblem(
-            f"the {style!r} style is no Graphviz graph", hint="draw it as .svg, .png or .pdf (blocks.py writes it)"
-        )
+        raise ValueProblem("the block figure is no Graphviz graph", hint="draw it as .svg, .png or .pdf")
     if layout is not None and layout not in LAYOUTS:
         raise ValueProblem(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", hint=LAYOUT_HINT)
     if rankdir not in RANKDIRS:
@@ -154,7 +155,9 @@ def render(
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     if style == "blocks":
         return write_blocks(network, target_path, fmt, depth)
-    dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout)
+    dot = to_digraph(
+        network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout, style=style
+    )
     content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
 
