@@ -89,8 +89,7 @@ class Network:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
         options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30;
         without `depth`, SVG, PNG and PDF are drawn at the deepest level that fits a page, diagram_fit.py)."""
-        from .backends.diagram_fit import with_fitting_depth
-        from .backends.graphviz import render
+        from .backends.diagram_fit import draw
 
         target = Path(path)
         drawn = DiagramOptions(
@@ -103,8 +102,7 @@ class Network:
             style=style,
             timeout=timeout,
         )
-        drawn, _ = with_fitting_depth(self, target_format(target), drawn)
-        render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())
+        draw(self, target, target_format(target), drawn)
         return target
 
     def require_weights_fit(self) -> None:

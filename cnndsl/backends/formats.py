@@ -51,13 +51,11 @@ def _write_pt2(net, target: Path, fmt: str, options: dict) -> list[Path]:
 
 
 def _write_diagram(net, target: Path, fmt: str, options: dict) -> list[Path]:
-    from .diagram_fit import with_fitting_depth
-    from .graphviz import render
+    from .diagram_fit import draw
 
-    drawn, fit = with_fitting_depth(net, fmt, DiagramOptions.taken_from(dict(options)))
+    fit = draw(net, target, fmt, DiagramOptions.taken_from(dict(options)))
     if fit is not None and options.get("note"):
         options["note"](fit.note())
-    render(net, target, fmt, timeout=drawn.layout_timeout, **drawn.figure())
     return [target]
 
 

@@ -180,21 +180,29 @@ def lay_out(
     try:
         done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=allowed)
     except FileNotFoundError:
-        raise FileProblem(
-            f"drawing {(drawing or fmt).upper()} needs the Graphviz program `dot`, which is not installed",
-            hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
-            "or write the .dot file and render it elsewhere",
-        ) from None
+        raise dot_missing(drawing or fmt) from None
     except subprocess.TimeoutExpired:
-        raise LimitProblem(
-            f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
-            ir.layer(network.graph, ir.network_info(network.graph).input).pos,
-            hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
-        ) from None
+        raise layout_too_slow(network, timeout) from None
     if done.returncode:
         detail = done.stderr.decode("utf-8", "replace").strip()
         raise FileProblem(f"Graphviz could not draw the diagram: {detail or f'`dot` exited with {done.returncode}'}")
     return done.stdout
+
+
+def dot_missing(fmt: str) -> FileProblem:
+    return FileProblem(
+        f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
+        hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
+        "or write the .dot file and render it elsewhere",
+    )
+
+
+def layout_too_slow(network, timeout: float) -> LimitProblem:
+    return LimitProblem(
+        f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
+        ir.layer(network.graph, ir.network_info(network.graph).input).pos,
+        hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
+    )
 
 
 class _Painter:
