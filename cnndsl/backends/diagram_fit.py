@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -70,9 +71,12 @@ def fitting_depth(network, timeout: float, fmt: str = "svg", **figure) -> Fit:
     writer.start()
     timer.start()
     chosen: Fit | None = None
+    deadline = time.monotonic() + timeout
     try:
         for depth in range(1, deepest + 1):
             text = _next_svg(process)
+            if time.monotonic() > deadline:  # the timer kills a dot that hangs; this catches one that was late
+                raise layout_too_slow(network, timeout)
             if text is None:
                 break
             width, height = svg_pixels(text)
