@@ -39,7 +39,7 @@ class Arrangement:
 # ---- the choice, from the graph ---------------------------------------------------------------
 def choose_layout(graph: nx.DiGraph) -> str:
     """`columns` where a top-level stage takes several features of an earlier one (a neck taking a
-    backbone's P3, P4, P5); `u` where a main path narrows to a bottom and widens again with skips across
+    backbone's P3, P4, P5, or a Detect head the neck's); `u` where a main path narrows to a bottom and widens again with skips across
     it; `flow` otherwise."""
     if _is_multiscale(graph):
         return "columns"
@@ -50,7 +50,7 @@ def choose_layout(graph: nx.DiGraph) -> str:
 
 def _is_multiscale(graph: nx.DiGraph) -> bool:
     stages = [path for path, group in ir.network_info(graph).groups.items() if len(path) == 1 and group.kind == "stage"]
-    if len(stages) < 3:
+    if len(stages) < 2:
         return False
     stage_of = {node: layer.group[:1] for node, layer in ir.layers(graph) if layer.group[:1] in stages}
     fed: dict[tuple, set[int]] = {}

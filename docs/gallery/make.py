@@ -31,13 +31,13 @@ GALLERY = [
 FAMILY_NETWORKS = [
     "alexnet", "convnext_tiny", "densenet201", "efficientnet_b0", "fcn8s", "googlenet", "inception_v3", "lenet5",
     "mnasnet1_0", "mobilenet_v3_large", "regnet_y_400mf", "resnet152", "deeplabv3_resnet50", "se_resnet50",
-    "shufflenet_v2_x1_0", "squeezenet1_1", "unet", "vgg16", "xception", "yolov1",
+    "shufflenet_v2_x1_0", "squeezenet1_1", "unet", "vgg16", "xception", "yolov1", "yolov8n", "yolo11n",
 ]  # fmt: skip
 FAMILIES = [(f"default-{name}.svg", name, {}, f"`cnndsl draw {name}`") for name in FAMILY_NETWORKS]
 
 STYLES = [
     (f"{name}-{look}.svg", name, options, f"{name}, `--{' --'.join(f'{k} {v}' for k, v in options.items())}`")
-    for name in ("unet", "yolov1", "vgg16")
+    for name in ("unet", "yolov8n", "vgg16")
     for look, options in (
         ("flow", {"layout": "flow"}),
         ("u", {"layout": "u"}),
@@ -47,7 +47,7 @@ STYLES = [
 ]
 
 
-SCREENSHOTS = ("yolov1", "unet", "resnet152", "densenet201")  # screenshots.py photographs their defaults
+SCREENSHOTS = ("yolov8n", "unet", "resnet152", "densenet201")  # screenshots.py photographs their defaults
 
 
 def drawn(name: str, options: dict) -> str:
