@@ -82,15 +82,27 @@ class Network:
         shapes: bool = False,
         cost: bool = False,
         rankdir: str = "TB",
+        layout: str | None = None,
+        style: str = "graph",
         timeout: float | None = None,
     ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
-        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30)."""
-        from .backends.graphviz import render
+        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30;
+        without `depth`, SVG, PNG and PDF are drawn at the deepest level that fits a page, diagram_fit.py)."""
+        from .backends.diagram_fit import draw
 
         target = Path(path)
-        drawn = DiagramOptions(depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, timeout=timeout)
-        render(self, target, target_format(target), timeout=drawn.layout_timeout, **drawn.figure())
+        drawn = DiagramOptions(
+            depth=depth,
+            expand=expand,
+            shapes=shapes,
+            cost=cost,
+            rankdir=rankdir,
+            layout=layout,
+            style=style,
+            timeout=timeout,
+        )
+        draw(self, target, target_format(target), drawn)
         return target
 
     def require_weights_fit(self) -> None:

@@ -304,10 +304,15 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbo
         raise click.UsageError("--seed does not apply with --weights: every weight comes from the checkpoint")
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{formats.BY_NAME[fmt].suffix}")
-    written = formats.write(net, fmt, target, options)
+    written = formats.write(net, fmt, target, {**options, "note": _note})
     click.echo(f"wrote {' and '.join(map(str, written))}")
     if fmt in formats.applies_to()["seed"] and options["weights"] is None:
         click.echo(f"cnndsl: warning: without --weights, {target} holds {_random_weights(options['seed'])}", err=True)
+
+
+def _note(text: str) -> None:
+    """What a command chose for the user (the depth a figure is drawn at), on stderr."""
+    click.echo(f"cnndsl: note: {text}", err=True)
 
 
 def _random_weights(seed: int | None) -> str:
@@ -345,7 +350,7 @@ def draw(source, network, input_shape, params, max_nodes, sandbox, output, **opt
     if fmt not in DIAGRAM_FORMATS:
         raise click.BadParameter(f"the output must end in {diagram_suffixes()}, not {output!r}", param_hint="-o")
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
-    formats.write(net, fmt, Path(output), options)
+    formats.write(net, fmt, Path(output), {**options, "note": _note})
     click.echo(f"wrote {output}")
 
 

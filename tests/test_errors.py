@@ -833,9 +833,9 @@ def test_a_network_name_too_long_for_graphviz_is_drawn_cut_short(cli, tmp_path):
 
 
 def test_when_graphviz_refuses_a_diagram_its_own_message_is_the_error(cli, tmp_path, monkeypatch):
-    from cnndsl.backends import graphviz
+    from cnndsl.backends import diagram_labels
 
-    monkeypatch.setattr(graphviz, "LONGEST_TEXT", 10**6)
+    monkeypatch.setattr(diagram_labels, "LONGEST_TEXT", 10**6)
     path = tmp_path / "long.cnn"
     path.write_text("network " + "n" * 20_000 + " {\n    input 3x8x8\n    relu\n}\n")
     result = cli("draw", path, "-o", tmp_path / "x.svg")

@@ -24,8 +24,9 @@ from cnndsl.core.options import declared, option
 from cnndsl.embed import BLOCK_OPTIONS, BlockOptions
 from cnndsl.serve.analysis import Request
 
-DIAGRAM = ["depth", "expand", "shapes", "cost", "rankdir", "timeout"]
-PER_FIGURE = ["depth", "expand", "shapes", "cost", "rankdir"]  # the layout's time is set by whoever runs the build
+DIAGRAM = ["depth", "expand", "shapes", "cost", "rankdir", "layout", "style", "timeout"]
+# the layout's time is set by whoever runs the build
+PER_FIGURE = ["depth", "expand", "shapes", "cost", "rankdir", "layout", "style"]
 NETWORK = ["source", "network", "input_shape", "params", "max_nodes", "sandbox"]
 COMPILE_OWN = ["fmt", "output", "weights", "seed", "opset", "fold_bn", "external_data"]
 
@@ -42,6 +43,8 @@ def test_the_declaration_is_the_documented_options():
         ("shapes", bool, False),
         ("cost", bool, False),
         ("rankdir", str, "TB"),
+        ("layout", str, None),
+        ("style", str, "graph"),
         ("timeout", float, None),
     ]
 

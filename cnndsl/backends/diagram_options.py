@@ -16,9 +16,12 @@ from ..core.errors import ValueProblem
 from ..core.options import Declared, declared, option
 
 LAYOUT_TIMEOUT_S = 30.0  # a 14 KB text can keep `dot` busy for minutes; the library's largest takes 1 s
+PAGE_PX = 1600  # the long side of a figure that fits a page or a screen, in CSS px: the default depth's bound
 DIAGRAMS = ("svg", "png", "pdf", "dot")
 LAID_OUT = ("svg", "png", "pdf")  # the formats Graphviz's `dot` lays out; .dot is the text before layout
 RANKDIRS = ("TB", "LR")
+LAYOUTS = ("flow", "u", "columns")  # diagram_layouts.py places each
+STYLES = ("graph", "blocks")  # Graphviz's boxes and arrows, or blocks.py's 3-D blocks
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class DiagramOptions:
 
     depth: int | None = option(
         None,
-        help="Hierarchy levels to show; deeper groups collapse.",
+        help="Hierarchy levels to show; deeper groups collapse (default: the deepest whose figure fits 1600 px; "
+        "a .dot file: every level).",
         brief="hierarchy levels to show",
         formats=DIAGRAMS,
         minimum=0,
@@ -41,6 +45,22 @@ class DiagramOptions:
     shapes: bool = option(False, help="Add output shapes to the labels.", brief="add output shapes", formats=DIAGRAMS)
     cost: bool = option(False, help="Add params and MACs to the labels.", brief="add params and MACs", formats=DIAGRAMS)
     rankdir: str = option("TB", formats=DIAGRAMS, choices=RANKDIRS)
+    layout: str | None = option(
+        None,
+        help="u: encoder down the left, decoder up the right, skips across; columns: backbone, neck and head "
+        "side by side; flow: one column (default: chosen from the network's structure).",
+        brief="u, columns or flow",
+        formats=DIAGRAMS,
+        choices=LAYOUTS,
+    )
+    style: str = option(
+        "graph",
+        help="graph: boxes and arrows; blocks: the 3-D block figure, each box's size following its feature map "
+        "(SVG, PNG, PDF).",
+        brief="graph or blocks",
+        formats=LAID_OUT,
+        choices=STYLES,
+    )
     timeout: float | None = option(
         None,
         help=f"Stop Graphviz's layout after this long (default {LAYOUT_TIMEOUT_S:g}).",

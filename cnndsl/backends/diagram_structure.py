@@ -240,7 +240,11 @@ class _Builder:
             members.extend(self._members(root, level=0))
         for index, (name, node) in enumerate(ir.network_info(self.graph).outputs):
             members.append(Box(f"output{index}", "output", node=node, name=name))
-        return Diagram(ir.network_info(self.graph).name, members, _enter_through_forks(members, self._links()))
+        return Diagram(
+            ir.network_info(self.graph).name,
+            members,
+            _fan_out_through_forks(members, _enter_through_forks(members, self._links())),
+        )
 
     def _members(self, group: Group, level: int) -> list:
         children = (
@@ -335,6 +339,45 @@ def _enter_through_forks(members: list, links: list[Link]) -> list[Link]:
             link.tail = fork.id
         links.insert(links.index(entering[0]), Link(tail, fork.id, kind))
     return links
+
+
+def _fan_out_through_forks(members: list, links: list[Link]) -> list[Link]:
+    """Branch paths fed from outside their block start at one fork inside it (an Inception module's input
+    splitting in four), so that the split and the paths are laid out together: `dot` keeps the paths in
+    concat order only when the node they leave from is inside the same cluster."""
+    chains = dict(_cluster_chains(members, ()))
+    fanned: dict[tuple[str, str], list[Link]] = {}
+    for link in links:
+        if link.kind != "branch":
+            continue
+        outside = _ids(chains.get(link.tail, ()))
+        entered = next((cluster for cluster in chains.get(link.head, ()) if cluster.id not in outside), None)
+        if entered is not None:
+            fanned.setdefault((entered.id, link.tail), []).append(link)
+    clusters = {cluster.id: cluster for chain in chains.values() for cluster in chain}
+    for (cluster_id, tail), entering in fanned.items():
+        if len(entering) < 2:
+            continue
+        cluster = _deepest_common(clusters[cluster_id], [chains[link.head] for link in entering])
+        name = cluster.id.removeprefix("cluster_")
+        taken = sum(member.id.startswith(f"split_{name}") for member in cluster.members if isinstance(member, Box))
+        fork = Box(f"split_{name}" + (f"_{taken + 1}" if taken else ""), "fork")
+        cluster.members.insert(0, fork)
+        for link in entering:
+            link.tail = fork.id
+        links.insert(links.index(entering[0]), Link(tail, fork.id, "sequence"))
+    return links
+
+
+def _deepest_common(outermost: Cluster, chains: list[tuple]) -> Cluster:
+    """The innermost cluster around every one of `chains` (clusters outermost first), from `outermost` down."""
+    start = next(depth for depth, cluster in enumerate(chains[0]) if cluster is outermost)
+    common = outermost
+    for depth in range(start, min(len(chain) for chain in chains)):
+        if any(chain[depth] is not chains[0][depth] for chain in chains):
+            break
+        common = chains[0][depth]
+    return common
 
 
 def _ids(clusters: tuple) -> set[str]:

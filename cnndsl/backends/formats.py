@@ -51,10 +51,11 @@ def _write_pt2(net, target: Path, fmt: str, options: dict) -> list[Path]:
 
 
 def _write_diagram(net, target: Path, fmt: str, options: dict) -> list[Path]:
-    from .graphviz import render
+    from .diagram_fit import draw
 
-    drawn = DiagramOptions.taken_from(dict(options))
-    render(net, target, fmt, timeout=drawn.layout_timeout, **drawn.figure())
+    fit = draw(net, target, fmt, DiagramOptions.taken_from(dict(options)))
+    if fit is not None and options.get("note"):
+        options["note"](fit.note())
     return [target]
 
 

@@ -7,7 +7,6 @@ kind. Every text from the source goes through `html.escape` into an HTML-like la
 
 from __future__ import annotations
 
-import html
 import subprocess
 from pathlib import Path
 
@@ -17,37 +16,33 @@ from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, LimitProblem, ValueProblem
 from ..core.source_map import source_name
 from ..graph import ir
-from ..graph.ir import input_shapes
 from ..ops import format_shape
+from .blocks import blocks_svg
+from .blocks_files import write_blocks
+from .diagram_labels import (
+    EDGE_STYLES,
+    FAINT,
+    FAMILIES,
+    clear_of_the_column,
+    contents,
+    escaped,
+    faint,
+    html_label,
+    main_family,
+    network_title,
+    quantity,
+    title_of,
+)
+from .diagram_layouts import LAYOUTS, Arrangement, arrange, choose_layout
 from .diagram_options import DIAGRAMS as FORMATS
-from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS
+from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS, STYLES
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
 
 FONT = "Helvetica,Arial,sans-serif"
-FAINT = "#555555"
-LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
 
-# fill, border and legend name per layer family (ColorBrewer pastels; print in grey too)
-FAMILIES = {
-    "conv": ("#c6dbef", "#4a7fb5", "convolution"),
-    "pool": ("#fdd0a2", "#c7762b", "pooling"),
-    "norm": ("#fff2ae", "#b8a42b", "normalisation"),
-    "act": ("#c7e9c0", "#4b9a4b", "activation"),
-    "fc": ("#dadaeb", "#7a6fb0", "fully connected"),
-    "merge": ("#ffffff", "#555555", "merge"),
-    "reshape": ("#eeeeee", "#888888", "reshape"),
-    "reg": ("#f2f2f2", "#999999", "regularisation"),
-    "io": ("#ffffff", "#333333", "input / output"),
-    "other": ("#f7f7f7", "#999999", "other"),
-}
-
-EDGE_STYLES = {
-    "sequence": {"color": "#333333", "weight": "8"},
-    "branch": {"color": "#333333", "weight": "2"},
-    "skip": {"color": "#d6604d", "style": "dashed", "penwidth": "1.6", "weight": "2"},
-    "concat": {"color": "#2171b5", "style": "dashed", "penwidth": "1.6", "weight": "2"},
-}
 BESIDE = {"constraint": "false"}  # a skip that another path parallels: laid out after, beside the main column
+LAYOUT_HINT = "u: encoder down the left, decoder up the right; columns: one column per stage; flow: one column"
+STYLE_HINT = "graph: boxes and arrows; blocks: the 3-D block figure"
 EDGE_NAMES = {"skip": "skip (add, gate)", "concat": "concatenated"}
 
 CLUSTER_STYLES = (  # by nesting level: stages, blocks, parts of blocks
@@ -64,8 +59,17 @@ def to_digraph(
     shapes: bool = False,
     cost: bool = False,
     rankdir: str = "TB",
+    layout: str | None = None,
+    style: str = "graph",
 ) -> graphviz.Digraph:
-    """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT."""
+    """The network's diagram as a `graphviz.Digraph`; the same arguments give the same DOT. `layout`: flow, u
+    or columns (diagram_layouts.py); None chooses one from the graph's structure."""
+    if style not in STYLES:
+        raise ValueProblem(f"style must be one of {', '.join(STYLES)}, got {style!r}", hint=STYLE_HINT)
+    if style != "graph":
+        raise ValueProblem("the block figure is no Graphviz graph", hint="draw it as .svg, .png or .pdf")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueProblem(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", hint=LAYOUT_HINT)
     if rankdir not in RANKDIRS:
         raise ValueProblem(
             f"rankdir must be TB or LR, got {rankdir!r}", hint="TB draws top to bottom, LR left to right"
@@ -87,7 +91,7 @@ def to_digraph(
             "nodesep": "0.25",
             "ranksep": "0.22",
             "labelloc": "t",
-            "label": _html(_title(network)),
+            "label": html_label(network_title(network)),
             "newrank": "true",
             "ordering": "in",
         },
@@ -105,11 +109,27 @@ def to_digraph(
     painter = _Painter(graph, shapes, cost)
     painter.draw(dot, diagram.members, level=0)
     painter.legend(dot, diagram)
-    for link in sorted(diagram.links, key=lambda link: link.beside):  # `ordering=in`: skips right of the main path
-        dot.edge(
-            link.tail, link.head, **{"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if link.beside else {})}
-        )
+    _draw_links(dot, diagram, arrange(graph, diagram, layout or choose_layout(graph)))
     return dot
+
+
+def _draw_links(dot: graphviz.Digraph, diagram: Diagram, arrangement: Arrangement) -> None:
+    """The edges, skips last (`ordering=in`: right of the main path), as the layout places them."""
+    for link in sorted(diagram.links, key=lambda link: link.beside):
+        ends = (link.tail, link.head)
+        unconstrained = (link.beside and ends not in arrangement.level) or ends in arrangement.free
+        attributes = {"class": link.kind, **EDGE_STYLES[link.kind], **(BESIDE if unconstrained else {})}
+        if ends in arrangement.climbing:  # laid out head first, so that the path climbs; the arrow still follows it
+            dot.edge(link.head, link.tail, dir="back", **attributes)
+        else:
+            dot.edge(link.tail, link.head, **attributes)
+    for boxes in arrangement.same_rank:
+        with dot.subgraph() as row:
+            row.attr(rank="same")
+            for box in boxes:
+                row.node(box)
+    for tail, head in arrangement.unseen:
+        dot.edge(tail, head, style="invis")
 
 
 def dot_source(network, **options) -> str:
@@ -126,43 +146,63 @@ def render(
     shapes: bool = False,
     cost: bool = False,
     rankdir: str = "TB",
+    layout: str | None = None,
+    style: str = "graph",
     timeout: float = LAYOUT_TIMEOUT_S,
 ) -> Path:
     """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    dot = to_digraph(network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir)
-    content = dot.source if fmt == "dot" else _layout(network, dot, fmt, timeout)
+    if style == "blocks":
+        return write_blocks(network, target_path, fmt, depth)
+    dot = to_digraph(
+        network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout, style=style
+    )
+    content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
     return write_atomically(target_path, content)
 
 
 def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
     """The diagram as SVG text (what a notebook and a docs build show)."""
-    return _layout(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
+    if options.get("style") == "blocks":
+        return blocks_svg(network, options.get("depth"))
+    return lay_out(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
 
 
-def _layout(network, dot: graphviz.Digraph, fmt: str, timeout: float) -> bytes:
+def lay_out(
+    network, dot: graphviz.Digraph, fmt: str, timeout: float, drawing: str | None = None, left: float | None = None
+) -> bytes:
     """`dot` run on the whole source at once (it may stop reading early, and then says why on stderr), and
-    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound."""
+    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound. A layout that
+    measures a figure drawn as `drawing` says so in its errors; `left`: what remains of `timeout`."""
     command = [dot.engine, f"-T{fmt}"]
+    allowed = timeout if left is None else left
     try:
-        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=timeout)
+        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=allowed)
     except FileNotFoundError:
-        raise FileProblem(
-            f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
-            hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
-            "or write the .dot file and render it elsewhere",
-        ) from None
+        raise dot_missing(drawing or fmt) from None
     except subprocess.TimeoutExpired:
-        raise LimitProblem(
-            f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
-            ir.layer(network.graph, ir.network_info(network.graph).input).pos,
-            hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
-        ) from None
+        raise layout_too_slow(network, timeout) from None
     if done.returncode:
         detail = done.stderr.decode("utf-8", "replace").strip()
         raise FileProblem(f"Graphviz could not draw the diagram: {detail or f'`dot` exited with {done.returncode}'}")
     return done.stdout
+
+
+def dot_missing(fmt: str) -> FileProblem:
+    return FileProblem(
+        f"drawing {fmt.upper()} needs the Graphviz program `dot`, which is not installed",
+        hint="install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz) "
+        "or write the .dot file and render it elsewhere",
+    )
+
+
+def layout_too_slow(network, timeout: float) -> LimitProblem:
+    return LimitProblem(
+        f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
+        ir.layer(network.graph, ir.network_info(network.graph).input).pos,
+        hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
+    )
 
 
 class _Painter:
@@ -174,9 +214,18 @@ class _Painter:
         self.cost = cost
         self.families: set[str] = set()
 
-    def draw(self, dot: graphviz.Digraph, members: list, level: int) -> None:
+    def draw(self, dot: graphviz.Digraph, members: list, level: int, framed: bool = True) -> None:
+        """Members as nodes and clusters; inside a branch path drawn open nothing is framed (`framed`), as papers
+        draw Inception: `dot` orders sibling clusters by no rule we can set, loose nodes by `ordering=in`, so
+        the paths read left to right in the order they are concatenated. A folded run keeps its frame and ×n."""
         for member in members:
-            if isinstance(member, Cluster):
+            if (
+                isinstance(member, Cluster)
+                and member.run.count == 1
+                and not (framed and member.run.first.kind != "branch")
+            ):
+                self.draw(dot, member.members, level, framed=False)
+            elif isinstance(member, Cluster):
                 self.cluster(dot, member, level)
             else:
                 self.box(dot, member)
@@ -185,19 +234,19 @@ class _Painter:
         style = CLUSTER_STYLES[min(level, len(CLUSTER_STYLES) - 1)]
         with dot.subgraph(name=cluster.id) as sub:
             sub.attr(
-                label=_html(self.cluster_label(cluster.run)),
-                labeljust="l",
+                label=html_label(clear_of_the_column(self.cluster_label(cluster.run))),
+                labeljust="r",
                 fontsize="11",
                 penwidth="2" if cluster.run.count > 1 else "1",
                 margin="8",
                 **style,
             )
-            self.draw(sub, cluster.members, level + 1)
+            self.draw(sub, cluster.members, level + 1, framed=True)
 
     def cluster_label(self, run: Run) -> str:
-        title = _title_of(run)
+        title = title_of(run)
         costs = self.costs(run.nodes)
-        return title + _faint(" · " + costs) if self.cost and costs else title
+        return title + faint(" · " + costs) if self.cost and costs else title
 
     def box(self, dot: graphviz.Digraph, box: Box) -> None:
         if box.role == "group":
@@ -214,7 +263,7 @@ class _Painter:
         if box.role == "output":
             dot.node(
                 box.id,
-                _html(f"{_text(box.name)} {_text(format_shape(layer.shape))}"),
+                html_label(f"{escaped(box.name)} {escaped(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
@@ -224,59 +273,60 @@ class _Painter:
         if box.role == "input":
             dot.node(
                 box.id,
-                _html(f"{_text(layer.tap or 'input')} {_text(format_shape(layer.shape))}"),
+                html_label(f"{escaped(layer.tap or 'input')} {escaped(format_shape(layer.shape))}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
                 color=border,
             )
             return
-        tap = f"<i>{_text(layer.tap)}:</i>" if layer.tap else ""
-        head = _text(kind.label(layer.attrs))
+        tap = f"<i>{escaped(layer.tap)}:</i>" if layer.tap else ""
+        head = escaped(kind.label(layer.attrs))
         details = self.details([box.node], layer.shape)
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(layer.name), "class": family}
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
             dot.node(
                 box.id,
-                _html(f"{tap} {head}" if tap else head),
+                html_label(f"{tap} {head}" if tap else head),
                 shape="ellipse",
                 height="0.3",
                 margin="0.04,0",
-                xlabel=_html(_faint(details)) if details else None,
+                xlabel=html_label(faint(details)) if details else None,
                 **attributes,
             )
         elif kind.drawn_as_join:  # a small circle; what does not fit goes beside it
             dot.node(
                 box.id,
-                _html(head),
+                html_label(head),
                 shape="circle",
                 width="0.3",
                 fixedsize="true",
                 fontsize="14",
                 margin="0",
-                xlabel=_html(_faint(details)) if details else None,
+                xlabel=html_label(faint(details)) if details else None,
                 **attributes,
             )
         else:
-            lines = [f"{tap} {head}" if tap else head] + ([_faint(details)] if details else [])
-            dot.node(box.id, _html("<br/>".join(lines)), **attributes)
+            lines = [f"{tap} {head}" if tap else head] + ([faint(details)] if details else [])
+            dot.node(box.id, html_label("<br/>".join(lines)), **attributes)
 
     def group_box(self, dot: graphviz.Digraph, box: Box) -> None:
         """A collapsed group: what it is, what it holds, its output shape and parameters."""
         run = box.run
         last = run.instances[-1].nodes[-1]
-        tap = ir.layer(self.graph, last).tap  # a U-Net's `enc1:` names the block's output
-        title = f"<i>{_text(tap)}:</i> {_title_of(run)}" if tap else _title_of(run)
-        lines = [title, _contents(self.graph, run.first)]
+        # a U-Net's `enc1: double(64)` names the block's output; a stage keeps its own name, not its last tap's
+        tap = ir.layer(self.graph, last).tap if run.first.kind == "block" else None
+        title = f"<i>{escaped(tap)}:</i> {title_of(run)}" if tap else title_of(run)
+        lines = [title, contents(self.graph, run.first)]
         figures = [format_shape(ir.layer(self.graph, last).shape), self.costs(run.nodes)]
-        lines.append(_faint(_text(" · ".join(part for part in figures if part))))
-        family = _main_family(self.graph, run.nodes)
+        lines.append(faint(escaped(" · ".join(part for part in figures if part))))
+        family = main_family(self.graph, run.nodes, FAMILIES)
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
         dot.node(
             box.id,
-            _html("<br/>".join(lines)),
+            html_label("<br/>".join(lines)),
             fillcolor=fill,
             color=border,
             peripheries="2",
@@ -288,13 +338,13 @@ class _Painter:
         parts = [format_shape(shape)] if self.shapes else []
         if self.cost:
             parts.append(self.costs(nodes))
-        return _text(" · ".join(part for part in parts if part))
+        return escaped(" · ".join(part for part in parts if part))
 
     def costs(self, nodes: list[int]) -> str:
         """Parameters (and MACs with --cost), leaving out a zero: a relu is not `0 params · 0 MACs`."""
         params = sum(ir.layer(self.graph, node).figures.params for node in nodes)
         macs = sum(ir.layer(self.graph, node).figures.macs for node in nodes) if self.cost else 0
-        return " · ".join(f"{_quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
+        return " · ".join(f"{quantity(count)} {unit}" for count, unit in ((params, "params"), (macs, "MACs")) if count)
 
     def legend(self, dot: graphviz.Digraph, diagram: Diagram) -> None:
         """Colour swatches for the families drawn and the styles of the joins drawn."""
@@ -316,104 +366,5 @@ class _Painter:
         table = f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
         with dot.subgraph() as top:
             top.attr(rank="min")
-            top.node("legend", _html(table), shape="plain", style="", fontsize="9")
+            top.node("legend", html_label(table), shape="plain", style="", fontsize="9")
             top.node("input")
-
-
-def _title(network) -> str:
-    return f"<b>{_text(network.name)}</b>" + _faint(
-        _text(f"  {_quantity(network.params)} params · {_quantity(network.macs)} MACs")
-    )
-
-
-def _title_of(run: Run) -> str:
-    """A block by its call (`bottleneck(64, 1)`), any other group by its name (`layer3`, or
-    `dense` for a run of them)."""
-    group = run.first
-    name = group.label if group.kind == "block" or not group.path else group.base if run.count > 1 else group.path[-1]
-    title = f"<b>{_text(name)}</b>"
-    return title + (f" <b>×{run.count}</b>" if run.count > 1 else "")
-
-
-def _contents(graph, group) -> str:
-    """What a group holds, as a paper's table row: `bottleneck ×6`, `conv 3×3, 64 ×2 · maxpool 2×2, /2`.
-
-    Layers by label, leaving out pointwise ones (bn, relu: no window); a block of one windowed
-    layer as that layer; other groups by name; parallel branches as `4 branches`.
-    """
-    items: list[list] = []
-    for child in group.children:
-        layers = _windowed(graph, [child] if isinstance(child, int) else child.nodes)
-        if isinstance(child, int) and not layers:
-            continue
-        if isinstance(child, int) or (child.kind == "block" and len(layers) == 1):
-            layer = ir.layer(graph, layers[0])
-            name = layer.kind.label(layer.attrs)
-        else:
-            name = child.base
-        parallel = not isinstance(child, int) and child.kind == "branch"
-        if items and items[-1][0] == name:
-            items[-1][1] += 1
-        else:
-            items.append([name, 1, parallel])
-    words = [
-        f"{count} {name}es" if parallel and count > 1 else name if count == 1 else f"{name} ×{count}"
-        for name, count, parallel in items
-    ]
-    return _wrap(words)
-
-
-def _windowed(graph, nodes: list[int]) -> list[int]:
-    """The layers that slide a window (convolutions, pooling, fc): what a paper's table lists."""
-    return [
-        node
-        for node in nodes
-        if ir.layer(graph, node).kind.window(ir.layer(graph, node).attrs, input_shapes(graph, node))
-    ]
-
-
-def _wrap(words: list[str], width: int = 36) -> str:
-    """Words joined by ` · `, escaped, broken into lines of about `width` characters."""
-    lines: list[str] = []
-    for word in words:
-        if lines and len(lines[-1]) + 3 + len(word) <= width:
-            lines[-1] += " · " + word
-        else:
-            lines.append(word)
-    return "<br/>".join(_text(line) for line in lines)
-
-
-def _main_family(graph, nodes: list[int]) -> str:
-    """The family holding most parameters (most layers when none has any): the group's colour."""
-    weight: dict[str, list[int]] = {}
-    for node in nodes:
-        layer = ir.layer(graph, node)
-        family = layer.kind.family
-        entry = weight.setdefault(family if family in FAMILIES else "other", [0, 0])
-        entry[0] += layer.figures.params
-        entry[1] += 1
-    return max(sorted(weight), key=lambda family: tuple(weight[family]))
-
-
-def _quantity(count: int) -> str:
-    """Three significant digits: 25,557,032 -> 25.6M; 7,978,856 -> 7.98M; 216,320 -> 216K."""
-    for factor, unit in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if count >= factor * 0.9995:
-            return f"{count / factor:.3g}{unit}"
-    return str(count)
-
-
-def _text(value: str) -> str:
-    """Source text made safe inside an HTML-like label, and cut short: `dot` refuses a label over 16,384 characters."""
-    value = str(value)
-    if len(value) > LONGEST_TEXT:
-        value = value[: LONGEST_TEXT - 1] + "…"
-    return html.escape(value, quote=True)
-
-
-def _faint(markup: str) -> str:
-    return f'<font color="{FAINT}" point-size="9">{markup}</font>'
-
-
-def _html(markup: str) -> str:
-    return f"<{markup}>"
