@@ -1,5 +1,8 @@
 """Costs per node, written into each layer's Figures (cnndsl/graph/ir.py): params, MACs, activation memory, receptive field.
 
+Only C×H×W tensors and vectors have a receptive field; a layer that makes another shape, or moves values
+between the spatial axes and the others (`keeps_positions`), has none (None, shown "—"), nor has what follows.
+
 MACs count convolutions and fully connected layers (the torchvision convention); FLOPs are
 reported as 2·MACs and labelled as such. Receptive field over a DAG takes the largest over
 all paths into a node.
@@ -44,6 +47,10 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         memory = numel(shape) * BYTES_PER_VALUE
         read = sources if kind.tap_values else sources[:1]
         window = kind.window(attrs, shapes) if shapes else None
+        if not _has_positions(read, done, shape) or (shapes and not kind.keeps_positions(attrs, shapes)):
+            # no receptive field: a tensor that is neither C×H×W nor a vector, or one made from such a tensor
+            layer.figures = done[node] = Figures(params, macs, memory, None, None)
+            continue
         if window is None and len(read) == 1 and shapes[0][1:] == shape[1:]:
             # a pointwise layer (most of a network) reads position o at o: its input's maps, rf and jump
             axes[node] = axes[read[0]]
@@ -58,6 +65,12 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
         jump = (height.jump, width.jump)
         layer.figures = done[node] = Figures(params, macs, memory, rf, jump)
     return graph
+
+
+def _has_positions(sources, done: dict, shape) -> bool:
+    """Whether a layer's output has a receptive field: it is C×H×W or a vector, and every input it reads
+    values of has one."""
+    return len(shape) in (1, 3) and all(done[source].rf is not None for source in sources)
 
 
 def _axes(sources, source_shapes, shape, window, offsets, axes, budget):
@@ -140,7 +153,10 @@ def totals(graph: nx.DiGraph) -> Totals:
     return Totals(params, macs, memory, params * BYTES_PER_VALUE)
 
 
-def scalar(value) -> int | float | list:
-    """rf/jump for reports: one number when both axes agree, else [h, w]; whole numbers as int."""
+def scalar(value) -> int | float | list | None:
+    """rf/jump for reports: one number when both axes agree, else [h, w]; whole numbers as int; None where the
+    layer has none (a tensor that is neither C×H×W nor a vector)."""
+    if value is None:
+        return None
     values = [int(v) if float(v).is_integer() else float(v) for v in value]
     return values[0] if values[0] == values[1] else values

@@ -199,7 +199,9 @@ class Summary:
 
 
 def format_axes(value) -> str:
-    """A receptive field or jump as reports write it: `7`, or `7x5` where the axes differ."""
+    """A receptive field or jump as reports write it: `7`, or `7x5` where the axes differ; `—` where it has none."""
+    if value is None:
+        return "—"
     return "x".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
 
 

@@ -79,8 +79,9 @@ class Expander(Calls, Joins, ControlFlow, Points):
             raise ShapeProblem(f"`{kind.name}` joins the same tensor with itself", pos, "join two different points")
         shapes = [self.layers[source].shape for source in sources]
         try:
+            kind.check_rank(shapes[0])
             attrs = kind.resolve(attrs, shapes)
-            shape = kind.shape(attrs, shapes)
+            shape = ops.base.ranked(kind, kind.shape(attrs, shapes))
         except CnnDslError as error:
             raise error.at(pos)
         self.cursor = self.builder.add(kind, attrs, shape, pos, frame.group, inputs)

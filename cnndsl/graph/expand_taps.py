@@ -17,8 +17,12 @@ class Points:
             raise ShapeProblem("a network has one input, declared before its first layer", stmt.pos)
         dims = tuple(self._dimension(dim, frame) for dim in stmt.dims)
         dims = self.input_override or dims
-        if len(dims) not in (1, 3):
-            raise ShapeProblem(f"an input is C×H×W or a vector of N, not {ops.format_shape(dims)}", stmt.pos)
+        if not 1 <= len(dims) <= ops.base.MAX_RANK:
+            raise ShapeProblem(
+                f"an input has 1 to {ops.base.MAX_RANK} axes (the batch not counted), not {len(dims)}",
+                stmt.pos,
+                "write C×H×W for an image, N for a vector",
+            )
         kind = ops.REGISTRY["input"]
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
         self.info.input = self.cursor

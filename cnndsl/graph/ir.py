@@ -48,8 +48,8 @@ class Figures:
     params: int
     macs: int
     memory_bytes: int
-    rf: tuple
-    jump: tuple
+    rf: tuple | None  # None: no receptive field (a tensor neither C×H×W nor a vector)
+    jump: tuple | None
 
 
 @dataclass(slots=True)
@@ -57,7 +57,7 @@ class Layer:
     """One node: a layer as expansion made it.
 
     op: the layer kind's name in the registry (`conv`, `add`, `input`, ...); attrs: resolved arguments (`k` as
-    (h, w), `c` filled in); shape: the output without batch, (C, H, W) or (N,); pos: where it is written;
+    (h, w), `c` filled in); shape: the output without batch, 1 to 6 axes ((C, H, W), (N,), ...); pos: where it is written;
     group: the path of stages and blocks around it, e.g. ("layer2", "bottleneck1"); name: unique and dotted,
     group path + leaf ("layer2.bottleneck1.conv1"), given when expansion ends; tap: the label the source
     gave this point (`enc1: ...`); figures: analysis's results, None until analysed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import OpKind, flag, real, register
+from .base import OpKind, axis_index, flag, real, register
 from .tensors import Example, Filled, TensorSpec
 
 
@@ -176,15 +176,23 @@ class Prelu(_Activation):
 @register
 class Softmax(_Activation):
     name = "softmax"
-    doc = "softmax over the channels (the class scores after fc)"
+    signature = (("axis", 0),)
+    doc = "softmax over the channels (the class scores after fc), or over `axis`"
     example = Example("softmax")
+
+    def resolve(self, attrs, inputs):
+        return {"axis": axis_index(attrs["axis"], inputs[0])}
+
+    def label(self, attrs):
+        return "softmax" if attrs["axis"] == 0 else f"softmax axis {attrs['axis']}"
 
     def torch_module(self, attrs, inputs):
         from torch import nn
 
-        return nn.Softmax(dim=1)
+        return nn.Softmax(dim=attrs["axis"] + 1)
 
     def onnx(self, attrs, inputs, args, emit):
-        if len(inputs[0]) > 1:
-            emit.require(13, "`softmax` over the channels of a C×H×W tensor")  # earlier, Softmax flattened
-        return emit.op("Softmax", [args[0]], axis=1)
+        if attrs["axis"] < len(inputs[0]) - 1:  # before opset 13, Softmax flattened the axes from `axis` on
+            what = "the channels of a C×H×W tensor" if attrs["axis"] == 0 else f"axis {attrs['axis']} of a tensor"
+            emit.require(13, f"`softmax` over {what}")
+        return emit.op("Softmax", [args[0]], axis=attrs["axis"] + 1)

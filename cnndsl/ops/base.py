@@ -19,6 +19,7 @@ from .torch_code import Arg, Expr, Method, applied
 
 Shape = tuple[int, ...]
 REQUIRED = object()
+MAX_RANK = 6  # the most axes a tensor has, the batch not counted (torch and ONNX take more; no CNN needs them)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class OpKind:
     # zeroes the norm that ends the body
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
+    ranks: tuple[int, ...] | None = None  # the ranks of input it takes (the batch not counted); None: any
     doc: str = ""
     example: Example | None = None  # a call of it on an input, which the tests build (every kind called by name)
 
@@ -97,6 +99,21 @@ class OpKind:
     def resolve(self, attrs: dict[str, Any], inputs: list[Shape]) -> dict[str, Any]:
         """Fill what depends on the incoming shape and check every value."""
         return attrs
+
+    def check_rank(self, shape: Shape) -> None:
+        """Refuse an input of a rank the kind (its torch and ONNX forms) does not take."""
+        if self.ranks is not None and len(shape) not in self.ranks:
+            taken = " or ".join(RANK_NAMES.get(rank, f"{rank} axes") for rank in self.ranks)
+            raise ShapeProblem(
+                f"`{self.name}` takes {taken}, not {format_shape(shape)}",
+                hint="reshape or flatten it first (the batch is not counted)",
+            )
+
+    def keeps_positions(self, attrs: dict[str, Any], inputs: list[Shape]) -> bool:
+        """Whether an output pixel is where its input pixels were (or a vector's one position), so that the
+        receptive field carries on; False for a kind that moves values between the spatial axes and the
+        others (a reshape to another H×W, a permute): after it the receptive field is not defined."""
+        return True
 
     # ---- shape and cost -----------------------------------------------------
     def shape(self, attrs: dict[str, Any], inputs: list[Shape]) -> Shape:
@@ -304,6 +321,46 @@ def channels_last(value: Expr, shape: Shape) -> Expr:
     if len(shape) == 1:
         return applied(value)
     return Method(applied(Method(value, "permute", (0, 2, 3, 1))), "permute", (0, 3, 1, 2))
+
+
+RANK_NAMES = {1: "a vector", 3: "a C×H×W tensor"}
+
+
+def axis_index(value: Any, shape: Shape, what: str = "axis") -> int:
+    """An axis of `shape` as the `input` statement numbers them (0 the channels; the batch not counted), from
+    its end where negative (-1 the last), as a non-negative index."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueProblem(f"{what} must be a whole number, got {shown(value)}")
+    rank = len(shape)
+    if not -rank <= value < rank:
+        raise ValueProblem(
+            f"{what} {value} does not exist in a {format_shape(shape)} tensor",
+            hint=f"its axes are 0 to {rank - 1}, or -{rank} to -1 from the end (the batch is not counted)",
+        )
+    return value % rank
+
+
+def ranked(kind: OpKind, shape: Shape) -> Shape:
+    """A shape the kind makes, refused where it has more axes than any backend here is checked with."""
+    if len(shape) > MAX_RANK:
+        raise ShapeProblem(
+            f"`{kind.name}` would make a tensor of {len(shape)} axes, {format_shape(shape)}",
+            hint=f"a tensor has at most {MAX_RANK} axes, the batch not counted",
+        )
+    return shape
+
+
+def broadcast(shapes: Sequence[Shape]) -> Shape | None:
+    """The shape numpy (and torch, and ONNX) broadcasting gives these shapes, aligned from their last axis; None
+    where two sizes along an axis differ and neither is 1."""
+    rank = max(len(shape) for shape in shapes)
+    result = []
+    for axis in range(rank):
+        sizes = {shape[axis - rank + len(shape)] for shape in shapes if axis - rank + len(shape) >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
 
 
 def format_shape(shape: Shape) -> str:

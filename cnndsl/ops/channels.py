@@ -3,52 +3,54 @@
 from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
-from .base import REQUIRED, OpKind, register, spatial, whole
+from .base import REQUIRED, OpKind, axis_index, format_shape, register, spatial, whole
+from .layout import onnx_slice, part_along, sliced
 from .tensors import Example
-from .torch_code import Arg, Index, Method
+from .torch_code import Arg, Method
 
 
 @register
 class Chunk(OpKind):
-    """Part i of n equal parts of the channels, as `x.chunk(n, dim=1)[i]` (ShuffleNetV2, CSP blocks)."""
+    """Part i of n equal parts of an axis (the channels by default), as `x.chunk(n, dim=1)[i]` (ShuffleNetV2,
+    CSP blocks)."""
 
     name = "chunk"
     family = "reshape"
-    signature = (("n", REQUIRED), ("i", REQUIRED))
-    doc = "part i (from 0) of the channels cut into n equal parts"
+    signature = (("n", REQUIRED), ("i", REQUIRED), ("axis", 0))
+    doc = "part i (from 0) of an axis (the channels by default) cut into n equal parts"
     example = Example("chunk(2, 1)")
 
     def resolve(self, attrs, inputs):
-        parts, channels = whole(attrs["n"], "parts n"), inputs[0][0]
+        axis = axis_index(attrs["axis"], inputs[0])
+        parts, length = whole(attrs["n"], "parts n"), inputs[0][axis]
         index = whole(attrs["i"], "part i", minimum=0)
-        if channels % parts:
+        if length % parts:
+            what = f"{length} channels" if axis == 0 else f"axis {attrs['axis']} of {format_shape(inputs[0])}"
             raise ShapeProblem(
-                f"`chunk` cannot cut {channels} channels into {parts} equal parts",
-                hint=f"n must divide the channels ({channels})",
+                f"`chunk` cannot cut {what} into {parts} equal parts",
+                hint=f"n must divide the {'channels' if axis == 0 else 'size of the axis'} ({length})",
             )
         if index >= parts:
             raise ValueProblem(
                 f"part i={index} does not exist among {parts} parts", hint=f"i counts from 0 to {parts - 1}"
             )
-        size = channels // parts
-        return {"n": parts, "i": index, "start": index * size, "stop": (index + 1) * size}
+        size = length // parts
+        return {"n": parts, "i": index, "axis": axis, "start": index * size, "stop": (index + 1) * size}
 
     def shape(self, attrs, inputs):
-        return (attrs["stop"] - attrs["start"], *inputs[0][1:])
+        return part_along(attrs, inputs[0])
+
+    def keeps_positions(self, attrs, inputs):
+        return attrs["axis"] == 0 or len(inputs[0]) != 3
 
     def label(self, attrs):
-        return f"chunk {attrs['i'] + 1}/{attrs['n']}"
+        return f"chunk {attrs['i'] + 1}/{attrs['n']}" + ("" if attrs["axis"] == 0 else f", axis {attrs['axis']}")
 
     def torch_forward(self, attrs, inputs):
-        return Index(Arg(0), (slice(None), slice(attrs["start"], attrs["stop"])))  # a view: never overwritten
+        return sliced(attrs, len(inputs[0]))  # a view: never overwritten
 
     def onnx(self, attrs, inputs, args, emit):
-        starts, ends = (attrs["start"],), (attrs["stop"],)
-        if emit.opset < 10:  # Slice took its bounds as attributes until opset 10
-            return emit.op("Slice", [args[0]], starts=starts, ends=ends, axes=(1,))
-        return emit.op(
-            "Slice", [args[0], emit.ints("starts", starts), emit.ints("ends", ends), emit.ints("axes", (1,))]
-        )
+        return onnx_slice(attrs, args, emit)
 
 
 @register

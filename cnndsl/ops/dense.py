@@ -1,4 +1,4 @@
-"""The dense head: fully connected layers, flatten and reshape."""
+"""The dense head: fully connected layers (flatten and reshape are in layout.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from ..core.errors import ShapeProblem
 from .base import OpKind, Window, alias, channels_last, flag, format_shape, numel, register, whole
 from .tensors import Example, TensorSpec, Uniform
-from .torch_code import Arg, Call, Method, applied
+from .torch_code import Arg, Call, applied
 
 
 @register
@@ -74,61 +74,6 @@ class FullyConnected(OpKind):
 
     def _features(self, attrs, inputs) -> int:
         return inputs[0][0] if attrs["pixelwise"] else numel(inputs[0])
-
-
-@register
-class Flatten(OpKind):
-    name = "flatten"
-    family = "reshape"
-    doc = "C×H×W to one vector"
-    example = Example("flatten", (4, 3, 3))
-
-    def shape(self, attrs, inputs):
-        return (numel(inputs[0]),)
-
-    def torch_forward(self, attrs, inputs):
-        return Call("torch", "flatten", (Arg(0), 1))
-
-    def onnx(self, attrs, inputs, args, emit):
-        return emit.op("Flatten", [args[0]], axis=1)
-
-
-@register
-class Reshape(OpKind):
-    name = "reshape"
-    family = "reshape"
-    signature = (("dims", None),)
-    doc = "view the tensor with other dimensions of the same size, as C×H×W or a vector, e.g. reshape((30, 7, 7))"
-    example = Example("reshape((2, 3, 6))", (4, 3, 3))
-
-    def resolve(self, attrs, inputs):
-        dims = attrs["dims"]
-        if not isinstance(dims, (tuple, list)) or not dims:
-            raise ShapeProblem("`reshape` needs its dimensions as a tuple, e.g. reshape((30, 7, 7))")
-        dims = tuple(whole(dim, "a dimension") for dim in dims)
-        if len(dims) not in (1, 3):  # every kind, and its torch and ONNX forms, takes C×H×W or a vector
-            raise ShapeProblem(
-                f"`reshape` makes a C×H×W tensor or a vector, not {format_shape(dims)}",
-                hint="give three dimensions, e.g. reshape((30, 7, 7)), or use flatten",
-            )
-        if numel(dims) != numel(inputs[0]):
-            raise ShapeProblem(
-                f"`reshape` cannot view {format_shape(inputs[0])} ({numel(inputs[0])} values) "
-                f"as {format_shape(dims)} ({numel(dims)} values)"
-            )
-        return {"dims": dims}
-
-    def shape(self, attrs, inputs):
-        return attrs["dims"]
-
-    def label(self, attrs):
-        return f"reshape {format_shape(attrs['dims'])}"
-
-    def torch_forward(self, attrs, inputs):
-        return Method(Arg(0), "reshape", (-1, *attrs["dims"]))
-
-    def onnx(self, attrs, inputs, args, emit):
-        return emit.op("Reshape", [args[0], emit.ints("shape", (0, *attrs["dims"]))])  # 0 keeps the batch
 
 
 alias("linear", "fc")

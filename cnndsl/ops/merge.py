@@ -7,7 +7,7 @@ or from the structure (residual shortcut, dense input, branch paths, scale gate)
 from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
-from .base import OpKind, flag, format_shape, real, register
+from .base import OpKind, axis_index, broadcast, flag, format_shape, real, register
 from .tensors import Example
 from .torch_code import Arg, Call, Index, Listed, Method, Operation
 
@@ -18,7 +18,9 @@ def _projection_hint(source, target) -> str:
         stride = source[1] // target[1]
         stride_text = f", s={stride}" if stride > 1 else ""
         return f"project the shortcut: conv1x1({target[0]}{stride_text}), bn"
-    return "make both operands the same shape"
+    if len(source) == len(target) == 3:
+        return "make both operands the same shape"
+    return "make both operands the same shape, or shapes that broadcast (from the last axis, equal sizes or 1)"
 
 
 @register
@@ -30,17 +32,17 @@ class Add(OpKind):
     torch_in_place = True
     residual_join = True
     drawn_as_join = True
-    doc = "add(@t): element-wise sum with the taps, of equal shapes (residual connections)"
+    doc = "add(@t): element-wise sum with the taps (residual connections); shapes broadcast as in torch, no MACs"
     example = Example("add(@in)", before="bn")
 
     def shape(self, attrs, inputs):
         for other in inputs[1:]:
-            if other != inputs[0]:
+            if broadcast([inputs[0], other]) is None:
                 raise ShapeProblem(
                     f"cannot add {format_shape(other)} to {format_shape(inputs[0])}",
                     hint=_projection_hint(other, inputs[0]),
                 )
-        return inputs[0]
+        return broadcasted("add", inputs)
 
     def label(self, attrs):
         return "⊕"
@@ -49,6 +51,8 @@ class Add(OpKind):
         return Operation("+", tuple(Arg(index) for index in range(len(inputs))))
 
     def torch_forward_in_place(self, attrs, inputs):
+        if self.shape(attrs, inputs) != inputs[0]:
+            return None  # the sum is larger than the first input (broadcast): it cannot hold it
         total = Arg(0)
         for index in range(1, len(inputs)):
             total = Method(total, "add_", (Arg(index),))
@@ -69,24 +73,39 @@ class Concat(OpKind):
     torch_overwritable = True
     drawn_as_join = True
     tap_edge = "concat"
-    signature = (("crop", False),)
-    doc = "concat(@t, ...): the current tensor, then the taps in order, along channels; crop=true centre-crops larger inputs (U-Net)"
+    signature = (("crop", False), ("axis", 0))
+    doc = (
+        "concat(@t, ...): the current tensor, then the taps in order, along the channels or `axis`; "
+        "crop=true centre-crops larger inputs (U-Net)"
+    )
     example = Example("concat(@in)", before="bn")
 
     def resolve(self, attrs, inputs):
-        return {"crop": flag(attrs["crop"], "crop")}
+        crop, axis = flag(attrs["crop"], "crop"), axis_index(attrs["axis"], inputs[0])
+        if crop and (axis != 0 or len(inputs[0]) != 3):
+            raise ValueProblem(
+                "`concat(crop=true)` joins C×H×W tensors along their channels",
+                hint="leave crop out, or join along the channels (axis 0) of C×H×W tensors",
+            )
+        return {"crop": crop, "axis": axis}
 
     def shape(self, attrs, inputs):
-        first = inputs[0]
+        first, axis = inputs[0], attrs["axis"]
         for other in inputs[1:]:
             if len(other) != len(first):
                 raise ShapeProblem(f"cannot concatenate {format_shape(other)} with {format_shape(first)}")
-            if other[1:] != first[1:] and not (attrs["crop"] and other[1] >= first[1] and other[2] >= first[2]):
+            rest, first_rest = other[:axis] + other[axis + 1 :], first[:axis] + first[axis + 1 :]
+            if rest != first_rest and not (attrs["crop"] and other[1] >= first[1] and other[2] >= first[2]):
                 raise ShapeProblem(
                     f"cannot concatenate {format_shape(other)} with {format_shape(first)}: sizes differ",
-                    hint="crop the larger one with concat(..., crop=true), or resize one side",
+                    hint="crop the larger one with concat(..., crop=true), or resize one side"
+                    if axis == 0 and len(first) == 3
+                    else f"every size but that of axis {axis} must agree",
                 )
-        return (sum(shape[0] for shape in inputs), *first[1:])
+        return (*first[:axis], sum(shape[axis] for shape in inputs), *first[axis + 1 :])
+
+    def keeps_positions(self, attrs, inputs):
+        return attrs["axis"] == 0 or len(inputs[0]) != 3
 
     def label(self, attrs):
         return "∥"
@@ -99,17 +118,19 @@ class Concat(OpKind):
     def torch_forward(self, attrs, inputs):
         height, width = inputs[0][1:] if len(inputs[0]) == 3 else (None, None)
         parts = [
-            Arg(index) if shape[1:] == inputs[0][1:] else _centre_crop(Arg(index), shape, height, width)
+            Arg(index)
+            if not attrs["crop"] or shape[1:] == inputs[0][1:]
+            else _centre_crop(Arg(index), shape, height, width)
             for index, shape in enumerate(inputs)
         ]
-        return Call("torch", "cat", (Listed(tuple(parts)), 1))
+        return Call("torch", "cat", (Listed(tuple(parts)), attrs["axis"] + 1))
 
     def onnx(self, attrs, inputs, args, emit):
         parts = [
-            arg if shape[1:] == inputs[0][1:] else _onnx_centre_crop(emit, arg, shape, inputs[0])
+            arg if not attrs["crop"] or shape[1:] == inputs[0][1:] else _onnx_centre_crop(emit, arg, shape, inputs[0])
             for arg, shape in zip(args, inputs)
         ]
-        return emit.op("Concat", parts, axis=1)
+        return emit.op("Concat", parts, axis=attrs["axis"] + 1)
 
 
 def _centre_crop(value: Arg, shape, height, width) -> Index:
@@ -164,7 +185,10 @@ class Multiply(OpKind):
     torch_overwritable = True
     drawn_as_join = True
     signature = (("factor", None),)
-    doc = "mul(@t): gating, x times a per-channel weight (C, C×1×1) or an equal-shaped map; mul(0.5) scales by a constant, mul(@t, 0.5) both"
+    doc = (
+        "mul(@t): gating, x times a per-channel weight (C, C×1×1) or a map whose shape broadcasts as in torch; "
+        "mul(0.5) scales by a constant, mul(@t, 0.5) both; no MACs"
+    )
     example = Example("mul(@in, 0.5)", before="bn")
 
     def resolve(self, attrs, inputs):
@@ -177,20 +201,21 @@ class Multiply(OpKind):
     def shape(self, attrs, inputs):
         target = inputs[0]
         for gate in inputs[1:]:
-            fits = gate == target or (len(target) == 3 and gate in ((target[0],), (target[0], 1, 1)))
-            if not fits:
+            if not _per_channel_gate(gate, target) and broadcast([target, gate]) is None:
                 raise ShapeProblem(
                     f"cannot gate {format_shape(target)} with {format_shape(gate)}",
-                    hint=f"the gate must be {target[0]}, {target[0]}×1×1 or {format_shape(target)}",
+                    hint=f"the gate must be {target[0]}, {target[0]}×1×1 or {format_shape(target)}"
+                    if len(target) == 3
+                    else "the shapes must broadcast (from the last axis, equal sizes or 1)",
                 )
-        return target
+        return broadcasted("mul", [target, *(gate for gate in inputs[1:] if not _per_channel_gate(gate, target))])
 
     def label(self, attrs):
         return "⊗" if attrs["factor"] is None else f"× {attrs['factor']:g}"
 
     def torch_forward(self, attrs, inputs):
         gated = [
-            Method(Arg(index), "view", (-1, shape[0], 1, 1)) if len(shape) == 1 and len(inputs[0]) == 3 else Arg(index)
+            Method(Arg(index), "view", (-1, shape[0], 1, 1)) if _per_channel_gate(shape, inputs[0]) else Arg(index)
             for index, shape in enumerate(inputs)
         ]
         return Operation("*", tuple(gated + ([] if attrs["factor"] is None else [attrs["factor"]])))
@@ -198,9 +223,25 @@ class Multiply(OpKind):
     def onnx(self, attrs, inputs, args, emit):
         product = args[0]
         for arg, shape in zip(args[1:], inputs[1:]):
-            if len(shape) == 1 and len(inputs[0]) == 3:
+            if _per_channel_gate(shape, inputs[0]):
                 arg = emit.op("Reshape", [arg, emit.ints("gate_shape", (0, shape[0], 1, 1))])
             product = emit.op("Mul", [product, arg])
         if attrs["factor"] is not None:
             product = emit.op("Mul", [product, emit.floats("factor", attrs["factor"])])
         return product
+
+
+def _per_channel_gate(gate, target) -> bool:
+    """A vector of C gating a C×H×W tensor per channel (squeeze-and-excitation): viewed as C×1×1."""
+    return len(gate) == 1 and len(target) == 3 and gate[0] == target[0]
+
+
+def broadcasted(name: str, inputs) -> tuple:
+    """The shape of an element-wise operation's result: its inputs broadcast as numpy and torch do."""
+    shape = broadcast(inputs)
+    if shape is None:
+        raise ShapeProblem(
+            f"`{name}` cannot broadcast {' with '.join(format_shape(each) for each in inputs)}",
+            hint="from the last axis, the sizes must be equal or 1",
+        )
+    return shape

@@ -74,7 +74,7 @@ class Index:
 
 @dataclass(frozen=True)
 class Operation:
-    """`a + b + c` or `a * b`, left to right; one term is that term."""
+    """`a + b + c`, `a - b`, `a * b` or `a / b`, left to right; one term is that term."""
 
     sign: str
     terms: tuple
@@ -88,7 +88,14 @@ class Listed:
 
 
 Expr = Union[Arg, Own, Call, Apply, Method, Attribute, Index, Operation, Listed]  # noqa: UP007  (a runtime alias)
-OPERATORS = {"+": operator.add, "*": operator.mul}
+OPERATORS = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "%": operator.mod,
+    "//": operator.floordiv,
+}
 
 
 def applied(*args: Expr) -> Apply:
@@ -188,7 +195,7 @@ def _primary(value, args: list[str], own: str | None) -> str:
 
 def _term(value, sign: str, args: list[str], own: str | None) -> str:
     text = written(value, args, own)
-    nested = isinstance(value, Operation) and len(value.terms) > 1 and value.sign != sign
+    nested = isinstance(value, Operation) and len(value.terms) > 1 and (value.sign != sign or sign not in "+*")
     return f"({text})" if nested else text
 
 

@@ -123,6 +123,8 @@ def _receptive_field(graph: nx.DiGraph, node: int, kind, shapes: list) -> str:
     sources = [ir.layer(graph, source).figures for source in inputs_of(graph, node)]
     if not sources:
         return "1 pixel: the input sees itself"
+    if rf is None:
+        return "none: its tensor is neither C×H×W nor a vector, or comes from one that is not"
     rf_in = tuple(max(source.rf[axis] for source in sources) for axis in (0, 1))
     jump_in = tuple(max(source.jump[axis] for source in sources) for axis in (0, 1))
     widest = "the widest of its inputs: " if len(sources) > 1 else ""
