@@ -810,16 +810,16 @@ def test_weights_too_large_to_build_are_refused_before_allocating(cli, tmp_path,
 
 
 # ---- clean errors for what used to escape as tracebacks or silence (issue 14, findings 13, 14, 16) --
-def test_a_reshape_to_two_dimensions_is_refused_where_it_is_written(cli, tmp_path):
+def test_a_cropping_concat_of_two_axis_tensors_is_refused_where_it_is_written(cli, tmp_path):
     path = tmp_path / "seq.cnn"
     path.write_text("network seq {\n    input 120\n    a: reshape((20, 6))\n    relu, concat(@a, crop=true)\n}\n")
     result = cli("check", path)
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"{path}:3:8: error: `reshape` makes a C×H×W tensor or a vector, not 20×6\n"
-        "        a: reshape((20, 6))\n"
-        "           ^\n"
-        "hint: give three dimensions, e.g. reshape((30, 7, 7)), or use flatten\n"
+        f"{path}:4:11: error: `concat(crop=true)` joins C×H×W tensors along their channels\n"
+        "        relu, concat(@a, crop=true)\n"
+        "              ^\n"
+        "hint: leave crop out, or join along the channels (axis 0) of C×H×W tensors\n"
     )
 
 

@@ -117,9 +117,9 @@ def test_numbered_names_of_two_repeated_bases_never_meet():
     "lines,expected,hint",
     [
         (
-            ("reshape((3, 4, 8, 32)), bn",),
-            "n.cnn:3:3: error: `reshape` makes a C×H×W tensor or a vector, not 3×4×8×32",
-            "give three dimensions, e.g. reshape((30, 7, 7)), or use flatten",
+            ("reshape((3, 4, 2, 4, 2)), bn",),
+            "n.cnn:3:29: error: `bn` takes a tensor of 1, 2, 3 or 4 axes, not 3×4×2×4×2 (the batch is not counted)",
+            "reshape, permute or flatten it to such a tensor first",
         ),
         (
             ("stage double { relu }",),
@@ -137,7 +137,7 @@ def test_numbered_names_of_two_repeated_bases_never_meet():
             "rename the stage or block, e.g. `modules_`",
         ),
     ],
-    ids=["reshape-to-4-dims-then-bn", "stage-double", "stage-class", "stage-_modules"],
+    ids=["reshape-to-5-dims-then-bn", "stage-double", "stage-class", "stage-_modules"],
 )
 def test_check_refuses_what_the_torch_backend_cannot_build(cli, tmp_path, lines, expected, hint):
     source = tmp_path / "n.cnn"

@@ -168,8 +168,8 @@ class Prelu(_Activation):
     def onnx(self, attrs, inputs, args, emit):
         shape = inputs[0]
         slopes = emit.weight("weight")
-        if attrs["per_channel"] and len(shape) == 3:  # ONNX broadcasts from the right: C×1×1
-            slopes = emit.op("Reshape", [slopes, emit.ints("per_channel", (shape[0], 1, 1))])
+        if attrs["per_channel"] and len(shape) > 1:  # ONNX broadcasts from the right: C×1×1
+            slopes = emit.op("Reshape", [slopes, emit.ints("per_channel", (shape[0], *[1] * (len(shape) - 1)))])
         return emit.op("PRelu", [args[0], slopes])
 
 

@@ -103,10 +103,10 @@ class OpKind:
     def check_rank(self, shape: Shape) -> None:
         """Refuse an input of a rank the kind (its torch and ONNX forms) does not take."""
         if self.ranks is not None and len(shape) not in self.ranks:
-            taken = " or ".join(RANK_NAMES.get(rank, f"{rank} axes") for rank in self.ranks)
+            taken = ", ".join(map(str, self.ranks[:-1])) + f" or {self.ranks[-1]}" if len(self.ranks) > 1 else "1"
             raise ShapeProblem(
-                f"`{self.name}` takes {taken}, not {format_shape(shape)}",
-                hint="reshape or flatten it first (the batch is not counted)",
+                f"`{self.name}` takes a tensor of {taken} axes, not {format_shape(shape)} (the batch is not counted)",
+                hint="reshape, permute or flatten it to such a tensor first",
             )
 
     def keeps_positions(self, attrs: dict[str, Any], inputs: list[Shape]) -> bool:
@@ -321,9 +321,6 @@ def channels_last(value: Expr, shape: Shape) -> Expr:
     if len(shape) == 1:
         return applied(value)
     return Method(applied(Method(value, "permute", (0, 2, 3, 1))), "permute", (0, 3, 1, 2))
-
-
-RANK_NAMES = {1: "a vector", 3: "a C×H×W tensor"}
 
 
 def axis_index(value: Any, shape: Shape, what: str = "axis") -> int:

@@ -18,7 +18,7 @@ def _projection_hint(source, target) -> str:
         stride = source[1] // target[1]
         stride_text = f", s={stride}" if stride > 1 else ""
         return f"project the shortcut: conv1x1({target[0]}{stride_text}), bn"
-    if len(source) == len(target) == 3:
+    if len(source) in (1, 3) and len(target) in (1, 3):
         return "make both operands the same shape"
     return "make both operands the same shape, or shapes that broadcast (from the last axis, equal sizes or 1)"
 

@@ -14,7 +14,8 @@ class BatchNorm(OpKind):
     family = "norm"
     torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))
-    doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors)"
+    ranks = (1, 2, 3, 4)  # torch's BatchNorm1d, 2d and 3d
+    doc = "batch normalisation over channels (2-D for C×H×W, 1-D for vectors and C×L, 3-D for C×D×H×W)"
     example = Example("bn(eps=0.001)")
 
     def resolve(self, attrs, inputs):
@@ -35,7 +36,7 @@ class BatchNorm(OpKind):
     def torch_module(self, attrs, inputs):
         from torch import nn
 
-        norm = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+        norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(inputs[0])]
         return norm(inputs[0][0], eps=attrs["eps"], momentum=attrs["momentum"])
 
     def onnx(self, attrs, inputs, args, emit):
@@ -52,6 +53,7 @@ class LayerNorm(OpKind):
     torch_overwritable = True
     signature = (("eps", 1e-5),)
     doc = "layer normalisation over the channels (of each pixel of a C×H×W tensor, or of a vector)"
+    ranks = (1, 3)
     example = Example("layernorm")
 
     def resolve(self, attrs, inputs):
