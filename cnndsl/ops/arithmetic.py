@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, broadcast, format_shape, real, register
-from .merge import broadcasted
+from .merge import aligned_args, broadcasted, onnx_aligned
 from .tensors import Example
 from .torch_code import Arg, Call, Operation
 
@@ -53,11 +53,11 @@ class _Arithmetic(OpKind):
 
     def torch_forward(self, attrs, inputs):
         constant = [] if attrs["value"] is None else [attrs["value"]]
-        return Operation(self.sign, (*(Arg(index) for index in range(len(inputs))), *constant))
+        return Operation(self.sign, (*aligned_args(inputs), *constant))
 
     def onnx(self, attrs, inputs, args, emit):
-        result = args[0]
-        for other in args[1:]:
+        result, *others = onnx_aligned(emit, args, inputs)
+        for other in others:
             result = emit.op(self.onnx_type, [result, other])
         if attrs["value"] is not None:
             result = emit.op(self.onnx_type, [result, emit.floats("value", attrs["value"])])

@@ -48,19 +48,19 @@ class Add(OpKind):
         return "⊕"
 
     def torch_forward(self, attrs, inputs):
-        return Operation("+", tuple(Arg(index) for index in range(len(inputs))))
+        return Operation("+", aligned_args(inputs))
 
     def torch_forward_in_place(self, attrs, inputs):
         if self.shape(attrs, inputs) != inputs[0]:
             return None  # the sum is larger than the first input (broadcast): it cannot hold it
         total = Arg(0)
-        for index in range(1, len(inputs)):
-            total = Method(total, "add_", (Arg(index),))
+        for term in aligned_args(inputs)[1:]:
+            total = Method(total, "add_", (term,))
         return total
 
     def onnx(self, attrs, inputs, args, emit):
-        total = args[0]
-        for other in args[1:]:
+        total, *others = onnx_aligned(emit, args, inputs)
+        for other in others:
             total = emit.op("Add", [total, other])
         return total
 
@@ -214,17 +214,23 @@ class Multiply(OpKind):
         return "⊗" if attrs["factor"] is None else f"× {attrs['factor']:g}"
 
     def torch_forward(self, attrs, inputs):
+        rank = max(len(shape) for shape in inputs if not _per_channel_gate(shape, inputs[0]))
         gated = [
-            Method(Arg(index), "view", (-1, shape[0], 1, 1)) if _per_channel_gate(shape, inputs[0]) else Arg(index)
+            Method(Arg(index), "view", (-1, shape[0], 1, 1))
+            if _per_channel_gate(shape, inputs[0])
+            else aligned(Arg(index), shape, rank)
             for index, shape in enumerate(inputs)
         ]
         return Operation("*", tuple(gated + ([] if attrs["factor"] is None else [attrs["factor"]])))
 
     def onnx(self, attrs, inputs, args, emit):
-        product = args[0]
+        rank = max(len(shape) for shape in inputs if not _per_channel_gate(shape, inputs[0]))
+        product = onnx_aligned(emit, args[:1], inputs[:1], rank)[0]
         for arg, shape in zip(args[1:], inputs[1:]):
             if _per_channel_gate(shape, inputs[0]):
                 arg = emit.op("Reshape", [arg, emit.ints("gate_shape", (0, shape[0], 1, 1))])
+            else:
+                arg = onnx_aligned(emit, [arg], [shape], rank)[0]
             product = emit.op("Mul", [product, arg])
         if attrs["factor"] is not None:
             product = emit.op("Mul", [product, emit.floats("factor", attrs["factor"])])
@@ -245,3 +251,26 @@ def broadcasted(name: str, inputs) -> tuple:
             hint="from the last axis, the sizes must be equal or 1",
         )
     return shape
+
+
+def aligned(value, shape: tuple, rank: int):
+    """An operand of `rank` axes as torch must see it beside the batch: a tensor of fewer axes gets axes of 1
+    after the batch (`x[:, None]`), since cnndsl broadcasts the axes without the batch, from the last."""
+    return value if len(shape) == rank else Index(value, (slice(None), *[None] * (rank - len(shape))))
+
+
+def aligned_args(inputs) -> tuple:
+    """Every input as `aligned` to the broadcast result's rank."""
+    rank = max(len(shape) for shape in inputs)
+    return tuple(aligned(Arg(index), shape, rank) for index, shape in enumerate(inputs))
+
+
+def onnx_aligned(emit, args: list[str], inputs, rank: int | None = None) -> list[str]:
+    """The ONNX values `aligned` to the result's rank: a Reshape to (batch, 1, ..., its shape) where it has fewer."""
+    rank = rank or max(len(shape) for shape in inputs)
+    return [
+        arg
+        if len(shape) == rank
+        else emit.op("Reshape", [arg, emit.ints("aligned", (0, *[1] * (rank - len(shape)), *shape))])
+        for arg, shape in zip(args, inputs)
+    ]
