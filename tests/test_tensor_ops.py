@@ -143,3 +143,170 @@ def test_each_tensor_op_written_as_python_computes_what_the_module_computes(line
     images = torch.randn(2, 4, 3, 2, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(written(images), oracle(images), rtol=1e-6, atol=1e-6)
+
+
+# (id, the layers after `a: identity` on line 3, the first line of the rendered error, its hint)
+ERRORS = [
+    (
+        "axis-out-of-range",
+        "softmax(3)",
+        "t.cnn:4:3: error: `softmax`'s axis 3 does not exist in a 4×3×2 tensor",
+        "its axes are 0 to 2, or -3 to -1 from the end (the batch is not counted)",
+    ),
+    (
+        "negative-axis-out-of-range",
+        "transpose(0, -4)",
+        "t.cnn:4:3: error: `transpose`'s axis -4 does not exist in a 4×3×2 tensor",
+        "its axes are 0 to 2, or -3 to -1 from the end (the batch is not counted)",
+    ),
+    (
+        "axis-not-whole",
+        "softmax(axis=1.5)",
+        "t.cnn:4:3: error: `softmax`'s axis must be a whole number, got 1.5",
+        None,
+    ),
+    (
+        "concat-axis",
+        "relu, concat(@a, axis=5)",
+        "t.cnn:4:9: error: `concat`'s axis 5 does not exist in a 4×3×2 tensor",
+        "its axes are 0 to 2, or -3 to -1 from the end (the batch is not counted)",
+    ),
+    (
+        "reshape-two-inferred",
+        "reshape((-1, -1))",
+        "t.cnn:4:3: error: `reshape` can work out one dimension (-1), not 2",
+        "give every other dimension",
+    ),
+    (
+        "reshape-inferred-not-a-multiple",
+        "reshape((5, -1))",
+        "t.cnn:4:3: error: `reshape` cannot view 4×3×2 (24 values) as 5×-1: 24 is not a multiple of 5",
+        None,
+    ),
+    (
+        "reshape-count",
+        "reshape((5, 5))",
+        "t.cnn:4:3: error: `reshape` cannot view 4×3×2 (24 values) as 5×5 (25 values)",
+        None,
+    ),
+    (
+        "reshape-seven-axes",
+        "reshape((1, 1, 1, 1, 1, 1, 24))",
+        "t.cnn:4:3: error: `reshape` makes a tensor of 1 to 6 axes (the batch not counted), not 7",
+        "give fewer dimensions, e.g. reshape((30, 7, 7))",
+    ),
+    (
+        "sub-not-broadcastable",
+        "c: constant([1, 2, 3]), @a, sub(@c)",
+        "t.cnn:4:31: error: cannot subtract 3 from 4×3×2: the shapes do not broadcast",
+        "from the last axis, the sizes must be equal or 1",
+    ),
+    (
+        "div-not-broadcastable",
+        "c: constant([[1, 2], [3, 4]]), @a, div(@c)",
+        "t.cnn:4:38: error: cannot divide 2×2 into 4×3×2: the shapes do not broadcast",
+        "from the last axis, the sizes must be equal or 1",
+    ),
+    (
+        "add-not-broadcastable",
+        "reshape((4, 6)), b: relu, @a, reshape((2, 12)), add(@b)",
+        "t.cnn:4:51: error: cannot add 4×6 to 2×12",
+        "make both operands the same shape, or shapes that broadcast (from the last axis, equal sizes or 1)",
+    ),
+    (
+        "permute-repeats",
+        "permute((0, 0, 1))",
+        "t.cnn:4:3: error: `permute` needs each axis of a 4×3×2 tensor once, got (0, 0, 1)",
+        "give an order of 0 to 2, e.g. (2, 1, 0)",
+    ),
+    (
+        "split-sizes",
+        "split([1, 2], 0)",
+        "t.cnn:4:3: error: `split` cannot cut axis 0 of 4×3×2 (4) into parts of 1, 2 (together 3)",
+        "the sizes must add up to 4",
+    ),
+    (
+        "split-part",
+        "split([1, 3], 2)",
+        "t.cnn:4:3: error: part i=2 does not exist among 2 parts",
+        "i counts from 0 to 1",
+    ),
+    (
+        "chunk-axis",
+        "chunk(2, 0, axis=1)",
+        "t.cnn:4:3: error: `chunk` cannot cut axis 1 of 4×3×2 into 2 equal parts",
+        "n must divide the size of the axis (3)",
+    ),
+    (
+        "flatten-backwards",
+        "flatten(2, 1)",
+        "t.cnn:4:3: error: `flatten` ends at axis 1 before it starts at axis 2",
+        "give start <= end, e.g. flatten(1, 2)",
+    ),
+    (
+        "concat-sizes",
+        "reshape((4, 6)), relu, concat(@a, axis=1)",
+        "t.cnn:4:26: error: cannot concatenate 4×3×2 with 4×6",
+        None,
+    ),
+    (
+        "concat-other-axis",
+        "b: permute((0, 2, 1)), @a, concat(@b, axis=-1)",
+        "t.cnn:4:30: error: cannot concatenate 4×2×3 with 4×3×2: sizes differ",
+        "every size but that of axis 2 must agree",
+    ),
+    (
+        "constant-ragged",
+        "constant([[1, 2], [3]])",
+        "t.cnn:4:3: error: `constant`'s lists have different lengths",
+        "every row must be as long",
+    ),
+    (
+        "constant-shape",
+        "constant([1, 2, 3], shape=(2, 2))",
+        "t.cnn:4:3: error: `constant` has 3 values, not the 4 of 2×2",
+        "give as many values as the shape holds",
+    ),
+    (
+        "div-by-zero",
+        "div(0)",
+        "t.cnn:4:3: error: `div` by 0 makes every value infinite",
+        "divide by a number other than 0",
+    ),
+    ("sub-nothing", "sub", "t.cnn:4:3: error: `sub` needs something to subtract", "sub(@t) or a constant, sub(2)"),
+    (
+        "grid-of-a-vector",
+        "flatten, grid",
+        "t.cnn:4:12: error: `grid` takes its size from the last two axes of its input, and 24 has one",
+        "give the size: grid(h, w)",
+    ),
+    (
+        "layernorm-rank",
+        "reshape((4, 6)), layernorm",
+        "t.cnn:4:20: error: `layernorm` takes a tensor of 1 or 3 axes, not 4×6 (the batch is not counted)",
+        "reshape, permute or flatten it to such a tensor first",
+    ),
+    (
+        "conv-rank",
+        "reshape((2, 2, 3, 2)), conv3x3(8)",
+        "t.cnn:4:26: error: `conv` needs a C×H×W input, got 2×2×3×2",
+        "it cannot follow a flatten or fully connected layer",
+    ),
+]
+
+
+@pytest.mark.parametrize("lines,expected,hint", [case[1:] for case in ERRORS], ids=[case[0] for case in ERRORS])
+def test_each_error_of_a_tensor_op_has_its_exact_text_position_and_hint(lines, expected, hint):
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(_net("a: identity", lines), file="t.cnn")
+    assert caught.value.render().splitlines()[0] == expected
+    assert caught.value.hint == hint
+
+
+def test_an_input_of_seven_axes_is_refused_where_it_is_written():
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(_net("relu", input="1x2x3x4x5x6x7"), file="t.cnn")
+    assert (
+        caught.value.render().splitlines()[0]
+        == "t.cnn:2:3: error: an input has 1 to 6 axes (the batch not counted), not 7"
+    )

@@ -181,7 +181,7 @@ class Softmax(_Activation):
     example = Example("softmax")
 
     def resolve(self, attrs, inputs):
-        return {"axis": axis_index(attrs["axis"], inputs[0])}
+        return {"axis": axis_index(attrs["axis"], inputs[0], "`softmax`'s axis")}
 
     def label(self, attrs):
         return "softmax" if attrs["axis"] == 0 else f"softmax axis {attrs['axis']}"

@@ -21,7 +21,7 @@ class Chunk(OpKind):
     example = Example("chunk(2, 1)")
 
     def resolve(self, attrs, inputs):
-        axis = axis_index(attrs["axis"], inputs[0])
+        axis = axis_index(attrs["axis"], inputs[0], "`chunk`'s axis")
         parts, length = whole(attrs["n"], "parts n"), inputs[0][axis]
         index = whole(attrs["i"], "part i", minimum=0)
         if length % parts:

@@ -234,7 +234,7 @@ class Split(OpKind):
     example = Example("split([1, 3], 1)")
 
     def resolve(self, attrs, inputs):
-        axis = axis_index(attrs["axis"], inputs[0])
+        axis = axis_index(attrs["axis"], inputs[0], "`split`'s axis")
         length, sizes = inputs[0][axis], attrs["sizes"]
         if isinstance(sizes, (tuple, list)):
             sizes = [whole(size, "a part's size") for size in sizes]

@@ -81,7 +81,7 @@ class Concat(OpKind):
     example = Example("concat(@in)", before="bn")
 
     def resolve(self, attrs, inputs):
-        crop, axis = flag(attrs["crop"], "crop"), axis_index(attrs["axis"], inputs[0])
+        crop, axis = flag(attrs["crop"], "crop"), axis_index(attrs["axis"], inputs[0], "`concat`'s axis")
         if crop and (axis != 0 or len(inputs[0]) != 3):
             raise ValueProblem(
                 "`concat(crop=true)` joins C×H×W tensors along their channels",
