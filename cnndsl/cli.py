@@ -28,7 +28,7 @@ def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
 
     parts = value.lower().replace("×", "x").split("x")
     shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
-    if len(parts) not in (1, 3) or not all(part.isascii() and part.isdigit() for part in parts):
+    if not 1 <= len(parts) <= 6 or not all(part.isascii() and part.isdigit() for part in parts):  # ops.base.MAX_RANK
         raise click.BadParameter(f"expected CxHxW like 3x224x224, got {shown}")
     if any(len(part.lstrip("0")) > len(str(LARGEST)) or int(part) > LARGEST for part in parts):
         raise click.BadParameter(f"{shown} has a dimension larger than any size cnndsl accepts (2^53)")

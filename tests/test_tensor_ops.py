@@ -310,3 +310,36 @@ def test_an_input_of_seven_axes_is_refused_where_it_is_written():
         caught.value.render().splitlines()[0]
         == "t.cnn:2:3: error: an input has 1 to 6 axes (the batch not counted), not 7"
     )
+
+
+def test_yolov3_decoding_written_with_tensor_ops_equals_darknets_get_yolo_box(tmp_path):
+    """The language page's YOLOv3 decoding against darknet's formulas (yolo_layer.c `get_yolo_box`), computed
+    here cell by cell: x = (col + σ(t_x))·stride, y = (row + σ(t_y))·stride, w = e^(t_w)·anchor_w,
+    h = e^(t_h)·anchor_h, then σ of the objectness and class scores; one row per (anchor, row, col)."""
+    from docs_pages import fences
+
+    (body,) = [fence.body for fence in fences("language.md", "cnn") if "yolov3_decode" in fence.body]
+    path = tmp_path / "decode.cnn"
+    path.write_text(body, encoding="utf-8")
+    network = cnndsl.load(path, classes=2, size=4, stride=8)
+    anchors = [(116, 90), (156, 198), (373, 326)]
+    raw = np.random.default_rng(3).standard_normal((2, 3 * 7, 4, 4)).astype(np.float32)
+    sigmoid = lambda value: 1 / (1 + np.exp(-value))  # noqa: E731
+    expected = np.zeros((2, 3 * 4 * 4, 7), dtype=np.float64)
+    for image in range(2):
+        for anchor, (anchor_w, anchor_h) in enumerate(anchors):
+            for row in range(4):
+                for col in range(4):
+                    t = raw[image, anchor * 7 : (anchor + 1) * 7, row, col].astype(np.float64)
+                    expected[image, (anchor * 4 + row) * 4 + col] = [
+                        (col + sigmoid(t[0])) * 8,
+                        (row + sigmoid(t[1])) * 8,
+                        np.exp(t[2]) * anchor_w,
+                        np.exp(t[3]) * anchor_h,
+                        *sigmoid(t[4:]),
+                    ]
+    with torch.no_grad():
+        got = network.to_torch().eval()(torch.from_numpy(raw)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    (from_torch,), (from_onnx,) = _run_both(network)
+    _assert_same(from_torch, from_onnx)
