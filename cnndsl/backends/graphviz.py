@@ -281,7 +281,7 @@ class _Painter:
             )
             return
         tap = f"<i>{escaped(layer.tap)}:</i>" if layer.tap else ""
-        head = escaped(kind.label(layer.attrs))
+        head = escaped(ir.label(self.graph, box.node))
         details = self.details([box.node], layer.shape)
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(layer.name), "class": family}
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small

@@ -223,8 +223,9 @@ def emit_nodes(network, emitter: Emitter) -> dict[int, str]:
             continue
         arguments = [values[source] for source in sources]
         try:
+            owner = None if layer.shares is None else ir.layer(graph, layer.shares).name
             values[node] = emitter.emit(
-                kind, layer, arguments, shapes, output_names.get(node, layer.name), _origin(network, node)
+                kind, layer, arguments, shapes, output_names.get(node, layer.name), _origin(network, node), owner
             )
         except CnnDslError as error:
             raise error.at(layer.pos)
@@ -287,8 +288,18 @@ class Emitter:
         self.initializers: dict[str, Pending] = {}
         self.used: set[str] = set()
         self.scope, self.pos, self.declared = "", None, []
+        self.weight_scope = ""
 
-    def emit(self, kind, layer: ir.Layer, arguments: list[str], shapes: list[tuple], name: str, source: str) -> str:
+    def emit(
+        self,
+        kind,
+        layer: ir.Layer,
+        arguments: list[str],
+        shapes: list[tuple],
+        name: str,
+        source: str,
+        owner: str | None = None,
+    ) -> str:
         """Run the kind's rule for one IR node and name its result `name`; returns the output value. Each node
         it adds has the layer's origin in the `.cnn` text as its doc_string (Netron shows it)."""
         if name in self.used:
@@ -297,6 +308,7 @@ class Emitter:
                 hint="rename the tap or output so that it differs from the layer names",
             )
         self.scope, self.pos, first = layer.name, layer.pos, len(self.nodes)
+        self.weight_scope = layer.name if owner is None else owner  # `shared(@t)` reads the initializers of t
         self.declared = kind.tensors(layer.attrs, shapes)
         result = kind.onnx(layer.attrs, shapes, arguments, self)
         for node in self.nodes[first:]:
@@ -329,7 +341,7 @@ class Emitter:
         spec = next((spec for spec in self.declared if spec.name == param), None)
         if spec is None:
             raise KeyError(f"layer `{self.scope}` declares no tensor `{param}`")
-        name = spec.key(self.scope)
+        name = spec.key(self.weight_scope)
         given = self.supply.given.get(name)
         self.initializers[name] = (
             ready(given, self.pos)

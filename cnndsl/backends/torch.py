@@ -174,6 +174,8 @@ def _modules(network) -> nn.Module:
     graph = network.graph
     root = nn.Module()
     for node, layer, kind, _, shapes in walk(graph):
+        if layer.shares is not None:
+            continue  # `shared(@t)`: it calls the module of the layer at t
         module = _allocated(kind, layer, shapes)
         if kind.torch_in_place and module is not None:
             module.inplace = _may_overwrite_input(graph, node)
@@ -260,11 +262,11 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
         if node in values:
             continue
         tracer.node_name = layer.name.replace(".", "_")
-        own = None
-        if layer.name in parameters:  # the layer's own tensor, read as `self.<name>`
-            own = tracer.create_proxy("get_attr", layer.name, (), {})
-        elif layer.name in modules:
-            own = _ModuleCall(tracer, layer.name)
+        own, held = None, ir.layer(graph, ir.owner(graph, node)).name  # `shared(@t)` uses the module of t
+        if held in parameters:  # the layer's own tensor, read as `self.<name>`
+            own = tracer.create_proxy("get_attr", held, (), {})
+        elif held in modules:
+            own = _ModuleCall(tracer, held)
         arguments = [values[source] for source in sources]
         values[node] = evaluated(forward_tree(graph, node), arguments, own, NAMESPACES)
         values[node].node.meta["cnndsl_node"] = node

@@ -239,7 +239,8 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
         if layer.group != group:
             lines += _group_comment(graph, group, layer.group)[len(lines) == 1 :]  # no blank line after `def`
             group = layer.group
-        module = module_path("self", layer.name) if layer.name in owned else None
+        held = ir.layer(graph, ir.owner(graph, node)).name  # `shared(@t)` calls the module of t
+        module = module_path("self", held) if held in owned else None
         expression = forward_expression(graph, node, [names[source] for source in sources], module)
         for source in sources:
             uses[source] -= 1

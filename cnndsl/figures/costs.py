@@ -42,7 +42,7 @@ def annotate(graph: nx.DiGraph) -> nx.DiGraph:
     budget = Budget()
     for node, layer, kind, sources, shapes in walk(graph):
         attrs, shape = layer.attrs, layer.shape
-        params = kind.params(attrs, shapes) if shapes else 0
+        params = kind.params(attrs, shapes) if shapes and layer.shares is None else 0  # `shared`: counted once
         macs = kind.macs(attrs, shapes, shape) if shapes else 0
         memory = numel(shape) * BYTES_PER_VALUE
         read = sources if kind.tap_values else sources[:1]

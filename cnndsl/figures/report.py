@@ -42,8 +42,9 @@ class Summary:
         for node, layer, kind, sources, shapes in walk(graph):
             if node == first:
                 continue
-            buffers += kind.buffers(layer.attrs, shapes)
-            frozen += count(kind.tensors(layer.attrs, shapes), PARAMETER, trainable=False)
+            if layer.shares is None:  # `shared(@t)` holds no tensors of its own
+                buffers += kind.buffers(layer.attrs, shapes)
+                frozen += count(kind.tensors(layer.attrs, shapes), PARAMETER, trainable=False)
             figures = layer.figures
             layers.append(
                 {
@@ -59,7 +60,7 @@ class Summary:
                     "inputs": [_input(graph, source, node) for source in sources],
                 }
             )
-            labels.append(kind.label(layer.attrs))
+            labels.append(ir.label(graph, node))
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         saved = saved_activations(graph)

@@ -30,7 +30,11 @@ def dead_path_warnings(graph: nx.DiGraph, info: NetworkInfo) -> list[SourceWarni
 
 def _warning(graph: nx.DiGraph, start: int, path: set[int]) -> SourceWarning:
     first = layer(graph, start)
-    params = sum(layer(graph, node).kind.params(layer(graph, node).attrs, input_shapes(graph, node)) for node in path)
+    params = sum(
+        layer(graph, node).kind.params(layer(graph, node).attrs, input_shapes(graph, node))
+        for node in path
+        if layer(graph, node).shares is None
+    )
     count = f"{len(path)} layer{'' if len(path) == 1 else 's'}"
     return SourceWarning(
         f"`{first.name}` ({first.op}) begins a path that reaches no output: its {count} and {params:,} "

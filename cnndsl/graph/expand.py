@@ -30,6 +30,7 @@ from .dead_paths import dead_path_warnings
 from .expand_calls import Calls
 from .expand_flow import ControlFlow
 from .expand_joins import Joins
+from .expand_shared import Sharing
 from .expand_taps import Points
 from .frame import DEFAULT_MAX_NODES, MAX_DEPTH, STEPS_PER_NODE, Frame
 from .ir import GraphBuilder, NetworkInfo
@@ -37,7 +38,7 @@ from .ir import GraphBuilder, NetworkInfo
 __all__ = ["DEFAULT_MAX_NODES", "STATEMENTS", "BlockRef", "Expander", "NetworkRef", "bind_parameters", "expand_network"]
 
 
-class Expander(Calls, Joins, ControlFlow, Points):
+class Expander(Calls, Joins, ControlFlow, Points, Sharing):
     """Expands statements at a cursor (the tensor being built) into the builder's graph."""
 
     def __init__(self, builder: GraphBuilder, input_override: tuple | None = None):
@@ -55,6 +56,7 @@ class Expander(Calls, Joins, ControlFlow, Points):
         self.steps_left = self.steps
         self.errors: list[CnnDslError] | None = None  # a list: record each statement's error and go on (check)
         self.warnings: list[SourceWarning] = builder.info.warnings
+        self.single_layers: set[int] = set()  # nodes labelled as one layer (`head: conv3x3(64)`): `shared` may use them
 
     # ---- the tensor being built -------------------------------------------------
     def _incoming(self, attr: str, pos: SourcePos) -> int:

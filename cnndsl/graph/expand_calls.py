@@ -9,6 +9,7 @@ from ..core.spellings import unknown_layer_hint
 from ..front import syntax as ast
 from ..front.evaluate import BlockRef, Env, Tap, shown
 from .bind import bind_parameters, show_value
+from .expand_shared import SHARED
 from .frame import MAX_CALL_DEPTH, Frame
 from .ir import BlockCall
 
@@ -27,6 +28,8 @@ class Calls:
             return self._call_block(target, stmt, frame)
         if target is not None:
             raise ValueProblem(f"`{stmt.name}` is {shown(target)}, not a layer or block", stmt.pos)
+        if stmt.name == SHARED:
+            return self._call_shared(stmt, frame)
         found = ops.lookup(stmt.name)
         if found is None or not found[0].called_by_name:
             candidates = set(ops.known_names()) | {
@@ -42,7 +45,9 @@ class Calls:
     def _call_op(self, kind: ops.OpKind, preset: dict, stmt: ast.Layer, frame: Frame) -> None:
         positional, keywords, taps = self._arguments(stmt, frame)
         if taps and not kind.takes_taps:
-            raise ValueProblem(f"`{kind.name}` takes no @tap inputs", taps[0].pos, "only add, concat and mul join taps")
+            raise ValueProblem(
+                f"`{kind.name}` takes no @tap inputs", taps[0].pos, "only add, sub, mul, div and concat join taps"
+            )
         inputs = [(self._require_cursor(stmt.pos), self.pending_edge)]
         inputs += [(self._tap(tap, frame), kind.tap_edge) for tap in taps]
         try:

@@ -54,6 +54,8 @@ class Points:
         self.statement(stmt.item, frame)
         if isinstance(stmt.item, ast.Layer) and self.called_block is not None:
             frame.blocks[stmt.label] = self.called_block  # `b: myblock(64)`: its taps are `@b.t`
+        elif isinstance(stmt.item, ast.Layer):
+            self.single_layers.add(self.cursor)
         first = frame.taps.get(stmt.label, (None, stmt.pos))[1]
         if first != stmt.pos:  # the same label at the same place is a later turn of a loop: `@t[i]` keeps each
             raise NameProblem(

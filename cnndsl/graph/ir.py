@@ -60,7 +60,8 @@ class Layer:
     (h, w), `c` filled in); shape: the output without batch, 1 to 6 axes ((C, H, W), (N,), ...); pos: where it is written;
     group: the path of stages and blocks around it, e.g. ("layer2", "bottleneck1"); name: unique and dotted,
     group path + leaf ("layer2.bottleneck1.conv1"), given when expansion ends; tap: the label the source
-    gave this point (`enc1: ...`); figures: analysis's results, None until analysed."""
+    gave this point (`enc1: ...`); figures: analysis's results, None until analysed; shares: for a layer written
+    `shared(@t)`, the node of the layer at t, whose module and weights it uses (it holds none of its own)."""
 
     op: str
     attrs: dict
@@ -70,6 +71,7 @@ class Layer:
     name: str = ""
     tap: str | None = None
     figures: Figures | None = field(default=None, compare=False)
+    shares: int | None = None  # the node whose module and weights this layer uses again (`shared(@t)`)
 
     def __post_init__(self) -> None:
         # one cheap test on the way every layer is built; the detailed checks only say what is wrong
@@ -289,6 +291,19 @@ def inputs_of(graph: nx.DiGraph, node: int) -> list[int]:
     if len(predecessors) < 2:
         return list(predecessors)
     return sorted(predecessors, key=lambda source: predecessors[source]["edge"].index)
+
+
+def owner(graph: nx.DiGraph, node: int) -> int:
+    """The node that holds this layer's module and weights: itself, or the layer it shares them with."""
+    shares = layer(graph, node).shares
+    return node if shares is None else shares
+
+
+def label(graph: nx.DiGraph, node: int) -> str:
+    """The layer as the summary and the diagram name it: its kind's label, and whose weights it uses if shared."""
+    record = layer(graph, node)
+    text = record.kind.label(record.attrs)
+    return text if record.shares is None else f"{text}, shared with {layer(graph, record.shares).name}"
 
 
 def input_shapes(graph: nx.DiGraph, node: int) -> list[tuple]:

@@ -36,5 +36,6 @@ def network_slots(graph: nx.DiGraph) -> list[Slot]:
     return [
         Slot(spec.key(layer.name), spec.shape, node, spec.floating)
         for node, layer, kind, _, shapes in walk(graph)
+        if layer.shares is None  # `shared(@t)` holds the tensors of the layer at t
         for spec in kind.tensors(layer.attrs, shapes)
     ]
