@@ -343,3 +343,24 @@ def test_yolov3_decoding_written_with_tensor_ops_equals_darknets_get_yolo_box(tm
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     (from_torch,), (from_onnx,) = _run_both(network)
     _assert_same(from_torch, from_onnx)
+
+
+@pytest.mark.parametrize("opset", [9, 11])
+def test_older_opsets_express_each_tensor_op_or_refuse_it_with_the_layer_named(opset):
+    """Slice's bounds as attributes before opset 10, Softmax that flattened the axes after its own before 13."""
+    for case_id, lines, _, _ in ORACLES:
+        network = cnndsl.parse(_net("a: identity", lines), file="t.cnn")
+        module = network.to_torch().eval()
+        if case_id == "softmax-rows":
+            with pytest.raises(CnnDslError) as caught:
+                build_model(network, weights=module, opset=opset)
+            assert caught.value.render().splitlines()[0] == (
+                f"t.cnn:4:3: error: `softmax` over axis 1 of a tensor needs ONNX opset 13 or newer, not {opset}"
+            )
+            continue
+        model = build_model(network, weights=module, opset=opset)
+        onnx.checker.check_model(model, full_check=True)
+        images = np.random.default_rng(0).standard_normal((2, 4, 3, 2), dtype=np.float32)
+        (expected,) = _torch_outputs(module, images)
+        (got,) = _session(model).run(None, {network.input_name: images})
+        _assert_same(expected, got)
