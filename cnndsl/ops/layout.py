@@ -210,7 +210,7 @@ def part_along(attrs: dict, shape: tuple) -> tuple:
     return (*shape[:axis], attrs["stop"] - attrs["start"], *shape[axis + 1 :])
 
 
-def sliced(attrs: dict, rank: int) -> Index:
+def sliced(attrs: dict) -> Index:
     """`x[:, ..., start:stop]`, the part along the axis: a view, as torch.split and torch.chunk return."""
     return Index(Arg(0), (slice(None),) * _dim(attrs["axis"]) + (slice(attrs["start"], attrs["stop"]),))
 
@@ -266,7 +266,7 @@ class Split(OpKind):
         return f"split {attrs['i'] + 1}/{len(attrs['sizes'])}{where}"
 
     def torch_forward(self, attrs, inputs):
-        return sliced(attrs, len(inputs[0]))
+        return sliced(attrs)
 
     def onnx(self, attrs, inputs, args, emit):
         return onnx_slice(attrs, args, emit)
