@@ -201,6 +201,10 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "dist2bbox",
             "attend",  # attention over the pixels of a map
             "attendvalues",
+            "permute",  # its example orders three axes
+            "transpose",
+            "split",  # its example's sizes add up to 4 channels
+            "grid",  # its size comes from the last two axes
         },
     }
 
