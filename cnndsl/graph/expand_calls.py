@@ -46,7 +46,9 @@ class Calls:
         positional, keywords, taps = self._arguments(stmt, frame)
         if taps and not kind.takes_taps:
             raise ValueProblem(
-                f"`{kind.name}` takes no @tap inputs", taps[0].pos, "only add, sub, mul, div and concat join taps"
+                f"`{kind.name}` takes no @tap inputs",
+                taps[0].pos,
+                "only add, sub, mul, div, maximum and concat join taps",
             )
         inputs = [(self._require_cursor(stmt.pos), self.pending_edge)]
         inputs += [(self._tap(tap, frame), kind.tap_edge) for tap in taps]
