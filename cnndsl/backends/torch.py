@@ -290,3 +290,7 @@ class _ModuleCall:
 
     def __call__(self, *args):
         return self.tracer.create_proxy("call_module", self.target, args, {})
+
+    def __getattr__(self, name: str):
+        """`self.<path>.weight`: a tensor of the module read by the expression (deformable convolution)."""
+        return self.tracer.create_proxy("get_attr", f"{self.target}.{name}", (), {})

@@ -1,0 +1,202 @@
+"""Two-stage detection's building blocks (cnndsl/ops/deform.py, ...) against references outside cnndsl:
+torch.nn.functional.conv2d, a NumPy bilinear-sampling deformable convolution written here from the papers'
+definition (torchvision's `bilinear_interpolate`), and onnxruntime's kernels."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_onnx import _session
+
+import cnndsl
+from cnndsl.backends.torch import write_python
+from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
+
+
+# ---- deformable convolution -------------------------------------------------------------------------------
+def _deform_network(geometry: str, kernel: tuple[int, int], groups: int = 1, offset_groups: int = 1, mask=False):
+    """A deformable convolution whose offsets (and mask) convolutions of the same `geometry` compute from the
+    image; all of them are outputs, so that the test reads the offsets the layer was given."""
+    taps = offset_groups * kernel[0] * kernel[1]
+    masked = f"  @image, mask: (conv({taps}, {geometry}), sigmoid)\n" if mask else ""
+    text = (
+        "network dcn {\n  image: input 4x9x8\n"
+        f"  offsets: conv({2 * taps}, {geometry})\n{masked}"
+        f"  @image, out: deformconv(6, {geometry}, g={groups}, og={offset_groups}, @offsets{', @mask' * mask})\n"
+        f"  output @out, @offsets{', @mask' * mask}\n}}\n"
+    )
+    return cnndsl.parse(text, file="dcn.cnn")
+
+
+def _bilinear(image: np.ndarray, y: float, x: float) -> np.ndarray:
+    """Every channel of `image` at (y, x): the four neighbours weighed by distance, zero outside the map and
+    nothing at all a pixel or more outside it (Dai et al. 2017, eq. 3; torchvision's bilinear_interpolate)."""
+    height, width = image.shape[1:]
+    if y <= -1 or y >= height or x <= -1 or x >= width:
+        return np.zeros(image.shape[0])
+    low_y, low_x = math.floor(y), math.floor(x)
+    value = np.zeros(image.shape[0])
+    for row, col in ((low_y, low_x), (low_y, low_x + 1), (low_y + 1, low_x), (low_y + 1, low_x + 1)):
+        if 0 <= row < height and 0 <= col < width:
+            value += (1 - abs(y - row)) * (1 - abs(x - col)) * image[:, row, col]
+    return value
+
+
+def _reference_deform_conv(image, offsets, mask, weight, bias, stride, padding, dilation, groups, offset_groups):
+    """y(p) = Σ_k w_k · m_k · x(p0 + p_k + Δp_k) directly, in float64 (mask None: v1)."""
+    batch, channels = image.shape[:2]
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    out_h, out_w = offsets.shape[2:]
+    per_offset_group = channels // offset_groups
+    columns = np.zeros((batch, channels, kernel_h, kernel_w, out_h, out_w))
+    for n, group, i, j, row, col in np.ndindex(batch, offset_groups, kernel_h, kernel_w, out_h, out_w):
+        tap = (group * kernel_h + i) * kernel_w + j
+        y = row * stride[0] - padding[0] + i * dilation[0] + offsets[n, 2 * tap, row, col]
+        x = col * stride[1] - padding[1] + j * dilation[1] + offsets[n, 2 * tap + 1, row, col]
+        scale = 1.0 if mask is None else mask[n, tap, row, col]
+        part = slice(group * per_offset_group, (group + 1) * per_offset_group)
+        columns[n, part, i, j, row, col] = scale * _bilinear(image[n, part], y, x)
+    per_group, out_per_group = channels // groups, out_channels // groups
+    out = np.zeros((batch, out_channels, out_h, out_w))
+    for group in range(groups):
+        block = columns[:, group * per_group : (group + 1) * per_group]
+        kernels = weight[group * out_per_group : (group + 1) * out_per_group]
+        out[:, group * out_per_group : (group + 1) * out_per_group] = np.einsum("ncijhw,ocij->nohw", block, kernels)
+    return out + bias[None, :, None, None]
+
+
+# geometry, kernel, stride, padding, dilation, groups, offset groups
+DEFORM_CASES = {
+    "plain": ("k=3", (3, 3), (1, 1), (1, 1), (1, 1), 1, 1),
+    "strided": ("k=3, s=2, p=0", (3, 3), (2, 2), (0, 0), (1, 1), 1, 1),
+    "dilated": ("k=(3, 2), p=(1, 0), d=(2, 1)", (3, 2), (1, 1), (1, 0), (2, 1), 1, 1),
+    "groups": ("k=3", (3, 3), (1, 1), (1, 1), (1, 1), 2, 2),
+}
+
+
+def _deform_outputs(case: str, mask: bool, offset_scale: float):
+    geometry, kernel, _, _, _, groups, offset_groups = DEFORM_CASES[case]
+    network = _deform_network(geometry, kernel, groups, offset_groups, mask)
+    module = network.to_torch(seed=0).eval()
+    with torch.no_grad():
+        offset_conv = module.get_submodule("conv1" if mask else "conv")  # the mask's is conv2
+        offset_conv.weight.mul_(offset_scale)
+        offset_conv.bias.mul_(offset_scale)
+        image = torch.randn(2, *network.input_shape, generator=torch.Generator().manual_seed(0))
+        return network, module, image, module(image)
+
+
+@pytest.mark.parametrize("mask", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("case", DEFORM_CASES)
+def test_deformconv_with_random_offsets_is_the_direct_bilinear_sampling_sum(case, mask):
+    _, _, stride, padding, dilation, groups, offset_groups = DEFORM_CASES[case]
+    _, module, image, (out, offsets, *masks) = _deform_outputs(case, mask, offset_scale=8)
+    assert (offsets.abs() > 1.5).any() and offsets.abs().max() < 30  # between pixels, some off the map
+    expected = _reference_deform_conv(
+        image.double().numpy(),
+        offsets.double().numpy(),
+        masks[0].double().numpy() if masks else None,
+        module.deformconv.weight.detach().double().numpy(),
+        module.deformconv.bias.detach().double().numpy(),
+        stride,
+        padding,
+        dilation,
+        groups,
+        offset_groups,
+    )
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.double().numpy(), expected, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mask", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("case", DEFORM_CASES)
+def test_deformconv_with_zero_offsets_and_a_mask_of_one_is_convolution(case, mask):
+    _, _, stride, padding, dilation, groups, _ = DEFORM_CASES[case]
+    network, module, image, _ = _deform_outputs(case, mask, offset_scale=0)
+    if mask:  # sigmoid(0) is 1/2: make the mask exactly one
+        with torch.no_grad():
+            module.conv2.bias.fill_(1e4)
+    with torch.no_grad():
+        out = module(image)[0]
+        expected = F.conv2d(image, module.deformconv.weight, module.deformconv.bias, stride, padding, dilation, groups)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mask", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("case", ["strided", "groups"])
+def test_deformconv_in_onnxruntime_computes_what_torch_computes(case, mask):
+    network, module, image, expected = _deform_outputs(case, mask, offset_scale=8)
+    model = network.to_onnx(weights=module)
+    assert "DeformConv" in [node.op_type for node in model.graph.node]
+    got = _session(model).run(None, {network.input_name: image.numpy()})
+    for value, reference in zip(got, expected):
+        np.testing.assert_allclose(value, reference.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_deformconv_before_opset_19_is_refused_naming_the_opset_it_needs():
+    network = _deform_network("k=3", (3, 3))
+    with pytest.raises(CnnDslError) as caught:
+        network.to_onnx(opset=18)
+    assert caught.value.message == "`deformconv` (ONNX DeformConv) needs ONNX opset 19 or newer, not 18"
+    assert (caught.value.pos.line, caught.value.pos.column) == (4, 16)  # `deformconv` after `  @image, out: `
+
+
+def test_deformconv_as_python_source_computes_what_the_fx_module_computes(tmp_path):
+    network, module, image, expected = _deform_outputs("dilated", mask=True, offset_scale=8)
+    path = write_python(network, tmp_path / "dcn.py")
+    spec = importlib.util.spec_from_file_location("dcn_source", path)
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    written = source.Dcn()
+    written.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        for value, reference in zip(written.eval()(image), expected):
+            torch.testing.assert_close(value, reference)
+
+
+def test_deformconv_figures_are_the_convolutions_plus_the_sampling():
+    network = _deform_network("k=3, s=2, p=0", (3, 3), groups=2, offset_groups=2, mask=True)
+    layer = next(layer for _, layer in ir.layers(network.graph) if layer.op == "deformconv")
+    assert layer.shape == (6, 4, 3)  # (9 - 3) // 2 + 1 rows, (8 - 3) // 2 + 1 columns
+    assert layer.figures.params == 6 * (4 // 2) * 9 + 6
+    convolution = 6 * 4 * 3 * 9 * (4 // 2)
+    samples = 4 * 9 * 4 * 3  # input channels × taps × output pixels
+    assert layer.figures.macs == convolution + samples * (4 + 1)  # four neighbours each, and the mask
+
+
+DEFORM_ERRORS = [
+    (
+        "offsets: conv3x3(16), @image, deformconv(6, @offsets)",
+        "`deformconv`'s offsets must be 18×9×8 (2·og·kh·kw × the output's size), got 16×9×8",
+        32,
+    ),
+    (
+        "offsets: conv3x3(18), @image, deformconv(6, s=2, @offsets)",
+        "`deformconv`'s offsets must be 18×5×4 (2·og·kh·kw × the output's size), got 18×9×8",
+        32,
+    ),
+    (
+        "offsets: conv3x3(18), mask: conv3x3(18), @image, deformconv(6, @offsets, @mask)",
+        "`deformconv`'s mask must be 9×9×8 (og·kh·kw × the output's size), got 18×9×8",
+        51,
+    ),
+    ("deformconv(6)", "`deformconv` takes its offsets and optionally a mask as taps, got 0 tap(s)", 2),
+    (
+        "offsets: conv3x3(36), @image, deformconv(6, og=3, @offsets)",
+        "offset groups og=3 must divide the input channels (4)",
+        32,
+    ),
+]
+
+
+@pytest.mark.parametrize("body, message, column", DEFORM_ERRORS)
+def test_deformconv_refuses_taps_that_do_not_fit_at_the_layer(body, message, column):
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(f"network bad {{\n image: input 4x9x8\n {body}\n}}\n", file="bad.cnn")
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, 3, column)
