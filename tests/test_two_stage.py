@@ -4,6 +4,7 @@ definition (torchvision's `bilinear_interpolate`), and onnxruntime's kernels."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import math
 
@@ -200,3 +201,159 @@ def test_deformconv_refuses_taps_that_do_not_fit_at_the_layer(body, message, col
     with pytest.raises(CnnDslError) as caught:
         cnndsl.parse(f"network bad {{\n image: input 4x9x8\n {body}\n}}\n", file="bad.cnn")
     assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, 3, column)
+
+
+# ---- RoI pooling and RoI Align ----------------------------------------------------------------------------
+def _random_rois(count: int = 24, images: int = 2, seed: int = 0):
+    """Boxes of every kind: inside the map, partly and wholly outside it, thinner than a pixel; in image pixels."""
+    rng = np.random.default_rng(seed)
+    corner = rng.uniform(-12, 36, (count, 2))
+    size = rng.uniform(0, 40, (count, 2))
+    size[:4] = rng.uniform(0, 1.5, (4, 2))
+    boxes = np.concatenate([corner, corner + size], 1).astype(np.float32)
+    return rng.integers(0, images, count), boxes
+
+
+def _one_node_session(node, inputs, opset: int):
+    from onnx import TensorProto, helper
+
+    types = {"float": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    info = [helper.make_tensor_value_info(name, types[kind], None) for name, kind in inputs]
+    output = [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)]
+    imports = [helper.make_opsetid("", opset)]
+    model = helper.make_model(helper.make_graph([node], "one", info, output), opset_imports=imports, ir_version=8)
+    return _session(model.SerializeToString())
+
+
+@pytest.mark.parametrize("sampling_ratio", [0, 1, 2, 3])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_is_onnxruntimes_roialign_on_random_boxes(aligned, sampling_ratio):
+    from onnx import helper
+
+    from cnndsl.ops.roi_functions import roi_align
+
+    features = np.random.default_rng(1).standard_normal((2, 3, 11, 13)).astype(np.float32)
+    images, boxes = _random_rois()
+    mode = "half_pixel" if aligned else "output_half_pixel"
+    node = helper.make_node(
+        "RoiAlign", ["x", "rois", "images"], ["y"], output_height=3, output_width=4, sampling_ratio=sampling_ratio,
+        spatial_scale=0.25, mode="avg", coordinate_transformation_mode=mode,
+    )  # fmt: skip
+    session = _one_node_session(node, [("x", "float"), ("rois", "float"), ("images", "int64")], opset=16)
+    (expected,) = session.run(None, {"x": features, "rois": boxes, "images": images})
+    rois = torch.from_numpy(np.concatenate([images[:, None], boxes], 1).astype(np.float32))
+    got = roi_align(torch.from_numpy(features), rois, (3, 4), 0.25, sampling_ratio or -1, aligned)
+    assert (expected == 0).mean() > 0.1 and (expected != 0).mean() > 0.5  # boxes off the map and on it
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-6, rtol=1e-5)
+
+
+def test_roi_pool_is_onnxruntimes_maxroipool_on_random_boxes():
+    from onnx import helper
+
+    from cnndsl.ops.roi_functions import roi_pool
+
+    features = np.random.default_rng(1).standard_normal((2, 3, 11, 13)).astype(np.float32)
+    images, boxes = _random_rois()
+    rois = np.concatenate([images[:, None], boxes], 1).astype(np.float32)
+    node = helper.make_node("MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[3, 4], spatial_scale=0.25)
+    (expected,) = _one_node_session(node, [("x", "float"), ("rois", "float")], opset=16).run(
+        None, {"x": features, "rois": rois}
+    )
+    got = roi_pool(torch.from_numpy(features), torch.from_numpy(rois), (3, 4), 0.25)
+    assert (expected == 0).mean() > 0.1 and (expected != 0).mean() > 0.5
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def _roi_network(call: str) -> cnndsl.Network:
+    return cnndsl.parse(
+        "network regions {\n  image: input 3x20x16\n  conv3x3(5, s=2), features: relu\n"
+        f"  boxes: anchors(@image, sizes=[6, 14], ratios=[0.5, 2])\n  @features\n  {call}\n}}\n",
+        file="regions.cnn",
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "roipool(@boxes, size=(3, 2), scale=0.5)",
+        "roialign(@boxes, size=3, scale=0.5)",
+        "roialign(@boxes, size=(2, 3), scale=0.5, sampling_ratio=2, aligned=true)",
+    ],
+)
+def test_region_pooling_layers_in_onnxruntime_compute_what_torch_computes(call):
+    network = _roi_network(call)
+    module = network.to_torch(seed=0).eval()
+    images = np.random.default_rng(2).standard_normal((2, 3, 20, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(images)).numpy()
+    model = network.to_onnx(weights=module)
+    assert model.opset_import[0].version == 21  # the newest at which onnxruntime runs RoiAlign and MaxRoiPool
+    (got,) = _session(model).run(None, {network.input_name: images})
+    assert got.shape == expected.shape == (2, 10 * 8 * 4, 5, *ir.layer(network.graph, max(network.graph)).shape[2:])
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, opset, message",
+    [
+        ("roialign(@boxes, aligned=true)", 15, "`roialign` with aligned=true needs ONNX opset 16 or newer, not 15"),
+        (
+            "roipool(@boxes)",
+            22,
+            f"`roipool` at ONNX opset 22 would be MaxRoiPool-22, which onnxruntime "
+            f"{importlib.metadata.version('onnxruntime')} does not run",
+        ),
+    ],
+)
+def test_region_pooling_refuses_an_opset_onnxruntime_cannot_run_at_the_layer(call, opset, message):
+    with pytest.raises(CnnDslError) as caught:
+        _roi_network(call).to_onnx(opset=opset)
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, 6, 3)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ("roipool(size=7)", "`roipool` takes one tap, the boxes; got 0"),
+        ("roialign(@image)", "`roialign` takes K×4 boxes (x1, y1, x2, y2) for each image, got 3×20×16"),
+        ("roialign(@boxes, sampling_ratio=1.5)", "sampling_ratio must be a whole number (≤ 0: adaptive), got 1.5"),
+        ("anchors(sizes=[8])", "`anchors` takes one tap, the image its boxes are measured on; got 0"),
+        ("anchors(@image, ratios=[1, -2])", "aspect ratios must be a positive number, got -2"),
+    ],
+)
+def test_region_layers_refuse_wrong_inputs_at_the_layer(call, message):
+    with pytest.raises(CnnDslError) as caught:
+        _roi_network(call)
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (message, 6, 3)
+
+
+# ---- anchors ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "image, stride, sizes, ratios",
+    [
+        ((3, 64, 48), 8, (16, 32), (0.5, 1.0, 2.0)),
+        ((3, 37, 50), 4, (10,), (0.3, 1.7)),
+        ((3, 32, 32), 32, (128, 256, 512), (1.0,)),
+    ],
+)
+def test_anchors_are_torchvisions_anchor_generator(image, stride, sizes, ratios):
+    from oracles import torchvision_models
+
+    torchvision_models()  # importable on the CPU build
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    network = cnndsl.parse(
+        f"network a {{\n  image: input {'x'.join(map(str, image))}\n  features: conv(4, k={stride}, s={stride}, p=0)\n"
+        f"  anchors(@image, sizes={list(sizes)}, ratios={list(ratios)})\n}}\n"
+    )
+    batch = torch.zeros(2, *image)
+    with torch.no_grad():
+        got = network.to_torch(seed=0)(batch)
+        feature_map = torch.zeros(2, 4, image[1] // stride, image[2] // stride)
+    expected = AnchorGenerator((sizes,), (ratios,))(ImageList(batch, [image[1:]] * 2), [feature_map])
+    assert got.shape == (2, *expected[0].shape)
+    for index in range(2):
+        torch.testing.assert_close(got[index], expected[index], rtol=0, atol=0)
+    (onnx_boxes,) = _session(network.to_onnx()).run(None, {network.input_name: batch.numpy()})
+    np.testing.assert_array_equal(onnx_boxes, got.numpy())

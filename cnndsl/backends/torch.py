@@ -20,6 +20,7 @@ from ..core.source_map import source_name
 from ..figures.report import format_bytes
 from ..graph import ir
 from ..graph.ir import inputs_of, walk
+from ..ops import roi_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
 from .class_parameters import changed_value, compact_source
@@ -27,7 +28,7 @@ from .torch_source import class_name, forward_tree, input_name, overwritable, py
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
-NAMESPACES = {"torch": torch, "F": F}  # the namespaces a kind's `Call` names (cnndsl.ops.torch_code)
+NAMESPACES = {"torch": torch, "F": F, "roi": roi_functions}  # the namespaces a kind's `Call` names (ops/torch_code)
 
 
 def build_module(

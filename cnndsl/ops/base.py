@@ -56,6 +56,8 @@ class OpKind:
     residual_join: bool = False  # adds shortcuts (its other inputs) to a body (its first): `zero_init_residual`
     # zeroes the norm that ends the body
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
+    onnx_newest: int | None = None  # the newest opset whose version of its operator onnxruntime runs (RoiAlign-16
+    # up to opset 21, not RoiAlign-22): the default opset stays at or below it
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
     doc: str = ""
     example: Example | None = None  # a call of it on an input, which the tests build (every kind called by name)

@@ -1,0 +1,179 @@
+"""RoI pooling (Fast R-CNN, Girshick 2015) and RoI Align (Mask R-CNN, He et al. 2017): a fixed grid of features
+for each box.
+
+The first input is the feature map (C×H×W), the tap the boxes: K×4 for each image (x1, y1, x2, y2 in input
+pixels; `scale` maps them onto the map, 1/16 for VGG-16's conv5). cnndsl's shapes leave out the batch, so a
+batch of N images has N×K boxes and N×K×C×h×w outputs; torchvision's K×5 form (batch index first), which the
+torch functions (cnndsl/ops/roi_functions.py) and ONNX's `MaxRoiPool` take, is made from each box's image.
+"""
+
+from __future__ import annotations
+
+from ..core.errors import ShapeProblem, ValueProblem
+from .base import OpKind, flag, format_shape, numel, pair, real, register, spatial
+from .tensors import Example
+from .torch_code import Arg, Call, Method
+
+SAMPLE_MACS = 4  # a bilinear sample weighs four neighbours
+EXAMPLE_BOXES = "boxes: anchors(@in, sizes=[4, 8], ratios=[1]), @features"
+
+
+class RegionPooling(OpKind):
+    """What RoI pooling and RoI Align share: a feature map and a tap of K×4 boxes in, K×C×h×w out."""
+
+    family = "pool"
+    takes_taps = True
+    tap_edge = "branch"
+    tap_values = False  # the boxes say where to read; the field is the box's, which the data decides
+    function = ""
+    onnx_newest = 21  # onnxruntime 1.32 runs RoiAlign-16 and MaxRoiPool-1, not their opset-22 versions
+
+    def resolve(self, attrs, inputs):
+        spatial(self, inputs[0])
+        if len(inputs) != 2:
+            raise ValueProblem(
+                f"`{self.name}` takes one tap, the boxes; got {len(inputs) - 1}",
+                hint=f"{self.name}(@proposals): K×4 boxes (x1, y1, x2, y2) for each image",
+            )
+        if len(inputs[1]) != 2 or inputs[1][1] != 4:
+            raise ShapeProblem(
+                f"`{self.name}` takes K×4 boxes (x1, y1, x2, y2) for each image, got {format_shape(inputs[1])}",
+                hint="each box's batch index (torchvision's K×5 form) is its image's place in the batch",
+            )
+        return {"size": pair(attrs["size"], "output size"), "scale": real(attrs["scale"], "spatial scale", True)}
+
+    def shape(self, attrs, inputs):
+        return (inputs[1][0], inputs[0][0], *attrs["size"])
+
+    def torch_forward(self, attrs, inputs):
+        channels, boxes = inputs[0][0], inputs[1][0]
+        rois = Call("roi", "batched_rois", (Arg(1),))
+        pooled = Call("roi", self.function, (Arg(0), rois, attrs["size"], *self.options(attrs)))
+        return Method(pooled, "view", (-1, boxes, channels, *attrs["size"]))
+
+    def options(self, attrs) -> tuple:
+        return (attrs["scale"],)
+
+    def onnx_rois(self, inputs, args, emit) -> tuple[str, str]:
+        """The boxes as one N·K × 4 list and each one's image (an int64 N·K): ONNX takes them apart."""
+        from onnx import TensorProto, helper
+
+        if emit.opset > self.onnx_newest:
+            raise ValueProblem(
+                f"`{self.name}` at ONNX opset {emit.opset} would be {self.onnx_operator}-22, which onnxruntime "
+                f"{_runtime_version()} does not run",
+                hint=f"use --opset {self.onnx_oldest} to {self.onnx_newest}, or leave --opset out",
+            )
+        boxes = emit.op("Reshape", [args[1], emit.ints("rois_shape", [-1, 4])])
+        grid = emit.op("Slice", [emit.op("Shape", [args[1]]), emit.ints("start", [0]), emit.ints("end", [2])])
+        ones = emit.op("ConstantOfShape", [grid], value=helper.make_tensor("one", TensorProto.INT64, [1], [1]))
+        counted = emit.op("CumSum", [ones, emit.ints("axis", 0)])  # 1 for the first image's boxes, 2, ...
+        images = emit.op("Sub", [counted, emit.ints("one", 1)])
+        return boxes, emit.op("Reshape", [images, emit.ints("flat", [-1])])
+
+    def onnx_per_image(self, pooled, attrs, inputs, emit) -> str:
+        shape = [-1, inputs[1][0], inputs[0][0], *attrs["size"]]
+        return emit.op("Reshape", [pooled, emit.ints("per_image", shape)])
+
+
+@register
+class RoiPool(RegionPooling):
+    name = "roipool"
+    function = "roi_pool"
+    onnx_operator, onnx_oldest = "MaxRoiPool", 11
+    signature = (("size", 7), ("scale", 1.0))
+    doc = (
+        "roipool(@boxes, size=7, scale=1/16): Fast R-CNN's RoI max pooling of K×4 boxes per image to K×C×size, "
+        "the box rounded to the map's pixels (torchvision's roi_pool)"
+    )
+    example = Example("roipool(@boxes, size=(2, 3), scale=0.5)", (4, 6, 6), before=f"features: bn, {EXAMPLE_BOXES}")
+
+    def macs(self, attrs, inputs, output):
+        return 0  # comparisons only
+
+    def label(self, attrs):
+        return f"RoI pool {attrs['size'][0]}×{attrs['size'][1]}"
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(self.onnx_oldest, "`roipool` (ONNX MaxRoiPool with CumSum for each box's image)")
+        boxes, images = self.onnx_rois(inputs, args, emit)
+        index = emit.op("Unsqueeze", [emit.op("Cast", [images], to=1), emit.ints("axes", [1])])
+        rois = emit.op("Concat", [index, boxes], axis=1)
+        pooled = emit.op("MaxRoiPool", [args[0], rois], pooled_shape=attrs["size"], spatial_scale=attrs["scale"])
+        return self.onnx_per_image(pooled, attrs, inputs, emit)
+
+
+@register
+class RoiAlign(RegionPooling):
+    name = "roialign"
+    function = "roi_align"
+    onnx_operator, onnx_oldest = "RoiAlign", 11
+    signature = (("size", 7), ("scale", 1.0), ("sampling_ratio", -1), ("aligned", False))
+    doc = (
+        "roialign(@boxes, size=7, scale=1/16, sampling_ratio=-1, aligned=false): Mask R-CNN's RoI Align of K×4 "
+        "boxes per image to K×C×size, each bin the mean of sampling_ratio² bilinear samples (ceil(box/bin) a "
+        "side where ≤ 0); aligned=true shifts by half a pixel (torchvision's roi_align)"
+    )
+    example = Example(
+        "roialign(@boxes, size=(2, 3), scale=0.5, sampling_ratio=2, aligned=true)",
+        (4, 6, 6),
+        before=f"features: bn, {EXAMPLE_BOXES}",
+    )
+
+    def resolve(self, attrs, inputs):
+        ratio = attrs["sampling_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int):
+            raise ValueProblem(f"sampling_ratio must be a whole number (≤ 0: adaptive), got {ratio!r}")
+        return super().resolve(attrs, inputs) | {
+            "sampling_ratio": ratio if ratio > 0 else -1,
+            "aligned": flag(attrs["aligned"], "aligned"),
+        }
+
+    def options(self, attrs) -> tuple:
+        return (attrs["scale"], attrs["sampling_ratio"], attrs["aligned"])
+
+    def macs(self, attrs, inputs, output):
+        """Four per bilinear sample; where the sampling is adaptive the boxes decide the count, and the figure is
+        its bound for boxes within the map: ceil(H/h) × ceil(W/w) samples a bin."""
+        _, height, width = inputs[0]
+        if attrs["sampling_ratio"] > 0:
+            samples = attrs["sampling_ratio"] ** 2
+        else:
+            samples = -(-height // attrs["size"][0]) * -(-width // attrs["size"][1])
+        return SAMPLE_MACS * samples * numel(output)
+
+    def label(self, attrs):
+        return f"RoI Align {attrs['size'][0]}×{attrs['size'][1]}"
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(
+            16 if attrs["aligned"] else self.onnx_oldest, f"`roialign` with aligned={str(attrs['aligned']).lower()}"
+        )
+        boxes, images = self.onnx_rois(inputs, args, emit)
+        pooled = emit.op(
+            "RoiAlign",
+            [args[0], boxes, images],
+            output_height=attrs["size"][0],
+            output_width=attrs["size"][1],
+            sampling_ratio=max(attrs["sampling_ratio"], 0),
+            spatial_scale=attrs["scale"],
+            mode="avg",
+            **_coordinates(attrs, emit.opset),
+        )
+        return self.onnx_per_image(pooled, attrs, inputs, emit)
+
+
+def _coordinates(attrs, opset: int) -> dict:
+    """RoiAlign-16 names the half-pixel shift; RoiAlign-10 always had torchvision's legacy (unshifted) form."""
+    if opset < 16:
+        return {}
+    return {"coordinate_transformation_mode": "half_pixel" if attrs["aligned"] else "output_half_pixel"}
+
+
+def _runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:
+        return "(not installed)"
