@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -151,10 +153,10 @@ def test_deformconv_before_opset_19_is_refused_naming_the_opset_it_needs():
 def test_deformconv_as_python_source_computes_what_the_fx_module_computes(tmp_path):
     network, module, image, expected = _deform_outputs("dilated", mask=True, offset_scale=8)
     path = write_python(network, tmp_path / "dcn.py")
-    spec = importlib.util.spec_from_file_location("dcn_source", path)
-    source = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(source)
-    written = source.Dcn()
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    written = _imported(path).Dcn()
     written.load_state_dict(module.state_dict())
     with torch.no_grad():
         for value, reference in zip(written.eval()(image), expected):
@@ -230,7 +232,7 @@ def _one_node_session(node, inputs, opset: int):
 def test_roi_align_is_onnxruntimes_roialign_on_random_boxes(aligned, sampling_ratio):
     from onnx import helper
 
-    from cnndsl.ops.roi_functions import roi_align
+    from cnndsl.ops.torch_functions import roi_align
 
     features = np.random.default_rng(1).standard_normal((2, 3, 11, 13)).astype(np.float32)
     images, boxes = _random_rois()
@@ -250,7 +252,7 @@ def test_roi_align_is_onnxruntimes_roialign_on_random_boxes(aligned, sampling_ra
 def test_roi_pool_is_onnxruntimes_maxroipool_on_random_boxes():
     from onnx import helper
 
-    from cnndsl.ops.roi_functions import roi_pool
+    from cnndsl.ops.torch_functions import roi_pool
 
     features = np.random.default_rng(1).standard_normal((2, 3, 11, 13)).astype(np.float32)
     images, boxes = _random_rois()
@@ -357,3 +359,73 @@ def test_anchors_are_torchvisions_anchor_generator(image, stride, sizes, ratios)
         torch.testing.assert_close(got[index], expected[index], rtol=0, atol=0)
     (onnx_boxes,) = _session(network.to_onnx()).run(None, {network.input_name: batch.numpy()})
     np.testing.assert_array_equal(onnx_boxes, got.numpy())
+
+
+@pytest.mark.parametrize(
+    "call", ["roipool(@boxes, size=2, scale=0.5)", "roialign(@boxes, size=(2, 3), scale=0.5, aligned=true)"]
+)
+def test_region_pooling_as_python_source_needs_only_torch_and_computes_what_the_fx_module_computes(call, tmp_path):
+    network = _roi_network(call)
+    module = network.to_torch(seed=0).eval()
+    path = write_python(network, tmp_path / "regions.py")
+    text = path.read_text()
+    assert "cnndsl" not in text.split('"""', 2)[2]  # past the docstring: no import of cnndsl
+    assert [line for line in text.splitlines() if line.startswith(("import", "from"))] == [
+        "import torch",
+        "from torch import nn",
+    ]
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    written = _imported(path).Regions()
+    written.load_state_dict(module.state_dict())
+    images = torch.randn(2, 3, 20, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(written.eval()(images), module(images), rtol=0, atol=0)
+
+
+def _imported(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    return source
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "roipool(@boxes, size=2, scale=0.5)",
+        "roialign(@boxes, size=(2, 3), scale=0.5, sampling_ratio=2)",
+        "offsets: conv(18), mask: (@features, conv(9), sigmoid), @features, deformconv(4, @offsets, @mask)",
+    ],
+)
+def test_two_stage_layers_as_a_torch_export_program_compute_what_the_fx_module_computes(call, tmp_path):
+    from cnndsl.backends.torch import write_pt2
+
+    network = _roi_network(call)
+    module = network.to_torch(seed=0).eval()
+    program = torch.export.load(write_pt2(network, tmp_path / "regions.pt2", module))
+    images = torch.randn(3, 3, 20, 16, generator=torch.Generator().manual_seed(4))  # not the export's batch of 2
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(images), module(images))
+
+
+def test_adaptive_roi_align_is_refused_by_torch_export_at_the_layer(tmp_path):
+    from cnndsl.backends.torch import write_pt2
+
+    with pytest.raises(CnnDslError) as caught:
+        write_pt2(_roi_network("roialign(@boxes, scale=0.5)"), tmp_path / "regions.pt2")
+    assert (caught.value.message, caught.value.pos.line, caught.value.pos.column) == (
+        "`roialign` with adaptive sampling (sampling_ratio ≤ 0) takes as many samples as its boxes decide: "
+        "torch.export cannot write it",
+        6,
+        3,
+    )
+    assert not (tmp_path / "regions.pt2").exists()
+
+
+def test_the_functions_a_generated_file_defines_are_names_no_layer_takes():
+    from cnndsl.backends.python_names import RESERVED
+    from cnndsl.ops.torch_functions import NAMES
+
+    assert NAMES <= RESERVED

@@ -13,7 +13,7 @@ from ..core.errors import ShapeProblem, ValueProblem
 from ..front.evaluate import shown
 from .base import OpKind, format_shape, real, register, spatial
 from .tensors import Example
-from .torch_code import Arg, Attribute, Call, Index, Method, Operation
+from .torch_code import Arg, Call
 
 
 def _positive_list(value, what: str) -> tuple[float, ...]:
@@ -77,14 +77,7 @@ class Anchors(OpKind):
         return f"anchors {sizes} × {len(attrs['ratios'])} ratios, /{attrs['stride'][0]}"
 
     def torch_forward(self, attrs, inputs):
-        _, height, width = inputs[0]
-        device = (("device", Attribute(Arg(0), "device")),)
-        rows = Call("torch", "arange", (0, height * attrs["stride"][0], attrs["stride"][0]), device)
-        columns = Call("torch", "arange", (0, width * attrs["stride"][1], attrs["stride"][1]), device)
-        shifts = Method(Method(Call("torch", "cartesian_prod", (rows, columns)), "flip", (-1,)), "repeat", (1, 2))
-        cell = Call("torch", "tensor", (tuple(attrs["cell"]),), device)
-        boxes = Method(Operation("+", (Method(shifts, "view", (-1, 1, 4)), cell)), "reshape", (1, -1, 4))
-        return Method(boxes, "expand", (Index(Attribute(Arg(0), "shape"), 0), -1, -1))
+        return Call("", "grid_anchors", (Arg(0), attrs["stride"], tuple(attrs["cell"])))
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(13, "`anchors` (ONNX Expand of a constant to the batch)")

@@ -137,6 +137,10 @@ class OpKind:
         """The forward as an expression tree (cnndsl.ops.torch_code): its module on its input by default."""
         return applied(Arg(0))
 
+    def torch_export_refusal(self, attrs: dict[str, Any]) -> str | None:
+        """Why torch.export cannot write this layer (a size its data decides), or None."""
+        return None
+
     def torch_forward_in_place(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr | None:
         """The expression that writes its result into its first input (`x.add_(y)`, torchvision's
         `out += identity`), for the backend to use where nothing else reads that input; None if none."""

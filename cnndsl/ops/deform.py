@@ -1,10 +1,8 @@
 """Deformable convolution, v1 (Dai et al. 2017) and v2 with a modulation mask (Zhu et al. 2019), in pure torch.
 
-torchvision's `deform_conv2d` is a compiled op that the CPU build of torch cannot load, so the forward is
-written in the ops every build has: `F.grid_sample` gathers, for each output pixel, its kh×kw shifted samples
-into a mosaic of kh×kw tiles (bilinear, zero outside the map — torchvision's `bilinear_interpolate`), and a
-plain `F.conv2d` of stride (kh, kw) over the mosaic is the convolution. The layer holds the tensors of
-torchvision's `DeformConv2d` (`weight`, `bias`), in an `nn.Conv2d` whose own forward is never called.
+torchvision's `deform_conv2d` is a compiled op that the CPU build of torch cannot load, so the forward calls
+cnndsl's own (cnndsl/ops/torch_functions.py), which `--to python` writes into its file. The layer holds the
+tensors of torchvision's `DeformConv2d` (`weight`, `bias`), in an `nn.Conv2d` whose own forward is never called.
 
 Offsets and the mask come from taps, laid out as torchvision and ONNX lay them out: offsets
 2·og·kh·kw × Ho × Wo, (dy, dx) for each offset group and kernel position; the mask og·kh·kw × Ho × Wo.
@@ -16,7 +14,7 @@ from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, flag, format_shape, pair, register, shrunk, sliding, spatial, whole
 from .conv import _kernel_text, _padding, _weight_and_bias
 from .tensors import Example
-from .torch_code import OWN, Arg, Attribute, Call, Method, Operation
+from .torch_code import OWN, Arg, Attribute, Call
 
 SAMPLE_MACS = 4  # a bilinear sample weighs four neighbours
 
@@ -108,30 +106,11 @@ class DeformConv(OpKind):
         )
 
     def torch_forward(self, attrs, inputs):
-        channels, height, width = inputs[0]
-        (kernel_h, kernel_w), (_, out_h, out_w) = attrs["k"], inputs[1]
-        sampled = Call(
-            "F",
-            "grid_sample",
-            (Method(Arg(0), "reshape", (-1, channels // attrs["og"], height, width)), _grid(attrs, inputs)),
-            (("mode", "bilinear"), ("padding_mode", "zeros"), ("align_corners", False)),
-        )
-        if len(inputs) == 3:  # v2: each sample weighed by its mask value
-            mask = Method(Arg(2), "reshape", (-1, kernel_h, kernel_w, out_h, out_w))
-            mosaic = Method(
-                Method(mask, "permute", (0, 3, 1, 4, 2)), "reshape", (-1, 1, out_h * kernel_h, out_w * kernel_w)
-            )
-            sampled = Operation("*", (sampled, mosaic))
-        return Call(
-            "F",
-            "conv2d",
-            (
-                Method(sampled, "reshape", (-1, channels, out_h * kernel_h, out_w * kernel_w)),
-                Attribute(OWN, "weight"),
-                Attribute(OWN, "bias") if attrs["bias"] else None,
-            ),
-            (("stride", attrs["k"]), ("groups", attrs["g"])),
-        )
+        mask = Arg(2) if len(inputs) == 3 else None
+        bias = Attribute(OWN, "bias") if attrs["bias"] else None
+        geometry = (("stride", attrs["s"]), ("padding", attrs["p"]), ("dilation", attrs["d"]))
+        groups = (("groups", attrs["g"]), ("og", attrs["og"]))
+        return Call("", "deform_conv2d", (Arg(0), Arg(1), mask, Attribute(OWN, "weight"), bias), geometry + groups)
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(19, "`deformconv` (ONNX DeformConv)")
@@ -149,29 +128,3 @@ class DeformConv(OpKind):
             group=attrs["g"],
             offset_group=attrs["og"],
         )
-
-
-def _grid(attrs, inputs):
-    """Where each tile of the mosaic samples, in grid_sample's [-1, 1] coordinates: the output pixel's window
-    position (o·s − p + t·d on each axis) plus its offset, as (x, y)."""
-    _, height, width = inputs[0]
-    (kernel_h, kernel_w), (_, out_h, out_w) = attrs["k"], inputs[1]
-    device = (("device", Attribute(Arg(1), "device")),)
-
-    def positions(axis: int, out: int, kernel: int):
-        stride, padding, dilation = attrs["s"][axis], attrs["p"][axis], attrs["d"][axis]
-        starts = Method(Call("torch", "arange", (-padding, out * stride - padding, stride), device), "view", (-1, 1))
-        steps = Call("torch", "arange", (0, kernel * dilation, dilation), device)
-        return Method(Operation("+", (starts, steps)), "flatten", ())
-
-    offsets = Method(Arg(1), "reshape", (-1, kernel_h, kernel_w, 2, out_h, out_w))
-    offsets = Method(
-        Method(offsets, "permute", (0, 4, 1, 5, 2, 3)), "reshape", (-1, out_h * kernel_h, out_w * kernel_w, 2)
-    )
-    base = Call("torch", "cartesian_prod", (positions(0, out_h, kernel_h), positions(1, out_w, kernel_w)))
-    base = Method(base, "view", (out_h * kernel_h, out_w * kernel_w, 2))
-    where = Method(Operation("+", (offsets, base)), "flip", (-1,))  # (y, x) -> grid_sample's (x, y)
-    # pixel x samples at grid (2x + 1)/W − 1 with align_corners=False: no division by W − 1 on a one-pixel map
-    scale = Call("torch", "tensor", ((2 / width, 2 / height),), device)
-    shift = Call("torch", "tensor", ((1 / width - 1, 1 / height - 1),), device)
-    return Operation("+", (Operation("*", (where, scale)), shift))

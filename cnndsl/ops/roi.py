@@ -4,7 +4,7 @@ for each box.
 The first input is the feature map (C×H×W), the tap the boxes: K×4 for each image (x1, y1, x2, y2 in input
 pixels; `scale` maps them onto the map, 1/16 for VGG-16's conv5). cnndsl's shapes leave out the batch, so a
 batch of N images has N×K boxes and N×K×C×h×w outputs; torchvision's K×5 form (batch index first), which the
-torch functions (cnndsl/ops/roi_functions.py) and ONNX's `MaxRoiPool` take, is made from each box's image.
+torch functions (cnndsl/ops/torch_functions.py) and ONNX's `MaxRoiPool` take, is made from each box's image.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class RegionPooling(OpKind):
 
     def torch_forward(self, attrs, inputs):
         channels, boxes = inputs[0][0], inputs[1][0]
-        rois = Call("roi", "batched_rois", (Arg(1),))
-        pooled = Call("roi", self.function, (Arg(0), rois, attrs["size"], *self.options(attrs)))
+        rois = Call("", "batched_rois", (Arg(1),))
+        pooled = Call("", self.function, (Arg(0), rois, attrs["size"], *self.options(attrs)))
         return Method(pooled, "view", (-1, boxes, channels, *attrs["size"]))
 
     def options(self, attrs) -> tuple:
@@ -131,6 +131,11 @@ class RoiAlign(RegionPooling):
 
     def options(self, attrs) -> tuple:
         return (attrs["scale"], attrs["sampling_ratio"], attrs["aligned"])
+
+    def torch_export_refusal(self, attrs):
+        if attrs["sampling_ratio"] > 0:
+            return None
+        return "`roialign` with adaptive sampling (sampling_ratio ≤ 0) takes as many samples as its boxes decide"
 
     def macs(self, attrs, inputs, output):
         """Four per bilinear sample; where the sampling is adaptive the boxes decide the count, and the figure is
