@@ -429,3 +429,66 @@ def test_the_functions_a_generated_file_defines_are_names_no_layer_takes():
     from cnndsl.ops.torch_functions import NAMES
 
     assert NAMES <= RESERVED
+
+
+# ---- box decoding, clipping, top-k ------------------------------------------------------------------------
+RPN = """network rpn {
+  image: input 3x32x24
+  conv3x3(8, s=4), features: relu
+  scores: conv1x1(3)
+  @features, deltas: conv1x1(12)
+  anchors: anchors(@image, sizes=[12], ratios=[0.5, 1, 2])
+  @deltas, proposals: boxdecode(@anchors, weights=[1, 1, 2, 2])
+  clipped: clipboxes(@image)
+  best: topk(10, @scores)
+  @scores, top: topk(10)
+  output @proposals, @clipped, @best, @top, @scores, @deltas, @anchors
+}
+"""
+
+
+def test_rpn_boxes_are_torchvisions_box_coder_clipping_and_top_k():
+    from oracles import torchvision_models
+
+    torchvision_models()  # importable on the CPU build
+    from torchvision.models.detection._utils import BoxCoder
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+    from torchvision.ops.boxes import clip_boxes_to_image
+
+    network = cnndsl.parse(RPN, file="rpn.cnn")
+    module = network.to_torch(seed=0).eval()
+    with torch.no_grad():
+        deltas_conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 12)
+        deltas_conv.weight.mul_(60)  # some widths and heights beyond the log(1000/16) clamp
+        images = torch.randn(2, 3, 32, 24, generator=torch.Generator().manual_seed(5))
+        proposals, clipped, best, top, scores, deltas, anchors = module(images)
+    objectness, regression = concat_box_prediction_layers([scores], [deltas])
+    assert (regression[:, 2:] / 2 > math.log(1000 / 16)).any()
+    expected = BoxCoder((1.0, 1.0, 2.0, 2.0)).decode(regression, list(anchors)).view(2, -1, 4)
+    torch.testing.assert_close(proposals, expected, rtol=0, atol=0)
+    torch.testing.assert_close(clipped, clip_boxes_to_image(expected, (32, 24)), rtol=0, atol=0)
+    assert (clipped != proposals).any()
+    ranked = objectness.view(2, -1).topk(10, dim=1)
+    torch.testing.assert_close(top, ranked.values, rtol=0, atol=0)
+    torch.testing.assert_close(best, clipped[torch.arange(2)[:, None], ranked.indices], rtol=0, atol=0)
+    got = _session(network.to_onnx(weights=module)).run(None, {network.input_name: images.numpy()})
+    for value, reference in zip(got, (proposals, clipped, best, top)):
+        np.testing.assert_allclose(value, reference.numpy(), rtol=1e-5, atol=1e-3)  # boxes in pixels
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("@deltas, boxdecode(@scores)", "`boxdecode` takes boxes as K×4 (x1, y1, x2, y2), got 3×8×6"),
+        ("@scores, boxdecode(@anchors)", "`boxdecode` takes deltas as K×4 or a map of A·4×H×W, got 3×8×6"),
+        ("@features, boxdecode(@anchors)", "`boxdecode` has 96 deltas for 144 boxes"),
+        ("@anchors, topk(5)", "`topk` of K×4 boxes needs their scores as a tap"),
+        ("@anchors, topk(5, @features)", "`topk` has 384 scores for 144 boxes"),
+        ("@deltas, boxdecode(@anchors, weights=[1, 2])", "the box weights are four numbers (x, y, w, h), got [1, 2]"),
+    ],
+)
+def test_box_layers_refuse_inputs_that_do_not_match_at_the_layer(line, message):
+    text = RPN.replace("  output @proposals", f"  {line}\n  output @proposals")
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(text, file="rpn.cnn")
+    assert (caught.value.message, caught.value.pos.line) == (message, 11)
