@@ -492,3 +492,13 @@ def test_box_layers_refuse_inputs_that_do_not_match_at_the_layer(line, message):
     with pytest.raises(CnnDslError) as caught:
         cnndsl.parse(text, file="rpn.cnn")
     assert (caught.value.message, caught.value.pos.line) == (message, 11)
+
+
+def test_every_function_a_generated_file_may_define_passes_ruff_as_written(tmp_path):
+    from cnndsl.ops.torch_functions import NAMES, source
+
+    path = tmp_path / "functions.py"
+    path.write_text(f"import torch\n\n\n{source(NAMES)}")
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

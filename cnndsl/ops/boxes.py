@@ -112,7 +112,9 @@ class ClipBoxes(OpKind):
     takes_taps = True
     tap_values = False  # the image tap gives only its size
     doc = "clipboxes(@image): K×4 boxes clipped to the image's size, as torchvision's clip_boxes_to_image"
-    example = Example("clipboxes(@in)", (4, 6, 6), before="conv(4, s=2), anchors(@in, sizes=[8], ratios=[0.5, 2])")
+    example = Example(
+        "clipboxes(@in)", (4, 6, 6), before="conv(4, s=2), anchors(@in, sizes=[8], ratios=[0.5, 2]), relu"
+    )
 
     def resolve(self, attrs, inputs):
         _boxes(self, inputs[0])
@@ -142,7 +144,9 @@ class TopK(OpKind):
         "topk(k, @scores): the k boxes (K×4) or scores with the highest scores (K, or an A×H×W map), best first; "
         "k is at most K (torchvision's pre_nms_top_n per level)"
     )
-    example = Example("topk(5, @scores)", (4, 6, 6), before="scores: conv(2), anchors(@in, sizes=[4], ratios=[0.5, 2])")
+    example = Example(
+        "topk(5, @scores)", (4, 6, 6), before="scores: conv(2), anchors(@in, sizes=[4], ratios=[0.5, 2]), relu"
+    )
 
     def resolve(self, attrs, inputs):
         if len(inputs) > 2:

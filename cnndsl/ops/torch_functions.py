@@ -77,7 +77,7 @@ def grid_anchors(features, stride, cell):
     shifts = torch.cartesian_prod(rows, columns).flip(-1).repeat(1, 2)  # x, y, x, y
     around = torch.tensor(cell, device=features.device, dtype=features.dtype)
     boxes = (shifts[:, None] + around).reshape(1, -1, 4)
-    return boxes.expand(features.shape[0], -1, -1)
+    return boxes.repeat(features.shape[0], 1, 1)  # its own memory: may be written to
 
 
 def batched_rois(boxes):
