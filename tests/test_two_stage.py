@@ -502,3 +502,17 @@ def test_every_function_a_generated_file_may_define_passes_ruff_as_written(tmp_p
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- the page ---------------------------------------------------------------------------------------------
+def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
+    from docs_pages import run_page
+
+    monkeypatch.chdir(tmp_path)
+
+    def write_file(fence):
+        assert fence.kind == "cnn" and fence.info.startswith("file=")
+        (tmp_path / fence.info.removeprefix("file=")).write_text(fence.body)
+
+    ran = run_page("two-stage.md", cli, folder=tmp_path, other=write_file)
+    assert ran == {"python": 2, "console": 4, "cnn": 3}
