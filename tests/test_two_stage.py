@@ -515,4 +515,21 @@ def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
         (tmp_path / fence.info.removeprefix("file=")).write_text(fence.body)
 
     ran = run_page("two-stage.md", cli, folder=tmp_path, other=write_file)
-    assert ran == {"python": 2, "console": 4, "cnn": 3}
+    assert ran == {"python": 3, "console": 4, "cnn": 4}
+
+
+def test_the_seeds_faster_rcnn_has_the_parameters_of_torchvisions_vgg16_and_detection_heads(tmp_path):
+    """The page's count, from torchvision's layers (built on the meta device: shapes, no weights)."""
+    from docs_pages import fences
+    from oracles import torchvision_models
+
+    models = torchvision_models()
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+
+    (text,) = [fence.body for fence in fences("two-stage.md", "cnn") if fence.info == "file=faster_rcnn_vgg16.cnn"]
+    network = cnndsl.parse(text, file="faster_rcnn_vgg16.cnn")
+    with torch.device("meta"):
+        parts = [models.vgg16().features, TwoMLPHead(512 * 7 * 7, 4096), FastRCNNPredictor(4096, 21)]
+        rpn = [torch.nn.Conv2d(512, 512, 3), torch.nn.Conv2d(512, 9, 1), torch.nn.Conv2d(512, 36, 1)]
+    expected = sum(parameter.numel() for part in parts + rpn for parameter in part.parameters())
+    assert network.params == expected == 137_073_622

@@ -9,10 +9,12 @@ torch functions (cnndsl/ops/torch_functions.py) and ONNX's `MaxRoiPool` take, is
 
 from __future__ import annotations
 
+import math
+
 from ..core.errors import ShapeProblem, ValueProblem
-from .base import OpKind, flag, format_shape, numel, pair, real, register, spatial
-from .tensors import Example
-from .torch_code import Arg, Call, Method
+from .base import OpKind, flag, format_shape, numel, pair, real, register, spatial, whole
+from .tensors import Example, TensorSpec, Uniform
+from .torch_code import Arg, Call, Method, applied
 
 SAMPLE_MACS = 4  # a bilinear sample weighs four neighbours
 EXAMPLE_BOXES = "boxes: anchors(@in, sizes=[4, 8], ratios=[1]), @features"
@@ -182,3 +184,59 @@ def _runtime_version() -> str:
         return version("onnxruntime")
     except PackageNotFoundError:
         return "(not installed)"
+
+
+@register
+class BoxFullyConnected(OpKind):
+    name = "boxfc"
+    family = "fc"
+    torch_overwritable = True
+    signature = (("n", None), ("bias", True))
+    doc = (
+        "boxfc(n): a fully connected layer on each box's features, K×… to K×n: Fast R-CNN's fc6, fc7 and predictors "
+        "(the tensors of torchvision's TwoMLPHead and FastRCNNPredictor layers)"
+    )
+    example = Example(
+        "boxfc(3)", (4, 6, 6), before=f"features: bn, {EXAMPLE_BOXES}, roipool(@boxes, size=2, scale=0.5), relu"
+    )
+
+    def resolve(self, attrs, inputs):
+        if len(inputs[0]) < 2:
+            raise ShapeProblem(
+                f"`boxfc` takes the features of K boxes, K×…, got {format_shape(inputs[0])}",
+                hint="pool each box first: roipool(@boxes) or roialign(@boxes); fc is for one vector",
+            )
+        if attrs["n"] is None:
+            raise ShapeProblem("`boxfc` needs its number of outputs, e.g. boxfc(4096)")
+        return {"n": whole(attrs["n"], "outputs n"), "bias": flag(attrs["bias"], "bias")}
+
+    def shape(self, attrs, inputs):
+        return (inputs[0][0], attrs["n"])
+
+    def tensors(self, attrs, inputs):
+        features = numel(inputs[0][1:])
+        init = Uniform(1 / math.sqrt(features))
+        bias = [TensorSpec("bias", (attrs["n"],), init)] if attrs["bias"] else []
+        return [TensorSpec("weight", (attrs["n"], features), init), *bias]
+
+    def macs(self, attrs, inputs, output):
+        return numel(inputs[0]) * attrs["n"]
+
+    def label(self, attrs):
+        return f"fc {attrs['n']} per box"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.Linear(numel(inputs[0][1:]), attrs["n"], attrs["bias"])
+
+    def torch_forward(self, attrs, inputs):
+        return applied(Method(Arg(0), "flatten", (2,)) if len(inputs[0]) > 2 else Arg(0))
+
+    def onnx(self, attrs, inputs, args, emit):
+        weight, *bias = emit.weights()
+        rows = args[0]
+        if len(inputs[0]) > 2:
+            rows = emit.op("Reshape", [rows, emit.ints("rows", [0, inputs[0][0], -1])])
+        product = emit.op("MatMul", [rows, emit.op("Transpose", [weight], perm=[1, 0])])
+        return emit.op("Add", [product, bias[0]]) if bias else product
