@@ -306,4 +306,6 @@ class _ModuleCall:
 
     def __getattr__(self, name: str):
         """`self.<path>.weight`: a tensor of the module read by the expression (deformable convolution)."""
+        if name.startswith("__"):  # Python's own questions (copy, pickle, dispatch) are not the module's tensors
+            raise AttributeError(name)
         return self.tracer.create_proxy("get_attr", f"{self.target}.{name}", (), {})
