@@ -201,7 +201,7 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "dist2bbox",
             "attend",  # attention over the pixels of a map
             "attendvalues",
-            *("deformconv", "anchors", "roipool", "roialign", "boxdecode", "clipboxes", "topk", "boxfc"),
+            *("deformconv", "anchors", "roipool", "roialign", "msroialign", "boxdecode", "clipboxes", "topk", "boxfc"),
         },
     }
 

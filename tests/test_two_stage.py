@@ -533,3 +533,52 @@ def test_the_seeds_faster_rcnn_has_the_parameters_of_torchvisions_vgg16_and_dete
         rpn = [torch.nn.Conv2d(512, 512, 3), torch.nn.Conv2d(512, 9, 1), torch.nn.Conv2d(512, 36, 1)]
     expected = sum(parameter.numel() for part in parts + rpn for parameter in part.parameters())
     assert network.params == expected == 137_073_622
+
+
+# ---- multi-scale RoI Align ----------------------------------------------------------------------------------
+def _onnxruntime_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """torchvision.ops.roi_align's signature, computed by onnxruntime's RoiAlign kernel."""
+    from onnx import helper
+
+    node = helper.make_node(
+        "RoiAlign", ["x", "rois", "images"], ["y"], output_height=output_size[0], output_width=output_size[1],
+        sampling_ratio=max(sampling_ratio, 0), spatial_scale=spatial_scale, mode="avg",
+        coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
+    )  # fmt: skip
+    session = _one_node_session(node, [("x", "float"), ("rois", "float"), ("images", "int64")], opset=16)
+    feeds = {"x": input.numpy(), "rois": rois[:, 1:].numpy(), "images": rois[:, 0].long().numpy()}
+    return torch.from_numpy(session.run(None, feeds)[0])
+
+
+PYRAMID = """network pyramid {
+  image: input 3x64x64
+  conv(8, k=4, s=4, p=0), p2: relu
+  conv(8, s=2), p3: relu
+  conv(8, s=2), p4: relu
+  boxes: anchors(@image, sizes=[6, 12, 24], ratios=[0.5, 2])
+  out: msroialign(@p2, @p3, @p4, scales=[1/4, 1/8, 1/16], size=(2, 3), canonical=(16, 4))
+  output @out, @p2, @p3, @p4, @boxes
+}
+"""
+
+
+def test_multiscale_roi_align_is_torchvisions_with_onnxruntimes_roi_align(monkeypatch):
+    from oracles import torchvision_models
+
+    torchvision_models()  # importable on the CPU build
+    import torchvision.ops.poolers as poolers
+
+    monkeypatch.setattr(poolers, "roi_align", _onnxruntime_roi_align)
+    network = cnndsl.parse(PYRAMID, file="pyramid.cnn")
+    module = network.to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        got, p2, p3, p4, boxes = module(images)
+    reference = poolers.MultiScaleRoIAlign(["p2", "p3", "p4"], (2, 3), 2, canonical_scale=16, canonical_level=4)
+    expected = reference({"p2": p2, "p3": p3, "p4": p4}, list(boxes), [(64, 64)] * 2)
+    sides = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).sqrt()
+    levels = torch.floor(4 + torch.log2(sides / 16) + 1e-6).clamp(2, 4)
+    assert set(levels.unique().tolist()) == {2.0, 3.0, 4.0}  # every level is used
+    torch.testing.assert_close(got.reshape(-1, 8, 2, 3), expected, atol=1e-5, rtol=1e-5)
+    (onnx_got, *_) = _session(network.to_onnx(weights=module)).run(None, {network.input_name: images.numpy()})
+    np.testing.assert_allclose(onnx_got, got.numpy(), atol=1e-5, rtol=1e-5)

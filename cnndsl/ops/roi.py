@@ -14,7 +14,7 @@ import math
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, flag, format_shape, numel, pair, real, register, spatial, whole
 from .tensors import Example, TensorSpec, Uniform
-from .torch_code import Arg, Call, Method, applied
+from .torch_code import Arg, Call, Listed, Method, applied
 
 SAMPLE_MACS = 4  # a bilinear sample weighs four neighbours
 EXAMPLE_BOXES = "boxes: anchors(@in, sizes=[4, 8], ratios=[1]), @features"
@@ -58,24 +58,28 @@ class RegionPooling(OpKind):
 
     def onnx_rois(self, inputs, args, emit) -> tuple[str, str]:
         """The boxes as one N·K × 4 list and each one's image (an int64 N·K): ONNX takes them apart."""
-        from onnx import TensorProto, helper
-
         if emit.opset > self.onnx_newest:
             raise ValueProblem(
                 f"`{self.name}` at ONNX opset {emit.opset} would be {self.onnx_operator}-22, which onnxruntime "
                 f"{_runtime_version()} does not run",
                 hint=f"use --opset {self.onnx_oldest} to {self.onnx_newest}, or leave --opset out",
             )
-        boxes = emit.op("Reshape", [args[1], emit.ints("rois_shape", [-1, 4])])
-        grid = emit.op("Slice", [emit.op("Shape", [args[1]]), emit.ints("start", [0]), emit.ints("end", [2])])
-        ones = emit.op("ConstantOfShape", [grid], value=helper.make_tensor("one", TensorProto.INT64, [1], [1]))
-        counted = emit.op("CumSum", [ones, emit.ints("axis", 0)])  # 1 for the first image's boxes, 2, ...
-        images = emit.op("Sub", [counted, emit.ints("one", 1)])
-        return boxes, emit.op("Reshape", [images, emit.ints("flat", [-1])])
+        return _onnx_rois(emit, args[1])
 
     def onnx_per_image(self, pooled, attrs, inputs, emit) -> str:
         shape = [-1, inputs[1][0], inputs[0][0], *attrs["size"]]
         return emit.op("Reshape", [pooled, emit.ints("per_image", shape)])
+
+
+def _onnx_rois(emit, boxes: str) -> tuple[str, str]:
+    from onnx import TensorProto, helper
+
+    flat = emit.op("Reshape", [boxes, emit.ints("rois_shape", [-1, 4])])
+    grid = emit.op("Slice", [emit.op("Shape", [boxes]), emit.ints("start", [0]), emit.ints("end", [2])])
+    ones = emit.op("ConstantOfShape", [grid], value=helper.make_tensor("one", TensorProto.INT64, [1], [1]))
+    counted = emit.op("CumSum", [ones, emit.ints("axis", 0)])  # 1 for the first image's boxes, 2, ...
+    images = emit.op("Sub", [counted, emit.ints("one", 1)])
+    return flat, emit.op("Reshape", [images, emit.ints("flat", [-1])])
 
 
 @register
@@ -240,3 +244,121 @@ class BoxFullyConnected(OpKind):
             rows = emit.op("Reshape", [rows, emit.ints("rows", [0, inputs[0][0], -1])])
         product = emit.op("MatMul", [rows, emit.op("Transpose", [weight], perm=[1, 0])])
         return emit.op("Add", [product, bias[0]]) if bias else product
+
+
+@register
+class MultiScaleRoiAlign(OpKind):
+    name = "msroialign"
+    family = "pool"
+    takes_taps = True
+    tap_edge = "branch"
+    signature = (("scales", None), ("size", 7), ("sampling_ratio", 2), ("canonical", (224, 4)))
+    onnx_newest = RegionPooling.onnx_newest
+    doc = (
+        "msroialign(@p2, @p3, ..., scales=[1/4, 1/8, ...], size=7, sampling_ratio=2, canonical=(224, 4)) on K×4 "
+        "boxes: RoI Align of each box on the level its size asks for, ⌊4 + log2(√area/224)⌋ (FPN's eq. 1), as "
+        "torchvision's MultiScaleRoIAlign"
+    )
+    example = Example(
+        "msroialign(@fine, @coarse, scales=[1/2, 1/4], size=2)",
+        (4, 16, 16),
+        before="conv(4, s=2), fine: relu, conv(4, s=2), coarse: relu, anchors(@in, sizes=[4, 16], ratios=[1]), relu",
+    )
+
+    def resolve(self, attrs, inputs):
+        if len(inputs[0]) != 2 or inputs[0][1] != 4:
+            raise ShapeProblem(
+                f"`msroialign` follows the K×4 boxes it pools, got {format_shape(inputs[0])}",
+                hint="msroialign(@p2, @p3, ...) after the proposals",
+            )
+        maps = inputs[1:]
+        if not maps or any(len(shape) != 3 or shape[0] != maps[0][0] for shape in maps):
+            raise ShapeProblem(
+                "`msroialign` takes one or more feature maps of the same channels as taps, got "
+                + (", ".join(format_shape(shape) for shape in maps) or "none"),
+                hint="msroialign(@p2, @p3, @p4, @p5, scales=[1/4, 1/8, 1/16, 1/32])",
+            )
+        scales = attrs["scales"]
+        if not isinstance(scales, (list, tuple)) or len(scales) != len(maps):
+            raise ValueProblem(f"`msroialign` needs one scale a feature map ({len(maps)}), got {scales!r}")
+        scales = tuple(real(scale, "a scale", positive=True) for scale in scales)
+        levels = [-math.log2(scale) for scale in scales]
+        if any(not level.is_integer() for level in levels) or levels != list(
+            range(int(levels[0]), int(levels[0]) + len(levels))
+        ):
+            raise ValueProblem(
+                f"`msroialign`'s scales must halve from map to map, as powers of 2, got {', '.join(f'{s:g}' for s in scales)}",
+                hint="FPN's levels: scales=[1/4, 1/8, 1/16, 1/32]",
+            )
+        canonical = attrs["canonical"]
+        if not isinstance(canonical, (list, tuple)) or len(canonical) != 2:
+            raise ValueProblem(f"`canonical` is (size, level), got {canonical!r}")
+        ratio = attrs["sampling_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int):
+            raise ValueProblem(f"sampling_ratio must be a whole number (≤ 0: adaptive), got {ratio!r}")
+        return {
+            "scales": scales,
+            "levels": (int(levels[0]), int(levels[-1])),
+            "size": pair(attrs["size"], "output size"),
+            "sampling_ratio": ratio if ratio > 0 else -1,
+            "canonical": (
+                real(canonical[0], "the canonical size", positive=True),
+                whole(canonical[1], "the canonical level", 0),
+            ),
+        }
+
+    def shape(self, attrs, inputs):
+        return (inputs[0][0], inputs[1][0], *attrs["size"])
+
+    def macs(self, attrs, inputs, output):
+        """As `roialign` on every level: the boxes are pooled on each, then each keeps its own level's."""
+        return sum(RoiAlign.macs(self, attrs, [shape], output) for shape in inputs[1:])
+
+    def label(self, attrs):
+        return f"RoI Align {attrs['size'][0]}×{attrs['size'][1]}, levels {attrs['levels'][0]}–{attrs['levels'][1]}"
+
+    def torch_forward(self, attrs, inputs):
+        maps = Listed(tuple(Arg(index) for index in range(1, len(inputs))))
+        arguments = (attrs["size"], attrs["scales"], attrs["sampling_ratio"], attrs["levels"], attrs["canonical"])
+        return Call("", "multiscale_roi_align", (Arg(0), maps, *arguments))
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(11, "`msroialign` (ONNX RoiAlign, CumSum and Clip with inputs)")
+        if emit.opset > self.onnx_newest:
+            raise ValueProblem(
+                f"`msroialign` at ONNX opset {emit.opset} would be RoiAlign-22, which onnxruntime "
+                f"{_runtime_version()} does not run",
+                hint=f"use --opset 11 to {self.onnx_newest}, or leave --opset out",
+            )
+        boxes, images = _onnx_rois(emit, args[0])
+        x1, y1, x2, y2 = (
+            emit.op("Slice", [boxes, emit.ints("start", [i]), emit.ints("end", [i + 1]), emit.ints("axis", [1])])
+            for i in range(4)
+        )
+        area = emit.op("Mul", [emit.op("Sub", [x2, x1]), emit.op("Sub", [y2, y1])])
+        size, level = attrs["canonical"]
+        ratio = emit.op("Div", [emit.op("Sqrt", [area]), emit.floats("size", size)])
+        log2 = emit.op("Div", [emit.op("Log", [ratio]), emit.floats("ln2", math.log(2))])
+        wanted = emit.op("Floor", [emit.op("Add", [log2, emit.floats("level", level + 1e-6)])])
+        first, last = attrs["levels"]
+        wanted = emit.op("Clip", [wanted, emit.floats("first", first), emit.floats("last", last)])
+        wanted = emit.op("Reshape", [wanted, emit.ints("per_box", [-1, 1, 1, 1])])
+        pooled = None
+        for index, (features, scale) in enumerate(zip(args[1:], attrs["scales"])):
+            aligned = emit.op(
+                "RoiAlign",
+                [features, boxes, images],
+                output_height=attrs["size"][0],
+                output_width=attrs["size"][1],
+                sampling_ratio=max(attrs["sampling_ratio"], 0),
+                spatial_scale=scale,
+                mode="avg",
+                **_coordinates({"aligned": False}, emit.opset),
+            )
+            if pooled is None:
+                pooled = aligned
+            else:
+                chosen = emit.op("Equal", [wanted, emit.floats("index", first + index)])
+                pooled = emit.op("Where", [chosen, aligned, pooled])
+        shape = [-1, inputs[0][0], inputs[1][0], *attrs["size"]]
+        return emit.op("Reshape", [pooled, emit.ints("per_image", shape)])

@@ -104,6 +104,21 @@ def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
     return torch.einsum("kpcw,kqw->kcpq", sampled, columns)
 
 
+def multiscale_roi_align(boxes, maps, output_size, scales, sampling_ratio, levels, canonical):
+    """torchvision's MultiScaleRoIAlign: each box pooled on the level its size asks for,
+    ⌊level + log2(√area / size)⌋ for canonical (size, level), within the maps' levels."""
+    rois = batched_rois(boxes)
+    area = (rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])
+    wanted = torch.log2(torch.sqrt(area) / canonical[0])
+    wanted = torch.floor(canonical[1] + wanted + torch.tensor(1e-6, dtype=area.dtype))
+    wanted = wanted.clamp(min=levels[0], max=levels[1]).long() - levels[0]
+    pooled = rois.new_zeros(rois.shape[0], maps[0].shape[1], *output_size)
+    for index, (features, scale) in enumerate(zip(maps, scales)):
+        level = roi_align(features, rois, output_size, scale, sampling_ratio, False)
+        pooled = torch.where((wanted == index)[:, None, None, None], level, pooled)
+    return pooled.view(boxes.shape[0], boxes.shape[1], *pooled.shape[1:])
+
+
 def _interpolation(start, size, bins, length, sampling_ratio):
     """K × bins × length: each input row's (or column's) weight in each bin's mean, as
     torchvision's bilinear_interpolate: nothing from a sample a pixel or more outside
@@ -208,6 +223,7 @@ WRITTEN = (
     grid_anchors,
     batched_rois,
     roi_align,
+    multiscale_roi_align,
     _interpolation,
     roi_pool,
     _bins,
@@ -215,8 +231,13 @@ WRITTEN = (
     clip_boxes,
     top_k,
     _flat_scores,
-)  # fmt: skip  (in the order a file defines them)
-HELPERS = {"roi_align": ("_interpolation",), "roi_pool": ("_bins",), "top_k": ("_flat_scores",)}
+)  # in the order a file defines them
+HELPERS = {
+    "roi_align": ("_interpolation",),
+    "multiscale_roi_align": ("batched_rois", "roi_align", "_interpolation"),
+    "roi_pool": ("_bins",),
+    "top_k": ("_flat_scores",),
+}
 NAMES = frozenset(function.__name__ for function in WRITTEN)
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)
 TORCH = SimpleNamespace(**{function.__name__: traced_whole(function) for function in WRITTEN})
