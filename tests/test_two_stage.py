@@ -515,7 +515,7 @@ def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
         (tmp_path / fence.info.removeprefix("file=")).write_text(fence.body)
 
     ran = run_page("two-stage.md", cli, folder=tmp_path, other=write_file)
-    assert ran == {"python": 3, "console": 4, "cnn": 4}
+    assert ran == {"python": 4, "console": 4, "cnn": 5}
 
 
 def test_the_seeds_faster_rcnn_has_the_parameters_of_torchvisions_vgg16_and_detection_heads(tmp_path):
