@@ -131,11 +131,12 @@ def test_deformconv_with_zero_offsets_and_a_mask_of_one_is_convolution(case, mas
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("opset", [19, None], ids=["DeformConv-19", "newest"])
 @pytest.mark.parametrize("mask", [False, True], ids=["v1", "v2"])
 @pytest.mark.parametrize("case", ["strided", "groups"])
-def test_deformconv_in_onnxruntime_computes_what_torch_computes(case, mask):
+def test_deformconv_in_onnxruntime_computes_what_torch_computes(case, mask, opset):
     network, module, image, expected = _deform_outputs(case, mask, offset_scale=8)
-    model = network.to_onnx(weights=module)
+    model = network.to_onnx(weights=module, opset=opset)
     assert "DeformConv" in [node.op_type for node in model.graph.node]
     got = _session(model).run(None, {network.input_name: image.numpy()})
     for value, reference in zip(got, expected):
