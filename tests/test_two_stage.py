@@ -322,6 +322,10 @@ def test_region_pooling_refuses_an_opset_onnxruntime_cannot_run_at_the_layer(cal
         ("roialign(@boxes, sampling_ratio=1.5)", "sampling_ratio must be a whole number (≤ 0: adaptive), got 1.5"),
         ("anchors(sizes=[8])", "`anchors` takes one tap, the image its boxes are measured on; got 0"),
         ("anchors(@image, ratios=[1, -2])", "aspect ratios must be a positive number, got -2"),
+        (
+            "anchors(@image, sizes=range(1, 101), ratios=range(1, 12))",
+            "`anchors` would put 1,100 boxes on each pixel, more than 1,024",
+        ),
     ],
 )
 def test_region_layers_refuse_wrong_inputs_at_the_layer(call, message):

@@ -9,11 +9,13 @@ The output is H·W·A × 4 boxes (x1, y1, x2, y2) in image pixels, the same for 
 
 from __future__ import annotations
 
-from ..core.errors import ShapeProblem, ValueProblem
+from ..core.errors import LimitProblem, ShapeProblem, ValueProblem
 from ..front.evaluate import shown
 from .base import OpKind, format_shape, real, register, spatial
 from .tensors import Example
 from .torch_code import Arg, Call
+
+MOST_PER_PIXEL = 1024  # anchors a pixel (torchvision's models use 3 to 15): their table is written into the code
 
 
 def _positive_list(value, what: str) -> tuple[float, ...]:
@@ -60,6 +62,11 @@ class Anchors(OpKind):
             raise ShapeProblem(f"`anchors` measures its boxes on a C×H×W image, got {format_shape(inputs[1])}")
         sizes = _positive_list(attrs["sizes"], "anchor sizes")
         ratios = _positive_list(attrs["ratios"], "aspect ratios")
+        if len(sizes) * len(ratios) > MOST_PER_PIXEL:
+            raise LimitProblem(
+                f"`anchors` would put {len(sizes) * len(ratios):,} boxes on each pixel, more than {MOST_PER_PIXEL:,}",
+                hint="give a few sizes and ratios for each feature map, as torchvision's detectors do",
+            )
         stride = (inputs[1][1] // inputs[0][1], inputs[1][2] // inputs[0][2])
         if min(stride) < 1:
             raise ShapeProblem(
