@@ -1,6 +1,21 @@
 """The layer registry: importing this package registers every built-in kind."""
 
-from . import activation, anchors, boxes, channels, conv, deform, dense, detect_anchor_free, merge, norm, pool, psa_attention, resize, roi  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    activation,
+    anchors,
+    boxes,
+    channels,
+    conv,
+    deform,
+    dense,
+    detect_anchor_free,
+    merge,
+    norm,
+    pool,
+    psa_attention,
+    resize,
+    roi,
+)
 from .base import REGISTRY, OpKind, Shape, Window, format_shape, known_names, lookup, numel
 
 __all__ = ["REGISTRY", "OpKind", "Shape", "Window", "format_shape", "known_names", "lookup", "numel"]
