@@ -104,7 +104,7 @@ def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
     return torch.einsum("kpcw,kqw->kcpq", sampled, columns)
 
 
-def multiscale_roi_align(boxes, maps, output_size, scales, sampling_ratio, levels, canonical):
+def multiscale_roi_align(boxes, maps, size, scales, sampling_ratio, levels, canonical):
     """torchvision's MultiScaleRoIAlign: each box pooled on the level its size asks for,
     ⌊level + log2(√area / size)⌋ for canonical (size, level), within the maps' levels."""
     rois = batched_rois(boxes)
@@ -112,9 +112,9 @@ def multiscale_roi_align(boxes, maps, output_size, scales, sampling_ratio, level
     wanted = torch.log2(torch.sqrt(area) / canonical[0])
     wanted = torch.floor(canonical[1] + wanted + torch.tensor(1e-6, dtype=area.dtype))
     wanted = wanted.clamp(min=levels[0], max=levels[1]).long() - levels[0]
-    pooled = rois.new_zeros(rois.shape[0], maps[0].shape[1], *output_size)
+    pooled = rois.new_zeros(rois.shape[0], maps[0].shape[1], *size)
     for index, (features, scale) in enumerate(zip(maps, scales)):
-        level = roi_align(features, rois, output_size, scale, sampling_ratio, False)
+        level = roi_align(features, rois, size, scale, sampling_ratio, False)
         pooled = torch.where((wanted == index)[:, None, None, None], level, pooled)
     return pooled.view(boxes.shape[0], boxes.shape[1], *pooled.shape[1:])
 
