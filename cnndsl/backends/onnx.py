@@ -106,7 +106,7 @@ def _planned_model(
     network, weights: Any, opset: int | None, fold_bn: bool, strict: bool = True, seed: int | None = None
 ) -> tuple[onnx.ModelProto, Emitter]:
     """The model with every node, its initializers declared but not yet made (they wait in the emitter)."""
-    opset = _checked_opset(opset)
+    opset = _checked_opset(opset) if opset is not None else min(default_opset(), _newest_run(network))
     emitter = Emitter(opset, weights_for(network, weights, strict, seed))
     values = emit_nodes(network, emitter)
     outputs = [emitter.name_output(values[node], name, _origin(network, node)) for name, node in network.outputs]
@@ -191,6 +191,11 @@ def default_opset() -> int:
         except Exception:  # onnxruntime's Fail for an opset it does not know
             continue
     return OLDEST_OPSET
+
+
+def _newest_run(network) -> int:
+    """The newest opset at which onnxruntime runs every layer of the network (OpKind.onnx_newest)."""
+    return min([kind.onnx_newest for _, _, kind, _, _ in walk(network.graph) if kind.onnx_newest] or [10**6])
 
 
 def _probe(opset: int) -> onnx.ModelProto:

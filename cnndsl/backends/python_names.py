@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import keyword
 
-RESERVED = frozenset({"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"})  # the file's own names
+RESERVED = frozenset(
+    {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
+    | {"deform_conv2d", "grid_anchors", "batched_rois", "roi_align", "_interpolation", "roi_pool", "_bins"}
+    | {"decode_boxes", "clip_boxes", "top_k", "_flat_scores", "multiscale_roi_align"}
+    # ops/torch_functions.NAMES: the functions a file defines where its layers need them
+)  # the file's own names
 
 
 def is_name(text: object) -> bool:

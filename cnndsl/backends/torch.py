@@ -20,6 +20,7 @@ from ..core.source_map import source_name
 from ..figures.report import format_bytes
 from ..graph import ir
 from ..graph.ir import inputs_of, walk
+from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
 from .class_parameters import changed_value, compact_source
@@ -27,7 +28,11 @@ from .torch_source import class_name, forward_tree, input_name, overwritable, py
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
-NAMESPACES = {"torch": torch, "F": F}  # the namespaces a kind's `Call` names (cnndsl.ops.torch_code)
+NAMESPACES = {
+    "torch": torch,
+    "F": F,
+    "": torch_functions.TORCH,
+}  # the namespaces a kind's `Call` names (ops/torch_code)
 
 
 def build_module(
@@ -161,6 +166,14 @@ def write_pt2(network, path: str | Path, module: nn.Module | None = None) -> Pat
 
 def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
     """`torch.export` of the module for inference: eval mode, the batch dimension dynamic."""
+    for _, layer, kind, _, _ in walk(network.graph):
+        reason = kind.torch_export_refusal(layer.attrs)
+        if reason is not None:
+            raise ValueProblem(
+                f"{reason}: torch.export cannot write it",
+                layer.pos,
+                "give it a fixed sampling_ratio (2, as torchvision's detection heads), or compile to onnx or python",
+            )
     example = torch.zeros(EXPORT_BATCH, *network.input_shape)  # the archive keeps it: the same every time
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
@@ -292,3 +305,9 @@ class _ModuleCall:
 
     def __call__(self, *args):
         return self.tracer.create_proxy("call_module", self.target, args, {})
+
+    def __getattr__(self, name: str):
+        """`self.<path>.weight`: a tensor of the module read by the expression (deformable convolution)."""
+        if name.startswith("__"):  # Python's own questions (copy, pickle, dispatch) are not the module's tensors
+            raise AttributeError(name)
+        return self.tracer.create_proxy("get_attr", f"{self.target}.{name}", (), {})

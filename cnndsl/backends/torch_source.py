@@ -19,7 +19,7 @@ from ..core.source_map import source_name
 from ..core.version import __version__
 from ..graph import ir
 from ..graph.ir import input_shapes, inputs_of, walk
-from ..ops import format_shape
+from ..ops import format_shape, torch_functions
 from ..ops.torch_code import Expr, namespaces, passes_through, written
 from . import python_names
 from .python_layout import laid_out
@@ -52,7 +52,10 @@ def python_source(network, root: nn.Module) -> str:
 def python_file(network, code: str, uses: set | frozenset, kept: dict | None = None) -> str:
     """Header, the imports of the names the code `uses` and the code, laid out as ruff format lays it out."""
     code = "\n".join(part for line in code.split("\n") for part in laid_out(line))
-    return header(network, kept) + "\n" + _imports(uses) + "\n\n" + code + "\n"
+    functions = torch_functions.source(uses)  # cnndsl's own, for the layers torch has no op for
+    if functions:
+        uses, functions = {*uses, "torch"}, f"\n{functions}\n"
+    return header(network, kept) + "\n" + _imports(uses) + "\n" + functions + "\n" + code + "\n"
 
 
 IMPORTS = {"torch": "import torch", "F": "import torch.nn.functional as F", "nn": "from torch import nn"}

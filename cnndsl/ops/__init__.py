@@ -2,10 +2,13 @@
 
 from . import (  # noqa: F401  (imported to register their kinds)
     activation,
+    anchors,
     arithmetic,
+    boxes,
     channels,
     constants,
     conv,
+    deform,
     dense,
     detect_anchor_free,
     layout,
@@ -14,6 +17,7 @@ from . import (  # noqa: F401  (imported to register their kinds)
     pool,
     psa_attention,
     resize,
+    roi,
 )
 from .base import REGISTRY, OpKind, Shape, Window, format_shape, known_names, lookup, numel
 

@@ -57,6 +57,8 @@ class OpKind:
     residual_join: bool = False  # adds shortcuts (its other inputs) to a body (its first): `zero_init_residual`
     # zeroes the norm that ends the body
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
+    onnx_newest: int | None = None  # the newest opset whose version of its operator onnxruntime runs (RoiAlign-16
+    # up to opset 21, not RoiAlign-22): the default opset stays at or below it
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
     ranks: tuple[int, ...] | None = None  # the ranks of input it takes (the batch not counted); None: any
     doc: str = ""
@@ -151,6 +153,10 @@ class OpKind:
     def torch_forward(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr:
         """The forward as an expression tree (cnndsl.ops.torch_code): its module on its input by default."""
         return applied(Arg(0))
+
+    def torch_export_refusal(self, attrs: dict[str, Any]) -> str | None:
+        """Why torch.export cannot write this layer (a size its data decides), or None."""
+        return None
 
     def torch_forward_in_place(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr | None:
         """The expression that writes its result into its first input (`x.add_(y)`, torchvision's

@@ -31,7 +31,8 @@ OWN = Own()
 
 @dataclass(frozen=True)
 class Call:
-    """`namespace.function(args, name=value)`: namespace `torch` or `F` (torch.nn.functional)."""
+    """`namespace.function(args, name=value)`: namespace `torch` or `F` (torch.nn.functional); namespace "" is a
+    function of cnndsl's written into the generated file (cnndsl/ops/torch_functions.py), called by its name."""
 
     namespace: str
     function: str
@@ -139,10 +140,11 @@ def leftmost(expression: Expr) -> Expr:
 
 
 def namespaces(expression: Expr) -> set[str]:
-    """The namespaces the expression calls into (`torch`, `F`): the imports its text needs."""
+    """The namespaces the expression calls into (`torch`, `F`) and cnndsl's functions it calls (`roi_align`): the
+    imports and the functions its text needs."""
     match expression:
-        case Call(namespace, _, args, keywords):
-            return {namespace}.union(*map(namespaces, args), *(namespaces(value) for _, value in keywords))
+        case Call(namespace, function, args, keywords):  # a function of cnndsl's: its name, to write it
+            return {namespace or function}.union(*map(namespaces, args), *(namespaces(value) for _, value in keywords))
         case Apply(callee, args):
             return namespaces(callee).union(*map(namespaces, args))
         case Method(owner, _, args):
@@ -167,7 +169,7 @@ def written(expression: Expr, args: list[str], own: str | None) -> str:
         case Call(namespace, function, call_args, keywords):
             texts = [_operand(arg, args, own) for arg in call_args]
             texts += [f"{name}={_operand(value, args, own)}" for name, value in keywords]
-            return f"{namespace}.{function}({', '.join(texts)})"
+            return f"{namespace}{'.' if namespace else ''}{function}({', '.join(texts)})"
         case Apply(callee, call_args):
             return f"{_primary(callee, args, own)}({', '.join(_operand(arg, args, own) for arg in call_args)})"
         case Method(owner, name, call_args):
