@@ -302,8 +302,11 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbo
     _refuse_options_that_do_not_apply(ctx, fmt)
     if options["seed"] is not None and options["weights"] is not None:
         raise click.UsageError("--seed does not apply with --weights: every weight comes from the checkpoint")
+    row = formats.BY_NAME[fmt]
+    if row.max_nodes and ctx.get_parameter_source("max_nodes") is click.core.ParameterSource.DEFAULT:
+        max_nodes = min(max_nodes, row.max_nodes)
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
-    target = Path(output or f"{net.name}.{formats.BY_NAME[fmt].suffix}")
+    target = Path(output or f"{net.name}.{row.suffix}")
     written = formats.write(net, fmt, target, {**options, "note": _note})
     click.echo(f"wrote {' and '.join(map(str, written))}")
     if fmt in formats.applies_to()["seed"] and options["weights"] is None:

@@ -204,3 +204,18 @@ def test_one_node_past_the_limit_is_a_located_error_saying_how_to_raise_it(tmp_p
         "                                ^",
         "hint: check the repetition counts, or raise the limit with --max-nodes",
     ]
+
+
+def test_python_source_has_a_lower_default_node_bound_and_answers_within_the_bounds_at_it(tmp_path):
+    """--to python builds and checks a class per layer (docs/errors.md, "Every limit"): by default it takes at most
+    1,000 nodes, and at 1,000 of the widest shape it answers within the bounds; --max-nodes raises it."""
+    wide = WIDEST.replace("x 1666", "x 166")  # 1 + 166 × 6 + 3 = 1,000 nodes
+    source = network(tmp_path, wide, "conv1x1(1), relu, relu", input="4x8x8")
+    done = cnndsl("compile", "--to", "python", "-o", tmp_path / "t.py", source)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "t.py").read_text().count("nn.Conv2d(") >= 166 * 4
+    over = network(tmp_path, wide, "conv1x1(1), relu, relu, relu", input="4x8x8")
+    refused = cnndsl("compile", "--to", "python", "-o", tmp_path / "u.py", over)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0] == f"{over}:4:29: error: the network expands to more than 1,000 nodes"
+    assert not (tmp_path / "u.py").exists()

@@ -70,6 +70,7 @@ class Format:
     write: Writer
     options: tuple[str, ...] = ()  # the compile options of its backend (the diagram's declare their formats)
     beside: tuple[str, ...] = ()  # suffixes of files it may write beside the target (ONNX's external data)
+    max_nodes: int | None = None  # a lower default node bound, where writing costs more per layer than expanding
 
     @property
     def is_diagram(self) -> bool:
@@ -91,7 +92,9 @@ FORMATS: tuple[Format, ...] = (
         ("weights", "seed", "opset", "fold_bn", "external_data"),
         (".data",),  # onnx.external_data_path
     ),
-    Format("python", "py", "PyTorch source: one file, one nn.Module class", ("torch",), _write_python),
+    # each layer's class is built and checked by torch: about 1 ms a node beside torch's own import, so 1,000
+    # nodes keep the answer within docs/errors.md's 5 s (tests/test_bounds.py)
+    Format("python", "py", "PyTorch source: one file, one nn.Module class", ("torch",), _write_python, max_nodes=1_000),
     Format("pt2", "pt2", "a torch.export program", ("torch",), _write_pt2, ("weights", "seed")),
     Format("svg", "svg", "the diagram as SVG", ("graphviz", "dot"), _write_diagram),
     Format("png", "png", "the diagram as PNG", ("graphviz", "dot"), _write_diagram),
