@@ -61,6 +61,8 @@ class Summary:
                 }
             )
             labels.append(ir.label(graph, node))
+            if kind.data_dependent(layer.attrs):
+                layers[-1]["data_dependent"] = kind.data_dependent(layer.attrs)
         t = network.totals
         activations = sum(layer["memory_bytes"] for layer in layers)
         saved = saved_activations(graph)
@@ -181,7 +183,11 @@ class Summary:
         t = self.totals
         per = "per image" if self.batch == 1 else f"for a batch of {self.batch}"
         training = t["training_bytes"]
+        varying = [
+            f"Data-dependent: {row['name']}: {row['data_dependent']}" for row in self.layers if "data_dependent" in row
+        ]
         return [
+            *varying,
             f"Params: {t['params']:,} ({format_bytes(t['param_bytes'])} as {self.dtype})",
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
             f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",

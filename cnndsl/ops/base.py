@@ -145,6 +145,10 @@ class OpKind:
     def label(self, attrs: dict[str, Any]) -> str:
         return self.name
 
+    def data_dependent(self, attrs: dict[str, Any]) -> str | None:
+        """What of its output depends on the data, and its bound (the boxes nms keeps); None for a static op."""
+        return None
+
     # ---- torch ----------------------------------------------------------------
     def torch_module(self, attrs: dict[str, Any], inputs: list[Shape]):
         """An nn.Module for kinds with state or a module form; None for pure functions."""

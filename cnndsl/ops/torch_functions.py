@@ -22,6 +22,8 @@ from types import SimpleNamespace
 import torch
 from torch.fx import Proxy
 
+from .detect_torch import detections_nms, greedy_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
+
 
 def traced_whole(function):
     """fx records a call of `function` on proxies as one node instead of tracing into it: the sampling grid's
@@ -231,12 +233,17 @@ WRITTEN = (
     clip_boxes,
     top_k,
     _flat_scores,
+    yolo_decode,
+    grid_decode,
+    greedy_nms,
+    detections_nms,
 )  # in the order a file defines them
 HELPERS = {
     "roi_align": ("_interpolation",),
     "multiscale_roi_align": ("batched_rois", "roi_align", "_interpolation"),
     "roi_pool": ("_bins",),
     "top_k": ("_flat_scores",),
+    "detections_nms": ("greedy_nms",),
 }
 NAMES = frozenset(function.__name__ for function in WRITTEN)
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)

@@ -1,0 +1,97 @@
+"""The detection kinds' torch forward in pure torch: YOLO decoding (cnndsl/ops/detect_grid.py) and
+non-maximum suppression (cnndsl/ops/nms.py says what it selects; torchvision's C ops do not load on every build).
+
+Registered in torch_functions.py: the torch backend calls each as one node of its fx graph; `--to python`
+copies the functions it calls into the file it writes, so that file needs only torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def batched_nms(boxes, scores, labels, iou: float):
+    """torchvision.ops.batched_nms in pure torch: boxes N × 4 (x1, y1, x2, y2), scores N, labels N; returns the
+    indices kept, by falling score (ties: the lower index first). Boxes of different labels never suppress."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[greedy_nms(boxes[order], labels[order], iou, None)]
+
+
+def greedy_nms(boxes, labels, iou: float, limit: int | None):
+    """Positions kept among boxes already sorted by falling score, up to `limit`: one pass per kept box over
+    the boxes after it (memory O(N), never the N × N IoU matrix). IoU as onnxruntime computes it: no overlap,
+    an empty box or an empty union suppresses nothing."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    area = (x2 - x1) * (y2 - y1)
+    alive = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
+    kept: list[int] = []
+    start = 0
+    while limit is None or len(kept) < limit:
+        rest = torch.nonzero(alive[start:])
+        if not len(rest):
+            break
+        index = start + int(rest[0])
+        kept.append(index)
+        later = slice(index + 1, None)
+        width = (torch.minimum(x2[index], x2[later]) - torch.maximum(x1[index], x1[later])).clamp(min=0)
+        height = (torch.minimum(y2[index], y2[later]) - torch.maximum(y1[index], y1[later])).clamp(min=0)
+        overlap = width * height
+        union = area[index] + area[later] - overlap
+        suppressed = (overlap > 0) & (area[index] > 0) & (area[later] > 0) & (union > 0) & (overlap / union > iou)
+        alive[later] &= ~(suppressed & (labels[later] == labels[index]))
+        start = index + 1
+    return torch.tensor(kept, dtype=torch.long, device=boxes.device)
+
+
+def detections_nms(detections, iou: float, score: float, max_det: int):
+    """B × (4 + classes) × boxes -> B × max_det × 6 (x1, y1, x2, y2, score, label), padded with score 0, label -1."""
+    batch = detections.shape[0]
+    result = detections.new_zeros((batch, max_det, 6))
+    result[..., 5] = -1
+    if detections.is_meta:  # a shape-only run (the generated source's check): the boxes kept are data
+        return result
+    for image in range(batch):
+        centre, size = detections[image, 0:2].T, detections[image, 2:4].T
+        boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
+        scores = detections[image, 4:]
+        labels, numbers = torch.nonzero(scores > score, as_tuple=True)  # class-major, as ONNX's TopK ranks ties
+        found = scores[labels, numbers]
+        order = torch.sort(found, descending=True, stable=True).indices
+        kept = order[greedy_nms(boxes[numbers[order]], labels[order], iou, max_det)]
+        count = len(kept)
+        result[image, :count, 0:4] = boxes[numbers[kept]]
+        result[image, :count, 4] = found[kept]
+        result[image, :count, 5] = labels[kept].to(detections.dtype)
+    return result
+
+
+def yolo_decode(maps, *earlier, anchors, stride, scale_xy):
+    """B × anchors·(5 + classes) × H × W -> B × (4 + classes) × boxes, darknet's `get_yolo_box` in input pixels
+    (boxes cell by cell, the anchors of a cell in turn); the `earlier` levels' detections go first."""
+    batch, _, height, width = maps.shape
+    count = len(anchors)
+    maps = maps.reshape(batch, count, -1, height * width).permute(0, 2, 3, 1).flatten(2)
+    cell = torch.arange(height * width * count, device=maps.device) // count
+    centre = maps[:, 0:2].sigmoid() * scale_xy - (scale_xy - 1) / 2 + torch.stack([cell % width, cell // width])
+    strides = torch.tensor([[stride[1]], [stride[0]]], dtype=maps.dtype, device=maps.device)
+    sizes = torch.tensor(anchors, dtype=maps.dtype, device=maps.device).T.repeat(1, height * width)
+    scores = maps[:, 5:].sigmoid() * maps[:, 4:5].sigmoid()
+    return torch.cat([*earlier, torch.cat([centre * strides, maps[:, 2:4].exp() * sizes, scores], 1)], 2)
+
+
+def grid_decode(values, grid, boxes, classes, size, sqrt):
+    """YOLOv1's darknet output (S·S·C class probabilities, S·S·B confidences, S·S·B boxes of 4) -> B × (4 + classes)
+    × boxes, darknet's `get_detection_detections` in input pixels (size = (h, w))."""
+    batch = values.shape[0]
+    flat = values.reshape(batch, -1)
+    cells, count = grid * grid, grid * grid * boxes
+    confidences, coordinates = cells * classes, cells * classes + count
+    probabilities = flat[:, :confidences].reshape(batch, cells, 1, classes)
+    confidence = flat[:, confidences:coordinates].reshape(batch, cells, boxes, 1)
+    scores = (confidence * probabilities).reshape(batch, count, classes).transpose(1, 2)
+    coords = flat[:, coordinates:].reshape(batch, count, 4).transpose(1, 2)
+    cell = torch.arange(count, device=values.device) // boxes
+    image = torch.tensor([[size[1]], [size[0]]], dtype=values.dtype, device=values.device)
+    centre = (coords[:, 0:2] + torch.stack([cell % grid, cell // grid])) * (image / grid)
+    extent = coords[:, 2:4].square() if sqrt else coords[:, 2:4]
+    return torch.cat([centre, extent * image, scores], 1)
