@@ -18,6 +18,7 @@ from oracles import torchvision_models
 
 import cnndsl
 from cnndsl.cli import main
+from cnndsl.core.errors import CnnDslError
 from cnndsl.core.resources import library_dir
 from cnndsl.front import syntax as ast
 from cnndsl.front.load import Loader
@@ -64,6 +65,8 @@ REQUIRED = set(TORCHVISION) | {
     "fcn8s",
     "unet",
     "yolov1",
+    "yolov3",
+    "yolov3_tiny",
 }
 # Ultralytics' detectors, every scale; their figures are checked against Ultralytics in test_yolo_ultralytics.py
 ULTRALYTICS = {f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"}
@@ -78,7 +81,9 @@ OUTPUTS = (
         "googlenet_aux": [(1000,)] * 3,
         "fcn8s": [(21, 224, 224)],
         "unet": [(2, 388, 388)],
-        "yolov1": [(7, 7, 30)],
+        "yolov1": [(300, 6)],
+        "yolov3": [(300, 6)],
+        "yolov3_tiny": [(300, 6)],
     }
     | {name: [(84, 8400)] for name in ULTRALYTICS}  # boxes and 80 class scores for each anchor at 640×640
 )
@@ -251,6 +256,41 @@ def test_yolov1_has_the_count_of_the_papers_figure_3():
     assert len(layers) == 24
     fully_connected = (7 * 7 * 1024 * 4096 + 4096) + (4096 * 7 * 7 * 30 + 7 * 7 * 30)
     assert figures("yolov1")[0] == sum(conv(*layer) for layer in layers) + fully_connected == 271703550
+
+
+# From /work/shared/corpus/importers/README.md: darknet's own parse_network_cfg over pjreddie's cfgs at 416
+# (yolov3.cfg's 61,949,149 parameters and 65.864 BFLOPs as tests/test_import.py counts them from the cfg).
+@pytest.mark.parametrize(
+    ("name", "params", "bflops"), [("yolov3", 61_949_149, 65.864), ("yolov3_tiny", 8_852_366, 5.565)]
+)
+def test_darknet_yolov3_has_darknets_count(name, params, bflops):
+    network_params, macs = figures(name)
+    assert network_params == params
+    assert round(2 * macs / 1e9, 3) == bflops
+
+
+@pytest.mark.parametrize(
+    ("name", "input", "raw", "boxes"),
+    [
+        ("yolov1", None, [(7, 7, 30)], 98),
+        ("yolov3", (3, 160, 160), [(255, 5, 5), (255, 10, 10), (255, 20, 20)], 3 * (25 + 100 + 400)),
+        ("yolov3_tiny", (3, 160, 160), [(255, 5, 5), (255, 10, 10)], 3 * (25 + 100)),
+    ],
+)
+def test_detectors_end_where_postprocess_says(name, input, raw, boxes):
+    def outputs(postprocess, classes=None):
+        params = {"postprocess": postprocess} | ({"classes": classes} if classes else {})
+        network = cnndsl.load(name, input=input, **params)
+        return [ir.layer(network.graph, node).shape for _, node in network.outputs]
+
+    assert outputs("raw") == raw
+    assert outputs("decoded") == [(4 + 20 if name == "yolov1" else 4 + 80, boxes)]
+    assert outputs("nms") == [(300, 6)]
+    if name != "yolov1":
+        assert outputs("decoded", classes=3) == [(4 + 3, boxes)]
+    with pytest.raises(CnnDslError, match=r"'boxes' is not one of 'raw', 'decoded', 'nms'") as caught:
+        cnndsl.load(name, postprocess="boxes")
+    assert caught.value.hint == "choose 'raw' or 'decoded' or 'nms'"
 
 
 # ---- what eval mode cannot show: the stochastic depth rates --------------------------------------

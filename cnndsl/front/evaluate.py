@@ -104,6 +104,16 @@ def _range(*args):
     return list(result)
 
 
+def _one_of(value, *choices):
+    """`one_of(postprocess, "raw", "nms")`: the value if it is one of the choices, else a located error."""
+    if value not in choices:
+        raise ValueProblem(
+            f"{shown(value)} is not one of {', '.join(map(shown, choices))}",
+            hint=f"choose {' or '.join(map(shown, choices))}",
+        )
+    return value
+
+
 def _bounded(length: int) -> None:
     if length > LONGEST:
         raise LimitProblem(f"a list of {length:,} elements is longer than the limit of {LONGEST:,}")
@@ -185,6 +195,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pow": lambda base, exponent: _power(_number(base, "pow"), _number(exponent, "pow")),
     "enumerate": lambda items: [tuple(pair) for pair in enumerate(items)],
     "zip": lambda *lists: [tuple(items) for items in zip(*lists)],
+    "one_of": _one_of,
 }
 
 

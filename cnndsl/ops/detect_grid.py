@@ -108,6 +108,7 @@ class Yolo(OpKind):
     def onnx(self, attrs, inputs, args, emit):
         import numpy as np
 
+        emit.require(10, "`yolo`")  # Slice with its bounds as inputs
         _, height, width = inputs[0]
         anchors, rows = len(attrs["anchors"]), attrs["classes"] + 5
         boxes = anchors * height * width
@@ -133,7 +134,6 @@ class Yolo(OpKind):
 
 
 def _onnx_rows(emit, value: str, start: int, stop: int) -> str:
-    emit.require(10, "a detection decoder")  # Slice with its bounds as inputs
     bounds = [emit.ints("start", (start,)), emit.ints("stop", (stop,)), emit.ints("axis", (1,))]
     return emit.op("Slice", [value, *bounds])
 
@@ -182,6 +182,7 @@ class YoloGrid(OpKind):
     def onnx(self, attrs, inputs, args, emit):
         import numpy as np
 
+        emit.require(10, "`yologrid`")  # Slice with its bounds as inputs
         cells, boxes, confidences, coordinates = self._parts(attrs)
         grid, per_cell, classes = attrs["grid"], attrs["boxes"], attrs["classes"]
         flat = emit.op("Reshape", [args[0], emit.ints("flat", (0, numel(inputs[0])))])
