@@ -3,7 +3,9 @@ darknet's own formulas (computed here in NumPy, independently of cnndsl), torch 
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -244,3 +246,55 @@ def test_yolov1_decoding_equals_darknets_detection_layer():
     for image in range(2):
         expected = darknet_detection(output[image].astype(np.float64), side, boxes, classes, 192, 96)
         np.testing.assert_allclose(got[image], expected, rtol=1e-5, atol=1e-4)
+
+
+# --- cnndsl predict on a detector: boxes printed in the image's pixels and drawn --------------------------------
+def test_predict_prints_a_detectors_boxes_in_image_pixels_and_draws_them(detector, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from cnndsl.cli import main
+    from cnndsl.train.vision import transforms_v2
+
+    v2, _ = transforms_v2()  # torchvision, its C ops stubbed where they do not load
+
+    (tmp_path / "detector.cnn").write_text(DETECTOR)
+    module = detector.to_torch(seed=1).eval()
+    save_file({key: value.contiguous() for key, value in module.state_dict().items()}, tmp_path / "w.safetensors")
+    pixels = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)  # 128 wide, 96 high
+    Image.fromarray(pixels).save(tmp_path / "street.png")
+    arguments = ["predict", "detector.cnn", "street.png", "--weights", "w.safetensors", "--masks", "out"]
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as folder:
+        for name in ("detector.cnn", "w.safetensors", "street.png"):
+            (Path(folder) / name).write_bytes((tmp_path / name).read_bytes())
+        (Path(folder) / "out").mkdir()
+        result = runner.invoke(main, [*arguments, "--format", "json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        (found,) = json.loads(result.output)
+        text = runner.invoke(main, arguments, catch_exceptions=False).output
+        drawing = np.asarray(Image.open(Path(folder) / "out" / "street.boxes.png"))
+    # the reference: torchvision's resize to the input, [0, 1] values, the module, corners scaled to 128 × 96
+    image = v2.Compose([v2.ToImage(), v2.Resize((64, 64)), v2.ToDtype(torch.float32, scale=True)])(
+        Image.fromarray(pixels)
+    )
+    with torch.no_grad():
+        rows = module(image[None])[0].numpy()
+    kept = rows[rows[:, 5] >= 0]
+    assert len(kept) > 5 and len(found["boxes"]) == len(kept)
+    np.testing.assert_allclose([box["box"] for box in found["boxes"]], kept[:, :4] * [2, 1.5, 2, 1.5], atol=0.006)
+    assert [box["class"] for box in found["boxes"]] == [str(int(label)) for label in kept[:, 5]]
+    np.testing.assert_allclose([box["score"] for box in found["boxes"]], kept[:, 4], rtol=1e-6)
+    assert found["drawn"] == str(Path("out") / "street.boxes.png")
+    assert drawing.shape == (96, 128, 3)
+    edges = [(y1, max(x1, 0), min(x2, 127)) for x1, y1, x2, _ in (box["box"] for box in found["boxes"]) if 0 <= y1 < 95]
+    y1, left, right = edges[0]  # a box whose top edge lies in the image
+    assert tuple(drawing[int(y1), int((left + right) / 2)]) == (255, 0, 0)  # drawn in red
+    assert (drawing != pixels).any(axis=2).mean() < 0.5  # the rest is the image
+    assert text.splitlines()[0] == f"street.png: {len(kept)} boxes, drawn in {Path('out') / 'street.boxes.png'}"
+    first = found["boxes"][0]
+    assert (
+        text.splitlines()[1]
+        == f"  {first['class']} {first['score']:.3f} at ({', '.join(f'{v:g}' for v in first['box'])})"
+    )

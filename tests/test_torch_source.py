@@ -17,6 +17,7 @@ import cnndsl
 from cnndsl.backends.torch import standalone_source, write_python
 from cnndsl.backends.torch_source import class_name, python_source
 from cnndsl.core.errors import CnnDslError, NameProblem
+from cnndsl.graph import ir
 
 # One worker runs this file: the module-scoped `generated` fixture writes 83 files (a minute of CPU), once, not
 # once in each of pytest-xdist's workers (scripts/test runs with --dist loadgroup).
@@ -204,6 +205,8 @@ COMPILED = [
     "vgg11",
     "xception",
     "yolov1",
+    "yolov3",
+    "yolov3_tiny",
 ]
 
 
@@ -228,9 +231,10 @@ def test_torch_compile_captures_the_generated_module_in_one_graph(generated, nam
     without inductor's code generation, which would take minutes on two cores."""
     network, reference, written = _written(generated, name)
     written.load_state_dict(reference.state_dict(), assign=True)
-    _same_outputs(
-        torch.compile(written.eval(), fullgraph=True, backend="eager"), reference, torch.randn(2, *network.input_shape)
-    )
+    # nms loops over the data (how many boxes it keeps): the one graph ends before it, the rest is one graph
+    looping = any(layer.kind.data_dependent(layer.attrs) for _, layer in ir.layers(network.graph))
+    compiled = torch.compile(written.eval(), fullgraph=not looping, backend="eager")
+    _same_outputs(compiled, reference, torch.randn(2, *network.input_shape))
 
 
 def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):

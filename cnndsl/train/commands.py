@@ -94,9 +94,12 @@ def predict_command(parse_params, parse_shape) -> click.Command:
     @click.option("--param", "-p", "params", multiple=True, callback=parse_params, metavar="NAME=VALUE")
     @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Classes shown per image.")
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-    @click.option("--masks", type=click.Path(file_okay=False), help="Folder for segmentation masks (default .).")
+    @click.option(
+        "--masks", type=click.Path(file_okay=False), help="Folder for segmentation masks or drawn boxes (default .)."
+    )
     def predict(source, images, weights, network_name, input_shape, params, top, fmt, masks):
-        """Classify images (top-k with probabilities) or write a mask PNG per image."""
+        """Classify images (top-k with probabilities), write a mask PNG per image, or print a detector's boxes
+        and draw them on a PNG per image."""
         from .predict import predict as run_predict
 
         network = load(source, network=network_name, input=input_shape, **params)
@@ -107,6 +110,11 @@ def predict_command(parse_params, parse_shape) -> click.Command:
         for result in results:
             if "mask" in result:
                 click.echo(f"{result['image']}: wrote {result['mask']}")
+            elif "boxes" in result:
+                click.echo(f"{result['image']}: {len(result['boxes'])} boxes, drawn in {result['drawn']}")
+                for box in result["boxes"]:
+                    corners = ", ".join(f"{value:g}" for value in box["box"])
+                    click.echo(f"  {box['class']} {box['score']:.3f} at ({corners})")
             else:
                 shown = ", ".join(f"{item['class']} {item['prob']:.3f}" for item in result["top"])
                 click.echo(f"{result['image']}: {shown}")

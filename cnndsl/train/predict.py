@@ -1,5 +1,6 @@
 """`cnndsl predict`: a trained network on image files, with the preprocessing its run stored beside the
-weights (best.safetensors' metadata): top-k classes with probabilities, or a mask PNG per image."""
+weights (best.safetensors' metadata): top-k classes with probabilities, a mask PNG per image, or a detector's
+boxes, printed and drawn (predict_boxes.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, ValueProblem
 from .datasets import Preprocessing
+from .predict_boxes import boxes_of, detection_preprocessing, drawn, is_detector
 from .prepare import task_of
 
 
@@ -48,10 +50,13 @@ def stored_metadata(weights: Path, network) -> Stored:
 def predict(
     network, weights: str | Path, images: list[str], top: int = 5, masks_to: str | Path | None = None
 ) -> list[dict]:
-    """One dict per image: {"image", "top": [{"class", "prob"}...]} or {"image", "mask": PATH}."""
+    """One dict per image: {"image", "top": [{"class", "prob"}...]}, {"image", "mask": PATH} or, for a detector,
+    {"image", "boxes": [{"class", "score", "box": [x1, y1, x2, y2]}...], "drawn": PATH}."""
     weights = Path(weights)
     if not weights.is_file():
         raise FileProblem(f"weights file {weights} does not exist")
+    if is_detector(network):
+        return _detect(network, weights, images, masks_to)
     stored = stored_metadata(weights, network)
     module = network.to_torch(weights=str(weights)).eval()
     transform = stored.preprocessing.transform()
@@ -76,6 +81,35 @@ def predict(
             }
         )
     return results
+
+
+def _detect(network, weights: Path, images: list[str], folder: str | Path | None) -> list[dict]:
+    preprocessing = detection_preprocessing(network)
+    classes = _class_names(weights)
+    module = network.to_torch(weights=str(weights)).eval()
+    transform, results = preprocessing.transform(), []
+    for path in images:
+        if not Path(path).is_file():
+            raise FileProblem(f"image {path} does not exist")
+        image = preprocessing.read(path)
+        with torch.no_grad():
+            output = module(transform(image).unsqueeze(0))[0]
+        boxes = boxes_of(output, image.size, network.input_shape[1:], classes)
+        results.append({"image": str(path), "boxes": boxes, "drawn": str(drawn(image, boxes, path, folder))})
+    return results
+
+
+def _class_names(weights: Path) -> list[str]:
+    """Class names stored with the weights by a run (best.safetensors' metadata), else none: labels by number."""
+    if weights.suffix != ".safetensors":
+        return []
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as handle:
+            return json.loads((handle.metadata() or {}).get("cnndsl", "{}")).get("classes") or []
+    except (OSError, ValueError, RuntimeError) as error:
+        raise FileProblem(f"cannot read weights {weights}: {error}") from None
 
 
 def _write_mask(output: torch.Tensor, image: str, folder: str | Path | None) -> Path:
