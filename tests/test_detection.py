@@ -298,3 +298,66 @@ def test_predict_prints_a_detectors_boxes_in_image_pixels_and_draws_them(detecto
         text.splitlines()[1]
         == f"  {first['class']} {first['score']:.3f} at ({', '.join(f'{v:g}' for v in first['box'])})"
     )
+
+
+# --- cnndsl compile: the library's detectors as ONNX files that take images and return detections --------------
+def _compiled(tmp_path, name: str, *options: str) -> onnxruntime.InferenceSession:
+    import subprocess
+    import sys
+
+    target = tmp_path / f"{name}.onnx"
+    command = [
+        sys.executable,
+        "-m",
+        "cnndsl",
+        "compile",
+        name,
+        "--to",
+        "onnx",
+        "--input",
+        "3x160x160",
+        "-o",
+        str(target),
+    ]
+    done = subprocess.run([*command, *options], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout == f"wrote {target}\n", done.stderr
+    return onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+
+
+def test_compile_yolov3_to_onnx_gives_images_in_detections_out(tmp_path):
+    session = _compiled(tmp_path, "yolov3", "--seed", "0")
+    (image,), (output,) = session.get_inputs(), session.get_outputs()
+    assert (image.shape, output.shape) == (["batch", 3, 160, 160], ["batch", 300, 6])
+    (rows,) = session.run(
+        None, {image.name: np.random.default_rng(0).uniform(0, 1, (2, 3, 160, 160)).astype(np.float32)}
+    )
+    assert rows.shape == (2, 300, 6)
+    labels, scores = rows[..., 5], rows[..., 4]
+    assert set(np.unique(labels)) <= {-1.0, *map(float, range(80))}
+    assert ((labels == -1) == (scores == 0)).all() and (scores[labels >= 0] > 0.25).all()  # nms's score threshold
+    assert (np.diff(scores, axis=1) <= 0).all()  # by falling score, padding last
+
+
+def test_compiled_yolov3_tiny_returns_the_torch_modules_detections(tmp_path):
+    from safetensors.torch import save_file
+
+    network = cnndsl.load("yolov3_tiny", input=(3, 160, 160), classes=3)
+    module = network.to_torch(seed=2).eval()
+    save_file({key: value.contiguous() for key, value in module.state_dict().items()}, tmp_path / "tiny.safetensors")
+    session = _compiled(tmp_path, "yolov3_tiny", "-p", "classes=3", "--weights", str(tmp_path / "tiny.safetensors"))
+    images = np.random.default_rng(1).uniform(0, 1, (2, 3, 160, 160)).astype(np.float32)
+    (got,) = session.run(None, {session.get_inputs()[0].name: images})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(images)).numpy()
+    assert (expected[..., 5] >= 0).sum() > 100
+    assert_same_detections(got, expected)
+
+
+def assert_same_detections(got: np.ndarray, expected: np.ndarray) -> None:
+    """The same rows; two rows whose scores differ by float32 rounding only (torch's and onnxruntime's sigmoid
+    differ in the last bits) may come in either order."""
+    np.testing.assert_allclose(got[..., 4], expected[..., 4], rtol=1e-5, atol=1e-6)
+    for image in range(len(got)):
+        for row, want in enumerate(expected[image]):
+            near = np.flatnonzero(np.abs(expected[image, :, 4] - want[4]) <= 1e-5)  # rows it may swap with
+            assert any(np.allclose(got[image, other], want, rtol=1e-4, atol=1e-3) for other in near), (image, row)
