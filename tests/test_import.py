@@ -20,10 +20,10 @@ DARKNET = Path(__file__).parent / "data" / "importers" / "darknet"
 # From /work/shared/corpus/importers/README.md: darknet's own parse_network_cfg, summed per layer
 # (params: conv weights + biases/BN beta + BN gamma; darknet prints BFLOPs = 2 x MACs to three decimals).
 CORPUS = [
-    ("pjreddie__yolov3-tiny.cfg", 8_852_366, 5.565, {"l15": (255, 13, 13), "l22": (255, 26, 26)}),
+    ("pjreddie__yolov3-tiny.cfg", 8_852_366, 5.565, {"output": (84, 3 * (13 * 13 + 26 * 26))}),
     ("pjreddie__darknet19.cfg", 20_842_376, 7.291, {"output": (1000, 1, 1)}),
     ("pjreddie__resnet18.cfg", 11_515_688, 4.688, {"output": (1000, 1, 1)}),
-    ("AlexeyAB__yolov4-tiny.cfg", 6_056_606, 6.908, {"l29": (255, 13, 13), "l36": (255, 26, 26)}),
+    ("AlexeyAB__yolov4-tiny.cfg", 6_056_606, 6.908, {"output": (84, 3 * (13 * 13 + 26 * 26))}),
 ]
 
 
@@ -39,6 +39,15 @@ def test_darknet_corpus_matches_darknets_own_figures(tmp_path, name, params, bfl
     assert net.params == params
     assert round(2 * net.macs / 1e9, 3) == bflops
     assert {tap: ir.layer(net.graph, node).shape for tap, node in net.outputs} == outputs
+
+
+def test_yolo_sections_import_as_yolo_decoders_with_their_masks_strides_and_scale(tmp_path):
+    tiny = imported(tmp_path, "pjreddie__yolov3-tiny.cfg").read_text()
+    anchors = "anchors=[10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319]"
+    assert f"    l16: yolo({anchors}, mask=[3, 4, 5], stride=32)  # cfg lines 132-140" in tiny
+    assert f"    yolo(@l16, {anchors}, mask=[0, 1, 2], stride=16)  # cfg lines 174-182" in tiny
+    v4 = imported(tmp_path, "AlexeyAB__yolov4-tiny.cfg").read_text()
+    assert f"yolo(@l30, {anchors}, mask=[1, 2, 3], stride=16, scale_xy=1.05)" in v4  # AlexeyAB's scale_x_y
 
 
 def test_every_layer_shape_follows_darknets_rules(tmp_path):
@@ -61,10 +70,10 @@ def test_imported_files_are_short_and_pass_strict_check(tmp_path):
         )
         assert result.returncode == 0, result.stdout + result.stderr
     assert lengths == {
-        "pjreddie__yolov3-tiny.cfg": 17,
+        "pjreddie__yolov3-tiny.cfg": 18,
         "pjreddie__darknet19.cfg": 15,
         "pjreddie__resnet18.cfg": 22,
-        "AlexeyAB__yolov4-tiny.cfg": 24,
+        "AlexeyAB__yolov4-tiny.cfg": 25,
     }
 
 
@@ -456,12 +465,12 @@ def test_yolov3_imports_in_at_most_60_lines_with_darknets_counts(tmp_path):
     net = cnndsl.load(str(tmp_path / "yolov3.cnn"))
     assert darknet_params(yolov3_cfg()) == 61_949_149  # the figure darknet's ports publish for yolov3.cfg
     assert net.params == 61_949_149
+    # the three [yolo] heads decoded, in darknet's order: 3 anchors on 13x13, 26x26 and 52x52 cells
     assert {tap: ir.layer(net.graph, node).shape for tap, node in net.outputs} == {
-        "l81": (255, 13, 13),
-        "l93": (255, 26, 26),
-        "l105": (255, 52, 52),
+        "output": (84, 3 * (13 * 13 + 26 * 26 + 52 * 52))
     }
-    assert len(text.splitlines()) == 24  # the readability bound: at most 60
+    assert "    l94: yolo(@l82, anchors=[10, 13, 16, 30, 33, 23], mask=[0, 1, 2], stride=16)  # cfg lines 651-657" in text
+    assert len(text.splitlines()) == 26  # the readability bound: at most 60
     assert round(2 * net.macs / 1e9, 3) == 65.864  # darknet's BFLOPs for yolov3.cfg at 416
     assert (
         "    l36: residual { conv_bn_leaky(128, 1), conv_bn_leaky(256) } x8, conv_bn_leaky(512, 3, 2)  # cfg lines"

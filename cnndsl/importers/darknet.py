@@ -1,7 +1,7 @@
 """Darknet .cfg -> .cnn, with shapes as darknet's parser.c computes them (pjreddie's and AlexeyAB's builds).
 
 Each darknet layer becomes one statement; a shortcut around a plain run of equal shape becomes
-`residual { ... }`, routes become taps and `concat`, `[yolo]`/`[region]` heads end at their raw maps."""
+`residual { ... }`, routes become taps and `concat`, `[yolo]` heads become `yolo` decoders, `[region]`/`[detection]` heads end at their raw maps."""
 
 from __future__ import annotations
 
@@ -241,12 +241,42 @@ class _Converter:
         return Layer(section, "identity", shape)
 
     def head(self, section: Section, shape):
+        if section.kind == "yolo":
+            return self.yolo(section, shape)
         return Layer(section, "", shape, [len(self.layers) - 1], head=True)
+
+    def yolo(self, section: Section, shape):
+        """`[yolo]` as cnndsl's `yolo` decoder (darknet's get_yolo_box), after the levels decoded before it."""
+        channels, height, width = _spatial(section, shape)
+        net_h, net_w = self.input_shape()[1:]
+        if net_h % height or net_w % width:
+            raise section.error(f"[yolo] on a {height}x{width} map of a {net_h}x{net_w} input has no whole stride")
+        if section.integer("new_coords", 0):
+            raise section.error("[yolo] new_coords=1 decodes boxes otherwise; it is not imported", "new_coords")
+        try:
+            anchors = [float(value) for value in section.text("anchors", "").split(",") if value]
+        except ValueError:
+            raise section.error("[yolo] `anchors` is not a list of numbers", "anchors") from None
+        mask = section.integers("mask") if section.text("mask") is not None else list(range(len(anchors) // 2))
+        classes = section.integer("classes", 20)
+        if channels != len(mask) * (classes + 5):
+            raise section.error(
+                f"[yolo] with {len(mask)} anchors and {classes} classes needs {len(mask) * (classes + 5)} "
+                f"channels, got {channels}", "classes")  # fmt: skip
+        earlier = [index for index, layer in enumerate(self.layers) if layer.section.kind == "yolo"][-1:]
+        scale = section.number("scale_x_y", 1.0)
+        text = (f"yolo({''.join(f'@l{index}, ' for index in earlier)}anchors=[{', '.join(f'{a:g}' for a in anchors)}], "
+                f"mask={mask}, stride={net_h // height if net_h // height == net_w // width else (net_h // height, net_w // width)}"
+                + (f", scale_xy={scale:g}" if scale != 1 else "") + ")")  # fmt: skip
+        boxes = len(mask) * height * width + sum(self.layers[index].shape[1] for index in earlier)
+        return Layer(section, text, (classes + 4, boxes), earlier)
 
     # --- writing --------------------------------------------------------------------------------
     def write(self) -> str:
         heads = [layer.reads[0] for layer in self.layers if layer.head]
-        wanted = {index for layer in self.layers for index in layer.reads if not layer.head} | set(heads)
+        decoders = [index for index, layer in enumerate(self.layers) if layer.section.kind == "yolo"]
+        ends = heads + decoders[-1:] if heads or decoders[-1:] != [len(self.layers) - 1] else []
+        wanted = {index for layer in self.layers for index in layer.reads if not layer.head} | set(ends)
         folded = self._residuals(wanted)
         statements: list[Statement] = []
         for index, layer in enumerate(self.layers):
@@ -264,11 +294,15 @@ class _Converter:
         out = [f"# Imported by `cnndsl import` from the Darknet cfg {Path(self.file).name}.",
                "# Darknet's batch norm divides by sqrt(var) + 1e-6; bn(eps=1e-12) with the running variance",
                "# rewritten by the weight import as (sqrt(var) + 1e-6)^2 - 1e-12 computes the same."]  # fmt: skip
+        if decoders:
+            out.append(
+                "# [yolo] heads decode to (4 + classes) x boxes in input pixels; add `nms` for boxes, scores, labels."
+            )
         if heads:
-            out.append("# The detection heads ([yolo]/[region]) end at their raw maps: decoding boxes is not imported.")
+            out.append("# The detection heads ([region]/[detection]) end at their raw maps: decoding is not imported.")
         out += ["", *self.blocks.values(), "", f"network {name} {{", f"    input {channels}x{height}x{width}", *lines]
-        if heads:
-            out.append(f"    output {', '.join(f'@l{index}' for index in heads)}")
+        if ends:
+            out.append(f"    output {', '.join(f'@l{index}' for index in ends)}")
         return "\n".join(out + ["}", ""])
 
     def _residuals(self, wanted: set[int]) -> dict:
