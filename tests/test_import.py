@@ -469,7 +469,9 @@ def test_yolov3_imports_in_at_most_60_lines_with_darknets_counts(tmp_path):
     assert {tap: ir.layer(net.graph, node).shape for tap, node in net.outputs} == {
         "output": (84, 3 * (13 * 13 + 26 * 26 + 52 * 52))
     }
-    assert "    l94: yolo(@l82, anchors=[10, 13, 16, 30, 33, 23], mask=[0, 1, 2], stride=16)  # cfg lines 651-657" in text
+    assert (
+        "    l94: yolo(@l82, anchors=[10, 13, 16, 30, 33, 23], mask=[0, 1, 2], stride=16)  # cfg lines 651-657" in text
+    )
     assert len(text.splitlines()) == 26  # the readability bound: at most 60
     assert round(2 * net.macs / 1e9, 3) == 65.864  # darknet's BFLOPs for yolov3.cfg at 416
     assert (
