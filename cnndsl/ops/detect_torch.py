@@ -33,11 +33,14 @@ def greedy_nms(boxes, labels, iou: float, limit: int | None):
         index = start + int(rest[0])
         kept.append(index)
         later = slice(index + 1, None)
-        width = (torch.minimum(x2[index], x2[later]) - torch.maximum(x1[index], x1[later])).clamp(min=0)
-        height = (torch.minimum(y2[index], y2[later]) - torch.maximum(y1[index], y1[later])).clamp(min=0)
+        right = torch.minimum(x2[index], x2[later])
+        bottom = torch.minimum(y2[index], y2[later])
+        width = (right - torch.maximum(x1[index], x1[later])).clamp(min=0)
+        height = (bottom - torch.maximum(y1[index], y1[later])).clamp(min=0)
         overlap = width * height
         union = area[index] + area[later] - overlap
-        suppressed = (overlap > 0) & (area[index] > 0) & (area[later] > 0) & (union > 0) & (overlap / union > iou)
+        valid = (overlap > 0) & (union > 0) & (area[index] > 0) & (area[later] > 0)
+        suppressed = valid & (overlap / union > iou)
         alive[later] &= ~(suppressed & (labels[later] == labels[index]))
         start = index + 1
     return torch.tensor(kept, dtype=torch.long, device=boxes.device)
@@ -48,13 +51,16 @@ def detections_nms(detections, iou: float, score: float, max_det: int):
     batch = detections.shape[0]
     result = detections.new_zeros((batch, max_det, 6))
     result[..., 5] = -1
-    if detections.is_meta:  # a shape-only run: no boxes, but a result that depends on every input, as autograd
-        return result + detections.sum() * 0  # sees the real one (a kept box may come from any head)
+    if detections.is_meta:
+        # a shape-only run: no boxes, but a result that depends on every input, as
+        # autograd sees the real one (a kept box may come from any head)
+        return result + detections.sum() * 0
     for image in range(batch):
         centre, size = detections[image, 0:2].T, detections[image, 2:4].T
         boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
         scores = detections[image, 4:]
-        labels, numbers = torch.nonzero(scores > score, as_tuple=True)  # class-major, as ONNX's TopK ranks ties
+        # class-major (class, then box), the order in which ONNX's TopK ranks ties
+        labels, numbers = torch.nonzero(scores > score, as_tuple=True)
         found = scores[labels, numbers]
         order = torch.sort(found, descending=True, stable=True).indices
         kept = order[greedy_nms(boxes[numbers[order]], labels[order], iou, max_det)]
@@ -72,11 +78,14 @@ def yolo_decode(maps, *earlier, anchors, stride, scale_xy):
     count = len(anchors)
     maps = maps.reshape(batch, count, -1, height * width).permute(0, 2, 3, 1).flatten(2)
     cell = torch.arange(height * width * count, device=maps.device) // count
-    centre = maps[:, 0:2].sigmoid() * scale_xy - (scale_xy - 1) / 2 + torch.stack([cell % width, cell // width])
-    strides = torch.tensor([[stride[1]], [stride[0]]], dtype=maps.dtype, device=maps.device)
-    sizes = torch.tensor(anchors, dtype=maps.dtype, device=maps.device).T.repeat(1, height * width)
+    cells = torch.stack([cell % width, cell // width])
+    centre = maps[:, 0:2].sigmoid() * scale_xy - (scale_xy - 1) / 2 + cells
+    options = {"dtype": maps.dtype, "device": maps.device}
+    strides = torch.tensor([[stride[1]], [stride[0]]], **options)
+    sizes = torch.tensor(anchors, **options).T.repeat(1, height * width)
     scores = maps[:, 5:].sigmoid() * maps[:, 4:5].sigmoid()
-    return torch.cat([*earlier, torch.cat([centre * strides, maps[:, 2:4].exp() * sizes, scores], 1)], 2)
+    decoded = torch.cat([centre * strides, maps[:, 2:4].exp() * sizes, scores], 1)
+    return torch.cat([*earlier, decoded], 2)
 
 
 def grid_decode(values, grid, boxes, classes, size, sqrt):
@@ -91,7 +100,9 @@ def grid_decode(values, grid, boxes, classes, size, sqrt):
     scores = (confidence * probabilities).reshape(batch, count, classes).transpose(1, 2)
     coords = flat[:, coordinates:].reshape(batch, count, 4).transpose(1, 2)
     cell = torch.arange(count, device=values.device) // boxes
-    image = torch.tensor([[size[1]], [size[0]]], dtype=values.dtype, device=values.device)
-    centre = (coords[:, 0:2] + torch.stack([cell % grid, cell // grid])) * (image / grid)
+    options = {"dtype": values.dtype, "device": values.device}
+    image = torch.tensor([[size[1]], [size[0]]], **options)
+    cells = torch.stack([cell % grid, cell // grid])
+    centre = (coords[:, 0:2] + cells) * (image / grid)
     extent = coords[:, 2:4].square() if sqrt else coords[:, 2:4]
     return torch.cat([centre, extent * image, scores], 1)
