@@ -361,3 +361,11 @@ def assert_same_detections(got: np.ndarray, expected: np.ndarray) -> None:
         for row, want in enumerate(expected[image]):
             near = np.flatnonzero(np.abs(expected[image, :, 4] - want[4]) <= 1e-5)  # rows it may swap with
             assert any(np.allclose(got[image, other], want, rtol=1e-4, atol=1e-3) for other in near), (image, row)
+
+
+def test_every_example_in_the_detection_page_runs(cli, tmp_path, monkeypatch):
+    from docs_pages import run_page
+
+    monkeypatch.chdir(tmp_path)
+    assert run_page("detection.md", cli) == {"python": 5, "console": 1}
+    assert (tmp_path / "yolov3_tiny.onnx").stat().st_size > 8_852_366 * 4
