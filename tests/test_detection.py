@@ -369,3 +369,24 @@ def test_every_example_in_the_detection_page_runs(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run_page("detection.md", cli) == {"python": 5, "console": 1}
     assert (tmp_path / "yolov3_tiny.onnx").stat().st_size > 8_852_366 * 4
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_ultralytics_families_end_in_nms_and_export_it(name):
+    """The anchor-free decoders' layout is the one `nms` reads. Their boxes differ between torch and onnxruntime
+    in the last bits, which flips an IoU near the threshold now and then, so the exported nms is checked on the
+    exported decoder's own output: onnxruntime's detections are the torch nms of onnxruntime's decoded boxes."""
+    ends = {end: cnndsl.load(name, size=160, classes=3, postprocess=end) for end in ("decoded", "nms")}
+    module = ends["decoded"].to_torch(seed=3).eval()
+    images = np.random.default_rng(4).uniform(0, 1, (2, 3, 160, 160)).astype(np.float32)
+    outputs = {}
+    for end, network in ends.items():
+        model = network.to_onnx(weights=dict(module.state_dict()))
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        (outputs[end],) = session.run(None, {network.input_name: images})
+    with torch.no_grad():
+        decoded = module(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(outputs["decoded"], decoded, rtol=1e-4, atol=1e-3)
+    expected = detections_nms(torch.from_numpy(outputs["decoded"]), 0.45, 0.25, 300).numpy()
+    assert outputs["nms"].shape == (2, 300, 6) and (expected[..., 5] >= 0).sum() > 0
+    assert_same_detections(outputs["nms"], expected)

@@ -144,5 +144,8 @@ def test_classes_and_scale_are_parameters():
     assert ir.layer(network.graph, network.outputs[0][1]).shape == (7, 2100)  # 40² + 20² + 10² anchors at 320
     with pytest.raises(CnnDslError, match=r"yolov8.cnn:\d+:\d+: error: index 0 is outside a list of 0"):
         cnndsl.load("yolov8", scale="q")
-    with pytest.raises(CnnDslError, match=r"yolo11.cnn:\d+:\d+: error: index 0 is outside a list of 0"):
-        cnndsl.load("yolo11", postprocess="nms")  # not yet: the NMS kind is another branch's
+    with pytest.raises(CnnDslError, match=r"yolo11.cnn:\d+:\d+: error: 'boxes' is not one of 'raw', 'decoded', 'nms'"):
+        cnndsl.load("yolo11", postprocess="boxes")
+    for name in ("yolov8n", "yolo11n"):
+        ends = cnndsl.load(name, size=320, classes=3, postprocess="nms")
+        assert [ir.layer(ends.graph, node).shape for _, node in ends.outputs] == [(300, 6)]
