@@ -204,9 +204,12 @@ COMPILED = [
     "unet",
     "vgg11",
     "xception",
+    "yolo11m",  # C3k2 with c3k (m, l, x): another forward than n and s
+    "yolo11n",
     "yolov1",
     "yolov3",
     "yolov3_tiny",
+    "yolov8n",
 ]
 
 
