@@ -84,16 +84,8 @@ def shown(value: Any) -> str:
     return _SHORT.repr(value)
 
 
-CONSTANTS = {
-    "true": True,
-    "false": False,
-    "none": None,
-    "same": "same",
-    "valid": "valid",
-    "nearest": "nearest",
-    "bilinear": "bilinear",
-    "depthwise": "depthwise",
-}
+WORDS = ("same", "valid", "nearest", "bilinear", "depthwise")  # words layers take, each its own value
+CONSTANTS = {"true": True, "false": False, "none": None} | {word: word for word in WORDS}
 
 
 def _range(*args):
