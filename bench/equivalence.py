@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def main_(argv: list[str]) -> None:
         print(name, flush=True)
         network_artefacts(name, out, Path("."), weights_folder, args.weights_under)
     os.chdir(ROOT)
+    shutil.rmtree(tmp)  # the compiled files themselves: about 20 GB for the whole library
     if args.only is None:
         files = sorted(library_dir().glob("*.cnn")) + sorted((ROOT / "tests/data/broken").glob("*.cnn"))
         for path in files:
