@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from cnndsl.cli import main
 from cnndsl.library import network_names
@@ -25,6 +26,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("needs_dot"):
                 item.add_marker(pytest.mark.skip(reason=NO_DOT))
+
+
+PILLOW_OPEN = Image.open
+
+
+@pytest.fixture(autouse=True)
+def _pillow_opens_images_as_it_ships():
+    """Importing ultralytics replaces PIL.Image.open with a version that, on the first image Pillow cannot
+    identify, pip-installs a HEIF plugin: a test that imported it must not change how later tests (cnndsl train's
+    unreadable-image refusals) read images, nor reach the network."""
+    Image.open = PILLOW_OPEN
+    yield
+    Image.open = PILLOW_OPEN
 
 
 @pytest.fixture(autouse=True, scope="session")
