@@ -70,20 +70,7 @@ def test_the_default_figure_fits_the_page_and_is_the_deepest_that_does(name):
         assert max(deeper.pixels) > BOUND_PX
 
 
-# an edge from a parallel column (the input's size, for the last resize) enters the classifier from the side,
-# through the strip at its top that holds the title: not solved yet, said so in the report
-TITLE_CROSSED = {"deeplabv3_mobilenet_v3_large"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="an edge enters a cluster through its title"))
-        if name in TITLE_CROSSED
-        else name
-        for name in library_networks()
-    ],
-)
+@pytest.mark.parametrize("name", library_networks())
 def test_no_edge_runs_through_a_box_or_a_title_at_the_default_depth(name):
     _, _, text = default_figure(name)
     assert svg_geometry.crossings(svg_geometry.read(text)) == []

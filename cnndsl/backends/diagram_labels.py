@@ -34,6 +34,7 @@ EDGE_STYLES = {
 
 FAINT = "#555555"
 TITLE_EM = 0.62  # the widest a bold Helvetica character averages, in em: how wide a cluster's title may be
+CORNER_PT = 6  # how far a cluster's title keeps from its right border, off the rounded corner an edge may cut
 LONGEST_TEXT = 200  # characters of one source text (a name, a label) in a diagram; longer ones end in …
 
 
@@ -130,12 +131,14 @@ def escaped(value: str) -> str:
 
 def clear_of_the_column(markup: str) -> str:
     """A cluster's title with an empty cell of its own width to its left, at the cluster's right: the cluster
-    is then at least twice as wide as the title, so the edge entering its middle passes left of the title."""
+    is then at least twice as wide as the title, so the edge entering its middle passes left of the title.
+    A narrow cell to its right keeps it off the rounded corner, which an edge passing outside may cut on its
+    way round (DeepLabV3's resize to the input's size, beside the classifier)."""
     words = html.unescape(re.sub(r"<[^>]+>", "", markup))
     spacer = round(len(words) * TITLE_EM * 11)
     return (
         f'<table border="0" cellborder="0" cellpadding="0" cellspacing="0"><tr><td width="{spacer}"></td>'
-        f"<td>{markup}</td></tr></table>"
+        f'<td>{markup}</td><td width="{CORNER_PT}"></td></tr></table>'
     )
 
 
