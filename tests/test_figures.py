@@ -248,6 +248,34 @@ def test_columns_put_backbone_neck_and_head_side_by_side(depth):
     assert ranges[0].right < ranges[1].left and ranges[1].right < ranges[2].left
 
 
+# the library's detectors, written as backbone, neck and head (the stages' names as each file gives them)
+YOLOS = {
+    "yolov8n": ("backbone", "neck", "detect"),
+    "yolov8x": ("backbone", "neck", "detect"),
+    "yolo11n": ("backbone", "neck", "detect"),
+    "yolo11m": ("backbone", "neck", "detect"),
+    "yolov3": ("darknet53", "neck", "head"),
+}
+
+
+@pytest.mark.parametrize("name", YOLOS)
+def test_each_library_yolo_is_drawn_in_columns_backbone_neck_and_head_left_to_right(name):
+    """Chosen by default, at every depth that draws the stages apart (1: a box each, 2: a cluster each)."""
+    from cnndsl.backends.diagram_layouts import choose_layout
+
+    network = cnndsl.load(name)
+    assert choose_layout(network.graph) == "columns"
+    for depth in (1, 2):
+        figure = svg_geometry.read(svg(network, depth=depth, layout="columns"))
+        stages = YOLOS[name]
+        if depth == 1:
+            ranges = [figure.nodes[f"g_{stage}"].box for stage in stages]
+        else:
+            ranges = [figure.clusters[f"cluster_{stage}"] for stage in stages]
+        assert ranges[0].right < ranges[1].left and ranges[1].right < ranges[2].left, depth
+    assert svg(network, depth=2) == svg(network, depth=2, layout="columns")
+
+
 def test_the_cli_takes_a_layout(cli, tmp_path):
     for layout in ("u", "flow", "columns"):
         result = cli("draw", "unet", "--depth", "1", "--layout", layout, "-o", tmp_path / f"{layout}.dot")

@@ -34,6 +34,7 @@ class Arrangement:
     free: set[tuple[str, str]] = field(default_factory=set)  # links that constrain no rank
     same_rank: list[list[str]] = field(default_factory=list)  # boxes drawn side by side, left to right
     unseen: list[tuple[str, str]] = field(default_factory=list)  # invisible edges that order boxes of a rank
+    hung: list[str] = field(default_factory=list)  # boxes hung, left to right, from invisible points at the top
 
 
 # ---- the choice, from the graph ---------------------------------------------------------------
@@ -170,8 +171,10 @@ def _side_chain(drawn: nx.DiGraph, tail: str, encoder: set[str], main: set[str])
 
 
 def _columns(diagram: Diagram) -> Arrangement:
-    """Each top-level stage a column of its own: edges between columns constrain no rank, so every column
-    starts at the top."""
+    """Each top-level stage a column of its own: edges between columns, and from the input into any but the
+    first, constrain no rank, so every column starts at the top. The columns' first boxes hang from points
+    in a row at the top, in the order of the stages: dot keeps no order of flat edges between clusters, and
+    would set a head that the input also feeds (YOLOv8's boxes, sized by the image) between backbone and neck."""
     arrangement = Arrangement("columns")
     column: dict[str, str] = {}
     tops: list[str] = []
@@ -186,10 +189,12 @@ def _columns(diagram: Diagram) -> Arrangement:
     if len(tops) > 1:  # the columns' first boxes side by side, in the order of the stages
         arrangement.same_rank.append(tops)
         arrangement.unseen = list(zip(tops, tops[1:]))
+        arrangement.hung = tops
+    first = column.get(tops[0]) if tops else None
     arrangement.free = {
         (link.tail, link.head)
         for link in diagram.links
-        if link.tail in column and link.head in column and column[link.tail] != column[link.head]
+        if link.head in column and column.get(link.tail, first) != column[link.head]
     }
     return arrangement
 

@@ -130,6 +130,14 @@ def _draw_links(dot: graphviz.Digraph, diagram: Diagram, arrangement: Arrangemen
                 row.node(box)
     for tail, head in arrangement.unseen:
         dot.edge(tail, head, style="invis")
+    hooks = [f"hook{index}" for index in range(len(arrangement.hung))]
+    if hooks:
+        with dot.subgraph() as top:
+            top.attr(rank="min")
+            for hook in hooks:
+                top.node(hook, "", style="invis", shape="point", width="0")
+    for tail, head in [*zip(hooks, hooks[1:]), *zip(hooks, arrangement.hung)]:
+        dot.edge(tail, head, style="invis")
 
 
 def dot_source(network, **options) -> str:
