@@ -276,6 +276,16 @@ def test_each_library_yolo_is_drawn_in_columns_backbone_neck_and_head_left_to_ri
     assert svg(network, depth=2) == svg(network, depth=2, layout="columns")
 
 
+@pytest.mark.parametrize("name", ["yolov8n", "yolov8x", "yolo11n", "yolo11m"])
+def test_a_library_yolos_detect_head_draws_its_box_stage_left_of_its_class_stage(name):
+    """Each level's output concatenates box bins (cv2) before class logits (cv3): so they read at the default
+    depth, which opens the head."""
+    depth, _, text = default_figure(name)
+    assert depth == 2
+    nodes = svg_geometry.read(text).nodes
+    assert nodes["g_detect.cv2"].box.right < nodes["g_detect.cv3"].box.left
+
+
 def test_the_cli_takes_a_layout(cli, tmp_path):
     for layout in ("u", "flow", "columns"):
         result = cli("draw", "unet", "--depth", "1", "--layout", layout, "-o", tmp_path / f"{layout}.dot")
