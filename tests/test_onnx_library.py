@@ -63,7 +63,11 @@ def _windows_fit(network) -> bool:
     return True
 
 
-@pytest.fixture(scope="module", params=library_networks())
+# One xdist group per network: a module-scoped fixture is built again in every worker that runs one of its tests.
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=pytest.mark.xdist_group(f"onnx-{name}")) for name in library_networks()],
+)
 def built(request, tmp_path_factory):
     """Both models are written with external data: each tensor is streamed to the data file, the checker and
     shape inference read only the small model file, the runtimes map the data file (a third of the time

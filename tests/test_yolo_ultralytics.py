@@ -49,7 +49,9 @@ def _randomised(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["yolov8n", "yolo11n"])
+@pytest.fixture(  # one xdist group per model: each worker running one of its tests would build it again
+    scope="module", params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in ("yolov8n", "yolo11n")]
+)
 def pair(request):
     """(name, Ultralytics' model with random weights, cnndsl's network at 256 and its module loaded from that
     model's state_dict, an image batch), built once for the module."""
