@@ -19,8 +19,8 @@ from ..ops.torch_code import OWN, Arg, applied, calls_own_module, leftmost, summ
 from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, module_code
 from .class_structure import Groups, Item
 from .class_templates import Instance, Template, merge_optional, resolve
-from .python_names import Namespace, is_name, module_path, parameter_name, value_name
-from .torch_source import class_name, forward_tree, initial_value, parameter_parts
+from .python_names import Namespace, attribute, is_name, module_path, parameter_name, value_name
+from .torch_source import FROZEN, class_name, fixed_tensors, forward_tree, initial_value, parameter_parts
 
 
 class Compact:
@@ -53,8 +53,13 @@ class Compact:
                 name = layer.name
                 leaf = name.rsplit(".", 1)[-1]
                 if name in self.modules:
+                    frozen, settings = fixed_tensors(self.graph, child, attribute(owner, leaf))
                     lines.append(assigned(owner, leaf))
-                    parts.append(module_code(self.modules[name], leaf, layer.attrs))
+                    code = module_code(self.modules[name], leaf, layer.attrs)
+                    parts.append(compose([HOLE, FROZEN], [code]) if frozen else code)
+                    for setting in settings:  # DFL's fixed bins
+                        lines.append(Line((HOLE,)))
+                        parts.append(Code.text(setting, frozenset({"torch"})))
                 elif name in self.parameters:
                     lines.append(assigned(owner, leaf))
                     parts.append(self._parameter_code(name, leaf))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import struct
 from collections.abc import Mapping
 from functools import cache
@@ -20,10 +21,11 @@ from ..core.version import __version__
 from ..graph import ir
 from ..graph.ir import input_shapes, inputs_of, walk
 from ..ops import format_shape, torch_functions
+from ..ops.tensors import PARAMETER, Ramp
 from ..ops.torch_code import Expr, namespaces, passes_through, written
 from . import python_names
 from .python_layout import laid_out
-from .python_names import Namespace, assignment, module_path, value_name
+from .python_names import Namespace, assignment, attribute, module_path, value_name
 from .source_excerpt import network_text
 
 
@@ -32,9 +34,10 @@ def python_source(network, root: nn.Module) -> str:
     It passes `ruff check` and is left unchanged by `ruff format`."""
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
+    init, settings = _init_lines(modules, network)
     body = [
         f"class {class_name(network.name)}(nn.Module):",
-        *_init_lines(modules, network),
+        *init,
         "",
         *_forward_lines(network, set(modules) | set(parameters)),
     ]
@@ -45,7 +48,7 @@ def python_source(network, root: nn.Module) -> str:
     )  # a layer that is one tensor (layer scale), built with torch.full
     first = ir.network_info(network.graph).input
     trees = (forward_tree(network.graph, node) for node in network.graph if node != first)
-    uses = {"nn", *(["torch"] if scales else []), *(name for tree in trees for name in namespaces(tree))}
+    uses = {"nn", *(["torch"] if scales or settings else []), *(name for tree in trees for name in namespaces(tree))}
     return python_file(network, "\n".join(body), uses)
 
 
@@ -130,14 +133,23 @@ def input_name(network) -> str:
     return value_name(network.input_name)
 
 
-def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
+def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool]:
+    """`__init__`'s lines, and whether they set fixed values (with torch)."""
     lines = ["    def __init__(self):", "        super().__init__()"]
-    attrs = {layer.name: layer.attrs for _, layer in ir.layers(network.graph)}
+    fixing = False
+    layers = {layer.name: node for node, layer in ir.layers(network.graph)}
     for path, module in modules.items():
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
-            lines.append(f"        {assignment(owner, leaf, _constructor(module, attrs.get(path)))}")
+            node = layers.get(path)
+            frozen, settings = (
+                (False, []) if node is None else fixed_tensors(network.graph, node, module_path("self", path))
+            )
+            constructor = _constructor(module, None if node is None else ir.layer(network.graph, node).attrs)
+            lines.append(f"        {assignment(owner, leaf, constructor + FROZEN * frozen)}")
+            lines += [f"        {line}" for line in settings]
+            fixing = fixing or bool(settings)
         if type(module) is nn.Module:  # a group, holding the layers that are one tensor (layer scale)
             for name, parameter in module.named_parameters(recurse=False):
                 fill = initial_value(network, f"{path}.{name}" if path else name)
@@ -145,7 +157,30 @@ def _init_lines(modules: dict[str, nn.Module], network) -> list[str]:
                     f"        {module_path('self', path) if path else 'self'}.{name} = "
                     f"{parameter_constructor([str(size) for size in parameter.shape], fill)}"
                 )
-    return lines
+    return lines, fixing
+
+
+FROZEN = ".requires_grad_(False)"
+
+
+def fixed_tensors(graph, node: int, held: str) -> tuple[bool, list[str]]:
+    """What the layer's constructor call leaves out, from the tensors its kind declares: whether its module
+    is never trained (every parameter kept from training: `FROZEN` follows the call), and the statements
+    that give the module `held` the values it always starts from (DFL's bins 0, 1, ..., reg_max - 1), so
+    the class computes as `to_torch()` builds it even before a state_dict is loaded."""
+    layer = ir.layer(graph, node)
+    specs = layer.kind.tensors(layer.attrs, input_shapes(graph, node))
+    parameters = [spec for spec in specs if spec.role == PARAMETER]
+    frozen = bool(parameters) and not any(spec.trainable for spec in parameters)
+    lines = []
+    for spec in specs:
+        if isinstance(spec.init, Ramp):
+            shape = ", ".join(str(size) for size in spec.shape)
+            values = f"torch.arange({float(math.prod(spec.shape))}).view({shape})"
+            tensor = attribute(held, spec.name) if spec.name else held
+            copy = f"{tensor}.copy_({values})"
+            lines += [copy] if not spec.trainable else ["with torch.no_grad():", f"    {copy}"]
+    return frozen, lines
 
 
 def parameter_constructor(sizes: list[str], fill: float) -> str:

@@ -1,0 +1,72 @@
+"""`--to python` of the YOLO detectors: the generated file is the detector `to_torch()` builds (state_dict,
+function), its DFL starts at Ultralytics' fixed bins, and its classes are few and take the counts."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+import cnndsl
+from cnndsl.backends.torch import write_python
+from cnndsl.backends.torch_source import class_name, python_source
+
+SIDE = 64  # the smallest input whose stride-32 map is 2×2: 64 + 16 + 4 = 84 anchors
+
+
+def _import(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", params=["yolov8n", "yolo11n"])
+def detector(request, tmp_path_factory):
+    """(network at 64×64, its to_torch() module seeded, the generated file's text and namespace)."""
+    network = cnndsl.load(request.param, input=(3, SIDE, SIDE))
+    path = write_python(network, tmp_path_factory.mktemp("detect") / f"{request.param}.py")
+    return network, network.to_torch(seed=0).eval(), path.read_text(), _import(path)
+
+
+def _state_shapes(module) -> list:
+    return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
+
+
+def test_the_generated_detector_holds_the_state_dict_and_computes_to_torchs_output(detector):
+    network, reference, _, namespace = detector
+    written = getattr(namespace, class_name(network.name))().eval()
+    assert _state_shapes(written) == _state_shapes(reference)
+    assert sum(parameter.numel() for parameter in written.parameters()) == network.params
+    written.load_state_dict(reference.state_dict())
+    images = torch.randn(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        expected, ours = reference(images), written(images)
+    assert ours.shape == (2, 84, 84)  # 4 box values + 80 class scores, 64 + 16 + 4 anchors
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_fresh_generated_detector_starts_its_dfl_at_the_fixed_bins_0_to_15(detector):
+    """Ultralytics' DFL: `conv.weight = arange(16)`, `requires_grad_(False)`. Loaded with every other tensor of
+    to_torch()'s state_dict, the fresh class computes its output: the bins come from the file, not a checkpoint."""
+    network, reference, _, namespace = detector
+    torch.manual_seed(1)
+    written = getattr(namespace, class_name(network.name))().eval()
+    assert torch.equal(written.detect.dfl.weight, torch.arange(16.0).view(1, 16, 1, 1))
+    assert not written.detect.dfl.weight.requires_grad
+    others = {key: value for key, value in reference.state_dict().items() if key != "detect.dfl.weight"}
+    assert written.load_state_dict(others, strict=False).missing_keys == ["detect.dfl.weight"]
+    images = torch.randn(1, 3, SIDE, SIDE)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), reference(images), rtol=1e-5, atol=1e-5)
+
+
+def test_the_unrolled_layout_sets_the_dfl_bins_too(detector, tmp_path):
+    network = detector[0]
+    with torch.device("meta"):
+        text = python_source(network, network.to_torch())
+    (tmp_path / "unrolled.py").write_text(text)
+    written = getattr(_import(tmp_path / "unrolled.py"), class_name(network.name))()
+    assert torch.equal(written.detect.dfl.weight, torch.arange(16.0).view(1, 16, 1, 1))
+    assert not written.detect.dfl.weight.requires_grad
