@@ -39,7 +39,7 @@ def models(size: int):
 
     torch.manual_seed(0)
     reference = DetectionModel("yolov8n.yaml", verbose=False).eval()
-    network = cnndsl.load("yolov8n", size=size)
+    network = cnndsl.load("yolov8n", size=size, postprocess="decoded")  # Ultralytics' eval output
     ours = network.to_torch(weights=reference.state_dict()).eval()
     images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -367,7 +367,7 @@ def test_every_example_in_the_detection_page_runs(cli, tmp_path, monkeypatch):
     from docs_pages import run_page
 
     monkeypatch.chdir(tmp_path)
-    assert run_page("detection.md", cli) == {"python": 5, "console": 1}
+    assert run_page("detection.md", cli) == {"python": 6, "console": 1}
     assert (tmp_path / "yolov3_tiny.onnx").stat().st_size > 8_852_366 * 4
 
 
@@ -389,4 +389,27 @@ def test_ultralytics_families_end_in_nms_and_export_it(name):
     np.testing.assert_allclose(outputs["decoded"], decoded, rtol=1e-4, atol=1e-3)
     expected = detections_nms(torch.from_numpy(outputs["decoded"]), 0.45, 0.25, 300).numpy()
     assert outputs["nms"].shape == (2, 300, 6) and (expected[..., 5] >= 0).sum() > 0
+    assert_same_detections(outputs["nms"], expected)
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_compile_to_onnx_gives_the_ultralytics_detectors_boxes_scores_and_labels_by_default(cli, tmp_path, name):
+    """`cnndsl compile yolov8n --to onnx` with no `postprocess`: one output, batch × 300 × (x1, y1, x2, y2, score,
+    label), in onnxruntime the torch `nms` of the same file's decoded detections (compiled with the same seed)."""
+    for end in ("nms", "decoded"):
+        chosen = [] if end == "nms" else ["-p", 'postprocess="decoded"']
+        done = cli(
+            "compile", name, "--to", "onnx", "-p", "size=160", *chosen, "--seed", "0", "-o", tmp_path / f"{end}.onnx"
+        )
+        assert done.exit_code == 0, done.stderr
+    images = np.random.default_rng(5).uniform(0, 1, (2, 3, 160, 160)).astype(np.float32)
+    outputs = {}
+    for end in ("nms", "decoded"):
+        session = onnxruntime.InferenceSession(str(tmp_path / f"{end}.onnx"), providers=["CPUExecutionProvider"])
+        assert len(session.get_outputs()) == 1
+        (outputs[end],) = session.run(None, {session.get_inputs()[0].name: images})
+    assert outputs["nms"].shape == (2, 300, 6) and outputs["decoded"].shape == (2, 84, 400 + 100 + 25)
+    expected = detections_nms(torch.from_numpy(outputs["decoded"]), 0.45, 0.25, 300).numpy()
+    kept = expected[..., 5] >= 0
+    assert kept.sum() > 10 and set(np.unique(expected[..., 5][kept])) <= set(range(80))
     assert_same_detections(outputs["nms"], expected)

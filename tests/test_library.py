@@ -85,7 +85,7 @@ OUTPUTS = (
         "yolov3": [(300, 6)],
         "yolov3_tiny": [(300, 6)],
     }
-    | {name: [(84, 8400)] for name in ULTRALYTICS}  # boxes and 80 class scores for each anchor at 640×640
+    | {name: [(300, 6)] for name in ULTRALYTICS}  # by default: 300 rows of x1, y1, x2, y2, score, label
 )
 
 

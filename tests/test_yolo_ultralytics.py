@@ -57,7 +57,7 @@ def pair(request):
     model's state_dict, an image batch), built once for the module."""
     name = request.param
     reference = _randomised(ultralytics_tasks.DetectionModel(f"{name}.yaml", verbose=False))
-    network = cnndsl.load(name, size=SIZE)
+    network = cnndsl.load(name, size=SIZE, postprocess="decoded")  # Ultralytics' eval output
     module = network.to_torch(weights=reference.state_dict()).eval()
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     return name, reference, network, module, images
@@ -142,7 +142,7 @@ def test_onnx_decoded_detector_in_onnxruntime_equals_torch(pair):
 
 
 def test_classes_and_scale_are_parameters():
-    network = cnndsl.load("yolov8n", size=320, classes=3)
+    network = cnndsl.load("yolov8n", size=320, classes=3, postprocess="decoded")
     assert ir.layer(network.graph, network.outputs[0][1]).shape == (7, 2100)  # 40² + 20² + 10² anchors at 320
     with pytest.raises(CnnDslError, match=r"yolov8.cnn:\d+:\d+: error: index 0 is outside a list of 0"):
         cnndsl.load("yolov8", scale="q")
