@@ -10,7 +10,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..ops.torch_code import Arg, Expr, calls_own_module, namespaces, written
+from ..ops.torch_code import (
+    Apply,
+    Arg,
+    Attribute,
+    Call,
+    Expr,
+    Index,
+    Listed,
+    Method,
+    Operation,
+    calls_own_module,
+    namespaces,
+    written,
+)
 from .python_names import assignment_around, is_name
 from .torch_source import constructor_call, signature_parameters
 
@@ -282,3 +295,96 @@ def forward_lines(steps: Sequence[Step]) -> list[str]:
 def forward_uses(steps: Sequence[Step]) -> frozenset:
     """The namespaces the steps call (`torch`, `F`)."""
     return frozenset().union(*(step.uses() for step in steps))
+
+
+# ---- numbers of a forward ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Lifted:
+    """A slice bound of a forward held out of its text (`x[:, -<0>:]`): the instance's number at `index`,
+    negated where `negative`, so that instances whose forwards differ in it share one class."""
+
+    index: int
+    negative: bool = False
+
+    def __str__(self) -> str:
+        return f"{'-' if self.negative else ''}<{self.index}>"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a lifted bound is written as in the class: a number, or the attribute that holds it (`-self.c`)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def lifted(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
+    """The steps with every whole-number bound of a slice `Lifted`, and the numbers (their magnitudes)."""
+    numbers: list[int] = []
+
+    def bound(value):
+        if type(value) is not int:
+            return value
+        numbers.append(abs(value))
+        return Lifted(len(numbers) - 1, value < 0)
+
+    def lift(index):
+        if isinstance(index, tuple):
+            return tuple(lift(part) for part in index)
+        if isinstance(index, slice):
+            return slice(bound(index.start), bound(index.stop), index.step)
+        return index
+
+    result = [step if step.tree is None else replace(step, tree=_indexed(step.tree, lift)) for step in steps]
+    return result, numbers
+
+
+def shown(steps: Sequence[Step], texts: Sequence) -> list[Step]:
+    """The steps with each lifted bound written as `texts[index]`: a number, or an attribute's text."""
+
+    def show(index):
+        if isinstance(index, tuple):
+            return tuple(show(part) for part in index)
+        if isinstance(index, slice):
+            return slice(*(_shown(part, texts) for part in (index.start, index.stop)), index.step)
+        return index
+
+    return [step if step.tree is None else replace(step, tree=_indexed(step.tree, show)) for step in steps]
+
+
+def _shown(part, texts: Sequence):
+    """A lifted bound as its number (an int, the sign restored) or its attribute's text (`-self.c`)."""
+    if not isinstance(part, Lifted):
+        return part
+    value = texts[part.index]
+    if type(value) is int:
+        return -value if part.negative else value
+    return Shown(f"-{value}" if part.negative else value)
+
+
+def _indexed(expression: Expr, change) -> Expr:
+    """The expression with the subscript of every `Index` in it mapped by `change`."""
+
+    def each(item):
+        return _indexed(item, change)
+
+    match expression:
+        case Index(owner, index):
+            return Index(each(owner), change(index))
+        case Call(namespace, function, args, keywords):
+            return Call(
+                namespace, function, tuple(map(each, args)), tuple((name, each(value)) for name, value in keywords)
+            )
+        case Apply(callee, args):
+            return Apply(each(callee), tuple(map(each, args)))
+        case Method(owner, name, args):
+            return Method(each(owner), name, tuple(map(each, args)))
+        case Attribute(owner, name):
+            return Attribute(each(owner), name)
+        case Operation(sign, terms):
+            return Operation(sign, tuple(map(each, terms)))
+        case Listed(items):
+            return Listed(tuple(map(each, items)))
+    return expression

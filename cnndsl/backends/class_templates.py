@@ -20,8 +20,9 @@ from .class_code import (
     lines_code,
     matches,
     rendered,
+    shown,
 )
-from .python_names import class_name, parameter_name
+from .python_names import Namespace, class_name, parameter_name
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Instance:
     path: tuple
     code: Code
     candidates: dict
+    numbers: list = field(default_factory=list)  # the forward's lifted slice bounds (cnndsl.backends.class_code)
 
 
 @dataclass
@@ -122,7 +124,9 @@ def _with_optional(without: Template, extra: Template, compact) -> Template | No
     start, count = min(slots), len(slots)
     for instance in without.instances:
         values = instance.code.values[:start] + [None] * count + instance.code.values[start:]
-        merged.instances.append(Instance(instance.path, lines_code(init, Code(values=values)), instance.candidates))
+        merged.instances.append(
+            Instance(instance.path, lines_code(init, Code(values=values)), instance.candidates, instance.numbers)
+        )
     for instance in extra.instances:
         instance.code = lines_code(init, instance.code)
     merged.instances[0].code.hints = extra.instances[0].code.hints
@@ -175,12 +179,16 @@ def resolve(compact, template: Template) -> None:
             None,
         )
         if name is None:
-            name = parameter_name(first.code.hints[slot])
+            name = _unmatched(template, first, slot)
             if name not in extra:
                 extra.append(name)
         expressions[slot] = name
+    numbers = _forward_numbers(compact, template, first, expressions, extra)
     used = {word for expression in expressions.values() for word in compact.words.get(expression, (expression,))}
     used |= set(template.condition_words)
+    used |= {
+        word for held in numbers if type(held) is tuple for word in compact.words.get(held[1], (held[1],))
+    }  # what the forward's attributes are set from
     for slot in range(len(first.code.values)):  # an optional submodule's constant, named by an argument
         having = [
             (instance, instance.code.values[slot])
@@ -221,18 +229,33 @@ def resolve(compact, template: Template) -> None:
         ["self", *template.params[:optional], *(f"{name}={defaults[name]!r}" for name in template.params[optional:])]
     )
     template.uses = first.code.uses | forward_uses(template.forward) | {"nn"}
+    held = Namespace()
+    for line in template.init:
+        held.fresh(line.sets or "")
+    attributes = {
+        entry: held.fresh(entry[0]) for entry in dict.fromkeys(entry for entry in numbers if type(entry) is tuple)
+    }
     body = [
         f"class {template.name}(nn.Module):",
         f"    def __init__({signature}):",
         "        super().__init__()",
+        *indented([f"self.{attribute} = {entry[1]}" for entry, attribute in attributes.items()], 2),
         *indented(rendered(template.init, first.code, expressions), 2),
         "",
         "    def forward(self, x):",
-        *indented(forward_lines(template.forward), 2),
+        *indented(
+            forward_lines(
+                shown(
+                    template.forward,
+                    [f"self.{attributes[entry]}" if type(entry) is tuple else entry for entry in numbers],
+                )
+            ),
+            2,
+        ),
     ]
     template.text = "\n".join(body)
     for instance in template.instances:
-        values = [_argument(instance, name, expressions) for name in template.params]
+        values = [_argument(instance, name, expressions, numbers) for name in template.params]
         while len(values) > optional and values[-1] == defaults[template.params[len(values) - 1]]:
             values.pop()
         parts = [piece for index in range(len(values)) for piece in ([", "] if index else []) + [Slot(index)]]
@@ -241,11 +264,58 @@ def resolve(compact, template: Template) -> None:
         )
 
 
-def _argument(instance: Instance, name: str, expressions: dict):
+def _unmatched(template: Template, first: Instance, slot: int) -> str:
+    """A new argument for a number no candidate stands for: named after its hint, or the hint of another
+    number equal to it in every instance (`Bottleneck(c, c)`: both `c`), never a candidate's name, which
+    callers pass the candidate's value for (a dense turn's `in_channels` is its input's, not the number's)."""
+    same = [
+        other
+        for other in range(len(first.code.values))
+        if all(instance.code.values[other] == instance.code.values[slot] for instance in template.instances)
+    ]
+    names = [parameter_name(first.code.hints[other]) for other in [slot, *same]]
+    name = next((name for name in names if name not in first.candidates), names[0])
+    while name in first.candidates:
+        name += "_"
+    return name
+
+
+def _argument(instance: Instance, name: str, expressions: dict, numbers: list):
     if name in instance.candidates:
         return instance.candidates[name]
-    slot = next(slot for slot, expression in expressions.items() if expression == name)
+    slot = next((slot for slot, expression in expressions.items() if expression == name), None)
+    if slot is None:  # an argument only the forward reads (a slice's width)
+        return instance.numbers[numbers.index((name, name))]
     return instance.code.values[slot]
+
+
+def _forward_numbers(compact, template: Template, first: Instance, expressions: dict, extra: list) -> list:
+    """For each lifted bound of the forward, its number where every instance has the same, else (attribute,
+    expression): the `__init__` code's expression for a number equal to it in every instance (kept on `self`
+    under that number's hint), else a name the block's call gives it, else a new argument (`width`, added to
+    `extra`)."""
+    result = []
+    for index, value in enumerate(first.numbers):
+        if len({instance.numbers[index] for instance in template.instances}) == 1:
+            result.append(value)
+            continue
+        found = [
+            (expression if compact.plain(expression) else parameter_name(first.code.hints[slot]), expression)
+            for slot, expression in expressions.items()
+            if all(instance.code.values[slot] == instance.numbers[index] for instance in template.instances)
+        ]
+        found += [
+            (name, name)
+            for name in first.candidates
+            if compact.plain(name)
+            and all(matches(instance.candidates.get(name), instance.numbers[index]) for instance in template.instances)
+        ]
+        if not found:
+            name = parameter_name(f"width{index + 1}" if index else "width")
+            extra.append(name)
+            found = [(name, name)]
+        result.append(found[0])
+    return result
 
 
 def indented(lines: list[str], levels: int) -> list[str]:

@@ -16,7 +16,7 @@ from collections import Counter
 
 from ..graph import ir
 from ..ops.torch_code import OWN, Arg, applied, calls_own_module, leftmost, summed_in_place
-from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, module_code
+from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, lifted, module_code
 from .class_structure import Groups, Item
 from .class_templates import Instance, Template, merge_optional, resolve
 from .python_names import Namespace, attribute, is_name, module_path, parameter_name, value_name
@@ -159,11 +159,11 @@ class Compact:
             return
         lines, parts = self.init_code(path)
         init_lines, init = filled(lines, parts)
-        steps = self.forward_steps(items, source, [output], True)
+        steps, numbers = lifted(self.forward_steps(items, source, [output], True))
         base = self.groups.base(path)
         template = Template(base, init_lines, steps)
         template = self.templates.setdefault(template.key(), template)
-        template.instances.append(Instance(path, init, self._candidates(path, source)))
+        template.instances.append(Instance(path, init, self._candidates(path, source), numbers))
         self.codes[path] = None  # filled once every instance of the template is known
 
     def _plain_call(self, item: Item) -> bool:

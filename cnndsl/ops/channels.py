@@ -47,6 +47,10 @@ class Chunk(OpKind):
         return f"chunk {attrs['i'] + 1}/{attrs['n']}" + ("" if attrs["axis"] == 0 else f", axis {attrs['axis']}")
 
     def torch_forward(self, attrs, inputs):
+        if attrs["i"] == attrs["n"] - 1:  # the last part as `x[:, -c:]`: no offset that grows
+            # with the turn of a `dense` that reads the newest channels (C2f), so its turns share one class
+            last = {**attrs, "start": attrs["start"] - attrs["stop"], "stop": None}
+            return sliced(last)  # a view: never overwritten
         return sliced(attrs)  # a view: never overwritten
 
     def onnx(self, attrs, inputs, args, emit):
