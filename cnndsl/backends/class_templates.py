@@ -148,11 +148,15 @@ def _condition(having: list[dict], lacking: list[dict], compact) -> tuple[str, t
     return None
 
 
-def _preferred(candidates: dict, hint: str) -> list[str]:
+def _preferred(candidates: dict, hint: str, words: dict) -> list[str]:
     """Candidate names in the order to try: the incoming channels first for a layer's input width,
-    last for anything else (where they match only by coincidence)."""
+    last for anything else (where they match only by coincidence), and the forms made of them after
+    the block's own parameters' forms (`c2 // 2` before `in_channels // 2`)."""
     names = [name for name in candidates if name != "in_channels"]
-    return ["in_channels", *names] if hint.endswith(("in_channels", "in_features")) else [*names, "in_channels"]
+    if hint.endswith(("in_channels", "in_features")):
+        return ["in_channels", *names]
+    own = [name for name in names if "in_channels" not in words.get(name, (name,))]
+    return [*own, *(name for name in names if name not in own), "in_channels"]
 
 
 def resolve(compact, template: Template) -> None:
@@ -170,7 +174,7 @@ def resolve(compact, template: Template) -> None:
         name = next(
             (
                 name
-                for name in _preferred(first.candidates, first.code.hints[slot])
+                for name in _preferred(first.candidates, first.code.hints[slot], compact.words)
                 if all(
                     name in instance.candidates and matches(instance.candidates[name], value)
                     for instance, value in having
@@ -314,7 +318,8 @@ def _forward_numbers(compact, template: Template, first: Instance, expressions: 
             name = parameter_name(f"width{index + 1}" if index else "width")
             extra.append(name)
             found = [(name, name)]
-        result.append(found[0])
+        plain = [entry for entry in found if entry[0] not in first.candidates or entry[0] == entry[1]]
+        result.append((plain or found)[0])  # `self.c = in_channels // 2`, not `self.in_channels = in_channels // 2`
     return result
 
 

@@ -191,7 +191,24 @@ class Compact:
                 if first < second:
                     derived[f"{first} * {second}"] = a * b
                     self.words[f"{first} * {second}"] = (first, second)
+        derived.update(self._scaled(base))
         return derived
+
+    def _scaled(self, base: dict) -> dict:
+        """Widths a real parameter scales, as Ultralytics writes them: `int(c2 * e)` hidden channels, and
+        `(2 + n) * int(c2 * e)` for the concatenation of a C2f's two halves and n bottleneck outputs."""
+        whole = [name for name, value in base.items() if type(value) is int and name != "in_channels"]
+        forms = {}
+        for ratio in (name for name, value in base.items() if type(value) is float):
+            for width in whole:
+                hidden = f"int({width} * {ratio})"
+                forms[hidden] = int(base[width] * base[ratio])
+                self.words[hidden] = (width, ratio)
+                for count in (name for name in whole if name != width):
+                    joined = f"(2 + {count}) * {hidden}"
+                    forms[joined] = (2 + base[count]) * forms[hidden]
+                    self.words[joined] = (count, width, ratio)
+        return forms
 
     def plain(self, name: str) -> bool:
         """The candidate is a parameter's own name (`c`), not a form of one (`2 * c`)."""
@@ -208,7 +225,7 @@ class Compact:
         ]
         bases = {self.groups.base(item.key) if item.kind == "group" else None for item in items}
         if all(item.kind == "group" for item in items) and len(bases) == 1:
-            return self._loops(bases.pop(), codes)
+            return self._loops(bases.pop(), codes, self._one_repetition(items))
         names = [item.name for item in items]
         if all(is_name(name) for name in names):
             entries = [piece for index, name in enumerate(names) for piece in (", " if index else "", f"{name}=", HOLE)]
@@ -222,8 +239,16 @@ class Compact:
             template = ["nn.Sequential(OrderedDict([", *entries, "]))"]
         return _called(_using(compose(template, codes), "nn", "OrderedDict"), "nn.Sequential")
 
-    def _loops(self, base: str, codes: list[Code]) -> Code:
-        """Repeated blocks as list comprehensions over runs whose numbers are constant or step evenly."""
+    def _one_repetition(self, items: list[Item]) -> bool:
+        """The groups are the turns of one `x n` inside a block (one source position): written as a loop even
+        where n is 1, so that the block's instances share one class whose `n` is the loop's count."""
+        positions = {self.groups.info[item.key].pos for item in items}
+        inside = any(self.groups.info[items[0].key[:depth]].call is not None for depth in range(1, len(items[0].key)))
+        return len(positions) == 1 and None not in positions and inside
+
+    def _loops(self, base: str, codes: list[Code], repetition: bool = False) -> Code:
+        """Repeated blocks as list comprehensions over runs whose numbers are constant or step evenly; the
+        turns of one `repetition` always so."""
         runs, start = [], 0
         while start < len(codes):
             end = start + 1
@@ -241,7 +266,7 @@ class Compact:
         alike = len({code.callee for code in codes}) == 1  # one class: every run after the first is a loop
         for number, run in enumerate(runs):
             pieces += [", "] if number else []
-            if len(run) == 1 and not (alike and number):
+            if len(run) == 1 and not (alike and number) and not repetition:
                 pieces.append(HOLE)
                 parts.append(run[0])
                 continue
