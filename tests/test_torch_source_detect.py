@@ -71,3 +71,52 @@ def test_the_unrolled_layout_sets_the_dfl_bins_too(detector, tmp_path):
     written = getattr(_import(tmp_path / "unrolled.py"), class_name(network.name))()
     assert torch.equal(written.detect.dfl.weight, torch.arange(16.0).view(1, 16, 1, 1))
     assert not written.detect.dfl.weight.requires_grad
+
+
+CLASSES = {"yolov8n": 13, "yolo11n": 21}  # the network's own class included
+
+
+def test_each_block_is_one_class_and_a_repetition_is_a_loop_over_its_count(detector):
+    """C2f (yolov8n) and C3k2 (yolo11n): one class per structure (with or without the bottlenecks' shortcut,
+    bottlenecks or C3k blocks), not one per width or per turn; `n` is the loop's count."""
+    network, _, text, _ = detector
+    assert text.count("\nclass ") == CLASSES[network.name]
+    assert text.count("\nclass Dense") == 3  # SPPF's pool turn and the two kinds of bottleneck turn
+    block = "C2f" if network.name == "yolov8n" else "C3k2"
+    assert text.count(f"\nclass {block}") == 2
+    assert f"class {block}(nn.Module):\n    def __init__(self, in_channels, c2, n=1, e=0.5):\n" in text
+    assert "        self.cv2 = Cv2((2 + n) * int(c2 * e), c2)\n" in text
+
+
+def test_the_generated_c2f_built_with_n_3_is_ultralytics_c2f(tmp_path):
+    """yolov8n's C2f class, built with a count the network never uses (n=3), holds Ultralytics' C2f(64, 64, 3,
+    shortcut=True) parameters and computes its output from its weights (m.0 is dense1.bottleneck, ...)."""
+    blocks = pytest.importorskip("ultralytics.nn.modules.block", reason="Ultralytics is not importable")
+    network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
+    written = _import(write_python(network, tmp_path / "yolov8n.py")).C2f(64, 64, n=3).eval()
+    theirs = blocks.C2f(64, 64, n=3, shortcut=True).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in theirs.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eps = 1e-3  # as DetectionModel's initialize_weights sets it
+        for key, tensor in theirs.state_dict().items():
+            if key.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.5)
+            elif key.endswith(("running_mean", "bias")):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
+            elif key.endswith("bn.weight"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.75)
+            elif key.endswith("conv.weight"):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) / tensor[0].numel() ** 0.5)
+    renamed = {}
+    for key, tensor in theirs.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "m":
+            parts = ["m", f"dense{int(parts[1]) + 1}", "bottleneck", *parts[2:]]
+        renamed[".".join(parts)] = tensor
+    assert sorted(renamed) == sorted(written.state_dict())
+    written.load_state_dict(renamed)
+    images = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), theirs(images), rtol=1e-5, atol=1e-5)

@@ -203,7 +203,8 @@ class Compact:
             for width in whole:
                 hidden = f"int({width} * {ratio})"
                 forms[hidden] = int(base[width] * base[ratio])
-                self.words[hidden] = (width, ratio)
+                forms[f"2 * {hidden}"] = 2 * forms[hidden]  # cv1's two halves
+                self.words[hidden] = self.words[f"2 * {hidden}"] = (width, ratio)
                 for count in (name for name in whole if name != width):
                     joined = f"(2 + {count}) * {hidden}"
                     forms[joined] = (2 + base[count]) * forms[hidden]
