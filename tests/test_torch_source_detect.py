@@ -4,6 +4,8 @@ function), its DFL starts at Ultralytics' fixed bins, and its classes are few an
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -27,7 +29,7 @@ def detector(request, tmp_path_factory):
     """(network at 64×64, its to_torch() module seeded, the generated file's text and namespace)."""
     network = cnndsl.load(request.param, input=(3, SIDE, SIDE))
     path = write_python(network, tmp_path_factory.mktemp("detect") / f"{request.param}.py")
-    return network, network.to_torch(seed=0).eval(), path.read_text(), _import(path)
+    return network, network.to_torch(seed=0).eval(), path.read_text(), _import(path), path
 
 
 def _state_shapes(module) -> list:
@@ -35,7 +37,7 @@ def _state_shapes(module) -> list:
 
 
 def test_the_generated_detector_holds_the_state_dict_and_computes_to_torchs_output(detector):
-    network, reference, _, namespace = detector
+    network, reference, _, namespace, _ = detector
     written = getattr(namespace, class_name(network.name))().eval()
     assert _state_shapes(written) == _state_shapes(reference)
     assert sum(parameter.numel() for parameter in written.parameters()) == network.params
@@ -51,7 +53,7 @@ def test_the_generated_detector_holds_the_state_dict_and_computes_to_torchs_outp
 def test_a_fresh_generated_detector_starts_its_dfl_at_the_fixed_bins_0_to_15(detector):
     """Ultralytics' DFL: `conv.weight = arange(16)`, `requires_grad_(False)`. Loaded with every other tensor of
     to_torch()'s state_dict, the fresh class computes its output: the bins come from the file, not a checkpoint."""
-    network, reference, _, namespace = detector
+    network, reference, _, namespace, _ = detector
     torch.manual_seed(1)
     written = getattr(namespace, class_name(network.name))().eval()
     assert torch.equal(written.detect.dfl.weight, torch.arange(16.0).view(1, 16, 1, 1))
@@ -79,7 +81,7 @@ CLASSES = {"yolov8n": 13, "yolo11n": 21}  # the network's own class included
 def test_each_block_is_one_class_and_a_repetition_is_a_loop_over_its_count(detector):
     """C2f (yolov8n) and C3k2 (yolo11n): one class per structure (with or without the bottlenecks' shortcut,
     bottlenecks or C3k blocks), not one per width or per turn; `n` is the loop's count."""
-    network, _, text, _ = detector
+    network, _, text, _, _ = detector
     assert text.count("\nclass ") == CLASSES[network.name]
     assert text.count("\nclass Dense") == 3  # SPPF's pool turn and the two kinds of bottleneck turn
     block = "C2f" if network.name == "yolov8n" else "C3k2"
@@ -120,3 +122,11 @@ def test_the_generated_c2f_built_with_n_3_is_ultralytics_c2f(tmp_path):
     images = torch.randn(2, 64, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(written(images), theirs(images), rtol=1e-5, atol=1e-5)
+
+
+def test_the_generated_detector_passes_ruff_check_and_ruff_format(detector):
+    """The held slice widths read `x[:, -self.c :]`, as ruff format spaces a slice of an attribute."""
+    path = detector[4]
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -207,7 +207,11 @@ def _subscript(index) -> str:
     if isinstance(index, slice):
         start = "" if index.start is None else str(index.start)
         stop = "" if index.stop is None else str(index.stop)
-        return f"{start}:{stop}" if index.step is None else f"{start}:{stop}:{index.step}"
+        if index.step is not None:
+            return f"{start}:{stop}:{index.step}"
+        if any(bound is not None and type(bound) is not int for bound in (index.start, index.stop)):
+            return f"{start} :{f' {stop}' if stop else ''}" if start else f": {stop}"  # `x[-self.c :]`, as ruff
+        return f"{start}:{stop}"
     return repr(index)
 
 
