@@ -90,13 +90,16 @@ def test_each_block_is_one_class_and_a_repetition_is_a_loop_over_its_count(detec
     assert "        self.cv2 = Cv2((2 + n) * int(c2 * e), c2)\n" in text
 
 
-def test_the_generated_c2f_built_with_n_3_is_ultralytics_c2f(tmp_path):
-    """yolov8n's C2f class, built with a count the network never uses (n=3), holds Ultralytics' C2f(64, 64, 3,
-    shortcut=True) parameters and computes its output from its weights (m.0 is dense1.bottleneck, ...)."""
+@pytest.mark.parametrize("shortcut, n", [(True, 3), (False, 2)])
+def test_the_generated_c2f_built_with_another_n_is_ultralytics_c2f(tmp_path, shortcut, n):
+    """yolov8n's C2f classes (C2f: bottlenecks with the shortcut, C2f2: without, each used only with n=1 or 2),
+    built with another count, hold Ultralytics' C2f(64, 64, n, shortcut) parameters and compute its output from
+    its weights (m.0 is dense1.bottleneck, ...)."""
     blocks = pytest.importorskip("ultralytics.nn.modules.block", reason="Ultralytics is not importable")
     network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
-    written = _import(write_python(network, tmp_path / "yolov8n.py")).C2f(64, 64, n=3).eval()
-    theirs = blocks.C2f(64, 64, n=3, shortcut=True).eval()
+    namespace = _import(write_python(network, tmp_path / "yolov8n.py"))
+    written = (namespace.C2f if shortcut else namespace.C2f2)(64, 64, n=n).eval()
+    theirs = blocks.C2f(64, 64, n=n, shortcut=shortcut).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in theirs.modules():

@@ -199,7 +199,8 @@ def resolve(compact, template: Template) -> None:
             for instance in template.instances
             if instance.code.values[slot] is not None
         ]
-        if slot in expressions or len(having) == len(template.instances):
+        counted = first.code.hints[slot] == "count"  # a loop's count, where the class reads its `n` elsewhere
+        if slot in expressions or (len(having) == len(template.instances) and not counted):
             continue
         name = next(
             (

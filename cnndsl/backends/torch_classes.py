@@ -241,11 +241,13 @@ class Compact:
         return _called(_using(compose(template, codes), "nn", "OrderedDict"), "nn.Sequential")
 
     def _one_repetition(self, items: list[Item]) -> bool:
-        """The groups are the turns of one `x n` inside a block (one source position): written as a loop even
-        where n is 1, so that the block's instances share one class whose `n` is the loop's count."""
+        """The groups are the turns of one `x n` inside a block (one source position; a lone turn only of a
+        `dense`): written as a loop even where n is 1, so that the block's instances share one class whose
+        `n` is the loop's count."""
         positions = {self.groups.info[item.key].pos for item in items}
         inside = any(self.groups.info[items[0].key[:depth]].call is not None for depth in range(1, len(items[0].key)))
-        return len(positions) == 1 and None not in positions and inside
+        turns = len(items) > 1 or self.groups.info[items[0].key].kind == "dense"  # one block call is no repetition
+        return len(positions) == 1 and None not in positions and inside and turns
 
     def _loops(self, base: str, codes: list[Code], repetition: bool = False) -> Code:
         """Repeated blocks as list comprehensions over runs whose numbers are constant or step evenly; the
