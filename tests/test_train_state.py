@@ -100,3 +100,28 @@ def test_skip_bad_trains_on_and_names_the_images_it_left_out(tmp_path, cli):
     assert "(classify, 2 classes; 4 train, 2 val/)" in header
     assert header.endswith(f"; skipped 1 unreadable image: {bad}")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["skipped"] == [str(bad)]
+
+
+def test_a_samples_random_flip_is_its_own_whichever_batch_loads_it(tmp_path):
+    """The DataLoader fetches a batch at once (`__getitems__`, one fork of the generator per batch): each image
+    is still flipped or not by its own (seed, epoch, index), as when fetched alone, and the caller's generator
+    is left as it was."""
+    from cnndsl.train.datasets import Preprocessing, Samples
+
+    data = classification_set(tmp_path / "data", train=6, val=1, classes=("disk", "square"), seed=4)
+    samples = sorted((str(path), 0) for path in (data / "train").rglob("*.png"))
+    preprocessing = Preprocessing.for_input((3, 32, 32))
+    flipping = Samples(samples, "classify", preprocessing, flip=True, seed=11)
+    plain = Samples(samples, "classify", preprocessing, flip=False, seed=11)
+    flipping.epoch = 2
+    before = torch.get_rng_state()
+    batch = flipping.__getitems__([5, 0, 9, 3, 11, 7])
+    assert torch.equal(torch.get_rng_state(), before)
+    flipped = []
+    for (image, target), index in zip(batch, [5, 0, 9, 3, 11, 7]):
+        alone, unflipped = flipping[index][0], plain[index][0]
+        assert target == 0 and torch.equal(image, alone)
+        mirrored = torch.equal(image, unflipped.flip(-1))
+        assert mirrored or torch.equal(image, unflipped)
+        flipped.append(mirrored)
+    assert True in flipped and False in flipped  # both draws occur: the flip is random, not fixed

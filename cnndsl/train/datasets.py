@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..core.errors import FileProblem
 from .vision import transforms_v2
@@ -47,12 +49,11 @@ class Preprocessing:
         return v2.Compose(steps)
 
     def read(self, path: str):
-        """The image as PIL in the network's colour mode."""
-        from PIL import Image
-
+        """The image as PIL in the network's colour mode (opened from a file object, as torchvision's loader does:
+        PIL then skips its own path handling)."""
         try:
-            with Image.open(path) as image:
-                return image.convert("RGB" if self.channels == 3 else "L")
+            with open(path, "rb") as file:
+                return Image.open(file).convert("RGB" if self.channels == 3 else "L")
         except (OSError, SyntaxError, ValueError) as error:
             raise FileProblem(f"cannot read image {path}: {error}", hint="remove it, or pass --skip-bad") from None
 
@@ -69,20 +70,25 @@ class Samples(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch's samples (the DataLoader asks for them together) under one fork of the CPU generator: the
+        caller's generator state comes back once per batch, not once per image."""
+        with torch.random.fork_rng(devices=[]):
+            return [self._sample(index) for index in indices]
+
+    def _sample(self, index: int):
         path, target = self.samples[index]
         image = self.preprocessing.read(path)
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))  # CPU only
-            if self.task == "segment":
-                _, tv_tensors = transforms_v2()
-                import numpy as np
-                from PIL import Image
-
-                with Image.open(target) as mask:
-                    mask = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))
-                image, mask = self.transform(image, mask)
-                return image, mask.as_subclass(torch.Tensor)
-            return self.transform(image), target
+        torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))  # CPU only
+        if self.task == "segment":
+            _, tv_tensors = transforms_v2()
+            with Image.open(target) as mask:
+                mask = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))
+            image, mask = self.transform(image, mask)
+            return image, mask.as_subclass(torch.Tensor)
+        return self.transform(image), target
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

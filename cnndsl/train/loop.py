@@ -76,14 +76,19 @@ class TrainOrder(torch.utils.data.Sampler):
 
 
 def train_epoch(setup, step: Step, stop: StopRequest, display, bar) -> bool:
-    """Train from `step` to the epoch's end; False if a signal asked to stop (step then says where)."""
+    """Train from `step` to the epoch's end; False if a signal asked to stop (step then says where).
+
+    Timed as a hand-written loop times itself: seconds run from asking the loader for its first batch to its
+    end (bookkeeping included), and data wait is the time spent in the loader, its start and end included."""
     setup.model.train()
     setup.train_data.epoch = step.epoch
     order = TrainOrder(len(setup.train_data), setup.batch, setup.seed, step.epoch, setup.rank, setup.world, step.done)
     loader = setup.loader(setup.train_data, order)
-    waited = time.perf_counter()
+    timing = step.timing
+    mark = time.perf_counter()
     for images, targets in loader:
-        started = time.perf_counter()
+        fetched = time.perf_counter()
+        timing["wait"] += fetched - mark
         loss = train_step(setup, images, targets)
         value = loss.item()
         if not math.isfinite(value) or not math.isfinite(setup.all_ranks_max(abs(value))):
@@ -93,15 +98,19 @@ def train_epoch(setup, step: Step, stop: StopRequest, display, bar) -> bool:
             )
         step.done += 1
         step.loss_sum += value
-        finished = time.perf_counter()
-        step.timing["images"] += len(images) * setup.world
-        step.timing["seconds"] += finished - waited
-        step.timing["wait"] += started - waited
-        bar.set_postfix(loss=f"{value:.4f}", lr=f"{setup.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+        timing["images"] += len(images) * setup.world
+        if not bar.disable:  # a piped run shows no bar: no postfix to format
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{setup.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
         bar.update(1)
-        if setup.all_ranks_max(stop.signum):
+        stopping = setup.all_ranks_max(stop.signum)
+        now = time.perf_counter()
+        timing["seconds"] += now - mark
+        mark = now
+        if stopping:
             return False
-        waited = time.perf_counter()
+    ended = time.perf_counter()
+    timing["seconds"] += ended - mark
+    timing["wait"] += ended - mark
     return True
 
 
