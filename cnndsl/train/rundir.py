@@ -67,28 +67,27 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def write_curves(folder: Path, rows: list[dict], metric: str) -> str:
-    """curves.png and curves.svg (losses, and the validation metric), or why they were not drawn."""
+    """curves.png and curves.svg (losses, and the validation metric), or why they were not drawn. Drawn on a
+    bare matplotlib Figure: pyplot's global state and backend stay the caller's, and fixed margins stand in
+    for tight_layout (which measured every label again: most of a short run's fixed cost)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return "curves not drawn: matplotlib is not installed (pip install matplotlib)"
     epochs = [row["epoch"] for row in rows]
-    figure, (losses, quality) = plt.subplots(1, 2, figsize=(9, 3.5))
+    figure = matplotlib.figure.Figure(figsize=(9, 3.5))
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.28)
+    losses, quality = figure.subplots(1, 2)
     losses.plot(epochs, [row["train_loss"] for row in rows], label="train")
     losses.plot(epochs, [row["val_loss"] for row in rows], label="validation")
     losses.set(xlabel="epoch", ylabel="loss", title="loss")
     losses.legend()
     quality.plot(epochs, [row[metric] for row in rows], color="tab:green")
     quality.set(xlabel="epoch", ylabel=metric, title=metric)
-    from matplotlib.ticker import MaxNLocator
-
     for axes in (losses, quality):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-    figure.tight_layout()
+        axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 4))  # short labels fit the fixed margin
     for suffix in ("png", "svg"):
         write_atomically(folder / f"curves.{suffix}", lambda temp, s=suffix: figure.savefig(temp, format=s))
-    plt.close(figure)
     return f"curves: {folder / 'curves.png'}, {folder / 'curves.svg'}"
