@@ -125,3 +125,25 @@ def test_a_samples_random_flip_is_its_own_whichever_batch_loads_it(tmp_path):
         assert mirrored or torch.equal(image, unflipped)
         flipped.append(mirrored)
     assert True in flipped and False in flipped  # both draws occur: the flip is random, not fixed
+
+
+def test_a_batch_normalised_at_once_is_each_image_normalised_alone(tmp_path):
+    """Training loads uint8 images and normalises each batch on the device; `predict` normalises one image:
+    both give the hand calculation ((pixels / 255 - mean) / std, ImageNet's), the batch bit for bit the image."""
+    import numpy as np
+    from PIL import Image
+
+    from cnndsl.train.datasets import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, Samples
+
+    data = classification_set(tmp_path / "data", train=3, val=1, classes=("disk", "square"), seed=5)
+    paths = sorted(str(path) for path in (data / "train").rglob("*.png"))
+    preprocessing = Preprocessing.for_input((3, 32, 32))
+    loaded = Samples([(path, 0) for path in paths], "classify", preprocessing, flip=False, seed=0)
+    batch = torch.stack([image for image, _ in loaded.__getitems__(list(range(len(paths))))])
+    assert batch.dtype == torch.uint8 and batch.shape == (6, 3, 32, 32)
+    normalised = preprocessing.normalise(batch)
+    alone = torch.stack([preprocessing.transform()(preprocessing.read(path)) for path in paths])
+    assert torch.equal(normalised, alone)
+    pixels = np.stack([np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255 for path in paths])
+    by_hand = ((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+    assert np.abs(normalised.numpy() - by_hand).max() < 1e-5

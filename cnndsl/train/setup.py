@@ -63,7 +63,9 @@ class Setup:
         )
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        """A batch of uint8 images to the device, normalised there, in the module's memory format."""
+        images = self.preprocessing.normalise(images.to(self.device, non_blocking=True))
+        return images.contiguous(memory_format=self.memory_format)
 
     def autocast(self):
         if self.precision == "off":
