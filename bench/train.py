@@ -7,9 +7,17 @@ optimizer and scheduler factories in a loop that mirrors train.py's `train_one_e
 prefetcher, which is CUDA-only), with its augmentation held to the same flip and whole-image resize.
 
 Both read the same synthetic image folder through the same torchvision pipeline (ImageFolder-style files,
-transforms v2: resize, random flip, scale, normalise) with the same DataLoader settings, and train with
-SGD (Nesterov) and a cosine schedule per step; throughput counts the training steps of every epoch
-(validation excluded) in both. `cnndsl train`'s figure is the one its summary.json reports.
+transforms v2: resize, random flip, scale, normalise) with the same batch, DataLoader settings (shuffled,
+last partial batch dropped, the same workers and pinning) and number of steps, and train the same module
+(`to_torch(init="kaiming", seed=0)`) with SGD (Nesterov, decay on weights only) and a cosine schedule per
+step, without AMP, EMA or label smoothing unless asked. The hand loop normalises each image in its dataset;
+`cnndsl train` loads uint8 images and normalises each batch at once (the same elementwise operations: the
+network sees the same numbers, bit for bit). The timed region is the same on both sides: each epoch's
+training loop, from asking the loader for its first batch to its end, everything inside it included (for
+`cnndsl train`: the loss read back for the NaN check, the progress bar, the stop check); validation,
+checkpoints and the run folder's files are outside it (the hand loop has none). `cnndsl train`'s figure is
+the one its summary.json reports. On a machine shared with other work the ratio moves by several per cent
+from run to run: quote it with the load.
 
     python bench/train.py                        # CPU: a small network on 32x32 images
     python bench/train.py --device cuda --network resnet50 --size 224 --amp bf16 --channels-last [--compile]
