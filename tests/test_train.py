@@ -5,6 +5,7 @@ refusals: test_train_refusals.py). Budget: about 40 s of CPU on one thread (meas
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
@@ -296,6 +297,7 @@ def test_in_a_terminal_each_epoch_shows_a_live_bar_and_the_callers_torch_setting
         train(tmp_path / "net.cnn", data, out=tmp_path / "run", stream=terminal, epochs=1, batch=2, deterministic=True)
     # the caller's generator and settings are its own again
     assert torch.equal(torch.get_rng_state(), generator) and not torch.are_deterministic_algorithms_enabled()
+    assert gc.get_freeze_count() == 0  # the heap frozen while training is unfrozen
     shown = b""
     try:
         while chunk := os.read(leader, 4096):  # a few hundred bytes: the pty's buffer holds them all

@@ -4,6 +4,7 @@ written by rank 0 after each epoch, last.ckpt on a signal, and the deployable ou
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import random
 import resource
@@ -60,6 +61,23 @@ def _isolated():
         np.random.set_state(numpy_state)
 
 
+@contextlib.contextmanager
+def _settled_heap():
+    """Collect once, then freeze what survives: the objects made before the first step (the parse, the module,
+    the caller's own) no longer make a full collection sweep the whole heap in the middle of an epoch (one
+    such sweep cost 0.7 s of a 9 s training loop, measured under load). Unfrozen afterwards; a caller that
+    froze objects itself is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _run(spec, rank: int, world: int, stream) -> Result:
     torch.manual_seed(spec.options.seed)
     random.seed(spec.options.seed)
@@ -81,7 +99,7 @@ def _run(spec, rank: int, world: int, stream) -> Result:
     if setup.weights_note:
         display.say(setup.weights_note)
     started = time.perf_counter()
-    with StopRequest() as stop:
+    with StopRequest() as stop, _settled_heap():
         while step.epoch <= epochs:
             with display.bar(step.epoch, epochs, setup.steps_per_epoch, step.done) as bar:
                 finished = train_epoch(setup, step, stop, display, bar)
