@@ -101,11 +101,15 @@ MUTANTS = [
     mutant(
         "1 concat order reversed in torch and ONNX",
         MERGE,
-        'return Call("torch", "cat", (Listed(tuple(parts)), 1))',
-        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts)), attrs["axis"] + 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), attrs["axis"] + 1))',
         [CONCAT_ORDER],
         REFERENCE + TORCH,
-        (MERGE, 'return emit.op("Concat", parts, axis=1)', 'return emit.op("Concat", parts[::-1], axis=1)'),
+        (
+            MERGE,
+            'return emit.op("Concat", parts, axis=attrs["axis"] + 1)',
+            'return emit.op("Concat", parts[::-1], axis=attrs["axis"] + 1)',
+        ),
     ),
     mutant(
         "2 kaiming init with fan_in",
@@ -166,8 +170,8 @@ MUTANTS = [
     mutant(
         "7 torch concat reversed alone",
         MERGE,
-        'return Call("torch", "cat", (Listed(tuple(parts)), 1))',
-        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts)), attrs["axis"] + 1))',
+        'return Call("torch", "cat", (Listed(tuple(parts[::-1])), attrs["axis"] + 1))',
         [CONCAT_ORDER],
         REFERENCE + TORCH,
     ),
@@ -335,8 +339,8 @@ MUTANTS = [
     mutant(
         "concat channels miss one input",
         MERGE,
-        "return (sum(shape[0] for shape in inputs), *first[1:])",
-        "return (sum(shape[0] for shape in inputs[1:]), *first[1:])",
+        "return (*first[:axis], sum(shape[axis] for shape in inputs), *first[axis + 1 :])",
+        "return (*first[:axis], sum(shape[axis] for shape in inputs[1:]), *first[axis + 1 :])",
         [counts_of("deeplabv3_mobilenet_v3_large")],
         COUNTS + REFERENCE,
     ),
@@ -351,7 +355,7 @@ MUTANTS = [
     mutant(
         "in-place residual add keeps only the body",
         MERGE,
-        '            total = Method(total, "add_", (Arg(index),))',
+        '            total = Method(total, "add_", (term,))',
         "            pass",
         ["tests/test_reference.py::test_residual_adds_the_shortcut_and_scale_gates_per_channel"],
         REFERENCE + TORCH,
