@@ -168,15 +168,59 @@ def test_python_source_defines_the_detection_functions_and_computes_what_the_mod
         assert torch.equal(written(images), module(images))
 
 
-def test_pt2_refuses_nms_with_its_position(detector, tmp_path):
+def test_pt2_of_a_detector_ending_in_nms_computes_what_the_module_does(detector, tmp_path):
+    """nms takes max_det fixed-shape steps, so torch.export traces it; the program keeps the dynamic batch."""
     from cnndsl.backends.torch import write_pt2
 
-    with pytest.raises(
-        CnnDslError, match=r"^<string>:8:5: error: `nms` loops over the data \(at most 40 boxes kept"
-    ) as caught:
-        write_pt2(detector, tmp_path / "d.pt2")
-    assert "torch.export cannot trace it" in str(caught.value)
-    assert not (tmp_path / "d.pt2").exists()
+    module = detector.to_torch(seed=1).eval()
+    write_pt2(detector, tmp_path / "d.pt2", module)
+    program = torch.export.load(str(tmp_path / "d.pt2")).module()
+    torch.manual_seed(0)
+    for batch in (2, 3):
+        images = torch.rand(batch, 3, 64, 64)
+        with torch.no_grad():
+            expected, got = module(images), program(images)
+        assert got.shape == (batch, 40, 6) and (expected[..., 5] >= 0).sum() > 10  # boxes kept and dropped
+        assert torch.equal(got, expected)
+
+
+def greedy_rows(detections: np.ndarray, iou: float, score: float, max_det: int) -> np.ndarray:
+    """The rows of per-class greedy NMS as torchvision's batched_nms keeps them (candidates class-major, by
+    falling score, ties in that order), the best max_det: what nms returned before its steps were fixed."""
+    result = np.zeros((len(detections), max_det, 6), np.float32)
+    result[..., 5] = -1
+    for image, values in enumerate(detections):
+        corners, found, labels = _corners_of(values, score)
+        kept = batched_nms(corners, found, labels, iou)[:max_det]
+        columns = [corners[kept], found[kept, None], labels[kept, None].float()]
+        result[image, : len(kept)] = torch.cat(columns, 1).numpy()
+    return result
+
+
+GREEDY_CASES = {
+    **CASES,
+    "more kept than max_det": (random_detections(5, 2, 4, 400), 0.5, 0.05, 50),
+    "many overlapping ties": (random_detections(6, 3, 2, 300, coarse=True), 0.3, 0.0, 60),
+}
+
+
+@pytest.mark.parametrize("case", GREEDY_CASES, ids=list(GREEDY_CASES))
+def test_nms_steps_equal_per_class_greedy_nms(case):
+    detections, iou, score, max_det = GREEDY_CASES[case]
+    expected = greedy_rows(detections, iou, score, max_det)
+    got = detections_nms(torch.from_numpy(detections), iou, score, max_det).numpy()
+    np.testing.assert_array_equal(got, expected)
+    if case == "more kept than max_det":
+        kept = batched_nms(*_corners_of(detections[0], 0.05), 0.5)
+        assert len(kept) > max_det and (got[..., 5] >= 0).all()  # the cut at max_det is what is tested
+
+
+def _corners_of(values: np.ndarray, score: float):
+    """(corners, scores, labels) of one image's candidates above `score`, for batched_nms."""
+    values = torch.from_numpy(values)
+    labels, numbers = torch.nonzero(values[4:] > score, as_tuple=True)
+    centre, size = values[0:2].T[numbers], values[2:4].T[numbers]
+    return torch.cat([centre - size / 2, centre + size / 2], 1), values[4:][labels, numbers], labels
 
 
 def test_nms_refuses_a_map_that_is_not_decoded():

@@ -166,14 +166,6 @@ def write_pt2(network, path: str | Path, module: nn.Module | None = None) -> Pat
 
 def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
     """`torch.export` of the module for inference: eval mode, the batch dimension dynamic."""
-    for _, layer in ir.layers(network.graph):
-        if layer.kind.data_dependent(layer.attrs):
-            raise ValueProblem(
-                f"`{layer.op}` loops over the data ({layer.kind.data_dependent(layer.attrs).split(';')[0]}): "
-                "torch.export cannot trace it",
-                layer.pos,
-                "compile to onnx or python instead",
-            )
     for _, layer, kind, _, _ in walk(network.graph):
         reason = kind.torch_export_refusal(layer.attrs)
         if reason is not None:

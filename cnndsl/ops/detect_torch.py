@@ -47,28 +47,45 @@ def greedy_nms(boxes, labels, iou: float, limit: int | None):
 
 
 def detections_nms(detections, iou: float, score: float, max_det: int):
-    """B × (4 + classes) × boxes -> B × max_det × 6 (x1, y1, x2, y2, score, label), padded with score 0, label -1."""
-    batch = detections.shape[0]
-    result = detections.new_zeros((batch, max_det, 6))
-    result[..., 5] = -1
+    """B × (4 + classes) × boxes -> B × max_det × 6 (x1, y1, x2, y2, score, label), padded with score 0, label -1.
+    One fixed-shape step per row, so that torch.export can trace it: the row is the best (class, box) pair still
+    standing (ties: the lower class, then the lower box), which then drops itself and the boxes of its class it
+    overlaps by an IoU above `iou` — the first max_det picks of per-class greedy NMS in falling score order. IoU
+    as onnxruntime computes it: no overlap, an empty box or an empty union suppresses nothing."""
+    batch, rows, count = detections.shape
     if detections.is_meta:
         # a shape-only run: no boxes, but a result that depends on every input, as
         # autograd sees the real one (a kept box may come from any head)
-        return result + detections.sum() * 0
-    for image in range(batch):
-        centre, size = detections[image, 0:2].T, detections[image, 2:4].T
-        boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
-        scores = detections[image, 4:]
-        # class-major (class, then box), the order in which ONNX's TopK ranks ties
-        labels, numbers = torch.nonzero(scores > score, as_tuple=True)
-        found = scores[labels, numbers]
-        order = torch.sort(found, descending=True, stable=True).indices
-        kept = order[greedy_nms(boxes[numbers[order]], labels[order], iou, max_det)]
-        count = len(kept)
-        result[image, :count, 0:4] = boxes[numbers[kept]]
-        result[image, :count, 4] = found[kept]
-        result[image, :count, 5] = labels[kept].to(detections.dtype)
-    return result
+        return detections.new_zeros((batch, max_det, 6)) + detections.sum() * 0
+    centre, size = detections[:, 0:2], detections[:, 2:4]
+    boxes = torch.cat([centre - size / 2, centre + size / 2], 1)  # B × 4 × boxes
+    x1, y1, x2, y2 = boxes.unbind(1)
+    area = (x2 - x1) * (y2 - y1)
+    scores = detections[:, 4:].flatten(1)  # class-major (class, then box): the order in which ONNX's TopK ranks ties
+    alive = scores > score
+    labels = torch.arange(rows - 4, device=detections.device).repeat_interleave(count)
+    numbers = torch.arange(count, device=detections.device).repeat(rows - 4)
+    padding = detections.new_tensor([0, 0, 0, 0, 0, -1])
+    picked = []
+    for _ in range(min(max_det, scores.shape[1])):
+        if not torch.compiler.is_compiling() and not alive.any():
+            break  # nothing left standing: the other rows are padding (a shortcut torch.compile and torch.export do without)
+        best = torch.where(alive, scores, -torch.inf).argmax(1, keepdim=True)  # B × 1
+        found = alive.gather(1, best)
+        label, number = labels[best], numbers[best]
+        one = [side.gather(1, number) for side in (x1, y1, x2, y2)]  # B × 1 each
+        width = (torch.minimum(one[2], x2) - torch.maximum(one[0], x1)).clamp(min=0)
+        height = (torch.minimum(one[3], y2) - torch.maximum(one[1], y1)).clamp(min=0)
+        overlap = width * height
+        own = area.gather(1, number)
+        union = own + area - overlap
+        valid = (overlap > 0) & (union > 0) & (own > 0) & (area > 0)
+        suppressed = (valid & (overlap / union > iou)).repeat(1, rows - 4)
+        alive = alive & ~(suppressed & (labels == label)) & (torch.arange(scores.shape[1], device=best.device) != best)
+        row = torch.cat([*one, scores.gather(1, best), label.to(detections.dtype)], 1)
+        picked.append(torch.where(found, row, padding))
+    rest = padding.expand(batch, max_det - len(picked), 6)
+    return torch.cat([torch.stack(picked, 1), rest], 1) if picked else rest.clone()
 
 
 def yolo_decode(maps, *earlier, anchors, stride, scale_xy):

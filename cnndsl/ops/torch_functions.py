@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import torch
 from torch.fx import Proxy
 
-from .detect_torch import detections_nms, greedy_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
+from .detect_torch import detections_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
 
 
 def traced_whole(function):
@@ -235,7 +235,6 @@ WRITTEN = (
     _flat_scores,
     yolo_decode,
     grid_decode,
-    greedy_nms,
     detections_nms,
 )  # in the order a file defines them
 HELPERS = {
@@ -243,7 +242,6 @@ HELPERS = {
     "multiscale_roi_align": ("batched_rois", "roi_align", "_interpolation"),
     "roi_pool": ("_bins",),
     "top_k": ("_flat_scores",),
-    "detections_nms": ("greedy_nms",),
 }
 NAMES = frozenset(function.__name__ for function in WRITTEN)
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)
