@@ -61,16 +61,19 @@ def detections_nms(detections, iou: float, score: float, max_det: int):
     boxes = torch.cat([centre - size / 2, centre + size / 2], 1)  # B × 4 × boxes
     x1, y1, x2, y2 = boxes.unbind(1)
     area = (x2 - x1) * (y2 - y1)
-    scores = detections[:, 4:].flatten(1)  # class-major (class, then box): the order in which ONNX's TopK ranks ties
+    # class-major (class, then box): the order in which ONNX's TopK ranks ties
+    scores = detections[:, 4:].flatten(1)
     alive = scores > score
-    labels = torch.arange(rows - 4, device=detections.device).repeat_interleave(count)
-    numbers = torch.arange(count, device=detections.device).repeat(rows - 4)
+    device = detections.device
+    labels = torch.arange(rows - 4, device=device).repeat_interleave(count)
+    numbers = torch.arange(count, device=device).repeat(rows - 4)
+    positions = torch.arange(scores.shape[1], device=device)
     padding = detections.new_tensor([0, 0, 0, 0, 0, -1])
     picked = []
     for _ in range(min(max_det, scores.shape[1])):
         if not torch.compiler.is_compiling() and not alive.any():
-            break  # nothing left standing: the other rows are padding (a shortcut torch.compile and torch.export do without)
-        best = torch.where(alive, scores, -torch.inf).argmax(1, keepdim=True)  # B × 1
+            break  # none left: padding follows (compiled or exported, every step runs)
+        best = torch.where(alive, scores, -torch.inf).argmax(1, keepdim=True)
         found = alive.gather(1, best)
         label, number = labels[best], numbers[best]
         one = [side.gather(1, number) for side in (x1, y1, x2, y2)]  # B × 1 each
@@ -81,9 +84,9 @@ def detections_nms(detections, iou: float, score: float, max_det: int):
         union = own + area - overlap
         valid = (overlap > 0) & (union > 0) & (own > 0) & (area > 0)
         suppressed = (valid & (overlap / union > iou)).repeat(1, rows - 4)
-        alive = alive & ~(suppressed & (labels == label)) & (torch.arange(scores.shape[1], device=best.device) != best)
-        row = torch.cat([*one, scores.gather(1, best), label.to(detections.dtype)], 1)
-        picked.append(torch.where(found, row, padding))
+        alive = alive & ~(suppressed & (labels == label)) & (positions != best)
+        value = [scores.gather(1, best), label.to(detections.dtype)]
+        picked.append(torch.where(found, torch.cat([*one, *value], 1), padding))
     rest = padding.expand(batch, max_det - len(picked), 6)
     return torch.cat([torch.stack(picked, 1), rest], 1) if picked else rest.clone()
 
