@@ -63,10 +63,15 @@ def detections_nms(detections, iou: float, score: float, max_det: int):
     area = (x2 - x1) * (y2 - y1)
     # class-major (class, then box): the order in which ONNX's TopK ranks ties
     scores = detections[:, 4:].flatten(1)
-    alive = scores > score
     device = detections.device
     labels = torch.arange(rows - 4, device=device).repeat_interleave(count)
     numbers = torch.arange(count, device=device).repeat(rows - 4)
+    if not torch.compiler.is_compiling():
+        # eager: only the pairs above `score` in some image
+        standing = (scores > score).any(0)
+        scores = scores[:, standing]
+        labels, numbers = labels[standing], numbers[standing]
+    alive = scores > score
     positions = torch.arange(scores.shape[1], device=device)
     padding = detections.new_tensor([0, 0, 0, 0, 0, -1])
     picked = []
@@ -83,7 +88,7 @@ def detections_nms(detections, iou: float, score: float, max_det: int):
         own = area.gather(1, number)
         union = own + area - overlap
         valid = (overlap > 0) & (union > 0) & (own > 0) & (area > 0)
-        suppressed = (valid & (overlap / union > iou)).repeat(1, rows - 4)
+        suppressed = (valid & (overlap / union > iou))[:, numbers]
         alive = alive & ~(suppressed & (labels == label)) & (positions != best)
         value = [scores.gather(1, best), label.to(detections.dtype)]
         picked.append(torch.where(found, torch.cat([*one, *value], 1), padding))
