@@ -220,6 +220,9 @@ def _flat_scores(scores):
     return scores.reshape(scores.shape[0], -1)
 
 
+# Faster R-CNN's selections call decode_boxes and clip_boxes above: imported once those exist
+from .rcnn_torch import level_nms, roi_detections  # noqa: E402
+
 WRITTEN = (
     deform_conv2d,
     grid_anchors,
@@ -237,6 +240,8 @@ WRITTEN = (
     grid_decode,
     greedy_nms,
     detections_nms,
+    level_nms,
+    roi_detections,
 )  # in the order a file defines them
 HELPERS = {
     "roi_align": ("_interpolation",),
@@ -244,6 +249,8 @@ HELPERS = {
     "roi_pool": ("_bins",),
     "top_k": ("_flat_scores",),
     "detections_nms": ("greedy_nms",),
+    "level_nms": ("greedy_nms",),
+    "roi_detections": ("greedy_nms", "decode_boxes", "clip_boxes"),
 }
 NAMES = frozenset(function.__name__ for function in WRITTEN)
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)
