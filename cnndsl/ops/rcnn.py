@@ -185,9 +185,9 @@ class RoiDetections(OpKind):
         )
 
     def torch_forward(self, attrs, inputs):
-        options = tuple(
-            (key, attrs[key]) for key in ("size", "weights", "clamp", "score", "min_size", "iou", "max_det")
-        )
+        names = {"min_size": "small", "max_det": "top"}  # the torch function's shorter keywords
+        keys = ("size", "weights", "clamp", "score", "min_size", "iou", "max_det")
+        options = tuple((names.get(key, key), attrs[key]) for key in keys)
         return Call("", "roi_detections", (Arg(0), Arg(1), Arg(2)), options)
 
     def onnx(self, attrs, inputs, args, emit):
