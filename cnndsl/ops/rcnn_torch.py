@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .box_torch import clip_boxes, decode_boxes
 from .detect_torch import greedy_nms
-
-# defined before torch_functions imports this module
-from .torch_functions import clip_boxes, decode_boxes
 
 
 def level_nms(boxes, scores, iou: float, score: float, min_size: float, k: int):
