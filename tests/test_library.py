@@ -68,6 +68,8 @@ REQUIRED = set(TORCHVISION) | {
     "yolov3",
     "yolov3_tiny",
 }
+FASTER_RCNN = {"fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn"}
+REQUIRED |= FASTER_RCNN  # torchvision's detection models (tests/test_fasterrcnn.py compares them with torchvision)
 # Ultralytics' detectors, every scale; their figures are checked against Ultralytics in test_yolo_ultralytics.py
 ULTRALYTICS = {f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"}
 REQUIRED |= ULTRALYTICS
@@ -86,6 +88,7 @@ OUTPUTS = (
         "yolov3_tiny": [(300, 6)],
     }
     | {name: [(300, 6)] for name in ULTRALYTICS}  # by default: 300 rows of x1, y1, x2, y2, score, label
+    | {name: [(100, 6)] for name in FASTER_RCNN}  # box_detections_per_img rows: x1, y1, x2, y2, score, label
 )
 
 

@@ -515,12 +515,18 @@ def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
 
+    from cnndsl.core.resources import library_dir
+
     def write_file(fence):
+        if fence.kind == "text":  # an excerpt of library/fasterrcnn.cnn: each line as the library has it
+            library = (library_dir() / "fasterrcnn.cnn").read_text(encoding="utf-8")
+            assert all(line.strip() in library for line in fence.body.splitlines())
+            return
         assert fence.kind == "cnn" and fence.info.startswith("file=")
         (tmp_path / fence.info.removeprefix("file=")).write_text(fence.body)
 
     ran = run_page("two-stage.md", cli, folder=tmp_path, other=write_file)
-    assert ran == {"python": 4, "console": 4, "cnn": 5}
+    assert ran == {"python": 6, "console": 5, "cnn": 6, "text": 1}
 
 
 def test_the_seeds_faster_rcnn_has_the_parameters_of_torchvisions_vgg16_and_detection_heads(tmp_path):

@@ -54,6 +54,9 @@ def _split(text: str, indent: str, inside: bool = False) -> list[str]:
     terms = _terms(text) if inside else []
     if len(terms) > 1:
         return terms
+    wrapped = None if inside else _parenthesized_value(text, indent)
+    if wrapped is not None:
+        return wrapped
     brackets = _last_bracket_pair(text)
     if brackets is None:
         return [text]
@@ -83,6 +86,23 @@ def _split(text: str, indent: str, inside: bool = False) -> list[str]:
     else:
         lines = [INDENT + part for item in items for part in _split(item + ",", inner, True)]
     return [head, *lines, tail]
+
+
+def _parenthesized_value(text: str, indent: str) -> list[str] | None:
+    """`target = value` where the line up to the value's last opening bracket does not fit (a long attribute
+    path), or that bracket is empty: ruff format puts the value in parentheses on a line of its own where
+    `target = (` and the value each fit."""
+    equals = next((index for index, _ in _top_level(text) if text[index - 1 : index + 2] == " = "), None)
+    if equals is None:
+        return None
+    value = text[equals + 2 :]
+    brackets = _last_bracket_pair(text)
+    usual = brackets is not None and brackets[0] > equals and text[brackets[0] + 1 : brackets[1]].strip()
+    if usual and len(indent) + brackets[0] + 1 <= LINE_LENGTH:
+        return None  # the usual split at the last bracket fits
+    if len(indent) + equals + 3 > LINE_LENGTH or len(indent) + len(INDENT) + len(value) > LINE_LENGTH:
+        return None  # the target itself or the value does not fit: ruff leaves the parentheses out
+    return [text[: equals + 2] + "(", INDENT + value, ")"]
 
 
 def _terms(text: str) -> list[str]:

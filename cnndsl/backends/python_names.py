@@ -14,7 +14,7 @@ RESERVED = frozenset(
     {"self", "torch", "F", "nn", "input", "OrderedDict", "_numbered"}
     | {"deform_conv2d", "grid_anchors", "batched_rois", "roi_align", "_interpolation", "roi_pool", "_bins"}
     | {"decode_boxes", "clip_boxes", "top_k", "_flat_scores", "multiscale_roi_align"}
-    | {"yolo_decode", "grid_decode", "greedy_nms", "detections_nms"}
+    | {"yolo_decode", "grid_decode", "greedy_nms", "detections_nms", "level_nms", "roi_detections"}
     # ops/torch_functions.NAMES: the functions a file defines where its layers need them
 )  # the file's own names
 

@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (imported to register their kinds)
     norm,
     pool,
     psa_attention,
+    rcnn,
     resize,
     roi,
 )

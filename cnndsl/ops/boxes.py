@@ -88,21 +88,26 @@ class BoxDecode(OpKind):
     def onnx(self, attrs, inputs, args, emit):
         emit.require(13, "`boxdecode` (ONNX Slice with its bounds as inputs)")
         deltas = _onnx_flat(emit, args[0], inputs[0], 4)
-        x1, y1, x2, y2 = (_column(emit, args[1], index) for index in range(4))
-        dx, dy, dw, dh = (
-            emit.op("Div", [_column(emit, deltas, index), emit.floats("weight", weight)])
-            for index, weight in enumerate(attrs["weights"])
-        )
-        corners = []
-        for low, high, shift, scale in ((x1, x2, dx, dw), (y1, y2, dy, dh)):
-            size = emit.op("Sub", [high, low])
-            centre = emit.op("Add", [low, emit.op("Mul", [emit.floats("half", 0.5), size])])
-            centre = emit.op("Add", [emit.op("Mul", [shift, size]), centre])
-            grown = emit.op("Exp", [emit.op("Min", [scale, emit.floats("clamp", attrs["clamp"])])])
-            half = emit.op("Mul", [emit.floats("half", 0.5), emit.op("Mul", [grown, size])])
-            corners.append((emit.op("Sub", [centre, half]), emit.op("Add", [centre, half])))
-        (left, right), (top, bottom) = corners
-        return emit.op("Concat", [left, top, right, bottom], axis=2)
+        return onnx_decode(emit, deltas, args[1], attrs["weights"], attrs["clamp"], axis=2)
+
+
+def onnx_decode(emit, deltas: str, boxes: str, weights, clamp: float, axis: int) -> str:
+    """BoxCoder.decode in ONNX: deltas and boxes with (x1, y1, x2, y2) along `axis`, broadcast against each other."""
+    x1, y1, x2, y2 = (_column(emit, boxes, index, axis) for index in range(4))
+    dx, dy, dw, dh = (
+        emit.op("Div", [_column(emit, deltas, index, axis), emit.floats("weight", weight)])
+        for index, weight in enumerate(weights)
+    )
+    corners = []
+    for low, high, shift, scale in ((x1, x2, dx, dw), (y1, y2, dy, dh)):
+        size = emit.op("Sub", [high, low])
+        centre = emit.op("Add", [low, emit.op("Mul", [emit.floats("half", 0.5), size])])
+        centre = emit.op("Add", [emit.op("Mul", [shift, size]), centre])
+        grown = emit.op("Exp", [emit.op("Min", [scale, emit.floats("clamp", clamp)])])
+        half = emit.op("Mul", [emit.floats("half", 0.5), emit.op("Mul", [grown, size])])
+        corners.append((emit.op("Sub", [centre, half]), emit.op("Add", [centre, half])))
+    (left, right), (top, bottom) = corners
+    return emit.op("Concat", [left, top, right, bottom], axis=axis)
 
 
 @register
@@ -180,9 +185,9 @@ class TopK(OpKind):
         return emit.op("GatherElements", [args[0], spread], axis=1)
 
 
-def _column(emit, value: str, index: int) -> str:
-    """Column `index` of N × K × 4, as N × K × 1."""
-    bounds = [emit.ints("start", [index]), emit.ints("end", [index + 1]), emit.ints("axis", [2])]
+def _column(emit, value: str, index: int, axis: int = 2) -> str:
+    """Column `index` of N × K × 4 (of the 4 along `axis`), as N × K × 1."""
+    bounds = [emit.ints("start", [index]), emit.ints("end", [index + 1]), emit.ints("axis", [axis])]
     return emit.op("Slice", [value, *bounds])
 
 

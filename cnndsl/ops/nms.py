@@ -110,14 +110,18 @@ class Nms(OpKind):
             _unsqueeze(emit, emit.op("Where", [found, best, zero]), 2),
             _unsqueeze(emit, emit.op("Where", [found, emit.op("Cast", [label], to=1), emit.floats("no", -1.0)]), 2),
         ]
-        result = emit.op("Concat", columns, axis=2)
-        if keep == attrs["max_det"]:
-            return result
-        padding = [[0, 0, 0, 0, 0, -1]] * (attrs["max_det"] - keep)
-        batch = _slice(emit, emit.op("Shape", [args[0]]), 0, 1, 0)
-        size = emit.op("Concat", [batch, emit.ints("rows", (len(padding), 6))], axis=0)
-        filler = emit.op("Expand", [emit.floats("padding", [padding]), size])
-        return emit.op("Concat", [result, filler], axis=1)
+        return padded_rows(emit, emit.op("Concat", columns, axis=2), args[0], keep, attrs["max_det"])
+
+
+def padded_rows(emit, result: str, batched: str, keep: int, max_det: int) -> str:
+    """N × keep × 6 rows, followed by max_det - keep rows of padding (score 0, label -1); N is `batched`'s batch."""
+    if keep == max_det:
+        return result
+    padding = [[0, 0, 0, 0, 0, -1]] * (max_det - keep)
+    batch = _slice(emit, emit.op("Shape", [batched]), 0, 1, 0)
+    size = emit.op("Concat", [batch, emit.ints("rows", (len(padding), 6))], axis=0)
+    filler = emit.op("Expand", [emit.floats("padding", [padding]), size])
+    return emit.op("Concat", [result, filler], axis=1)
 
 
 def _slice(emit, value: str, start: int, stop: int, axis: int) -> str:

@@ -22,7 +22,9 @@ from types import SimpleNamespace
 import torch
 from torch.fx import Proxy
 
-from .detect_torch import detections_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
+from .box_torch import clip_boxes, decode_boxes  # also Faster R-CNN's selections' (rcnn_torch.py)
+from .detect_torch import detections_nms, greedy_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
+from .rcnn_torch import level_nms, roi_detections  # Faster R-CNN's selections
 
 
 def traced_whole(function):
@@ -179,31 +181,6 @@ def _bins(first, last, bins, length):
     return (positions >= starts) & (positions < ends)
 
 
-def decode_boxes(deltas, boxes, weights, clamp):
-    """torchvision's BoxCoder.decode_single: centres move by d·size/weight, sizes grow
-    by exp(min(d/weight, clamp)); deltas N × K × 4, or an N × A·4 × H × W map."""
-    if deltas.dim() == 4:  # torchvision's permute_and_flatten: pixel by pixel
-        height, width = deltas.shape[2:]
-        deltas = deltas.view(deltas.shape[0], -1, 4, height, width)
-        deltas = deltas.permute(0, 3, 4, 1, 2).reshape(deltas.shape[0], -1, 4)
-    widths = boxes[..., 2] - boxes[..., 0]
-    heights = boxes[..., 3] - boxes[..., 1]
-    centre_x = deltas[..., 0] / weights[0] * widths + (boxes[..., 0] + 0.5 * widths)
-    centre_y = deltas[..., 1] / weights[1] * heights + (boxes[..., 1] + 0.5 * heights)
-    half_w = 0.5 * (torch.exp((deltas[..., 2] / weights[2]).clamp(max=clamp)) * widths)
-    half_h = 0.5 * (torch.exp((deltas[..., 3] / weights[3]).clamp(max=clamp)) * heights)
-    low = (centre_x - half_w, centre_y - half_h)
-    return torch.stack((*low, centre_x + half_w, centre_y + half_h), dim=2)
-
-
-def clip_boxes(boxes, size):
-    """torchvision.ops.clip_boxes_to_image: x within [0, width], y within [0, height]."""
-    height, width = size
-    x = boxes[..., 0::2].clamp(min=0, max=width)
-    y = boxes[..., 1::2].clamp(min=0, max=height)
-    return torch.stack((x, y), dim=-1).reshape(boxes.shape)
-
-
 def top_k(values, scores, k):
     """The k entries of `values` (N × K × 4 boxes, or the scores) with the highest
     scores, best first, as torch.topk orders them."""
@@ -235,13 +212,18 @@ WRITTEN = (
     _flat_scores,
     yolo_decode,
     grid_decode,
+    greedy_nms,
     detections_nms,
+    level_nms,
+    roi_detections,
 )  # in the order a file defines them
 HELPERS = {
     "roi_align": ("_interpolation",),
     "multiscale_roi_align": ("batched_rois", "roi_align", "_interpolation"),
     "roi_pool": ("_bins",),
     "top_k": ("_flat_scores",),
+    "level_nms": ("greedy_nms",),
+    "roi_detections": ("greedy_nms", "decode_boxes", "clip_boxes"),
 }
 NAMES = frozenset(function.__name__ for function in WRITTEN)
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)

@@ -1,0 +1,209 @@
+"""library/fasterrcnn.cnn against torchvision's Faster R-CNN models, and its selection kinds (`levelnms`,
+`roidetections`) against torchvision's RPN.filter_proposals and RoIHeads.postprocess_detections.
+
+torchvision's compiled nms and roi_align do not load on the CPU build: the reference runs with onnxruntime's
+NonMaxSuppression and RoiAlign kernels in their place (tests/rcnn_reference.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from oracles import torchvision_models
+from rcnn_reference import detection_model, patch_torchvision
+
+import cnndsl
+from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn"],
+)
+def test_parameters_and_buffers_are_torchvisions(name):
+    """Built as torchvision builds them without weights: BatchNorm with its running statistics, not frozen."""
+    torchvision_models()
+    from torchvision.models.detection import faster_rcnn
+
+    with torch.device("meta"):
+        reference = getattr(faster_rcnn, name)(weights=None, weights_backbone=None)
+    assert isinstance(reference.backbone.body["1" if "mobilenet" in name else "bn1"], torch.nn.Module)
+    frozen = [module for module in reference.modules() if type(module).__name__ == "FrozenBatchNorm2d"]
+    assert not frozen
+    network = cnndsl.load(name)
+    assert network.params == sum(parameter.numel() for parameter in reference.parameters())
+    stats = sum(buffer.numel() for buffer in reference.buffers())  # running statistics, step counts
+    assert (
+        sum(
+            kind.buffers(layer.attrs, shapes)
+            for _, layer, kind, _, shapes in ir.walk(network.graph)
+            if layer.shares is None
+        )
+        == stats
+    )
+
+
+def _detections(network, model, image):
+    """cnndsl's rows and torchvision's detections for one image."""
+    module = network.to_torch(weights=model.state_dict()).eval()
+    with torch.no_grad():
+        expected = model(list(image))[0]
+        got = module(image)[0]
+    return got, expected
+
+
+def _assert_same(got: np.ndarray, expected: dict, boxes_within: float) -> None:
+    kept = len(expected["boxes"])
+    assert np.array_equal(got[:kept, 5], expected["labels"].numpy().astype(np.float32))
+    np.testing.assert_allclose(got[:kept, 4], expected["scores"].numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got[:kept, :4], expected["boxes"].numpy(), atol=boxes_within, rtol=0)
+    assert (got[kept:, 4] == 0).all() and (got[kept:, 5] == -1).all()
+
+
+def test_the_320_model_detects_what_torchvisions_detects_in_torch_and_onnxruntime(monkeypatch, tmp_path):
+    """Random weights, box_score_thresh 0 (every class of every proposal a candidate), an RPN score threshold
+    that leaves fewer than 150 proposals (so padding proposals reach the RoI head), the transform the identity."""
+    patch_torchvision(monkeypatch)
+    options = {"box_score_thresh": 0.0, "rpn_score_thresh": 0.97}
+    model = detection_model("fasterrcnn_mobilenet_v3_large_320_fpn", 320, **options)
+    image = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        images, _ = model.transform(list(image))
+        assert torch.equal(images.tensors, image)  # the transform hands the image through
+        (proposals,), _ = model.rpn(images, model.backbone(images.tensors))
+    assert 0 < len(proposals) < 150  # 97: the other 53 proposals are padding
+    network = cnndsl.load("fasterrcnn_mobilenet_v3_large_320_fpn", **options)
+    got, expected = _detections(network, model, image)
+    assert len(expected["boxes"]) == 100 and len(expected["labels"].unique()) > 1
+    _assert_same(got.numpy(), expected, boxes_within=1e-3)
+
+    network.to_onnx(tmp_path / "frcnn.onnx", weights=model.state_dict())
+    session = onnxruntime.InferenceSession(str(tmp_path / "frcnn.onnx"), providers=["CPUExecutionProvider"])
+    (rows,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+    # onnxruntime's convolutions round differently from torch's: boxes of some 300 pixels within 1e-2
+    _assert_same(rows[0], expected, boxes_within=1e-2)
+
+
+# ---- the selection kinds on their own ---------------------------------------------------------------------------
+PROPOSALS = """network proposals {
+    image: input 3x32x32
+    conv(8, k=4, s=4, p=0), f0: relu
+    conv(8, s=2), f1: relu
+    @f0, logits0: conv1x1(2), @f0, deltas0: conv1x1(8)
+    @f0, a0: anchors(@image, sizes=[4, 8], ratios=[1])
+    @deltas0, boxes0: boxdecode(@a0)
+    b0: topk(40, @logits0)
+    @logits0, topk(40), s0: sigmoid
+    @f1, logits1: conv1x1(2), @f1, deltas1: conv1x1(8)
+    @f1, a1: anchors(@image, sizes=[8, 16], ratios=[1])
+    @deltas1, boxes1: boxdecode(@a1)
+    b1: topk(20, @logits1)
+    @logits1, topk(20), s1: sigmoid
+    @b0, concat(@b1, axis=0), clipboxes(@image)
+    out: levelnms(@s0, @s1, iou=0.3, k=30, score=0.52, min_size=4)
+    output @out, @boxes0, @logits0, @boxes1, @logits1
+}
+"""
+
+
+def _session(model):
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_levelnms_is_torchvisions_filter_proposals(monkeypatch):
+    """Per-level top-k (pre_nms_top_n 40 and 20), small boxes and low scores removed, NMS by level, the best
+    30 (post_nms_top_n); in torch and in onnxruntime, padded with zero boxes where fewer are kept."""
+    patch_torchvision(monkeypatch)
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    network = cnndsl.parse(PROPOSALS, file="proposals.cnn")
+    module = network.to_torch(seed=0).eval()
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, boxes0, logits0, boxes1, logits1 = module(images)
+    rpn = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, {"testing": 40}, {"testing": 30}, 0.3, 0.52)
+    rpn.min_size = 4.0
+    objectness = torch.cat([logits.permute(0, 2, 3, 1).reshape(3, -1) for logits in (logits0, logits1)], 1)
+    expected, _ = rpn.eval().filter_proposals(torch.cat([boxes0, boxes1], 1), objectness, [(32, 32)] * 3, [128, 32])
+    small = low = 0
+    for boxes, logits, k in ((boxes0, logits0, 40), (boxes1, logits1, 20)):
+        best = logits.permute(0, 2, 3, 1).reshape(3, -1).topk(k)
+        top = boxes.gather(1, best.indices[..., None].expand(-1, -1, 4)).clamp(0, 32)
+        small += int(((top[..., 2:] - top[..., :2]) < 4).any(-1).sum())
+        low += int((best.values.sigmoid() < 0.52).sum())
+    assert small > 0 and low > 0  # some boxes are small, some scores low,
+    assert all(len(boxes) < 30 for boxes in expected)  # and fewer than 30 are kept: the rest is padding
+    (onnx_got, *_) = _session(network.to_onnx(weights=module)).run(None, {network.input_name: images.numpy()})
+    for image, boxes in enumerate(expected):
+        for rows in (got[image].numpy(), onnx_got[image]):
+            np.testing.assert_allclose(rows[: len(boxes)], boxes.numpy(), atol=1e-4, rtol=0)
+            assert not rows[len(boxes) :].any()
+
+
+HEADS = """network heads {
+    image: input 3x32x32
+    conv(4, k=4, s=4, p=0), f: relu
+    proposals: anchors(@image, sizes=[6, 12], ratios=[0.5, 2])
+    @f, roialign(@proposals, size=2, scale=1/4, sampling_ratio=2), features: relu
+    logits: boxfc(4), @features, deltas: boxfc(16)
+    @logits, out: roidetections(@deltas, @proposals, @image, score=0.4, iou=0.4, max_det=40, min_size=3)
+    output @out, @logits, @deltas, @proposals
+}
+"""
+
+
+def test_roidetections_is_torchvisions_postprocess_detections(monkeypatch):
+    """Softmax, a box a class (weights 10, 10, 5, 5), clipped, background out, scores not above 0.4 and boxes
+    thinner than 3 removed, NMS per class, the best 40; in torch and in onnxruntime, padded where fewer are kept."""
+    patch_torchvision(monkeypatch)
+
+    network = cnndsl.parse(HEADS, file="heads.cnn")
+    module = network.to_torch(seed=2).eval()
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got, logits, deltas, proposals = module(images)
+    import torchvision.models.detection.roi_heads as roi_heads
+
+    smallest = roi_heads.box_ops.remove_small_boxes  # torchvision's RoI head fixes min_size at 1e-2: made 3 here
+    monkeypatch.setattr(roi_heads.box_ops, "remove_small_boxes", lambda boxes, min_size: smallest(boxes, 3.0))
+    heads = roi_heads.RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.4, 0.4, 40)
+    boxes, scores, labels = heads.postprocess_detections(
+        logits.reshape(-1, 4), deltas.reshape(-1, 16), list(proposals), [(32, 32)] * 2
+    )
+    assert all(0 < len(kept) < 40 for kept in boxes)
+    (onnx_got, *_) = _session(network.to_onnx(weights=module)).run(None, {network.input_name: images.numpy()})
+    for image in range(2):
+        expected = {"boxes": boxes[image], "scores": scores[image], "labels": labels[image]}
+        for rows in (got[image].numpy(), onnx_got[image]):
+            _assert_same(rows, expected, boxes_within=1e-4)
+            assert not rows[len(boxes[image]) :, :4].any()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "min_size=3)",
+            "min_size=0)",
+            "heads.cnn:7:19: error: `roidetections`'s min_size must be positive, got 0",
+        ),
+        (
+            "@deltas, @proposals, @image,",
+            "@features, @proposals, @image,",
+            "heads.cnn:7:19: error: `roidetections` needs deltas of 256×16 for 256×4 logits, got 256×4×2×2",
+        ),
+    ],
+)
+def test_roidetections_refuses_at_its_position(old, new, message):
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(HEADS.replace(old, new), file="heads.cnn")
+    assert str(caught.value).splitlines()[0] == message
+
+
+def test_levelnms_refuses_scores_that_do_not_count_its_boxes():
+    with pytest.raises(CnnDslError) as caught:
+        cnndsl.parse(PROPOSALS.replace("levelnms(@s0, @s1,", "levelnms(@s0,"), file="proposals.cnn")
+    assert str(caught.value).splitlines()[0] == "proposals.cnn:16:10: error: `levelnms` has 40 scores for 60 boxes"
