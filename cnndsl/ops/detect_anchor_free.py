@@ -158,7 +158,8 @@ class DistanceToBox(OpKind):
     takes_taps = True
     tap_values = False
     torch_overwritable = True
-    doc = "dist2bbox(@image, @level, ...): rows 0–3, distances in cells from each cell's centre, become cx, cy, w, h in input pixels, the other rows (class logits) sigmoid scores; the taps' sizes fix the anchors and strides"
+    signature = (("xyxy", False),)
+    doc = "dist2bbox(@image, @level, ...): rows 0–3, distances in cells from each cell's centre, become cx, cy, w, h in input pixels (x1, y1, x2, y2 with xyxy=true, as an end-to-end head), the other rows (class logits) sigmoid scores; the taps' sizes fix the anchors and strides"
     example = Example("dist2bbox(@in, @cells)", (6, 4, 4), before="cells: maxpool, anchorcat, bn")
 
     def resolve(self, attrs, inputs):
@@ -187,7 +188,9 @@ class DistanceToBox(OpKind):
                 f"the levels have {cells} cells, the input {anchors} anchors",
                 hint="give dist2bbox the same levels, in the same order, as anchorcat",
             )
-        return {"levels": tuple(levels)}
+        if not isinstance(attrs["xyxy"], bool):
+            raise ShapeProblem(f"`dist2bbox`'s xyxy is true or false, not {attrs['xyxy']!r}")
+        return {"levels": tuple(levels), "xyxy": attrs["xyxy"]}
 
     def shape(self, attrs, inputs):
         return inputs[0]
@@ -208,9 +211,13 @@ class DistanceToBox(OpKind):
         anchors, stride = _joined(grids), _joined(strides)
         rows = inputs[0][0]
         left_top, right_bottom = _narrowed(Arg(0), 0, 2), _narrowed(Arg(0), 2, 2)
-        centre = _call("add", anchors, _call("mul", _call("sub", right_bottom, left_top), 0.5))
-        size = _call("add", left_top, right_bottom)
-        boxes = _call("mul", _call("cat", Listed((centre, size)), 1), stride)
+        if attrs["xyxy"]:  # Ultralytics' dist2bbox(xywh=False): the corners
+            corners = (_call("sub", anchors, left_top), _call("add", anchors, right_bottom))
+            boxes = _call("mul", _call("cat", Listed(corners), 1), stride)
+        else:
+            centre = _call("add", anchors, _call("mul", _call("sub", right_bottom, left_top), 0.5))
+            size = _call("add", left_top, right_bottom)
+            boxes = _call("mul", _call("cat", Listed((centre, size)), 1), stride)
         scores = _call("sigmoid", _narrowed(Arg(0), BOX_SIDES, rows - BOX_SIDES))
         return _call("cat", Listed((boxes, scores)), 1)
 
@@ -220,10 +227,12 @@ class DistanceToBox(OpKind):
         grid = emit.computed("anchors", (2, anchors), lambda: anchor_points(levels))
         stride = emit.computed("strides", (1, anchors), lambda: anchor_strides(levels))
         left_top, right_bottom = _rows(emit, args[0], 0, 2), _rows(emit, args[0], 2, BOX_SIDES)
-        half = emit.op("Mul", [emit.op("Sub", [right_bottom, left_top]), emit.floats("half", 0.5)])
-        centre = emit.op("Add", [grid, half])
-        size = emit.op("Add", [left_top, right_bottom])
-        boxes = emit.op("Mul", [emit.op("Concat", [centre, size], axis=1), stride])
+        if attrs["xyxy"]:
+            first, second = emit.op("Sub", [grid, left_top]), emit.op("Add", [grid, right_bottom])
+        else:
+            half = emit.op("Mul", [emit.op("Sub", [right_bottom, left_top]), emit.floats("half", 0.5)])
+            first, second = emit.op("Add", [grid, half]), emit.op("Add", [left_top, right_bottom])
+        boxes = emit.op("Mul", [emit.op("Concat", [first, second], axis=1), stride])
         scores = emit.op("Sigmoid", [_rows(emit, args[0], BOX_SIDES, rows)])
         return emit.op("Concat", [boxes, scores], axis=1)
 
