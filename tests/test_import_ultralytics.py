@@ -45,32 +45,32 @@ REFUSED = {
     "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
     "12/yolo12.yaml": (26, "A2C2f (module 6) is area attention"),
     "12/yolo12-cls.yaml": (26, "A2C2f (module 6) is area attention"),
-    "26/yolo26.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "v10/yolov10n.yaml": (20, "SCDown (module 5) is a module cnndsl does not import"),
     "v9/yolov9e.yaml": (24, "CBLinear (module 10) is a convolution split into channel parts of different sizes"),
-    "26/yolo26-p2.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
-    "26/yolo26-p6.yaml": (33, "SPPF (module 11) with `n` or `shortcut`"),
-    **{f"v10/yolov10{s}.yaml": (20, "SCDown (module 5) is a module cnndsl does not import") for s in "smblx"},
 }
 ATTENTION = [
     "11/yolo11.yaml",
     "11/yolo11-cls.yaml",
     "26/yolo26-cls.yaml",
-]  # C2PSA: imported where cnndsl has the attend kinds
+    "26/yolo26.yaml",
+    "26/yolo26-p2.yaml",
+    "26/yolo26-p6.yaml",
+    *(f"v10/yolov10{scale}.yaml" for scale in "nsmblx"),
+]  # C2PSA, PSA and C3k2 with attention: imported where cnndsl has the attend kinds
 if has_attention():
     IMPORTED += ATTENTION
-    for name in ATTENTION:
+    for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
 OTHER_TASKS = ("seg", "pose", "obb", "world", "rtdetr", "yoloe", "depth", "sem")  # not detect or classify
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
 def network_name(stem: str, scale: str) -> str:
-    from cnndsl.importers.ultralytics import _scaled
+    """yolov8 + n: yolov8n; yolov10n (whose one scale is n) + n: yolov10n."""
+    from cnndsl.importers.ultralytics import _family, _scaled
     from cnndsl.importers.writing import identifier
 
-    return _scaled(identifier(stem), scale) if scale else identifier(stem)
+    return _scaled(_family(identifier(stem), [scale]), scale) if scale else identifier(stem)
 
 
 def ultralytics_model(config: dict, scale: str, device: str = "meta"):
@@ -136,7 +136,8 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
-        assert dfl == (16 if config["head"][-1][2] == "Detect" else 0)
+        detects = config["head"][-1][2] in ("Detect", "v10Detect") and config.get("reg_max", 16) > 1
+        assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
         assert net.params == sum(p.numel() for p in model.parameters()) - (0 if decodes_boxes() else dfl), scale
         assert cnn_shapes(net) == row_shapes(model), scale
 
@@ -263,7 +264,7 @@ def test_unknown_module_is_refused_at_its_row(tmp_path):
     error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C2ff, [64, True]"))
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
     assert error.message == "C2ff (module 1) is a module cnndsl does not import"
-    assert "C2f, C3, C3Ghost, C3k2" in error.hint
+    assert "C2f, C2fCIB, C3, C3Ghost, C3k2" in error.hint
 
 
 def test_unknown_key_is_refused_at_its_line(tmp_path):

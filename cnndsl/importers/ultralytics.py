@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
-from .ultralytics_rows import HEADS, Converter, decodes_boxes
+from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -35,11 +35,13 @@ def convert(text: str, file: str) -> str:
         label = f"l{row.index}"  # every row's output is named after its module index
         jump = row.index and row.sources[0] != row.index - 1
         prefix = f"@l{row.sources[0]}, " if jump else ""
-        if row.module == "Detect":
-            for level, source in enumerate(row.sources):
-                text = written.text  # every level's widths come from the first level's channels
-                statements.append(Statement(f"@l{source}, level{level}: {text}", row.index, row.index, None, True))
-                outputs.append(f"@level{level}")
+        if row.module in DETECTS:
+            heads = ("level", "one2one") if end_to_end(model) else ("level",)
+            for head in heads:  # an end-to-end head has a second, one-to-one copy of every level's paths
+                for level, source in enumerate(row.sources):
+                    text = written.text  # every level's widths come from the first level's channels
+                    statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
+                    outputs.append(f"@{head}{level}")
             continue
         if row.module == "Concat":
             taps = ", ".join(f"@l{source}" for source in row.sources[1:])
@@ -51,8 +53,8 @@ def convert(text: str, file: str) -> str:
 
 
 def _text(model: ModelYaml, converter: Converter, statements: list[Statement], outputs: list[str]) -> str:
-    name = identifier(Path(model.file).stem)
     scales = converter.scales
+    name = _family(identifier(Path(model.file).stem), scales)
     values = model.values
     first = next(iter(scales.values()), None)
     if first:
@@ -81,6 +83,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         params.append('postprocess="decoded"')
         lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")
         lines.append('# class scores for every anchor; postprocess="raw" gives the maps of its levels instead.')
+        if end_to_end(model):
+            lines += E2E_NOTE
     elif outputs:
         lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
         lines.append("# class scores: DFL and box decoding are not imported.")
@@ -92,7 +96,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
     lines += body_lines(fold(statements), "modules")
-    if decoded:
+    if decoded and end_to_end(model):
+        lines += _decoding_both(outputs, values.get("reg_max", 16))
+    elif decoded:
         reg_max, levels = values.get("reg_max", 16), ", ".join(outputs)
         lines.append(f'    if postprocess == "raw" {{ output {levels} }}')
         lines.append(
@@ -107,6 +113,42 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         extra = ", c3k=true" if c3k and scale in ("m", "l", "x") else ""
         lines.append(f"network {_scaled(name, str(scale))} = {name}({depth!r}, {width!r}, {most!r}{extra})")
     return "\n".join(lines) + "\n"
+
+
+E2E_NOTE = [
+    "# End-to-end: the one-to-one head's boxes are the second output, corners (x1, y1, x2, y2) beside the",
+    "# scores, where Ultralytics (end2end=True) then keeps the max_det best (score, class) pairs: that top-k",
+    "# is not imported. The first output is the one-to-many head's, its default (end2end=False).",
+]
+
+
+def end_to_end(model: ModelYaml) -> bool:
+    """Whether the head has a one-to-one copy: v10Detect, or Detect under `end2end: True` (YOLO26)."""
+    return model.rows[-1].module == "v10Detect" or (
+        model.rows[-1].module in DETECTS and bool(model.values.get("end2end"))
+    )
+
+
+def _decoding_both(outputs: list[str], reg_max: int) -> list[str]:
+    """Both heads' levels laid side by side through one DFL (Ultralytics has one), then each half decoded."""
+    many = outputs[: len(outputs) // 2]
+    bins = f"dfl({reg_max})" if reg_max > 1 else "identity"  # reg_max 1: Ultralytics' DFL is nn.Identity
+    taps = ", ".join(many)
+    return [
+        f'    if postprocess == "raw" {{ output {", ".join(outputs)} }}',
+        "    else {",
+        f"        {outputs[0]}, anchorcat({', '.join(outputs[1:])}), bins: {bins}",
+        f"        chunk(2, 0, axis=1), many: dist2bbox(@image, {taps})",
+        f"        @bins, chunk(2, 1, axis=1), one: dist2bbox(@image, {taps}, xyxy=true)",
+        "        output @many, @one",
+        "    }",
+    ]
+
+
+def _family(stem: str, scales: dict) -> str:
+    """The family's name: the file's, less the scale where the file names its one scale (yolov10n.yaml: yolov10)."""
+    found = re.match(r"(yolo(?:e_)?v?\d+)(.*)", stem)
+    return found.group(1) if found and list(scales) == [found.group(2)] else stem
 
 
 def _scaled(name: str, scale: str) -> str:

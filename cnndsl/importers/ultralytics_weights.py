@@ -25,7 +25,9 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"cv1", "cv2", "m"}, ["cv1", "m", "cv2"]),  # C2f, C3k2
     ({"cv1", "cv2", "cv3", "m"}, ["cv1", "m", "cv2", "cv3"]),  # C3, C3k
     ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
+    ({"cv1", "cv2", "attn", "ffn"}, ["cv1", "attn", "ffn", "cv2"]),  # PSA
 ]
+HEAD_PATHS = ("cv2", "cv3", "one2one_cv2", "one2one_cv3", "dfl")  # Detect's children
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
 
@@ -94,8 +96,15 @@ def _children_in_forward_order(node: dict) -> list[str]:
     for registered, forward in FORWARD_ORDER:
         if set(names) == registered:
             return forward
-    if {"cv2", "cv3"} <= set(names) and all(n in ("cv2", "cv3", "dfl") for n in names):  # Detect
-        levels = [f"{head}.{level}" for level in sorted(node["cv2"], key=int) for head in ("cv2", "cv3")]
+    if {"cv2", "cv3"} <= set(names) and all(n in HEAD_PATHS for n in names):  # Detect, then its one-to-one copy
+        order = ("cv2", "cv3"), ("one2one_cv2", "one2one_cv3")
+        levels = [
+            f"{head}.{level}"
+            for pair in order
+            if pair[0] in node
+            for level in sorted(node[pair[0]], key=int)
+            for head in pair
+        ]
         return levels + ["dfl"] * ("dfl" in node)
     return names
 

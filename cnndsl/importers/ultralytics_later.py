@@ -1,0 +1,69 @@
+"""Handlers for the modules of YOLOv10, YOLO12 and YOLO26 (SCDown, PSA, C2fCIB, v10Detect, SPPF with `n`,
+C3k2 with attention), mixed into the row converter like MoreModules."""
+
+from __future__ import annotations
+
+from ..ops import REGISTRY
+from . import ultralytics_blocks_later  # noqa: F401  (registers the blocks these handlers use)
+from .ultralytics_more import Written, padded
+from .ultralytics_yaml import Row
+
+
+def has_attention() -> bool:
+    """Whether cnndsl has the kinds of Ultralytics' Attention (attend, attendvalues): then C2PSA, PSA and C3k2
+    with attention import."""
+    return "attend" in REGISTRY and "attendvalues" in REGISTRY
+
+
+def _whole(row: Row, *values) -> None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise row.error(f"takes whole numbers from 1 here, not {list(values)}")
+
+
+def _flag(row: Row, value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise row.error(f"takes true or false for {what}, not `{value!r}`")
+    return value
+
+
+class LaterModules:
+    """Handlers `m_<Module>` for the converter; they use its width(), repeat(), times(), used and _call()."""
+
+    def m_SCDown(self, row, args, inputs):
+        c, k, s = padded(row, args, [None, None, None], "SCDown", required=3)
+        _whole(row, k, s)
+        return self._call(row, "scdown", self.width(row, c), [str(k)] * (k != 3 or s != 2) + [str(s)] * (s != 2))
+
+    def m_PSA(self, row, args, inputs):
+        c, e = padded(row, args, [None, 0.5], "PSA")
+        self.used.add("psa")
+        width = self.width(row, c)
+        return Written(self.times(row, f"psa({width}{f', {e!r}' * (e != 0.5)})"), width)
+
+    def m_C2fCIB(self, row, args, inputs):
+        c, shortcut, lk, g, e = padded(row, args, [None, False, False, 1, 0.5], "C2fCIB")
+        if g != 1:
+            raise row.error("with groups is not imported")
+        shortcut, lk = _flag(row, shortcut, "shortcut"), _flag(row, lk, "lk")
+        options = ["true"] * (shortcut or lk) + ["lk=true"] * lk + [f"e={e!r}"] * (e != 0.5)
+        return self._csp(row, "c2fcib", c, options)
+
+    def sppf_n(self, row, args):
+        """SPPF with `n` or `shortcut`: parse_model leaves its first conv unactivated (YOLO26's form)."""
+        c, k, n, shortcut = padded(row, args, [None, 5, 3, False], "SPPF")
+        _whole(row, k, n)
+        shortcut = _flag(row, shortcut, "shortcut")
+        options = [str(k)] * (k != 5 or n != 3 or shortcut) + [str(n)] * (n != 3 or shortcut) + ["true"] * shortcut
+        return self._call(row, "sppf_n", self.width(row, c), options)
+
+    def c3k2_psa(self, row, c, e, shortcut):
+        """C3k2 with attention: each part a Bottleneck and a PSABlock, whatever c3k says."""
+        if not has_attention():
+            raise row.error("with attention (PSABlock) needs the attend kinds")
+        options = [f"e={e!r}"] * (e != 0.5) + ["shortcut=false"] * (not shortcut)
+        return self._csp(row, "c3k2_psa", c, options)
+
+    def m_v10Detect(self, row, args, inputs):
+        (classes,) = padded(row, args, [None], "v10Detect")  # its class path is Detect's depthwise one
+        self.used.add("detect_level_dw")
+        return Written(f"detect_level_dw({inputs[0]}, {self.classes(row, classes)})", "")
