@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cnndsl
+from cnndsl.core.errors import CnnDslError
 
 HEAD = """network head {{
     image: input 3x32x32
@@ -53,3 +55,48 @@ def test_dist2bbox_xyxy_in_onnx_equals_torch(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "head.onnx"))
     (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _area_attention(qkv: torch.Tensor, heads: int, area: int) -> torch.Tensor:
+    """YOLO12's area attention (Ultralytics' AAttn between its qkv and pe convolutions), with
+    F.scaled_dot_product_attention: the pixels in row order cut into `area` runs, each attending to itself."""
+    batch, channels, height, width = qkv.shape
+    head_dim, pixels = channels // heads // 3, height * width
+    tokens = qkv.flatten(2).transpose(1, 2).reshape(batch * area, pixels // area, heads, 3 * head_dim)
+    q, k, v = tokens.permute(0, 2, 1, 3).split(head_dim, dim=-1)  # (B·area) × heads × pixels × head_dim
+    out = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / √head_dim) v
+    return (
+        out.permute(0, 2, 1, 3)
+        .reshape(batch, pixels, heads * head_dim)
+        .transpose(1, 2)
+        .reshape(batch, heads * head_dim, height, width)
+    )
+
+
+@pytest.mark.parametrize(("area", "size"), [(1, (4, 6)), (4, (4, 6)), (3, (3, 5))])
+def test_attend_with_areas_is_attention_within_each_run_of_pixels(area, size):
+    text = f"network a {{\n    input 24x{size[0]}x{size[1]}\n    attend(2, 4, area={area})\n}}\n"
+    network = cnndsl.parse(text)
+    qkv = torch.randn(2, 24, *size)
+    with torch.no_grad():
+        got = network.to_torch().eval()(qkv)
+    torch.testing.assert_close(got, _area_attention(qkv, 2, area), rtol=1e-5, atol=1e-5)
+    pixels = size[0] * size[1] // area
+    assert network.macs == 2 * area * pixels * pixels * (4 + 4)  # per head and area: qᵀk and v·attnᵀ
+
+
+def test_attend_with_areas_in_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    network = cnndsl.parse("network a {\n    input 24x4x6\n    attend(2, 4, area=4)\n}\n")
+    qkv = torch.randn(2, 24, 4, 6)
+    network.to_onnx(tmp_path / "a.onnx")
+    session = ort.InferenceSession(str(tmp_path / "a.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: qkv.numpy()})
+    np.testing.assert_allclose(got, _area_attention(qkv, 2, 4).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_areas_that_do_not_divide_the_pixels_are_a_located_error():
+    with pytest.raises(CnnDslError) as error:
+        cnndsl.parse("network a {\n    input 24x3x5\n    attend(2, 4, area=4)\n}\n", "a.cnn")
+    assert str(error.value.pos) == "a.cnn:3:5"
+    assert error.value.message == "`attend` cannot cut 3×5 pixels into 4 areas of equal size"
