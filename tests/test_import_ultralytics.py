@@ -43,8 +43,6 @@ REFUSED = {
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
-    "12/yolo12.yaml": (26, "A2C2f (module 6) is area attention"),
-    "12/yolo12-cls.yaml": (26, "A2C2f (module 6) is area attention"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "v9/yolov9e.yaml": (24, "CBLinear (module 10) is a convolution split into channel parts of different sizes"),
 }
@@ -53,10 +51,12 @@ ATTENTION = [
     "11/yolo11-cls.yaml",
     "26/yolo26-cls.yaml",
     "26/yolo26.yaml",
+    "12/yolo12.yaml",
+    "12/yolo12-cls.yaml",
     "26/yolo26-p2.yaml",
     "26/yolo26-p6.yaml",
     *(f"v10/yolov10{scale}.yaml" for scale in "nsmblx"),
-]  # C2PSA, PSA and C3k2 with attention: imported where cnndsl has the attend kinds
+]  # C2PSA, PSA, C3k2 with attention and A2C2f: imported where cnndsl has the attend kinds
 if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):

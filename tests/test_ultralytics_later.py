@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+import cnndsl
 from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
@@ -43,3 +44,51 @@ def test_end_to_end_models_give_both_heads_ultralytics_outputs(tmp_path, name):
     _close(many, expected_many)
     assert tuple(expected_e2e.shape) == (2, 84, 6)  # max_det 300 > 84 anchors: every anchor, best first
     _close(mine_e2e, expected_e2e)
+
+
+@pytest.mark.parametrize("name", ["12/yolo12.yaml", "12/yolo12-cls.yaml"])
+def test_yolo12_gives_ultralytics_outputs(tmp_path, name):
+    """A2C2f's area attention (area 4 on the 4x4 map of a 64x64 input: one row per area) and its C3k form."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(images)
+        mine = ours(images)
+    if "cls" in name:
+        probabilities, logits = expected
+        _close(mine, logits)
+    else:
+        _close(mine, expected[0])
+
+
+LARGE = """nc: 5
+scales:
+  l: [0.5, 0.125, 1024]
+backbone:
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [-1, 1, Conv, [512, 3, 2]]
+  - [-1, 2, A2C2f, [512, True, 4]]
+  - [-1, 2, A2C2f, [512, False, -1]]
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+
+def test_a2c2f_at_scale_l_has_its_residual_gamma_and_wider_mlp(tmp_path):
+    """At scales l and x parse_model appends residual=True and mlp_ratio=1.2 to every A2C2f: the output is the
+    input plus gamma (a learned per-channel scale) times the block's."""
+    path = tmp_path / "large.yaml"
+    path.write_text(LARGE)
+    model = randomised(ultralytics_model(yaml.safe_load(LARGE), "l", "cpu"))
+    assert model.model[2].gamma is not None and model.model[3].gamma is None
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    text = cnndsl.import_file(path, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    assert "network large_l = large(0.5, 0.125, 1024, large=true)" in text
+    net = cnndsl.parse(text, network="large_l", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, logits = model(images)
+        _close(ours(images), logits)

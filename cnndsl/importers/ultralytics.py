@@ -68,6 +68,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     c3k = converter.c3k_scales and any(scale in ("m", "l", "x") for scale in scales)
     if c3k:
         params.append("c3k=false")
+    large = converter.a2_scales and converter.large_scales()
+    if large:
+        params.append("large=false")
     clamp = "min({}, max_channels)" if first else "{}"
     lets = [f"    let {let} = ceil({clamp.format(c)} * width / 8) * 8" for c, let in sorted(converter.widths.items())]
     counts = [f"let {let} = max(round({n} * depth), 1)" for n, let in sorted(converter.repeats.items())]
@@ -111,6 +114,7 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("")
     for scale, (depth, width, most) in scales.items():
         extra = ", c3k=true" if c3k and scale in ("m", "l", "x") else ""
+        extra += ", large=true" if large and scale in ("l", "x") else ""
         lines.append(f"network {_scaled(name, str(scale))} = {name}({depth!r}, {width!r}, {most!r}{extra})")
     return "\n".join(lines) + "\n"
 

@@ -54,5 +54,31 @@ block sppf_n(c, k=5, n=3, shortcut=false) {  # SPPF as YOLO26 writes it: its fir
 }""",
             ("bottleneck", "psablock"),
         ),
+        "a2c2f": (
+            """block aattn(c, heads, area) {  # AAttn: attention within each area, plus a 7x7 depthwise conv of the values
+    qkv: conv_bn(3 * c)
+    attendvalues(heads, c // heads)
+    pe: conv_bn(c, 7, g=c)
+    @qkv, attend(heads, c // heads, area=area), add(@pe)
+    conv_bn(c)
+}
+block ablock(c, area, mlp) {  # ABlock: area attention (a head per 32 channels), then an MLP, each added
+    residual { aattn(c, c // 32, area) }, residual { conv_bn_ACT(floor(c * mlp)), conv_bn(c) }
+}
+block a2c2f_parts(c, n, a2, area, mlp, e, shortcut) {  # each part reads the last; all are joined
+    let h = floor(c * e)
+    conv_bn_ACT(h)
+    dense {
+        chunk(1 + i, i)
+        if a2 { ablock(h, area, mlp) x2 } else { c3(h, 2, shortcut, k=3) }
+    } x n
+    conv_bn_ACT(c)
+}
+block a2c2f(c, n=1, a2=true, area=1, gamma=false, mlp=2.0, e=0.5, shortcut=true) {  # A2C2f (YOLO12)
+    if a2 and gamma { residual { a2c2f_parts(c, n, a2, area, mlp, e, shortcut), layerscale(0.01) } }
+    else { a2c2f_parts(c, n, a2, area, mlp, e, shortcut) }
+}""",
+            ("conv_bn_ACT", "conv_bn", "c3"),
+        ),
     }
 )

@@ -67,3 +67,28 @@ class LaterModules:
         (classes,) = padded(row, args, [None], "v10Detect")  # its class path is Detect's depthwise one
         self.used.add("detect_level_dw")
         return Written(f"detect_level_dw({inputs[0]}, {self.classes(row, classes)})", "")
+
+    def m_A2C2f(self, row, args, inputs):
+        c, a2, area, residual, mlp, e, g, shortcut = padded(
+            row, args, [None, True, 1, False, 2.0, 0.5, 1, True], "A2C2f"
+        )
+        if g != 1:
+            raise row.error("with groups is not imported")
+        a2, residual, shortcut = (
+            _flag(row, v, what) for v, what in ((a2, "a2"), (residual, "residual"), (shortcut, "shortcut"))
+        )
+        if a2:
+            _whole(row, area)
+        if self.large_scales() and a2 and len(args) != 3:
+            raise row.error("with more than 3 arguments is not imported at scales l and x, where parse_model appends 2")
+        self.a2_scales = self.a2_scales or a2
+        options = ["false"] * (not a2) + [f"area={area}"] * (a2 and area != 1)
+        if a2 and self.large_scales():  # parse_model appends (residual=True, mlp_ratio=1.2) at scales l and x
+            options.append("gamma=large, mlp=1.2 if large else 2.0")
+        else:
+            options += ["gamma=true"] * residual + [f"mlp={mlp!r}"] * (mlp != 2.0)
+        options += [f"e={e!r}"] * (e != 0.5) + ["shortcut=false"] * (not shortcut)
+        return self._csp(row, "a2c2f", c, options)
+
+    def large_scales(self) -> bool:
+        return any(scale in ("l", "x") for scale in self.scales)

@@ -18,7 +18,6 @@ from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "A2C2f": "area attention (a matrix product of queries and keys)",
     "C2fAttn": "text-guided attention, which takes a second input",
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
@@ -30,7 +29,7 @@ REFUSED = {
     "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
-ATTENTION = {"C2PSA", "PSA"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
+ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 HEADS = {"Detect", "v10Detect", "Classify"}
 DETECTS = {"Detect", "v10Detect"}
 
@@ -47,6 +46,7 @@ class Converter(MoreModules, LaterModules):
     repeats: dict[int, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     c3k_scales: bool = False
+    a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
 
     def __post_init__(self):
         values = self.model.values

@@ -77,13 +77,16 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
     ordered: list[tuple[str, list[str]]] = []
 
     def visit(node: dict, prefix: str) -> None:
-        if prefix in own:
+        after = prefix in own and all(key.endswith(".gamma") for key in own[prefix])  # A2C2f scales its output
+        if prefix in own and not after:
             ordered.append((prefix, own[prefix]))
         for child in _children_in_forward_order(node):
             inner = node
             for part in child.split("."):
                 inner = inner[part]
             visit(inner, f"{prefix}.{child}" if prefix else child)
+        if after:
+            ordered.append((prefix, own[prefix]))
 
     visit(tree, "")
     return ordered
@@ -130,8 +133,9 @@ def fitted(network, state: dict, origin: str) -> dict:
     for (module, keys), slots in zip(modules, layers.values(), strict=True):
         given = {key.rpartition(".")[2]: key for key in keys}
         for slot in slots:
-            key = given.pop(slot.key.rpartition(".")[2], None)
-            if key is None or tuple(state[key].shape) != slot.shape:
+            own_name = slot.key.rpartition(".")[2]
+            key = given.pop("gamma" if own_name.startswith("layerscale") and "gamma" in given else own_name, None)
+            if key is None or not _same_values(tuple(state[key].shape), slot.shape):
                 found = f"`{key}` is {tuple(state[key].shape)}" if key else f"`{module}` has no such tensor"
                 raise CnnDslError(
                     f"{origin}: {found} where the network's `{slot.key}` needs {slot.shape}",
@@ -141,3 +145,8 @@ def fitted(network, state: dict, origin: str) -> dict:
         if given:
             raise CnnDslError(f"{origin}: `{next(iter(given.values()))}` has no place in the network's `{module}`")
     return arrays
+
+
+def _same_values(shape: tuple, wanted: tuple) -> bool:
+    """The same shape, or a per-channel vector where the network holds it as C x 1 x 1 (A2C2f's gamma)."""
+    return shape == wanted or (len(shape) == 1 and wanted[:1] == shape and all(size == 1 for size in wanted[1:]))
