@@ -37,14 +37,13 @@ IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5
             "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
             "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
             "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
-            "v9/yolov9c.yaml"]  # fmt: skip
+            "v9/yolov9c.yaml", "v9/yolov9e.yaml"]  # fmt: skip
 REFUSED = {
     "v3/yolov3-tiny.yaml": (26, "nn.ZeroPad2d (module 11) is zero padding"),
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "v9/yolov9e.yaml": (24, "CBLinear (module 10) is a convolution split into channel parts of different sizes"),
 }
 ATTENTION = [
     "11/yolo11.yaml",
@@ -87,7 +86,7 @@ def row_shapes(model) -> dict[int, tuple]:
     """Each module's output shape (C, H, W) for a SIZE x SIZE input; Detect's, per level, box beside class maps."""
     shapes: dict[int, tuple] = {}
     hooks = [
-        module.register_forward_hook(lambda m, a, out, i=i: shapes.__setitem__(i, getattr(out, "shape", None)))
+        module.register_forward_hook(lambda m, a, out, i=i: shapes.__setitem__(i, joined_shape(out)))
         for i, module in enumerate(model.model)
     ]
     head = model.model[-1]
@@ -98,9 +97,17 @@ def row_shapes(model) -> dict[int, tuple]:
     for hook in hooks:
         hook.remove()
     found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i != "levels" and shape is not None}
+
     if "levels" in shapes:
         found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]
     return found
+
+
+def joined_shape(out):
+    """A module's output shape; CBLinear's parts (a tuple of maps) as the one convolution they were cut from."""
+    if isinstance(out, tuple) and out and all(isinstance(part, torch.Tensor) for part in out):
+        return (*out[0].shape[:1], sum(part.shape[1] for part in out), *out[0].shape[2:])
+    return getattr(out, "shape", None)
 
 
 def cnn_shapes(net) -> dict[int, tuple]:

@@ -92,3 +92,15 @@ def test_a2c2f_at_scale_l_has_its_residual_gamma_and_wider_mlp(tmp_path):
     with torch.no_grad():
         _, logits = model(images)
         _close(ours(images), logits)
+
+
+def test_yolov9e_gives_ultralytics_outputs(tmp_path):
+    """CBLinear's convolutions cut into parts of different sizes, each part resized (nearest) and summed by
+    CBFuse: the whole of YOLOv9-E (no scales: its one size)."""
+    name = "v9/yolov9e.yaml"
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, _ = model(images)
+        _close(ours(images), expected)

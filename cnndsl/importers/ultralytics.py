@@ -43,7 +43,11 @@ def convert(text: str, file: str) -> str:
                     statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
                     outputs.append(f"@{head}{level}")
             continue
-        if row.module == "Concat":
+        for part in written.parts:
+            statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
+        if row.module == "CBFuse":
+            body = written.text
+        elif row.module == "Concat":
             taps = ", ".join(f"@l{source}" for source in row.sources[1:])
             body = f"{prefix}concat({taps})"
         else:

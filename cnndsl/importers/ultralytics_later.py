@@ -92,3 +92,38 @@ class LaterModules:
 
     def large_scales(self) -> bool:
         return any(scale in ("l", "x") for scale in self.scales)
+
+    def m_CBLinear(self, row, args, inputs):
+        """YOLOv9-E's CBLinear: one convolution (with bias) whose channels CBFuse later takes in parts; its widths
+        are the YAML's own (parse_model does not scale them)."""
+        parts, k, s, p, g = padded(row, args, [None, 1, 1, None, 1], "CBLinear")
+        if not isinstance(parts, list) or not parts:
+            raise row.error(f"takes a list of channel counts first, not `{parts!r}`")
+        _whole(row, *parts, k, s, g)
+        self.cblinear[row.index] = parts
+        width = " + ".join(map(str, parts))
+        options = (
+            [f"k={k}"] + [f"s={s}"] * (s != 1) + [f"p={p}"] * (p is not None and p != k // 2) + [f"g={g}"] * (g != 1)
+        )
+        return Written(self.times(row, f"conv({width}, {', '.join(options)})"), f"({width})")
+
+    def m_CBFuse(self, row, args, inputs):
+        """The sum of the last source and, from each CBLinear before it, the part `idx` names, resized (nearest) to
+        the last source's size: each part a statement `f<row>_<j>`."""
+        (chosen,) = padded(row, args, [None], "CBFuse")
+        sources, target = row.sources[:-1], row.sources[-1]
+        if not isinstance(chosen, list) or len(chosen) != len(sources):
+            raise row.error(f"takes one part index for each of its {len(sources)} CBLinear sources, not `{chosen!r}`")
+        if row.repeats != 1:
+            raise row.error("is imported once per row, not repeated")
+        parts = []
+        for j, (source, index) in enumerate(zip(sources, chosen, strict=True)):
+            split = self.cblinear.get(source)
+            if split is None:
+                raise row.error(f"reads module {source}, which is not a CBLinear")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(split):
+                raise row.error(f"takes part {index!r} of module {source}, which has {len(split)} parts")
+            sizes = f"[{', '.join(map(str, split))}]"
+            parts.append(f"@l{source}, split({sizes}, {index}), f{row.index}_{j}: resize(@l{target}, mode=nearest)")
+        taps = ", ".join(f"@f{row.index}_{j}" for j in range(len(sources)))
+        return Written(f"@l{target}, add({taps})", inputs[-1], tuple(parts))

@@ -24,8 +24,6 @@ REFUSED = {
     "C3TR": "a transformer block",
     "nn.ZeroPad2d": "zero padding (cnndsl's maxpool pads with -inf instead, which differs where the map is negative)",
     "TorchVision": "a torchvision model loaded by name",
-    "CBLinear": "a convolution split into channel parts of different sizes",
-    "CBFuse": "a sum of channel parts of different sizes, resized",
     "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
@@ -46,6 +44,7 @@ class Converter(MoreModules, LaterModules):
     repeats: dict[int, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     c3k_scales: bool = False
+    cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
 
     def __post_init__(self):
@@ -96,7 +95,7 @@ class Converter(MoreModules, LaterModules):
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
-        if row.module != "Concat" and row.module not in HEADS and len(row.sources) != 1:
+        if row.module not in ("Concat", "CBFuse") and row.module not in HEADS and len(row.sources) != 1:
             raise row.error(f"reads one module, not {len(row.sources)}")
         return handler(row, [_literal(arg) for arg in row.args], inputs)
 
