@@ -33,13 +33,12 @@ MODELS = Path(ultralytics.__file__).parent / "cfg" / "models"
 
 # Every detect and classify YAML shipped with ultralytics; the ones cnndsl expresses are compared at every
 # scale, the others must be refused at the row that needs what cnndsl lacks.
-IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
+IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
             "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
             "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
             "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
             "v9/yolov9c.yaml", "v9/yolov9e.yaml"]  # fmt: skip
 REFUSED = {
-    "v3/yolov3-tiny.yaml": (26, "nn.ZeroPad2d (module 11) is zero padding"),
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),

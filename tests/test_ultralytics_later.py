@@ -104,3 +104,18 @@ def test_yolov9e_gives_ultralytics_outputs(tmp_path):
     with torch.no_grad():
         expected, _ = model(images)
         _close(ours(images), expected)
+
+
+def test_yolov3_tiny_gives_ultralytics_outputs(tmp_path):
+    """nn.ZeroPad2d before the stride-1 max pool: zeros, not -inf, on the bottom and right edges."""
+    name = "v3/yolov3-tiny.yaml"
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    padded = []
+    hook = model.model[11].register_forward_hook(lambda m, args, out: padded.append(args[0]))
+    with torch.no_grad():
+        expected, _ = model(images)
+        _close(ours(images), expected)
+    hook.remove()
+    assert (padded[0] < 0).any()  # SiLU maps go negative: -inf padding would give another maximum there

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
+from cnndsl.graph import ir
 
 HEAD = """network head {{
     image: input 3x32x32
@@ -100,3 +101,32 @@ def test_areas_that_do_not_divide_the_pixels_are_a_located_error():
         cnndsl.parse("network a {\n    input 24x3x5\n    attend(2, 4, area=4)\n}\n", "a.cnn")
     assert str(error.value.pos) == "a.cnn:3:5"
     assert error.value.message == "`attend` cannot cut 3×5 pixels into 4 areas of equal size"
+
+
+@pytest.mark.parametrize(("sides", "expected"), [("[0, 1, 0, 1]", (0, 1, 0, 1)), ("2", (2, 2, 2, 2))])
+def test_zeropad_is_f_pad_with_zeros(sides, expected):
+    network = cnndsl.parse(f"network z {{\n    input 3x5x4\n    zeropad({sides})\n}}\n")
+    images = torch.randn(2, 3, 5, 4) - 5  # negative: zeros differ from a max pool's -inf padding
+    with torch.no_grad():
+        got = network.to_torch().eval()(images)
+    torch.testing.assert_close(got, F.pad(images, expected), rtol=0, atol=0)
+    left, right, top, bottom = expected
+    assert ir.layer(network.graph, network.outputs[0][1]).shape == (3, 5 + top + bottom, 4 + left + right)
+    assert network.params == 0
+
+
+def test_zeropad_in_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    network = cnndsl.parse("network z {\n    input 3x5x4\n    zeropad([1, 2, 0, 3])\n}\n")
+    images = torch.randn(2, 3, 5, 4)
+    network.to_onnx(tmp_path / "z.onnx")
+    session = ort.InferenceSession(str(tmp_path / "z.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    np.testing.assert_array_equal(got, F.pad(images, (1, 2, 0, 3)).numpy())
+
+
+def test_zeropad_of_three_sides_is_a_located_error():
+    with pytest.raises(CnnDslError) as error:
+        cnndsl.parse("network z {\n    input 3x5x4\n    zeropad([1, 2, 3])\n}\n", "z.cnn")
+    assert str(error.value.pos) == "z.cnn:3:5"
+    assert error.value.message == "`zeropad` takes one size or four (left, right, top, bottom), got 3"

@@ -127,3 +127,11 @@ class LaterModules:
             parts.append(f"@l{source}, split({sizes}, {index}), f{row.index}_{j}: resize(@l{target}, mode=nearest)")
         taps = ", ".join(f"@f{row.index}_{j}" for j in range(len(sources)))
         return Written(f"@l{target}, add({taps})", inputs[-1], tuple(parts))
+
+    def m_nn_ZeroPad2d(self, row, args, inputs):
+        (sides,) = padded(row, args, [None], "nn.ZeroPad2d")
+        sides = list(sides) if isinstance(sides, (list, tuple)) else [sides] * 4
+        if len(sides) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sides):
+            raise row.error(f"takes one padding or four (left, right, top, bottom), not `{args[0]!r}`")
+        written = str(sides[0]) if len(set(sides)) == 1 else f"[{', '.join(map(str, sides))}]"
+        return Written(self.times(row, f"zeropad({written})"), inputs[0])

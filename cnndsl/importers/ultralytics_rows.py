@@ -22,7 +22,6 @@ REFUSED = {
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
-    "nn.ZeroPad2d": "zero padding (cnndsl's maxpool pads with -inf instead, which differs where the map is negative)",
     "TorchVision": "a torchvision model loaded by name",
     "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",

@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (imported to register their kinds)
     merge,
     nms,
     norm,
+    padding,
     pool,
     psa_attention,
     resize,
