@@ -59,7 +59,18 @@ if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("seg", "pose", "obb", "world", "rtdetr", "yoloe", "depth", "sem")  # not detect or classify
+OTHER_TASKS = ("world", "rtdetr", "yoloe", "depth", "sem")  # not detect, classify, segment, pose or OBB
+TASKS = [
+    f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
+]
+IMPORTED += [*TASKS, "v8/yolov8-seg-p6.yaml", "v8/yolov8-pose-p6.yaml", "v9/yolov9c-seg.yaml", "v9/yolov9e-seg.yaml"]
+REFUSED.update(
+    {
+        "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
+        "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
+        "26/yolo26-obb.yaml": (52, "OBB26 (module 23) is not imported yet: YOLO26's OBB head"),
+    }
+)
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
@@ -142,9 +153,11 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
-        detects = config["head"][-1][2] in ("Detect", "v10Detect") and config.get("reg_max", 16) > 1
+        head = config["head"][-1][2]
+        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB") and config.get("reg_max", 16) > 1
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
-        assert net.params == sum(p.numel() for p in model.parameters()) - (0 if decodes_boxes() else dfl), scale
+        raw = not decodes_boxes() or head == "OBB"  # OBB ends at its raw maps: no kind decodes rotated boxes
+        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
         assert cnn_shapes(net) == row_shapes(model), scale
 
 

@@ -119,3 +119,45 @@ def test_yolov3_tiny_gives_ultralytics_outputs(tmp_path):
         _close(ours(images), expected)
     hook.remove()
     assert (padded[0] < 0).any()  # SiLU maps go negative: -inf padding would give another maximum there
+
+
+def _run_both(tmp_path, name: str):
+    """Ultralytics' model at scale n with random weights, the imported network with them, and both outputs on
+    the same images; the head's input maps too."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    ours = imported_with_weights(tmp_path, name, model)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    head, features = model.model[-1], []
+    hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
+    with torch.no_grad():
+        expected, mine = model(images), ours(images)
+    hook.remove()
+    return head, features, expected, mine
+
+
+def test_segment_gives_ultralytics_detections_with_mask_coefficients_and_protos(tmp_path):
+    _, _, ((detections, protos), _), (mine, my_protos) = _run_both(tmp_path, "v8/yolov8-seg.yaml")
+    assert tuple(mine.shape) == (2, 4 + 80 + 32, 84) and tuple(my_protos.shape) == (2, 32, 16, 16)
+    _close(mine, detections)
+    _close(my_protos, protos)
+
+
+def test_pose_gives_ultralytics_boxes_and_the_keypoints_its_decoding_takes(tmp_path):
+    """The keypoints come out as the head computes them; Ultralytics' own kpts_decode of them is its output."""
+    head, _, (decoded, preds), (boxes, keypoints) = _run_both(tmp_path, "11/yolo11-pose.yaml")
+    assert tuple(keypoints.shape) == (2, 17 * 3, 84)
+    assert head.nc == 80 and tuple(boxes.shape) == (2, 4 + 80, 84)
+    _close(boxes, decoded[:, : 4 + 80])
+    _close(keypoints, preds["kpts"])
+    with torch.no_grad():
+        _close(head.kpts_decode(keypoints), decoded[:, 4 + 80 :])
+
+
+def test_obb_gives_ultralytics_raw_maps_and_angle_logits(tmp_path):
+    head, features, _, mine = _run_both(tmp_path, "v8/yolov8-obb.yaml")
+    with torch.no_grad():
+        levels = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
+        angles = [head.cv4[i](x) for i, x in enumerate(features)]
+    assert len(mine) == 6
+    for got, reference in zip(mine, levels + angles, strict=True):
+        torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())

@@ -42,6 +42,14 @@ def convert(text: str, file: str) -> str:
                     text = written.text  # every level's widths come from the first level's channels
                     statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
                     outputs.append(f"@{head}{level}")
+            if converter.extra:  # Segment, Pose, OBB: their cv4 path at every level, and Segment's protos
+                name, text = converter.extra
+                for level, source in enumerate(row.sources):
+                    statements.append(Statement(f"@l{source}, {name}{level}: {text}", row.index, row.index, None, True))
+            if converter.proto:
+                statements.append(
+                    Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
+                )
             continue
         for part in written.parts:
             statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
@@ -85,13 +93,17 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}, as",
              "# ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels) * width,",
              "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
-    decoded = bool(outputs) and decodes_boxes()
+    head = model.rows[-1].module
+    decoded = bool(outputs) and decodes_boxes() and head != "OBB"  # OBB's rotated boxes: no kind decodes them
     if decoded:
         params.append('postprocess="decoded"')
         lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")
         lines.append('# class scores for every anchor; postprocess="raw" gives the maps of its levels instead.')
         if end_to_end(model):
             lines += E2E_NOTE
+        lines += TASK_NOTES.get(head, [])
+    elif head == "OBB":
+        lines += TASK_NOTES[head]
     elif outputs:
         lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
         lines.append("# class scores: DFL and box decoding are not imported.")
@@ -103,7 +115,12 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
     lines += body_lines(fold(statements), "modules")
-    if decoded and end_to_end(model):
+    extras = [f"@{converter.extra[0]}{level}" for level in range(len(outputs))] if converter.extra else []
+    if head == "OBB":
+        lines.append(f"    output {', '.join(outputs + extras)}")
+    elif decoded and extras:
+        lines += _decoding_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto))
+    elif decoded and end_to_end(model):
         lines += _decoding_both(outputs, values.get("reg_max", 16))
     elif decoded:
         reg_max, levels = values.get("reg_max", 16), ", ".join(outputs)
@@ -157,6 +174,40 @@ def _family(stem: str, scales: dict) -> str:
     """The family's name: the file's, less the scale where the file names its one scale (yolov10n.yaml: yolov10)."""
     found = re.match(r"(yolo(?:e_)?v?\d+)(.*)", stem)
     return found.group(1) if found and list(scales) == [found.group(2)] else stem
+
+
+TASK_NOTES = {
+    "Segment": [
+        "# Segment: the detections carry each anchor's 32 mask coefficients after the scores, as Ultralytics';",
+        "# the second output is the mask prototypes (Proto).",
+    ],
+    "Pose": [
+        "# Pose: the second output is every anchor's keypoints as the head computes them, not decoded (Ultralytics",
+        "# maps x, y to (2 * k + anchor - 0.5) * stride and v by a sigmoid): cnndsl has no kind for that yet.",
+    ],
+    "OBB": [
+        "# OBB ends at its raw maps, per level the box distributions beside the class scores, then every",
+        "# level's angle logits: DFL and the rotated boxes' decoding (dist2rbox) are not imported.",
+    ],
+}
+
+
+def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool) -> list[str]:
+    """Segment's and Pose's end: the boxes and scores as Detect's, then their own rows."""
+    name = extras[0][1:-1]  # @mask0 -> mask
+    levels, rest = ", ".join(outputs), ", ".join(extras[1:])
+    raw = ", ".join(outputs + extras + ["@protos"] * protos)
+    lines = [
+        f'    if postprocess == "raw" {{ output {raw} }}',
+        "    else {",
+        f"        {outputs[0]}, anchorcat({', '.join(outputs[1:])}), dfl({reg_max}), boxes: dist2bbox(@image, {levels})",
+        f"        {extras[0]}, {name}s: anchorcat({rest})",
+    ]
+    if protos:  # Ultralytics' detections: boxes, scores, then the mask coefficients
+        lines += ["        @boxes, detections: concat(@masks)", "        output @detections, @protos"]
+    else:
+        lines.append(f"        output @boxes, @{name}s")
+    return lines + ["    }"]
 
 
 def _scaled(name: str, scale: str) -> str:

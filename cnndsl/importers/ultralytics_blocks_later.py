@@ -80,5 +80,17 @@ block a2c2f(c, n=1, a2=true, area=1, gamma=false, mlp=2.0, e=0.5, shortcut=true)
 }""",
             ("conv_bn_ACT", "conv_bn", "c3"),
         ),
+        "extra_level": (
+            """block extra_level(ch0, n) {  # a level's mask coefficients, keypoints or angles (Segment, Pose, OBB: cv4)
+    let c4 = max(ch0 // 4, n)
+    conv_bn_ACT(c4, 3), conv_bn_ACT(c4, 3), conv(n, k=1)
+}""",
+            ("conv_bn_ACT",),
+        ),
+        "proto": (
+            "block proto(c, masks) { conv_bn_ACT(c, 3), deconv(c, k=2, s=2), conv_bn_ACT(c, 3), conv_bn_ACT(masks) }"
+            "  # Proto: the mask prototypes at twice the first level's size",
+            ("conv_bn_ACT",),
+        ),
     }
 )

@@ -15,6 +15,15 @@ def has_attention() -> bool:
     return "attend" in REGISTRY and "attendvalues" in REGISTRY
 
 
+NOT_YET = {
+    "Segment26": "YOLO26's segment head (Proto26 over every level, and a one-to-one copy of the head)",
+    "Pose26": "YOLO26's pose head (a RealNVP flow model, keypoint sigmas, and a one-to-one copy of the head)",
+    "OBB26": "YOLO26's OBB head with a one-to-one copy of its paths",
+    "Depth": "YOLO26's depth head",
+    "SemanticSegment": "YOLO26's semantic segmentation head",
+}
+
+
 def _whole(row: Row, *values) -> None:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
         raise row.error(f"takes whole numbers from 1 here, not {list(values)}")
@@ -135,3 +144,35 @@ class LaterModules:
             raise row.error(f"takes one padding or four (left, right, top, bottom), not `{args[0]!r}`")
         written = str(sides[0]) if len(set(sides)) == 1 else f"[{', '.join(map(str, sides))}]"
         return Written(self.times(row, f"zeropad({written})"), inputs[0])
+
+    def m_Segment(self, row, args, inputs):
+        classes, masks, protos = padded(row, args, [None, 32, 256], "Segment")
+        _whole(row, masks)
+        self.used.update(("extra_level", "proto"))
+        self.extra = ("mask", f"extra_level({inputs[0]}, {masks})")  # every level's widths from the first's
+        self.proto = f"proto({self.width(row, protos)}, {masks})"  # parse_model scales npr as a width
+        return self.task_head(row, classes, inputs)
+
+    def m_Pose(self, row, args, inputs):
+        classes, shape = padded(row, args, [None, "kpt_shape"], "Pose")
+        if shape == "kpt_shape":
+            shape = self.model.values.get("kpt_shape", [17, 3])
+        if not isinstance(shape, (list, tuple)) or len(shape) != 2 or shape[1] not in (2, 3):
+            raise row.error(f"takes kpt_shape [keypoints, 2 or 3], not `{shape!r}`")
+        _whole(row, *shape)
+        self.used.add("extra_level")
+        self.extra = ("keypoint", f"extra_level({inputs[0]}, {shape[0] * shape[1]})")
+        return self.task_head(row, classes, inputs)
+
+    def m_OBB(self, row, args, inputs):
+        classes, angles = padded(row, args, [None, 1], "OBB")
+        _whole(row, angles)
+        self.used.add("extra_level")
+        self.extra = ("angle", f"extra_level({inputs[0]}, {angles})")
+        return self.task_head(row, classes, inputs)
+
+    def task_head(self, row, classes, inputs):
+        """Detect's levels, which the segment, pose and OBB heads extend (their cv4 written by convert)."""
+        if self.model.values.get("end2end"):
+            raise row.error("with an end-to-end (one-to-one) copy is not imported")
+        return self.m_Detect(row, [classes], inputs)

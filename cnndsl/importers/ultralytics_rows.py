@@ -12,7 +12,7 @@ from typing import Any
 
 from ..ops import REGISTRY
 from .ultralytics_blocks import activation
-from .ultralytics_later import LaterModules, has_attention
+from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_yaml import ModelYaml, Row
 
@@ -27,8 +27,8 @@ REFUSED = {
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
-HEADS = {"Detect", "v10Detect", "Classify"}
-DETECTS = {"Detect", "v10Detect"}
+DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB"}
+HEADS = {*DETECTS, "Classify"}
 
 
 def decodes_boxes() -> bool:
@@ -44,6 +44,8 @@ class Converter(MoreModules, LaterModules):
     used: set[str] = field(default_factory=set)
     c3k_scales: bool = False
     cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
+    extra: tuple[str, str] | None = None  # a task head's extra path per level: its name and text
+    proto: str | None = None  # Segment's mask prototypes
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
 
     def __post_init__(self):
@@ -91,6 +93,8 @@ class Converter(MoreModules, LaterModules):
                 f"is {REFUSED[row.module]}, which cnndsl cannot express",
                 "the import refuses rather than approximate it",
             )
+        if row.module in NOT_YET:
+            raise row.error(f"is not imported yet: {NOT_YET[row.module]}")
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
