@@ -63,12 +63,18 @@ OTHER_TASKS = ("world", "rtdetr", "yoloe", "depth", "sem")  # not detect, classi
 TASKS = [
     f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
 ]
-IMPORTED += [*TASKS, "v8/yolov8-seg-p6.yaml", "v8/yolov8-pose-p6.yaml", "v9/yolov9c-seg.yaml", "v9/yolov9e-seg.yaml"]
+IMPORTED += [
+    *TASKS,
+    "26/yolo26-obb.yaml",
+    "v8/yolov8-seg-p6.yaml",
+    "v8/yolov8-pose-p6.yaml",
+    "v9/yolov9c-seg.yaml",
+    "v9/yolov9e-seg.yaml",
+]
 REFUSED.update(
     {
         "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
         "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
-        "26/yolo26-obb.yaml": (52, "OBB26 (module 23) is not imported yet: YOLO26's OBB head"),
     }
 )
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
@@ -154,9 +160,9 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
-        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB") and config.get("reg_max", 16) > 1
+        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26") and config.get("reg_max", 16) > 1
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
-        raw = not decodes_boxes() or head == "OBB"  # OBB ends at its raw maps: no kind decodes rotated boxes
+        raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
         assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
         assert cnn_shapes(net) == row_shapes(model), scale
 

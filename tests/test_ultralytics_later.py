@@ -153,11 +153,19 @@ def test_pose_gives_ultralytics_boxes_and_the_keypoints_its_decoding_takes(tmp_p
         _close(head.kpts_decode(keypoints), decoded[:, 4 + 80 :])
 
 
-def test_obb_gives_ultralytics_raw_maps_and_angle_logits(tmp_path):
-    head, features, _, mine = _run_both(tmp_path, "v8/yolov8-obb.yaml")
+@pytest.mark.parametrize("name", ["v8/yolov8-obb.yaml", "26/yolo26-obb.yaml"])
+def test_obb_gives_ultralytics_raw_maps_and_angle_logits(tmp_path, name):
+    """Every level's box and class maps, then its angle logits (cv4, before OBB's sigmoid); YOLO26's
+    end-to-end OBB26 has both heads, the one-to-one after the one-to-many."""
+    head, features, _, mine = _run_both(tmp_path, name)
+    paths = [("cv2", "cv3", "cv4")] + [("one2one_cv2", "one2one_cv3", "one2one_cv4")] * ("26" in name)
     with torch.no_grad():
-        levels = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
-        angles = [head.cv4[i](x) for i, x in enumerate(features)]
-    assert len(mine) == 6
+        levels = [
+            torch.cat([getattr(head, b)[i](x), getattr(head, c)[i](x)], 1)
+            for b, c, _ in paths
+            for i, x in enumerate(features)
+        ]
+        angles = [getattr(head, a)[i](x) for _, _, a in paths for i, x in enumerate(features)]
+    assert len(mine) == 6 * len(paths)
     for got, reference in zip(mine, levels + angles, strict=True):
         torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())

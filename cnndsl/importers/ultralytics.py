@@ -44,8 +44,10 @@ def convert(text: str, file: str) -> str:
                     outputs.append(f"@{head}{level}")
             if converter.extra:  # Segment, Pose, OBB: their cv4 path at every level, and Segment's protos
                 name, text = converter.extra
-                for level, source in enumerate(row.sources):
-                    statements.append(Statement(f"@l{source}, {name}{level}: {text}", row.index, row.index, None, True))
+                for prefix in ("", "one2one_") if end_to_end(model) else ("",):
+                    for level, source in enumerate(row.sources):
+                        extra = f"@l{source}, {prefix}{name}{level}: {text}"
+                        statements.append(Statement(extra, row.index, row.index, None, True))
             if converter.proto:
                 statements.append(
                     Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
@@ -94,7 +96,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
              "# ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels) * width,",
              "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
     head = model.rows[-1].module
-    decoded = bool(outputs) and decodes_boxes() and head != "OBB"  # OBB's rotated boxes: no kind decodes them
+    obb = head in ("OBB", "OBB26")  # rotated boxes: no kind decodes them
+    decoded = bool(outputs) and decodes_boxes() and not obb
     if decoded:
         params.append('postprocess="decoded"')
         lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")
@@ -102,8 +105,12 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         if end_to_end(model):
             lines += E2E_NOTE
         lines += TASK_NOTES.get(head, [])
-    elif head == "OBB":
-        lines += TASK_NOTES[head]
+    elif obb:
+        lines += TASK_NOTES["OBB"]
+        if end_to_end(model):
+            lines.append(
+                "# End-to-end: the one-to-one head's maps and angles (one2one...) follow the one-to-many head's."
+            )
     elif outputs:
         lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
         lines.append("# class scores: DFL and box decoding are not imported.")
@@ -115,8 +122,11 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
     lines += body_lines(fold(statements), "modules")
-    extras = [f"@{converter.extra[0]}{level}" for level in range(len(outputs))] if converter.extra else []
-    if head == "OBB":
+    extras = (
+        [f"@{converter.extra[0]}{level}" for level in range(len(model.rows[-1].sources))] if converter.extra else []
+    )
+    if obb:
+        extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
         lines.append(f"    output {', '.join(outputs + extras)}")
     elif decoded and extras:
         lines += _decoding_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto))
@@ -187,7 +197,7 @@ TASK_NOTES = {
     ],
     "OBB": [
         "# OBB ends at its raw maps, per level the box distributions beside the class scores, then every",
-        "# level's angle logits: DFL and the rotated boxes' decoding (dist2rbox) are not imported.",
+        "# level's angle logits: the rotated boxes' decoding (DFL where reg_max > 1, dist2rbox) is not imported.",
     ],
 }
 

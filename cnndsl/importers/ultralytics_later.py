@@ -18,7 +18,6 @@ def has_attention() -> bool:
 NOT_YET = {
     "Segment26": "YOLO26's segment head (Proto26 over every level, and a one-to-one copy of the head)",
     "Pose26": "YOLO26's pose head (a RealNVP flow model, keypoint sigmas, and a one-to-one copy of the head)",
-    "OBB26": "YOLO26's OBB head with a one-to-one copy of its paths",
     "Depth": "YOLO26's depth head",
     "SemanticSegment": "YOLO26's semantic segmentation head",
 }
@@ -171,8 +170,12 @@ class LaterModules:
         self.extra = ("angle", f"extra_level({inputs[0]}, {angles})")
         return self.task_head(row, classes, inputs)
 
+    def m_OBB26(self, row, args, inputs):
+        """YOLO26's OBB: OBB whose angles stay logits (no sigmoid), the same raw maps."""
+        return self.m_OBB(row, args, inputs)
+
     def task_head(self, row, classes, inputs):
         """Detect's levels, which the segment, pose and OBB heads extend (their cv4 written by convert)."""
-        if self.model.values.get("end2end"):
+        if self.model.values.get("end2end") and row.module not in ("OBB", "OBB26"):
             raise row.error("with an end-to-end (one-to-one) copy is not imported")
         return self.m_Detect(row, [classes], inputs)

@@ -27,7 +27,7 @@ REFUSED = {
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
-DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB"}
+DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
 HEADS = {*DETECTS, "Classify"}
 
 

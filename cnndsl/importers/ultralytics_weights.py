@@ -27,7 +27,16 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
     ({"cv1", "cv2", "attn", "ffn"}, ["cv1", "attn", "ffn", "cv2"]),  # PSA
 ]
-HEAD_PATHS = ("cv2", "cv3", "one2one_cv2", "one2one_cv3", "cv4", "proto", "dfl")  # Detect's (Segment's...) children
+HEAD_PATHS = (
+    "cv2",
+    "cv3",
+    "one2one_cv2",
+    "one2one_cv3",
+    "cv4",
+    "one2one_cv4",
+    "proto",
+    "dfl",
+)  # Detect's (Segment's...) children
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
 
@@ -108,7 +117,8 @@ def _children_in_forward_order(node: dict) -> list[str]:
             for level in sorted(node[pair[0]], key=int)
             for head in pair
         ]
-        extra = [f"cv4.{level}" for level in sorted(node.get("cv4", {}), key=int)] + ["proto"] * ("proto" in node)
+        extra = [f"{path}.{level}" for path in ("cv4", "one2one_cv4") for level in sorted(node.get(path, {}), key=int)]
+        extra += ["proto"] * ("proto" in node)
         return levels + extra + ["dfl"] * ("dfl" in node)
     return names
 
