@@ -169,3 +169,21 @@ def test_obb_gives_ultralytics_raw_maps_and_angle_logits(tmp_path, name):
     assert len(mine) == 6 * len(paths)
     for got, reference in zip(mine, levels + angles, strict=True):
         torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+
+
+@pytest.mark.parametrize(("name", "network"), [("26/yolo26.yaml", "yolo26n"), ("12/yolo12.yaml", "yolo12n")])
+def test_imported_later_models_export_to_onnx_with_torch_outputs(tmp_path, name, network):
+    """The end-to-end head's two decodings and the area attention, through ONNX and onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    net = cnndsl.parse(cnndsl.import_file(MODELS / name), network=network, input=(3, SIZE, SIZE))
+    module = net.to_torch(seed=0).eval()
+    images = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = module(images)
+    expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    net.to_onnx(tmp_path / "net.onnx", weights=module)
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    assert len(got) == len(expected) == (2 if "26" in name else 1)
+    for mine, reference in zip(got, expected, strict=True):
+        _close(torch.from_numpy(mine), reference)
