@@ -199,6 +199,7 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "anchorcat",  # the detection head's end takes C×H×W maps
             "dfl",
             "dist2bbox",
+            "kptdecode",
             "attend",  # attention over the pixels of a map
             "attendvalues",
             "permute",  # its example orders three axes

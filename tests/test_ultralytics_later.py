@@ -142,15 +142,12 @@ def test_segment_gives_ultralytics_detections_with_mask_coefficients_and_protos(
     _close(my_protos, protos)
 
 
-def test_pose_gives_ultralytics_boxes_and_the_keypoints_its_decoding_takes(tmp_path):
-    """The keypoints come out as the head computes them; Ultralytics' own kpts_decode of them is its output."""
-    head, _, (decoded, preds), (boxes, keypoints) = _run_both(tmp_path, "11/yolo11-pose.yaml")
-    assert tuple(keypoints.shape) == (2, 17 * 3, 84)
-    assert head.nc == 80 and tuple(boxes.shape) == (2, 4 + 80, 84)
-    _close(boxes, decoded[:, : 4 + 80])
-    _close(keypoints, preds["kpts"])
-    with torch.no_grad():
-        _close(head.kpts_decode(keypoints), decoded[:, 4 + 80 :])
+@pytest.mark.parametrize("name", ["11/yolo11-pose.yaml", "v8/yolov8-pose-p6.yaml"])
+def test_pose_gives_ultralytics_detections_with_keypoints_in_pixels(tmp_path, name):
+    """Boxes, scores, then each anchor's 17 keypoints decoded by kptdecode as Pose.kpts_decode does."""
+    head, _, (decoded, _), mine = _run_both(tmp_path, name)
+    assert tuple(mine.shape) == tuple(decoded.shape) == (2, 4 + head.nc + 17 * 3, mine.shape[2])
+    _close(mine, decoded)
 
 
 @pytest.mark.parametrize("name", ["v8/yolov8-obb.yaml", "26/yolo26-obb.yaml"])

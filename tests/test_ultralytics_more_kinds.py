@@ -130,3 +130,52 @@ def test_zeropad_of_three_sides_is_a_located_error():
         cnndsl.parse("network z {\n    input 3x5x4\n    zeropad([1, 2, 3])\n}\n", "z.cnn")
     assert str(error.value.pos) == "z.cnn:3:5"
     assert error.value.message == "`zeropad` takes one size or four (left, right, top, bottom), got 3"
+
+
+POSE = """network pose {{
+    image: input 3x32x32
+    conv3x3(8, s=4), p3: conv3x3(6, s=2)
+    p4: conv3x3(6, s=2)
+    @p3, anchorcat(@p4)
+    {end}
+}}
+"""
+
+
+@pytest.mark.parametrize("dims", [3, 2])
+def test_kptdecode_maps_offsets_to_pixels_and_visibility_to_a_score(dims):
+    """Ultralytics' Pose.kpts_decode: x, y = (2·offset + cell index)·stride (anchor − 0.5 = the cell's corner),
+    the third value of each keypoint its sigmoid."""
+    images = torch.randn(2, 3, 32, 32)
+    _, rows = _run(POSE.format(end="identity"), images)
+    _, decoded = _run(POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims})"), images)
+    d = rows.numpy()
+    cells = [(x, y, 8) for y in range(4) for x in range(4)] + [(x, y, 16) for y in range(2) for x in range(2)]
+    expected = np.empty_like(d)
+    for a, (x, y, stride) in enumerate(cells):
+        for k in range(6 // dims):
+            expected[:, k * dims, a] = (d[:, k * dims, a] * 2 + x) * stride
+            expected[:, k * dims + 1, a] = (d[:, k * dims + 1, a] * 2 + y) * stride
+            if dims == 3:
+                expected[:, k * dims + 2, a] = 1 / (1 + np.exp(-d[:, k * dims + 2, a]))
+    np.testing.assert_allclose(decoded.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kptdecode_in_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    network = cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4)"))
+    module = network.to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = module(images)
+    network.to_onnx(tmp_path / "pose.onnx", weights=module)
+    session = ort.InferenceSession(str(tmp_path / "pose.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_kptdecode_of_rows_that_are_not_whole_keypoints_is_a_located_error():
+    with pytest.raises(CnnDslError) as error:
+        cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4, dims=2)").replace("(6, s=2)", "(5, s=2)"), "p.cnn")
+    assert str(error.value.pos) == "p.cnn:6:5"
+    assert error.value.message == "`kptdecode` cannot cut 5 rows into keypoints of 2 values"

@@ -129,7 +129,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
         lines.append(f"    output {', '.join(outputs + extras)}")
     elif decoded and extras:
-        lines += _decoding_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto))
+        reg_max, dims = values.get("reg_max", 16), converter.keypoint_dims
+        lines += _decoding_task(outputs, extras, reg_max, bool(converter.proto), dims)
     elif decoded and end_to_end(model):
         lines += _decoding_both(outputs, values.get("reg_max", 16))
     elif decoded:
@@ -191,10 +192,7 @@ TASK_NOTES = {
         "# Segment: the detections carry each anchor's 32 mask coefficients after the scores, as Ultralytics';",
         "# the second output is the mask prototypes (Proto).",
     ],
-    "Pose": [
-        "# Pose: the second output is every anchor's keypoints as the head computes them, not decoded (Ultralytics",
-        "# maps x, y to (2 * k + anchor - 0.5) * stride and v by a sigmoid): cnndsl has no kind for that yet.",
-    ],
+    "Pose": ["# Pose: the detections carry each anchor's keypoints in pixels (x, y, visibility) after the scores."],
     "OBB": [
         "# OBB ends at its raw maps, per level the box distributions beside the class scores, then every",
         "# level's angle logits: the rotated boxes' decoding (DFL where reg_max > 1, dist2rbox) is not imported.",
@@ -202,22 +200,23 @@ TASK_NOTES = {
 }
 
 
-def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool) -> list[str]:
-    """Segment's and Pose's end: the boxes and scores as Detect's, then their own rows."""
+def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:
+    """Segment's and Pose's end, Ultralytics' own: the boxes and scores as Detect's, then their own rows."""
     name = extras[0][1:-1]  # @mask0 -> mask
     levels, rest = ", ".join(outputs), ", ".join(extras[1:])
     raw = ", ".join(outputs + extras + ["@protos"] * protos)
-    lines = [
+    joined = f"{extras[0]}, {name}s: anchorcat({rest})"
+    if not protos:  # Pose: the keypoints in pixels, as Pose.kpts_decode
+        joined = f"{extras[0]}, anchorcat({rest}), {name}s: kptdecode(@image, {levels}{', dims=2' * (dims == 2)})"
+    return [
         f'    if postprocess == "raw" {{ output {raw} }}',
         "    else {",
         f"        {outputs[0]}, anchorcat({', '.join(outputs[1:])}), dfl({reg_max}), boxes: dist2bbox(@image, {levels})",
-        f"        {extras[0]}, {name}s: anchorcat({rest})",
+        f"        {joined}",
+        f"        @boxes, detections: concat(@{name}s)",
+        f"        output @detections{', @protos' * protos}",
+        "    }",
     ]
-    if protos:  # Ultralytics' detections: boxes, scores, then the mask coefficients
-        lines += ["        @boxes, detections: concat(@masks)", "        output @detections, @protos"]
-    else:
-        lines.append(f"        output @boxes, @{name}s")
-    return lines + ["    }"]
 
 
 def _scaled(name: str, scale: str) -> str:

@@ -161,6 +161,7 @@ class LaterModules:
         _whole(row, *shape)
         self.used.add("extra_level")
         self.extra = ("keypoint", f"extra_level({inputs[0]}, {shape[0] * shape[1]})")
+        self.keypoint_dims = shape[1]
         return self.task_head(row, classes, inputs)
 
     def m_OBB(self, row, args, inputs):

@@ -46,6 +46,7 @@ class Converter(MoreModules, LaterModules):
     cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
     extra: tuple[str, str] | None = None  # a task head's extra path per level: its name and text
     proto: str | None = None  # Segment's mask prototypes
+    keypoint_dims: int = 3  # Pose's values per keypoint
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
 
     def __post_init__(self):

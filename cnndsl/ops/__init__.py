@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (imported to register their kinds)
     dense,
     detect_anchor_free,
     detect_grid,
+    detect_keypoints,
     layout,
     merge,
     nms,

@@ -163,34 +163,12 @@ class DistanceToBox(OpKind):
     example = Example("dist2bbox(@in, @cells)", (6, 4, 4), before="cells: maxpool, anchorcat, bn")
 
     def resolve(self, attrs, inputs):
-        rows, anchors = _anchors(self, inputs[0])
-        if len(inputs) < 3:
-            raise ShapeProblem(
-                "`dist2bbox` needs the input image and at least one level as taps: dist2bbox(@image, @p3, ...)",
-                hint="label the input (`image: input 3x640x640`) and each level's map",
-            )
-        _maps(self, inputs[1:])
-        if rows < BOX_SIDES:
-            raise ShapeProblem(f"`dist2bbox` needs 4 rows of distances, got {rows}")
-        _, image_height, image_width = inputs[1]
-        levels = []
-        for _, height, width in inputs[2:]:
-            stride = image_height // height
-            if stride * height != image_height or stride * width != image_width:
-                raise ShapeProblem(
-                    f"a {height}×{width} level has no whole stride over the {image_height}×{image_width} input",
-                    hint="the input's height and width must be the level's times one stride (YOLO: a multiple of 32)",
-                )
-            levels.append((height, width, stride))
-        cells = sum(height * width for height, width, _ in levels)
-        if cells != anchors:
-            raise ShapeProblem(
-                f"the levels have {cells} cells, the input {anchors} anchors",
-                hint="give dist2bbox the same levels, in the same order, as anchorcat",
-            )
+        levels = anchor_levels(self, inputs)
+        if inputs[0][0] < BOX_SIDES:
+            raise ShapeProblem(f"`dist2bbox` needs 4 rows of distances, got {inputs[0][0]}")
         if not isinstance(attrs["xyxy"], bool):
             raise ShapeProblem(f"`dist2bbox`'s xyxy is true or false, not {attrs['xyxy']!r}")
-        return {"levels": tuple(levels), "xyxy": attrs["xyxy"]}
+        return {"levels": levels, "xyxy": attrs["xyxy"]}
 
     def shape(self, attrs, inputs):
         return inputs[0]
@@ -235,6 +213,35 @@ class DistanceToBox(OpKind):
         boxes = emit.op("Mul", [emit.op("Concat", [first, second], axis=1), stride])
         scores = emit.op("Sigmoid", [_rows(emit, args[0], BOX_SIDES, rows)])
         return emit.op("Concat", [boxes, scores], axis=1)
+
+
+def anchor_levels(kind: OpKind, inputs) -> tuple[tuple[int, int, int], ...]:
+    """(height, width, stride) of each level tapped after the image (`kind(@image, @p3, ...)`), whose cells must be
+    the input's anchors."""
+    rows, anchors = _anchors(kind, inputs[0])
+    if len(inputs) < 3:
+        raise ShapeProblem(
+            f"`{kind.name}` needs the input image and at least one level as taps: {kind.name}(@image, @p3, ...)",
+            hint="label the input (`image: input 3x640x640`) and each level's map",
+        )
+    _maps(kind, inputs[1:])
+    _, image_height, image_width = inputs[1]
+    levels = []
+    for _, height, width in inputs[2:]:
+        stride = image_height // height
+        if stride * height != image_height or stride * width != image_width:
+            raise ShapeProblem(
+                f"a {height}×{width} level has no whole stride over the {image_height}×{image_width} input",
+                hint="the input's height and width must be the level's times one stride (YOLO: a multiple of 32)",
+            )
+        levels.append((height, width, stride))
+    cells = sum(height * width for height, width, _ in levels)
+    if cells != anchors:
+        raise ShapeProblem(
+            f"the levels have {cells} cells, the input {anchors} anchors",
+            hint=f"give {kind.name} the same levels, in the same order, as anchorcat",
+        )
+    return tuple(levels)
 
 
 def _joined(parts: list):
