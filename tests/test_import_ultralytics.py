@@ -33,44 +33,59 @@ MODELS = Path(ultralytics.__file__).parent / "cfg" / "models"
 
 # Every detect and classify YAML shipped with ultralytics; the ones cnndsl expresses are compared at every
 # scale, the others must be refused at the row that needs what cnndsl lacks.
-IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
+IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
             "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
             "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
             "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
-            "v9/yolov9c.yaml"]  # fmt: skip
+            "v9/yolov9c.yaml", "v9/yolov9e.yaml"]  # fmt: skip
 REFUSED = {
-    "v3/yolov3-tiny.yaml": (26, "nn.ZeroPad2d (module 11) is zero padding"),
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
     "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
-    "12/yolo12.yaml": (26, "A2C2f (module 6) is area attention"),
-    "12/yolo12-cls.yaml": (26, "A2C2f (module 6) is area attention"),
-    "26/yolo26.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "v10/yolov10n.yaml": (20, "SCDown (module 5) is a module cnndsl does not import"),
-    "v9/yolov9e.yaml": (24, "CBLinear (module 10) is a convolution split into channel parts of different sizes"),
-    "26/yolo26-p2.yaml": (31, "SPPF (module 9) with `n` or `shortcut`"),
-    "26/yolo26-p6.yaml": (33, "SPPF (module 11) with `n` or `shortcut`"),
-    **{f"v10/yolov10{s}.yaml": (20, "SCDown (module 5) is a module cnndsl does not import") for s in "smblx"},
 }
 ATTENTION = [
     "11/yolo11.yaml",
     "11/yolo11-cls.yaml",
     "26/yolo26-cls.yaml",
-]  # C2PSA: imported where cnndsl has the attend kinds
+    "26/yolo26.yaml",
+    "12/yolo12.yaml",
+    "12/yolo12-cls.yaml",
+    "26/yolo26-p2.yaml",
+    "26/yolo26-p6.yaml",
+    *(f"v10/yolov10{scale}.yaml" for scale in "nsmblx"),
+]  # C2PSA, PSA, C3k2 with attention and A2C2f: imported where cnndsl has the attend kinds
 if has_attention():
     IMPORTED += ATTENTION
-    for name in ATTENTION:
+    for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("seg", "pose", "obb", "world", "rtdetr", "yoloe", "depth", "sem")  # not detect or classify
+OTHER_TASKS = ("world", "rtdetr", "yoloe", "depth", "sem")  # not detect, classify, segment, pose or OBB
+TASKS = [
+    f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
+]
+IMPORTED += [
+    *TASKS,
+    "26/yolo26-obb.yaml",
+    "v8/yolov8-seg-p6.yaml",
+    "v8/yolov8-pose-p6.yaml",
+    "v9/yolov9c-seg.yaml",
+    "v9/yolov9e-seg.yaml",
+]
+REFUSED.update(
+    {
+        "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
+        "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
+    }
+)
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
 def network_name(stem: str, scale: str) -> str:
-    from cnndsl.importers.ultralytics import _scaled
+    """yolov8 + n: yolov8n; yolov10n (whose one scale is n) + n: yolov10n."""
+    from cnndsl.importers.ultralytics import _family, _scaled
     from cnndsl.importers.writing import identifier
 
-    return _scaled(identifier(stem), scale) if scale else identifier(stem)
+    return _scaled(_family(identifier(stem), [scale]), scale) if scale else identifier(stem)
 
 
 def ultralytics_model(config: dict, scale: str, device: str = "meta"):
@@ -87,7 +102,7 @@ def row_shapes(model) -> dict[int, tuple]:
     """Each module's output shape (C, H, W) for a SIZE x SIZE input; Detect's, per level, box beside class maps."""
     shapes: dict[int, tuple] = {}
     hooks = [
-        module.register_forward_hook(lambda m, a, out, i=i: shapes.__setitem__(i, getattr(out, "shape", None)))
+        module.register_forward_hook(lambda m, a, out, i=i: shapes.__setitem__(i, joined_shape(out)))
         for i, module in enumerate(model.model)
     ]
     head = model.model[-1]
@@ -98,9 +113,17 @@ def row_shapes(model) -> dict[int, tuple]:
     for hook in hooks:
         hook.remove()
     found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i != "levels" and shape is not None}
+
     if "levels" in shapes:
         found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]
     return found
+
+
+def joined_shape(out):
+    """A module's output shape; CBLinear's parts (a tuple of maps) as the one convolution they were cut from."""
+    if isinstance(out, tuple) and out and all(isinstance(part, torch.Tensor) for part in out):
+        return (*out[0].shape[:1], sum(part.shape[1] for part in out), *out[0].shape[2:])
+    return getattr(out, "shape", None)
 
 
 def cnn_shapes(net) -> dict[int, tuple]:
@@ -136,8 +159,11 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
-        assert dfl == (16 if config["head"][-1][2] == "Detect" else 0)
-        assert net.params == sum(p.numel() for p in model.parameters()) - (0 if decodes_boxes() else dfl), scale
+        head = config["head"][-1][2]
+        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26") and config.get("reg_max", 16) > 1
+        assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
+        raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
+        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
         assert cnn_shapes(net) == row_shapes(model), scale
 
 
@@ -263,7 +289,7 @@ def test_unknown_module_is_refused_at_its_row(tmp_path):
     error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C2ff, [64, True]"))
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
     assert error.message == "C2ff (module 1) is a module cnndsl does not import"
-    assert "C2f, C3, C3Ghost, C3k2" in error.hint
+    assert "C2f, C2fCIB, C3, C3Ghost, C3k2" in error.hint
 
 
 def test_unknown_key_is_refused_at_its_line(tmp_path):

@@ -199,12 +199,14 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "anchorcat",  # the detection head's end takes C×H×W maps
             "dfl",
             "dist2bbox",
+            "kptdecode",
             "attend",  # attention over the pixels of a map
             "attendvalues",
             "permute",  # its example orders three axes
             "transpose",
             "split",  # its example's sizes add up to 4 channels
             "grid",  # its size comes from the last two axes
+            "zeropad",  # pads the height and width of a map
             *("deformconv", "anchors", "roipool", "roialign", "msroialign", "boxdecode", "clipboxes", "topk", "boxfc"),
             "yolo",
             "nms",

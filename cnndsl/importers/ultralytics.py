@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
-from .ultralytics_rows import HEADS, Converter, decodes_boxes
+from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -35,13 +35,29 @@ def convert(text: str, file: str) -> str:
         label = f"l{row.index}"  # every row's output is named after its module index
         jump = row.index and row.sources[0] != row.index - 1
         prefix = f"@l{row.sources[0]}, " if jump else ""
-        if row.module == "Detect":
-            for level, source in enumerate(row.sources):
-                text = written.text  # every level's widths come from the first level's channels
-                statements.append(Statement(f"@l{source}, level{level}: {text}", row.index, row.index, None, True))
-                outputs.append(f"@level{level}")
+        if row.module in DETECTS:
+            heads = ("level", "one2one") if end_to_end(model) else ("level",)
+            for head in heads:  # an end-to-end head has a second, one-to-one copy of every level's paths
+                for level, source in enumerate(row.sources):
+                    text = written.text  # every level's widths come from the first level's channels
+                    statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
+                    outputs.append(f"@{head}{level}")
+            if converter.extra:  # Segment, Pose, OBB: their cv4 path at every level, and Segment's protos
+                name, text = converter.extra
+                for prefix in ("", "one2one_") if end_to_end(model) else ("",):
+                    for level, source in enumerate(row.sources):
+                        extra = f"@l{source}, {prefix}{name}{level}: {text}"
+                        statements.append(Statement(extra, row.index, row.index, None, True))
+            if converter.proto:
+                statements.append(
+                    Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
+                )
             continue
-        if row.module == "Concat":
+        for part in written.parts:
+            statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
+        if row.module == "CBFuse":
+            body = written.text
+        elif row.module == "Concat":
             taps = ", ".join(f"@l{source}" for source in row.sources[1:])
             body = f"{prefix}concat({taps})"
         else:
@@ -51,8 +67,8 @@ def convert(text: str, file: str) -> str:
 
 
 def _text(model: ModelYaml, converter: Converter, statements: list[Statement], outputs: list[str]) -> str:
-    name = identifier(Path(model.file).stem)
     scales = converter.scales
+    name = _family(identifier(Path(model.file).stem), scales)
     values = model.values
     first = next(iter(scales.values()), None)
     if first:
@@ -66,6 +82,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     c3k = converter.c3k_scales and any(scale in ("m", "l", "x") for scale in scales)
     if c3k:
         params.append("c3k=false")
+    large = converter.a2_scales and converter.large_scales()
+    if large:
+        params.append("large=false")
     clamp = "min({}, max_channels)" if first else "{}"
     lets = [f"    let {let} = ceil({clamp.format(c)} * width / 8) * 8" for c, let in sorted(converter.widths.items())]
     counts = [f"let {let} = max(round({n} * depth), 1)" for n, let in sorted(converter.repeats.items())]
@@ -76,11 +95,22 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines = [f"# Imported by `cnndsl import` from the Ultralytics model {Path(model.file).name}, as",
              "# ultralytics.nn.tasks.parse_model builds it: a width c is make_divisible(min(c, max_channels) * width,",
              "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
-    decoded = bool(outputs) and decodes_boxes()
+    head = model.rows[-1].module
+    obb = head in ("OBB", "OBB26")  # rotated boxes: no kind decodes them
+    decoded = bool(outputs) and decodes_boxes() and not obb
     if decoded:
         params.append('postprocess="decoded"')
         lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")
         lines.append('# class scores for every anchor; postprocess="raw" gives the maps of its levels instead.')
+        if end_to_end(model):
+            lines += E2E_NOTE
+        lines += TASK_NOTES.get(head, [])
+    elif obb:
+        lines += TASK_NOTES["OBB"]
+        if end_to_end(model):
+            lines.append(
+                "# End-to-end: the one-to-one head's maps and angles (one2one...) follow the one-to-many head's."
+            )
     elif outputs:
         lines.append("# Detect ends at its raw maps, per level the box distributions (4 x reg_max) beside the")
         lines.append("# class scores: DFL and box decoding are not imported.")
@@ -92,7 +122,18 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
     lines += body_lines(fold(statements), "modules")
-    if decoded:
+    extras = (
+        [f"@{converter.extra[0]}{level}" for level in range(len(model.rows[-1].sources))] if converter.extra else []
+    )
+    if obb:
+        extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
+        lines.append(f"    output {', '.join(outputs + extras)}")
+    elif decoded and extras:
+        reg_max, dims = values.get("reg_max", 16), converter.keypoint_dims
+        lines += _decoding_task(outputs, extras, reg_max, bool(converter.proto), dims)
+    elif decoded and end_to_end(model):
+        lines += _decoding_both(outputs, values.get("reg_max", 16))
+    elif decoded:
         reg_max, levels = values.get("reg_max", 16), ", ".join(outputs)
         lines.append(f'    if postprocess == "raw" {{ output {levels} }}')
         lines.append(
@@ -105,8 +146,77 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("")
     for scale, (depth, width, most) in scales.items():
         extra = ", c3k=true" if c3k and scale in ("m", "l", "x") else ""
+        extra += ", large=true" if large and scale in ("l", "x") else ""
         lines.append(f"network {_scaled(name, str(scale))} = {name}({depth!r}, {width!r}, {most!r}{extra})")
     return "\n".join(lines) + "\n"
+
+
+E2E_NOTE = [
+    "# End-to-end: the one-to-one head's boxes are the second output, corners (x1, y1, x2, y2) beside the",
+    "# scores, where Ultralytics (end2end=True) then keeps the max_det best (score, class) pairs: that top-k",
+    "# is not imported. The first output is the one-to-many head's, its default (end2end=False).",
+]
+
+
+def end_to_end(model: ModelYaml) -> bool:
+    """Whether the head has a one-to-one copy: v10Detect, or Detect under `end2end: True` (YOLO26)."""
+    return model.rows[-1].module == "v10Detect" or (
+        model.rows[-1].module in DETECTS and bool(model.values.get("end2end"))
+    )
+
+
+def _decoding_both(outputs: list[str], reg_max: int) -> list[str]:
+    """Both heads' levels laid side by side through one DFL (Ultralytics has one), then each half decoded."""
+    many = outputs[: len(outputs) // 2]
+    bins = f"dfl({reg_max})" if reg_max > 1 else "identity"  # reg_max 1: Ultralytics' DFL is nn.Identity
+    taps = ", ".join(many)
+    return [
+        f'    if postprocess == "raw" {{ output {", ".join(outputs)} }}',
+        "    else {",
+        f"        {outputs[0]}, anchorcat({', '.join(outputs[1:])}), bins: {bins}",
+        f"        chunk(2, 0, axis=1), many: dist2bbox(@image, {taps})",
+        f"        @bins, chunk(2, 1, axis=1), one: dist2bbox(@image, {taps}, xyxy=true)",
+        "        output @many, @one",
+        "    }",
+    ]
+
+
+def _family(stem: str, scales: dict) -> str:
+    """The family's name: the file's, less the scale where the file names its one scale (yolov10n.yaml: yolov10)."""
+    found = re.match(r"(yolo(?:e_)?v?\d+)(.*)", stem)
+    return found.group(1) if found and list(scales) == [found.group(2)] else stem
+
+
+TASK_NOTES = {
+    "Segment": [
+        "# Segment: the detections carry each anchor's 32 mask coefficients after the scores, as Ultralytics';",
+        "# the second output is the mask prototypes (Proto).",
+    ],
+    "Pose": ["# Pose: the detections carry each anchor's keypoints in pixels (x, y, visibility) after the scores."],
+    "OBB": [
+        "# OBB ends at its raw maps, per level the box distributions beside the class scores, then every",
+        "# level's angle logits: the rotated boxes' decoding (DFL where reg_max > 1, dist2rbox) is not imported.",
+    ],
+}
+
+
+def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:
+    """Segment's and Pose's end, Ultralytics' own: the boxes and scores as Detect's, then their own rows."""
+    name = extras[0][1:-1]  # @mask0 -> mask
+    levels, rest = ", ".join(outputs), ", ".join(extras[1:])
+    raw = ", ".join(outputs + extras + ["@protos"] * protos)
+    joined = f"{extras[0]}, {name}s: anchorcat({rest})"
+    if not protos:  # Pose: the keypoints in pixels, as Pose.kpts_decode
+        joined = f"{extras[0]}, anchorcat({rest}), {name}s: kptdecode(@image, {levels}{', dims=2' * (dims == 2)})"
+    return [
+        f'    if postprocess == "raw" {{ output {raw} }}',
+        "    else {",
+        f"        {outputs[0]}, anchorcat({', '.join(outputs[1:])}), dfl({reg_max}), boxes: dist2bbox(@image, {levels})",
+        f"        {joined}",
+        f"        @boxes, detections: concat(@{name}s)",
+        f"        output @detections{', @protos' * protos}",
+        "    }",
+    ]
 
 
 def _scaled(name: str, scale: str) -> str:

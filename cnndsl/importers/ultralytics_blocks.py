@@ -178,7 +178,7 @@ block repcsp(c, n=1) {  # RepCSP: C3 with RepConv bottlenecks
     }
 )
 
-BLOCKS["c2psa"] = (  # with the attend kinds (cnndsl/ops/psa_attention.py) only
+BLOCKS["psablock"] = (  # with the attend kinds (cnndsl/ops/psa_attention.py) only
     """block attention(c, heads) {  # Attention: softmax attention over the pixels, plus a depthwise 3x3 of the values
     let key_dim = c // heads // 2
     qkv: conv_bn(c + 2 * key_dim * heads)
@@ -187,13 +187,17 @@ BLOCKS["c2psa"] = (  # with the attend kinds (cnndsl/ops/psa_attention.py) only
     @qkv, attend(heads, key_dim), add(@pe)
     conv_bn(c)
 }
-block c2psa(c, n=1, e=0.5) {  # C2PSA: attention blocks (a head per 64 channels) on one half
+block psablock(c) { residual { attention(c, max(c // 64, 1)) }, residual { conv_bn_ACT(2 * c), conv_bn(c) } }  # PSABlock""",
+    ("conv_bn_ACT", "conv_bn"),
+)
+BLOCKS["c2psa"] = (
+    """block c2psa(c, n=1, e=0.5) {  # C2PSA: attention blocks (a head per 64 channels) on one half
     let h = floor(c * e)
     conv_bn_ACT(2 * h)
-    branch { chunk(2, 0) | chunk(2, 1), (residual { attention(h, max(h // 64, 1)) }, residual { conv_bn_ACT(2 * h), conv_bn(h) }) x n }
+    branch { chunk(2, 0) | chunk(2, 1), psablock(h) x n }
     conv_bn_ACT(c)
 }""",
-    ("conv_bn_ACT", "conv_bn"),
+    ("psablock",),
 )
 
 ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "Mish": "mish",

@@ -14,6 +14,7 @@ class Written:
 
     text: str
     width: str
+    parts: tuple[str, ...] = ()  # statements the row needs before its own (CBFuse's resized parts)
 
 
 def padded(row: Row, args: list, defaults: list, name: str, required: int = 1) -> list:

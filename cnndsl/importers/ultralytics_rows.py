@@ -12,31 +12,23 @@ from typing import Any
 
 from ..ops import REGISTRY
 from .ultralytics_blocks import activation
+from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
-    "C2PSA": "position-sensitive attention (a matrix product of queries and keys)",
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "PSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "A2C2f": "area attention (a matrix product of queries and keys)",
     "C2fAttn": "text-guided attention, which takes a second input",
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
-    "nn.ZeroPad2d": "zero padding (cnndsl's maxpool pads with -inf instead, which differs where the map is negative)",
     "TorchVision": "a torchvision model loaded by name",
-    "CBLinear": "a convolution split into channel parts of different sizes",
-    "CBFuse": "a sum of channel parts of different sizes, resized",
     "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
-HEADS = {"Detect", "Classify"}
-
-
-def has_attention() -> bool:
-    """Whether cnndsl has the kinds of Ultralytics' Attention (attend, attendvalues): then C2PSA imports."""
-    return "attend" in REGISTRY and "attendvalues" in REGISTRY
+ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
+DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
+HEADS = {*DETECTS, "Classify"}
 
 
 def decodes_boxes() -> bool:
@@ -45,12 +37,17 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules):
+class Converter(MoreModules, LaterModules):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     c3k_scales: bool = False
+    cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
+    extra: tuple[str, str] | None = None  # a task head's extra path per level: its name and text
+    proto: str | None = None  # Segment's mask prototypes
+    keypoint_dims: int = 3  # Pose's values per keypoint
+    a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
 
     def __post_init__(self):
         values = self.model.values
@@ -88,15 +85,21 @@ class Converter(MoreModules):
 
     # --- rows -------------------------------------------------------------------------------------
     def row(self, row: Row, inputs: list[str]) -> Written:
-        if row.module in REFUSED and not (row.module == "C2PSA" and has_attention()):
+        if row.module in ATTENTION and not has_attention():
+            raise row.error(
+                "is position-sensitive attention (a matrix product of queries and keys), which needs the attend kinds"
+            )
+        if row.module in REFUSED:
             raise row.error(
                 f"is {REFUSED[row.module]}, which cnndsl cannot express",
                 "the import refuses rather than approximate it",
             )
+        if row.module in NOT_YET:
+            raise row.error(f"is not imported yet: {NOT_YET[row.module]}")
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
-        if row.module != "Concat" and row.module not in HEADS and len(row.sources) != 1:
+        if row.module not in ("Concat", "CBFuse") and row.module not in HEADS and len(row.sources) != 1:
             raise row.error(f"reads one module, not {len(row.sources)}")
         return handler(row, [_literal(arg) for arg in row.args], inputs)
 
@@ -127,10 +130,10 @@ class Converter(MoreModules):
 
     def m_C3k2(self, row, args, inputs):
         c, c3k, e, attn, g, shortcut = padded(row, args, [None, False, 0.5, False, 1, True], "C3k2")
-        if attn:
-            raise row.error("with attention (PSABlock) is attention, which cnndsl cannot express")
         if g != 1:
             raise row.error("with groups is not imported")
+        if attn:
+            return self.c3k2_psa(row, c, e, shortcut)
         self.c3k_scales = True
         extra = [f"e={e!r}"] * (e != 0.5) + ["shortcut=false"] * (not shortcut)
         return self._csp(row, "c3k2", c, ["true" if c3k else "c3k", *extra])
@@ -154,9 +157,7 @@ class Converter(MoreModules):
 
     def m_SPPF(self, row, args, inputs):
         if len(args) > 2:
-            raise row.error(
-                "with `n` or `shortcut` (YOLO26's form, whose first conv has no activation) is not imported yet"
-            )
+            return self.sppf_n(row, args)
         c, k = padded(row, args, [None, 5], "SPPF")
         self.used.add("sppf")
         width = self.width(row, c)
@@ -211,8 +212,6 @@ class Converter(MoreModules):
 
     def m_Detect(self, row, args, inputs):
         (classes,) = padded(row, args, [None], "Detect")
-        if self.model.values.get("end2end"):
-            raise row.error("is end-to-end (a second, one-to-one head beside the first), which is not imported yet")
         block = "detect_level" if self.legacy else "detect_level_dw"
         self.used.add(block)
         reg_max = self.model.values.get("reg_max", 16)

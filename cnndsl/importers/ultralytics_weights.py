@@ -25,7 +25,18 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"cv1", "cv2", "m"}, ["cv1", "m", "cv2"]),  # C2f, C3k2
     ({"cv1", "cv2", "cv3", "m"}, ["cv1", "m", "cv2", "cv3"]),  # C3, C3k
     ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
+    ({"cv1", "cv2", "attn", "ffn"}, ["cv1", "attn", "ffn", "cv2"]),  # PSA
 ]
+HEAD_PATHS = (
+    "cv2",
+    "cv3",
+    "one2one_cv2",
+    "one2one_cv3",
+    "cv4",
+    "one2one_cv4",
+    "proto",
+    "dfl",
+)  # Detect's (Segment's...) children
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
 
@@ -75,13 +86,16 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
     ordered: list[tuple[str, list[str]]] = []
 
     def visit(node: dict, prefix: str) -> None:
-        if prefix in own:
+        after = prefix in own and all(key.endswith(".gamma") for key in own[prefix])  # A2C2f scales its output
+        if prefix in own and not after:
             ordered.append((prefix, own[prefix]))
         for child in _children_in_forward_order(node):
             inner = node
             for part in child.split("."):
                 inner = inner[part]
             visit(inner, f"{prefix}.{child}" if prefix else child)
+        if after:
+            ordered.append((prefix, own[prefix]))
 
     visit(tree, "")
     return ordered
@@ -94,9 +108,18 @@ def _children_in_forward_order(node: dict) -> list[str]:
     for registered, forward in FORWARD_ORDER:
         if set(names) == registered:
             return forward
-    if {"cv2", "cv3"} <= set(names) and all(n in ("cv2", "cv3", "dfl") for n in names):  # Detect
-        levels = [f"{head}.{level}" for level in sorted(node["cv2"], key=int) for head in ("cv2", "cv3")]
-        return levels + ["dfl"] * ("dfl" in node)
+    if {"cv2", "cv3"} <= set(names) and all(n in HEAD_PATHS for n in names):  # Detect, then its one-to-one copy
+        order = ("cv2", "cv3"), ("one2one_cv2", "one2one_cv3")
+        levels = [
+            f"{head}.{level}"
+            for pair in order
+            if pair[0] in node
+            for level in sorted(node[pair[0]], key=int)
+            for head in pair
+        ]
+        extra = [f"{path}.{level}" for path in ("cv4", "one2one_cv4") for level in sorted(node.get(path, {}), key=int)]
+        extra += ["proto"] * ("proto" in node)
+        return levels + extra + ["dfl"] * ("dfl" in node)
     return names
 
 
@@ -121,8 +144,9 @@ def fitted(network, state: dict, origin: str) -> dict:
     for (module, keys), slots in zip(modules, layers.values(), strict=True):
         given = {key.rpartition(".")[2]: key for key in keys}
         for slot in slots:
-            key = given.pop(slot.key.rpartition(".")[2], None)
-            if key is None or tuple(state[key].shape) != slot.shape:
+            own_name = slot.key.rpartition(".")[2]
+            key = given.pop("gamma" if own_name.startswith("layerscale") and "gamma" in given else own_name, None)
+            if key is None or not _same_values(tuple(state[key].shape), slot.shape):
                 found = f"`{key}` is {tuple(state[key].shape)}" if key else f"`{module}` has no such tensor"
                 raise CnnDslError(
                     f"{origin}: {found} where the network's `{slot.key}` needs {slot.shape}",
@@ -132,3 +156,8 @@ def fitted(network, state: dict, origin: str) -> dict:
         if given:
             raise CnnDslError(f"{origin}: `{next(iter(given.values()))}` has no place in the network's `{module}`")
     return arrays
+
+
+def _same_values(shape: tuple, wanted: tuple) -> bool:
+    """The same shape, or a per-channel vector where the network holds it as C x 1 x 1 (A2C2f's gamma)."""
+    return shape == wanted or (len(shape) == 1 and wanted[:1] == shape and all(size == 1 for size in wanted[1:]))

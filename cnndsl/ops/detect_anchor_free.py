@@ -158,36 +158,17 @@ class DistanceToBox(OpKind):
     takes_taps = True
     tap_values = False
     torch_overwritable = True
-    doc = "dist2bbox(@image, @level, ...): rows 0–3, distances in cells from each cell's centre, become cx, cy, w, h in input pixels, the other rows (class logits) sigmoid scores; the taps' sizes fix the anchors and strides"
+    signature = (("xyxy", False),)
+    doc = "dist2bbox(@image, @level, ...): rows 0–3, distances in cells from each cell's centre, become cx, cy, w, h in input pixels (x1, y1, x2, y2 with xyxy=true, as an end-to-end head), the other rows (class logits) sigmoid scores; the taps' sizes fix the anchors and strides"
     example = Example("dist2bbox(@in, @cells)", (6, 4, 4), before="cells: maxpool, anchorcat, bn")
 
     def resolve(self, attrs, inputs):
-        rows, anchors = _anchors(self, inputs[0])
-        if len(inputs) < 3:
-            raise ShapeProblem(
-                "`dist2bbox` needs the input image and at least one level as taps: dist2bbox(@image, @p3, ...)",
-                hint="label the input (`image: input 3x640x640`) and each level's map",
-            )
-        _maps(self, inputs[1:])
-        if rows < BOX_SIDES:
-            raise ShapeProblem(f"`dist2bbox` needs 4 rows of distances, got {rows}")
-        _, image_height, image_width = inputs[1]
-        levels = []
-        for _, height, width in inputs[2:]:
-            stride = image_height // height
-            if stride * height != image_height or stride * width != image_width:
-                raise ShapeProblem(
-                    f"a {height}×{width} level has no whole stride over the {image_height}×{image_width} input",
-                    hint="the input's height and width must be the level's times one stride (YOLO: a multiple of 32)",
-                )
-            levels.append((height, width, stride))
-        cells = sum(height * width for height, width, _ in levels)
-        if cells != anchors:
-            raise ShapeProblem(
-                f"the levels have {cells} cells, the input {anchors} anchors",
-                hint="give dist2bbox the same levels, in the same order, as anchorcat",
-            )
-        return {"levels": tuple(levels)}
+        levels = anchor_levels(self, inputs)
+        if inputs[0][0] < BOX_SIDES:
+            raise ShapeProblem(f"`dist2bbox` needs 4 rows of distances, got {inputs[0][0]}")
+        if not isinstance(attrs["xyxy"], bool):
+            raise ShapeProblem(f"`dist2bbox`'s xyxy is true or false, not {attrs['xyxy']!r}")
+        return {"levels": levels, "xyxy": attrs["xyxy"]}
 
     def shape(self, attrs, inputs):
         return inputs[0]
@@ -208,9 +189,13 @@ class DistanceToBox(OpKind):
         anchors, stride = _joined(grids), _joined(strides)
         rows = inputs[0][0]
         left_top, right_bottom = _narrowed(Arg(0), 0, 2), _narrowed(Arg(0), 2, 2)
-        centre = _call("add", anchors, _call("mul", _call("sub", right_bottom, left_top), 0.5))
-        size = _call("add", left_top, right_bottom)
-        boxes = _call("mul", _call("cat", Listed((centre, size)), 1), stride)
+        if attrs["xyxy"]:  # Ultralytics' dist2bbox(xywh=False): the corners
+            corners = (_call("sub", anchors, left_top), _call("add", anchors, right_bottom))
+            boxes = _call("mul", _call("cat", Listed(corners), 1), stride)
+        else:
+            centre = _call("add", anchors, _call("mul", _call("sub", right_bottom, left_top), 0.5))
+            size = _call("add", left_top, right_bottom)
+            boxes = _call("mul", _call("cat", Listed((centre, size)), 1), stride)
         scores = _call("sigmoid", _narrowed(Arg(0), BOX_SIDES, rows - BOX_SIDES))
         return _call("cat", Listed((boxes, scores)), 1)
 
@@ -220,12 +205,43 @@ class DistanceToBox(OpKind):
         grid = emit.computed("anchors", (2, anchors), lambda: anchor_points(levels))
         stride = emit.computed("strides", (1, anchors), lambda: anchor_strides(levels))
         left_top, right_bottom = _rows(emit, args[0], 0, 2), _rows(emit, args[0], 2, BOX_SIDES)
-        half = emit.op("Mul", [emit.op("Sub", [right_bottom, left_top]), emit.floats("half", 0.5)])
-        centre = emit.op("Add", [grid, half])
-        size = emit.op("Add", [left_top, right_bottom])
-        boxes = emit.op("Mul", [emit.op("Concat", [centre, size], axis=1), stride])
+        if attrs["xyxy"]:
+            first, second = emit.op("Sub", [grid, left_top]), emit.op("Add", [grid, right_bottom])
+        else:
+            half = emit.op("Mul", [emit.op("Sub", [right_bottom, left_top]), emit.floats("half", 0.5)])
+            first, second = emit.op("Add", [grid, half]), emit.op("Add", [left_top, right_bottom])
+        boxes = emit.op("Mul", [emit.op("Concat", [first, second], axis=1), stride])
         scores = emit.op("Sigmoid", [_rows(emit, args[0], BOX_SIDES, rows)])
         return emit.op("Concat", [boxes, scores], axis=1)
+
+
+def anchor_levels(kind: OpKind, inputs) -> tuple[tuple[int, int, int], ...]:
+    """(height, width, stride) of each level tapped after the image (`kind(@image, @p3, ...)`), whose cells must be
+    the input's anchors."""
+    rows, anchors = _anchors(kind, inputs[0])
+    if len(inputs) < 3:
+        raise ShapeProblem(
+            f"`{kind.name}` needs the input image and at least one level as taps: {kind.name}(@image, @p3, ...)",
+            hint="label the input (`image: input 3x640x640`) and each level's map",
+        )
+    _maps(kind, inputs[1:])
+    _, image_height, image_width = inputs[1]
+    levels = []
+    for _, height, width in inputs[2:]:
+        stride = image_height // height
+        if stride * height != image_height or stride * width != image_width:
+            raise ShapeProblem(
+                f"a {height}×{width} level has no whole stride over the {image_height}×{image_width} input",
+                hint="the input's height and width must be the level's times one stride (YOLO: a multiple of 32)",
+            )
+        levels.append((height, width, stride))
+    cells = sum(height * width for height, width, _ in levels)
+    if cells != anchors:
+        raise ShapeProblem(
+            f"the levels have {cells} cells, the input {anchors} anchors",
+            hint=f"give {kind.name} the same levels, in the same order, as anchorcat",
+        )
+    return tuple(levels)
 
 
 def _joined(parts: list):

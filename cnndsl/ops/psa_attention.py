@@ -29,11 +29,16 @@ def _heads(kind: OpKind, attrs, inputs) -> dict:
 
 
 def _per_head(attrs, inputs, start: int, stop: int) -> Call:
-    """Channels start:stop of each head, as B × heads × channels × pixels: nested torch calls, which `--to python`
-    lays out as ruff format does."""
+    """Channels start:stop of each head, as B × heads × channels × pixels (B × heads × area × channels × pixels
+    of the area with `area`): nested torch calls, which `--to python` lays out as ruff format does."""
     channels, height, width = inputs[0]
-    grouped = _call("reshape", Arg(0), (-1, attrs["heads"], channels // attrs["heads"], height * width))
-    return _call("narrow", grouped, 2, start, stop - start)
+    area = attrs.get("area", 1)
+    if area == 1:
+        grouped = _call("reshape", Arg(0), (-1, attrs["heads"], channels // attrs["heads"], height * width))
+        return _call("narrow", grouped, 2, start, stop - start)
+    shape = (-1, attrs["heads"], channels // attrs["heads"], area, height * width // area)
+    grouped = _call("transpose", _call("reshape", Arg(0), shape), 2, 3)
+    return _call("narrow", grouped, 3, start, stop - start)
 
 
 def _call(function: str, *args) -> Call:
@@ -42,13 +47,20 @@ def _call(function: str, *args) -> Call:
 
 def _onnx_per_head(emit, args, attrs, inputs) -> tuple[str, str, str]:
     channels, height, width = inputs[0]
-    key_dim = attrs["key_dim"]
-    grouped = emit.op(
-        "Reshape", [args[0], emit.ints("heads", (0, attrs["heads"], channels // attrs["heads"], height * width))]
-    )
+    key_dim, area = attrs["key_dim"], attrs.get("area", 1)
+    if area == 1:
+        grouped = emit.op(
+            "Reshape", [args[0], emit.ints("heads", (0, attrs["heads"], channels // attrs["heads"], height * width))]
+        )
+    else:  # B × heads × area × channels × pixels of the area
+        shape = (0, attrs["heads"], channels // attrs["heads"], area, height * width // area)
+        grouped = emit.op("Transpose", [emit.op("Reshape", [args[0], emit.ints("areas", shape)])], perm=(0, 1, 3, 2, 4))
+    axis = 2 if area == 1 else 3
     bounds = ((0, key_dim), (key_dim, 2 * key_dim), (2 * key_dim, channels // attrs["heads"]))
     return tuple(
-        emit.op("Slice", [grouped, emit.ints("starts", (start,)), emit.ints("ends", (stop,)), emit.ints("axes", (2,))])
+        emit.op(
+            "Slice", [grouped, emit.ints("starts", (start,)), emit.ints("ends", (stop,)), emit.ints("axes", (axis,))]
+        )
         for start, stop in bounds
     )
 
@@ -74,15 +86,27 @@ class Attend(_HeadKind):
     """softmax((q · key_dim^-½)ᵀ k) over the pixels, then v times it: `(v @ attn.transpose(-2, -1)).view(B, C, H, W)`."""
 
     name = "attend"
-    doc = "attend(heads, key_dim): multi-head self-attention over the pixels of a qkv map (per head key_dim query, key_dim key, then value channels), as Ultralytics' Attention; out: the values' channels"
+    signature = (*_HeadKind.signature, ("area", 1))
+    doc = "attend(heads, key_dim, area=1): multi-head self-attention over the pixels of a qkv map (per head key_dim query, key_dim key, then value channels), as Ultralytics' Attention; with area, within each of that many runs of pixels in row order (YOLO12's area attention); out: the values' channels"
     example = Example("attend(2, 1)", (8, 3, 3))
 
+    def resolve(self, attrs, inputs):
+        resolved = _heads(self, attrs, inputs)
+        area, pixels = whole(attrs["area"], "area"), inputs[0][1] * inputs[0][2]
+        if pixels % area:
+            raise ShapeProblem(
+                f"`attend` cannot cut {inputs[0][1]}×{inputs[0][2]} pixels into {area} areas of equal size",
+                hint="area must divide the map's pixels (height × width)",
+            )
+        return {**resolved, "area": area}
+
     def macs(self, attrs, inputs, output):
-        pixels = inputs[0][1] * inputs[0][2]
-        return attrs["heads"] * pixels * pixels * (attrs["key_dim"] + attrs["head_dim"])  # qᵀk, then v·attnᵀ
+        pixels = inputs[0][1] * inputs[0][2] // attrs["area"]
+        per_area = pixels * pixels * (attrs["key_dim"] + attrs["head_dim"])  # qᵀk, then v·attnᵀ
+        return attrs["heads"] * attrs["area"] * per_area
 
     def label(self, attrs):
-        return f"attention ×{attrs['heads']}"
+        return f"attention ×{attrs['heads']}" + (f", {attrs['area']} areas" if attrs["area"] > 1 else "")
 
     def torch_forward(self, attrs, inputs):
         key_dim, per_head = attrs["key_dim"], 2 * attrs["key_dim"] + attrs["head_dim"]
@@ -91,15 +115,20 @@ class Attend(_HeadKind):
         weights = _call("softmax", _call("matmul", _call("transpose", query, -2, -1), key), -1)
         value = _per_head(attrs, inputs, 2 * key_dim, per_head)
         attended = _call("matmul", value, _call("transpose", weights, -2, -1))
+        if attrs["area"] > 1:  # B × heads × area × values × pixels -> the values' channels, pixels in order
+            attended = _call("transpose", attended, 2, 3)
         return _call("reshape", attended, (-1, *self.shape(attrs, inputs)))
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(13, "`attend`")  # Softmax over the last axis alone
         query, key, value = _onnx_per_head(emit, args, attrs, inputs)
         query = emit.op("Mul", [query, emit.floats("scale", attrs["key_dim"] ** -0.5)])
-        scores = emit.op("MatMul", [emit.op("Transpose", [query], perm=(0, 1, 3, 2)), key])
+        last_two = (0, 1, 3, 2) if attrs["area"] == 1 else (0, 1, 2, 4, 3)
+        scores = emit.op("MatMul", [emit.op("Transpose", [query], perm=last_two), key])
         weights = emit.op("Softmax", [scores], axis=-1)
-        attended = emit.op("MatMul", [value, emit.op("Transpose", [weights], perm=(0, 1, 3, 2))])
+        attended = emit.op("MatMul", [value, emit.op("Transpose", [weights], perm=last_two)])
+        if attrs["area"] > 1:
+            attended = emit.op("Transpose", [attended], perm=(0, 1, 3, 2, 4))
         return _as_map(emit, attended, attrs, inputs)
 
 
