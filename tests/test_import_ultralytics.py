@@ -108,7 +108,9 @@ def row_shapes(model) -> dict[int, tuple]:
     head = model.model[-1]
     if isinstance(head, Detect):
         hooks.append(head.register_forward_pre_hook(lambda m, args: shapes.__setitem__("levels", args[0])))
-    model.train()
+    model.train()  # the heads' raw maps
+    for norm in (module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)):
+        norm.eval()  # on meta tensors, a training batch norm runs torch's decomposition, several times slower
     model(torch.zeros(2, 3, SIZE, SIZE, device=next(model.parameters()).device))
     for hook in hooks:
         hook.remove()
