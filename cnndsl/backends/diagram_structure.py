@@ -118,14 +118,17 @@ def group_tree(graph: nx.DiGraph) -> Group:
     info = ir.network_info(graph)
     root = Group((), "network", info.name)
     groups = {(): root}
+    enclosing = {(): [root]}  # a path's groups from the root down, each built on its parent's: slicing every
+    # node's path at every depth takes seconds for 10,000 nodes 100 groups deep
     for path in sorted(info.groups, key=len):
         groups[path] = Group(path, info.groups[path].kind, info.groups[path].label)
+        enclosing[path] = [*enclosing[path[:-1]], groups[path]]
     for node, layer in ir.layers(graph):
         if node == info.input:
             continue
         path = layer.group
-        for depth in range(len(path) + 1):
-            groups[path[:depth]].nodes.append(node)
+        for group in enclosing[path]:
+            group.nodes.append(node)
         groups[path].children.append(node)
     for path, group in groups.items():
         if path and group.nodes:
