@@ -104,3 +104,18 @@ def test_a_prototxt_nested_3000_deep_is_a_located_error(tmp_path):
         f'{path}:1:9: error: not a valid Caffe prototxt: Message type "caffe.LayerParameter" has no field named '
         '"layer".'
     )
+
+
+def test_a_batchnorm_without_a_bottom_is_a_located_error(tmp_path):
+    """Found by bench/fuzz_importers.py (seeds 2034 and 3701): a BatchNorm whose `bottom` line was moved away
+    ended in an IndexError."""
+    path = tmp_path / "model.prototxt"
+    path.write_text(
+        'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+        'layer { name: "bn" type: "BatchNorm" top: "data" }\n'
+        'layer { name: "scale" type: "Scale" bottom: "data" top: "data" scale_param { bias_term: true } }\n'
+    )
+    assert imported(path)[:2] == [
+        f"{path}:3:1: error: layer `bn` (BatchNorm): needs one bottom and one top",
+        '    layer { name: "bn" type: "BatchNorm" top: "data" }',
+    ]
