@@ -119,3 +119,10 @@ def test_a_batchnorm_without_a_bottom_is_a_located_error(tmp_path):
         f"{path}:3:1: error: layer `bn` (BatchNorm): needs one bottom and one top",
         '    layer { name: "bn" type: "BatchNorm" top: "data" }',
     ]
+
+
+def test_a_route_of_no_layers_is_a_located_error(tmp_path):
+    """Found by bench/fuzz_importers.py (seed 7737): `layers=,` read as no layer ended in an IndexError."""
+    path = tmp_path / "model.cfg"
+    path.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nsize=1\n[route]\nlayers=,\n")
+    assert imported(path)[:2] == [f"{path}:9:1: error: [route] names no layer in `layers`", "    layers=,"]
