@@ -74,6 +74,16 @@ def test_a_depth_search_past_the_budget_keeps_the_deepest_level_laid_out(tmp_pat
     assert cpu < CPU_SECONDS
 
 
+@pytest.mark.parametrize("name", ["branches", "nested", "chain"])
+def test_the_block_figure_of_the_worst_shapes_answers_within_the_bounds(tmp_path, name):
+    """No Graphviz here: the row is measured level by level (each lays out every node), for at most 1 s of CPU."""
+    source = worst(tmp_path, name)
+    done, cpu = bounded_draw(source, "-o", tmp_path / "t.svg", "--style", "blocks")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "t.svg").read_text().startswith("<svg")
+    assert cpu < CPU_SECONDS
+
+
 def test_a_long_chain_that_dot_lays_out_quickly_is_drawn(tmp_path):
     source = worst(tmp_path, "chain")
     done, cpu = bounded_draw(source, "-o", tmp_path / "t.svg")

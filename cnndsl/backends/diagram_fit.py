@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem
 from ..graph import ir
-from .blocks import blocks_depth, row_height, row_width
+from .blocks import blocks_depth, row_size
 from .diagram_layouts import choose_layout
 from .diagram_options import LAID_OUT, PAGE_PX, DiagramOptions
 from .graphviz import dot_missing, layout_too_slow, render, to_digraph
@@ -174,7 +174,7 @@ def with_fitting_depth(
         return drawn, None
     if drawn.style == "blocks":  # no Graphviz: the row's width is known without a layout
         depth = blocks_depth(network, levels(network.graph))
-        width, height = round(row_width(network, depth)), round(row_height(network, depth))
+        width, height = (round(side) for side in row_size(network, depth))
         return replace(drawn, depth=depth), Fit(depth, width, height, levels(network.graph))
     fit = fitting_depth(network, budget or LayoutBudget.of(drawn.timeout), fmt, **drawn.figure())
     return replace(drawn, depth=fit.depth), fit
