@@ -8,7 +8,8 @@ Each input is written to a file beside helper files it may import, and run in a 
 under a time and a memory limit, so a hang or a blow-up is reported instead of stalling the run.
 One input in ten goes to another surface instead (bench/fuzz_surfaces.py): a docs block, or a request
 to `cnndsl serve`'s application; one in twenty is a checkpoint file (bench/fuzz_checkpoints.py) loaded into
-a small network for torch and ONNX.
+a small network for torch and ONNX, and one in twenty a model file for `cnndsl import`
+(bench/fuzz_importers.py). `--only importer` (or docs, serve, checkpoint) sends every input to one surface.
 
     python bench/fuzz.py --count 100000 --jobs 1
 
@@ -44,6 +45,7 @@ from cnndsl.ops import REGISTRY, known_names, lookup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_checkpoints  # noqa: E402  (beside this file, which is run as a script)
+import fuzz_importers  # noqa: E402
 import fuzz_surfaces  # noqa: E402
 
 MAX_NODES = 500  # small, so a program that repeats a lot ends at the limit in milliseconds
@@ -643,6 +645,7 @@ def serve() -> None:
             "docs": lambda choices, text: fuzz_surfaces.run_docs(fuzz_surfaces.docs_page(choices, text), docs),
             "serve": lambda choices, text: server.request(choices, text),
             "checkpoint": lambda choices, text: fuzz_checkpoints.run(checkpoint),
+            "importer": lambda choices, text: fuzz_importers.run(model_file),
         }
         server = None
         print(json.dumps("ready"), file=protocol, flush=True)
@@ -651,6 +654,8 @@ def serve() -> None:
             cpu_bound, memory_bound = request["cpu"], request["memory"]
             if (request.get("surface") or [None])[0] == "checkpoint":  # the file is built before the clock starts
                 checkpoint = fuzz_checkpoints.write(request["surface"][1], folder)
+            if (request.get("surface") or [None])[0] == "importer":
+                model_file = fuzz_importers.write(request["surface"][1], folder)
             resource.setrlimit(resource.RLIMIT_AS, (size + memory_bound, resource.RLIM_INFINITY))
             start = time.process_time()
             signal.setitimer(signal.ITIMER_PROF, cpu_bound)  # CPU time: a busy machine does not count
@@ -703,14 +708,17 @@ OUTCOMES = {
     "escape": "escapes",
     "refused": "graphs a backend refused with a located error",
     "loaded": "checkpoints loaded for torch and ONNX",
+    "imported": "model files imported, their networks loaded",
+    "imported-refused": "model files imported, their networks refused with a located error",
 }
 
 
-# by seed % 20: one input in ten goes to a docs block or a serve request, one in twenty is a checkpoint file
-SURFACES = {1: "docs", 2: "serve", 3: "checkpoint"}
+# by seed % 20: one input in ten goes to a docs block or a serve request, one in twenty is a checkpoint file,
+# one in twenty a model file to import
+SURFACES = {1: "docs", 2: "serve", 3: "checkpoint", 4: "importer"}
 
 
-def _drive(seeds, results: list, lock) -> None:
+def _drive(seeds, results: list, lock, only: str | None = None) -> None:
     """One worker's share: take seeds until none are left."""
     worker = Worker()
     try:
@@ -720,7 +728,7 @@ def _drive(seeds, results: list, lock) -> None:
             if seed is None:
                 return
             label, text, network = fuzz_input(Choices.seeded(seed))
-            surface = SURFACES.get(seed % 20)
+            surface = only or SURFACES.get(seed % 20)
             if surface:
                 label = f"{surface} {label}"
             escaped, seconds, outcome = worker.run(text, network, surface=(surface, seed) if surface else None)
@@ -742,6 +750,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="first seed; input k uses seed + k")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--until", type=float, help="stop taking inputs after this many seconds")
+    parser.add_argument("--only", choices=sorted(set(SURFACES.values())), help="send every input to one surface")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
@@ -754,7 +763,7 @@ def main() -> int:
     if options.until:
         seeds = (seed for seed in seeds if time.perf_counter() - start < options.until)
     results, lock = [], threading.Lock()
-    threads = [threading.Thread(target=_drive, args=(seeds, results, lock)) for _ in range(options.jobs)]
+    threads = [threading.Thread(target=_drive, args=(seeds, results, lock, options.only)) for _ in range(options.jobs)]
     for thread in threads:
         thread.start()
     for thread in threads:

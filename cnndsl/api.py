@@ -87,8 +87,9 @@ class Network:
         timeout: float | None = None,
     ) -> Path:
         """Write the diagram to `path` (.svg, .png, .pdf or .dot, by its suffix), as `cnndsl draw` does; the
-        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, default 30;
-        without `depth`, SVG, PNG and PDF are drawn at the deepest level that fits a page, diagram_fit.py)."""
+        options are backends/diagram_options.py's DiagramOptions (`timeout`: seconds Graphviz may take, by default
+        2 s of CPU in all, layout_budget.py; without `depth`, SVG, PNG and PDF are drawn at the deepest level that
+        fits a page, diagram_fit.py)."""
         from .backends.diagram_fit import draw
 
         target = Path(path)

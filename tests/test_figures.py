@@ -17,6 +17,7 @@ import cnndsl
 from cnndsl.backends.diagram_fit import PAGE_PX, fitting_depth, levels
 from cnndsl.backends.diagram_structure import build_diagram
 from cnndsl.backends.graphviz import dot_source, svg
+from cnndsl.backends.layout_budget import LayoutBudget
 from cnndsl.core.errors import ValueProblem
 from cnndsl.graph import ir
 
@@ -53,7 +54,7 @@ def default_figure(name: str) -> tuple[int, int, str]:
     """The depth `draw` chooses for a library network, how many levels it has, and the SVG at that depth:
     laid out once and shared by the tests below."""
     network = cnndsl.load(name)
-    fit = fitting_depth(network, 30)
+    fit = fitting_depth(network, LayoutBudget.of(None))
     return fit.depth, levels(network.graph), svg(network, depth=fit.depth)
 
 

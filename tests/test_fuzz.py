@@ -121,6 +121,17 @@ def test_every_form_of_checkpoint_file_loads_or_ends_in_a_located_error_within_t
     assert {"loaded", "error FileProblem"} <= outcomes
 
 
+def test_importer_inputs_of_each_format_import_or_end_in_a_located_error_within_the_bounds(worker):
+    """bench/fuzz_importers.py's files, mutated and made whole, of each format: the seeds bench/fuzz.py sends
+    there (4 modulo 20), the first 60, in the worker's bounds; some import, some are refused."""
+    outcomes = set()
+    for seed in range(4, 1204, 20):
+        escaped, _, outcome = worker.run("", None, surface=("importer", seed))
+        assert escaped is None, f"seed {seed}: {escaped}"
+        outcomes.add(outcome.split()[0])
+    assert outcomes == {"imported", "imported-refused", "error"}
+
+
 # ---- the worker's limits: a hang, a CPU-bound loop or a blow-up of memory is an escape, not a stall ------
 SLOW = "let v = [x * 2 for x in range(1000000)]\nnetwork net {\n    input 3x8x8\n    relu\n}\n"
 GREEDY = "let v = [range(1000000), range(1000000)]\nnetwork net {\n    input 3x8x8\n    relu\n}\n"

@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem
 from ..graph import ir
-from .blocks import blocks_depth, row_height, row_width
+from .blocks import blocks_depth, row_size
+from .diagram_layouts import choose_layout
 from .diagram_options import LAID_OUT, PAGE_PX, DiagramOptions
 from .graphviz import dot_missing, layout_too_slow, render, to_digraph
+from .layout_budget import STOPPED, LayoutBudget
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Fit:
     height: int
     deepest: int
     svg: bytes | None = field(default=None, repr=False)  # the figure as laid out to measure it
+    cut: bool = False  # the next level's layout ran out of the budget, so it was taken not to fit
 
     @property
     def fits(self) -> bool:
@@ -41,6 +43,11 @@ class Fit:
         """What the CLI says on stderr about the level it chose."""
         level = f"--depth {self.depth}" + (" (every level)" if self.depth == self.deepest else "")
         size = f"{self.width}×{self.height} px"
+        if self.cut:
+            return (
+                f"drawn at {level}, {size}: the deepest level that fits {PAGE_PX} px and was laid out in time; "
+                "--depth N to choose"
+            )
         if self.fits:
             return f"drawn at {level}, {size}: the deepest level that fits {PAGE_PX} px; --depth N to choose"
         return f"drawn at {level}, {size}: no level fits {PAGE_PX} px; --depth N to choose"
@@ -51,33 +58,34 @@ def levels(graph) -> int:
     return max((len(path) for path in ir.network_info(graph).groups), default=0) + 1
 
 
-def fitting_depth(network, timeout: float, fmt: str = "svg", **figure) -> Fit:
+def fitting_depth(network, budget: LayoutBudget, fmt: str = "svg", **figure) -> Fit:
     """The deepest level (from 1) whose figure fits PAGE_PX; level 1 when none does. All levels go to one
     `dot -Tsvg` process, shallow first, which is stopped at the first that does not fit: one start-up, and
-    the SVG of the level chosen is kept (`Fit.svg`). At most `timeout` seconds in all; `figure`: the other
-    options that decide the DOT."""
+    the SVG of the level chosen is kept (`Fit.svg`). Within `budget` (layout_budget.py): a level not laid out
+    before it is spent counts as not fitting, so the search keeps the deepest level done (`Fit.cut`), and
+    only a first level that does not finish is an error. `figure`: the other options that decide the DOT."""
     figure.pop("depth", None)
+    figure["layout"] = figure.get("layout") or choose_layout(network.graph)  # the same at every level
     deepest = levels(network.graph)
     stop = threading.Event()
+    first = to_digraph(network, depth=1, **figure).source  # a bad option is refused here, not in the thread
     try:
         process = subprocess.Popen(
             ["dot", "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     except FileNotFoundError:
         raise dot_missing(fmt) from None
-    first = to_digraph(network, depth=1, **figure).source  # a bad option is refused here, not in the thread
-    writer = threading.Thread(target=_feed, args=(process, network, first, deepest, figure, stop), daemon=True)
-    timer = threading.Timer(timeout, process.kill)
+    budget.bound(process)
+    writer = threading.Thread(target=_feed, args=(process, network, first, deepest, figure, stop, budget), daemon=True)
+    timer = threading.Timer(budget.wall_left(), process.kill)
     writer.start()
     timer.start()
     chosen: Fit | None = None
-    deadline = time.monotonic() + timeout
     try:
         for depth in range(1, deepest + 1):
             text = _next_svg(process)
-            if time.monotonic() > deadline:  # the timer kills a dot that hangs; this catches one that was late
-                raise layout_too_slow(network, timeout)
-            if text is None:
+            if text is None:  # `dot` was stopped (out of time) or failed before this level
+                chosen = chosen and replace(chosen, cut=True)
                 break
             width, height = svg_pixels(text)
             fit = Fit(depth, width, height, deepest, text)
@@ -85,6 +93,9 @@ def fitting_depth(network, timeout: float, fmt: str = "svg", **figure) -> Fit:
                 break
             chosen = fit
             if not fit.fits:
+                break
+            if depth < deepest and budget.spent():
+                chosen = replace(chosen, cut=True)
                 break
     finally:
         stop.set()
@@ -96,18 +107,20 @@ def fitting_depth(network, timeout: float, fmt: str = "svg", **figure) -> Fit:
         process.stdout.close()
         process.stderr.close()
     if chosen is None:
-        if process.returncode in (-9, 137):
-            raise layout_too_slow(network, timeout)
+        if process.returncode in STOPPED or budget.spent():
+            raise layout_too_slow(network, budget)
         detail = stderr.decode("utf-8", "replace").strip()
         raise FileProblem(f"Graphviz could not draw the diagram: {detail or 'dot stopped'}")
     return chosen
 
 
-def _feed(process, network, first: str, deepest: int, figure: dict, stop: threading.Event) -> None:
-    """Each level's DOT into `dot`, built only while it is still wanted."""
+def _feed(
+    process, network, first: str, deepest: int, figure: dict, stop: threading.Event, budget: LayoutBudget
+) -> None:
+    """Each level's DOT into `dot`, built only while it is still wanted and the budget lasts."""
     try:
         for depth in range(1, deepest + 1):
-            if stop.is_set():
+            if stop.is_set() or (depth > 1 and budget.spent()):
                 break
             source = first if depth == 1 else to_digraph(network, depth=depth, **figure).source
             process.stdin.write(source.encode("utf-8"))
@@ -144,21 +157,24 @@ def svg_pixels(text: bytes) -> tuple[int, int]:
 def draw(network, target: Path, fmt: str, drawn: DiagramOptions) -> Fit | None:
     """Write the diagram as `cnndsl draw` does: without a depth, at the one that fits, reusing the SVG laid
     out to measure it; returns the Fit where a depth was chosen."""
-    chosen, fit = with_fitting_depth(network, fmt, drawn)
+    budget = LayoutBudget.of(drawn.timeout)
+    chosen, fit = with_fitting_depth(network, fmt, drawn, budget)
     if fit is not None and fit.svg is not None and fmt == "svg":
         write_atomically(target, fit.svg)
     else:
-        render(network, target, fmt, timeout=chosen.layout_timeout, **chosen.figure())
+        render(network, target, fmt, budget=budget, **chosen.figure())
     return fit
 
 
-def with_fitting_depth(network, fmt: str, drawn: DiagramOptions) -> tuple[DiagramOptions, Fit | None]:
+def with_fitting_depth(
+    network, fmt: str, drawn: DiagramOptions, budget: LayoutBudget | None = None
+) -> tuple[DiagramOptions, Fit | None]:
     """The options with the depth chosen where none was given and the format is laid out; the Fit, if any."""
     if drawn.depth is not None or fmt not in LAID_OUT:
         return drawn, None
     if drawn.style == "blocks":  # no Graphviz: the row's width is known without a layout
         depth = blocks_depth(network, levels(network.graph))
-        width, height = round(row_width(network, depth)), round(row_height(network, depth))
+        width, height = (round(side) for side in row_size(network, depth))
         return replace(drawn, depth=depth), Fit(depth, width, height, levels(network.graph))
-    fit = fitting_depth(network, drawn.layout_timeout, fmt, **drawn.figure())
+    fit = fitting_depth(network, budget or LayoutBudget.of(drawn.timeout), fmt, **drawn.figure())
     return replace(drawn, depth=fit.depth), fit

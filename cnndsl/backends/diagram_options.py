@@ -63,7 +63,8 @@ class DiagramOptions:
     )
     timeout: float | None = option(
         None,
-        help=f"Stop Graphviz's layout after this long (default {LAYOUT_TIMEOUT_S:g}).",
+        help="Stop Graphviz's layout after this long, CPU or wall clock (default: 2 s of CPU for all the layout "
+        f"work within {LAYOUT_TIMEOUT_S:g} s).",
         formats=LAID_OUT,
         minimum=0,
         metavar="SECONDS",

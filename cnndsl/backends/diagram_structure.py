@@ -118,14 +118,17 @@ def group_tree(graph: nx.DiGraph) -> Group:
     info = ir.network_info(graph)
     root = Group((), "network", info.name)
     groups = {(): root}
+    enclosing = {(): [root]}  # a path's groups from the root down, each built on its parent's: slicing every
+    # node's path at every depth takes seconds for 10,000 nodes 100 groups deep
     for path in sorted(info.groups, key=len):
         groups[path] = Group(path, info.groups[path].kind, info.groups[path].label)
+        enclosing[path] = [*enclosing[path[:-1]], groups[path]]
     for node, layer in ir.layers(graph):
         if node == info.input:
             continue
         path = layer.group
-        for depth in range(len(path) + 1):
-            groups[path[:depth]].nodes.append(node)
+        for group in enclosing[path]:
+            group.nodes.append(node)
         groups[path].children.append(node)
     for path, group in groups.items():
         if path and group.nodes:
@@ -332,13 +335,27 @@ def _enter_through_forks(members: list, links: list[Link]) -> list[Link]:
             fork = Box(f"fork_{name}" + (f"_{taken + 1}" if taken else ""), "fork")
             cluster.members.insert(0, fork)
             forks[cluster.id, link.tail] = fork
+    candidates: dict[tuple[str, str], list[Link]] = {}  # gathered in one pass: a search per fork is quadratic
+    for link in links:
+        for cluster in chains.get(link.head, ()):
+            if (cluster.id, link.tail) in forks:
+                candidates.setdefault((cluster.id, link.tail), []).append(link)
+    moved: set[int] = set()  # links an earlier fork took over
+    before: dict[int, list[Link]] = {}
     for (cluster_id, tail), fork in forks.items():
-        entering = [link for link in links if link.tail == tail and cluster_id in _ids(chains.get(link.head, ()))]
+        entering = [link for link in candidates[cluster_id, tail] if id(link) not in moved]
         kind = min((link.kind for link in entering), key=EDGE_PRIORITY.index)
         for link in entering:
             link.tail = fork.id
-        links.insert(links.index(entering[0]), Link(tail, fork.id, kind))
-    return links
+            moved.add(id(link))
+        before.setdefault(id(entering[0]), []).append(Link(tail, fork.id, kind))
+    return _with_links_before(links, before)
+
+
+def _with_links_before(links: list[Link], before: dict[int, list[Link]]) -> list[Link]:
+    """`links` with `before[id(link)]` put just ahead of each link, in one pass (list.index per insertion
+    compares dataclasses field by field: 1,666 forks among 15,000 links took 40 s)."""
+    return [new for link in links for new in (*before.get(id(link), ()), link)]
 
 
 def _fan_out_through_forks(members: list, links: list[Link]) -> list[Link]:
@@ -355,6 +372,7 @@ def _fan_out_through_forks(members: list, links: list[Link]) -> list[Link]:
         if entered is not None:
             fanned.setdefault((entered.id, link.tail), []).append(link)
     clusters = {cluster.id: cluster for chain in chains.values() for cluster in chain}
+    before: dict[int, list[Link]] = {}
     for (cluster_id, tail), entering in fanned.items():
         if len(entering) < 2:
             continue
@@ -365,8 +383,8 @@ def _fan_out_through_forks(members: list, links: list[Link]) -> list[Link]:
         cluster.members.insert(0, fork)
         for link in entering:
             link.tail = fork.id
-        links.insert(links.index(entering[0]), Link(tail, fork.id, "sequence"))
-    return links
+        before.setdefault(id(entering[0]), []).append(Link(tail, fork.id, "sequence"))
+    return _with_links_before(links, before)
 
 
 def _deepest_common(outermost: Cluster, chains: list[tuple]) -> Cluster:

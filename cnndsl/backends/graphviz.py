@@ -35,8 +35,9 @@ from .diagram_labels import (
 )
 from .diagram_layouts import LAYOUTS, Arrangement, arrange, choose_layout
 from .diagram_options import DIAGRAMS as FORMATS
-from .diagram_options import LAYOUT_TIMEOUT_S, RANKDIRS, STYLES
+from .diagram_options import RANKDIRS, STYLES
 from .diagram_structure import Box, Cluster, Diagram, Run, build_diagram
+from .layout_budget import STOPPED, LayoutBudget
 
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -156,9 +157,11 @@ def render(
     rankdir: str = "TB",
     layout: str | None = None,
     style: str = "graph",
-    timeout: float = LAYOUT_TIMEOUT_S,
+    timeout: float | None = None,
+    budget: LayoutBudget | None = None,
 ) -> Path:
-    """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds."""
+    """Write the diagram as dot, svg, png or pdf, atomically; laying it out may take `timeout` seconds, by
+    default layout_budget.LAYOUT_CPU_S of CPU (or what is left of `budget`, a drawing's layout budget)."""
     if fmt not in FORMATS:
         raise ValueProblem(f"cannot draw a diagram as {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
     if style == "blocks":
@@ -166,35 +169,40 @@ def render(
     dot = to_digraph(
         network, depth=depth, expand=expand, shapes=shapes, cost=cost, rankdir=rankdir, layout=layout, style=style
     )
-    content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, timeout)
+    content = dot.source if fmt == "dot" else lay_out(network, dot, fmt, budget or LayoutBudget.of(timeout))
     return write_atomically(target_path, content)
 
 
-def svg(network, timeout: float = LAYOUT_TIMEOUT_S, **options) -> str:
+def svg(network, timeout: float | None = None, **options) -> str:
     """The diagram as SVG text (what a notebook and a docs build show)."""
     if options.get("style") == "blocks":
         return blocks_svg(network, options.get("depth"))
-    return lay_out(network, to_digraph(network, **options), "svg", timeout).decode("utf-8")
+    return lay_out(network, to_digraph(network, **options), "svg", LayoutBudget.of(timeout)).decode("utf-8")
 
 
-def lay_out(
-    network, dot: graphviz.Digraph, fmt: str, timeout: float, drawing: str | None = None, left: float | None = None
-) -> bytes:
-    """`dot` run on the whole source at once (it may stop reading early, and then says why on stderr), and
-    killed after `timeout` seconds: graphviz.pipe, which this is otherwise, has no time bound. A layout that
-    measures a figure drawn as `drawing` says so in its errors; `left`: what remains of `timeout`."""
-    command = [dot.engine, f"-T{fmt}"]
-    allowed = timeout if left is None else left
+def lay_out(network, dot: graphviz.Digraph, fmt: str, budget: LayoutBudget) -> bytes:
+    """`dot` run on the whole source at once (it may stop reading early, and then says why on stderr), bounded
+    by what is left of `budget` in CPU time and memory and killed when its wall clock runs out: graphviz.pipe,
+    which this is otherwise, has no bound."""
     try:
-        done = subprocess.run(command, input=dot.source.encode("utf-8"), capture_output=True, timeout=allowed)
+        process = subprocess.Popen(
+            [dot.engine, f"-T{fmt}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except FileNotFoundError:
-        raise dot_missing(drawing or fmt) from None
+        raise dot_missing(fmt) from None
+    budget.bound(process)
+    try:
+        out, err = process.communicate(dot.source.encode("utf-8"), timeout=budget.wall_left())
     except subprocess.TimeoutExpired:
-        raise layout_too_slow(network, timeout) from None
-    if done.returncode:
-        detail = done.stderr.decode("utf-8", "replace").strip()
-        raise FileProblem(f"Graphviz could not draw the diagram: {detail or f'`dot` exited with {done.returncode}'}")
-    return done.stdout
+        process.kill()
+        process.communicate()
+        raise layout_too_slow(network, budget) from None
+    if process.returncode in STOPPED or (process.returncode and budget.spent()):
+        raise layout_too_slow(network, budget)
+    if process.returncode:
+        detail = err.decode("utf-8", "replace").strip()
+        raise FileProblem(f"Graphviz could not draw the diagram: {detail or f'`dot` exited with {process.returncode}'}")
+    return out
 
 
 def dot_missing(fmt: str) -> FileProblem:
@@ -205,9 +213,9 @@ def dot_missing(fmt: str) -> FileProblem:
     )
 
 
-def layout_too_slow(network, timeout: float) -> LimitProblem:
+def layout_too_slow(network, budget: LayoutBudget) -> LimitProblem:
     return LimitProblem(
-        f"Graphviz took longer than {timeout:g} s to lay out the diagram of `{network.name}` and was stopped",
+        f"Graphviz took longer than {budget.described()} to lay out the diagram of `{network.name}` and was stopped",
         ir.layer(network.graph, ir.network_info(network.graph).input).pos,
         hint="draw fewer boxes with a smaller depth, or allow more time (cnndsl draw --timeout SECONDS)",
     )
@@ -253,8 +261,9 @@ class _Painter:
 
     def cluster_label(self, run: Run) -> str:
         title = title_of(run)
-        costs = self.costs(run.nodes)
-        return title + faint(" · " + costs) if self.cost and costs else title
+        costs = self.costs(run.nodes) if self.cost else ""  # summed only when shown: a cluster holds every node
+        # of its repeats, and 90 nested clusters around 10,000 nodes would sum 900,000 figures
+        return title + faint(" · " + costs) if costs else title
 
     def box(self, dot: graphviz.Digraph, box: Box) -> None:
         if box.role == "group":

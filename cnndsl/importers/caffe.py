@@ -164,6 +164,8 @@ class _Converter:
             raise scale.error("a Scale without bias_term after BatchNorm is not imported: cnndsl's bn learns β",
                               "bias_term")  # fmt: skip
         inputs = self._bottoms(norm)
+        if len(inputs) != 1 or len(top) != 1:
+            raise norm.error("needs one bottom and one top")
         shape = self.nodes[inputs[0]].shape
         channels = shape[0]
         eps = param.eps

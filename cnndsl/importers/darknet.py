@@ -188,6 +188,8 @@ class _Converter:
 
     def route(self, section: Section, shape):
         reads = [self.index_of(section, index, "layers") for index in section.integers("layers")]
+        if not reads:  # `layers=,` is a list of none
+            raise section.error("[route] names no layer in `layers`", "layers")
         groups, group_id = section.integer("groups", 1), section.integer("group_id", 0)
         shapes = [self.layers[index].shape for index in reads]
         if any(len(s) != 3 or s[1:] != shapes[0][1:] for s in shapes):

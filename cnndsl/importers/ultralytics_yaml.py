@@ -12,6 +12,7 @@ from typing import Any
 from ..core.errors import CnnDslError, SourcePos
 
 MAX_VALUES = 100_000  # values in one file; Ultralytics' largest has under 1,000
+MAX_NESTING = 32  # lists and mappings inside one another; Ultralytics' files nest 4 deep
 TOP_KEYS = {"nc", "scales", "backbone", "head", "depth_multiple", "width_multiple", "activation", "reg_max",
             "end2end", "kpt_shape", "scale", "ch", "channels", "text_model", "yaml_file"}  # fmt: skip
 
@@ -50,6 +51,7 @@ def read_yaml(text: str, file: str) -> ModelYaml:
     import yaml
 
     try:
+        _require_shallow(yaml.parse(text, Loader=yaml.SafeLoader), file)  # before PyYAML's recursive composer
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -76,6 +78,25 @@ def read_yaml(text: str, file: str) -> ModelYaml:
         for node, value in zip(nodes[part].value, values[part], strict=True):
             rows.append(_row(node, value, len(rows), file))
     return ModelYaml(file, values, lines, rows)
+
+
+def _require_shallow(events, file: str) -> None:
+    """Refuse lists and mappings nested past MAX_NESTING, counted on PyYAML's events (its parser loops; its
+    composer and the builder below recurse, so `[[[[...` a few thousand deep would end in a RecursionError)."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise CnnDslError(
+                    f"lists and mappings nested more than {MAX_NESTING} deep",
+                    SourcePos(file, event.start_mark.line + 1, event.start_mark.column + 1),
+                    "a model YAML nests rows in lists of arguments: 3 or 4 deep",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _row(node, value, index: int, file: str) -> Row:
@@ -127,7 +148,13 @@ class _Builder:
             )
         self.seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node)
+            try:
+                return self.loader.construct_object(node)
+            except ValueError:  # an integer past Python's 4,300 digits
+                raise CnnDslError(
+                    f"`{node.value[:20]}…` is not a number cnndsl reads ({len(node.value):,} characters)",
+                    SourcePos(self.file, node.start_mark.line + 1, node.start_mark.column + 1),
+                ) from None
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item) for item in node.value]
         built = {}
