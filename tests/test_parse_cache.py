@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
@@ -185,7 +184,7 @@ def _plant(path, cache, other_text: str) -> int:
     [entry] = entries(cache)
     key = entry.read_bytes().split(b"\n", 1)[0] + b"\n"
     other = parse_cache.parse_text(other_text, str(path))
-    planted = dataclasses.replace(other, text=path.read_text())
+    planted = type(other)(other.file, path.read_text(), other.imports, other.definitions)
     entry.write_bytes(key + json.dumps(parse_cache.encode(planted)).encode())
     entry.chmod(0o600)
     return cnndsl.parse(other_text).params

@@ -12,7 +12,6 @@ another user owns or could write is not trusted at all: one warning on stderr, t
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -38,7 +37,9 @@ _PARSER_SOURCES = (
 )  # the tree is made of their classes
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # an entry is written and read only up to this size
 _NODES = {
-    name: cls for name, cls in vars(ast).items() if dataclasses.is_dataclass(cls) and cls.__module__ == ast.__name__
+    name: cls
+    for name, cls in vars(ast).items()
+    if isinstance(cls, type) and issubclass(cls, ast.Node) and cls is not ast.Node and cls.__module__ == ast.__name__
 }  # the only classes an entry makes
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", "<=", ">", ">=", "and", "or"}
 _warned: set[str] = set()
@@ -216,7 +217,7 @@ def encode(node: Any) -> Any:
     if isinstance(node, SourcePos):
         return [node.line, node.column]
     if type(node).__name__ in _NODES and _NODES[type(node).__name__] is type(node):
-        return [type(node).__name__, *(encode(getattr(node, f.name)) for f in dataclasses.fields(node))]
+        return [type(node).__name__, *(encode(getattr(node, name)) for name in node._fields)]
     if isinstance(node, (list, tuple)):
         return [encode(item) for item in node]
     if node is None or type(node) in (str, int, float, bool):
@@ -309,6 +310,6 @@ _field_decoders: dict[type, list[tuple[str, Decoder]]] = {}
 
 def _fields(cls: type) -> list[tuple[str, Decoder]]:
     if cls not in _field_decoders:
-        hints = typing.get_type_hints(cls)
-        _field_decoders[cls] = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls)]
+        hints = cls.__init__.__annotations__  # evaluated where the class is defined: types, not text
+        _field_decoders[cls] = [(name, _decoder(hints[name])) for name in cls._fields]
     return _field_decoders[cls]

@@ -1,281 +1,354 @@
 """The abstract syntax tree: what the parser builds and the expander walks.
 
-Every node carries the SourcePos it came from, so any later error can point at the text.
+Every node carries the SourcePos it came from, so any later error can point at the text. The nodes are plain
+slotted classes rather than dataclasses: making 42 dataclasses compiles some 130 generated methods in every process
+(a third of `cnndsl summary`'s own start-up), while these are compiled once into the bytecode cache. `Node` gives
+them what the dataclasses had: equality and a repr field by field, and `_fields` (as Python's own `ast` has), the
+fields in the order `__init__` takes them. The annotations of `__init__` are evaluated here, not postponed: they
+are the types the parse cache checks each field of an entry against.
 """
-
-from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from ..core.errors import SourcePos
 
 
+class Node:
+    """A syntax node: its fields are its slots, the base class's first, in the order its `__init__` takes them."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls) -> None:
+        cls._fields = cls._fields + cls.__dict__.get("__slots__", ())
+        cls.__match_args__ = cls._fields
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return tuple(getattr(self, name) for name in self._fields) == tuple(
+            getattr(other, name) for name in self._fields
+        )
+
+    __hash__ = None  # a tree can change (the parser appends to its lists), so it is not hashable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{self.__class__.__qualname__}({fields})"
+
+
 # ---- expressions -------------------------------------------------------------
-@dataclass
-class Expr:
-    pos: SourcePos
+class Expr(Node):
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: SourcePos) -> None:
+        self.pos = pos
 
 
-@dataclass
 class Number(Expr):
-    value: int | float
+    __slots__ = ("value",)
+
+    def __init__(self, pos: SourcePos, value: int | float) -> None:
+        self.pos, self.value = pos, value
 
 
-@dataclass
 class String(Expr):
-    value: str
+    __slots__ = ("value",)
+
+    def __init__(self, pos: SourcePos, value: str) -> None:
+        self.pos, self.value = pos, value
 
 
-@dataclass
 class Name(Expr):
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, pos: SourcePos, name: str) -> None:
+        self.pos, self.name = pos, name
 
 
-@dataclass
 class InAttr(Expr):
     """`in.c`, `in.h`, `in.w`: the shape of the tensor reaching this point."""
 
-    attr: str
+    __slots__ = ("attr",)
+
+    def __init__(self, pos: SourcePos, attr: str) -> None:
+        self.pos, self.attr = pos, attr
 
 
-@dataclass
 class Attribute(Expr):
-    target: Expr
-    attr: str
+    __slots__ = ("target", "attr")
+
+    def __init__(self, pos: SourcePos, target: Expr, attr: str) -> None:
+        self.pos, self.target, self.attr = pos, target, attr
 
 
-@dataclass
 class Index(Expr):
-    target: Expr
-    index: Expr
+    __slots__ = ("target", "index")
+
+    def __init__(self, pos: SourcePos, target: Expr, index: Expr) -> None:
+        self.pos, self.target, self.index = pos, target, index
 
 
-@dataclass
 class TapRef(Expr):
     """`@name`, or `@in` (name "in", which no label can take): the input of the enclosing block."""
 
-    name: str
-    index: Expr | None = None  # `@t[i]`: the tap of a loop's turn i
+    __slots__ = ("name", "index")
+
+    def __init__(self, pos: SourcePos, name: str, index: Expr | None = None) -> None:
+        self.pos, self.name, self.index = pos, name, index  # index: `@t[i]`, the tap of a loop's turn i
 
 
-@dataclass
-class Argument:
-    keyword: str | None
-    value: Expr
-    pos: SourcePos
+class Argument(Node):
+    __slots__ = ("keyword", "value", "pos")
+
+    def __init__(self, keyword: str | None, value: Expr, pos: SourcePos) -> None:
+        self.keyword, self.value, self.pos = keyword, value, pos
 
 
-@dataclass
 class FunctionCall(Expr):
-    name: str
-    args: list[Argument]
+    __slots__ = ("name", "args")
+
+    def __init__(self, pos: SourcePos, name: str, args: list[Argument]) -> None:
+        self.pos, self.name, self.args = pos, name, args
 
 
-@dataclass
 class ListExpr(Expr):
-    items: list[Expr]
+    __slots__ = ("items",)
+
+    def __init__(self, pos: SourcePos, items: list[Expr]) -> None:
+        self.pos, self.items = pos, items
 
 
-@dataclass
 class NumberList(Expr):
     """`[16, 32, 64]`: a literal list of numbers as one node, so a million of them stay small and fast."""
 
-    values: list[int | float]
+    __slots__ = ("values",)
+
+    def __init__(self, pos: SourcePos, values: list[int | float]) -> None:
+        self.pos, self.values = pos, values
 
 
-@dataclass
 class TupleExpr(Expr):
-    items: list[Expr]
+    __slots__ = ("items",)
+
+    def __init__(self, pos: SourcePos, items: list[Expr]) -> None:
+        self.pos, self.items = pos, items
 
 
-@dataclass
 class Binary(Expr):
-    op: str
-    left: Expr
-    right: Expr
+    __slots__ = ("op", "left", "right")
+
+    def __init__(self, pos: SourcePos, op: str, left: Expr, right: Expr) -> None:
+        self.pos, self.op, self.left, self.right = pos, op, left, right
 
 
-@dataclass
 class Negate(Expr):
-    operand: Expr
+    __slots__ = ("operand",)
+
+    def __init__(self, pos: SourcePos, operand: Expr) -> None:
+        self.pos, self.operand = pos, operand
 
 
-@dataclass
 class Not(Expr):
-    operand: Expr
+    __slots__ = ("operand",)
+
+    def __init__(self, pos: SourcePos, operand: Expr) -> None:
+        self.pos, self.operand = pos, operand
 
 
-@dataclass
 class Conditional(Expr):
-    then: Expr
-    condition: Expr
-    otherwise: Expr
+    __slots__ = ("then", "condition", "otherwise")
+
+    def __init__(self, pos: SourcePos, then: Expr, condition: Expr, otherwise: Expr) -> None:
+        self.pos, self.then, self.condition, self.otherwise = pos, then, condition, otherwise
 
 
-@dataclass
 class Comprehension(Expr):
     """`[item for names in iterable if condition]`: family rules (RegNet's stages) filter and map lists."""
 
-    item: Expr
-    names: list[str]
-    iterable: Expr
-    condition: Expr | None
+    __slots__ = ("item", "names", "iterable", "condition")
+
+    def __init__(self, pos: SourcePos, item: Expr, names: list[str], iterable: Expr, condition: Expr | None) -> None:
+        self.pos, self.item, self.names, self.iterable, self.condition = pos, item, names, iterable, condition
 
 
 # ---- statements and layers ---------------------------------------------------
-@dataclass
-class Stmt:
-    pos: SourcePos
+class Stmt(Node):
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: SourcePos) -> None:
+        self.pos = pos
 
 
-@dataclass
-class Seq:
-    stmts: list[Stmt]
+class Seq(Node):
+    __slots__ = ("stmts",)
+
+    def __init__(self, stmts: list[Stmt]) -> None:
+        self.stmts = stmts
 
 
-@dataclass
 class Layer(Stmt):
     """A call of a built-in layer or a block: `conv3x3(64, s=2)`, `relu`, `basic(c)`."""
 
-    name: str
-    args: list[Argument]
-    has_parens: bool = False
+    __slots__ = ("name", "args", "has_parens")
+
+    def __init__(self, pos: SourcePos, name: str, args: list[Argument], has_parens: bool = False) -> None:
+        self.pos, self.name, self.args, self.has_parens = pos, name, args, has_parens
 
 
-@dataclass
 class Group(Stmt):
-    body: Seq
+    __slots__ = ("body",)
+
+    def __init__(self, pos: SourcePos, body: Seq) -> None:
+        self.pos, self.body = pos, body
 
 
-@dataclass
 class Stage(Stmt):
-    name: str | None
-    body: Seq
+    __slots__ = ("name", "body")
+
+    def __init__(self, pos: SourcePos, name: str | None, body: Seq) -> None:
+        self.pos, self.name, self.body = pos, name, body
 
 
-@dataclass
 class Residual(Stmt):
-    body: Seq
-    shortcut: Seq | None
+    __slots__ = ("body", "shortcut")
+
+    def __init__(self, pos: SourcePos, body: Seq, shortcut: Seq | None) -> None:
+        self.pos, self.body, self.shortcut = pos, body, shortcut
 
 
-@dataclass
 class Dense(Stmt):
-    body: Seq
+    __slots__ = ("body",)
+
+    def __init__(self, pos: SourcePos, body: Seq) -> None:
+        self.pos, self.body = pos, body
 
 
-@dataclass
 class Branch(Stmt):
-    paths: list[Seq]
+    __slots__ = ("paths",)
+
+    def __init__(self, pos: SourcePos, paths: list[Seq]) -> None:
+        self.pos, self.paths = pos, paths
 
 
-@dataclass
 class Scale(Stmt):
-    body: Seq
+    __slots__ = ("body",)
+
+    def __init__(self, pos: SourcePos, body: Seq) -> None:
+        self.pos, self.body = pos, body
 
 
-@dataclass
 class Input(Stmt):
-    dims: list[Expr]
+    __slots__ = ("dims",)
+
+    def __init__(self, pos: SourcePos, dims: list[Expr]) -> None:
+        self.pos, self.dims = pos, dims
 
 
-@dataclass
 class Jump(Stmt):
-    tap: str
-    index: Expr | None = None
+    __slots__ = ("tap", "index")
+
+    def __init__(self, pos: SourcePos, tap: str, index: Expr | None = None) -> None:
+        self.pos, self.tap, self.index = pos, tap, index
 
 
-@dataclass
 class Repeat(Stmt):
     """`item * n` repeats; `item x n` also binds the 0-based index `i` in each copy."""
 
-    item: Stmt
-    count: Expr
-    binds_index: bool = False
+    __slots__ = ("item", "count", "binds_index")
+
+    def __init__(self, pos: SourcePos, item: Stmt, count: Expr, binds_index: bool = False) -> None:
+        self.pos, self.item, self.count, self.binds_index = pos, item, count, binds_index
 
 
-@dataclass
 class Labeled(Stmt):
-    label: str
-    item: Stmt
+    __slots__ = ("label", "item")
+
+    def __init__(self, pos: SourcePos, label: str, item: Stmt) -> None:
+        self.pos, self.label, self.item = pos, label, item
 
 
-@dataclass
 class Let(Stmt):
-    name: str
-    value: Expr
+    __slots__ = ("name", "value")
+
+    def __init__(self, pos: SourcePos, name: str, value: Expr) -> None:
+        self.pos, self.name, self.value = pos, name, value
 
 
-@dataclass
 class Defaults(Stmt):
     """`defaults conv(bias=false)`: keyword defaults for a layer kind until the closing brace."""
 
-    name: str
-    args: list[Argument]
+    __slots__ = ("name", "args")
+
+    def __init__(self, pos: SourcePos, name: str, args: list[Argument]) -> None:
+        self.pos, self.name, self.args = pos, name, args
 
 
-@dataclass
 class For(Stmt):
-    names: list[str]
-    iterable: Expr
-    body: Seq
+    __slots__ = ("names", "iterable", "body")
+
+    def __init__(self, pos: SourcePos, names: list[str], iterable: Expr, body: Seq) -> None:
+        self.pos, self.names, self.iterable, self.body = pos, names, iterable, body
 
 
-@dataclass
 class If(Stmt):
-    branches: list[tuple[Expr, Seq]]
-    otherwise: Seq | None
+    __slots__ = ("branches", "otherwise")
+
+    def __init__(self, pos: SourcePos, branches: list[tuple[Expr, Seq]], otherwise: Seq | None) -> None:
+        self.pos, self.branches, self.otherwise = pos, branches, otherwise
 
 
-@dataclass
 class Output(Stmt):
-    taps: list[TapRef]
+    __slots__ = ("taps",)
+
+    def __init__(self, pos: SourcePos, taps: list[TapRef]) -> None:
+        self.pos, self.taps = pos, taps
 
 
 # ---- top level ---------------------------------------------------------------
-@dataclass
-class Param:
-    name: str
-    default: Expr | None
-    pos: SourcePos
+class Param(Node):
+    __slots__ = ("name", "default", "pos")
+
+    def __init__(self, name: str, default: Expr | None, pos: SourcePos) -> None:
+        self.name, self.default, self.pos = name, default, pos
 
 
-@dataclass
-class BlockDef:
-    name: str
-    params: list[Param]
-    body: Seq
-    pos: SourcePos
+class BlockDef(Node):
+    __slots__ = ("name", "params", "body", "pos")
+
+    def __init__(self, name: str, params: list[Param], body: Seq, pos: SourcePos) -> None:
+        self.name, self.params, self.body, self.pos = name, params, body, pos
 
 
-@dataclass
-class NetworkDef:
-    name: str
-    params: list[Param]
-    body: Seq
-    pos: SourcePos
+class NetworkDef(Node):
+    __slots__ = ("name", "params", "body", "pos")
+
+    def __init__(self, name: str, params: list[Param], body: Seq, pos: SourcePos) -> None:
+        self.name, self.params, self.body, self.pos = name, params, body, pos
 
 
-@dataclass
-class NetworkAlias:
+class NetworkAlias(Node):
     """`network resnet18 = resnet([2, 2, 2, 2], basic)`."""
 
-    name: str
-    target: str
-    args: list[Argument]
-    pos: SourcePos
+    __slots__ = ("name", "target", "args", "pos")
+
+    def __init__(self, name: str, target: str, args: list[Argument], pos: SourcePos) -> None:
+        self.name, self.target, self.args, self.pos = name, target, args, pos
 
 
-@dataclass
-class Import:
-    target: str
-    is_path: bool
-    pos: SourcePos
+class Import(Node):
+    __slots__ = ("target", "is_path", "pos")
+
+    def __init__(self, target: str, is_path: bool, pos: SourcePos) -> None:
+        self.target, self.is_path, self.pos = target, is_path, pos
 
 
-@dataclass
-class Program:
-    file: str
-    text: str
-    imports: list[Import] = field(default_factory=list)
-    definitions: list[BlockDef | NetworkDef | NetworkAlias | Let] = field(default_factory=list)
+class Program(Node):
+    __slots__ = ("file", "text", "imports", "definitions")
+
+    def __init__(
+        self,
+        file: str,
+        text: str,
+        imports: list[Import] = (),
+        definitions: list[BlockDef | NetworkDef | NetworkAlias | Let] = (),
+    ) -> None:
+        self.file, self.text, self.imports, self.definitions = file, text, list(imports), list(definitions)
