@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+from .records import FrozenRecord
 
 
-@dataclass(frozen=True)
-class SourcePos:
+class SourcePos(FrozenRecord):
     """A place in a .cnn file; line and column are 1-based, as editors show them."""
 
-    file: str
-    line: int
-    column: int
+    __slots__ = ("file", "line", "column")
+
+    def __init__(self, file: str, line: int, column: int) -> None:
+        self._set(file, line, column)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(FrozenRecord):
     """A second place that explains an error, as compilers show it: `defined here`."""
 
-    pos: SourcePos
-    message: str
+    __slots__ = ("pos", "message")
+
+    def __init__(self, pos: SourcePos, message: str) -> None:
+        self._set(pos, message)
 
     def render(self, source_text: str | None = None) -> str:
         return "\n".join([f"{self.pos}: note: {self.message}", *_quote(self.pos, source_text)])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import CnnDslError, LimitProblem, NameProblem, ValueProblem, did_you_mean
+from ..core.records import FrozenRecord
 from . import syntax as ast
 
 LARGEST = 2**53  # beyond this a size is a typo, and arithmetic on it could run away
@@ -18,13 +18,13 @@ NODE_COST = 4  # an expression evaluated costs as much as this many elements bui
 CHARACTERS_PER_VALUE = 100  # a string counts as one value per this many characters when it is compared
 
 
-@dataclass(frozen=True)
-class Tap:
+class Tap(FrozenRecord):
     """A value of the form `@name`, resolved by the expander to a graph node."""
 
-    name: str
-    pos: Any
-    index: int | None = None  # `@t[i]`: turn i of the loop that labels `t`
+    __slots__ = ("name", "pos", "index")
+
+    def __init__(self, name: str, pos: Any, index: int | None = None) -> None:
+        self._set(name, pos, index)  # index: `@t[i]`, turn i of the loop that labels `t`
 
     def __repr__(self) -> str:
         return f"@{self.name}" if self.index is None else f"@{self.name}[{self.index}]"
@@ -429,21 +429,17 @@ class Evaluator:
         return value
 
 
-@dataclass(frozen=True)
-class BlockRef:
+class BlockRef(FrozenRecord):
     """A block as a value: callable like a layer, passable as a parameter (`unit=basic`)."""
 
-    definition: ast.BlockDef
-    env: Env
+    __slots__ = ("definition", "env")  # an ast.BlockDef, the Env it was defined in
 
     def __repr__(self) -> str:
         return self.definition.name
 
 
-@dataclass(frozen=True)
-class NetworkRef:
-    definition: Any  # ast.NetworkDef | ast.NetworkAlias
-    env: Env
+class NetworkRef(FrozenRecord):
+    __slots__ = ("definition", "env")  # an ast.NetworkDef or ast.NetworkAlias, the Env it was defined in
 
     def __repr__(self) -> str:
         return self.definition.name

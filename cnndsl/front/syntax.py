@@ -1,38 +1,18 @@
 """The abstract syntax tree: what the parser builds and the expander walks.
 
-Every node carries the SourcePos it came from, so any later error can point at the text. The nodes are plain
-slotted classes rather than dataclasses: making 42 dataclasses compiles some 130 generated methods in every process
-(a third of `cnndsl summary`'s own start-up), while these are compiled once into the bytecode cache. `Node` gives
-them what the dataclasses had: equality and a repr field by field, and `_fields` (as Python's own `ast` has), the
-fields in the order `__init__` takes them. The annotations of `__init__` are evaluated here, not postponed: they
-are the types the parse cache checks each field of an entry against.
+Every node carries the SourcePos it came from, so any later error can point at the text. The nodes are records
+(cnndsl/core/records.py), not dataclasses, so that start-up compiles none of their methods. The annotations of
+each `__init__` are evaluated here, not postponed: they are the types the parse cache checks an entry's fields by.
 """
 
 from ..core.errors import SourcePos
+from ..core.records import Record
 
 
-class Node:
+class Node(Record):
     """A syntax node: its fields are its slots, the base class's first, in the order its `__init__` takes them."""
 
     __slots__ = ()
-    _fields: tuple[str, ...] = ()
-
-    def __init_subclass__(cls) -> None:
-        cls._fields = cls._fields + cls.__dict__.get("__slots__", ())
-        cls.__match_args__ = cls._fields
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return tuple(getattr(self, name) for name in self._fields) == tuple(
-            getattr(other, name) for name in self._fields
-        )
-
-    __hash__ = None  # a tree can change (the parser appends to its lists), so it is not hashable
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
-        return f"{self.__class__.__qualname__}({fields})"
 
 
 # ---- expressions -------------------------------------------------------------

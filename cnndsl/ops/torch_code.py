@@ -10,82 +10,93 @@ input on) and `summed_in_place` (`x.add_(y)`, written `x += y`).
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from typing import Any, Union
 
+from ..core.records import FrozenRecord
 
-@dataclass(frozen=True)
-class Arg:
+
+class Arg(FrozenRecord):
     """The layer's input at `index`."""
 
-    index: int
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self._set(index)
 
 
-@dataclass(frozen=True)
-class Own:
+class Own(FrozenRecord):
     """The layer's own module (called) or tensor (a layer scale), `self.<its name>` in the source."""
+
+    __slots__ = ()
 
 
 OWN = Own()
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(FrozenRecord):
     """`namespace.function(args, name=value)`: namespace `torch` or `F` (torch.nn.functional); namespace "" is a
     function of cnndsl's written into the generated file (cnndsl/ops/torch_functions.py), called by its name."""
 
-    namespace: str
-    function: str
-    args: tuple = ()
-    keywords: tuple[tuple[str, Any], ...] = ()
+    __slots__ = ("namespace", "function", "args", "keywords")
+
+    def __init__(
+        self, namespace: str, function: str, args: tuple = (), keywords: tuple[tuple[str, Any], ...] = ()
+    ) -> None:
+        self._set(namespace, function, args, keywords)
 
 
-@dataclass(frozen=True)
-class Apply:
+class Apply(FrozenRecord):
     """`callee(args)`: the layer's own module called."""
 
-    callee: Expr
-    args: tuple = ()
+    __slots__ = ("callee", "args")
+
+    def __init__(self, callee: Expr, args: tuple = ()) -> None:
+        self._set(callee, args)
 
 
-@dataclass(frozen=True)
-class Method:
+class Method(FrozenRecord):
     """`owner.name(args)`: a tensor method (`reshape`, `permute`, `add_`)."""
 
-    owner: Expr
-    name: str
-    args: tuple = ()
+    __slots__ = ("owner", "name", "args")
+
+    def __init__(self, owner: Expr, name: str, args: tuple = ()) -> None:
+        self._set(owner, name, args)
 
 
-@dataclass(frozen=True)
-class Attribute:
+class Attribute(FrozenRecord):
     """`owner.name`, not called (`x.shape`)."""
 
-    owner: Expr
-    name: str
+    __slots__ = ("owner", "name")
+
+    def __init__(self, owner: Expr, name: str) -> None:
+        self._set(owner, name)
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(FrozenRecord):
     """`owner[index]`: an int, a slice, or a tuple of them (`x[:, 0:16]`)."""
 
-    owner: Expr
-    index: Any
+    __slots__ = ("owner", "index")
+
+    def __init__(self, owner: Expr, index: Any) -> None:
+        self._set(owner, index)
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(FrozenRecord):
     """`a + b + c`, `a - b`, `a * b` or `a / b`, left to right; one term is that term."""
 
-    sign: str
-    terms: tuple
+    __slots__ = ("sign", "terms")
+
+    def __init__(self, sign: str, terms: tuple) -> None:
+        self._set(sign, terms)
 
 
-@dataclass(frozen=True)
-class Listed:
+class Listed(FrozenRecord):
     """`[a, b]`, a list argument (`torch.cat`'s tensors)."""
 
-    items: tuple
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple) -> None:
+        self._set(items)
 
 
 Expr = Union[Arg, Own, Call, Apply, Method, Attribute, Index, Operation, Listed]  # noqa: UP007  (a runtime alias)
