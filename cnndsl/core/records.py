@@ -11,6 +11,7 @@ by position, and pickling and copying through `__init__`.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import FrozenInstanceError
 from typing import Any
 
@@ -36,7 +37,8 @@ class Record:
 
     __hash__ = None  # type: ignore[assignment]  # a record that can change is not hashable
 
-    def __repr__(self) -> str:
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:  # `...` where a record holds itself, as a dataclass's
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{self.__class__.__qualname__}({fields})"
 

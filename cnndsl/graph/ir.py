@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
 import networkx as nx
 
 from ..core.errors import LimitProblem, NameProblem, SourcePos, SourceWarning
+from ..core.records import FrozenRecord, Record
 from ..front.evaluate import LARGEST
 from ..ops import REGISTRY, OpKind, format_shape
 from .module_names import why_not_a_module_name
@@ -41,19 +41,17 @@ def _whole_numbers(shape: tuple) -> bool:
     return set(map(type, shape)) <= _INT
 
 
-@dataclass(slots=True)
-class Figures:
+class Figures(Record):
     """What analysis (cnndsl/figures/costs.py) works out for one layer; rf and jump per axis (h, w)."""
 
-    params: int
-    macs: int
-    memory_bytes: int
-    rf: tuple | None  # None: no receptive field (a tensor neither C×H×W nor a vector)
-    jump: tuple | None
+    __slots__ = ("params", "macs", "memory_bytes", "rf", "jump")
+
+    def __init__(self, params: int, macs: int, memory_bytes: int, rf: tuple | None, jump: tuple | None) -> None:
+        self.params, self.macs, self.memory_bytes = params, macs, memory_bytes
+        self.rf, self.jump = rf, jump  # None: no receptive field (a tensor neither C×H×W nor a vector)
 
 
-@dataclass(slots=True)
-class Layer:
+class Layer(Record):
     """One node: a layer as expansion made it.
 
     op: the layer kind's name in the registry (`conv`, `add`, `input`, ...); attrs: resolved arguments (`k` as
@@ -63,17 +61,22 @@ class Layer:
     gave this point (`enc1: ...`); figures: analysis's results, None until analysed; shares: for a layer written
     `shared(@t)`, the node of the layer at t, whose module and weights it uses (it holds none of its own)."""
 
-    op: str
-    attrs: dict
-    shape: tuple
-    pos: SourcePos
-    group: Path = ()
-    name: str = ""
-    tap: str | None = None
-    figures: Figures | None = field(default=None, compare=False)
-    shares: int | None = None  # the node whose module and weights this layer uses again (`shared(@t)`)
+    __slots__ = ("op", "attrs", "shape", "pos", "group", "name", "tap", "figures", "shares")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        op: str,
+        attrs: dict,
+        shape: tuple,
+        pos: SourcePos,
+        group: Path = (),
+        name: str = "",
+        tap: str | None = None,
+        figures: Figures | None = None,
+        shares: int | None = None,
+    ) -> None:
+        self.op, self.attrs, self.shape, self.pos, self.group = op, attrs, shape, pos, group
+        self.name, self.tap, self.figures, self.shares = name, tap, figures, shares
         # one cheap test on the way every layer is built; the detailed checks only say what is wrong
         if not (
             self.op in REGISTRY
@@ -103,62 +106,70 @@ class Layer:
     def kind(self) -> OpKind:
         return REGISTRY[self.op]
 
+    def __eq__(self, other: object) -> bool:  # what defines the layer, not what analysis found (`figures`)
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        defined = [name for name in self._fields if name != "figures"]
+        return tuple(getattr(self, name) for name in defined) == tuple(getattr(other, name) for name in defined)
 
-@dataclass(slots=True)
-class Edge:
+
+class Edge(Record):
     """One input of a layer: how it joins (`kind`) and its place among the layer's inputs (`index`, 0 first)."""
 
-    kind: EdgeKind
-    index: int
+    __slots__ = ("kind", "index")
 
-    def __post_init__(self) -> None:
+    def __init__(self, kind: EdgeKind, index: int) -> None:
+        self.kind, self.index = kind, index
         if self.kind not in EDGE_KINDS:
             raise ValueError(f"edge kind must be one of {sorted(EDGE_KINDS)}, not {self.kind!r}")
         if type(self.index) is not int:
             _require(self.index, int, "index")
 
 
-@dataclass(slots=True, frozen=True)
-class BlockCall:
+class BlockCall(FrozenRecord):
     """A block instance's call: its definition's name, every argument as bound, and the defaults written as
     numbers in the definition."""
 
-    block: str
-    args: dict
-    defaults: dict
+    __slots__ = ("block", "args", "defaults")
+
+    def __init__(self, block: str, args: dict, defaults: dict) -> None:
+        self._set(block, args, defaults)
 
 
-@dataclass(slots=True, frozen=True)
-class Group:
+class Group(FrozenRecord):
     """A stage, block instance or structure (dense, branch, scale, downsample) around layers; `call` for a block."""
 
-    kind: GroupKind
-    label: str
-    pos: SourcePos | None
-    call: BlockCall | None = None
+    __slots__ = ("kind", "label", "pos", "call")
 
-    def __post_init__(self) -> None:
+    def __init__(self, kind: GroupKind, label: str, pos: SourcePos | None, call: BlockCall | None = None) -> None:
+        self._set(kind, label, pos, call)
         if self.kind not in GROUP_KINDS:
             raise ValueError(f"group kind must be one of {sorted(GROUP_KINDS)}, not {self.kind!r}")
         _require(self.label, str, "label")
         _require(self.call, (BlockCall, type(None)), "call")
 
 
-@dataclass(slots=True)
-class NetworkInfo:
+class NetworkInfo(Record):
     """The network as a whole: name, source file, input node, outputs [(name, node)], groups by path, its
     parameter values as bound (`param_values`) and as text (`params`), and the warnings expansion gave."""
 
-    name: str
-    file: str
-    params: dict[str, str] = field(default_factory=dict)
-    param_values: dict[str, Any] = field(default_factory=dict)
-    input: int | None = None
-    outputs: list[tuple[str, int]] = field(default_factory=list)
-    groups: dict[Path, Group] = field(default_factory=dict)
-    warnings: list[SourceWarning] = field(default_factory=list)
+    __slots__ = ("name", "file", "params", "param_values", "input", "outputs", "groups", "warnings")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        name: str,
+        file: str,
+        params: dict[str, str] | None = None,
+        param_values: dict[str, Any] | None = None,
+        input: int | None = None,
+        outputs: list[tuple[str, int]] | None = None,
+        groups: dict[Path, Group] | None = None,
+        warnings: list[SourceWarning] | None = None,
+    ) -> None:  # None: a new empty dict or list
+        self.name, self.file, self.input = name, file, input
+        self.params, self.param_values = {} if params is None else params, {} if param_values is None else param_values
+        self.outputs, self.groups = [] if outputs is None else outputs, {} if groups is None else groups
+        self.warnings = [] if warnings is None else warnings
         _require(self.name, str, "name")
         _require(self.file, str, "file")
 
@@ -184,18 +195,25 @@ def network_info(graph: nx.DiGraph) -> NetworkInfo:
     return graph.graph["network"]
 
 
-@dataclass
-class GroupScope:
-    """A stage or block instance while expanding; named once expansion is complete."""
+class GroupScope(Record):
+    """A stage or block instance while expanding; named once expansion is complete. `children`: ("group",
+    GroupScope) or ("node", id) in order; `call`: a block instance's definition and arguments."""
 
-    base: str
-    kind: str
-    label: str
-    pos: SourcePos | None
-    parent: GroupScope | None = None
-    children: list[tuple[str, Any]] = field(default_factory=list)  # ("group", GroupScope) | ("node", id)
-    name: str = ""
-    call: BlockCall | None = None  # a block instance's definition and arguments
+    __slots__ = ("base", "kind", "label", "pos", "parent", "children", "name", "call")
+
+    def __init__(
+        self,
+        base: str,
+        kind: str,
+        label: str,
+        pos: SourcePos | None,
+        parent: GroupScope | None = None,
+        children: list[tuple[str, Any]] | None = None,
+        name: str = "",
+        call: BlockCall | None = None,
+    ) -> None:
+        self.base, self.kind, self.label, self.pos, self.parent = base, kind, label, pos, parent
+        self.children, self.name, self.call = [] if children is None else children, name, call
 
     def open(self, base: str, kind: str, label: str, pos: SourcePos | None) -> GroupScope:
         child = GroupScope(base, kind, label, pos, self)
