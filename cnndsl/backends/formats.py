@@ -8,11 +8,11 @@ formats themselves). The writers import their backend when they run, so that `cn
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import FileProblem
+from ..core.records import FrozenRecord
 from .diagram_options import DIAGRAM_OPTIONS, DIAGRAMS, DiagramOptions
 
 Writer = Callable[[Any, Path, str, dict], list[Path]]  # (network, target, format, options) -> the files written
@@ -59,18 +59,23 @@ def _write_diagram(net, target: Path, fmt: str, options: dict) -> list[Path]:
     return [target]
 
 
-@dataclass(frozen=True)
-class Format:
+class Format(FrozenRecord):
     """One output format: a row of FORMATS."""
 
-    name: str  # `--to NAME`
-    suffix: str  # the file's suffix, without the dot
-    what: str  # a phrase for the docs
-    needs: tuple[str, ...]  # what writing it loads beyond cnndsl: Python packages, or Graphviz's program `dot`
-    write: Writer
-    options: tuple[str, ...] = ()  # the compile options of its backend (the diagram's declare their formats)
-    beside: tuple[str, ...] = ()  # suffixes of files it may write beside the target (ONNX's external data)
-    max_nodes: int | None = None  # a lower default node bound, where writing costs more per layer than expanding
+    __slots__ = ("name", "suffix", "what", "needs", "write", "options", "beside", "max_nodes")
+
+    def __init__(
+        self,
+        name: str,  # `--to NAME`
+        suffix: str,  # the file's suffix, without the dot
+        what: str,  # a phrase for the docs
+        needs: tuple[str, ...],  # what writing it loads beyond cnndsl: Python packages, or Graphviz's program `dot`
+        write: Writer,
+        options: tuple[str, ...] = (),  # the compile options of its backend (the diagram's declare their formats)
+        beside: tuple[str, ...] = (),  # suffixes of files it may write beside the target (ONNX's external data)
+        max_nodes: int | None = None,  # a lower default node bound, where writing costs more per layer than expanding
+    ) -> None:
+        self._set(name, suffix, what, needs, write, options, beside, max_nodes)
 
     @property
     def is_diagram(self) -> bool:

@@ -10,24 +10,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass
 
 from .errors import ValueProblem
+from .records import FrozenRecord
 
 FLAGS = {"true": True, "yes": True, "": True, "false": False, "no": False}
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+class OptionSpec(FrozenRecord):
     """What the surfaces need to know about one option besides its name, type and default."""
 
-    help: str | None = None  # the sentence `--help` shows (and the docs)
-    brief: str | None = None  # a shorter phrase, where the option is one among many (`compile --help`)
-    formats: tuple[str, ...] = ()  # the output formats it changes; given with another, it is refused
-    choices: tuple[str, ...] = ()  # the values it takes, when they are few
-    minimum: int | float | None = None  # a whole number from it, or a number above it (a float)
-    metavar: str | None = None  # what `--help` shows for its value
-    per_figure: bool = True  # False: a bound set by whoever runs the tool, never by a docs block or a page
+    __slots__ = ("help", "brief", "formats", "choices", "minimum", "metavar", "per_figure")
+
+    def __init__(
+        self,
+        help: str | None = None,  # the sentence `--help` shows (and the docs)
+        brief: str | None = None,  # a shorter phrase, where the option is one among many (`compile --help`)
+        formats: tuple[str, ...] = (),  # the output formats it changes; given with another, it is refused
+        choices: tuple[str, ...] = (),  # the values it takes, when they are few
+        minimum: int | float | None = None,  # a whole number from it, or a number above it (a float)
+        metavar: str | None = None,  # what `--help` shows for its value
+        per_figure: bool = True,  # False: a bound set by whoever runs the tool, never by a docs block or a page
+    ) -> None:
+        self._set(help, brief, formats, choices, minimum, metavar, per_figure)
 
 
 def option(default, **spec) -> typing.Any:
@@ -35,14 +40,13 @@ def option(default, **spec) -> typing.Any:
     return dataclasses.field(default=default, metadata={"option": OptionSpec(**spec)})
 
 
-@dataclass(frozen=True)
-class Declared:
+class Declared(FrozenRecord):
     """One option as a surface reads it."""
 
-    name: str
-    kind: type  # bool, int, float or str (None is allowed where the default is None)
-    default: typing.Any
-    spec: OptionSpec
+    __slots__ = ("name", "kind", "default", "spec")
+
+    def __init__(self, name: str, kind: type, default: typing.Any, spec: OptionSpec) -> None:
+        self._set(name, kind, default, spec)  # kind: bool, int, float or str (or None where the default is None)
 
     @property
     def flag(self) -> str:

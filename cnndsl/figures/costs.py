@@ -10,11 +10,10 @@ all paths into a node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import networkx as nx
 
 from ..core.errors import LimitProblem
+from ..core.records import FrozenRecord
 from ..graph import ir
 from ..graph.ir import Figures, walk
 from ..ops import numel
@@ -23,12 +22,11 @@ from .receptive_field import IDENTITY, Budget, axis_after
 BYTES_PER_VALUE = 4  # float32
 
 
-@dataclass(frozen=True)
-class Totals:
-    params: int
-    macs: int
-    memory_bytes: int
-    param_bytes: int
+class Totals(FrozenRecord):
+    __slots__ = ("params", "macs", "memory_bytes", "param_bytes")
+
+    def __init__(self, params: int, macs: int, memory_bytes: int, param_bytes: int) -> None:
+        self._set(params, macs, memory_bytes, param_bytes)
 
     @property
     def flops(self) -> int:

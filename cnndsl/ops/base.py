@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..core.records import FrozenRecord
 from ..core.spellings import unknown_argument_hint
 from ..front.evaluate import shown
 from .tensors import BUFFER, PARAMETER, Example, TensorSpec, count
@@ -22,8 +22,7 @@ REQUIRED = object()
 MAX_RANK = 6  # the most axes a tensor has, the batch not counted (torch and ONNX take more; no CNN needs them)
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(FrozenRecord):
     """Which input pixels an output pixel reads, for the receptive field (cnndsl/figures/receptive_field.py).
 
     `slide`: a window of kernel×dilation at stride, after padding; `transposed`: a transposed convolution,
@@ -31,12 +30,18 @@ class Window:
     `adaptive`: adaptive pooling's bins, ⌊o·in/out⌋ to ⌈(o+1)·in/out⌉ − 1.
     """
 
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int] = (1, 1)
-    upsample: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    mode: str = "slide"
+    __slots__ = ("kernel", "stride", "dilation", "upsample", "padding", "mode")
+
+    def __init__(
+        self,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int] = (1, 1),
+        upsample: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        mode: str = "slide",
+    ) -> None:
+        self._set(kernel, stride, dilation, upsample, padding, mode)
 
 
 class OpKind:

@@ -8,8 +8,9 @@ as timm's `default_cfgs` are read by its loaders and its tests alike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
+
+from ..core.records import FrozenRecord
 
 Shape = tuple[int, ...]
 PARAMETER, BUFFER = "parameter", "buffer"
@@ -58,14 +59,14 @@ class TensorSpec(NamedTuple):
         return f"{layer}.{self.name}" if self.name else layer
 
 
-@dataclass(frozen=True)
-class Example:
+class Example(FrozenRecord):
     """A call of the kind as a user writes it, on an input of `input`; `before` is written in front of it where
     the kind needs something there (a join adds the input, `@in`, to the layer before it)."""
 
-    call: str
-    input: Shape = (4, 5, 5)
-    before: str = ""
+    __slots__ = ("call", "input", "before")
+
+    def __init__(self, call: str, input: Shape = (4, 5, 5), before: str = "") -> None:
+        self._set(call, input, before)
 
     def network(self, name: str = "example", input: Shape | None = None, first: str = "") -> str:
         """The example as a whole network, on `input` if given (a vector of as many values, say), after the
