@@ -14,6 +14,7 @@ from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from ..core.records import FrozenRecord
 from ..core.spellings import unknown_argument_hint
 from ..front.evaluate import shown
+from .registry import Registry
 from .tensors import BUFFER, PARAMETER, Example, TensorSpec, count
 from .torch_code import Arg, Expr, Method, applied
 
@@ -181,7 +182,7 @@ class OpKind:
         )
 
 
-REGISTRY: dict[str, OpKind] = {}
+REGISTRY: Registry = Registry()  # name -> OpKind; its module imported on first lookup (registry.py)
 _PATTERNS: list[tuple[Callable[[str], dict | None], str]] = []
 _SPELLINGS: dict[str, list[str]] = {}  # kind -> the names it is also spelled by, for the layer table
 
@@ -236,7 +237,16 @@ def _preset_text(preset: dict) -> str:
 
 def lookup(name: str) -> tuple[OpKind, dict[str, Any]] | None:
     """The kind and preset arguments for a spelled layer name, or None."""
-    if name in REGISTRY:
+    REGISTRY.load(name)  # the module that declares the name, or every module
+    found = _spelled(name)
+    if found is None:  # declared where the table does not say: look again with every kind loaded
+        REGISTRY.load_all()
+        found = _spelled(name)
+    return found
+
+
+def _spelled(name: str) -> tuple[OpKind, dict[str, Any]] | None:
+    if dict.__contains__(REGISTRY, name):
         return REGISTRY[name], {}
     if name in _ALIASES:
         kind, preset = _ALIASES[name]
