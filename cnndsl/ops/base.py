@@ -237,8 +237,10 @@ def _preset_text(preset: dict) -> str:
 
 def lookup(name: str) -> tuple[OpKind, dict[str, Any]] | None:
     """The kind and preset arguments for a spelled layer name, or None."""
-    REGISTRY.load(name)  # the module that declares the name, or every module
     found = _spelled(name)
+    if found is None:  # not loaded yet: the module the table names for it (every module for a name it does not know)
+        REGISTRY.load(name)
+        found = _spelled(name)
     if found is None:  # declared where the table does not say: look again with every kind loaded
         REGISTRY.load_all()
         found = _spelled(name)
