@@ -6,12 +6,12 @@ import os
 import re
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
+from ..core.records import Record
 from ..core.resources import library_dir
 from . import syntax as ast
 from .cache import parse_file_text, parse_text
@@ -21,13 +21,13 @@ MAX_IMPORT_DEPTH = 16
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass
-class Module:
+class Module(Record):
     """A parsed file with everything it defines or imports bound in `env`."""
 
-    program: ast.Program
-    env: Env
-    networks: list[str]  # defined in this file, in order
+    __slots__ = ("program", "env", "networks")
+
+    def __init__(self, program: ast.Program, env: Env, networks: list[str]) -> None:
+        self.program, self.env, self.networks = program, env, networks  # networks: defined in this file, in order
 
 
 def read_source(path: Path, regular_only: bool = False) -> str:
