@@ -13,7 +13,9 @@ class SourcePos(FrozenRecord):
     __slots__ = ("file", "line", "column")
 
     def __init__(self, file: str, line: int, column: int) -> None:
-        self._set(file, line, column)
+        object.__setattr__(self, "file", file)  # as a frozen dataclass sets them: every token has a position
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "column", column)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"

@@ -42,7 +42,12 @@ class Window(FrozenRecord):
         padding: tuple[int, int] = (0, 0),
         mode: str = "slide",
     ) -> None:
-        self._set(kernel, stride, dilation, upsample, padding, mode)
+        object.__setattr__(self, "kernel", kernel)  # one per layer: as a frozen dataclass sets them
+        object.__setattr__(self, "stride", stride)
+        object.__setattr__(self, "dilation", dilation)
+        object.__setattr__(self, "upsample", upsample)
+        object.__setattr__(self, "padding", padding)
+        object.__setattr__(self, "mode", mode)
 
 
 class OpKind:
