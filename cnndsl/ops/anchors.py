@@ -9,6 +9,9 @@ The output is H·W·A × 4 boxes (x1, y1, x2, y2) in image pixels, the same for 
 
 from __future__ import annotations
 
+import math
+import struct
+
 from ..core.errors import LimitProblem, ShapeProblem, ValueProblem
 from ..front.evaluate import shown
 from .base import OpKind, format_shape, real, register, spatial
@@ -27,15 +30,21 @@ def _positive_list(value, what: str) -> tuple[float, ...]:
 
 def cell_anchors(sizes: tuple[float, ...], ratios: tuple[float, ...]) -> list[tuple[float, float, float, float]]:
     """The boxes around one pixel, as torchvision's `generate_anchors`: for ratio r = h/w and size s, w = s/√r and
-    h = s·√r, the box (−w, −h, w, h)/2 rounded half to even, as torch.round does (in float32 arithmetic)."""
-    import numpy as np
+    h = s·√r, the box (−w, −h, w, h)/2 rounded half to even, as torch.round does, in float32 arithmetic: each
+    operation in Python's floats rounded to float32 (exact for one √, ÷ or ×: a double holds 2·24 + 2 bits), so
+    that `check` and `summary` need no numpy."""
+    boxes = []
+    for ratio in ratios:
+        height = _float32(math.sqrt(_float32(ratio)))
+        width = _float32(1 / height)
+        for size in sizes:
+            half_w, half_h = _float32(width * _float32(size)) / 2, _float32(height * _float32(size)) / 2
+            boxes.append((float(round(-half_w)), float(round(-half_h)), float(round(half_w)), float(round(half_h))))
+    return boxes
 
-    scales = np.asarray(sizes, dtype=np.float32)
-    heights = np.sqrt(np.asarray(ratios, dtype=np.float32))
-    widths = (np.float32(1) / heights)[:, None] * scales[None, :]
-    tall = heights[:, None] * scales[None, :]
-    boxes = np.stack([-widths.ravel(), -tall.ravel(), widths.ravel(), tall.ravel()], 1) / np.float32(2)
-    return [tuple(float(value) for value in row) for row in np.round(boxes)]
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 @register
