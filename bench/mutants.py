@@ -92,6 +92,7 @@ MERGE, CONV, POOL, DENSE, NORM = (
 )
 BASE, ACT, RESIZE = "cnndsl/ops/base.py", "cnndsl/ops/activation.py", "cnndsl/ops/resize.py"
 RF, RF_TESTS = "cnndsl/figures/receptive_field.py", ["tests/test_receptive_field.py"]
+PROBE = "tests/test_receptive_field.py::test_small_networks_match_the_probe"  # autograd on small networks
 ANALYSIS, API, CLI_PY = "cnndsl/figures/costs.py", "cnndsl/api.py", "cnndsl/cli.py"
 JOINS, FLOW, CALLS = "cnndsl/graph/expand_joins.py", "cnndsl/graph/expand_flow.py", "cnndsl/graph/expand_calls.py"
 TORCH_PY, FOLD, GRAPHVIZ = "cnndsl/backends/torch.py", "cnndsl/backends/onnx_fold.py", "cnndsl/backends/graphviz.py"
@@ -488,7 +489,7 @@ MUTANTS = [
         RF,
         "(1, padding, stride)",
         "(1, 0, stride)",
-        [field_of("fcn8s")],
+        [PROBE + "[conv(4, k=3, s=2), deconv(4, k=3, s=2, p=1, op=1), conv3x3(4)]", field_of("fcn8s")],
         ORACLES + RF_TESTS,
     ),
     mutant(
@@ -504,7 +505,7 @@ MUTANTS = [
         RF,
         "(2 * in_size, in_size + out_size, 2 * out_size)",
         "(2 * in_size, in_size - out_size, 2 * out_size)",
-        [field_of("fcn_resnet50")],
+        [PROBE + "[conv(4, k=5, s=2), upsample(2, mode=bilinear), conv3x3(4)]", field_of("fcn_resnet50")],
         ORACLES + RF_TESTS,
     ),
     mutant(
