@@ -8,25 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_detect_anchor_free import HEAD, _run
 
 import cnndsl
 from cnndsl.core.errors import CnnDslError
 from cnndsl.graph import ir
-
-HEAD = """network head {{
-    image: input 3x32x32
-    conv3x3(8, s=4), p3: conv3x3(10, s=2)
-    p4: conv3x3(10, s=2)
-    @p3, anchorcat(@p4)
-    {end}
-}}
-"""
-
-
-def _run(text: str, images: torch.Tensor):
-    network = cnndsl.parse(text)
-    with torch.no_grad():
-        return network, network.to_torch(seed=0).eval()(images)
 
 
 def test_dist2bbox_xyxy_gives_the_corners_in_pixels_as_an_end_to_end_head_decodes():
