@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, Window, flag, format_shape, pair, register, shrunk, sliding, spatial, whole
-from .conv import _kernel_text, _padding, _weight_and_bias
+from .conv import Conv, _kernel_text, _padding
 from .tensors import Example
 from .torch_code import OWN, Arg, Attribute, Call
 
@@ -79,9 +79,7 @@ class DeformConv(OpKind):
                 )
         return (attrs["c"], out_h, out_w)
 
-    def tensors(self, attrs, inputs):
-        per_group = inputs[0][0] // attrs["g"]
-        return _weight_and_bias((attrs["c"], per_group, *attrs["k"]), attrs["c"], per_group, attrs)
+    tensors = Conv.tensors  # torchvision's DeformConv2d holds a convolution's weight and bias
 
     def macs(self, attrs, inputs, output):
         """The convolution's, plus four per bilinear sample and one per sample for v2's mask."""
