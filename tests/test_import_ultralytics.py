@@ -222,11 +222,17 @@ def imported_with_weights(tmp_path, name: str, model) -> torch.nn.Module:
     return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
+def ultralytics_and_imported(tmp_path: Path, name: str, scale: str = "n", batch: int = 2):
+    """(Ultralytics' model of the shipped file at `scale`, randomised; cnndsl's import of it with those weights;
+    an image batch)."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), scale, "cpu"))
+    images = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    return model, imported_with_weights(tmp_path, name, model), images
+
+
 def test_yolov8n_cls_gives_ultralytics_logits(tmp_path):
     name = "v8/yolov8-cls.yaml"
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     with torch.no_grad():
         probabilities, logits = model(images)
         mine = ours(images)
@@ -237,9 +243,7 @@ def test_yolov8n_cls_gives_ultralytics_logits(tmp_path):
 
 def test_yolov8n_gives_ultralytics_outputs(tmp_path):
     name = "v8/yolov8.yaml"
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     head, features = model.model[-1], []
     hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
@@ -408,9 +412,7 @@ NEEDS_ATTEND = pytest.mark.skipif(not has_attention(), reason="C2PSA needs the a
 def test_other_families_give_ultralytics_outputs(tmp_path, name):
     """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, YOLOv9's RepConv, ELAN and ADown, and YOLO11's C3k2 and
     C2PSA at scale n (or the one scale), with the state_dict's modules in their forward order."""
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     head, features = model.model[-1], []
     hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():

@@ -14,7 +14,13 @@ from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
-from test_import_ultralytics import MODELS, SIZE, imported_with_weights, randomised, ultralytics_model  # noqa: E402
+from test_import_ultralytics import (  # noqa: E402
+    MODELS,
+    SIZE,
+    randomised,
+    ultralytics_and_imported,
+    ultralytics_model,
+)
 
 pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
 
@@ -29,9 +35,7 @@ def test_end_to_end_models_give_both_heads_ultralytics_outputs(tmp_path, name):
     """The first output is the one-to-many head's decoded boxes (Ultralytics' default, end2end=False); the
     second the one-to-one head's corners and scores, which Ultralytics' own top-k (Detect.postprocess) turns
     into the end-to-end detections exactly as it does its own."""
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     head = model.model[-1]
     with torch.no_grad():
         many, one = ours(images)
@@ -49,9 +53,7 @@ def test_end_to_end_models_give_both_heads_ultralytics_outputs(tmp_path, name):
 @pytest.mark.parametrize("name", ["12/yolo12.yaml", "12/yolo12-cls.yaml"])
 def test_yolo12_gives_ultralytics_outputs(tmp_path, name):
     """A2C2f's area attention (area 4 on the 4x4 map of a 64x64 input: one row per area) and its C3k form."""
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     with torch.no_grad():
         expected = model(images)
         mine = ours(images)
@@ -98,9 +100,7 @@ def test_yolov9e_gives_ultralytics_outputs(tmp_path):
     """CBLinear's convolutions cut into parts of different sizes, each part resized (nearest) and summed by
     CBFuse: the whole of YOLOv9-E (no scales: its one size)."""
     name = "v9/yolov9e.yaml"
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name, "", batch=1)
     with torch.no_grad():
         expected, _ = model(images)
         _close(ours(images), expected)
@@ -109,9 +109,7 @@ def test_yolov9e_gives_ultralytics_outputs(tmp_path):
 def test_yolov3_tiny_gives_ultralytics_outputs(tmp_path):
     """nn.ZeroPad2d before the stride-1 max pool: zeros, not -inf, on the bottom and right edges."""
     name = "v3/yolov3-tiny.yaml"
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name, "")
     padded = []
     hook = model.model[11].register_forward_hook(lambda m, args, out: padded.append(args[0]))
     with torch.no_grad():
@@ -124,9 +122,7 @@ def test_yolov3_tiny_gives_ultralytics_outputs(tmp_path):
 def _run_both(tmp_path, name: str):
     """Ultralytics' model at scale n with random weights, the imported network with them, and both outputs on
     the same images; the head's input maps too."""
-    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
-    ours = imported_with_weights(tmp_path, name, model)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
     head, features = model.model[-1], []
     hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
