@@ -63,9 +63,24 @@ def _assert_same(got: np.ndarray, expected: dict, boxes_within: float) -> None:
     assert (got[kept:, 4] == 0).all() and (got[kept:, 5] == -1).all()
 
 
+def _onnx_rows(path, image: torch.Tensor, level: str = "ORT_DISABLE_ALL") -> np.ndarray:
+    """onnxruntime's rows for the first image: by default the graph as exported, node by node (no rewrites)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # the suite runs two workers on two cores
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: image.numpy()})[0][0]
+
+
 def test_the_320_model_detects_what_torchvisions_detects_in_torch_and_onnxruntime(monkeypatch, tmp_path):
     """Random weights, box_score_thresh 0 (every class of every proposal a candidate), an RPN score threshold
-    that leaves fewer than 150 proposals (so padding proposals reach the RoI head), the transform the identity."""
+    that leaves fewer than 150 proposals (so padding proposals reach the RoI head), the transform the identity.
+
+    onnxruntime runs the exported graph as written within 1e-3 pixels (6.4e-4 measured): what is left is float32
+    rounding of the convolutions, whose sums the two libraries add in different orders (torchvision's own
+    proposals differ from its float64 run by 6.3e-4 pixels on this draw: a delta off by 1e-6 moves a box of a
+    512-pixel anchor by 5e-4). Its default rewrites round further: ConvBNFusion folds batch norm into the
+    weights, NchwcTransformer sums in blocks of channels (2.2e-3 measured with both, 6.6e-4 without them)."""
     patch_torchvision(monkeypatch)
     options = {"box_score_thresh": 0.0, "rpn_score_thresh": 0.97}
     model = detection_model("fasterrcnn_mobilenet_v3_large_320_fpn", 320, **options)
@@ -81,10 +96,8 @@ def test_the_320_model_detects_what_torchvisions_detects_in_torch_and_onnxruntim
     _assert_same(got.numpy(), expected, boxes_within=1e-3)
 
     network.to_onnx(tmp_path / "frcnn.onnx", weights=model.state_dict())
-    session = onnxruntime.InferenceSession(str(tmp_path / "frcnn.onnx"), providers=["CPUExecutionProvider"])
-    (rows,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
-    # onnxruntime's convolutions round differently from torch's: boxes of some 300 pixels within 1e-2
-    _assert_same(rows[0], expected, boxes_within=1e-2)
+    _assert_same(_onnx_rows(tmp_path / "frcnn.onnx", image), expected, boxes_within=1e-3)
+    _assert_same(_onnx_rows(tmp_path / "frcnn.onnx", image, "ORT_ENABLE_ALL"), expected, boxes_within=3e-3)
 
 
 # ---- the selection kinds on their own ---------------------------------------------------------------------------
