@@ -55,12 +55,51 @@ def _detections(network, model, image):
     return got, expected
 
 
+SCORES_WITHIN = 1e-4
+
+
 def _assert_same(got: np.ndarray, expected: dict, boxes_within: float) -> None:
+    """The same labels, scores within 1e-4 and boxes within `boxes_within` row by row, then padding. Only
+    detections whose expected scores lie within 1e-4 of each other may come in another order: float32 rounding
+    decides it (a run of such near ties keeps its rows; in it, each expected detection takes the row of its label
+    and nearest box)."""
     kept = len(expected["boxes"])
-    assert np.array_equal(got[:kept, 5], expected["labels"].numpy().astype(np.float32))
-    np.testing.assert_allclose(got[:kept, 4], expected["scores"].numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got[:kept, :4], expected["boxes"].numpy(), atol=boxes_within, rtol=0)
+    labels, scores, boxes = (expected[key].numpy() for key in ("labels", "scores", "boxes"))
+    rows = got[:kept][_tie_order(got[:kept], labels, scores, boxes)]
+    assert np.array_equal(rows[:, 5], labels.astype(np.float32))
+    np.testing.assert_allclose(rows[:, 4], scores, atol=SCORES_WITHIN, rtol=0)
+    np.testing.assert_allclose(rows[:, :4], boxes, atol=boxes_within, rtol=0)
     assert (got[kept:, 4] == 0).all() and (got[kept:, 5] == -1).all()
+
+
+def _tie_order(rows: np.ndarray, labels, scores, boxes) -> np.ndarray:
+    """For each expected detection, the index of its row: its own, but within a run of near ties."""
+    order, start = np.arange(len(scores)), 0
+    for end in range(1, len(scores) + 1):
+        if end < len(scores) and scores[end - 1] - scores[end] < SCORES_WITHIN:
+            continue
+        free = set(range(start, end))
+        for index in range(start, end):
+            order[index] = min(
+                free, key=lambda row: (rows[row, 5] != labels[index], np.abs(rows[row, :4] - boxes[index]).max())
+            )
+            free.remove(order[index])
+        start = end
+    return order
+
+
+def test_only_near_ties_may_come_in_another_order():
+    """Two detections of one label whose scores differ by 2e-5 may swap rows; by 2e-4 they may not."""
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0], [5.0, 5.0, 9.0, 9.0]])
+    for gap, swappable in ((2e-5, True), (2e-4, False)):
+        expected = {"boxes": boxes, "scores": torch.tensor([0.9, 0.9 - gap, 0.5]), "labels": torch.tensor([3, 3, 1])}
+        rows = np.concatenate([boxes.numpy(), expected["scores"][:, None], expected["labels"][:, None]], 1)
+        padded = np.concatenate([rows[[1, 0, 2]], [[0, 0, 0, 0, 0, -1]]]).astype(np.float32)
+        if swappable:
+            _assert_same(padded, expected, boxes_within=1e-3)
+        else:
+            with pytest.raises(AssertionError):
+                _assert_same(padded, expected, boxes_within=1e-3)
 
 
 def _onnx_rows(path, image: torch.Tensor, level: str = "ORT_DISABLE_ALL") -> np.ndarray:
@@ -70,6 +109,26 @@ def _onnx_rows(path, image: torch.Tensor, level: str = "ORT_DISABLE_ALL") -> np.
     options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: image.numpy()})[0][0]
+
+
+def _same_in_torch_and_onnxruntime(name: str, size: int, tmp_path, **options) -> tuple:
+    """torchvision's `name` with random weights on one random size × size image (its transform the identity) and
+    cnndsl's network loaded with its weights detect the same in torch and, exported, in onnxruntime (the graph as
+    written); boxes within 1e-3 pixels. The image, torchvision's detections and the RPN's proposals (their
+    count decides how many proposals are padding)."""
+    model = detection_model(name, size, box_score_thresh=0.0, **options)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        images, _ = model.transform(list(image))
+        assert torch.equal(images.tensors, image)  # the transform hands the image through
+        (proposals,), _ = model.rpn(images, model.backbone(images.tensors))
+    network = cnndsl.load(name, size=size, box_score_thresh=0.0, **options)
+    got, expected = _detections(network, model, image)
+    assert len(expected["boxes"]) == 100 and len(expected["labels"].unique()) > 1
+    _assert_same(got.numpy(), expected, boxes_within=1e-3)
+    network.to_onnx(tmp_path / "frcnn.onnx", weights=model.state_dict())
+    _assert_same(_onnx_rows(tmp_path / "frcnn.onnx", image), expected, boxes_within=1e-3)
+    return image, proposals, expected
 
 
 def test_the_320_model_detects_what_torchvisions_detects_in_torch_and_onnxruntime(monkeypatch, tmp_path):
@@ -82,22 +141,24 @@ def test_the_320_model_detects_what_torchvisions_detects_in_torch_and_onnxruntim
     512-pixel anchor by 5e-4). Its default rewrites round further: ConvBNFusion folds batch norm into the
     weights, NchwcTransformer sums in blocks of channels (2.2e-3 measured with both, 6.6e-4 without them)."""
     patch_torchvision(monkeypatch)
-    options = {"box_score_thresh": 0.0, "rpn_score_thresh": 0.97}
-    model = detection_model("fasterrcnn_mobilenet_v3_large_320_fpn", 320, **options)
-    image = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        images, _ = model.transform(list(image))
-        assert torch.equal(images.tensors, image)  # the transform hands the image through
-        (proposals,), _ = model.rpn(images, model.backbone(images.tensors))
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    image, proposals, expected = _same_in_torch_and_onnxruntime(name, 320, tmp_path, rpn_score_thresh=0.97)
     assert 0 < len(proposals) < 150  # 97: the other 53 proposals are padding
-    network = cnndsl.load("fasterrcnn_mobilenet_v3_large_320_fpn", **options)
-    got, expected = _detections(network, model, image)
-    assert len(expected["boxes"]) == 100 and len(expected["labels"].unique()) > 1
-    _assert_same(got.numpy(), expected, boxes_within=1e-3)
+    optimised = _onnx_rows(tmp_path / "frcnn.onnx", image, "ORT_ENABLE_ALL")  # onnxruntime's default rewrites
+    _assert_same(optimised, expected, boxes_within=3e-3)
 
-    network.to_onnx(tmp_path / "frcnn.onnx", weights=model.state_dict())
-    _assert_same(_onnx_rows(tmp_path / "frcnn.onnx", image), expected, boxes_within=1e-3)
-    _assert_same(_onnx_rows(tmp_path / "frcnn.onnx", image, "ORT_ENABLE_ALL"), expected, boxes_within=3e-3)
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("fasterrcnn_mobilenet_v3_large_fpn", 192), ("fasterrcnn_resnet50_fpn", 128)]
+)
+def test_the_full_size_models_detect_what_torchvisions_detects_at_a_small_input(monkeypatch, tmp_path, name, size):
+    """The 800-pixel models at the network's `size` and torchvision's min_size = max_size = size: their own
+    anchors, levels and RoI level mapper (ResNet-50's over four strides), pre- and post-NMS counts of 1000.
+    Boxes within 2e-5 pixels in torch; in onnxruntime ResNet-50's within 7e-5 and MobileNetV3's within 7.5e-4 on
+    this draw, though 2.4e-4 to 2.5e-3 over nine draws at sizes 128 to 192: float32 rounding, as in the 320 test."""
+    patch_torchvision(monkeypatch)
+    _, proposals, _ = _same_in_torch_and_onnxruntime(name, size, tmp_path)
+    assert 100 < len(proposals) < 1000  # rows past the kept proposals are padding
 
 
 # ---- the selection kinds on their own ---------------------------------------------------------------------------
