@@ -7,6 +7,8 @@ NonMaxSuppression and RoiAlign kernels in their place (tests/rcnn_reference.py).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -15,6 +17,7 @@ from oracles import torchvision_models
 from rcnn_reference import detection_model, patch_torchvision
 
 import cnndsl
+from cnndsl.backends.torch import standalone_source
 from cnndsl.core.errors import CnnDslError
 from cnndsl.graph import ir
 
@@ -159,6 +162,21 @@ def test_the_full_size_models_detect_what_torchvisions_detects_at_a_small_input(
     patch_torchvision(monkeypatch)
     _, proposals, _ = _same_in_torch_and_onnxruntime(name, size, tmp_path)
     assert 100 < len(proposals) < 1000  # rows past the kept proposals are padding
+
+
+def test_the_python_source_has_classes_and_calls_the_one_rpn_head_on_every_level():
+    """`--to python` writes the compact source (a class per block structure), the RPN head's three layers written
+    once and called on each level's map, as torchvision's RPNHead; test_torch_source checks the file's function."""
+    text = standalone_source(cnndsl.load("fasterrcnn_mobilenet_v3_large_320_fpn", size=64))
+    assert len(re.findall(r"^class MobilenetV3Body\d*\(nn.Module\):$", text, re.MULTILINE)) == 5
+    head = {
+        "conv1": ("nn.Conv2d(256, 256, 3, padding=1)", ["p0", "p1", "pool"]),
+        "conv2": ("nn.Conv2d(256, 15, 1)", ["h0", "h1", "h2"]),
+        "conv3": ("nn.Conv2d(256, 60, 1)", ["h0", "h1", "h2"]),
+    }
+    for layer, (made, levels) in head.items():
+        assert re.findall(rf"self\.rpn\.{layer} = (.*)", text) == [made]
+        assert re.findall(rf"= self\.rpn\.{layer}\((\w+)\)", text) == levels
 
 
 # ---- the selection kinds on their own ---------------------------------------------------------------------------

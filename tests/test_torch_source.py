@@ -180,7 +180,7 @@ COMPILED = [
     "densenet121",
     "efficientnet_b0",
     "efficientnet_v2_s",
-    "fasterrcnn_mobilenet_v3_large_320_fpn",  # unrolled: its shared RPN head has no class of its own yet
+    "fasterrcnn_mobilenet_v3_large_320_fpn",  # its shared RPN head: three modules called on each level
     "fasterrcnn_resnet50_fpn",
     "fcn8s",
     "fcn_resnet50",

@@ -99,6 +99,41 @@ def test_python_source_writes_one_attribute_called_twice_and_loads_the_state_dic
         torch.testing.assert_close(written(images), module(images))
 
 
+TWICE = """block twice(c) {
+    head: conv3x3(c), relu, shared(@head), relu
+}
+
+network n {
+    input 3x16x16
+    conv3x3(8), twice(8), maxpool, twice(8)
+}
+"""
+
+
+def test_a_block_that_shares_a_layer_is_one_class_calling_its_one_module_twice():
+    """The compact source: the block's class holds the shared convolution once and calls it twice; its two
+    instances are two objects of that class, each with its own convolution, as to_torch builds them."""
+    network = cnndsl.parse(TWICE, file="t.cnn")
+    text = standalone_source(network)
+    block = text[text.index("class Twice(nn.Module):") : text.index("class N(nn.Module):")]
+    assert block.count("= nn.Conv2d(") == 1 and block.count("self.conv1(") == 2
+    assert text.count("= Twice(") == 2
+    namespace: dict = {}
+    exec(compile(text, "t.py", "exec"), namespace)  # noqa: S102  (the source just written)
+    written = namespace["N"]().eval()
+    module = network.to_torch(seed=0).eval()
+    written.load_state_dict(module.state_dict(), strict=True)
+    assert sum(p.numel() for p in written.parameters()) == network.params == (3 * 9 + 1) * 8 + 2 * (8 * 9 + 1) * 8
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = module.conv(images)
+        for block in (module.twice1, module.twice2):  # each block's convolution twice, a max pool between
+            expected = torch.relu(block.conv1(torch.relu(block.conv1(expected))))
+            expected = F.max_pool2d(expected, 2) if block is module.twice1 else expected
+        torch.testing.assert_close(module(images), expected)
+        torch.testing.assert_close(written(images), expected)
+
+
 def test_the_weights_api_maps_one_tensor_for_the_shared_layer(tmp_path):
     network = cnndsl.parse(SIAMESE, file="s.cnn")
     state = {key: torch.randn(value.shape) for key, value in network.to_torch(seed=0).state_dict().items()}

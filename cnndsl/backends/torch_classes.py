@@ -96,9 +96,7 @@ class Compact:
             if item.kind == "group":
                 tree, own = applied(Arg(0)), module_path("self", item.name)
             else:
-                owned = ir.layer(self.graph, item.key).name
-                own = module_path("self", item.name) if owned in self.modules or owned in self.parameters else None
-                tree = forward_tree(self.graph, item.key)
+                own, tree = self._own_module(item), forward_tree(self.graph, item.key)
             for source in item.inputs:
                 uses[source] -= 1
                 if uses[source] == 0:
@@ -118,6 +116,18 @@ class Compact:
         if last and not last.summed and returned == [last.target] and not last.opens_with_module:
             return [*steps[:-1], Step(None, last.tree, last.args, last.own)]  # a join returned as it is computed
         return [*steps, Step(None, None, tuple(returned))]
+
+    def _own_module(self, item: Item) -> str | None:
+        """`self.<path>` of the module a node calls, None where it has none: its own, or for `shared(@t)` the
+        module of t, which a class reaches only inside its own scope (elsewhere the unrolled source is written)."""
+        layer = ir.layer(self.graph, item.key)
+        held = ir.layer(self.graph, ir.owner(self.graph, item.key)).name
+        if held not in self.modules and held not in self.parameters:
+            return None
+        scope = layer.name[: len(layer.name) - len(item.name)]  # the dotted path of the scope, "" or "rpn."
+        if not layer.name.endswith(item.name) or not held.startswith(scope):
+            raise ValueError(f"{layer.name} shares {held}, outside the class that calls it")
+        return module_path("self", held[len(scope) :])
 
     def _value_name(self, item: Item, args: tuple, live: Namespace, in_class: bool, returned: bool) -> str:
         """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
