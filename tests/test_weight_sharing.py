@@ -5,6 +5,8 @@ onnxruntime, and the same convolution applied twice with torch.nn.functional."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -132,6 +134,25 @@ def test_a_block_that_shares_a_layer_is_one_class_calling_its_one_module_twice()
             expected = F.max_pool2d(expected, 2) if block is module.twice1 else expected
         torch.testing.assert_close(module(images), expected)
         torch.testing.assert_close(written(images), expected)
+
+
+def test_a_stage_that_shares_a_layer_from_outside_it_is_written_unrolled_and_computes_the_same():
+    """A class reaches only its own modules: the stage that uses the network's head is no class of its own,
+    and the file, every layer spelt out, calls the one head twice."""
+    network = cnndsl.parse(_net("head: conv3x3(3)", "stage s { relu, shared(@head), relu, conv3x3(4) }"), file="t.cnn")
+    text = standalone_source(network)
+    assert "self.s = nn.Module()" in text and "class S(" not in text
+    assert re.findall(r"= self\.conv\((\w+)\)", text) == ["x", "x"]
+    namespace: dict = {}
+    exec(compile(text, "t.py", "exec"), namespace)  # noqa: S102  (the source just written)
+    written = namespace["N"]().eval()
+    module = network.to_torch(seed=0).eval()
+    written.load_state_dict(module.state_dict(), strict=True)
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        twice = module.conv(torch.relu(module.conv(images)))
+        torch.testing.assert_close(module(images), module.s.conv2(torch.relu(twice)))
+        torch.testing.assert_close(written(images), module(images))
 
 
 def test_the_weights_api_maps_one_tensor_for_the_shared_layer(tmp_path):
