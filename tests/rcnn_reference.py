@@ -54,6 +54,17 @@ def ort_roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-
     return torch.from_numpy(_run(node, feeds, TensorProto.FLOAT, 16))
 
 
+def ort_roi_pool(input: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float) -> torch.Tensor:
+    """torchvision.ops.roi_pool's signature (rois K × 5: image, x1, y1, x2, y2), by onnxruntime's MaxRoiPool."""
+    if not len(rois):
+        return input.new_zeros((0, input.shape[1], output_size, output_size))
+    node = helper.make_node(
+        "MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[output_size, output_size], spatial_scale=spatial_scale
+    )
+    feeds = {"x": input.detach().float().numpy(), "rois": rois.detach().float().numpy()}
+    return torch.from_numpy(_run(node, feeds, TensorProto.FLOAT, 16))
+
+
 def patch_torchvision(monkeypatch) -> None:
     """torchvision's detection code calls onnxruntime's kernels in place of its compiled ops."""
     torchvision_models()
