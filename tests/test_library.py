@@ -70,6 +70,7 @@ REQUIRED = set(TORCHVISION) | {
 }
 FASTER_RCNN = {"fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn"}
 REQUIRED |= FASTER_RCNN  # torchvision's detection models (tests/test_fasterrcnn.py compares them with torchvision)
+REQUIRED |= {"fasterrcnn_vgg16"}  # the seeds' Faster R-CNN (tests/test_fasterrcnn_vgg16.py counts it by hand)
 # Ultralytics' detectors, every scale; their figures are checked against Ultralytics in test_yolo_ultralytics.py
 ULTRALYTICS = {f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"}
 REQUIRED |= ULTRALYTICS
@@ -89,6 +90,7 @@ OUTPUTS = (
     }
     | {name: [(300, 6)] for name in ULTRALYTICS}  # by default: 300 rows of x1, y1, x2, y2, score, label
     | {name: [(100, 6)] for name in FASTER_RCNN}  # box_detections_per_img rows: x1, y1, x2, y2, score, label
+    | {"fasterrcnn_vgg16": [(100, 6)]}
 )
 
 

@@ -182,6 +182,7 @@ COMPILED = [
     "efficientnet_v2_s",
     "fasterrcnn_mobilenet_v3_large_320_fpn",  # its shared RPN head: three modules called on each level
     "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_vgg16",
     "fcn8s",
     "fcn_resnet50",
     "googlenet",
