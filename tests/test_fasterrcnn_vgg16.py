@@ -13,11 +13,14 @@ from collections import OrderedDict
 
 import numpy as np
 import onnxruntime
+import pytest
 import torch
 from oracles import torchvision_models
 from rcnn_reference import ort_roi_pool, patch_torchvision
+from torch import fx
 
 import cnndsl
+from cnndsl.core.resources import library_dir
 from cnndsl.graph import ir
 
 NAME = "fasterrcnn_vgg16"
@@ -53,6 +56,86 @@ def test_the_parameters_are_the_hand_derivation_from_the_prototxt_layers():
     assert cnndsl.load(NAME).params == total == 137_078_239
     # docs/two-stage.md's first network scores an anchor with one logit, as torchvision's RPNHead: 9 channels fewer
     assert total - (_conv(512, 2 * ANCHORS, 1) - _conv(512, ANCHORS, 1)) == 137_073_622
+
+
+def _shapes(network) -> dict[str, tuple[int, ...]]:
+    """Each tapped layer's shape, and the RoI pooling's and the detections'."""
+    return {
+        layer.tap or layer.op: layer.shape
+        for _, layer in ir.layers(network.graph)
+        if layer.tap or layer.op in ("roipool", "roidetections")
+    }
+
+
+@pytest.mark.parametrize(
+    ("size", "conv5", "options"),
+    [
+        (600, 37, {}),  # 600 -> 300 -> 150 -> 75 -> 37: four 2×2 pools, each rounding down
+        (224, 14, {"num_classes": 5}),  # 14·14·9 = 1,764 anchors, fewer than the 6,000 kept before NMS
+    ],
+)
+def test_each_layer_has_the_hand_worked_shape(size, conv5, options):
+    classes = options.get("num_classes", 21)
+    anchors = conv5 * conv5 * ANCHORS
+    before_nms = min(6000, anchors)  # RPN_PRE_NMS_TOP_N, at most every anchor
+    proposals = min(300, before_nms)  # RPN_POST_NMS_TOP_N
+    assert _shapes(cnndsl.load(NAME, size=size, **options)) == {
+        "image": (3, size, size),
+        "conv5_3": (512, conv5, conv5),
+        "rpn_conv": (512, conv5, conv5),
+        "rpn_relu": (512, conv5, conv5),
+        "rpn_cls_score": (2 * ANCHORS, conv5, conv5),
+        "background": (ANCHORS, conv5, conv5),
+        "objectness": (ANCHORS, conv5, conv5),
+        "rpn_bbox_pred": (4 * ANCHORS, conv5, conv5),
+        "anchors": (anchors, 4),
+        "best": (before_nms, 4),
+        "scores": (before_nms,),
+        "proposals": (proposals, 4),
+        "roipool": (proposals, 512, 7, 7),
+        "fc6": (proposals, 4096),
+        "fc7": (proposals, 4096),
+        "drop7": (proposals, 4096),
+        "cls_score": (proposals, classes),
+        "bbox_pred": (proposals, 4 * classes),
+        "roidetections": (100, 6),  # x1, y1, x2, y2, score, label
+    }
+
+
+def test_check_strict_passes(cli):
+    result = cli("check", "--strict", library_dir() / "fasterrcnn_vgg16.cnn")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "0 errors, 0 warnings in 1 network of 1 file\n", "")
+
+
+class _Kept(fx.Interpreter):
+    """Runs the compiled module, keeping each cnndsl layer's output by its node."""
+
+    def __init__(self, module: fx.GraphModule):
+        super().__init__(module)
+        self.kept: dict[int, torch.Tensor] = {}
+
+    def run_node(self, node):
+        value = super().run_node(node)
+        if "cnndsl_node" in node.meta:
+            self.kept[node.meta["cnndsl_node"]] = value
+        return value
+
+
+def test_the_objectness_is_the_prototxts_softmax_of_rpn_cls_score_reshaped():
+    """rpn_cls_score_reshape (2 × 9·H × W), rpn_cls_prob (a softmax over the two) and rpn_cls_prob_reshape back to
+    18 × H × W, whose last 9 channels the proposal layer reads as P(object)."""
+    network = cnndsl.load(NAME, size=96, representation_size=16)
+    module = network.to_torch(seed=3).eval()
+    (score_layer,) = [layer for layer in module.modules() if getattr(layer, "out_channels", 0) == 2 * ANCHORS]
+    score_layer.weight.data.mul_(1000.0)  # logits that spread: PyTorch's initialisation leaves them near 0
+    run = _Kept(module)
+    with torch.no_grad():
+        run.run(torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    nodes = {layer.tap: node for node, layer in ir.layers(network.graph) if layer.tap}
+    logits, objectness = run.kept[nodes["rpn_cls_score"]], run.kept[nodes["objectness"]]
+    assert logits.shape == (2, 18, 6, 6) and logits.std() > 1
+    probabilities = torch.softmax(logits.reshape(2, 2, 9 * 6, 6), dim=1).reshape(2, 18, 6, 6)
+    torch.testing.assert_close(objectness, probabilities[:, 9:], rtol=0, atol=1e-6)
 
 
 def test_torchvisions_faster_rcnn_assembled_as_the_seeds_has_the_same_parameters():
