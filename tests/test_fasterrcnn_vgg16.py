@@ -9,12 +9,14 @@ NonMaxSuppression and MaxRoiPool kernels in their place (tests/rcnn_reference.py
 
 from __future__ import annotations
 
+import ast
 from collections import OrderedDict
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
+from docs_pages import page_text
 from oracles import torchvision_models
 from rcnn_reference import ort_roi_pool, patch_torchvision
 from torch import fx
@@ -266,3 +268,28 @@ def _assert_same(got: np.ndarray, expected: dict, boxes_within: float) -> None:
     np.testing.assert_allclose(got[:kept, 4], expected["scores"].numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got[:kept, :4], expected["boxes"].numpy(), atol=boxes_within, rtol=0)
     assert (got[kept:, 4] == 0).all() and (got[kept:, 5] == -1).all()
+
+
+def _arithmetic(node: ast.expr) -> int:
+    """A sum of products of whole numbers, as the table writes them (nothing else is evaluated)."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    assert isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)), ast.dump(node)
+    left, right = _arithmetic(node.left), _arithmetic(node.right)
+    return left + right if isinstance(node.op, ast.Add) else left * right
+
+
+def test_the_docs_derivation_adds_up_row_by_row_to_the_count():
+    """docs/two-stage.md's table: each row's product equals the figure it shows, and the rows add up to the total,
+    which is the network's count and this file's derivation."""
+    page = page_text("two-stage.md")
+    table = page[page.index("| layer | shape | parameters |") : page.index("| **total** |")]
+    rows = [line.split("|")[3].strip() for line in table.splitlines()[2:]]
+    figures = []
+    for row in rows:
+        product, shown = row.split(" = ")
+        arithmetic = product.replace("·", "*").replace("×", "*").replace(",", "")
+        assert _arithmetic(ast.parse(arithmetic, mode="eval").body) == int(shown.replace(",", "")), row
+        figures.append(int(shown.replace(",", "")))
+    assert len(rows) == 15 and sum(figures) == cnndsl.load(NAME).params == 137_078_239
+    assert "| **total** | | **137,078,239** |" in page

@@ -512,6 +512,9 @@ def test_every_function_a_generated_file_may_define_passes_ruff_as_written(tmp_p
 # ---- the page ---------------------------------------------------------------------------------------------
 def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
     from docs_pages import run_page
+    from oracles import torchvision_models
+
+    torchvision_models()  # the page imports torchvision, which the CPU build imports only so (run on its own too)
 
     monkeypatch.chdir(tmp_path)
 
@@ -529,21 +532,25 @@ def test_every_example_on_the_two_stage_page_runs(cli, tmp_path, monkeypatch):
     assert ran == {"python": 6, "console": 5, "cnn": 6, "text": 1}
 
 
-def test_the_seeds_faster_rcnn_has_the_parameters_of_torchvisions_vgg16_and_detection_heads(tmp_path):
-    """The page's count, from torchvision's layers (built on the meta device: shapes, no weights)."""
+def test_the_seeds_faster_rcnn_is_the_librarys_with_the_parameters_of_torchvisions_vgg16_and_detection_heads():
+    """The page's network is library/fasterrcnn_vgg16.cnn's, line for line; its count, from torchvision's layers
+    (built on the meta device: shapes, no weights) and the prototxt's RPN convolutions (18 scores, 36 deltas)."""
     from docs_pages import fences
     from oracles import torchvision_models
+
+    from cnndsl.core.resources import library_dir
 
     models = torchvision_models()
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
-    (text,) = [fence.body for fence in fences("two-stage.md", "cnn") if fence.info == "file=faster_rcnn_vgg16.cnn"]
-    network = cnndsl.parse(text, file="faster_rcnn_vgg16.cnn")
+    (text,) = [fence.body for fence in fences("two-stage.md", "cnn") if fence.info == "file=fasterrcnn_vgg16.cnn"]
+    assert text.strip() in (library_dir() / "fasterrcnn_vgg16.cnn").read_text(encoding="utf-8")
+    network = cnndsl.parse(text, file="fasterrcnn_vgg16.cnn")
     with torch.device("meta"):
         parts = [models.vgg16().features, TwoMLPHead(512 * 7 * 7, 4096), FastRCNNPredictor(4096, 21)]
-        rpn = [torch.nn.Conv2d(512, 512, 3), torch.nn.Conv2d(512, 9, 1), torch.nn.Conv2d(512, 36, 1)]
+        rpn = [torch.nn.Conv2d(512, 512, 3), torch.nn.Conv2d(512, 18, 1), torch.nn.Conv2d(512, 36, 1)]
     expected = sum(parameter.numel() for part in parts + rpn for parameter in part.parameters())
-    assert network.params == expected == 137_073_622
+    assert network.params == expected == 137_078_239
 
 
 # ---- multi-scale RoI Align ----------------------------------------------------------------------------------
