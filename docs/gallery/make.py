@@ -29,10 +29,10 @@ GALLERY = [
 ]
 
 FAMILY_NETWORKS = [
-    "alexnet", "convnext_tiny", "densenet201", "efficientnet_b0", "fasterrcnn_mobilenet_v3_large_320_fpn", "fcn8s",
-    "googlenet", "inception_v3", "lenet5", "mnasnet1_0", "mobilenet_v3_large", "regnet_y_400mf", "resnet152",
-    "deeplabv3_resnet50", "se_resnet50", "shufflenet_v2_x1_0", "squeezenet1_1", "unet", "vgg16", "xception", "yolov1",
-    "yolov3", "yolov8n", "yolo11n",
+    "alexnet", "convnext_tiny", "densenet201", "efficientnet_b0", "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_vgg16", "fcn8s", "googlenet", "inception_v3", "lenet5", "mnasnet1_0", "mobilenet_v3_large",
+    "regnet_y_400mf", "resnet152", "deeplabv3_resnet50", "se_resnet50", "shufflenet_v2_x1_0", "squeezenet1_1", "unet",
+    "vgg16", "xception", "yolov1", "yolov3", "yolov8n", "yolo11n",
 ]  # fmt: skip
 FAMILIES = [(f"default-{name}.svg", name, {}, f"`cnndsl draw {name}`") for name in FAMILY_NETWORKS]
 
