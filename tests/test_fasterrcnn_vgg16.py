@@ -293,3 +293,26 @@ def test_the_docs_derivation_adds_up_row_by_row_to_the_count():
         figures.append(int(shown.replace(",", "")))
     assert len(rows) == 15 and sum(figures) == cnndsl.load(NAME).params == 137_078_239
     assert "| **total** | | **137,078,239** |" in page
+
+
+def test_a_checkpoint_under_the_prototxts_layer_names_loads_by_structure():
+    """A caffemodel's blobs as a flat state_dict (conv1_1 ... conv5_3, rpn_conv/3x3, rpn_cls_score, rpn_bbox_pred,
+    fc6, fc7, cls_score, bbox_pred: weights of the prototxt's shapes, then biases) load through the weights API,
+    each tensor into its layer."""
+    width = 32  # fc6 and fc7 narrower than 4,096, to keep the test small
+    convs = [f"conv{block}_{index}" for block, depth in enumerate((2, 2, 3, 3, 3), 1) for index in range(1, depth + 1)]
+    shapes = {name: (c_out, c_in, 3, 3) for name, (c_in, c_out) in zip(convs, VGG16_CONVS)}
+    shapes |= {"rpn_conv/3x3": (512, 512, 3, 3), "rpn_cls_score": (18, 512, 1, 1), "rpn_bbox_pred": (36, 512, 1, 1)}
+    shapes |= {"fc6": (width, 512 * 7 * 7), "fc7": (width, width), "cls_score": (21, width), "bbox_pred": (84, width)}
+    generator = torch.Generator().manual_seed(4)
+    checkpoint = {}
+    for name, shape in shapes.items():
+        checkpoint[f"{name}.weight"] = torch.randn(shape, generator=generator)
+        checkpoint[f"{name}.bias"] = torch.randn(shape[0], generator=generator)
+    network = cnndsl.load(NAME, size=64, representation_size=width)
+    loaded = network.to_torch(weights=checkpoint).state_dict()
+    assert len(loaded) == len(checkpoint) == 40
+    for (key, tensor), (name, expected) in zip(loaded.items(), checkpoint.items()):
+        assert torch.equal(tensor, expected), (key, name)
+    assert torch.equal(loaded["head.boxfc1.weight"], checkpoint["fc6.weight"])
+    assert torch.equal(loaded["rpn.conv2.weight"], checkpoint["rpn_cls_score.weight"])
