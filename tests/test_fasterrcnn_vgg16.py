@@ -12,13 +12,13 @@ from __future__ import annotations
 import ast
 from collections import OrderedDict
 
-import numpy as np
 import onnxruntime
 import pytest
 import torch
 from docs_pages import page_text
 from oracles import torchvision_models
 from rcnn_reference import ort_roi_pool, patch_torchvision
+from test_fasterrcnn import _assert_same
 from torch import fx
 
 import cnndsl
@@ -56,7 +56,7 @@ def test_the_parameters_are_the_hand_derivation_from_the_prototxt_layers():
     assert head == {"fc6": 102_764_544, "fc7": 16_781_312, "cls_score": 86_037, "bbox_pred": 344_148}
     total = features + sum(rpn.values()) + sum(head.values())
     assert cnndsl.load(NAME).params == total == 137_078_239
-    # docs/two-stage.md's first network scores an anchor with one logit, as torchvision's RPNHead: 9 channels fewer
+    # one logit an anchor (torchvision's RPNHead) has 9 channels fewer: the 137,073,622 docs/two-stage.md gave before
     assert total - (_conv(512, 2 * ANCHORS, 1) - _conv(512, ANCHORS, 1)) == 137_073_622
 
 
@@ -260,14 +260,6 @@ def test_the_network_detects_what_torchvision_assembled_as_the_seeds_detects_in_
     (rows,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     # onnxruntime's convolutions round differently from torch's: boxes of some 100 pixels within 1e-2
     _assert_same(rows[0], expected, boxes_within=1e-2)
-
-
-def _assert_same(got: np.ndarray, expected: dict, boxes_within: float) -> None:
-    kept = len(expected["boxes"])
-    assert np.array_equal(got[:kept, 5], expected["labels"].numpy().astype(np.float32))
-    np.testing.assert_allclose(got[:kept, 4], expected["scores"].numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got[:kept, :4], expected["boxes"].numpy(), atol=boxes_within, rtol=0)
-    assert (got[kept:, 4] == 0).all() and (got[kept:, 5] == -1).all()
 
 
 def _arithmetic(node: ast.expr) -> int:
