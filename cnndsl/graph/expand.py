@@ -77,7 +77,7 @@ class Expander(Calls, Joins, ControlFlow, Points, Sharing):
         self, kind: ops.OpKind, attrs: dict, pos: SourcePos, frame: Frame, inputs: list[tuple[int, str]]
     ) -> int:
         sources = [source for source, _ in inputs]
-        if len(set(sources)) != len(sources):
+        if len(sources) > 1 and len(set(sources)) != len(sources):
             raise ShapeProblem(f"`{kind.name}` joins the same tensor with itself", pos, "join two different points")
         shapes = [self.layers[source].shape for source in sources]
         try:

@@ -3,7 +3,6 @@ its first turn when the rest would pass the node or step limit."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from .. import ops
@@ -17,11 +16,11 @@ class ControlFlow:
     """The Expander's statements that scope, repeat or choose bodies."""
 
     def _Group(self, stmt: ast.Group, frame: Frame) -> None:
-        self.seq(stmt.body, replace(frame, env=frame.env.child()))
+        self.seq(stmt.body, frame.but(env=frame.env.child()))
 
     def _Stage(self, stmt: ast.Stage, frame: Frame) -> None:
         group = frame.group.open(stmt.name or "stage", "stage", stmt.name or "stage", stmt.pos)
-        self.seq(stmt.body, replace(frame, env=frame.env.child(), group=group))
+        self.seq(stmt.body, frame.but(env=frame.env.child(), group=group))
 
     def _Repeat(self, stmt: ast.Repeat, frame: Frame) -> None:
         count = self.evaluate(stmt.count, frame.env)
@@ -38,7 +37,7 @@ class ControlFlow:
         body = ast.Seq([stmt.item])
         for index in self._turns(count, stmt.count.pos, "repetitions"):
             env = frame.env.child(i=index) if stmt.binds_index else frame.env.child()
-            self.seq(body, replace(frame, env=env))
+            self.seq(body, frame.but(env=env))
 
     def _turns(self, count: int, pos: SourcePos, what: str):
         """A loop's turn indexes; after the first turn, refuse at once if the rest would pass a limit."""
@@ -66,7 +65,7 @@ class ControlFlow:
             raise ValueProblem(f"`for` needs a list to walk over, got {shown(items)}", stmt.iterable.pos)
         for index in self._turns(len(items), stmt.iterable.pos, "loop turns"):
             values = self._unpack(stmt, items[index])
-            self.seq(stmt.body, replace(frame, env=frame.env.child(**values)))
+            self.seq(stmt.body, frame.but(env=frame.env.child(**values)))
 
     def _unpack(self, stmt: ast.For, item: Any) -> dict[str, Any]:
         if len(stmt.names) == 1:
@@ -78,9 +77,9 @@ class ControlFlow:
     def _If(self, stmt: ast.If, frame: Frame) -> None:
         for condition, body in stmt.branches:
             if self.evaluate._truth(condition, frame.env):
-                return self.seq(body, replace(frame, env=frame.env.child()))
+                return self.seq(body, frame.but(env=frame.env.child()))
         if stmt.otherwise is not None:
-            self.seq(stmt.otherwise, replace(frame, env=frame.env.child()))
+            self.seq(stmt.otherwise, frame.but(env=frame.env.child()))
 
     def _Let(self, stmt: ast.Let, frame: Frame) -> None:
         frame.env.values[stmt.name] = self.evaluate(stmt.value, frame.env)

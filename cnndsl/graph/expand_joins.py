@@ -3,8 +3,6 @@ branch and scale."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .. import ops
 from ..core.errors import ShapeProblem, SourcePos, SourceWarning, ValueProblem
 from ..front import syntax as ast
@@ -19,8 +17,8 @@ class Joins:
         fork = self._require_cursor(stmt.pos)
         body_out = self._path(stmt.body, frame, "sequence", stmt.pos, "residual")
         self.cursor, self.pending_edge = fork, "skip"
-        shortcut_frame = replace(
-            frame, env=frame.env.child(), group=frame.group.open("downsample", "downsample", "shortcut", stmt.pos)
+        shortcut_frame = frame.but(
+            env=frame.env.child(), group=frame.group.open("downsample", "downsample", "shortcut", stmt.pos)
         )
         if stmt.shortcut is not None:
             self.seq(stmt.shortcut, shortcut_frame)
@@ -67,7 +65,7 @@ class Joins:
         """Expand a sub-sequence from the cursor; it must add at least one layer."""
         start = self.cursor
         self.pending_edge = edge
-        self.seq(body, replace(frame, env=frame.env.child()))
+        self.seq(body, frame.but(env=frame.env.child()))
         if self.cursor == start:
             raise ValueProblem(f"the {what} body is empty", pos, "give it at least one layer")
         return self.cursor
@@ -75,7 +73,7 @@ class Joins:
     def _Dense(self, stmt: ast.Dense, frame: Frame) -> None:
         fork = self._require_cursor(stmt.pos)
         group = frame.group.open("dense", "dense", "dense", stmt.pos)
-        inner = replace(frame, group=group)
+        inner = frame.but(group=group)
         new_features = self._path(stmt.body, inner, "sequence", stmt.pos, "dense")
         self.cursor, self.pending_edge = fork, "concat"
         self.add_layer("concat", stmt.pos, inner, [(new_features, "concat")])
@@ -86,13 +84,13 @@ class Joins:
         for path in stmt.paths:
             self.cursor = fork
             group = frame.group.open("branch", "branch", "branch", stmt.pos)
-            ends.append(self._path(path, replace(frame, group=group), "branch", stmt.pos, "branch path"))
+            ends.append(self._path(path, frame.but(group=group), "branch", stmt.pos, "branch path"))
         self.cursor, self.pending_edge = ends[0], "concat"
         self.add_layer("concat", stmt.pos, frame, [(end, "concat") for end in ends[1:]])
 
     def _Scale(self, stmt: ast.Scale, frame: Frame) -> None:
         fork = self._require_cursor(stmt.pos)
         group = frame.group.open("scale", "scale", "scale", stmt.pos)
-        gate = self._path(stmt.body, replace(frame, group=group), "sequence", stmt.pos, "scale")
+        gate = self._path(stmt.body, frame.but(group=group), "sequence", stmt.pos, "scale")
         self.cursor, self.pending_edge = fork, "skip"
         self.add_layer("mul", stmt.pos, frame, [(gate, "sequence")])

@@ -29,3 +29,8 @@ class Frame:
     entry: int | None = None  # the block instance's input (`@in`); None in the network body: its input
     turns: dict[str, list[int]] = field(default_factory=dict)  # each tap's node of every loop turn, for `@t[i]`
     blocks: dict[str, Frame] = field(default_factory=dict)  # the frame of each labelled block call, for `@b.t`
+
+    def but(self, **changes: Any) -> Frame:
+        """This frame with some fields changed: `dataclasses.replace` without its per-field checks, as
+        expansion makes one for every body it enters."""
+        return Frame(**{**self.__dict__, **changes})

@@ -234,8 +234,8 @@ class GraphBuilder:
     def add(
         self, kind: OpKind, attrs: dict, shape: tuple, pos: SourcePos, group: GroupScope, inputs: list[tuple[int, str]]
     ) -> int:
-        node = self.graph.number_of_nodes()
-        if any(dim > LARGEST for dim in shape):
+        node = len(self.layers)
+        if shape and max(shape) > LARGEST:
             raise LimitProblem(
                 f"`{kind.name}` makes a {format_shape(shape)} tensor, larger than any size cnndsl accepts (2^53)",
                 pos,
@@ -341,8 +341,9 @@ class Visit(NamedTuple):
 
 def walk(graph: nx.DiGraph) -> Iterator[Visit]:
     """Every node in topological order (ids are creation order) with what each pass and backend asks first."""
-    nodes = graph.nodes
-    for node, data in nodes.items():
-        record = data["layer"]
-        sources = inputs_of(graph, node)
-        yield Visit(node, record, REGISTRY[record.op], sources, [nodes[source]["layer"].shape for source in sources])
+    layers = dict(graph.nodes(data="layer"))  # plain dict reads: a pass over a large network reads it often
+    predecessors = graph.pred
+    for node, record in layers.items():
+        inputs = predecessors[node]
+        sources = list(inputs) if len(inputs) < 2 else sorted(inputs, key=lambda source: inputs[source]["edge"].index)
+        yield Visit(node, record, REGISTRY[record.op], sources, [layers[source].shape for source in sources])

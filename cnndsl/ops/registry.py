@@ -55,7 +55,7 @@ class Registry(dict):
         return dict.__contains__(self, name)
 
     def __contains__(self, name: object) -> bool:
-        return self._known(name)
+        return dict.__contains__(self, name) or self._known(name)
 
     def __missing__(self, name: str) -> Any:
         if self._known(name):
