@@ -78,10 +78,10 @@ def parsers() -> None:
     from lark import Lark
 
     grammar = grammar_path().read_text(encoding="utf-8")
-    lalr = Lark(grammar, parser="lalr", lexer="contextual", postlex=_Nesting(), propagate_positions=True)
+    lalr = Lark(grammar, parser="lalr", lexer="contextual", postlex=_Nesting())  # positions come from the tokens
     # Earley scans without a lexer (a standalone lexer cannot tell `*` the repetition from `*` the
     # product); resnet.cnn has no newline inside brackets, so it needs no postlexer either.
-    earley = Lark(grammar, parser="earley", lexer="dynamic", propagate_positions=True)
+    earley = Lark(grammar, parser="earley", lexer="dynamic")
     earley.parse(RESNET)
     lalr_time = best_of(lambda: lalr.parse(RESNET))
     earley_time = best_of(lambda: earley.parse(RESNET), repeats=5)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ..core.errors import CnnDslError, LimitProblem, SourcePos, SyntaxProblem
+from ..core.errors import LimitProblem, SourcePos, SyntaxProblem
 from ..core.resources import grammar_path
 from . import syntax as ast
 from .to_ast import ToAst
@@ -106,33 +106,34 @@ class _Nesting:
 
 
 @lru_cache(maxsize=1)
-def _parser() -> tuple[Lark, _Nesting]:
-    nesting = _Nesting()
+def _parser() -> tuple[Lark, _Nesting, ToAst]:
+    """The parser, its postlexer and the ToAst it applies as it reduces each rule: no parse tree is built.
+    Nodes take their positions from the tokens that start them (cnndsl/front/to_ast.py), so Lark need not
+    work out every tree node's span (`propagate_positions`, four-tenths of the parse)."""
+    nesting, to_ast = _Nesting(), ToAst()
     parser = Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
         lexer="contextual",
         postlex=nesting,
-        propagate_positions=True,
+        transformer=to_ast,
         maybe_placeholders=False,
     )  # built in memory: Lark's `cache=True` would unpickle a file any local user can plant in the temp folder
-    return parser, nesting
+    return parser, nesting, to_ast
 
 
 def parse(text: str, file: str = "<string>") -> ast.Program:
     """Parse .cnn source into a Program; syntax errors become located SyntaxProblems."""
-    parser, nesting = _parser()
+    parser, nesting, to_ast = _parser()
     text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the program; editors hide it
     nesting.file, nesting.text, nesting.code_at = file, text, -1
+    to_ast.start_over(file, text)
     try:
-        tree = parser.parse(text)
-        return ToAst(file, text).transform(tree)
+        return parser.parse(text)
     except UnexpectedInput as error:
         raise _syntax_error(error, file, text) from None
-    except VisitError as error:
-        if isinstance(error.orig_exc, CnnDslError):
-            raise error.orig_exc from None
-        raise
+    finally:
+        to_ast.start_over("<string>", "")  # holds no program's text or nodes after the parse
 
 
 _TOKEN_WORDS = {

@@ -16,44 +16,55 @@ _LIST_ITEM = re.compile(r"[\t \f\n]*\d+(?:\.\d+)?[\t \f\n]*")  # one number betw
 _LIST_PIECE = re.compile(r"\d+(?:\.\d+)?|\S")
 
 
-@v_args(meta=True, inline=True)
+@v_args(inline=True)
 class ToAst(Transformer):
     """One short method per grammar rule; it only builds AST nodes."""
 
-    def __init__(self, file: str, text: str):
+    def __init__(self, file: str = "<string>", text: str = ""):
         super().__init__()
+        self.start_over(file, text)
+
+    def start_over(self, file: str, text: str) -> None:
+        """Ready for the next text: the parser applies one ToAst as it reduces each rule."""
         self.file = file
         self.text = text
-
-    def _pos(self, meta) -> SourcePos:
-        return SourcePos(self.file, getattr(meta, "line", 1), getattr(meta, "column", 1))
+        self._parenthesised: dict[int, SourcePos] = {}  # id of an expression written in ( ) -> where `(` is
 
     def _tok(self, token: Token) -> SourcePos:
         return SourcePos(self.file, token.line, token.column)
 
+    def _start(self, node) -> SourcePos:
+        """Where the text of a node starts: its `(` if it is written in brackets; a binary operation's left
+        operand's start (its own position is its operator's); else the node's or the token's position."""
+        if isinstance(node, Token):
+            return self._tok(node)
+        while isinstance(node, ast.Binary) and id(node) not in self._parenthesised:
+            node = node.left
+        return self._parenthesised.get(id(node)) or node.pos
+
     # top level
-    def start(self, meta, *definitions):
+    def start(self, *definitions):
         program = ast.Program(self.file, self.text)
         for item in definitions:
             (program.imports if isinstance(item, ast.Import) else program.definitions).append(item)
         return program
 
-    def import_stmt(self, meta, target):
+    def import_stmt(self, keyword, target):
         is_path = target.type == "STRING"
-        return ast.Import(target[1:-1] if is_path else str(target), is_path, self._pos(meta))
+        return ast.Import(target[1:-1] if is_path else str(target), is_path, self._tok(keyword))
 
-    def block_def(self, meta, name, *rest):
+    def block_def(self, name, *rest):
         params, body = rest if len(rest) == 2 else ([], rest[0])
         return ast.BlockDef(str(name), params, body, self._tok(name))
 
-    def network_def(self, meta, name, *rest):
+    def network_def(self, name, *rest):
         params, body = rest if len(rest) == 2 else ([], rest[0])
         return ast.NetworkDef(str(name), params, body, self._tok(name))
 
-    def network_alias(self, meta, name, target, args=None):
+    def network_alias(self, name, target, args=None):
         return ast.NetworkAlias(str(name), str(target), args or [], self._tok(name))
 
-    def params(self, meta, *params):
+    def params(self, *params):
         seen: dict[str, SourcePos] = {}
         for param in params:
             if param.name in seen:
@@ -65,66 +76,66 @@ class ToAst(Transformer):
             seen[param.name] = param.pos
         return list(params)
 
-    def param(self, meta, name, default=None):
+    def param(self, name, default=None):
         return ast.Param(str(name), default, self._tok(name))
 
-    def body(self, meta, seq=None):
+    def body(self, seq=None):
         return seq or ast.Seq([])
 
     # statements
-    def seq(self, meta, *stmts):
+    def seq(self, *stmts):
         return ast.Seq(list(stmts))
 
-    def let_stmt(self, meta, name, value):
-        return ast.Let(self._pos(meta), str(name), value)
+    def let_stmt(self, keyword, name, value):
+        return ast.Let(self._tok(keyword), str(name), value)
 
-    def defaults_stmt(self, meta, name, args):
+    def defaults_stmt(self, name, args):
         return ast.Defaults(self._tok(name), str(name), args)
 
-    def for_stmt(self, meta, *parts):
+    def for_stmt(self, keyword, *parts):
         *names, iterable, body = parts
-        return ast.For(self._pos(meta), [str(n) for n in names], iterable, body)
+        return ast.For(self._tok(keyword), [str(n) for n in names], iterable, body)
 
-    def if_stmt(self, meta, *parts):
+    def if_stmt(self, keyword, *parts):
         pairs = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
         otherwise = parts[-1] if len(parts) % 2 else None
-        return ast.If(self._pos(meta), pairs, otherwise)
+        return ast.If(self._tok(keyword), pairs, otherwise)
 
-    def output_stmt(self, meta, *taps):
-        return ast.Output(self._pos(meta), list(taps))
+    def output_stmt(self, keyword, *taps):
+        return ast.Output(self._tok(keyword), list(taps))
 
-    def labeled(self, meta, label, item):
+    def labeled(self, label, item):
         return ast.Labeled(self._tok(label), str(label), item)
 
-    def repeat(self, meta, item, count):
-        return ast.Repeat(self._pos(meta), item, count)
+    def repeat(self, item, count):
+        return ast.Repeat(self._start(item), item, count)
 
-    def indexed_repeat(self, meta, item, count):
-        return ast.Repeat(self._pos(meta), item, count, binds_index=True)
+    def indexed_repeat(self, item, count):
+        return ast.Repeat(self._start(item), item, count, binds_index=True)
 
-    def layer(self, meta, name, args=None):
+    def layer(self, name, args=None):
         return ast.Layer(self._tok(name), str(name), args or [], args is not None)
 
-    def group(self, meta, seq):
-        return ast.Group(self._pos(meta), seq)
+    def group(self, bracket, seq):
+        return ast.Group(self._tok(bracket), seq)
 
-    def stage(self, meta, *parts):
+    def stage(self, keyword, *parts):
         name = str(parts[0]) if len(parts) == 2 else None
-        return ast.Stage(self._pos(meta), name, parts[-1])
+        return ast.Stage(self._tok(keyword), name, parts[-1])
 
-    def residual(self, meta, body, shortcut=None):
-        return ast.Residual(self._pos(meta), body, shortcut)
+    def residual(self, keyword, body, shortcut=None):
+        return ast.Residual(self._tok(keyword), body, shortcut)
 
-    def dense(self, meta, body):
-        return ast.Dense(self._pos(meta), body)
+    def dense(self, keyword, body):
+        return ast.Dense(self._tok(keyword), body)
 
-    def branch(self, meta, *paths):
-        return ast.Branch(self._pos(meta), list(paths))
+    def branch(self, keyword, *paths):
+        return ast.Branch(self._tok(keyword), list(paths))
 
-    def scale(self, meta, body):
-        return ast.Scale(self._pos(meta), body)
+    def scale(self, keyword, body):
+        return ast.Scale(self._tok(keyword), body)
 
-    def input_shape(self, meta, shape):
+    def input_shape(self, keyword, shape):
         if isinstance(shape, Token):
             start = shape.column
             dims = []
@@ -132,27 +143,27 @@ class ToAst(Transformer):
                 where = SourcePos(self.file, shape.line, start)
                 dims.append(ast.Number(where, self._whole(part, where)))
                 start += len(part) + 1
-            return ast.Input(self._pos(meta), dims)
-        return ast.Input(self._pos(meta), [arg.value for arg in shape])
+            return ast.Input(self._tok(keyword), dims)
+        return ast.Input(self._tok(keyword), [arg.value for arg in shape])
 
-    def jump(self, meta, tap):
+    def jump(self, tap):
         return ast.Jump(tap.pos, tap.name, tap.index)
 
-    def tap(self, meta, name, *rest):  # `@t`; `@b.t`, in the call labelled b, as one dotted name; `@t[i]`
+    def tap(self, at, name, *rest):  # `@t`; `@b.t`, in the call labelled b, as one dotted name; `@t[i]`
         index = rest[-1] if rest and not isinstance(rest[-1], Token) else None
-        return ast.TapRef(self._pos(meta), ".".join(str(part) for part in (name, *rest) if part is not index), index)
+        return ast.TapRef(self._tok(at), ".".join(str(part) for part in (name, *rest) if part is not index), index)
 
-    def block_input(self, meta):
-        return ast.TapRef(self._pos(meta), "in")
+    def block_input(self, at):
+        return ast.TapRef(self._tok(at), "in")
 
     # expressions
-    def arguments(self, meta, *args):
+    def arguments(self, *args):
         return [a if isinstance(a, ast.Argument) else ast.Argument(None, a, a.pos) for a in args]
 
-    def keyword(self, meta, name, value):
+    def keyword(self, name, value):
         return ast.Argument(str(name), value, self._tok(name))
 
-    def number(self, meta, token):
+    def number(self, token):
         return self._number(str(token), self._tok(token))
 
     def _number(self, text: str, pos: SourcePos) -> ast.Number:
@@ -160,7 +171,7 @@ class ToAst(Transformer):
             return ast.Number(pos, float(text))
         return ast.Number(pos, self._whole(text, pos))
 
-    def numbers(self, meta, token):
+    def numbers(self, token):
         """`[16, 32, 64]`: one NumberList node. A list holding a number that is an error, or will be one when
         evaluated (too many digits, above 2^53), is built number by number, for the errors' positions."""
         parts = token[1:-1].split(",")
@@ -216,55 +227,60 @@ class ToAst(Transformer):
             raise ValueProblem(f"a number of {len(digits):,} digits is too large for a size or count", pos)
         return int(digits)
 
-    def string(self, meta, token):
+    def string(self, token):
         return ast.String(self._tok(token), str(token)[1:-1])
 
-    def name(self, meta, token):
+    def name(self, token):
         return ast.Name(self._tok(token), str(token))
 
-    def in_attr(self, meta, attr):
-        return ast.InAttr(self._pos(meta), str(attr))
+    def in_attr(self, keyword, attr):
+        return ast.InAttr(self._tok(keyword), str(attr))
 
-    def attribute(self, meta, target, attr):
-        return ast.Attribute(self._pos(meta), target, str(attr))
+    def attribute(self, target, attr):
+        return ast.Attribute(self._start(target), target, str(attr))
 
-    def index(self, meta, target, index):
-        return ast.Index(self._pos(meta), target, index)
+    def index(self, target, index):
+        return ast.Index(self._start(target), target, index)
 
-    def function(self, meta, name, args):
+    def function(self, name, args):
         return ast.FunctionCall(self._tok(name), str(name), args)
 
-    def list(self, meta, *items):
-        return ast.ListExpr(self._pos(meta), list(items))
+    def list(self, bracket, *items):
+        return ast.ListExpr(self._tok(bracket), list(items))
 
-    def comprehension(self, meta, item, *parts):
+    def comprehension(self, bracket, item, *parts):
         names = [str(part) for part in parts if isinstance(part, Token)]
         rest = parts[len(names) :]
-        return ast.Comprehension(self._pos(meta), item, names, rest[0], rest[1] if len(rest) == 2 else None)
+        return ast.Comprehension(self._tok(bracket), item, names, rest[0], rest[1] if len(rest) == 2 else None)
 
-    def tuple(self, meta, *items):
-        return ast.TupleExpr(self._pos(meta), list(items))
+    def paren(self, bracket, expr):
+        """`(expr)`: the expression itself; a node it starts reads its position from the `(`."""
+        self._parenthesised[id(expr)] = self._tok(bracket)
+        return expr
 
-    def conditional(self, meta, then, condition, otherwise):
-        return ast.Conditional(self._pos(meta), then, condition, otherwise)
+    def tuple(self, bracket, *items):
+        return ast.TupleExpr(self._tok(bracket), list(items))
 
-    def any_of(self, meta, left, right):
-        return ast.Binary(self._pos(meta), "or", left, right)
+    def conditional(self, then, condition, otherwise):
+        return ast.Conditional(self._start(then), then, condition, otherwise)
 
-    def all_of(self, meta, left, right):
-        return ast.Binary(self._pos(meta), "and", left, right)
+    def any_of(self, left, right):
+        return ast.Binary(self._start(left), "or", left, right)
 
-    def negation(self, meta, operand):
-        return ast.Not(self._pos(meta), operand)
+    def all_of(self, left, right):
+        return ast.Binary(self._start(left), "and", left, right)
 
-    def compare(self, meta, left, op, right):
+    def negation(self, keyword, operand):
+        return ast.Not(self._tok(keyword), operand)
+
+    def compare(self, left, op, right):
         return ast.Binary(self._tok(op), str(op), left, right)
 
-    def binary(self, meta, left, op, right):
+    def binary(self, left, op, right):
         return ast.Binary(self._tok(op), str(op), left, right)
 
-    def power(self, meta, base, exponent):
-        return ast.Binary(self._pos(meta), "^", base, exponent)
+    def power(self, base, exponent):
+        return ast.Binary(self._start(base), "^", base, exponent)
 
-    def negate(self, meta, operand):
-        return ast.Negate(self._pos(meta), operand)
+    def negate(self, sign, operand):
+        return ast.Negate(self._tok(sign), operand)
