@@ -1,4 +1,5 @@
-"""Parse tree -> AST: one short method per grammar rule, positions on every node, nothing else."""
+"""Grammar rules -> AST: one short method per rule, which the parser calls as it reduces the rule; a position
+on every node, from the token that starts it; nothing else."""
 
 from __future__ import annotations
 
