@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "pool": ("maxpool", "avgpool", "gap", "adaptiveavgpool", "pool", "globalavgpool"),
     "psa_attention": ("attend", "attendvalues"),
     "rcnn": ("levelnms", "roidetections"),
+    "text_guided": ("textembed", "maxsigmoid", "contrast"),
     "resize": ("upsample", "resize", "pixelshuffle", "input"),
     "roi": ("roipool", "roialign", "boxfc", "msroialign"),
 }  # fmt: skip
