@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
+from .ultralytics_world import TEXT_HEADS, text_statements
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -53,6 +54,10 @@ def convert(text: str, file: str) -> str:
                     Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
                 )
             continue
+        if row.module in TEXT_HEADS:  # WorldDetect: its levels' statements (ultralytics_world)
+            statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
+            outputs += [f"@level{level}" for level in range(len(row.sources))]
+            continue
         for part in written.parts:
             statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
         if row.module == "CBFuse":
@@ -63,6 +68,8 @@ def convert(text: str, file: str) -> str:
         else:
             body = prefix + (f"({written.text})" if " x " in written.text else written.text)
         statements.append(Statement(body, row.index, row.index, label, bool(jump) or row.index == head_start))
+    if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
+        statements[:0] = text_statements()
     return _text(model, converter, statements, outputs)
 
 

@@ -14,6 +14,7 @@ from ..core.errors import CnnDslError, SourcePos
 from .ultralytics import convert as convert_yaml
 from .ultralytics import network_names
 from .ultralytics_weights import fitted, read_state
+from .ultralytics_world import require_text
 from .ultralytics_yaml import read_yaml
 
 MAX_BYTES = 1_000_000  # Ultralytics' largest model YAML is under 4 kB
@@ -46,6 +47,7 @@ def _built(cnn: str, name: str, rows, file: str):
 def read_weights(weights, networks: list, file: str) -> dict:
     """The state_dict's tensors under the names of the first scale whose shapes they fit."""
     state = read_state(weights)
+    require_text(state, networks, str(weights))
     problems = []
     for network in networks:
         try:

@@ -1,0 +1,62 @@
+"""YOLO-World (yolov8-worldv2.yaml) imported: the class text Ultralytics' WorldModel holds (`txt_feats`) is the
+network's `textembed` buffer, given with the state_dict, and the outputs are WorldModel's eval outputs.
+
+The reference is Ultralytics' own WorldModel (installed with --no-deps by scripts/test) with random weights and
+random text embeddings in place of CLIP's; no download."""
+
+from __future__ import annotations
+
+import pytest
+
+import cnndsl
+from cnndsl.core.errors import CnnDslError
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
+from test_import_ultralytics import MODELS, SIZE, network_name, randomised, ultralytics_model  # noqa: E402
+
+
+def world_model(name: str, scale: str = "n", seed: int = 0):
+    """WorldModel of the shipped file at `scale`, randomised, holding random class text embeddings."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), scale, "cpu"), seed)
+    generator = torch.Generator().manual_seed(seed + 7)
+    model.txt_feats = torch.randn(model.txt_feats.shape, generator=generator)
+    return model
+
+
+def imported(tmp_path, name: str, state: dict, scale: str = "n") -> torch.nn.Module:
+    torch.save(state, tmp_path / "state.pt")
+    text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    (tmp_path / "net.cnn").write_text(text)
+    stem = name.split("/")[1].removesuffix(".yaml")
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(stem, scale), input=(3, SIZE, SIZE))
+    return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+
+
+@pytest.mark.parametrize("name", ["v8/yolov8-worldv2.yaml"])
+def test_yolo_world_gives_world_models_outputs_for_its_text(tmp_path, name):
+    model = world_model(name)
+    state = {**model.state_dict(), "txt_feats": model.txt_feats}
+    ours = imported(tmp_path, name, state)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, _ = model(images)
+        mine = ours(images)
+    assert tuple(mine.shape) == (2, 4 + 80, 64 + 16 + 4)  # boxes and 80 class scores at each anchor
+    assert expected[:, 4:].std() > 0.05  # the scores differ between classes and anchors
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    other = torch.randn(model.txt_feats.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():  # other text: other scores, as WorldModel's
+        ours.get_buffer("textembed.txt_feats").copy_(other)
+        model.txt_feats = other
+        torch.testing.assert_close(ours(images), model(images)[0], rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_a_state_dict_without_the_text_is_refused_with_how_to_add_it(tmp_path):
+    name = "v8/yolov8-worldv2.yaml"
+    model = world_model(name)
+    with pytest.raises(CnnDslError) as refused:
+        imported(tmp_path, name, model.state_dict())
+    assert "holds no `txt_feats`" in refused.value.message
+    assert "state['txt_feats'] = model.txt_feats" in refused.value.message
