@@ -3,7 +3,8 @@
 The class text is a tensor the model holds (`textembed`: Ultralytics' `txt_feats`, set from CLIP by
 `set_classes`), the same for every image; inside the network it is laid out channels first, dims × classes × 1,
 one pixel per class, so that `fc(pixelwise=true)` and `layernorm` map each class's embedding. `maxsigmoid` is
-MaxSigmoidAttnBlock's attention weights, `contrast` the region-text similarity of (BN)ContrastiveHead.
+MaxSigmoidAttnBlock's attention weights, `contrast` the region-text similarity of (BN)ContrastiveHead,
+`crossattend` ImagePoolingAttn's attention of the classes (queries) over the pooled image patches.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import REQUIRED, OpKind, flag, format_shape, register, spatial, whole
 from .constants import _onnx_expanded
+from .pool import onnx_reduce
 from .tensors import BUFFER, Example, Filled, TensorSpec
 from .torch_code import OWN, Arg, Attribute, Call, Index, Method, Operation
 
@@ -64,16 +66,9 @@ def _float32(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
 
 
-def _reduce(emit, op: str, value: str, axis: int) -> str:
-    """ReduceMax/ReduceL2 over one axis, kept: axes an attribute before opset 18, an input since."""
-    if emit.opset >= 18:
-        return emit.op(op, [value, emit.ints("axes", (axis,))], keepdims=1)
-    return emit.op(op, [value], axes=(axis,), keepdims=1)
-
-
 def _onnx_normalized(emit, value: str, axis: int) -> str:
     """F.normalize: value / max(‖value‖₂ over axis, 1e-12)."""
-    norm = emit.op("Max", [_reduce(emit, "ReduceL2", value, axis), emit.floats("eps", NORMALIZE_EPS)])
+    norm = emit.op("Max", [onnx_reduce(emit, "ReduceL2", value, axis), emit.floats("eps", NORMALIZE_EPS)])
     return emit.op("Div", [value, norm])
 
 
@@ -187,7 +182,7 @@ class MaxSigmoid(OpKind):
         embed = emit.op("Reshape", [args[0], emit.ints("embed", (0, heads, per_head, height * width))])
         guide = emit.op("Reshape", [args[1], emit.ints("guide", (0, heads, per_head, classes))])
         scores = emit.op("MatMul", [emit.op("Transpose", [embed], perm=(0, 1, 3, 2)), guide])
-        best = _reduce(emit, "ReduceMax", scores, 3)  # B × heads × pixels × 1
+        best = onnx_reduce(emit, "ReduceMax", scores, 3)  # B × heads × pixels × 1
         bias = emit.op("Reshape", [emit.weight("bias"), emit.ints("per_head", (1, heads, 1, 1))])
         scaled = emit.op("Add", [emit.op("Div", [best, emit.floats("root", per_head**0.5)]), bias])
         weights = emit.op("Reshape", [emit.op("Sigmoid", [scaled]), emit.ints("heads", (0, heads, 1, height, width))])
@@ -259,3 +254,79 @@ class Contrast(OpKind):
         scores = emit.op("Reshape", [emit.op("MatMul", [text, flat]), emit.ints("map", (0, classes, height, width))])
         scaled = emit.op("Mul", [scores, emit.op("Exp", [emit.weight("logit_scale")])])
         return emit.op("Add", [scaled, emit.weight("bias")])
+
+
+@register
+class CrossAttend(OpKind):
+    """Multi-head attention of each position of the current tensor (queries) over the positions of a keys and a
+    values tap, as ImagePoolingAttn: softmax(qᵀk / √head_dim) over the keys, then the values weighed by it."""
+
+    name = "crossattend"
+    family = "merge"
+    takes_taps = True
+    tap_edge = "branch"
+    signature = (("heads", REQUIRED),)
+    doc = (
+        "crossattend(@keys, @values, heads): multi-head attention of the current tensor's positions (queries, "
+        "C×...) over the keys' positions, per head softmax(qᵀk / √(C/heads)) times the values, as YOLO-World's "
+        "ImagePoolingAttn; keys and values C×... of the same positions; out: the queries' shape"
+    )
+    example = Example(
+        "crossattend(@k, @v, 2)", (4, 3, 1), before="x: bn, @x, adaptivemaxpool((5, 1)), k: bn, v: relu, @x"
+    )
+
+    def resolve(self, attrs, inputs):
+        if len(inputs) != 3:
+            raise ValueProblem(
+                f"`crossattend` takes its keys and values as two taps, got {len(inputs) - 1}",
+                hint="crossattend(@keys, @values, heads)",
+            )
+        queries, keys, values = inputs
+        heads = whole(attrs["heads"], "heads")
+        if keys != values or keys[0] != queries[0] or len(queries) < 2 or len(keys) < 2:
+            raise ShapeProblem(
+                f"`crossattend` needs keys and values of one shape and of the queries' channels, got queries "
+                f"{format_shape(queries)}, keys {format_shape(keys)}, values {format_shape(values)}",
+                hint="project all three to the same channels, each position along the axes after them",
+            )
+        if queries[0] % heads:
+            raise ShapeProblem(f"`crossattend` cannot cut {queries[0]} channels into {heads} heads")
+        return {"heads": heads}
+
+    def shape(self, attrs, inputs):
+        return inputs[0]
+
+    def keeps_positions(self, attrs, inputs):
+        return False
+
+    def macs(self, attrs, inputs, output):
+        queries, keys = math.prod(inputs[0][1:]), math.prod(inputs[1][1:])
+        return 2 * inputs[0][0] * queries * keys  # qᵀk, then the values weighed
+
+    def label(self, attrs):
+        return f"cross-attention ×{attrs['heads']}"
+
+    def _grouped(self, attrs, inputs) -> tuple[int, int, int]:
+        return inputs[0][0] // attrs["heads"], math.prod(inputs[0][1:]), math.prod(inputs[1][1:])
+
+    def torch_forward(self, attrs, inputs):
+        heads = attrs["heads"]
+        per_head, queries, keys = self._grouped(attrs, inputs)
+        query = _call("reshape", Arg(0), (-1, heads, per_head, queries))
+        key = _call("reshape", Arg(1), (-1, heads, per_head, keys))
+        value = _call("reshape", Arg(2), (-1, heads, per_head, keys))
+        scores = Operation("/", (_call("matmul", _call("transpose", query, 2, 3), key), per_head**0.5))
+        attended = _call("matmul", value, _call("transpose", _call("softmax", scores, -1), 2, 3))
+        return _call("reshape", attended, (-1, *inputs[0]))
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(13, "`crossattend`")  # Softmax over the last axis alone
+        heads = attrs["heads"]
+        per_head, queries, keys = self._grouped(attrs, inputs)
+        query = emit.op("Reshape", [args[0], emit.ints("queries", (0, heads, per_head, queries))])
+        key = emit.op("Reshape", [args[1], emit.ints("keys", (0, heads, per_head, keys))])
+        value = emit.op("Reshape", [args[2], emit.ints("keys", (0, heads, per_head, keys))])
+        scores = emit.op("MatMul", [emit.op("Transpose", [query], perm=(0, 1, 3, 2)), key])
+        weights = emit.op("Softmax", [emit.op("Div", [scores, emit.floats("root", per_head**0.5)])], axis=-1)
+        attended = emit.op("MatMul", [value, emit.op("Transpose", [weights], perm=(0, 1, 3, 2))])
+        return emit.op("Reshape", [attended, emit.ints("shape", (0, *inputs[0]))])
