@@ -70,13 +70,13 @@ IMPORTED += [
     "v8/yolov8-pose-p6.yaml",
     "v9/yolov9c-seg.yaml",
     "v9/yolov9e-seg.yaml",
-    "v8/yolov8-worldv2.yaml",  # YOLO-World: C2fAttn and WorldDetect read the class text the model holds
+    "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
+    "v8/yolov8-worldv2.yaml",
 ]
 REFUSED.update(
     {
         "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
         "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
-        "v8/yolov8-world.yaml": (41, "ImagePoolingAttn (module 16) is text-guided attention"),
     }
 )
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
@@ -118,6 +118,9 @@ def row_shapes(model) -> dict[int, tuple]:
     for hook in hooks:
         hook.remove()
     found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i != "levels" and shape is not None}
+    for i, module in enumerate(model.model):  # the class text, classes x dims, is held dims x classes x 1
+        if type(module).__name__ == "ImagePoolingAttn":
+            found[i] = (found[i][1], found[i][0], 1)
 
     if "levels" in shapes:
         found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]

@@ -1,4 +1,4 @@
-"""YOLO-World (yolov8-worldv2.yaml) imported: the class text Ultralytics' WorldModel holds (`txt_feats`) is the
+"""YOLO-World (yolov8-world.yaml, yolov8-worldv2.yaml) imported: the class text Ultralytics' WorldModel holds (`txt_feats`) is the
 network's `textembed` buffer, given with the state_dict, and the outputs are WorldModel's eval outputs.
 
 The reference is Ultralytics' own WorldModel (installed with --no-deps by scripts/test) with random weights and
@@ -22,6 +22,10 @@ def world_model(name: str, scale: str = "n", seed: int = 0):
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), scale, "cpu"), seed)
     generator = torch.Generator().manual_seed(seed + 7)
     model.txt_feats = torch.randn(model.txt_feats.shape, generator=generator)
+    with torch.no_grad():  # similarities scaled by about e^2, as a trained head's are (its start: 1 / 0.07)
+        for key, tensor in model.state_dict().items():
+            if key.endswith("logit_scale"):
+                tensor.copy_(2 + torch.rand((), generator=generator))
     return model
 
 
@@ -34,7 +38,7 @@ def imported(tmp_path, name: str, state: dict, scale: str = "n") -> torch.nn.Mod
     return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
-@pytest.mark.parametrize("name", ["v8/yolov8-worldv2.yaml"])
+@pytest.mark.parametrize("name", ["v8/yolov8-world.yaml", "v8/yolov8-worldv2.yaml"])
 def test_yolo_world_gives_world_models_outputs_for_its_text(tmp_path, name):
     model = world_model(name)
     state = {**model.state_dict(), "txt_feats": model.txt_feats}

@@ -23,7 +23,7 @@ REFUSED = {
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
     "TorchVision": "a torchvision model loaded by name",
-    "ImagePoolingAttn": "text-guided attention", "YOLOEDetect": "a text-guided head",
+    "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
@@ -99,7 +99,11 @@ class Converter(MoreModules, LaterModules, WorldModules):
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
-        if row.module not in ("Concat", "CBFuse") and row.module not in HEADS and len(row.sources) != 1:
+        if (
+            row.module not in ("Concat", "CBFuse", "ImagePoolingAttn")
+            and row.module not in HEADS
+            and len(row.sources) != 1
+        ):
             raise row.error(f"reads one module, not {len(row.sources)}")
         return handler(row, [_literal(arg) for arg in row.args], inputs)
 

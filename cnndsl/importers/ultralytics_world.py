@@ -45,7 +45,10 @@ BLOCKS.update(
     }
 )
 
-FORWARD_ORDER = [({"cv1", "cv2", "m", "attn"}, ["cv1", "m", "attn", "cv2"])]  # C2fAttn
+FORWARD_ORDER = [  # children as registered -> as forward runs them
+    ({"cv1", "cv2", "m", "attn"}, ["cv1", "m", "attn", "cv2"]),  # C2fAttn
+    ({"query", "key", "value", "proj", "projections"}, ["projections", "query", "key", "value", "proj"]),  # IPA
+]
 
 
 def own_last(children: set[str], own: list[str]) -> bool:
@@ -79,6 +82,7 @@ class WorldModules:
     """Handlers `m_<Module>` for the converter; they use its width(), repeat(), classes(), used and conv."""
 
     text_used = False
+    text_tap = "text"  # the class text the next C2fAttn reads: ImagePoolingAttn's output after it
 
     def _text_dims(self, row, value, what: str) -> None:
         if value != TEXT_DIMS:
@@ -104,12 +108,43 @@ class WorldModules:
         last = "chunk(3, 2)" if n == "1" else f"chunk({n} + 2, {n} + 1)"
         parts = (
             f"@l{row.sources[0]}, p{at}: c2fattn_parts({', '.join([width, *options])})",
-            f"@text, g{at}: fc({hidden}, pixelwise=true)",
+            f"@{self.text_tap}, g{at}: fc({hidden}, pixelwise=true)",
             f"@p{at}, {last}, v{at}: conv_bn({hidden}, 3)",
             f"@p{at}, {last}, maxsigmoid(@g{at}, {heads_text}), a{at}: mul(@v{at})",
             f"@p{at}, concat(@a{at})",
         )
         return Written(f"{self.conv}({width})", width, parts)
+
+    def m_ImagePoolingAttn(self, row, args, inputs):
+        """The class text updated by attention over every level's map, each projected to `ec` channels and
+        max-pooled to k×k patches; parse_model scales none of its widths. Its output is the text the later
+        C2fAttn read (WorldDetect reads the text as the model holds it)."""
+        ec, text_dims, heads, k, scale = padded(row, args, [256, 512, 8, 3, False], "ImagePoolingAttn", 0)
+        self._text_dims(row, text_dims, "text channels")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (ec, heads, k)) or ec % heads:
+            raise row.error(f"takes whole ec, heads and k, heads dividing ec, not {[ec, heads, k]}")
+        if scale is not False:
+            raise row.error("with a learned scale is not imported")
+        if row.repeats != 1:
+            raise row.error("is imported once per row, not repeated")
+        self.text_used = True
+        at, patches = row.index, k * k
+        parts = [
+            f"@l{source}, conv({ec}, k=1), adaptivemaxpool({k}), i{at}_{level}: reshape(({ec}, {patches}, 1))"
+            for level, source in enumerate(row.sources)
+        ]
+        others = ", ".join(f"@i{at}_{level}" for level in range(1, len(row.sources)))
+        parts.append(
+            f"@i{at}_0, patches{at}: concat({others}, axis=1)" if others else f"@i{at}_0, patches{at}: identity"
+        )
+        parts += [
+            f"@{self.text_tap}, layernorm, q{at}: fc({ec}, pixelwise=true)",
+            *(f"@patches{at}, layernorm, {name}{at}: fc({ec}, pixelwise=true)" for name in ("k", "v")),
+            f"@q{at}, crossattend(@k{at}, @v{at}, {heads}), fc({TEXT_DIMS}, pixelwise=true)",
+        ]
+        joined = f"add(@{self.text_tap})"
+        self.text_tap = f"l{at}"
+        return Written(joined, "", tuple(parts))
 
     def m_WorldDetect(self, row, args, inputs):
         """Detect's box path beside a class path that ends in an embedding per pixel, compared with the text."""
