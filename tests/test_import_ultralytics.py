@@ -59,7 +59,7 @@ if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("rtdetr", "yoloe", "depth", "sem")  # not detect, classify, segment, pose or OBB
+OTHER_TASKS = ("rtdetr", "depth", "sem")  # not detect, classify, segment, pose or OBB
 TASKS = [
     f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
 ]
@@ -79,6 +79,14 @@ REFUSED.update(
         "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
     }
 )
+YOLOE = "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks"
+for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
+    for seg in ("", "-seg"):
+        head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
+        first = (line, f"{head} (module {row}) is {YOLOE}")  # where C2PSA imports
+        if not has_attention() and not name.startswith("v8"):
+            first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
+        REFUSED[f"{name}{seg}.yaml"] = first
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 

@@ -14,7 +14,7 @@ from ..ops import REGISTRY
 from .ultralytics_blocks import activation
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
-from .ultralytics_world import TEXT_HEADS, WorldModules
+from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
@@ -23,8 +23,7 @@ REFUSED = {
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
     "TorchVision": "a torchvision model loaded by name",
-    "YOLOEDetect": "a text-guided head",
-    "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
+    **YOLOE_REFUSED,
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
