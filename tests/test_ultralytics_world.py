@@ -64,3 +64,33 @@ def test_a_state_dict_without_the_text_is_refused_with_how_to_add_it(tmp_path):
         imported(tmp_path, name, model.state_dict())
     assert "holds no `txt_feats`" in refused.value.message
     assert "state['txt_feats'] = model.txt_feats" in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["v8/yolov8-world.yaml", "v8/yolov8-worldv2.yaml"])
+def test_imported_yolo_world_exports_to_onnx_and_python_that_compute_the_same(tmp_path, name):
+    """The text kinds in ONNX (onnxruntime) and in `--to python`'s class (its buffer and named tensors)."""
+    import numpy as np
+    import onnxruntime
+
+    from cnndsl.backends.onnx import build_model
+    from cnndsl.backends.torch import standalone_source
+    from cnndsl.backends.torch_source import class_name
+
+    model = world_model(name)
+    ours = imported(tmp_path, name, {**model.state_dict(), "txt_feats": model.txt_feats})
+    stem = name.split("/")[1].removesuffix(".yaml")
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(stem, "n"), input=(3, SIZE, SIZE))
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = ours(images)
+    session = onnxruntime.InferenceSession(
+        build_model(net, weights=ours).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    (got,) = session.run(None, {net.input_name: images.numpy()})
+    assert np.abs(got - expected.numpy()).max() <= 1e-5 * expected.abs().max().item()
+    namespace: dict = {}
+    exec(compile(standalone_source(net), "generated.py", "exec"), namespace)  # noqa: S102  (our own output)
+    rebuilt = namespace[class_name(net.name)]().eval()
+    rebuilt.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(images), expected, rtol=0, atol=0)
