@@ -94,3 +94,17 @@ def test_imported_yolo_world_exports_to_onnx_and_python_that_compute_the_same(tm
     rebuilt.load_state_dict(ours.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(images), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["v8/yolov8-world.yaml", "v8/yolov8-worldv2.yaml"])
+def test_imported_yolo_world_has_the_macs_torch_counts_in_world_models_forward(name):
+    """MACs against torch's own count of WorldModel's forward (torch.utils.flop_counter: its convolutions and
+    matrix products, C2fAttn's, ImagePoolingAttn's and the contrastive heads' included), at 640 pixels."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = world_model(name)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 640, 640))
+    stem = name.split("/")[1].removesuffix(".yaml")
+    net = cnndsl.parse(cnndsl.import_file(MODELS / name), network=network_name(stem, "n"))
+    assert net.macs == counter.get_total_flops() // 2  # 5,552,497,664 for v1, 5,343,380,480 for v2
