@@ -108,3 +108,58 @@ def test_imported_yolo_world_has_the_macs_torch_counts_in_world_models_forward(n
     stem = name.split("/")[1].removesuffix(".yaml")
     net = cnndsl.parse(cnndsl.import_file(MODELS / name), network=network_name(stem, "n"))
     assert net.macs == counter.get_total_flops() // 2  # 5,552,497,664 for v1, 5,343,380,480 for v2
+
+
+SMALL_WORLD = """nc: 80 # WorldModel builds its placeholder text for 80 classes
+scales:
+  n: [0.33, 0.25, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 1, Conv, [128, 3, 2]]
+  - [-1, 1, Conv, [256, 3, 2]]
+head:
+  - [-1, 1, C2fAttn, [256, 128, 4]]
+  - [[1, 3], 1, WorldDetect, [nc, 512, True]]
+"""
+
+
+def refused(tmp_path, text: str) -> CnnDslError:
+    (tmp_path / "world.yaml").write_text(text)
+    with pytest.raises(CnnDslError) as refusal:
+        cnndsl.import_file(tmp_path / "world.yaml")
+    return refusal.value
+
+
+def test_small_world_file_has_world_models_params(tmp_path):
+    (tmp_path / "world.yaml").write_text(SMALL_WORLD)
+    net = cnndsl.parse(cnndsl.import_file(tmp_path / "world.yaml"), network="world_n", input=(3, SIZE, SIZE))
+    model = ultralytics_model(yaml.safe_load(SMALL_WORLD), "n")
+    assert net.params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("row", "replaced", "message"),
+    [
+        (
+            "[256, 128, 4]",
+            "[256, 128, 4, 256]",
+            "C2fAttn (module 3) with guide channels 256 is not imported: WorldModel holds 512-dim class text",
+        ),
+        (
+            "[nc, 512, True]",
+            "[nc, 256, True]",
+            "WorldDetect (module 4) with embed 256 is not imported: WorldModel holds 512-dim class text",
+        ),
+        # 12 heads scale to 3, which do not divide the 32 hidden channels: parse_model raises a ValueError
+        ("[256, 128, 4]", "[256, 128, 12]", "C2fAttn (module 3) does not fit in world_n: "),
+    ],
+)
+def test_world_rows_cnndsl_cannot_build_are_refused_at_their_row(tmp_path, row, replaced, message):
+    error = refused(tmp_path, SMALL_WORLD.replace(row, replaced))
+    line = 1 + SMALL_WORLD.splitlines().index(next(text for text in SMALL_WORLD.splitlines() if row in text))
+    assert str(error.pos) == f"{tmp_path / 'world.yaml'}:{line}:1"
+    assert error.message.startswith(message)
+    if "does not fit" in message:
+        assert error.message.endswith("`maxsigmoid` cannot cut 32 channels into 3 heads")
+        with pytest.raises(ValueError, match="must be divisible by nh=3"):
+            ultralytics_model(yaml.safe_load(SMALL_WORLD.replace(row, replaced)), "n")

@@ -140,12 +140,13 @@ class MaxSigmoid(OpKind):
         channels = spatial(self, inputs[0])[0]
         dims, _ = _text_taps(self, inputs, "its guide")
         heads = whole(attrs["heads"], "heads")
-        if channels % heads or dims != channels:
+        if dims != channels:
             raise ShapeProblem(
-                f"`maxsigmoid` needs a guide of the map's {channels} channels, cut into {heads} heads, "
-                f"got {dims} channels",
-                hint="the guide's fc gives as many channels as the map has, a multiple of heads",
+                f"`maxsigmoid` needs a guide of the map's {channels} channels, got {dims}",
+                hint="the guide's fc gives as many channels as the map has",
             )
+        if channels % heads:
+            raise ShapeProblem(f"`maxsigmoid` cannot cut {channels} channels into {heads} heads")
         return {"heads": heads}
 
     def shape(self, attrs, inputs):
