@@ -64,6 +64,10 @@ def test_a_state_dict_without_the_text_is_refused_with_how_to_add_it(tmp_path):
         imported(tmp_path, name, model.state_dict())
     assert "holds no `txt_feats`" in refused.value.message
     assert "state['txt_feats'] = model.txt_feats" in refused.value.message
+    state = {**model.state_dict(), "txt_feats": torch.zeros(1, 3, 512)}  # as after set_classes(three names)
+    with pytest.raises(CnnDslError) as refused:
+        imported(tmp_path, name, state)
+    assert refused.value.message.endswith(": its txt_feats hold the text of 3 classes, the file's nc is 80")
 
 
 @pytest.mark.parametrize("name", ["v8/yolov8-world.yaml", "v8/yolov8-worldv2.yaml"])

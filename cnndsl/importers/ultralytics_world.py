@@ -73,9 +73,17 @@ MISSING_TEXT = (
 
 def require_text(state: dict, networks: list, origin: str) -> None:
     """A network that holds the class text needs the checkpoint's `txt_feats`, which `state_dict()` leaves out."""
-    holds_text = any(layer.op == "textembed" for network in networks[:1] for _, layer in ir.layers(network.graph))
-    if holds_text and "txt_feats" not in state:
+    layers = ir.layers(networks[0].graph) if networks else []
+    held = [layer.attrs["classes"] for _, layer in layers if layer.op == "textembed"]
+    if held and "txt_feats" not in state:
         raise CnnDslError(f"{origin} {MISSING_TEXT}")
+    shape = tuple(getattr(state.get("txt_feats"), "shape", ()))
+    if held and len(shape) == 3 and shape[1] != held[0]:
+        raise CnnDslError(
+            f"{origin}: its txt_feats hold the text of {shape[1]} classes, the file's nc is {held[0]}",
+            hint="the network's widths depend on nc (WorldDetect's class path), which set_classes does not "
+            "change: save the text of the nc classes the model was built with",
+        )
 
 
 def text_statements() -> list[Statement]:
