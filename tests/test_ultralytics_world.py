@@ -114,6 +114,25 @@ def test_imported_yolo_world_has_the_macs_torch_counts_in_world_models_forward(n
     assert net.macs == counter.get_total_flops() // 2  # 5,552,497,664 for v1, 5,343,380,480 for v2
 
 
+def test_a_pickled_world_checkpoint_is_refused_with_how_to_export_its_state_dict_and_text(tmp_path):
+    from cnndsl.core.errors import FileProblem
+
+    name = "v8/yolov8-worldv2.yaml"
+    model = world_model(name)
+    torch.save({"model": model}, tmp_path / "best.pt")  # as Ultralytics saves it: the whole model pickled
+    with pytest.raises(FileProblem) as refused:
+        cnndsl.import_file(MODELS / name, weights=tmp_path / "best.pt", weights_out=tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()
+    assert refused.value.hint == (
+        'export the state_dict and the class text with Ultralytics once: python -c "import torch; from '
+        "ultralytics import YOLO; m = YOLO('best.pt').model.float(); s = m.state_dict(); s['txt_feats'] = "
+        "m.txt_feats; torch.save(s, 'best-state.pt')\""
+    )
+    state = model.float().state_dict()  # what the hint's line saves
+    state["txt_feats"] = model.txt_feats
+    imported(tmp_path, name, state)
+
+
 SMALL_WORLD = """nc: 80 # WorldModel builds its placeholder text for 80 classes
 scales:
   n: [0.33, 0.25, 1024]

@@ -71,10 +71,22 @@ MISSING_TEXT = (
 )
 
 
+EXPORT = (
+    'export the state_dict and the class text with Ultralytics once: python -c "import torch; from ultralytics '
+    "import YOLO; m = YOLO('{stem}.pt').model.float(); s = m.state_dict(); s['txt_feats'] = m.txt_feats; "
+    "torch.save(s, '{stem}-state.pt')\""
+)
+
+
+def held_classes(networks: list) -> list[int]:
+    """The classes of the text the first network holds (textembed's), none for a model without class text."""
+    layers = ir.layers(networks[0].graph) if networks else []
+    return [layer.attrs["classes"] for _, layer in layers if layer.op == "textembed"]
+
+
 def require_text(state: dict, networks: list, origin: str) -> None:
     """A network that holds the class text needs the checkpoint's `txt_feats`, which `state_dict()` leaves out."""
-    layers = ir.layers(networks[0].graph) if networks else []
-    held = [layer.attrs["classes"] for _, layer in layers if layer.op == "textembed"]
+    held = held_classes(networks)
     if held and "txt_feats" not in state:
         raise CnnDslError(f"{origin} {MISSING_TEXT}")
     shape = tuple(getattr(state.get("txt_feats"), "shape", ()))
