@@ -6,6 +6,8 @@ random text embeddings in place of CLIP's; no download."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import cnndsl
@@ -17,8 +19,8 @@ pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pi
 from test_import_ultralytics import MODELS, SIZE, network_name, randomised, ultralytics_model  # noqa: E402
 
 
-def world_model(name: str, scale: str = "n", seed: int = 0):
-    """WorldModel of the shipped file at `scale`, randomised, holding random class text embeddings."""
+def world_model(name: str | Path, scale: str = "n", seed: int = 0):
+    """WorldModel of the file (a shipped one by its name) at `scale`, randomised, holding random class text."""
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), scale, "cpu"), seed)
     generator = torch.Generator().manual_seed(seed + 7)
     model.txt_feats = torch.randn(model.txt_feats.shape, generator=generator)
@@ -29,12 +31,12 @@ def world_model(name: str, scale: str = "n", seed: int = 0):
     return model
 
 
-def imported(tmp_path, name: str, state: dict, scale: str = "n") -> torch.nn.Module:
+def imported(tmp_path, name: str | Path, state: dict, scale: str = "n") -> torch.nn.Module:
+    """cnndsl's import of the file (a shipped one by its name) at `scale`, with the state's weights and text."""
     torch.save(state, tmp_path / "state.pt")
     text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
     (tmp_path / "net.cnn").write_text(text)
-    stem = name.split("/")[1].removesuffix(".yaml")
-    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(stem, scale), input=(3, SIZE, SIZE))
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(Path(name).stem, scale), input=(3, SIZE, SIZE))
     return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
@@ -160,6 +162,25 @@ def test_small_world_file_has_world_models_params(tmp_path):
     assert net.params == sum(p.numel() for p in model.parameters())
 
 
+def test_rows_that_read_an_earlier_module_and_the_pooled_text_give_world_models_outputs(tmp_path):
+    """ImagePoolingAttn and a C2fAttn that each read a module other than the row before, the C2fAttn the text
+    the pooling updated."""
+    text = SMALL_WORLD.replace("head:\n", "head:\n  - [[1, 2], 1, ImagePoolingAttn, [256]]\n")
+    text = text.replace("[-1, 1, C2fAttn", "[2, 1, C2fAttn").replace(
+        "[[1, 3], 1, WorldDetect", "[[1, 4], 1, WorldDetect"
+    )
+    (tmp_path / "world.yaml").write_text(text)
+    model = world_model(tmp_path / "world.yaml")
+    ours = imported(tmp_path, tmp_path / "world.yaml", {**model.state_dict(), "txt_feats": model.txt_feats})
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in model.parameters())
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, _ = model(images)
+        mine = ours(images)
+    assert expected[:, 4:].std() > 0.05
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
 @pytest.mark.parametrize(
     ("row", "replaced", "message"),
     [
@@ -173,6 +194,7 @@ def test_small_world_file_has_world_models_params(tmp_path):
             "[nc, 256, True]",
             "WorldDetect (module 4) with embed 256 is not imported: WorldModel holds 512-dim class text",
         ),
+        ("[256, 128, 4]", "[256, 128, 4, 512, False, 1, 0.0]", "C2fAttn (module 3) takes an expansion e in (0, 1]"),
         # 12 heads scale to 3, which do not divide the 32 hidden channels: parse_model raises a ValueError
         ("[256, 128, 4]", "[256, 128, 12]", "C2fAttn (module 3) does not fit in world_n: "),
     ],

@@ -35,7 +35,7 @@ def convert(text: str, file: str) -> str:
         out_widths.append(written.width)
         label = f"l{row.index}"  # every row's output is named after its module index
         jump = row.index and row.sources[0] != row.index - 1
-        prefix = f"@l{row.sources[0]}, " if jump else ""
+        prefix = f"@l{row.sources[0]}, " if jump and not written.parts else ""  # parts jump themselves
         if row.module in DETECTS:
             heads = ("level", "one2one") if end_to_end(model) else ("level",)
             for head in heads:  # an end-to-end head has a second, one-to-one copy of every level's paths

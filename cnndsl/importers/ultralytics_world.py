@@ -120,6 +120,8 @@ class WorldModules:
         self._text_dims(row, guide, "guide channels")
         if g != 1 or not isinstance(shortcut, bool) or not isinstance(heads, int) or heads < 1:
             raise row.error("takes whole heads, a true/false shortcut and no groups here")
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e <= 1:
+            raise row.error(f"takes an expansion e in (0, 1], not `{e!r}`")
         self.text_used = True
         self.used.update(("c2fattn_parts", "conv_bn", "conv_bn_ACT"))
         width, n, at = self.width(row, c), self.repeat(row), row.index
