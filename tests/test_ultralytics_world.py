@@ -40,11 +40,13 @@ def imported(tmp_path, name: str | Path, state: dict, scale: str = "n") -> torch
     return net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
-@pytest.mark.parametrize("name", ["v8/yolov8-world.yaml", "v8/yolov8-worldv2.yaml"])
-def test_yolo_world_gives_world_models_outputs_for_its_text(tmp_path, name):
-    model = world_model(name)
+@pytest.mark.parametrize(
+    ("name", "scale"), [("v8/yolov8-world.yaml", "n"), ("v8/yolov8-world.yaml", "s"), ("v8/yolov8-worldv2.yaml", "n")]
+)
+def test_yolo_world_gives_world_models_outputs_for_its_text(tmp_path, name, scale):
+    model = world_model(name, scale)
     state = {**model.state_dict(), "txt_feats": model.txt_feats}
-    ours = imported(tmp_path, name, state)
+    ours = imported(tmp_path, name, state, scale)
     images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected, _ = model(images)
