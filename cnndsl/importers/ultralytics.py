@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
-from .ultralytics_world import TEXT_HEADS, text_statements
+from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -69,7 +69,7 @@ def convert(text: str, file: str) -> str:
             body = prefix + (f"({written.text})" if " x " in written.text else written.text)
         statements.append(Statement(body, row.index, row.index, label, bool(jump) or row.index == head_start))
     if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
-        statements[:0] = text_statements()
+        statements = with_text(statements)
     return _text(model, converter, statements, outputs)
 
 

@@ -98,9 +98,16 @@ def require_text(state: dict, networks: list, origin: str) -> None:
         )
 
 
-def text_statements() -> list[Statement]:
-    """The class text, first in the network (the state_dict's `txt_feats` comes first), then the image again."""
-    return [Statement("textembed(classes)", 0, 0, "text", True), Statement("@in", 0, 0)]
+def with_text(statements: list[Statement]) -> list[Statement]:
+    """The class text first, on its own line (the state_dict's `txt_feats` comes first), then the image again;
+    the line names the first module that reads the text."""
+    reader = next(statement.first for statement in statements if "@text" in statement.text)
+    statements[0].starts_line = True
+    return [
+        Statement("textembed(classes)", reader, reader, "text", True),
+        Statement("@in", reader, reader),
+        *statements,
+    ]
 
 
 class WorldModules:
