@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 ultralytics = pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
 from ultralytics.nn.modules.head import Detect  # noqa: E402
-from ultralytics.nn.tasks import ClassificationModel, DetectionModel  # noqa: E402
+from ultralytics.nn.tasks import ClassificationModel, DetectionModel, WorldModel  # noqa: E402
 from ultralytics.utils import LOGGER  # noqa: E402
 
 LOGGER.setLevel(50)
@@ -59,7 +59,7 @@ if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("world", "rtdetr", "yoloe", "depth", "sem")  # not detect, classify, segment, pose or OBB
+OTHER_TASKS = ("rtdetr", "depth", "sem")  # not detect, classify, segment, pose or OBB
 TASKS = [
     f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
 ]
@@ -70,6 +70,8 @@ IMPORTED += [
     "v8/yolov8-pose-p6.yaml",
     "v9/yolov9c-seg.yaml",
     "v9/yolov9e-seg.yaml",
+    "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
+    "v8/yolov8-worldv2.yaml",
 ]
 REFUSED.update(
     {
@@ -77,6 +79,14 @@ REFUSED.update(
         "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
     }
 )
+YOLOE = "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks"
+for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
+    for seg in ("", "-seg"):
+        head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
+        first = (line, f"{head} (module {row}) is {YOLOE}")  # where C2PSA imports
+        if not has_attention() and not name.startswith("v8"):
+            first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
+        REFUSED[f"{name}{seg}.yaml"] = first
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
@@ -91,7 +101,8 @@ def network_name(stem: str, scale: str) -> str:
 def ultralytics_model(config: dict, scale: str, device: str = "meta"):
     """Ultralytics' own model for the config at `scale`, as `YOLO("yolov8n.yaml")` builds it."""
     config = dict(config, scale=scale)
-    model_class = ClassificationModel if config["head"][-1][2] == "Classify" else DetectionModel
+    classes = {"Classify": ClassificationModel, "WorldDetect": WorldModel}
+    model_class = classes.get(config["head"][-1][2], DetectionModel)
     with pytest.MonkeyPatch.context() as patch, torch.device(device):
         if device == "meta":
             patch.setattr(Detect, "bias_init", lambda self: None)  # it reads the stride's values
@@ -115,6 +126,9 @@ def row_shapes(model) -> dict[int, tuple]:
     for hook in hooks:
         hook.remove()
     found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i != "levels" and shape is not None}
+    for i, module in enumerate(model.model):  # the class text, classes x dims, is held dims x classes x 1
+        if type(module).__name__ == "ImagePoolingAttn":
+            found[i] = (found[i][1], found[i][0], 1)
 
     if "levels" in shapes:
         found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]
@@ -162,7 +176,10 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
-        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26") and config.get("reg_max", 16) > 1
+        detects = (
+            head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect")
+            and config.get("reg_max", 16) > 1
+        )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
         assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
@@ -295,7 +312,7 @@ def test_unknown_module_is_refused_at_its_row(tmp_path):
     error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C2ff, [64, True]"))
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
     assert error.message == "C2ff (module 1) is a module cnndsl does not import"
-    assert "C2f, C2fCIB, C3, C3Ghost, C3k2" in error.hint
+    assert "C2f, C2fAttn, C2fCIB, C3, C3Ghost, C3k2" in error.hint
 
 
 def test_unknown_key_is_refused_at_its_line(tmp_path):

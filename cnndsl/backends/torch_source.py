@@ -157,6 +157,13 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
                     f"        {module_path('self', path) if path else 'self'}.{name} = "
                     f"{parameter_constructor([str(size) for size in parameter.shape], fill)}"
                 )
+            for name, buffer in module.named_buffers(recurse=False):  # a tensor a layer keeps (textembed's)
+                fill = initial_value(network, f"{path}.{name}" if path else name)
+                sizes = ", ".join(str(size) for size in buffer.shape) + "," * (buffer.dim() == 1)
+                lines.append(
+                    f"        {module_path('self', path) if path else 'self'}.register_buffer("
+                    f"{name!r}, torch.full(({sizes}), {float32_text(fill)}))"
+                )
     return lines, fixing
 
 
@@ -211,7 +218,13 @@ def initial_value(network, name: str) -> float:
     """The value a layer that is one tensor (layer scale) starts from, built afresh on the CPU: the
     modules the source is written from live on the meta device, which holds no values."""
     graph = network.graph
-    node, layer = next((node, layer) for node, layer in ir.layers(graph) if layer.name == name)
+    found = next(((node, layer) for node, layer in ir.layers(graph) if layer.name == name), None)
+    if found is None:  # a tensor a layer holds under its own name (contrast's bias): the start it declares
+        owner, _, tensor = name.rpartition(".")
+        node, layer = next((node, layer) for node, layer in ir.layers(graph) if layer.name == owner)
+        specs = layer.kind.tensors(layer.attrs, input_shapes(graph, node))
+        return next(spec.init.value for spec in specs if spec.name == tensor)
+    node, layer = found
     with torch.device("cpu"):
         fresh = layer.kind.torch_module(layer.attrs, input_shapes(graph, node))
     return fresh.flatten()[0].item()

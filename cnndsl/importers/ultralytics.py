@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
+from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
 
@@ -34,7 +35,7 @@ def convert(text: str, file: str) -> str:
         out_widths.append(written.width)
         label = f"l{row.index}"  # every row's output is named after its module index
         jump = row.index and row.sources[0] != row.index - 1
-        prefix = f"@l{row.sources[0]}, " if jump else ""
+        prefix = f"@l{row.sources[0]}, " if jump and not written.parts else ""  # parts jump themselves
         if row.module in DETECTS:
             heads = ("level", "one2one") if end_to_end(model) else ("level",)
             for head in heads:  # an end-to-end head has a second, one-to-one copy of every level's paths
@@ -53,6 +54,10 @@ def convert(text: str, file: str) -> str:
                     Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
                 )
             continue
+        if row.module in TEXT_HEADS:  # WorldDetect: its levels' statements (ultralytics_world)
+            statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
+            outputs += [f"@level{level}" for level in range(len(row.sources))]
+            continue
         for part in written.parts:
             statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
         if row.module == "CBFuse":
@@ -63,6 +68,8 @@ def convert(text: str, file: str) -> str:
         else:
             body = prefix + (f"({written.text})" if " x " in written.text else written.text)
         statements.append(Statement(body, row.index, row.index, label, bool(jump) or row.index == head_start))
+    if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
+        statements = with_text(statements)
     return _text(model, converter, statements, outputs)
 
 

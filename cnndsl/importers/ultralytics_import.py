@@ -8,12 +8,15 @@ a generated file the user never saw; the expanded networks are what `read_weight
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..api import parse
-from ..core.errors import CnnDslError, SourcePos
+from ..core.errors import CnnDslError, FileProblem, SourcePos
 from .ultralytics import convert as convert_yaml
 from .ultralytics import network_names
 from .ultralytics_weights import fitted, read_state
+from .ultralytics_world import EXPORT as TEXT_EXPORT
+from .ultralytics_world import held_classes, require_text
 from .ultralytics_yaml import read_yaml
 
 MAX_BYTES = 1_000_000  # Ultralytics' largest model YAML is under 4 kB
@@ -45,7 +48,13 @@ def _built(cnn: str, name: str, rows, file: str):
 
 def read_weights(weights, networks: list, file: str) -> dict:
     """The state_dict's tensors under the names of the first scale whose shapes they fit."""
-    state = read_state(weights)
+    try:
+        state = read_state(weights)
+    except FileProblem as problem:
+        if problem.hint and held_classes(networks):  # YOLO-World's export also saves its class text
+            problem.hint = TEXT_EXPORT.format(stem=Path(weights).stem)
+        raise
+    require_text(state, networks, str(weights))
     problems = []
     for network in networks:
         try:

@@ -14,21 +14,20 @@ from ..ops import REGISTRY
 from .ultralytics_blocks import activation
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
+from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "C2fAttn": "text-guided attention, which takes a second input",
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
     "TorchVision": "a torchvision model loaded by name",
-    "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
-    "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
+    **YOLOE_REFUSED,
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
-HEADS = {*DETECTS, "Classify"}
+HEADS = {*DETECTS, *TEXT_HEADS, "Classify"}
 
 
 def decodes_boxes() -> bool:
@@ -37,7 +36,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules):
+class Converter(MoreModules, LaterModules, WorldModules):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
@@ -99,7 +98,11 @@ class Converter(MoreModules, LaterModules):
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
-        if row.module not in ("Concat", "CBFuse") and row.module not in HEADS and len(row.sources) != 1:
+        if (
+            row.module not in ("Concat", "CBFuse", "ImagePoolingAttn")
+            and row.module not in HEADS
+            and len(row.sources) != 1
+        ):
             raise row.error(f"reads one module, not {len(row.sources)}")
         return handler(row, [_literal(arg) for arg in row.args], inputs)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..core.errors import CnnDslError, FileProblem
 from ..weights.slots import network_slots
+from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
+from .ultralytics_world import own_last
 
 EXPORT = (
     'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
@@ -26,6 +28,7 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"cv1", "cv2", "cv3", "m"}, ["cv1", "m", "cv2", "cv3"]),  # C3, C3k
     ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
     ({"cv1", "cv2", "attn", "ffn"}, ["cv1", "attn", "ffn", "cv2"]),  # PSA
+    *WORLD_ORDER,
 ]
 HEAD_PATHS = (
     "cv2",
@@ -86,7 +89,9 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
     ordered: list[tuple[str, list[str]]] = []
 
     def visit(node: dict, prefix: str) -> None:
-        after = prefix in own and all(key.endswith(".gamma") for key in own[prefix])  # A2C2f scales its output
+        after = prefix in own and (
+            all(key.endswith(".gamma") for key in own[prefix]) or own_last(set(node), own[prefix])
+        )  # A2C2f scales its output
         if prefix in own and not after:
             ordered.append((prefix, own[prefix]))
         for child in _children_in_forward_order(node):

@@ -30,9 +30,10 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "nms": ("nms",),
     "norm": ("bn", "layernorm", "groupnorm", "layerscale", "lrn", "dropout", "stochasticdepth", "droppath"),
     "padding": ("zeropad",),
-    "pool": ("maxpool", "avgpool", "gap", "adaptiveavgpool", "pool", "globalavgpool"),
+    "pool": ("maxpool", "avgpool", "gap", "adaptiveavgpool", "adaptivemaxpool", "pool", "globalavgpool"),
     "psa_attention": ("attend", "attendvalues"),
     "rcnn": ("levelnms", "roidetections"),
+    "text_guided": ("textembed", "maxsigmoid", "contrast", "crossattend"),
     "resize": ("upsample", "resize", "pixelshuffle", "input"),
     "roi": ("roipool", "roialign", "boxfc", "msroialign"),
 }  # fmt: skip

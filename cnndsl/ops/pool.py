@@ -1,4 +1,4 @@
-"""Pooling: max and average windows, global average pooling, adaptive average pooling."""
+"""Pooling: max and average windows, global average pooling, adaptive average and max pooling."""
 
 from __future__ import annotations
 
@@ -179,6 +179,52 @@ class AdaptiveAvgPool(OpKind):
         columns = emit.computed("columns", (width, out_w), lambda: _averaging(width, out_w).T)
         rows = emit.computed("rows", (out_h, height), lambda: _averaging(height, out_h))
         return emit.op("MatMul", [rows, emit.op("MatMul", [args[0], columns])])
+
+
+@register
+class AdaptiveMaxPool(AdaptiveAvgPool):
+    """PyTorch's adaptive bins, each its maximum (YOLO-World's ImagePoolingAttn pools every level to 3×3)."""
+
+    name = "adaptivemaxpool"
+    backward_keeps = 3  # as max pooling: the output and the argmax
+    doc = "max pooling to a fixed H×W, each of PyTorch's adaptive bins its maximum (YOLO-World's image pooling)"
+    example = Example("adaptivemaxpool(3)", (4, 5, 4))
+
+    def label(self, attrs):
+        return f"adaptive maxpool {attrs['size'][0]}×{attrs['size'][1]}"
+
+    def torch_module(self, attrs, inputs):
+        from torch import nn
+
+        return nn.AdaptiveMaxPool2d(attrs["size"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        """A plain max pool where the bins tile the input; else, as a bin is rows × columns, the maximum of
+        each bin's rows, then of its columns: one Slice and ReduceMax per output row and column."""
+        _, height, width = inputs[0]
+        out_h, out_w = attrs["size"]
+        if height % out_h == 0 and width % out_w == 0:
+            kernel = (height // out_h, width // out_w)
+            return emit.op("MaxPool", [args[0]], kernel_shape=kernel, strides=kernel)
+        rows = _bin_maxima(emit, args[0], height, out_h, 2)
+        return _bin_maxima(emit, rows, width, out_w, 3)
+
+
+def _bin_maxima(emit, value: str, size: int, bins: int, axis: int) -> str:
+    """The maximum over each of PyTorch's adaptive bins of one axis, [floor(i·size/bins), ceil((i+1)·size/bins))."""
+    maxima = []
+    for index in range(bins):
+        start, end = index * size // bins, -(-(index + 1) * size // bins)
+        bounds = [emit.ints("start", (start,)), emit.ints("end", (end,)), emit.ints("axis", (axis,))]
+        maxima.append(onnx_reduce(emit, "ReduceMax", emit.op("Slice", [value, *bounds]), axis))
+    return maxima[0] if bins == 1 else emit.op("Concat", maxima, axis=axis)
+
+
+def onnx_reduce(emit, op: str, value: str, axis: int) -> str:
+    """ReduceMax, ReduceL2, ... over one axis, kept: the axes an attribute before opset 18, an input since."""
+    if emit.opset >= 18:
+        return emit.op(op, [value, emit.ints("axes", (axis,))], keepdims=1)
+    return emit.op(op, [value], axes=(axis,), keepdims=1)
 
 
 def _averaging(size: int, bins: int) -> np.ndarray:

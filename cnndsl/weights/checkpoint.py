@@ -193,7 +193,8 @@ def as_float32(value: Any, shape: tuple) -> np.ndarray:
     if hasattr(value, "detach"):
         tensor = value.detach().cpu()
         value = (tensor.float() if tensor.is_floating_point() else tensor).numpy()
-    return np.ascontiguousarray(np.asarray(value).reshape(shape), dtype=np.float32)
+    # np.require, not np.ascontiguousarray, which makes a scalar (a 0-d logit scale) a 1-vector
+    return np.require(np.asarray(value).reshape(shape), dtype=np.float32, requirements="C")
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
