@@ -24,6 +24,7 @@ from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 ultralytics = pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
+from oracles import torchvision_models  # noqa: E402
 from ultralytics.nn.modules.head import Detect  # noqa: E402
 from ultralytics.nn.tasks import ClassificationModel, DetectionModel  # noqa: E402
 from ultralytics.utils import LOGGER  # noqa: E402
@@ -37,11 +38,10 @@ IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/y
             "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
             "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
             "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
-            "v9/yolov9c.yaml", "v9/yolov9e.yaml"]  # fmt: skip
+            "v9/yolov9c.yaml", "v9/yolov9e.yaml", "11/yolo11-cls-resnet18.yaml"]  # fmt: skip
 REFUSED = {
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
 }
 ATTENTION = [
@@ -93,6 +93,9 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
     config = dict(config, scale=scale)
     model_class = ClassificationModel if config["head"][-1][2] == "Classify" else DetectionModel
     with pytest.MonkeyPatch.context() as patch, torch.device(device):
+        if any(row[2] == "TorchVision" for row in config["backbone"] + config["head"]):
+            models = torchvision_models()  # no weights fetched: the test sets its own
+            patch.setattr(models, "get_model", lambda name, weights, get=models.get_model: get(name, weights=None))
         if device == "meta":
             patch.setattr(Detect, "bias_init", lambda self: None)  # it reads the stride's values
         return model_class(config, verbose=False)

@@ -117,7 +117,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     if classify:
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
-    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm), ""]
+    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
+    lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's
     lines.append(f"network {name}({', '.join(params)}) {{")
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets

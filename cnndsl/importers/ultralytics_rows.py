@@ -14,6 +14,7 @@ from ..ops import REGISTRY
 from .ultralytics_blocks import activation
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
+from .ultralytics_torchvision import TorchVisionModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
@@ -22,7 +23,6 @@ REFUSED = {
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
-    "TorchVision": "a torchvision model loaded by name",
     "ImagePoolingAttn": "text-guided attention", "WorldDetect": "a text-guided head", "YOLOEDetect": "a text-guided head",
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
@@ -37,7 +37,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules):
+class Converter(MoreModules, LaterModules, TorchVisionModules):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
@@ -48,6 +48,7 @@ class Converter(MoreModules, LaterModules):
     proto: str | None = None  # Segment's mask prototypes
     keypoint_dims: int = 3  # Pose's values per keypoint
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
+    torchvision_blocks: dict[str, str] = field(default_factory=dict)  # TorchVision rows' blocks, by name
 
     def __post_init__(self):
         values = self.model.values
