@@ -19,6 +19,7 @@ import cnndsl
 from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
+from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
 from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
@@ -71,12 +72,10 @@ IMPORTED += [
     "v9/yolov9c-seg.yaml",
     "v9/yolov9e-seg.yaml",
 ]
-REFUSED.update(
-    {
-        "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
-        "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
-    }
-)
+IMPORTED += [
+    "26/yolo26-seg.yaml",
+    "26/yolo26-pose.yaml",
+]  # Segment26, Pose26 (tests/test_import_ultralytics_heads26.py)
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
@@ -165,10 +164,16 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
-        detects = head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26") and config.get("reg_max", 16) > 1
+        detects = (
+            head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26")
+            and config.get("reg_max", 16) > 1
+        )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
-        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
+        # Proto26's semantic head, Pose26's sigmas and flow model serve the training losses only: not imported
+        training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
+        assert training == 0 or head in ("Segment26", "Pose26")
+        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0) - training, scale
         assert cnn_shapes(net) == row_shapes(model), scale
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
+from .ultralytics_heads26 import NOTES26, decoding_both_task
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
@@ -49,6 +50,8 @@ def convert(text: str, file: str) -> str:
                         extra = f"@l{source}, {prefix}{name}{level}: {text}"
                         statements.append(Statement(extra, row.index, row.index, None, True))
             if converter.proto:
+                for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
+                    statements.append(Statement(part, row.index, row.index, None, True))
                 statements.append(
                     Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
                 )
@@ -129,6 +132,10 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     if obb:
         extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
         lines.append(f"    output {', '.join(outputs + extras)}")
+    elif decoded and extras and end_to_end(model):  # Segment26, Pose26
+        kpt = None if converter.proto else ", dims=2" * (converter.keypoint_dims == 2)
+        kpt = kpt if kpt is None or not converter.centred_keypoints else kpt + ", centred=true"
+        lines += decoding_both_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto), kpt)
     elif decoded and extras:
         reg_max, dims = values.get("reg_max", 16), converter.keypoint_dims
         lines += _decoding_task(outputs, extras, reg_max, bool(converter.proto), dims)
@@ -199,6 +206,9 @@ TASK_NOTES = {
         "# level's angle logits: the rotated boxes' decoding (DFL where reg_max > 1, dist2rbox) is not imported.",
     ],
 }
+
+
+TASK_NOTES.update(NOTES26)
 
 
 def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:

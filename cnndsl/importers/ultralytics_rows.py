@@ -12,6 +12,7 @@ from typing import Any
 
 from ..ops import REGISTRY
 from .ultralytics_blocks import activation
+from .ultralytics_heads26 import Heads26
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_torchvision import TorchVisionModules
@@ -27,7 +28,7 @@ REFUSED = {
     "YOLOESegment": "a text-guided head", "YOLOESegment26": "a text-guided head",
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
-DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
+DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
 HEADS = {*DETECTS, "Classify"}
 
 
@@ -37,7 +38,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, TorchVisionModules):
+class Converter(MoreModules, LaterModules, TorchVisionModules, Heads26):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
@@ -46,6 +47,8 @@ class Converter(MoreModules, LaterModules, TorchVisionModules):
     cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
     extra: tuple[str, str] | None = None  # a task head's extra path per level: its name and text
     proto: str | None = None  # Segment's mask prototypes
+    proto_parts: tuple[str, ...] = ()  # statements before them (Proto26's other levels)
+    centred_keypoints: bool = False  # Pose26 decodes its keypoints from the anchors' centres
     keypoint_dims: int = 3  # Pose's values per keypoint
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
     torchvision_blocks: dict[str, str] = field(default_factory=dict)  # TorchVision rows' blocks, by name

@@ -1,0 +1,129 @@
+"""YOLO26's segment and pose heads (Segment26 with Proto26 over every level, Pose26 with its keypoints centred
+on the anchors), end to end: both heads' outputs equal Ultralytics' own at scale n, given its state_dict
+through `cnndsl import`, within 1e-4.
+
+Counts and shapes at every scale are compared in tests/test_import_ultralytics.py (IMPORTED), less the
+training-only modules (Proto26's semantic head, Pose26's sigmas and flow model), which are checked here to be
+what Ultralytics' eval forward leaves unused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnndsl
+from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
+from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
+from test_import_ultralytics import MODELS, SIZE, ultralytics_and_imported  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
+
+
+def _close(mine, reference):
+    assert reference.abs().max() > 1  # not a trivially small output
+    torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+
+
+def _both_heads(tmp_path, name):
+    """Ultralytics' eval outputs with its one-to-many head (end2end False) and end to end, and the import's."""
+    model, ours, images = ultralytics_and_imported(tmp_path, name)
+    with torch.no_grad():
+        model.end2end = False
+        many = model(images)[0]
+        model.end2end = True
+        end_to_end = model(images)[0]
+        mine = ours(images)
+    return model.model[-1], many, end_to_end, mine
+
+
+def test_segment26_gives_both_heads_ultralytics_detections_and_protos(tmp_path):
+    """Detections with each anchor's 32 mask coefficients after the scores, the one-to-one head's through
+    Ultralytics' own top-k (Detect.postprocess); the prototypes from every level (Proto26)."""
+    head, (many, protos), (end_to_end, protos_e2e), (detections, one2one, my_protos) = _both_heads(
+        tmp_path, "26/yolo26-seg.yaml"
+    )
+    assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + 80 + 32, 84)
+    assert tuple(my_protos.shape) == (2, 32, 16, 16)
+    _close(detections, many)
+    _close(my_protos, protos)
+    _close(my_protos, protos_e2e)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+    assert tuple(end_to_end.shape) == (2, 84, 6 + 32)
+
+
+def test_pose26_gives_both_heads_ultralytics_detections_with_keypoints_in_pixels(tmp_path):
+    head, many, end_to_end, (detections, one2one) = _both_heads(tmp_path, "26/yolo26-pose.yaml")
+    assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + head.nc + 17 * 3, 84)
+    _close(detections, many)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+
+
+@pytest.mark.parametrize("name", ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml"])
+def test_training_only_modules_are_those_the_eval_forward_leaves_unused(name):
+    """The parameters the import leaves out get no gradient from Ultralytics' eval outputs."""
+    from test_import_ultralytics import randomised, ultralytics_model
+
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    images = torch.randn(1, 3, SIZE, SIZE)
+    for end2end in (False, True):
+        model.end2end = end2end
+        outputs = model(images)[0]
+        total = sum(part.sum() for part in (outputs if isinstance(outputs, tuple) else (outputs,)))
+        total.backward()
+    left_out = {key for key, p in model.named_parameters() if TRAINING_ONLY.search(key)}
+    unused = {key for key, p in model.named_parameters() if p.grad is None}
+    assert left_out == unused and left_out
+    parts = {key.split(".")[2] for key in left_out}
+    assert parts == ({"proto"} if "seg" in name else {"cv4_sigma", "one2one_cv4_sigma", "flow_model"})
+
+
+POSE = """network pose {{
+    image: input 3x32x32
+    conv3x3(8, s=4), p3: conv3x3(6, s=2)
+    p4: conv3x3(6, s=2)
+    @p3, anchorcat(@p4)
+    {end}
+}}
+"""
+
+
+def _run(text, images):
+    module = cnndsl.parse(text).to_torch(seed=0).eval()
+    with torch.no_grad():
+        return module(images)
+
+
+@pytest.mark.parametrize("dims", [3, 2])
+def test_centred_kptdecode_maps_offsets_from_the_anchor_centre(dims):
+    """Pose26.kpts_decode: x, y = (offset + cell + 0.5)·stride, the third value of each keypoint its sigmoid."""
+    images = torch.randn(2, 3, 32, 32)
+    rows = _run(POSE.format(end="identity"), images).numpy()
+    decoded = _run(POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims}, centred=true)"), images).numpy()
+    cells = [(x, y, 8) for y in range(4) for x in range(4)] + [(x, y, 16) for y in range(2) for x in range(2)]
+    expected = np.empty_like(rows)
+    for a, (x, y, stride) in enumerate(cells):
+        for k in range(6 // dims):
+            expected[:, k * dims, a] = (rows[:, k * dims, a] + x + 0.5) * stride
+            expected[:, k * dims + 1, a] = (rows[:, k * dims + 1, a] + y + 0.5) * stride
+            if dims == 3:
+                expected[:, k * dims + 2, a] = 1 / (1 + np.exp(-rows[:, k * dims + 2, a]))
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_centred_kptdecode_in_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    network = cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4, centred=true)"))
+    module = network.to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = module(images)
+    network.to_onnx(tmp_path / "pose.onnx", weights=module)
+    session = ort.InferenceSession(str(tmp_path / "pose.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-4)
