@@ -1,9 +1,10 @@
 """YOLO26's segment and pose heads (Segment26 with Proto26 over every level, Pose26 with its keypoints centred
 on the anchors), end to end: both heads' outputs equal Ultralytics' own at scale n, given its state_dict
-through `cnndsl import`, within 1e-4.
+through `cnndsl import`, within 1e-4; and its semantic head (SemanticSegment), its logits.
 
 Counts and shapes at every scale are compared in tests/test_import_ultralytics.py (IMPORTED), less the
-training-only modules (Proto26's semantic head, Pose26's sigmas and flow model), which are checked here to be
+training-only modules (Proto26's semantic head, Pose26's sigmas and flow model, SemanticSegment's aux_head),
+which are checked here to be
 what Ultralytics' eval forward leaves unused."""
 
 from __future__ import annotations
@@ -64,23 +65,34 @@ def test_pose26_gives_both_heads_ultralytics_detections_with_keypoints_in_pixels
         _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
 
 
-@pytest.mark.parametrize("name", ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml"])
+def test_semantic_segment_gives_ultralytics_logits(tmp_path):
+    """SemanticSegment's classifier on the 1/8 level: 19 Cityscapes class logits per pixel."""
+    model, ours, images = ultralytics_and_imported(tmp_path, "26/yolo26-sem.yaml")
+    with torch.no_grad():
+        expected, mine = model(images), ours(images)
+    assert tuple(mine.shape) == tuple(expected.shape) == (2, 19, 8, 8)
+    _close(mine, expected)
+
+
+@pytest.mark.parametrize("name", ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"])
 def test_training_only_modules_are_those_the_eval_forward_leaves_unused(name):
     """The parameters the import leaves out get no gradient from Ultralytics' eval outputs."""
     from test_import_ultralytics import randomised, ultralytics_model
 
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
     images = torch.randn(1, 3, SIZE, SIZE)
-    for end2end in (False, True):
-        model.end2end = end2end
-        outputs = model(images)[0]
+    for end2end in (False, True) if "sem" not in name else (None,):
+        if end2end is not None:
+            model.end2end = end2end
+        outputs = model(images)[0] if end2end is not None else model(images)
         total = sum(part.sum() for part in (outputs if isinstance(outputs, tuple) else (outputs,)))
         total.backward()
     left_out = {key for key, p in model.named_parameters() if TRAINING_ONLY.search(key)}
     unused = {key for key, p in model.named_parameters() if p.grad is None}
     assert left_out == unused and left_out
     parts = {key.split(".")[2] for key in left_out}
-    assert parts == ({"proto"} if "seg" in name else {"cv4_sigma", "one2one_cv4_sigma", "flow_model"})
+    expected = {"seg": {"proto"}, "pose": {"cv4_sigma", "one2one_cv4_sigma", "flow_model"}, "sem": {"aux_head"}}
+    assert parts == expected[name.split("-")[1][:-5]]
 
 
 POSE = """network pose {{

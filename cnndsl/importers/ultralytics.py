@@ -119,6 +119,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("# class scores: DFL and box decoding are not imported.")
     if classify:
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
+    elif head == "SemanticSegment":
+        lines += NOTES26[head]
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
     lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's

@@ -1,4 +1,5 @@
-"""YOLO26's segment and pose heads (ultralytics/nn/modules/head.py: Segment26, Pose26), and the end of an
+"""YOLO26's segment, pose and semantic heads (ultralytics/nn/modules/head.py: Segment26, Pose26,
+SemanticSegment), and the end of an
 end-to-end segment or pose head: both heads decoded as Detect's, each followed by its mask coefficients or
 keypoints.
 
@@ -8,7 +9,8 @@ Pose26's keypoint path is two 3x3 Conv as wide as `max(ch0 / 4, keypoints * (dim
 convolution, its keypoints decoded as offsets from the anchor's centre (`kptdecode(centred=true)`).
 
 Left out, as Ultralytics' eval forward never runs them: Proto26's semantic head (`proto.semseg`), Pose26's
-keypoint sigmas (`cv4_sigma`) and its RealNVP flow model (`flow_model`), used by the training losses only;
+keypoint sigmas (`cv4_sigma`) and its RealNVP flow model (`flow_model`), SemanticSegment's `aux_head`, used
+by the training losses only;
 the weights of a state_dict's training-only modules are dropped (TRAINING_ONLY)."""
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 import re
 
 from .ultralytics_blocks import BLOCKS
-from .ultralytics_more import padded
+from .ultralytics_more import Written, padded
 
-TRAINING_ONLY = re.compile(r"(^|\.)(proto\.semseg|cv4_sigma|one2one_cv4_sigma|flow_model)(\.|$)")
+TRAINING_ONLY = re.compile(r"(^|\.)(proto\.semseg|cv4_sigma|one2one_cv4_sigma|flow_model|aux_head)(\.|$)")
 
 NOTES26 = {  # the imported file's header for each head
     "Segment26": [
@@ -31,6 +33,10 @@ NOTES26 = {  # the imported file's header for each head
         "# visibility; the keypoint sigmas (cv4_sigma) and the RealNVP flow model serve the training loss only",
         "# and are not imported.",
     ],
+    "SemanticSegment": [
+        "# SemanticSegment ends at its class logits per pixel of its first level (1/8 of the input), as Ultralytics'",
+        "# eval output; its auxiliary head on the second level (aux_head) serves the training loss only: not imported.",
+    ],
 }
 
 BLOCKS["pose26_level"] = (
@@ -38,6 +44,10 @@ BLOCKS["pose26_level"] = (
     let c4 = max(ch0 // 4, keypoints * (dims + 2))
     conv_bn_ACT(c4, 3), conv_bn_ACT(c4, 3), conv(keypoints * dims, k=1)
 }""",
+    ("conv_bn_ACT",),
+)
+BLOCKS["semantic_head"] = (
+    "block semantic_head(classes) { conv_bn_ACT(in.c, 3), conv(classes, k=1) }  # SemanticSegment's classifier",
     ("conv_bn_ACT",),
 )
 
@@ -59,6 +69,12 @@ class Heads26:
         added = f"add({refined}), " if refined else ""
         self.proto = f"({added}{self.conv}({width}, 3), proto({width}, {masks}))"
         return written
+
+    def m_SemanticSegment(self, row, args, inputs):
+        """The classifier on the first level it reads; the second level feeds only the training-only aux_head."""
+        (classes,) = padded(row, args, [None], "SemanticSegment")
+        self.used.add("semantic_head")
+        return Written(f"semantic_head({self.classes(row, classes)})", self.classes(row, classes))
 
     def m_Pose26(self, row, args, inputs):
         written = self.m_Pose(row, args, inputs)

@@ -29,7 +29,7 @@ REFUSED = {
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
-HEADS = {*DETECTS, "Classify"}
+HEADS = {*DETECTS, "Classify", "SemanticSegment"}
 
 
 def decodes_boxes() -> bool:
