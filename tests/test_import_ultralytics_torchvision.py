@@ -28,7 +28,7 @@ from test_import_ultralytics import (  # noqa: E402
 
 
 def _close(mine, reference):
-    assert reference.abs().max() > 1  # not a trivially small output
+    assert reference.abs().max() > 0.5  # not a trivially small output (7 logits of a 2x2 map)
     assert (reference[0] - reference[1]).abs().max() > 0.1  # the two images' outputs differ
     torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
 
@@ -82,22 +82,64 @@ def test_bottleneck_resnets_truncated_to_three_stages(tmp_path, name):
         _close(ours(images), logits)
 
 
+FEATURES = """nc: 7
+backbone:
+  - [-1, 1, TorchVision, [WIDTH, NAME]]
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+
+@pytest.mark.parametrize(("name", "width"), [("vgg11", 512), ("vgg11_bn", 512), ("mobilenet_v3_small", 576)])
+def test_vgg_and_mobilenet_v3_features(tmp_path, name, width):
+    """truncate 2 (the default) keeps a VGG's or a MobileNetV3's `features`: the library's arguments for the name
+    (VGG's depths and norms; MobileNetV3's own block, its squeeze-excitation and hardswish). Counts, shapes and
+    outputs against Ultralytics' model."""
+    text = FEATURES.replace("WIDTH", str(width)).replace("NAME", name)
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    model = _randomised(ultralytics_model(yaml.safe_load(text), "", "cpu"))
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    cnn = cnndsl.import_file(path, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    assert f"block {name}_features {{  # torchvision's {name} less its last 2 children" in cnn
+    net = cnndsl.parse(cnn, network="model", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    assert cnn_shapes(net) == row_shapes(model) == {0: (width, 2, 2), 1: (7,)}
+    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, logits = model.eval()(images)
+        _close(ours(images), logits)
+
+
 DETECT = """nc: 3
 backbone:
-  - [-1, 1, TorchVision, [256, resnet34, DEFAULT, True, 3]]
+  - [-1, 1, TorchVision, [ROW]]
 head:
   - [-1, 1, Conv, [64, 3, 2]]
   - [[0, 1], 1, Detect, [nc]]
 """
 
 
-def test_torchvision_backbone_of_a_detection_model_takes_its_norms(tmp_path):
+@pytest.mark.parametrize(
+    ("row", "written"),
+    [
+        (
+            "256, resnet34, DEFAULT, True, 3",
+            "    conv7x7(64, s=2), bn(eps=0.001, momentum=0.03), relu, maxpool3x3(s=2, p=1)\n",
+        ),
+        ("576, mobilenet_v3_small", "    defaults bn(eps=0.001, momentum=0.03)\n"),
+    ],
+)
+def test_torchvision_backbone_of_a_detection_model_takes_its_norms(tmp_path, row, written):
     """DetectionModel sets eps 0.001 and momentum 0.03 on every norm, the torchvision model's included."""
+    text = DETECT.replace("ROW", row)
     path = tmp_path / "det.yaml"
-    path.write_text(DETECT)
+    path.write_text(text)
     cnn = cnndsl.import_file(path)
-    assert "    conv7x7(64, s=2), bn(eps=0.001, momentum=0.03), relu, maxpool3x3(s=2, p=1)\n" in cnn
-    model = ultralytics_model(yaml.safe_load(DETECT), "")
+    assert written in cnn
+    model = ultralytics_model(yaml.safe_load(text), "")
+    assert {(m.eps, m.momentum) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {(0.001, 0.03)}
     net = cnndsl.parse(cnn, network="det", input=(3, SIZE, SIZE))
     assert net.params == sum(p.numel() for p in model.parameters())
     assert cnn_shapes(net) == row_shapes(model)
@@ -106,7 +148,10 @@ def test_torchvision_backbone_of_a_detection_model_takes_its_norms(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ("[576, mobilenet_v3_small, DEFAULT, True, 2]", "loads torchvision's `mobilenet_v3_small`, which the import"),
+        ("[1280, efficientnet_b0, DEFAULT, True, 2]", "loads torchvision's `efficientnet_b0`, which the import"),
+        ("[1280, vit_b_16, DEFAULT, True, 2]", "loads torchvision's `vit_b_16`, which the import does not write"),
+        ("[512, vgg16, DEFAULT, True, 3]", "keeps vgg16's features and more or less than them (truncate 3)"),
+        ("[960, mobilenet_v3_small]", "declares 960 channels where mobilenet_v3_small's features give 576"),
         ("[512, resnet18, DEFAULT, True, 1]", "keeps 9 of resnet18's 10 children (truncate 1)"),
         ("[512, resnet18, DEFAULT, False]", "is imported once per row, unwrapped (unwrap True) and not split"),
         ("[256, resnet18]", "declares 256 channels where resnet18's first 8 children give 512"),

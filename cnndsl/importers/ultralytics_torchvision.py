@@ -2,8 +2,10 @@
 unwrapped into the Sequential of its children less the last `truncate`, written with the library's blocks.
 
 The import reads the named network's arguments from the shipped library (`network resnet18 = resnet([2, 2,
-2, 2], basic)`), so every network of the library's ResNet family imports; a name the library does not hold,
-or whose children the import does not know, is refused at its row. The weights the row names (`DEFAULT`) are
+2, 2], basic)`), so every network of the library's ResNet, VGG and MobileNetV3 families imports: a ResNet with
+the stem and 1 to 4 stages, the others as their `features` (truncate 2; MobileNetV3's through the library's
+own `mobilenet_v3_features`). A name the library does not hold, or whose children the import does not know,
+is refused at its row. The weights the row names (`DEFAULT`) are
 not fetched: they come with the model's state_dict, like every other module's."""
 
 from __future__ import annotations
@@ -49,16 +51,25 @@ block resnet_bottleneck(c, s=1, groups=1, width=64) {  # torchvision's Bottlenec
 )
 
 
-def library_resnet(name: str) -> dict | None:
-    """The library's arguments of ResNet-family network `name` (depths, unit, groups, width), or None."""
-    module = Loader().load_path(library_dir() / "resnet.cnn")
-    if name not in module.networks:
-        return None
-    definition, _, bound = resolve_network(module.env.values[name], {})
-    if definition.name != "resnet" or any(bound.values["dilate"]):
-        return None
-    values = {key: bound.values[key] for key in ("depths", "groups", "width")}
-    return {**values, "unit": bound.values["unit"].definition.name}
+FAMILIES = {"resnet": "resnet", "vgg": "vgg", "mobilenet": "mobilenet_v3"}  # library file -> the family's network
+FEATURES_WIDTH = {"vgg": 512, "mobilenet_v3": None}  # the features' channels (MobileNetV3's: 960 or 576)
+
+
+def library_network(name: str) -> tuple[str, dict] | None:
+    """The family of library network `name` and the arguments the library gives it, or None where the import
+    does not write that family (or a dilated ResNet)."""
+    for file, family in FAMILIES.items():
+        module = Loader().load_path(library_dir() / f"{file}.cnn")
+        if name not in module.networks:
+            continue
+        definition, _, bound = resolve_network(module.env.values[name], {})
+        values = dict(bound.values)
+        if definition.name != family or family == "resnet" and any(values["dilate"]):
+            return None
+        if family == "resnet":
+            values["unit"] = values["unit"].definition.name
+        return family, values
+    return None
 
 
 class TorchVisionModules:
@@ -70,12 +81,37 @@ class TorchVisionModules:
         )
         if row.repeats != 1 or unwrap is not True or split is not False:
             raise row.error("is imported once per row, unwrapped (unwrap True) and not split")
-        resnet = library_resnet(name) if isinstance(name, str) and name.isidentifier() else None
-        if resnet is None:
+        found = library_network(name) if isinstance(name, str) and name.isidentifier() else None
+        if found is None:
             raise row.error(
                 f"loads torchvision's `{name}`, which the import does not write",
-                "the library's ResNet family imports: resnet18 ... resnet152, resnext*, wide_resnet*",
+                "the import writes the library's ResNets (resnet18 ... resnet152, resnext*, wide_resnet*), VGGs "
+                "(vgg11 ... vgg19_bn) and MobileNetV3s (mobilenet_v3_large, mobilenet_v3_small)",
             )
+        family, values = found
+        if family == "resnet":
+            return self._resnet_row(row, c, name, values, truncate)
+        if truncate != 2 or isinstance(truncate, bool):
+            raise row.error(f"keeps {name}'s features and more or less than them (truncate {truncate!r}); "
+                            "the import keeps its features (truncate 2)")  # fmt: skip
+        small = family == "mobilenet_v3" and values["small"]
+        width = FEATURES_WIDTH[family] or (576 if small else 960)
+        if c != width:
+            raise row.error(f"declares {c!r} channels where {name}'s features give {width}")
+        block = f"{name}_features"
+        if family == "vgg":
+            norm = ", BN" if values["batchnorm"] else ""
+            body = f"for c, n in zip([64, 128, 256, 512, 512], {values['depths']}) {{ (conv3x3(c){norm}, relu) * n, maxpool }}"
+        else:  # torchvision's norms (eps 1e-3, momentum 0.01), where DetectionModel leaves them
+            momentum = 0.01 if self.model.rows[-1].module == "Classify" else 0.03
+            body = f"defaults conv(bias=false)\n    defaults bn(eps=0.001, momentum={momentum})\n"
+            body += f"    mobilenet_v3_features({'true' if small else 'false'})"
+        importing = "import mobilenet\n" if family == "mobilenet_v3" else ""
+        head = f"block {block} {{  # torchvision's {name} less its last 2 children, as Ultralytics' TorchVision"
+        self.torchvision_blocks[block] = f"{importing}{head}\n    {body}\n}}"
+        return Written(block, str(width))
+
+    def _resnet_row(self, row, c, name: str, resnet: dict, truncate) -> Written:
         kept = 10 - truncate if isinstance(truncate, int) and not isinstance(truncate, bool) else -1
         if kept not in KEPT_RESNET:
             raise row.error(
