@@ -53,63 +53,48 @@ def test_yolo11_cls_resnet18_gives_ultralytics_logits(tmp_path):
         _close(ours(images), logits)
 
 
-BOTTLENECK = """nc: 7
+CLASSIFY = """nc: 7
 backbone:
-  - [-1, 1, TorchVision, [1024, NAME, DEFAULT, True, 3]]
+  - [-1, 1, TorchVision, [ROW]]
 head:
   - [-1, 1, Classify, [nc]]
 """
+
+
+def _compared(tmp_path, row: str, block: str, shape: tuple) -> None:
+    """A classifier on the TorchVision row: the import (with the block's first line) has Ultralytics' counts,
+    every row's shape (`shape` the row's) and, with its randomised state_dict, its logits."""
+    text = CLASSIFY.replace("ROW", row)
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    model = _randomised(ultralytics_model(yaml.safe_load(text), "", "cpu"))
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    cnn = cnndsl.import_file(path, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    assert block in cnn
+    net = cnndsl.parse(cnn, network="model", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    assert cnn_shapes(net) == row_shapes(model) == {0: shape, 1: (7,)}
+    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, logits = model.eval()(images)
+        _close(ours(images), logits)
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d"])
 def test_bottleneck_resnets_truncated_to_three_stages(tmp_path, name):
     """truncate 3 drops layer4 too: 1024 channels at 1/16; ResNeXt's grouped 3x3 from the library's groups and
-    width for the name. Counts, shapes and outputs against Ultralytics' model."""
-    text = BOTTLENECK.replace("NAME", name)
-    path = tmp_path / "model.yaml"
-    path.write_text(text)
-    model = _randomised(ultralytics_model(yaml.safe_load(text), "", "cpu"))
-    torch.save(model.state_dict(), tmp_path / "state.pt")
-    cnn = cnndsl.import_file(path, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
-    assert f"block {name}_features7 {{  # torchvision's {name} less its last 3 children" in cnn
-    net = cnndsl.parse(cnn, network="model", input=(3, SIZE, SIZE))
-    assert net.params == sum(p.numel() for p in model.parameters())
-    assert cnn_shapes(net) == row_shapes(model) == {0: (1024, 4, 4), 1: (7,)}
-    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        _, logits = model.eval()(images)
-        _close(ours(images), logits)
-
-
-FEATURES = """nc: 7
-backbone:
-  - [-1, 1, TorchVision, [WIDTH, NAME]]
-head:
-  - [-1, 1, Classify, [nc]]
-"""
+    width for the name."""
+    block = f"block {name}_features7 {{  # torchvision's {name} less its last 3 children"
+    _compared(tmp_path, f"1024, {name}, DEFAULT, True, 3", block, (1024, 4, 4))
 
 
 @pytest.mark.parametrize(("name", "width"), [("vgg11", 512), ("vgg11_bn", 512), ("mobilenet_v3_small", 576)])
 def test_vgg_and_mobilenet_v3_features(tmp_path, name, width):
     """truncate 2 (the default) keeps a VGG's or a MobileNetV3's `features`: the library's arguments for the name
-    (VGG's depths and norms; MobileNetV3's own block, its squeeze-excitation and hardswish). Counts, shapes and
-    outputs against Ultralytics' model."""
-    text = FEATURES.replace("WIDTH", str(width)).replace("NAME", name)
-    path = tmp_path / "model.yaml"
-    path.write_text(text)
-    model = _randomised(ultralytics_model(yaml.safe_load(text), "", "cpu"))
-    torch.save(model.state_dict(), tmp_path / "state.pt")
-    cnn = cnndsl.import_file(path, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
-    assert f"block {name}_features {{  # torchvision's {name} less its last 2 children" in cnn
-    net = cnndsl.parse(cnn, network="model", input=(3, SIZE, SIZE))
-    assert net.params == sum(p.numel() for p in model.parameters())
-    assert cnn_shapes(net) == row_shapes(model) == {0: (width, 2, 2), 1: (7,)}
-    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        _, logits = model.eval()(images)
-        _close(ours(images), logits)
+    (VGG's depths and norms; MobileNetV3's own block, its squeeze-excitation and hardswish)."""
+    block = f"block {name}_features {{  # torchvision's {name} less its last 2 children"
+    _compared(tmp_path, f"{width}, {name}", block, (width, 2, 2))
 
 
 DETECT = """nc: 3
