@@ -139,3 +139,13 @@ def test_centred_kptdecode_in_onnx_equals_torch(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "pose.onnx"))
     (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_imported_heads_are_written_with_their_own_blocks_only():
+    """Proto26's levels refined, summed and fused in one line; Pose26's path in place of Pose's extra_level."""
+    seg = cnndsl.import_file(MODELS / "26/yolo26-seg.yaml")
+    assert "    @l22, conv_bn_silu(c256), proto_level2: upsample(4)  # modules 23\n" in seg
+    assert "@l16, protos: (add(@proto_level1, @proto_level2), conv_bn_silu(c256, 3), proto(c256, 32))" in seg
+    pose = cnndsl.import_file(MODELS / "26/yolo26-pose.yaml")
+    assert "block extra_level" not in pose and "    @l16, keypoint0: pose26_level(c256, 17, 3)  # modules 23\n" in pose
+    assert "keypoints: kptdecode(@image, @level0, @level1, @level2, centred=true)" in pose

@@ -79,6 +79,7 @@ class Heads26:
     def m_Pose26(self, row, args, inputs):
         written = self.m_Pose(row, args, inputs)
         shape = args[1] if len(args) > 1 and args[1] != "kpt_shape" else self.model.values.get("kpt_shape", [17, 3])
+        self.used.discard("extra_level")  # Pose's keypoint path, which pose26_level replaces
         self.used.add("pose26_level")
         self.extra = ("keypoint", f"pose26_level({inputs[0]}, {shape[0]}, {shape[1]})")
         self.centred_keypoints = True
