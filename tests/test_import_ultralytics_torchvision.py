@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 import cnndsl
+from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError
 
 torch = pytest.importorskip("torch")
@@ -95,6 +96,32 @@ def test_vgg_and_mobilenet_v3_features(tmp_path, name, width):
     (VGG's depths and norms; MobileNetV3's own block, its squeeze-excitation and hardswish)."""
     block = f"block {name}_features {{  # torchvision's {name} less its last 2 children"
     _compared(tmp_path, f"{width}, {name}", block, (width, 2, 2))
+
+
+RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
+           "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"]  # fmt: skip
+WIDTHS = {
+    **{name: 512 if name in ("resnet18", "resnet34") else 2048 for name in RESNETS},
+    **{f"vgg{depth}{bn}": 512 for depth in (11, 13, 16, 19) for bn in ("", "_bn")},
+    "mobilenet_v3_large": 960,
+    "mobilenet_v3_small": 576,
+}
+
+
+@pytest.mark.parametrize("name", sorted(WIDTHS))
+def test_every_library_network_the_import_writes_has_ultralytics_counts_and_shapes(tmp_path, name):
+    """Each name of the three families in a TorchVision row with its default truncate (2): the parameters and
+    every row's shape of Ultralytics' model (meta device), the network passing `check --strict`."""
+    text = CLASSIFY.replace("ROW", f"{WIDTHS[name]}, {name}")
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    cnn = cnndsl.import_file(path)
+    (tmp_path / "model.cnn").write_text(cnn)
+    assert not check([str(tmp_path / "model.cnn")]).failed(strict=True)
+    model = ultralytics_model(yaml.safe_load(text), "")
+    net = cnndsl.parse(cnn, network="model", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    assert cnn_shapes(net) == row_shapes(model) == {0: (WIDTHS[name], 2, 2), 1: (7,)}
 
 
 DETECT = """nc: 3
