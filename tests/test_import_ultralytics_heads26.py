@@ -57,6 +57,22 @@ def test_segment26_gives_both_heads_ultralytics_detections_and_protos(tmp_path):
     assert tuple(end_to_end.shape) == (2, 84, 6 + 32)
 
 
+def test_segment26_exports_to_onnx_with_the_outputs_of_its_torch_module(tmp_path):
+    """Both heads' detections and the prototypes through onnxruntime, with Ultralytics' randomised weights (the
+    prototypes of a freshly initialised network are too small to tell apart)."""
+    ort = pytest.importorskip("onnxruntime")
+    _, ours, images = ultralytics_and_imported(tmp_path, "26/yolo26-seg.yaml", batch=1)
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network="yolo26n_seg", input=(3, SIZE, SIZE))
+    net.to_onnx(tmp_path / "seg.onnx", weights=ours)
+    session = ort.InferenceSession(str(tmp_path / "seg.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        expected = ours(images)
+    assert len(got) == len(expected) == 3
+    for mine, reference in zip(got, expected, strict=True):
+        _close(torch.from_numpy(mine), reference)
+
+
 def test_pose26_gives_both_heads_ultralytics_detections_with_keypoints_in_pixels(tmp_path):
     head, many, end_to_end, (detections, one2one) = _both_heads(tmp_path, "26/yolo26-pose.yaml")
     assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + head.nc + 17 * 3, 84)
