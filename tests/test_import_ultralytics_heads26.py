@@ -19,7 +19,13 @@ from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
-from test_import_ultralytics import MODELS, SIZE, ultralytics_and_imported  # noqa: E402
+from test_import_ultralytics import (  # noqa: E402
+    MODELS,
+    SIZE,
+    randomised,
+    ultralytics_and_imported,
+    ultralytics_model,
+)
 
 pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
 
@@ -30,8 +36,11 @@ def _close(mine, reference):
 
 
 def _both_heads(tmp_path, name):
+    return _outputs(*ultralytics_and_imported(tmp_path, name))
+
+
+def _outputs(model, ours, images):
     """Ultralytics' eval outputs with its one-to-many head (end2end False) and end to end, and the import's."""
-    model, ours, images = ultralytics_and_imported(tmp_path, name)
     with torch.no_grad():
         model.end2end = False
         many = model(images)[0]
@@ -90,11 +99,35 @@ def test_semantic_segment_gives_ultralytics_logits(tmp_path):
     _close(mine, expected)
 
 
+@pytest.mark.parametrize("name", ["v8/yolov8-seg.yaml", "11/yolo11-pose.yaml"])
+def test_segment_and_pose_under_end2end_give_both_heads_ultralytics_outputs(tmp_path, name):
+    """`end2end: True` gives any Segment or Pose a one-to-one copy of its paths: the same end as YOLO26's, with
+    Pose's keypoints decoded as Pose does (2·offset + corner)."""
+    text = (MODELS / name).read_text().replace("nc: 80", "nc: 80\nend2end: True", 1)
+    (tmp_path / "model.yaml").write_text(text)
+    model = randomised(ultralytics_model(yaml.safe_load(text), "n", "cpu"))
+    assert hasattr(model.model[-1], "one2one_cv4")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    weights = tmp_path / "w.safetensors"
+    cnn = cnndsl.import_file(tmp_path / "model.yaml", weights=tmp_path / "state.pt", weights_out=weights)
+    net = cnndsl.parse(cnn, network="model_n", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    ours = net.to_torch(weights=str(weights)).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    head, many, end_to_end, mine = _outputs(model, ours, images)
+    if "seg" in name:
+        (many, protos), (end_to_end, _), (detections, one2one, my_protos) = many, end_to_end, mine
+        _close(my_protos, protos)
+    else:
+        detections, one2one = mine
+    _close(detections, many)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+
+
 @pytest.mark.parametrize("name", ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"])
 def test_training_only_modules_are_those_the_eval_forward_leaves_unused(name):
     """The parameters the import leaves out get no gradient from Ultralytics' eval outputs."""
-    from test_import_ultralytics import randomised, ultralytics_model
-
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
     images = torch.randn(1, 3, SIZE, SIZE)
     for end2end in (False, True) if "sem" not in name else (None,):

@@ -1,7 +1,6 @@
 """YOLO26's segment, pose and semantic heads (ultralytics/nn/modules/head.py: Segment26, Pose26,
-SemanticSegment), and the end of an
-end-to-end segment or pose head: both heads decoded as Detect's, each followed by its mask coefficients or
-keypoints.
+SemanticSegment), and the end of an end-to-end segment or pose head (these, or Segment and Pose under
+`end2end: True`): both heads decoded as Detect's, each followed by its mask coefficients or keypoints.
 
 Segment26 is Segment whose prototypes (Proto26) read every level: each level after the first is brought to
 the first's width by a 1x1 Conv, resized nearest by 2, 4, ... and added to it, then a 3x3 Conv and Proto.

@@ -175,6 +175,4 @@ class LaterModules:
 
     def task_head(self, row, classes, inputs):
         """Detect's levels, which the segment, pose and OBB heads extend (their cv4 written by convert)."""
-        if self.model.values.get("end2end") and row.module not in ("OBB", "OBB26", "Segment26", "Pose26"):
-            raise row.error("with an end-to-end (one-to-one) copy is not imported")
         return self.m_Detect(row, [classes], inputs)
