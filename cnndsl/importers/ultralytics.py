@@ -134,9 +134,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     if obb:
         extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
         lines.append(f"    output {', '.join(outputs + extras)}")
-    elif decoded and extras and end_to_end(model):  # Segment26, Pose26
-        kpt = None if converter.proto else ", dims=2" * (converter.keypoint_dims == 2)
-        kpt = kpt if kpt is None or not converter.centred_keypoints else kpt + ", centred=true"
+    elif decoded and extras and end_to_end(model):  # Segment26, Pose26, or Segment and Pose under end2end
+        dims, centred = converter.keypoint_dims, converter.centred_keypoints
+        kpt = None if converter.proto else ", dims=2" * (dims == 2) + ", centred=true" * centred
         lines += decoding_both_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto), kpt)
     elif decoded and extras:
         reg_max, dims = values.get("reg_max", 16), converter.keypoint_dims
