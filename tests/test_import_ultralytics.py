@@ -19,13 +19,20 @@ import cnndsl
 from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
+from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
 from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 ultralytics = pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
-from ultralytics.nn.modules.head import Detect  # noqa: E402
-from ultralytics.nn.tasks import ClassificationModel, DetectionModel, WorldModel  # noqa: E402
+from oracles import torchvision_models  # noqa: E402
+from ultralytics.nn.modules.head import Detect, SemanticSegment  # noqa: E402
+from ultralytics.nn.tasks import (  # noqa: E402
+    ClassificationModel,
+    DetectionModel,
+    SemanticSegmentationModel,
+    WorldModel,
+)
 from ultralytics.utils import LOGGER  # noqa: E402
 
 LOGGER.setLevel(50)
@@ -37,11 +44,10 @@ IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/y
             "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
             "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
             "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
-            "v9/yolov9c.yaml", "v9/yolov9e.yaml"]  # fmt: skip
+            "v9/yolov9c.yaml", "v9/yolov9e.yaml", "11/yolo11-cls-resnet18.yaml"]  # fmt: skip
 REFUSED = {
     "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
     "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "11/yolo11-cls-resnet18.yaml": (13, "TorchVision (module 0) is a torchvision model loaded by name"),
     "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
 }
 ATTENTION = [
@@ -59,7 +65,7 @@ if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("rtdetr", "depth", "sem")  # not detect, classify, segment, pose or OBB
+OTHER_TASKS = ("rtdetr",)  # RT-DETR's files (transformer modules) are left out of these two lists
 TASKS = [
     f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
 ]
@@ -73,12 +79,6 @@ IMPORTED += [
     "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
     "v8/yolov8-worldv2.yaml",
 ]
-REFUSED.update(
-    {
-        "26/yolo26-seg.yaml": (52, "Segment26 (module 23) is not imported yet: YOLO26's segment head"),
-        "26/yolo26-pose.yaml": (53, "Pose26 (module 23) is not imported yet: YOLO26's pose head"),
-    }
-)
 YOLOE = "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks"
 for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
     for seg in ("", "-seg"):
@@ -87,6 +87,8 @@ for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/y
         if not has_attention() and not name.startswith("v8"):
             first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
         REFUSED[f"{name}{seg}.yaml"] = first
+IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
+REFUSED["26/yolo26-depth.yaml"] = (50, "Depth (module 23) is not imported yet: YOLO26's depth head (a bilinear")
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
@@ -101,9 +103,12 @@ def network_name(stem: str, scale: str) -> str:
 def ultralytics_model(config: dict, scale: str, device: str = "meta"):
     """Ultralytics' own model for the config at `scale`, as `YOLO("yolov8n.yaml")` builds it."""
     config = dict(config, scale=scale)
-    classes = {"Classify": ClassificationModel, "WorldDetect": WorldModel}
+    classes = {"Classify": ClassificationModel, "WorldDetect": WorldModel, "SemanticSegment": SemanticSegmentationModel}
     model_class = classes.get(config["head"][-1][2], DetectionModel)
     with pytest.MonkeyPatch.context() as patch, torch.device(device):
+        if any(row[2] == "TorchVision" for row in config["backbone"] + config["head"]):
+            models = torchvision_models()  # no weights fetched: the test sets its own
+            patch.setattr(models, "get_model", lambda name, weights, get=models.get_model: get(name, weights=None))
         if device == "meta":
             patch.setattr(Detect, "bias_init", lambda self: None)  # it reads the stride's values
         return model_class(config, verbose=False)
@@ -120,6 +125,8 @@ def row_shapes(model) -> dict[int, tuple]:
     if isinstance(head, Detect):
         hooks.append(head.register_forward_pre_hook(lambda m, args: shapes.__setitem__("levels", args[0])))
     model.train()  # the heads' raw maps
+    if isinstance(head, SemanticSegment):
+        head.eval()  # its logits alone, not beside its training-only aux_head's
     for norm in (module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)):
         norm.eval()  # on meta tensors, a training batch norm runs torch's decomposition, several times slower
     model(torch.zeros(2, 3, SIZE, SIZE, device=next(model.parameters()).device))
@@ -177,12 +184,15 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
         detects = (
-            head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect")
+            head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect", "Segment26", "Pose26")
             and config.get("reg_max", 16) > 1
         )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
-        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0), scale
+        # Proto26's semantic head, Pose26's sigmas and flow model serve the training losses only: not imported
+        training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
+        assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment")
+        assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0) - training, scale
         assert cnn_shapes(net) == row_shapes(model), scale
 
 

@@ -164,9 +164,17 @@ def test_obb_gives_ultralytics_raw_maps_and_angle_logits(tmp_path, name):
         torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
 
 
-@pytest.mark.parametrize(("name", "network"), [("26/yolo26.yaml", "yolo26n"), ("12/yolo12.yaml", "yolo12n")])
-def test_imported_later_models_export_to_onnx_with_torch_outputs(tmp_path, name, network):
-    """The end-to-end head's two decodings and the area attention, through ONNX and onnxruntime."""
+@pytest.mark.parametrize(
+    ("name", "network", "outputs"),
+    [
+        ("26/yolo26.yaml", "yolo26n", 2),
+        ("12/yolo12.yaml", "yolo12n", 1),
+        ("26/yolo26-pose.yaml", "yolo26n_pose", 2),
+    ],
+)
+def test_imported_later_models_export_to_onnx_with_torch_outputs(tmp_path, name, network, outputs):
+    """The end-to-end head's two decodings (with Pose26's centred keypoints) and the area attention, through ONNX
+    and onnxruntime (Segment26's: tests/test_import_ultralytics_heads26.py)."""
     ort = pytest.importorskip("onnxruntime")
     net = cnndsl.parse(cnndsl.import_file(MODELS / name), network=network, input=(3, SIZE, SIZE))
     module = net.to_torch(seed=0).eval()
@@ -177,6 +185,6 @@ def test_imported_later_models_export_to_onnx_with_torch_outputs(tmp_path, name,
     net.to_onnx(tmp_path / "net.onnx", weights=module)
     session = ort.InferenceSession(str(tmp_path / "net.onnx"))
     got = session.run(None, {session.get_inputs()[0].name: images.numpy()})
-    assert len(got) == len(expected) == (2 if "26" in name else 1)
+    assert len(got) == len(expected) == outputs
     for mine, reference in zip(got, expected, strict=True):
         _close(torch.from_numpy(mine), reference)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
+from .ultralytics_heads26 import NOTES26, decoding_both_task
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
@@ -50,6 +51,8 @@ def convert(text: str, file: str) -> str:
                         extra = f"@l{source}, {prefix}{name}{level}: {text}"
                         statements.append(Statement(extra, row.index, row.index, None, True))
             if converter.proto:
+                for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
+                    statements.append(Statement(part, row.index, row.index, None, True))
                 statements.append(
                     Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
                 )
@@ -123,8 +126,11 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("# class scores: DFL and box decoding are not imported.")
     if classify:
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
+    elif head == "SemanticSegment":
+        lines += NOTES26[head]
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
-    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm), ""]
+    lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
+    lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's
     lines.append(f"network {name}({', '.join(params)}) {{")
     lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
     lines += lets
@@ -135,6 +141,10 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     if obb:
         extras += [f"@one2one_{extra[1:]}" for extra in extras] if end_to_end(model) else []
         lines.append(f"    output {', '.join(outputs + extras)}")
+    elif decoded and extras and end_to_end(model):  # Segment26, Pose26, or Segment and Pose under end2end
+        dims, centred = converter.keypoint_dims, converter.centred_keypoints
+        kpt = None if converter.proto else ", dims=2" * (dims == 2) + ", centred=true" * centred
+        lines += decoding_both_task(outputs, extras, values.get("reg_max", 16), bool(converter.proto), kpt)
     elif decoded and extras:
         reg_max, dims = values.get("reg_max", 16), converter.keypoint_dims
         lines += _decoding_task(outputs, extras, reg_max, bool(converter.proto), dims)
@@ -205,6 +215,9 @@ TASK_NOTES = {
         "# level's angle logits: the rotated boxes' decoding (DFL where reg_max > 1, dist2rbox) is not imported.",
     ],
 }
+
+
+TASK_NOTES.update(NOTES26)
 
 
 def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:

@@ -16,10 +16,8 @@ def has_attention() -> bool:
 
 
 NOT_YET = {
-    "Segment26": "YOLO26's segment head (Proto26 over every level, and a one-to-one copy of the head)",
-    "Pose26": "YOLO26's pose head (a RealNVP flow model, keypoint sigmas, and a one-to-one copy of the head)",
-    "Depth": "YOLO26's depth head",
-    "SemanticSegment": "YOLO26's semantic segmentation head",
+    "Depth": "YOLO26's depth head (a bilinear resize with align_corners, a clamp, and exp of the calibration "
+    "buffers cal_a and cal_b: cnndsl has no layers for them)",
 }
 
 
@@ -177,6 +175,4 @@ class LaterModules:
 
     def task_head(self, row, classes, inputs):
         """Detect's levels, which the segment, pose and OBB heads extend (their cv4 written by convert)."""
-        if self.model.values.get("end2end") and row.module not in ("OBB", "OBB26"):
-            raise row.error("with an end-to-end (one-to-one) copy is not imported")
         return self.m_Detect(row, [classes], inputs)

@@ -12,9 +12,11 @@ from typing import Any
 
 from ..ops import REGISTRY
 from .ultralytics_blocks import activation
+from .ultralytics_heads26 import Heads26
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
+from .ultralytics_torchvision import TorchVisionModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
@@ -22,12 +24,11 @@ REFUSED = {
     "AIFI": "a transformer encoder layer",
     "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
-    "TorchVision": "a torchvision model loaded by name",
     **YOLOE_REFUSED,
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
-DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26"}
-HEADS = {*DETECTS, *TEXT_HEADS, "Classify"}
+DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
+HEADS = {*DETECTS, *TEXT_HEADS, "Classify", "SemanticSegment"}
 
 
 def decodes_boxes() -> bool:
@@ -36,7 +37,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, WorldModules):
+class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
@@ -45,8 +46,11 @@ class Converter(MoreModules, LaterModules, WorldModules):
     cblinear: dict[int, list[int]] = field(default_factory=dict)  # CBLinear rows' channel parts
     extra: tuple[str, str] | None = None  # a task head's extra path per level: its name and text
     proto: str | None = None  # Segment's mask prototypes
+    proto_parts: tuple[str, ...] = ()  # statements before them (Proto26's other levels)
+    centred_keypoints: bool = False  # Pose26 decodes its keypoints from the anchors' centres
     keypoint_dims: int = 3  # Pose's values per keypoint
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
+    torchvision_blocks: dict[str, str] = field(default_factory=dict)  # TorchVision rows' blocks, by name
 
     def __post_init__(self):
         values = self.model.values

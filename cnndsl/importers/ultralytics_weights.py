@@ -18,6 +18,7 @@ from ..core.errors import CnnDslError, FileProblem
 from ..weights.slots import network_slots
 from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
 from .ultralytics_world import own_last
+from .ultralytics_heads26 import TRAINING_ONLY
 
 EXPORT = (
     'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
@@ -29,6 +30,10 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
     ({"qkv", "proj", "pe"}, ["qkv", "pe", "proj"]),  # Attention
     ({"cv1", "cv2", "attn", "ffn"}, ["cv1", "attn", "ffn", "cv2"]),  # PSA
     *WORLD_ORDER,
+    (
+        {"cv1", "upsample", "cv2", "cv3", "feat_refine", "feat_fuse"},
+        ["feat_refine", "feat_fuse", "cv1", "upsample", "cv2", "cv3"],
+    ),  # Proto26
 ]
 HEAD_PATHS = (
     "cv2",
@@ -39,6 +44,8 @@ HEAD_PATHS = (
     "one2one_cv4",
     "proto",
     "dfl",
+    "cv4_kpts",
+    "one2one_cv4_kpts",
 )  # Detect's (Segment's...) children
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
@@ -122,7 +129,13 @@ def _children_in_forward_order(node: dict) -> list[str]:
             for level in sorted(node[pair[0]], key=int)
             for head in pair
         ]
-        extra = [f"{path}.{level}" for path in ("cv4", "one2one_cv4") for level in sorted(node.get(path, {}), key=int)]
+        extra = [  # Pose26: each level's cv4, then its cv4_kpts
+            f"{path}{part}.{level}"
+            for path in ("cv4", "one2one_cv4")
+            for level in sorted(node.get(path, {}), key=int)
+            for part in ("", "_kpts")
+            if f"{path}{part}" in node
+        ]
         extra += ["proto"] * ("proto" in node)
         return levels + extra + ["dfl"] * ("dfl" in node)
     return names
@@ -137,7 +150,7 @@ def fitted(network, state: dict, origin: str) -> dict:
     for slot in network_slots(network.graph):
         if slot.floating:
             layers[slot.node].append(slot)
-    modules = forward_modules(state)
+    modules = forward_modules({key: value for key, value in state.items() if not TRAINING_ONLY.search(key)})
     if len(modules) == len(layers) + 1:  # the raw maps end before DFL
         modules = [(module, keys) for module, keys in modules if not DFL.search(module)]
     if len(modules) != len(layers):

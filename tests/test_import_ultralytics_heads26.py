@@ -1,0 +1,200 @@
+"""YOLO26's segment and pose heads (Segment26 with Proto26 over every level, Pose26 with its keypoints centred
+on the anchors), end to end: both heads' outputs equal Ultralytics' own at scale n, given its state_dict
+through `cnndsl import`, within 1e-4; and its semantic head (SemanticSegment), its logits.
+
+Counts and shapes at every scale are compared in tests/test_import_ultralytics.py (IMPORTED), less the
+training-only modules (Proto26's semantic head, Pose26's sigmas and flow model, SemanticSegment's aux_head),
+which are checked here to be
+what Ultralytics' eval forward leaves unused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnndsl
+from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
+from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
+from test_import_ultralytics import (  # noqa: E402
+    MODELS,
+    SIZE,
+    randomised,
+    ultralytics_and_imported,
+    ultralytics_model,
+)
+
+pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
+
+
+def _close(mine, reference):
+    assert reference.abs().max() > 1  # not a trivially small output
+    torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+
+
+def _both_heads(tmp_path, name):
+    return _outputs(*ultralytics_and_imported(tmp_path, name))
+
+
+def _outputs(model, ours, images):
+    """Ultralytics' eval outputs with its one-to-many head (end2end False) and end to end, and the import's."""
+    with torch.no_grad():
+        model.end2end = False
+        many = model(images)[0]
+        model.end2end = True
+        end_to_end = model(images)[0]
+        mine = ours(images)
+    return model.model[-1], many, end_to_end, mine
+
+
+def test_segment26_gives_both_heads_ultralytics_detections_and_protos(tmp_path):
+    """Detections with each anchor's 32 mask coefficients after the scores, the one-to-one head's through
+    Ultralytics' own top-k (Detect.postprocess); the prototypes from every level (Proto26)."""
+    head, (many, protos), (end_to_end, protos_e2e), (detections, one2one, my_protos) = _both_heads(
+        tmp_path, "26/yolo26-seg.yaml"
+    )
+    assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + 80 + 32, 84)
+    assert tuple(my_protos.shape) == (2, 32, 16, 16)
+    _close(detections, many)
+    _close(my_protos, protos)
+    _close(my_protos, protos_e2e)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+    assert tuple(end_to_end.shape) == (2, 84, 6 + 32)
+
+
+def test_segment26_exports_to_onnx_with_the_outputs_of_its_torch_module(tmp_path):
+    """Both heads' detections and the prototypes through onnxruntime, with Ultralytics' randomised weights (the
+    prototypes of a freshly initialised network are too small to tell apart)."""
+    ort = pytest.importorskip("onnxruntime")
+    _, ours, images = ultralytics_and_imported(tmp_path, "26/yolo26-seg.yaml", batch=1)
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network="yolo26n_seg", input=(3, SIZE, SIZE))
+    net.to_onnx(tmp_path / "seg.onnx", weights=ours)
+    session = ort.InferenceSession(str(tmp_path / "seg.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        expected = ours(images)
+    assert len(got) == len(expected) == 3
+    for mine, reference in zip(got, expected, strict=True):
+        _close(torch.from_numpy(mine), reference)
+
+
+def test_pose26_gives_both_heads_ultralytics_detections_with_keypoints_in_pixels(tmp_path):
+    head, many, end_to_end, (detections, one2one) = _both_heads(tmp_path, "26/yolo26-pose.yaml")
+    assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + head.nc + 17 * 3, 84)
+    _close(detections, many)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+
+
+def test_semantic_segment_gives_ultralytics_logits(tmp_path):
+    """SemanticSegment's classifier on the 1/8 level: 19 Cityscapes class logits per pixel."""
+    model, ours, images = ultralytics_and_imported(tmp_path, "26/yolo26-sem.yaml")
+    with torch.no_grad():
+        expected, mine = model(images), ours(images)
+    assert tuple(mine.shape) == tuple(expected.shape) == (2, 19, 8, 8)
+    _close(mine, expected)
+
+
+@pytest.mark.parametrize("name", ["v8/yolov8-seg.yaml", "11/yolo11-pose.yaml"])
+def test_segment_and_pose_under_end2end_give_both_heads_ultralytics_outputs(tmp_path, name):
+    """`end2end: True` gives any Segment or Pose a one-to-one copy of its paths: the same end as YOLO26's, with
+    Pose's keypoints decoded as Pose does (2·offset + corner)."""
+    text = (MODELS / name).read_text().replace("nc: 80", "nc: 80\nend2end: True", 1)
+    (tmp_path / "model.yaml").write_text(text)
+    model = randomised(ultralytics_model(yaml.safe_load(text), "n", "cpu"))
+    assert hasattr(model.model[-1], "one2one_cv4")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    weights = tmp_path / "w.safetensors"
+    cnn = cnndsl.import_file(tmp_path / "model.yaml", weights=tmp_path / "state.pt", weights_out=weights)
+    net = cnndsl.parse(cnn, network="model_n", input=(3, SIZE, SIZE))
+    assert net.params == sum(p.numel() for p in model.parameters())
+    ours = net.to_torch(weights=str(weights)).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    head, many, end_to_end, mine = _outputs(model, ours, images)
+    if "seg" in name:
+        (many, protos), (end_to_end, _), (detections, one2one, my_protos) = many, end_to_end, mine
+        _close(my_protos, protos)
+    else:
+        detections, one2one = mine
+    _close(detections, many)
+    with torch.no_grad():
+        _close(head.postprocess(one2one.permute(0, 2, 1)), end_to_end)
+
+
+@pytest.mark.parametrize("name", ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"])
+def test_training_only_modules_are_those_the_eval_forward_leaves_unused(name):
+    """The parameters the import leaves out get no gradient from Ultralytics' eval outputs."""
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "n", "cpu"))
+    images = torch.randn(1, 3, SIZE, SIZE)
+    for end2end in (False, True) if "sem" not in name else (None,):
+        if end2end is not None:
+            model.end2end = end2end
+        outputs = model(images)[0] if end2end is not None else model(images)
+        total = sum(part.sum() for part in (outputs if isinstance(outputs, tuple) else (outputs,)))
+        total.backward()
+    left_out = {key for key, p in model.named_parameters() if TRAINING_ONLY.search(key)}
+    unused = {key for key, p in model.named_parameters() if p.grad is None}
+    assert left_out == unused and left_out
+    parts = {key.split(".")[2] for key in left_out}
+    expected = {"seg": {"proto"}, "pose": {"cv4_sigma", "one2one_cv4_sigma", "flow_model"}, "sem": {"aux_head"}}
+    assert parts == expected[name.split("-")[1][:-5]]
+
+
+POSE = """network pose {{
+    image: input 3x32x32
+    conv3x3(8, s=4), p3: conv3x3(6, s=2)
+    p4: conv3x3(6, s=2)
+    @p3, anchorcat(@p4)
+    {end}
+}}
+"""
+
+
+def _run(text, images):
+    module = cnndsl.parse(text).to_torch(seed=0).eval()
+    with torch.no_grad():
+        return module(images)
+
+
+@pytest.mark.parametrize("dims", [3, 2])
+def test_centred_kptdecode_maps_offsets_from_the_anchor_centre(dims):
+    """Pose26.kpts_decode: x, y = (offset + cell + 0.5)·stride, the third value of each keypoint its sigmoid."""
+    images = torch.randn(2, 3, 32, 32)
+    rows = _run(POSE.format(end="identity"), images).numpy()
+    decoded = _run(POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims}, centred=true)"), images).numpy()
+    cells = [(x, y, 8) for y in range(4) for x in range(4)] + [(x, y, 16) for y in range(2) for x in range(2)]
+    expected = np.empty_like(rows)
+    for a, (x, y, stride) in enumerate(cells):
+        for k in range(6 // dims):
+            expected[:, k * dims, a] = (rows[:, k * dims, a] + x + 0.5) * stride
+            expected[:, k * dims + 1, a] = (rows[:, k * dims + 1, a] + y + 0.5) * stride
+            if dims == 3:
+                expected[:, k * dims + 2, a] = 1 / (1 + np.exp(-rows[:, k * dims + 2, a]))
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_centred_kptdecode_in_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    network = cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4, centred=true)"))
+    module = network.to_torch(seed=0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = module(images)
+    network.to_onnx(tmp_path / "pose.onnx", weights=module)
+    session = ort.InferenceSession(str(tmp_path / "pose.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_imported_heads_are_written_with_their_own_blocks_only():
+    """Proto26's levels refined, summed and fused in one line; Pose26's path in place of Pose's extra_level."""
+    seg = cnndsl.import_file(MODELS / "26/yolo26-seg.yaml")
+    assert "    @l22, conv_bn_silu(c256), proto_level2: upsample(4)  # modules 23\n" in seg
+    assert "@l16, protos: (add(@proto_level1, @proto_level2), conv_bn_silu(c256, 3), proto(c256, 32))" in seg
+    pose = cnndsl.import_file(MODELS / "26/yolo26-pose.yaml")
+    assert "block extra_level" not in pose and "    @l16, keypoint0: pose26_level(c256, 17, 3)  # modules 23\n" in pose
+    assert "keypoints: kptdecode(@image, @level0, @level1, @level2, centred=true)" in pose
