@@ -15,8 +15,8 @@ from .ultralytics_blocks import activation
 from .ultralytics_heads26 import Heads26
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
-from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_torchvision import TorchVisionModules
+from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {

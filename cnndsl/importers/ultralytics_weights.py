@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..core.errors import CnnDslError, FileProblem
 from ..weights.slots import network_slots
+from .ultralytics_heads26 import TRAINING_ONLY
 from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
 from .ultralytics_world import own_last
-from .ultralytics_heads26 import TRAINING_ONLY
 
 EXPORT = (
     'export the state_dict with Ultralytics once: python -c "import torch; from ultralytics import YOLO; '
