@@ -65,7 +65,7 @@ if has_attention():
     IMPORTED += ATTENTION
     for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
         del REFUSED[name]
-OTHER_TASKS = ("rtdetr",)  # RT-DETR's files (transformer modules) are left out of these two lists
+OTHER_TASKS = ()  # every shipped file is imported or refused
 TASKS = [
     f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
 ]
@@ -89,6 +89,16 @@ for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/y
         REFUSED[f"{name}{seg}.yaml"] = first
 IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
 REFUSED["26/yolo26-depth.yaml"] = (50, "Depth (module 23) is not imported yet: YOLO26's depth head (a bilinear")
+DECODER = "is not imported yet: RT-DETR's transformer decoder"  # every module before it is: test_import_rtdetr
+REFUSED.update(
+    {
+        "rt-detr/rtdetr-l.yaml": (53, f"RTDETRDecoder (module 28) {DECODER}"),
+        "rt-detr/rtdetr-x.yaml": (57, f"RTDETRDecoder (module 32) {DECODER}"),
+        "rt-detr/rtdetr-resnet50.yaml": (45, f"RTDETRDecoder (module 23) {DECODER}"),
+        "rt-detr/rtdetr-resnet101.yaml": (45, f"RTDETRDecoder (module 23) {DECODER}"),
+        "v8/yolov8-rtdetr.yaml": (49, f"RTDETRDecoder (module 22) {DECODER}"),
+    }
+)
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 

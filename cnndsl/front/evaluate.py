@@ -177,6 +177,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "range": _range,
     "sum": _total,
     "abs": abs,
+    "gcd": lambda a, b: math.gcd(_whole_number(_number(a, "gcd")), _whole_number(_number(b, "gcd"))),
     "int": _whole_number,
     "round": _round,
     "floor": _rounding("floor", math.floor),

@@ -199,9 +199,12 @@ def _decoding_both(outputs: list[str], reg_max: int) -> list[str]:
 
 
 def _family(stem: str, scales: dict) -> str:
-    """The family's name: the file's, less the scale where the file names its one scale (yolov10n.yaml: yolov10)."""
+    """The family's name: the file's, less the scale where the file names its one scale (yolov10n.yaml: yolov10,
+    rtdetr-l.yaml: rtdetr)."""
     found = re.match(r"(yolo(?:e_)?v?\d+)(.*)", stem)
-    return found.group(1) if found and list(scales) == [found.group(2)] else stem
+    if found and list(scales) == [found.group(2)]:
+        return found.group(1)
+    return stem[: -len(scale) - 1] if len(scales) == 1 and stem.endswith(f"_{(scale := next(iter(scales)))}") else stem
 
 
 TASK_NOTES = {

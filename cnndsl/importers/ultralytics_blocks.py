@@ -136,14 +136,17 @@ block resnetlayer(c, s=1, first=false, n=1, e=4) {  # ResNetLayer: a stem, or n 
 }""",
             ("conv_bn_ACT", "conv_bn"),
         ),
+        "repconv": (
+            "block repconv(c) { residual { conv_bn(c, 3) } shortcut { conv_bn(c, 1) }, silu }  # RepConv (always SiLU)",
+            ("conv_bn",),
+        ),
         "repcsp": (
-            """block repconv(c) { residual { conv_bn(c, 3) } shortcut { conv_bn(c, 1) }, silu }  # RepConv (always SiLU)
-block repcsp(c, n=1) {  # RepCSP: C3 with RepConv bottlenecks
+            """block repcsp(c, n=1) {  # RepCSP: C3 with RepConv bottlenecks
     let h = c // 2
     branch { conv_bn_ACT(h), residual { repconv(h), conv_bn_ACT(h, 3) } x n | conv_bn_ACT(h) }
     conv_bn_ACT(c)
 }""",
-            ("conv_bn_ACT", "conv_bn"),
+            ("conv_bn_ACT", "repconv"),
         ),
         "repncspelan4": (
             """block repncspelan4(c, c3, c4, n=1) {  # RepNCSPELAN4: two CSP stages on the last half, all joined

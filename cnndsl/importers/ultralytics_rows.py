@@ -15,14 +15,13 @@ from .ultralytics_blocks import activation
 from .ultralytics_heads26 import Heads26
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
+from .ultralytics_rtdetr import RTDETRModules
 from .ultralytics_torchvision import TorchVisionModules
 from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
 
 REFUSED = {
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "AIFI": "a transformer encoder layer",
-    "RTDETRDecoder": "a transformer decoder",
     "C3TR": "a transformer block",
     **YOLOE_REFUSED,
 }  # fmt: skip
@@ -37,7 +36,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26):
+class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26, RTDETRModules):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)
@@ -103,7 +102,7 @@ class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Hea
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))
         if (
-            row.module not in ("Concat", "CBFuse", "ImagePoolingAttn")
+            row.module not in ("Concat", "CBFuse", "ImagePoolingAttn", "RTDETRDecoder")
             and row.module not in HEADS
             and len(row.sources) != 1
         ):

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "pool": ("maxpool", "avgpool", "gap", "adaptiveavgpool", "adaptivemaxpool", "pool", "globalavgpool"),
     "psa_attention": ("attend", "attendvalues"),
     "rcnn": ("levelnms", "roidetections"),
+    "rtdetr_encoder": ("aifi",),
     "text_guided": ("textembed", "maxsigmoid", "contrast", "crossattend"),
     "resize": ("upsample", "resize", "pixelshuffle", "input"),
     "roi": ("roipool", "roialign", "boxfc", "msroialign"),

@@ -1,0 +1,125 @@
+"""`aifi`: RT-DETR's attention-based intra-scale feature interaction (Zhao et al., 2023), one transformer encoder
+layer over the pixels of the smallest map, with 2-D sine-cosine positions added to its queries and keys.
+
+One kind, because its multi-head attention (queries and keys from the positioned pixels, values from the
+pixels, torch's nn.MultiheadAttention with its packed in-projection) has no cnndsl form; its torch module is
+rtdetr_torch.EncoderLayer, whose state_dict is Ultralytics' AIFI's."""
+
+from __future__ import annotations
+
+import math
+
+from ..core.errors import ShapeProblem
+from .activation import _gelu
+from .base import OpKind, Window, register, spatial, whole
+from .norm import _normalize_last_axis
+from .tensors import ONES, ZEROS, Example, TensorSpec, Uniform
+
+
+def sincos_table(height: int, width: int, channels: int, temperature: float = 10000.0):
+    """rtdetr_torch.sincos_positions in NumPy (float32), (H·W) × C: the ONNX graph holds it as a constant."""
+    import numpy as np  # kept out of `cnndsl summary`
+
+    quarter = channels // 4
+    frequency = (1.0 / (np.float32(temperature) ** (np.arange(quarter, dtype=np.float32) / quarter))).astype(np.float32)
+    rows = np.repeat(np.arange(height, dtype=np.float32), width)[:, None] * frequency[None]
+    columns = np.tile(np.arange(width, dtype=np.float32), height)[:, None] * frequency[None]
+    return np.concatenate([np.sin(rows), np.cos(rows), np.sin(columns), np.cos(columns)], 1).astype(np.float32)
+
+
+@register
+class EncoderLayer(OpKind):
+    """Post-norm: x = norm1(x + attention(x + pos, x + pos, x)); x = norm2(x + fc2(gelu(fc1(x)))), per pixel."""
+
+    name = "aifi"
+    signature = (("hidden", 2048), ("heads", 8))
+    doc = "a transformer encoder layer over the pixels with 2-D sine-cosine positions (RT-DETR's AIFI)"
+    ranks = (3,)
+    example = Example("aifi(8, 2)", (8, 3, 4))
+
+    def resolve(self, attrs, inputs):
+        channels = spatial(self, inputs[0])[0]
+        hidden, heads = whole(attrs["hidden"], "hidden"), whole(attrs["heads"], "heads")
+        if channels % 4 or channels % heads:
+            raise ShapeProblem(
+                f"`aifi` needs channels divisible by 4 (the sine-cosine positions) and by its {heads} heads, "
+                f"not {channels}",
+                hint="give it a map of a multiple of 4 × heads channels",
+            )
+        return {"hidden": hidden, "heads": heads}
+
+    def tensors(self, attrs, inputs):
+        channels, hidden = inputs[0][0], attrs["hidden"]
+        inner, outer = Uniform(1 / math.sqrt(channels)), Uniform(1 / math.sqrt(hidden))
+        return [
+            TensorSpec("ma.in_proj_weight", (3 * channels, channels), Uniform(math.sqrt(6 / (4 * channels)))),
+            TensorSpec("ma.in_proj_bias", (3 * channels,), ZEROS),
+            TensorSpec("ma.out_proj.weight", (channels, channels), inner),
+            TensorSpec("ma.out_proj.bias", (channels,), ZEROS),
+            TensorSpec("fc1.weight", (hidden, channels), inner),
+            TensorSpec("fc1.bias", (hidden,), inner),
+            TensorSpec("fc2.weight", (channels, hidden), outer),
+            TensorSpec("fc2.bias", (channels,), outer),
+            *(TensorSpec(f"norm{i}.{name}", (channels,), init) for i in (1, 2) for name, init in _AFFINE),
+        ]
+
+    def macs(self, attrs, inputs, output):
+        """Per pixel the q, k, v and output projections (4·C²) and the feed-forward (2·C·hidden); per pair of
+        pixels q·k and the weighted value (2·C)."""
+        channels, pixels = inputs[0][0], inputs[0][1] * inputs[0][2]
+        return pixels * (4 * channels * channels + 2 * channels * attrs["hidden"]) + 2 * pixels * pixels * channels
+
+    def window(self, attrs, inputs):
+        """Every output pixel attends to every input pixel."""
+        height, width = inputs[0][1:]
+        return Window((2 * height - 1, 2 * width - 1), (1, 1), padding=(height - 1, width - 1))
+
+    def label(self, attrs):
+        return f"encoder layer ×{attrs['heads']}"
+
+    def torch_module(self, attrs, inputs):
+        from .rtdetr_torch import EncoderLayer as Module
+
+        return Module(inputs[0][0], attrs["hidden"], attrs["heads"])
+
+    def onnx(self, attrs, inputs, args, emit):
+        emit.require(13, "`aifi`")  # Softmax over the last axis alone
+        channels, height, width = inputs[0]
+        heads = attrs["heads"]
+        (in_w, in_b, out_w, out_b, fc1_w, fc1_b, fc2_w, fc2_b, n1_w, n1_b, n2_w, n2_b) = emit.weights()
+        tokens = emit.op(
+            "Transpose", [emit.op("Reshape", [args[0], emit.ints("flat", (0, channels, -1))])], perm=(0, 2, 1)
+        )
+        positions = emit.floats("positions", sincos_table(height, width, channels)[None])
+        placed = emit.op("Add", [tokens, positions])
+
+        def linear(x, weight, bias, start=None):
+            if start is not None:  # rows start:start+C of the packed in-projection
+                ends = (emit.ints("start", (start,)), emit.ints("end", (start + channels,)), emit.ints("axis", (0,)))
+                weight = emit.op("Slice", [weight, *ends])
+                bias = emit.op("Slice", [bias, *ends])
+            return emit.op("Add", [emit.op("MatMul", [x, emit.op("Transpose", [weight], perm=(1, 0))]), bias])
+
+        def split_heads(x):  # B × pixels × C -> B × heads × pixels × C/heads
+            grouped = emit.op("Reshape", [x, emit.ints("heads", (0, -1, heads, channels // heads))])
+            return emit.op("Transpose", [grouped], perm=(0, 2, 1, 3))
+
+        query = split_heads(linear(placed, in_w, in_b, 0))
+        key = split_heads(linear(placed, in_w, in_b, channels))
+        value = split_heads(linear(tokens, in_w, in_b, 2 * channels))
+        scores = emit.op("MatMul", [query, emit.op("Transpose", [key], perm=(0, 1, 3, 2))])
+        scores = emit.op("Mul", [scores, emit.floats("scale", (channels // heads) ** -0.5)])
+        attended = emit.op("MatMul", [emit.op("Softmax", [scores], axis=-1), value])
+        attended = emit.op("Transpose", [attended], perm=(0, 2, 1, 3))
+        attended = emit.op("Reshape", [attended, emit.ints("joined", (0, -1, channels))])
+        tokens = _normalize_last_axis(
+            emit, emit.op("Add", [tokens, linear(attended, out_w, out_b)]), [n1_w, n1_b], 1e-5
+        )
+        hidden = _gelu(linear(tokens, fc1_w, fc1_b), emit)
+        tokens = _normalize_last_axis(emit, emit.op("Add", [tokens, linear(hidden, fc2_w, fc2_b)]), [n2_w, n2_b], 1e-5)
+        return emit.op(
+            "Reshape", [emit.op("Transpose", [tokens], perm=(0, 2, 1)), emit.ints("map", (0, channels, height, width))]
+        )
+
+
+_AFFINE = (("weight", ONES), ("bias", ZEROS))
