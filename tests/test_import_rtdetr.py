@@ -1,6 +1,7 @@
-"""RT-DETR's modules as `cnndsl import` writes them: PP-HGNetV2's HGStem, HGBlock and DWConv, the hybrid
-encoder's RepC3 and AIFI (the `aifi` kind), against Ultralytics' own modules (installed with --no-deps by
-scripts/test): parameters and every layer's shape on the meta device, outputs on the CPU."""
+"""RT-DETR as `cnndsl import` writes it: the `aifi` kind, DWConv's groups and the whole of RT-DETR-l (PP-HGNetV2,
+the hybrid encoder, the `rtdetrdecoder` kind) against Ultralytics' own modules (installed with --no-deps by
+scripts/test), outputs on the CPU; test_import_ultralytics compares every RT-DETR file's parameters and layer
+shapes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import cnndsl
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
-from test_import_ultralytics import MODELS, SIZE, cnn_shapes, row_shapes, ultralytics_model  # noqa: E402
+from test_import_ultralytics import MODELS, SIZE, randomised, ultralytics_model  # noqa: E402
 from ultralytics.nn.modules.transformer import AIFI  # noqa: E402
-
-RTDETR = sorted(str(path.relative_to(MODELS)) for path in MODELS.glob("rt-detr/*.yaml"))
 
 
 def test_aifi_computes_what_ultralytics_aifi_computes():
@@ -45,19 +44,41 @@ def test_aifi_refuses_channels_the_positions_cannot_split():
     assert str(refused.value.pos) == "<string>:3:5"
 
 
-@pytest.mark.parametrize("name", RTDETR)
-def test_rtdetr_backbone_and_encoder_have_ultralytics_params_and_layer_shapes(tmp_path, name):
-    """Every module before the decoder, at the file's one scale: the decoder's row taken off the file."""
-    config = yaml.safe_load((MODELS / name).read_text())
-    assert config["head"][-1][2] == "RTDETRDecoder"
-    config["head"] = config["head"][:-1]
-    path = tmp_path / "rtdetr.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    (scale,) = config["scales"]
-    model = ultralytics_model(config, scale)
-    net = cnndsl.parse(cnndsl.import_file(path), str(path), network=f"rtdetr_{scale}", input=(3, SIZE, SIZE))
-    assert net.params == sum(p.numel() for p in model.parameters())
-    assert cnn_shapes(net) == row_shapes(model)
+def test_rtdetr_l_gives_ultralytics_eval_output(tmp_path):
+    """RT-DETR-l with random non-trivial weights, imported through its state_dict, on 64 x 64 images: its 84
+    queries (8x8 + 4x4 + 2x2 pixels, fewer than 300) equal Ultralytics' eval-mode boxes and sigmoid scores, and
+    Ultralytics' own top-k of ours is its eval output."""
+    name = "rt-detr/rtdetr-l.yaml"
+    model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "l", "cpu"))
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    (tmp_path / "net.cnn").write_text(text)
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network="rtdetr_l", input=(3, SIZE, SIZE))
+    ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        selected, (boxes, scores, *_) = model(images)
+        mine = ours(images)
+    expected = torch.cat([boxes.squeeze(0), scores.squeeze(0).sigmoid()], -1)
+    assert tuple(mine.shape) == (2, 84, 4 + 80)
+    assert expected[..., :4].std() > 0.1 and expected[..., 4:].std() > 0.05  # not saturated
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)
+    head = model.model[-1]
+    torch.testing.assert_close(head.postprocess(mine[..., :4], mine[..., 4:]), selected, rtol=1e-4, atol=1e-4)
+
+
+def test_decoder_with_learnt_queries_is_refused_at_its_row(tmp_path):
+    text = (MODELS / "rt-detr/rtdetr-resnet50.yaml").read_text()
+    row = "  - [[16, 19, 22], 1, RTDETRDecoder, [nc]] # RTDETRDecoder(P3, P4, P5)\n"
+    assert text.endswith(row)
+    learnt = "[nc, 256, 300, 4, 8, 6, 1024, 0.0, None, -1, 100, 0.5, 1.0, True]"
+    (tmp_path / "model.yaml").write_text(text.replace("[nc]] #", f"{learnt}] #"))
+    with pytest.raises(cnndsl.CnnDslError) as refused:
+        cnndsl.import_file(tmp_path / "model.yaml")
+    assert str(refused.value.pos) == f"{tmp_path / 'model.yaml'}:45:1"
+    assert refused.value.message == (
+        "RTDETRDecoder (module 23) with an activation of its own or learnt initial queries is not imported"
+    )
 
 
 def test_dwconv_groups_are_the_gcd_of_its_widths(tmp_path):
@@ -72,3 +93,15 @@ def test_dwconv_groups_are_the_gcd_of_its_widths(tmp_path):
     net = cnndsl.parse(cnndsl.import_file(path), str(path), network="model_n", input=(3, SIZE, SIZE))
     assert net.params == sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in model.model[1].parameters()) == 64 * 48 // 16 * 9 + 2 * 64
+
+
+def test_to_python_refuses_the_rtdetr_kinds_at_their_layer(tmp_path):
+    """Their torch modules are cnndsl's own classes, which a file that needs only torch cannot build."""
+    from cnndsl.backends.torch import write_python
+
+    net = cnndsl.parse("network t {\n    input 16x3x5\n    conv(16, k=1), aifi(32, 4)\n}\n", "t.cnn")
+    with pytest.raises(cnndsl.CnnDslError) as refused:
+        write_python(net, tmp_path / "t.py")
+    assert str(refused.value.pos) == "t.cnn:3:20"
+    assert refused.value.message == "`aifi` has no --to python form: its torch module is cnndsl's own EncoderLayer"
+    assert not (tmp_path / "t.py").exists()

@@ -26,10 +26,11 @@ torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 ultralytics = pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
 from oracles import torchvision_models  # noqa: E402
-from ultralytics.nn.modules.head import Detect, SemanticSegment  # noqa: E402
+from ultralytics.nn.modules.head import Detect, RTDETRDecoder, SemanticSegment  # noqa: E402
 from ultralytics.nn.tasks import (  # noqa: E402
     ClassificationModel,
     DetectionModel,
+    RTDETRDetectionModel,
     SemanticSegmentationModel,
     WorldModel,
 )
@@ -89,16 +90,10 @@ for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/y
         REFUSED[f"{name}{seg}.yaml"] = first
 IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
 REFUSED["26/yolo26-depth.yaml"] = (50, "Depth (module 23) is not imported yet: YOLO26's depth head (a bilinear")
-DECODER = "is not imported yet: RT-DETR's transformer decoder"  # every module before it is: test_import_rtdetr
-REFUSED.update(
-    {
-        "rt-detr/rtdetr-l.yaml": (53, f"RTDETRDecoder (module 28) {DECODER}"),
-        "rt-detr/rtdetr-x.yaml": (57, f"RTDETRDecoder (module 32) {DECODER}"),
-        "rt-detr/rtdetr-resnet50.yaml": (45, f"RTDETRDecoder (module 23) {DECODER}"),
-        "rt-detr/rtdetr-resnet101.yaml": (45, f"RTDETRDecoder (module 23) {DECODER}"),
-        "v8/yolov8-rtdetr.yaml": (49, f"RTDETRDecoder (module 22) {DECODER}"),
-    }
-)
+IMPORTED += [
+    *(f"rt-detr/rtdetr-{model}.yaml" for model in ("l", "x", "resnet50", "resnet101")),
+    "v8/yolov8-rtdetr.yaml",
+]
 SIZE = 64  # the input side for the shape comparison: every stride of these models divides it
 
 
@@ -113,7 +108,12 @@ def network_name(stem: str, scale: str) -> str:
 def ultralytics_model(config: dict, scale: str, device: str = "meta"):
     """Ultralytics' own model for the config at `scale`, as `YOLO("yolov8n.yaml")` builds it."""
     config = dict(config, scale=scale)
-    classes = {"Classify": ClassificationModel, "WorldDetect": WorldModel, "SemanticSegment": SemanticSegmentationModel}
+    classes = {
+        "Classify": ClassificationModel,
+        "WorldDetect": WorldModel,
+        "SemanticSegment": SemanticSegmentationModel,
+        "RTDETRDecoder": RTDETRDetectionModel,
+    }
     model_class = classes.get(config["head"][-1][2], DetectionModel)
     with pytest.MonkeyPatch.context() as patch, torch.device(device):
         if any(row[2] == "TorchVision" for row in config["backbone"] + config["head"]):
@@ -134,6 +134,8 @@ def row_shapes(model) -> dict[int, tuple]:
     head = model.model[-1]
     if isinstance(head, Detect):
         hooks.append(head.register_forward_pre_hook(lambda m, args: shapes.__setitem__("levels", args[0])))
+    if isinstance(head, RTDETRDecoder):  # every query's box beside its class scores, where the import ends
+        hooks.append(head.register_forward_hook(lambda m, args, out: shapes.__setitem__("queries", out[1].shape)))
     model.train()  # the heads' raw maps
     if isinstance(head, SemanticSegment):
         head.eval()  # its logits alone, not beside its training-only aux_head's
@@ -142,11 +144,13 @@ def row_shapes(model) -> dict[int, tuple]:
     model(torch.zeros(2, 3, SIZE, SIZE, device=next(model.parameters()).device))
     for hook in hooks:
         hook.remove()
-    found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i != "levels" and shape is not None}
+    found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i not in ("levels", "queries") and shape is not None}
     for i, module in enumerate(model.model):  # the class text, classes x dims, is held dims x classes x 1
         if type(module).__name__ == "ImagePoolingAttn":
             found[i] = (found[i][1], found[i][0], 1)
 
+    if "queries" in shapes:  # the decoder layers' scores, layers x B x queries x classes
+        found[len(model.model) - 1] = (shapes["queries"][2], 4 + shapes["queries"][3])
     if "levels" in shapes:
         found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]
     return found

@@ -16,6 +16,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from ..core.errors import ValueProblem
 from ..core.source_map import source_name
 from ..core.version import __version__
 from ..graph import ir
@@ -143,6 +144,8 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
             node = layers.get(path)
+            if node is not None and getattr(nn, type(module).__name__, None) is not type(module):
+                _refuse_own_module(ir.layer(network.graph, node), module)
             frozen, settings = (
                 (False, []) if node is None else fixed_tensors(network.graph, node, module_path("self", path))
             )
@@ -168,6 +171,16 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
 
 
 FROZEN = ".requires_grad_(False)"
+
+
+def _refuse_own_module(layer, module: nn.Module) -> None:
+    """A layer whose torch module is cnndsl's own class (RT-DETR's aifi, rtdetrdecoder), which a file that
+    needs only torch cannot build: refused at the layer."""
+    raise ValueProblem(
+        f"`{layer.op}` has no --to python form: its torch module is cnndsl's own {type(module).__name__}",
+        layer.pos,
+        "compile to pt2 or onnx instead, or build it with Network.to_torch()",
+    )
 
 
 def fixed_tensors(graph, node: int, held: str) -> tuple[bool, list[str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from .ultralytics_blocks import DETECT_BN, blocks_text
 from .ultralytics_heads26 import NOTES26, decoding_both_task
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
+from .ultralytics_rtdetr import RTDETR_NOTE
 from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
 from .writing import Statement, body_lines, fold, identifier
@@ -128,6 +129,7 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
     elif head == "SemanticSegment":
         lines += NOTES26[head]
+    lines += RTDETR_NOTE * (head == "RTDETRDecoder")
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
     lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's

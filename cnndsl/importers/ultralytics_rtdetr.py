@@ -106,6 +106,29 @@ class RTDETRModules:
         return Written(self.times(row, f"aifi({cm}, {heads})"), inputs[0])
 
     def m_RTDETRDecoder(self, row, args, inputs):
+        """The decoder on its first source, the others tapped; its input projections' batch norms as
+        DetectionModel's initialize_weights sets every BatchNorm2d (eps 0.001, momentum 0.03)."""
         if "rtdetrdecoder" not in REGISTRY:
             raise row.error("is not imported yet: RT-DETR's transformer decoder (the rtdetrdecoder kind)")
-        return self.rtdetr_decoder(row, args, inputs)
+        classes, *rest = padded(row, args, list(DECODER_DEFAULTS.values()), "RTDETRDecoder")
+        given = dict(zip(list(DECODER_DEFAULTS)[1:], rest))
+        if given.pop("act") is not None or given.pop("learnt_init_query") is not False:
+            raise row.error("with an activation of its own or learnt initial queries is not imported")
+        for training in ("dropout", "nd", "label_noise_ratio", "box_noise_scale"):  # training alone reads these
+            given.pop(training)
+        _whole(row, *(value for key, value in given.items() if key != "eval_idx"))
+        options = [f"{DECODER_NAMES[key]}={value}" for key, value in given.items() if value != DECODER_DEFAULTS[key]]
+        taps = [f"@l{source}" for source in row.sources[1:]]
+        text = ", ".join([self.classes(row, classes), *taps, *options, "bn_eps=0.001", "bn_momentum=0.03"])
+        return Written(f"rtdetrdecoder({text})", "")
+
+
+DECODER_DEFAULTS = {"nc": None, "hd": 256, "nq": 300, "ndp": 4, "nh": 8, "ndl": 6, "d_ffn": 1024, "dropout": 0.0,
+                    "act": None, "eval_idx": -1, "nd": 100, "label_noise_ratio": 0.5, "box_noise_scale": 1.0,
+                    "learnt_init_query": False}  # fmt: skip
+DECODER_NAMES = {"hd": "hidden", "nq": "queries", "ndp": "points", "nh": "heads", "ndl": "layers", "d_ffn": "ffn",
+                 "eval_idx": "eval_idx"}  # fmt: skip
+RTDETR_NOTE = [
+    "# RTDETRDecoder ends at every query's box (cx, cy, w, h as fractions of the input) beside its sigmoid class",
+    "# scores; Ultralytics' eval output then keeps the 300 best (score, class) pairs: that top-k is not imported.",
+]

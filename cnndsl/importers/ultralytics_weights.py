@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..core.errors import CnnDslError, FileProblem
+from ..graph import ir
 from ..weights.slots import network_slots
 from .ultralytics_heads26 import TRAINING_ONLY
 from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
@@ -47,6 +48,10 @@ HEAD_PATHS = (
     "cv4_kpts",
     "one2one_cv4_kpts",
 )  # Detect's (Segment's...) children
+COMPOSITES = (  # modules that one layer kind holds whole, told by their children: AIFI, RTDETRDecoder
+    {"ma", "fc1", "fc2", "norm1", "norm2"},
+    {"input_proj", "decoder", "enc_score_head", "dec_score_head", "dec_bbox_head"},
+)
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
 
@@ -96,6 +101,9 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
     ordered: list[tuple[str, list[str]]] = []
 
     def visit(node: dict, prefix: str) -> None:
+        if any(set(node) >= children for children in COMPOSITES):  # one cnndsl layer holds the whole module
+            ordered.append((prefix, [key for module, keys in own.items() if _within(module, prefix) for key in keys]))
+            return
         after = prefix in own and (
             all(key.endswith(".gamma") for key in own[prefix]) or own_last(set(node), own[prefix])
         )  # A2C2f scales its output
@@ -111,6 +119,10 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
 
     visit(tree, "")
     return ordered
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
 
 
 def _children_in_forward_order(node: dict) -> list[str]:
@@ -160,9 +172,11 @@ def fitted(network, state: dict, origin: str) -> dict:
         )
     arrays = {}
     for (module, keys), slots in zip(modules, layers.values(), strict=True):
-        given = {key.rpartition(".")[2]: key for key in keys}
+        layer = ir.layer(network.graph, slots[0].node).name
+        nested = any("." in slot.key[len(layer) + 1 :] for slot in slots)  # a composite: names below the layer
+        given = {(key[len(module) + 1 :] if nested else key.rpartition(".")[2]): key for key in keys}
         for slot in slots:
-            own_name = slot.key.rpartition(".")[2]
+            own_name = slot.key[len(layer) + 1 :] if nested else slot.key.rpartition(".")[2]
             key = given.pop("gamma" if own_name.startswith("layerscale") and "gamma" in given else own_name, None)
             if key is None or not _same_values(tuple(state[key].shape), slot.shape):
                 found = f"`{key}` is {tuple(state[key].shape)}" if key else f"`{module}` has no such tensor"

@@ -34,6 +34,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "psa_attention": ("attend", "attendvalues"),
     "rcnn": ("levelnms", "roidetections"),
     "rtdetr_encoder": ("aifi",),
+    "rtdetr_decoder": ("rtdetrdecoder",),
     "text_guided": ("textembed", "maxsigmoid", "contrast", "crossattend"),
     "resize": ("upsample", "resize", "pixelshuffle", "input"),
     "roi": ("roipool", "roialign", "boxfc", "msroialign"),

@@ -50,17 +50,12 @@ class EncoderLayer(OpKind):
 
     def tensors(self, attrs, inputs):
         channels, hidden = inputs[0][0], attrs["hidden"]
-        inner, outer = Uniform(1 / math.sqrt(channels)), Uniform(1 / math.sqrt(hidden))
         return [
-            TensorSpec("ma.in_proj_weight", (3 * channels, channels), Uniform(math.sqrt(6 / (4 * channels)))),
-            TensorSpec("ma.in_proj_bias", (3 * channels,), ZEROS),
-            TensorSpec("ma.out_proj.weight", (channels, channels), inner),
-            TensorSpec("ma.out_proj.bias", (channels,), ZEROS),
-            TensorSpec("fc1.weight", (hidden, channels), inner),
-            TensorSpec("fc1.bias", (hidden,), inner),
-            TensorSpec("fc2.weight", (channels, hidden), outer),
-            TensorSpec("fc2.bias", (channels,), outer),
-            *(TensorSpec(f"norm{i}.{name}", (channels,), init) for i in (1, 2) for name, init in _AFFINE),
+            *attention_tensors("ma", channels),
+            *linear_tensors("fc1", channels, hidden),
+            *linear_tensors("fc2", hidden, channels),
+            *norm_tensors("norm1", channels),
+            *norm_tensors("norm2", channels),
         ]
 
     def macs(self, attrs, inputs, output):
@@ -122,4 +117,23 @@ class EncoderLayer(OpKind):
         )
 
 
-_AFFINE = (("weight", ONES), ("bias", ZEROS))
+def linear_tensors(prefix: str, features: int, outputs: int) -> list[TensorSpec]:
+    """nn.Linear's weight and bias, both drawn from U(±1/√features)."""
+    init = Uniform(1 / math.sqrt(features))
+    return [TensorSpec(f"{prefix}.weight", (outputs, features), init), TensorSpec(f"{prefix}.bias", (outputs,), init)]
+
+
+def norm_tensors(prefix: str, channels: int) -> list[TensorSpec]:
+    """A norm's scale (ones) and shift (zeros)."""
+    return [TensorSpec(f"{prefix}.weight", (channels,), ONES), TensorSpec(f"{prefix}.bias", (channels,), ZEROS)]
+
+
+def attention_tensors(prefix: str, channels: int) -> list[TensorSpec]:
+    """nn.MultiheadAttention's packed q, k, v projection (Xavier-uniform, zero bias) and output projection (its
+    bias zeroed)."""
+    return [
+        TensorSpec(f"{prefix}.in_proj_weight", (3 * channels, channels), Uniform(math.sqrt(6 / (4 * channels)))),
+        TensorSpec(f"{prefix}.in_proj_bias", (3 * channels,), ZEROS),
+        TensorSpec(f"{prefix}.out_proj.weight", (channels, channels), Uniform(1 / math.sqrt(channels))),
+        TensorSpec(f"{prefix}.out_proj.bias", (channels,), ZEROS),
+    ]
