@@ -5,6 +5,7 @@ shapes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import cnndsl
@@ -13,6 +14,7 @@ torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
 from test_import_ultralytics import MODELS, SIZE, randomised, ultralytics_model  # noqa: E402
+from ultralytics.nn.modules.head import RTDETRDecoder  # noqa: E402
 from ultralytics.nn.modules.transformer import AIFI  # noqa: E402
 
 
@@ -65,6 +67,55 @@ def test_rtdetr_l_gives_ultralytics_eval_output(tmp_path):
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)
     head = model.model[-1]
     torch.testing.assert_close(head.postprocess(mine[..., :4], mine[..., 4:]), selected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("opset", [16, None])  # GridSample's bilinear mode; "linear" from opset 20
+def test_rtdetrdecoder_in_torch_and_onnx_computes_ultralytics_decoder(opset):
+    """Three levels (8x8, 4x4, 2x2: 84 pixels, 30 queries), 2 heads of 2 points, the second of 3 decoder layers
+    as eval_idx, random weights loaded by their state_dict names: cnndsl's module and its ONNX graph
+    (onnxruntime) against Ultralytics' RTDETRDecoder in eval mode."""
+    import onnxruntime
+
+    reference = RTDETRDecoder(nc=5, ch=(8, 8, 8), hd=16, nq=30, ndp=2, nh=2, ndl=3, d_ffn=32, eval_idx=1).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, tensor in reference.state_dict().items():
+            if key.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif tensor.is_floating_point():
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * (0.5 if tensor.dim() == 1 else 0.3))
+    text = """network t {
+    input 8x8x8
+    big: identity, mid: maxpool, small: maxpool
+    @big, rtdetrdecoder(5, @mid, @small, hidden=16, queries=30, points=2, heads=2, layers=3, ffn=32, eval_idx=1)
+}
+"""
+    net = cnndsl.parse(text)
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    ours = net.to_torch().eval()
+    ours.load_state_dict({f"rtdetrdecoder.{key}": value for key, value in reference.state_dict().items()})
+    images = torch.randn(2, 8, 8, 8, generator=generator)
+    levels = [images, torch.nn.functional.max_pool2d(images, 2), torch.nn.functional.max_pool2d(images, 4)]
+    with torch.no_grad():
+        _, (boxes, scores, *_) = reference(levels)
+        mine = ours(images)
+    expected = torch.cat([boxes.squeeze(0), scores.squeeze(0).sigmoid()], -1)
+    assert tuple(mine.shape) == (2, 30, 9) and expected.std() > 0.1
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-5)
+    model = net.to_onnx(weights=ours, opset=opset)
+    assert opset is None or model.opset_import[0].version == opset
+    assert {node.op_type for node in model.graph.node} >= {"GridSample", "TopK", "GatherND"}
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_below_opset_16_is_refused():
+    net = cnndsl.parse("network t {\n    input 8x4x4\n    rtdetrdecoder(3, hidden=8, heads=2)\n}\n", "t.cnn")
+    with pytest.raises(cnndsl.CnnDslError) as refused:
+        net.to_onnx(opset=15)
+    assert refused.value.message == "`rtdetrdecoder` (GridSample) needs ONNX opset 16 or newer, not 15"
+    assert str(refused.value.pos) == "t.cnn:3:5"
 
 
 def test_decoder_with_learnt_queries_is_refused_at_its_row(tmp_path):

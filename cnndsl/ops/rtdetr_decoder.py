@@ -12,6 +12,7 @@ import math
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import REQUIRED, OpKind, real, register, spatial, whole
 from .rtdetr_encoder import attention_tensors, linear_tensors, norm_tensors
+from .rtdetr_onnx import decoder
 from .tensors import BUFFER, ONES, ZEROS, Example, TensorSpec, Uniform
 from .torch_code import Arg, applied
 
@@ -141,8 +142,22 @@ class RTDETRDecoderKind(OpKind):
         return applied(*(Arg(index) for index in range(len(inputs))))
 
     def onnx(self, attrs, inputs, args, emit):
-        raise ValueProblem(
-            "`rtdetrdecoder` has no ONNX form yet: its top-k query selection and deformable attention "
-            "(GridSample, opset 16) are not written as ONNX nodes",
-            hint="compile to python or pt2 instead",
-        )
+        return decoder(attrs, inputs, args, emit, *anchor_table([shape[1:] for shape in inputs]))
+
+
+def anchor_table(sizes: list[tuple[int, int]], size: float = 0.05, eps: float = 0.01):
+    """rtdetr_decoder_torch.RTDETRDecoder.anchors in NumPy (float32): pixels × 4 anchors in logit space (+inf
+    outside), and the pixels × 1 mask of those inside."""
+    import numpy as np  # kept out of `cnndsl summary`
+
+    boxes = []
+    for level, (height, width) in enumerate(sizes):
+        ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+        centres = np.stack([(xs + 0.5) / width, (ys + 0.5) / height], -1).reshape(-1, 2)
+        sides = np.full_like(centres, np.float32(size * 2.0**level))
+        boxes.append(np.concatenate([centres, sides], -1))
+    boxes = np.concatenate(boxes).astype(np.float32)
+    valid = ((boxes > eps) & (boxes < 1 - eps)).all(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        logits = np.log(boxes / (1 - boxes)).astype(np.float32)
+    return np.where(valid, logits, np.float32(np.inf)).astype(np.float32), valid.astype(np.float32)

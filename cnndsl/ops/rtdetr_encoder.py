@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 
 from ..core.errors import ShapeProblem
-from .activation import _gelu
 from .base import OpKind, Window, register, spatial, whole
-from .norm import _normalize_last_axis
+from .rtdetr_onnx import encoder_layer
 from .tensors import ONES, ZEROS, Example, TensorSpec, Uniform
 
 
@@ -78,43 +77,7 @@ class EncoderLayer(OpKind):
         return Module(inputs[0][0], attrs["hidden"], attrs["heads"])
 
     def onnx(self, attrs, inputs, args, emit):
-        emit.require(13, "`aifi`")  # Softmax over the last axis alone
-        channels, height, width = inputs[0]
-        heads = attrs["heads"]
-        (in_w, in_b, out_w, out_b, fc1_w, fc1_b, fc2_w, fc2_b, n1_w, n1_b, n2_w, n2_b) = emit.weights()
-        tokens = emit.op(
-            "Transpose", [emit.op("Reshape", [args[0], emit.ints("flat", (0, channels, -1))])], perm=(0, 2, 1)
-        )
-        positions = emit.floats("positions", sincos_table(height, width, channels)[None])
-        placed = emit.op("Add", [tokens, positions])
-
-        def linear(x, weight, bias, start=None):
-            if start is not None:  # rows start:start+C of the packed in-projection
-                ends = (emit.ints("start", (start,)), emit.ints("end", (start + channels,)), emit.ints("axis", (0,)))
-                weight = emit.op("Slice", [weight, *ends])
-                bias = emit.op("Slice", [bias, *ends])
-            return emit.op("Add", [emit.op("MatMul", [x, emit.op("Transpose", [weight], perm=(1, 0))]), bias])
-
-        def split_heads(x):  # B × pixels × C -> B × heads × pixels × C/heads
-            grouped = emit.op("Reshape", [x, emit.ints("heads", (0, -1, heads, channels // heads))])
-            return emit.op("Transpose", [grouped], perm=(0, 2, 1, 3))
-
-        query = split_heads(linear(placed, in_w, in_b, 0))
-        key = split_heads(linear(placed, in_w, in_b, channels))
-        value = split_heads(linear(tokens, in_w, in_b, 2 * channels))
-        scores = emit.op("MatMul", [query, emit.op("Transpose", [key], perm=(0, 1, 3, 2))])
-        scores = emit.op("Mul", [scores, emit.floats("scale", (channels // heads) ** -0.5)])
-        attended = emit.op("MatMul", [emit.op("Softmax", [scores], axis=-1), value])
-        attended = emit.op("Transpose", [attended], perm=(0, 2, 1, 3))
-        attended = emit.op("Reshape", [attended, emit.ints("joined", (0, -1, channels))])
-        tokens = _normalize_last_axis(
-            emit, emit.op("Add", [tokens, linear(attended, out_w, out_b)]), [n1_w, n1_b], 1e-5
-        )
-        hidden = _gelu(linear(tokens, fc1_w, fc1_b), emit)
-        tokens = _normalize_last_axis(emit, emit.op("Add", [tokens, linear(hidden, fc2_w, fc2_b)]), [n2_w, n2_b], 1e-5)
-        return emit.op(
-            "Reshape", [emit.op("Transpose", [tokens], perm=(0, 2, 1)), emit.ints("map", (0, channels, height, width))]
-        )
+        return encoder_layer(attrs, inputs, args, emit, sincos_table(*inputs[0][1:], inputs[0][0]))
 
 
 def linear_tensors(prefix: str, features: int, outputs: int) -> list[TensorSpec]:
