@@ -37,6 +37,29 @@ def test_aifi_computes_what_ultralytics_aifi_computes():
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_the_kinds_macs_are_torch_flop_counters_count():
+    """torch's FlopCounterMode counts the matrix products (2 FLOPs a multiply-add) of both modules' forward; the
+    decoder's weighted sum of its samples (a product and a sum, not a matrix product) is added by hand: 2 decoder
+    layers run (eval_idx 1) x 30 queries x 2 heads x 6 samples (3 levels x 2 points) x 8 channels per head."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    decoder = "rtdetrdecoder(5, @mid, @small, hidden=16, queries=30, points=2, heads=2, layers=3, ffn=32, eval_idx=1)"
+    cases = [
+        ("input 16x3x5\n    aifi(32, 4)", (16, 3, 5), 0),
+        (
+            f"input 8x8x8\n    big: identity, mid: maxpool, small: maxpool\n    @big, {decoder}",
+            (8, 8, 8),
+            2 * 30 * 2 * 6 * 8,
+        ),
+    ]
+    for body, shape, sampled in cases:
+        net = cnndsl.parse(f"network t {{\n    {body}\n}}\n")
+        module = net.to_torch().eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(torch.randn(1, *shape))
+        assert net.macs == counter.get_total_flops() // 2 + sampled, body
+
+
 def test_aifi_refuses_channels_the_positions_cannot_split():
     with pytest.raises(cnndsl.CnnDslError) as refused:
         cnndsl.parse("network t {\n    input 18x3x5\n    aifi(32, 3)\n}\n")

@@ -58,10 +58,11 @@ class EncoderLayer(OpKind):
         ]
 
     def macs(self, attrs, inputs, output):
-        """Per pixel the q, k, v and output projections (4·C²) and the feed-forward (2·C·hidden); per pair of
-        pixels q·k and the weighted value (2·C)."""
+        """Per pixel the q, k, v and output projections (4·C²), the feed-forward (2·C·hidden) and its positions'
+        row and column angles (2·C/4); per pair of pixels q·k and the weighted value (2·C)."""
         channels, pixels = inputs[0][0], inputs[0][1] * inputs[0][2]
-        return pixels * (4 * channels * channels + 2 * channels * attrs["hidden"]) + 2 * pixels * pixels * channels
+        per_pixel = 4 * channels * channels + 2 * channels * attrs["hidden"] + channels // 2
+        return pixels * per_pixel + 2 * pixels * pixels * channels
 
     def window(self, attrs, inputs):
         """Every output pixel attends to every input pixel."""
