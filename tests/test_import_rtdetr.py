@@ -141,18 +141,28 @@ def test_decoder_below_opset_16_is_refused():
     assert str(refused.value.pos) == "t.cnn:3:5"
 
 
-def test_decoder_with_learnt_queries_is_refused_at_its_row(tmp_path):
+LEARNT = "[nc, 256, 300, 4, 8, 6, 1024, 0.0, None, -1, 100, 0.5, 1.0, True]"  # learnt_init_query, the last
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            f"[[16, 19, 22], 1, RTDETRDecoder, {LEARNT}]",
+            "with an activation of its own or learnt initial queries is not imported",
+        ),
+        ("[[16, 19, 22], 2, RTDETRDecoder, [nc]]", "is imported once per row, not repeated"),
+    ],
+)
+def test_decoder_rows_cnndsl_does_not_import_are_refused_at_their_line(tmp_path, row, message):
     text = (MODELS / "rt-detr/rtdetr-resnet50.yaml").read_text()
-    row = "  - [[16, 19, 22], 1, RTDETRDecoder, [nc]] # RTDETRDecoder(P3, P4, P5)\n"
-    assert text.endswith(row)
-    learnt = "[nc, 256, 300, 4, 8, 6, 1024, 0.0, None, -1, 100, 0.5, 1.0, True]"
-    (tmp_path / "model.yaml").write_text(text.replace("[nc]] #", f"{learnt}] #"))
+    written = "[[16, 19, 22], 1, RTDETRDecoder, [nc]]"
+    assert text.endswith(f"  - {written} # RTDETRDecoder(P3, P4, P5)\n")
+    (tmp_path / "model.yaml").write_text(text.replace(written, row))
     with pytest.raises(cnndsl.CnnDslError) as refused:
         cnndsl.import_file(tmp_path / "model.yaml")
     assert str(refused.value.pos) == f"{tmp_path / 'model.yaml'}:45:1"
-    assert refused.value.message == (
-        "RTDETRDecoder (module 23) with an activation of its own or learnt initial queries is not imported"
-    )
+    assert refused.value.message == f"RTDETRDecoder (module 23) {message}"
 
 
 def test_dwconv_groups_are_the_gcd_of_its_widths(tmp_path):

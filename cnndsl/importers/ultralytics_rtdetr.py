@@ -112,6 +112,8 @@ class RTDETRModules:
             raise row.error("is not imported yet: RT-DETR's transformer decoder (the rtdetrdecoder kind)")
         classes, *rest = padded(row, args, list(DECODER_DEFAULTS.values()), "RTDETRDecoder")
         given = dict(zip(list(DECODER_DEFAULTS)[1:], rest))
+        if row.repeats != 1:
+            raise row.error("is imported once per row, not repeated")
         if given.pop("act") is not None or given.pop("learnt_init_query") is not False:
             raise row.error("with an activation of its own or learnt initial queries is not imported")
         for training in ("dropout", "nd", "label_noise_ratio", "box_noise_scale"):  # training alone reads these
