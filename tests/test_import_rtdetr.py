@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cnndsl
+from cnndsl.graph import ir
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
@@ -163,6 +164,25 @@ def test_decoder_rows_cnndsl_does_not_import_are_refused_at_their_line(tmp_path,
         cnndsl.import_file(tmp_path / "model.yaml")
     assert str(refused.value.pos) == f"{tmp_path / 'model.yaml'}:45:1"
     assert refused.value.message == f"RTDETRDecoder (module 23) {message}"
+
+
+def test_pp_hgnetv2_macs_are_thops_less_four_per_batch_norm_output(tmp_path):
+    """RT-DETR-l's backbone (HGStem, HGBlocks, DWConvs) and the head's first Conv, at 128 x 128: thop, which
+    Ultralytics' GFLOPs come from, counts each batch norm 4 x its outputs, which cnndsl counts as nothing
+    (as test_yolo_ultralytics says); every other layer agrees."""
+    import copy
+    import math
+
+    thop = pytest.importorskip("thop", reason="ultralytics-thop, which Ultralytics counts FLOPs with")
+    config = yaml.safe_load((MODELS / "rt-detr/rtdetr-l.yaml").read_text())
+    config["head"] = config["head"][:1]
+    path = tmp_path / "backbone.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    model = ultralytics_model(config, "l", "cpu").eval()
+    net = cnndsl.parse(cnndsl.import_file(path), str(path), network="backbone_l", input=(3, 128, 128))
+    counted, _ = thop.profile(copy.deepcopy(model), inputs=[torch.zeros(1, 3, 128, 128)], verbose=False)
+    norms = sum(4 * math.prod(layer.shape) for _, layer in ir.layers(net.graph) if layer.op == "bn")
+    assert net.macs + norms == int(counted) > 0
 
 
 def test_dwconv_groups_are_the_gcd_of_its_widths(tmp_path):
