@@ -71,22 +71,22 @@ def test_aifi_refuses_channels_the_positions_cannot_split():
 
 
 def test_rtdetr_l_gives_ultralytics_eval_output(tmp_path):
-    """RT-DETR-l with random non-trivial weights, imported through its state_dict, on 64 x 64 images: its 84
-    queries (8x8 + 4x4 + 2x2 pixels, fewer than 300) equal Ultralytics' eval-mode boxes and sigmoid scores, and
-    Ultralytics' own top-k of ours is its eval output."""
+    """RT-DETR-l with random non-trivial weights, imported through its state_dict, on 128 x 128 images: its 300
+    queries, chosen among 16x16 + 8x8 + 4x4 = 336 pixels, equal Ultralytics' eval-mode boxes and sigmoid
+    scores, and Ultralytics' own top-k of ours is its eval output."""
     name = "rt-detr/rtdetr-l.yaml"
     model = randomised(ultralytics_model(yaml.safe_load((MODELS / name).read_text()), "l", "cpu"))
     torch.save(model.state_dict(), tmp_path / "state.pt")
     text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
     (tmp_path / "net.cnn").write_text(text)
-    net = cnndsl.load(str(tmp_path / "net.cnn"), network="rtdetr_l", input=(3, SIZE, SIZE))
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network="rtdetr_l", input=(3, 128, 128))
     ours = net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
-    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    images = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         selected, (boxes, scores, *_) = model(images)
         mine = ours(images)
     expected = torch.cat([boxes.squeeze(0), scores.squeeze(0).sigmoid()], -1)
-    assert tuple(mine.shape) == (2, 84, 4 + 80)
+    assert tuple(mine.shape) == (2, 300, 4 + 80)
     assert expected[..., :4].std() > 0.1 and expected[..., 4:].std() > 0.05  # not saturated
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)
     head = model.model[-1]
