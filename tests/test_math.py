@@ -116,13 +116,14 @@ def test_math_functions_by_hand():
         "let a = log(8, 2)\nlet b = exp(0)\nlet c = sqrt(2.25)\nlet d = pow(2, 10)\n"
         "let e = round(2.5)\nlet f = round(3.14159, 2)\nlet g = ceil(2.1)\nlet h = floor(-2.1)\n"
         "let i = abs(-3)\nlet j = log(math_e)\nlet k = [x * x for x in range(5) if x != 2]\n"
-        "let m = round(2.6) * 8\n",
+        "let m = round(2.6) * 8\nlet n = gcd(48, 64)\nlet o = gcd(512 / 2, 96)\n",
         math_e=math.e,
     )
     assert (values["a"], values["b"], values["c"], values["d"]) == (3.0, 1.0, 1.5, 1024)
     assert (values["e"], values["f"], values["g"], values["h"], values["i"]) == (2, 3.14, 3, -3, 3)
     assert values["j"] == 1.0 and values["k"] == [0, 1, 9, 16]
     assert values["m"] == 24  # `f(x) * 8`: a product after a call, once read as a layer's repetition
+    assert (values["n"], values["o"]) == (math.gcd(48, 64), math.gcd(256, 96)) == (16, 32)  # DWConv's groups
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_math_functions_by_hand():
         ("log(8, 1)", "rule.cnn:1:9: error: log to the base 1 is not defined\nhint: a base is above 0 and not 1"),
         ("sqrt(-1)", "rule.cnn:1:9: error: sqrt(-1) is not a real number"),
         ("floor([1])", "rule.cnn:1:9: error: `floor` needs numbers, got [1]"),
+        ("gcd(12, 4.5)", "rule.cnn:1:9: error: `gcd` needs whole numbers, got 4.5"),
         ("[x for x, y in [1]]", "rule.cnn:1:24: error: cannot unpack 1 into x, y"),
         ("[x for x in 3]", "rule.cnn:1:21: error: `for` needs a list to walk over, got 3"),
     ],

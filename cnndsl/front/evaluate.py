@@ -125,6 +125,13 @@ def _whole_number(value):
     return int(value)
 
 
+def _whole(value, op: str) -> int:
+    """A whole number (an integral float from `/` too) for a function of whole numbers, as `gcd`."""
+    if _number(value, op) != int(value):
+        raise ValueProblem(f"`{op}` needs whole numbers, got {value:g}")
+    return int(value)
+
+
 def _log(value, base=None):
     """Natural logarithm, or to a base: RegNet's widths are quantised in log space."""
     if _number(value, "log") <= 0:
@@ -177,7 +184,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "range": _range,
     "sum": _total,
     "abs": abs,
-    "gcd": lambda a, b: math.gcd(_whole_number(_number(a, "gcd")), _whole_number(_number(b, "gcd"))),
+    "gcd": lambda a, b: math.gcd(_whole(a, "gcd"), _whole(b, "gcd")),
     "int": _whole_number,
     "round": _round,
     "floor": _rounding("floor", math.floor),
