@@ -212,6 +212,8 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "nms",
             *("levelnms", "roidetections"),  # their examples start with anchors on a C×H×W map
             *("aifi", "rtdetrdecoder"),  # RT-DETR's transformer layers, over the pixels of maps
+            "adaptivemaxpool",  # pools the height and width of a map, as adaptiveavgpool
+            *("maxsigmoid", "contrast", "crossattend"),  # YOLO-World's: maps (and the class text) per pixel
         },
     }
 
