@@ -307,7 +307,7 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbo
         max_nodes = min(max_nodes, row.max_nodes)
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{row.suffix}")
-    written = formats.write(net, fmt, target, {**options, "note": _note})
+    written = formats.write(net, fmt, target, {**options, "note": _note, "max_steps": max_nodes})
     click.echo(f"wrote {' and '.join(map(str, written))}")
     if fmt in formats.applies_to()["seed"] and options["weights"] is None:
         click.echo(f"cnndsl: warning: without --weights, {target} holds {_random_weights(options['seed'])}", err=True)

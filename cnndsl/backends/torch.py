@@ -103,6 +103,12 @@ def standalone_source(network) -> str:
     return python_source(network, root)
 
 
+def meta_forward(network) -> fx.GraphModule:
+    """The network's forward with its modules on the meta device: shapes without values or weights."""
+    root = _meta_modules(network)
+    return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+
+
 def _meta_modules(network) -> nn.Module:
     with torch.device("meta"):
         return _modules(network)
@@ -174,7 +180,8 @@ def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
                 layer.pos,
                 "give it a fixed sampling_ratio (2, as torchvision's detection heads), or compile to onnx or python",
             )
-    example = torch.zeros(EXPORT_BATCH, *network.input_shape)  # the archive keeps it: the same every time
+    # the archive keeps it: the same every time, and one value broadcast, so that a large input costs no memory
+    example = torch.zeros(()).expand(EXPORT_BATCH, *network.input_shape)
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         return torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))

@@ -173,6 +173,11 @@ class OpKind:
         """Why torch.export cannot write this layer (a size its data decides), or None."""
         return None
 
+    def traced_steps(self, attrs: dict[str, Any], inputs: list[Shape]) -> int:
+        """ATen operators torch.export traces for this layer beyond those its shape-only (meta) forward runs:
+        the rounds of a loop that the meta run skips (backends/export_cost.py counts the rest)."""
+        return 0
+
     def torch_forward_in_place(self, attrs: dict[str, Any], inputs: list[Shape]) -> Expr | None:
         """The expression that writes its result into its first input (`x.add_(y)`, torchvision's
         `out += identity`), for the backend to use where nothing else reads that input; None if none."""

@@ -69,6 +69,12 @@ class Nms(OpKind):
             f"at most {attrs['max_det']} boxes kept; how many depends on the image (the other rows: score 0, label -1)"
         )
 
+    def traced_steps(self, attrs, inputs):
+        """A trace runs all of detections_nms, where a meta run returns at once: 30 operators to rank the boxes,
+        then 44 a round (as torch.export records them), a round per row kept."""
+        rows, count = inputs[0]
+        return 30 + 44 * min(attrs["max_det"], (rows - 4) * count)
+
     def torch_forward(self, attrs, inputs):
         options = tuple((key, attrs[key]) for key in ("iou", "score", "max_det"))
         return Call("", "detections_nms", (Arg(0),), options)  # a function the backends define (detect_torch.py)

@@ -1,0 +1,114 @@
+"""`cnndsl compile --to pt2` within docs/errors.md's bounds (issue 24): torch.export traces about 3 ms of CPU per
+ATen operator on top of some 4 s of importing torch and torch._dynamo, so by default it takes at most 100
+operators (backends/formats.PT2_STEPS), counted before it starts, and refuses more at the layer that passes them.
+
+A shared machine stretches every time, so the bound is held as a ratio: the costliest shapes at the bound take at
+most 5/4 of the CPU a one-layer export takes in the same test (on the idle machine 4.0 s, so 5 s).
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnndsl.backends.formats import PT2_STEPS
+
+# 1 + 16 × 6 + 3 = 100 nodes of four-way branches (an operator each but the input's: 99), and 33 layer norms of
+# three operators each (permute, layer_norm, permute) and a ReLU (100): the costliest shapes per operator measured
+AT_THE_BOUND = {  # name: (input, layers, ATen operators traced)
+    "branches": (
+        "4x8x8",
+        "(branch { conv1x1(1) | conv1x1(1) | conv1x1(1) | conv1x1(1) }, relu) x 16, conv1x1(1), relu, relu",
+        99,
+    ),
+    "layernorms": ("8x8x8", "layernorm x 33, relu", 100),
+}
+
+
+def network(tmp_path: Path, name: str, input: str, line: str) -> Path:
+    path = tmp_path / f"{name}.cnn"
+    path.write_text(f"network {name} {{\n    input {input}\n    {line}\n}}\n")
+    return path
+
+
+def cpu_of(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """`cnndsl ARGS` under 1 GiB of address space, and the CPU seconds it took (user and system)."""
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+        resource.setrlimit(resource.RLIMIT_CPU, (120, 120))  # a hang fails the test, not the run
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnndsl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=bounded,
+        env={"CNNDSL_NO_CACHE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def test_the_costliest_networks_at_the_bound_export_within_five_quarters_of_one_layers_export(tmp_path):
+    reference, one_layer = cpu_of("compile", network(tmp_path, "one", "3x8x8", "conv3x3(4)"), "--to", "pt2")
+    assert reference.returncode == 0, reference.stderr
+    for name, (shape, line, operators) in AT_THE_BOUND.items():
+        target = tmp_path / f"{name}.pt2"
+        done, seconds = cpu_of("compile", network(tmp_path, name, shape, line), "--to", "pt2", "-o", target)
+        assert done.returncode == 0, done.stderr
+        assert seconds <= 1.25 * one_layer, f"{name}: {seconds:.2f} s of CPU against {one_layer:.2f} s for one layer"
+        traced = torch.export.load(target).graph.nodes
+        assert sum(node.op == "call_function" for node in traced) == operators <= PT2_STEPS
+
+
+def test_one_operator_past_the_bound_is_refused_at_its_layer_before_exporting(tmp_path):
+    reference, one_layer = cpu_of("compile", network(tmp_path, "one", "3x8x8", "conv3x3(4)"), "--to", "pt2")
+    assert reference.returncode == 0, reference.stderr
+    source = network(tmp_path, "over", "8x8x8", "layernorm x 33, relu, layernorm")
+    done, seconds = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "over.pt2")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{source}:3:27: error: exporting this network with torch.export traces more than 100 operators "
+        "(103 by this layer, 103 in all), past the 5 s bound of `--to pt2`",
+        "        layernorm x 33, relu, layernorm",
+        "                              ^",
+        "hint: compile --to onnx or --to python instead, or raise the bound with --max-nodes",
+    ]
+    assert seconds < one_layer  # torch.export never started
+    assert not (tmp_path / "over.pt2").exists()
+
+
+def test_nms_counts_every_round_its_trace_unrolls(tmp_path):
+    """A meta run of nms returns at once, but the trace runs max_det rounds: 10 rounds of 44 operators after 30,
+    and the convolution and reshape before them; the program written with the bound raised records 474."""
+    source = network(tmp_path, "boxes", "3x16x16", "conv1x1(85), reshape((85, 256)), nms(max_det=10)")
+    done, _ = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        f"{source}:3:38: error: exporting this network with torch.export traces more than 100 operators "
+        "(476 by this layer, 476 in all), past the 5 s bound of `--to pt2`"
+    )
+    raised, _ = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2", "--max-nodes", "500")
+    assert raised.returncode == 0, raised.stderr
+    traced = torch.export.load(tmp_path / "boxes.pt2").graph.nodes
+    assert sum(node.op == "call_function" for node in traced) == 474
+
+
+@pytest.mark.parametrize("size", ["3x20000x20000"])
+def test_a_large_input_exports_without_allocating_its_example(tmp_path, size):
+    """The example input the archive keeps is one zero broadcast: 2 × 3 × 20000² float32 would be 9.6 GB."""
+    target = tmp_path / "big.pt2"
+    done, _ = cpu_of("compile", network(tmp_path, "big", size, "conv1x1(4)"), "--to", "pt2", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert target.stat().st_size < 2**20
+    (example,), _ = torch.export.load(target).example_inputs
+    assert tuple(example.shape) == (2, 3, 20000, 20000) and example.stride() == (0, 0, 0, 0)
+    assert example.untyped_storage().nbytes() == 4
