@@ -174,6 +174,31 @@ def test_torchs_allocator_running_out_is_a_located_error_naming_the_layer(tmp_pa
     )
 
 
+def test_predict_past_the_memory_limit_is_a_located_error_at_the_largest_output(tmp_path):
+    """An upsampling by 1,000 makes outputs of 1 GB (4×8000×8000) and 2.56 GB (10×8000×8000) from an 8×8 image,
+    past the process's 1 GiB: torch's allocator refuses, and predict names the largest."""
+    import safetensors.torch
+    from PIL import Image
+
+    import cnndsl as api
+
+    source = network(tmp_path, "conv1x1(4), upsample(scale=1000), conv1x1(10), globalavgpool, flatten")
+    state = api.load(source).to_torch(seed=0).state_dict()
+    safetensors.torch.save_file(state, str(tmp_path / "w.safetensors"))
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "image.png")
+    done = cnndsl("predict", source, tmp_path / "image.png", "--weights", tmp_path / "w.safetensors")
+    assert (done.returncode, done.stderr.splitlines()) == (
+        1,
+        [
+            f"{source}:3:39: error: not enough memory to run `t` on an image: layer `conv2` alone outputs "
+            "10×8000×8000 (2.4 GiB as float32), every layer 3.3 GiB",
+            "        conv1x1(4), upsample(scale=1000), conv1x1(10), globalavgpool, flatten",
+            "                                          ^",
+            "hint: use a smaller --input, or give cnndsl more memory",
+        ],
+    )
+
+
 # ---- a file of 150 bytes at the node limit: the worst shapes measured (docs/errors.md, "Time and memory") ----
 # 1,666 four-way branches joined by concat, then three layers: 1 + 1,666 × 6 + 3 = 10,000 nodes, the default
 # limit. Of the shapes measured (chains, nested repetitions, block calls, branches, dense blocks) this one

@@ -11,7 +11,10 @@ from pathlib import Path
 import torch
 
 from ..core.atomic import write_atomically
-from ..core.errors import FileProblem, ValueProblem
+from ..core.errors import FileProblem, LimitProblem, ValueProblem
+from ..figures.report import format_bytes
+from ..graph import ir
+from ..ops.base import format_shape
 from .datasets import Preprocessing
 from .predict_boxes import boxes_of, detection_preprocessing, drawn, is_detector
 from .prepare import task_of
@@ -64,9 +67,7 @@ def predict(
     for path in images:
         if not Path(path).is_file():
             raise FileProblem(f"image {path} does not exist")
-        tensor = transform(stored.preprocessing.read(path)).unsqueeze(0)
-        with torch.no_grad():
-            output = module(tensor)[0]
+        output = _forward(network, module, transform(stored.preprocessing.read(path)).unsqueeze(0))[0]
         if stored.task == "segment":
             results.append({"image": str(path), "mask": str(_write_mask(output, path, masks_to))})
             continue
@@ -83,6 +84,25 @@ def predict(
     return results
 
 
+def _forward(network, module, batch: torch.Tensor):
+    """The module on one image; torch's allocator running out (a RuntimeError, or a MemoryError) is a located error
+    at the layer with the largest output, which no forward can do without."""
+    try:
+        with torch.no_grad():
+            return module(batch)
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate memory" not in str(error):
+            raise
+        largest = max((layer for _, layer in ir.layers(network.graph)), key=lambda layer: layer.figures.memory_bytes)
+        raise LimitProblem(
+            f"not enough memory to run `{network.name}` on an image: layer `{largest.name}` alone outputs "
+            f"{format_shape(largest.shape)} ({format_bytes(largest.figures.memory_bytes)} as float32), every layer "
+            f"{format_bytes(network.totals.memory_bytes)}",
+            largest.pos,
+            "use a smaller --input, or give cnndsl more memory",
+        ) from None
+
+
 def _detect(network, weights: Path, images: list[str], folder: str | Path | None) -> list[dict]:
     preprocessing = detection_preprocessing(network)
     classes = _class_names(weights)
@@ -92,8 +112,7 @@ def _detect(network, weights: Path, images: list[str], folder: str | Path | None
         if not Path(path).is_file():
             raise FileProblem(f"image {path} does not exist")
         image = preprocessing.read(path)
-        with torch.no_grad():
-            output = module(transform(image).unsqueeze(0))[0]
+        output = _forward(network, module, transform(image).unsqueeze(0))[0]
         boxes = boxes_of(output, image.size, network.input_shape[1:], classes)
         results.append({"image": str(path), "boxes": boxes, "drawn": str(drawn(image, boxes, path, folder))})
     return results
