@@ -37,3 +37,25 @@ def cnndsl(*args: str) -> subprocess.CompletedProcess:
     if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         pytest.fail(f"{command} ran for more than {CPU_SECONDS} s of CPU")
     return done
+
+
+def cpu_of(*args: str, cpu_seconds: int = 120) -> tuple[subprocess.CompletedProcess, float]:
+    """`cnndsl ARGS` under 1 GiB of address space and a generous CPU bound (a hang fails, not the run), and the
+    CPU seconds it took, user and system: for tests that hold a command's time as a ratio to another's."""
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (BYTES, BYTES))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnndsl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=10 * cpu_seconds,
+        preexec_fn=bounded,
+        env={"CNNDSL_NO_CACHE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

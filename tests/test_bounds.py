@@ -8,11 +8,12 @@ its neighbour, a 3×3 convolution with padding 1 the positions o − 1 to o + 1 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
-from bounded import cnndsl
+from bounded import cnndsl, cpu_of
 
 
 def network(tmp_path: Path, *lines: str, input: str = "3x8x8") -> str:
@@ -191,9 +192,31 @@ def test_predict_past_the_memory_limit_is_a_located_error_at_the_largest_output(
         1,
         [
             f"{source}:3:39: error: not enough memory to run `t` on an image: layer `conv2` alone outputs "
-            "10×8000×8000 (2.4 GiB as float32), every layer 3.3 GiB",
+            "10×8000×8000 (2.4 GiB as float32 an image), every layer 3.3 GiB",
             "        conv1x1(4), upsample(scale=1000), conv1x1(10), globalavgpool, flatten",
             "                                          ^",
+            "hint: use a smaller --input, or give cnndsl more memory",
+        ],
+    )
+
+
+def test_training_past_the_memory_limit_is_a_located_error_at_the_largest_output(tmp_path):
+    """Two 8×8 images a batch, upsampled by 1,000: 4×8000×8000 floats are 1 GB an image, past the 1 GiB."""
+    from PIL import Image
+
+    for split, label, index in itertools.product(("train", "val"), ("a", "b"), range(2)):
+        folder = tmp_path / "data" / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (50 * index, 100, 30)).save(folder / f"{index}.png")
+    source = network(tmp_path, "conv1x1(4), upsample(scale=1000), conv1x1(2), globalavgpool, flatten")
+    done, _ = cpu_of("train", source, tmp_path / "data", "--epochs", "1", "--batch", "2", "--out", tmp_path / "run")
+    assert (done.returncode, done.stderr.splitlines()[-4:]) == (
+        1,
+        [
+            f"{source}:3:17: error: not enough memory to train `t` on batches of 2: layer `upsample` alone outputs "
+            "4×8000×8000 (976.6 MiB as float32 an image), every layer 1.4 GiB",
+            "        conv1x1(4), upsample(scale=1000), conv1x1(2), globalavgpool, flatten",
+            "                    ^",
             "hint: use a smaller --input, or give cnndsl more memory",
         ],
     )

@@ -8,13 +8,11 @@ most 5/4 of the CPU a one-layer export takes in the same test (on the idle machi
 
 from __future__ import annotations
 
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bounded import cpu_of
 
 from cnndsl.backends.formats import PT2_STEPS
 
@@ -34,27 +32,6 @@ def network(tmp_path: Path, name: str, input: str, line: str) -> Path:
     path = tmp_path / f"{name}.cnn"
     path.write_text(f"network {name} {{\n    input {input}\n    {line}\n}}\n")
     return path
-
-
-def cpu_of(*args) -> tuple[subprocess.CompletedProcess, float]:
-    """`cnndsl ARGS` under 1 GiB of address space, and the CPU seconds it took (user and system)."""
-
-    def bounded() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
-        resource.setrlimit(resource.RLIMIT_CPU, (120, 120))  # a hang fails the test, not the run
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        [sys.executable, "-m", "cnndsl", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=bounded,
-        env={"CNNDSL_NO_CACHE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "OMP_NUM_THREADS": "1"},
-        check=False,
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_the_costliest_networks_at_the_bound_export_within_five_quarters_of_one_layers_export(tmp_path):

@@ -11,11 +11,9 @@ from pathlib import Path
 import torch
 
 from ..core.atomic import write_atomically
-from ..core.errors import FileProblem, LimitProblem, ValueProblem
-from ..figures.report import format_bytes
-from ..graph import ir
-from ..ops.base import format_shape
+from ..core.errors import FileProblem, ValueProblem
 from .datasets import Preprocessing
+from .memory import located_out_of_memory
 from .predict_boxes import boxes_of, detection_preprocessing, drawn, is_detector
 from .prepare import task_of
 
@@ -85,22 +83,8 @@ def predict(
 
 
 def _forward(network, module, batch: torch.Tensor):
-    """The module on one image; torch's allocator running out (a RuntimeError, or a MemoryError) is a located error
-    at the layer with the largest output, which no forward can do without."""
-    try:
-        with torch.no_grad():
-            return module(batch)
-    except (MemoryError, RuntimeError) as error:
-        if not isinstance(error, MemoryError) and "allocate memory" not in str(error):
-            raise
-        largest = max((layer for _, layer in ir.layers(network.graph)), key=lambda layer: layer.figures.memory_bytes)
-        raise LimitProblem(
-            f"not enough memory to run `{network.name}` on an image: layer `{largest.name}` alone outputs "
-            f"{format_shape(largest.shape)} ({format_bytes(largest.figures.memory_bytes)} as float32), every layer "
-            f"{format_bytes(network.totals.memory_bytes)}",
-            largest.pos,
-            "use a smaller --input, or give cnndsl more memory",
-        ) from None
+    with torch.no_grad(), located_out_of_memory(network, f"run `{network.name}` on an image"):
+        return module(batch)
 
 
 def _detect(network, weights: Path, images: list[str], folder: str | Path | None) -> list[dict]:

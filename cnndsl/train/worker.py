@@ -20,6 +20,7 @@ from ..core.atomic import write_atomically
 from . import checkpoint, rundir
 from .display import Display, epoch_line
 from .loop import Interrupted, Step, StopRequest, evaluate, train_epoch
+from .memory import located_out_of_memory
 from .setup import Setup
 
 
@@ -99,7 +100,8 @@ def _run(spec, rank: int, world: int, stream) -> Result:
     if setup.weights_note:
         display.say(setup.weights_note)
     started = time.perf_counter()
-    with StopRequest() as stop, _settled_heap():
+    doing = f"train `{spec.network.name}` on batches of {spec.options.batch}"
+    with StopRequest() as stop, _settled_heap(), located_out_of_memory(spec.network, doing):
         while step.epoch <= epochs:
             with display.bar(step.epoch, epochs, setup.steps_per_epoch, step.done) as bar:
                 finished = train_epoch(setup, step, stop, display, bar)
