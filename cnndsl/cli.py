@@ -113,8 +113,8 @@ def network_options(function):
                 type=click.IntRange(1),
                 default=DEFAULT_MAX_NODES,
                 show_default=True,
-                help="Refuse networks that expand to more nodes (compile's defaults: 1,000 for --to python; for --to "
-                "pt2 100, which also bounds the operators torch.export traces).",
+                help="Refuse networks that expand to more nodes (compile's default: 1,000 for --to python and pt2; "
+                "for pt2 it also bounds the operators torch.export traces, 100 by default).",
             ),
             SANDBOX,
         ]
@@ -304,11 +304,12 @@ def compile_command(ctx, source, network, input_shape, params, max_nodes, sandbo
     if options["seed"] is not None and options["weights"] is not None:
         raise click.UsageError("--seed does not apply with --weights: every weight comes from the checkpoint")
     row = formats.BY_NAME[fmt]
-    if row.max_nodes and ctx.get_parameter_source("max_nodes") is click.core.ParameterSource.DEFAULT:
+    explicit = ctx.get_parameter_source("max_nodes") is not click.core.ParameterSource.DEFAULT
+    if row.max_nodes and not explicit:
         max_nodes = min(max_nodes, row.max_nodes)
     net = _load(source, network, input_shape, params, max_nodes, sandbox)
     target = Path(output or f"{net.name}.{row.suffix}")
-    written = formats.write(net, fmt, target, {**options, "note": _note, "max_steps": max_nodes})
+    written = formats.write(net, fmt, target, {**options, "note": _note, "max_steps": max_nodes if explicit else None})
     click.echo(f"wrote {' and '.join(map(str, written))}")
     if fmt in formats.applies_to()["seed"] and options["weights"] is None:
         click.echo(f"cnndsl: warning: without --weights, {target} holds {_random_weights(options['seed'])}", err=True)

@@ -1,5 +1,5 @@
-"""`cnndsl compile --to pt2` within docs/errors.md's bounds (issue 24): torch.export traces about 3 ms of CPU per
-ATen operator on top of some 4 s of importing torch and torch._dynamo, so by default it takes at most 100
+"""`cnndsl compile --to pt2` within docs/errors.md's bounds (issue 24): torch.export costs a few ms of CPU per
+ATen operator traced on top of some 4 s of importing torch and torch._dynamo, so by default it takes at most 100
 operators (backends/formats.PT2_STEPS), counted before it starts, and refuses more at the layer that passes them.
 
 A shared machine stretches every time, so the bound is held as a ratio: the costliest shapes at the bound take at
@@ -61,6 +61,31 @@ def test_one_operator_past_the_bound_is_refused_at_its_layer_before_exporting(tm
     ]
     assert seconds < one_layer  # torch.export never started
     assert not (tmp_path / "over.pt2").exists()
+
+
+def test_a_thousand_nodes_are_counted_and_refused_before_exporting_and_resnet50_says_what_to_do(tmp_path):
+    """--to pt2 expands at most 1,000 nodes by default (as --to python) and counts their operators: 999 nodes of
+    branches (an operator each) are refused at the 101st within the CPU of a one-layer export."""
+    reference, one_layer = cpu_of("compile", network(tmp_path, "one", "3x8x8", "conv3x3(4)"), "--to", "pt2")
+    assert reference.returncode == 0, reference.stderr
+    line = "(branch { conv1x1(1) | conv1x1(1) | conv1x1(1) | conv1x1(1) }, relu) x 166, conv1x1(1), relu, relu"
+    source = network(tmp_path, "wide", "4x8x8", line)  # 1 + 166 × 6 + 3 = 1,000 nodes
+    done, seconds = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "wide.pt2")
+    assert (done.returncode, done.stderr.splitlines()[0]) == (
+        1,
+        f"{source}:3:6: error: exporting this network with torch.export traces more than 100 operators "
+        "(101 by this layer, 999 in all), past the 5 s bound of `--to pt2`",
+    )
+    assert seconds < one_layer
+    done, _ = cpu_of("compile", "resnet50", "--to", "pt2", "-o", tmp_path / "resnet50.pt2")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].split(": error: ")[1] == (
+        "exporting this network with torch.export traces more than 100 operators (101 by this layer, 229 in all), "
+        "past the 5 s bound of `--to pt2`"
+    )
+    assert done.stderr.splitlines()[-1] == (
+        "hint: compile --to onnx or --to python instead, or raise the bound with --max-nodes"
+    )
 
 
 def test_nms_counts_every_round_its_trace_unrolls(tmp_path):
