@@ -1,8 +1,9 @@
 """How much tracing `--to pt2` asks of torch.export, counted before it starts, so that a network whose export
 would run past docs/errors.md's 5 s is refused at once, at the layer where the count passes the bound.
 
-torch.export's non-strict trace costs about 1 to 2.5 ms of CPU per ATen operator it records (fake tensors and
-the symbolic batch), on top of about 3.5 s of importing torch and torch._dynamo; the operators are counted by
+torch.export's non-strict trace costs 2 to 4.5 ms of CPU per ATen operator it records (fake tensors and the
+symbolic batch; measured under load), saving the program as much again, on top of about 4 s of importing torch
+and torch._dynamo and exporting at all (docs/errors.md, "Time and memory"); the operators are counted by
 running the forward on the meta device (no values, microseconds each) under a dispatch mode that counts them,
 layer by layer. A kind whose traced forward runs more than its shape-only run (nms unrolls max_det rounds,
 which a meta run skips) says how many more through `OpKind.traced_steps`.
