@@ -1,8 +1,9 @@
 """Fuzzing cnndsl: grammar-aware programs and mutated library sources, each of which must end in a
-valid graph or a CnnDslError, quickly. A valid graph is also built by every backend: a torch module
-run forward on its (small) input, an ONNX model run by onnxruntime to the same outputs, and a DOT
-diagram. Anything else (an exception of another type, a backend refusing what `check` accepted, a
-graph that breaks the IR contract, a hang, a blow-up of memory) is an escape.
+valid graph or a CnnDslError, quickly. A valid graph is also built by every backend: a DOT diagram,
+the meta-device forward in which `--to pt2` counts the operators it would trace, and for a small
+input a torch module run forward and an ONNX model run by onnxruntime to the same outputs. Anything
+else (an exception of another type, a backend refusing what `check` accepted, a graph that breaks
+the IR contract, a hang, a blow-up of memory) is an escape.
 
 Each input is written to a file beside helper files it may import, and run in a worker process
 under a time and a memory limit, so a hang or a blow-up is reported instead of stalling the run.
@@ -525,10 +526,15 @@ def backends_broken(network) -> str | None:
     import onnxruntime
     import torch
 
+    from cnndsl.backends.export_cost import traced_steps
     from cnndsl.backends.graphviz import dot_source
+    from cnndsl.backends.torch import meta_forward
 
     if not dot_source(network).startswith(("digraph", "strict digraph")):
         return "the DOT source is not a digraph"
+    steps = traced_steps(network, meta_forward(network))  # what `--to pt2` counts first: the meta forward of any size
+    if any(not isinstance(count, int) or count < 0 for count in steps.values()):
+        return f"--to pt2's operator count is not a count: {steps}"
     if not _small(network):
         return None
     module = network.to_torch().eval()
