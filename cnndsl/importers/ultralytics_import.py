@@ -8,9 +8,11 @@ a generated file the user never saw; the expanded networks are what `read_weight
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from ..api import parse
+from ..api import DEFAULT_MAX_NODES, Loader, instantiate
 from ..core.errors import CnnDslError, FileProblem, SourcePos
 from .ultralytics import convert as convert_yaml
 from .ultralytics import network_names
@@ -28,13 +30,18 @@ def convert(text: str, file: str) -> tuple[str, list]:
         raise CnnDslError(f"{file}: over {MAX_BYTES:,} characters, which no model YAML needs")
     cnn = convert_yaml(text, file)
     rows = read_yaml(text, file).rows
-    return cnn, [_built(cnn, name, rows, file) for name in network_names(cnn)]
+    names = network_names(cnn)
+    module = _at_row(lambda: Loader().load_text(cnn, file), cnn, names[0], rows, file)  # parsed once, for every scale
+    return cnn, [
+        _at_row(partial(instantiate, module, name, file, cnn, None, DEFAULT_MAX_NODES, {}), cnn, name, rows, file)
+        for name in names
+    ]
 
 
-def _built(cnn: str, name: str, rows, file: str):
-    """The expanded network `name`; where it does not build, the error at the YAML row its line came from."""
+def _at_row(build: Callable, cnn: str, name: str, rows, file: str):
+    """What `build` makes of the generated text; where it fails, the error at the YAML row its line came from."""
     try:
-        return parse(cnn, file, network=name)
+        return build()
     except CnnDslError as error:
         line = cnn.splitlines()[error.pos.line - 1] if error.pos and error.pos.line <= len(cnn.splitlines()) else ""
         found = re.search(r"# modules (\d+)", line)
