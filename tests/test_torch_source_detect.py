@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cnndsl
 from cnndsl.backends.torch import write_python
@@ -133,3 +134,56 @@ def test_the_generated_detector_passes_ruff_check_and_ruff_format(detector):
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("classes", [3, 150])
+def test_the_class_branch_takes_its_width_and_classes_and_builds_other_class_counts(detector, classes):
+    """Detect's class branch is `max(ch[0], min(nc, 100))` wide (Ultralytics' Detect.__init__, c3): the generated
+    class takes that width and `classes` as arguments, both 80 at the default, and built with the values of another
+    class count holds that network's branch (yolov8n: Conv 3x3, Conv 3x3, Conv2d 1x1, computed here with
+    torch.nn.functional from the branch's tensors)."""
+    network, _, text, namespace, _ = detector
+    branch = "ClassBranch" if network.name == "yolov8n" else "LightClassBranch"
+    assert f"class {branch}(nn.Module):\n    def __init__(self, in_channels, c, classes):\n" in text
+    other = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
+    expected = next(other.detect.cv3.children()).state_dict()
+    written = getattr(namespace, branch)(64, max(64, min(classes, 100)), classes).eval()
+    assert _state_shapes(written) == [(key, tuple(tensor.shape)) for key, tensor in expected.items()]
+    if network.name != "yolov8n":
+        return
+    written.load_state_dict(expected)
+    features = torch.randn(2, 64, 8, 8)
+
+    def cv(x, name):
+        x = F.conv2d(x, expected[f"{name}.conv.weight"], padding=1)
+        norm = [expected[f"{name}.bn.{key}"] for key in ("running_mean", "running_var", "weight", "bias")]
+        return F.silu(F.batch_norm(x, *norm, eps=1e-3))
+
+    with torch.no_grad():
+        reference = F.conv2d(cv(cv(features, "cv1"), "cv2"), expected["conv.weight"], expected["conv.bias"])
+        assert reference.shape == (2, classes, 8, 8)
+        torch.testing.assert_close(written(features), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_the_detector_class_keeps_classes_fixed_where_its_branch_width_is_not_classes(detector):
+    """The branch width moves with `classes` from 80 to 81 but not to 3 or 150 (the clamp): the network's class
+    does not claim to take `classes`, and its file stays compact (cnndsl.backends.class_parameters.EVIDENCE)."""
+    network, _, text, _, _ = detector
+    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__(self):\n" in text
+    assert "classes=80" in text.split('"""')[1]  # the header's fixed values
+
+
+@pytest.mark.parametrize("classes", [3, 150, 1000])
+def test_a_classifier_file_built_with_other_classes_is_the_network_of_those_classes(tmp_path, classes):
+    """mobilenet_v2's classifier is a block whose Linear is `classes` wide: the file's class takes `classes`
+    and, built with 3 or 150, holds and computes what cnndsl builds with that count."""
+    network = cnndsl.load("mobilenet_v2", input=(3, 32, 32))
+    namespace = _import(write_python(network, tmp_path / "mobilenet_v2.py"))
+    written = namespace.MobilenetV2(classes=classes).eval()
+    expected = cnndsl.load("mobilenet_v2", input=(3, 32, 32), classes=classes).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(expected)
+    assert sum(parameter.numel() for parameter in written.parameters()) == 2_223_872 + 1281 * classes
+    written.load_state_dict(expected.state_dict())
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)

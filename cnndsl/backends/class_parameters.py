@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph import ir
-from .class_code import Code, filled, forward_lines, forward_uses, rendered
+from .class_code import Code, filled, forward_lines, forward_uses, lifted_lengths, rendered, shown_lengths
 from .class_templates import indented
-from .python_names import is_free
+from .python_names import Namespace, is_free, is_name
 from .torch_classes import Compact
 from .torch_source import class_name
 
@@ -26,23 +26,46 @@ class Draft:
     classes: list[str]
     init_lines: list
     init: Code
-    forward: list[str]
+    forward: list[str]  # its text, each lifted length written as its placeholder
     uses: frozenset  # the file's names its code needs: the imports, and `_numbered` defined
+    steps: list  # the forward's steps with their `torch.narrow` lengths lifted (cnndsl.backends.class_code)
+    numbers: list  # those lengths
+
+    def values(self) -> list:
+        """The numbers a parameter may name: the `__init__` slots, then the forward's lengths."""
+        return [*self.init.values, *self.numbers]
 
 
-def draft(network, modules: dict) -> Draft:
-    compact = Compact(network, modules)
+# The network parameters whose numbers inside a block are told apart by building the network at other values,
+# with the values: few, below and above a cap (Ultralytics' class branch is max(w, min(classes, 100)) wide).
+EVIDENCE = {"classes": (3, 81, 150)}
+
+
+def draft(network, modules: dict, evidence: tuple = ()) -> Draft:
+    compact = Compact(network, modules, evidence)
     lines, parts = compact.init_code(())
     init_lines, init = filled(lines, parts)
     info = ir.network_info(network.graph)
     outputs = [node for _, node in info.outputs]
-    steps = compact.forward_steps(compact.groups.items(()), info.input, outputs, False)
+    steps, numbers = lifted_lengths(compact.forward_steps(compact.groups.items(()), info.input, outputs, False))
     templates = list(compact.templates.values())
     uses = init.uses.union(forward_uses(steps), {"nn"}, *(template.uses for template in templates))
-    return Draft([template.text for template in templates], init_lines, init, forward_lines(steps), uses)
+    text = forward_lines(steps)
+    return Draft([template.text for template in templates], init_lines, init, text, uses, steps, numbers)
 
 
-def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
+def evidence_builds(network, rebuild) -> tuple:
+    """The Compacts of the network built at each of EVIDENCE's other values of its parameters; none where
+    one of them does not expand."""
+    values = ir.network_info(network.graph).param_values
+    changes = [{name: other} for name, others in EVIDENCE.items() if name in values for other in others]
+    builds = [rebuild(change) for change in changes if values[next(iter(change))] not in change.values()]
+    if any(build is None for build in builds):
+        return ()
+    return tuple(Compact(*build) for build in builds)
+
+
+def kept_parameters(network, base: Draft, rebuild, evidence: tuple = ()) -> tuple[dict, dict]:
     """The network parameters the code can take as arguments, with their values, and the expression of each
     slot of `__init__` that one of them names. `rebuild(overrides)` expands the network with parameters
     changed and returns (network, modules), or None where it cannot be expanded so."""
@@ -51,48 +74,67 @@ def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
         changed = changed_value(value)
         if changed is None or not is_free(name):
             continue
-        rebuilt = rebuild({name: changed})
-        if rebuilt is None:
+        other = _redrafted(base, rebuild, {name: changed}, evidence)
+        if other is None:
             continue
-        other = draft(*rebuilt)
-        if not _same_structure(base, other):
-            continue
-        named = _named_slots(name, value, changed, base.init.values, other.init.values)
+        named = _named_slots(name, value, changed, base.values(), other.values())
         if named is None and isinstance(value, (list, tuple)):
-            named = _affine_slots(name, value, changed, base, other, rebuild)
-        if named is not None and named and not set(named) & set(expressions):
+            named = _affine_slots(name, value, changed, base, other, rebuild, evidence)
+        if (
+            named
+            and not set(named) & set(expressions)
+            and _holds_elsewhere(name, value, named, base, rebuild, evidence)
+        ):
             kept[name] = value
             expressions.update(named)
     return kept, expressions
+
+
+def _holds_elsewhere(name: str, value, named: dict, base: Draft, rebuild, evidence: tuple) -> bool:
+    """The slots found by moving the parameter one step name the same numbers at EVIDENCE's values too (a
+    branch's width `max(64, min(classes, 100))` moves with `classes` from 80 to 81, not from 80 to 3)."""
+    for other_value in EVIDENCE.get(name, ()):
+        if other_value == value:
+            continue
+        other = _redrafted(base, rebuild, {name: other_value}, evidence)
+        if other is None or _named_slots(name, value, other_value, base.values(), other.values()) != named:
+            return False
+    return True
+
+
+def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple) -> Draft | None:
+    """The draft of the network with `changes`, where it expands and has the structure of `base`, else None."""
+    rebuilt = rebuild(changes)
+    if rebuilt is None:
+        return None
+    other = draft(*rebuilt, evidence)
+    return other if _same_structure(base, other) else None
 
 
 def _same_structure(base: Draft, other: Draft) -> bool:
     return other.classes == base.classes and other.forward == base.forward and other.init.key() == base.init.key()
 
 
-def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> dict | None:
+def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild, evidence: tuple) -> dict | None:
     """Slot -> `c + a * name[0] + ...` for every number that moves in whole steps with the list's entries
     (a DenseNet's widths follow its block counts), found by moving one entry at a time and checked
     against moving them all; None if a number moves otherwise or the structure changes."""
     slopes = []
     for index in range(len(value)):
         moved = [*value[:index], value[index] + 1, *value[index + 1 :]]
-        rebuilt = rebuild({name: moved})
-        if rebuilt is None:
+        single = _redrafted(base, rebuild, {name: moved}, evidence)
+        if single is None:
             return None
-        single = draft(*rebuilt)
-        if not _same_structure(base, single):
-            return None
-        slopes.append(single.init.values)
+        slopes.append(single.values())
     named = {}
-    for slot, start in enumerate(base.init.values):
+    for slot, start in enumerate(base.values()):
         steps = [values[slot] for values in slopes]
         if not all(type(step) is int for step in [start, *steps]):
-            if any(step != start for step in steps) or other.init.values[slot] != start:
+            if any(step != start for step in steps) or other.values()[slot] != start:
                 return None
             continue
         steps = [step - start for step in steps]
-        if other.init.values[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
+        if other.values()[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
             return None
         if any(steps):
             named[slot] = _affine_text(name, start - sum(step * old for step, old in zip(steps, value)), steps)
@@ -141,22 +183,43 @@ def _named_slots(name: str, value, changed, before: list, after: list) -> dict |
 def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset]:
     """The file's text (before layout), the parameters its network class takes and the names it needs
     imported."""
-    base = draft(network, modules)
-    kept, expressions = kept_parameters(network, base, rebuild)
+    evidence = evidence_builds(network, rebuild)
+    base = draft(network, modules, evidence)
+    kept, expressions = kept_parameters(network, base, rebuild, evidence)
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
+    held, lengths = _held_lengths(base, expressions)
     network_class = [
         f"class {class_name(network.name)}(nn.Module):",
         f"    def __init__({signature}):",
         "        super().__init__()",
+        *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
         *indented(rendered(base.init_lines, base.init, expressions), 2),
         "",
         "    def forward(self, x):",
-        *indented(base.forward, 2),
+        *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
     ]
     helper = [NUMBERED] if "_numbered" in base.uses else []
     blocks = helper + base.classes + ["\n".join(network_class)]
     uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
     return "\n\n\n".join(blocks), kept, uses
+
+
+def _held_lengths(base: Draft, expressions: dict) -> tuple[dict, list]:
+    """The forward's lengths that a kept parameter names, each kept on `self` under that parameter's name
+    (expression -> attribute), and what each length is written as: its number, or `self.<attribute>`."""
+    names = Namespace()
+    for line in base.init_lines:
+        names.fresh(line.sets or "")
+    held, lengths = {}, []
+    for index, number in enumerate(base.numbers):
+        expression = expressions.get(len(base.init.values) + index)
+        if expression is None:
+            lengths.append(number)
+            continue
+        if expression not in held:
+            held[expression] = names.fresh(expression if is_name(expression) else "length")
+        lengths.append(f"self.{held[expression]}")
+    return held, lengths
 
 
 def _literal(value) -> str:

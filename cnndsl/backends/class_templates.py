@@ -163,11 +163,10 @@ def resolve(compact, template: Template) -> None:
     """The class's arguments: each number that differs between instances, named after what matches it."""
     first = next(instance for instance in template.instances if None not in instance.code.values)
     expressions, extra = {}, []
+    observed = _observed(compact, template)
     for slot in range(len(first.code.values)):
         having = [
-            (instance, instance.code.values[slot])
-            for instance in template.instances
-            if instance.code.values[slot] is not None
+            (instance, instance.code.values[slot]) for instance in observed if instance.code.values[slot] is not None
         ]  # an optional submodule's numbers: where it is
         if len({value for _, value in having}) == 1:
             continue
@@ -267,6 +266,19 @@ def resolve(compact, template: Template) -> None:
         compact.codes[instance.path] = Code(
             (f"{template.name}(", *parts, ")"), values, list(template.params), callee=template.name
         )
+
+
+def _observed(compact, template: Template) -> list[Instance]:
+    """The template's instances, and the same groups in the builds of `compact.evidence` where their code has
+    the same numbers for the same things (a number there that differs makes an argument; a name must match
+    it there too: a branch's width `c` and its `classes`, both 80 by default, part at other class counts)."""
+    observed = list(template.instances)
+    for other in compact.evidence:
+        for instance in template.instances:
+            seen = other.instances.get(instance.path)
+            if seen is not None and seen.code.hints == instance.code.hints:
+                observed.append(seen)
+    return observed
 
 
 def _unmatched(template: Template, first: Instance, slot: int) -> str:

@@ -23,7 +23,7 @@ from ..graph.ir import inputs_of, walk
 from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import changed_value, compact_source
+from .class_parameters import EVIDENCE, changed_value, compact_source
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -120,17 +120,17 @@ def _rebuilt(network, changes: dict):
 
 def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
     """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
-    parameter changed, as the network expanded with that change."""
+    parameter changed (one step, and to EVIDENCE's values), as the network expanded with that change."""
     namespace: dict = {}
     exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
     for name, value in kept.items():
-        changed = changed_value(value)
-        rebuilt = _rebuilt(network, {name: changed})
-        if rebuilt is None:
-            return False
-        cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
+        for changed in [changed_value(value), *EVIDENCE.get(name, ())]:
+            rebuilt = _rebuilt(network, {name: changed})
+            if rebuilt is None:
+                return False
+            cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
     for expected_network, expected, arguments in cases:
         try:
             with torch.device("meta"):

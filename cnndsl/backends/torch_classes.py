@@ -24,10 +24,14 @@ from .torch_source import FROZEN, class_name, fixed_tensors, forward_tree, initi
 
 
 class Compact:
-    """Builds the compact source of one network; `modules` maps IR names to the modules to_torch builds."""
+    """Builds the compact source of one network; `modules` maps IR names to the modules to_torch builds;
+    `evidence`, the Compacts of the network built with some parameter at other values (its `classes`),
+    tells a block's number that follows that parameter from one that only happens to be equal everywhere."""
 
-    def __init__(self, network, modules: dict):
+    def __init__(self, network, modules: dict, evidence: tuple = ()):
         self.network, self.graph, self.modules = network, network.graph, modules
+        self.evidence = evidence
+        self.instances: dict[tuple, Instance] = {}  # each group written as a class, by its path
         self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.groups = Groups(self.graph)
         self.codes: dict[tuple, Code | None] = {}
@@ -173,7 +177,8 @@ class Compact:
         base = self.groups.base(path)
         template = Template(base, init_lines, steps)
         template = self.templates.setdefault(template.key(), template)
-        template.instances.append(Instance(path, init, self._candidates(path, source), numbers))
+        self.instances[path] = Instance(path, init, self._candidates(path, source), numbers)
+        template.instances.append(self.instances[path])
         self.codes[path] = None  # filled once every instance of the template is known
 
     def _plain_call(self, item: Item) -> bool:
