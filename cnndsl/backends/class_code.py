@@ -375,7 +375,7 @@ def lifted_lengths(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
         if (call.namespace, call.function) != ("torch", "narrow") or type(call.args[-1]) is not int:
             return call
         numbers.append(call.args[-1])
-        return replace(call, args=(*call.args[:-1], Lifted(len(numbers) - 1)))
+        return Call(call.namespace, call.function, (*call.args[:-1], Lifted(len(numbers) - 1)), call.keywords)
 
     return [_changed(step, _same, length) for step in steps], numbers
 
@@ -386,7 +386,7 @@ def shown_lengths(steps: Sequence[Step], texts: Sequence) -> list[Step]:
     def show(call: Call) -> Call:
         if not call.args or not isinstance(call.args[-1], Lifted):
             return call
-        return replace(call, args=(*call.args[:-1], _shown(call.args[-1], texts)))
+        return Call(call.namespace, call.function, (*call.args[:-1], _shown(call.args[-1], texts)), call.keywords)
 
     return [_changed(step, _same, show) for step in steps]
 
