@@ -165,12 +165,46 @@ def test_the_class_branch_takes_its_width_and_classes_and_builds_other_class_cou
         torch.testing.assert_close(written(features), reference, rtol=1e-5, atol=1e-5)
 
 
-def test_the_detector_class_keeps_classes_fixed_where_its_branch_width_is_not_classes(detector):
-    """The branch width moves with `classes` from 80 to 81 but not to 3 or 150 (the clamp): the network's class
-    does not claim to take `classes`, and its file stays compact (cnndsl.backends.class_parameters.EVIDENCE)."""
-    network, _, text, _, _ = detector
-    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__(self):\n" in text
-    assert "classes=80" in text.split('"""')[1]  # the header's fixed values
+@pytest.mark.parametrize("classes", [3, 80, 150])
+def test_the_detector_class_takes_classes_and_is_the_network_of_that_many_classes(detector, classes):
+    """The class branch is `max(64, min(classes, 100))` wide at scale n (Ultralytics' Detect: c3 = max(ch[0],
+    min(nc, 100))): the network's class takes `classes` and passes the branch that clamp, found from builds at 3,
+    81 and 150 classes. Built with 3, 80 or 150 it holds what cnndsl builds with that count and, given those
+    weights, computes its output."""
+    network, _, text, namespace, _ = detector
+    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__(self, classes=80):\n" in text
+    assert "max(64, min(classes, 100))" in text
+    assert "Fixed at their values: scale='n', postprocess='nms'," in text  # the header's fixed values
+    written = getattr(namespace, class_name(network.name))(classes=classes).eval()
+    expected = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(expected)
+    width = max(64, min(classes, 100))
+    assert (
+        "detect.cv3.class_branch1.conv.weight"
+        if network.name == "yolov8n"
+        else "detect.cv3.light_class_branch1.conv.weight",
+        (classes, width, 1, 1),
+    ) in _state_shapes(written)
+    written.load_state_dict(expected.state_dict())
+    images = torch.randn(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        ours, reference = written(images), expected(images)
+    assert (reference[..., 5] >= 0).sum() > 10 and reference[..., 5].max() < classes
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 150])
+def test_the_detector_class_at_other_classes_has_ultralytics_parameter_count(detector, classes):
+    """Ultralytics' layers for `nc: classes` (parse_model, on the meta device) are the count's oracle."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    network, _, _, namespace, _ = detector
+    description = tasks.yaml_model_load(f"{network.name}.yaml")
+    description["nc"] = classes
+    with torch.device("meta"):
+        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)  # DetectionModel's layers
+        written = getattr(namespace, class_name(network.name))(classes=classes)
+    count = sum(parameter.numel() for parameter in written.parameters())
+    assert count == sum(parameter.numel() for parameter in theirs.parameters())
 
 
 @pytest.mark.parametrize("classes", [3, 150, 1000])

@@ -77,29 +77,55 @@ def kept_parameters(network, base: Draft, rebuild, evidence: tuple = ()) -> tupl
         other = _redrafted(base, rebuild, {name: changed}, evidence)
         if other is None:
             continue
-        named = _named_slots(name, value, changed, base.values(), other.values())
+        if evidence and name in EVIDENCE:
+            named = _fitted_slots(name, value, base, other, changed, rebuild, evidence)
+        else:
+            named = _named_slots(name, value, changed, base.values(), other.values())
         if named is None and isinstance(value, (list, tuple)):
             named = _affine_slots(name, value, changed, base, other, rebuild, evidence)
-        if (
-            named
-            and not set(named) & set(expressions)
-            and _holds_elsewhere(name, value, named, base, rebuild, evidence)
-        ):
+        if named and not set(named) & set(expressions):
             kept[name] = value
             expressions.update(named)
     return kept, expressions
 
 
-def _holds_elsewhere(name: str, value, named: dict, base: Draft, rebuild, evidence: tuple) -> bool:
-    """The slots found by moving the parameter one step name the same numbers at EVIDENCE's values too (a
-    branch's width `max(64, min(classes, 100))` moves with `classes` from 80 to 81, not from 80 to 3)."""
-    for other_value in EVIDENCE.get(name, ()):
-        if other_value == value:
+def _fitted_slots(name: str, value: int, base: Draft, other: Draft, changed: int, rebuild, evidence) -> dict | None:
+    """Slot -> expression in the parameter for every number that moves with it, fitted to the drafts at the
+    parameter's value, one step on and EVIDENCE's values: the parameter itself, one less, or clamped between two
+    bounds (Ultralytics' class branch, `max(64, min(classes, 100))`); None where a number moves otherwise."""
+    points = [(value, base.values()), (changed, other.values())]
+    for other_value in EVIDENCE[name]:
+        if other_value in (value, changed):
             continue
-        other = _redrafted(base, rebuild, {name: other_value}, evidence)
-        if other is None or _named_slots(name, value, other_value, base.values(), other.values()) != named:
-            return False
-    return True
+        drafted = _redrafted(base, rebuild, {name: other_value}, evidence)
+        if drafted is None:
+            return None
+        points.append((other_value, drafted.values()))
+    named = {}
+    for slot, start in enumerate(base.values()):
+        column = [(point, values[slot]) for point, values in points]
+        if all(number == start for _, number in column):
+            continue
+        expression = fitted(name, column)
+        if expression is None:
+            return None
+        named[slot] = expression
+    return named
+
+
+def fitted(name: str, column: list) -> str | None:
+    """The expression in `name` that gives each number of the column ((parameter value, number) pairs)."""
+    if not all(type(number) is int for _, number in column):
+        return None
+    if all(number == point for point, number in column):
+        return name
+    if all(number == point - 1 for point, number in column):
+        return f"{name} - 1"
+    low, high = min(number for _, number in column), max(number for _, number in column)
+    if any(number != max(low, min(point, high)) for point, number in column):
+        return None
+    text = name if all(point <= high for point, _ in column) else f"min({name}, {high})"
+    return text if all(point >= low for point, _ in column) else f"max({low}, {text})"
 
 
 def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple) -> Draft | None:
@@ -180,12 +206,20 @@ def _named_slots(name: str, value, changed, before: list, after: list) -> dict |
     return named
 
 
-def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset]:
-    """The file's text (before layout), the parameters its network class takes and the names it needs
-    imported."""
-    evidence = evidence_builds(network, rebuild)
-    base = draft(network, modules, evidence)
-    kept, expressions = kept_parameters(network, base, rebuild, evidence)
+def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, dict]:
+    """The file's text (before layout), the parameters its network class takes, the names it needs imported
+    and the values of each parameter the caller checks the file at. The network is built at EVIDENCE's values
+    only where a parameter of it is not kept without (a block holds `classes`): a classifier whose `fc(classes)`
+    is its own costs no more builds."""
+    base = draft(network, modules)
+    kept, expressions = kept_parameters(network, base, rebuild)
+    evidence = evidence_builds(network, rebuild) if set(EVIDENCE) & set(_free(network)) - set(kept) else ()
+    if evidence:
+        base = draft(network, modules, evidence)
+        kept, expressions = kept_parameters(network, base, rebuild, evidence)
+    checked = {
+        name: [changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())] for name, value in kept.items()
+    }
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
     held, lengths = _held_lengths(base, expressions)
     network_class = [
@@ -201,7 +235,11 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
     helper = [NUMBERED] if "_numbered" in base.uses else []
     blocks = helper + base.classes + ["\n".join(network_class)]
     uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
-    return "\n\n\n".join(blocks), kept, uses
+    return "\n\n\n".join(blocks), kept, uses, checked
+
+
+def _free(network) -> list[str]:
+    return [name for name in ir.network_info(network.graph).param_values if is_free(name)]
 
 
 def _held_lengths(base: Draft, expressions: dict) -> tuple[dict, list]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
+from ..graph import ir
 from .class_code import (
     Code,
+    Keyword,
     Line,
     Slot,
     Step,
@@ -22,7 +24,7 @@ from .class_code import (
     rendered,
     shown,
 )
-from .python_names import Namespace, class_name, parameter_name
+from .python_names import Namespace, class_name, is_free, parameter_name
 
 
 @dataclass
@@ -182,7 +184,7 @@ def resolve(compact, template: Template) -> None:
             None,
         )
         if name is None:
-            name = _unmatched(template, first, slot)
+            name = _followed(compact, template, first, slot) or _unmatched(template, first, slot)
             if name not in extra:
                 extra.append(name)
         expressions[slot] = name
@@ -258,14 +260,33 @@ def resolve(compact, template: Template) -> None:
         ),
     ]
     template.text = "\n".join(body)
+    flagged = any(type(defaults[name]) is bool for name in template.params[optional:])
     for instance in template.instances:
         values = [_argument(instance, name, expressions, numbers) for name in template.params]
+        if flagged:  # `C2f(64, 64, n=2, shortcut=True)`: one form of code for every caller, a flag read by name
+            compact.codes[instance.path] = _keyword_call(template, values, optional, defaults)
+            continue
         while len(values) > optional and values[-1] == defaults[template.params[len(values) - 1]]:
             values.pop()
         parts = [piece for index in range(len(values)) for piece in ([", "] if index else []) + [Slot(index)]]
         compact.codes[instance.path] = Code(
             (f"{template.name}(", *parts, ")"), values, list(template.params), callee=template.name
         )
+
+
+def keyword_call(name: str, params: list, values: list, optional: int, defaults: dict) -> Code:
+    """`Name(a, b, n=2, flag=True)`: the arguments from `optional` on by keyword, each left out at its default."""
+    parts: list = [f"{name}("]
+    optional = max(optional, min(1, len(params)))  # a keyword after nothing would write `Name(, a=1)`
+    for index in range(optional):
+        parts += [", "] * bool(index) + [Slot(index)]
+    parts += [Keyword(params[index], index) for index in range(optional, len(params))]
+    keyword_defaults = {index: defaults[params[index]] for index in range(optional, len(params))}
+    return Code((*parts, ")"), values, list(params), keyword_defaults, callee=name)
+
+
+def _keyword_call(template: Template, values: list, optional: int, defaults: dict) -> Code:
+    return keyword_call(template.name, template.params, values, optional, defaults)
 
 
 def _observed(compact, template: Template) -> list[Instance]:
@@ -279,6 +300,29 @@ def _observed(compact, template: Template) -> list[Instance]:
             if seen is not None and seen.code.hints == instance.code.hints:
                 observed.append(seen)
     return observed
+
+
+def _followed(compact, template: Template, first: Instance, slot: int) -> str | None:
+    """The network parameter the number equals in every build of `compact.evidence` and in this one (a classifier
+    stage's `fc(classes)`), where the block has no candidate of that name."""
+    builds = [(compact, template.instances)]
+    builds += [
+        (other, [other.instances.get(instance.path) for instance in template.instances]) for other in compact.evidence
+    ]
+    for name in compact.evidence_names:
+        if name in first.candidates or not is_free(name):
+            continue
+        if all(
+            instance is not None and matches(_parameter(build, name), instance.code.values[slot])
+            for build, instances in builds
+            for instance in instances
+        ):
+            return name
+    return None
+
+
+def _parameter(compact, name: str):
+    return ir.network_info(compact.graph).param_values.get(name)
 
 
 def _unmatched(template: Template, first: Instance, slot: int) -> str:

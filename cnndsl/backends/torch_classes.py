@@ -18,6 +18,7 @@ from ..graph import ir
 from ..ops.torch_code import OWN, Arg, applied, calls_own_module, leftmost, summed_in_place
 from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, lifted, module_code
 from .class_structure import Groups, Item
+from .class_switches import merge_switched
 from .class_templates import Instance, Template, merge_optional, resolve
 from .python_names import Namespace, attribute, is_name, module_path, parameter_name, value_name
 from .torch_source import FROZEN, class_name, fixed_tensors, forward_tree, initial_value, parameter_parts
@@ -31,6 +32,14 @@ class Compact:
     def __init__(self, network, modules: dict, evidence: tuple = ()):
         self.network, self.graph, self.modules = network, network.graph, modules
         self.evidence = evidence
+        self.evidence_names = sorted(  # the parameters whose value differs in some build of `evidence`
+            {
+                name
+                for other in evidence
+                for name, value in ir.network_info(other.graph).param_values.items()
+                if ir.network_info(network.graph).param_values.get(name) != value
+            }
+        )
         self.instances: dict[tuple, Instance] = {}  # each group written as a class, by its path
         self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.groups = Groups(self.graph)
@@ -46,6 +55,7 @@ class Compact:
             for template in self.templates.values():
                 if not template.name:
                     resolve(self, template)
+            merge_switched(self)
 
     # ---- code of a group -----------------------------------------------------------------
     def init_code(self, scope: tuple, owner: str = "self") -> tuple[list[Line], list[Code]]:
@@ -137,6 +147,8 @@ class Compact:
         """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
         for a shortcut; `out` where its input stays needed; else its input's running name."""
         tap = None if in_class and returned else ir.layer(self.graph, item.output).tap
+        if item.kind == "group" and (*item.key, tap) in self.groups.info:
+            tap = None  # the label of the block's own last statement (a bottleneck's `cv2`), no name outside it
         if value_name(tap) != "x":
             return value_name(tap)
         if item.kind == "group":
@@ -195,8 +207,14 @@ class Compact:
         for name, value in (info.call.args if info.call is not None else {}).items():
             if type(value) in (int, float):
                 base[parameter_name(name)] = value
-        derived = dict(base)
-        self.words.update({name: (name,) for name in base})
+        args = info.call.args if info.call is not None else {}
+        flags = {parameter_name(name): value for name, value in args.items() if type(value) is bool}
+        derived = {  # a flag names a flag (`shortcut`), never a number (cf. matches); in the block's order
+            name: base.get(name, flags.get(name))
+            for name in ["in_channels", *map(parameter_name, args)]
+            if name in base or name in flags
+        }
+        self.words.update({name: (name,) for name in derived})
         for name, value in base.items():
             forms = {f"2 * {name}": 2 * value, f"4 * {name}": 4 * value, f"{name} // 2": value // 2}
             derived.update(forms)
