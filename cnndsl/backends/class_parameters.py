@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from ..graph import ir
 from .class_code import Code, filled, forward_lines, forward_uses, lifted_lengths, rendered, shown_lengths
+from .class_scales import SCALES, Clamp, Table, scale_table, scaled_parameter
 from .class_templates import indented
 from .python_names import Namespace, is_free, is_name
-from .torch_classes import Compact
+from .torch_classes import Compact, together
 from .torch_source import class_name
 
 NUMBERED = '''def _numbered(name, *blocks):
@@ -42,7 +43,11 @@ EVIDENCE = {"classes": (3, 81, 150)}
 
 
 def draft(network, modules: dict, evidence: tuple = ()) -> Draft:
-    compact = Compact(network, modules, evidence)
+    return drafted(Compact(network, modules, evidence))
+
+
+def drafted(compact: Compact) -> Draft:
+    network = compact.network
     lines, parts = compact.init_code(())
     init_lines, init = filled(lines, parts)
     info = ir.network_info(network.graph)
@@ -54,15 +59,33 @@ def draft(network, modules: dict, evidence: tuple = ()) -> Draft:
     return Draft([template.text for template in templates], init_lines, init, text, uses, steps, numbers)
 
 
-def evidence_builds(network, rebuild) -> tuple:
-    """The Compacts of the network built at each of EVIDENCE's other values of its parameters; none where
-    one of them does not expand."""
+class Evidence(tuple):
+    """The Compacts of the network's other builds, and the draft of each by its changes (`_changed`)."""
+
+    drafts: dict
+
+
+def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tuple[Draft | None, Evidence]:
+    """The network's draft and the Compacts of it built at each of EVIDENCE's other values of its parameters and
+    at each other scale that expands, all built together (cnndsl.backends.torch_classes.together); (None, ())
+    where a value of EVIDENCE does not expand."""
     values = ir.network_info(network.graph).param_values
     changes = [{name: other} for name, others in EVIDENCE.items() if name in values for other in others]
-    builds = [rebuild(change) for change in changes if values[next(iter(change))] not in change.values()]
-    if any(build is None for build in builds):
-        return ()
-    return tuple(Compact(*build) for build in builds)
+    changes = [change for change in changes if values[next(iter(change))] not in change.values()]
+    if scaled is not None:
+        changes += [{scaled: letter} for letter in SCALES[scaled] if letter != values[scaled]]
+    builds = [(change, rebuild(change)) for change in changes]
+    if any(build is None and scaled not in change for change, build in builds):
+        return None, Evidence()
+    builds = [(change, build) for change, build in builds if build is not None]
+    compacts = together([(network, modules), *(build for _, build in builds)])
+    evidence = Evidence(compacts[1:])
+    evidence.drafts = {_changed(change): drafted(compact) for (change, _), compact in zip(builds, compacts[1:])}
+    return drafted(compacts[0]), evidence
+
+
+def _changed(changes: dict) -> tuple:
+    return tuple(sorted(changes.items()))
 
 
 def kept_parameters(network, base: Draft, rebuild, evidence: tuple = ()) -> tuple[dict, dict]:
@@ -113,7 +136,7 @@ def _fitted_slots(name: str, value: int, base: Draft, other: Draft, changed: int
     return named
 
 
-def fitted(name: str, column: list) -> str | None:
+def fitted(name: str, column: list) -> str | Clamp | None:
     """The expression in `name` that gives each number of the column ((parameter value, number) pairs)."""
     if not all(type(number) is int for _, number in column):
         return None
@@ -124,16 +147,22 @@ def fitted(name: str, column: list) -> str | None:
     low, high = min(number for _, number in column), max(number for _, number in column)
     if any(number != max(low, min(point, high)) for point, number in column):
         return None
-    text = name if all(point <= high for point, _ in column) else f"min({name}, {high})"
-    return text if all(point >= low for point, _ in column) else f"max({low}, {text})"
+    clamp = Clamp(
+        name,
+        None if all(point >= low for point, _ in column) else low,
+        None if all(point <= high for point, _ in column) else high,
+    )
+    return clamp if clamp.low is not None or clamp.high is not None else name
 
 
 def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple) -> Draft | None:
     """The draft of the network with `changes`, where it expands and has the structure of `base`, else None."""
-    rebuilt = rebuild(changes)
-    if rebuilt is None:
-        return None
-    other = draft(*rebuilt, evidence)
+    other = getattr(evidence, "drafts", {}).get(_changed(changes))
+    if other is None:
+        rebuilt = rebuild(changes)
+        if rebuilt is None:
+            return None
+        other = draft(*rebuilt, evidence)
     return other if _same_structure(base, other) else None
 
 
@@ -206,26 +235,35 @@ def _named_slots(name: str, value, changed, before: list, after: list) -> dict |
     return named
 
 
-def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, dict]:
+def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list]:
     """The file's text (before layout), the parameters its network class takes, the names it needs imported
     and the values of each parameter the caller checks the file at. The network is built at EVIDENCE's values
     only where a parameter of it is not kept without (a block holds `classes`): a classifier whose `fc(classes)`
     is its own costs no more builds."""
     base = draft(network, modules)
     kept, expressions = kept_parameters(network, base, rebuild)
-    evidence = evidence_builds(network, rebuild) if set(EVIDENCE) & set(_free(network)) - set(kept) else ()
-    if evidence:
-        base = draft(network, modules, evidence)
-        kept, expressions = kept_parameters(network, base, rebuild, evidence)
-    checked = {
-        name: [changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())] for name, value in kept.items()
-    }
+    values = ir.network_info(network.graph).param_values
+    scaled = scaled_parameter({name: values[name] for name in _free(network)})
+    evidence = Evidence()
+    if scaled is not None or set(EVIDENCE) & set(_free(network)) - set(kept):
+        together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
+        if evidence:
+            base = together_base
+            kept, expressions = kept_parameters(network, base, rebuild, evidence)
+    table = _table(network, base, scaled, expressions, rebuild, evidence) if scaled is not None and evidence else None
+    if table is not None:
+        kept = {name: value for name, value in values.items() if name in kept or name == scaled}
+    checked = [{name: other} for name, value in kept.items() for other in _checked(name, value, evidence)]
+    if table is not None and "classes" in kept:  # the clamp's bounds at the last scale
+        checked += [{scaled: table.values[-1], "classes": other} for other in EVIDENCE["classes"]]
+    expressions = {slot: str(expression) for slot, expression in expressions.items()}
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
     held, lengths = _held_lengths(base, expressions)
     network_class = [
         f"class {class_name(network.name)}(nn.Module):",
         f"    def __init__({signature}):",
         "        super().__init__()",
+        *indented(table.unpacking() if table is not None else [], 2),
         *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
         *indented(rendered(base.init_lines, base.init, expressions), 2),
         "",
@@ -233,9 +271,31 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
         *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
     ]
     helper = [NUMBERED] if "_numbered" in base.uses else []
-    blocks = helper + base.classes + ["\n".join(network_class)]
+    blocks = helper + base.classes + ([table.text()] if table is not None else []) + ["\n".join(network_class)]
     uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
     return "\n\n\n".join(blocks), kept, uses, checked
+
+
+def _table(network, base: Draft, scaled: str, expressions: dict, rebuild, evidence: tuple) -> Table | None:
+    """The scale table, where the network built at every other scale letter that expands has `base`'s structure."""
+    values = ir.network_info(network.graph).param_values
+    drafts = {values[scaled]: base.values()}
+    for letter in SCALES[scaled]:
+        if letter == values[scaled] or _changed({scaled: letter}) not in evidence.drafts:
+            continue  # a scale the network does not expand at
+        other = _redrafted(base, rebuild, {scaled: letter}, evidence)
+        if other is None:
+            return None
+        drafts[letter] = other.values()
+    hints = [*base.init.hints, *(["width"] * len(base.numbers))]
+    return scale_table(scaled, drafts, expressions, hints, values)
+
+
+def _checked(name: str, value, evidence: tuple) -> list:
+    """The values a kept parameter is built at to check the file: a step on (and EVIDENCE's), or the other scales."""
+    if name in SCALES:
+        return [letter for letter in SCALES[name] if letter != value]
+    return [changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())]
 
 
 def _free(network) -> list[str]:

@@ -188,7 +188,7 @@ def resolve(compact, template: Template) -> None:
             if name not in extra:
                 extra.append(name)
         expressions[slot] = name
-    numbers = _forward_numbers(compact, template, first, expressions, extra)
+    numbers = _forward_numbers(compact, template, observed, first, expressions, extra)
     used = {word for expression in expressions.values() for word in compact.words.get(expression, (expression,))}
     used |= set(template.condition_words)
     used |= {
@@ -297,7 +297,12 @@ def _observed(compact, template: Template) -> list[Instance]:
     for other in compact.evidence:
         for instance in template.instances:
             seen = other.instances.get(instance.path)
-            if seen is not None and seen.code.hints == instance.code.hints:
+            if (
+                seen is not None
+                and seen.code.hints == instance.code.hints
+                and seen.code.key() == instance.code.key()
+                and len(seen.numbers) == len(instance.numbers)
+            ):
                 observed.append(seen)
     return observed
 
@@ -350,26 +355,28 @@ def _argument(instance: Instance, name: str, expressions: dict, numbers: list):
     return instance.code.values[slot]
 
 
-def _forward_numbers(compact, template: Template, first: Instance, expressions: dict, extra: list) -> list:
+def _forward_numbers(
+    compact, template: Template, observed: list, first: Instance, expressions: dict, extra: list
+) -> list:
     """For each lifted bound of the forward, its number where every instance has the same, else (attribute,
     expression): the `__init__` code's expression for a number equal to it in every instance (kept on `self`
     under that number's hint), else a name the block's call gives it, else a new argument (`width`, added to
-    `extra`)."""
+    `extra`). `observed` adds the same groups in other builds (compact.evidence)."""
     result = []
     for index, value in enumerate(first.numbers):
-        if len({instance.numbers[index] for instance in template.instances}) == 1:
+        if len({instance.numbers[index] for instance in observed}) == 1:
             result.append(value)
             continue
         found = [
             (expression if compact.plain(expression) else parameter_name(first.code.hints[slot]), expression)
             for slot, expression in expressions.items()
-            if all(instance.code.values[slot] == instance.numbers[index] for instance in template.instances)
+            if all(instance.code.values[slot] == instance.numbers[index] for instance in observed)
         ]
         found += [
             (name, name)
             for name in first.candidates
             if compact.plain(name)
-            and all(matches(instance.candidates.get(name), instance.numbers[index]) for instance in template.instances)
+            and all(matches(instance.candidates.get(name), instance.numbers[index]) for instance in observed)
         ]
         if not found:
             name = parameter_name(f"width{index + 1}" if index else "width")

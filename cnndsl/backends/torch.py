@@ -118,19 +118,18 @@ def _rebuilt(network, changes: dict):
         return None
 
 
-def _rebuilds(text: str, network, root: nn.Module, checked: dict) -> bool:
-    """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
-    parameter at each of its `checked` values, as the network expanded with that value."""
+def _rebuilds(text: str, network, root: nn.Module, checked: list) -> bool:
+    """The source's class builds the same state_dict shapes and outputs as `root`, and with each of the
+    `checked` arguments (kept parameters changed), as the network expanded with them."""
     namespace: dict = {}
     exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
-    for name, values in checked.items():
-        for changed in values:
-            rebuilt = _rebuilt(network, {name: changed})
-            if rebuilt is None:
-                return False
-            cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
+    for arguments in checked:
+        rebuilt = _rebuilt(network, arguments)
+        if rebuilt is None:
+            return False
+        cases.append((rebuilt[0], rebuilt[1][""], arguments))
     for expected_network, expected, arguments in cases:
         try:
             with torch.device("meta"):

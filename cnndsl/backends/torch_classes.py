@@ -29,17 +29,9 @@ class Compact:
     `evidence`, the Compacts of the network built with some parameter at other values (its `classes`),
     tells a block's number that follows that parameter from one that only happens to be equal everywhere."""
 
-    def __init__(self, network, modules: dict, evidence: tuple = ()):
+    def __init__(self, network, modules: dict, evidence: tuple = (), lockstep: bool = False):
         self.network, self.graph, self.modules = network, network.graph, modules
         self.evidence = evidence
-        self.evidence_names = sorted(  # the parameters whose value differs in some build of `evidence`
-            {
-                name
-                for other in evidence
-                for name, value in ir.network_info(other.graph).param_values.items()
-                if ir.network_info(network.graph).param_values.get(name) != value
-            }
-        )
         self.instances: dict[tuple, Instance] = {}  # each group written as a class, by its path
         self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.groups = Groups(self.graph)
@@ -48,14 +40,37 @@ class Compact:
         self.words: dict[str, tuple[str, ...]] = {}  # a candidate's text -> the parameter names it is made of
         self.classes = Namespace()
         self.classes.fresh(class_name(network.name))  # the network's own class, written last
-        for layer in self.groups.by_height():  # a template's instances all have one height: name it once all are seen
-            for path in layer:
-                self._write_group(path)
-            merge_optional(self)
-            for template in self.templates.values():
-                if not template.name:
-                    resolve(self, template)
-            merge_switched(self)
+        self.layers = self.groups.by_height()  # a template's instances all have one height: name it once all are seen
+        if not lockstep:
+            for height in range(len(self.layers)):
+                self.write(height)
+                self.name_classes()
+
+    @property
+    def evidence_names(self) -> list[str]:
+        """The parameters whose value differs in some build of `evidence`."""
+        own = ir.network_info(self.graph).param_values
+        return sorted(
+            {
+                name
+                for other in self.evidence
+                for name, value in ir.network_info(other.graph).param_values.items()
+                if own.get(name) != value
+            }
+        )
+
+    def write(self, height: int) -> None:
+        """The code of the groups of one height (none past the highest)."""
+        for path in self.layers[height] if height < len(self.layers) else []:
+            self._write_group(path)
+
+    def name_classes(self) -> None:
+        """The classes of the groups written so far, named and given their arguments."""
+        merge_optional(self)
+        for template in self.templates.values():
+            if not template.name:
+                resolve(self, template)
+        merge_switched(self)
 
     # ---- code of a group -----------------------------------------------------------------
     def init_code(self, scope: tuple, owner: str = "self") -> tuple[list[Line], list[Code]]:
@@ -386,3 +401,18 @@ def _steps_evenly(vectors: list[list]) -> bool:
         elif len(set(column)) > 1:
             return False
     return True
+
+
+def together(builds: list) -> list[Compact]:
+    """The Compacts of builds of one network ((network, modules) each, the network's own first), each the
+    evidence of the others, written a height at a time: a group's code in one build is compared with the same
+    group's in the others with its blocks' classes already taking the same arguments there."""
+    compacts = [Compact(*build, lockstep=True) for build in builds]
+    for compact in compacts:
+        compact.evidence = tuple(other for other in compacts if other is not compact)
+    for height in range(max(len(compact.layers) for compact in compacts)):
+        for compact in compacts:
+            compact.write(height)
+        for compact in compacts:
+            compact.name_classes()
+    return compacts
