@@ -84,8 +84,8 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
     return drafted(compacts[0]), evidence
 
 
-def _changed(changes: dict) -> tuple:
-    return tuple(sorted(changes.items()))
+def _changed(changes: dict) -> str:
+    return repr(sorted(changes.items()))  # a list's value (depths) is no dict key
 
 
 def kept_parameters(network, base: Draft, rebuild, evidence: tuple = ()) -> tuple[dict, dict]:
