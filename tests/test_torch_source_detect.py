@@ -76,30 +76,34 @@ def test_the_unrolled_layout_sets_the_dfl_bins_too(detector, tmp_path):
     assert not written.detect.dfl.weight.requires_grad
 
 
-CLASSES = {"yolov8n": 13, "yolo11n": 21}  # the network's own class included
+CLASSES = {"yolov8n": 10, "yolo11n": 20}  # the network's own class included
 
 
 def test_each_block_is_one_class_and_a_repetition_is_a_loop_over_its_count(detector):
-    """C2f (yolov8n) and C3k2 (yolo11n): one class per structure (with or without the bottlenecks' shortcut,
-    bottlenecks or C3k blocks), not one per width or per turn; `n` is the loop's count."""
+    """C2f (yolov8n) and C3k2 (yolo11n): one class, with or without the bottlenecks' shortcut, with bottlenecks
+    or C3k blocks (a flag of the class), not one per width, per flag or per turn; `n` is the loop's count."""
     network, _, text, _, _ = detector
     assert text.count("\nclass ") == CLASSES[network.name]
-    assert text.count("\nclass Dense") == 3  # SPPF's pool turn and the two kinds of bottleneck turn
-    block = "C2f" if network.name == "yolov8n" else "C3k2"
-    assert text.count(f"\nclass {block}") == 2
-    assert f"class {block}(nn.Module):\n    def __init__(self, in_channels, c2, n=1, e=0.5):\n" in text
+    block, flag = ("C2f", "shortcut") if network.name == "yolov8n" else ("C3k2", "c3k_blocks")
+    assert text.count(f"\nclass {block}") == 1
+    assert f"class {block}(nn.Module):\n    def __init__(self, in_channels, c2, n=1, {flag}=False, e=0.5):\n" in text
     assert "        self.cv2 = Cv2((2 + n) * int(c2 * e), c2)\n" in text
+    assert text.count("\nclass Bottleneck") == 1
+    if network.name == "yolov8n":  # the pool turn of SPPF and the bottleneck turn of C2f
+        assert text.count("\nclass Dense") == 2
+        assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, shortcut=True):\n" in text
+        assert "C2f(w2, w2, n=d1, shortcut=True)" in text and "C2f(w6, w4, n=d1)" in text  # the scale's widths
 
 
 @pytest.mark.parametrize("shortcut, n", [(True, 3), (False, 2)])
 def test_the_generated_c2f_built_with_another_n_is_ultralytics_c2f(tmp_path, shortcut, n):
-    """yolov8n's C2f classes (C2f: bottlenecks with the shortcut, C2f2: without, each used only with n=1 or 2),
-    built with another count, hold Ultralytics' C2f(64, 64, n, shortcut) parameters and compute its output from
-    its weights (m.0 is dense1.bottleneck, ...)."""
+    """yolov8n's one C2f class (used only with n=1 or 2, with and without the shortcut), built with another count,
+    holds Ultralytics' C2f(64, 64, n, shortcut) parameters and computes its output from its weights (m.0 is
+    dense1.bottleneck, ...)."""
     blocks = pytest.importorskip("ultralytics.nn.modules.block", reason="Ultralytics is not importable")
     network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
     namespace = _import(write_python(network, tmp_path / "yolov8n.py"))
-    written = (namespace.C2f if shortcut else namespace.C2f2)(64, 64, n=n).eval()
+    written = namespace.C2f(64, 64, n=n, shortcut=shortcut).eval()
     theirs = blocks.C2f(64, 64, n=n, shortcut=shortcut).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -172,9 +176,10 @@ def test_the_detector_class_takes_classes_and_is_the_network_of_that_many_classe
     81 and 150 classes. Built with 3, 80 or 150 it holds what cnndsl builds with that count and, given those
     weights, computes its output."""
     network, _, text, namespace, _ = detector
-    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__(self, classes=80):\n" in text
-    assert "max(64, min(classes, 100))" in text
-    assert "Fixed at their values: scale='n', postprocess='nms'," in text  # the header's fixed values
+    signature = '(self, scale="n", classes=80)' if network.name == "yolov8n" else "(self, classes=80)"
+    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__{signature}:\n" in text
+    assert ("max(w3, min(classes, 100))" if network.name == "yolov8n" else "max(64, min(classes, 100))") in text
+    assert "Fixed at their values: postprocess='nms'," in text or "scale='n', postprocess='nms'," in text
     written = getattr(namespace, class_name(network.name))(classes=classes).eval()
     expected = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
     assert _state_shapes(written) == _state_shapes(expected)

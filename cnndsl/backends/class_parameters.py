@@ -144,6 +144,15 @@ def fitted(name: str, column: list) -> str | Clamp | None:
         return name
     if all(number == point - 1 for point, number in column):
         return f"{name} - 1"
+    (first, start), (second, end) = column[:2]
+    slope, remainder = divmod(end - start, second - first)
+    if slope > 1 and not remainder and all(number == start + slope * (point - first) for point, number in column):
+        constant = start - slope * first  # YOLOv1's fc: 7 * 7 * (2 * 5 + classes) = 490 + 49 * classes
+        return (
+            f"{constant} + {slope} * {name}"
+            if constant > 0
+            else f"{slope} * {name}" + (f" - {-constant}" if constant else "")
+        )
     low, high = min(number for _, number in column), max(number for _, number in column)
     if any(number != max(low, min(point, high)) for point, number in column):
         return None
@@ -244,18 +253,24 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
     kept, expressions = kept_parameters(network, base, rebuild)
     values = ir.network_info(network.graph).param_values
     scaled = scaled_parameter({name: values[name] for name in _free(network)})
-    evidence = Evidence()
+    evidence, table = Evidence(), None
     if scaled is not None or set(EVIDENCE) & set(_free(network)) - set(kept):
         together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
         if evidence:
-            base = together_base
-            kept, expressions = kept_parameters(network, base, rebuild, evidence)
-    table = _table(network, base, scaled, expressions, rebuild, evidence) if scaled is not None and evidence else None
+            more, more_expressions = kept_parameters(network, together_base, rebuild, evidence)
+            table = _table(network, together_base, scaled, more_expressions, rebuild, evidence) if scaled else None
+            if table is not None or set(more) - set(kept):  # else the file without them (yolov1's `fc`: no argument)
+                base, kept, expressions = together_base, more, more_expressions
+            else:
+                evidence = Evidence()
     if table is not None:
         kept = {name: value for name, value in values.items() if name in kept or name == scaled}
     checked = [{name: other} for name, value in kept.items() for other in _checked(name, value, evidence)]
     if table is not None and "classes" in kept:  # the clamp's bounds at the last scale
-        checked += [{scaled: table.values[-1], "classes": other} for other in EVIDENCE["classes"]]
+        checked += [
+            {scaled: table.values[-1], "classes": other}
+            for other in (min(EVIDENCE["classes"]), max(EVIDENCE["classes"]))
+        ]
     expressions = {slot: str(expression) for slot, expression in expressions.items()}
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
     held, lengths = _held_lengths(base, expressions)
@@ -295,7 +310,7 @@ def _checked(name: str, value, evidence: tuple) -> list:
     """The values a kept parameter is built at to check the file: a step on (and EVIDENCE's), or the other scales."""
     if name in SCALES:
         return [letter for letter in SCALES[name] if letter != value]
-    return [changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())]
+    return list(dict.fromkeys([changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())]))
 
 
 def _free(network) -> list[str]:
