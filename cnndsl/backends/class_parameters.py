@@ -310,7 +310,8 @@ def _checked(name: str, value, evidence: tuple) -> list:
     """The values a kept parameter is built at to check the file: a step on (and EVIDENCE's), or the other scales."""
     if name in SCALES:
         return [letter for letter in SCALES[name] if letter != value]
-    return list(dict.fromkeys([changed_value(value), *(EVIDENCE.get(name, ()) if evidence else ())]))
+    values = [changed_value(value)]
+    return values + [other for other in (EVIDENCE.get(name, ()) if evidence else ()) if other not in values]
 
 
 def _free(network) -> list[str]:
