@@ -88,14 +88,14 @@ def _changed(changes: dict) -> str:
     return repr(sorted(changes.items()))  # a list's value (depths) is no dict key
 
 
-def kept_parameters(network, base: Draft, rebuild, evidence: tuple = ()) -> tuple[dict, dict]:
+def kept_parameters(network, base: Draft, rebuild, evidence: tuple = (), only=None) -> tuple[dict, dict]:
     """The network parameters the code can take as arguments, with their values, and the expression of each
     slot of `__init__` that one of them names. `rebuild(overrides)` expands the network with parameters
     changed and returns (network, modules), or None where it cannot be expanded so."""
     kept, expressions = {}, {}
     for name, value in ir.network_info(network.graph).param_values.items():
         changed = changed_value(value)
-        if changed is None or not is_free(name):
+        if changed is None or not is_free(name) or (only is not None and name not in only):
             continue
         other = _redrafted(base, rebuild, {name: changed}, evidence)
         if other is None:
@@ -257,7 +257,9 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
     if scaled is not None or set(EVIDENCE) & set(_free(network)) - set(kept):
         together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
         if evidence:
-            more, more_expressions = kept_parameters(network, together_base, rebuild, evidence)
+            # the parameters kept without the other builds, and EVIDENCE's: no build more for the rest (size)
+            tried = {*kept, *EVIDENCE}
+            more, more_expressions = kept_parameters(network, together_base, rebuild, evidence, tried)
             table = _table(network, together_base, scaled, more_expressions, rebuild, evidence) if scaled else None
             if table is not None or set(more) - set(kept):  # else the file without them (yolov1's `fc`: no argument)
                 base, kept, expressions = together_base, more, more_expressions
