@@ -23,7 +23,7 @@ from ..graph.ir import inputs_of, walk
 from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import compact_source
+from .class_parameters import changed_value, compact_source
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -92,13 +92,13 @@ def standalone_source(network) -> str:
     source. Modules are built on the meta device: the source needs their form, not their weights."""
     root = _meta_modules(network)
     try:
-        code, kept, uses, checked = compact_source(
+        code, kept, uses = compact_source(
             network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
         )
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
     text = python_file(network, code, uses, kept)
-    if _rebuilds(text, network, root, checked):
+    if _rebuilds(text, network, root, kept):
         return text
     return python_source(network, root)
 
@@ -124,18 +124,19 @@ def _rebuilt(network, changes: dict):
         return None
 
 
-def _rebuilds(text: str, network, root: nn.Module, checked: list) -> bool:
-    """The source's class builds the same state_dict shapes and outputs as `root`, and with each of the
-    `checked` arguments (kept parameters changed), as the network expanded with them."""
+def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
+    """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
+    parameter changed, as the network expanded with that change."""
     namespace: dict = {}
     exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
-    for arguments in checked:
-        rebuilt = _rebuilt(network, arguments)
+    for name, value in kept.items():
+        changed = changed_value(value)
+        rebuilt = _rebuilt(network, {name: changed})
         if rebuilt is None:
             return False
-        cases.append((rebuilt[0], rebuilt[1][""], arguments))
+        cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
     for expected_network, expected, arguments in cases:
         try:
             with torch.device("meta"):
