@@ -9,7 +9,6 @@ what Ultralytics' eval forward leaves unused."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import cnndsl
@@ -142,52 +141,6 @@ def test_training_only_modules_are_those_the_eval_forward_leaves_unused(name):
     parts = {key.split(".")[2] for key in left_out}
     expected = {"seg": {"proto"}, "pose": {"cv4_sigma", "one2one_cv4_sigma", "flow_model"}, "sem": {"aux_head"}}
     assert parts == expected[name.split("-")[1][:-5]]
-
-
-POSE = """network pose {{
-    image: input 3x32x32
-    conv3x3(8, s=4), p3: conv3x3(6, s=2)
-    p4: conv3x3(6, s=2)
-    @p3, anchorcat(@p4)
-    {end}
-}}
-"""
-
-
-def _run(text, images):
-    module = cnndsl.parse(text).to_torch(seed=0).eval()
-    with torch.no_grad():
-        return module(images)
-
-
-@pytest.mark.parametrize("dims", [3, 2])
-def test_centred_kptdecode_maps_offsets_from_the_anchor_centre(dims):
-    """Pose26.kpts_decode: x, y = (offset + cell + 0.5)·stride, the third value of each keypoint its sigmoid."""
-    images = torch.randn(2, 3, 32, 32)
-    rows = _run(POSE.format(end="identity"), images).numpy()
-    decoded = _run(POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims}, centred=true)"), images).numpy()
-    cells = [(x, y, 8) for y in range(4) for x in range(4)] + [(x, y, 16) for y in range(2) for x in range(2)]
-    expected = np.empty_like(rows)
-    for a, (x, y, stride) in enumerate(cells):
-        for k in range(6 // dims):
-            expected[:, k * dims, a] = (rows[:, k * dims, a] + x + 0.5) * stride
-            expected[:, k * dims + 1, a] = (rows[:, k * dims + 1, a] + y + 0.5) * stride
-            if dims == 3:
-                expected[:, k * dims + 2, a] = 1 / (1 + np.exp(-rows[:, k * dims + 2, a]))
-    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_centred_kptdecode_in_onnx_equals_torch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    network = cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4, centred=true)"))
-    module = network.to_torch(seed=0).eval()
-    images = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = module(images)
-    network.to_onnx(tmp_path / "pose.onnx", weights=module)
-    session = ort.InferenceSession(str(tmp_path / "pose.onnx"))
-    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
-    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_imported_heads_are_written_with_their_own_blocks_only():

@@ -128,28 +128,33 @@ POSE = """network pose {{
 """
 
 
+@pytest.mark.parametrize("centred", [False, True])
 @pytest.mark.parametrize("dims", [3, 2])
-def test_kptdecode_maps_offsets_to_pixels_and_visibility_to_a_score(dims):
-    """Ultralytics' Pose.kpts_decode: x, y = (2·offset + cell index)·stride (anchor − 0.5 = the cell's corner),
-    the third value of each keypoint its sigmoid."""
+def test_kptdecode_maps_offsets_to_pixels_and_visibility_to_a_score(dims, centred):
+    """Ultralytics' Pose.kpts_decode: x, y = (2·offset + cell index)·stride (anchor − 0.5 = the cell's corner);
+    Pose26's (`centred=true`): x, y = (offset + cell + 0.5)·stride; the third value of each keypoint its sigmoid."""
     images = torch.randn(2, 3, 32, 32)
     _, rows = _run(POSE.format(end="identity"), images)
-    _, decoded = _run(POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims})"), images)
+    _, decoded = _run(
+        POSE.format(end=f"kptdecode(@image, @p3, @p4, dims={dims}, centred={str(centred).lower()})"), images
+    )
     d = rows.numpy()
     cells = [(x, y, 8) for y in range(4) for x in range(4)] + [(x, y, 16) for y in range(2) for x in range(2)]
     expected = np.empty_like(d)
     for a, (x, y, stride) in enumerate(cells):
         for k in range(6 // dims):
-            expected[:, k * dims, a] = (d[:, k * dims, a] * 2 + x) * stride
-            expected[:, k * dims + 1, a] = (d[:, k * dims + 1, a] * 2 + y) * stride
+            for axis, cell in ((0, x), (1, y)):
+                offset = d[:, k * dims + axis, a]
+                expected[:, k * dims + axis, a] = ((offset + cell + 0.5) if centred else (offset * 2 + cell)) * stride
             if dims == 3:
                 expected[:, k * dims + 2, a] = 1 / (1 + np.exp(-d[:, k * dims + 2, a]))
     np.testing.assert_allclose(decoded.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_kptdecode_in_onnx_equals_torch(tmp_path):
+@pytest.mark.parametrize("centred", ["false", "true"])
+def test_kptdecode_in_onnx_equals_torch(tmp_path, centred):
     ort = pytest.importorskip("onnxruntime")
-    network = cnndsl.parse(POSE.format(end="kptdecode(@image, @p3, @p4)"))
+    network = cnndsl.parse(POSE.format(end=f"kptdecode(@image, @p3, @p4, centred={centred})"))
     module = network.to_torch(seed=0).eval()
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
