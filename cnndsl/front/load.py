@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..core.errors import CnnDslError, FileProblem, LimitProblem, NameProblem, SourcePos, did_you_mean
 from ..core.records import Record
+from ..core.regular_files import open_regular
 from ..core.resources import library_dir
 from . import syntax as ast
 from .cache import parse_file_text, parse_text
@@ -38,8 +37,12 @@ def read_source(path: Path, regular_only: bool = False) -> str:
     can neither hang the load nor be read from.
     """
     where = str(path)
+
+    def not_cnn(kind: str) -> FileProblem:
+        return FileProblem(f"{where} is {kind}, not a .cnn file")
+
     try:
-        with _open_regular(path, where) if regular_only else path.open("rb") as stream:
+        with open_regular(path, not_cnn) if regular_only else path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero or a huge file must not fill memory
     except FileNotFoundError:
         raise FileProblem(
@@ -61,34 +64,6 @@ def read_source(path: Path, regular_only: bool = False) -> str:
         raise FileProblem(
             f"not UTF-8 text (byte 0x{data[error.start]:02x})", pos, hint="save the file as UTF-8"
         ) from None
-
-
-def _open_regular(path: Path, where: str) -> BinaryIO:
-    """Open a file that stat shows to be regular, and check again on the open descriptor (it may have been swapped)."""
-    _require_regular(path.stat(), where)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        _require_regular(os.fstat(fd), where)
-    except FileProblem:
-        os.close(fd)
-        raise
-    return open(fd, "rb")
-
-
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _require_regular(info: os.stat_result, where: str) -> None:
-    if stat.S_ISDIR(info.st_mode):
-        raise FileProblem(f"{where} is a directory, not a .cnn file")
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "a special file")
-        raise FileProblem(f"{where} is {kind}, not a .cnn file")
 
 
 class Loader:

@@ -4,13 +4,12 @@ YAML and state_dicts) become .cnn text."""
 from __future__ import annotations
 
 import importlib
-import os
-import stat
 from pathlib import Path
 
 from ..api import parse
 from ..core.atomic import write_atomically
 from ..core.errors import CnnDslError
+from ..core.regular_files import open_regular
 
 # the most each format's reader takes, checked before parsing: some 25 times the largest real file, and what each
 # reads within 5 s of CPU (measured under load: a 4 MiB .cfg in 2.1 s, a 3.9 MB .prototxt in 4.7 s, a YAML
@@ -61,10 +60,7 @@ def read_model_text(path: Path, most: int) -> str:
     without blocking, so that a FIFO cannot hang the import nor a link to /dev/zero fill memory), at most
     `most` bytes of it; bytes that are not UTF-8 become U+FFFD, and the format's reader locates what they break."""
     try:
-        _require_regular(path.stat(), path)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as stream:
-            _require_regular(os.fstat(stream.fileno()), path)  # the name may have been swapped since
+        with open_regular(path, lambda kind: CnnDslError(f"{path} is {kind}, not a model file")) as stream:
             data = stream.read(most + 1)
     except FileNotFoundError:
         raise CnnDslError(f"{path}: no such file") from None
@@ -73,13 +69,3 @@ def read_model_text(path: Path, most: int) -> str:
     if len(data) > most:
         raise CnnDslError(f"{path} is larger than {most:,} bytes, the most a file of its format may have")
     return data.decode("utf-8-sig", errors="replace")
-
-
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
-
-
-def _require_regular(info: os.stat_result, path: Path) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
-        raise CnnDslError(f"{path} is {kind}, not a model file")
