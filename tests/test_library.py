@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from oracles import torchvision_models
 
 import cnndsl
+from cnndsl.check import check
 from cnndsl.cli import main
 from cnndsl.core.errors import CnnDslError
 from cnndsl.core.resources import library_dir
@@ -337,6 +338,13 @@ def test_every_file_opens_with_its_paper_and_year(path):
     assert len(header) >= 4, "a header names the paper, what it introduced and any deviation"
     assert re.search(r"\b(19|20)\d\d\b", header[0] + header[1]), "the paper's year comes first"
     assert "Introduced" in text
+
+
+def test_every_file_passes_check_strict_with_no_warning():
+    """A shipped file states what it builds: no inferred projection, no path to nowhere, nothing `--strict` refuses."""
+    report = check(sorted(str(path) for path in library_dir().glob("*.cnn")))
+    assert [str(warning) for warning in report.warnings] == []
+    assert not report.failed(strict=True)
 
 
 # ---- cnndsl list ---------------------------------------------------------------------------------
