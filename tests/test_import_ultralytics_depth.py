@@ -142,16 +142,26 @@ def test_the_head_is_written_as_depths_forward_reads():
     assert "    clamp(-4, 5), calibrate, exp\n" in cnn
 
 
-def test_a_depth_head_too_narrow_to_quarter_is_refused_at_its_row(tmp_path):
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        (
+            "[[16, 19, 22], 1, Depth, [2]]",
+            "takes its width c_mid as a whole number from 4 (the head quarters it), not `2`",
+        ),
+        ("[[16, 19, 22], 1, Depth, []]", "needs at least 1 argument(s)"),  # parse_model passes the channels as c_mid
+        ("[[16, 22], 1, Depth, [256]]", "does not fit in yolo26n_depth: cannot add 256×80×80 to 256×40×40"),
+    ],
+)
+def test_a_depth_head_ultralytics_cannot_build_is_refused_at_its_row(tmp_path, row, message):
+    """Too narrow to quarter, without its width, or reading levels that are not each twice the next's size."""
     text = (MODELS / NAME).read_text()
-    assert "Depth, [256]]" in text
-    (tmp_path / "narrow.yaml").write_text(text.replace("Depth, [256]]", "Depth, [2]]"))
+    assert "[[16, 19, 22], 1, Depth, [256]]" in text
+    (tmp_path / "yolo26-depth.yaml").write_text(text.replace("[[16, 19, 22], 1, Depth, [256]]", row))
     with pytest.raises(CnnDslError) as refused:
-        cnndsl.import_file(tmp_path / "narrow.yaml")
-    assert str(refused.value.pos) == f"{tmp_path / 'narrow.yaml'}:50:1"
-    assert refused.value.message == (
-        "Depth (module 23) takes its width c_mid as a whole number from 4 (the head quarters it), not `2`"
-    )
+        cnndsl.import_file(tmp_path / "yolo26-depth.yaml")
+    assert str(refused.value.pos) == f"{tmp_path / 'yolo26-depth.yaml'}:50:1"
+    assert refused.value.message == f"Depth (module 23) {message}"
 
 
 # --- the layers it needed, against torch.nn.functional and onnxruntime ------------------------------------------

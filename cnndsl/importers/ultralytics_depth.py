@@ -37,7 +37,7 @@ class DepthModule:
     reading each level, the last the head's output."""
 
     def m_Depth(self, row, args, inputs):
-        (c_mid,) = padded(row, args[:1], [256], "Depth", required=0)  # parse_model drops any later argument
+        (c_mid,) = padded(row, args[:1], [None], "Depth")  # parse_model drops any later argument, needs c_mid
         if isinstance(c_mid, bool) or not isinstance(c_mid, int) or c_mid < 4:
             raise row.error(f"takes its width c_mid as a whole number from 4 (the head quarters it), not `{c_mid!r}`")
         self.used.add("depth_head")
