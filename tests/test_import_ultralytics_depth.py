@@ -62,8 +62,8 @@ def test_yolo26n_depth_gives_ultralytics_eval_depth(depth_n):
         mine = ours(images)
     assert tuple(mine.shape) == tuple(expected.shape) == (2, 1, SIZE // 4, SIZE // 4)
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-    exp = torch.exp  # the calibration: exp(0.8 * clamp(log-depth) + 0.3)
-    torch.testing.assert_close(expected, exp(0.8 * log_depth.clamp(-4, 5) + 0.3), rtol=1e-6, atol=0)
+    calibrated = torch.exp(0.8 * log_depth.clamp(-4, 5) + 0.3)  # Ultralytics' output is exp(a · clamp + b)
+    torch.testing.assert_close(expected, calibrated, rtol=1e-6, atol=0)
 
 
 def test_yolo26n_depth_exports_to_onnx_with_the_outputs_of_its_torch_module(depth_n, tmp_path):
@@ -192,7 +192,13 @@ def test_upsample_aligning_corners_is_f_interpolates(tmp_path):
 
 @pytest.mark.parametrize(
     "call,low,high,opset",
-    [("clamp(-0.5, 0.7)", -0.5, 0.7, None), ("clamp(low=-0.5)", -0.5, None, None), ("clamp(high=0.7)", None, 0.7, 10)],
+    [
+        ("clamp(-0.5, 0.7)", -0.5, 0.7, None),
+        ("clamp(low=-0.5)", -0.5, None, None),
+        ("clamp(high=0.7)", None, 0.7, None),
+        ("clamp(-0.5, 0.7)", -0.5, 0.7, 10),
+        ("clamp(high=0.7)", None, 0.7, 10),
+    ],  # opset 10: Clip's bounds as attributes
 )
 def test_clamp_is_torch_clamp(tmp_path, call, low, high, opset):
     x, mine, onnx = _run_both(tmp_path, call, (3, 4, 4), opset)

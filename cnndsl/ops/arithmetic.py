@@ -130,8 +130,8 @@ class Clamp(OpKind):
     def onnx(self, attrs, inputs, args, emit):
         low, high = attrs["low"], attrs["high"]
         if emit.opset < 11:  # Clip took its bounds as attributes until opset 11
-            bounds = {"min": low} if low is not None else {}
-            return emit.op("Clip", [args[0]], **bounds, **({"max": high} if high is not None else {}))
+            bounds = {name: value for name, value in (("min", low), ("max", high)) if value is not None}
+            return emit.op("Clip", [args[0]], **bounds)
         low_value = "" if low is None else emit.floats("low", low)
         return emit.op("Clip", [args[0], low_value, *([emit.floats("high", high)] if high is not None else [])])
 
