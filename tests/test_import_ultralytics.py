@@ -89,7 +89,7 @@ for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/y
             first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
         REFUSED[f"{name}{seg}.yaml"] = first
 IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
-REFUSED["26/yolo26-depth.yaml"] = (50, "Depth (module 23) is not imported yet: YOLO26's depth head (a bilinear")
+IMPORTED += ["26/yolo26-depth.yaml"]  # its head's eval output: tests/test_import_ultralytics_depth.py
 IMPORTED += [
     *(f"rt-detr/rtdetr-{model}.yaml" for model in ("l", "x", "resnet50", "resnet101")),
     "v8/yolov8-rtdetr.yaml",

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .ultralytics_blocks import DETECT_BN, blocks_text
+from .ultralytics_depth import DEPTH_NOTE
 from .ultralytics_heads26 import NOTES26, decoding_both_task
 from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_rtdetr import RTDETR_NOTE
@@ -61,6 +62,9 @@ def convert(text: str, file: str) -> str:
         if row.module in TEXT_HEADS:  # WorldDetect: its levels' statements (ultralytics_world)
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
             outputs += [f"@level{level}" for level in range(len(row.sources))]
+            continue
+        if row.module == "Depth":  # its statements end at its output, a head's, which is no module's tap
+            statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
             continue
         for part in written.parts:
             statements.append(Statement(part, row.index, row.index, None, part == written.parts[0]))
@@ -129,6 +133,8 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         lines.append("# Classify ends at its logits; Ultralytics' predictions are their softmax.")
     elif head == "SemanticSegment":
         lines += NOTES26[head]
+    elif head == "Depth":
+        lines += DEPTH_NOTE
     lines += RTDETR_NOTE * (head == "RTDETRDecoder")
     norm = "bn" if classify else DETECT_BN  # only DetectionModel's initialize_weights changes the norms
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]

@@ -15,10 +15,7 @@ def has_attention() -> bool:
     return "attend" in REGISTRY and "attendvalues" in REGISTRY
 
 
-NOT_YET = {
-    "Depth": "YOLO26's depth head (a bilinear resize with align_corners, a clamp, and exp of the calibration "
-    "buffers cal_a and cal_b: cnndsl has no layers for them)",
-}
+NOT_YET: dict[str, str] = {}  # module -> what cnndsl lacks for it, refused as "not imported yet"
 
 
 def _whole(row: Row, *values) -> None:

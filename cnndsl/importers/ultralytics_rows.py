@@ -12,6 +12,7 @@ from typing import Any
 
 from ..ops import REGISTRY
 from .ultralytics_blocks import activation
+from .ultralytics_depth import DepthModule
 from .ultralytics_heads26 import Heads26
 from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
@@ -27,7 +28,7 @@ REFUSED = {
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
-HEADS = {*DETECTS, *TEXT_HEADS, "Classify", "SemanticSegment"}
+HEADS = {*DETECTS, *TEXT_HEADS, "Classify", "SemanticSegment", "Depth"}
 
 
 def decodes_boxes() -> bool:
@@ -36,7 +37,7 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26, RTDETRModules):
+class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26, RTDETRModules, DepthModule):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.errors import CnnDslError, FileProblem
 from ..graph import ir
 from ..weights.slots import network_slots
+from .ultralytics_depth import calibrated_last, depth_children
 from .ultralytics_heads26 import TRAINING_ONLY
 from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
 from .ultralytics_world import own_last
@@ -105,7 +106,9 @@ def forward_modules(state: dict) -> list[tuple[str, list[str]]]:
             ordered.append((prefix, [key for module, keys in own.items() if _within(module, prefix) for key in keys]))
             return
         after = prefix in own and (
-            all(key.endswith(".gamma") for key in own[prefix]) or own_last(set(node), own[prefix])
+            all(key.endswith(".gamma") for key in own[prefix])
+            or own_last(set(node), own[prefix])
+            or calibrated_last(set(node), own[prefix])
         )  # A2C2f scales its output
         if prefix in own and not after:
             ordered.append((prefix, own[prefix]))
@@ -132,6 +135,9 @@ def _children_in_forward_order(node: dict) -> list[str]:
     for registered, forward in FORWARD_ORDER:
         if set(names) == registered:
             return forward
+    depth = depth_children(node)
+    if depth is not None:
+        return depth
     if {"cv2", "cv3"} <= set(names) and all(n in HEAD_PATHS for n in names):  # Detect, then its one-to-one copy
         order = ("cv2", "cv3"), ("one2one_cv2", "one2one_cv3")
         levels = [

@@ -16,7 +16,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     ),
     "anchors": ("anchors",),
     "merge": ("add", "concat", "maximum", "mul"),
-    "arithmetic": ("sub", "div", "exp"),
+    "arithmetic": ("sub", "div", "exp", "clamp", "calibrate"),
     "boxes": ("boxdecode", "clipboxes", "topk"),
     "layout": ("flatten", "reshape", "permute", "transpose", "split"),
     "channels": ("chunk", "channelshuffle", "identity"),

@@ -1,4 +1,5 @@
-"""Element-wise arithmetic on tensors: subtract and divide (add and mul are joins, merge.py), and exp.
+"""Element-wise arithmetic on tensors: subtract and divide (add and mul are joins, merge.py), exp, clamp, and
+the calibration a · x + b of YOLO26's depth head.
 
 Shapes broadcast as in numpy and torch, aligned from their last axis (the batch not counted); none counts a
 MAC, as add and mul do not (MACs count convolutions and fully connected layers, the torchvision convention).
@@ -9,8 +10,8 @@ from __future__ import annotations
 from ..core.errors import ShapeProblem, ValueProblem
 from .base import OpKind, broadcast, format_shape, real, register
 from .merge import aligned_args, broadcasted, onnx_aligned
-from .tensors import Example
-from .torch_code import Arg, Call, Operation
+from .tensors import BUFFER, ONES, ZEROS, Example, TensorSpec
+from .torch_code import OWN, Arg, Attribute, Call, Operation
 
 
 class _Arithmetic(OpKind):
@@ -93,3 +94,76 @@ class Exp(OpKind):
 
     def onnx(self, attrs, inputs, args, emit):
         return emit.op("Exp", [args[0]])
+
+
+@register
+class Clamp(OpKind):
+    """torch.clamp: every value kept within [low, high], either bound left open by leaving it out, as YOLO26's
+    depth head bounds its log-depth to [-4, 5]."""
+
+    name = "clamp"
+    family = "act"
+    torch_overwritable = True
+    signature = (("low", None), ("high", None))
+    doc = "clamp(low, high): every value kept within [low, high] (either may be left out), as torch.clamp; no MACs"
+    example = Example("clamp(-0.5, 0.5)")
+
+    def resolve(self, attrs, inputs):
+        if attrs["low"] is None and attrs["high"] is None:
+            raise ValueProblem("`clamp` needs a bound", hint="clamp(-4, 5), clamp(low=0) or clamp(high=1)")
+        low, high = (None if attrs[end] is None else real(attrs[end], f"`clamp`'s {end}") for end in ("low", "high"))
+        if low is not None and high is not None and low > high:
+            raise ValueProblem(f"`clamp`'s low {low:g} is above its high {high:g}", hint="give the lower bound first")
+        return {"low": low, "high": high}
+
+    def label(self, attrs):
+        ends = [
+            "−∞" if attrs["low"] is None else f"{attrs['low']:g}",
+            "∞" if attrs["high"] is None else f"{attrs['high']:g}",
+        ]
+        return f"clamp [{ends[0]}, {ends[1]}]"
+
+    def torch_forward(self, attrs, inputs):
+        bounds = tuple((name, attrs[end]) for name, end in (("min", "low"), ("max", "high")) if attrs[end] is not None)
+        return Call("torch", "clamp", (Arg(0),), bounds)
+
+    def onnx(self, attrs, inputs, args, emit):
+        low, high = attrs["low"], attrs["high"]
+        if emit.opset < 11:  # Clip took its bounds as attributes until opset 11
+            bounds = {name: value for name, value in (("min", low), ("max", high)) if value is not None}
+            return emit.op("Clip", [args[0]], **bounds)
+        low_value = "" if low is None else emit.floats("low", low)
+        return emit.op("Clip", [args[0], low_value, *([emit.floats("high", high)] if high is not None else [])])
+
+
+@register
+class Calibrate(OpKind):
+    """a · x + b with a and b one value each, buffers the checkpoint supplies (1 and 0 until it does): the
+    log-affine calibration that Ultralytics' Depth head fits after training and keeps as `cal_a` and `cal_b`."""
+
+    name = "calibrate"
+    family = "act"
+    doc = (
+        "a · x + b, a and b one value each held as buffers (cal_a, cal_b) a checkpoint supplies, 1 and 0 by "
+        "default: the calibration of Ultralytics' depth head; no MACs"
+    )
+    example = Example("calibrate")
+
+    def tensors(self, attrs, inputs):
+        return [TensorSpec("cal_a", (1,), ONES, role=BUFFER), TensorSpec("cal_b", (1,), ZEROS, role=BUFFER)]
+
+    def torch_module(self, attrs, inputs):
+        import torch
+        from torch import nn
+
+        holder = nn.Module()  # the buffers under Ultralytics' names: `<layer>.cal_a`, `<layer>.cal_b`
+        holder.register_buffer("cal_a", torch.ones(1))
+        holder.register_buffer("cal_b", torch.zeros(1))
+        return holder
+
+    def torch_forward(self, attrs, inputs):
+        scaled = Operation("*", (Attribute(OWN, "cal_a"), Arg(0)))
+        return Operation("+", (scaled, Attribute(OWN, "cal_b")))
+
+    def onnx(self, attrs, inputs, args, emit):
+        return emit.op("Add", [emit.op("Mul", [emit.weight("cal_a"), args[0]]), emit.weight("cal_b")])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import ShapeProblem, ValueProblem
-from .base import OpKind, Window, choice, format_shape, pair, register, spatial, whole
+from .base import OpKind, Window, choice, flag, format_shape, pair, register, spatial, whole
 from .tensors import Example
 from .torch_code import Arg, Call
 
@@ -13,13 +13,13 @@ def interpolation_window(mode: str) -> Window:
     return Window((1, 1), (1, 1), mode="linear" if mode == "bilinear" else "nearest")
 
 
-def _interpolate_call(target: tuple[str, object], mode: str) -> Call:
+def _interpolate_call(target: tuple[str, object], mode: str, align_corners: bool = False) -> Call:
     """The torch call of `upsample` and `resize`; `target` is ("scale_factor", 2) or ("size", (h, w))."""
-    corners = (("align_corners", False),) if mode == "bilinear" else ()
+    corners = (("align_corners", align_corners),) if mode == "bilinear" else ()
     return Call("F", "interpolate", (Arg(0),), (target, ("mode", mode), *corners))
 
 
-def _onnx_resize(emit, arg: str, mode: str, scales: str = "", sizes: str = "") -> str:
+def _onnx_resize(emit, arg: str, mode: str, scales: str = "", sizes: str = "", align_corners: bool = False) -> str:
     """ONNX Resize computing what `_interpolate_call` does, by the `scales` or to the `sizes` value given."""
     if emit.opset < 13:  # roi, and scales beside sizes, may be left out from opset 13; before, they are empty tensors
         roi, scales = emit.floats("roi", ()), scales or emit.floats("scales", ())
@@ -27,6 +27,8 @@ def _onnx_resize(emit, arg: str, mode: str, scales: str = "", sizes: str = "") -
         roi = ""
     if mode == "nearest":  # PyTorch's nearest: floor(out_index · in / out)
         options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    elif align_corners:  # the corner pixels of input and output coincide: x_in = x_out · (in - 1) / (out - 1)
+        options = dict(mode="linear", coordinate_transformation_mode="align_corners")
     else:  # half_pixel, not pytorch_half_pixel: PyTorch no longer reads pixel 0 for an output of length 1
         options = dict(mode="linear", coordinate_transformation_mode="half_pixel")
     return emit.op("Resize", [arg, roi, scales, *([sizes] if sizes else [])], **options)
@@ -37,16 +39,22 @@ class Upsample(OpKind):
     name = "upsample"
     family = "pool"
     torch_overwritable = True
-    signature = (("scale", 2), ("mode", "nearest"))
-    doc = "nearest or bilinear upsampling by a whole factor"
-    example = Example("upsample(2, mode=bilinear)", (4, 3, 3))
+    signature = (("scale", 2), ("mode", "nearest"), ("align_corners", False))
+    doc = (
+        "nearest or bilinear upsampling by a whole factor; bilinear with align_corners=true as F.interpolate "
+        "(corner pixels kept, YOLO26's depth head)"
+    )
+    example = Example("upsample(2, mode=bilinear, align_corners=true)", (4, 3, 3))
 
     def resolve(self, attrs, inputs):
         spatial(self, inputs[0])
-        return {
-            "scale": whole(attrs["scale"], "scale factor"),
-            "mode": choice(attrs["mode"], "mode", ("nearest", "bilinear")),
-        }
+        mode = choice(attrs["mode"], "mode", ("nearest", "bilinear"))
+        corners = flag(attrs["align_corners"], "align_corners")
+        if corners and mode != "bilinear":
+            raise ValueProblem(
+                "`upsample` aligns corners only in bilinear mode", hint="upsample(2, mode=bilinear, align_corners=true)"
+            )
+        return {"scale": whole(attrs["scale"], "scale factor"), "mode": mode, "align_corners": corners}
 
     def shape(self, attrs, inputs):
         channels, height, width = inputs[0]
@@ -56,15 +64,16 @@ class Upsample(OpKind):
         return interpolation_window(attrs["mode"])
 
     def label(self, attrs):
-        return f"upsample ×{attrs['scale']}"
+        return f"upsample ×{attrs['scale']}" + " (corners)" * attrs.get("align_corners", False)
 
     def torch_forward(self, attrs, inputs):
-        return _interpolate_call(("scale_factor", attrs["scale"]), attrs["mode"])
+        return _interpolate_call(("scale_factor", attrs["scale"]), attrs["mode"], attrs.get("align_corners", False))
 
     def onnx(self, attrs, inputs, args, emit):
         emit.require(11, "`upsample`")  # Resize with coordinate modes that match PyTorch
         scales = emit.floats("scales", (1, 1, attrs["scale"], attrs["scale"]))
-        return _onnx_resize(emit, args[0], attrs["mode"], scales=scales)
+        corners = attrs.get("align_corners", False)
+        return _onnx_resize(emit, args[0], attrs["mode"], scales=scales, align_corners=corners)
 
 
 @register
