@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +20,6 @@ from cnndsl.backends.torch import standalone_source, write_python
 from cnndsl.backends.torch_source import class_name, python_source
 from cnndsl.core.errors import CnnDslError, NameProblem
 from cnndsl.graph import ir
-
-# One worker runs this file: the module-scoped `generated` fixture writes 83 files (a minute of CPU), once, not
-# once in each of pytest-xdist's workers (scripts/test runs with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("generated")
 
 
 def _import(path, name="generated"):
@@ -108,17 +106,45 @@ def _smallest(name: str):
     return network
 
 
-@pytest.fixture(scope="module")
+class LibraryFiles:
+    """Every library network's `--to python` file at its smallest input, written when a test first asks for it.
+
+    The files go to a folder both pytest-xdist workers share (the text is deterministic and written atomically,
+    so a worker reuses a file the other wrote), which spreads the minute of CPU they cost over both workers
+    instead of holding every test of this file on one."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._loaded: dict[str, tuple] = {}
+
+    def __getitem__(self, name: str) -> tuple:
+        """(the network at its smallest input, the generated module's namespace)."""
+        if name not in self._loaded:
+            network = _smallest(name)
+            path = self.folder / f"{name}.py"
+            if not path.exists():
+                write_python(network, path)
+            self._loaded[name] = (network, _import(path, name))
+        return self._loaded[name]
+
+    def text(self, name: str) -> str:
+        self[name]
+        return (self.folder / f"{name}.py").read_text()
+
+    def every_file(self) -> Path:
+        """The folder, holding every library network's file."""
+        for name in library_networks():
+            self.text(name)
+        return self.folder
+
+
+@pytest.fixture(scope="session")
 def generated(tmp_path_factory):
-    """name -> (network at its smallest input, the generated module's namespace), every library network,
-    with the files in one folder for ruff."""
-    folder = tmp_path_factory.mktemp("generated")
-    result = {}
-    for name in library_networks():
-        network = _smallest(name)
-        path = write_python(network, folder / f"{name}.py")
-        result[name] = (network, _import(path, name))
-    return folder, result
+    basetemp = tmp_path_factory.getbasetemp()  # under pytest-xdist, one folder per worker in a folder of the run
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    folder = shared / "generated"
+    folder.mkdir(exist_ok=True)
+    return LibraryFiles(folder)
 
 
 def _state_shapes(module) -> list:
@@ -127,7 +153,7 @@ def _state_shapes(module) -> list:
 
 def _written(generated, name):
     """The network, its to_torch() module (seeded) and the generated class built with the same weights."""
-    network, namespace = generated[1][name]
+    network, namespace = generated[name]
     reference = network.to_torch(seed=0).eval()
     with torch.device("meta"):
         written = getattr(namespace, type(reference).__name__)()
@@ -158,7 +184,7 @@ def test_generated_module_holds_the_state_dict_and_computes_the_function_of_to_t
 def test_the_generated_module_trains_its_in_place_sums_overwrite_nothing_backward_needs(generated, name):
     """`out += identity` and the in-place activations: autograd refuses a backward through a tensor
     overwritten after it was saved (meta tensors keep the version counters)."""
-    network, namespace = generated[1][name]
+    network, namespace = generated[name]
     with torch.device("meta"):
         written = getattr(namespace, class_name(network.name))().train()
         images = torch.zeros(2, *network.input_shape, requires_grad=True)
@@ -240,7 +266,7 @@ def test_torch_compile_captures_the_generated_module_in_one_graph(generated, nam
     # The selections whose count of boxes depends on the data (nms and Faster R-CNN's) take max_det fixed-shape
     # steps, which dynamo would trace one by one (test_detection exports them): here the network's own code is
     # one graph up to them, and they run eagerly
-    namespace = generated[1][name][1]
+    namespace = generated[name][1]
     looping = any(layer.kind.data_dependent(layer.attrs) for _, layer in ir.layers(network.graph))
     with pytest.MonkeyPatch.context() as patch:
         for function in SELECTIONS & set(vars(namespace)):
@@ -253,7 +279,7 @@ SELECTIONS = {"detections_nms", "level_nms", "roi_detections"}
 
 
 def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
-    folder = generated[0]
+    folder = generated.every_file()
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(folder)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -261,8 +287,8 @@ def test_every_generated_file_passes_ruff_check_and_ruff_format(generated):
 
 # ---- compact: classes, loops, parameters --------------------------------------------------
 def _file(generated, name: str) -> str:
-    """The file the module fixture wrote for a library network (at its smallest input)."""
-    return (generated[0] / f"{name}.py").read_text()
+    """The file written for a library network (at its smallest input)."""
+    return generated.text(name)
 
 
 def test_the_files_of_the_deepest_networks_stay_short(generated):
@@ -329,7 +355,7 @@ def test_resnet50s_file_builds_resnet152_from_its_depths(tmp_path):
 def test_densenet121s_file_builds_densenet201_from_its_block_counts(generated):
     """DenseNet-201's 20,013,928 parameters (Huang et al. 2017, torchvision) from DenseNet-121's class: the
     widths that follow the block counts are written in them, and the function is the library's DenseNet-201."""
-    network, namespace = generated[1]["densenet121"]
+    network, namespace = generated["densenet121"]
     assert network.input_shape == (3, 32, 32)
     _is_the_member(namespace.Densenet121(blocks=(6, 12, 48, 32)), 20_013_928, "densenet201")
 

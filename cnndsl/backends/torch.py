@@ -24,6 +24,7 @@ from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
 from .class_parameters import changed_value, compact_source
+from .meta_norms import ShapeOnlyNorms
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -91,14 +92,20 @@ def standalone_source(network) -> str:
     rebuilds exactly the modules to_torch() builds, also with those parameters changed; else the unrolled
     source. Modules are built on the meta device: the source needs their form, not their weights."""
     root = _meta_modules(network)
+    rebuilt: dict[str, tuple | None] = {}  # finding the kept parameters and checking them expand the same changes
+
+    def rebuild(changes: dict):
+        key = repr(sorted(changes.items()))
+        if key not in rebuilt:
+            rebuilt[key] = _rebuilt(network, changes)
+        return rebuilt[key]
+
     try:
-        code, kept, uses = compact_source(
-            network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
-        )
+        code, kept, uses = compact_source(network, dict(root.named_modules()), rebuild)
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
     text = python_file(network, code, uses, kept)
-    if _rebuilds(text, network, root, kept):
+    if _rebuilds(text, network, root, kept, rebuild):
         return text
     return python_source(network, root)
 
@@ -124,7 +131,7 @@ def _rebuilt(network, changes: dict):
         return None
 
 
-def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
+def _rebuilds(text: str, network, root: nn.Module, kept: dict, rebuild) -> bool:
     """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
     parameter changed, as the network expanded with that change."""
     namespace: dict = {}
@@ -133,16 +140,16 @@ def _rebuilds(text: str, network, root: nn.Module, kept: dict) -> bool:
     cases = [(network, root, {})]
     for name, value in kept.items():
         changed = changed_value(value)
-        rebuilt = _rebuilt(network, {name: changed})
+        rebuilt = rebuild({name: changed})
         if rebuilt is None:
             return False
         cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
     for expected_network, expected, arguments in cases:
         try:
             with torch.device("meta"):
-                written = network_class(**arguments)
-                # in eval mode: a training batch norm runs its decomposition on meta tensors, ten times slower
-                outputs = written.eval()(torch.empty(2, *expected_network.input_shape))
+                written = network_class(**arguments).eval()
+            with ShapeOnlyNorms():  # the forward's meta tensors stay on meta without the device's mode
+                outputs = written(torch.empty(2, *expected_network.input_shape, device="meta"))
         except Exception:  # noqa: BLE001  (any failure means: use the unrolled form)
             return False
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
