@@ -51,6 +51,16 @@ def test_trainable_and_buffer_counts_are_torchvisions(name):
     assert totals["buffers"] == sum(b.numel() for b in model.buffers())
 
 
+def test_the_buffer_total_says_what_the_buffers_hold_and_none_where_there_are_none():
+    """Batch norm's running statistics (8 means, 8 variances, one batch count) and the depth head's calibration
+    (cal_a, cal_b): the values torch's module holds, each named by what it is."""
+    net = cnndsl.parse("network n {\n input 3x8x8\n conv3x3(8), bn, calibrate\n}\n")
+    held = {name: tensor.numel() for name, tensor in net.to_torch().named_buffers()}
+    assert sum(held.values()) == net.summary().totals["buffers"] == 8 + 8 + 1 + 2
+    assert "; buffers: 19 values (76 B, 17 batch-norm running statistics, 2 depth calibration)\n" in str(net.summary())
+    assert "; buffers: none\n" in str(cnndsl.load("lenet5").summary())
+
+
 def _saved_for_backward(module, x) -> int:
     """Bytes autograd keeps for backward, measured: the storages its saved-tensor hooks see, weights left out."""
     weights = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers()]}

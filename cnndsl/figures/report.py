@@ -38,12 +38,17 @@ class Summary:
         graph = network.graph
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers, frozen = [], [], 0, 0
+        buffers_hold: dict[str, int] = {}  # what the buffers are -> their values
         first = ir.network_info(graph).input
         for node, layer, kind, sources, shapes in walk(graph):
             if node == first:
                 continue
             if layer.shares is None:  # `shared(@t)` holds no tensors of its own
-                buffers += kind.buffers(layer.attrs, shapes)
+                held = kind.buffers(layer.attrs, shapes)
+                buffers += held
+                if held:
+                    what = kind.buffers_hold or f"{kind.name} buffers"
+                    buffers_hold[what] = buffers_hold.get(what, 0) + held
                 frozen += count(kind.tensors(layer.attrs, shapes), PARAMETER, trainable=False)
             figures = layer.figures
             layers.append(
@@ -71,6 +76,7 @@ class Summary:
             "trainable_params": t.params - frozen,
             "non_trainable_params": frozen,
             "buffers": buffers,
+            "buffers_hold": buffers_hold,
             "macs": t.macs,
             "flops": t.flops,
             "memory_bytes": activations,
@@ -192,7 +198,7 @@ class Summary:
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
             f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
             f"Trainable params: {t['trainable_params']:,}; non-trainable params: {t['non_trainable_params']:,}; "
-            f"buffers: {t['buffers']:,} values ({format_bytes(t['buffer_bytes'])}, batch-norm running statistics)",
+            f"buffers: {_buffers(t)}",
             f"Training memory, estimated {per}: {format_bytes(training['sgd'])} with SGD, "
             f"{format_bytes(training['sgd-momentum'])} with SGD-momentum, {format_bytes(training['adam'])} with Adam "
             f"(activations kept for backward + weights + gradients + optimizer state)",
@@ -203,6 +209,15 @@ class Summary:
 
     def __str__(self) -> str:
         return self.to_table()
+
+
+def _buffers(totals: dict) -> str:
+    """`53,173 values (207.7 KiB, batch-norm running statistics)`; what each holds where they are of several kinds."""
+    held = totals["buffers_hold"]
+    if not held:
+        return "none"
+    what = next(iter(held)) if len(held) == 1 else ", ".join(f"{count:,} {what}" for what, count in held.items())
+    return f"{totals['buffers']:,} values ({format_bytes(totals['buffer_bytes'])}, {what})"
 
 
 def format_axes(value) -> str:

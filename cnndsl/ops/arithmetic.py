@@ -142,6 +142,7 @@ class Calibrate(OpKind):
     log-affine calibration that Ultralytics' Depth head fits after training and keeps as `cal_a` and `cal_b`."""
 
     name = "calibrate"
+    buffers_hold = "depth calibration"
     family = "act"
     doc = (
         "a · x + b, a and b one value each held as buffers (cal_a, cal_b) a checkpoint supplies, 1 and 0 by "

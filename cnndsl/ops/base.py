@@ -70,6 +70,7 @@ class OpKind:
     drawn_as_join: bool = False  # a diagram draws its sign (⊕, ∥, ⊗) in a small circle or oval, not a box
     onnx_newest: int | None = None  # the newest opset whose version of its operator onnxruntime runs (RoiAlign-16
     # up to opset 21, not RoiAlign-22): the default opset stays at or below it
+    buffers_hold: str = ""  # what its buffers are, for the summary's total (batch-norm running statistics)
     called_by_name: bool = True  # False for the input, which only the `input` statement makes
     ranks: tuple[int, ...] | None = None  # the ranks of input it takes (the batch not counted); None: any
     doc: str = ""

@@ -11,6 +11,7 @@ from .torch_code import OWN, Arg, Attribute, Index, Method, Operation, applied
 @register
 class BatchNorm(OpKind):
     name = "bn"
+    buffers_hold = "batch-norm running statistics"
     family = "norm"
     torch_overwritable = True
     signature = (("eps", 1e-5), ("momentum", 0.1))

@@ -37,6 +37,7 @@ class RTDETRDecoderKind(OpKind):
     """levels -> queries × (4 + classes): boxes (cx, cy, w, h as fractions of the input) beside sigmoid scores."""
 
     name = "rtdetrdecoder"
+    buffers_hold = "batch-norm running statistics"
     family = "other"
     takes_taps = True
     tap_edge = "concat"

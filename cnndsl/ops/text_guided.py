@@ -78,6 +78,7 @@ class TextEmbed(OpKind):
     checkpoint supplies, not learned, repeated along the input's batch."""
 
     name = "textembed"
+    buffers_hold = "class text embeddings"
     family = "io"
     tap_values = False  # it reads its input's batch size only
     signature = (("classes", REQUIRED), ("dims", 512))
