@@ -218,13 +218,15 @@ def _checked_opset(opset: int | None) -> int:
 
 
 def emit_nodes(network, emitter: Emitter) -> dict[int, str]:
-    """Each IR node's rule, in node order; returns the value that holds each node's output."""
+    """Each IR node's rule, in node order; returns the value that holds each node's output. The model is the
+    eval forward: the layers only `train output`s need are left out, as are their tensors."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}
     values = {ir.network_info(graph).input: network.input_name}
     emitter.used.add(network.input_name)
+    training = ir.training_only(graph)
     for node, layer, kind, sources, shapes in walk(graph):
-        if node in values:
+        if node in values or node in training:
             continue
         arguments = [values[source] for source in sources]
         try:

@@ -52,7 +52,7 @@ def build_module(
         raise ValueProblem(f"unknown initialisation `{init}`", hint=f"choose one of {', '.join(INITS)}")
     if weights is not None and strict:
         root = _loaded(network, weights, init != "default" or zero_init_residual or seed is not None)
-        return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+        return graph_module(network, root)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
@@ -63,7 +63,7 @@ def build_module(
             _zero_residual_norms(network.graph, root)
     if weights is not None:
         load_into(root, network, weights, strict=False)
-    return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+    return graph_module(network, root)
 
 
 def _loaded(network, weights, initialising: bool) -> nn.Module:
@@ -92,6 +92,8 @@ def standalone_source(network) -> str:
     rebuilds exactly the modules to_torch() builds, also with those parameters changed; else the unrolled
     source. Modules are built on the meta device: the source needs their form, not their weights."""
     root = _meta_modules(network)
+    if ir.network_info(network.graph).train_outputs:
+        return python_source(network, root)  # `if self.training:` is written in the unrolled form only
     rebuilt: dict[str, tuple | None] = {}  # finding the kept parameters and checking them expand the same changes
 
     def rebuild(changes: dict):
@@ -112,8 +114,7 @@ def standalone_source(network) -> str:
 
 def meta_forward(network) -> fx.GraphModule:
     """The network's forward with its modules on the meta device: shapes without values or weights."""
-    root = _meta_modules(network)
-    return fx.GraphModule(root, forward_graph(network, root), class_name(network.name))
+    return graph_module(network, _meta_modules(network))
 
 
 def _meta_modules(network) -> nn.Module:
@@ -274,19 +275,53 @@ def _zero_residual_norms(graph: nx.DiGraph, root: nn.Module) -> None:
 
 
 # ---- forward --------------------------------------------------------------------
-def forward_graph(network, root: nn.Module) -> fx.Graph:
+def graph_module(network, root: nn.Module) -> fx.GraphModule:
+    """The GraphModule of the network's forward over `root`'s modules; with `train output`s, a `TrainingOutputs`."""
+    name = class_name(network.name)
+    if not ir.network_info(network.graph).train_outputs:
+        return fx.GraphModule(root, forward_graph(network, root), name)
+    module = TrainingOutputs(root, forward_graph(network, root, training=True), name)  # holds every module
+    module.graph = forward_graph(network, root)  # its own forward: the eval one, which leaves them out
+    module.__dict__["training_forward"] = fx.GraphModule(module, forward_graph(network, root, training=True), name)
+    return module
+
+
+class TrainingOutputs(fx.GraphModule):
+    """A network with `train output`s: in eval mode its forward is the eval graph (`.code`, export, ONNX); in
+    training mode it runs `training_forward`, a second graph over the same modules that returns the tuple
+    (eval outputs..., train outputs...). The second graph is kept out of the module tree, so the state_dict is
+    the network's, each tensor once."""
+
+    def recompile(self):
+        generated = super().recompile()
+        evaluating = type(self).forward  # GraphModule writes each instance's forward on its own class
+
+        def forward(self, *args):
+            if self.training:
+                return self.__dict__["training_forward"](*args)
+            return evaluating(self, *args)
+
+        type(self).forward = forward
+        return generated
+
+
+def forward_graph(network, root: nn.Module, training: bool = False) -> fx.Graph:
     """The forward as an fx graph: each node's expression (`torch_forward`, or its in-place form) applied to proxies.
+    The eval forward leaves out the layers only `train output`s need; the `training` one returns those outputs too,
+    after the eval ones, always as a tuple.
 
     Each IR node's result carries `meta["cnndsl_node"]` (its id) for passes such as shape propagation.
     """
     graph = network.graph
+    info = ir.network_info(graph)
+    skipped = set() if training else ir.training_only(graph)
     code = fx.Graph()
     tracer = _NamingTracer(code)
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
     values = {ir.network_info(graph).input: tracer.create_proxy("placeholder", input_name(network), (), {})}
     for node, layer, _, sources, _ in walk(graph):
-        if node in values:
+        if node in values or node in skipped:
             continue
         tracer.node_name = layer.name.replace(".", "_")
         own, held = None, ir.layer(graph, ir.owner(graph, node)).name  # `shared(@t)` uses the module of t
@@ -297,8 +332,9 @@ def forward_graph(network, root: nn.Module) -> fx.Graph:
         arguments = [values[source] for source in sources]
         values[node] = evaluated(forward_tree(graph, node), arguments, own, NAMESPACES)
         values[node].node.meta["cnndsl_node"] = node
-    results = tuple(values[node].node for _, node in ir.network_info(graph).outputs)
-    code.output(results[0] if len(results) == 1 else results)
+    returned = info.outputs + info.train_outputs if training else info.outputs
+    results = tuple(values[node].node for _, node in returned)
+    code.output(results[0] if len(results) == 1 and not training else results)
     return code
 
 

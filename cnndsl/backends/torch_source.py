@@ -286,37 +286,52 @@ def _is_default(value: ast.expr, parameter: inspect.Parameter) -> bool:
 
 
 def _forward_lines(network, owned: set[str]) -> list[str]:
+    """The forward's body; the layers only `train output`s need go last, under `if self.training:`, which returns
+    the eval outputs and then the train outputs."""
     graph = network.graph
     uses = {node: graph.out_degree(node) for node in graph}
     info = ir.network_info(graph)
-    for _, node in info.outputs:
+    for _, node in info.outputs + info.train_outputs:
         uses[node] += 1  # outputs stay alive until the return
     first = info.input
     names = {first: input_name(network)}
     live = Namespace()
     live.fresh(names[first])
     lines = [f"    def forward(self, {names[first]}):"]
-    group = ()
-    for node, layer, _, sources, _ in walk(graph):
-        if node == first:
+    training = ir.training_only(graph)
+    group: tuple = ()
+    for node, layer, *_ in walk(graph):
+        if node == first or node in training:
             continue
         if layer.group != group:
             lines += _group_comment(graph, group, layer.group)[len(lines) == 1 :]  # no blank line after `def`
             group = layer.group
-        held = ir.layer(graph, ir.owner(graph, node)).name  # `shared(@t)` calls the module of t
-        module = module_path("self", held) if held in owned else None
-        expression = forward_expression(graph, node, [names[source] for source in sources], module)
-        for source in sources:
-            uses[source] -= 1
-            if uses[source] == 0:
-                live.release(names[source])
-        names[node] = live.fresh(value_name(layer.tap))
-        if not uses[node]:
-            live.release(names[node])
-        lines.append(f"        {names[node]} = {expression}")
+        lines.append(f"        {_assignment(graph, node, owned, names, uses, live)}")
     results = [names[node] for _, node in info.outputs]
+    if training:
+        lines.append("        if self.training:")
+        for node in sorted(training):
+            lines.append(f"            {_assignment(graph, node, owned, names, uses, live)}")
+        returned = results + [names[node] for _, node in info.train_outputs]
+        lines.append(f"            return {', '.join(returned)}")
     lines.append(f"        return {', '.join(results)}")
     return lines
+
+
+def _assignment(graph, node: int, owned: set[str], names: dict, uses: dict, live: Namespace) -> str:
+    """`name = expression` of the node; names its inputs no longer need are released for reuse."""
+    layer, sources = ir.layer(graph, node), inputs_of(graph, node)
+    held = ir.layer(graph, ir.owner(graph, node)).name  # `shared(@t)` calls the module of t
+    module = module_path("self", held) if held in owned else None
+    expression = forward_expression(graph, node, [names[source] for source in sources], module)
+    for source in sources:
+        uses[source] -= 1
+        if uses[source] == 0:
+            live.release(names[source])
+    names[node] = live.fresh(value_name(layer.tap))
+    if not uses[node]:
+        live.release(names[node])
+    return f"{names[node]} = {expression}"
 
 
 def forward_expression(graph, node: int, args: list[str], module: str | None) -> str:
@@ -338,7 +353,8 @@ def overwritable(graph, node: int) -> bool:
     """The node's value may be overwritten by the layer that reads it: a fresh tensor that backward does
     not keep (not its input passed on, as by an `add` of one input), with one reader and not an output
     (as torchvision's in-place ReLU and `out += identity`)."""
-    outputs = {output for _, output in ir.network_info(graph).outputs}
+    info = ir.network_info(graph)
+    outputs = {output for _, output in info.outputs + info.train_outputs}
     layer, sources = ir.layer(graph, node), inputs_of(graph, node)
     kind = layer.kind
     if not kind.torch_overwritable or graph.out_degree(node) != 1 or node in outputs:

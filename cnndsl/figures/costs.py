@@ -23,10 +23,13 @@ BYTES_PER_VALUE = 4  # float32
 
 
 class Totals(FrozenRecord):
-    __slots__ = ("params", "macs", "memory_bytes", "param_bytes")
+    """`params` counts every layer; `eval_params`, `macs` and `memory_bytes` the eval forward's, which leaves out
+    the layers only a `train output` needs (as Ultralytics' `model.info()` and thop count the eval forward)."""
 
-    def __init__(self, params: int, macs: int, memory_bytes: int, param_bytes: int) -> None:
-        self._set(params, macs, memory_bytes, param_bytes)
+    __slots__ = ("params", "macs", "memory_bytes", "param_bytes", "eval_params")
+
+    def __init__(self, params: int, macs: int, memory_bytes: int, param_bytes: int, eval_params: int) -> None:
+        self._set(params, macs, memory_bytes, param_bytes, eval_params)
 
     @property
     def flops(self) -> int:
@@ -120,7 +123,8 @@ OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}  # values kept per p
 def saved_activations(graph: nx.DiGraph) -> int:
     """Values backward keeps per image (an estimate): what each layer's kind says it keeps (`backward_keeps`
     outputs), except for layers the torch backend runs in place over an input nothing else reads."""
-    outputs = {output for _, output in ir.network_info(graph).outputs}
+    info = ir.network_info(graph)
+    outputs = {output for _, output in info.outputs + info.train_outputs}
     total = 0
     for _, layer, kind, sources, _ in walk(graph):
         in_place = (
@@ -142,13 +146,15 @@ def training_bytes(saved: int, params: int, batch: int, dtype: str, optimizer: s
 
 
 def totals(graph: nx.DiGraph) -> Totals:
-    figures = [layer.figures for _, layer in ir.layers(graph)]
-    params = sum(each.params for each in figures)
+    training = ir.training_only(graph)
+    figures = [layer.figures for node, layer in ir.layers(graph) if node not in training]
+    eval_params = sum(each.params for each in figures)
+    params = eval_params + sum(ir.layer(graph, node).figures.params for node in training)
     macs = sum(each.macs for each in figures)
     memory = (
         sum(each.memory_bytes for each in figures) - ir.layer(graph, ir.network_info(graph).input).figures.memory_bytes
     )
-    return Totals(params, macs, memory, params * BYTES_PER_VALUE)
+    return Totals(params, macs, memory, params * BYTES_PER_VALUE, eval_params)
 
 
 def scalar(value) -> int | float | list | None:

@@ -39,7 +39,7 @@ class Summary:
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers, frozen = [], [], 0, 0
         buffers_hold: dict[str, int] = {}  # what the buffers are -> their values
-        first = ir.network_info(graph).input
+        first, training = ir.network_info(graph).input, ir.training_only(graph)
         for node, layer, kind, sources, shapes in walk(graph):
             if node == first:
                 continue
@@ -68,11 +68,14 @@ class Summary:
             labels.append(ir.label(graph, node))
             if kind.data_dependent(layer.attrs):
                 layers[-1]["data_dependent"] = kind.data_dependent(layer.attrs)
+            if node in training:
+                layers[-1]["training_only"] = True  # run only by the training forward (`train output`)
         t = network.totals
-        activations = sum(layer["memory_bytes"] for layer in layers)
+        activations = sum(layer["memory_bytes"] for layer in layers if "training_only" not in layer)
         saved = saved_activations(graph)
         totals = {
             "params": t.params,
+            "eval_params": t.eval_params,
             "trainable_params": t.params - frozen,
             "non_trainable_params": frozen,
             "buffers": buffers,
@@ -120,7 +123,7 @@ class Summary:
         lines = ["| layer | op | output | params | MACs | memory | RF |", "|---|---|---|---:|---:|---:|---:|"]
         for layer, label in zip(self.layers, self.labels):
             lines.append(
-                f"| {layer['name']} | {label} | {format_shape(layer['shape'])} | {layer['params']:,} "
+                f"| {layer['name']} | {_marked(layer, label)} | {format_shape(layer['shape'])} | {layer['params']:,} "
                 f"| {layer['macs']:,} | {format_bytes(layer['memory_bytes'])} | {format_axes(layer['rf'])} |"
             )
         lines += ["", *(f"- {line}" for line in self._total_lines())]
@@ -163,7 +166,7 @@ class Summary:
         for layer, label in zip(self.layers, self.labels):
             parts = layer["group"].split(".") if layer["group"] else []
             if self.depth is None or len(parts) <= self.depth:
-                rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {label}"})
+                rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {_marked(layer, label)}"})
                 continue
             path = ".".join(parts[: self.depth + 1])
             if path not in folded:
@@ -192,9 +195,11 @@ class Summary:
         varying = [
             f"Data-dependent: {row['name']}: {row['data_dependent']}" for row in self.layers if "data_dependent" in row
         ]
+        training_only = t["params"] - t["eval_params"]
+        eval_forward = f"; eval forward: {t['eval_params']:,} ({training_only:,} training only)" * bool(training_only)
         return [
             *varying,
-            f"Params: {t['params']:,} ({format_bytes(t['param_bytes'])} as {self.dtype})",
+            f"Params: {t['params']:,} ({format_bytes(t['param_bytes'])} as {self.dtype}){eval_forward}",
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
             f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
             f"Trainable params: {t['trainable_params']:,}; non-trainable params: {t['non_trainable_params']:,}; "
@@ -218,6 +223,11 @@ def _buffers(totals: dict) -> str:
         return "none"
     what = next(iter(held)) if len(held) == 1 else ", ".join(f"{count:,} {what}" for what, count in held.items())
     return f"{totals['buffers']:,} values ({format_bytes(totals['buffer_bytes'])}, {what})"
+
+
+def _marked(layer: dict[str, Any], label: str) -> str:
+    """A layer's label in the table, marked where only the training forward runs it."""
+    return f"{label} (training only)" if layer.get("training_only") else label
 
 
 def format_axes(value) -> str:

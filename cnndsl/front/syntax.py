@@ -277,10 +277,12 @@ class If(Stmt):
 
 
 class Output(Stmt):
-    __slots__ = ("taps",)
+    """`output @a, @b`; with `training`, `train output @c`: outputs only the training forward returns."""
 
-    def __init__(self, pos: SourcePos, taps: list[TapRef]) -> None:
-        self.pos, self.taps = pos, taps
+    __slots__ = ("taps", "training")
+
+    def __init__(self, pos: SourcePos, taps: list[TapRef], training: bool = False) -> None:
+        self.pos, self.taps, self.training = pos, taps, training
 
 
 # ---- top level ---------------------------------------------------------------

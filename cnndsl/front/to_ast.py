@@ -105,6 +105,9 @@ class ToAst(Transformer):
     def output_stmt(self, keyword, *taps):
         return ast.Output(self._tok(keyword), list(taps))
 
+    def train_output_stmt(self, keyword, _output, *taps):
+        return ast.Output(self._tok(keyword), list(taps), training=True)
+
     def labeled(self, label, item):
         return ast.Labeled(self._tok(label), str(label), item)
 

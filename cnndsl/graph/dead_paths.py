@@ -8,15 +8,12 @@ from __future__ import annotations
 import networkx as nx
 
 from ..core.errors import SourceWarning
-from .ir import NetworkInfo, input_shapes, layer
+from .ir import NetworkInfo, computed_from, input_shapes, layer
 
 
 def dead_path_warnings(graph: nx.DiGraph, info: NetworkInfo) -> list[SourceWarning]:
     """One warning per first layer of a path that reaches no output, with the layers and parameters behind it."""
-    alive = {node for _, node in info.outputs}  # and every node they are computed from:
-    for node in sorted(graph.nodes, reverse=True):  # ids are a topological order, so inputs come later here
-        if node in alive:
-            alive.update(graph.predecessors(node))
+    alive = computed_from({node for _, node in info.outputs + info.train_outputs}, graph)
     dead = [node for node in sorted(graph.nodes) if node not in alive and node != info.input]
     claimed: set[int] = set()
     warnings = []

@@ -56,6 +56,7 @@ class Expander(Calls, Joins, ControlFlow, Points, Sharing):
         self.steps_left = self.steps
         self.errors: list[CnnDslError] | None = None  # a list: record each statement's error and go on (check)
         self.warnings: list[SourceWarning] = builder.info.warnings
+        self.train_output_at: SourcePos | None = None  # the first `train output`, for an error about it
         self.single_layers: set[int] = set()  # nodes labelled as one layer (`head: conv3x3(64)`): `shared` may use them
 
     # ---- the tensor being built -------------------------------------------------
@@ -229,6 +230,12 @@ def _expand(
             "add `input 3x224x224` as its first line, or pass --input",
         )
     if not info.outputs:
+        if info.train_outputs:
+            raise NameProblem(
+                "a network with a `train output` names its eval outputs too",
+                expander.train_output_at,
+                "add `output @a` for what the network returns in eval mode",
+            )
         info.outputs.append(("output", expander.cursor))
     graph = builder.finish()
     info.warnings.extend(dead_path_warnings(graph, info))

@@ -68,7 +68,10 @@ class Points:
         self.layers[self.cursor].tap = stmt.label
 
     def _Output(self, stmt: ast.Output, frame: Frame) -> None:
-        outputs = self.info.outputs
+        info = self.info
+        outputs = info.train_outputs if stmt.training else info.outputs
+        if stmt.training and self.train_output_at is None:
+            self.train_output_at = stmt.pos
         for tap_ref in stmt.taps:
             tap = self.evaluate(tap_ref, frame.env)
             node = self._tap(tap, frame)
@@ -78,6 +81,13 @@ class Points:
                 name += f"_{self._block_frame(calls, frame, tap).turns[label].index(node)}"
             if any(taken == name for taken, _ in outputs):
                 raise NameProblem(f"`{tap!r}` is already an output", tap.pos)
+            other = info.outputs if stmt.training else info.train_outputs
+            if any(taken == name or held == node for taken, held in other):
+                raise NameProblem(
+                    f"`{tap!r}` is already {'an eval' if stmt.training else 'a training-only'} output",
+                    tap.pos,
+                    "a tensor is returned either always (`output`) or only in training (`train output`), not both",
+                )
             outputs.append((name, node))
 
     def _tap(self, tap: Tap, frame: Frame) -> int:

@@ -150,10 +150,11 @@ class Group(FrozenRecord):
 
 
 class NetworkInfo(Record):
-    """The network as a whole: name, source file, input node, outputs [(name, node)], groups by path, its
-    parameter values as bound (`param_values`) and as text (`params`), and the warnings expansion gave."""
+    """The network as a whole: name, source file, input node, outputs [(name, node)], the outputs only training
+    returns (`train_outputs`, same form), groups by path, its parameter values as bound (`param_values`) and as
+    text (`params`), and the warnings expansion gave."""
 
-    __slots__ = ("name", "file", "params", "param_values", "input", "outputs", "groups", "warnings")
+    __slots__ = ("name", "file", "params", "param_values", "input", "outputs", "train_outputs", "groups", "warnings")
 
     def __init__(
         self,
@@ -165,8 +166,10 @@ class NetworkInfo(Record):
         outputs: list[tuple[str, int]] | None = None,
         groups: dict[Path, Group] | None = None,
         warnings: list[SourceWarning] | None = None,
+        train_outputs: list[tuple[str, int]] | None = None,
     ) -> None:  # None: a new empty dict or list
         self.name, self.file, self.input = name, file, input
+        self.train_outputs = [] if train_outputs is None else train_outputs
         self.params, self.param_values = {} if params is None else params, {} if param_values is None else param_values
         self.outputs, self.groups = [] if outputs is None else outputs, {} if groups is None else groups
         self.warnings = [] if warnings is None else warnings
@@ -193,6 +196,25 @@ def edge(graph: nx.DiGraph, source: int, target: int) -> Edge:
 def network_info(graph: nx.DiGraph) -> NetworkInfo:
     """The graph's record."""
     return graph.graph["network"]
+
+
+def training_only(graph: nx.DiGraph) -> set[int]:
+    """The nodes only the training forward computes: those a `train output` is computed from that no output is
+    computed from (a path that reaches no output at all is neither, and is run as before)."""
+    info = network_info(graph)
+    if not info.train_outputs:
+        return set()
+    evaluated = computed_from({node for _, node in info.outputs}, graph)
+    return computed_from({node for _, node in info.train_outputs}, graph) - evaluated
+
+
+def computed_from(ends: set[int], graph: nx.DiGraph) -> set[int]:
+    """`ends` and every node they are computed from."""
+    found = set(ends)
+    for node in sorted(graph.nodes, reverse=True):  # ids are a topological order, so inputs come later here
+        if node in found:
+            found.update(graph.predecessors(node))
+    return found
 
 
 class GroupScope(Record):
