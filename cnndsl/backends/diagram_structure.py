@@ -62,6 +62,7 @@ class Box:
     node: int | None = None  # the IR node for layer, input and output boxes
     run: Run | None = None  # the groups a collapsed box stands for
     name: str = ""  # an output's name
+    training: bool = False  # a `train output`: drawn dashed, marked "training only"
 
 
 @dataclass
@@ -225,7 +226,8 @@ class _Builder:
         self.graph = graph
         self.depth = depth
         self.expand = expand
-        self.outputs = {node for _, node in ir.network_info(graph).outputs}
+        info = ir.network_info(graph)
+        self.outputs = {node for _, node in info.outputs + info.train_outputs}
         self.sources = {node: inputs_of(graph, node) for node in graph.nodes}
         self.stands_for: dict[int, int] = {}  # node in a later repeat -> node in the one before
         self.instance: dict[int, list[tuple[int, int]]] = {}  # node -> [(run id, instance index)]
@@ -243,6 +245,8 @@ class _Builder:
             members.extend(self._members(root, level=0))
         for index, (name, node) in enumerate(ir.network_info(self.graph).outputs):
             members.append(Box(f"output{index}", "output", node=node, name=name))
+        for index, (name, node) in enumerate(ir.network_info(self.graph).train_outputs):
+            members.append(Box(f"train_output{index}", "output", node=node, name=name, training=True))
         return Diagram(
             ir.network_info(self.graph).name,
             members,
@@ -301,6 +305,8 @@ class _Builder:
         links = [Link(tail, head, kind, _other_path(drawn, order, tail, head)) for (tail, head), kind in kinds.items()]
         for index, (_, node) in enumerate(ir.network_info(self.graph).outputs):
             links.append(Link(self._drawn_edge(node, node)[0], f"output{index}", "sequence"))
+        for index, (_, node) in enumerate(ir.network_info(self.graph).train_outputs):
+            links.append(Link(self._drawn_edge(node, node)[0], f"train_output{index}", "sequence"))
         return links
 
     def _drawn_edge(self, source: int, head: int) -> tuple[str, str] | None:

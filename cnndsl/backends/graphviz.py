@@ -229,6 +229,7 @@ class _Painter:
         self.shapes = shapes
         self.cost = cost
         self.families: set[str] = set()
+        self.training = ir.training_only(graph)  # drawn dashed: only the training forward runs them
 
     def draw(self, dot: graphviz.Digraph, members: list, level: int, framed: bool = True) -> None:
         """Members as nodes and clusters; inside a branch path drawn open nothing is framed (`framed`), as papers
@@ -278,9 +279,10 @@ class _Painter:
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
         if box.role == "output":
+            marked = faint(" (training only)") if box.training else ""
             dot.node(
                 box.id,
-                html_label(f"{escaped(box.name)} {escaped(format_shape(layer.shape))}"),
+                html_label(f"{escaped(box.name)} {escaped(format_shape(layer.shape))}{marked}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
@@ -301,6 +303,8 @@ class _Painter:
         head = escaped(ir.label(self.graph, box.node))
         details = self.details([box.node], layer.shape)
         attributes = {"fillcolor": fill, "color": border, "tooltip": graphviz.escape(layer.name), "class": family}
+        if box.node in self.training:
+            attributes.update(style="rounded,filled,dashed", tooltip=graphviz.escape(f"{layer.name} (training only)"))
         if kind.drawn_as_join and (tap or len(head) > 1):  # a named join (`d4:`) or a longer sign (`× 0.5`): a small
             # oval, the text inside where no edge crosses it
             dot.node(
