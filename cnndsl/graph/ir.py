@@ -200,12 +200,16 @@ def network_info(graph: nx.DiGraph) -> NetworkInfo:
 
 def training_only(graph: nx.DiGraph) -> set[int]:
     """The nodes only the training forward computes: those a `train output` is computed from that no output is
-    computed from (a path that reaches no output at all is neither, and is run as before)."""
+    computed from, and what reads them (a path that reaches no output at all from the eval forward runs as before)."""
     info = network_info(graph)
     if not info.train_outputs:
         return set()
     evaluated = computed_from({node for _, node in info.outputs}, graph)
-    return computed_from({node for _, node in info.train_outputs}, graph) - evaluated
+    training = computed_from({node for _, node in info.train_outputs}, graph) - evaluated
+    for node in sorted(graph.nodes):  # a topological order
+        if node not in evaluated and any(source in training for source in graph.predecessors(node)):
+            training.add(node)
+    return training
 
 
 def computed_from(ends: set[int], graph: nx.DiGraph) -> set[int]:

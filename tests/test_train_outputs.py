@@ -1,0 +1,144 @@
+"""`train output @a`: layers that exist (weights, parameters, checkpoints) but that only the training forward
+computes. Expected values are hand counts and torch.nn.functional / onnxruntime computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnndsl
+
+HEADS = """network seg {
+    input 3x32x32
+    conv3x3(8), f: relu
+    gap, logits: fc(10)
+    @f
+    conv1x1(5), sem: bn
+    output @logits
+    train output @sem
+}
+"""
+EVAL_ONLY = HEADS.replace("    train output @sem\n", "")  # the same layers, `sem` a path that reaches no output
+
+# by hand: conv3x3 3->8: 8*3*9 + 8; fc 8->10: 8*10 + 10; conv1x1 8->5: 5*8 + 5; bn(5): weight and bias
+EVAL_PARAMS = (8 * 3 * 9 + 8) + (8 * 10 + 10)
+TRAINING_PARAMS = (5 * 8 + 5) + 2 * 5
+EVAL_MACS = 8 * 27 * 32 * 32 + 8 * 10  # the 1x1 convolution's 5*8*32*32 are left out
+
+
+@pytest.fixture(scope="module")
+def net():
+    return cnndsl.parse(HEADS)
+
+
+def _reference(x: torch.Tensor, sd: dict, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network by torch.nn.functional: the logits, and the training-only head."""
+    f = F.relu(F.conv2d(x, sd["conv1.weight"], sd["conv1.bias"], padding=1))
+    logits = F.linear(f.mean((2, 3)), sd["fc.weight"], sd["fc.bias"])
+    sem = F.conv2d(f, sd["conv2.weight"], sd["conv2.bias"])
+    mean, var = sd["bn.running_mean"].clone(), sd["bn.running_var"].clone()
+    sem = F.batch_norm(sem, mean, var, sd["bn.weight"], sd["bn.bias"], training=training)
+    return logits, sem
+
+
+def test_params_count_every_layer_while_macs_and_memory_are_the_eval_forward(net):
+    assert net.params == EVAL_PARAMS + TRAINING_PARAMS == 369
+    assert net.totals.eval_params == EVAL_PARAMS
+    assert net.macs == EVAL_MACS
+    # float32 outputs of conv, relu (8x32x32 each), gap (8) and fc (10); not the 5x32x32 of conv2 and bn
+    assert net.totals.memory_bytes == 4 * (2 * 8 * 32 * 32 + 8 + 10)
+    summary = net.summary()
+    assert summary.totals["memory_bytes"] == net.totals.memory_bytes
+    table = str(summary)
+    assert "conv2: conv 1×1, 5 (training only)" in table and "bn: bn (training only)" in table
+    assert "relu: relu     " in table  # an eval layer is not marked
+    assert f"Params: 369 (1.4 KiB as float32); eval forward: {EVAL_PARAMS} (55 training only)" in table
+    assert "eval forward" not in str(cnndsl.parse(EVAL_ONLY).summary())
+
+
+def test_check_strict_counts_a_train_output_as_reached(net):
+    assert net.warnings == []
+    (unreached,) = cnndsl.parse(EVAL_ONLY).warnings
+    assert "begins a path that reaches no output" in unreached.message
+
+
+def test_eval_returns_the_eval_outputs_and_train_adds_the_train_outputs_after_them(net):
+    module = net.to_torch(seed=0)
+    sd = {key: value.clone() for key, value in module.state_dict().items()}
+    assert list(sd) == [
+        "conv1.weight",
+        "conv1.bias",
+        "fc.weight",
+        "fc.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
+    ]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        evaluated = module.eval()(x)
+        assert "conv2" not in module.code and "bn" not in module.code  # the eval forward does not run them
+        expected_logits, _ = _reference(x, sd, training=False)
+        torch.testing.assert_close(evaluated, expected_logits, rtol=1e-5, atol=1e-6)
+        # today's module (the head a path that reaches no output) gives the same eval output
+        today = cnndsl.parse(EVAL_ONLY).to_torch(weights=sd).eval()
+        torch.testing.assert_close(today(x), evaluated, rtol=0, atol=0)
+        assert torch.equal(module.state_dict()["bn.running_mean"], sd["bn.running_mean"])  # untouched in eval
+        logits, sem = module.train()(x)
+    expected_logits, expected_sem = _reference(x, sd, training=True)
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sem, expected_sem, rtol=1e-5, atol=1e-5)
+    assert int(module.state_dict()["bn.num_batches_tracked"]) == 1  # the training forward ran the head's BN
+
+
+def test_weights_load_into_the_training_only_layers(net):
+    source = net.to_torch(seed=3).state_dict()
+    module = net.to_torch(weights=source)
+    assert all(torch.equal(module.state_dict()[key], value) for key, value in source.items())
+    assert not torch.equal(net.to_torch(seed=4).state_dict()["conv2.weight"], source["conv2.weight"])
+
+
+def test_python_source_runs_the_head_under_self_training(net):
+    module = net.to_torch(seed=0)
+    from cnndsl.backends.torch import standalone_source
+
+    text = standalone_source(net)  # what `cnndsl compile --to python` writes
+    assert "        if self.training:\n" in text
+    namespace: dict = {}
+    exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the source just generated)
+    written = namespace["Seg"]()
+    written.load_state_dict(module.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(written.eval()(x), module.eval()(x), rtol=0, atol=0)
+        for got, expected in zip(written.train()(x), module.train()(x), strict=True):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_onnx_is_the_eval_forward(net):
+    ort = pytest.importorskip("onnxruntime")
+    module = net.to_torch(seed=0).eval()
+    model = net.to_onnx(weights=module.state_dict())
+    assert [tensor.name for tensor in model.graph.initializer] == ["conv1.weight", "conv1.bias", "fc.weight", "fc.bias"]
+    assert [output.name for output in model.graph.output] == ["logits"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, module(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_diagram_draws_the_training_only_layers_dashed(net):
+    from cnndsl.backends.graphviz import to_digraph
+
+    dot = to_digraph(net).source
+    dashed = [line for line in dot.splitlines() if "rounded,filled,dashed" in line]
+    assert len(dashed) == 2 and "conv 1×1, 5" in dashed[0] and "<i>sem:</i> bn" in dashed[1]
+    assert 'train_output0 [label=<sem 5×32×32<font color="#555555" point-size="9"> (training only)</font>>' in dot
+    assert "-> train_output0" in dot
