@@ -76,6 +76,8 @@ def convert(text: str, file: str) -> str:
         else:
             body = prefix + (f"({written.text})" if " x " in written.text else written.text)
         statements.append(Statement(body, row.index, row.index, label, bool(jump) or row.index == head_start))
+    last = rows[-1].index  # the head's training-only modules (YOLO26's heads: ultralytics_heads26)
+    statements += [Statement(part, last, last, None, True) for part in converter.training_parts]
     if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
         statements = with_text(statements)
     return _text(model, converter, statements, outputs)
@@ -166,6 +168,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         )
     elif outputs:
         lines.append(f"    output {', '.join(outputs)}")
+    if converter.train_outputs:  # a head row's own output is the eval output (SemanticSegment)
+        lines += [f"    output @l{model.rows[-1].index}"] * (not outputs)
+        lines.append(f"    train output {', '.join(converter.train_outputs)}")
     lines.append("}")
     if scales:
         lines.append("")

@@ -7,10 +7,12 @@ the first's width by a 1x1 Conv, resized nearest by 2, 4, ... and added to it, t
 Pose26's keypoint path is two 3x3 Conv as wide as `max(ch0 / 4, keypoints * (dims + 2))` and a 1x1
 convolution, its keypoints decoded as offsets from the anchor's centre (`kptdecode(centred=true)`).
 
-Left out, as Ultralytics' eval forward never runs them: Proto26's semantic head (`proto.semseg`), Pose26's
-keypoint sigmas (`cv4_sigma`) and its RealNVP flow model (`flow_model`), SemanticSegment's `aux_head`, used
-by the training losses only;
-the weights of a state_dict's training-only modules are dropped (TRAINING_ONLY)."""
+The modules only training runs are written as they compute, after the head, and returned by `train output`
+(docs/language.md): Proto26's semantic head (`proto.semseg`, on the sum of the levels), Pose26's keypoint
+sigmas (`cv4_sigma`, on each level's keypoint features) and SemanticSegment's `aux_head` (on its second
+level). Pose26's RealNVP flow model (`flow_model`) is not: the loss runs it on each matched keypoint's
+error scaled by its sigma, a tensor of the loss and not of any forward, so no network statement computes
+it; its weights are dropped from a state_dict (TRAINING_ONLY) and its parameters are not counted."""
 
 from __future__ import annotations
 
@@ -19,29 +21,34 @@ import re
 from .ultralytics_blocks import BLOCKS
 from .ultralytics_more import Written, padded
 
-TRAINING_ONLY = re.compile(r"(^|\.)(proto\.semseg|cv4_sigma|one2one_cv4_sigma|flow_model|aux_head)(\.|$)")
+TRAINING_ONLY = re.compile(r"(^|\.)flow_model(\.|$)")  # Pose26's RealNVP: no statement computes it (above)
+FLOW_NOTE = (
+    "# Not imported: Pose26's RealNVP flow model (flow_model, 12 MLPs 2-64-64-2: 53,784 parameters), which the"
+    "\n# loss runs on each keypoint's error over its sigma, a tensor of no forward; a state_dict's flow_model is dropped."
+)
 
 NOTES26 = {  # the imported file's header for each head
     "Segment26": [
         "# Segment26: the detections carry each anchor's 32 mask coefficients after the scores; the last output",
         "# is the mask prototypes (Proto26: every level brought to the first's width and size, summed). Proto26's",
-        "# semantic head (proto.semseg) serves the training loss only and is not imported.",
+        "# semantic head (proto.semseg) serves the training loss only: a train output (`semantic`).",
     ],
     "Pose26": [
         "# Pose26: the detections carry each anchor's keypoints in pixels, (offset + anchor centre) * stride, and",
-        "# visibility; the keypoint sigmas (cv4_sigma) and the RealNVP flow model serve the training loss only",
-        "# and are not imported.",
+        "# visibility; the keypoint sigmas (cv4_sigma) serve the training loss only: train outputs (`sigma<i>`).",
+        *FLOW_NOTE.split("\n"),
     ],
     "SemanticSegment": [
         "# SemanticSegment ends at its class logits per pixel of its first level (1/8 of the input), as Ultralytics'",
-        "# eval output; its auxiliary head on the second level (aux_head) serves the training loss only: not imported.",
+        "# eval output; its auxiliary head on the second level (aux_head) serves the training loss only: a train",
+        "# output (`aux`).",
     ],
 }
 
 BLOCKS["pose26_level"] = (
     """block pose26_level(ch0, keypoints, dims) {  # a level's keypoints (Pose26: cv4, then cv4_kpts)
     let c4 = max(ch0 // 4, keypoints * (dims + 2))
-    conv_bn_ACT(c4, 3), conv_bn_ACT(c4, 3), conv(keypoints * dims, k=1)
+    conv_bn_ACT(c4, 3), features: conv_bn_ACT(c4, 3), conv(keypoints * dims, k=1)
 }""",
     ("conv_bn_ACT",),
 )
@@ -65,14 +72,24 @@ class Heads26:
             for level, source in enumerate(row.sources[1:], 1)
         )
         refined = ", ".join(f"@proto_level{level}" for level in range(1, len(row.sources)))
-        added = f"add({refined}), " if refined else ""
+        added = f"summed: add({refined}), " if refined else ""
         self.proto = f"({added}{self.conv}({width}, 3), proto({width}, {masks}))"
+        summed = "@summed" if refined else f"@l{row.sources[0]}"  # Proto26's `feat`, which semseg reads
+        classes = self.classes(row, args[0])  # Segment26 hands Proto26 its nc
+        self.training_parts = (  # Proto26.semseg: Conv(ch0, c_, 3), Conv(c_, c_, 3), Conv2d(c_, nc, 1)
+            f"{summed}, semantic: ({self.conv}({width}, 3), {self.conv}({width}, 3), conv({classes}, k=1))",
+        )
+        self.train_outputs = ("@semantic",)
         return written
 
     def m_SemanticSegment(self, row, args, inputs):
         """The classifier on the first level it reads; the second level feeds only the training-only aux_head."""
         (classes,) = padded(row, args, [None], "SemanticSegment")
         self.used.add("semantic_head")
+        if len(row.sources) > 1:  # aux_head: Conv(ch1, ch0, 3), Conv2d(ch0, nc, 1) on the second level
+            aux = f"{self.conv}({inputs[0]}, 3), conv({self.classes(row, classes)}, k=1)"
+            self.training_parts = (f"@l{row.sources[1]}, aux: ({aux})",)
+            self.train_outputs = ("@aux",)
         return Written(f"semantic_head({self.classes(row, classes)})", self.classes(row, classes))
 
     def m_Pose26(self, row, args, inputs):
@@ -82,6 +99,12 @@ class Heads26:
         self.used.add("pose26_level")
         self.extra = ("keypoint", f"pose26_level({inputs[0]}, {shape[0]}, {shape[1]})")
         self.centred_keypoints = True
+        heads = ("", "one2one_") if self.model.values.get("end2end") else ("",)
+        sigmas = [f"{head}sigma{level}" for head in heads for level in range(len(row.sources))]
+        self.training_parts = tuple(  # cv4_sigma: Conv2d(c4, 2 * keypoints, 1) on each level's keypoint features
+            f"@{sigma.replace('sigma', 'keypoint')}.features, {sigma}: conv({2 * shape[0]}, k=1)" for sigma in sigmas
+        )
+        self.train_outputs = tuple(f"@{sigma}" for sigma in sigmas)
         return written
 
 

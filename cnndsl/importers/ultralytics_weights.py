@@ -36,6 +36,10 @@ FORWARD_ORDER = [  # children as registered -> as forward runs them
         {"cv1", "upsample", "cv2", "cv3", "feat_refine", "feat_fuse"},
         ["feat_refine", "feat_fuse", "cv1", "upsample", "cv2", "cv3"],
     ),  # Proto26
+    (
+        {"cv1", "upsample", "cv2", "cv3", "feat_refine", "feat_fuse", "semseg"},
+        ["feat_refine", "feat_fuse", "cv1", "upsample", "cv2", "cv3", "semseg"],
+    ),  # Proto26 with its training-only semantic head, imported after the prototypes
 ]
 HEAD_PATHS = (
     "cv2",
@@ -48,6 +52,8 @@ HEAD_PATHS = (
     "dfl",
     "cv4_kpts",
     "one2one_cv4_kpts",
+    "cv4_sigma",
+    "one2one_cv4_sigma",
 )  # Detect's (Segment's...) children
 COMPOSITES = (  # modules that one layer kind holds whole, told by their children: AIFI, RTDETRDecoder
     {"ma", "fc1", "fc2", "norm1", "norm2"},
@@ -153,6 +159,11 @@ def _children_in_forward_order(node: dict) -> list[str]:
             for level in sorted(node.get(path, {}), key=int)
             for part in ("", "_kpts")
             if f"{path}{part}" in node
+        ]
+        extra += [  # Pose26's training-only sigmas, imported after every keypoint path
+            f"{path}.{level}"
+            for path in ("cv4_sigma", "one2one_cv4_sigma")
+            for level in sorted(node.get(path, {}), key=int)
         ]
         extra += ["proto"] * ("proto" in node)
         return levels + extra + ["dfl"] * ("dfl" in node)
