@@ -179,10 +179,19 @@ def test_training_only_modules_are_train_outputs_equal_to_ultralytics_training_f
 
 
 def test_imported_heads_are_written_with_their_own_blocks_only():
-    """Proto26's levels refined, summed and fused in one line; Pose26's path in place of Pose's extra_level."""
+    """Proto26's levels refined, summed and fused in one line; Pose26's path in place of Pose's extra_level; each
+    training-only module one statement after the head, returned by `train output`."""
     seg = cnndsl.import_file(MODELS / "26/yolo26-seg.yaml")
     assert "    @l22, conv_bn_silu(c256), proto_level2: upsample(4)  # modules 23\n" in seg
-    assert "@l16, protos: (add(@proto_level1, @proto_level2), conv_bn_silu(c256, 3), proto(c256, 32))" in seg
+    assert "@l16, protos: (summed: add(@proto_level1, @proto_level2), conv_bn_silu(c256, 3), proto(c256, 32))" in seg
+    semseg = "    @summed, semantic: (conv_bn_silu(c256, 3), conv_bn_silu(c256, 3), conv(classes, k=1))  # modules 23\n"
+    assert semseg in seg and "    train output @semantic\n" in seg
     pose = cnndsl.import_file(MODELS / "26/yolo26-pose.yaml")
     assert "block extra_level" not in pose and "    @l16, keypoint0: pose26_level(c256, 17, 3)  # modules 23\n" in pose
     assert "keypoints: kptdecode(@image, @level0, @level1, @level2, centred=true)" in pose
+    assert "    @one2one_keypoint2.features, one2one_sigma2: conv(34, k=1)  # modules 23\n" in pose
+    assert "    train output @sigma0, @sigma1, @sigma2, @one2one_sigma0, @one2one_sigma1, @one2one_sigma2\n" in pose
+    assert "# Not imported: Pose26's RealNVP flow model (flow_model, 12 MLPs 2-64-64-2: 53,784 parameters)" in pose
+    sem = cnndsl.import_file(MODELS / "26/yolo26-sem.yaml")
+    assert "    @l13, aux: (conv_bn_silu(c256, 3), conv(classes, k=1))  # modules 17\n    output @l17\n" in sem
+    assert "    train output @aux\n}" in sem
