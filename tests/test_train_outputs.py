@@ -142,3 +142,12 @@ def test_the_diagram_draws_the_training_only_layers_dashed(net):
     assert len(dashed) == 2 and "conv 1×1, 5" in dashed[0] and "<i>sem:</i> bn" in dashed[1]
     assert 'train_output0 [label=<sem 5×32×32<font color="#555555" point-size="9"> (training only)</font>>' in dot
     assert "-> train_output0" in dot
+
+
+def test_cnndsl_train_refuses_a_network_with_train_outputs_at_the_head(net):
+    from cnndsl.core.errors import ShapeProblem
+    from cnndsl.train.prepare import task_of
+
+    with pytest.raises(ShapeProblem) as caught:
+        task_of(net, None)
+    assert str(caught.value).startswith("<string>:6:22: error: `seg` has a train output, `sem`, for which")

@@ -61,6 +61,12 @@ def prepare(network, data, options: dict, out=None, resume=None, source: dict | 
 
 def task_of(network, asked: str | None) -> tuple[str, int]:
     """classify (a vector out) or segment (maps of the input's size out), and the class count."""
+    for name, node in ir.network_info(network.graph).train_outputs[:1]:  # in train() mode the module returns a tuple
+        raise ShapeProblem(
+            f"`{network.name}` has a train output, `{name}`, for which `cnndsl train` has no loss",
+            ir.layer(network.graph, node).pos,
+            "train it in your own loop (in train() mode the module returns the train outputs after the outputs)",
+        )
     output = ir.layer(network.graph, network.outputs[0][1]).shape
     found = (
         "classify" if len(output) == 1 else "segment" if tuple(output[1:]) == tuple(network.input_shape[1:]) else None
