@@ -151,3 +151,29 @@ def test_cnndsl_train_refuses_a_network_with_train_outputs_at_the_head(net):
     with pytest.raises(ShapeProblem) as caught:
         task_of(net, None)
     assert str(caught.value).startswith("<string>:6:22: error: `seg` has a train output, `sem`, for which")
+
+
+def test_a_copy_keeps_its_training_forward_over_its_own_modules(net):
+    import copy
+
+    module = net.to_torch(seed=0)
+    copied = copy.deepcopy(module)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        copied.conv2.weight.zero_()  # in the copy alone: the head's map is then constant, normalised to 0
+        copied.bn.bias.copy_(torch.arange(5.0))  # so the train output is the norm's bias at every pixel
+        _, sem = copied.train()(x)
+        torch.testing.assert_close(sem, torch.arange(5.0).view(1, 5, 1, 1).expand(2, 5, 32, 32), rtol=0, atol=1e-4)
+        assert module.train()(x)[1].abs().sum() > 1  # the original's head is untouched
+
+
+def test_torch_export_is_the_eval_forward(net):
+    from cnndsl.backends.torch import export_program
+
+    module = net.to_torch(seed=0)
+    program = export_program(net, module)
+    calls = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert calls.count("aten.conv2d.default") == 1 and "aten.batch_norm" not in " ".join(calls)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), module.eval()(x), rtol=0, atol=0)

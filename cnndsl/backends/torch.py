@@ -6,6 +6,8 @@ are `<IR node name>.<parameter>`. The forward is an fx graph generated once, in 
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 from pathlib import Path
 
@@ -296,6 +298,7 @@ class TrainingOutputs(fx.GraphModule):
         generated = super().recompile()
         evaluating = type(self).forward  # GraphModule writes each instance's forward on its own class
 
+        @functools.wraps(evaluating)  # its signature, the input's name, which torch.export reads
         def forward(self, *args):
             if self.training:
                 return self.__dict__["training_forward"](*args)
@@ -303,6 +306,13 @@ class TrainingOutputs(fx.GraphModule):
 
         type(self).forward = forward
         return generated
+
+    def __deepcopy__(self, memo):
+        """The copy keeps its training forward, a graph over the copy's own modules."""
+        copied = super().__deepcopy__(memo)
+        training = self.__dict__["training_forward"]
+        copied.__dict__["training_forward"] = fx.GraphModule(copied, copy.deepcopy(training.graph), type(self).__name__)
+        return copied
 
 
 def forward_graph(network, root: nn.Module, training: bool = False) -> fx.Graph:
