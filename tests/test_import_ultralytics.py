@@ -203,7 +203,7 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
-        # Proto26's semantic head, Pose26's sigmas and flow model serve the training losses only: not imported
+        # Pose26's RealNVP flow model, which no statement computes (its input is the loss's): not imported
         training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
         assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment")
         assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0) - training, scale
