@@ -55,6 +55,7 @@ def test_params_count_every_layer_while_macs_and_memory_are_the_eval_forward(net
     assert "conv2: conv 1×1, 5 (training only)" in table and "bn: bn (training only)" in table
     assert "relu: relu     " in table  # an eval layer is not marked
     assert f"Params: 369 (1.4 KiB as float32); eval forward: {EVAL_PARAMS} (55 training only)" in table
+    assert "Activation memory: 64.1 KiB per image (float32 outputs of every layer the eval forward runs)" in table
     assert "eval forward" not in str(cnndsl.parse(EVAL_ONLY).summary())
 
 

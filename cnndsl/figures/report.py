@@ -201,7 +201,8 @@ class Summary:
             *varying,
             f"Params: {t['params']:,} ({format_bytes(t['param_bytes'])} as {self.dtype}){eval_forward}",
             f"MACs: {t['macs']:,} (FLOPs = 2 x MACs = {t['flops']:,})",
-            f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer)",
+            f"Activation memory: {format_bytes(t['memory_bytes'])} {per} ({self.dtype} outputs of every layer"
+            f"{' the eval forward runs' * bool(training_only)})",
             f"Trainable params: {t['trainable_params']:,}; non-trainable params: {t['non_trainable_params']:,}; "
             f"buffers: {_buffers(t)}",
             f"Training memory, estimated {per}: {format_bytes(training['sgd'])} with SGD, "
