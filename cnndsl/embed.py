@@ -20,7 +20,7 @@ from . import api
 from .backends.diagram_options import DIAGRAM_OPTION_NAMES, FIGURE_OPTIONS, DiagramOptions
 from .core.errors import CnnDslError, FileProblem, NameProblem, SourcePos, ValueProblem, did_you_mean
 from .core.options import declared, option
-from .figures.report import Summary, format_axes, format_bytes
+from .figures.report import Summary, format_axes, format_bytes, marked_label
 from .front.cache import parse_text
 from .front.diagnostics import render_error
 from .front.load import Loader, library_index, read_source, resolved
@@ -145,7 +145,7 @@ def summary_table(summary: Summary) -> str:
         leaf = layer["name"].rsplit(".", 1)[-1]
         rows.append(
             f'<tr data-layer="{_e(layer["name"])}"><td style="padding-left:{len(parts)}em">{_e(leaf)}: '
-            f"{_e(label)}</td><td>{_e(format_shape(layer['shape']))}</td><td>{layer['params']:,}</td>"
+            f"{_e(marked_label(layer, label))}</td><td>{_e(format_shape(layer['shape']))}</td><td>{layer['params']:,}</td>"
             f"<td>{layer['macs']:,}</td><td>{format_bytes(layer['memory_bytes'])}</td><td>{format_axes(layer['rf'])}</td></tr>"
         )
     t = summary.totals

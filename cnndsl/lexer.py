@@ -33,6 +33,7 @@ KEYWORDS = (
     "elif",
     "else",
     "output",
+    "train",
     "stage",
     "residual",
     "shortcut",

@@ -103,7 +103,7 @@ block unit(c, s=1) {
     stage inner { relu }
     for c in [8, 16] { if c > 8 and not false { relu } elif c < 4 or true { tanh } else { relu } }
 }
-network n { input 3x32x32, unit(8) x 2, a: relu, output @a }
+network n { input 3x32x32, unit(8) x 2, a: relu, b: tanh, output @a, train output @b }
 """
     keywords = {value for token, value in _tokens(text) if token in Keyword and token is not Keyword.Constant}
     assert keywords == {
@@ -124,6 +124,7 @@ network n { input 3x32x32, unit(8) x 2, a: relu, output @a }
         "network",
         "input",
         "output",
+        "train",
     }
     assert _errors(text) == []
 

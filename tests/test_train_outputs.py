@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import cnndsl
+from cnndsl.embed import summary_table
 
 HEADS = """network seg {
     input 3x32x32
@@ -57,6 +58,9 @@ def test_params_count_every_layer_while_macs_and_memory_are_the_eval_forward(net
     assert f"Params: 369 (1.4 KiB as float32); eval forward: {EVAL_PARAMS} (55 training only)" in table
     assert "Activation memory: 64.1 KiB per image (float32 outputs of every layer the eval forward runs)" in table
     assert "eval forward" not in str(cnndsl.parse(EVAL_ONLY).summary())
+    html = summary_table(summary)  # the docs' embedded table and the live page's
+    assert '<tr data-layer="conv2"><td style="padding-left:0em">conv2: conv 1×1, 5 (training only)</td>' in html
+    assert '<tr data-layer="relu"><td style="padding-left:0em">relu: relu</td>' in html
 
 
 def test_check_strict_counts_a_train_output_as_reached(net):

@@ -123,7 +123,7 @@ class Summary:
         lines = ["| layer | op | output | params | MACs | memory | RF |", "|---|---|---|---:|---:|---:|---:|"]
         for layer, label in zip(self.layers, self.labels):
             lines.append(
-                f"| {layer['name']} | {_marked(layer, label)} | {format_shape(layer['shape'])} | {layer['params']:,} "
+                f"| {layer['name']} | {marked_label(layer, label)} | {format_shape(layer['shape'])} | {layer['params']:,} "
                 f"| {layer['macs']:,} | {format_bytes(layer['memory_bytes'])} | {format_axes(layer['rf'])} |"
             )
         lines += ["", *(f"- {line}" for line in self._total_lines())]
@@ -166,7 +166,7 @@ class Summary:
         for layer, label in zip(self.layers, self.labels):
             parts = layer["group"].split(".") if layer["group"] else []
             if self.depth is None or len(parts) <= self.depth:
-                rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {_marked(layer, label)}"})
+                rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {marked_label(layer, label)}"})
                 continue
             path = ".".join(parts[: self.depth + 1])
             if path not in folded:
@@ -226,7 +226,7 @@ def _buffers(totals: dict) -> str:
     return f"{totals['buffers']:,} values ({format_bytes(totals['buffer_bytes'])}, {what})"
 
 
-def _marked(layer: dict[str, Any], label: str) -> str:
+def marked_label(layer: dict[str, Any], label: str) -> str:
     """A layer's label in the table, marked where only the training forward runs it."""
     return f"{label} (training only)" if layer.get("training_only") else label
 
