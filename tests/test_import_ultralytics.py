@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import cnndsl
+from cnndsl.backends.meta_norms import ShapeOnlyNorms
 from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
@@ -115,7 +116,8 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
         "RTDETRDecoder": RTDETRDetectionModel,
     }
     model_class = classes.get(config["head"][-1][2], DetectionModel)
-    with pytest.MonkeyPatch.context() as patch, torch.device(device):
+    # its constructor runs a forward for the strides; on meta, batch norm by its shape rule (cnndsl.backends.meta_norms)
+    with pytest.MonkeyPatch.context() as patch, torch.device(device), ShapeOnlyNorms():
         if any(row[2] == "TorchVision" for row in config["backbone"] + config["head"]):
             models = torchvision_models()  # no weights fetched: the test sets its own
             patch.setattr(models, "get_model", lambda name, weights, get=models.get_model: get(name, weights=None))
@@ -141,7 +143,8 @@ def row_shapes(model) -> dict[int, tuple]:
         head.eval()  # its logits alone, not beside its training-only aux_head's
     for norm in (module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)):
         norm.eval()  # on meta tensors, a training batch norm runs torch's decomposition, several times slower
-    model(torch.zeros(2, 3, SIZE, SIZE, device=next(model.parameters()).device))
+    with ShapeOnlyNorms():  # and so does one in eval mode: there, norms by their shape rule
+        model(torch.zeros(2, 3, SIZE, SIZE, device=next(model.parameters()).device))
     for hook in hooks:
         hook.remove()
     found = {i: tuple(shape[1:]) for i, shape in shapes.items() if i not in ("levels", "queries") and shape is not None}
