@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cnndsl
 from cnndsl.backends.torch import write_python
@@ -75,30 +76,34 @@ def test_the_unrolled_layout_sets_the_dfl_bins_too(detector, tmp_path):
     assert not written.detect.dfl.weight.requires_grad
 
 
-CLASSES = {"yolov8n": 13, "yolo11n": 21}  # the network's own class included
+CLASSES = {"yolov8n": 10, "yolo11n": 20}  # the network's own class included
 
 
 def test_each_block_is_one_class_and_a_repetition_is_a_loop_over_its_count(detector):
-    """C2f (yolov8n) and C3k2 (yolo11n): one class per structure (with or without the bottlenecks' shortcut,
-    bottlenecks or C3k blocks), not one per width or per turn; `n` is the loop's count."""
+    """C2f (yolov8n) and C3k2 (yolo11n): one class, with or without the bottlenecks' shortcut, with bottlenecks
+    or C3k blocks (a flag of the class), not one per width, per flag or per turn; `n` is the loop's count."""
     network, _, text, _, _ = detector
     assert text.count("\nclass ") == CLASSES[network.name]
-    assert text.count("\nclass Dense") == 3  # SPPF's pool turn and the two kinds of bottleneck turn
-    block = "C2f" if network.name == "yolov8n" else "C3k2"
-    assert text.count(f"\nclass {block}") == 2
-    assert f"class {block}(nn.Module):\n    def __init__(self, in_channels, c2, n=1, e=0.5):\n" in text
+    block, flag = ("C2f", "shortcut") if network.name == "yolov8n" else ("C3k2", "c3k_blocks")
+    assert text.count(f"\nclass {block}") == 1
+    assert f"class {block}(nn.Module):\n    def __init__(self, in_channels, c2, n=1, {flag}=False, e=0.5):\n" in text
     assert "        self.cv2 = Cv2((2 + n) * int(c2 * e), c2)\n" in text
+    assert text.count("\nclass Bottleneck") == 1
+    if network.name == "yolov8n":  # the pool turn of SPPF and the bottleneck turn of C2f
+        assert text.count("\nclass Dense") == 2
+        assert "class Bottleneck(nn.Module):\n    def __init__(self, in_channels, c, shortcut=True):\n" in text
+        assert "C2f(w2, w2, n=d1, shortcut=True)" in text and "C2f(w6, w4, n=d1)" in text  # the scale's widths
 
 
 @pytest.mark.parametrize("shortcut, n", [(True, 3), (False, 2)])
 def test_the_generated_c2f_built_with_another_n_is_ultralytics_c2f(tmp_path, shortcut, n):
-    """yolov8n's C2f classes (C2f: bottlenecks with the shortcut, C2f2: without, each used only with n=1 or 2),
-    built with another count, hold Ultralytics' C2f(64, 64, n, shortcut) parameters and compute its output from
-    its weights (m.0 is dense1.bottleneck, ...)."""
+    """yolov8n's one C2f class (used only with n=1 or 2, with and without the shortcut), built with another count,
+    holds Ultralytics' C2f(64, 64, n, shortcut) parameters and computes its output from its weights (m.0 is
+    dense1.bottleneck, ...)."""
     blocks = pytest.importorskip("ultralytics.nn.modules.block", reason="Ultralytics is not importable")
     network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
     namespace = _import(write_python(network, tmp_path / "yolov8n.py"))
-    written = (namespace.C2f if shortcut else namespace.C2f2)(64, 64, n=n).eval()
+    written = namespace.C2f(64, 64, n=n, shortcut=shortcut).eval()
     theirs = blocks.C2f(64, 64, n=n, shortcut=shortcut).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -133,3 +138,91 @@ def test_the_generated_detector_passes_ruff_check_and_ruff_format(detector):
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("classes", [3, 150])
+def test_the_class_branch_takes_its_width_and_classes_and_builds_other_class_counts(detector, classes):
+    """Detect's class branch is `max(ch[0], min(nc, 100))` wide (Ultralytics' Detect.__init__, c3): the generated
+    class takes that width and `classes` as arguments, both 80 at the default, and built with the values of another
+    class count holds that network's branch (yolov8n: Conv 3x3, Conv 3x3, Conv2d 1x1, computed here with
+    torch.nn.functional from the branch's tensors)."""
+    network, _, text, namespace, _ = detector
+    branch = "ClassBranch" if network.name == "yolov8n" else "LightClassBranch"
+    assert f"class {branch}(nn.Module):\n    def __init__(self, in_channels, c, classes):\n" in text
+    other = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
+    expected = next(other.detect.cv3.children()).state_dict()
+    written = getattr(namespace, branch)(64, max(64, min(classes, 100)), classes).eval()
+    assert _state_shapes(written) == [(key, tuple(tensor.shape)) for key, tensor in expected.items()]
+    if network.name != "yolov8n":
+        return
+    written.load_state_dict(expected)
+    features = torch.randn(2, 64, 8, 8)
+
+    def cv(x, name):
+        x = F.conv2d(x, expected[f"{name}.conv.weight"], padding=1)
+        norm = [expected[f"{name}.bn.{key}"] for key in ("running_mean", "running_var", "weight", "bias")]
+        return F.silu(F.batch_norm(x, *norm, eps=1e-3))
+
+    with torch.no_grad():
+        reference = F.conv2d(cv(cv(features, "cv1"), "cv2"), expected["conv.weight"], expected["conv.bias"])
+        assert reference.shape == (2, classes, 8, 8)
+        torch.testing.assert_close(written(features), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 80, 150])
+def test_the_detector_class_takes_classes_and_is_the_network_of_that_many_classes(detector, classes):
+    """The class branch is `max(64, min(classes, 100))` wide at scale n (Ultralytics' Detect: c3 = max(ch[0],
+    min(nc, 100))): the network's class takes `classes` and passes the branch that clamp, found from builds at 3,
+    81 and 150 classes. Built with 3, 80 or 150 it holds what cnndsl builds with that count and, given those
+    weights, computes its output."""
+    network, _, text, namespace, _ = detector
+    signature = '(self, scale="n", classes=80)' if network.name == "yolov8n" else "(self, classes=80)"
+    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__{signature}:\n" in text
+    assert ("max(w3, min(classes, 100))" if network.name == "yolov8n" else "max(64, min(classes, 100))") in text
+    assert "Fixed at their values: postprocess='nms'," in text or "scale='n', postprocess='nms'," in text
+    written = getattr(namespace, class_name(network.name))(classes=classes).eval()
+    expected = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(expected)
+    width = max(64, min(classes, 100))
+    assert (
+        "detect.cv3.class_branch1.conv.weight"
+        if network.name == "yolov8n"
+        else "detect.cv3.light_class_branch1.conv.weight",
+        (classes, width, 1, 1),
+    ) in _state_shapes(written)
+    written.load_state_dict(expected.state_dict())
+    images = torch.randn(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        ours, reference = written(images), expected(images)
+    assert (reference[..., 5] >= 0).sum() > 10 and reference[..., 5].max() < classes
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 150])
+def test_the_detector_class_at_other_classes_has_ultralytics_parameter_count(detector, classes):
+    """Ultralytics' layers for `nc: classes` (parse_model, on the meta device) are the count's oracle."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    network, _, _, namespace, _ = detector
+    description = tasks.yaml_model_load(f"{network.name}.yaml")
+    description["nc"] = classes
+    with torch.device("meta"):
+        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)  # DetectionModel's layers
+        written = getattr(namespace, class_name(network.name))(classes=classes)
+    count = sum(parameter.numel() for parameter in written.parameters())
+    assert count == sum(parameter.numel() for parameter in theirs.parameters())
+
+
+@pytest.mark.parametrize("classes", [3, 150, 1000])
+def test_a_classifier_file_built_with_other_classes_is_the_network_of_those_classes(tmp_path, classes):
+    """mobilenet_v2's classifier is a block whose Linear is `classes` wide: the file's class takes `classes`
+    and, built with 3 or 150, holds and computes what cnndsl builds with that count."""
+    network = cnndsl.load("mobilenet_v2", input=(3, 32, 32))
+    namespace = _import(write_python(network, tmp_path / "mobilenet_v2.py"))
+    written = namespace.MobilenetV2(classes=classes).eval()
+    expected = cnndsl.load("mobilenet_v2", input=(3, 32, 32), classes=classes).to_torch(seed=0).eval()
+    assert _state_shapes(written) == _state_shapes(expected)
+    assert sum(parameter.numel() for parameter in written.parameters()) == 2_223_872 + 1281 * classes
+    written.load_state_dict(expected.state_dict())
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)

@@ -310,7 +310,7 @@ class Lifted:
         return f"{'-' if self.negative else ''}<{self.index}>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Shown:
     """What a lifted bound is written as in the class: a number, or the attribute that holds it (`-self.c`)."""
 
@@ -318,6 +318,8 @@ class Shown:
 
     def __str__(self) -> str:
         return self.text
+
+    __repr__ = __str__  # a call's argument is written as its repr (cnndsl.ops.torch_code.written)
 
 
 def lifted(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
@@ -364,18 +366,53 @@ def _shown(part, texts: Sequence):
     return Shown(f"-{value}" if part.negative else value)
 
 
-def _indexed(expression: Expr, change) -> Expr:
-    """The expression with the subscript of every `Index` in it mapped by `change`."""
+def lifted_lengths(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
+    """The steps with the whole-number length of every `torch.narrow` `Lifted`, and the lengths: the network's
+    class scores, `torch.narrow(x, 1, 64, self.classes)`, follow its `classes`."""
+    numbers: list[int] = []
+
+    def length(call: Call) -> Call:
+        if (call.namespace, call.function) != ("torch", "narrow") or type(call.args[-1]) is not int:
+            return call
+        numbers.append(call.args[-1])
+        return Call(call.namespace, call.function, (*call.args[:-1], Lifted(len(numbers) - 1)), call.keywords)
+
+    return [_changed(step, _same, length) for step in steps], numbers
+
+
+def shown_lengths(steps: Sequence[Step], texts: Sequence) -> list[Step]:
+    """The steps with each lifted length written as `texts[index]`: a number, or an attribute's text."""
+
+    def show(call: Call) -> Call:
+        if not call.args or not isinstance(call.args[-1], Lifted):
+            return call
+        return Call(call.namespace, call.function, (*call.args[:-1], _shown(call.args[-1], texts)), call.keywords)
+
+    return [_changed(step, _same, show) for step in steps]
+
+
+def _same(index):
+    return index
+
+
+def _changed(step: Step, change, call) -> Step:
+    return step if step.tree is None else replace(step, tree=_indexed(step.tree, change, call))
+
+
+def _indexed(expression: Expr, change, call=_same) -> Expr:
+    """The expression with the subscript of every `Index` in it mapped by `change`, and every call by `call`."""
 
     def each(item):
-        return _indexed(item, change)
+        return _indexed(item, change, call)
 
     match expression:
         case Index(owner, index):
             return Index(each(owner), change(index))
         case Call(namespace, function, args, keywords):
-            return Call(
-                namespace, function, tuple(map(each, args)), tuple((name, each(value)) for name, value in keywords)
+            return call(
+                Call(
+                    namespace, function, tuple(map(each, args)), tuple((name, each(value)) for name, value in keywords)
+                )
             )
         case Apply(callee, args):
             return Apply(each(callee), tuple(map(each, args)))

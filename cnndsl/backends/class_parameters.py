@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph import ir
-from .class_code import Code, filled, forward_lines, forward_uses, rendered
+from .class_code import Code, filled, forward_lines, forward_uses, lifted_lengths, rendered, shown_lengths
+from .class_scales import SCALES, Clamp, Table, scale_table, scaled_parameter
 from .class_templates import indented
-from .python_names import is_free
-from .torch_classes import Compact
+from .python_names import Namespace, is_free, is_name
+from .torch_classes import Compact, together
 from .torch_source import class_name
 
 NUMBERED = '''def _numbered(name, *blocks):
@@ -26,73 +27,178 @@ class Draft:
     classes: list[str]
     init_lines: list
     init: Code
-    forward: list[str]
+    forward: list[str]  # its text, each lifted length written as its placeholder
     uses: frozenset  # the file's names its code needs: the imports, and `_numbered` defined
+    steps: list  # the forward's steps with their `torch.narrow` lengths lifted (cnndsl.backends.class_code)
+    numbers: list  # those lengths
+
+    def values(self) -> list:
+        """The numbers a parameter may name: the `__init__` slots, then the forward's lengths."""
+        return [*self.init.values, *self.numbers]
 
 
-def draft(network, modules: dict) -> Draft:
-    compact = Compact(network, modules)
+# The network parameters whose numbers inside a block are told apart by building the network at other values,
+# with the values: few, below and above a cap (Ultralytics' class branch is max(w, min(classes, 100)) wide).
+EVIDENCE = {"classes": (3, 81, 150)}
+
+
+def draft(network, modules: dict, evidence: tuple = ()) -> Draft:
+    return drafted(Compact(network, modules, evidence))
+
+
+def drafted(compact: Compact) -> Draft:
+    network = compact.network
     lines, parts = compact.init_code(())
     init_lines, init = filled(lines, parts)
     info = ir.network_info(network.graph)
     outputs = [node for _, node in info.outputs]
-    steps = compact.forward_steps(compact.groups.items(()), info.input, outputs, False)
+    steps, numbers = lifted_lengths(compact.forward_steps(compact.groups.items(()), info.input, outputs, False))
     templates = list(compact.templates.values())
     uses = init.uses.union(forward_uses(steps), {"nn"}, *(template.uses for template in templates))
-    return Draft([template.text for template in templates], init_lines, init, forward_lines(steps), uses)
+    text = forward_lines(steps)
+    return Draft([template.text for template in templates], init_lines, init, text, uses, steps, numbers)
 
 
-def kept_parameters(network, base: Draft, rebuild) -> tuple[dict, dict]:
+class Evidence(tuple):
+    """The Compacts of the network's other builds, and the draft of each by its changes (`_changed`)."""
+
+    drafts: dict
+
+
+def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tuple[Draft | None, Evidence]:
+    """The network's draft and the Compacts of it built at each of EVIDENCE's other values of its parameters and
+    at each other scale that expands, all built together (cnndsl.backends.torch_classes.together); (None, ())
+    where a value of EVIDENCE does not expand."""
+    values = ir.network_info(network.graph).param_values
+    changes = [{name: other} for name, others in EVIDENCE.items() if name in values for other in others]
+    changes = [change for change in changes if values[next(iter(change))] not in change.values()]
+    if scaled is not None:
+        changes += [{scaled: letter} for letter in SCALES[scaled] if letter != values[scaled]]
+    builds = [(change, rebuild(change)) for change in changes]
+    if any(build is None and scaled not in change for change, build in builds):
+        return None, Evidence()
+    builds = [(change, build) for change, build in builds if build is not None]
+    compacts = together([(network, modules), *(build for _, build in builds)])
+    evidence = Evidence(compacts[1:])
+    evidence.drafts = {_changed(change): drafted(compact) for (change, _), compact in zip(builds, compacts[1:])}
+    return drafted(compacts[0]), evidence
+
+
+def _changed(changes: dict) -> str:
+    return repr(sorted(changes.items()))  # a list's value (depths) is no dict key
+
+
+def kept_parameters(network, base: Draft, rebuild, evidence: tuple = (), only=None) -> tuple[dict, dict]:
     """The network parameters the code can take as arguments, with their values, and the expression of each
     slot of `__init__` that one of them names. `rebuild(overrides)` expands the network with parameters
     changed and returns (network, modules), or None where it cannot be expanded so."""
     kept, expressions = {}, {}
     for name, value in ir.network_info(network.graph).param_values.items():
         changed = changed_value(value)
-        if changed is None or not is_free(name):
+        if changed is None or not is_free(name) or (only is not None and name not in only):
             continue
-        rebuilt = rebuild({name: changed})
-        if rebuilt is None:
+        other = _redrafted(base, rebuild, {name: changed}, evidence)
+        if other is None:
             continue
-        other = draft(*rebuilt)
-        if not _same_structure(base, other):
-            continue
-        named = _named_slots(name, value, changed, base.init.values, other.init.values)
+        if evidence and name in EVIDENCE:
+            named = _fitted_slots(name, value, base, other, changed, rebuild, evidence)
+        else:
+            named = _named_slots(name, value, changed, base.values(), other.values())
         if named is None and isinstance(value, (list, tuple)):
-            named = _affine_slots(name, value, changed, base, other, rebuild)
-        if named is not None and named and not set(named) & set(expressions):
+            named = _affine_slots(name, value, changed, base, other, rebuild, evidence)
+        if named and not set(named) & set(expressions):
             kept[name] = value
             expressions.update(named)
     return kept, expressions
+
+
+def _fitted_slots(name: str, value: int, base: Draft, other: Draft, changed: int, rebuild, evidence) -> dict | None:
+    """Slot -> expression in the parameter for every number that moves with it, fitted to the drafts at the
+    parameter's value, one step on and EVIDENCE's values: the parameter itself, one less, or clamped between two
+    bounds (Ultralytics' class branch, `max(64, min(classes, 100))`); None where a number moves otherwise."""
+    points = [(value, base.values()), (changed, other.values())]
+    for other_value in EVIDENCE[name]:
+        if other_value in (value, changed):
+            continue
+        drafted = _redrafted(base, rebuild, {name: other_value}, evidence)
+        if drafted is None:
+            return None
+        points.append((other_value, drafted.values()))
+    named = {}
+    for slot, start in enumerate(base.values()):
+        column = [(point, values[slot]) for point, values in points]
+        if all(number == start for _, number in column):
+            continue
+        expression = fitted(name, column)
+        if expression is None:
+            return None
+        named[slot] = expression
+    return named
+
+
+def fitted(name: str, column: list) -> str | Clamp | None:
+    """The expression in `name` that gives each number of the column ((parameter value, number) pairs)."""
+    if not all(type(number) is int for _, number in column):
+        return None
+    if all(number == point for point, number in column):
+        return name
+    if all(number == point - 1 for point, number in column):
+        return f"{name} - 1"
+    (first, start), (second, end) = column[:2]
+    slope, remainder = divmod(end - start, second - first)
+    if slope > 1 and not remainder and all(number == start + slope * (point - first) for point, number in column):
+        constant = start - slope * first  # YOLOv1's fc: 7 * 7 * (2 * 5 + classes) = 490 + 49 * classes
+        return (
+            f"{constant} + {slope} * {name}"
+            if constant > 0
+            else f"{slope} * {name}" + (f" - {-constant}" if constant else "")
+        )
+    low, high = min(number for _, number in column), max(number for _, number in column)
+    if any(number != max(low, min(point, high)) for point, number in column):
+        return None
+    clamp = Clamp(
+        name,
+        None if all(point >= low for point, _ in column) else low,
+        None if all(point <= high for point, _ in column) else high,
+    )
+    return clamp if clamp.low is not None or clamp.high is not None else name
+
+
+def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple) -> Draft | None:
+    """The draft of the network with `changes`, where it expands and has the structure of `base`, else None."""
+    other = getattr(evidence, "drafts", {}).get(_changed(changes))
+    if other is None:
+        rebuilt = rebuild(changes)
+        if rebuilt is None:
+            return None
+        other = draft(*rebuilt, evidence)
+    return other if _same_structure(base, other) else None
 
 
 def _same_structure(base: Draft, other: Draft) -> bool:
     return other.classes == base.classes and other.forward == base.forward and other.init.key() == base.init.key()
 
 
-def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild) -> dict | None:
+def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild, evidence: tuple) -> dict | None:
     """Slot -> `c + a * name[0] + ...` for every number that moves in whole steps with the list's entries
     (a DenseNet's widths follow its block counts), found by moving one entry at a time and checked
     against moving them all; None if a number moves otherwise or the structure changes."""
     slopes = []
     for index in range(len(value)):
         moved = [*value[:index], value[index] + 1, *value[index + 1 :]]
-        rebuilt = rebuild({name: moved})
-        if rebuilt is None:
+        single = _redrafted(base, rebuild, {name: moved}, evidence)
+        if single is None:
             return None
-        single = draft(*rebuilt)
-        if not _same_structure(base, single):
-            return None
-        slopes.append(single.init.values)
+        slopes.append(single.values())
     named = {}
-    for slot, start in enumerate(base.init.values):
+    for slot, start in enumerate(base.values()):
         steps = [values[slot] for values in slopes]
         if not all(type(step) is int for step in [start, *steps]):
-            if any(step != start for step in steps) or other.init.values[slot] != start:
+            if any(step != start for step in steps) or other.values()[slot] != start:
                 return None
             continue
         steps = [step - start for step in steps]
-        if other.init.values[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
+        if other.values()[slot] != start + sum(step * (new - old) for step, old, new in zip(steps, value, changed)):
             return None
         if any(steps):
             named[slot] = _affine_text(name, start - sum(step * old for step, old in zip(steps, value)), steps)
@@ -138,25 +244,98 @@ def _named_slots(name: str, value, changed, before: list, after: list) -> dict |
     return named
 
 
-def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset]:
-    """The file's text (before layout), the parameters its network class takes and the names it needs
-    imported."""
+def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list]:
+    """The file's text (before layout), the parameters its network class takes, the names it needs imported
+    and the values of each parameter the caller checks the file at. The network is built at EVIDENCE's values
+    only where a parameter of it is not kept without (a block holds `classes`): a classifier whose `fc(classes)`
+    is its own costs no more builds."""
     base = draft(network, modules)
     kept, expressions = kept_parameters(network, base, rebuild)
+    values = ir.network_info(network.graph).param_values
+    scaled = scaled_parameter({name: values[name] for name in _free(network)})
+    evidence, table = Evidence(), None
+    if scaled is not None or set(EVIDENCE) & set(_free(network)) - set(kept):
+        together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
+        if evidence:
+            # the parameters kept without the other builds, and EVIDENCE's: no build more for the rest (size)
+            tried = {*kept, *EVIDENCE}
+            more, more_expressions = kept_parameters(network, together_base, rebuild, evidence, tried)
+            table = _table(network, together_base, scaled, more_expressions, rebuild, evidence) if scaled else None
+            if table is not None or set(more) - set(kept):  # else the file without them (yolov1's `fc`: no argument)
+                base, kept, expressions = together_base, more, more_expressions
+            else:
+                evidence = Evidence()
+    if table is not None:
+        kept = {name: value for name, value in values.items() if name in kept or name == scaled}
+    checked = [{name: other} for name, value in kept.items() for other in _checked(name, value, evidence)]
+    if table is not None and "classes" in kept:  # the clamp's bounds at the last scale
+        checked += [
+            {scaled: table.values[-1], "classes": other}
+            for other in (min(EVIDENCE["classes"]), max(EVIDENCE["classes"]))
+        ]
+    expressions = {slot: str(expression) for slot, expression in expressions.items()}
     signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
+    held, lengths = _held_lengths(base, expressions)
     network_class = [
         f"class {class_name(network.name)}(nn.Module):",
         f"    def __init__({signature}):",
         "        super().__init__()",
+        *indented(table.unpacking() if table is not None else [], 2),
+        *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
         *indented(rendered(base.init_lines, base.init, expressions), 2),
         "",
         "    def forward(self, x):",
-        *indented(base.forward, 2),
+        *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
     ]
     helper = [NUMBERED] if "_numbered" in base.uses else []
-    blocks = helper + base.classes + ["\n".join(network_class)]
+    blocks = helper + base.classes + ([table.text()] if table is not None else []) + ["\n".join(network_class)]
     uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
-    return "\n\n\n".join(blocks), kept, uses
+    return "\n\n\n".join(blocks), kept, uses, checked
+
+
+def _table(network, base: Draft, scaled: str, expressions: dict, rebuild, evidence: tuple) -> Table | None:
+    """The scale table, where the network built at every other scale letter that expands has `base`'s structure."""
+    values = ir.network_info(network.graph).param_values
+    drafts = {values[scaled]: base.values()}
+    for letter in SCALES[scaled]:
+        if letter == values[scaled] or _changed({scaled: letter}) not in evidence.drafts:
+            continue  # a scale the network does not expand at
+        other = _redrafted(base, rebuild, {scaled: letter}, evidence)
+        if other is None:
+            return None
+        drafts[letter] = other.values()
+    hints = [*base.init.hints, *(["width"] * len(base.numbers))]
+    return scale_table(scaled, drafts, expressions, hints, values)
+
+
+def _checked(name: str, value, evidence: tuple) -> list:
+    """The values a kept parameter is built at to check the file: a step on (and EVIDENCE's), or the other scales."""
+    if name in SCALES:
+        return [letter for letter in SCALES[name] if letter != value]
+    values = [changed_value(value)]
+    return values + [other for other in (EVIDENCE.get(name, ()) if evidence else ()) if other not in values]
+
+
+def _free(network) -> list[str]:
+    return [name for name in ir.network_info(network.graph).param_values if is_free(name)]
+
+
+def _held_lengths(base: Draft, expressions: dict) -> tuple[dict, list]:
+    """The forward's lengths that a kept parameter names, each kept on `self` under that parameter's name
+    (expression -> attribute), and what each length is written as: its number, or `self.<attribute>`."""
+    names = Namespace()
+    for line in base.init_lines:
+        names.fresh(line.sets or "")
+    held, lengths = {}, []
+    for index, number in enumerate(base.numbers):
+        expression = expressions.get(len(base.init.values) + index)
+        if expression is None:
+            lengths.append(number)
+            continue
+        if expression not in held:
+            held[expression] = names.fresh(expression if is_name(expression) else "length")
+        lengths.append(f"self.{held[expression]}")
+    return held, lengths
 
 
 def _literal(value) -> str:

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
+from ..graph import ir
 from .class_code import (
     Code,
+    Keyword,
     Line,
     Slot,
     Step,
@@ -22,7 +24,7 @@ from .class_code import (
     rendered,
     shown,
 )
-from .python_names import Namespace, class_name, parameter_name
+from .python_names import Namespace, class_name, is_free, parameter_name
 
 
 @dataclass
@@ -163,11 +165,10 @@ def resolve(compact, template: Template) -> None:
     """The class's arguments: each number that differs between instances, named after what matches it."""
     first = next(instance for instance in template.instances if None not in instance.code.values)
     expressions, extra = {}, []
+    observed = _observed(compact, template)
     for slot in range(len(first.code.values)):
         having = [
-            (instance, instance.code.values[slot])
-            for instance in template.instances
-            if instance.code.values[slot] is not None
+            (instance, instance.code.values[slot]) for instance in observed if instance.code.values[slot] is not None
         ]  # an optional submodule's numbers: where it is
         if len({value for _, value in having}) == 1:
             continue
@@ -183,11 +184,11 @@ def resolve(compact, template: Template) -> None:
             None,
         )
         if name is None:
-            name = _unmatched(template, first, slot)
+            name = _followed(compact, template, first, slot) or _unmatched(template, first, slot)
             if name not in extra:
                 extra.append(name)
         expressions[slot] = name
-    numbers = _forward_numbers(compact, template, first, expressions, extra)
+    numbers = _forward_numbers(compact, template, observed, first, expressions, extra)
     used = {word for expression in expressions.values() for word in compact.words.get(expression, (expression,))}
     used |= set(template.condition_words)
     used |= {
@@ -259,14 +260,74 @@ def resolve(compact, template: Template) -> None:
         ),
     ]
     template.text = "\n".join(body)
+    flagged = any(type(defaults[name]) is bool for name in template.params[optional:])
     for instance in template.instances:
         values = [_argument(instance, name, expressions, numbers) for name in template.params]
+        if flagged:  # `C2f(64, 64, n=2, shortcut=True)`: one form of code for every caller, a flag read by name
+            compact.codes[instance.path] = _keyword_call(template, values, optional, defaults)
+            continue
         while len(values) > optional and values[-1] == defaults[template.params[len(values) - 1]]:
             values.pop()
         parts = [piece for index in range(len(values)) for piece in ([", "] if index else []) + [Slot(index)]]
         compact.codes[instance.path] = Code(
             (f"{template.name}(", *parts, ")"), values, list(template.params), callee=template.name
         )
+
+
+def keyword_call(name: str, params: list, values: list, optional: int, defaults: dict) -> Code:
+    """`Name(a, b, n=2, flag=True)`: the arguments from `optional` on by keyword, each left out at its default."""
+    parts: list = [f"{name}("]
+    optional = max(optional, min(1, len(params)))  # a keyword after nothing would write `Name(, a=1)`
+    for index in range(optional):
+        parts += [", "] * bool(index) + [Slot(index)]
+    parts += [Keyword(params[index], index) for index in range(optional, len(params))]
+    keyword_defaults = {index: defaults[params[index]] for index in range(optional, len(params))}
+    return Code((*parts, ")"), values, list(params), keyword_defaults, callee=name)
+
+
+def _keyword_call(template: Template, values: list, optional: int, defaults: dict) -> Code:
+    return keyword_call(template.name, template.params, values, optional, defaults)
+
+
+def _observed(compact, template: Template) -> list[Instance]:
+    """The template's instances, and the same groups in the builds of `compact.evidence` where their code has
+    the same numbers for the same things (a number there that differs makes an argument; a name must match
+    it there too: a branch's width `c` and its `classes`, both 80 by default, part at other class counts)."""
+    observed = list(template.instances)
+    for other in compact.evidence:
+        for instance in template.instances:
+            seen = other.instances.get(instance.path)
+            if (
+                seen is not None
+                and seen.code.hints == instance.code.hints
+                and seen.code.key() == instance.code.key()
+                and len(seen.numbers) == len(instance.numbers)
+            ):
+                observed.append(seen)
+    return observed
+
+
+def _followed(compact, template: Template, first: Instance, slot: int) -> str | None:
+    """The network parameter the number equals in every build of `compact.evidence` and in this one (a classifier
+    stage's `fc(classes)`), where the block has no candidate of that name."""
+    builds = [(compact, template.instances)]
+    builds += [
+        (other, [other.instances.get(instance.path) for instance in template.instances]) for other in compact.evidence
+    ]
+    for name in compact.evidence_names:
+        if name in first.candidates or not is_free(name):
+            continue
+        if all(
+            instance is not None and matches(_parameter(build, name), instance.code.values[slot])
+            for build, instances in builds
+            for instance in instances
+        ):
+            return name
+    return None
+
+
+def _parameter(compact, name: str):
+    return ir.network_info(compact.graph).param_values.get(name)
 
 
 def _unmatched(template: Template, first: Instance, slot: int) -> str:
@@ -294,26 +355,28 @@ def _argument(instance: Instance, name: str, expressions: dict, numbers: list):
     return instance.code.values[slot]
 
 
-def _forward_numbers(compact, template: Template, first: Instance, expressions: dict, extra: list) -> list:
+def _forward_numbers(
+    compact, template: Template, observed: list, first: Instance, expressions: dict, extra: list
+) -> list:
     """For each lifted bound of the forward, its number where every instance has the same, else (attribute,
     expression): the `__init__` code's expression for a number equal to it in every instance (kept on `self`
     under that number's hint), else a name the block's call gives it, else a new argument (`width`, added to
-    `extra`)."""
+    `extra`). `observed` adds the same groups in other builds (compact.evidence)."""
     result = []
     for index, value in enumerate(first.numbers):
-        if len({instance.numbers[index] for instance in template.instances}) == 1:
+        if len({instance.numbers[index] for instance in observed}) == 1:
             result.append(value)
             continue
         found = [
             (expression if compact.plain(expression) else parameter_name(first.code.hints[slot]), expression)
             for slot, expression in expressions.items()
-            if all(instance.code.values[slot] == instance.numbers[index] for instance in template.instances)
+            if all(instance.code.values[slot] == instance.numbers[index] for instance in observed)
         ]
         found += [
             (name, name)
             for name in first.candidates
             if compact.plain(name)
-            and all(matches(instance.candidates.get(name), instance.numbers[index]) for instance in template.instances)
+            and all(matches(instance.candidates.get(name), instance.numbers[index]) for instance in observed)
         ]
         if not found:
             name = parameter_name(f"width{index + 1}" if index else "width")

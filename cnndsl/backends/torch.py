@@ -25,8 +25,7 @@ from ..graph.ir import inputs_of, walk
 from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import changed_value, compact_source
-from .meta_norms import ShapeOnlyNorms
+from .class_parameters import compact_source
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -105,11 +104,13 @@ def standalone_source(network) -> str:
         return rebuilt[key]
 
     try:
-        code, kept, uses = compact_source(network, dict(root.named_modules()), rebuild)
+        code, kept, uses, checked = compact_source(
+            network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
+        )
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
     text = python_file(network, code, uses, kept)
-    if _rebuilds(text, network, root, kept, rebuild):
+    if _rebuilds(text, network, root, checked):
         return text
     return python_source(network, root)
 
@@ -134,19 +135,18 @@ def _rebuilt(network, changes: dict):
         return None
 
 
-def _rebuilds(text: str, network, root: nn.Module, kept: dict, rebuild) -> bool:
-    """The source's class builds the same state_dict shapes and outputs as `root`, and with each kept
-    parameter changed, as the network expanded with that change."""
+def _rebuilds(text: str, network, root: nn.Module, checked: list) -> bool:
+    """The source's class builds the same state_dict shapes and outputs as `root`, and with each of the
+    `checked` arguments (kept parameters changed), as the network expanded with them."""
     namespace: dict = {}
     exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
-    for name, value in kept.items():
-        changed = changed_value(value)
-        rebuilt = rebuild({name: changed})
+    for arguments in checked:
+        rebuilt = _rebuilt(network, arguments)
         if rebuilt is None:
             return False
-        cases.append((rebuilt[0], rebuilt[1][""], {name: changed}))
+        cases.append((rebuilt[0], rebuilt[1][""], arguments))
     for expected_network, expected, arguments in cases:
         try:
             with torch.device("meta"):

@@ -18,16 +18,21 @@ from ..graph import ir
 from ..ops.torch_code import OWN, Arg, applied, calls_own_module, leftmost, summed_in_place
 from .class_code import HOLE, Code, Keyword, Line, Slot, Step, assigned, compose, filled, lifted, module_code
 from .class_structure import Groups, Item
+from .class_switches import merge_switched
 from .class_templates import Instance, Template, merge_optional, resolve
 from .python_names import Namespace, attribute, is_name, module_path, parameter_name, value_name
 from .torch_source import FROZEN, class_name, fixed_tensors, forward_tree, initial_value, parameter_parts
 
 
 class Compact:
-    """Builds the compact source of one network; `modules` maps IR names to the modules to_torch builds."""
+    """Builds the compact source of one network; `modules` maps IR names to the modules to_torch builds;
+    `evidence`, the Compacts of the network built with some parameter at other values (its `classes`),
+    tells a block's number that follows that parameter from one that only happens to be equal everywhere."""
 
-    def __init__(self, network, modules: dict):
+    def __init__(self, network, modules: dict, evidence: tuple = (), lockstep: bool = False):
         self.network, self.graph, self.modules = network, network.graph, modules
+        self.evidence = evidence
+        self.instances: dict[tuple, Instance] = {}  # each group written as a class, by its path
         self.parameters = dict(modules[""].named_parameters())  # the layers that are one tensor (layer scale)
         self.groups = Groups(self.graph)
         self.codes: dict[tuple, Code | None] = {}
@@ -35,13 +40,37 @@ class Compact:
         self.words: dict[str, tuple[str, ...]] = {}  # a candidate's text -> the parameter names it is made of
         self.classes = Namespace()
         self.classes.fresh(class_name(network.name))  # the network's own class, written last
-        for layer in self.groups.by_height():  # a template's instances all have one height: name it once all are seen
-            for path in layer:
-                self._write_group(path)
-            merge_optional(self)
-            for template in self.templates.values():
-                if not template.name:
-                    resolve(self, template)
+        self.layers = self.groups.by_height()  # a template's instances all have one height: name it once all are seen
+        if not lockstep:
+            for height in range(len(self.layers)):
+                self.write(height)
+                self.name_classes()
+
+    @property
+    def evidence_names(self) -> list[str]:
+        """The parameters whose value differs in some build of `evidence`."""
+        own = ir.network_info(self.graph).param_values
+        return sorted(
+            {
+                name
+                for other in self.evidence
+                for name, value in ir.network_info(other.graph).param_values.items()
+                if own.get(name) != value
+            }
+        )
+
+    def write(self, height: int) -> None:
+        """The code of the groups of one height (none past the highest)."""
+        for path in self.layers[height] if height < len(self.layers) else []:
+            self._write_group(path)
+
+    def name_classes(self) -> None:
+        """The classes of the groups written so far, named and given their arguments."""
+        merge_optional(self)
+        for template in self.templates.values():
+            if not template.name:
+                resolve(self, template)
+        merge_switched(self)
 
     # ---- code of a group -----------------------------------------------------------------
     def init_code(self, scope: tuple, owner: str = "self") -> tuple[list[Line], list[Code]]:
@@ -133,6 +162,8 @@ class Compact:
         """The name an item's value takes: the source's label; a branch's or scale's own name; `identity`
         for a shortcut; `out` where its input stays needed; else its input's running name."""
         tap = None if in_class and returned else ir.layer(self.graph, item.output).tap
+        if item.kind == "group" and (*item.key, tap) in self.groups.info:
+            tap = None  # the label of the block's own last statement (a bottleneck's `cv2`), no name outside it
         if value_name(tap) != "x":
             return value_name(tap)
         if item.kind == "group":
@@ -173,7 +204,8 @@ class Compact:
         base = self.groups.base(path)
         template = Template(base, init_lines, steps)
         template = self.templates.setdefault(template.key(), template)
-        template.instances.append(Instance(path, init, self._candidates(path, source), numbers))
+        self.instances[path] = Instance(path, init, self._candidates(path, source), numbers)
+        template.instances.append(self.instances[path])
         self.codes[path] = None  # filled once every instance of the template is known
 
     def _plain_call(self, item: Item) -> bool:
@@ -190,8 +222,14 @@ class Compact:
         for name, value in (info.call.args if info.call is not None else {}).items():
             if type(value) in (int, float):
                 base[parameter_name(name)] = value
-        derived = dict(base)
-        self.words.update({name: (name,) for name in base})
+        args = info.call.args if info.call is not None else {}
+        flags = {parameter_name(name): value for name, value in args.items() if type(value) is bool}
+        derived = {  # a flag names a flag (`shortcut`), never a number (cf. matches); in the block's order
+            name: base.get(name, flags.get(name))
+            for name in ["in_channels", *map(parameter_name, args)]
+            if name in base or name in flags
+        }
+        self.words.update({name: (name,) for name in derived})
         for name, value in base.items():
             forms = {f"2 * {name}": 2 * value, f"4 * {name}": 4 * value, f"{name} // 2": value // 2}
             derived.update(forms)
@@ -363,3 +401,18 @@ def _steps_evenly(vectors: list[list]) -> bool:
         elif len(set(column)) > 1:
             return False
     return True
+
+
+def together(builds: list) -> list[Compact]:
+    """The Compacts of builds of one network ((network, modules) each, the network's own first), each the
+    evidence of the others, written a height at a time: a group's code in one build is compared with the same
+    group's in the others with its blocks' classes already taking the same arguments there."""
+    compacts = [Compact(*build, lockstep=True) for build in builds]
+    for compact in compacts:
+        compact.evidence = tuple(other for other in compacts if other is not compact)
+    for height in range(max(len(compact.layers) for compact in compacts)):
+        for compact in compacts:
+            compact.write(height)
+        for compact in compacts:
+            compact.name_classes()
+    return compacts

@@ -97,7 +97,7 @@ class Calls:
         group.call = BlockCall(
             definition.name,
             {param.name: env.values[param.name] for param in definition.params},
-            {param.name: param.default.value for param in definition.params if isinstance(param.default, ast.Number)},
+            {param.name: _literal(param.default) for param in definition.params if _literal(param.default) is not None},
         )
         inner = Frame(env, group, {}, frame.defaults, frame.depth + 1, self.cursor)
         self.seq(definition.body, inner)
@@ -147,3 +147,12 @@ def _tap_list(name: str, items: list | tuple, pos) -> ValueProblem:
     if len(taps) > 1:
         hint += f"; to join only the taps, continue from the first: `{taps[0]}, {name}({', '.join(taps[1:])})`"
     return ValueProblem(f"`{name}` takes its @tap inputs as separate arguments, not a list", pos, hint)
+
+
+def _literal(default) -> int | float | bool | None:
+    """A parameter's default where the definition writes it as a number or `true`/`false`, else None."""
+    if isinstance(default, ast.Number):
+        return default.value
+    if isinstance(default, ast.Name) and default.name in ("true", "false"):
+        return default.name == "true"
+    return None

@@ -1,0 +1,98 @@
+"""`--to python` of YOLOv8 keeps the family's parameters: one file whose class takes `scale` (a SCALES table of
+what each scale resolves to) and `classes`, and builds every scale with Ultralytics' parameter counts.
+
+Ultralytics is the oracle for the counts: its layers built from its own YAMLs by parse_model, on the meta device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cnndsl
+from cnndsl.backends.torch import standalone_source, write_python
+
+SIDE = 64  # the smallest input whose stride-32 map is 2×2
+PUBLISHED = {"yolov8n": 3_157_200}  # yolov8.yaml's `scales` comment for n
+
+
+def _import(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """(the network yolov8n at 64×64, the generated file's path, text and namespace)."""
+    network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
+    path = write_python(network, tmp_path_factory.mktemp("yolo") / "yolov8n.py")
+    return network, path, path.read_text(), _import(path)
+
+
+def _shapes(module) -> list:
+    return [(key, tuple(tensor.shape)) for key, tensor in module.state_dict().items()]
+
+
+def _count(module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def test_the_class_takes_scale_and_classes_and_reads_its_row_of_the_table(family):
+    _, _, text, namespace = family
+    assert 'class Yolov8n(nn.Module):\n    def __init__(self, scale="n", classes=80):\n' in text
+    assert "Yolov8n(scale, classes) takes the network's parameters" in text
+    assert ") = SCALES[scale]\n" in text
+    assert list(namespace.SCALES) == ["n", "s", "m", "l", "x"]
+    # one C2f class, its shortcut an argument; its bottlenecks a loop over n
+    assert text.count("\nclass C2f") == 1 and text.count("\nclass Bottleneck") == 1
+    assert "class C2f(nn.Module):\n    def __init__(self, in_channels, c2, n=1, shortcut=False, e=0.5):\n" in text
+    assert "for _ in range(n)" in text
+
+
+@pytest.mark.parametrize("scale", "nsmlx")
+def test_each_scale_has_ultralytics_parameter_count_and_cnndsls_state_dict(family, scale):
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    network, _, _, namespace = family
+    with torch.device("meta"):
+        theirs, _ = tasks.parse_model(tasks.yaml_model_load(f"yolov8{scale}.yaml"), ch=3, verbose=False)
+        written = namespace.Yolov8n(scale=scale)
+        expected = network.with_params(scale=scale).to_torch()
+    assert _count(written) == _count(theirs) == cnndsl.load(f"yolov8{scale}").params
+    assert _shapes(written) == _shapes(expected)
+    if scale == "n":
+        assert _count(written) == PUBLISHED["yolov8n"]
+
+
+@pytest.mark.parametrize("scale, classes", [("s", 3), ("x", 150)])
+def test_a_scale_with_other_classes_is_that_network_and_computes_its_output(family, scale, classes):
+    """The class branch's clamp at another scale: max(w3, min(classes, 100)), w3 that scale's width (128 at s,
+    320 at x); Ultralytics' layers for `nc: classes` count the same, and with cnndsl's weights the file's class
+    computes cnndsl's output."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    network, _, _, namespace = family
+    description = tasks.yaml_model_load(f"yolov8{scale}.yaml")
+    description["nc"] = classes
+    with torch.device("meta"):
+        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)
+    written = namespace.Yolov8n(scale=scale, classes=classes).eval()
+    assert _count(written) == _count(theirs)
+    expected = network.with_params(scale=scale, classes=classes).to_torch(seed=0).eval()
+    assert _shapes(written) == _shapes(expected)
+    written.load_state_dict(expected.state_dict())
+    images = torch.randn(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)
+
+
+def test_the_family_file_passes_ruff_and_is_the_same_bytes_when_generated_again(family):
+    network, path, text, _ = family
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert standalone_source(cnndsl.load("yolov8n", input=(3, SIDE, SIDE))) == text
