@@ -29,6 +29,7 @@ class Draft:
     init: Code
     forward: list[str]  # its text, each lifted length written as its placeholder
     uses: frozenset  # the file's names its code needs: the imports, and `_numbered` defined
+    names: list  # the classes' names
     steps: list  # the forward's steps with their `torch.narrow` lengths lifted (cnndsl.backends.class_code)
     numbers: list  # those lengths
 
@@ -56,7 +57,8 @@ def drafted(compact: Compact) -> Draft:
     templates = list(compact.templates.values())
     uses = init.uses.union(forward_uses(steps), {"nn"}, *(template.uses for template in templates))
     text = forward_lines(steps)
-    return Draft([template.text for template in templates], init_lines, init, text, uses, steps, numbers)
+    texts, names = [template.text for template in templates], [template.name for template in templates]
+    return Draft(texts, init_lines, init, text, uses, names, steps, numbers)
 
 
 class Evidence(tuple):
@@ -244,24 +246,117 @@ def _named_slots(name: str, value, changed, before: list, after: list) -> dict |
     return named
 
 
-def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list]:
-    """The file's text (before layout), the parameters its network class takes, the names it needs imported
-    and the values of each parameter the caller checks the file at. The network is built at EVIDENCE's values
-    only where a parameter of it is not kept without (a block holds `classes`): a classifier whose `fc(classes)`
-    is its own costs no more builds."""
+@dataclass
+class Parametrised:
+    """What the network's class is made of: the draft, the parameters it takes (by name), the expression of
+    each slot one of them names, the scale table, and the arguments the file is checked at."""
+
+    base: Draft
+    kept: list
+    expressions: dict
+    table: Table | None
+    checked: list
+
+
+# A family's parametrised code, built at its first scale (Ultralytics' n), by what it is built from but its scale
+# (file, source, input, the other parameters): every network of the family takes it, its own scale the default, so
+# that the family's other builds are paid once a process and each network's file is the same whichever came first.
+FAMILIES: dict = {}
+FAMILIES_HELD = 4
+
+
+def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list, Parametrised]:
+    """The file's text (before layout), the parameters its network class takes, the names it needs imported,
+    the values of each parameter the caller checks the file at, and what it is made of (for `remember`). A family
+    with a scale (cnndsl.backends.class_scales) takes the family's code (`family_code`) where it has a scale table
+    (or where the network is at the family's first scale); else the code of its own parameters, as any network."""
+    values = ir.network_info(network.graph).param_values
+    scaled = scaled_parameter({name: values[name] for name in _free(network)})
+    made = family_code(network, modules, rebuild, scaled) if scaled is not None else None
+    if made is None or class_name(network.name) in made.base.names:
+        made = _parametrised(network, modules, rebuild, None)
+    kept = {name: values[name] for name in made.kept}
+    base, table = made.base, made.table
+    signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
+    held, lengths = _held_lengths(base, made.expressions)
+    network_class = [
+        f"class {class_name(network.name)}(nn.Module):",
+        f"    def __init__({signature}):",
+        "        super().__init__()",
+        *indented(table.unpacking() if table is not None else [], 2),
+        *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
+        *indented(rendered(base.init_lines, base.init, made.expressions), 2),
+        "",
+        "    def forward(self, x):",
+        *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
+    ]
+    helper = [NUMBERED] if "_numbered" in base.uses else []
+    blocks = helper + base.classes + ([table.text()] if table is not None else []) + ["\n".join(network_class)]
+    uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
+    return "\n\n\n".join(blocks), kept, uses, made.checked, made
+
+
+def family_code(network, modules: dict, rebuild, scaled: str) -> Parametrised | None:
+    """The family's code (FAMILIES), made at its first scale where not yet made: for this network where it has
+    the scale table or the network is at that scale (then checked at the family's first scale's values), else
+    None. The code made here is remembered once its check passed (`remember`); made without a table, at once."""
+    values = ir.network_info(network.graph).param_values
+    first = SCALES[scaled][0]
+    key = _family(network, scaled)
+    made = FAMILIES.get(key)
+    fresh = made is None
+    if fresh:
+        if values[scaled] == first:
+            made = _parametrised(network, modules, rebuild, scaled)
+        else:
+            rebuilt = rebuild({scaled: first})
+            if rebuilt is None:
+                return None
+            made = _parametrised(*rebuilt, lambda changes: rebuild({scaled: first, **changes}), scaled)
+        if made.table is None:
+            _held(key, made)
+    if made.table is None:  # the code of the first scale only, checked as any network's
+        return made if values[scaled] == first else None
+    checked = [{scaled: first, **arguments} for arguments in made.checked] if fresh else []
+    return Parametrised(made.base, made.kept, made.expressions, made.table, checked)
+
+
+def remember(network, made: Parametrised) -> None:
+    """Keeps a family's code whose check passed (FAMILIES) for the family's other networks."""
+    values = ir.network_info(network.graph).param_values
+    scaled = scaled_parameter({name: values[name] for name in _free(network)})
+    if scaled is not None and made.table is not None and made.checked:
+        _held(_family(network, scaled), made)
+
+
+def _held(key: tuple, made: Parametrised) -> None:
+    FAMILIES.pop(key, None)
+    FAMILIES[key] = made
+    while len(FAMILIES) > FAMILIES_HELD:
+        del FAMILIES[next(iter(FAMILIES))]
+
+
+def _family(network, scaled: str) -> tuple:
+    values = ir.network_info(network.graph).param_values
+    others = tuple((name, repr(value)) for name, value in values.items() if name != scaled)
+    return network.file, network.source, tuple(network.input_shape), others
+
+
+def _parametrised(network, modules: dict, rebuild, scaled: str | None) -> Parametrised:
+    """The parameters kept: those that, changed, move exactly the numbers they name; for a family with a scale,
+    found with the builds at EVIDENCE's values and at every scale together, and the scale table."""
     base = draft(network, modules)
     kept, expressions = kept_parameters(network, base, rebuild)
     values = ir.network_info(network.graph).param_values
-    scaled = scaled_parameter({name: values[name] for name in _free(network)})
     evidence, table = Evidence(), None
-    if scaled is not None or set(EVIDENCE) & set(_free(network)) - set(kept):
+    if scaled is not None:
         together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
         if evidence:
             # the parameters kept without the other builds, and EVIDENCE's: no build more for the rest (size)
             tried = {*kept, *EVIDENCE}
             more, more_expressions = kept_parameters(network, together_base, rebuild, evidence, tried)
-            table = _table(network, together_base, scaled, more_expressions, rebuild, evidence) if scaled else None
-            if table is not None or set(more) - set(kept):  # else the file without them (yolov1's `fc`: no argument)
+            table = _table(network, together_base, scaled, more_expressions, rebuild, evidence)
+            if table is not None or set(more) - set(kept):
                 base, kept, expressions = together_base, more, more_expressions
             else:
                 evidence = Evidence()
@@ -274,23 +369,7 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
             for other in (min(EVIDENCE["classes"]), max(EVIDENCE["classes"]))
         ]
     expressions = {slot: str(expression) for slot, expression in expressions.items()}
-    signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
-    held, lengths = _held_lengths(base, expressions)
-    network_class = [
-        f"class {class_name(network.name)}(nn.Module):",
-        f"    def __init__({signature}):",
-        "        super().__init__()",
-        *indented(table.unpacking() if table is not None else [], 2),
-        *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
-        *indented(rendered(base.init_lines, base.init, expressions), 2),
-        "",
-        "    def forward(self, x):",
-        *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
-    ]
-    helper = [NUMBERED] if "_numbered" in base.uses else []
-    blocks = helper + base.classes + ([table.text()] if table is not None else []) + ["\n".join(network_class)]
-    uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
-    return "\n\n\n".join(blocks), kept, uses, checked
+    return Parametrised(base, list(kept), expressions, table, checked)
 
 
 def _table(network, base: Draft, scaled: str, expressions: dict, rebuild, evidence: tuple) -> Table | None:

@@ -10,11 +10,11 @@ of the next height call the one class; each argument that has a default is passe
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
-from .class_templates import Template, indented, keyword_call
+from .class_templates import ClassParts, Row, Template, class_text, indented, keyword_call
 from .python_names import parameter_name
 
-INIT, FORWARD = "        super().__init__()\n", "\n\n    def forward(self, x):\n"
 MOST_DIFFERING = 4  # lines each side of an `if` may hold: more, and two classes read better
 
 
@@ -52,12 +52,13 @@ def _merged(compact, first: Template, second: Template) -> Template | None:
     defaults = {parameter_name(key): value for key, value in call.defaults.items()}
     params = [parameter for parameter in order if parameter in wanted and parameter not in defaults]
     params += [parameter for parameter in order if parameter in wanted and parameter in defaults]
-    text = _text(first, second, parameter_name(name), params, defaults)
-    if text is None:
+    parts = _switched_parts(first.parts, second.parts, parameter_name(name), params, defaults)
+    if parts is None:
         return None
     merged = Template(first.base, first.init, first.forward, [*first.instances, *second.instances])
-    merged.name, dropped = sorted([first.name, second.name], key=lambda name: (len(name), name))  # C3k2, not C3k22
-    merged.params, merged.text, merged.uses = params, text.replace(first.name, merged.name, 1), first.uses | second.uses
+    parts.name, dropped = sorted([first.name, second.name], key=lambda name: (len(name), name))  # C3k2, not C3k22
+    merged.name, merged.params, merged.parts = parts.name, params, parts
+    merged.text, merged.uses = class_text(parts), first.uses | second.uses
     compact.classes.release(dropped)
     for instance in merged.instances:
         args = compact.groups.info[instance.path].call.args
@@ -84,33 +85,39 @@ def _flag(compact, first: Template, second: Template) -> tuple[str, bool] | None
     return None
 
 
-def _text(on: Template, off: Template, flag: str, params: list, defaults: dict) -> str | None:
-    """The class's text: each method's shared leading and trailing lines once, the others under the flag."""
-    heads = [template.text.split(INIT, 1) for template in (on, off)]
-    if any(len(head) != 2 for head in heads):
-        return None
-    bodies = [head[1].split(FORWARD, 1) for head in heads]
-    if any(len(body) != 2 for body in bodies):
-        return None
-    (on_init, on_forward), (off_init, off_forward) = bodies
-    forward = _switched(on_forward.split("\n"), off_forward.split("\n"), f"self.{flag}")
-    init = _switched(on_init.split("\n"), off_init.split("\n"), flag)
+def _switched_parts(on: ClassParts, off: ClassParts, flag: str, params: list, defaults: dict) -> ClassParts | None:
+    """The class of both: each method's leading and trailing rows or steps that are the same records once, the
+    others under the flag (the forward reads it as `self.<flag>`, kept by `__init__` where it does)."""
+    forward = _switched(on.forward, off.forward, f"self.{flag}")
+    init = _switched(on.init, off.init, flag)
     if forward is None or init is None:
         return None
-    if any(f"self.{flag} =" in line for line in init):
-        return None  # the flag's name is a submodule's
-    kept = [f"        self.{flag} = {flag}"] if forward != on_forward.split("\n") else []
-    written = [f"{parameter}={defaults[parameter]!r}" if parameter in defaults else parameter for parameter in params]
-    signature = ", ".join(["self", *written])
-    header = [f"class {on.name}(nn.Module):", f"    def __init__({signature}):", INIT.rstrip("\n")]
-    return "\n".join([*header, *kept, *init, "", "    def forward(self, x):", *forward])
+    if flag in {row.key[1] if row.key[0] == "held" else row.key[2] for row in [*on.init, *off.init]}:
+        return None  # the flag's name is a submodule's or an attribute's
+    kept = [Row(("held", flag, flag), f"self.{flag} = {flag}")] if forward != on.forward else []
+    return ClassParts(on.name, params, defaults, [*kept, *init], forward)
 
 
-def _switched(on: list[str], off: list[str], condition: str) -> list[str] | None:
-    """The lines both lists start and end with, and between them `if condition:` the one's, `else:` the
-    other's (8 spaces in); None where a differing part is long."""
+@dataclass(frozen=True)
+class Switch:
+    """Rows or steps under `if condition:`, the other ones under `else:` (either may be empty)."""
+
+    condition: str
+    on: tuple
+    off: tuple
+
+    def lines(self) -> list[str]:
+        on, off = ([line for item in items for line in item.lines()] for items in (self.on, self.off))
+        if not on:
+            return [f"if not {self.condition}:", *indented(off, 1)]
+        return [f"if {self.condition}:", *indented(on, 1), *(["else:", *indented(off, 1)] if off else [])]
+
+
+def _switched(on: list, off: list, condition: str) -> list | None:
+    """The items both lists start and end with, and between them a Switch of the one's and the other's; None
+    where a differing part is long."""
     if on == off:
-        return on
+        return list(on)
     start = 0
     while start < min(len(on), len(off)) and on[start] == off[start]:
         start += 1
@@ -118,13 +125,10 @@ def _switched(on: list[str], off: list[str], condition: str) -> list[str] | None
     while end < min(len(on), len(off)) - start and on[len(on) - 1 - end] == off[len(off) - 1 - end]:
         end += 1
     first, second = on[start : len(on) - end], off[start : len(off) - end]
-    if max(len(first), len(second)) > MOST_DIFFERING:
+    if max(_count(first), _count(second)) > MOST_DIFFERING:
         return None
-    lines = on[:start]
-    if first:
-        lines += [f"        if {condition}:", *indented(first, 1)]
-        if second:
-            lines += ["        else:", *indented(second, 1)]
-    else:
-        lines += [f"        if not {condition}:", *indented(second, 1)]
-    return lines + on[len(on) - end :]
+    return [*on[:start], Switch(condition, tuple(first), tuple(second)), *on[len(on) - end :]]
+
+
+def _count(items) -> int:
+    return sum(len(item.lines()) for item in items)

@@ -51,10 +51,54 @@ class Template:
     condition: str = ""  # when the optional submodule is built
     condition_words: tuple = ()  # the argument names the condition reads
     uses: frozenset = frozenset()  # the file's names its code needs
+    parts: ClassParts | None = None  # once named: what its text is written from
 
     def key(self) -> tuple:
         """Equal for templates whose code is the same: the same class."""
         return (self.base, lines_code(self.init, Code()).key(), tuple(forward_lines(self.forward)))
+
+
+@dataclass(frozen=True)
+class Row:
+    """A line of a class's `__init__`: what it is made of (its form, the numbers or expressions in its slots, the
+    attribute it sets), equal for lines written alike, and its text."""
+
+    key: tuple
+    text: str
+
+    def lines(self) -> list[str]:
+        return [self.text]
+
+
+@dataclass
+class ClassParts:
+    """A named class before its text: its name, arguments and their defaults, `__init__`'s rows and the forward's
+    steps (each a Row or Step, or a Switch of them: cnndsl.backends.class_switches)."""
+
+    name: str
+    params: list
+    defaults: dict
+    init: list
+    forward: list
+
+
+def class_text(parts: ClassParts) -> str:
+    """The class's text; the arguments from the first of the trailing ones with a default on written with it."""
+    optional = len(parts.params)
+    while optional and parts.params[optional - 1] in parts.defaults:
+        optional -= 1
+    written = [*parts.params[:optional], *(f"{name}={parts.defaults[name]!r}" for name in parts.params[optional:])]
+    return "\n".join(
+        [
+            f"class {parts.name}(nn.Module):",
+            f"    def __init__({', '.join(['self', *written])}):",
+            "        super().__init__()",
+            *indented([line for row in parts.init for line in row.lines()], 2),
+            "",
+            "    def forward(self, x):",
+            *indented([line for step in parts.forward for line in step.lines()], 2),
+        ]
+    )
 
 
 def merge_optional(compact) -> None:
@@ -231,9 +275,6 @@ def resolve(compact, template: Template) -> None:
     optional = len(template.params)
     while optional and template.params[optional - 1] in defaults:
         optional -= 1  # the trailing parameters with a default: callers may leave them out
-    signature = ", ".join(
-        ["self", *template.params[:optional], *(f"{name}={defaults[name]!r}" for name in template.params[optional:])]
-    )
     template.uses = first.code.uses | forward_uses(template.forward) | {"nn"}
     held = Namespace()
     for line in template.init:
@@ -241,25 +282,17 @@ def resolve(compact, template: Template) -> None:
     attributes = {
         entry: held.fresh(entry[0]) for entry in dict.fromkeys(entry for entry in numbers if type(entry) is tuple)
     }
-    body = [
-        f"class {template.name}(nn.Module):",
-        f"    def __init__({signature}):",
-        "        super().__init__()",
-        *indented([f"self.{attribute} = {entry[1]}" for entry, attribute in attributes.items()], 2),
-        *indented(rendered(template.init, first.code, expressions), 2),
-        "",
-        "    def forward(self, x):",
-        *indented(
-            forward_lines(
-                shown(
-                    template.forward,
-                    [f"self.{attributes[entry]}" if type(entry) is tuple else entry for entry in numbers],
-                )
-            ),
-            2,
-        ),
+    rows = [
+        Row(("held", attribute, entry[1]), f"self.{attribute} = {entry[1]}") for entry, attribute in attributes.items()
     ]
-    template.text = "\n".join(body)
+    for line, text in zip(template.init, rendered(template.init, first.code, expressions)):
+        given = tuple(expressions.get(slot, first.code.values[slot]) for slot in line_slots(line))
+        rows.append(Row((line_form(line), given, line.sets), text))
+    steps = shown(
+        template.forward, [f"self.{attributes[entry]}" if type(entry) is tuple else entry for entry in numbers]
+    )
+    template.parts = ClassParts(template.name, template.params, defaults, rows, steps)
+    template.text = class_text(template.parts)
     flagged = any(type(defaults[name]) is bool for name in template.params[optional:])
     for instance in template.instances:
         values = [_argument(instance, name, expressions, numbers) for name in template.params]

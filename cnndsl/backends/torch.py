@@ -25,7 +25,7 @@ from ..graph.ir import inputs_of, walk
 from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import compact_source
+from .class_parameters import compact_source, remember
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -95,22 +95,17 @@ def standalone_source(network) -> str:
     root = _meta_modules(network)
     if ir.network_info(network.graph).train_outputs:
         return python_source(network, root)  # `if self.training:` is written in the unrolled form only
-    rebuilt: dict[str, tuple | None] = {}  # finding the kept parameters and checking them expand the same changes
 
-    def rebuild(changes: dict):
-        key = repr(sorted(changes.items()))
-        if key not in rebuilt:
-            rebuilt[key] = _rebuilt(network, changes)
-        return rebuilt[key]
+    def rebuild(changes: dict):  # each build once: the parameters' search and the checks ask for the same ones
+        return _built_once(network, changes)
 
     try:
-        code, kept, uses, checked = compact_source(
-            network, dict(root.named_modules()), lambda changes: _rebuilt(network, changes)
-        )
+        code, kept, uses, checked, made = compact_source(network, dict(root.named_modules()), rebuild)
     except Exception:  # noqa: BLE001  (a shape the compact layout does not foresee: the unrolled one is exact)
         return python_source(network, root)
     text = python_file(network, code, uses, kept)
-    if _rebuilds(text, network, root, checked):
+    if _rebuilds(text, network, root, checked, rebuild):
+        remember(network, made)
         return text
     return python_source(network, root)
 
@@ -125,6 +120,22 @@ def _meta_modules(network) -> nn.Module:
         return _modules(network)
 
 
+# The latest builds of networks with changed parameters, by file, source, input and all parameters: a family's
+# networks (yolov8n ... yolov8x) share theirs, and a network's own search and check ask for the same ones.
+BUILDS: dict = {}
+BUILDS_HELD = 16
+
+
+def _built_once(network, changes: dict):
+    overrides = {**ir.network_info(network.graph).param_values, **changes}
+    key = (network.file, network.source, tuple(network.input_shape), repr(sorted(overrides.items())))
+    if key not in BUILDS:
+        BUILDS[key] = _rebuilt(network, changes)
+        while len(BUILDS) > BUILDS_HELD:
+            del BUILDS[next(iter(BUILDS))]
+    return BUILDS[key]
+
+
 def _rebuilt(network, changes: dict):
     """(network, its modules by name) with some parameters changed (the network's own `with_params`
     expands it again), or None where it does not expand."""
@@ -135,15 +146,15 @@ def _rebuilt(network, changes: dict):
         return None
 
 
-def _rebuilds(text: str, network, root: nn.Module, checked: list) -> bool:
+def _rebuilds(text: str, network, root: nn.Module, checked: list, rebuild) -> bool:
     """The source's class builds the same state_dict shapes and outputs as `root`, and with each of the
-    `checked` arguments (kept parameters changed), as the network expanded with them."""
+    `checked` arguments (kept parameters changed), as the network expanded with them (`rebuild`)."""
     namespace: dict = {}
     exec(compile(text, "<generated>", "exec"), namespace)  # noqa: S102  (the text just generated)
     network_class = namespace[class_name(network.name)]
     cases = [(network, root, {})]
     for arguments in checked:
-        rebuilt = _rebuilt(network, arguments)
+        rebuilt = rebuild(arguments)
         if rebuilt is None:
             return False
         cases.append((rebuilt[0], rebuilt[1][""], arguments))
