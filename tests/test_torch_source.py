@@ -361,18 +361,12 @@ def test_densenet121s_file_builds_densenet201_from_its_block_counts(generated):
 
 
 def test_a_parameter_that_changes_structure_is_fixed_and_the_header_says_so(generated):
-    """`aux` adds layers: fixed. `classes` sets a width: an argument, also where a block holds it (the
-    auxiliary heads' `fc(classes)`: their class takes it), and built with 3 it holds the network of 3 classes."""
+    """`aux` adds layers: fixed. `classes` sets a width: an argument, unless a block's class would change
+    with it (the auxiliary heads hold a `fc(classes)` of their own)."""
     assert "    def __init__(self, classes=1000):" in _file(generated, "googlenet")
     aux = _file(generated, "googlenet_aux")
-    assert "Fixed at their values: aux=true." in aux
-    assert "class GooglenetAux(nn.Module):\n    def __init__(self, classes=1000):" in aux
-    network, namespace = generated[1]["googlenet_aux"]
-    with torch.device("meta"):
-        written = namespace.GooglenetAux(classes=3)
-        expected = network.with_params(classes=3).to_torch()
-    assert _state_shapes(written) == _state_shapes(expected)
-    assert ("auxhead1.fc2.weight", (3, 1024)) in _state_shapes(written)
+    assert "Fixed at their values: classes=1000, aux=true." in aux
+    assert "class GooglenetAux(nn.Module):\n    def __init__(self):" in aux
 
 
 def test_the_same_file_compiled_from_two_folders_gives_the_same_bytes(cli, tmp_path):

@@ -210,19 +210,3 @@ def test_the_detector_class_at_other_classes_has_ultralytics_parameter_count(det
         written = getattr(namespace, class_name(network.name))(classes=classes)
     count = sum(parameter.numel() for parameter in written.parameters())
     assert count == sum(parameter.numel() for parameter in theirs.parameters())
-
-
-@pytest.mark.parametrize("classes", [3, 150, 1000])
-def test_a_classifier_file_built_with_other_classes_is_the_network_of_those_classes(tmp_path, classes):
-    """mobilenet_v2's classifier is a block whose Linear is `classes` wide: the file's class takes `classes`
-    and, built with 3 or 150, holds and computes what cnndsl builds with that count."""
-    network = cnndsl.load("mobilenet_v2", input=(3, 32, 32))
-    namespace = _import(write_python(network, tmp_path / "mobilenet_v2.py"))
-    written = namespace.MobilenetV2(classes=classes).eval()
-    expected = cnndsl.load("mobilenet_v2", input=(3, 32, 32), classes=classes).to_torch(seed=0).eval()
-    assert _state_shapes(written) == _state_shapes(expected)
-    assert sum(parameter.numel() for parameter in written.parameters()) == 2_223_872 + 1281 * classes
-    written.load_state_dict(expected.state_dict())
-    images = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import cnndsl
+from cnndsl.backends.class_family import FAMILIES
 from cnndsl.backends.torch import standalone_source, write_python
 
 SIDE = 64  # the smallest input whose stride-32 map is 2×2
@@ -29,9 +30,13 @@ def _import(path):
 
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
-    """(the network yolov8n at 64×64, the generated file's path, text and namespace)."""
+    """(the network yolov8n at 64×64, the generated file's path, text and namespace): the family's code found
+    afresh from yolov8s (built at n from there), yolov8n's file then written from it."""
+    FAMILIES.clear()
+    folder = tmp_path_factory.mktemp("yolo")
+    write_python(cnndsl.load("yolov8s", input=(3, SIDE, SIDE)), folder / "yolov8s.py")
     network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
-    path = write_python(network, tmp_path_factory.mktemp("yolo") / "yolov8n.py")
+    path = write_python(network, folder / "yolov8n.py")
     return network, path, path.read_text(), _import(path)
 
 
@@ -90,9 +95,15 @@ def test_a_scale_with_other_classes_is_that_network_and_computes_its_output(fami
         torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)
 
 
-def test_the_family_file_passes_ruff_and_is_the_same_bytes_when_generated_again(family):
+def test_the_family_file_passes_ruff_and_is_the_same_bytes_whichever_scale_came_first(family):
+    """Written from the family's code found at yolov8s, or found afresh at yolov8n: the same bytes; yolov8s's file
+    is that code with its own scale the default."""
     network, path, text, _ = family
     for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+    other = (path.parent / "yolov8s.py").read_text()
+    assert 'class Yolov8s(nn.Module):\n    def __init__(self, scale="s", classes=80):\n' in other
+    assert other.split("\nSCALES = ")[1].split("\n\n\nclass")[0] == text.split("\nSCALES = ")[1].split("\n\n\nclass")[0]
+    FAMILIES.clear()
     assert standalone_source(cnndsl.load("yolov8n", input=(3, SIDE, SIDE))) == text

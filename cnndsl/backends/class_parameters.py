@@ -1,23 +1,16 @@
 """The network's own class in the compact source: which of the network's parameters it takes as
-arguments (those that, changed, move exactly the numbers they name), and the file's text."""
+arguments (those that, changed, move exactly the numbers they name; cnndsl.backends.class_family writes it)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from ..graph import ir
-from .class_code import Code, filled, forward_lines, forward_uses, lifted_lengths, rendered, shown_lengths
-from .class_scales import SCALES, Clamp, Table, scale_table, scaled_parameter
-from .class_templates import indented
-from .python_names import Namespace, is_free, is_name
+from .class_code import Code, filled, forward_lines, forward_uses, lifted_lengths
+from .class_scales import SCALES, Clamp, Table, scale_table
+from .python_names import is_free
 from .torch_classes import Compact, together
-from .torch_source import class_name
-
-NUMBERED = '''def _numbered(name, *blocks):
-    """Blocks in a Sequential, named as cnndsl names them: `name` alone, else name1, name2, ..."""
-    if len(blocks) == 1:
-        return nn.Sequential(OrderedDict([(name, blocks[0])]))
-    return nn.Sequential(OrderedDict((f"{name}{i}", b) for i, b in enumerate(blocks, 1)))'''
 
 
 @dataclass
@@ -76,6 +69,11 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
     changes = [change for change in changes if values[next(iter(change))] not in change.values()]
     if scaled is not None:
         changes += [{scaled: letter} for letter in SCALES[scaled] if letter != values[scaled]]
+    scales = [change for change in changes if scaled in change]
+    expanded = [rebuild(change, modules=False) for change in scales]  # the networks first, to tell their outlines
+    shape = outline(network.graph)
+    if any(build is not None and outline(build[0].graph) != shape for build in expanded):
+        changes = [change for change in changes if change not in scales]  # no table: not built at other scales
     builds = [(change, rebuild(change)) for change in changes]
     if any(build is None and scaled not in change for change, build in builds):
         return None, Evidence()
@@ -86,6 +84,25 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
     return drafted(compacts[0]), evidence
 
 
+def outline(graph) -> frozenset:
+    """What each group holds, a run of one kind as one: equal for scales whose classes can be the same (YOLOv8's,
+    its repeats loops); YOLO11 at m holds C3k blocks where n holds bottlenecks, so no scale table is tried."""
+    groups = ir.network_info(graph).groups
+    children = defaultdict(list)
+    for path in groups:
+        children[path[:-1]].append(path)
+
+    def base(path: tuple) -> tuple:
+        group = groups[path]  # a block's label is its call's text, numbers included: its name only
+        return (group.kind, group.label) if group.call is None else (group.kind, group.call.block)
+
+    def runs(paths: list) -> tuple:
+        kinds = [base(path) for path in paths]
+        return tuple(kind for index, kind in enumerate(kinds) if not index or kinds[index - 1] != kind)
+
+    return frozenset((base(path), runs(children[path])) for path in groups)
+
+
 def _changed(changes: dict) -> str:
     return repr(sorted(changes.items()))  # a list's value (depths) is no dict key
 
@@ -93,7 +110,8 @@ def _changed(changes: dict) -> str:
 def kept_parameters(network, base: Draft, rebuild, evidence: tuple = (), only=None) -> tuple[dict, dict]:
     """The network parameters the code can take as arguments, with their values, and the expression of each
     slot of `__init__` that one of them names. `rebuild(overrides)` expands the network with parameters
-    changed and returns (network, modules), or None where it cannot be expanded so."""
+    changed and returns (network, modules), or None where it cannot be expanded so (`modules=False`: the
+    network only, modules None)."""
     kept, expressions = {}, {}
     for name, value in ir.network_info(network.graph).param_values.items():
         changed = changed_value(value)
@@ -258,108 +276,26 @@ class Parametrised:
     checked: list
 
 
-# A family's parametrised code, built at its first scale (Ultralytics' n), by what it is built from but its scale
-# (file, source, input, the other parameters): every network of the family takes it, its own scale the default, so
-# that the family's other builds are paid once a process and each network's file is the same whichever came first.
-FAMILIES: dict = {}
-FAMILIES_HELD = 4
-
-
-def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list, Parametrised]:
-    """The file's text (before layout), the parameters its network class takes, the names it needs imported,
-    the values of each parameter the caller checks the file at, and what it is made of (for `remember`). A family
-    with a scale (cnndsl.backends.class_scales) takes the family's code (`family_code`) where it has a scale table
-    (or where the network is at the family's first scale); else the code of its own parameters, as any network."""
+def parametrised(network, modules: dict, rebuild, scaled: str | None) -> Parametrised:
+    """The parameters kept: those that, changed, move exactly the numbers they name. For a family with a scale,
+    EVIDENCE's parameters found with the builds at their values and at every scale together, and the scale table;
+    its other parameters (size, reg_max) are not tried, which would cost builds more. Where that keeps none, as
+    any network's."""
     values = ir.network_info(network.graph).param_values
-    scaled = scaled_parameter({name: values[name] for name in _free(network)})
-    made = family_code(network, modules, rebuild, scaled) if scaled is not None else None
-    if made is None or class_name(network.name) in made.base.names:
-        made = _parametrised(network, modules, rebuild, None)
-    kept = {name: values[name] for name in made.kept}
-    base, table = made.base, made.table
-    signature = ", ".join(["self", *(f"{name}={_literal(value)}" for name, value in kept.items())])
-    held, lengths = _held_lengths(base, made.expressions)
-    network_class = [
-        f"class {class_name(network.name)}(nn.Module):",
-        f"    def __init__({signature}):",
-        "        super().__init__()",
-        *indented(table.unpacking() if table is not None else [], 2),
-        *indented([f"self.{attribute} = {expression}" for expression, attribute in held.items()], 2),
-        *indented(rendered(base.init_lines, base.init, made.expressions), 2),
-        "",
-        "    def forward(self, x):",
-        *indented(forward_lines(shown_lengths(base.steps, lengths)), 2),
-    ]
-    helper = [NUMBERED] if "_numbered" in base.uses else []
-    blocks = helper + base.classes + ([table.text()] if table is not None else []) + ["\n".join(network_class)]
-    uses = base.uses | ({"nn", "OrderedDict"} if helper else set())
-    return "\n\n\n".join(blocks), kept, uses, made.checked, made
-
-
-def family_code(network, modules: dict, rebuild, scaled: str) -> Parametrised | None:
-    """The family's code (FAMILIES), made at its first scale where not yet made: for this network where it has
-    the scale table or the network is at that scale (then checked at the family's first scale's values), else
-    None. The code made here is remembered once its check passed (`remember`); made without a table, at once."""
-    values = ir.network_info(network.graph).param_values
-    first = SCALES[scaled][0]
-    key = _family(network, scaled)
-    made = FAMILIES.get(key)
-    fresh = made is None
-    if fresh:
-        if values[scaled] == first:
-            made = _parametrised(network, modules, rebuild, scaled)
-        else:
-            rebuilt = rebuild({scaled: first})
-            if rebuilt is None:
-                return None
-            made = _parametrised(*rebuilt, lambda changes: rebuild({scaled: first, **changes}), scaled)
-        if made.table is None:
-            _held(key, made)
-    if made.table is None:  # the code of the first scale only, checked as any network's
-        return made if values[scaled] == first else None
-    checked = [{scaled: first, **arguments} for arguments in made.checked] if fresh else []
-    return Parametrised(made.base, made.kept, made.expressions, made.table, checked)
-
-
-def remember(network, made: Parametrised) -> None:
-    """Keeps a family's code whose check passed (FAMILIES) for the family's other networks."""
-    values = ir.network_info(network.graph).param_values
-    scaled = scaled_parameter({name: values[name] for name in _free(network)})
-    if scaled is not None and made.table is not None and made.checked:
-        _held(_family(network, scaled), made)
-
-
-def _held(key: tuple, made: Parametrised) -> None:
-    FAMILIES.pop(key, None)
-    FAMILIES[key] = made
-    while len(FAMILIES) > FAMILIES_HELD:
-        del FAMILIES[next(iter(FAMILIES))]
-
-
-def _family(network, scaled: str) -> tuple:
-    values = ir.network_info(network.graph).param_values
-    others = tuple((name, repr(value)) for name, value in values.items() if name != scaled)
-    return network.file, network.source, tuple(network.input_shape), others
-
-
-def _parametrised(network, modules: dict, rebuild, scaled: str | None) -> Parametrised:
-    """The parameters kept: those that, changed, move exactly the numbers they name; for a family with a scale,
-    found with the builds at EVIDENCE's values and at every scale together, and the scale table."""
-    base = draft(network, modules)
-    kept, expressions = kept_parameters(network, base, rebuild)
-    values = ir.network_info(network.graph).param_values
-    evidence, table = Evidence(), None
+    evidence, table, found = Evidence(), None, None
     if scaled is not None:
         together_base, evidence = evidence_builds(network, modules, rebuild, scaled)
         if evidence:
-            # the parameters kept without the other builds, and EVIDENCE's: no build more for the rest (size)
-            tried = {*kept, *EVIDENCE}
-            more, more_expressions = kept_parameters(network, together_base, rebuild, evidence, tried)
-            table = _table(network, together_base, scaled, more_expressions, rebuild, evidence)
-            if table is not None or set(more) - set(kept):
-                base, kept, expressions = together_base, more, more_expressions
+            kept, expressions = kept_parameters(network, together_base, rebuild, evidence, set(EVIDENCE))
+            table = _table(network, together_base, scaled, expressions, rebuild, evidence)
+            if table is not None or kept:
+                found = together_base, kept, expressions
             else:
                 evidence = Evidence()
+    if found is None:
+        base = draft(network, modules)
+        found = base, *kept_parameters(network, base, rebuild)
+    base, kept, expressions = found
     if table is not None:
         kept = {name: value for name, value in values.items() if name in kept or name == scaled}
     checked = [{name: other} for name, value in kept.items() for other in _checked(name, value, evidence)]
@@ -395,27 +331,5 @@ def _checked(name: str, value, evidence: tuple) -> list:
     return values + [other for other in (EVIDENCE.get(name, ()) if evidence else ()) if other not in values]
 
 
-def _free(network) -> list[str]:
+def free_parameters(network) -> list[str]:
     return [name for name in ir.network_info(network.graph).param_values if is_free(name)]
-
-
-def _held_lengths(base: Draft, expressions: dict) -> tuple[dict, list]:
-    """The forward's lengths that a kept parameter names, each kept on `self` under that parameter's name
-    (expression -> attribute), and what each length is written as: its number, or `self.<attribute>`."""
-    names = Namespace()
-    for line in base.init_lines:
-        names.fresh(line.sets or "")
-    held, lengths = {}, []
-    for index, number in enumerate(base.numbers):
-        expression = expressions.get(len(base.init.values) + index)
-        if expression is None:
-            lengths.append(number)
-            continue
-        if expression not in held:
-            held[expression] = names.fresh(expression if is_name(expression) else "length")
-        lengths.append(f"self.{held[expression]}")
-    return held, lengths
-
-
-def _literal(value) -> str:
-    return repr(tuple(value)) if isinstance(value, list) else repr(value)

@@ -25,7 +25,7 @@ from ..graph.ir import inputs_of, walk
 from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
-from .class_parameters import compact_source, remember
+from .class_family import compact_source, remember
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
@@ -96,8 +96,8 @@ def standalone_source(network) -> str:
     if ir.network_info(network.graph).train_outputs:
         return python_source(network, root)  # `if self.training:` is written in the unrolled form only
 
-    def rebuild(changes: dict):  # each build once: the parameters' search and the checks ask for the same ones
-        return _built_once(network, changes)
+    def rebuild(changes: dict, modules: bool = True):  # each once: the search and the checks ask for the same
+        return _built_once(network, changes, modules)
 
     try:
         code, kept, uses, checked, made = compact_source(network, dict(root.named_modules()), rebuild)
@@ -126,24 +126,20 @@ BUILDS: dict = {}
 BUILDS_HELD = 16
 
 
-def _built_once(network, changes: dict):
+def _built_once(network, changes: dict, modules: bool = True):
+    """(network, its modules by name) with some parameters changed (the network's own `with_params` expands it
+    again; its modules None where not asked for), or None where it does not expand."""
     overrides = {**ir.network_info(network.graph).param_values, **changes}
     key = (network.file, network.source, tuple(network.input_shape), repr(sorted(overrides.items())))
-    if key not in BUILDS:
-        BUILDS[key] = _rebuilt(network, changes)
+    if key not in BUILDS or (modules and BUILDS[key] is not None and BUILDS[key][1] is None):
+        try:
+            other = BUILDS[key][0] if BUILDS.get(key) else network.with_params(**changes)
+            BUILDS[key] = other, dict(_meta_modules(other).named_modules()) if modules else None
+        except CnnDslError:
+            BUILDS[key] = None
         while len(BUILDS) > BUILDS_HELD:
             del BUILDS[next(iter(BUILDS))]
     return BUILDS[key]
-
-
-def _rebuilt(network, changes: dict):
-    """(network, its modules by name) with some parameters changed (the network's own `with_params`
-    expands it again), or None where it does not expand."""
-    try:
-        other = network.with_params(**changes)
-        return other, dict(_meta_modules(other).named_modules())
-    except CnnDslError:
-        return None
 
 
 def _rebuilds(text: str, network, root: nn.Module, checked: list, rebuild) -> bool:

@@ -7,7 +7,7 @@ class where their code differs only in numbers; those numbers become the class's
 the block's parameters (or the incoming channels) where their values match (cnndsl.backends.class_templates).
 Instances that differ in structure get classes of their own. A network parameter is kept only where
 expanding the network again with it changed changes exactly the numbers it names
-(cnndsl.backends.class_parameters); the caller checks the result rebuilds the modules.
+(cnndsl.backends.class_parameters, class_family); the caller checks the result rebuilds the modules.
 """
 
 from __future__ import annotations
