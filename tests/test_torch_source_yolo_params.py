@@ -107,3 +107,29 @@ def test_the_family_file_passes_ruff_and_is_the_same_bytes_whichever_scale_came_
     assert other.split("\nSCALES = ")[1].split("\n\n\nclass")[0] == text.split("\nSCALES = ")[1].split("\n\n\nclass")[0]
     FAMILIES.clear()
     assert standalone_source(cnndsl.load("yolov8n", input=(3, SIDE, SIDE))) == text
+
+
+FLAGGED = """block unit(c, skip=true) {
+    if skip { residual { conv3x3(c), bn, relu } } else { conv3x3(c), bn, relu }
+}
+network net { input 8x8x8
+    stage s { unit(8), unit(8, false), unit(8), unit(8, false) }
+}"""
+
+
+def test_a_block_whose_flag_changes_its_forward_is_one_class_that_reads_the_flag(tmp_path):
+    """The two forms of `unit` share their `__init__` rows (one copy) and differ in the forward's steps: one class,
+    the steps of each form under `if self.skip:` / `else:`; built with to_torch()'s weights it computes its output."""
+    network = cnndsl.parse(FLAGGED, file="n.cnn")
+    path = write_python(network, tmp_path / "net.py")
+    text = path.read_text()
+    assert text.count("\nclass Unit") == 1
+    assert "class Unit(nn.Module):\n    def __init__(self, skip=True):\n        super().__init__()\n" in text
+    assert "        self.skip = skip\n        self.conv = nn.Conv2d(8, 8, 3, padding=1)\n" in text
+    assert "        if self.skip:\n" in text and "            return out + x\n        else:\n" in text
+    reference = network.to_torch(seed=0).eval()
+    written = _import(path).Net().eval()
+    written.load_state_dict(reference.state_dict())
+    images = torch.randn(2, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), reference(images), rtol=0, atol=0)
