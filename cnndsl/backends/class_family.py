@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..graph import ir
 from .class_code import forward_lines, rendered, shown_lengths
-from .class_parameters import Draft, Parametrised, free_parameters, parametrised
+from .class_parameters import Draft, Parametrised, alike_scales, free_parameters, parametrised
 from .class_scales import SCALES, scaled_parameter
 from .class_templates import indented
 from .python_names import Namespace, is_name
@@ -28,12 +28,12 @@ FAMILIES_HELD = 4
 def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozenset, list, Parametrised]:
     """The file's text (before layout), the parameters its network class takes, the names it needs imported,
     the values of each parameter the caller checks the file at, and what it is made of (for `remember`). A family
-    with a scale (cnndsl.backends.class_scales) takes the family's code (`family_code`) where it has a scale table
-    (or where the network is at the family's first scale); else the code of its own parameters, as any network."""
+    with a scale (cnndsl.backends.class_scales) takes the family's code (`family_code`); any other network, the code
+    of its own parameters."""
     values = ir.network_info(network.graph).param_values
     scaled = scaled_parameter({name: values[name] for name in free_parameters(network)})
     made = family_code(network, modules, rebuild, scaled) if scaled is not None else None
-    if made is None or class_name(network.name) in made.base.names:
+    if made is None or class_name(network.name) in made.base.names:  # the network's own class name a block's
         made = parametrised(network, modules, rebuild, None)
     kept = {name: values[name] for name in made.kept}
     base, table = made.base, made.table
@@ -56,27 +56,24 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
     return "\n\n\n".join(blocks), kept, uses, made.checked, made
 
 
-def family_code(network, modules: dict, rebuild, scaled: str) -> Parametrised | None:
-    """The family's code (FAMILIES), made at its first scale where not yet made: for this network where it has
-    the scale table or the network is at that scale (then checked at the family's first scale's values), else
-    None. The code made here is remembered once its check passed (`remember`); made without a table, at once."""
+def family_code(network, modules: dict, rebuild, scaled: str) -> Parametrised:
+    """The family's code (FAMILIES), made at its first scale where its scales are alike (YOLOv8's) and not yet
+    made, for this network with its own scale the default; checked at the family's first scale's values where
+    made here, and remembered once that check passed (`remember`). Where the scales are not alike (YOLO11's m, l,
+    x hold C3k blocks), or no table was found, the network's own code: its scale fixed, its `classes` found."""
     values = ir.network_info(network.graph).param_values
     first = SCALES[scaled][0]
-    key = _family(network, scaled)
-    made = FAMILIES.get(key)
+    made = FAMILIES.get(_family(network, scaled))
     fresh = made is None
-    if fresh:
+    if fresh and alike_scales(network, rebuild, scaled):
         if values[scaled] == first:
             made = parametrised(network, modules, rebuild, scaled)
         else:
             rebuilt = rebuild({scaled: first})
-            if rebuilt is None:
-                return None
-            made = parametrised(*rebuilt, lambda changes, **how: rebuild({scaled: first, **changes}, **how), scaled)
-        if made.table is None:
-            _held(key, made)
-    if made.table is None:  # the code of the first scale only, checked as any network's
-        return made if values[scaled] == first else None
+            if rebuilt is not None:
+                made = parametrised(*rebuilt, lambda changes, **how: rebuild({scaled: first, **changes}, **how), scaled)
+    if made is None or made.table is None:
+        return made if made is not None and values[scaled] == first else parametrised(network, modules, rebuild, scaled)
     checked = [{scaled: first, **arguments} for arguments in made.checked] if fresh else []
     return Parametrised(made.base, made.kept, made.expressions, made.table, checked)
 

@@ -69,11 +69,8 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
     changes = [change for change in changes if values[next(iter(change))] not in change.values()]
     if scaled is not None:
         changes += [{scaled: letter} for letter in SCALES[scaled] if letter != values[scaled]]
-    scales = [change for change in changes if scaled in change]
-    expanded = [rebuild(change, modules=False) for change in scales]  # the networks first, to tell their outlines
-    shape = outline(network.graph)
-    if any(build is not None and outline(build[0].graph) != shape for build in expanded):
-        changes = [change for change in changes if change not in scales]  # no table: not built at other scales
+    if scaled is not None and not alike_scales(network, rebuild, scaled):
+        changes = [change for change in changes if scaled not in change]  # no table: not built at other scales
     builds = [(change, rebuild(change)) for change in changes]
     if any(build is None and scaled not in change for change, build in builds):
         return None, Evidence()
@@ -82,6 +79,15 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
     evidence = Evidence(compacts[1:])
     evidence.drafts = {_changed(change): drafted(compact) for (change, _), compact in zip(builds, compacts[1:])}
     return drafted(compacts[0]), evidence
+
+
+def alike_scales(network, rebuild, scaled: str) -> bool:
+    """The network expanded at every other scale has its outline: a scale table may be found (the networks
+    only, without their modules)."""
+    values = ir.network_info(network.graph).param_values
+    expanded = [rebuild({scaled: letter}, modules=False) for letter in SCALES[scaled] if letter != values[scaled]]
+    shape = outline(network.graph)
+    return all(build is None or outline(build[0].graph) == shape for build in expanded)
 
 
 def outline(graph) -> frozenset:
@@ -319,6 +325,8 @@ def _table(network, base: Draft, scaled: str, expressions: dict, rebuild, eviden
         if other is None:
             return None
         drafts[letter] = other.values()
+    if len(drafts) == 1:
+        return None  # built at no other scale
     hints = [*base.init.hints, *(["width"] * len(base.numbers))]
     return scale_table(scaled, drafts, expressions, hints, values)
 
