@@ -133,3 +133,22 @@ def test_a_block_whose_flag_changes_its_forward_is_one_class_that_reads_the_flag
     images = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(written(images), reference(images), rtol=0, atol=0)
+
+
+def test_yolo11m_keeps_its_scale_and_takes_classes_with_ultralytics_count(tmp_path):
+    """At m every C3k2 holds C3k blocks, n's turn classes are not its own: the scale stays fixed (said in the
+    header), `classes` is an argument, and at 3 classes the class holds cnndsl's state_dict and Ultralytics' count."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    network = cnndsl.load("yolo11m", input=(3, SIDE, SIDE))
+    path = write_python(network, tmp_path / "yolo11m.py")
+    text = path.read_text()
+    assert "class Yolo11m(nn.Module):\n    def __init__(self, classes=80):\n" in text
+    assert "Fixed at their values: scale='m', postprocess='nms'," in text
+    description = tasks.yaml_model_load("yolo11m.yaml")
+    description["nc"] = 3
+    with torch.device("meta"):
+        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)
+        written = _import(path).Yolo11m(classes=3)
+        expected = network.with_params(classes=3).to_torch()
+    assert _shapes(written) == _shapes(expected)
+    assert _count(written) == _count(theirs)
