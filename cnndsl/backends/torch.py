@@ -26,6 +26,7 @@ from ..ops import torch_functions
 from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
 from .class_family import compact_source, remember
+from .meta_norms import ShapeOnlyNorms
 from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
