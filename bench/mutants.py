@@ -372,8 +372,8 @@ MUTANTS = [
     mutant(
         "bilinear resizing aligns corners in torch",
         RESIZE,
-        '(("align_corners", False),) if mode == "bilinear"',
-        '(("align_corners", True),) if mode == "bilinear"',
+        '(("align_corners", align_corners),) if mode == "bilinear"',
+        '(("align_corners", not align_corners),) if mode == "bilinear"',
         [weightless("upsample(2, mode=bilinear)")],
         REFERENCE + TORCH,
     ),
