@@ -1,0 +1,93 @@
+"""YOLOE's visual-prompt encoder (Ultralytics' SAVPE) written in cnndsl: a network of four inputs (three levels
+of features and the prompt masks) whose convolutions are ordinary layers, shared across the prompts, and whose
+end is `promptpool`; with SAVPE's own weights, its output equals SAVPE's, in torch and in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnndsl
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
+
+# SAVPE(ch=[8, 16, 32], c3=8, embed=32) on 8×8, 4×4 and 2×2 levels and two prompts, its modules in the order it
+# registers them (cv1, cv2, cv3, cv4, cv5, cv6), so that its state_dict lines up with the network's
+SAVPE = """network savpe {
+    p3: input 8x8x8
+    p4: input 16x4x4
+    p5: input 32x2x2
+    prompts: input 2x8x8
+    @p3, conv(8, k=3, bias=false), bn, silu, conv(8, k=3, bias=false), bn, silu, e0: identity
+    @p4, conv(8, k=3, bias=false), bn, silu, conv(8, k=3, bias=false), bn, silu, e1: upsample(2)
+    @p5, conv(8, k=3, bias=false), bn, silu, conv(8, k=3, bias=false), bn, silu, e2: upsample(4)
+    @p3, conv(8, k=1, bias=false), bn, silu, s0: identity
+    @p4, conv(8, k=1, bias=false), bn, silu, s1: upsample(2)
+    @p5, conv(8, k=1, bias=false), bn, silu, s2: upsample(4)
+    @e0, concat(@e1, @e2), embedding: conv1x1(32)
+    @s0, concat(@s1, @s2), score: conv3x3(16)
+    @prompts, m0: chunk(2, 0)
+    v0: conv3x3(16)
+    @score, concat(@v0), c6a: conv(16, k=3, bias=false), c6b: bn, silu, c6c: conv3x3(16)
+    q0: promptpool(@embedding, @m0)
+    @prompts, m1: chunk(2, 1), shared(@v0), v1: identity
+    @score, concat(@v1), shared(@c6a), shared(@c6b), silu, shared(@c6c)
+    q1: promptpool(@embedding, @m1)
+    @q0, concat(@q1, axis=1)
+}
+"""
+
+
+def _savpe_and_network():
+    from ultralytics.nn.modules.block import SAVPE as UltralyticsSAVPE
+
+    torch.manual_seed(0)
+    reference = UltralyticsSAVPE([8, 16, 32], 8, 32).eval()
+    for module in reference.modules():  # statistics away from the identity, so that each norm matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    network = cnndsl.parse(SAVPE)
+    names = list(network.to_torch().state_dict())
+    state = dict(zip(names, reference.state_dict().values(), strict=True))
+    return reference, network, state
+
+
+def _features_and_prompts():
+    generator = torch.Generator().manual_seed(1)
+    features = [torch.randn(2, c, s, s, generator=generator) for c, s in ((8, 8), (16, 4), (32, 2))]
+    prompts = (torch.rand(2, 2, 8, 8, generator=generator) > 0.6).float()
+    prompts[1, 1] = 0  # a prompt that marks nothing: every pixel left out alike
+    return features, prompts
+
+
+def test_savpe_params_and_output_equal_ultralytics():
+    reference, network, state = _savpe_and_network()
+    assert network.params == sum(p.numel() for p in reference.parameters())
+    assert network.inputs == [("p3", (8, 8, 8)), ("p4", (16, 4, 4)), ("p5", (32, 2, 2)), ("prompts", (2, 8, 8))]
+    module = network.to_torch(weights=state).eval()
+    features, prompts = _features_and_prompts()
+    with torch.no_grad():
+        expected = reference(features, prompts)  # B × prompts × embed
+        got = module(*features, prompts)  # B × embed × prompts × 1: the text's layout
+    assert got.shape == (2, 32, 2, 1)
+    torch.testing.assert_close(got[..., 0].transpose(1, 2), expected, rtol=0, atol=1e-5)
+
+
+def test_savpe_in_onnxruntime_equals_ultralytics(tmp_path):
+    import onnxruntime as ort
+
+    reference, network, state = _savpe_and_network()
+    path = tmp_path / "savpe.onnx"
+    network.to_onnx(path, weights=state)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [each.name for each in session.get_inputs()] == ["p3", "p4", "p5", "prompts"]
+    features, prompts = _features_and_prompts()
+    feed = {name: value.numpy() for name, value in zip(("p3", "p4", "p5", "prompts"), (*features, prompts))}
+    with torch.no_grad():
+        expected = reference(features, prompts).numpy()
+    got = session.run(None, feed)[0]
+    np.testing.assert_allclose(got[..., 0].transpose(0, 2, 1), expected, rtol=0, atol=1e-5)
