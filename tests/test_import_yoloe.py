@@ -4,6 +4,8 @@ end is `promptpool`; with SAVPE's own weights, its output equals SAVPE's, in tor
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,50 @@ def test_savpe_in_onnxruntime_equals_ultralytics(tmp_path):
         expected = reference(features, prompts).numpy()
     got = session.run(None, feed)[0]
     np.testing.assert_allclose(got[..., 0].transpose(0, 2, 1), expected, rtol=0, atol=1e-5)
+
+
+def _yoloe(name: str, scale: str = "n", seed: int = 0):
+    """YOLOEModel of the shipped file at `scale`, randomised, and random text prompts (CLIP's, before reprta)."""
+    import yaml
+    from test_import_ultralytics import MODELS, randomised
+    from ultralytics.nn.tasks import YOLOEModel
+
+    config = dict(yaml.safe_load((MODELS / name).read_text()), scale=scale)
+    torch.manual_seed(seed)
+    model = randomised(YOLOEModel(config, verbose=False), seed)
+    generator = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():  # similarities scaled by about e^2, as a trained head's are
+        for key, tensor in model.state_dict().items():
+            if key.endswith("logit_scale"):
+                tensor.copy_(2 + torch.rand((), generator=generator))
+    return model, torch.randn(1, 80, 512, generator=generator)
+
+
+def _imported(tmp_path, name: str, state: dict, scale: str = "n"):
+    from test_import_ultralytics import MODELS, SIZE, network_name
+
+    torch.save(state, tmp_path / "state.pt")
+    text = cnndsl.import_file(MODELS / name, weights=tmp_path / "state.pt", weights_out=tmp_path / "w.safetensors")
+    (tmp_path / "net.cnn").write_text(text)
+    shapes = {"image": (3, SIZE, SIZE), "prompts": (4, SIZE // 8, SIZE // 8)}
+    net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(Path(name).stem, scale), input=shapes)
+    return net, net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
+
+
+@pytest.mark.parametrize("name", ["v8/yoloe-v8.yaml", "11/yoloe-11.yaml"])
+def test_yoloe_gives_yoloe_models_outputs_for_text_and_visual_prompts(tmp_path, name):
+    from test_import_ultralytics import SIZE
+
+    model, text = _yoloe(name)
+    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
+    assert net.params == sum(p.numel() for p in model.parameters())  # reprta's and SAVPE's counted once
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
+    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    masks[1, 2] = 0  # a prompt that marks nothing
+    with torch.no_grad():
+        expected, _ = model.predict(images, tpe=text.expand(2, -1, -1), vpe=masks)  # the same text for both
+        mine = ours(images, masks)
+    assert tuple(mine.shape) == (2, 4 + 80 + 4, 64 + 16 + 4)  # boxes, the text's and the prompts' scores
+    assert expected[:, 84:].std() > 0.05  # the prompts' scores differ between prompts and anchors
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())

@@ -142,7 +142,11 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
     lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's
     lines.append(f"network {name}({', '.join(params)}) {{")
-    lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
+    lines.append(
+        f"    {'image: ' * (decoded or bool(converter.prompt_masks))}input {values.get('ch', 3)}x{size}x{size}"
+    )
+    if converter.prompt_masks:  # YOLOE's visual prompts: a mask each, at the first level's size (stride 8)
+        lines += [f"    prompts: input {converter.prompt_masks}x{size // 8}x{size // 8}", "    @image"]
     lines += lets
     lines += body_lines(fold(statements), "modules")
     extras = (

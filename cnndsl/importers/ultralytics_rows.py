@@ -20,6 +20,7 @@ from .ultralytics_rtdetr import RTDETRModules
 from .ultralytics_torchvision import TorchVisionModules
 from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
+from .ultralytics_yoloe import YoloeModules
 
 REFUSED = {
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
@@ -37,7 +38,9 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26, RTDETRModules, DepthModule):
+class Converter(
+    MoreModules, LaterModules, WorldModules, YoloeModules, TorchVisionModules, Heads26, RTDETRModules, DepthModule
+):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)

@@ -16,12 +16,12 @@ from .ultralytics_more import Written, padded
 from .writing import Statement
 
 TEXT_DIMS = 512  # WorldModel's txt_feats: CLIP ViT-B/32's text embeddings
-TEXT_HEADS = {"WorldDetect"}
+TEXT_HEADS = {"WorldDetect", "YOLOEDetect"}  # YOLOEDetect: ultralytics_yoloe
 YOLOE_HEAD = (
     "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks given with "
     "each image (a second input per image), whose parameters Ultralytics counts"
 )
-YOLOE_REFUSED = {name: YOLOE_HEAD for name in ("YOLOEDetect", "YOLOESegment", "YOLOESegment26")}
+YOLOE_REFUSED = {name: YOLOE_HEAD for name in ("YOLOESegment", "YOLOESegment26")}
 
 BLOCKS.update(
     {
