@@ -31,7 +31,7 @@ from .expand_calls import Calls
 from .expand_flow import ControlFlow
 from .expand_joins import Joins
 from .expand_shared import Sharing
-from .expand_taps import Points, check_inputs
+from .expand_taps import Points, check_bare_override, check_inputs
 from .frame import DEFAULT_MAX_NODES, MAX_DEPTH, STEPS_PER_NODE, Frame
 from .ir import GraphBuilder, NetworkInfo
 
@@ -213,7 +213,9 @@ def _expand(
     expander = Expander(builder, input_override)
     expander.errors = errors
     frame = Frame(bound, builder.root, {})
-    if isinstance(input_override, tuple) and not _declares_input(definition.body):
+    declared = _declared_inputs(definition.body)
+    check_bare_override(declared, input_override, definition.pos)
+    if isinstance(input_override, tuple) and not declared:
         expander._Input(ast.Input(definition.pos, [ast.Number(definition.pos, d) for d in input_override]), frame)
     try:
         expander.seq(definition.body, frame)
@@ -243,10 +245,13 @@ def _expand(
     return graph
 
 
-def _declares_input(body: ast.Seq) -> bool:
+def _declared_inputs(body: ast.Seq) -> list[str]:
+    """The labels (`input` where none) of the inputs the network's body declares at its top."""
+    names = []
     for stmt in body.stmts:
+        label = stmt.label if isinstance(stmt, ast.Labeled) else None
         while isinstance(stmt, ast.Labeled):
             stmt = stmt.item
         if isinstance(stmt, ast.Input):
-            return True
-    return False
+            names.append(label or "input")
+    return names

@@ -166,12 +166,6 @@ def check_inputs(info, layers: dict, override: tuple | dict | None, pos: SourceP
                     "write `image: input 3x224x224`",
                 )
     shown = ", ".join(names)
-    if isinstance(override, tuple) and len(names) > 1:
-        raise ValueProblem(
-            f"--input {'x'.join(map(str, override))} does not say which of the {len(names)} inputs ({shown}) it replaces",
-            pos,
-            f"name it: --input {names[-1]}={'x'.join(map(str, override))}",
-        )
     for name in override if isinstance(override, dict) else ():
         if name not in names:
             raise NameProblem(
@@ -179,3 +173,15 @@ def check_inputs(info, layers: dict, override: tuple | dict | None, pos: SourceP
                 pos,
                 did_you_mean(name, names) or "name an input by its label",
             )
+
+
+def check_bare_override(names: list[str], override: tuple | dict | None, pos: SourcePos) -> None:
+    """A bare `--input CxHxW` is the only input's: before expanding, since the other inputs' shapes would not
+    fit it, refuse it where the network declares several (`names`, as their labels give them)."""
+    if isinstance(override, tuple) and len(names) > 1:
+        shape = "x".join(map(str, override))
+        raise ValueProblem(
+            f"--input {shape} does not say which of the {len(names)} inputs ({', '.join(names)}) it replaces",
+            pos,
+            f"name it: --input {names[-1]}={shape}",
+        )
