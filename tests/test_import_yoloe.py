@@ -140,3 +140,16 @@ def test_yoloe_gives_yoloe_models_outputs_for_text_and_visual_prompts(tmp_path, 
     assert tuple(mine.shape) == (2, 4 + 80 + 4, 64 + 16 + 4)  # boxes, the text's and the prompts' scores
     assert expected[:, 84:].std() > 0.05  # the prompts' scores differ between prompts and anchors
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_a_state_dict_without_the_text_prompts_is_refused_with_how_to_add_them(tmp_path):
+    from cnndsl.core.errors import CnnDslError
+
+    state = {"model.0.conv.weight": torch.zeros(16, 3, 3, 3)}  # refused before any tensor is matched
+    with pytest.raises(CnnDslError) as refused:
+        _imported(tmp_path, "v8/yoloe-v8.yaml", state)
+    assert refused.value.message == (
+        f"{tmp_path / 'state.pt'} holds no `txt_feats`: YOLOE's text prompts are given to each call, not held in "
+        "its state_dict; save those of the nc classes, before reprta, with it: "
+        "state['txt_feats'] = model.get_text_pe(names, without_reprta=True)"
+    )

@@ -17,12 +17,19 @@ model later (`YOLOEModel.set_vocab`), so it is not imported.
 from __future__ import annotations
 
 from .ultralytics_blocks import BLOCKS, DETECT_BN
+from .ultralytics_later import NOT_YET
 from .ultralytics_more import Written, padded
 
 PROMPTS = 4  # visual prompts: the masks of `prompts: input 4×(H/8)×(W/8)`
 SAVPE_GROUPS = 16  # SAVPE.c: the score's channels, each weighting embed/16 of the embedding's
 FFN_EXPANSION = 4  # SwiGLUFFN's e
 
+NOT_YET.update(
+    {
+        name: "YOLOE's segmentation head (YOLOEDetect's, imported, with Segment's mask coefficients and prototypes)"
+        for name in ("YOLOESegment", "YOLOESegment26")
+    }
+)
 BLOCKS["yoloe_embed_dw"] = (  # YOLOEDetect's class path where Detect.legacy is false (C3k2, C2fCIB, A2C2f)
     """block yoloe_embed_dw(ch0, classes, embed=512) {  # YOLOEDetect's depthwise class path: an embedding per pixel
     let c3 = max(ch0, min(classes, 100))
