@@ -83,15 +83,15 @@ IMPORTED += [
     "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
     "v8/yolov8-worldv2.yaml",
 ]
-YOLOE = "is not imported yet: YOLOE's segmentation head"
+YOLOE = "is not imported yet: YOLOE-26's segmentation head"
 for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
     for seg in ("", "-seg"):
         head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
         first = (line, f"{head} (module {row}) {YOLOE}")  # where C2PSA imports
         if not seg and name.startswith("26"):  # YOLOE-26: end-to-end, a one-to-one copy of the head
             first = (line, f"{head} (module {row}) with an end-to-end (one-to-one) copy is not imported yet")
-        elif not seg and (has_attention() or name.startswith("v8")):  # test_import_yoloe: text and visual prompts
-            IMPORTED.append(f"{name}.yaml")
+        elif not name.startswith("26") and (has_attention() or name.startswith("v8")):  # test_import_yoloe
+            IMPORTED.append(f"{name}{seg}.yaml")
             continue
         if not has_attention() and not name.startswith("v8"):
             first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
@@ -120,6 +120,7 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
         "Classify": ClassificationModel,
         "WorldDetect": WorldModel,
         "YOLOEDetect": YOLOEModel,
+        "YOLOESegment": YOLOEModel,
         "SemanticSegment": SemanticSegmentationModel,
         "RTDETRDecoder": RTDETRDetectionModel,
     }
@@ -222,7 +223,7 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         detects = (
             head
             in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect", "Segment26", "Pose26")
-            + ("YOLOEDetect",)
+            + ("YOLOEDetect", "YOLOESegment")
             and config.get("reg_max", 16) > 1
         )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity

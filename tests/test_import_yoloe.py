@@ -153,3 +153,21 @@ def test_a_state_dict_without_the_text_prompts_is_refused_with_how_to_add_them(t
         "its state_dict; save those of the nc classes, before reprta, with it: "
         "state['txt_feats'] = model.get_text_pe(names, without_reprta=True)"
     )
+
+
+def test_yoloe_seg_gives_yoloe_models_detections_and_prototypes(tmp_path):
+    from test_import_ultralytics import SIZE
+
+    name = "v8/yoloe-v8-seg.yaml"
+    model, text = _yoloe(name)
+    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
+    assert net.params == sum(p.numel() for p in model.parameters())
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
+    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    with torch.no_grad():
+        (expected, protos), _ = model.predict(images, tpe=text.expand(2, -1, -1), vpe=masks)
+        mine, my_protos = ours(images, masks)
+    assert tuple(mine.shape) == (2, 4 + 80 + 4 + 32, 64 + 16 + 4)  # boxes, scores, each anchor's mask coefficients
+    torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    torch.testing.assert_close(my_protos, protos, rtol=1e-4, atol=1e-4 * protos.abs().max().item())

@@ -46,22 +46,12 @@ def convert(text: str, file: str) -> str:
                     text = written.text  # every level's widths come from the first level's channels
                     statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
                     outputs.append(f"@{head}{level}")
-            if converter.extra:  # Segment, Pose, OBB: their cv4 path at every level, and Segment's protos
-                name, text = converter.extra
-                for prefix in ("", "one2one_") if end_to_end(model) else ("",):
-                    for level, source in enumerate(row.sources):
-                        extra = f"@l{source}, {prefix}{name}{level}: {text}"
-                        statements.append(Statement(extra, row.index, row.index, None, True))
-            if converter.proto:
-                for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
-                    statements.append(Statement(part, row.index, row.index, None, True))
-                statements.append(
-                    Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
-                )
+            statements += _task_paths(converter, row, end_to_end(model))
             continue
-        if row.module in TEXT_HEADS:  # WorldDetect: its levels' statements (ultralytics_world)
+        if row.module in TEXT_HEADS:  # WorldDetect, YOLOEDetect: its levels' statements (ultralytics_world)
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
             outputs += [f"@level{level}" for level in range(len(row.sources))]
+            statements += _task_paths(converter, row, False)  # YOLOESegment's
             continue
         if row.module == "Depth":  # its statements end at its output, a head's, which is no module's tap
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
@@ -81,6 +71,22 @@ def convert(text: str, file: str) -> str:
     if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
         statements = with_text(statements)
     return _text(model, converter, statements, outputs)
+
+
+def _task_paths(converter: Converter, row, both: bool) -> list[Statement]:
+    """Segment's, Pose's, OBB's cv4 path at every level (`both`: and its one-to-one copy), and Segment's protos."""
+    statements = []
+    if converter.extra:
+        name, text = converter.extra
+        for prefix in ("", "one2one_") if both else ("",):
+            for level, source in enumerate(row.sources):
+                extra = f"@l{source}, {prefix}{name}{level}: {text}"
+                statements.append(Statement(extra, row.index, row.index, None, True))
+    if converter.proto:
+        for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
+            statements.append(Statement(part, row.index, row.index, None, True))
+        statements.append(Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True))
+    return statements
 
 
 def _text(model: ModelYaml, converter: Converter, statements: list[Statement], outputs: list[str]) -> str:

@@ -145,11 +145,10 @@ def _children_in_forward_order(node: dict) -> list[str]:
     if depth is not None:
         return depth
     if {"reprta", "savpe"} <= set(names):  # YOLOEDetect: the prompts' embeddings before the levels read them
-        return [
-            "reprta",
-            "savpe",
-            *_children_in_forward_order({n: node[n] for n in names if n not in ("reprta", "savpe")}),
-        ]
+        order = _children_in_forward_order({n: node[n] for n in names if n not in ("reprta", "savpe", "cv5")})
+        masks = [f"cv5.{level}" for level in sorted(node.get("cv5", {}), key=int)]  # YOLOESegment's, before proto
+        at = order.index("proto") if "proto" in order else len(order)
+        return ["reprta", "savpe", *order[:at], *masks, *order[at:]]
     if {"cv2", "cv3"} <= set(names) and all(n in HEAD_PATHS for n in names):  # Detect, then its one-to-one copy
         order = ("cv2", "cv3"), ("one2one_cv2", "one2one_cv3")
         levels = [

@@ -1,4 +1,4 @@
-"""YOLOE's head (YOLOEDetect, Wang et al. 2025), mixed into the row converter.
+"""YOLOE's heads (YOLOEDetect and YOLOESegment, Wang et al. 2025), mixed into the row converter.
 
 YOLOEModel.predict(x, tpe=..., vpe=...) hands its head the class prompts `cls_pe`: the text prompts through the
 head's `reprta` (a residual SwiGLU FFN) and made unit length, then the visual prompts' embeddings, which SAVPE
@@ -26,8 +26,8 @@ FFN_EXPANSION = 4  # SwiGLUFFN's e
 
 NOT_YET.update(
     {
-        name: "YOLOE's segmentation head (YOLOEDetect's, imported, with Segment's mask coefficients and prototypes)"
-        for name in ("YOLOESegment", "YOLOESegment26")
+        name: "YOLOE-26's segmentation head (YOLOESegment's, imported, with Proto26 and an end-to-end copy)"
+        for name in ("YOLOESegment26",)
     }
 )
 BLOCKS["yoloe_embed_dw"] = (  # YOLOEDetect's class path where Detect.legacy is false (C3k2, C2fCIB, A2C2f)
@@ -43,6 +43,16 @@ class YoloeModules:
     """The handler `m_YOLOEDetect` for the converter; it uses its classes(), used, conv, legacy and act_layer."""
 
     prompt_masks: int = 0  # the prompts input's channels, where the head reads visual prompts
+
+    def m_YOLOESegment(self, row, args, inputs):
+        """YOLOEDetect with Segment's mask coefficients at every level (its cv5) and its prototypes."""
+        classes, masks, protos, embed, with_bn = padded(row, args, [None, 32, 256, 512, True], "YOLOESegment")
+        if isinstance(masks, bool) or not isinstance(masks, int) or masks < 1:
+            raise row.error(f"takes a whole number of masks, not `{masks!r}`")
+        self.used.update(("extra_level", "proto"))
+        self.extra = ("mask", f"extra_level({inputs[0]}, {masks})")  # c5 = max(ch0 // 4, nm), as Segment's c4
+        self.proto = f"proto({self.width(row, protos)}, {masks})"  # parse_model scales npr as a width
+        return self.m_YOLOEDetect(row, [classes, embed, with_bn], inputs)
 
     def m_YOLOEDetect(self, row, args, inputs):
         """Detect's box path, an embedding path per level, both prompts' embeddings, and each level's pixels
@@ -85,8 +95,8 @@ class YoloeModules:
             f"@savpe_s0, concat(@savpe_s1, @savpe_s2), savpe_score: conv({SAVPE_GROUPS}, k=3)",
         ]
         for prompt in range(PROMPTS):
-            mask = f"@prompts, mask{prompt}: chunk({PROMPTS}, {prompt})"
-            pooled = f"vp{prompt}: promptpool(@savpe_embed, @mask{prompt})"
+            mask = f"@prompts, prompt{prompt}: chunk({PROMPTS}, {prompt})"
+            pooled = f"vp{prompt}: promptpool(@savpe_embed, @prompt{prompt})"
             if prompt == 0:  # cv5 and cv6, written once
                 parts += [
                     f"{mask}, savpe_mask0: conv({SAVPE_GROUPS}, k=3)",
