@@ -1,5 +1,5 @@
 """Networks with several inputs: shapes and figures, the torch module, `--to python`, ONNX, the diagram and
-`--input`, each against torch.nn.functional or onnxruntime; and the located refusals (an unlabelled or late
+`--input`, each against torch.nn.functional or onnxruntime; serve's analysis; and the located refusals (an unlabelled or late
 input, an input in a block, a bare `--input`, train and predict)."""
 
 from __future__ import annotations
@@ -211,3 +211,17 @@ def test_train_and_predict_refuse_several_inputs_at_the_second(cli, tmp_path):
             result.stderr.splitlines()[-1]
             == "hint: compile it (--to python, onnx or pt2) and feed its inputs from your own code"
         )
+
+
+def test_serve_analyses_a_network_of_several_inputs(tmp_path):
+    """`cnndsl serve` only analyses and draws, so it takes several inputs: its table heads with both."""
+    from cnndsl.serve.analysis import Analyser, Request
+
+    analyser = Analyser(tmp_path / "net.cnn", None, None)
+    try:
+        result = analyser.analyse(Request(SIAMESE))
+    finally:
+        analyser.close()
+    assert result["ok"] and result["params"] == 8 * 3 * 9 + 8
+    assert "(inputs left 3×16×16, right 3×12×12)</caption>" in result["table"]
+    assert result["svg"].count("right 3×12×12") == 1  # the second input's box
