@@ -1,6 +1,6 @@
 """Networks with several inputs: shapes and figures, the torch module, `--to python`, ONNX, the diagram and
-`--input`, each against torch.nn.functional or onnxruntime; serve's analysis; and the located refusals (an unlabelled or late
-input, an input in a block, a bare `--input`, train and predict)."""
+`--input`, each against torch.nn.functional or onnxruntime; serve's analysis; and the located refusals (an
+unlabelled or late input, an input in a block, a bare `--input`, train and predict)."""
 
 from __future__ import annotations
 
