@@ -18,6 +18,7 @@ from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_rtdetr import RTDETR_NOTE
 from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
+from .ultralytics_yoloe import NOTES as YOLOE_NOTES
 from .writing import Statement, body_lines, fold, identifier
 
 
@@ -244,6 +245,7 @@ TASK_NOTES = {
 
 
 TASK_NOTES.update(NOTES26)
+TASK_NOTES.update(YOLOE_NOTES, YOLOESegment=TASK_NOTES["Segment"] + YOLOE_NOTES["YOLOEDetect"])
 
 
 def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:

@@ -39,6 +39,13 @@ BLOCKS["yoloe_embed_dw"] = (  # YOLOEDetect's class path where Detect.legacy is 
 )
 
 
+PROMPT_NOTE = [
+    f"# YOLOE: the class text is held (txt_feats: CLIP's, before reprta); `prompts` holds {PROMPTS} visual prompt",
+    "# masks at 1/8 of the image's side. The scores are the text's `classes`, then the prompts'.",
+]
+NOTES = {"YOLOEDetect": PROMPT_NOTE}
+
+
 class YoloeModules:
     """The handler `m_YOLOEDetect` for the converter; it uses its classes(), used, conv, legacy and act_layer."""
 
