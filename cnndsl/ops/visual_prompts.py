@@ -36,7 +36,7 @@ class PromptPool(OpKind):
         "weighted by a softmax of its score (the current g×H×W tensor) times the mask; pixels where the mask "
         "is 0 are left out"
     )
-    example = Example("promptpool(@f, @m)", (4, 3, 3), before="f: conv1x1(8), @in, m: conv1x1(1), @in")
+    example = Example("promptpool(@f, @m)", (4, 3, 3), before="f: conv1x1(8), @in, m: conv1x1(1), @in, conv1x1(4)")
 
     def resolve(self, attrs, inputs):
         if len(inputs) != 3:
