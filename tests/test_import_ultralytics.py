@@ -88,9 +88,7 @@ for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/y
     for seg in ("", "-seg"):
         head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
         first = (line, f"{head} (module {row}) {YOLOE}")  # where C2PSA imports
-        if not seg and name.startswith("26"):  # YOLOE-26: end-to-end, a one-to-one copy of the head
-            first = (line, f"{head} (module {row}) with an end-to-end (one-to-one) copy is not imported yet")
-        elif not name.startswith("26") and (has_attention() or name.startswith("v8")):  # test_import_yoloe
+        if head != "YOLOESegment26" and (has_attention() or name.startswith("v8")):  # test_import_yoloe
             IMPORTED.append(f"{name}{seg}.yaml")
             continue
         if not has_attention() and not name.startswith("v8"):

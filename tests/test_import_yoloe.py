@@ -171,3 +171,29 @@ def test_yoloe_seg_gives_yoloe_models_detections_and_prototypes(tmp_path):
     assert tuple(mine.shape) == (2, 4 + 80 + 4 + 32, 64 + 16 + 4)  # boxes, scores, each anchor's mask coefficients
     torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
     torch.testing.assert_close(my_protos, protos, rtol=1e-4, atol=1e-4 * protos.abs().max().item())
+
+
+def test_yoloe26_gives_both_heads_outputs(tmp_path):
+    """YOLOE-26 is end-to-end: the first output is the one-to-many head's decoded boxes, the second the
+    one-to-one head's corners and scores, which Ultralytics' own top-k turns into its end-to-end detections."""
+    from test_import_ultralytics import SIZE
+
+    name = "26/yoloe-26.yaml"
+    model, text = _yoloe(name)
+    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
+    assert net.params == sum(p.numel() for p in model.parameters())
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
+    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    prompts = {"tpe": text.expand(2, -1, -1), "vpe": masks}
+    with torch.no_grad():
+        many, one = ours(images, masks)
+        model.end2end = False
+        expected_many, _ = model.predict(images, **prompts)
+        model.end2end = True
+        expected_e2e, _ = model.predict(images, **prompts)
+        mine_e2e = model.model[-1].postprocess(one.permute(0, 2, 1))
+    assert tuple(many.shape) == tuple(one.shape) == (2, 4 + 80 + 4, 64 + 16 + 4)
+    torch.testing.assert_close(many, expected_many, rtol=1e-4, atol=1e-4 * expected_many.abs().max().item())
+    assert tuple(expected_e2e.shape) == (2, 84, 6)  # max_det 300 > 84 anchors: every anchor, best first
+    torch.testing.assert_close(mine_e2e, expected_e2e, rtol=1e-4, atol=1e-4 * expected_e2e.abs().max().item())

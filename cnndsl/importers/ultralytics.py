@@ -51,7 +51,8 @@ def convert(text: str, file: str) -> str:
             continue
         if row.module in TEXT_HEADS:  # WorldDetect, YOLOEDetect: its levels' statements (ultralytics_world)
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
-            outputs += [f"@level{level}" for level in range(len(row.sources))]
+            heads = ("level", "one2one") if end_to_end(model) else ("level",)  # YOLOE-26: the one-to-one copy's too
+            outputs += [f"@{head}{level}" for head in heads for level in range(len(row.sources))]
             statements += _task_paths(converter, row, False)  # YOLOESegment's
             continue
         if row.module == "Depth":  # its statements end at its output, a head's, which is no module's tap
@@ -202,7 +203,7 @@ E2E_NOTE = [
 def end_to_end(model: ModelYaml) -> bool:
     """Whether the head has a one-to-one copy: v10Detect, or Detect under `end2end: True` (YOLO26)."""
     return model.rows[-1].module == "v10Detect" or (
-        model.rows[-1].module in DETECTS and bool(model.values.get("end2end"))
+        model.rows[-1].module in DETECTS | {"YOLOEDetect"} and bool(model.values.get("end2end"))
     )
 
 

@@ -10,7 +10,8 @@ parameters are counted once, as Ultralytics counts them; its end is `promptpool`
 classes' then the prompts', as `cls_pe` lays them out: `classes` is the text's count (the YAML's nc, which also
 sets the class path's width), and the head scores classes + PROMPTS.
 
-The prompt-free variant (`lrpc`, LRPCHead) is not what the YAML builds: Ultralytics fuses it into a trained
+Under `end2end` (YOLOE-26) every level's box, class and contrast paths have a one-to-one copy, as YOLO26's
+Detect. The prompt-free variant (`lrpc`, LRPCHead) is not what the YAML builds: Ultralytics fuses it into a trained
 model later (`YOLOEModel.set_vocab`), so it is not imported.
 """
 
@@ -68,8 +69,6 @@ class YoloeModules:
         self._text_dims(row, embed, "embed")
         if with_bn is not True:
             raise row.error("takes with_bn true (YOLOEDetect asserts it)")
-        if self.model.values.get("end2end"):
-            raise row.error("with an end-to-end (one-to-one) copy is not imported yet")
         if len(row.sources) != 3:
             raise row.error(f"reads three levels (SAVPE joins P3, P4 and P5), not {len(row.sources)}")
         self.text_used = True
@@ -80,11 +79,19 @@ class YoloeModules:
         self.used.update(("world_box", embedding, "conv_bn_ACT"))
         box = f"world_box({inputs[0]}{f', {reg_max}' * (reg_max != 16)})"
         parts = [f"let c3 = max({inputs[0]}, min({count}, 100))", *_reprta(), *self._savpe(row, "c3")]
-        for level, source in enumerate(row.sources):
-            parts += [f"@l{source}, box{level}: {box}", f"@l{source}, embed{level}: {embedding}({inputs[0]}, {count})"]
-        for level in range(len(row.sources)):
-            contrast = f"{DETECT_BN}, contrast(@pe, normalize=false)"
-            parts += [f"@embed{level}, cls{level}: ({contrast})", f"@box{level}, level{level}: concat(@cls{level})"]
+        copies = ("", "one2one_") if self.model.values.get("end2end") else ("",)  # YOLOE-26: a one-to-one copy
+        for copy in copies:
+            for level, source in enumerate(row.sources):
+                embedded = f"{embedding}({inputs[0]}, {count})"
+                parts += [f"@l{source}, {copy}box{level}: {box}", f"@l{source}, {copy}embed{level}: {embedded}"]
+        contrast = f"{DETECT_BN}, contrast(@pe, normalize=false)"
+        for copy in copies:
+            for level in range(len(row.sources)):
+                joined = f"{copy}level{level}" if copy else f"level{level}"
+                parts += [
+                    f"@{copy}embed{level}, {copy}cls{level}: ({contrast})",
+                    f"@{copy}box{level}, {joined.replace('one2one_level', 'one2one')}: concat(@{copy}cls{level})",
+                ]
         return Written("", "", tuple(parts))
 
     def _savpe(self, row, c3: str) -> list[str]:
