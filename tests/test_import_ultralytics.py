@@ -83,17 +83,15 @@ IMPORTED += [
     "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
     "v8/yolov8-worldv2.yaml",
 ]
-YOLOE = "is not imported yet: YOLOE-26's segmentation head"
-for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
+for name in ("v8/yoloe-v8", "11/yoloe-11", "26/yoloe-26"):  # text and visual prompts: test_import_yoloe
     for seg in ("", "-seg"):
-        head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
-        first = (line, f"{head} (module {row}) {YOLOE}")  # where C2PSA imports
-        if head != "YOLOESegment26" and (has_attention() or name.startswith("v8")):  # test_import_yoloe
+        if has_attention() or name.startswith("v8"):
             IMPORTED.append(f"{name}{seg}.yaml")
-            continue
-        if not has_attention() and not name.startswith("v8"):
-            first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
-        REFUSED[f"{name}{seg}.yaml"] = first
+        else:  # where C2PSA imports
+            REFUSED[f"{name}{seg}.yaml"] = (
+                33 if "26" in name else 30,
+                "C2PSA (module 10) is position-sensitive attention",
+            )
 IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
 IMPORTED += ["26/yolo26-depth.yaml"]  # its head's eval output: tests/test_import_ultralytics_depth.py
 IMPORTED += [
@@ -119,6 +117,7 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
         "WorldDetect": WorldModel,
         "YOLOEDetect": YOLOEModel,
         "YOLOESegment": YOLOEModel,
+        "YOLOESegment26": YOLOEModel,
         "SemanticSegment": SemanticSegmentationModel,
         "RTDETRDecoder": RTDETRDetectionModel,
     }
@@ -209,13 +208,9 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
     for scale in config.get("scales") or [""]:
         model = ultralytics_model(config, scale)
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
-        shapes = {"image": (3, SIZE, SIZE), "prompts": (PROMPTS, SIZE // 8, SIZE // 8)}  # YOLOE's two inputs
-        net = cnndsl.parse(
-            cnn,
-            str(path),
-            network=network_name(path.stem, scale),
-            input=shapes if "prompts" in cnn else (3, SIZE, SIZE),
-        )
+        yoloe = {"image": (3, SIZE, SIZE), "prompts": (PROMPTS, SIZE // 8, SIZE // 8)}  # YOLOE's two inputs
+        shapes = yoloe if "prompts: input" in cnn else (3, SIZE, SIZE)
+        net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=shapes)
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
         detects = (
@@ -228,7 +223,7 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
         # Pose26's RealNVP flow model, which no statement computes (its input is the loss's): not imported
         training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
-        assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment")
+        assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment", "YOLOESegment26")
         assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0) - training, scale
         assert cnn_shapes(net) == row_shapes(model), scale
 

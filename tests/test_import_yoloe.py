@@ -197,3 +197,31 @@ def test_yoloe26_gives_both_heads_outputs(tmp_path):
     torch.testing.assert_close(many, expected_many, rtol=1e-4, atol=1e-4 * expected_many.abs().max().item())
     assert tuple(expected_e2e.shape) == (2, 84, 6)  # max_det 300 > 84 anchors: every anchor, best first
     torch.testing.assert_close(mine_e2e, expected_e2e, rtol=1e-4, atol=1e-4 * expected_e2e.abs().max().item())
+
+
+def test_yoloe26_seg_gives_both_heads_detections_and_prototypes(tmp_path):
+    """YOLOESegment26: each head's detections carry the anchors' 32 mask coefficients after the scores; the
+    prototypes come from every level (Proto26), whose training-only semantic head is not imported."""
+    from test_import_ultralytics import SIZE
+
+    from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
+
+    name = "26/yoloe-26-seg.yaml"
+    model, text = _yoloe(name)
+    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
+    training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
+    assert training > 0 and net.params == sum(p.numel() for p in model.parameters()) - training
+    generator = torch.Generator().manual_seed(4)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
+    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    prompts = {"tpe": text.expand(2, -1, -1), "vpe": masks}
+    with torch.no_grad():
+        detections, one2one, my_protos = ours(images, masks)
+        model.end2end = False
+        (many, protos), _ = model.predict(images, **prompts)
+        model.end2end = True
+        (end_to_end, _), _ = model.predict(images, **prompts)
+        mine_e2e = model.model[-1].postprocess(one2one.permute(0, 2, 1))
+    assert tuple(detections.shape) == tuple(one2one.shape) == (2, 4 + 80 + 4 + 32, 64 + 16 + 4)
+    for mine, expected in ((detections, many), (my_protos, protos), (mine_e2e, end_to_end)):
+        torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())

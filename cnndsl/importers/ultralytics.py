@@ -53,7 +53,7 @@ def convert(text: str, file: str) -> str:
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
             heads = ("level", "one2one") if end_to_end(model) else ("level",)  # YOLOE-26: the one-to-one copy's too
             outputs += [f"@{head}{level}" for head in heads for level in range(len(row.sources))]
-            statements += _task_paths(converter, row, False)  # YOLOESegment's
+            statements += _task_paths(converter, row, end_to_end(model))  # YOLOESegment's
             continue
         if row.module == "Depth":  # its statements end at its output, a head's, which is no module's tap
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
@@ -203,7 +203,7 @@ E2E_NOTE = [
 def end_to_end(model: ModelYaml) -> bool:
     """Whether the head has a one-to-one copy: v10Detect, or Detect under `end2end: True` (YOLO26)."""
     return model.rows[-1].module == "v10Detect" or (
-        model.rows[-1].module in DETECTS | {"YOLOEDetect"} and bool(model.values.get("end2end"))
+        model.rows[-1].module in DETECTS | TEXT_HEADS and bool(model.values.get("end2end"))
     )
 
 
@@ -246,7 +246,11 @@ TASK_NOTES = {
 
 
 TASK_NOTES.update(NOTES26)
-TASK_NOTES.update(YOLOE_NOTES, YOLOESegment=TASK_NOTES["Segment"] + YOLOE_NOTES["YOLOEDetect"])
+TASK_NOTES.update(
+    YOLOE_NOTES,
+    YOLOESegment=TASK_NOTES["Segment"] + YOLOE_NOTES["YOLOEDetect"],
+    YOLOESegment26=TASK_NOTES["Segment26"] + YOLOE_NOTES["YOLOEDetect"],
+)
 
 
 def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:

@@ -16,7 +16,7 @@ from .ultralytics_more import Written, padded
 from .writing import Statement
 
 TEXT_DIMS = 512  # WorldModel's txt_feats: CLIP ViT-B/32's text embeddings
-TEXT_HEADS = {"WorldDetect", "YOLOEDetect", "YOLOESegment"}  # YOLOE's: ultralytics_yoloe
+TEXT_HEADS = {"WorldDetect", "YOLOEDetect", "YOLOESegment", "YOLOESegment26"}  # YOLOE's: ultralytics_yoloe
 
 BLOCKS.update(
     {

@@ -18,19 +18,12 @@ model later (`YOLOEModel.set_vocab`), so it is not imported.
 from __future__ import annotations
 
 from .ultralytics_blocks import BLOCKS, DETECT_BN
-from .ultralytics_later import NOT_YET
 from .ultralytics_more import Written, padded
 
 PROMPTS = 4  # visual prompts: the masks of `prompts: input 4×(H/8)×(W/8)`
 SAVPE_GROUPS = 16  # SAVPE.c: the score's channels, each weighting embed/16 of the embedding's
 FFN_EXPANSION = 4  # SwiGLUFFN's e
 
-NOT_YET.update(
-    {
-        name: "YOLOE-26's segmentation head (YOLOESegment's, imported, with Proto26 and an end-to-end copy)"
-        for name in ("YOLOESegment26",)
-    }
-)
 BLOCKS["yoloe_embed_dw"] = (  # YOLOEDetect's class path where Detect.legacy is false (C3k2, C2fCIB, A2C2f)
     """block yoloe_embed_dw(ch0, classes, embed=512) {  # YOLOEDetect's depthwise class path: an embedding per pixel
     let c3 = max(ch0, min(classes, 100))
@@ -61,6 +54,13 @@ class YoloeModules:
         self.extra = ("mask", f"extra_level({inputs[0]}, {masks})")  # c5 = max(ch0 // 4, nm), as Segment's c4
         self.proto = f"proto({self.width(row, protos)}, {masks})"  # parse_model scales npr as a width
         return self.m_YOLOEDetect(row, [classes, embed, with_bn], inputs)
+
+    def m_YOLOESegment26(self, row, args, inputs):
+        """YOLOESegment with Proto26, as Segment26 (YOLOE-26: its mask path has a one-to-one copy too)."""
+        written = self.m_YOLOESegment(row, args, inputs)
+        _, masks, protos, _, _ = padded(row, args, [None, 32, 256, 512, True], "YOLOESegment26")
+        self.proto26(row, args, inputs, masks, protos)
+        return written
 
     def m_YOLOEDetect(self, row, args, inputs):
         """Detect's box path, an embedding path per level, both prompts' embeddings, and each level's pixels
