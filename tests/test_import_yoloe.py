@@ -1,6 +1,8 @@
-"""YOLOE's visual-prompt encoder (Ultralytics' SAVPE) written in cnndsl: a network of four inputs (three levels
-of features and the prompt masks) whose convolutions are ordinary layers, shared across the prompts, and whose
-end is `promptpool`; with SAVPE's own weights, its output equals SAVPE's, in torch and in onnxruntime."""
+"""YOLOE imported with text and visual prompts. Its visual-prompt encoder (Ultralytics' SAVPE) written in cnndsl
+is a network of four inputs (three levels of features and the prompt masks) whose convolutions are ordinary
+layers, shared across the prompts, and whose end is `promptpool`: with SAVPE's own weights its output equals
+SAVPE's, in torch and onnxruntime. The imported YOLOE files (text prompts held as `txt_feats`, the masks as the
+second input) have YOLOEModel's parameters and give YOLOEModel.predict(x, tpe=..., vpe=...)'s outputs."""
 
 from __future__ import annotations
 
