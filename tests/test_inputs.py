@@ -123,6 +123,12 @@ def test_diagram_draws_each_input_at_the_top():
     assert "\tinput -> n2 " in source and "\tinput1 -> n6 " in source  # each feeds its own conv
 
 
+def test_block_figure_titles_each_input_with_its_label(tmp_path):
+    written = cnndsl.parse(SIAMESE).draw(tmp_path / "siamese.svg", style="blocks")
+    svg = written.read_text()
+    assert ">left<" in svg and ">right<" in svg  # the boxes of the two inputs, told apart
+
+
 def test_input_names_the_input_it_replaces(cli, tmp_path):
     path = tmp_path / "siamese.cnn"
     path.write_text(SIAMESE)
