@@ -223,7 +223,7 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
         raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
         # Pose26's RealNVP flow model, which no statement computes (its input is the loss's): not imported
         training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
-        assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment", "YOLOESegment26")
+        assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment")
         assert net.params == sum(p.numel() for p in model.parameters()) - (dfl if raw else 0) - training, scale
         assert cnn_shapes(net) == row_shapes(model), scale
 

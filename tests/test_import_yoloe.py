@@ -204,16 +204,15 @@ def test_yoloe26_gives_both_heads_outputs(tmp_path):
 
 def test_yoloe26_seg_gives_both_heads_detections_and_prototypes(tmp_path):
     """YOLOESegment26: each head's detections carry the anchors' 32 mask coefficients after the scores; the
-    prototypes come from every level (Proto26), whose training-only semantic head is not imported."""
+    prototypes come from every level (Proto26), whose semantic head is a training output."""
     from test_import_ultralytics import SIZE
-
-    from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
 
     name = "26/yoloe-26-seg.yaml"
     model, text = _yoloe(name)
     net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
-    training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
-    assert training > 0 and net.params == sum(p.numel() for p in model.parameters()) - training
+    semantic = sum(p.numel() for key, p in model.named_parameters() if ".proto.semseg." in key)
+    assert net.params == sum(p.numel() for p in model.parameters())
+    assert semantic > 0 and net.totals.eval_params == net.params - semantic  # Proto26's semseg: a train output
     generator = torch.Generator().manual_seed(4)
     images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
     masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
