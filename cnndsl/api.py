@@ -8,7 +8,7 @@ from typing import Any
 import networkx as nx
 
 from .backends.diagram_options import DiagramOptions, target_format
-from .core.errors import FileProblem, LimitProblem, NameProblem, ValueProblem, did_you_mean
+from .core.errors import FileProblem, LimitProblem, NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from .core.resources import memory_bytes
 from .figures import costs as analysis
 from .figures.costs import DTYPE_BYTES
@@ -45,6 +45,26 @@ class Network:
     def input_name(self) -> str:
         """The input's tap name, or `input`: the name of the ONNX graph input."""
         return ir.layer(self.graph, ir.network_info(self.graph).input).tap or "input"
+
+    @property
+    def inputs(self) -> list[tuple[str, tuple]]:
+        """(name, shape without the batch) of each input, in the order the forward takes them; most have one."""
+        graph = self.graph
+        return [
+            (ir.layer(graph, node).tap or "input", ir.layer(graph, node).shape)
+            for node in ir.network_info(graph).inputs
+        ]
+
+    def require_one_input(self, command: str) -> None:
+        """Refuse, at the second input, a command that feeds a network one tensor (train, predict, serve)."""
+        nodes = ir.network_info(self.graph).inputs
+        if len(nodes) > 1:
+            raise ShapeProblem(
+                f"{command} feeds a network one input, and `{self.name}` has {len(nodes)} "
+                f"({', '.join(name for name, _ in self.inputs)})",
+                ir.layer(self.graph, nodes[1]).pos,
+                "compile it (--to python, onnx or pt2) and feed its inputs from your own code",
+            )
 
     @property
     def outputs(self) -> list[tuple[str, int]]:
@@ -124,8 +144,14 @@ class Network:
         classes, given those parameters, build what the network expands to)."""
         overrides = {**ir.network_info(self.graph).param_values, **changes}
         if Path(self.file).is_file():
-            return load(self.file, network=self.name, input=self.input_shape, **overrides)
-        return parse(self.source, file=self.file, network=self.name, input=self.input_shape, **overrides)
+            return load(self.file, network=self.name, input=self.input_shapes, **overrides)
+        return parse(self.source, file=self.file, network=self.name, input=self.input_shapes, **overrides)
+
+    @property
+    def input_shapes(self) -> tuple | dict:
+        """The inputs as `input=` takes them: the shape of the only one, or {label: shape} of several."""
+        inputs = self.inputs
+        return inputs[0][1] if len(inputs) == 1 else dict(inputs)
 
     @property
     def warnings(self) -> list:
@@ -180,7 +206,7 @@ def parse(
     text: str,
     file: str = "<string>",
     network: str | None = None,
-    input: tuple | None = None,
+    input: tuple | dict | None = None,
     max_nodes: int = DEFAULT_MAX_NODES,
     sandbox: bool = False,
     **params: Any,
@@ -196,7 +222,7 @@ def parse(
 def load(
     source: str | Path,
     network: str | None = None,
-    input: tuple | None = None,
+    input: tuple | dict | None = None,
     max_nodes: int = DEFAULT_MAX_NODES,
     sandbox: bool = False,
     **params: Any,
@@ -219,12 +245,13 @@ def load(
 
 
 def instantiate(
-    module: Module, network: str | None, file: str, text: str, input: tuple | None, max_nodes: int, params: dict
+    module: Module, network: str | None, file: str, text: str, input: tuple | dict | None, max_nodes: int, params: dict
 ) -> Network:
     """The network of a bound module that `parse` and `load` would choose, expanded and analysed; `file` and
     `text` are the names and source its errors and `Network.source` show. For callers that bind a text themselves."""
     ref = _choose(module, network, file)
-    graph = expand_network(ref, params, tuple(input) if input else None, max_nodes)
+    given = {name: tuple(shape) for name, shape in input.items()} if isinstance(input, dict) else input
+    graph = expand_network(ref, params, tuple(given) if isinstance(given, (list, tuple)) else given or None, max_nodes)
     analysis.annotate(graph)
     return Network(graph, text)
 

@@ -22,10 +22,23 @@ from .front.evaluate import LARGEST, Env, Evaluator, no_incoming
 from .ops import format_shape
 
 
-def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
+def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
+    """`3x224x224` for the first input; `image=3x640x640,prompts=4x80x80` names inputs by their labels."""
     if value is None:
         return None
+    if "=" not in value:
+        return _one_shape(value)
+    named = {}
+    for item in value.split(","):
+        name, _, shape = item.partition("=")
+        if not name.isidentifier() or name in named:
+            shown = repr(item) if len(item) <= 40 else repr(item[:40]) + "..."
+            raise click.BadParameter(f"expected NAME=CxHxW, each name once, like image=3x640x640, got {shown}")
+        named[name] = _one_shape(shape)
+    return named
 
+
+def _one_shape(value: str) -> tuple[int, ...]:
     parts = value.lower().replace("×", "x").split("x")
     shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
     if not 1 <= len(parts) <= 6 or not all(part.isascii() and part.isdigit() for part in parts):  # ops.base.MAX_RANK
@@ -35,6 +48,9 @@ def _parse_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
     if any(int(part) == 0 for part in parts):
         raise click.BadParameter(f"expected CxHxW of sizes of at least 1, got {shown}")
     return tuple(int(part) for part in parts)
+
+
+INPUT_HELP = "Override the input shape; NAME=CxHxW[,NAME=CxHxW] names inputs by their labels."
 
 
 def _parse_params(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
@@ -96,9 +112,7 @@ def network_options(function):
             click.option(
                 "--network", "-n", help="Which network of the file (default: the file's only or eponymous one)."
             ),
-            click.option(
-                "--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape."
-            ),
+            click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help=INPUT_HELP),
             click.option(
                 "--param",
                 "-p",
@@ -193,7 +207,7 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--network", "-n", help="Check only this network (default: every network the files define).")
-@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help=INPUT_HELP)
 @click.option(
     "--param",
     "-p",
@@ -388,7 +402,7 @@ def weights_command(source, network, input_shape, params, max_nodes, sandbox, ch
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--network", "-n", help="Which network of the file to draw.")
-@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help="Override the input shape.")
+@click.option("--input", "input_shape", callback=_parse_shape, metavar="CxHxW", help=INPUT_HELP)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on; others can then edit the file."
 )

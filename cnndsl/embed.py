@@ -156,8 +156,8 @@ def summary_table(summary: Summary) -> str:
     head = "<tr><th>Layer</th><th>Output</th><th>Params</th><th>MACs</th><th>Memory</th><th>RF</th></tr>"
     return (
         f"<style>{TABLE_STYLE}</style>"
-        f'<table class="cnndsl-summary"><caption>{_e(summary.network)} (input '
-        f"{_e(format_shape(summary.input))})</caption><thead>{head}</thead><tbody>{''.join(rows)}</tbody>"
+        f'<table class="cnndsl-summary"><caption>{_e(summary.network)} ('
+        f"{_e(summary.inputs_text())})</caption><thead>{head}</thead><tbody>{''.join(rows)}</tbody>"
         f"<tfoot>{foot}</tfoot></table>"
     )
 

@@ -22,18 +22,20 @@ from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
 from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
 from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
+from cnndsl.importers.ultralytics_yoloe import PROMPTS
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 ultralytics = pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pip --no-deps)")
 from oracles import torchvision_models  # noqa: E402
-from ultralytics.nn.modules.head import Detect, RTDETRDecoder, SemanticSegment  # noqa: E402
+from ultralytics.nn.modules.head import Detect, RTDETRDecoder, SemanticSegment, YOLOEDetect  # noqa: E402
 from ultralytics.nn.tasks import (  # noqa: E402
     ClassificationModel,
     DetectionModel,
     RTDETRDetectionModel,
     SemanticSegmentationModel,
     WorldModel,
+    YOLOEModel,
 )
 from ultralytics.utils import LOGGER  # noqa: E402
 
@@ -81,14 +83,15 @@ IMPORTED += [
     "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
     "v8/yolov8-worldv2.yaml",
 ]
-YOLOE = "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks"
-for name, row, line in [("v8/yoloe-v8", 22, 49), ("11/yoloe-11", 23, 50), ("26/yoloe-26", 23, 53)]:
+for name in ("v8/yoloe-v8", "11/yoloe-11", "26/yoloe-26"):  # text and visual prompts: test_import_yoloe
     for seg in ("", "-seg"):
-        head = ("YOLOESegment26" if name.startswith("26") else "YOLOESegment") if seg else "YOLOEDetect"
-        first = (line, f"{head} (module {row}) is {YOLOE}")  # where C2PSA imports
-        if not has_attention() and not name.startswith("v8"):
-            first = (33 if name.startswith("26") else 30, "C2PSA (module 10) is position-sensitive attention")
-        REFUSED[f"{name}{seg}.yaml"] = first
+        if has_attention() or name.startswith("v8"):
+            IMPORTED.append(f"{name}{seg}.yaml")
+        else:  # where C2PSA imports
+            REFUSED[f"{name}{seg}.yaml"] = (
+                33 if "26" in name else 30,
+                "C2PSA (module 10) is position-sensitive attention",
+            )
 IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
 IMPORTED += ["26/yolo26-depth.yaml"]  # its head's eval output: tests/test_import_ultralytics_depth.py
 IMPORTED += [
@@ -112,6 +115,9 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
     classes = {
         "Classify": ClassificationModel,
         "WorldDetect": WorldModel,
+        "YOLOEDetect": YOLOEModel,
+        "YOLOESegment": YOLOEModel,
+        "YOLOESegment26": YOLOEModel,
         "SemanticSegment": SemanticSegmentationModel,
         "RTDETRDecoder": RTDETRDetectionModel,
     }
@@ -123,7 +129,11 @@ def ultralytics_model(config: dict, scale: str, device: str = "meta"):
             patch.setattr(models, "get_model", lambda name, weights, get=models.get_model: get(name, weights=None))
         if device == "meta":
             patch.setattr(Detect, "bias_init", lambda self: None)  # it reads the stride's values
-        return model_class(config, verbose=False)
+            patch.setattr(YOLOEDetect, "bias_init", lambda self: None)
+        model = model_class(config, verbose=False)
+    if isinstance(model, YOLOEModel):  # the text's classes, then the import's visual prompts, as its head scores them
+        model.pe = torch.zeros(1, config["nc"] + PROMPTS, 512, device=device)
+    return model
 
 
 def row_shapes(model) -> dict[int, tuple]:
@@ -155,7 +165,8 @@ def row_shapes(model) -> dict[int, tuple]:
     if "queries" in shapes:  # the decoder layers' scores, layers x B x queries x classes
         found[len(model.model) - 1] = (shapes["queries"][2], 4 + shapes["queries"][3])
     if "levels" in shapes:
-        found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in shapes["levels"]]
+        levels = [level for level in shapes["levels"] if level.dim() == 4]  # YOLOE's class prompts follow them
+        found[len(model.model) - 1] = [(head.no, *level.shape[2:]) for level in levels]
     return found
 
 
@@ -197,11 +208,15 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
     for scale in config.get("scales") or [""]:
         model = ultralytics_model(config, scale)
         dfl = sum(p.numel() for key, p in model.named_parameters() if ".dfl." in key)
-        net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=(3, SIZE, SIZE))
+        yoloe = {"image": (3, SIZE, SIZE), "prompts": (PROMPTS, SIZE // 8, SIZE // 8)}  # YOLOE's two inputs
+        shapes = yoloe if "prompts: input" in cnn else (3, SIZE, SIZE)
+        net = cnndsl.parse(cnn, str(path), network=network_name(path.stem, scale), input=shapes)
         # Detect's DFL is a fixed 1x1 conv of reg_max weights, which an import ending at the raw maps leaves out
         head = config["head"][-1][2]
         detects = (
-            head in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect", "Segment26", "Pose26")
+            head
+            in ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "WorldDetect", "Segment26", "Pose26")
+            + ("YOLOEDetect", "YOLOESegment")
             and config.get("reg_max", 16) > 1
         )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity

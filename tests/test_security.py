@@ -214,6 +214,7 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             *("aifi", "rtdetrdecoder"),  # RT-DETR's transformer layers, over the pixels of maps
             "adaptivemaxpool",  # pools the height and width of a map, as adaptiveavgpool
             *("maxsigmoid", "contrast", "crossattend"),  # YOLO-World's: maps (and the class text) per pixel
+            "promptpool",  # YOLOE's SAVPE: a prompt's mask over a map
         },
     }
 

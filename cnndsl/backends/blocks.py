@@ -135,9 +135,15 @@ def _block(graph, box: Box, families: dict) -> Block | None:
         family = layer.kind.family if layer.kind.family in families else "other"
         if box.role == "layer" and family in SAME_SHAPE:
             return None
-        title = "input" if box.role == "input" else layer.kind.label(layer.attrs)
+        title = layer.kind.label(layer.attrs) if box.role != "input" else _input_title(graph, layer)
         shape = layer.shape
     return Block(box.id, title, tuple(shape), family, *size(tuple(shape)))
+
+
+def _input_title(graph, layer) -> str:
+    """`input`, or each input's label where the network has several."""
+    several = len(ir.network_info(graph).inputs) > 1
+    return layer.tap if several and layer.tap else "input"
 
 
 def _kept_around(order: list[str], blocks: dict) -> tuple[dict[str, str], dict[str, str]]:

@@ -84,7 +84,7 @@ def u_bottom(graph: nx.DiGraph) -> int | None:
     for join, layer in ir.layers(graph):
         for source in inputs_of(graph, join):
             kind, origin = ir.edge(graph, source, join).kind, ir.layer(graph, source)
-            if layer.kind.family != "merge" or kind not in JOINING or source == info.input:
+            if layer.kind.family != "merge" or kind not in JOINING or source in info.inputs:
                 continue  # a resize to another tensor's size joins nothing
             if _shared_group(origin.group, layer.group):
                 continue

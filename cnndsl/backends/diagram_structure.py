@@ -115,7 +115,7 @@ def _walk_clusters(members):
 
 # ---- the group tree -------------------------------------------------------------------
 def group_tree(graph: nx.DiGraph) -> Group:
-    """The network as nested groups; the input node stays outside, it is drawn on its own."""
+    """The network as nested groups; the input nodes stay outside, each is drawn on its own."""
     info = ir.network_info(graph)
     root = Group((), "network", info.name)
     groups = {(): root}
@@ -125,7 +125,7 @@ def group_tree(graph: nx.DiGraph) -> Group:
         groups[path] = Group(path, info.groups[path].kind, info.groups[path].label)
         enclosing[path] = [*enclosing[path[:-1]], groups[path]]
     for node, layer in ir.layers(graph):
-        if node == info.input:
+        if node in info.inputs:
             continue
         path = layer.group
         for group in enclosing[path]:
@@ -235,9 +235,10 @@ class _Builder:
         self.run_ids = 0
 
     def build(self) -> Diagram:
-        input_node = ir.network_info(self.graph).input
-        self.box_of[input_node] = "input"
-        members: list = [Box("input", "input", node=input_node)]
+        members: list = []
+        for index, input_node in enumerate(ir.network_info(self.graph).inputs):
+            self.box_of[input_node] = f"input{index or ''}"  # the first is `input`, as a network's only one
+            members.append(Box(self.box_of[input_node], "input", node=input_node))
         root = group_tree(self.graph)
         if self.depth == 0 and root.nodes:  # a network of only its input has nothing to fold into a box
             members.append(self._collapsed(Run([root])))

@@ -52,10 +52,10 @@ class _PerLayer(fx.Interpreter):
 def traced_steps(network, meta: fx.GraphModule) -> dict[int, int]:
     """ATen operators each IR node's forward records when traced, by node id: counted on `meta`, the network's
     forward with its modules on the meta device, plus what each kind declares its trace runs beyond that."""
-    counting, example = _Counting(), torch.empty(2, *network.input_shape, device="meta")
+    counting, examples = _Counting(), [torch.empty(2, *shape, device="meta") for _, shape in network.inputs]
     interpreter = _PerLayer(meta.eval(), counting)
     with torch.no_grad(), counting:
-        interpreter.run(example)
+        interpreter.run(*examples)
     steps = interpreter.steps
     for node, layer, kind, _, shapes in walk(network.graph):
         extra = kind.traced_steps(layer.attrs, shapes)

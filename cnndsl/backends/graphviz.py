@@ -388,4 +388,6 @@ class _Painter:
         with dot.subgraph() as top:
             top.attr(rank="min")
             top.node("legend", html_label(table), shape="plain", style="", fontsize="9")
-            top.node("input")
+            for box in diagram.boxes():
+                if box.role == "input":
+                    top.node(box.id)  # every input at the top, beside the legend

@@ -27,7 +27,7 @@ from ..ops.torch_code import evaluated
 from ..weights.checkpoint import load_into
 from .class_family import compact_source, remember
 from .meta_norms import ShapeOnlyNorms
-from .torch_source import class_name, forward_tree, input_name, overwritable, python_file, python_source
+from .torch_source import class_name, forward_tree, input_names, overwritable, python_file, python_source
 
 INITS = ("default", "kaiming")
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1, so the example input has 2
@@ -92,10 +92,11 @@ def write_python(network, path: str | Path) -> Path:
 def standalone_source(network) -> str:
     """The compact source (a class per block, loops, the network's count and width parameters), where it
     rebuilds exactly the modules to_torch() builds, also with those parameters changed; else the unrolled
-    source. Modules are built on the meta device: the source needs their form, not their weights."""
+    source (also for several inputs, which the class layout does not take). Modules are built on the meta
+    device: the source needs their form, not their weights."""
     root = _meta_modules(network)
-    if ir.network_info(network.graph).train_outputs:
-        return python_source(network, root)  # `if self.training:` is written in the unrolled form only
+    if ir.network_info(network.graph).train_outputs or len(network.inputs) > 1:
+        return python_source(network, root)  # `if self.training:` and several inputs: the unrolled form only
 
     def rebuild(changes: dict, modules: bool = True):  # each once: the search and the checks ask for the same
         return _built_once(network, changes, modules)
@@ -199,10 +200,10 @@ def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
                 "give it a fixed sampling_ratio (2, as torchvision's detection heads), or compile to onnx or python",
             )
     # the archive keeps it: the same every time, and one value broadcast, so that a large input costs no memory
-    example = torch.zeros(()).expand(EXPORT_BATCH, *network.input_shape)
+    examples = tuple(torch.zeros(()).expand(EXPORT_BATCH, *shape) for _, shape in network.inputs)
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
-        return torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+        return torch.export.export(module.eval(), examples, dynamic_shapes=tuple({0: batch} for _ in examples))
 
 
 # ---- modules ------------------------------------------------------------------
@@ -337,7 +338,7 @@ def forward_graph(network, root: nn.Module, training: bool = False) -> fx.Graph:
     tracer = _NamingTracer(code)
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
-    values = {ir.network_info(graph).input: tracer.create_proxy("placeholder", input_name(network), (), {})}
+    values = {node: tracer.create_proxy("placeholder", name, (), {}) for node, name in input_names(network).items()}
     for node, layer, _, sources, _ in walk(graph):
         if node in values or node in skipped:
             continue

@@ -47,8 +47,8 @@ def python_source(network, root: nn.Module) -> str:
         for module in modules.values()
         if type(module) is nn.Module
     )  # a layer that is one tensor (layer scale), built with torch.full
-    first = ir.network_info(network.graph).input
-    trees = (forward_tree(network.graph, node) for node in network.graph if node != first)
+    inputs = ir.network_info(network.graph).inputs
+    trees = (forward_tree(network.graph, node) for node in network.graph if node not in inputs)
     uses = {"nn", *(["torch"] if scales or settings else []), *(name for tree in trees for name in namespaces(tree))}
     return python_file(network, "\n".join(body), uses)
 
@@ -81,10 +81,7 @@ def header(network, kept: dict | None = None) -> str:
     lines = [
         f"{network.name}, compiled from {source_name(network.file, network.file)} by cnndsl {__version__}.",
         "",
-        (
-            f"Input {format_shape(network.input_shape)}; {network.params:,} parameters; "
-            f"{network.macs:,} multiply-accumulates per image."
-        ),
+        (f"{_inputs_line(network)}; {network.params:,} parameters; {network.macs:,} multiply-accumulates per image."),
         "Needs only torch. Its state_dict keys are those of `cnndsl.load(...).to_torch()`.",
         *(
             [
@@ -132,6 +129,24 @@ def class_name(network_name: str) -> str:
 def input_name(network) -> str:
     """The forward's argument: the input's label where it makes a good Python name, else `x`."""
     return value_name(network.input_name)
+
+
+def _inputs_line(network) -> str:
+    """`Input 3×224×224`, or `Inputs left 3×16×16, right 3×16×16` (the forward's arguments in order)."""
+    inputs = network.inputs
+    if len(inputs) == 1:
+        return f"Input {format_shape(inputs[0][1])}"
+    return "Inputs " + ", ".join(f"{name} {format_shape(shape)}" for name, shape in inputs)
+
+
+def input_names(network) -> dict[int, str]:
+    """The forward's arguments, by input node in order: each input's label where it makes a good Python name,
+    else `x` (numbered where several would share it)."""
+    names = Namespace()
+    return {
+        node: names.fresh(value_name(ir.layer(network.graph, node).tap))
+        for node in ir.network_info(network.graph).inputs
+    }
 
 
 def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool]:
@@ -293,15 +308,15 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     info = ir.network_info(graph)
     for _, node in info.outputs + info.train_outputs:
         uses[node] += 1  # outputs stay alive until the return
-    first = info.input
-    names = {first: input_name(network)}
+    names = input_names(network)
     live = Namespace()
-    live.fresh(names[first])
-    lines = [f"    def forward(self, {names[first]}):"]
+    for name in names.values():
+        live.fresh(name)
+    lines = [f"    def forward(self, {', '.join(names.values())}):"]
     training = ir.training_only(graph)
     group: tuple = ()
     for node, layer, *_ in walk(graph):
-        if node == first or node in training:
+        if node in info.inputs or node in training:
             continue
         if layer.group != group:
             lines += _group_comment(graph, group, layer.group)[len(lines) == 1 :]  # no blank line after `def`

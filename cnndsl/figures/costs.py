@@ -151,9 +151,8 @@ def totals(graph: nx.DiGraph) -> Totals:
     eval_params = sum(each.params for each in figures)
     params = eval_params + sum(ir.layer(graph, node).figures.params for node in training)
     macs = sum(each.macs for each in figures)
-    memory = (
-        sum(each.memory_bytes for each in figures) - ir.layer(graph, ir.network_info(graph).input).figures.memory_bytes
-    )
+    inputs = ir.network_info(graph).inputs
+    memory = sum(each.memory_bytes for each in figures) - sum(ir.layer(graph, n).figures.memory_bytes for n in inputs)
     return Totals(params, macs, memory, params * BYTES_PER_VALUE, eval_params)
 
 

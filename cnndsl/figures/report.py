@@ -31,6 +31,7 @@ class Summary:
     depth: int | None = None
     batch: int = 1
     dtype: str = "float32"
+    inputs: dict[str, list[int]] | None = None  # every input by name where there are several; `input` is the first
 
     @classmethod
     def of(cls, network, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> Summary:
@@ -39,9 +40,9 @@ class Summary:
         value_bytes = DTYPE_BYTES[dtype]
         layers, labels, buffers, frozen = [], [], 0, 0
         buffers_hold: dict[str, int] = {}  # what the buffers are -> their values
-        first, training = ir.network_info(graph).input, ir.training_only(graph)
+        inputs, training = ir.network_info(graph).inputs, ir.training_only(graph)
         for node, layer, kind, sources, shapes in walk(graph):
-            if node == first:
+            if node in inputs:
                 continue
             if layer.shares is None:  # `shared(@t)` holds no tensors of its own
                 held = kind.buffers(layer.attrs, shapes)
@@ -89,17 +90,25 @@ class Summary:
                 optimizer: training_bytes(saved, t.params, batch, dtype, optimizer) for optimizer in OPTIMIZER_STATES
             },
         }
-        return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype)
+        several = {name: list(shape) for name, shape in network.inputs} if len(inputs) > 1 else None
+        return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype, several)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "network": self.network,
             "input": self.input,
+            **({"inputs": self.inputs} if self.inputs else {}),
             "batch": self.batch,
             "dtype": self.dtype,
             "layers": self.layers,
             "totals": self.totals,
         }
+
+    def inputs_text(self) -> str:
+        """`input 3×224×224`, or `inputs left 3×16×16, right 3×16×16` where there are several."""
+        if not self.inputs:
+            return f"input {format_shape(self.input)}"
+        return "inputs " + ", ".join(f"{name} {format_shape(shape)}" for name, shape in self.inputs.items())
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -151,7 +160,7 @@ class Summary:
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-        text = [f"{self.network}  (input {format_shape(self.input)})", rule]
+        text = [f"{self.network}  ({self.inputs_text()})", rule]
         for index, row in enumerate(rows):
             cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
             text.append("  ".join(cells).rstrip())

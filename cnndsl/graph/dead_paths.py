@@ -14,7 +14,7 @@ from .ir import NetworkInfo, computed_from, input_shapes, layer
 def dead_path_warnings(graph: nx.DiGraph, info: NetworkInfo) -> list[SourceWarning]:
     """One warning per first layer of a path that reaches no output, with the layers and parameters behind it."""
     alive = computed_from({node for _, node in info.outputs + info.train_outputs}, graph)
-    dead = [node for node in sorted(graph.nodes) if node not in alive and node != info.input]
+    dead = [node for node in sorted(graph.nodes) if node not in alive and node not in info.inputs]
     claimed: set[int] = set()
     warnings = []
     for start in dead:

@@ -31,7 +31,7 @@ from .expand_calls import Calls
 from .expand_flow import ControlFlow
 from .expand_joins import Joins
 from .expand_shared import Sharing
-from .expand_taps import Points
+from .expand_taps import Points, check_bare_override, check_inputs
 from .frame import DEFAULT_MAX_NODES, MAX_DEPTH, STEPS_PER_NODE, Frame
 from .ir import GraphBuilder, NetworkInfo
 
@@ -41,12 +41,12 @@ __all__ = ["DEFAULT_MAX_NODES", "STATEMENTS", "BlockRef", "Expander", "NetworkRe
 class Expander(Calls, Joins, ControlFlow, Points, Sharing):
     """Expands statements at a cursor (the tensor being built) into the builder's graph."""
 
-    def __init__(self, builder: GraphBuilder, input_override: tuple | None = None):
+    def __init__(self, builder: GraphBuilder, input_override: tuple | dict | None = None):
         self.builder = builder
         self.graph = builder.graph
         self.info = builder.info
         self.layers = builder.layers
-        self.input_override = input_override  # `--input`: replaces the input the network declares
+        self.input_override = input_override  # `--input`: a shape for the first input, or {label: shape}
         self.cursor: int | None = None
         self.pending_edge = "sequence"
         self.called_block: Frame | None = None  # the frame of the block call just expanded, for `@b.t`
@@ -175,7 +175,7 @@ STATEMENTS = {
 def expand_network(
     ref: NetworkRef,
     overrides: dict[str, Any],
-    input_override: tuple | None,
+    input_override: tuple | dict | None,
     max_nodes: int,
     errors: list[CnnDslError] | None = None,
 ) -> nx.DiGraph | None:
@@ -198,7 +198,7 @@ def expand_network(
 def _expand(
     ref: NetworkRef,
     overrides: dict[str, Any],
-    input_override: tuple | None,
+    input_override: tuple | dict | None,
     max_nodes: int,
     errors: list[CnnDslError] | None,
 ) -> nx.DiGraph | None:
@@ -213,7 +213,9 @@ def _expand(
     expander = Expander(builder, input_override)
     expander.errors = errors
     frame = Frame(bound, builder.root, {})
-    if input_override is not None and not _declares_input(definition.body):
+    declared = _declared_inputs(definition.body)
+    check_bare_override(declared, input_override, definition.pos)
+    if isinstance(input_override, tuple) and not declared:
         expander._Input(ast.Input(definition.pos, [ast.Number(definition.pos, d) for d in input_override]), frame)
     try:
         expander.seq(definition.body, frame)
@@ -229,6 +231,7 @@ def _expand(
             definition.pos,
             "add `input 3x224x224` as its first line, or pass --input",
         )
+    check_inputs(info, builder.layers, input_override, definition.pos)
     if not info.outputs:
         if info.train_outputs:
             raise NameProblem(
@@ -242,10 +245,13 @@ def _expand(
     return graph
 
 
-def _declares_input(body: ast.Seq) -> bool:
+def _declared_inputs(body: ast.Seq) -> list[str]:
+    """The labels (`input` where none) of the inputs the network's body declares at its top."""
+    names = []
     for stmt in body.stmts:
+        label = stmt.label if isinstance(stmt, ast.Labeled) else None
         while isinstance(stmt, ast.Labeled):
             stmt = stmt.item
         if isinstance(stmt, ast.Input):
-            return True
-    return False
+            names.append(label or "input")
+    return names

@@ -59,7 +59,7 @@ class Sharing:
         node = self._tap(tap, frame)
         if node not in self.single_layers:
             raise NameProblem(
-                f"`{tap!r}` labels {'the input' if node == self.info.input else 'a group or block'}, not one layer",
+                f"`{tap!r}` labels {'the input' if node in self.info.inputs else 'a group or block'}, not one layer",
                 tap.pos,
                 "`shared` uses one layer again: label that layer itself, e.g. `head: conv3x3(64)`",
             )

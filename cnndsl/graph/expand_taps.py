@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import ops
-from ..core.errors import CnnDslError, NameProblem, ShapeProblem, SourcePos, SourceWarning, did_you_mean
+from ..core.errors import CnnDslError, NameProblem, ShapeProblem, SourcePos, SourceWarning, ValueProblem, did_you_mean
 from ..front import syntax as ast
 from ..front.evaluate import Tap
 from .frame import Frame
@@ -12,11 +12,15 @@ from .frame import Frame
 class Points:
     """The Expander's statements that declare the input, label a point, jump to one or name the outputs."""
 
-    def _Input(self, stmt: ast.Input, frame: Frame) -> None:
-        if self.cursor is not None:
-            raise ShapeProblem("a network has one input, declared before its first layer", stmt.pos)
+    def _Input(self, stmt: ast.Input, frame: Frame, label: str | None = None) -> None:
+        if self.cursor is not None and (self.cursor not in self.info.inputs or frame.entry is not None):
+            raise ShapeProblem(
+                "a network's inputs are declared before its first layer",
+                stmt.pos,
+                "declare each input at the top of the network (`image: input 3x224x224`), then `@image` to go on from it",
+            )
         dims = tuple(self._dimension(dim, frame) for dim in stmt.dims)
-        dims = self.input_override or dims
+        dims = self._override(label) or dims
         if not 1 <= len(dims) <= ops.base.MAX_RANK:
             raise ShapeProblem(
                 f"an input has 1 to {ops.base.MAX_RANK} axes (the batch not counted), not {len(dims)}",
@@ -25,7 +29,8 @@ class Points:
             )
         kind = ops.REGISTRY["input"]
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
-        self.info.input = self.cursor
+        self.info.inputs.append(self.cursor)
+        self.info.input = self.info.inputs[0]
         if len(dims) == 3 and dims[2] in (1, 3, 4) and min(dims[0], dims[1]) >= 16:
             self.warnings.append(
                 SourceWarning(
@@ -34,6 +39,13 @@ class Points:
                     f"for {dims[2]} channels of {dims[0]}×{dims[1]}, write input {dims[2]}x{dims[0]}x{dims[1]}",
                 )
             )
+
+    def _override(self, label: str | None) -> tuple | None:
+        """The shape `--input` gives this input: `NAME=CxHxW` names it by its label, a bare shape is the first's."""
+        given = self.input_override
+        if isinstance(given, dict):
+            return given.get(label or "input")  # an unlabelled input is `input`, as ONNX names it
+        return given if not self.info.inputs else None
 
     def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
         try:
@@ -51,7 +63,10 @@ class Points:
                 "`in` cannot label a point: `@in` is the input of the block", stmt.pos, "choose another label"
             )
         self.called_block = None
-        self.statement(stmt.item, frame)
+        if isinstance(stmt.item, ast.Input):
+            self._Input(stmt.item, frame, stmt.label)  # its label names it to `--input NAME=CxHxW`
+        else:
+            self.statement(stmt.item, frame)
         if isinstance(stmt.item, ast.Layer) and self.called_block is not None:
             frame.blocks[stmt.label] = self.called_block  # `b: myblock(64)`: its taps are `@b.t`
         elif isinstance(stmt.item, ast.Layer):
@@ -136,3 +151,37 @@ class Points:
     def _require_cursor(self, pos: SourcePos) -> int:
         self._current_shape(pos)
         return self.cursor
+
+
+def check_inputs(info, layers: dict, override: tuple | dict | None, pos: SourcePos) -> None:
+    """A network with several inputs labels each (the label names the forward's argument and the ONNX input),
+    and `--input` names the one it replaces."""
+    names = [layers[node].tap or "input" for node in info.inputs]
+    if len(names) > 1:
+        for node in info.inputs:
+            if layers[node].tap is None:
+                raise NameProblem(
+                    f"a network with {len(names)} inputs labels each: the label names it to torch, ONNX and --input",
+                    layers[node].pos,
+                    "write `image: input 3x224x224`",
+                )
+    shown = ", ".join(names)
+    for name in override if isinstance(override, dict) else ():
+        if name not in names:
+            raise NameProblem(
+                f"--input names `{name}`, which is not an input of `{info.name}` (its inputs: {shown})",
+                pos,
+                did_you_mean(name, names) or "name an input by its label",
+            )
+
+
+def check_bare_override(names: list[str], override: tuple | dict | None, pos: SourcePos) -> None:
+    """A bare `--input CxHxW` is the only input's: before expanding, since the other inputs' shapes would not
+    fit it, refuse it where the network declares several (`names`, as their labels give them)."""
+    if isinstance(override, tuple) and len(names) > 1:
+        shape = "x".join(map(str, override))
+        raise ValueProblem(
+            f"--input {shape} does not say which of the {len(names)} inputs ({', '.join(names)}) it replaces",
+            pos,
+            f"name it: --input {names[-1]}={shape}",
+        )

@@ -150,11 +150,23 @@ class Group(FrozenRecord):
 
 
 class NetworkInfo(Record):
-    """The network as a whole: name, source file, input node, outputs [(name, node)], the outputs only training
-    returns (`train_outputs`, same form), groups by path, its parameter values as bound (`param_values`) and as
-    text (`params`), and the warnings expansion gave."""
+    """The network as a whole: name, source file, input node (the first), every input node in order (`inputs`:
+    most networks have one), outputs [(name, node)], the outputs only training returns (`train_outputs`, same
+    form), groups by path, its parameter values as bound (`param_values`) and as text (`params`), and the
+    warnings expansion gave."""
 
-    __slots__ = ("name", "file", "params", "param_values", "input", "outputs", "train_outputs", "groups", "warnings")
+    __slots__ = (
+        "name",
+        "file",
+        "params",
+        "param_values",
+        "input",
+        "outputs",
+        "groups",
+        "warnings",
+        "train_outputs",
+        "inputs",
+    )  # in the order __init__ takes them, as pickling and copying pass them back
 
     def __init__(
         self,
@@ -167,9 +179,11 @@ class NetworkInfo(Record):
         groups: dict[Path, Group] | None = None,
         warnings: list[SourceWarning] | None = None,
         train_outputs: list[tuple[str, int]] | None = None,
+        inputs: list[int] | None = None,
     ) -> None:  # None: a new empty dict or list
         self.name, self.file, self.input = name, file, input
         self.train_outputs = [] if train_outputs is None else train_outputs
+        self.inputs = ([] if input is None else [input]) if inputs is None else inputs
         self.params, self.param_values = {} if params is None else params, {} if param_values is None else param_values
         self.outputs, self.groups = [] if outputs is None else outputs, {} if groups is None else groups
         self.warnings = [] if warnings is None else warnings

@@ -18,6 +18,7 @@ from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
 from .ultralytics_rtdetr import RTDETR_NOTE
 from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
+from .ultralytics_yoloe import NOTES as YOLOE_NOTES
 from .writing import Statement, body_lines, fold, identifier
 
 
@@ -46,22 +47,13 @@ def convert(text: str, file: str) -> str:
                     text = written.text  # every level's widths come from the first level's channels
                     statements.append(Statement(f"@l{source}, {head}{level}: {text}", row.index, row.index, None, True))
                     outputs.append(f"@{head}{level}")
-            if converter.extra:  # Segment, Pose, OBB: their cv4 path at every level, and Segment's protos
-                name, text = converter.extra
-                for prefix in ("", "one2one_") if end_to_end(model) else ("",):
-                    for level, source in enumerate(row.sources):
-                        extra = f"@l{source}, {prefix}{name}{level}: {text}"
-                        statements.append(Statement(extra, row.index, row.index, None, True))
-            if converter.proto:
-                for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
-                    statements.append(Statement(part, row.index, row.index, None, True))
-                statements.append(
-                    Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True)
-                )
+            statements += _task_paths(converter, row, end_to_end(model))
             continue
-        if row.module in TEXT_HEADS:  # WorldDetect: its levels' statements (ultralytics_world)
+        if row.module in TEXT_HEADS:  # WorldDetect, YOLOEDetect: its levels' statements (ultralytics_world)
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
-            outputs += [f"@level{level}" for level in range(len(row.sources))]
+            heads = ("level", "one2one") if end_to_end(model) else ("level",)  # YOLOE-26: the one-to-one copy's too
+            outputs += [f"@{head}{level}" for head in heads for level in range(len(row.sources))]
+            statements += _task_paths(converter, row, end_to_end(model))  # YOLOESegment's
             continue
         if row.module == "Depth":  # its statements end at its output, a head's, which is no module's tap
             statements += [Statement(part, row.index, row.index, None, True) for part in written.parts]
@@ -81,6 +73,22 @@ def convert(text: str, file: str) -> str:
     if converter.text_used:  # the class text the model holds, which C2fAttn and WorldDetect read
         statements = with_text(statements)
     return _text(model, converter, statements, outputs)
+
+
+def _task_paths(converter: Converter, row, both: bool) -> list[Statement]:
+    """Segment's, Pose's, OBB's cv4 path at every level (`both`: and its one-to-one copy), and Segment's protos."""
+    statements = []
+    if converter.extra:
+        name, text = converter.extra
+        for prefix in ("", "one2one_") if both else ("",):
+            for level, source in enumerate(row.sources):
+                extra = f"@l{source}, {prefix}{name}{level}: {text}"
+                statements.append(Statement(extra, row.index, row.index, None, True))
+    if converter.proto:
+        for part in converter.proto_parts:  # Proto26: the later levels, refined, before the sum
+            statements.append(Statement(part, row.index, row.index, None, True))
+        statements.append(Statement(f"@l{row.sources[0]}, protos: {converter.proto}", row.index, row.index, None, True))
+    return statements
 
 
 def _text(model: ModelYaml, converter: Converter, statements: list[Statement], outputs: list[str]) -> str:
@@ -142,7 +150,11 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
     lines += ["", *blocks_text(converter.used, converter.act_layer, converter.act, norm)]
     lines += [*(text.replace("BN", norm) for text in converter.torchvision_blocks.values()), ""]  # TorchVision's
     lines.append(f"network {name}({', '.join(params)}) {{")
-    lines.append(f"    {'image: ' * decoded}input {values.get('ch', 3)}x{size}x{size}")
+    lines.append(
+        f"    {'image: ' * (decoded or bool(converter.prompt_masks))}input {values.get('ch', 3)}x{size}x{size}"
+    )
+    if converter.prompt_masks:  # YOLOE's visual prompts: a mask each, at the first level's size (stride 8)
+        lines += [f"    prompts: input {converter.prompt_masks}x{size // 8}x{size // 8}", "    @image"]
     lines += lets
     lines += body_lines(fold(statements), "modules")
     extras = (
@@ -191,7 +203,7 @@ E2E_NOTE = [
 def end_to_end(model: ModelYaml) -> bool:
     """Whether the head has a one-to-one copy: v10Detect, or Detect under `end2end: True` (YOLO26)."""
     return model.rows[-1].module == "v10Detect" or (
-        model.rows[-1].module in DETECTS and bool(model.values.get("end2end"))
+        model.rows[-1].module in DETECTS | TEXT_HEADS and bool(model.values.get("end2end"))
     )
 
 
@@ -234,6 +246,11 @@ TASK_NOTES = {
 
 
 TASK_NOTES.update(NOTES26)
+TASK_NOTES.update(
+    YOLOE_NOTES,
+    YOLOESegment=TASK_NOTES["Segment"] + YOLOE_NOTES["YOLOEDetect"],
+    YOLOESegment26=TASK_NOTES["Segment26"] + YOLOE_NOTES["YOLOEDetect"],
+)
 
 
 def _decoding_task(outputs: list[str], extras: list[str], reg_max: int, protos: bool, dims: int) -> list[str]:

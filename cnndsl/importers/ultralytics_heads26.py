@@ -65,6 +65,12 @@ class Heads26:
     def m_Segment26(self, row, args, inputs):
         written = self.m_Segment(row, args, inputs)
         _, masks, protos = padded(row, args, [None, 32, 256], "Segment26")
+        self.proto26(row, args, inputs, masks, protos)
+        return written
+
+    def proto26(self, row, args, inputs, masks, protos) -> None:
+        """Proto26 (Segment26's, YOLOESegment26's): every later level brought to the first's width and size and
+        added to it before Proto's layers; its semantic head (`semseg`, on the sum) a training output."""
         width = self.width(row, protos)  # Proto26's c_, scaled as parse_model scales npr
         first = f"({inputs[0]})" if " " in inputs[0] else inputs[0]
         self.proto_parts = tuple(  # each later level at the first's width and size
@@ -80,7 +86,6 @@ class Heads26:
             f"{summed}, semantic: ({self.conv}({width}, 3), {self.conv}({width}, 3), conv({classes}, k=1))",
         )
         self.train_outputs = ("@semantic",)
-        return written
 
     def m_SemanticSegment(self, row, args, inputs):
         """The classifier on the first level it reads; the second level feeds only the training-only aux_head."""

@@ -18,13 +18,13 @@ from .ultralytics_later import NOT_YET, LaterModules, has_attention
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_rtdetr import RTDETRModules
 from .ultralytics_torchvision import TorchVisionModules
-from .ultralytics_world import TEXT_HEADS, YOLOE_REFUSED, WorldModules
+from .ultralytics_world import TEXT_HEADS, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
+from .ultralytics_yoloe import YoloeModules
 
 REFUSED = {
     "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
     "C3TR": "a transformer block",
-    **YOLOE_REFUSED,
 }  # fmt: skip
 ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
@@ -37,7 +37,9 @@ def decodes_boxes() -> bool:
 
 
 @dataclass
-class Converter(MoreModules, LaterModules, WorldModules, TorchVisionModules, Heads26, RTDETRModules, DepthModule):
+class Converter(
+    MoreModules, LaterModules, WorldModules, YoloeModules, TorchVisionModules, Heads26, RTDETRModules, DepthModule
+):
     model: ModelYaml
     widths: dict[int, str] = field(default_factory=dict)  # YAML channel count -> its let name
     repeats: dict[int, str] = field(default_factory=dict)

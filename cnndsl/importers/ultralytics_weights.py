@@ -144,6 +144,12 @@ def _children_in_forward_order(node: dict) -> list[str]:
     depth = depth_children(node)
     if depth is not None:
         return depth
+    if {"reprta", "savpe"} <= set(names):  # YOLOEDetect: the prompts' embeddings before the levels read them
+        paths = ("cv5", "one2one_cv5")  # YOLOESegment's mask coefficients (and their one-to-one copy), before proto
+        order = _children_in_forward_order({n: node[n] for n in names if n not in ("reprta", "savpe", *paths)})
+        masks = [f"{path}.{level}" for path in paths for level in sorted(node.get(path, {}), key=int)]
+        at = order.index("proto") if "proto" in order else len(order)
+        return ["reprta", "savpe", *order[:at], *masks, *order[at:]]
     if {"cv2", "cv3"} <= set(names) and all(n in HEAD_PATHS for n in names):  # Detect, then its one-to-one copy
         order = ("cv2", "cv3"), ("one2one_cv2", "one2one_cv3")
         levels = [

@@ -16,12 +16,7 @@ from .ultralytics_more import Written, padded
 from .writing import Statement
 
 TEXT_DIMS = 512  # WorldModel's txt_feats: CLIP ViT-B/32's text embeddings
-TEXT_HEADS = {"WorldDetect"}
-YOLOE_HEAD = (
-    "YOLOE's head: beside its text path it holds SAVPE, a visual-prompt encoder run on prompt masks given with "
-    "each image (a second input per image), whose parameters Ultralytics counts"
-)
-YOLOE_REFUSED = {name: YOLOE_HEAD for name in ("YOLOEDetect", "YOLOESegment", "YOLOESegment26")}
+TEXT_HEADS = {"WorldDetect", "YOLOEDetect", "YOLOESegment", "YOLOESegment26"}  # YOLOE's: ultralytics_yoloe
 
 BLOCKS.update(
     {
@@ -70,6 +65,10 @@ MISSING_TEXT = (
     "them with it: state = model.state_dict(); state['txt_feats'] = model.txt_feats"
 )
 
+YOLOE_MISSING_TEXT = (
+    "holds no `txt_feats`: YOLOE's text prompts are given to each call, not held in its state_dict; save those "
+    "of the nc classes, before reprta, with it: state['txt_feats'] = model.get_text_pe(names, without_reprta=True)"
+)
 
 EXPORT = (
     'export the state_dict and the class text with Ultralytics once: python -c "import torch; from ultralytics '
@@ -88,7 +87,8 @@ def require_text(state: dict, networks: list, origin: str) -> None:
     """A network that holds the class text needs the checkpoint's `txt_feats`, which `state_dict()` leaves out."""
     held = held_classes(networks)
     if held and "txt_feats" not in state:
-        raise CnnDslError(f"{origin} {MISSING_TEXT}")
+        yoloe = any(layer.op == "promptpool" for _, layer in ir.layers(networks[0].graph))
+        raise CnnDslError(f"{origin} {YOLOE_MISSING_TEXT if yoloe else MISSING_TEXT}")
     shape = tuple(getattr(state.get("txt_feats"), "shape", ()))
     if held and len(shape) == 3 and shape[1] != held[0]:
         raise CnnDslError(

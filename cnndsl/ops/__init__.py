@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "rtdetr_encoder": ("aifi",),
     "rtdetr_decoder": ("rtdetrdecoder",),
     "text_guided": ("textembed", "maxsigmoid", "contrast", "crossattend"),
+    "visual_prompts": ("promptpool",),
     "resize": ("upsample", "resize", "pixelshuffle", "input"),
     "roi": ("roipool", "roialign", "boxfc", "msroialign"),
 }  # fmt: skip

@@ -53,6 +53,7 @@ def predict(
 ) -> list[dict]:
     """One dict per image: {"image", "top": [{"class", "prob"}...]}, {"image", "mask": PATH} or, for a detector,
     {"image", "boxes": [{"class", "score", "box": [x1, y1, x2, y2]}...], "drawn": PATH}."""
+    network.require_one_input("cnndsl predict")
     weights = Path(weights)
     if not weights.is_file():
         raise FileProblem(f"weights file {weights} does not exist")

@@ -39,6 +39,7 @@ def prepare(network, data, options: dict, out=None, resume=None, source: dict | 
     `source` says how it was loaded (file, network, params, input), recorded for --resume."""
     if resume is not None:
         return _resumed(Path(resume), network, data, source)
+    network.require_one_input("cnndsl train")
     opts = Options.of(options)
     task, classes = task_of(network, opts.task)
     layout = find_layout(data, task, classes, opts.ignore_index, opts.skip_bad)
