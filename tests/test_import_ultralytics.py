@@ -21,7 +21,6 @@ from cnndsl.check import check
 from cnndsl.core.errors import CnnDslError, FileProblem
 from cnndsl.graph import ir
 from cnndsl.importers.ultralytics_heads26 import TRAINING_ONLY
-from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 from cnndsl.importers.ultralytics_yoloe import PROMPTS
 
 torch = pytest.importorskip("torch")
@@ -42,59 +41,25 @@ from ultralytics.utils import LOGGER  # noqa: E402
 LOGGER.setLevel(50)
 MODELS = Path(ultralytics.__file__).parent / "cfg" / "models"
 
-# Every detect and classify YAML shipped with ultralytics; the ones cnndsl expresses are compared at every
-# scale, the others must be refused at the row that needs what cnndsl lacks.
-IMPORTED = ["v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml", "v6/yolov6.yaml",
-            "v8/yolov8.yaml", "v8/yolov8-p2.yaml", "v8/yolov8-p6.yaml", "v8/yolov8-ghost.yaml",
-            "v8/yolov8-ghost-p2.yaml", "v8/yolov8-ghost-p6.yaml", "v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml",
-            "v8/yolov8-cls-resnet101.yaml", "v9/yolov9t.yaml", "v9/yolov9s.yaml", "v9/yolov9m.yaml",
-            "v9/yolov9c.yaml", "v9/yolov9e.yaml", "11/yolo11-cls-resnet18.yaml"]  # fmt: skip
-REFUSED = {
-    "11/yolo11.yaml": (30, "C2PSA (module 10) is position-sensitive attention"),
-    "11/yolo11-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-    "26/yolo26-cls.yaml": (29, "C2PSA (module 9) is position-sensitive attention"),
-}
-ATTENTION = [
-    "11/yolo11.yaml",
-    "11/yolo11-cls.yaml",
-    "26/yolo26-cls.yaml",
-    "26/yolo26.yaml",
-    "12/yolo12.yaml",
-    "12/yolo12-cls.yaml",
-    "26/yolo26-p2.yaml",
-    "26/yolo26-p6.yaml",
-    *(f"v10/yolov10{scale}.yaml" for scale in "nsmblx"),
-]  # C2PSA, PSA, C3k2 with attention and A2C2f: imported where cnndsl has the attend kinds
-if has_attention():
-    IMPORTED += ATTENTION
-    for name in ("11/yolo11.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml"):
-        del REFUSED[name]
-OTHER_TASKS = ()  # every shipped file is imported or refused
-TASKS = [
-    f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")
-]
-IMPORTED += [
-    *TASKS,
-    "26/yolo26-obb.yaml",
-    "v8/yolov8-seg-p6.yaml",
-    "v8/yolov8-pose-p6.yaml",
-    "v9/yolov9c-seg.yaml",
-    "v9/yolov9e-seg.yaml",
+# Every YAML shipped with ultralytics, imported and compared at every scale (test_every_scale_...).
+IMPORTED = [
+    *("v3/yolov3.yaml", "v3/yolov3-tiny.yaml", "v3/yolov3-spp.yaml", "v5/yolov5.yaml", "v5/yolov5-p6.yaml"),
+    "v6/yolov6.yaml",
+    *(f"v8/yolov8{variant}.yaml" for variant in ("", "-p2", "-p6", "-ghost", "-ghost-p2", "-ghost-p6")),
+    *("v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml", "v8/yolov8-cls-resnet101.yaml"),
+    *(f"v9/yolov9{scale}.yaml" for scale in "tsmce"),
+    *(f"v10/yolov10{scale}.yaml" for scale in "nsmblx"),  # PSA and C2fCIB
+    *("11/yolo11.yaml", "11/yolo11-cls.yaml", "11/yolo11-cls-resnet18.yaml"),  # C2PSA; a TorchVision row
+    *("12/yolo12.yaml", "12/yolo12-cls.yaml"),  # A2C2f
+    *("26/yolo26.yaml", "26/yolo26-cls.yaml", "26/yolo26-p2.yaml", "26/yolo26-p6.yaml", "26/yolo26-obb.yaml"),
+    *(f"{family}-{task}.yaml" for family in ("v8/yolov8", "11/yolo11", "12/yolo12") for task in ("seg", "pose", "obb")),
+    *("v8/yolov8-seg-p6.yaml", "v8/yolov8-pose-p6.yaml", "v9/yolov9c-seg.yaml", "v9/yolov9e-seg.yaml"),
     "v8/yolov8-world.yaml",  # YOLO-World: C2fAttn, ImagePoolingAttn and WorldDetect read the class text
     "v8/yolov8-worldv2.yaml",
-]
-for name in ("v8/yoloe-v8", "11/yoloe-11", "26/yoloe-26"):  # text and visual prompts: test_import_yoloe
-    for seg in ("", "-seg"):
-        if has_attention() or name.startswith("v8"):
-            IMPORTED.append(f"{name}{seg}.yaml")
-        else:  # where C2PSA imports
-            REFUSED[f"{name}{seg}.yaml"] = (
-                33 if "26" in name else 30,
-                "C2PSA (module 10) is position-sensitive attention",
-            )
-IMPORTED += ["26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"]  # test_import_ultralytics_heads26
-IMPORTED += ["26/yolo26-depth.yaml"]  # its head's eval output: tests/test_import_ultralytics_depth.py
-IMPORTED += [
+    # text and visual prompts (their outputs: test_import_yoloe)
+    *(f"{name}{seg}.yaml" for name in ("v8/yoloe-v8", "11/yoloe-11", "26/yoloe-26") for seg in ("", "-seg")),
+    *("26/yolo26-seg.yaml", "26/yolo26-pose.yaml", "26/yolo26-sem.yaml"),  # test_import_ultralytics_heads26
+    "26/yolo26-depth.yaml",  # its head's eval output: tests/test_import_ultralytics_depth.py
     *(f"rt-detr/rtdetr-{model}.yaml" for model in ("l", "x", "resnet50", "resnet101")),
     "v8/yolov8-rtdetr.yaml",
 ]
@@ -187,13 +152,9 @@ def cnn_shapes(net) -> dict[int, tuple]:
     return found
 
 
-def test_every_shipped_detect_and_classify_yaml_is_imported_or_refused():
-    shipped = {
-        str(path.relative_to(MODELS))
-        for path in MODELS.glob("*/*.yaml")
-        if not any(task in path.stem for task in OTHER_TASKS)
-    }
-    assert shipped == set(IMPORTED) | set(REFUSED)
+def test_every_shipped_yaml_is_imported():
+    shipped = [str(path.relative_to(MODELS)) for path in MODELS.glob("*/*.yaml")]
+    assert sorted(shipped) == sorted(IMPORTED)
 
 
 def compare_every_scale(path: Path, tmp_path: Path) -> None:
@@ -220,7 +181,7 @@ def compare_every_scale(path: Path, tmp_path: Path) -> None:
             and config.get("reg_max", 16) > 1
         )
         assert dfl == (16 if detects else 0)  # reg_max 1 (YOLO26): DFL is nn.Identity
-        raw = not decodes_boxes() or head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
+        raw = head in ("OBB", "OBB26")  # raw maps: no kind decodes rotated boxes
         # Pose26's RealNVP flow model, which no statement computes (its input is the loss's): not imported
         training = sum(p.numel() for key, p in model.named_parameters() if TRAINING_ONLY.search(key))
         assert training == 0 or head in ("Segment26", "Pose26", "SemanticSegment")
@@ -243,15 +204,6 @@ def test_c3k2_and_the_depthwise_detect_head_at_every_scale(tmp_path):
     cnn = cnndsl.import_file(tmp_path / "yolo11.yaml")
     assert "network yolo11m = yolo11(0.5, 1.0, 512, c3k=true)" in cnn
     assert "block detect_level_dw(" in cnn
-
-
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_files_cnndsl_cannot_express_are_refused_at_their_row(name):
-    line, message = REFUSED[name]
-    with pytest.raises(CnnDslError) as refused:
-        cnndsl.import_file(MODELS / name)
-    assert str(refused.value.pos) == f"{MODELS / name}:{line}:1"
-    assert refused.value.message.startswith(message)
 
 
 def randomised(model, seed: int = 0):
@@ -303,21 +255,13 @@ def test_yolov8n_cls_gives_ultralytics_logits(tmp_path):
 def test_yolov8n_gives_ultralytics_outputs(tmp_path):
     name = "v8/yolov8.yaml"
     model, ours, images = ultralytics_and_imported(tmp_path, name)
-    head, features = model.model[-1], []
-    hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
         decoded, _ = model(images)
-        expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
         mine = ours(images)
-    hook.remove()
-    if decodes_boxes():  # Ultralytics' eval output: boxes in pixels and class scores for the 84 anchors
-        assert tuple(mine.shape) == (2, 84, 64 + 16 + 4)
-        torch.testing.assert_close(mine, decoded, rtol=1e-4, atol=1e-4 * decoded.abs().max().item())
-        return
-    assert [tuple(m.shape) for m in mine] == [(2, 144, 8, 8), (2, 144, 4, 4), (2, 144, 2, 2)]
-    for level, reference in zip(mine, expected, strict=True):
-        assert reference.std() > 0.1
-        torch.testing.assert_close(level, reference, rtol=1e-4, atol=1e-4)
+    # Ultralytics' eval output: boxes in pixels and class scores for the 84 anchors
+    assert tuple(mine.shape) == (2, 84, 64 + 16 + 4)
+    assert decoded.std() > 0.1
+    torch.testing.assert_close(mine, decoded, rtol=1e-4, atol=1e-4 * decoded.abs().max().item())
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -355,6 +299,13 @@ def test_unknown_module_is_refused_at_its_row(tmp_path):
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
     assert error.message == "C2ff (module 1) is a module cnndsl does not import"
     assert "C2f, C2fAttn, C2fCIB, C3, C3Ghost, C3k2" in error.hint
+
+
+def test_a_transformer_block_is_refused_at_its_row_and_says_why(tmp_path):
+    error = refusal(tmp_path, SMALL.replace("C2f, [64, True]", "C3TR, [64, True]"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"
+    assert error.message == "C3TR (module 1) is a transformer block, which cnndsl cannot express"
+    assert error.hint == "the import refuses rather than approximate it"
 
 
 def test_unknown_key_is_refused_at_its_line(tmp_path):
@@ -440,7 +391,7 @@ def test_yolov8_is_one_family_of_at_most_70_lines_that_passes_strict_check_and_r
     )
     assert result.returncode == 0, result.stderr
     text = target.read_text()
-    assert len(text.splitlines()) == (53 if decodes_boxes() else 52)  # with the decoding end, one line more
+    assert len(text.splitlines()) == 53
     assert "network yolov8(depth=0.33, width=0.25, max_channels=1024, classes=80" in text
     assert text.count("\nnetwork yolov8") == 6  # the family and one network per scale
     assert ", l2: c2f(c128, n3, true)  # modules 0-2\n" in text  # module 2: C2f with its repeats as `n`
@@ -461,25 +412,12 @@ def test_from_ultralytics_names_the_format_of_another_suffix(cli, tmp_path):
     assert cli("import", path).exit_code == 1
 
 
-NEEDS_ATTEND = pytest.mark.skipif(not has_attention(), reason="C2PSA needs the attend kinds")
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml", pytest.param("11/yolo11.yaml", marks=NEEDS_ATTEND)],
-)
+@pytest.mark.parametrize("name", ["v5/yolov5.yaml", "v8/yolov8-ghost.yaml", "v9/yolov9t.yaml", "11/yolo11.yaml"])
 def test_other_families_give_ultralytics_outputs(tmp_path, name):
     """C3 and SPPF (YOLOv5), GhostConv and C3Ghost, YOLOv9's RepConv, ELAN and ADown, and YOLO11's C3k2 and
     C2PSA at scale n (or the one scale), with the state_dict's modules in their forward order."""
     model, ours, images = ultralytics_and_imported(tmp_path, name)
-    head, features = model.model[-1], []
-    hook = head.register_forward_pre_hook(lambda m, args: features.extend(args[0]))
     with torch.no_grad():
         decoded, _ = model(images)
-        expected = [torch.cat([head.cv2[i](x), head.cv3[i](x)], 1) for i, x in enumerate(features)]
         mine = ours(images)
-    hook.remove()
-    if decodes_boxes():
-        mine, expected = [mine], [decoded]
-    for level, reference in zip(mine, expected, strict=True):
-        torch.testing.assert_close(level, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+    torch.testing.assert_close(mine, decoded, rtol=1e-4, atol=1e-4 * decoded.abs().max().item())

@@ -13,7 +13,6 @@ import pytest
 import cnndsl
 from cnndsl.core.errors import CnnDslError
 from cnndsl.graph import ir
-from cnndsl.importers.ultralytics_rows import has_attention
 from cnndsl.importers.ultralytics_weights import forward_modules
 
 torch = pytest.importorskip("torch")
@@ -22,7 +21,6 @@ pytest.importorskip("ultralytics", reason="scripts/test installs ultralytics (pi
 from test_import_ultralytics import MODELS, SIZE, imported_with_weights, network_name, randomised  # noqa: E402
 from ultralytics.nn.tasks import DepthModel  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not has_attention(), reason="yolo26-depth's C2PSA needs the attend kinds")
 NAME = "26/yolo26-depth.yaml"
 CONFIG = yaml.safe_load((MODELS / NAME).read_text()) if (MODELS / NAME).is_file() else {}
 

@@ -14,7 +14,6 @@ from safetensors import safe_open
 
 import cnndsl
 from cnndsl.graph import ir
-from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
@@ -27,8 +26,6 @@ from test_import_ultralytics import (  # noqa: E402
     ultralytics_and_imported,
     ultralytics_model,
 )
-
-pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
 
 
 def _close(mine, reference):

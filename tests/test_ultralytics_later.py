@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 import cnndsl
-from cnndsl.importers.ultralytics_rows import decodes_boxes, has_attention
 
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
@@ -21,8 +20,6 @@ from test_import_ultralytics import (  # noqa: E402
     ultralytics_and_imported,
     ultralytics_model,
 )
-
-pytestmark = pytest.mark.skipif(not (decodes_boxes() and has_attention()), reason="needs the detection kinds")
 
 
 def _close(mine, reference):

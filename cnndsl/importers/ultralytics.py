@@ -14,7 +14,7 @@ from pathlib import Path
 from .ultralytics_blocks import DETECT_BN, blocks_text
 from .ultralytics_depth import DEPTH_NOTE
 from .ultralytics_heads26 import NOTES26, decoding_both_task
-from .ultralytics_rows import DETECTS, HEADS, Converter, decodes_boxes
+from .ultralytics_rows import DETECTS, HEADS, Converter
 from .ultralytics_rtdetr import RTDETR_NOTE
 from .ultralytics_world import TEXT_HEADS, with_text
 from .ultralytics_yaml import ModelYaml, read_yaml
@@ -122,7 +122,7 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
              "# 8), a repeat count n > 1 is max(round(n * depth), 1). Tap l<i> is module i's output (model.i)."]  # fmt: skip
     head = model.rows[-1].module
     obb = head in ("OBB", "OBB26")  # rotated boxes: no kind decodes them
-    decoded = bool(outputs) and decodes_boxes() and not obb
+    decoded = bool(outputs) and not obb
     if decoded:
         params.append('postprocess="decoded"')
         lines.append("# Detect ends as Ultralytics' eval output, boxes (cx, cy, w, h in input pixels) beside sigmoid")

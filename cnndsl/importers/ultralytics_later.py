@@ -3,19 +3,9 @@ C3k2 with attention), mixed into the row converter like MoreModules."""
 
 from __future__ import annotations
 
-from ..ops import REGISTRY
 from . import ultralytics_blocks_later  # noqa: F401  (registers the blocks these handlers use)
 from .ultralytics_more import Written, padded
 from .ultralytics_yaml import Row
-
-
-def has_attention() -> bool:
-    """Whether cnndsl has the kinds of Ultralytics' Attention (attend, attendvalues): then C2PSA, PSA and C3k2
-    with attention import."""
-    return "attend" in REGISTRY and "attendvalues" in REGISTRY
-
-
-NOT_YET: dict[str, str] = {}  # module -> what cnndsl lacks for it, refused as "not imported yet"
 
 
 def _whole(row: Row, *values) -> None:
@@ -61,8 +51,6 @@ class LaterModules:
 
     def c3k2_psa(self, row, c, e, shortcut):
         """C3k2 with attention: each part a Bottleneck and a PSABlock, whatever c3k says."""
-        if not has_attention():
-            raise row.error("with attention (PSABlock) needs the attend kinds")
         options = [f"e={e!r}"] * (e != 0.5) + ["shortcut=false"] * (not shortcut)
         return self._csp(row, "c3k2_psa", c, options)
 

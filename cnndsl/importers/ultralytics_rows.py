@@ -10,11 +10,10 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ops import REGISTRY
 from .ultralytics_blocks import activation
 from .ultralytics_depth import DepthModule
 from .ultralytics_heads26 import Heads26
-from .ultralytics_later import NOT_YET, LaterModules, has_attention
+from .ultralytics_later import LaterModules
 from .ultralytics_more import MoreModules, Written, padded
 from .ultralytics_rtdetr import RTDETRModules
 from .ultralytics_torchvision import TorchVisionModules
@@ -22,18 +21,9 @@ from .ultralytics_world import TEXT_HEADS, WorldModules
 from .ultralytics_yaml import ModelYaml, Row
 from .ultralytics_yoloe import YoloeModules
 
-REFUSED = {
-    "C2fPSA": "position-sensitive attention (a matrix product of queries and keys)",
-    "C3TR": "a transformer block",
-}  # fmt: skip
-ATTENTION = {"C2PSA", "PSA", "A2C2f"}  # imported with the attend kinds (cnndsl/ops/psa_attention.py)
+REFUSED = {"C3TR": "a transformer block"}  # Ultralytics modules cnndsl has no layers for
 DETECTS = {"Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26"}
 HEADS = {*DETECTS, *TEXT_HEADS, "Classify", "SemanticSegment", "Depth"}
-
-
-def decodes_boxes() -> bool:
-    """Whether cnndsl has the kinds of Detect's eval end (anchorcat, dfl, dist2bbox): then the head decodes."""
-    return all(name in REGISTRY for name in ("anchorcat", "dfl", "dist2bbox"))
 
 
 @dataclass
@@ -92,17 +82,11 @@ class Converter(
 
     # --- rows -------------------------------------------------------------------------------------
     def row(self, row: Row, inputs: list[str]) -> Written:
-        if row.module in ATTENTION and not has_attention():
-            raise row.error(
-                "is position-sensitive attention (a matrix product of queries and keys), which needs the attend kinds"
-            )
         if row.module in REFUSED:
             raise row.error(
                 f"is {REFUSED[row.module]}, which cnndsl cannot express",
                 "the import refuses rather than approximate it",
             )
-        if row.module in NOT_YET:
-            raise row.error(f"is not imported yet: {NOT_YET[row.module]}")
         handler = getattr(self, "m_" + row.module.replace("nn.", "nn_"), None)
         if handler is None:
             raise row.error("is a module cnndsl does not import", "known: " + ", ".join(sorted(_known())))

@@ -8,7 +8,6 @@ groups = gcd(c1, c2)."""
 
 from __future__ import annotations
 
-from ..ops import REGISTRY
 from .ultralytics_blocks import BLOCKS
 from .ultralytics_more import Written, padded
 from .ultralytics_yaml import Row
@@ -101,15 +100,11 @@ class RTDETRModules:
     def m_AIFI(self, row, args, inputs):
         cm, heads = padded(row, args, [2048, 8], "AIFI", required=0)
         _whole(row, cm, heads)
-        if "aifi" not in REGISTRY:
-            raise row.error("is a transformer encoder layer, which needs the aifi kind")
         return Written(self.times(row, f"aifi({cm}, {heads})"), inputs[0])
 
     def m_RTDETRDecoder(self, row, args, inputs):
         """The decoder on its first source, the others tapped; its input projections' batch norms as
         DetectionModel's initialize_weights sets every BatchNorm2d (eps 0.001, momentum 0.03)."""
-        if "rtdetrdecoder" not in REGISTRY:
-            raise row.error("is not imported yet: RT-DETR's transformer decoder (the rtdetrdecoder kind)")
         classes, *rest = padded(row, args, list(DECODER_DEFAULTS.values()), "RTDETRDecoder")
         given = dict(zip(list(DECODER_DEFAULTS)[1:], rest))
         if row.repeats != 1:
