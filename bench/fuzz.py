@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -494,9 +495,7 @@ def run(text: str, network: str | None, folder: Path) -> tuple[str | None, str]:
 
 
 def _small(network) -> bool:
-    size = 1
-    for dim in network.input_shape:
-        size *= dim
+    size = sum(math.prod(shape) for _, shape in network.inputs)
     return size <= SMALL_INPUT and network.params <= SMALL_PARAMS and network.macs <= SMALL_MACS
 
 
@@ -538,16 +537,17 @@ def backends_broken(network) -> str | None:
     if not _small(network):
         return None
     module = network.to_torch().eval()
-    images = torch.randn(2, *network.input_shape, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    images = {name: torch.randn(2, *shape, generator=generator) for name, shape in network.inputs}
     with torch.no_grad():
-        result = module(images)
+        result = module(*images.values())
     expected = [tensor.numpy() for tensor in (result if isinstance(result, tuple) else (result,))]
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(
         network.to_onnx(weights=module).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    got = session.run(None, {network.input_name: images.numpy()})
+    got = session.run(None, {name: image.numpy() for name, image in images.items()})
     if len(got) != len(expected) or len(expected) != len(network.outputs):
         return f"{len(network.outputs)} outputs analysed, torch gave {len(expected)}, onnxruntime {len(got)}"
     for (name, node), value, reference in zip(network.outputs, got, expected):
