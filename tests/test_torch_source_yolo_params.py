@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
@@ -135,20 +136,85 @@ def test_a_block_whose_flag_changes_its_forward_is_one_class_that_reads_the_flag
         torch.testing.assert_close(written(images), reference(images), rtol=0, atol=0)
 
 
-def test_yolo11m_keeps_its_scale_and_takes_classes_with_ultralytics_count(tmp_path):
-    """At m every C3k2 holds C3k blocks, n's turn classes are not its own: the scale stays fixed (said in the
-    header), `classes` is an argument, and at 3 classes the class holds cnndsl's state_dict and Ultralytics' count."""
+@pytest.fixture(scope="module")
+def family11(tmp_path_factory):
+    """(the network yolo11n at 64×64, its file's path, text and namespace): the family's code found afresh from
+    yolo11m, whose C3k2s all hold C3k blocks (built at n from there), yolo11n's file then written from it."""
+    FAMILIES.clear()
+    folder = tmp_path_factory.mktemp("yolo11")
+    write_python(cnndsl.load("yolo11m", input=(3, SIDE, SIDE)), folder / "yolo11m.py")
+    network = cnndsl.load("yolo11n", input=(3, SIDE, SIDE))
+    path = write_python(network, folder / "yolo11n.py")
+    return network, path, path.read_text(), _import(path)
+
+
+def test_yolo11_file_takes_scale_and_one_c3k2_class_switches_its_inner_blocks(family11):
+    """n and s hold bottlenecks in some C3k2s, m, l and x C3k blocks in every one (Ultralytics' parse_model sets
+    c3k for m, l, x): one C3k2 class, `c3k_blocks` choosing the loop's block, a column of SCALES per scale."""
+    _, path, text, namespace = family11
+    assert 'class Yolo11n(nn.Module):\n    def __init__(self, scale="n", classes=80):\n' in text
+    assert text.count("\nclass C3k2(") == 1 and text.count("\nclass C3k(") == 1
+    assert "class C3k2(nn.Module):\n    def __init__(self, in_channels, c2, n=1, c3k_blocks=False, e=0.5):\n" in text
+    switch = text.split("class C3k2(nn.Module):")[1].split("\n\n\n")[0]
+    assert "        if c3k_blocks:\n" in switch and "        else:\n" in switch
+    assert switch.count("for _ in range(n)") == 2
+    names = text.split("SCALES[scale]")[0].rsplit("(", 1)[1].split()
+    column = [name.rstrip(",") for name in names].index("c3k_blocks1")
+    assert [namespace.SCALES[scale][column] for scale in "nsmlx"] == [False, False, True, True, True]
+    assert "c3k_blocks=c3k_blocks1" in text
+    (path.parent / "yolo11m.py").read_text().index('class Yolo11m(nn.Module):\n    def __init__(self, scale="m",')
+
+
+@pytest.mark.parametrize("scale, classes", [(scale, 80) for scale in "nsmlx"] + [("x", 3)])
+def test_yolo11_each_scale_has_ultralytics_parameter_count_and_cnndsls_state_dict(family11, scale, classes):
     tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
-    network = cnndsl.load("yolo11m", input=(3, SIDE, SIDE))
-    path = write_python(network, tmp_path / "yolo11m.py")
-    text = path.read_text()
-    assert "class Yolo11m(nn.Module):\n    def __init__(self, classes=80):\n" in text
-    assert "Fixed at their values: scale='m', postprocess='nms'," in text
-    description = tasks.yaml_model_load("yolo11m.yaml")
-    description["nc"] = 3
+    network, _, _, namespace = family11
+    description = tasks.yaml_model_load(f"yolo11{scale}.yaml")
+    description["nc"] = classes
     with torch.device("meta"):
         theirs, _ = tasks.parse_model(description, ch=3, verbose=False)
-        written = _import(path).Yolo11m(classes=3)
-        expected = network.with_params(classes=3).to_torch()
+        written = namespace.Yolo11n(scale=scale, classes=classes)
+        expected = network.with_params(scale=scale, classes=classes).to_torch()
+    assert _count(written) == _count(theirs) == _count(expected)
     assert _shapes(written) == _shapes(expected)
-    assert _count(written) == _count(theirs)
+    if (scale, classes) == ("n", 80):
+        assert _count(written) == 2_624_080  # yolo11.yaml's `scales` comment for n
+
+
+@pytest.mark.parametrize("scale, classes", [("s", 3), ("l", 80)])
+def test_yolo11_a_scale_with_and_without_c3k_blocks_computes_cnndsls_output(family11, scale, classes):
+    """s (bottlenecks in its first C3k2s) at 3 classes and l (C3k blocks, two per C3k2, two PSA blocks): with
+    cnndsl's weights every convolution of the file's class computes what cnndsl's does, and so does the whole."""
+    network, _, _, namespace = family11
+    expected = network.with_params(scale=scale, classes=classes).to_torch(seed=0).eval()
+    written = namespace.Yolo11n(scale=scale, classes=classes).eval()
+    written.load_state_dict(expected.state_dict())
+    ours, theirs = _conv_outputs(written), _conv_outputs(expected)
+    images = torch.randn(1, 3, SIDE, SIDE)
+    with torch.no_grad():
+        torch.testing.assert_close(written(images), expected(images), rtol=1e-5, atol=1e-5)
+    assert len(ours) == len(theirs) == sum(isinstance(layer, torch.nn.Conv2d) for layer in expected.modules())
+    for name, out in theirs.items():
+        torch.testing.assert_close(ours[name], out, rtol=1e-5, atol=1e-5)
+
+
+def _conv_outputs(module) -> dict:
+    """Each convolution's output by its name, kept as the module runs."""
+    seen = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.register_forward_hook(partial(_keep, seen, name))
+    return seen
+
+
+def _keep(seen: dict, name: str, _layer, _inputs, output) -> None:
+    seen[name] = output
+
+
+def test_yolo11_file_passes_ruff_and_is_the_same_bytes_whichever_scale_came_first(family11):
+    _, path, text, _ = family11
+    for command in (["check", "--isolated"], ["format", "--isolated", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    FAMILIES.clear()
+    assert standalone_source(cnndsl.load("yolo11n", input=(3, SIDE, SIDE))) == text

@@ -322,9 +322,16 @@ class Shown:
     __repr__ = __str__  # a call's argument is written as its repr (cnndsl.ops.torch_code.written)
 
 
-def lifted(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
-    """The steps with every whole-number bound of a slice `Lifted`, and the numbers (their magnitudes)."""
+def lifted(steps: Sequence[Step], shapes: bool = False) -> tuple[list[Step], list[int]]:
+    """The steps with every whole-number bound of a slice `Lifted`, and the numbers (their magnitudes); with
+    `shapes`, also each size of a `torch.reshape` but -1 (YOLO11's attention, its heads and widths per scale)."""
     numbers: list[int] = []
+
+    def sizes(call: Call) -> Call:
+        if not shapes or (call.namespace, call.function) != ("torch", "reshape") or type(call.args[-1]) is not tuple:
+            return call
+        shape = tuple(size if size == -1 else bound(size) for size in call.args[-1])
+        return Call(call.namespace, call.function, (*call.args[:-1], shape), call.keywords)
 
     def bound(value):
         if type(value) is not int:
@@ -339,7 +346,7 @@ def lifted(steps: Sequence[Step]) -> tuple[list[Step], list[int]]:
             return slice(bound(index.start), bound(index.stop), index.step)
         return index
 
-    result = [step if step.tree is None else replace(step, tree=_indexed(step.tree, lift)) for step in steps]
+    result = [step if step.tree is None else replace(step, tree=_indexed(step.tree, lift, sizes)) for step in steps]
     return result, numbers
 
 
@@ -353,7 +360,13 @@ def shown(steps: Sequence[Step], texts: Sequence) -> list[Step]:
             return slice(*(_shown(part, texts) for part in (index.start, index.stop)), index.step)
         return index
 
-    return [step if step.tree is None else replace(step, tree=_indexed(step.tree, show)) for step in steps]
+    def sizes(call: Call) -> Call:
+        if not call.args or type(call.args[-1]) is not tuple:
+            return call
+        shape = tuple(_shown(size, texts) for size in call.args[-1])
+        return Call(call.namespace, call.function, (*call.args[:-1], shape), call.keywords)
+
+    return [step if step.tree is None else replace(step, tree=_indexed(step.tree, show, sizes)) for step in steps]
 
 
 def _shown(part, texts: Sequence):

@@ -82,12 +82,19 @@ def evidence_builds(network, modules: dict, rebuild, scaled: str | None) -> tupl
 
 
 def alike_scales(network, rebuild, scaled: str) -> bool:
-    """The network expanded at every other scale has its outline: a scale table may be found (the networks
-    only, without their modules)."""
+    """The network expanded at every scale holds nothing its first scale does not: a scale table may be found
+    (the networks only, without their modules). YOLO11's n holds C3k2s of both kinds (bottlenecks, C3k blocks),
+    its m, l, x only the second: one switched class serves them all."""
     values = ir.network_info(network.graph).param_values
-    expanded = [rebuild({scaled: letter}, modules=False) for letter in SCALES[scaled] if letter != values[scaled]]
-    shape = outline(network.graph)
-    return all(build is None or outline(build[0].graph) == shape for build in expanded)
+    graphs = {values[scaled]: network.graph}
+    for letter in SCALES[scaled]:
+        if letter != values[scaled]:
+            build = rebuild({scaled: letter}, modules=False)
+            if build is not None:
+                graphs[letter] = build[0].graph
+    first = next((letter for letter in SCALES[scaled] if letter in graphs), values[scaled])
+    shape = outline(graphs[first])
+    return all(outline(graph) <= shape for graph in graphs.values())
 
 
 def outline(graph) -> frozenset:
@@ -190,19 +197,22 @@ def fitted(name: str, column: list) -> str | Clamp | None:
     return clamp if clamp.low is not None or clamp.high is not None else name
 
 
-def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple) -> Draft | None:
-    """The draft of the network with `changes`, where it expands and has the structure of `base`, else None."""
+def _redrafted(base: Draft, rebuild, changes: dict, evidence: tuple, own_classes: bool = False) -> Draft | None:
+    """The draft of the network with `changes`, where it expands and has the structure of `base`, else None; with
+    `own_classes`, the network's class's only: a scale whose classes are a part of the first scale's (YOLO11's m,
+    only C3k2s of C3k blocks) takes the first's, the file checked at every scale (cnndsl.backends.torch)."""
     other = getattr(evidence, "drafts", {}).get(_changed(changes))
     if other is None:
         rebuilt = rebuild(changes)
         if rebuilt is None:
             return None
         other = draft(*rebuilt, evidence)
-    return other if _same_structure(base, other) else None
+    return other if _same_structure(base, other, own_classes) else None
 
 
-def _same_structure(base: Draft, other: Draft) -> bool:
-    return other.classes == base.classes and other.forward == base.forward and other.init.key() == base.init.key()
+def _same_structure(base: Draft, other: Draft, own_classes: bool = False) -> bool:
+    classes = own_classes or other.classes == base.classes
+    return classes and other.forward == base.forward and other.init.key() == base.init.key()
 
 
 def _affine_slots(name: str, value, changed, base: Draft, other: Draft, rebuild, evidence: tuple) -> dict | None:
@@ -321,7 +331,7 @@ def _table(network, base: Draft, scaled: str, expressions: dict, rebuild, eviden
     for letter in SCALES[scaled]:
         if letter == values[scaled] or _changed({scaled: letter}) not in evidence.drafts:
             continue  # a scale the network does not expand at
-        other = _redrafted(base, rebuild, {scaled: letter}, evidence)
+        other = _redrafted(base, rebuild, {scaled: letter}, evidence, own_classes=True)
         if other is None:
             return None
         drafts[letter] = other.values()

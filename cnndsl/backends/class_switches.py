@@ -25,7 +25,9 @@ def merge_switched(compact) -> None:
         call = compact.groups.info[template.instances[0].path].call
         if template.name and call is not None:
             by_block[call.block].append(key)
-    for keys in by_block.values():
+    for block, keys in by_block.items():
+        if len(keys) == 1:
+            _adopted(compact, block, compact.templates[keys[0]])
         if len(keys) != 2:
             continue
         merged = _merged(compact, *(compact.templates[key] for key in keys))
@@ -59,6 +61,7 @@ def _merged(compact, first: Template, second: Template) -> Template | None:
     parts.name, dropped = sorted([first.name, second.name], key=lambda name: (len(name), name))  # C3k2, not C3k22
     merged.name, merged.params, merged.parts = parts.name, params, parts
     merged.text, merged.uses = class_text(parts), first.uses | second.uses
+    merged.switch = parameter_name(name)
     compact.classes.release(dropped)
     for instance in merged.instances:
         args = compact.groups.info[instance.path].call.args
@@ -68,6 +71,37 @@ def _merged(compact, first: Template, second: Template) -> Template | None:
             merged.name, params, values, len(params) - len(set(params) & set(defaults)), defaults
         )
     return merged
+
+
+def _adopted(compact, block: str, template: Template) -> None:
+    """A block whose instances here all hold one side of a class that another build of the network (at another
+    scale: YOLO11's m has only C3k2s of C3k blocks, n both kinds) merged: its callers call that class as there,
+    with the flag, so that the network's code at both builds differs only in numbers."""
+    for other in compact.evidence:
+        merged = next(
+            (
+                theirs
+                for theirs in other.templates.values()
+                if theirs.switch
+                and theirs.name == template.name
+                and other.groups.info[theirs.instances[0].path].call.block == block
+            ),
+            None,
+        )
+        if merged is None or not set(template.params) <= set(merged.params):
+            continue
+        defaults = merged.parts.defaults
+        optional = len(merged.params) - len(set(merged.params) & set(defaults))
+        codes = {}
+        for instance in template.instances:
+            args = compact.groups.info[instance.path].call.args
+            given = {**instance.candidates, **{parameter_name(key): value for key, value in args.items()}}
+            if not all(parameter in given for parameter in merged.params):
+                return
+            values = [given[parameter] for parameter in merged.params]
+            codes[instance.path] = keyword_call(merged.name, merged.params, values, optional, defaults)
+        compact.codes.update(codes)
+        return
 
 
 def _flag(compact, first: Template, second: Template) -> tuple[str, bool] | None:

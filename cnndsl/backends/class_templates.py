@@ -24,6 +24,7 @@ from .class_code import (
     rendered,
     shown,
 )
+from .class_evidence import name_there, observed_instances
 from .python_names import Namespace, class_name, is_free, parameter_name
 
 
@@ -52,6 +53,7 @@ class Template:
     condition_words: tuple = ()  # the argument names the condition reads
     uses: frozenset = frozenset()  # the file's names its code needs
     parts: ClassParts | None = None  # once named: what its text is written from
+    switch: str = ""  # the flag of a class merged from two (cnndsl.backends.class_switches)
 
     def key(self) -> tuple:
         """Equal for templates whose code is the same: the same class."""
@@ -209,7 +211,7 @@ def resolve(compact, template: Template) -> None:
     """The class's arguments: each number that differs between instances, named after what matches it."""
     first = next(instance for instance in template.instances if None not in instance.code.values)
     expressions, extra = {}, []
-    observed = _observed(compact, template)
+    observed = observed_instances(compact, template)
     for slot in range(len(first.code.values)):
         having = [
             (instance, instance.code.values[slot]) for instance in observed if instance.code.values[slot] is not None
@@ -268,7 +270,7 @@ def resolve(compact, template: Template) -> None:
         and any(instance.code.values[slot] is None for instance in template.instances)
     }
     template.params = params + [name for name in extra if name not in params and name not in absent] + sorted(absent)
-    template.name = compact.classes.counted(class_name(template.base, "Block"))
+    template.name = name_there(compact, template) or compact.classes.counted(class_name(template.base, "Block"))
     call = compact.groups.info[first.path].call
     defaults = {parameter_name(name): value for name, value in (call.defaults if call is not None else {}).items()}
     defaults.update(dict.fromkeys(absent))  # a number of the optional submodule only: None where it is not built
@@ -320,24 +322,6 @@ def keyword_call(name: str, params: list, values: list, optional: int, defaults:
 
 def _keyword_call(template: Template, values: list, optional: int, defaults: dict) -> Code:
     return keyword_call(template.name, template.params, values, optional, defaults)
-
-
-def _observed(compact, template: Template) -> list[Instance]:
-    """The template's instances, and the same groups in the builds of `compact.evidence` where their code has
-    the same numbers for the same things (a number there that differs makes an argument; a name must match
-    it there too: a branch's width `c` and its `classes`, both 80 by default, part at other class counts)."""
-    observed = list(template.instances)
-    for other in compact.evidence:
-        for instance in template.instances:
-            seen = other.instances.get(instance.path)
-            if (
-                seen is not None
-                and seen.code.hints == instance.code.hints
-                and seen.code.key() == instance.code.key()
-                and len(seen.numbers) == len(instance.numbers)
-            ):
-                observed.append(seen)
-    return observed
 
 
 def _followed(compact, template: Template, first: Instance, slot: int) -> str | None:

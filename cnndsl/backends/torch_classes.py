@@ -200,7 +200,7 @@ class Compact:
             return
         lines, parts = self.init_code(path)
         init_lines, init = filled(lines, parts)
-        steps, numbers = lifted(self.forward_steps(items, source, [output], True))
+        steps, numbers = lifted(self.forward_steps(items, source, [output], True), bool(self.evidence))
         base = self.groups.base(path)
         template = Template(base, init_lines, steps)
         template = self.templates.setdefault(template.key(), template)
@@ -295,7 +295,17 @@ class Compact:
         positions = {self.groups.info[item.key].pos for item in items}
         inside = any(self.groups.info[items[0].key[:depth]].call is not None for depth in range(1, len(items[0].key)))
         turns = len(items) > 1 or self.groups.info[items[0].key].kind == "dense"  # one block call is no repetition
-        return len(positions) == 1 and None not in positions and inside and turns
+        return len(positions) == 1 and None not in positions and inside and (turns or self._turns_elsewhere(items))
+
+    def _turns_elsewhere(self, items: list) -> bool:
+        """The lone turn is one of several in a build of `evidence` (YOLO11's C2PSA holds one PSA block at n, two
+        at l): a loop, so that the builds' code differs only in its count."""
+        scope, position = items[0].key[:-1], self.groups.info[items[0].key].pos
+        return any(
+            sum(kind == "group" and other.groups.info[child].pos == position for kind, child in children) > 1
+            for other in self.evidence
+            if (children := other.groups.children.get(scope)) is not None
+        )
 
     def _loops(self, base: str, codes: list[Code], repetition: bool = False) -> Code:
         """Repeated blocks as list comprehensions over runs whose numbers are constant or step evenly; the
