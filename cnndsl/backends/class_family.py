@@ -57,10 +57,11 @@ def compact_source(network, modules: dict, rebuild) -> tuple[str, dict, frozense
 
 
 def family_code(network, modules: dict, rebuild, scaled: str) -> Parametrised:
-    """The family's code (FAMILIES), made at its first scale where its scales are alike (YOLOv8's) and not yet
-    made, for this network with its own scale the default; checked at the family's first scale's values where
-    made here, and remembered once that check passed (`remember`). Where the scales are not alike (YOLO11's m, l,
-    x hold C3k blocks), or no table was found, the network's own code: its scale fixed, its `classes` found."""
+    """The family's code (FAMILIES), made at its first scale where its scales are alike (YOLOv8's; YOLO11's, whose
+    m, l, x hold only one of n's two kinds of C3k2) and not yet made, for this network with its own scale the
+    default; checked at the family's first scale's values where made here, and remembered once that check passed
+    (`remember`). Where a scale holds what the first does not, or no table was found, the network's own code: its
+    scale fixed, its `classes` found."""
     values = ir.network_info(network.graph).param_values
     first = SCALES[scaled][0]
     made = FAMILIES.get(_family(network, scaled))

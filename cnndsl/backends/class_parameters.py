@@ -99,7 +99,7 @@ def alike_scales(network, rebuild, scaled: str) -> bool:
 
 def outline(graph) -> frozenset:
     """What each group holds, a run of one kind as one: equal for scales whose classes can be the same (YOLOv8's,
-    its repeats loops); YOLO11 at m holds C3k blocks where n holds bottlenecks, so no scale table is tried."""
+    its repeats loops); YOLO11's at m a part of n's (C3k2s of C3k blocks only, n's also of bottlenecks)."""
     groups = ir.network_info(graph).groups
     children = defaultdict(list)
     for path in groups:
