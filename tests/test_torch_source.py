@@ -233,8 +233,7 @@ COMPILED = [
     "unet",
     "vgg11",
     "xception",
-    "yolo11m",  # C3k2 with c3k (m, l, x): another forward than n and s
-    "yolo11n",
+    "yolo11n",  # its file holds every scale's classes: C3k2 with and without C3k blocks
     "yolov1",
     "yolov3",
     "yolov3_tiny",

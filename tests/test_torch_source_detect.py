@@ -176,10 +176,9 @@ def test_the_detector_class_takes_classes_and_is_the_network_of_that_many_classe
     81 and 150 classes. Built with 3, 80 or 150 it holds what cnndsl builds with that count and, given those
     weights, computes its output."""
     network, _, text, namespace, _ = detector
-    signature = '(self, scale="n", classes=80)' if network.name == "yolov8n" else "(self, classes=80)"
-    assert f"class {class_name(network.name)}(nn.Module):\n    def __init__{signature}:\n" in text
-    assert ("max(w3, min(classes, 100))" if network.name == "yolov8n" else "max(64, min(classes, 100))") in text
-    assert "Fixed at their values: postprocess='nms'," in text or "scale='n', postprocess='nms'," in text
+    assert f'class {class_name(network.name)}(nn.Module):\n    def __init__(self, scale="n", classes=80):\n' in text
+    assert "max(w3, min(classes, 100))" in text  # w3: the scale's first level width, 64 at n
+    assert "Fixed at their values: postprocess='nms'," in text
     written = getattr(namespace, class_name(network.name))(classes=classes).eval()
     expected = cnndsl.load(network.name, classes=classes, input=(3, SIDE, SIDE)).to_torch(seed=0).eval()
     assert _state_shapes(written) == _state_shapes(expected)
