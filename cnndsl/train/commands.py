@@ -13,18 +13,23 @@ from . import train as run_training
 from .options import OPTIMISERS, PRECISIONS, SCHEDULES, TASKS
 
 
-def train_command(parse_params, parse_shape) -> click.Command:
-    @click.command(name="train")
-    @click.argument("source", required=False)
-    @click.argument("data", required=False, type=click.Path(file_okay=False))
-    @click.option("--network", "-n", "network_name", help="Which network of the file.")
-    @click.option(
+def _input_option(parse_shape):
+    """`--input`, as train and predict take it: the one input's shape, or NAME=CxHxW naming one."""
+    return click.option(
         "--input",
         "input_shape",
         callback=parse_shape,
         metavar="CxHxW",
         help="Override the input shape (NAME=CxHxW names an input).",
     )
+
+
+def train_command(parse_params, parse_shape) -> click.Command:
+    @click.command(name="train")
+    @click.argument("source", required=False)
+    @click.argument("data", required=False, type=click.Path(file_okay=False))
+    @click.option("--network", "-n", "network_name", help="Which network of the file.")
+    @_input_option(parse_shape)
     @click.option(
         "--param",
         "-p",
@@ -96,13 +101,7 @@ def predict_command(parse_params, parse_shape) -> click.Command:
     @click.argument("images", nargs=-1, required=True)
     @click.option("--weights", required=True, type=click.Path(dir_okay=False), help="best.safetensors of a run.")
     @click.option("--network", "-n", "network_name", help="Which network of the file.")
-    @click.option(
-        "--input",
-        "input_shape",
-        callback=parse_shape,
-        metavar="CxHxW",
-        help="Override the input shape (NAME=CxHxW names an input).",
-    )
+    @_input_option(parse_shape)
     @click.option("--param", "-p", "params", multiple=True, callback=parse_params, metavar="NAME=VALUE")
     @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Classes shown per image.")
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
