@@ -3,7 +3,9 @@ ATen operator traced on top of some 4 s of importing torch and torch._dynamo, so
 operators (backends/formats.PT2_STEPS), counted before it starts, and refuses more at the layer that passes them.
 
 A shared machine stretches every time, so the bound is held as a ratio: the costliest shapes at the bound take at
-most 5/4 of the CPU a one-layer export takes in the same test (on the idle machine 4.0 s, so 5 s).
+most 5/4 of the CPU a one-layer export takes in the same test (on the idle machine 4.0 s, so 5 s). A refusal is
+held to never starting torch.export at all (the export is replaced by a failure), not to a time: counting runs in
+the time of importing torch, which is within a few percent of a one-layer export.
 """
 
 from __future__ import annotations
@@ -54,10 +56,20 @@ def test_the_costliest_networks_at_the_bound_export_within_five_quarters_of_one_
         assert sum(node.op == "call_function" for node in traced) == operators <= PT2_STEPS
 
 
-def test_one_operator_past_the_bound_is_refused_at_its_layer_before_exporting(tmp_path, one_layer):
+@pytest.fixture
+def never_exporting(monkeypatch):
+    """torch.export.export replaced by a failure: a refusal must come before the export starts."""
+
+    def export(*args, **kwargs):
+        raise AssertionError("torch.export started")
+
+    monkeypatch.setattr(torch.export, "export", export)
+
+
+def test_one_operator_past_the_bound_is_refused_at_its_layer_before_exporting(tmp_path, cli, never_exporting):
     source = network(tmp_path, "over", "8x8x8", "layernorm x 33, relu, layernorm")
-    done, seconds = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "over.pt2")
-    assert done.returncode == 1
+    done = cli("compile", source, "--to", "pt2", "-o", tmp_path / "over.pt2")
+    assert done.exit_code == 1
     assert done.stderr.splitlines() == [
         f"{source}:3:27: error: exporting this network with torch.export traces more than 100 operators "
         "(103 by this layer, 103 in all), past the 5 s bound of `--to pt2`",
@@ -65,24 +77,24 @@ def test_one_operator_past_the_bound_is_refused_at_its_layer_before_exporting(tm
         "                              ^",
         "hint: compile --to onnx or --to python instead, or raise the bound with --max-nodes",
     ]
-    assert seconds < one_layer  # torch.export never started
     assert not (tmp_path / "over.pt2").exists()
 
 
-def test_a_thousand_nodes_are_counted_and_refused_before_exporting_and_resnet50_says_what_to_do(tmp_path, one_layer):
+def test_a_thousand_nodes_are_counted_and_refused_before_exporting_and_resnet50_says_what_to_do(
+    tmp_path, cli, never_exporting
+):
     """--to pt2 expands at most 1,000 nodes by default (as --to python) and counts their operators: 999 nodes of
-    branches (an operator each) are refused at the 101st within the CPU of a one-layer export."""
+    branches (an operator each) are refused at the 101st before torch.export starts."""
     line = "(branch { conv1x1(1) | conv1x1(1) | conv1x1(1) | conv1x1(1) }, relu) x 166, conv1x1(1), relu, relu"
     source = network(tmp_path, "wide", "4x8x8", line)  # 1 + 166 × 6 + 3 = 1,000 nodes
-    done, seconds = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "wide.pt2")
-    assert (done.returncode, done.stderr.splitlines()[0]) == (
+    done = cli("compile", source, "--to", "pt2", "-o", tmp_path / "wide.pt2")
+    assert (done.exit_code, done.stderr.splitlines()[0]) == (
         1,
         f"{source}:3:6: error: exporting this network with torch.export traces more than 100 operators "
         "(101 by this layer, 999 in all), past the 5 s bound of `--to pt2`",
     )
-    assert seconds < one_layer
-    done, _ = cpu_of("compile", "resnet50", "--to", "pt2", "-o", tmp_path / "resnet50.pt2")
-    assert done.returncode == 1
+    done = cli("compile", "resnet50", "--to", "pt2", "-o", tmp_path / "resnet50.pt2")
+    assert done.exit_code == 1
     assert done.stderr.splitlines()[0].split(": error: ")[1] == (
         "exporting this network with torch.export traces more than 100 operators (101 by this layer, 229 in all), "
         "past the 5 s bound of `--to pt2`"
@@ -92,20 +104,20 @@ def test_a_thousand_nodes_are_counted_and_refused_before_exporting_and_resnet50_
     )
 
 
-def test_nms_counts_every_round_its_trace_unrolls(tmp_path):
-    """A meta run of nms returns at once, but the trace runs max_det rounds: 10 rounds of 44 operators after 30,
-    and the convolution and reshape before them; the program written with the bound raised records 474."""
-    source = network(tmp_path, "boxes", "3x16x16", "conv1x1(85), reshape((85, 256)), nms(max_det=10)")
-    done, _ = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2")
-    assert done.returncode == 1
+def test_nms_counts_every_round_its_trace_unrolls(tmp_path, cli):
+    """A meta run of nms returns at once, but the trace runs max_det rounds: 3 rounds of 44 operators after 30,
+    and the convolution and reshape before them; the program written with the bound raised records 166."""
+    source = network(tmp_path, "boxes", "3x16x16", "conv1x1(85), reshape((85, 256)), nms(max_det=3)")
+    done = cli("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2")
+    assert done.exit_code == 1
     assert done.stderr.splitlines()[0] == (
         f"{source}:3:38: error: exporting this network with torch.export traces more than 100 operators "
-        "(476 by this layer, 476 in all), past the 5 s bound of `--to pt2`"
+        "(168 by this layer, 168 in all), past the 5 s bound of `--to pt2`"
     )
-    raised, _ = cpu_of("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2", "--max-nodes", "500")
-    assert raised.returncode == 0, raised.stderr
+    raised = cli("compile", source, "--to", "pt2", "-o", tmp_path / "boxes.pt2", "--max-nodes", "200")
+    assert raised.exit_code == 0, raised.stderr
     traced = torch.export.load(tmp_path / "boxes.pt2").graph.nodes
-    assert sum(node.op == "call_function" for node in traced) == 474
+    assert sum(node.op == "call_function" for node in traced) == 166
 
 
 @pytest.mark.parametrize("size", ["3x20000x20000"])
