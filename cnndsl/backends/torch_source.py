@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 from functools import cache
 
+import networkx as nx
 import torch
 from torch import nn
 
@@ -144,8 +145,7 @@ def input_names(network) -> dict[int, str]:
     else `x` (numbered where several would share it)."""
     names = Namespace()
     return {
-        node: names.fresh(value_name(ir.layer(network.graph, node).tap))
-        for node in ir.network_info(network.graph).inputs
+        node: names.fresh(value_name(ir.layer(network.graph, node).tap)) for node in ir.forward_inputs(network.graph)
     }
 
 
@@ -312,7 +312,8 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     live = Namespace()
     for name in names.values():
         live.fresh(name)
-    lines = [f"    def forward(self, {', '.join(names.values())}):"]
+    arguments = [f"{name}=None" if node in info.train_inputs else name for node, name in names.items()]
+    lines = [f"    def forward(self, {', '.join(arguments)}):"]
     training = ir.training_only(graph)
     group: tuple = ()
     for node, layer, *_ in walk(graph):
@@ -325,12 +326,26 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     results = [names[node] for _, node in info.outputs]
     if training:
         lines.append("        if self.training:")
-        for node in sorted(training):
+        given = set().union(*(nx.descendants(graph, node) for node in info.train_inputs))  # from a train input
+        for node in sorted(training - given - set(info.inputs)):
             lines.append(f"            {_assignment(graph, node, owned, names, uses, live)}")
+        lines += _given_lines(graph, sorted(given), owned, names, uses, live)
         returned = results + [names[node] for _, node in info.train_outputs]
         lines.append(f"            return {', '.join(returned)}")
     lines.append(f"        return {', '.join(results)}")
     return lines
+
+
+def _given_lines(graph, nodes: list[int], owned: set[str], names: dict, uses: dict, live: Namespace) -> list[str]:
+    """The layers computed from `train input`s, run where those were given; the train outputs they make are None
+    where not."""
+    if not nodes:
+        return []
+    info = ir.network_info(graph)
+    computed = [_assignment(graph, node, owned, names, uses, live) for node in nodes]
+    unset = [f"            {names[node]} = None" for _, node in info.train_outputs if node in nodes]
+    given = " and ".join(f"{names[node]} is not None" for node in info.train_inputs)
+    return [*unset, f"            if {given}:", *(f"                {line}" for line in computed)]
 
 
 def _assignment(graph, node: int, owned: set[str], names: dict, uses: dict, live: Namespace) -> str:
