@@ -51,6 +51,7 @@ def python_source(network, root: nn.Module) -> str:
     inputs = ir.network_info(network.graph).inputs
     trees = (forward_tree(network.graph, node) for node in network.graph if node not in inputs)
     uses = {"nn", *(["torch"] if scales or settings else []), *(name for tree in trees for name in namespaces(tree))}
+    uses |= {type(module).__name__ for module in modules.values() if written_class(module)}
     return python_file(network, "\n".join(body), uses)
 
 
@@ -154,11 +155,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
     lines = ["    def __init__(self):", "        super().__init__()"]
     fixing = False
     layers = {layer.name: node for node, layer in ir.layers(network.graph)}
+    whole = [path + "." for path, module in modules.items() if written_class(module)]
     for path, module in modules.items():
+        if path.startswith(tuple(whole)):
+            continue  # inside a module whose class the file writes (its constructor builds it)
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
             node = layers.get(path)
+            if written_class(module):
+                lines.append(f"        {assignment(owner, leaf, written_constructor(module))}")
+                continue
             if node is not None and getattr(nn, type(module).__name__, None) is not type(module):
                 _refuse_own_module(ir.layer(network.graph, node), module)
             frozen, settings = (
@@ -186,6 +193,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
 
 
 FROZEN = ".requires_grad_(False)"
+
+
+def written_class(module: nn.Module) -> bool:
+    """A module of cnndsl's own that the file writes the class of (torch_functions.CLASSES: RealNVP)."""
+    return torch_functions.CLASSES.get(type(module).__name__) is type(module)
+
+
+def written_constructor(module: nn.Module) -> str:
+    """`RealNVP(6, 64)`: such a class keeps each constructor argument under its name."""
+    arguments = signature_parameters(type(module))
+    return f"{type(module).__name__}({', '.join(repr(getattr(module, name)) for name in arguments)})"
 
 
 def _refuse_own_module(layer, module: nn.Module) -> None:
