@@ -51,6 +51,9 @@ def test_the_eval_forward_takes_the_other_inputs_and_training_takes_the_train_in
     assert tuple(given[1].shape) == (5, 1)
     torch.testing.assert_close(without[0], features)
     assert without[1] is None
+    with torch.no_grad():
+        torch.testing.assert_close(module.fc(errors), density)  # the layer's module called alone, as a loss would
+    assert "fc: fc 1 (training only)" in str(net.summary())
 
 
 def test_python_source_takes_the_train_input_as_an_optional_argument(net):
@@ -107,3 +110,13 @@ def test_the_eval_forward_may_not_read_a_train_input():
         "net.cnn:4:22: error: `errors` is a `train input`, yet `fc` reads it in the eval forward"
     )
     assert caught.value.hint == "read a train input only on the way to a `train output`, or declare it `input`"
+
+
+def test_a_copy_takes_the_train_input_or_leaves_it_out_as_the_original(net):
+    import copy
+
+    module = copy.deepcopy(net.to_torch(seed=3)).train()
+    image, errors = torch.randn(1, 3, 16, 16), torch.randn(3, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(module(image, errors)[1], _reference(image, errors, module.state_dict())[1])
+        assert module(image)[1] is None
