@@ -48,20 +48,26 @@ class Network:
 
     @property
     def inputs(self) -> list[tuple[str, tuple]]:
-        """(name, shape without the batch) of each input, in the order the forward takes them; most have one."""
-        graph = self.graph
-        return [
-            (ir.layer(graph, node).tap or "input", ir.layer(graph, node).shape)
-            for node in ir.network_info(graph).inputs
-        ]
+        """(name, shape without the batch) of each input, in the order the forward takes them (the `train input`s
+        last); most have one."""
+        return self._named(ir.forward_inputs(self.graph))
+
+    @property
+    def eval_inputs(self) -> list[tuple[str, tuple]]:
+        """(name, shape) of each input the eval forward takes (ONNX's, pt2's): every one but the `train input`s."""
+        return self._named(ir.eval_inputs(self.graph))
+
+    def _named(self, nodes: list[int]) -> list[tuple[str, tuple]]:
+        return [(ir.layer(self.graph, node).tap or "input", ir.layer(self.graph, node).shape) for node in nodes]
 
     def require_one_input(self, command: str) -> None:
-        """Refuse, at the second input, a command that feeds a network one tensor (train, predict, serve)."""
-        nodes = ir.network_info(self.graph).inputs
+        """Refuse, at the second input, a command that feeds a network one tensor (train, predict, serve); a
+        `train input` is optional, so not counted."""
+        nodes = ir.eval_inputs(self.graph)
         if len(nodes) > 1:
             raise ShapeProblem(
                 f"{command} feeds a network one input, and `{self.name}` has {len(nodes)} "
-                f"({', '.join(name for name, _ in self.inputs)})",
+                f"({', '.join(name for name, _ in self.eval_inputs)})",
                 ir.layer(self.graph, nodes[1]).pos,
                 "compile it (--to python, onnx or pt2) and feed its inputs from your own code",
             )

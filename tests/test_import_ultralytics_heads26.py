@@ -4,8 +4,8 @@ through `cnndsl import`, within 1e-4; and its semantic head (SemanticSegment), i
 
 Counts and shapes at every scale are compared in tests/test_import_ultralytics.py (IMPORTED). The training-only
 modules (Proto26's semantic head, Pose26's sigmas, SemanticSegment's aux_head) are imported as train outputs,
-checked here against Ultralytics' training forward; Pose26's RealNVP flow model is not imported (its count
-is stated here)."""
+checked here against Ultralytics' training forward; Pose26's RealNVP flow model, which the loss runs on a tensor
+it makes, reads the train input `keypoint_errors`, and is checked against Ultralytics' `flow_model.log_prob`."""
 
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ TRAINING_MODULES = {  # each file's modules that only Ultralytics' training forw
     "26/yolo26-pose.yaml": {
         **{f"sigma{level}": f"cv4_sigma.{level}" for level in range(3)},
         **{f"one2one_sigma{level}": f"one2one_cv4_sigma.{level}" for level in range(3)},
+        "flow": "flow_model",  # its log_prob, which the loss calls on the keypoint errors it makes
     },
     "26/yolo26-sem.yaml": {"aux": "aux_head"},
 }
@@ -137,9 +138,10 @@ FLOW_PARAMS = 12 * ((2 * 64 + 64) + (64 * 64 + 64) + (64 * 2 + 2))
 
 @pytest.mark.parametrize("name", sorted(TRAINING_MODULES))
 def test_training_only_modules_are_train_outputs_equal_to_ultralytics_training_forward(tmp_path, name):
-    """The modules Ultralytics' eval outputs give no gradient are the import's training-only layers (the flow
-    model aside, which no statement computes: FLOW_PARAMS, not imported); the full state_dict loads into them,
-    and in train() mode each train output equals that module's output in Ultralytics' training forward."""
+    """The modules Ultralytics' eval outputs give no gradient are the import's training-only layers (Pose26's flow
+    model among them: FLOW_PARAMS); the full state_dict loads into them, and in train() mode each train output
+    equals that module's output in Ultralytics' training forward; the flow's, given random keypoint errors as the
+    train input, equals Ultralytics' `flow_model.log_prob` of them."""
     model, ours, images = ultralytics_and_imported(tmp_path, name)
     stem = name.split("/")[1][: -len(".yaml")]
     net = cnndsl.load(str(tmp_path / "net.cnn"), network=network_name(stem, "n"), input=(3, SIZE, SIZE))
@@ -152,27 +154,33 @@ def test_training_only_modules_are_train_outputs_equal_to_ultralytics_training_f
     flow = sum(size for key, size in unused.items() if ".flow_model." in key)
     assert flow == (FLOW_PARAMS if "pose" in name else 0)
     training = sum(ir.layer(net.graph, node).figures.params for node in ir.training_only(net.graph))
-    assert training == sum(unused.values()) - flow > 0
-    assert net.params == sum(p.numel() for p in model.parameters()) - flow
+    assert training == sum(unused.values()) > flow
+    assert net.params == sum(p.numel() for p in model.parameters())
     assert net.totals.eval_params == net.params - training
     written = safe_open(str(tmp_path / "w.safetensors"), "pt").keys()
-    loaded = [
-        key for key, value in model.state_dict().items() if value.is_floating_point() and ".flow_model." not in key
-    ]
-    assert len(written) == len(loaded)  # every tensor of the state_dict but the flow model's has its place
+    loaded = [key for key, value in model.state_dict().items() if value.is_floating_point()]
+    assert len(written) == len(loaded)  # every tensor of the state_dict has its place, the flow model's too
     head, captured = model.model[-1], {}
     for output, path in TRAINING_MODULES[name].items():
         module = head.get_submodule(path)
         module.register_forward_hook(lambda m, args, out, output=output: captured.__setitem__(output, out))
     model.train()
     ours.train()
+    errors = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))  # (predicted - true) / sigma, by row
+    given = (errors,) if "pose" in name else ()
     with torch.no_grad():
         model(images)
-        mine = ours(images)
+        mine = ours(images, *given)
+        if given:  # the loss's call: flow_model.log_prob(errors), (N,)
+            captured["flow"] = head.flow_model.log_prob(errors)[:, None]
+            torch.testing.assert_close(ours.realnvp.log_prob(errors), captured["flow"][:, 0], rtol=1e-5, atol=1e-5)
     train_outputs = [tap for tap, _ in ir.network_info(net.graph).train_outputs]
     assert sorted(train_outputs) == sorted(TRAINING_MODULES[name])
     for tap, value in zip(train_outputs, mine[-len(train_outputs) :], strict=True):
         _close(value, captured[tap])
+    if given:
+        assert captured["flow"].std() > 0.1  # not a flat density
+        torch.testing.assert_close(mine[-1], captured["flow"], rtol=1e-5, atol=1e-5)
 
 
 def test_imported_heads_are_written_with_their_own_blocks_only():
@@ -187,8 +195,14 @@ def test_imported_heads_are_written_with_their_own_blocks_only():
     assert "block extra_level" not in pose and "    @l16, keypoint0: pose26_level(c256, 17, 3)  # modules 23\n" in pose
     assert "keypoints: kptdecode(@image, @level0, @level1, @level2, centred=true)" in pose
     assert "    @one2one_keypoint2.features, one2one_sigma2: conv(34, k=1)  # modules 23\n" in pose
-    assert "    train output @sigma0, @sigma1, @sigma2, @one2one_sigma0, @one2one_sigma1, @one2one_sigma2\n" in pose
-    assert "# Not imported: Pose26's RealNVP flow model (flow_model, 12 MLPs 2-64-64-2: 53,784 parameters)" in pose
+    outputs = "@sigma0, @sigma1, @sigma2, @one2one_sigma0, @one2one_sigma1, @one2one_sigma2, @flow"
+    assert f"    train output {outputs}\n" in pose
+    assert (
+        "    keypoint_errors: train input 2  # each matched keypoint's (predicted - true) / sigma\n    @image\n" in pose
+    )
+    assert "    @keypoint_errors, flow: realnvp(6, 64)  # modules 23\n" in pose
+    assert "Not imported" not in pose
+    assert cnndsl.import_file(MODELS / "26/yolo26-pose.yaml") == pose  # it re-imports identically
     sem = cnndsl.import_file(MODELS / "26/yolo26-sem.yaml")
     assert "    @l13, aux: (conv_bn_silu(c256, 3), conv(classes, k=1))  # modules 17\n    output @l17\n" in sem
     assert "    train output @aux\n}" in sem

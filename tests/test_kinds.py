@@ -15,7 +15,7 @@ import cnndsl
 from cnndsl.backends.onnx import build_model
 from cnndsl.graph import ir
 from cnndsl.ops import REGISTRY
-from cnndsl.ops.tensors import BUFFER, PARAMETER, Ramp, Uniform
+from cnndsl.ops.tensors import BUFFER, PARAMETER, Ramp, Table, Uniform
 
 KINDS = sorted(name for name, kind in REGISTRY.items() if kind.called_by_name)
 
@@ -84,13 +84,15 @@ def test_the_example_exports_to_onnx_with_the_declared_tensors_and_computes_what
 
 
 def _assert_starts_as_declared(values: np.ndarray, spec) -> None:
-    """Uniform(bound): every value within the bound, the largest near it where there are many; Ramp: 0, 1, 2, …; Filled: all equal."""
+    """Uniform(bound): every value within the bound, the largest near it where there are many; Ramp: 0, 1, 2, …; Table: its values; Filled: all equal."""
     if isinstance(spec.init, Uniform):
         assert np.abs(values).max() <= spec.init.bound * (1 + 1e-6), spec
         if values.size >= 100:  # P(all of 100 values inside 0.9 · bound) = 0.9^100 < 3e-5
             assert np.abs(values).max() > 0.9 * spec.init.bound, spec
     elif isinstance(spec.init, Ramp):
         assert (values.ravel() == np.arange(values.size)).all(), spec
+    elif isinstance(spec.init, Table):
+        assert (values.ravel() == np.array(spec.init.values, dtype=np.float32)).all(), spec
     else:
         assert (values == spec.init.value).all(), spec
 

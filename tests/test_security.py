@@ -215,6 +215,7 @@ def test_every_kind_check_accepts_builds_and_runs_in_torch_with_the_shape_check_
             "adaptivemaxpool",  # pools the height and width of a map, as adaptiveavgpool
             *("maxsigmoid", "contrast", "crossattend"),  # YOLO-World's: maps (and the class text) per pixel
             "promptpool",  # YOLOE's SAVPE: a prompt's mask over a map
+            "realnvp",  # its example pools a map to one point first (gap, fc(2)); on a vector 2 it runs (test_realnvp)
         },
     }
 

@@ -52,7 +52,7 @@ class _PerLayer(fx.Interpreter):
 def traced_steps(network, meta: fx.GraphModule) -> dict[int, int]:
     """ATen operators each IR node's forward records when traced, by node id: counted on `meta`, the network's
     forward with its modules on the meta device, plus what each kind declares its trace runs beyond that."""
-    counting, examples = _Counting(), [torch.empty(2, *shape, device="meta") for _, shape in network.inputs]
+    counting, examples = _Counting(), [torch.empty(2, *shape, device="meta") for _, shape in network.eval_inputs]
     interpreter = _PerLayer(meta.eval(), counting)
     with torch.no_grad(), counting:
         interpreter.run(*examples)

@@ -114,7 +114,7 @@ def _planned_model(
     graph = helper.make_graph(
         nodes,
         network.name,
-        [_value_info(name, shape) for name, shape in network.inputs],
+        [_value_info(name, shape) for name, shape in network.eval_inputs],
         [_value_info(name, ir.layer(network.graph, node).shape) for name, node in network.outputs],
     )
     imports = [helper.make_opsetid("", opset)]
@@ -131,8 +131,8 @@ def _planned_model(
             "source": source_name(network.file, network.file),
             "cnndsl_version": __version__,
             "input_shape": ", ".join(
-                (f"{name}=" if len(network.inputs) > 1 else "") + format_shape(shape).replace("×", "x")
-                for name, shape in network.inputs
+                (f"{name}=" if len(network.eval_inputs) > 1 else "") + format_shape(shape).replace("×", "x")
+                for name, shape in network.eval_inputs
             ),
         },
     )
@@ -225,7 +225,7 @@ def emit_nodes(network, emitter: Emitter) -> dict[int, str]:
     eval forward: the layers only `train output`s need are left out, as are their tensors."""
     graph = network.graph
     output_names = {node: name for name, node in reversed(network.outputs)}
-    values = {node: name for node, (name, _) in zip(ir.network_info(graph).inputs, network.inputs)}
+    values = {node: name for node, (name, _) in zip(ir.eval_inputs(graph), network.eval_inputs)}
     emitter.used.update(values.values())
     training = ir.training_only(graph)
     for node, layer, kind, sources, shapes in walk(graph):

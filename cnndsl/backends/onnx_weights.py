@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.tensors import Ramp, TensorSpec, Uniform
+from ..ops.tensors import Ramp, Table, TensorSpec, Uniform
 from ..weights.checkpoint import arrays, read, resolve
 from ..weights.slots import network_slots
 
@@ -26,7 +26,8 @@ class Weights:
         self.rng = np.random.default_rng(seed)
 
     def fresh(self, spec: TensorSpec) -> np.ndarray:
-        """A float32 tensor drawn as the kind declares it starts: U(-bound, bound), 0, 1, 2, … in order, or every value the same."""
+        """A float32 tensor drawn as the kind declares it starts: U(-bound, bound), 0, 1, 2, … in order, a fixed
+        table, or every value the same."""
         if isinstance(spec.init, Uniform):
             values = self.rng.random(spec.shape, dtype=np.float32)
             values *= 2 * spec.init.bound
@@ -34,6 +35,8 @@ class Weights:
             return values
         if isinstance(spec.init, Ramp):
             return np.arange(np.prod(spec.shape), dtype=np.float32).reshape(spec.shape)
+        if isinstance(spec.init, Table):
+            return np.array(spec.init.values, dtype=np.float32).reshape(spec.shape)
         return np.full(spec.shape, spec.init.value, dtype=np.float32)
 
 

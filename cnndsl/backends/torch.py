@@ -200,7 +200,7 @@ def export_program(network, module: nn.Module) -> torch.export.ExportedProgram:
                 "give it a fixed sampling_ratio (2, as torchvision's detection heads), or compile to onnx or python",
             )
     # the archive keeps it: the same every time, and one value broadcast, so that a large input costs no memory
-    examples = tuple(torch.zeros(()).expand(EXPORT_BATCH, *shape) for _, shape in network.inputs)
+    examples = tuple(torch.zeros(()).expand(EXPORT_BATCH, *shape) for _, shape in network.eval_inputs)
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         return torch.export.export(module.eval(), examples, dynamic_shapes=tuple({0: batch} for _ in examples))
@@ -294,6 +294,10 @@ def graph_module(network, root: nn.Module) -> fx.GraphModule:
     module = TrainingOutputs(root, forward_graph(network, root, training=True), name)  # holds every module
     module.graph = forward_graph(network, root)  # its own forward: the eval one, which leaves them out
     module.__dict__["training_forward"] = fx.GraphModule(module, forward_graph(network, root, training=True), name)
+    module.__dict__["eval_inputs"] = len(ir.eval_inputs(network.graph))
+    if ir.network_info(network.graph).train_inputs:  # called without them: the train outputs they make are None
+        given = forward_graph(network, root, training=True, train_inputs=False)
+        module.__dict__["training_forward_without"] = fx.GraphModule(module, given, name)
     return module
 
 
@@ -310,7 +314,8 @@ class TrainingOutputs(fx.GraphModule):
         @functools.wraps(evaluating)  # its signature, the input's name, which torch.export reads
         def forward(self, *args):
             if self.training:
-                return self.__dict__["training_forward"](*args)
+                without = len(args) == self.__dict__["eval_inputs"] and "training_forward_without" in self.__dict__
+                return self.__dict__["training_forward_without" if without else "training_forward"](*args)
             return evaluating(self, *args)
 
         type(self).forward = forward
@@ -319,26 +324,36 @@ class TrainingOutputs(fx.GraphModule):
     def __deepcopy__(self, memo):
         """The copy keeps its training forward, a graph over the copy's own modules."""
         copied = super().__deepcopy__(memo)
-        training = self.__dict__["training_forward"]
-        copied.__dict__["training_forward"] = fx.GraphModule(copied, copy.deepcopy(training.graph), type(self).__name__)
+        for name in ("training_forward", "training_forward_without"):
+            if name in self.__dict__:
+                graph = copy.deepcopy(self.__dict__[name].graph)
+                copied.__dict__[name] = fx.GraphModule(copied, graph, type(self).__name__)
+        copied.__dict__["eval_inputs"] = self.__dict__["eval_inputs"]
         return copied
 
 
-def forward_graph(network, root: nn.Module, training: bool = False) -> fx.Graph:
+def forward_graph(network, root: nn.Module, training: bool = False, train_inputs: bool = True) -> fx.Graph:
     """The forward as an fx graph: each node's expression (`torch_forward`, or its in-place form) applied to proxies.
-    The eval forward leaves out the layers only `train output`s need; the `training` one returns those outputs too,
-    after the eval ones, always as a tuple.
+    The eval forward leaves out the layers only `train output`s need, and the `train input`s; the `training` one
+    returns those outputs too, after the eval ones, always as a tuple (without `train_inputs`: it takes the eval
+    forward's inputs alone, and the train outputs computed from a train input are None).
 
     Each IR node's result carries `meta["cnndsl_node"]` (its id) for passes such as shape propagation.
     """
     graph = network.graph
     info = ir.network_info(graph)
-    skipped = set() if training else ir.training_only(graph)
+    skipped = set() if training else ir.training_only(graph) | set(info.train_inputs)
+    if not train_inputs:
+        skipped = set(info.train_inputs).union(*(nx.descendants(graph, node) for node in info.train_inputs))
     code = fx.Graph()
     tracer = _NamingTracer(code)
     modules = dict(root.named_modules())
     parameters = dict(root.named_parameters())
-    values = {node: tracer.create_proxy("placeholder", name, (), {}) for node, name in input_names(network).items()}
+    values = {
+        node: tracer.create_proxy("placeholder", name, (), {})
+        for node, name in input_names(network).items()
+        if node not in skipped
+    }
     for node, layer, _, sources, _ in walk(graph):
         if node in values or node in skipped:
             continue
@@ -352,7 +367,7 @@ def forward_graph(network, root: nn.Module, training: bool = False) -> fx.Graph:
         values[node] = evaluated(forward_tree(graph, node), arguments, own, NAMESPACES)
         values[node].node.meta["cnndsl_node"] = node
     returned = info.outputs + info.train_outputs if training else info.outputs
-    results = tuple(values[node].node for _, node in returned)
+    results = tuple(values[node].node if node in values else None for _, node in returned)
     code.output(results[0] if len(results) == 1 and not training else results)
     return code
 

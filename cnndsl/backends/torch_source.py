@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 from functools import cache
 
+import networkx as nx
 import torch
 from torch import nn
 
@@ -50,6 +51,7 @@ def python_source(network, root: nn.Module) -> str:
     inputs = ir.network_info(network.graph).inputs
     trees = (forward_tree(network.graph, node) for node in network.graph if node not in inputs)
     uses = {"nn", *(["torch"] if scales or settings else []), *(name for tree in trees for name in namespaces(tree))}
+    uses |= {type(module).__name__ for module in modules.values() if written_class(module)}
     return python_file(network, "\n".join(body), uses)
 
 
@@ -144,8 +146,7 @@ def input_names(network) -> dict[int, str]:
     else `x` (numbered where several would share it)."""
     names = Namespace()
     return {
-        node: names.fresh(value_name(ir.layer(network.graph, node).tap))
-        for node in ir.network_info(network.graph).inputs
+        node: names.fresh(value_name(ir.layer(network.graph, node).tap)) for node in ir.forward_inputs(network.graph)
     }
 
 
@@ -154,11 +155,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
     lines = ["    def __init__(self):", "        super().__init__()"]
     fixing = False
     layers = {layer.name: node for node, layer in ir.layers(network.graph)}
+    whole = [path + "." for path, module in modules.items() if written_class(module)]
     for path, module in modules.items():
+        if path.startswith(tuple(whole)):
+            continue  # inside a module whose class the file writes (its constructor builds it)
         if path:
             *parents, leaf = path.split(".")
             owner = module_path("self", ".".join(parents)) if parents else "self"
             node = layers.get(path)
+            if written_class(module):
+                lines.append(f"        {assignment(owner, leaf, written_constructor(module))}")
+                continue
             if node is not None and getattr(nn, type(module).__name__, None) is not type(module):
                 _refuse_own_module(ir.layer(network.graph, node), module)
             frozen, settings = (
@@ -186,6 +193,17 @@ def _init_lines(modules: dict[str, nn.Module], network) -> tuple[list[str], bool
 
 
 FROZEN = ".requires_grad_(False)"
+
+
+def written_class(module: nn.Module) -> bool:
+    """A module of cnndsl's own that the file writes the class of (torch_functions.CLASSES: RealNVP)."""
+    return torch_functions.CLASSES.get(type(module).__name__) is type(module)
+
+
+def written_constructor(module: nn.Module) -> str:
+    """`RealNVP(6, 64)`: such a class keeps each constructor argument under its name."""
+    arguments = signature_parameters(type(module))
+    return f"{type(module).__name__}({', '.join(repr(getattr(module, name)) for name in arguments)})"
 
 
 def _refuse_own_module(layer, module: nn.Module) -> None:
@@ -312,7 +330,8 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     live = Namespace()
     for name in names.values():
         live.fresh(name)
-    lines = [f"    def forward(self, {', '.join(names.values())}):"]
+    arguments = [f"{name}=None" if node in info.train_inputs else name for node, name in names.items()]
+    lines = [f"    def forward(self, {', '.join(arguments)}):"]
     training = ir.training_only(graph)
     group: tuple = ()
     for node, layer, *_ in walk(graph):
@@ -325,12 +344,26 @@ def _forward_lines(network, owned: set[str]) -> list[str]:
     results = [names[node] for _, node in info.outputs]
     if training:
         lines.append("        if self.training:")
-        for node in sorted(training):
+        given = set().union(*(nx.descendants(graph, node) for node in info.train_inputs))  # from a train input
+        for node in sorted(training - given - set(info.inputs)):
             lines.append(f"            {_assignment(graph, node, owned, names, uses, live)}")
+        lines += _given_lines(graph, sorted(given), owned, names, uses, live)
         returned = results + [names[node] for _, node in info.train_outputs]
         lines.append(f"            return {', '.join(returned)}")
     lines.append(f"        return {', '.join(results)}")
     return lines
+
+
+def _given_lines(graph, nodes: list[int], owned: set[str], names: dict, uses: dict, live: Namespace) -> list[str]:
+    """The layers computed from `train input`s, run where those were given; the train outputs they make are None
+    where not."""
+    if not nodes:
+        return []
+    info = ir.network_info(graph)
+    computed = [_assignment(graph, node, owned, names, uses, live) for node in nodes]
+    unset = [f"            {names[node]} = None" for _, node in info.train_outputs if node in nodes]
+    given = " and ".join(f"{names[node]} is not None" for node in info.train_inputs)
+    return [*unset, f"            if {given}:", *(f"                {line}" for line in computed)]
 
 
 def _assignment(graph, node: int, owned: set[str], names: dict, uses: dict, live: Namespace) -> str:

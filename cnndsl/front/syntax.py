@@ -217,10 +217,12 @@ class Scale(Stmt):
 
 
 class Input(Stmt):
-    __slots__ = ("dims",)
+    """`input 3x224x224`; with `training`, `train input 2`: an input only the training forward takes."""
 
-    def __init__(self, pos: SourcePos, dims: list[Expr]) -> None:
-        self.pos, self.dims = pos, dims
+    __slots__ = ("dims", "training")
+
+    def __init__(self, pos: SourcePos, dims: list[Expr], training: bool = False) -> None:
+        self.pos, self.dims, self.training = pos, dims, training
 
 
 class Jump(Stmt):

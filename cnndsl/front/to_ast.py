@@ -150,6 +150,10 @@ class ToAst(Transformer):
             return ast.Input(self._tok(keyword), dims)
         return ast.Input(self._tok(keyword), [arg.value for arg in shape])
 
+    def train_input_shape(self, keyword, _input, shape):
+        made = self.input_shape(keyword, shape)
+        return ast.Input(made.pos, made.dims, training=True)
+
     def jump(self, tap):
         return ast.Jump(tap.pos, tap.name, tap.index)
 

@@ -33,7 +33,7 @@ from .expand_joins import Joins
 from .expand_shared import Sharing
 from .expand_taps import Points, check_bare_override, check_inputs
 from .frame import DEFAULT_MAX_NODES, MAX_DEPTH, STEPS_PER_NODE, Frame
-from .ir import GraphBuilder, NetworkInfo
+from .ir import GraphBuilder, NetworkInfo, computed_from, layer
 
 __all__ = ["DEFAULT_MAX_NODES", "STATEMENTS", "BlockRef", "Expander", "NetworkRef", "bind_parameters", "expand_network"]
 
@@ -241,17 +241,34 @@ def _expand(
             )
         info.outputs.append(("output", expander.cursor))
     graph = builder.finish()
+    _check_train_inputs(graph, info)
     info.warnings.extend(dead_path_warnings(graph, info))
     return graph
 
 
+def _check_train_inputs(graph: nx.DiGraph, info: NetworkInfo) -> None:
+    """A `train input` is what the training forward alone takes: no layer the eval forward runs may read it."""
+    evaluated = computed_from({node for _, node in info.outputs}, graph)
+    for node in info.train_inputs:
+        reader = next((after for after in sorted(graph.successors(node)) if after in evaluated), None)
+        if reader is not None:
+            read = layer(graph, reader)
+            raise ValueProblem(
+                f"`{layer(graph, node).tap or 'input'}` is a `train input`, yet `{read.name}` reads it in the eval "
+                "forward",
+                read.pos,
+                "read a train input only on the way to a `train output`, or declare it `input`",
+            )
+
+
 def _declared_inputs(body: ast.Seq) -> list[str]:
-    """The labels (`input` where none) of the inputs the network's body declares at its top."""
+    """The labels (`input` where none) of the inputs the network's body declares at its top, `train input`s
+    left out."""
     names = []
     for stmt in body.stmts:
         label = stmt.label if isinstance(stmt, ast.Labeled) else None
         while isinstance(stmt, ast.Labeled):
             stmt = stmt.item
-        if isinstance(stmt, ast.Input):
+        if isinstance(stmt, ast.Input) and not stmt.training:  # a bare --input is never a `train input`'s
             names.append(label or "input")
     return names

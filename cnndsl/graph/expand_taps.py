@@ -20,7 +20,7 @@ class Points:
                 "declare each input at the top of the network (`image: input 3x224x224`), then `@image` to go on from it",
             )
         dims = tuple(self._dimension(dim, frame) for dim in stmt.dims)
-        dims = self._override(label) or dims
+        dims = self._override(label, stmt.training) or dims
         if not 1 <= len(dims) <= ops.base.MAX_RANK:
             raise ShapeProblem(
                 f"an input has 1 to {ops.base.MAX_RANK} axes (the batch not counted), not {len(dims)}",
@@ -30,7 +30,9 @@ class Points:
         kind = ops.REGISTRY["input"]
         self.cursor = self.builder.add(kind, {}, dims, stmt.pos, frame.group, [])
         self.info.inputs.append(self.cursor)
-        self.info.input = self.info.inputs[0]
+        if stmt.training:  # `train input`: only the training forward takes it
+            self.info.train_inputs.append(self.cursor)
+        self.info.input = next((node for node in self.info.inputs if node not in self.info.train_inputs), None)
         if len(dims) == 3 and dims[2] in (1, 3, 4) and min(dims[0], dims[1]) >= 16:
             self.warnings.append(
                 SourceWarning(
@@ -40,12 +42,13 @@ class Points:
                 )
             )
 
-    def _override(self, label: str | None) -> tuple | None:
-        """The shape `--input` gives this input: `NAME=CxHxW` names it by its label, a bare shape is the first's."""
+    def _override(self, label: str | None, training: bool = False) -> tuple | None:
+        """The shape `--input` gives this input: `NAME=CxHxW` names it by its label, a bare shape is the first's
+        that the eval forward takes (a `train input` is named)."""
         given = self.input_override
         if isinstance(given, dict):
             return given.get(label or "input")  # an unlabelled input is `input`, as ONNX names it
-        return given if not self.info.inputs else None
+        return given if self.info.input is None and not training else None
 
     def _dimension(self, dim: ast.Expr, frame: Frame) -> int:
         try:

@@ -152,8 +152,8 @@ class Group(FrozenRecord):
 class NetworkInfo(Record):
     """The network as a whole: name, source file, input node (the first), every input node in order (`inputs`:
     most networks have one), outputs [(name, node)], the outputs only training returns (`train_outputs`, same
-    form), groups by path, its parameter values as bound (`param_values`) and as text (`params`), and the
-    warnings expansion gave."""
+    form), groups by path, its parameter values as bound (`param_values`) and as text (`params`), the
+    warnings expansion gave, and the inputs only the training forward takes (`train_inputs`, among `inputs`)."""
 
     __slots__ = (
         "name",
@@ -166,6 +166,7 @@ class NetworkInfo(Record):
         "warnings",
         "train_outputs",
         "inputs",
+        "train_inputs",
     )  # in the order __init__ takes them, as pickling and copying pass them back
 
     def __init__(
@@ -180,10 +181,12 @@ class NetworkInfo(Record):
         warnings: list[SourceWarning] | None = None,
         train_outputs: list[tuple[str, int]] | None = None,
         inputs: list[int] | None = None,
+        train_inputs: list[int] | None = None,
     ) -> None:  # None: a new empty dict or list
         self.name, self.file, self.input = name, file, input
         self.train_outputs = [] if train_outputs is None else train_outputs
         self.inputs = ([] if input is None else [input]) if inputs is None else inputs
+        self.train_inputs = [] if train_inputs is None else train_inputs
         self.params, self.param_values = {} if params is None else params, {} if param_values is None else param_values
         self.outputs, self.groups = [] if outputs is None else outputs, {} if groups is None else groups
         self.warnings = [] if warnings is None else warnings
@@ -224,6 +227,18 @@ def training_only(graph: nx.DiGraph) -> set[int]:
         if node not in evaluated and any(source in training for source in graph.predecessors(node)):
             training.add(node)
     return training
+
+
+def eval_inputs(graph: nx.DiGraph) -> list[int]:
+    """The input nodes the eval forward takes, in order: every input but the `train input`s."""
+    info = network_info(graph)
+    return [node for node in info.inputs if node not in info.train_inputs]
+
+
+def forward_inputs(graph: nx.DiGraph) -> list[int]:
+    """The input nodes in the order the forward takes them: the eval forward's, then the `train input`s (which the
+    training forward takes, each optional)."""
+    return eval_inputs(graph) + network_info(graph).train_inputs
 
 
 def computed_from(ends: set[int], graph: nx.DiGraph) -> set[int]:

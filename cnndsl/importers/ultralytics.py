@@ -154,7 +154,9 @@ def _text(model: ModelYaml, converter: Converter, statements: list[Statement], o
         f"    {'image: ' * (decoded or bool(converter.prompt_masks))}input {values.get('ch', 3)}x{size}x{size}"
     )
     if converter.prompt_masks:  # YOLOE's visual prompts: a mask each, at the first level's size (stride 8)
-        lines += [f"    prompts: input {converter.prompt_masks}x{size // 8}x{size // 8}", "    @image"]
+        lines += [f"    prompts: input {converter.prompt_masks}x{size // 8}x{size // 8}"]
+    lines += [f"    {declared}" for declared in converter.train_inputs]
+    lines += ["    @image"] * bool(converter.prompt_masks or converter.train_inputs)
     lines += lets
     lines += body_lines(fold(statements), "modules")
     extras = (

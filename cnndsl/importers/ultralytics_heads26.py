@@ -10,22 +10,21 @@ convolution, its keypoints decoded as offsets from the anchor's centre (`kptdeco
 The modules only training runs are written as they compute, after the head, and returned by `train output`
 (docs/language.md): Proto26's semantic head (`proto.semseg`, on the sum of the levels), Pose26's keypoint
 sigmas (`cv4_sigma`, on each level's keypoint features) and SemanticSegment's `aux_head` (on its second
-level). Pose26's RealNVP flow model (`flow_model`) is not: the loss runs it on each matched keypoint's
-error scaled by its sigma, a tensor of the loss and not of any forward, so no network statement computes
-it; its weights are dropped from a state_dict (TRAINING_ONLY) and its parameters are not counted."""
+level). Pose26's RealNVP flow model (`flow_model`) reads a tensor the loss makes from the labels, each
+matched keypoint's error over its sigma, so that tensor is a `train input` (`keypoint_errors`, N x 2) and the
+flow (`realnvp`) a training-only layer on it, its log-density a train output."""
 
 from __future__ import annotations
-
-import re
 
 from .ultralytics_blocks import BLOCKS
 from .ultralytics_more import Written, padded
 
-TRAINING_ONLY = re.compile(r"(^|\.)flow_model(\.|$)")  # Pose26's RealNVP: no statement computes it (above)
-FLOW_NOTE = (
-    "# Not imported: Pose26's RealNVP flow model (flow_model, 12 MLPs 2-64-64-2: 53,784 parameters), which the"
-    "\n# loss runs on each keypoint's error over its sigma, a tensor of no forward; a state_dict's flow_model is dropped."
-)
+FLOW_INPUT = "keypoint_errors"  # the `train input` Pose26's flow model reads, a tensor the loss makes
+FLOW_NOTE = [
+    "# Pose26's RealNVP flow model (flow_model) is `flow: realnvp(6, 64)`, on the train input `keypoint_errors` (N x 2):",
+    "# each matched keypoint's (predicted - true) / sigma, which the loss makes from the labels and the eval forward",
+    "# never takes. Its log-density is the train output `flow`; the loss's own call is `net.realnvp.log_prob(errors)`.",
+]
 
 NOTES26 = {  # the imported file's header for each head
     "Segment26": [
@@ -36,7 +35,7 @@ NOTES26 = {  # the imported file's header for each head
     "Pose26": [
         "# Pose26: the detections carry each anchor's keypoints in pixels, (offset + anchor centre) * stride, and",
         "# visibility; the keypoint sigmas (cv4_sigma) serve the training loss only: train outputs (`sigma<i>`).",
-        *FLOW_NOTE.split("\n"),
+        *FLOW_NOTE,
     ],
     "SemanticSegment": [
         "# SemanticSegment ends at its class logits per pixel of its first level (1/8 of the input), as Ultralytics'",
@@ -109,7 +108,9 @@ class Heads26:
         self.training_parts = tuple(  # cv4_sigma: Conv2d(c4, 2 * keypoints, 1) on each level's keypoint features
             f"@{sigma.replace('sigma', 'keypoint')}.features, {sigma}: conv({2 * shape[0]}, k=1)" for sigma in sigmas
         )
-        self.train_outputs = tuple(f"@{sigma}" for sigma in sigmas)
+        self.train_inputs = (f"{FLOW_INPUT}: train input 2  # each matched keypoint's (predicted - true) / sigma",)
+        self.training_parts += (f"@{FLOW_INPUT}, flow: realnvp(6, 64)",)  # flow_model: its log_prob, per row
+        self.train_outputs = (*(f"@{sigma}" for sigma in sigmas), "@flow")
         return written
 
 

@@ -42,6 +42,7 @@ class Converter(
     centred_keypoints: bool = False  # Pose26 decodes its keypoints from the anchors' centres
     training_parts: tuple[str, ...] = ()  # statements after the head: the modules only training runs
     train_outputs: tuple[str, ...] = ()  # their taps, for `train output`
+    train_inputs: tuple[str, ...] = ()  # `train input`s they read: Pose26's keypoint errors, which its flow reads
     keypoint_dims: int = 3  # Pose's values per keypoint
     a2_scales: bool = False  # A2C2f with area attention: residual and mlp 1.2 at scales l and x
     torchvision_blocks: dict[str, str] = field(default_factory=dict)  # TorchVision rows' blocks, by name

@@ -18,7 +18,6 @@ from ..core.errors import CnnDslError, FileProblem
 from ..graph import ir
 from ..weights.slots import network_slots
 from .ultralytics_depth import calibrated_last, depth_children
-from .ultralytics_heads26 import TRAINING_ONLY
 from .ultralytics_world import FORWARD_ORDER as WORLD_ORDER
 from .ultralytics_world import own_last
 
@@ -54,10 +53,12 @@ HEAD_PATHS = (
     "one2one_cv4_kpts",
     "cv4_sigma",
     "one2one_cv4_sigma",
+    "flow_model",
 )  # Detect's (Segment's...) children
 COMPOSITES = (  # modules that one layer kind holds whole, told by their children: AIFI, RTDETRDecoder
     {"ma", "fc1", "fc2", "norm1", "norm2"},
     {"input_proj", "decoder", "enc_score_head", "dec_score_head", "dec_bbox_head"},
+    {"s", "t"},  # Pose26's RealNVP flow model: realnvp
 )
 DFL = re.compile(r"(^|\.)dfl\.conv$")  # Detect's DFL: a fixed 1x1 conv, which a raw-map import does not hold
 
@@ -171,6 +172,7 @@ def _children_in_forward_order(node: dict) -> list[str]:
             for path in ("cv4_sigma", "one2one_cv4_sigma")
             for level in sorted(node.get(path, {}), key=int)
         ]
+        extra += ["flow_model"] * ("flow_model" in node)  # Pose26's flow, the last training-only layer
         extra += ["proto"] * ("proto" in node)
         return levels + extra + ["dfl"] * ("dfl" in node)
     return names
@@ -185,7 +187,7 @@ def fitted(network, state: dict, origin: str) -> dict:
     for slot in network_slots(network.graph):
         if slot.floating:
             layers[slot.node].append(slot)
-    modules = forward_modules({key: value for key, value in state.items() if not TRAINING_ONLY.search(key)})
+    modules = forward_modules(state)
     if len(modules) == len(layers) + 1:  # the raw maps end before DFL
         modules = [(module, keys) for module, keys in modules if not DFL.search(module)]
     if len(modules) != len(layers):

@@ -24,6 +24,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # module -> the kinds and aliases it decl
     "conv": ("conv", "deconv", "dwconv", "convtranspose"),
     "deform": ("deformconv",),
     "dense": ("fc", "linear"),
+    "flow": ("realnvp",),
     "detect_anchor_free": ("anchorcat", "dfl", "dist2bbox"),
     "detect_grid": ("yolo", "yologrid"),
     "detect_keypoints": ("kptdecode",),

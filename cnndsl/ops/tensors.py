@@ -32,6 +32,12 @@ class Ramp(NamedTuple):
     """The values 0, 1, 2, … in order: the fixed bins of Ultralytics' DFL convolution, which it never trains."""
 
 
+class Table(NamedTuple):
+    """Fixed values, row by row (flattened): RealNVP's alternating coupling masks, an identity matrix."""
+
+    values: tuple
+
+
 ZEROS, ONES = Filled(0.0), Filled(1.0)
 
 
@@ -45,7 +51,7 @@ class TensorSpec(NamedTuple):
 
     name: str
     shape: Shape
-    init: Uniform | Filled | Ramp = ZEROS
+    init: Uniform | Filled | Ramp | Table = ZEROS
     role: str = PARAMETER
     dtype: str = "float32"
     trainable: bool = True  # False for a parameter its module keeps from training (requires_grad=False)

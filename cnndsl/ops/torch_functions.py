@@ -24,6 +24,7 @@ from torch.fx import Proxy
 
 from .box_torch import clip_boxes, decode_boxes  # also Faster R-CNN's selections' (rcnn_torch.py)
 from .detect_torch import detections_nms, greedy_nms, grid_decode, yolo_decode  # YOLO's decoders and nms
+from .flow_torch import RealNVP  # Pose26's flow model, written whole
 from .rcnn_torch import level_nms, roi_detections  # Faster R-CNN's selections
 
 
@@ -226,12 +227,15 @@ HELPERS = {
     "roi_detections": ("greedy_nms", "decode_boxes", "clip_boxes"),
 }
 NAMES = frozenset(function.__name__ for function in WRITTEN)
+CLASSES = {cls.__name__: cls for cls in (RealNVP,)}  # modules written whole, each argument kept by its name
 # The backends' namespace: fx records each as one call (RoI Align's sampling grid depends on the boxes)
 TORCH = SimpleNamespace(**{function.__name__: traced_whole(function) for function in WRITTEN})
 
 
 def source(used) -> str:
-    """The functions among `used` and their helpers as `--to python` writes them into its file."""
+    """The functions and classes among `used` and their helpers as `--to python` writes them into its file."""
     wanted = {name for name in used if name in NAMES}
     wanted |= {helper for name in list(wanted) for helper in HELPERS.get(name, ())}
-    return "\n\n".join(inspect.getsource(function) for function in WRITTEN if function.__name__ in wanted)
+    written = [function for function in WRITTEN if function.__name__ in wanted]
+    written += [cls for name, cls in CLASSES.items() if name in used]
+    return "\n\n".join(inspect.getsource(item) for item in written)
