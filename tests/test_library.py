@@ -1,6 +1,6 @@
 """The shipped library is exact: torchvision's counts for the networks torchvision has, the papers'
 for the others (recounted here layer by layer where a paper gives no total), the output each network's
-torch module must give (tests/test_torch.py runs them), a header on every file, `cnndsl list` and
+torch module must give (tests/test_oracles.py runs them), a header on every file, `cnndsl list` and
 docs/library.md."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ REQUIRED |= {"fasterrcnn_vgg16"}  # the seeds' Faster R-CNN (tests/test_fasterrc
 ULTRALYTICS = {f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"}
 REQUIRED |= ULTRALYTICS
 
-# The output each network must produce for one image (tests/test_torch.py runs every network's module on meta tensors).
+# The output each network must produce for one image (tests/test_oracles.py runs every network's module on meta tensors).
 OUTPUTS = (
     {name: [(1000,)] for name in REQUIRED}
     | {name: [(21, 520, 520)] for name in SEGMENTATION}

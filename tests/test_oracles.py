@@ -5,7 +5,8 @@ cnndsl's analysis (cnndsl/figures/): only the module `to_torch()` compiles, run 
   layer's output shape and activation memory (4 bytes a value) from the fx node that computes it, its parameters
   from its module, its MACs as FlopCounterMode's FLOPs / 2 in its module and in the torch functions its forward
   calls outside one (attention's matrix products); and the totals: parameters, buffers (batch-norm
-  running statistics and their step counter), MACs and activation memory.
+  running statistics and their step counter), MACs and activation memory. Every layer is computed by the module,
+  at its analysed shape, and the outputs are those test_library's OUTPUTS states.
 - Receptive field and jump (`test_receptive_field_and_jump_by_autograd`): the input rows whose gradient is
   nonzero for one output position, on a positive linear stand-in of the same module (tests/field_probe.py), at a
   tall narrow input (rows for the widest field that fits under TALLEST, the fewest columns the network takes), for
@@ -30,6 +31,7 @@ import pytest
 import torch
 from conftest import library_networks
 from field_probe import Probe, SummedConv
+from test_library import OUTPUTS
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -86,16 +88,17 @@ class _Shapes(fx.Interpreter):
 
 
 def _measured(network):
-    """(module, shapes by IR node, FLOPs by module name, FLOPs outside modules by IR node, total FLOPs) of one
-    forward of the compiled module on the meta device."""
+    """(module, shapes by IR node, FLOPs by module name, FLOPs outside modules by IR node, total FLOPs, the
+    outputs' shapes) of one forward of the compiled module on the meta device."""
     with torch.device("meta"):
         module = network.to_torch().eval()
         runner = _Run(module)
         with FlopCounterMode(display=False) as counter:
-            runner(torch.empty(1, *network.input_shape))
+            result = runner(torch.empty(1, *network.input_shape))
     counts = counter.get_flop_counts()
     flops = {key.split(".", 2)[2]: sum(n.values()) for key, n in counts.items() if key.count(".") >= 2}
-    return module, runner.shapes, flops, runner.functional, sum(counts["Global"].values())
+    outputs = [tuple(output.shape[1:]) for output in (result if isinstance(result, tuple) else (result,))]
+    return module, runner.shapes, flops, runner.functional, sum(counts["Global"].values()), outputs
 
 
 class _Run(nn.Module):
@@ -118,7 +121,12 @@ class _Run(nn.Module):
 def test_costs_are_what_torch_counts_on_the_compiled_module(name):
     network = _network(name)
     summary = network.summary()
-    module, shapes, flops, functional, total = _measured(network)
+    module, shapes, flops, functional, total, outputs = _measured(network)
+    # every layer is computed by the module, at the analysed shape, and the network gives the output it must give
+    assert set(shapes) == set(network.graph) - {ir.network_info(network.graph).input}
+    assert {node: shape for node, shape in shapes.items() if shape != ir.layer(network.graph, node).shape} == {}
+    if name in OUTPUTS:
+        assert outputs == OUTPUTS[name]
     ids, modules, parameters = _ids(network), dict(module.named_modules()), dict(module.named_parameters())
     found, printed = [], []
     for layer in summary.layers:
