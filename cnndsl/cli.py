@@ -274,15 +274,9 @@ def import_command(file, fmt, output, weights, weights_out):
 @click.argument("pattern", required=False)
 def list_command(pattern):
     """The shipped library: every network with its input, params and MACs (PATTERN: a glob like 'resnet*')."""
-    from fnmatch import fnmatchcase
-
     from .library import catalogue
 
-    entries = [
-        entry
-        for entry in catalogue()
-        if not pattern or fnmatchcase(entry.name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")
-    ]
+    entries = catalogue(pattern)
     width = max([len("network"), *(len(entry.name) for entry in entries)])
     click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
     for entry in entries:

@@ -7,6 +7,7 @@ an entry itself: its default parameters only repeat one of them. Nothing here im
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from .api import load
@@ -37,11 +38,15 @@ def network_names() -> list[tuple[str, Path]]:
     return [(name, path) for name, path in defined if name not in families]
 
 
-def catalogue() -> list[Entry]:
-    """Every library network, expanded and counted."""
-
+def catalogue(pattern: str | None = None) -> list[Entry]:
+    """Every library network whose name matches `pattern` (a glob, or else a part of the name; None: every one),
+    expanded and counted. Names are matched first, so `cnndsl list vgg` expands the VGGs alone."""
+    if pattern and not any(character in pattern for character in "*?["):
+        pattern = f"*{pattern}*"
     entries = []
     for name, path in network_names():
+        if pattern and not fnmatchcase(name, pattern):
+            continue
         network = load(path, network=name)
         entries.append(Entry(name, path, network.input_shape, network.params, network.macs))
     return entries
