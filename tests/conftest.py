@@ -18,14 +18,27 @@ NO_DOT = "Graphviz's `dot` is not installed (scripts/test installs it as root: a
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_dot: renders with Graphviz's `dot` program; skipped without it")
+    config.addinivalue_line("markers", "networks(names): runs for these networks of its fixture's parametrisation only")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without `dot`, the tests that render with it skip and say why; writing DOT text needs no program."""
+    """Without `dot`, the tests that render with it skip and say why; writing DOT text needs no program.
+
+    A test marked `networks(NAMES)` keeps only the parametrisations of its module fixture (test_onnx_library's
+    `built`) whose network is among NAMES: the rest are deselected. (An indirect parametrisation over NAMES would
+    number them apart from the fixture's own, and pytest would build each of those networks a second time.)"""
     if shutil.which("dot") is None:
         for item in items:
             if item.get_closest_marker("needs_dot"):
                 item.add_marker(pytest.mark.skip(reason=NO_DOT))
+    kept, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("networks")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (deselected if marker and not set(params.values()) & set(marker.args[0]) else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 PILLOW_OPEN = Image.open

@@ -1,7 +1,8 @@
-"""Every library network but RegNetY-128GF (see RUN), built once at its smallest input: the ONNX model checks, infers the analysed shapes,
-and computes what the torch module computes (eval mode, random weights, non-trivial BatchNorm statistics) in
-onnxruntime at batch 1 and 2 at the newest opset, with BatchNorm folded at opset 13, and in OpenVINO's CPU
-plugin at batch 2; its oldest opset is known, and one below it is refused naming the layer.
+"""Every library network but RegNetY-128GF (see RUN), built once at its smallest input: the ONNX model checks,
+infers the analysed shapes, and computes what the torch module computes (eval mode, random weights, non-trivial
+BatchNorm statistics) in onnxruntime at batch 1 and 2 at the newest opset, with BatchNorm folded at opset 13, and
+(the networks that hold every operator signature of the library: OPENVINO) in OpenVINO's CPU plugin at batch 2;
+its oldest opset is known, and one below it is refused naming the layer.
 
 (The `weights` tests compare the same networks with torchvision's modules; these compare with cnndsl's own.)
 """
@@ -181,6 +182,69 @@ def test_onnxruntime_computes_what_torch_computes_at_the_newest_opset_and_folded
     _assert_equal_to_torch(built, session.run(None, {name: built.images[2]}), 2, "folded, opset 13")
 
 
+# OpenVINO, a second runtime, shows that the files carry to another implementation of the operators: what it does
+# depends on each node's operator and attributes, not on the network around it (onnxruntime checks every network's
+# function). So it runs the fewest networks whose models hold every operator signature of the library's (_signatures:
+# the operator, its inputs and each attribute as it can change the kernel; running all 98 took 50 s of CPU), and a
+# test below checks that no network has a signature outside theirs: a network that adds one must join this list.
+OPENVINO = [
+    "alexnet_paper",
+    "convnext_tiny",
+    "deeplabv3_mobilenet_v3_large",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_vgg16",
+    "fcn8s",
+    "googlenet",
+    "inception_v3",
+    "lenet5",
+    "mobilenet_v1",
+    "resnet18",
+    "shufflenet_v2_x0_5",
+    "squeezenet1_0",
+    "unet",
+    "yolo11n",
+    "yolov3_tiny",
+]
+
+
+def _attribute_signature(attribute: onnx.AttributeProto) -> tuple:
+    """An attribute as it can change the kernel: a mode, an axis or a flag as is, pads as symmetric or not,
+    strides and dilations as one or more, a kernel by its rank and whether it is 1x1, groups as one or several."""
+    name = attribute.name
+    if attribute.type == onnx.AttributeProto.INT:
+        return (name, attribute.i > 1) if name == "group" else (name, attribute.i)
+    if attribute.type == onnx.AttributeProto.INTS:
+        values = list(attribute.ints)
+        if name == "pads":
+            return (name, values[: len(values) // 2] == values[len(values) // 2 :])
+        if name in ("strides", "dilations"):
+            return (name, any(value > 1 for value in values))
+        if name == "kernel_shape":
+            return (name, len(values), all(value == 1 for value in values))
+        return (name, tuple(values))
+    if attribute.type == onnx.AttributeProto.STRING:
+        return (name, attribute.s.decode())
+    return (name,)  # a float (epsilon, alpha) or a tensor: the same kernel whatever its value
+
+
+def _signatures(network) -> set[tuple]:
+    """Each node of the network's model (planned at the newest opset, no weights drawn) as the runtime sees it."""
+    model, _ = _planned_model(network, None, None, False)
+    return {
+        (node.domain, node.op_type, sum(1 for value in node.input if value))
+        + tuple(sorted(_attribute_signature(attribute) for attribute in node.attribute))
+        for node in model.graph.node
+    }
+
+
+def test_every_library_networks_operator_signatures_run_in_openvino_in_one_network_of_the_list():
+    covered = set().union(*(_signatures(smallest(name)) for name in OPENVINO))
+    missing = {name: _signatures(smallest(name)) - covered for name in RUN}
+    assert not any(missing.values()), {name: signatures for name, signatures in missing.items() if signatures}
+
+
+@pytest.mark.networks(OPENVINO)
 def test_openvino_computes_what_torch_computes(built):
     """OpenVINO's CPU plugin computes in bfloat16 where the processor can; f32 is asked for, so the tolerance
     is the same 1e-4 of the output's scale."""
