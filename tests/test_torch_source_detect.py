@@ -25,7 +25,12 @@ def _import(path):
     return module
 
 
-@pytest.fixture(scope="module", params=["yolov8n", "yolo11n"])
+# One xdist group per detector: its module fixture (a --to python file and a seeded module: 3 to 4.5 s) is built
+# once, not in each worker that runs one of its tests.
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=pytest.mark.xdist_group(f"detector-{name}")) for name in ("yolov8n", "yolo11n")],
+)
 def detector(request, tmp_path_factory):
     """(network at 64×64, its to_torch() module seeded, the generated file's text and namespace)."""
     network = cnndsl.load(request.param, input=(3, SIDE, SIDE))

@@ -29,6 +29,11 @@ def _import(path):
     return module
 
 
+# One xdist group for the file: each family's fixture (its code found afresh, 3 to 4.5 s) is built once, not in each
+# worker that runs one of its tests.
+pytestmark = pytest.mark.xdist_group("yolo-family-files")
+
+
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
     """(the network yolov8n at 64×64, the generated file's path, text and namespace): the family's code found
