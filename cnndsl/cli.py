@@ -402,7 +402,13 @@ def weights_command(source, network, input_shape, params, max_nodes, sandbox, ch
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
 @click.option("--depth", type=click.IntRange(0), help="The diagram's depth to start with (the page can change it).")
-def serve(file, network, input_shape, host, port, depth):
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(0.5, 600),
+    metavar="SECONDS",
+    help="How long one analysis may run before it is stopped and the page says so (default 10).",
+)
+def serve(file, network, input_shape, host, port, depth, time_limit):
     """Edit FILE (default network.cnn) in a local page that redraws its diagram and table as you type."""
     if file is not None and not file.endswith(".cnn"):
         raise click.BadParameter(
@@ -413,4 +419,5 @@ def serve(file, network, input_shape, host, port, depth):
         from .serve.document import starter_path
     except ModuleNotFoundError as error:
         raise click.ClickException(f"cnndsl serve needs {error.name}: pip install 'cnndsl[serve]'") from None
-    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo)
+    limits = {"time_limit": time_limit} if time_limit is not None else {}  # else the worker's TIME_LIMIT_S
+    run(starter_path(file), host, port, network, input_shape, depth, announce=click.echo, **limits)

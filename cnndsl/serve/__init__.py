@@ -15,7 +15,7 @@ from ..core.errors import FileProblem
 from .app import create_app
 from .document import Document
 from .guard import cookie_name, new_token
-from .worker import AnalysisWorker
+from .worker import TIME_LIMIT_S, AnalysisWorker
 
 LOOPBACK = "127.0.0.1"
 
@@ -28,6 +28,7 @@ def serve(
     input_shape: tuple | None = None,
     depth: int | None = None,
     announce: Callable[[str], None] = print,
+    time_limit: float = TIME_LIMIT_S,
 ) -> None:
     """Bind first (so that port 0 picks a free port and the printed URL is the real one), then serve.
     A script that calls it needs `if __name__ == "__main__":`, as multiprocessing does (the analysis worker)."""
@@ -36,7 +37,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     names = {f"{name}:{actual}" for name in _names(host)}
     token = new_token()
-    worker = AnalysisWorker(path, network, input_shape)
+    worker = AnalysisWorker(path, network, input_shape, time_limit)
     app = create_app(Document(path), worker, names, token, cookie_name(actual), depth)
     try:  # from the moment the URL is out, Ctrl-C is the way to stop
         announce(f"cnndsl serve: editing {path} at http://{shown}:{actual}/?token={token}  (Ctrl-C stops)")

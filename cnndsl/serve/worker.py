@@ -2,7 +2,8 @@
 
 An edit supersedes the analysis still running for the text before it: the process is killed and a fresh
 one, forked from a server of warm processes (multiprocessing's forkserver, with this package imported),
-takes the new text. An analysis that runs past TIME_LIMIT_S is stopped, and one that needs more than
+takes the new text. An analysis that runs past its time limit (TIME_LIMIT_S unless `serve --time-limit` gives
+another) is stopped, and one that needs more than
 MEMORY_LIMIT_BYTES fails with MemoryError in its own process. So no text can freeze the page, grow the
 server's memory or hold up its shutdown. Messages are JSON both ways: nothing from the worker is unpickled.
 """
@@ -38,8 +39,8 @@ def failure(message: str, hint: str | None = None) -> dict:
 class AnalysisWorker:
     """`analyse` and `explain` as the Analyser answers them, in a process that an edit or a time limit stops."""
 
-    def __init__(self, path: Path, network: str | None, input_shape: tuple | None):
-        self.arguments = (path, network, input_shape)
+    def __init__(self, path: Path, network: str | None, input_shape: tuple | None, time_limit: float = TIME_LIMIT_S):
+        self.arguments, self.time_limit = (path, network, input_shape), time_limit
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload([__name__])
         self.turn = threading.Condition()  # one message in the process at a time
@@ -48,7 +49,9 @@ class AnalysisWorker:
         self.latest = 0  # the newest analysis asked for; an older one still waiting is superseded
         self.closed = False
         with self.turn:
-            self.process = _Process(self.context, self.arguments)  # started now: the first text is fast
+            self.process = _Process(
+                self.context, self.arguments, self.time_limit
+            )  # started now: the first text is fast
 
     def analyse(self, request: Request) -> dict:
         return self._ask({"analyse": request.to_message()}, supersede=True)
@@ -79,7 +82,7 @@ class AnalysisWorker:
                 return SUPERSEDED
             if not self.process.alive():
                 self.process.reap()
-                self.process = _Process(self.context, self.arguments)
+                self.process = _Process(self.context, self.arguments, self.time_limit)
             self.busy = process = self.process
         try:
             return process.ask(message)
@@ -92,7 +95,8 @@ class AnalysisWorker:
 class _Process:
     """One worker process and the server's end of its pipe."""
 
-    def __init__(self, context, arguments: tuple):
+    def __init__(self, context, arguments: tuple, time_limit: float):
+        self.time_limit = time_limit
         ours, theirs = context.Pipe()
         self.process = context.Process(target=_work, args=(theirs, *arguments), name="cnndsl-analysis", daemon=True)
         self.process.start()
@@ -106,11 +110,12 @@ class _Process:
     def ask(self, message: dict) -> dict:
         try:
             self.connection.send_bytes(json.dumps(message).encode("utf-8"))
-            if not self.connection.poll(TIME_LIMIT_S):
+            if not self.connection.poll(self.time_limit):
                 self.stop()
                 return failure(
-                    f"the analysis took longer than {TIME_LIMIT_S:.0f} s and was stopped",
-                    hint="a smaller input shape or fewer layers; `cnndsl check` on the file says more",
+                    f"the analysis took longer than {self.time_limit:g} s and was stopped",
+                    hint="a smaller input shape or fewer layers, or a longer `cnndsl serve --time-limit`; "
+                    "`cnndsl check` on the file says more",
                 )
             answer = json.loads(self.connection.recv_bytes())
         except (EOFError, OSError):
