@@ -63,6 +63,28 @@ def test_params_count_every_layer_while_macs_and_memory_are_the_eval_forward(net
     assert '<tr data-layer="relu"><td style="padding-left:0em">relu: relu</td>' in html
 
 
+def test_a_folded_group_keeps_its_training_only_layers_in_a_row_of_their_own():
+    """At --depth 0 a block's eval layers fold into one row and its training-only layers into another, so that the
+    eval rows add up to the eval forward's totals (by hand: conv3x3 3->4 is 112 params and 4*27*64 MACs; the head's
+    conv1x1 4->4 and 4->3 are 20 + 15 params and (4*4 + 3*4)*64 MACs; its training-only conv1x1 4->5, 25 and 5*4*64)."""
+    net = cnndsl.parse(
+        "block head(c) {\n    x: conv1x1(c)\n    @x, conv1x1(5), aux: relu\n    @x, conv1x1(3)\n}\n"
+        "network t {\n    input 3x8x8\n    conv3x3(4)\n    h: head(4)\n    output @h\n    train output @h.aux\n}\n"
+    )
+    rows = str(net.summary(depth=0)).splitlines()[4:7]
+    assert [row.split()[-5:-1] for row in rows] == [
+        ["112", f"{4 * 27 * 64:,}", "1", "KiB"],  # 4·4·64 float32 values
+        [f"{20 + 15}", f"{(4 * 4 + 3 * 4) * 64:,}", "1.8", "KiB"],  # 4·(4 + 3)·64 values
+        ["25", f"{5 * 4 * 64:,}", "2.5", "KiB"],  # 4·(5 + 5)·64 values
+    ]
+    assert [row.split("  ")[0] for row in rows] == [
+        "conv: conv 3×3, 4",
+        "head (folded)",
+        "head (folded, training only)",
+    ]
+    assert net.totals.eval_params == 112 + 35 and net.macs == 4 * 27 * 64 + 28 * 64
+
+
 def test_check_strict_counts_a_train_output_as_reached(net):
     assert net.warnings == []
     (unreached,) = cnndsl.parse(EVAL_ONLY).warnings

@@ -169,25 +169,27 @@ class Summary:
         return "\n".join(text + [rule, *self._total_lines()])
 
     def _rows(self) -> list[dict[str, Any]]:
-        """One row per layer, or with `depth` one per group at that depth: its layers' sums, its last output and RF."""
+        """One row per layer, or with `depth` one per group at that depth: its layers' sums, its last output and RF.
+        A group's training-only layers fold into a row of their own, so that the rows of the eval forward add up to
+        its totals."""
         rows: list[dict[str, Any]] = []
-        folded: dict[str, dict[str, Any]] = {}
+        folded: dict[tuple[str, bool], dict[str, Any]] = {}
         for layer, label in zip(self.layers, self.labels):
             parts = layer["group"].split(".") if layer["group"] else []
             if self.depth is None or len(parts) <= self.depth:
                 rows.append({**layer, "title": f"{layer['name'].rsplit('.', 1)[-1]}: {marked_label(layer, label)}"})
                 continue
-            path = ".".join(parts[: self.depth + 1])
-            if path not in folded:
-                folded[path] = {
+            key = (".".join(parts[: self.depth + 1]), "training_only" in layer)
+            if key not in folded:
+                folded[key] = {
                     "group": ".".join(parts[: self.depth]),
-                    "title": f"{parts[self.depth]} (folded)",
+                    "title": f"{parts[self.depth]} (folded{', training only' * key[1]})",
                     "params": 0,
                     "macs": 0,
                     "memory_bytes": 0,
                 }
-                rows.append(folded[path])
-            row = folded[path]
+                rows.append(folded[key])
+            row = folded[key]
             row.update(
                 shape=layer["shape"],
                 rf=layer["rf"],
