@@ -54,6 +54,8 @@ def test_the_eval_forward_takes_the_other_inputs_and_training_takes_the_train_in
     with torch.no_grad():
         torch.testing.assert_close(module.fc(errors), density)  # the layer's module called alone, as a loss would
     assert "fc: fc 1 (training only)" in str(net.summary())
+    assert str(net.summary()).splitlines()[0] == "flow  (inputs image 3×16×16, errors 2 (training only))"
+    assert net.summary().to_dict()["train_inputs"] == ["errors"]
 
 
 def test_python_source_takes_the_train_input_as_an_optional_argument(net):

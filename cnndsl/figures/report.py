@@ -32,6 +32,7 @@ class Summary:
     batch: int = 1
     dtype: str = "float32"
     inputs: dict[str, list[int]] | None = None  # every input by name where there are several; `input` is the first
+    train_inputs: list[str] | None = None  # the names among `inputs` that only the training forward takes
 
     @classmethod
     def of(cls, network, depth: int | None = None, batch: int = 1, dtype: str = "float32") -> Summary:
@@ -91,13 +92,27 @@ class Summary:
             },
         }
         several = {name: list(shape) for name, shape in network.inputs} if len(inputs) > 1 else None
-        return cls(network.name, list(network.input_shape), layers, labels, totals, depth, batch, dtype, several)
+        eval_names = {name for name, _ in network.eval_inputs}
+        training_inputs = [name for name in several or {} if name not in eval_names] or None
+        return cls(
+            network.name,
+            list(network.input_shape),
+            layers,
+            labels,
+            totals,
+            depth,
+            batch,
+            dtype,
+            several,
+            training_inputs,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "network": self.network,
             "input": self.input,
             **({"inputs": self.inputs} if self.inputs else {}),
+            **({"train_inputs": self.train_inputs} if self.train_inputs else {}),
             "batch": self.batch,
             "dtype": self.dtype,
             "layers": self.layers,
@@ -105,10 +120,15 @@ class Summary:
         }
 
     def inputs_text(self) -> str:
-        """`input 3×224×224`, or `inputs left 3×16×16, right 3×16×16` where there are several."""
+        """`input 3×224×224`, or `inputs left 3×16×16, right 3×16×16` where there are several (a `train input`
+        marked `(training only)`)."""
         if not self.inputs:
             return f"input {format_shape(self.input)}"
-        return "inputs " + ", ".join(f"{name} {format_shape(shape)}" for name, shape in self.inputs.items())
+        training = set(self.train_inputs or ())
+        return "inputs " + ", ".join(
+            f"{name} {format_shape(shape)}{' (training only)' * (name in training)}"
+            for name, shape in self.inputs.items()
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
