@@ -122,3 +122,16 @@ def test_a_copy_takes_the_train_input_or_leaves_it_out_as_the_original(net):
     with torch.no_grad():
         torch.testing.assert_close(module(image, errors)[1], _reference(image, errors, module.state_dict())[1])
         assert module(image)[1] is None
+
+
+def test_the_diagram_marks_the_train_input_as_the_layers_only_training_runs(net):
+    from cnndsl.backends.graphviz import to_digraph
+
+    dot = to_digraph(net).source.splitlines()
+    assert '\tinput [label=<image 3×16×16> color="#333333" fillcolor="#ffffff" shape=plain style=""]' in dot
+    assert (
+        '\tinput1 [label=<errors 2<font color="#555555" point-size="9"> (training only)</font>> '
+        'color="#333333" fillcolor="#ffffff" shape=plain style=""]'
+    ) in dot
+    dashed = [line for line in dot if "rounded,filled,dashed" in line]
+    assert len(dashed) == 1 and "fc 1" in dashed[0]  # the layer on the errors, as a train output's

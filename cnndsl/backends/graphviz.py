@@ -278,21 +278,13 @@ class _Painter:
         family = kind.family if kind.family in FAMILIES else "other"
         self.families.add(family)
         fill, border, _ = FAMILIES[family]
-        if box.role == "output":
-            marked = faint(" (training only)") if box.training else ""
+        if box.role in ("output", "input"):  # a train output and a train input marked as the layers between them
+            name = box.name if box.role == "output" else layer.tap or "input"
+            training = box.training if box.role == "output" else box.node in self.training
+            marked = faint(" (training only)") if training else ""
             dot.node(
                 box.id,
-                html_label(f"{escaped(box.name)} {escaped(format_shape(layer.shape))}{marked}"),
-                shape="plain",
-                style="",
-                fillcolor=fill,
-                color=border,
-            )
-            return
-        if box.role == "input":
-            dot.node(
-                box.id,
-                html_label(f"{escaped(layer.tap or 'input')} {escaped(format_shape(layer.shape))}"),
+                html_label(f"{escaped(name)} {escaped(format_shape(layer.shape))}{marked}"),
                 shape="plain",
                 style="",
                 fillcolor=fill,
