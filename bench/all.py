@@ -177,6 +177,15 @@ FIGURES = [
         needs=("torch", "torchvision", "PIL"),
     ),
     Figure(
+        "pt2-bound",
+        "`cnndsl compile --to pt2` of the costlier network at the 100-operator bound, whole process",
+        "`cnndsl compile --to pt2` of a one-convolution network, whole process",
+        "pt2_bound:bound_pair",
+        rounds=3,
+        goal=1.25,
+        needs=("torch",),
+    ),
+    Figure(
         "detect-yolov8n",
         "yolov8n's eager forward, cnndsl's module loaded with Ultralytics' weights (batch 1, 640×640)",
         "Ultralytics' DetectionModel('yolov8n.yaml') on the same input",

@@ -2,14 +2,15 @@
 ATen operator traced on top of some 4 s of importing torch and torch._dynamo, so by default it takes at most 100
 operators (backends/formats.PT2_STEPS), counted before it starts, and refuses more at the layer that passes them.
 
-A shared machine stretches every time, so the bound is held as a ratio: the costliest shapes at the bound take at
-most 5/4 of the CPU a one-layer export takes in the same test (on the idle machine 4.0 s, so 5 s). A refusal is
-held to never starting torch.export at all (the export is replaced by a failure), not to a time: counting runs in
-the time of importing torch, which is within a few percent of a one-layer export.
+Here: the costliest shapes measured export at the bound and record the operators counted; one operator more is
+refused before torch.export starts (the export is replaced by a failure). What the bound buys in time (the
+costliest shapes at the bound within 5/4 of a one-layer export's CPU) is a benchmark's figure: bench/pt2_bound.py,
+in bench/all.py, as docs/benchmarks.md records it (a timed test failed on a loaded machine at 1.25x).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,11 @@ from bounded import cpu_of
 
 from cnndsl.backends.formats import PT2_STEPS
 
-# 1 + 16 × 6 + 3 = 100 nodes of four-way branches (an operator each but the input's: 99), and 33 layer norms of
-# three operators each (permute, layer_norm, permute) and a ReLU (100): the costliest shapes per operator measured
-AT_THE_BOUND = {  # name: (input, layers, ATen operators traced)
-    "branches": (
-        "4x8x8",
-        "(branch { conv1x1(1) | conv1x1(1) | conv1x1(1) | conv1x1(1) }, relu) x 16, conv1x1(1), relu, relu",
-        99,
-    ),
-    "layernorms": ("8x8x8", "layernorm x 33, relu", 100),
-}
+# The costliest shapes per operator measured, which bench/pt2_bound.py times
+_spec = importlib.util.spec_from_file_location("pt2_networks", Path(__file__).parents[1] / "bench" / "pt2_networks.py")
+_networks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_networks)
+AT_THE_BOUND = _networks.AT_THE_BOUND
 
 
 def network(tmp_path: Path, name: str, input: str, line: str) -> Path:
@@ -36,22 +32,11 @@ def network(tmp_path: Path, name: str, input: str, line: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def one_layer(tmp_path_factory) -> float:
-    """The CPU seconds of exporting a one-layer network: torch's import and export's start, the reference."""
-    reference, seconds = cpu_of(
-        "compile", network(tmp_path_factory.mktemp("one"), "one", "3x8x8", "conv3x3(4)"), "--to", "pt2"
-    )
-    assert reference.returncode == 0, reference.stderr
-    return seconds
-
-
-def test_the_costliest_networks_at_the_bound_export_within_five_quarters_of_one_layers_export(tmp_path, one_layer):
+def test_the_costliest_networks_at_the_bound_export_and_record_the_operators_counted(tmp_path, cli):
     for name, (shape, line, operators) in AT_THE_BOUND.items():
         target = tmp_path / f"{name}.pt2"
-        done, seconds = cpu_of("compile", network(tmp_path, name, shape, line), "--to", "pt2", "-o", target)
-        assert done.returncode == 0, done.stderr
-        assert seconds <= 1.25 * one_layer, f"{name}: {seconds:.2f} s of CPU against {one_layer:.2f} s for one layer"
+        done = cli("compile", network(tmp_path, name, shape, line), "--to", "pt2", "-o", target)
+        assert done.exit_code == 0, done.stderr
         traced = torch.export.load(target).graph.nodes
         assert sum(node.op == "call_function" for node in traced) == operators <= PT2_STEPS
 
