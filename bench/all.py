@@ -178,8 +178,8 @@ FIGURES = [
     ),
     Figure(
         "pt2-bound",
-        "`cnndsl compile --to pt2` of the costlier network at the 100-operator bound, whole process",
-        "`cnndsl compile --to pt2` of a one-convolution network, whole process",
+        "`cnndsl compile --to pt2` of the costlier network at the 100-operator bound, CPU of the whole process",
+        "`cnndsl compile --to pt2` of a one-convolution network, CPU of the whole process",
         "pt2_bound:bound_pair",
         rounds=3,
         goal=1.25,
