@@ -277,6 +277,10 @@ def list_command(pattern):
     from .library import catalogue
 
     entries = catalogue(pattern)
+    if not entries:
+        raise click.BadParameter(
+            f"no library network's name matches {pattern!r} (`cnndsl list` shows them all)", param_hint="PATTERN"
+        )
     width = max([len("network"), *(len(entry.name) for entry in entries)])
     click.echo(f"{'network':<{width}} {'input':>11} {'params':>13} {'MACs':>17}  file")
     for entry in entries:

@@ -140,6 +140,11 @@ def test_list_filters_by_pattern(cli):
         "densenet169",
         "densenet201",
     }
+    done = cli("list", "vgg9*")
+    assert done.exit_code == 2
+    assert done.stderr.splitlines()[-1] == (
+        "Error: Invalid value for PATTERN: no library network's name matches 'vgg9*' (`cnndsl list` shows them all)"
+    )
 
 
 def test_every_public_method_has_a_docstring():
