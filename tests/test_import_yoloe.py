@@ -125,17 +125,24 @@ def _imported(tmp_path, name: str, state: dict, scale: str = "n"):
     return net, net.to_torch(weights=str(tmp_path / "w.safetensors")).eval()
 
 
-def test_yoloe_gives_yoloe_models_outputs_for_text_and_visual_prompts(tmp_path):
-    """yoloe-v8: Detect's legacy class path; YOLOE-26 below has the depthwise one (as yoloe-11's)."""
+def _prompted(tmp_path, name: str, seed: int) -> tuple:
+    """(Ultralytics' YOLOE model for the file, its text prompts, the import loaded with its weights, that import's
+    module, two images, four visual prompt masks for each, drawn from `seed`); the import counts the model's
+    params (reprta's and SAVPE's once)."""
     from test_import_ultralytics import SIZE
 
-    name = "v8/yoloe-v8.yaml"
     model, text = _yoloe(name)
     net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
-    assert net.params == sum(p.numel() for p in model.parameters())  # reprta's and SAVPE's counted once
-    generator = torch.Generator().manual_seed(1)
+    assert net.params == sum(p.numel() for p in model.parameters())
+    generator = torch.Generator().manual_seed(seed)
     images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
     masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    return model, text, net, ours, images, masks
+
+
+def test_yoloe_gives_yoloe_models_outputs_for_text_and_visual_prompts(tmp_path):
+    """yoloe-v8: Detect's legacy class path; YOLOE-26 below has the depthwise one (as yoloe-11's)."""
+    model, text, net, ours, images, masks = _prompted(tmp_path, "v8/yoloe-v8.yaml", 1)
     masks[1, 2] = 0  # a prompt that marks nothing
     with torch.no_grad():
         expected, _ = model.predict(images, tpe=text.expand(2, -1, -1), vpe=masks)  # the same text for both
@@ -159,15 +166,7 @@ def test_a_state_dict_without_the_text_prompts_is_refused_with_how_to_add_them(t
 
 
 def test_yoloe_seg_gives_yoloe_models_detections_and_prototypes(tmp_path):
-    from test_import_ultralytics import SIZE
-
-    name = "v8/yoloe-v8-seg.yaml"
-    model, text = _yoloe(name)
-    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
-    assert net.params == sum(p.numel() for p in model.parameters())
-    generator = torch.Generator().manual_seed(2)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
-    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    model, text, net, ours, images, masks = _prompted(tmp_path, "v8/yoloe-v8-seg.yaml", 2)
     with torch.no_grad():
         (expected, protos), _ = model.predict(images, tpe=text.expand(2, -1, -1), vpe=masks)
         mine, my_protos = ours(images, masks)
@@ -179,15 +178,7 @@ def test_yoloe_seg_gives_yoloe_models_detections_and_prototypes(tmp_path):
 def test_yoloe26_gives_both_heads_outputs(tmp_path):
     """YOLOE-26 is end-to-end: the first output is the one-to-many head's decoded boxes, the second the
     one-to-one head's corners and scores, which Ultralytics' own top-k turns into its end-to-end detections."""
-    from test_import_ultralytics import SIZE
-
-    name = "26/yoloe-26.yaml"
-    model, text = _yoloe(name)
-    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
-    assert net.params == sum(p.numel() for p in model.parameters())
-    generator = torch.Generator().manual_seed(3)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
-    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
+    model, text, net, ours, images, masks = _prompted(tmp_path, "26/yoloe-26.yaml", 3)
     prompts = {"tpe": text.expand(2, -1, -1), "vpe": masks}
     with torch.no_grad():
         many, one = ours(images, masks)
@@ -205,17 +196,9 @@ def test_yoloe26_gives_both_heads_outputs(tmp_path):
 def test_yoloe26_seg_gives_both_heads_detections_and_prototypes(tmp_path):
     """YOLOESegment26: each head's detections carry the anchors' 32 mask coefficients after the scores; the
     prototypes come from every level (Proto26), whose semantic head is a training output."""
-    from test_import_ultralytics import SIZE
-
-    name = "26/yoloe-26-seg.yaml"
-    model, text = _yoloe(name)
-    net, ours = _imported(tmp_path, name, {**model.state_dict(), "txt_feats": text})
+    model, text, net, ours, images, masks = _prompted(tmp_path, "26/yoloe-26-seg.yaml", 4)
     semantic = sum(p.numel() for key, p in model.named_parameters() if ".proto.semseg." in key)
-    assert net.params == sum(p.numel() for p in model.parameters())
     assert semantic > 0 and net.totals.eval_params == net.params - semantic  # Proto26's semseg: a train output
-    generator = torch.Generator().manual_seed(4)
-    images = torch.randn(2, 3, SIZE, SIZE, generator=generator)
-    masks = (torch.rand(2, 4, SIZE // 8, SIZE // 8, generator=generator) > 0.7).float()
     prompts = {"tpe": text.expand(2, -1, -1), "vpe": masks}
     with torch.no_grad():
         detections, one2one, my_protos = ours(images, masks)

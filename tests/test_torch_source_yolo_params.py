@@ -10,6 +10,7 @@ import importlib.util
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,16 +35,20 @@ def _import(path):
 pytestmark = pytest.mark.xdist_group("yolo-family-files")
 
 
+def _family_file(folder: Path, found_at: str, name: str) -> tuple:
+    """(the network `name` at 64×64, its file's path, text and namespace): the family's code found afresh from
+    `found_at` (the process's found families forgotten first), `name`'s file then written from it."""
+    FAMILIES.clear()
+    write_python(cnndsl.load(found_at, input=(3, SIDE, SIDE)), folder / f"{found_at}.py")
+    network = cnndsl.load(name, input=(3, SIDE, SIDE))
+    path = write_python(network, folder / f"{name}.py")
+    return network, path, path.read_text(), _import(path)
+
+
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
-    """(the network yolov8n at 64×64, the generated file's path, text and namespace): the family's code found
-    afresh from yolov8s (built at n from there), yolov8n's file then written from it."""
-    FAMILIES.clear()
-    folder = tmp_path_factory.mktemp("yolo")
-    write_python(cnndsl.load("yolov8s", input=(3, SIDE, SIDE)), folder / "yolov8s.py")
-    network = cnndsl.load("yolov8n", input=(3, SIDE, SIDE))
-    path = write_python(network, folder / "yolov8n.py")
-    return network, path, path.read_text(), _import(path)
+    """yolov8n's file, the family's code found from yolov8s (built at n from there)."""
+    return _family_file(tmp_path_factory.mktemp("yolo"), "yolov8s", "yolov8n")
 
 
 def _shapes(module) -> list:
@@ -143,14 +148,8 @@ def test_a_block_whose_flag_changes_its_forward_is_one_class_that_reads_the_flag
 
 @pytest.fixture(scope="module")
 def family11(tmp_path_factory):
-    """(the network yolo11n at 64×64, its file's path, text and namespace): the family's code found afresh from
-    yolo11m, whose C3k2s all hold C3k blocks (built at n from there), yolo11n's file then written from it."""
-    FAMILIES.clear()
-    folder = tmp_path_factory.mktemp("yolo11")
-    write_python(cnndsl.load("yolo11m", input=(3, SIDE, SIDE)), folder / "yolo11m.py")
-    network = cnndsl.load("yolo11n", input=(3, SIDE, SIDE))
-    path = write_python(network, folder / "yolo11n.py")
-    return network, path, path.read_text(), _import(path)
+    """yolo11n's file, the family's code found from yolo11m, whose C3k2s all hold C3k blocks."""
+    return _family_file(tmp_path_factory.mktemp("yolo11"), "yolo11m", "yolo11n")
 
 
 def test_yolo11_file_takes_scale_and_one_c3k2_class_switches_its_inner_blocks(family11):
