@@ -71,12 +71,20 @@ def test_the_class_takes_scale_and_classes_and_reads_its_row_of_the_table(family
     assert "for _ in range(n)" in text
 
 
+def _ultralytics_layers(yaml_name: str, classes: int = 80):
+    """Ultralytics' layers for its YAML at `classes`, as parse_model builds them, on the meta device."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    description = tasks.yaml_model_load(yaml_name)
+    description["nc"] = classes
+    with torch.device("meta"):
+        return tasks.parse_model(description, ch=3, verbose=False)[0]
+
+
 @pytest.mark.parametrize("scale", "nsmlx")
 def test_each_scale_has_ultralytics_parameter_count_and_cnndsls_state_dict(family, scale):
-    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    theirs = _ultralytics_layers(f"yolov8{scale}.yaml")
     network, _, _, namespace = family
     with torch.device("meta"):
-        theirs, _ = tasks.parse_model(tasks.yaml_model_load(f"yolov8{scale}.yaml"), ch=3, verbose=False)
         written = namespace.Yolov8n(scale=scale)
         expected = network.with_params(scale=scale).to_torch()
     assert _count(written) == _count(theirs) == cnndsl.load(f"yolov8{scale}").params
@@ -90,12 +98,8 @@ def test_a_scale_with_other_classes_is_that_network_and_computes_its_output(fami
     """The class branch's clamp at another scale: max(w3, min(classes, 100)), w3 that scale's width (128 at s,
     320 at x); Ultralytics' layers for `nc: classes` count the same, and with cnndsl's weights the file's class
     computes cnndsl's output."""
-    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    theirs = _ultralytics_layers(f"yolov8{scale}.yaml", classes)
     network, _, _, namespace = family
-    description = tasks.yaml_model_load(f"yolov8{scale}.yaml")
-    description["nc"] = classes
-    with torch.device("meta"):
-        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)
     written = namespace.Yolov8n(scale=scale, classes=classes).eval()
     assert _count(written) == _count(theirs)
     expected = network.with_params(scale=scale, classes=classes).to_torch(seed=0).eval()
@@ -171,12 +175,9 @@ def test_yolo11_file_takes_scale_and_one_c3k2_class_switches_its_inner_blocks(fa
 
 @pytest.mark.parametrize("scale, classes", [(scale, 80) for scale in "nsmlx"] + [("x", 3)])
 def test_yolo11_each_scale_has_ultralytics_parameter_count_and_cnndsls_state_dict(family11, scale, classes):
-    tasks = pytest.importorskip("ultralytics.nn.tasks", reason="Ultralytics is not importable")
+    theirs = _ultralytics_layers(f"yolo11{scale}.yaml", classes)
     network, _, _, namespace = family11
-    description = tasks.yaml_model_load(f"yolo11{scale}.yaml")
-    description["nc"] = classes
     with torch.device("meta"):
-        theirs, _ = tasks.parse_model(description, ch=3, verbose=False)
         written = namespace.Yolo11n(scale=scale, classes=classes)
         expected = network.with_params(scale=scale, classes=classes).to_torch()
     assert _count(written) == _count(theirs) == _count(expected)
