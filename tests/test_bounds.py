@@ -125,6 +125,25 @@ def test_an_lrn_wider_than_its_channels_need_is_refused_by_check(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "layer, count",
+    [
+        ("rtdetrdecoder(3, @small, hidden=16, queries=10, points=2, heads=2, layers=10^8, ffn=32)", "layers"),
+        ("realnvp(10^8, 4)", "couplings"),
+    ],
+)
+def test_a_kind_repeating_more_sub_layers_than_a_thousand_is_refused_at_once(tmp_path, layer, count):
+    """Each decoder layer or coupling is tensors to declare: 10^8 of them listed took minutes, not a located error."""
+    lines = ("small: maxpool, conv1x1(4)", layer) if count == "layers" else ("gap, fc(2)", layer)
+    source = network(tmp_path, *lines)
+    done = cnndsl("check", source)
+    assert (done.returncode, done.stderr.splitlines()[0], done.stderr.splitlines()[3]) == (
+        1,
+        f"{source}:4:5: error: {count} must be at most 1,000, got 100,000,000",
+        "hint: a published network repeats a few of them; write more as layers of their own",
+    )
+
+
 def test_onnx_averaging_matrices_past_the_memory_limit_are_refused_before_they_are_made(tmp_path):
     # two 11999×12000 float32 matrices (1.1 GiB), against half of the process's 1 GiB
     source = network(tmp_path, "adaptiveavgpool((11999, 11999))", input="3x12000x12000")

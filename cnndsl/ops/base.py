@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.errors import NameProblem, ShapeProblem, ValueProblem, did_you_mean
+from ..core.errors import LimitProblem, NameProblem, ShapeProblem, ValueProblem, did_you_mean
 from ..core.records import FrozenRecord
 from ..core.spellings import unknown_argument_hint
 from ..front.evaluate import shown
@@ -21,6 +21,8 @@ from .torch_code import Arg, Expr, Method, applied
 Shape = tuple[int, ...]
 REQUIRED = object()
 MAX_RANK = 6  # the most axes a tensor has, the batch not counted (torch and ONNX take more; no CNN needs them)
+MOST_REPEATS = 1_000  # sub-layers one kind repeats inside itself (decoder layers, flow couplings), each
+# declared as its own tensors: past this a hostile count would take minutes to list before any other bound
 
 
 class Window(FrozenRecord):
@@ -287,6 +289,18 @@ def whole(value: Any, what: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueProblem(f"{what} must be at least {minimum}, got {value}")
     return value
+
+
+def repeats(value: Any, what: str) -> int:
+    """A kind's count of the sub-layers it repeats (RT-DETR's decoder layers, RealNVP's couplings): a whole number
+    of at most MOST_REPEATS, as `x n` is held by the node bound."""
+    count = whole(value, what)
+    if count > MOST_REPEATS:
+        raise LimitProblem(
+            f"{what} must be at most {MOST_REPEATS:,}, got {count:,}",
+            hint="a published network repeats a few of them; write more as layers of their own",
+        )
+    return count
 
 
 def pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:

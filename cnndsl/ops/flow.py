@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..core.errors import ShapeProblem
-from .base import OpKind, register, whole
+from .base import OpKind, register, repeats, whole
 from .rtdetr_onnx import Graph
 from .tensors import BUFFER, ZEROS, Example, Table, TensorSpec, Uniform
 
@@ -32,7 +32,7 @@ class RealNVPDensity(OpKind):
                 f"`realnvp` reads rows of 2 values (a point's x and y), not {inputs[0][0]}",
                 hint="give it an N×2 tensor: `errors: train input 2`",
             )
-        return {"couplings": whole(attrs["couplings"], "couplings"), "hidden": whole(attrs["hidden"], "hidden")}
+        return {"couplings": repeats(attrs["couplings"], "couplings"), "hidden": whole(attrs["hidden"], "hidden")}
 
     def shape(self, attrs, inputs):
         return (1,)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..core.errors import ShapeProblem, ValueProblem
-from .base import REQUIRED, OpKind, real, register, spatial, whole
+from .base import REQUIRED, OpKind, real, register, repeats, spatial, whole
 from .rtdetr_encoder import attention_tensors, linear_tensors, norm_tensors
 from .rtdetr_onnx import decoder
 from .tensors import BUFFER, ONES, ZEROS, Example, TensorSpec, Uniform
@@ -59,9 +59,8 @@ class RTDETRDecoderKind(OpKind):
     def resolve(self, attrs, inputs):
         for shape in inputs:
             spatial(self, shape)
-        values = {
-            key: whole(attrs[key], key) for key in ("classes", "hidden", "queries", "points", "heads", "layers", "ffn")
-        }
+        values = {key: whole(attrs[key], key) for key in ("classes", "hidden", "queries", "points", "heads", "ffn")}
+        values["layers"] = repeats(attrs["layers"], "layers")
         if values["hidden"] % values["heads"]:
             raise ShapeProblem(
                 f"`rtdetrdecoder` cannot split {values['hidden']} hidden channels among {values['heads']} heads",
