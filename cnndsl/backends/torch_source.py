@@ -128,11 +128,6 @@ def class_name(network_name: str) -> str:
     return python_names.class_name(network_name, "Network")
 
 
-def input_name(network) -> str:
-    """The forward's argument: the input's label where it makes a good Python name, else `x`."""
-    return value_name(network.input_name)
-
-
 def _inputs_line(network) -> str:
     """`Input 3×224×224`, or `Inputs left 3×16×16, right 3×16×16` (the forward's arguments in order)."""
     inputs = network.inputs
