@@ -62,22 +62,19 @@ class Groups:
         instance of a block at the same height, so that a block's templates are all known when its classes
         are named."""
         groups = [path for path in self.ends if self.ends[path]]
+        instances = defaultdict(list)  # a block's instances share one height
+        for path in groups:
+            if self.info[path].call is not None:
+                instances[self.base(path)].append(path)
+        below = {path: [child for _, child in self._callable_below(path)] for path in groups}
+        same = {path: instances[self.base(path)] if self.info[path].call is not None else [] for path in groups}
         heights = dict.fromkeys(groups, 0)
         changed = True
         while changed:
             changed = False
             for path in groups:
-                height = max((heights[child] + 1 for _, child in self._callable_below(path)), default=0)
-                same = (
-                    [
-                        other
-                        for other in groups
-                        if self.base(other) == self.base(path) and self.info[other].call is not None
-                    ]
-                    if self.info[path].call is not None
-                    else []
-                )
-                height = max([height, *(heights[other] for other in same)])
+                height = max((heights[child] + 1 for child in below[path]), default=0)
+                height = max([height, *(heights[other] for other in same[path])])
                 if height != heights[path]:
                     heights[path], changed = height, True
         layers = defaultdict(list)
