@@ -8,6 +8,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -256,6 +257,61 @@ def test_an_entry_over_the_size_limit_is_neither_written_nor_read(tmp_path, cach
     entry.unlink()
     monkeypatch.setattr(parse_cache, "MAX_ENTRY_BYTES", len(NET))
     assert cnndsl.load(path).params == TINY_PARAMS and entries(cache) == []  # nor is one written
+
+
+def _load_in_order(tmp_path, cache, names: list[str]) -> dict[str, str]:
+    """Load each file in turn, dating its new entry a minute after the last (file systems date to a few ms):
+    name -> its entry."""
+    written = {}
+    for minute, name in enumerate(names):
+        path = tmp_path / f"{name}.cnn"
+        path.write_text(NET.replace("tiny", name))
+        known = set(entries(cache))
+        assert cnndsl.load(path).params == TINY_PARAMS
+        [entry] = set(entries(cache)) - known
+        os.utime(entry, (1_700_000_000 + 60 * minute,) * 2)
+        written[name] = entry.name
+    return written
+
+
+def test_the_cache_keeps_the_newest_entries_up_to_its_count_and_a_dropped_file_is_parsed_again(
+    tmp_path, cache, monkeypatch
+):
+    monkeypatch.setattr(parse_cache, "MOST_ENTRIES", 3)
+    written = _load_in_order(tmp_path, cache, ["a", "b", "c", "d", "e"])
+    assert {entry.name for entry in entries(cache)} == {written[name] for name in "cde"}
+    assert cnndsl.load(tmp_path / "a.cnn").params == TINY_PARAMS  # parsed again, and kept as the newest
+    assert {entry.name for entry in entries(cache)} == {written[name] for name in "ade"}
+
+
+def test_the_cache_keeps_the_newest_entries_within_its_bytes(tmp_path, cache, monkeypatch):
+    written = _load_in_order(tmp_path, cache, ["a"])
+    size = (cache / written["a"]).stat().st_size  # every file's entry is this size: one letter differs
+    monkeypatch.setattr(parse_cache, "MOST_BYTES", 2 * size + size // 2)
+    written |= _load_in_order(tmp_path, cache, ["b", "c", "d"])
+    assert {entry.name for entry in entries(cache)} == {written["c"], written["d"]}
+
+
+def test_pruning_leaves_what_is_not_an_entry_and_removes_a_killed_writers_old_temporary(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(parse_cache, "MOST_ENTRIES", 1)
+    _load_in_order(tmp_path, cache, ["a"])
+    (cache / "notes.txt").write_text("mine")
+    (cache / "0123456789abcdef0123456789abcdef.ast").mkdir()  # an entry's name, but a folder
+    (cache / "fedcba9876543210fedcba9876543210.ast").symlink_to(cache / "notes.txt")
+    for name, age_s in ((".old.ast.1.part", parse_cache.STALE_PART_S + 60), (".new.ast.2.part", 60)):
+        (cache / name).write_bytes(b"half")
+        os.utime(cache / name, (time.time() - age_s,) * 2)
+    written = _load_in_order(tmp_path, cache, ["b"])
+    assert sorted(item.name for item in cache.iterdir()) == sorted(
+        [
+            ".new.ast.2.part",
+            "0123456789abcdef0123456789abcdef.ast",
+            "fedcba9876543210fedcba9876543210.ast",
+            "notes.txt",
+            written["b"],
+        ]
+    )
+    assert (cache / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(

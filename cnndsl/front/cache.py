@@ -3,7 +3,8 @@
 Importing Lark and building the lexer's scanners costs a fresh process more than the parse itself, so
 `cnndsl summary resnet50` run a second time reads the file's syntax tree back instead. One entry per
 file path, checked against a digest of the text and of the parser that made it; anything amiss (a
-missing, stale, oversized or malformed entry, a folder that cannot be written) falls back to parsing.
+missing, stale, oversized or malformed entry, a folder that cannot be written) falls back to parsing. The
+folder keeps the newest entries, up to MOST_ENTRIES and MOST_BYTES.
 
 An entry is JSON data, decoded only into the node classes of `cnndsl.syntax` with every field checked
 against its declared type, so no entry can run code or build any other object. A folder or entry that
@@ -36,6 +37,9 @@ _PARSER_SOURCES = (
     "core/errors.py",
 )  # the tree is made of their classes
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # an entry is written and read only up to this size
+MOST_ENTRIES = 1_000  # entries kept (one per file path): past it, or past MOST_BYTES, the oldest written go
+MOST_BYTES = 256 * 1024 * 1024
+STALE_PART_S = 3_600  # a temporary file this old was left by a writer that was killed
 _NODES = {
     name: cls
     for name, cls in vars(ast).items()
@@ -202,13 +206,50 @@ def _write(folder: Path, entry: str, key: bytes, program: ast.Program) -> None:
         with open(out, "wb") as stream:
             stream.write(data)
         os.replace(temp, entry, src_dir_fd=fd, dst_dir_fd=fd)
+        _prune(fd, entry, len(data))
     except OSError:
-        try:
-            os.unlink(temp, dir_fd=fd)
-        except OSError:
-            pass
+        _unlink(temp, fd)
     finally:
         os.close(fd)
+
+
+def _prune(folder_fd: int, kept: str, kept_bytes: int) -> None:
+    """Keep the folder within MOST_ENTRIES and MOST_BYTES: one entry per path ever parsed (temporary files,
+    generated docs) would otherwise grow it for good. The entries written longest ago go first, costing a
+    parse each if their file comes back; a killed writer's temporary file goes after STALE_PART_S. Nothing
+    else in the folder is touched, and no link is followed."""
+    import time  # only when an entry is written, as `secrets`
+
+    others, oldest_part = [], time.time() - STALE_PART_S
+    with os.scandir(folder_fd) as listing:
+        for item in listing:
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if _is_entry(item.name) and item.name != kept:
+                others.append((info.st_mtime_ns, item.name, info.st_size))
+            elif item.name.startswith(".") and item.name.endswith(".part") and info.st_mtime < oldest_part:
+                _unlink(item.name, folder_fd)
+    count, size = 1, kept_bytes
+    for _, name, entry_bytes in sorted(others, reverse=True):  # newest first
+        count, size = count + 1, size + entry_bytes
+        if count > MOST_ENTRIES or size > MOST_BYTES:
+            _unlink(name, folder_fd)
+
+
+def _is_entry(name: str) -> bool:
+    stem, _, suffix = name.partition(".")
+    return suffix == "ast" and len(stem) == 32 and all(char in "0123456789abcdef" for char in stem)
+
+
+def _unlink(name: str, folder_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=folder_fd)
+    except OSError:
+        pass
 
 
 # ---- the tree as JSON data ----------------------------------------------------------
