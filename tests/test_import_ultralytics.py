@@ -311,6 +311,32 @@ def test_unknown_key_is_refused_at_its_line(tmp_path):
     assert error.message == "unknown key `depth_multiplier`: its meaning would be lost"
 
 
+@pytest.mark.parametrize(
+    "scale, message",
+    [
+        ("n: [-1, -1, -1024]", "scale `n` is `[-1, -1, -1024]`"),  # widths of -8 and a repeat of -1 written
+        ("n: [0.33, 0, 1024]", "scale `n` is `[0.33, 0, 1024]`"),
+        ("n: [.inf, 0.25, 1024]", "scale `n` is `[inf, 0.25, 1024]`"),
+        ("n: [0.33, 0.25, .nan]", "scale `n` is `[0.33, 0.25, nan]`"),
+        ("n: [0.33, 0.25, 0.5]", "scale `n` is `[0.33, 0.25, 0.5]`"),
+    ],
+)
+def test_a_scale_without_widths_is_refused_at_the_scales(tmp_path, scale, message):
+    error = refusal(tmp_path, SMALL.replace("n: [0.33, 0.25, 1024]", scale))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:2:1"
+    assert error.message == (
+        f"{message}: depth and width must be above 0 and max_channels at least 1, or its layers have no width"
+    )
+    assert error.hint == "as Ultralytics' own scales, e.g. `n: [0.50, 0.25, 1024]`"
+
+
+@pytest.mark.parametrize("name", ["n-x", "1", "'n x'"])
+def test_a_scale_that_cannot_name_a_network_is_refused_at_the_scales(tmp_path, name):
+    error = refusal(tmp_path, SMALL.replace("n: [0.33", f"{name}: [0.33"))
+    assert str(error.pos) == f"{tmp_path / 'model.yaml'}:2:1"
+    assert error.message == f"scale `{name.strip(chr(39))}` is not a name: letters, digits and `_`"
+
+
 def test_from_that_is_not_an_earlier_module_is_refused(tmp_path):
     error = refusal(tmp_path, SMALL.replace("[-1, 3, C2f", "[4, 3, C2f"))
     assert str(error.pos) == f"{tmp_path / 'model.yaml'}:6:1"

@@ -7,6 +7,7 @@ cnndsl cannot express is refused at the row's line."""
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,18 @@ class Converter(
             not isinstance(v, list) or len(v) != 3 or not all(_is_number(x) for x in v) for v in self.scales.values()
         ):
             raise self.model.error("scales", "`scales` maps each scale to `[depth, width, max_channels]`")
+        for scale, (depth, width, most) in self.scales.items():
+            if not isinstance(scale, str) or not (scale.isascii() and scale.isidentifier()):
+                raise self.model.error(
+                    "scales", f"scale `{scale}` is not a name: letters, digits and `_`", "as Ultralytics' n, s, m, l, x"
+                )
+            if not all(math.isfinite(value) for value in (depth, width, most)) or min(depth, width) <= 0 or most < 1:
+                raise self.model.error(
+                    "scales",
+                    f"scale `{scale}` is `{[depth, width, most]}`: depth and width must be above 0 and max_channels "
+                    "at least 1, or its layers have no width",
+                    "as Ultralytics' own scales, e.g. `n: [0.50, 0.25, 1024]`",
+                )
         self.legacy = not any(row.module in ("C3k2", "A2C2f", "C2fCIB") for row in self.model.rows)
         self.nc = values.get("nc")
 
