@@ -84,19 +84,21 @@ def _assert_same_outputs(network, module, models: list, batches=(1, 3)) -> None:
 
 
 def _assert_inferred_shapes_agree(network, model: onnx.ModelProto | Path) -> None:
-    """ONNX's own shape inference (strict) gives every IR node's value the analysed shape and a dynamic batch."""
+    """ONNX's own shape inference (strict), run on the model without the shapes it declares, gives every IR
+    node's value the analysed shape and a dynamic batch; every layer's value is declared with that shape, the
+    batch named."""
     if isinstance(model, Path):
-        inferred_path = model.with_suffix(".inferred.onnx")
-        onnx.shape_inference.infer_shapes_path(
-            str(model), str(inferred_path), check_type=True, strict_mode=True, data_prop=True
-        )
-        inferred = onnx.load(inferred_path, load_external_data=False)
-    else:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = onnx.load(model, load_external_data=False)  # the tensors' dims are enough to infer from
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    inferred = onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True, data_prop=True)
     shapes = {
         info.name: info.type.tensor_type.shape
         for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
+    declared = {info.name: info.type.tensor_type for info in model.graph.value_info}
+    inputs_and_outputs = {info.name for info in [*model.graph.input, *model.graph.output]}
     names = {node: name for name, node in reversed(network.outputs)}
     names[ir.network_info(network.graph).input] = network.input_name
     for node, data in ir.layers(network.graph):
@@ -107,6 +109,12 @@ def _assert_inferred_shapes_agree(network, model: onnx.ModelProto | Path) -> Non
         dims = shapes[value].dim
         assert not dims[0].HasField("dim_value"), data.name  # the batch stays dynamic (Resize loses its name)
         assert tuple(dim.dim_value for dim in dims[1:]) == data.shape, data.name
+        if value not in inputs_and_outputs:
+            assert value in declared, data.name
+    for value, tensor in declared.items():  # a layer's value named otherwise too (layerscale/Mul)
+        assert tensor.elem_type == onnx.TensorProto.FLOAT, value
+        assert tensor.shape.dim[0].dim_param == "batch", value
+        assert [dim.dim_value for dim in tensor.shape.dim[1:]] == [dim.dim_value for dim in shapes[value].dim[1:]]
 
 
 @pytest.fixture

@@ -116,6 +116,7 @@ def _planned_model(
         network.name,
         [_value_info(name, shape) for name, shape in network.eval_inputs],
         [_value_info(name, ir.layer(network.graph, node).shape) for name, node in network.outputs],
+        value_info=_layer_values(network, values, nodes, set(outputs)),
     )
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(
@@ -278,6 +279,17 @@ def _write_external(model: onnx.ModelProto, emitter: Emitter, path: Path, locati
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("<"), copy=False)  # ONNX stores tensors little-endian
+
+
+def _layer_values(network, values: dict[int, str], nodes: list, outputs: set[str]) -> list[onnx.ValueInfoProto]:
+    """Each layer's output with its analysed shape and the batch's name, so that a viewer (Netron) shows the
+    summary's shapes on the graph's edges without inferring them; the outputs are declared already."""
+    made = {value for node in nodes for value in node.output}
+    return [
+        _value_info(value, ir.layer(network.graph, node).shape)
+        for node, value in values.items()
+        if value in made and value not in outputs
+    ]
 
 
 def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
