@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -228,6 +229,26 @@ def _corners_of(values: np.ndarray, score: float):
 def test_nms_refuses_a_map_that_is_not_decoded():
     with pytest.raises(CnnDslError, match=r"`nms` takes decoded detections, \(4 \+ classes\) × boxes, got 8×4×4"):
         cnndsl.parse("network n {\n  input 3x8x8\n  conv(8, s=2), nms\n}\n")
+
+
+def test_nms_pads_with_one_row_broadcast_so_a_large_max_det_makes_a_small_model():
+    """The padding is one (1, 1, 6) row that Expand repeats at run time: max_det 10^12 is a 6 kB model, not a
+    24 TB constant that ran out of memory unlocated. onnxruntime runs a small one: the padding rows as torch's."""
+    text = "network n {{\n  input 14x2x3\n  yolo(anchors=[10, 13, 16, 30], stride=8), identity\n  nms(max_det={})\n}}\n"
+    large = build_model(cnndsl.parse(text.format(10**12)))
+    assert large.ByteSize() < 16_384
+    dims = onnx.shape_inference.infer_shapes(large, strict_mode=True).graph.output[0].type.tensor_type.shape.dim
+    assert [dim.dim_param or dim.dim_value for dim in dims] == ["batch", 10**12, 6]
+    network = cnndsl.parse(text.format(30))  # 12 boxes of 2 classes: 24 candidates, then 6 rows of padding
+    images = torch.randn(2, 14, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = network.to_torch().eval()(images).numpy()  # no weights: yolo decodes, nms selects
+    session = onnxruntime.InferenceSession(build_model(network).SerializeToString())
+    [got] = session.run(None, {"input": images.numpy()})
+    assert got.shape == expected.shape == (2, 30, 6)
+    padding = expected[:, :, 5] == -1
+    assert padding[:, 24:].all() and np.array_equal(got[padding], expected[padding])
+    assert np.array_equal(expected[padding], np.tile([0, 0, 0, 0, 0, -1], (padding.sum(), 1)))
 
 
 # --- YOLOv3: darknet's forward_yolo_layer and get_yolo_box, in NumPy ------------------------------------------

@@ -123,10 +123,9 @@ def padded_rows(emit, result: str, batched: str, keep: int, max_det: int) -> str
     """N × keep × 6 rows, followed by max_det - keep rows of padding (score 0, label -1); N is `batched`'s batch."""
     if keep == max_det:
         return result
-    padding = [[0, 0, 0, 0, 0, -1]] * (max_det - keep)
     batch = _slice(emit, emit.op("Shape", [batched]), 0, 1, 0)
-    size = emit.op("Concat", [batch, emit.ints("rows", (len(padding), 6))], axis=0)
-    filler = emit.op("Expand", [emit.floats("padding", [padding]), size])
+    size = emit.op("Concat", [batch, emit.ints("rows", (max_det - keep, 6))], axis=0)
+    filler = emit.op("Expand", [emit.floats("padding", [[[0, 0, 0, 0, 0, -1]]]), size])  # one row, broadcast
     return emit.op("Concat", [result, filler], axis=1)
 
 
