@@ -117,6 +117,19 @@ def test_best_safetensors_load_by_cnndsl_names_and_predict_uses_them(classifier,
     assert len(result["top"]) == 2 and 0 < result["top"][1]["prob"] <= result["top"][0]["prob"] <= 1
 
 
+def test_predict_names_an_image_it_cannot_read_or_will_not_decode(classifier, cli, tmp_path, monkeypatch):
+    folder, _, _ = classifier
+    broken, bomb = tmp_path / "broken.png", tmp_path / "bomb.png"
+    broken.write_bytes(b"not a png")
+    Image.new("L", (64, 64)).save(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_500)  # 4,096 pixels is over twice this: a bomb to PIL
+    hint = "hint: give it a file PIL reads (PNG, JPEG, ...), of fewer pixels than PIL's decompression-bomb limit\n"
+    for image, why in ((broken, "cannot identify image file"), (bomb, "Image size (4096 pixels) exceeds limit")):
+        shown = cli("predict", folder / "net.cnn", "--weights", folder / "run" / "best.safetensors", image)
+        assert shown.exit_code == 1 and shown.stdout == ""
+        assert shown.stderr.startswith(f"error: cannot read image {image}: {why}") and shown.stderr.endswith(hint)
+
+
 def test_segmentation_reaches_the_miou_and_writes_masks(tmp_path, cli):
     (tmp_path / "segnet.cnn").write_text(SEGMENTER)
     data = segmentation_set(tmp_path / "data", train=120, val=30)

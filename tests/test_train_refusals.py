@@ -69,6 +69,31 @@ def test_refuses_an_unreadable_image_by_name_unless_skip_bad(tmp_path, cli):
     assert layout.skipped == [str(bad)] and len(layout.train) == 4
 
 
+def test_refuses_a_decompression_bomb_by_name_unless_skip_bad(tmp_path, cli, monkeypatch):
+    """PIL refuses to decode more than twice Image.MAX_IMAGE_PIXELS (a 190 kB PNG can hold 196 megapixels):
+    lowered here so that a 64×64 image is one, beside the 32×32 images."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_500)
+    data = tiny_set(tmp_path / "data")
+    bomb = data / "train" / "a" / "bomb.png"
+    Image.new("L", (64, 64)).save(bomb)
+    stderr = _refusal(cli, tmp_path, data)
+    assert stderr == (
+        f"error: cannot read image {bomb}: Image size (4096 pixels) exceeds limit of 3000 pixels, could be "
+        "decompression bomb DOS attack.\nhint: remove it, or pass --skip-bad\n"
+    )
+    layout = find_layout(data, "classify", 2, 255, skip_bad=True)
+    assert layout.skipped == [str(bomb)] and len(layout.train) == 4
+
+
+def test_refuses_an_unreadable_mask_by_name(tmp_path, cli):
+    data = segmentation_set(tmp_path / "data", train=2, val=1)
+    bad = data / "train" / "masks" / "1.png"
+    bad.write_bytes(b"not a png")
+    stderr = _refusal(cli, tmp_path, data, network=SEGMENTER)
+    assert stderr.startswith(f"error: cannot read mask {bad}: cannot identify image file")
+    assert stderr.endswith("\nhint: replace it with a PNG of class indices\n")
+
+
 def test_refuses_a_mask_value_above_the_class_count(tmp_path, cli):
     data = segmentation_set(tmp_path / "data", train=2, val=1)
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(data / "train" / "masks" / "1.png")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import FileProblem
+from .image_files import opened
 from .vision import torchvision
 
 VALIDATION_FOLDERS = ("val", "valid", "validation")
@@ -150,17 +151,15 @@ def _pairs(folder: Path, root: Path) -> list[tuple[str, str]]:
 
 def _check_images(layout: Layout, skip_bad: bool) -> None:
     """Every image's header reads; an unreadable one is named (and left out with --skip-bad)."""
-    from PIL import Image
-
     for split in ("train", "val"):
         kept = []
         for sample in getattr(layout, split):
             try:
-                with Image.open(sample[0]) as image:
+                with opened(sample[0]) as image:
                     image.size  # noqa: B018 -- reading the header is the check
-            except (OSError, SyntaxError, ValueError) as error:
+            except FileProblem:
                 if not skip_bad:
-                    raise FileProblem(f"cannot read image {sample[0]}: {error}", hint="remove it, or pass --skip-bad")
+                    raise
                 layout.skipped.append(sample[0])
                 continue
             kept.append(sample)
@@ -170,10 +169,9 @@ def _check_images(layout: Layout, skip_bad: bool) -> None:
 def _check_masks(layout: Layout, classes: int, ignore_index: int) -> None:
     """Every mask holds class indices below the network's class count (or the ignore index)."""
     import numpy as np
-    from PIL import Image
 
     for _, mask_path in layout.train + layout.val:
-        with Image.open(mask_path) as mask:
+        with opened(mask_path, "mask", hint="replace it with a PNG of class indices") as mask:
             values = np.unique(np.asarray(mask))
         bad = [int(value) for value in values if value >= classes and value != ignore_index]
         if bad:

@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..core.errors import FileProblem
+from .image_files import SKIP_HINT, opened
 from .vision import transforms_v2
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -62,14 +61,11 @@ class Preprocessing:
         scaled = v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True)
         return v2.functional.normalize(scaled, list(self.mean), list(self.std))
 
-    def read(self, path: str):
-        """The image as PIL in the network's colour mode (opened from a file object, as torchvision's loader does:
-        PIL then skips its own path handling)."""
-        try:
-            with open(path, "rb") as file:
-                return Image.open(file).convert("RGB" if self.channels == 3 else "L")
-        except (OSError, SyntaxError, ValueError) as error:
-            raise FileProblem(f"cannot read image {path}: {error}", hint="remove it, or pass --skip-bad") from None
+    def read(self, path: str, hint: str = SKIP_HINT):
+        """The image as PIL in the network's colour mode; a FileProblem for a file PIL cannot or will not
+        decode."""
+        with opened(path, hint=hint) as image:
+            return image.convert("RGB" if self.channels == 3 else "L")
 
 
 class Samples(torch.utils.data.Dataset):
@@ -99,7 +95,7 @@ class Samples(torch.utils.data.Dataset):
         torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))  # CPU only
         if self.task == "segment":
             _, tv_tensors = transforms_v2()
-            with Image.open(target) as mask:
+            with opened(target, "mask") as mask:
                 mask = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))
             image, mask = self.transform(image, mask)
             return image, mask.as_subclass(torch.Tensor)

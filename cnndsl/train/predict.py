@@ -17,6 +17,8 @@ from .memory import located_out_of_memory
 from .predict_boxes import boxes_of, detection_preprocessing, drawn, is_detector
 from .prepare import task_of
 
+IMAGE_HINT = "give it a file PIL reads (PNG, JPEG, ...), of fewer pixels than PIL's decompression-bomb limit"
+
 
 @dataclass
 class Stored:
@@ -66,7 +68,7 @@ def predict(
     for path in images:
         if not Path(path).is_file():
             raise FileProblem(f"image {path} does not exist")
-        output = _forward(network, module, transform(stored.preprocessing.read(path)).unsqueeze(0))[0]
+        output = _forward(network, module, transform(stored.preprocessing.read(path, IMAGE_HINT)).unsqueeze(0))[0]
         if stored.task == "segment":
             results.append({"image": str(path), "mask": str(_write_mask(output, path, masks_to))})
             continue
@@ -96,7 +98,7 @@ def _detect(network, weights: Path, images: list[str], folder: str | Path | None
     for path in images:
         if not Path(path).is_file():
             raise FileProblem(f"image {path} does not exist")
-        image = preprocessing.read(path)
+        image = preprocessing.read(path, IMAGE_HINT)
         output = _forward(network, module, transform(image).unsqueeze(0))[0]
         boxes = boxes_of(output, image.size, network.input_shape[1:], classes)
         results.append({"image": str(path), "boxes": boxes, "drawn": str(drawn(image, boxes, path, folder))})
