@@ -85,6 +85,21 @@ def test_refuses_a_decompression_bomb_by_name_unless_skip_bad(tmp_path, cli, mon
     assert layout.skipped == [str(bomb)] and len(layout.train) == 4
 
 
+def test_an_image_whose_pixels_are_cut_short_stops_the_run_by_name_and_says_to_remove_it(tmp_path, cli):
+    """Its header is whole, so the check before the run passes it (and --skip-bad cannot leave it out); reading
+    its pixels in the first epoch fails, named, with a hint that does not point at --skip-bad."""
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    data = tiny_set(tmp_path / "data")
+    cut = data / "train" / "a" / "0.png"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    result = cli("train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", "--epochs", "1", "--skip-bad")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: cannot read image {cut}: image file is truncated\n"
+        "hint: remove it: the check before the run reads each image's header, and this one's is whole\n"
+    )
+
+
 def test_refuses_an_unreadable_mask_by_name(tmp_path, cli):
     data = segmentation_set(tmp_path / "data", train=2, val=1)
     bad = data / "train" / "masks" / "1.png"
