@@ -185,7 +185,12 @@ def main(ctx, debug):
 @main.command()
 @network_options
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="table: for reading; json and csv: every layer's figures for tools; markdown: for a README.",
 )
 @click.option("--depth", type=click.IntRange(0), help="Table: fold groups deeper than this into one row each.")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per batch, for memory.")
@@ -226,7 +231,13 @@ def summary(source, network, input_shape, params, max_nodes, sandbox, fmt, depth
     help="json: one object per diagnostic (file, line, column, end, severity, message, hint).",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
-@click.option("--max-nodes", type=click.IntRange(1), default=DEFAULT_MAX_NODES, show_default=True)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_NODES,
+    show_default=True,
+    help="Refuse networks that expand to more nodes.",
+)
 @SANDBOX
 def check(files, network, input_shape, params, fmt, strict, max_nodes, sandbox):
     """Check every network of each file; print every error and warning with its position."""

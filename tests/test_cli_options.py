@@ -148,3 +148,20 @@ def test_python_dash_m_cnndsl_is_the_cnndsl_command(cli):
     )
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: `no_such_network` is neither a file nor a library network\n")
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`--help` is the reference a user reads first: no option of any command (train and predict are loaded
+    lazily) is listed without a sentence."""
+    import click
+
+    from cnndsl.cli import main
+
+    context = click.Context(main)
+    silent = [
+        f"{name} {option.opts[0]}"
+        for name in main.list_commands(context)
+        for option in main.get_command(context, name).params
+        if isinstance(option, click.Option) and not option.help
+    ]
+    assert silent == []

@@ -44,7 +44,13 @@ class DiagramOptions:
     )
     shapes: bool = option(False, help="Add output shapes to the labels.", brief="add output shapes", formats=DIAGRAMS)
     cost: bool = option(False, help="Add params and MACs to the labels.", brief="add params and MACs", formats=DIAGRAMS)
-    rankdir: str = option("TB", formats=DIAGRAMS, choices=RANKDIRS)
+    rankdir: str = option(
+        "TB",
+        help="TB: the layers from top to bottom; LR: from left to right.",
+        brief="TB or LR",
+        formats=DIAGRAMS,
+        choices=RANKDIRS,
+    )
     layout: str | None = option(
         None,
         help="u: encoder down the left, decoder up the right, skips across; columns: backbone, neck and head "

@@ -24,13 +24,9 @@ def _input_option(parse_shape):
     )
 
 
-def train_command(parse_params, parse_shape) -> click.Command:
-    @click.command(name="train")
-    @click.argument("source", required=False)
-    @click.argument("data", required=False, type=click.Path(file_okay=False))
-    @click.option("--network", "-n", "network_name", help="Which network of the file.")
-    @_input_option(parse_shape)
-    @click.option(
+def _param_option(parse_params):
+    """`-p NAME=VALUE`, as train and predict take it."""
+    return click.option(
         "--param",
         "-p",
         "params",
@@ -39,6 +35,15 @@ def train_command(parse_params, parse_shape) -> click.Command:
         metavar="NAME=VALUE",
         help="Set a network parameter, e.g. -p classes=10.",
     )
+
+
+def train_command(parse_params, parse_shape) -> click.Command:
+    @click.command(name="train")
+    @click.argument("source", required=False)
+    @click.argument("data", required=False, type=click.Path(file_okay=False))
+    @click.option("--network", "-n", "network_name", help="Which network of the file.")
+    @_input_option(parse_shape)
+    @_param_option(parse_params)
     @click.option("--epochs", type=click.IntRange(1), help="Epochs to train (10).")
     @click.option("--batch", type=click.IntRange(1), help="Images per step, over all processes (32).")
     @click.option("--lr", type=float, help="Peak learning rate (0.1 for sgd, 0.001 for adamw).")
@@ -102,9 +107,16 @@ def predict_command(parse_params, parse_shape) -> click.Command:
     @click.option("--weights", required=True, type=click.Path(dir_okay=False), help="best.safetensors of a run.")
     @click.option("--network", "-n", "network_name", help="Which network of the file.")
     @_input_option(parse_shape)
-    @click.option("--param", "-p", "params", multiple=True, callback=parse_params, metavar="NAME=VALUE")
+    @_param_option(parse_params)
     @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Classes shown per image.")
-    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: a list with one object per image.",
+    )
     @click.option(
         "--masks", type=click.Path(file_okay=False), help="Folder for segmentation masks or drawn boxes (default .)."
     )
