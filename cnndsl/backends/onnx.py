@@ -285,11 +285,8 @@ def _layer_values(network, values: dict[int, str], nodes: list, outputs: set[str
     """Each layer's output with its analysed shape and the batch's name, so that a viewer (Netron) shows the
     summary's shapes on the graph's edges without inferring them; the outputs are declared already."""
     made = {value for node in nodes for value in node.output}
-    return [
-        _value_info(value, ir.layer(network.graph, node).shape)
-        for node, value in values.items()
-        if value in made and value not in outputs
-    ]
+    shapes = {value: ir.layer(network.graph, node).shape for node, value in values.items()}  # dropout's is its input's
+    return [_value_info(value, shape) for value, shape in shapes.items() if value in made and value not in outputs]
 
 
 def _value_info(name: str, shape: tuple) -> onnx.ValueInfoProto:
