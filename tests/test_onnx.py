@@ -98,6 +98,7 @@ def _assert_inferred_shapes_agree(network, model: onnx.ModelProto | Path) -> Non
         for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
     declared = {info.name: info.type.tensor_type for info in model.graph.value_info}
+    assert len(declared) == len(model.graph.value_info)  # each value once, though dropout passes its input on
     inputs_and_outputs = {info.name for info in [*model.graph.input, *model.graph.output]}
     names = {node: name for name, node in reversed(network.outputs)}
     names[ir.network_info(network.graph).input] = network.input_name
