@@ -124,6 +124,17 @@ def test_a_copy_takes_the_train_input_or_leaves_it_out_as_the_original(net):
         assert module(image)[1] is None
 
 
+def test_a_pickled_module_takes_the_train_input_or_leaves_it_out_as_the_original(net):
+    import pickle
+
+    module = pickle.loads(pickle.dumps(net.to_torch(seed=3))).train()
+    assert list(module.state_dict()) == list(net.to_torch(seed=3).state_dict())
+    image, errors = torch.randn(1, 3, 16, 16), torch.randn(3, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(module(image, errors)[1], _reference(image, errors, module.state_dict())[1])
+        assert module(image)[1] is None
+
+
 def test_the_diagram_marks_the_train_input_as_the_layers_only_training_runs(net):
     from cnndsl.backends.graphviz import to_digraph
 

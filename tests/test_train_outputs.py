@@ -194,6 +194,23 @@ def test_a_copy_keeps_its_training_forward_over_its_own_modules(net):
         assert module.train()(x)[1].abs().sum() > 1  # the original's head is untouched
 
 
+def test_a_pickled_module_keeps_its_training_forward_and_its_state_dict(net, tmp_path):
+    """torch.save of the whole module, loaded back (weights_only=False: the caller's own file): the same
+    state_dict, each tensor once, the eval forward's code, and in training mode the train output."""
+    module = net.to_torch(seed=0)
+    torch.save(module, tmp_path / "whole.pt")
+    loaded = torch.load(tmp_path / "whole.pt", weights_only=False)
+    assert list(loaded.state_dict()) == list(module.state_dict())
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in module.state_dict().items())
+    assert loaded.code == module.code and loaded.training == module.training
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits, sem = loaded.train()(x)
+        reference = _reference(x, module.state_dict(), training=True)
+    torch.testing.assert_close(logits, reference[0])
+    torch.testing.assert_close(sem, reference[1])
+
+
 def test_torch_export_is_the_eval_forward(net):
     from cnndsl.backends.torch import export_program
 

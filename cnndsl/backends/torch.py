@@ -331,6 +331,30 @@ class TrainingOutputs(fx.GraphModule):
         copied.__dict__["eval_inputs"] = self.__dict__["eval_inputs"]
         return copied
 
+    def __reduce__(self):
+        """Pickled (torch.save of the whole module) as it is built: GraphModule's own pickling keeps the eval
+        forward alone and makes each training forward a submodule, every weight twice in the state_dict. The
+        training forward calls every module, so it carries them; the eval forward is its own graph over them."""
+        name = type(self).__name__
+        trainings = {
+            key: self.__dict__[key] for key in ("training_forward", "training_forward_without") if key in self.__dict__
+        }
+        evaluating = fx.GraphModule(self, copy.deepcopy(self.graph), name)
+        return (_unpickled_training_outputs, (trainings, evaluating, self.__dict__["eval_inputs"], name, self.training))
+
+
+def _unpickled_training_outputs(
+    trainings: dict, evaluating: fx.GraphModule, eval_inputs: int, name: str, training: bool
+):
+    """The TrainingOutputs that `TrainingOutputs.__reduce__` pickled, built as `graph_module` builds it."""
+    module = TrainingOutputs(trainings["training_forward"], copy.deepcopy(trainings["training_forward"].graph), name)
+    module.graph = copy.deepcopy(evaluating.graph)
+    for key, forward in trainings.items():
+        module.__dict__[key] = fx.GraphModule(module, copy.deepcopy(forward.graph), name)
+    module.__dict__["eval_inputs"] = eval_inputs
+    module.training = training
+    return module
+
 
 def forward_graph(network, root: nn.Module, training: bool = False, train_inputs: bool = True) -> fx.Graph:
     """The forward as an fx graph: each node's expression (`torch_forward`, or its in-place form) applied to proxies.
