@@ -24,6 +24,7 @@ from ..core.errors import CnnDslError, LimitProblem, NameProblem, ValueProblem
 from ..core.resources import memory_bytes
 from ..core.source_map import origin, source_name
 from ..core.version import __version__
+from ..figures.report import format_bytes
 from ..graph import ir
 from ..graph.ir import walk
 from ..ops import format_shape
@@ -169,10 +170,10 @@ def _choose_storage(
             where,
             hint,
         )
-    if folder is not None and folder.is_dir() and shutil.disk_usage(folder).free < size:
+    if folder is not None and folder.is_dir() and (free := shutil.disk_usage(folder).free) < size:
         raise LimitProblem(
-            f"`{network.name}` makes an ONNX model of {size / 2**30:,.1f} GiB, more than the "
-            f"{shutil.disk_usage(folder).free / 2**30:,.1f} GiB free in {folder}",
+            f"`{network.name}` makes an ONNX model of {format_bytes(size)}, more than the {format_bytes(free)} "
+            f"free in {folder}",
             where,
             hint,
         )
