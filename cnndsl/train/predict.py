@@ -4,7 +4,6 @@ boxes, printed and drawn (predict_boxes.py)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem, ValueProblem
+from . import run_metadata
 from .datasets import Preprocessing
 from .memory import located_out_of_memory
 from .predict_boxes import boxes_of, detection_preprocessing, drawn, is_detector
@@ -30,24 +30,13 @@ class Stored:
 
 
 def stored_metadata(weights: Path, network) -> Stored:
-    """The run's metadata in a .safetensors file; for other weights, the network's input and index names."""
-
+    """The run's metadata in a .safetensors file, each entry checked against the network; for other weights, the
+    network's input and index names."""
     task, count = task_of(network, None)
-    found = {}
-    if weights.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(weights), "pt") as handle:
-                found = json.loads((handle.metadata() or {}).get("cnndsl", "{}"))
-        except (OSError, ValueError, RuntimeError) as error:
-            raise FileProblem(f"cannot read weights {weights}: {error}") from None
-    preprocessing = found.get("preprocessing")
-    if preprocessing:
-        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
-    else:
-        preprocessing = Preprocessing.for_input(network.input_shape)
-    return Stored(found.get("task", task), found.get("classes") or [str(i) for i in range(count)], preprocessing)
+    found = run_metadata.read(weights)
+    classes = run_metadata.checked_classes(weights, found, count) or [str(i) for i in range(count)]
+    preprocessing = run_metadata.checked_preprocessing(weights, found, network.input_shape)
+    return Stored(run_metadata.checked_task(weights, found, task), classes, preprocessing)
 
 
 def predict(
@@ -107,15 +96,7 @@ def _detect(network, weights: Path, images: list[str], folder: str | Path | None
 
 def _class_names(weights: Path) -> list[str]:
     """Class names stored with the weights by a run (best.safetensors' metadata), else none: labels by number."""
-    if weights.suffix != ".safetensors":
-        return []
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), "pt") as handle:
-            return json.loads((handle.metadata() or {}).get("cnndsl", "{}")).get("classes") or []
-    except (OSError, ValueError, RuntimeError) as error:
-        raise FileProblem(f"cannot read weights {weights}: {error}") from None
+    return run_metadata.checked_classes(weights, run_metadata.read(weights), None)
 
 
 def _write_mask(output: torch.Tensor, image: str, folder: str | Path | None) -> Path:
