@@ -12,6 +12,7 @@ OPTIMISERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "off")
 TASKS = ("classify", "segment")
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": ()}
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 
 
@@ -49,6 +50,10 @@ class Options:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueProblem(f"unknown training option `{unknown[0]}`", hint=f"options: {', '.join(sorted(known))}")
+        for name, value in values.items():
+            if value is not None and not _of_type(value, cls.__annotations__[name]):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+                raise ValueProblem(f"training option `{name}` is {shown}, not {cls.__annotations__[name]}")
         options = cls(**{name: value for name, value in values.items() if value is not None})
         options.check()
         return options
@@ -119,3 +124,10 @@ def parse_devices(text: str) -> Devices:
     if len(set(indices)) != len(indices):
         raise ValueProblem(f"--devices {text!r} names a GPU twice")
     return Devices("cuda", indices)
+
+
+def _of_type(value, annotation: str) -> bool:
+    """Whether `value` (not None) is of a field's declared type, as the annotation's text says it: an option
+    from a run.json or a Python caller is checked before any arithmetic meets it. A bool is no number."""
+    kinds = tuple(kind for name in annotation.split(" | ") for kind in _TYPES[name])
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))

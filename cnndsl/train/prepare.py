@@ -117,15 +117,22 @@ def _record(spec: Spec) -> dict:
     }
 
 
+def _recorded_input(given: list | dict | None) -> tuple | dict | None:
+    """The run's --input as `load` takes it: CxHxW, shapes by input name (`--input image=3x32x32`), or none."""
+    if isinstance(given, dict):
+        return {name: tuple(shape) for name, shape in given.items()}
+    return None if given is None else tuple(given)
+
+
 def _resumed(folder: Path, network, data, source: dict | None) -> Spec:
     """The stored run, refused where the network or the data listing changed since it started."""
     if not (folder / rundir.LAST).is_file():
         raise FileProblem(f"{folder} holds no last.ckpt to resume", hint="--resume takes the folder of a run")
-    record = rundir.read_json(folder / rundir.RUN)
+    record = rundir.read_record(folder)
     stored = record["network"]
     if network is None:
-        input_shape = tuple(stored["input"]) if stored.get("input") else None
-        network = load(stored["file"], network=stored["network"], input=input_shape, **(stored.get("params") or {}))
+        shape = _recorded_input(stored["input"])
+        network = load(stored["file"], network=stored["network"], input=shape, **(stored.get("params") or {}))
     if network_hash(network) != stored["sha256"]:
         raise ValueProblem(
             f"the network changed since the run started: {stored['file']} is not the text {folder} was trained from",

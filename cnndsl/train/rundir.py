@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..core.atomic import write_atomically
 from ..core.errors import FileProblem
+from .options import TASKS
 
 RUN, METRICS, LAST, BEST, BEST_ONNX, CLASSES, SUMMARY = (
     "run.json",
@@ -51,8 +52,63 @@ def write_json(path: Path, value) -> None:
 def read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise FileProblem(f"cannot read {path}: it nests too deep") from None
     except (OSError, ValueError) as error:
         raise FileProblem(f"cannot read {path}: {error}") from None
+
+
+MOST_THREADS = 1_024  # the CPU threads a resumed run asks torch for
+OPTIONAL = type(None)
+RECORD = {  # what --resume reads of run.json, and its types
+    "network": {
+        "file": str,
+        "network": (str, OPTIONAL),
+        "params": (dict, OPTIONAL),
+        "input": (list, dict, OPTIONAL),
+        "sha256": str,
+    },
+    "data": {"root": str, "listing": dict},
+    "task": str,
+    "classes": int,
+    "threads": int,
+    "options": dict,
+}
+
+
+def read_record(folder: Path) -> dict:
+    """The run.json a run wrote, each field --resume reads of the type a run writes: a damaged or foreign file
+    is refused by name, not met later as a traceback."""
+    path = folder / RUN
+    record = read_json(path)
+    _require_fields(path, record, RECORD, "")
+    given = record["network"]["input"]
+    shapes = list(given.values()) if isinstance(given, dict) else [] if given is None else [given]
+    if not all(isinstance(shape, list) and shape and all(_whole(size, 1) for size in shape) for shape in shapes):
+        raise _not_a_record(path, "`network.input` is not a shape of whole sizes of at least 1")
+    if record["task"] not in TASKS or record["classes"] < 1:
+        raise _not_a_record(path, f"`task` is not one of {', '.join(TASKS)} or `classes` is under 1")
+    if not 0 <= record["threads"] <= MOST_THREADS:  # torch's set_num_threads(10**6) crashes the process
+        raise _not_a_record(path, f"`threads` is not from 0 to {MOST_THREADS:,}")
+    return record
+
+
+def _whole(value, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _require_fields(path: Path, value, fields: dict, prefix: str) -> None:
+    if not isinstance(value, dict):
+        raise _not_a_record(path, f"`{prefix[:-1]}` is not an object" if prefix else "it is not an object")
+    for key, kind in fields.items():
+        if isinstance(kind, dict):
+            _require_fields(path, value.get(key), kind, f"{prefix}{key}.")
+        elif not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
+            raise _not_a_record(path, f"`{prefix}{key}` is missing or not of the type a run writes")
+
+
+def _not_a_record(path: Path, why: str) -> FileProblem:
+    return FileProblem(f"{path} is not the record of a run: {why}", hint="--resume takes the folder a run wrote")
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:

@@ -90,9 +90,10 @@ def _run(spec, rank: int, world: int, stream) -> Result:
     state = {"step": Step(), "rows": [], "best": None}
     if spec.resume:
         saved = checkpoint.load(folder / rundir.LAST)
-        setup.load_state(saved["train"])
-        checkpoint.restore_random_states(saved["random"])
-        state = {"step": Step(**saved["step"]), "rows": saved["rows"], "best": saved["best"]}
+        with checkpoint.fitting(folder / rundir.LAST):
+            setup.load_state(saved["train"])
+            checkpoint.restore_random_states(saved["random"])
+            state = {"step": checkpoint.step_of(saved["step"]), **checkpoint.history_of(saved, metric)}
     else:
         _save(setup, state, rank)
     step = state["step"]
