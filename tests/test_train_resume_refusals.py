@@ -102,3 +102,16 @@ CHECKPOINT_HINT = "hint: --resume takes the folder a run wrote, with the last.ck
 )  # fmt: skip
 def test_a_last_ckpt_that_is_not_this_runs_is_refused_by_name(resumed, damage, why):
     assert resumed(damage) == (1, f"error: checkpoint RUN/last.ckpt {why}\n{CHECKPOINT_HINT}")
+
+
+def test_a_run_started_with_a_named_input_shape_resumes_with_it(tmp_path, cli):
+    """`--input NAME=CxHxW` is recorded by name ({"input": [3, 32, 32]}), and --resume loads it so."""
+    (tmp_path / "net.cnn").write_text(TWO_CLASSES)
+    data = tiny_set(tmp_path / "data")
+    started = cli("train", tmp_path / "net.cnn", data, "--out", tmp_path / "run", "--epochs", "1", "--batch", "2",
+                  "--input", "input=3x32x32")  # fmt: skip
+    assert started.exit_code == 0, started.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["network"]["input"] == {"input": [3, 32, 32]}
+    resumed = cli("train", "--resume", tmp_path / "run")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resumed at epoch 2, step 0" in resumed.stdout.splitlines()[0]
