@@ -316,7 +316,8 @@ def test_yolov1_decoding_equals_darknets_detection_layer():
 
 
 # --- cnndsl predict on a detector: boxes printed in the image's pixels and drawn --------------------------------
-def test_predict_prints_a_detectors_boxes_in_image_pixels_and_draws_them(detector, tmp_path):
+@pytest.mark.filterwarnings("error::UserWarning")  # torch's about a read-only NumPy array reached the user's stderr
+def test_predict_prints_a_detectors_boxes_in_image_pixels_and_draws_them(detector, tmp_path, monkeypatch):
     from click.testing import CliRunner
     from PIL import Image
     from safetensors.torch import save_file
@@ -326,22 +327,21 @@ def test_predict_prints_a_detectors_boxes_in_image_pixels_and_draws_them(detecto
 
     v2, _ = transforms_v2()  # torchvision, its C ops stubbed where they do not load
 
+    (tmp_path / "out").mkdir()
     (tmp_path / "detector.cnn").write_text(DETECTOR)
     module = detector.to_torch(seed=1).eval()
     save_file({key: value.contiguous() for key, value in module.state_dict().items()}, tmp_path / "w.safetensors")
     pixels = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)  # 128 wide, 96 high
     Image.fromarray(pixels).save(tmp_path / "street.png")
     arguments = ["predict", "detector.cnn", "street.png", "--weights", "w.safetensors", "--masks", "out"]
+    monkeypatch.chdir(tmp_path)  # the paths as a user in the folder types them
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as folder:
-        for name in ("detector.cnn", "w.safetensors", "street.png"):
-            (Path(folder) / name).write_bytes((tmp_path / name).read_bytes())
-        (Path(folder) / "out").mkdir()
-        result = runner.invoke(main, [*arguments, "--format", "json"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        (found,) = json.loads(result.output)
-        text = runner.invoke(main, arguments, catch_exceptions=False).output
-        drawing = np.asarray(Image.open(Path(folder) / "out" / "street.boxes.png"))
+    result = runner.invoke(main, [*arguments, "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    (found,) = json.loads(result.output)
+    text = runner.invoke(main, arguments, catch_exceptions=False).output
+    drawing = np.asarray(Image.open(tmp_path / "out" / "street.boxes.png"))
     # the reference: torchvision's resize to the input, [0, 1] values, the module, corners scaled to 128 × 96
     image = v2.Compose([v2.ToImage(), v2.Resize((64, 64)), v2.ToDtype(torch.float32, scale=True)])(
         Image.fromarray(pixels)

@@ -48,7 +48,7 @@ def drawn(image, boxes: list, image_path: str, folder: str | Path | None) -> Pat
     from .vision import torchvision
 
     utils = torchvision().utils
-    pixels = torch.from_numpy(numpy.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(numpy.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()  # a writable copy
     if boxes:
         corners = torch.tensor([box["box"] for box in boxes], dtype=torch.float32)
         labels = [f"{box['class']} {box['score']:.2f}" for box in boxes]
