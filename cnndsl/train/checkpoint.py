@@ -19,7 +19,6 @@ from ..core.errors import FileProblem
 from .loop import Step
 
 HINT = "--resume takes the folder a run wrote, with the last.ckpt it saved"
-TIMING = ["images", "seconds", "wait"]  # Step.timing's keys
 
 
 def random_states() -> dict:
@@ -71,7 +70,12 @@ def step_of(saved) -> Step:
     step = Step(**saved)
     whole = all(type(value) is int and value >= least for value, least in ((step.epoch, 1), (step.done, 0)))
     timing = step.timing
-    if not whole or type(step.loss_sum) is not float or not isinstance(timing, dict) or sorted(timing) != TIMING:
+    if (
+        not whole
+        or type(step.loss_sum) is not float
+        or not isinstance(timing, dict)
+        or timing.keys() != Step().timing.keys()
+    ):
         raise ValueError("its step (epoch, done, loss_sum, timing) is not where a run stops")
     if not all(type(value) in (int, float) for value in timing.values()):
         raise ValueError("its step's timing holds other values than numbers")
