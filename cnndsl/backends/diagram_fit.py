@@ -156,10 +156,12 @@ def svg_pixels(text: bytes) -> tuple[int, int]:
 
 def draw(network, target: Path, fmt: str, drawn: DiagramOptions) -> Fit | None:
     """Write the diagram as `cnndsl draw` does: without a depth, at the one that fits, reusing the SVG laid
-    out to measure it; returns the Fit where a depth was chosen."""
+    out to measure it where it was the search's first (`dot` emits the clusters of a later graph in one
+    process in an order that follows its memory, so that SVG is drawn again alone: the same bytes as
+    `--depth N`); returns the Fit where a depth was chosen."""
     budget = LayoutBudget.of(drawn.timeout)
     chosen, fit = with_fitting_depth(network, fmt, drawn, budget)
-    if fit is not None and fit.svg is not None and fmt == "svg":
+    if fit is not None and fit.svg is not None and fit.depth == 1 and fmt == "svg":
         write_atomically(target, fit.svg)
     else:
         render(network, target, fmt, budget=budget, **chosen.figure())
